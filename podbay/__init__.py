@@ -1,0 +1,1 @@
+"""podbay: Kubernetes Pods on real Linux containers."""

@@ -1,0 +1,5 @@
+import sys
+
+from podbay.cli.main import main
+
+sys.exit(main())

@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Installs everything podbay needs on a Debian 12 machine, idempotently:
+# the runtime's Debian packages and a virtualenv with podbay and its test tools.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+APT_PACKAGES=(crun conmon containernetworking-plugins iptables iproute2 busybox-static
+              skopeo umoci docker-registry catatonit util-linux procps)
+
+missing=()
+for p in "${APT_PACKAGES[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+    echo "setup: installing Debian packages: ${missing[*]}" >&2
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+# docker-registry starts a system service when installed; podbay's tests run their own.
+if command -v service >/dev/null && [ -e /etc/init.d/docker-registry ]; then
+    service docker-registry stop >/dev/null 2>&1 || true
+fi
+
+PY=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+    "$PY" -m venv .venv || { apt-get install -y -qq python3-venv >/dev/null && "$PY" -m venv .venv; }
+fi
+stamp=.venv/.podbay-installed
+want=$(sha256sum pyproject.toml | cut -d' ' -f1)
+if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
+    .venv/bin/pip install -q --upgrade pip >/dev/null
+    .venv/bin/pip install -q -e '.[test]'
+    echo "$want" > "$stamp"
+fi

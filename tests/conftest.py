@@ -1,0 +1,142 @@
+"""Shared test fixtures.
+
+`host_env` gives a test its own roots, names, cgroup parent, bridge and pod
+subnet, and after the test checks that nothing it made is left on the host:
+no mount, network namespace, link, iptables rule, cgroup or process.
+Fixtures that start runtimes or servers depend on it, so they are torn down
+before the check runs.
+"""
+from __future__ import annotations
+
+import fcntl
+import os
+import secrets
+import shutil
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+SUBNET_LOCK_DIR = Path(tempfile.gettempdir()) / "podbay-test-subnets"
+
+
+@dataclass(frozen=True)
+class HostEnv:
+    """Everything a test may create on the host is named or rooted here."""
+
+    prefix: str  # short and unique: fits a 15-character interface name
+    state_root: Path  # the test's /var/lib/podbay
+    run_root: Path  # the test's /run/podbay
+    cgroup_parent: str  # parent cgroup of every pod cgroup the test makes
+    bridge: str
+    network_name: str
+    subnet: str  # a /24 no other running test uses
+
+
+@dataclass(frozen=True)
+class Leftovers:
+    mounts: frozenset[str]
+    links: frozenset[str]
+    netns: frozenset[str]
+    iptables: frozenset[str]
+    cgroups: frozenset[str]
+    processes: frozenset[str]
+
+    def empty(self) -> bool:
+        return not any(vars(self).values())
+
+
+def _claim_subnet() -> tuple[int, int]:
+    """Claims a /24 under 10.123.0.0/16 with a lock file held until released."""
+    SUBNET_LOCK_DIR.mkdir(exist_ok=True)
+    for n in range(256):
+        fd = os.open(SUBNET_LOCK_DIR / f"{n}.lock", os.O_CREAT | os.O_RDWR, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            continue
+        return n, fd
+    raise RuntimeError("no free test subnet")
+
+
+def _leftovers(env: HostEnv) -> Leftovers:
+    roots = (str(env.state_root), str(env.run_root))
+
+    def mine(text: str) -> bool:
+        return env.prefix in text or any(r in text for r in roots)
+
+    mounts = set()
+    for line in Path("/proc/self/mountinfo").read_text().splitlines():
+        point = line.split()[4]
+        if mine(point):
+            mounts.add(point)
+
+    links = set()
+    out = subprocess.run(["ip", "-o", "link", "show"], capture_output=True, text=True).stdout
+    for line in out.splitlines():
+        name = line.split(":")[1].strip().split("@")[0]
+        if env.prefix in name or f"master {env.bridge} " in line:
+            links.add(name)
+
+    netns = {p.name for p in Path("/run/netns").glob("*") if env.prefix in p.name} if Path("/run/netns").is_dir() else set()
+
+    rules = set()
+    if shutil.which("iptables-save"):
+        for table in ("nat", "filter"):
+            out = subprocess.run(["iptables-save", "-t", table], capture_output=True, text=True).stdout
+            rules |= {ln for ln in out.splitlines() if env.network_name in ln or env.subnet in ln}
+
+    cgroups = set()
+    for hierarchy in Path("/sys/fs/cgroup").iterdir():
+        candidate = hierarchy / env.cgroup_parent.strip("/")
+        if candidate.exists():
+            cgroups.add(str(candidate))
+
+    procs = set()
+    me = os.getpid()
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit() or int(proc.name) == me:
+            continue
+        try:
+            cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            cgroup = (proc / "cgroup").read_text()
+        except OSError:
+            continue
+        if mine(cmdline) or env.cgroup_parent in cgroup:
+            procs.add(f"{proc.name}: {cmdline.strip()}")
+
+    return Leftovers(*(frozenset(s) for s in (mounts, links, netns, rules, cgroups, procs)))
+
+
+@pytest.fixture
+def host_env() -> Iterator[HostEnv]:
+    prefix = "pbt" + secrets.token_hex(3)
+    n, lock_fd = _claim_subnet()
+    base = Path(tempfile.mkdtemp(prefix=f"{prefix}-"))
+    env = HostEnv(
+        prefix=prefix,
+        state_root=base / "lib",
+        run_root=base / "run",
+        cgroup_parent=f"podbay-{prefix}",
+        bridge=f"{prefix}br",
+        network_name=f"{prefix}net",
+        subnet=f"10.123.{n}.0/24",
+    )
+    env.state_root.mkdir()
+    env.run_root.mkdir()
+    try:
+        yield env
+        left = _leftovers(env)
+        assert left.empty(), f"test left things behind on the host: {left}"
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+        os.close(lock_fd)
+
+
+def require_root() -> None:
+    if os.geteuid() != 0:
+        pytest.skip("needs root: runs real containers")
