@@ -1,0 +1,265 @@
+"""What a sync must do to a pod: the kubelet's computePodActions (kuberuntime_manager.go).
+
+Pure: takes the pod, the runtime's view of it and the probe results, returns
+the actions. Back-off is applied afterwards by the caller, per container.
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from podbay.agent.podstate import ContainerRecord, PodRuntimeStatus, RunState
+
+
+@dataclass
+class KillInfo:
+    name: str
+    message: str
+    reason: str = ""  # "" | "LivenessProbe" | "StartupProbe" | "Changed" | "Unknown"
+
+
+@dataclass
+class PodActions:
+    kill_pod: bool = False
+    create_sandbox: bool = False
+    sandbox_id: str | None = None
+    attempt: int = 0
+    init_containers_to_start: list[int] = field(default_factory=list)
+    containers_to_start: list[int] = field(default_factory=list)
+    containers_to_kill: dict[str, KillInfo] = field(default_factory=dict)
+
+
+def is_restartable_init(container: Any) -> bool:
+    """A sidecar: an init container with restartPolicy Always."""
+    return getattr(container, "restart_policy", None) == "Always"
+
+
+def should_restart_on_failure(pod: Any) -> bool:
+    return pod.spec.restart_policy != "Never"
+
+
+def _succeeded(container: Any, status: PodRuntimeStatus) -> bool:
+    c = status.find(container.name)
+    return c is not None and c.state is RunState.EXITED and c.exit_code == 0
+
+
+def _init_failed(c: ContainerRecord) -> bool:
+    if c.state is RunState.EXITED and c.exit_code != 0:
+        return True
+    return c.state is RunState.UNKNOWN
+
+
+def _changed(container: Any, c: ContainerRecord) -> bool:
+    # Only the image of a container may change in a pod's spec.
+    return bool(c.spec_image) and c.spec_image != container.image
+
+
+def sandbox_changed(pod: Any, status: PodRuntimeStatus) -> tuple[bool, int, str | None]:
+    """(must create a new sandbox, its attempt, the current sandbox id): PodSandboxChanged."""
+    if not status.sandboxes:
+        return True, 0, None
+    newest = status.sandboxes[0]
+    ready = sum(1 for s in status.sandboxes if s.ready)
+    if ready > 1 or not newest.ready:
+        return True, newest.attempt + 1, newest.id
+    if not getattr(pod.spec, "host_network", False) and not newest.ip:
+        return True, newest.attempt + 1, newest.id
+    return False, newest.attempt, newest.id
+
+
+def should_container_be_restarted(container: Any, pod: Any, status: PodRuntimeStatus) -> bool:
+    """ShouldContainerBeRestarted for a main container."""
+    if pod.metadata.deletion_timestamp is not None:
+        return False
+    c = status.find(container.name)
+    if c is None:
+        return True
+    if c.state is RunState.RUNNING:
+        return False
+    if c.state in (RunState.UNKNOWN, RunState.CREATED):
+        return True
+    if pod.spec.restart_policy == "Never":
+        return False
+    if pod.spec.restart_policy == "OnFailure" and c.exit_code == 0:
+        return False
+    return True
+
+
+def init_done(pod: Any, status: PodRuntimeStatus) -> bool:
+    """Whether initialization needs nothing more: findNextInitContainerToRun's `done`."""
+    inits = pod.spec.init_containers
+    if not inits:
+        return True
+    if any((c := status.find(m.name)) is not None and c.state is RunState.RUNNING for m in pod.spec.containers):
+        return True
+    if any((c := status.find(i.name)) is not None and _init_failed(c) for i in inits):
+        return False
+    for i in range(len(inits) - 1, -1, -1):
+        c = status.find(inits[i].name)
+        if c is None:
+            continue
+        if c.state is RunState.RUNNING:
+            return False
+        if c.state is RunState.EXITED:
+            return i == len(inits) - 1
+    return False
+
+
+def compute_pod_actions(
+    pod: Any,
+    status: PodRuntimeStatus,
+    liveness: Mapping[str, bool] | None = None,
+    startup: Mapping[str, bool] | None = None,
+) -> PodActions:
+    """`liveness`/`startup` map container id → last probe result (absent: not probed yet)."""
+    liveness = liveness or {}
+    startup = startup or {}
+    create, attempt, sandbox_id = sandbox_changed(pod, status)
+    actions = PodActions(kill_pod=create, create_sandbox=create, sandbox_id=sandbox_id, attempt=attempt)
+
+    if create:
+        if not should_restart_on_failure(pod) and attempt != 0 and status.containers:
+            # Everything already ran once and must not run again: just clean up.
+            actions.create_sandbox = False
+            return actions
+        to_start = [
+            i for i, c in enumerate(pod.spec.containers)
+            if not (pod.spec.restart_policy == "OnFailure" and _succeeded(c, status))
+        ]
+        if not to_start and init_done(pod, status):
+            actions.create_sandbox = False
+            return actions
+        if pod.spec.init_containers:
+            actions.init_containers_to_start = [0]
+            return actions
+        actions.containers_to_start = to_start
+        return actions
+
+    initialized = _compute_init_actions(pod, status, actions, liveness, startup)
+    if actions.kill_pod or not initialized:
+        return actions
+
+    keep = 0
+    for i, container in enumerate(pod.spec.containers):
+        c = status.find(container.name)
+        if c is None or c.state is not RunState.RUNNING:
+            if should_container_be_restarted(container, pod, status):
+                actions.containers_to_start.append(i)
+                if c is not None and c.state is RunState.UNKNOWN:
+                    # Unknown may still be running: never risk two instances.
+                    actions.containers_to_kill[c.id] = KillInfo(
+                        container.name, f"Container {container.name} is in unknown state, will be restarted", "Unknown")
+            continue
+        restart = should_restart_on_failure(pod)
+        if _changed(container, c):
+            message, reason, restart = f"Container {container.name} definition changed", "Changed", True
+        elif liveness.get(c.id) is False:
+            message, reason = f"Container {container.name} failed liveness probe", "LivenessProbe"
+        elif startup.get(c.id) is False:
+            message, reason = f"Container {container.name} failed startup probe", "StartupProbe"
+        else:
+            keep += 1
+            continue
+        if restart:
+            message += ", will be restarted"
+            actions.containers_to_start.append(i)
+        actions.containers_to_kill[c.id] = KillInfo(container.name, message, reason)
+
+    if keep == 0 and not actions.containers_to_start:
+        actions.kill_pod = True
+        # Sidecars must not keep a finished pod alive.
+        actions.init_containers_to_start = []
+    return actions
+
+
+def _compute_init_actions(
+    pod: Any,
+    status: PodRuntimeStatus,
+    actions: PodActions,
+    liveness: Mapping[str, bool],
+    startup: Mapping[str, bool],
+) -> bool:
+    """computeInitContainerActions: fills init actions, returns whether the pod is initialized."""
+    inits = pod.spec.init_containers
+    if not inits:
+        return True
+    initialized = any(
+        (c := status.find(m.name)) is not None and c.state in (RunState.CREATED, RunState.RUNNING)
+        for m in pod.spec.containers
+    )
+    previously = initialized
+    restart_on_failure = should_restart_on_failure(pod)
+    to_start: list[int] = []
+
+    # Walk backwards: completed init containers may have been removed from the
+    # runtime, so the last one seen is the progress marker.
+    for i in range(len(inits) - 1, -1, -1):
+        container = inits[i]
+        sidecar = is_restartable_init(container)
+        c = status.find(container.name)
+        if c is None:
+            if previously and sidecar:
+                to_start.append(i)
+            continue
+        if previously and not sidecar:
+            continue
+
+        if c.state is RunState.CREATED:
+            to_start.append(i)
+        elif c.state is RunState.RUNNING:
+            if sidecar:
+                to_start_next = True
+                if getattr(container, "startup_probe", None) is not None:
+                    result = startup.get(c.id)
+                    if result is not True:
+                        to_start_next = False
+                        if result is False:
+                            actions.containers_to_kill[c.id] = KillInfo(
+                                container.name, f"Init container {container.name} failed startup probe", "StartupProbe")
+                            to_start.append(i)
+                if to_start_next:
+                    if i == len(inits) - 1:
+                        initialized = True
+                    elif not previously:
+                        to_start.append(i + 1)
+                    if _changed(container, c):
+                        actions.containers_to_kill[c.id] = KillInfo(
+                            container.name, f"Init container {container.name} definition changed", "Changed")
+                        to_start.append(i)
+                    elif getattr(container, "liveness_probe", None) is not None and liveness.get(c.id) is False:
+                        actions.containers_to_kill[c.id] = KillInfo(
+                            container.name, f"Init container {container.name} failed liveness probe", "LivenessProbe")
+                        to_start.append(i)
+        elif c.state is RunState.EXITED:
+            if sidecar:
+                to_start.append(i)
+            elif _init_failed(c):
+                if not restart_on_failure:
+                    actions.kill_pod = True
+                    actions.init_containers_to_start = []
+                    return False
+                to_start.append(i)
+            elif i == len(inits) - 1:
+                initialized = True
+            else:
+                to_start.append(i + 1)
+        else:
+            if sidecar:
+                actions.containers_to_kill[c.id] = KillInfo(
+                    container.name, f"Init container {container.name} is in unknown state, will be restarted", "Unknown")
+                to_start.append(i)
+            else:
+                if not restart_on_failure:
+                    actions.kill_pod = True
+                    actions.init_containers_to_start = []
+                    return False
+                actions.containers_to_kill[c.id] = KillInfo(
+                    container.name, f"Init container {container.name} is in unknown state, will be restarted", "Unknown")
+                to_start.append(i)
+        previously = True
+
+    if not previously:
+        to_start.append(0)
+    actions.init_containers_to_start = list(reversed(to_start))
+    return initialized
