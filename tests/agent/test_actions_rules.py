@@ -1,7 +1,7 @@
 import pytest
 
 from podbay.agent.actions import compute_pod_actions, sandbox_changed
-from tests.agent.builders import container, pod, rec, runtime, sidecar
+from agent_builders import container, pod, rec, runtime, sidecar
 
 
 def test_new_pod_creates_sandbox_and_starts_all_containers():

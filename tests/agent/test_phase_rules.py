@@ -3,7 +3,7 @@ import pytest
 from podbay.agent.phase import (
     Condition, containers_ready_condition, get_phase, initialized_condition, merge_conditions, ready_condition,
 )
-from tests.agent.builders import container, cstatus, pod, running, sidecar, terminated, waiting
+from agent_builders import container, cstatus, pod, running, sidecar, terminated, waiting
 from types import SimpleNamespace as NS
 
 
