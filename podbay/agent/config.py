@@ -1,0 +1,21 @@
+"""Agent settings."""
+from __future__ import annotations
+
+import socket
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+@dataclass
+class AgentConfig:
+    node_name: str = field(default_factory=socket.gethostname)
+    node_address: str = "127.0.0.1"  # InternalIP published in the Node; the logs/exec server listens here
+    server_port: int = 10250  # 0: any free port (tests)
+    state_root: Path = Path("/var/lib/podbay")  # capacity of ephemeral-storage is read here
+    heartbeat_interval: float = 10.0
+    relist_interval: float = 5.0  # safety net behind the runtime's exit events
+    backoff_base: float = 10.0
+    backoff_cap: float = 300.0
+    backoff_reset: float | None = None  # None: 2 * cap (10 minutes), as the kubelet
+    max_pods: int = 110
+    labels: dict[str, str] = field(default_factory=dict)

@@ -1,0 +1,72 @@
+"""This machine as a Node object: capacity, addresses, nodeInfo, the Ready condition."""
+from __future__ import annotations
+
+import os
+import platform
+import uuid
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from podbay.agent.config import AgentConfig
+
+
+def machine_capacity(state_root: Path, max_pods: int) -> dict[str, str]:
+    mem_kib = 0
+    for line in Path("/proc/meminfo").read_text().splitlines():
+        if line.startswith("MemTotal:"):
+            mem_kib = int(line.split()[1])
+    probe = state_root if state_root.exists() else Path("/")
+    st = os.statvfs(probe)
+    return {"cpu": str(os.cpu_count() or 1), "memory": f"{mem_kib}Ki",
+            "ephemeral-storage": f"{st.f_blocks * st.f_frsize // 1024}Ki", "pods": str(max_pods)}
+
+
+def _machine_id() -> str:
+    for p in (Path("/etc/machine-id"), Path("/var/lib/dbus/machine-id")):
+        if p.exists():
+            return p.read_text().strip()
+    return uuid.uuid5(uuid.NAMESPACE_DNS, platform.node()).hex
+
+
+def ready_condition(now: datetime, since: datetime) -> dict[str, Any]:
+    return {"type": "Ready", "status": "True", "reason": "KubeletReady", "message": "podbay agent is posting ready status",
+            "lastHeartbeatTime": now, "lastTransitionTime": since}
+
+
+def node_status(config: AgentConfig, port: int, now: datetime, ready_since: datetime) -> dict[str, Any]:
+    capacity = machine_capacity(config.state_root, config.max_pods)
+    os_release = {}
+    osr = Path("/etc/os-release")
+    if osr.exists():
+        for line in osr.read_text().splitlines():
+            k, _, v = line.partition("=")
+            os_release[k] = v.strip('"')
+    return {
+        "capacity": capacity,
+        "allocatable": capacity,
+        "conditions": [ready_condition(now, ready_since)],
+        "addresses": [{"type": "InternalIP", "address": config.node_address},
+                      {"type": "Hostname", "address": config.node_name}],
+        "daemonEndpoints": {"kubeletEndpoint": {"Port": port}},
+        "nodeInfo": {"machineID": _machine_id(), "systemUUID": _machine_id(), "bootID": _boot_id(),
+                     "kernelVersion": platform.release(), "osImage": os_release.get("PRETTY_NAME", "Linux"),
+                     "containerRuntimeVersion": "crun://podbay", "kubeletVersion": "v1.32.0-podbay",
+                     "kubeProxyVersion": "", "operatingSystem": "linux", "architecture": _arch()},
+    }
+
+
+def _boot_id() -> str:
+    p = Path("/proc/sys/kernel/random/boot_id")
+    return p.read_text().strip() if p.exists() else ""
+
+
+def _arch() -> str:
+    return {"x86_64": "amd64", "aarch64": "arm64"}.get(platform.machine(), platform.machine())
+
+
+def node_object(config: AgentConfig, port: int, now: datetime) -> dict[str, Any]:
+    labels = {"kubernetes.io/hostname": config.node_name, "kubernetes.io/os": "linux",
+              "kubernetes.io/arch": _arch(), **config.labels}
+    return {"apiVersion": "v1", "kind": "Node", "metadata": {"name": config.node_name, "labels": labels},
+            "spec": {}, "status": node_status(config, port, now, now)}

@@ -1,0 +1,163 @@
+"""The agent's small kubelet-like HTTP server: container logs and exec, which the
+API server proxies for `pods/{name}/log` and `pods/{name}/exec`.
+"""
+from __future__ import annotations
+
+import asyncio
+import base64
+from collections import deque
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, AsyncIterator
+
+from aiohttp import web
+
+from podbay.agent.podstate import RunState
+from podbay.agent.runtimeview import container_record, runtime_pods
+
+FOLLOW_POLL_SECONDS = 0.2  # log files have no change notification through the runtime
+
+
+@dataclass
+class LogLine:
+    timestamp: str
+    stream: str
+    partial: bool
+    content: bytes
+
+
+def parse_cri_line(raw: bytes) -> LogLine | None:
+    """`<RFC3339Nano> stdout|stderr F|P <content>` — the CRI log format."""
+    parts = raw.rstrip(b"\n").split(b" ", 3)
+    if len(parts) < 3:
+        return None
+    content = parts[3] if len(parts) == 4 else b""
+    return LogLine(parts[0].decode(), parts[1].decode(), parts[2] == b"P", content)
+
+
+def render(line: LogLine, timestamps: bool) -> bytes:
+    text = line.content if line.partial else line.content + b"\n"
+    return (line.timestamp.encode() + b" " + text) if timestamps else text
+
+
+def tail(lines: list[LogLine], n: int | None) -> list[LogLine]:
+    """The last `n` whole lines (partial chunks join the line they end)."""
+    if n is None:
+        return lines
+    out: deque[list[LogLine]] = deque(maxlen=max(n, 0))
+    current: list[LogLine] = []
+    for ln in lines:
+        current.append(ln)
+        if not ln.partial:
+            out.append(current)
+            current = []
+    if current:
+        out.append(current)
+    return [ln for group in out for ln in group] if n > 0 else []
+
+
+class _Server:
+    def __init__(self, runner: web.AppRunner, port: int) -> None:
+        self.runner = runner
+        self.port = port
+
+    async def close(self) -> None:
+        await self.runner.cleanup()
+
+
+async def _find(agent: Any, namespace: str, pod: str, container: str, previous: bool) -> Any:
+    for w in agent.workers.values():
+        p = w.pod or w.last_pod
+        if p is not None and p.metadata.namespace == namespace and p.metadata.name == pod:
+            rt = (await runtime_pods(agent.runtime)).get(p.metadata.uid)
+            history = rt.history(container) if rt is not None else []
+            index = 1 if previous else 0
+            if len(history) <= index:
+                what = "previous terminated" if previous else ""
+                raise web.HTTPBadRequest(text=f'{what} container "{container}" in pod "{pod}" not found')
+            return history[index]
+    raise web.HTTPNotFound(text=f'pod "{pod}" not found on this node')
+
+
+async def _read_lines(path: Path, follow: bool, alive: Any) -> AsyncIterator[LogLine]:
+    with open(path, "rb") as f:
+        buf = b""
+        while True:
+            chunk = f.readline()
+            if chunk:
+                buf += chunk
+                if buf.endswith(b"\n"):
+                    line = parse_cri_line(buf)
+                    buf = b""
+                    if line is not None:
+                        yield line
+                continue
+            if not follow or not await alive():
+                return
+            await asyncio.sleep(FOLLOW_POLL_SECONDS)
+
+
+def make_app(agent: Any) -> web.Application:
+    async def logs(request: web.Request) -> web.StreamResponse:
+        ns, pod, name = request.match_info["ns"], request.match_info["pod"], request.match_info["container"]
+        q = request.query
+        follow = q.get("follow") in ("1", "true")
+        timestamps = q.get("timestamps") in ("1", "true")
+        tail_lines = int(q["tailLines"]) if q.get("tailLines") not in (None, "") else None
+        record = await _find(agent, ns, pod, name, q.get("previous") in ("1", "true"))
+        path = Path(await agent.runtime.container_log_path(record.id))
+
+        async def alive() -> bool:
+            status = await agent.runtime.container_status(record.id)
+            return container_record(status).state is RunState.RUNNING
+
+        resp = web.StreamResponse(headers={"Content-Type": "text/plain"})
+        await resp.prepare(request)
+        if not path.exists():
+            await resp.write_eof()
+            return resp
+        if tail_lines is not None:
+            lines = [ln async for ln in _read_lines(path, False, alive)]
+            for ln in tail(lines, tail_lines):
+                await resp.write(render(ln, timestamps))
+            skip = len(lines)
+        else:
+            skip = 0
+        if tail_lines is None or follow:
+            seen = 0
+            async for ln in _read_lines(path, follow, alive):
+                seen += 1
+                if seen > skip:
+                    await resp.write(render(ln, timestamps))
+        await resp.write_eof()
+        return resp
+
+    async def exec_(request: web.Request) -> web.Response:
+        """Runs a command to completion: ?command=a&command=b[&timeout=s] →
+        {"exitCode", "stdout", "stderr"} with base64 output."""
+        ns, pod, name = request.match_info["ns"], request.match_info["pod"], request.match_info["container"]
+        command = request.query.getall("command", [])
+        if not command:
+            raise web.HTTPBadRequest(text="command: Required value")
+        record = await _find(agent, ns, pod, name, False)
+        if record.state is not RunState.RUNNING:
+            raise web.HTTPBadRequest(text=f'container "{name}" is not running')
+        timeout = float(request.query.get("timeout", "0") or 0) or None
+        code, out, err = await agent.runtime.exec_sync(record.id, command, timeout)
+        return web.json_response({"exitCode": code, "stdout": base64.b64encode(out or b"").decode(),
+                                  "stderr": base64.b64encode(err or b"").decode()})
+
+    app = web.Application()
+    app.router.add_get("/containerLogs/{ns}/{pod}/{container}", logs)
+    app.router.add_post("/exec/{ns}/{pod}/{container}", exec_)
+    app.router.add_get("/healthz", lambda _: web.Response(text="ok"))
+    return app
+
+
+async def start_server(agent: Any, host: str, port: int) -> _Server:
+    runner = web.AppRunner(make_app(agent))
+    await runner.setup()
+    site = web.TCPSite(runner, host, port)
+    await site.start()
+    bound = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    return _Server(runner, bound)

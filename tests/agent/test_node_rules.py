@@ -1,0 +1,19 @@
+from datetime import datetime, timezone
+
+from podbay.agent.config import AgentConfig
+from podbay.agent.node import node_object
+
+
+def test_node_object_reads_the_machine(tmp_path):
+    now = datetime.now(timezone.utc)
+    node = node_object(AgentConfig(node_name="n1", state_root=tmp_path, node_address="127.0.0.1"), 12345, now)
+    st = node["status"]
+    assert node["metadata"]["name"] == "n1" and node["metadata"]["labels"]["kubernetes.io/hostname"] == "n1"
+    assert st["capacity"]["pods"] == "110" and int(st["capacity"]["cpu"]) >= 1
+    assert st["capacity"]["memory"].endswith("Ki") and st["capacity"]["ephemeral-storage"].endswith("Ki")
+    assert st["allocatable"] == st["capacity"]
+    assert {"type": "InternalIP", "address": "127.0.0.1"} in st["addresses"]
+    assert st["daemonEndpoints"]["kubeletEndpoint"]["Port"] == 12345
+    ready = st["conditions"][0]
+    assert ready["type"] == "Ready" and ready["status"] == "True" and ready["lastHeartbeatTime"] == now
+    assert st["nodeInfo"]["operatingSystem"] == "linux"
