@@ -1,0 +1,105 @@
+"""Field errors and the API's error kinds, shaped like Kubernetes' field.Error and StatusError."""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class FieldError:
+    """One thing wrong with one field: `spec.containers[1].name: "Web": must be ...`."""
+
+    path: str
+    value: Any
+    message: str
+
+    def __str__(self) -> str:
+        if self.value is None or self.value == "":
+            return f"{self.path}: {self.message}"
+        shown = json.dumps(self.value) if isinstance(self.value, (str, int, float, bool)) else repr(self.value)
+        return f"{self.path}: {shown}: {self.message}"
+
+
+class Invalid(ValueError):
+    """An object that fails decoding or validation; carries every field error found."""
+
+    def __init__(self, errors: list[FieldError], what: str = "object") -> None:
+        self.errors = list(errors)
+        self.what = what
+        super().__init__("\n".join(str(e) for e in self.errors) or f"{what} is invalid")
+
+
+class APIError(Exception):
+    """An error the API reports as a metav1.Status."""
+
+    code = 500
+    reason = "InternalError"
+
+    def __init__(self, message: str, *, details: dict[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = details or {}
+
+    def to_status(self) -> dict[str, Any]:
+        status: dict[str, Any] = {
+            "kind": "Status",
+            "apiVersion": "v1",
+            "metadata": {},
+            "status": "Failure",
+            "message": self.message,
+            "reason": self.reason,
+            "code": self.code,
+        }
+        if self.details:
+            status["details"] = self.details
+        return status
+
+
+class BadRequest(APIError):
+    code, reason = 400, "BadRequest"
+
+
+class Unauthorized(APIError):
+    code, reason = 401, "Unauthorized"
+
+
+class Forbidden(APIError):
+    code, reason = 403, "Forbidden"
+
+
+class NotFound(APIError):
+    code, reason = 404, "NotFound"
+
+
+class MethodNotAllowed(APIError):
+    code, reason = 405, "MethodNotAllowed"
+
+
+class AlreadyExists(APIError):
+    code, reason = 409, "AlreadyExists"
+
+
+class Conflict(APIError):
+    code, reason = 409, "Conflict"
+
+
+class Gone(APIError):
+    code, reason = 410, "Expired"
+
+
+class UnprocessableEntity(APIError):
+    code, reason = 422, "Invalid"
+
+
+class TooManyRequests(APIError):
+    code, reason = 429, "TooManyRequests"
+
+
+class InternalError(APIError):
+    code, reason = 500, "InternalError"
+
+
+class ServiceUnavailable(APIError):
+    code, reason = 503, "ServiceUnavailable"
+
