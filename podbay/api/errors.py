@@ -36,10 +36,16 @@ class APIError(Exception):
     code = 500
     reason = "InternalError"
 
-    def __init__(self, message: str, *, details: dict[str, Any] | None = None) -> None:
+    def __init__(self, message: str, *, kind: str = "", name: str = "",
+                 details: dict[str, Any] | None = None) -> None:
         super().__init__(message)
         self.message = message
-        self.details = details or {}
+        self.kind, self.name = kind, name
+        self.details = dict(details or {})
+        if kind:
+            self.details.setdefault("kind", kind)
+        if name:
+            self.details.setdefault("name", name)
 
     def to_status(self) -> dict[str, Any]:
         status: dict[str, Any] = {

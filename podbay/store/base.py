@@ -1,0 +1,76 @@
+"""The storage contract: objects as dicts, keyed by (resource, namespace, name).
+
+Small on purpose: everything here maps onto etcd (a revisioned key-value
+store with transactions on mod_revision and watch from a revision), so an
+etcd backend can replace SQLite without touching the API server.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, AsyncIterator, Literal, Protocol
+
+from podbay.store.selectors import FieldSelector, LabelSelector
+
+EventType = Literal["ADDED", "MODIFIED", "DELETED"]
+
+
+@dataclass(frozen=True)
+class WatchEvent:
+    type: EventType
+    object: dict[str, Any]
+
+
+LabelSelectorArg = str | LabelSelector | None
+FieldSelectorArg = str | FieldSelector | None
+
+
+class Store(Protocol):
+    def create(self, resource: str, namespace: str, obj: dict[str, Any]) -> dict[str, Any]:
+        """Stores a new object; sets metadata.resourceVersion. AlreadyExists."""
+
+    def get(self, resource: str, namespace: str, name: str) -> dict[str, Any]:
+        """NotFound when absent."""
+
+    def list(
+        self,
+        resource: str,
+        namespace: str | None = None,
+        label_selector: LabelSelectorArg = None,
+        field_selector: FieldSelectorArg = None,
+    ) -> tuple[list[dict[str, Any]], str]:
+        """Matching objects sorted by (namespace, name), and the store's revision."""
+
+    def update(
+        self,
+        resource: str,
+        namespace: str,
+        name: str,
+        obj: dict[str, Any],
+        expected_rv: str | None = None,
+    ) -> dict[str, Any]:
+        """Replaces the object; Conflict when expected_rv is not the current one."""
+
+    def delete(
+        self,
+        resource: str,
+        namespace: str,
+        name: str,
+        expected_rv: str | None = None,
+        expected_uid: str | None = None,
+    ) -> dict[str, Any]:
+        """Removes the object; returns it carrying the deletion's resourceVersion."""
+
+    def watch(
+        self,
+        resource: str,
+        namespace: str | None = None,
+        since_rv: str | None = None,
+        label_selector: LabelSelectorArg = None,
+        field_selector: FieldSelectorArg = None,
+    ) -> AsyncIterator[WatchEvent]:
+        """Changes after since_rv (or from now), in revision order. Gone when too old."""
+
+    def current_revision(self) -> str:
+        """The revision of the latest write (what a list would report)."""
+
+    def close(self) -> None: ...

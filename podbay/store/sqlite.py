@@ -1,0 +1,421 @@
+"""The embedded store: one SQLite file in WAL mode.
+
+- `meta.revision` is a global counter bumped by every write; it is every
+  object's resourceVersion, as etcd's revision is in Kubernetes.
+- `history` keeps the last `history_limit` writes (object after and before)
+  so a watch can resume from a resourceVersion; `meta.compacted` is the
+  newest revision no longer kept, and resuming from before it is Gone.
+- Writers take `BEGIN IMMEDIATE` with a busy timeout, so concurrent writers
+  in this process (a lock) and in other processes (SQLite's write lock)
+  serialise instead of failing, and a check-then-write is atomic.
+- Watchers in this process are woken right after each commit. Writes from
+  other processes are noticed by a cheap `PRAGMA data_version` check every
+  `poll_interval` seconds while anyone watches — SQLite offers no
+  cross-process notification, so this interval is the safety net's latency.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sqlite3
+import threading
+from pathlib import Path
+from typing import Any, AsyncIterator
+
+from podbay.api.errors import AlreadyExists, BadRequest, Conflict, Gone, NotFound
+from podbay.store.base import FieldSelectorArg, LabelSelectorArg, WatchEvent
+from podbay.store.selectors import (
+    FieldSelector,
+    LabelSelector,
+    parse_field_selector,
+    parse_label_selector,
+)
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS objects (
+    resource TEXT NOT NULL, namespace TEXT NOT NULL, name TEXT NOT NULL,
+    rv INTEGER NOT NULL, data TEXT NOT NULL,
+    PRIMARY KEY (resource, namespace, name)
+);
+CREATE TABLE IF NOT EXISTS history (
+    rv INTEGER PRIMARY KEY, resource TEXT NOT NULL, namespace TEXT NOT NULL,
+    name TEXT NOT NULL, type TEXT NOT NULL, data TEXT NOT NULL, prev TEXT
+);
+CREATE INDEX IF NOT EXISTS history_resource ON history (resource, rv);
+INSERT OR IGNORE INTO meta (key, value) VALUES ('revision', 0), ('compacted', 0);
+"""
+
+# Rows fetched per history query while a watcher catches up.
+_BATCH = 512
+
+
+def _label_selector(sel: LabelSelectorArg) -> LabelSelector:
+    return sel if isinstance(sel, LabelSelector) else parse_label_selector(sel)
+
+
+def _field_selector(sel: FieldSelectorArg, resource: str) -> FieldSelector:
+    return sel if isinstance(sel, FieldSelector) else parse_field_selector(sel, resource)
+
+
+def _matches(obj: dict[str, Any], labels: LabelSelector, fields: FieldSelector) -> bool:
+    return labels.matches(obj.get("metadata", {}).get("labels")) and fields.matches(obj)
+
+
+def _parse_rv(rv: str, what: str = "resourceVersion") -> int:
+    try:
+        value = int(rv)
+    except (TypeError, ValueError):
+        value = -1
+    if value < 0:
+        raise BadRequest(f'invalid {what}: "{rv}"')
+    return value
+
+
+def _conflict(resource: str, name: str, why: str) -> Conflict:
+    return Conflict(f'Operation cannot be fulfilled on {resource} "{name}": {why}', kind=resource, name=name)
+
+
+_MODIFIED = "the object has been modified; please apply your changes to the latest version and try again"
+
+
+class SQLiteStore:
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        history_limit: int = 10_000,
+        poll_interval: float = 0.5,
+        synchronous: str = "FULL",
+        busy_timeout_ms: int = 30_000,
+    ) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.history_limit = history_limit
+        self.poll_interval = poll_interval
+        # One connection shared under a lock: writes may come from a thread
+        # (asyncio.to_thread) as well as the event loop.
+        self._conn = sqlite3.connect(
+            self.path, isolation_level=None, check_same_thread=False, timeout=busy_timeout_ms / 1000
+        )
+        self._lock = threading.RLock()
+        self._watchers: set[tuple[asyncio.AbstractEventLoop, asyncio.Event]] = set()
+        self._pollers: dict[asyncio.AbstractEventLoop, asyncio.Task[None]] = {}
+        self._closed = False
+        with self._lock:
+            self._conn.execute("PRAGMA journal_mode=WAL")
+            self._conn.execute(f"PRAGMA synchronous={synchronous}")
+            self._conn.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
+            with self._write() as conn:
+                for statement in _SCHEMA.split(";"):
+                    if statement.strip():
+                        conn.execute(statement)
+        try:
+            os.chmod(self.path, 0o600)
+        except OSError:
+            pass
+
+    # -- transactions ------------------------------------------------------
+
+    class _Txn:
+        def __init__(self, store: "SQLiteStore", mode: str) -> None:
+            self.store, self.mode = store, mode
+
+        def __enter__(self) -> sqlite3.Connection:
+            self.store._lock.acquire()
+            try:
+                self.store._conn.execute(f"BEGIN {self.mode}")
+            except BaseException:
+                self.store._lock.release()
+                raise
+            return self.store._conn
+
+        def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+            try:
+                self.store._conn.execute("ROLLBACK" if exc_type else "COMMIT")
+            finally:
+                self.store._lock.release()
+            if exc_type is None and self.mode == "IMMEDIATE":
+                self.store._notify()
+
+    def _write(self) -> "SQLiteStore._Txn":
+        return SQLiteStore._Txn(self, "IMMEDIATE")
+
+    def _read(self) -> "SQLiteStore._Txn":
+        return SQLiteStore._Txn(self, "DEFERRED")
+
+    def _bump(self, conn: sqlite3.Connection) -> int:
+        (rev,) = conn.execute(
+            "UPDATE meta SET value = value + 1 WHERE key = 'revision' RETURNING value"
+        ).fetchone()
+        if rev % 64 == 0:
+            self._compact(conn, rev)
+        return rev
+
+    def _compact(self, conn: sqlite3.Connection, rev: int) -> None:
+        horizon = rev - self.history_limit
+        if horizon <= 0:
+            return
+        conn.execute("DELETE FROM history WHERE rv <= ?", (horizon,))
+        conn.execute(
+            "UPDATE meta SET value = max(value, ?) WHERE key = 'compacted'", (horizon,)
+        )
+
+    @staticmethod
+    def _meta(conn: sqlite3.Connection, key: str) -> int:
+        return conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()[0]
+
+    def _record(
+        self,
+        conn: sqlite3.Connection,
+        rev: int,
+        key: tuple[str, str, str],
+        type_: str,
+        obj: dict[str, Any],
+        prev: dict[str, Any] | None,
+    ) -> None:
+        conn.execute(
+            "INSERT INTO history (rv, resource, namespace, name, type, data, prev) VALUES (?,?,?,?,?,?,?)",
+            (rev, *key, type_, json.dumps(obj), json.dumps(prev) if prev is not None else None),
+        )
+
+    @staticmethod
+    def _load(conn: sqlite3.Connection, key: tuple[str, str, str]) -> dict[str, Any] | None:
+        row = conn.execute(
+            "SELECT data FROM objects WHERE resource = ? AND namespace = ? AND name = ?", key
+        ).fetchone()
+        return json.loads(row[0]) if row else None
+
+    @staticmethod
+    def _stamp(obj: dict[str, Any], rev: int) -> dict[str, Any]:
+        obj = dict(obj)
+        obj["metadata"] = {**obj.get("metadata", {}), "resourceVersion": str(rev)}
+        return obj
+
+    # -- the Store interface -------------------------------------------------
+
+    def create(self, resource: str, namespace: str, obj: dict[str, Any]) -> dict[str, Any]:
+        name = obj.get("metadata", {}).get("name", "")
+        key = (resource, namespace, name)
+        with self._write() as conn:
+            if self._load(conn, key) is not None:
+                raise AlreadyExists(f'{resource} "{name}" already exists', kind=resource, name=name)
+            rev = self._bump(conn)
+            stored = self._stamp(obj, rev)
+            conn.execute(
+                "INSERT INTO objects (resource, namespace, name, rv, data) VALUES (?,?,?,?,?)",
+                (*key, rev, json.dumps(stored)),
+            )
+            self._record(conn, rev, key, "ADDED", stored, None)
+        return stored
+
+    def get(self, resource: str, namespace: str, name: str) -> dict[str, Any]:
+        with self._lock:
+            obj = self._load(self._conn, (resource, namespace, name))
+        if obj is None:
+            raise NotFound(f'{resource} "{name}" not found', kind=resource, name=name)
+        return obj
+
+    def list(
+        self,
+        resource: str,
+        namespace: str | None = None,
+        label_selector: LabelSelectorArg = None,
+        field_selector: FieldSelectorArg = None,
+    ) -> tuple[list[dict[str, Any]], str]:
+        labels = _label_selector(label_selector)
+        fields = _field_selector(field_selector, resource)
+        with self._read() as conn:
+            if namespace is None:
+                rows = conn.execute(
+                    "SELECT data FROM objects WHERE resource = ? ORDER BY namespace, name", (resource,)
+                ).fetchall()
+            else:
+                rows = conn.execute(
+                    "SELECT data FROM objects WHERE resource = ? AND namespace = ? ORDER BY name",
+                    (resource, namespace),
+                ).fetchall()
+            rev = self._meta(conn, "revision")
+        items = [obj for obj in (json.loads(r[0]) for r in rows) if _matches(obj, labels, fields)]
+        return items, str(rev)
+
+    def update(
+        self,
+        resource: str,
+        namespace: str,
+        name: str,
+        obj: dict[str, Any],
+        expected_rv: str | None = None,
+    ) -> dict[str, Any]:
+        key = (resource, namespace, name)
+        with self._write() as conn:
+            old = self._load(conn, key)
+            if old is None:
+                raise NotFound(f'{resource} "{name}" not found', kind=resource, name=name)
+            if expected_rv and old["metadata"]["resourceVersion"] != str(expected_rv):
+                raise _conflict(resource, name, _MODIFIED)
+            rev = self._bump(conn)
+            stored = self._stamp(obj, rev)
+            conn.execute(
+                "UPDATE objects SET rv = ?, data = ? WHERE resource = ? AND namespace = ? AND name = ?",
+                (rev, json.dumps(stored), *key),
+            )
+            self._record(conn, rev, key, "MODIFIED", stored, old)
+        return stored
+
+    def delete(
+        self,
+        resource: str,
+        namespace: str,
+        name: str,
+        expected_rv: str | None = None,
+        expected_uid: str | None = None,
+    ) -> dict[str, Any]:
+        key = (resource, namespace, name)
+        with self._write() as conn:
+            old = self._load(conn, key)
+            if old is None:
+                raise NotFound(f'{resource} "{name}" not found', kind=resource, name=name)
+            meta = old["metadata"]
+            if expected_uid and meta.get("uid") != expected_uid:
+                raise _conflict(
+                    resource,
+                    name,
+                    f"Precondition failed: UID in precondition: {expected_uid}, "
+                    f"UID in object meta: {meta.get('uid', '')}",
+                )
+            if expected_rv and meta["resourceVersion"] != str(expected_rv):
+                raise _conflict(
+                    resource,
+                    name,
+                    f"Precondition failed: ResourceVersion in precondition: {expected_rv}, "
+                    f"ResourceVersion in object meta: {meta['resourceVersion']}",
+                )
+            rev = self._bump(conn)
+            gone = self._stamp(old, rev)
+            conn.execute(
+                "DELETE FROM objects WHERE resource = ? AND namespace = ? AND name = ?", key
+            )
+            self._record(conn, rev, key, "DELETED", gone, old)
+        return gone
+
+    def current_revision(self) -> str:
+        with self._lock:
+            return str(self._meta(self._conn, "revision"))
+
+    def compacted_revision(self) -> str:
+        with self._lock:
+            return str(self._meta(self._conn, "compacted"))
+
+    async def watch(
+        self,
+        resource: str,
+        namespace: str | None = None,
+        since_rv: str | None = None,
+        label_selector: LabelSelectorArg = None,
+        field_selector: FieldSelectorArg = None,
+    ) -> AsyncIterator[WatchEvent]:
+        labels = _label_selector(label_selector)
+        fields = _field_selector(field_selector, resource)
+        loop = asyncio.get_running_loop()
+        wake = asyncio.Event()
+        cursor = _parse_rv(since_rv) if since_rv else int(self.current_revision())
+        self._watchers.add((loop, wake))
+        self._ensure_poller(loop)
+        try:
+            while True:
+                wake.clear()
+                rows = self._history_after(resource, namespace, cursor)
+                for rv, type_, data, prev in rows:
+                    cursor = rv
+                    event = _translate(type_, json.loads(data), prev, labels, fields)
+                    if event is not None:
+                        yield event
+                if len(rows) < _BATCH:
+                    await wake.wait()
+        finally:
+            self._watchers.discard((loop, wake))
+
+    def _history_after(
+        self, resource: str, namespace: str | None, cursor: int
+    ) -> list[tuple[int, str, str, str | None]]:
+        sql = "SELECT rv, type, data, prev FROM history WHERE resource = ? AND rv > ?"
+        args: tuple[Any, ...] = (resource, cursor)
+        if namespace is not None:
+            sql += " AND namespace = ?"
+            args += (namespace,)
+        with self._read() as conn:
+            rows = conn.execute(sql + f" ORDER BY rv LIMIT {_BATCH}", args).fetchall()
+            compacted = self._meta(conn, "compacted")
+        if cursor < compacted:
+            raise Gone(f"too old resource version: {cursor} ({compacted})")
+        return rows
+
+    # -- notification --------------------------------------------------------
+
+    def _notify(self) -> None:
+        for loop, wake in list(self._watchers):
+            if loop.is_closed():
+                continue
+            try:
+                running = asyncio.get_running_loop()
+            except RuntimeError:
+                running = None
+            if running is loop:
+                wake.set()
+            else:
+                loop.call_soon_threadsafe(wake.set)
+
+    def _ensure_poller(self, loop: asyncio.AbstractEventLoop) -> None:
+        task = self._pollers.get(loop)
+        if task is None or task.done():
+            self._pollers[loop] = loop.create_task(self._poll_other_writers(loop))
+
+    async def _poll_other_writers(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Wakes this loop's watchers when another process has committed."""
+        with self._lock:
+            seen = self._conn.execute("PRAGMA data_version").fetchone()[0]
+        while any(lp is loop for lp, _ in self._watchers) and not self._closed:
+            await asyncio.sleep(self.poll_interval)
+            with self._lock:
+                version = self._conn.execute("PRAGMA data_version").fetchone()[0]
+            if version != seen:
+                seen = version
+                for lp, wake in list(self._watchers):
+                    if lp is loop:
+                        wake.set()
+        self._pollers.pop(loop, None)
+
+    def close(self) -> None:
+        self._closed = True
+        for task in self._pollers.values():
+            task.cancel()
+        self._pollers.clear()
+        with self._lock:
+            self._conn.close()
+
+
+def _translate(
+    type_: str,
+    obj: dict[str, Any],
+    prev_json: str | None,
+    labels: LabelSelector,
+    fields: FieldSelector,
+) -> WatchEvent | None:
+    """A history row as the filtered watcher sees it (Kubernetes' watch filter)."""
+    if labels.empty() and fields.empty():
+        return WatchEvent(type_, obj)  # type: ignore[arg-type]
+    now = _matches(obj, labels, fields)
+    if type_ == "ADDED":
+        return WatchEvent("ADDED", obj) if now else None
+    if type_ == "DELETED":
+        return WatchEvent("DELETED", obj) if now else None
+    before = prev_json is not None and _matches(json.loads(prev_json), labels, fields)
+    if now and before:
+        return WatchEvent("MODIFIED", obj)
+    if now:
+        return WatchEvent("ADDED", obj)
+    if before:
+        return WatchEvent("DELETED", obj)
+    return None
