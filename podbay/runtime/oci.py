@@ -1,0 +1,131 @@
+"""One container's process under crun, watched by conmon (CRI-O's oci layer).
+
+conmon creates the container with crun, holds its stdio, writes the CRI log
+file and, when the container exits, the exit file; so containers keep running
+and their exits are recorded while no podbay process is alive.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+from dataclasses import dataclass
+from pathlib import Path
+
+from podbay.runtime.types import ContainerRuntimeError
+
+
+@dataclass(frozen=True)
+class OCIRuntime:
+    runtime: str  # crun, or runc
+    conmon: str
+    root: Path  # crun --root: its state directory
+    exits: Path  # conmon --exit-dir: one file per exited container, holding the exit code
+
+    async def _run(self, *args: str, check: bool = True, timeout: float | None = None) -> tuple[int, str]:
+        proc = await asyncio.create_subprocess_exec(
+            self.runtime, f"--root={self.root}", *args,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        out, err = await asyncio.wait_for(proc.communicate(), timeout)
+        if check and proc.returncode != 0:
+            raise ContainerRuntimeError(_runtime_message(err) or f"{self.runtime} {args[0]} failed")
+        return proc.returncode or 0, out.decode()
+
+    async def create(self, container_id: str, bundle: Path, log_path: Path, *, tty: bool = False,
+                     stdin: bool = False) -> int:
+        """Creates the container (process waiting on `start`) under a new conmon; returns its pid."""
+        self.exits.mkdir(parents=True, exist_ok=True)
+        (self.exits / container_id).unlink(missing_ok=True)
+        read_fd, write_fd = os.pipe()
+        args = [
+            "--api-version", "1", "-c", container_id, "-u", container_id, "-n", container_id,
+            "-r", self.runtime, "-b", str(bundle), "-p", str(bundle / "pidfile"),
+            "-P", str(bundle / "conmon.pid"), "-l", f"k8s-file:{log_path}",
+            "--exit-dir", str(self.exits), "--socket-dir-path", str(bundle),
+            "--persist-dir", str(bundle), "--runtime-arg", f"--root={self.root}",
+            "--log-level", "error", "--no-sync-log",
+        ]
+        if tty:
+            args.append("-t")
+        if stdin:
+            args.append("-i")
+        env = {"PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"), "_OCI_SYNCPIPE": str(write_fd)}
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                self.conmon, *args, env=env, pass_fds=(write_fd,), stdin=asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE, cwd=str(bundle))
+        finally:
+            os.close(write_fd)
+        try:
+            reply = await _read_sync_pipe(read_fd)
+        finally:
+            os.close(read_fd)
+        _, err = await proc.communicate()
+        pid = int(reply.get("data", -1)) if reply else -1
+        if pid < 0:
+            message = reply.get("message") if reply else None
+            raise ContainerRuntimeError(_runtime_message((message or err.decode()).encode())
+                                        or "container create failed")
+        return pid
+
+    async def start(self, container_id: str) -> None:
+        await self._run("start", container_id)
+
+    async def kill(self, container_id: str, sig: int | str = signal.SIGTERM) -> None:
+        name = sig if isinstance(sig, str) else signal.Signals(sig).name
+        await self._run("kill", container_id, name.removeprefix("SIG"), check=False)
+
+    async def delete(self, container_id: str) -> None:
+        await self._run("delete", "--force", container_id, check=False)
+
+    async def state(self, container_id: str) -> dict[str, object] | None:
+        code, out = await self._run("state", container_id, check=False)
+        return json.loads(out) if code == 0 and out else None
+
+    async def exec(self, container_id: str, argv: list[str], *, env: list[str] | None = None,
+                   tty: bool = False, cwd: str | None = None) -> asyncio.subprocess.Process:
+        """A process in the running container, its stdio as pipes."""
+        args = ["exec"]
+        if tty:
+            args.append("--tty")
+        for item in env or []:
+            args += ["--env", item]
+        if cwd:
+            args += ["--cwd", cwd]
+        return await asyncio.create_subprocess_exec(
+            self.runtime, f"--root={self.root}", *args, container_id, *argv,
+            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+
+    def exit_code(self, container_id: str) -> int | None:
+        try:
+            return int((self.exits / container_id).read_text().strip())
+        except (OSError, ValueError):
+            return None
+
+
+async def _read_sync_pipe(fd: int) -> dict[str, object] | None:
+    """conmon's first message on the sync pipe: {"data": pid} or {"data": -1, "message": ...}."""
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader()
+    transport, _ = await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader),
+                                                os.fdopen(os.dup(fd), "rb", buffering=0))
+    try:
+        line = await reader.readline()
+    finally:
+        transport.close()
+    return json.loads(line) if line.strip() else None
+
+
+def _runtime_message(err: bytes) -> str:
+    """crun's error words, without its log framing."""
+    text = err.decode(errors="replace").strip()
+    lines = []
+    for line in text.splitlines():
+        try:
+            record = json.loads(line)
+        except ValueError:
+            lines.append(line)
+            continue
+        lines.append(str(record.get("msg", line)) if isinstance(record, dict) else line)
+    return "; ".join(l for l in lines if l)

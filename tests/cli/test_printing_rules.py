@@ -1,0 +1,61 @@
+"""kubectl's pod columns (printPod) and ages, as pure functions."""
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+from podbay.api import Pod
+from podbay.api.printing import human_duration, pod_row
+from podbay.api.serialize import from_dict
+from podbay.cli.common import table
+
+NOW = datetime(2026, 11, 23, 12, 0, 0, tzinfo=timezone.utc)
+
+
+def make(spec: dict, status: dict, **meta) -> Pod:
+    return from_dict(Pod, {"metadata": {"name": "p", **meta}, "spec": spec, "status": status})
+
+
+TWO = {"containers": [{"name": "a", "image": "i"}, {"name": "b", "image": "i"}]}
+
+
+def test_running_and_ready() -> None:
+    p = make(TWO, {"phase": "Running", "conditions": [{"type": "Ready", "status": "True"}], "containerStatuses": [
+        {"name": "a", "ready": True, "restartCount": 0, "state": {"running": {}}},
+        {"name": "b", "ready": True, "restartCount": 3, "state": {"running": {}},
+         "lastState": {"terminated": {"exitCode": 1, "finishedAt": (NOW - timedelta(minutes=2)).isoformat()}}}]})
+    row = pod_row(p, NOW)
+    assert (row.ready, row.status, row.restarts) == ("2/2", "Running", "3 (2m ago)")
+
+
+def test_crash_loop_and_init_states() -> None:
+    p = make(TWO, {"phase": "Running", "containerStatuses": [
+        {"name": "a", "state": {"waiting": {"reason": "CrashLoopBackOff"}}, "restartCount": 1},
+        {"name": "b", "ready": True, "state": {"running": {}}}]})
+    assert pod_row(p, NOW).status == "CrashLoopBackOff"
+    init = {"initContainers": [{"name": "i1", "image": "i"}, {"name": "i2", "image": "i"}], **TWO}
+    p = make(init, {"phase": "Pending", "initContainerStatuses": [
+        {"name": "i1", "state": {"terminated": {"exitCode": 0, "reason": "Completed"}}},
+        {"name": "i2", "state": {"running": {}}}]})
+    assert pod_row(p, NOW).status == "Init:1/2"
+    p = make(init, {"phase": "Pending", "initContainerStatuses": [
+        {"name": "i1", "state": {"terminated": {"exitCode": 2, "reason": "Error"}}}]})
+    assert pod_row(p, NOW).status == "Init:Error"
+
+
+def test_completed_but_one_running_is_not_ready_and_terminating_wins() -> None:
+    p = make(TWO, {"phase": "Running", "containerStatuses": [
+        {"name": "a", "state": {"terminated": {"exitCode": 0, "reason": "Completed"}}},
+        {"name": "b", "ready": True, "state": {"running": {}}}]})
+    assert pod_row(p, NOW).status == "NotReady"
+    p = make(TWO, {"phase": "Running"}, deletionTimestamp=NOW.isoformat())
+    assert pod_row(p, NOW).status == "Terminating"
+    assert pod_row(make(TWO, {"phase": "Pending", "reason": "Created"}), NOW).status == "Created"
+
+
+def test_human_duration_like_kubectl() -> None:
+    assert [human_duration(s) for s in (5, 119, 150, 3600 * 3 + 60 * 5, 86400 * 3)] == \
+        ["5s", "119s", "2m30s", "3h5m", "3d"]
+
+
+def test_table_pads_like_tabwriter() -> None:
+    assert table([["NAME", "READY"], ["web", "2/2"]]) == "NAME   READY\nweb    2/2"
