@@ -28,7 +28,10 @@ async def pin_namespaces(directory: Path, hostname: str, kinds: tuple[str, ...] 
     for kind in kinds:
         (directory / kind).touch()
     args = [f"--{kind}={directory / kind}" for kind in kinds]
-    command = ["hostname", hostname] if "uts" in kinds else ["true"]
+    # One short-lived process: set the hostname and bring up loopback in the new namespaces.
+    script = " && ".join(part for part, wanted in (('hostname "$1"', "uts" in kinds),
+                                                   ("ip link set lo up", "net" in kinds)) if wanted) or "true"
+    command = ["sh", "-c", script, "sh", hostname]
     proc = await asyncio.create_subprocess_exec(
         "unshare", *args, *command, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)
     _, err = await proc.communicate()

@@ -84,9 +84,12 @@ class OCIRuntime:
         return json.loads(out) if code == 0 and out else None
 
     async def exec(self, container_id: str, argv: list[str], *, env: list[str] | None = None,
-                   tty: bool = False, cwd: str | None = None) -> asyncio.subprocess.Process:
-        """A process in the running container, its stdio as pipes."""
+                   tty: bool = False, cwd: str | None = None, user: str | None = None
+                   ) -> asyncio.subprocess.Process:
+        """A process in the running container (as the container's user), its stdio as pipes."""
         args = ["exec"]
+        if user:
+            args += ["--user", user]
         if tty:
             args.append("--tty")
         for item in env or []:

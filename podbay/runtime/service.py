@@ -1,0 +1,570 @@
+"""The runtime service: CRI's RuntimeService and ImageService as Python methods.
+
+State lives in files (records under the state root, bundles and namespace
+files under the run root), so a fresh process lists every sandbox and
+container and their states, and a restarted agent re-adopts them.
+"""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import secrets
+import shutil
+import signal
+from dataclasses import asdict
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import AsyncIterator
+
+from podbay.api.errors import NotFound
+from podbay.runtime import cgroups
+from podbay.runtime.config import RuntimeConfig
+from podbay.runtime.etcfiles import write_pod_etc
+from podbay.runtime.host import check_host
+from podbay.runtime.images import Image, ImageStore
+from podbay.runtime.namespaces import pin_namespaces, unpin_namespaces
+from podbay.runtime.network import NetworkConfig, PodNetwork
+from podbay.runtime.network import PortMapping as CNIPortMapping
+from podbay.runtime.oci import OCIRuntime
+from podbay.runtime.spec import SandboxPaths, oci_spec
+from podbay.runtime.syscalls import MS_NODEV, MS_NOSUID, is_mountpoint, mount, umount
+from podbay.runtime.types import (
+    ContainerConfig, ContainerMetadata, ContainerRuntimeError, ContainerState, ContainerStatus, Mount,
+    PodSandboxConfig, PodSandboxMetadata, PodSandboxStatus, PortMapping, SandboxState,
+)
+from podbay.runtime.users import resolve_user
+from podbay.runtime.volumes import VolumeSource, remove_pod_volumes, setup_volume
+
+SHM_SIZE = 64 * 1024 * 1024
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def _new_id() -> str:
+    return secrets.token_hex(32)
+
+
+def _write_json(path: Path, data: dict) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, default=str))
+    tmp.replace(path)
+
+
+def _time(value: str | None) -> datetime | None:
+    return datetime.fromisoformat(value) if value else None
+
+
+class RuntimeService:
+    def __init__(self, config: RuntimeConfig, images: ImageStore | None = None) -> None:
+        self.config = config
+        self.images = images or ImageStore(config.images_root)
+        runtime_path = shutil.which(config.oci_runtime) or config.oci_runtime
+        self.oci = OCIRuntime(runtime_path, config.conmon, config.crun_root, config.exits_root)
+        self.network = PodNetwork(NetworkConfig(
+            name=config.network_name, bridge=config.bridge, subnet=config.subnet, conf_dir=config.cni_dir,
+            bin_dirs=config.cni_bin_dirs, cache_dir=config.state_root / "cni" / "cache"))
+        self._exits: asyncio.Queue[str] = asyncio.Queue()
+        self._watched: dict[str, asyncio.Future[None]] = {}
+        self._locks: dict[str, asyncio.Lock] = {}
+
+    async def start(self) -> None:
+        """Checks the host and prepares the roots; watches containers that are still running."""
+        check_host(self.config.oci_runtime, self.config.conmon)
+        for d in (self.config.containers_root, self.config.sandboxes_root, self.config.pods_root,
+                  self.config.bundles_root, self.config.netns_root, self.config.exits_root, self.config.crun_root):
+            d.mkdir(parents=True, exist_ok=True)
+        self.network.ensure_conflist()
+        for record in self._container_records():
+            if record["state"] == ContainerState.RUNNING.value:
+                self._watch_exit(record["id"], record.get("conmon_pid"))
+
+    # -- sandboxes -------------------------------------------------------------
+
+    def _sandbox_file(self, sandbox_id: str) -> Path:
+        return self.config.sandboxes_root / f"{sandbox_id}.json"
+
+    def _sandbox_dir(self, sandbox_id: str) -> Path:
+        return self.config.run_root / "sandboxes" / sandbox_id
+
+    def _sandbox(self, sandbox_id: str) -> dict:
+        try:
+            return json.loads(self._sandbox_file(sandbox_id).read_text())
+        except FileNotFoundError:
+            raise NotFound(f"pod sandbox {sandbox_id} not found") from None
+
+    def _sandbox_cgroup(self, sandbox_id: str) -> str:
+        return f"{self.config.cgroup_parent}/pod-{sandbox_id[:16]}"
+
+    async def run_pod_sandbox(self, config: PodSandboxConfig) -> str:
+        """Namespaces, network, shared /dev/shm and /etc files of a new pod sandbox.
+        Anything made before a failure is undone."""
+        sandbox_id = _new_id()
+        directory = self._sandbox_dir(sandbox_id)
+        record = {
+            "id": sandbox_id, "metadata": asdict(config.metadata), "state": SandboxState.READY.value,
+            "created_at": _now().isoformat(), "ip": None, "ips": [], "labels": config.labels,
+            "annotations": config.annotations, "host_network": config.host_network,
+            "host_ipc": config.host_ipc, "host_pid": config.host_pid,
+            "share_pid": config.share_process_namespace, "hostname": config.hostname,
+            "port_mappings": [asdict(p) for p in config.port_mappings],
+            "netns": None, "cgroup": self._sandbox_cgroup(sandbox_id),
+        }
+        try:
+            directory.mkdir(parents=True)
+            kinds = tuple(k for k, host in (("net", config.host_network), ("ipc", config.host_ipc),
+                                            ("uts", config.host_network)) if not host)
+            if kinds:
+                await pin_namespaces(directory / "ns", config.hostname, kinds)
+            if not config.host_network:
+                record["netns"] = str(directory / "ns" / "net")
+            if not config.host_ipc:
+                (directory / "shm").mkdir()
+                mount("shm", str(directory / "shm"), "tmpfs", MS_NOSUID | MS_NODEV, f"mode=1777,size={SHM_SIZE}")
+            _write_json(self._sandbox_file(sandbox_id), record)
+            if not config.host_network:
+                status = await self.network.attach(
+                    sandbox_id, Path(record["netns"]),
+                    port_mappings=[_cni_port(p) for p in config.port_mappings],
+                    pod_name=config.metadata.name, pod_namespace=config.metadata.namespace,
+                    pod_uid=config.metadata.uid)
+                record["ips"] = list(status.ips)
+                record["ip"] = status.ips[0] if status.ips else None
+            write_pod_etc(directory / "etc", pod_ip=record["ip"], hostname=config.hostname,
+                          fqdn=config.subdomain_fqdn, aliases=config.host_aliases, dns=config.dns,
+                          host_network=config.host_network)
+            _write_json(self._sandbox_file(sandbox_id), record)
+        except BaseException:
+            await self._teardown_sandbox(sandbox_id, record)
+            self._sandbox_file(sandbox_id).unlink(missing_ok=True)
+            raise
+        return sandbox_id
+
+    async def _teardown_sandbox(self, sandbox_id: str, record: dict) -> None:
+        directory = self._sandbox_dir(sandbox_id)
+        if not record.get("host_network"):
+            await self.network.detach(sandbox_id, Path(record["netns"]) if record.get("netns") else None,
+                                      port_mappings=[_cni_port(PortMapping(**p)) for p in record["port_mappings"]])
+        umount(str(directory / "shm"))
+        unpin_namespaces(directory / "ns")
+        shutil.rmtree(directory, ignore_errors=True)
+
+    async def stop_pod_sandbox(self, sandbox_id: str) -> None:
+        """Stops the sandbox's containers and releases its network and namespaces (CRI's StopPodSandbox)."""
+        record = self._sandbox(sandbox_id)
+        for c in self._container_records():
+            if c["sandbox_id"] == sandbox_id and self._state(c) is ContainerState.RUNNING:
+                await self.stop_container(c["id"], 0)
+        if record["state"] == SandboxState.READY.value:
+            await self._teardown_sandbox(sandbox_id, record)
+            record["state"] = SandboxState.NOTREADY.value
+            _write_json(self._sandbox_file(sandbox_id), record)
+
+    async def remove_pod_sandbox(self, sandbox_id: str) -> None:
+        try:
+            record = self._sandbox(sandbox_id)
+        except NotFound:
+            return
+        for c in self._container_records():
+            if c["sandbox_id"] == sandbox_id:
+                await self.remove_container(c["id"])
+        if record["state"] == SandboxState.READY.value:
+            await self.stop_pod_sandbox(sandbox_id)
+        cgroups.remove_cgroup(record["cgroup"])
+        self._sandbox_file(sandbox_id).unlink(missing_ok=True)
+
+    async def pod_sandbox_status(self, sandbox_id: str) -> PodSandboxStatus:
+        return self._sandbox_status(self._sandbox(sandbox_id))
+
+    def _sandbox_status(self, r: dict) -> PodSandboxStatus:
+        return PodSandboxStatus(
+            id=r["id"], metadata=PodSandboxMetadata(**r["metadata"]), state=SandboxState(r["state"]),
+            created_at=datetime.fromisoformat(r["created_at"]), ip=r["ip"], ips=r["ips"], labels=r["labels"],
+            annotations=r["annotations"], host_network=r["host_network"], netns_path=r["netns"])
+
+    async def list_pod_sandboxes(self) -> list[PodSandboxStatus]:
+        out = []
+        for path in self.config.sandboxes_root.glob("*.json"):
+            with contextlib.suppress(FileNotFoundError, ValueError):
+                out.append(self._sandbox_status(json.loads(path.read_text())))
+        return out
+
+    async def update_pod_sandbox(self, sandbox_id: str, labels: dict[str, str], annotations: dict[str, str],
+                                 hostname: str | None = None) -> None:
+        """Hands a sandbox to another pod (HyperContainer's replace): new owner labels and
+        hostname, the same namespaces and IP."""
+        record = self._sandbox(sandbox_id)
+        record["labels"], record["annotations"] = dict(labels), dict(annotations)
+        if hostname and hostname != record["hostname"] and not record["host_network"]:
+            uts = self._sandbox_dir(sandbox_id) / "ns" / "uts"
+            proc = await asyncio.create_subprocess_exec("nsenter", f"--uts={uts}", "hostname", hostname)
+            await proc.wait()
+            etc = self._sandbox_dir(sandbox_id) / "etc"
+            (etc / "hostname").write_text(hostname + "\n")
+            hosts = (etc / "hosts").read_text().replace(f"\t{record['hostname']}\n", f"\t{hostname}\n")
+            (etc / "hosts").write_text(hosts)
+            record["hostname"] = hostname
+        _write_json(self._sandbox_file(sandbox_id), record)
+
+    # -- containers ------------------------------------------------------------
+
+    def _container_dir(self, container_id: str) -> Path:
+        return self.config.containers_root / container_id
+
+    def _bundle(self, container_id: str) -> Path:
+        return self.config.bundles_root / container_id
+
+    def _container(self, container_id: str) -> dict:
+        try:
+            return json.loads((self._container_dir(container_id) / "record.json").read_text())
+        except FileNotFoundError:
+            raise NotFound(f"container {container_id} not found") from None
+
+    def _save(self, record: dict) -> None:
+        _write_json(self._container_dir(record["id"]) / "record.json", record)
+
+    def _container_records(self) -> list[dict]:
+        out = []
+        for path in self.config.containers_root.glob("*/record.json"):
+            with contextlib.suppress(FileNotFoundError, ValueError):
+                out.append(json.loads(path.read_text()))
+        return out
+
+    def _lock(self, container_id: str) -> asyncio.Lock:
+        return self._locks.setdefault(container_id, asyncio.Lock())
+
+    def log_path(self, sandbox: dict, name: str, attempt: int) -> Path:
+        m = sandbox["metadata"]
+        return self.config.state_root / "logs" / f"{m['namespace']}_{m['name']}_{m['uid']}" / name / f"{attempt}.log"
+
+    async def create_container(self, sandbox_id: str, config: ContainerConfig) -> str:
+        """The container's rootfs (overlay of its image's layers), bundle and conmon-held process,
+        stopped before its command runs (CRI's CreateContainer)."""
+        sandbox = self._sandbox(sandbox_id)
+        if sandbox["state"] != SandboxState.READY.value:
+            raise ContainerRuntimeError(f"pod sandbox {sandbox_id} is not ready")
+        image = self.images.image_status(config.image)
+        if image is None:
+            raise ContainerRuntimeError(f'image "{config.image}" not present')
+        container_id = _new_id()
+        directory, bundle = self._container_dir(container_id), self._bundle(container_id)
+        log_path = self.log_path(sandbox, config.metadata.name, config.metadata.attempt)
+        record = {
+            "id": container_id, "sandbox_id": sandbox_id, "metadata": asdict(config.metadata),
+            "state": ContainerState.CREATED.value, "created_at": _now().isoformat(), "started_at": None,
+            "finished_at": None, "exit_code": None, "reason": "", "message": "", "image": config.image,
+            "image_ref": image.id, "labels": config.labels, "annotations": config.annotations,
+            "log_path": str(log_path), "pid": None, "conmon_pid": None,
+            "stop_signal": config.stop_signal, "termination_message_path": config.termination_message_path,
+        }
+        rootfs = bundle / "rootfs"
+        try:
+            for d in (directory / "upper", directory / "work", rootfs):
+                d.mkdir(parents=True)
+            log_path.parent.mkdir(parents=True, exist_ok=True)
+            layers = self.images.mount_layers(config.image)
+            mount("overlay", str(rootfs), "overlay", 0,
+                  f"lowerdir={':'.join(map(str, layers))},upperdir={directory / 'upper'},workdir={directory / 'work'}")
+            uid, gid, groups = resolve_user(rootfs, config.security)
+            record["user"] = f"{uid}:{gid}"
+            mounts = self._sandbox_mounts(sandbox, config, directory)
+            paths = self._sandbox_paths(sandbox, container_id)
+            full = ContainerConfig(**{**config.__dict__, "mounts": mounts + list(config.mounts)})
+            spec = oci_spec(full, paths, str(rootfs), uid, gid, groups)
+            (bundle / "config.json").write_text(json.dumps(spec))
+            self._save(record)
+            record["pid"] = await self.oci.create(container_id, bundle, log_path, tty=config.tty, stdin=config.stdin)
+            record["conmon_pid"] = _read_pid(bundle / "conmon.pid")
+            self._save(record)
+        except BaseException:
+            await self._discard_container(container_id)
+            raise
+        self._watch_exit(container_id, record["conmon_pid"])
+        return container_id
+
+    def _sandbox_paths(self, sandbox: dict, container_id: str) -> SandboxPaths:
+        ns = self._sandbox_dir(sandbox["id"]) / "ns"
+        shm = self._sandbox_dir(sandbox["id"]) / "shm"
+        return SandboxPaths(
+            net=None if sandbox["host_network"] else str(ns / "net"),
+            ipc=None if sandbox["host_ipc"] else str(ns / "ipc"),
+            uts=None if sandbox["host_network"] else str(ns / "uts"),
+            pid=self._shared_pid(sandbox),
+            host_pid=sandbox["host_pid"],
+            shm=None if sandbox["host_ipc"] else str(shm),
+            cgroups_path=f"{sandbox['cgroup']}/{container_id[:16]}",
+        )
+
+    def _shared_pid(self, sandbox: dict) -> str | None:
+        """With shareProcessNamespace the containers join the first running container's PID namespace."""
+        if not sandbox.get("share_pid") or sandbox["host_pid"]:
+            return None
+        for c in self._container_records():
+            if c["sandbox_id"] == sandbox["id"] and self._state(c) is ContainerState.RUNNING and c["pid"]:
+                return f"/proc/{c['pid']}/ns/pid"
+        return None
+
+    def _sandbox_mounts(self, sandbox: dict, config: ContainerConfig, directory: Path) -> list[Mount]:
+        etc = self._sandbox_dir(sandbox["id"]) / "etc"
+        mounts = [Mount("/etc/hosts", str(etc / "hosts")), Mount("/etc/resolv.conf", str(etc / "resolv.conf"))]
+        if not sandbox["host_network"]:
+            mounts.append(Mount("/etc/hostname", str(etc / "hostname")))
+        if config.termination_message_path:
+            log = directory / "termination-log"
+            log.touch()
+            log.chmod(0o666)
+            mounts.append(Mount(config.termination_message_path, str(log)))
+        return mounts
+
+    async def start_container(self, container_id: str) -> None:
+        async with self._lock(container_id):
+            record = self._container(container_id)
+            if record["state"] != ContainerState.CREATED.value:
+                raise ContainerRuntimeError(f"container {container_id} is {record['state']}, not created")
+            try:
+                await self.oci.start(container_id)
+            except ContainerRuntimeError as exc:
+                record.update(state=ContainerState.EXITED.value, exit_code=128, reason="StartError",
+                              message=str(exc), finished_at=_now().isoformat())
+                self._save(record)
+                await self.oci.delete(container_id)
+                raise
+            record["state"] = ContainerState.RUNNING.value
+            record["started_at"] = _now().isoformat()
+            self._save(record)
+
+    def _state(self, record: dict) -> ContainerState:
+        """A running record whose exit file exists has exited; the file is the truth."""
+        if record["state"] == ContainerState.RUNNING.value and self.oci.exit_code(record["id"]) is not None:
+            return ContainerState.EXITED
+        return ContainerState(record["state"])
+
+    def _settle(self, record: dict) -> dict:
+        """Moves a record to EXITED once conmon has written the exit file."""
+        if record["state"] != ContainerState.RUNNING.value:
+            return record
+        code = self.oci.exit_code(record["id"])
+        if code is None:
+            return record
+        exit_file = self.config.exits_root / record["id"]
+        finished = datetime.fromtimestamp(exit_file.stat().st_mtime, timezone.utc)
+        oom = (self._bundle(record["id"]) / "oom").exists()
+        reason = "OOMKilled" if oom else ("Completed" if code == 0 else "Error")
+        record.update(state=ContainerState.EXITED.value, exit_code=code, finished_at=finished.isoformat(),
+                      reason=reason, message=self._termination_message(record))
+        self._save(record)
+        self._release_rootfs(record["id"])
+        return record
+
+    def _termination_message(self, record: dict) -> str:
+        path = self._container_dir(record["id"]) / "termination-log"
+        try:
+            return path.read_bytes()[:4096].decode(errors="replace")
+        except OSError:
+            return ""
+
+    def _release_rootfs(self, container_id: str) -> None:
+        """An exited container's process and mounts go; its record, writable layer and log stay."""
+        rootfs = self._bundle(container_id) / "rootfs"
+        if is_mountpoint(str(rootfs)):
+            umount(str(rootfs), lazy=True)
+
+    async def stop_container(self, container_id: str, timeout: float) -> None:
+        """The stop signal, then SIGKILL after `timeout` seconds (CRI's StopContainer)."""
+        async with self._lock(container_id):
+            record = self._settle(self._container(container_id))
+            if record["state"] == ContainerState.CREATED.value:
+                await self.oci.delete(container_id)
+                record.update(state=ContainerState.EXITED.value, exit_code=0, finished_at=_now().isoformat(),
+                              reason="Completed")
+                self._save(record)
+                self._release_rootfs(container_id)
+                return
+            if record["state"] != ContainerState.RUNNING.value:
+                return
+            exited = self._watch_exit(container_id, record["conmon_pid"])
+            if timeout > 0:
+                await self.oci.kill(container_id, record.get("stop_signal") or "SIGTERM")
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(asyncio.shield(exited), timeout)
+            if not exited.done():
+                await self.oci.kill(container_id, signal.SIGKILL)
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(asyncio.shield(exited), 10)
+            self._settle(self._container(container_id))
+
+    async def remove_container(self, container_id: str) -> None:
+        try:
+            record = self._settle(self._container(container_id))
+        except NotFound:
+            return
+        if record["state"] == ContainerState.RUNNING.value:
+            await self.stop_container(container_id, 0)
+        await self._discard_container(container_id)
+
+    async def _discard_container(self, container_id: str) -> None:
+        await self.oci.delete(container_id)
+        bundle = self._bundle(container_id)
+        umount(str(bundle / "rootfs"), lazy=True)
+        with contextlib.suppress(FileNotFoundError, ValueError, KeyError):
+            record = json.loads((self._container_dir(container_id) / "record.json").read_text())
+            Path(record["log_path"]).unlink(missing_ok=True)
+        shutil.rmtree(bundle, ignore_errors=True)
+        shutil.rmtree(self._container_dir(container_id), ignore_errors=True)
+        (self.config.exits_root / container_id).unlink(missing_ok=True)
+        watcher = self._watched.pop(container_id, None)
+        if watcher is not None and not watcher.done():
+            watcher.cancel()
+        self._locks.pop(container_id, None)
+
+    async def container_status(self, container_id: str) -> ContainerStatus:
+        r = self._settle(self._container(container_id))
+        return ContainerStatus(
+            id=r["id"], sandbox_id=r["sandbox_id"], metadata=ContainerMetadata(**r["metadata"]),
+            state=ContainerState(r["state"]), created_at=datetime.fromisoformat(r["created_at"]),
+            started_at=_time(r["started_at"]), finished_at=_time(r["finished_at"]), exit_code=r["exit_code"],
+            signal=(r["exit_code"] - 128) if (r["exit_code"] or 0) > 128 else None, reason=r["reason"],
+            message=r["message"], image=r["image"], image_ref=r["image_ref"], labels=r["labels"],
+            annotations=r["annotations"], log_path=r["log_path"], pid=r["pid"])
+
+    async def list_containers(self, sandbox_id: str | None = None) -> list[ContainerStatus]:
+        out = []
+        for r in self._container_records():
+            if sandbox_id is None or r["sandbox_id"] == sandbox_id:
+                with contextlib.suppress(NotFound):
+                    out.append(await self.container_status(r["id"]))
+        return out
+
+    async def container_log_path(self, container_id: str) -> str:
+        return self._container(container_id)["log_path"]
+
+    # -- exits -------------------------------------------------------------------
+
+    def _watch_exit(self, container_id: str, conmon_pid: int | None) -> asyncio.Future[None]:
+        """A future that resolves when the container's conmon exits (after the exit file is
+        written): a pidfd becomes readable then, so nothing polls."""
+        existing = self._watched.get(container_id)
+        if existing is not None:
+            return existing
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[None] = loop.create_future()
+        self._watched[container_id] = done
+        try:
+            fd = os.pidfd_open(conmon_pid) if conmon_pid else -1
+        except ProcessLookupError:
+            fd = -1
+        if fd < 0:
+            done.set_result(None)
+            self._exits.put_nowait(container_id)
+            return done
+
+        def on_exit() -> None:
+            loop.remove_reader(fd)
+            os.close(fd)
+            if not done.done():
+                done.set_result(None)
+            self._exits.put_nowait(container_id)
+
+        loop.add_reader(fd, on_exit)
+        done.add_done_callback(lambda f: _close_reader(loop, fd) if f.cancelled() else None)
+        return done
+
+    async def exit_events(self) -> AsyncIterator[str]:
+        """Ids of containers as they exit."""
+        while True:
+            yield await self._exits.get()
+
+    async def wait_container(self, container_id: str) -> ContainerStatus:
+        record = self._container(container_id)
+        await self._watch_exit(container_id, record.get("conmon_pid"))
+        return await self.container_status(container_id)
+
+    # -- exec --------------------------------------------------------------------
+
+    async def exec_sync(self, container_id: str, argv: list[str], timeout: float | None = None
+                        ) -> tuple[int, bytes, bytes]:
+        """Runs a command in the container; a command that overruns `timeout` is killed."""
+        record = self._settle(self._container(container_id))
+        if record["state"] != ContainerState.RUNNING.value:
+            raise ContainerRuntimeError(f"container {container_id} is not running")
+        proc = await self.oci.exec(container_id, argv, user=record.get("user"))
+        try:
+            out, err = await asyncio.wait_for(proc.communicate(), timeout or None)
+        except asyncio.TimeoutError:
+            with contextlib.suppress(ProcessLookupError):
+                proc.kill()
+            await proc.wait()
+            raise
+        return proc.returncode or 0, out, err
+
+    async def exec(self, container_id: str, argv: list[str], *, tty: bool = False) -> asyncio.subprocess.Process:
+        record = self._settle(self._container(container_id))
+        if record["state"] != ContainerState.RUNNING.value:
+            raise ContainerRuntimeError(f"container {container_id} is not running")
+        return await self.oci.exec(container_id, argv, tty=tty, user=record.get("user"))
+
+    # -- volumes -----------------------------------------------------------------
+
+    async def setup_pod_volumes(self, pod_uid: str, sources: dict[str, VolumeSource]) -> dict[str, Path]:
+        """The pod's volumes on this node (idempotent), by name: host paths to bind-mount."""
+        return {name: setup_volume(self.config.pods_root, pod_uid, name, source) for name, source in sources.items()}
+
+    async def remove_pod_volumes(self, pod_uid: str) -> None:
+        remove_pod_volumes(self.config.pods_root, pod_uid)
+
+    # -- images ------------------------------------------------------------------
+
+    async def pull_image(self, ref: str) -> Image:
+        return await self.images.pull(ref)
+
+    async def image_status(self, ref: str) -> Image | None:
+        return self.images.image_status(ref)
+
+    async def list_images(self) -> list[Image]:
+        return self.images.list_images()
+
+    async def remove_image(self, ref: str) -> None:
+        self.images.remove_image(ref)
+
+    # -- shutdown ----------------------------------------------------------------
+
+    async def shutdown(self, *, purge: bool = False) -> None:
+        """Stops watching. With `purge` also removes every sandbox and container and what
+        the network made on the host (the bridge); otherwise containers keep running."""
+        for fut in list(self._watched.values()):
+            if not fut.done():
+                fut.cancel()
+        self._watched.clear()
+        if purge:
+            for sb in await self.list_pod_sandboxes():
+                await self.remove_pod_sandbox(sb.id)
+            for c in self._container_records():
+                await self.remove_container(c["id"])
+            await self.network.shutdown()
+            for d in (self.config.bundles_root, self.config.netns_root, self.config.exits_root,
+                      self.config.crun_root, self.config.run_root / "sandboxes"):
+                shutil.rmtree(d, ignore_errors=True)
+            with contextlib.suppress(OSError):
+                cgroups.remove_cgroup(self.config.cgroup_parent)
+
+
+def _close_reader(loop: asyncio.AbstractEventLoop, fd: int) -> None:
+    with contextlib.suppress(Exception):
+        loop.remove_reader(fd)
+    with contextlib.suppress(OSError):
+        os.close(fd)
+
+
+def _read_pid(path: Path) -> int | None:
+    try:
+        return int(path.read_text().strip())
+    except (OSError, ValueError):
+        return None
+
+
+def _cni_port(p: PortMapping) -> CNIPortMapping:
+    return CNIPortMapping(host_port=p.host_port, container_port=p.container_port, protocol=p.protocol,
+                          host_ip=p.host_ip)

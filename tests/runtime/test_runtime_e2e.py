@@ -1,0 +1,101 @@
+"""The runtime on real containers: a pod sandbox and its containers under crun and conmon."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from podbay.runtime.service import RuntimeService
+from podbay.runtime.types import (
+    ContainerConfig, ContainerMetadata, ContainerRuntimeError, ContainerState, LinuxContainerResources,
+    LinuxContainerSecurity, Mount, PodSandboxConfig, PodSandboxMetadata,
+)
+from podbay.runtime.volumes import EmptyDir
+
+pytestmark = pytest.mark.e2e
+BUSYBOX = "busybox:1.35"
+ENV = ["PATH=/usr/sbin:/usr/bin:/sbin:/bin"]
+
+
+def sandbox(name: str = "pod", **kw) -> PodSandboxConfig:
+    return PodSandboxConfig(metadata=PodSandboxMetadata(name, "default", f"uid-{name}"), hostname=name, **kw)
+
+
+def container(name: str, script: str, **kw) -> ContainerConfig:
+    return ContainerConfig(ContainerMetadata(name), BUSYBOX, ["sh", "-c", script], env=ENV, **kw)
+
+
+async def run(runtime: RuntimeService, sandbox_id: str, cfg: ContainerConfig) -> str:
+    cid = await runtime.create_container(sandbox_id, cfg)
+    await runtime.start_container(cid)
+    return cid
+
+
+async def sh(runtime: RuntimeService, cid: str, script: str) -> str:
+    code, out, err = await runtime.exec_sync(cid, ["sh", "-c", script], 10)
+    assert code == 0, err
+    return out.decode()
+
+
+async def test_two_containers_share_hostname_ipc_and_volume_but_not_rootfs(runtime: RuntimeService) -> None:
+    sid = await runtime.run_pod_sandbox(sandbox("shared"))
+    vols = await runtime.setup_pod_volumes("uid-shared", {"data": EmptyDir()})
+    a = await run(runtime, sid, container("a", "trap 'exit 143' TERM; sleep 600 & wait", mounts=[Mount("/a-data", str(vols["data"]))]))
+    b = await run(runtime, sid, container("b", "sleep 600", mounts=[Mount("/b-data", str(vols["data"]))]))
+    assert (await sh(runtime, a, "hostname")).strip() == "shared"
+    assert (await sh(runtime, b, "cat /etc/hostname")).strip() == "shared"
+    await sh(runtime, a, "echo hi > /a-data/f; echo mine > /tmp/own; echo x > /dev/shm/seg")
+    assert (await sh(runtime, b, "cat /b-data/f")).strip() == "hi"
+    assert (await sh(runtime, b, "cat /dev/shm/seg")).strip() == "x"
+    ipc_a, ipc_b = (await sh(runtime, a, "readlink /proc/self/ns/ipc"), await sh(runtime, b, "readlink /proc/self/ns/ipc"))
+    assert ipc_a == ipc_b != os.readlink("/proc/self/ns/ipc") + "\n"
+    assert (await sh(runtime, b, "test -e /tmp/own && echo yes || echo no")).strip() == "no"
+    # No container sees host processes: its own pid namespace starts at 1.
+    assert (await sh(runtime, a, "cat /proc/1/cmdline | tr '\\0' ' '")).startswith("sh -c trap")
+    status = await runtime.container_status(a)
+    assert status.state is ContainerState.RUNNING
+    await runtime.stop_container(a, 5)
+    status = await runtime.container_status(a)
+    assert status.state is ContainerState.EXITED and status.exit_code == 143
+    # `sleep` as PID 1 ignores SIGTERM: SIGKILL ends it when the grace period is over.
+    await runtime.stop_container(b, 0.5)
+    assert (await runtime.container_status(b)).exit_code == 137
+    await runtime.remove_pod_sandbox(sid)
+    await runtime.remove_pod_volumes("uid-shared")
+    assert await runtime.list_containers() == []
+
+
+async def test_exit_code_logs_and_termination_message(runtime: RuntimeService) -> None:
+    sid = await runtime.run_pod_sandbox(sandbox("exits"))
+    cid = await run(runtime, sid, container("c", "echo out; echo err >&2; echo bye > /dev/termination-log; exit 3",
+                                            termination_message_path="/dev/termination-log"))
+    status = await runtime.wait_container(cid)
+    assert (status.state, status.exit_code, status.reason, status.message) == (ContainerState.EXITED, 3, "Error", "bye\n")
+    lines = Path(status.log_path).read_text().splitlines()
+    assert [l.split(" ", 3)[1:] for l in lines] == [["stdout", "F", "out"], ["stderr", "F", "err"]]
+    await runtime.remove_pod_sandbox(sid)
+
+
+async def test_missing_command_fails_start_with_crun_message_and_leaves_nothing(runtime: RuntimeService) -> None:
+    sid = await runtime.run_pod_sandbox(sandbox("bad"))
+    cfg = ContainerConfig(ContainerMetadata("c"), BUSYBOX, ["/no/such/binary"], env=ENV)
+    with pytest.raises(ContainerRuntimeError, match="no/such/binary"):
+        cid = await runtime.create_container(sid, cfg)
+        await runtime.start_container(cid)
+    await runtime.remove_pod_sandbox(sid)
+
+
+async def test_memory_limit_oom_kills_and_user_and_readonly_rootfs(runtime: RuntimeService) -> None:
+    sid = await runtime.run_pod_sandbox(sandbox("limits"))
+    hog = await run(runtime, sid, container(
+        "hog", "x=a; while true; do x=$x$x$x$x; done",
+        resources=LinuxContainerResources(memory_limit_in_bytes=16 << 20, cpu_quota=20000, cpu_period=100000)))
+    status = await runtime.wait_container(hog)
+    assert status.reason == "OOMKilled" and status.exit_code == 137
+    user = await run(runtime, sid, container("user", "sleep 600", security=LinuxContainerSecurity(
+        run_as_user=1234, run_as_group=5678, readonly_rootfs=True)))
+    assert (await sh(runtime, user, "id -u; id -g")).split() == ["1234", "5678"]
+    code, _, err = await runtime.exec_sync(user, ["touch", "/x"], 10)
+    assert code != 0 and b"Read-only file system" in err
+    await runtime.remove_pod_sandbox(sid)
