@@ -627,7 +627,7 @@ class NodeAddress(Model):
 
 
 class DaemonEndpoint(Model):
-    port: int = 0
+    port: int = Field(default=0, alias="Port")  # capitalised in Kubernetes' JSON too
 
 
 class NodeDaemonEndpoints(Model):

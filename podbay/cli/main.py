@@ -9,8 +9,13 @@ import argparse
 import importlib
 import sys
 
+from podbay.cli.settings import add_global_flags
+
 # Verb modules, in the order `podbay --help` lists them.
 VERB_MODULES: list[str] = [
+    "podbay.cli.server",
+    "podbay.cli.kubectl",
+    "podbay.cli.hyper",
     "podbay.cli.validate",
 ]
 
@@ -20,6 +25,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="podbay",
         description="Run Kubernetes Pods on this machine, with real containers.",
     )
+    add_global_flags(parser)
     sub = parser.add_subparsers(dest="verb", metavar="VERB")
     for name in VERB_MODULES:
         importlib.import_module(name).register(sub)

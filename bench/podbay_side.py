@@ -1,0 +1,64 @@
+"""podbay as the benchmark drives it: its own server (`podbay up`) on private roots,
+reached through the official API paths with podbay's client, as a user's tools would."""
+from __future__ import annotations
+
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from podbay.api import Pod
+from podbay.api.formats import load_pods
+from podbay.client import Client
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+class PodbayServer:
+    def __init__(self) -> None:
+        self.base = Path(tempfile.mkdtemp(prefix="podbay-bench-"))
+        self.flags = ["--state-root", str(self.base / "lib"), "--run-root", str(self.base / "run"),
+                      "--cgroup-parent", "podbay-bench", "--network", "podbay-bench", "--bridge", "pbbench0",
+                      "--subnet", "10.124.0.0/16", "--node-name", "bench-node"]
+        self.podbay("up")
+        self.client = Client.connect(f"unix://{self.base / 'run' / 'api.sock'}")
+
+    def podbay(self, *args: str) -> str:
+        proc = subprocess.run([sys.executable, "-m", "podbay", *self.flags, *args], capture_output=True, text=True,
+                              cwd=ROOT)
+        if proc.returncode != 0:
+            raise RuntimeError(f"podbay {' '.join(args)}: {proc.stderr.strip()}")
+        return proc.stdout
+
+    def server_pid(self) -> int:
+        return int((self.base / "run" / "podbay.pid").read_text())
+
+    async def wait_pods(self, names: set[str], check) -> None:
+        """Until every named pod satisfies `check`, from the watch stream."""
+        pending = set(names)
+        pods, _ = await self.client.list(Pod, "default")
+        for p in pods:
+            if p.metadata.name in pending and check(p):
+                pending.discard(p.metadata.name)
+        if not pending:
+            return
+        async for kind, p in self.client.watch(Pod, "default"):
+            if p.metadata.name in pending and (check(p) if kind != "DELETED" else check(None)):
+                pending.discard(p.metadata.name)
+                if not pending:
+                    return
+
+    async def close(self) -> None:
+        await self.client.close()
+        self.podbay("down", "--purge")
+
+
+def all_running(pod: Pod | None) -> bool:
+    return pod is not None and bool(pod.status.container_statuses) and all(
+        cs.state is not None and cs.state.running is not None for cs in pod.status.container_statuses) and len(
+        pod.status.container_statuses) == len(pod.spec.containers)
+
+
+def pod_from(text: str) -> Pod:
+    return load_pods(text)[0]
+

@@ -1,0 +1,659 @@
+"""The node agent (the kubelet's role): registers the Node, heartbeats, watches the
+pods bound to it and runs one worker per pod that drives the runtime.
+"""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+from podbay.agent import translate
+from podbay.agent.actions import compute_pod_actions, is_restartable_init
+from podbay.agent.backoff import Backoff, backoff_key
+from podbay.agent.config import AgentConfig
+from podbay.agent.envvars import EnvError
+from podbay.agent.events import EventRecorder
+from podbay.agent.hooks import run_handler
+from podbay.agent.node import node_object, ready_condition
+from podbay.agent.podstate import ContainerRecord, PodRuntimeStatus, RunState
+from podbay.agent.prober import ProbeManager, ProbeTarget
+from podbay.agent.runtimeview import runtime_pods
+from podbay.agent.status import StatusInputs, pod_status
+from podbay.api.wellknown import RUN_STATE_ANNOTATION, SANDBOX_FROM_ANNOTATION
+from podbay.api import Node, Pod
+from podbay.api.errors import Conflict, NotFound
+from podbay.api.serialize import from_dict, to_dict
+
+log = logging.getLogger(__name__)
+
+MINIMUM_GRACE_SECONDS = 2  # the kubelet's minimumGracePeriodInSeconds after a preStop hook
+DEFAULT_GRACE_SECONDS = 30
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def _pod_name(pod: Any) -> str:
+    return f"{pod.metadata.name}_{pod.metadata.namespace}({pod.metadata.uid})"
+
+
+@dataclass
+class PodWorker:
+    """One pod's serialised sync loop (the kubelet's pod_workers.go)."""
+
+    uid: str
+    pod: Any  # the latest object from the API; None once it is gone
+    last_pod: Any
+    wake: asyncio.Event = field(default_factory=asyncio.Event)
+    task: asyncio.Task[None] | None = None
+    next_wake: float | None = None  # monotonic time of a back-off end or deadline
+    reasons: dict[str, tuple[str, str]] = field(default_factory=dict)  # container → Waiting reason
+
+    def update(self, pod: Any) -> None:
+        self.pod = pod
+        if pod is not None:
+            self.last_pod = pod
+        self.wake.set()
+
+    def wake_at(self, when: float) -> None:
+        if self.next_wake is None or when < self.next_wake:
+            self.next_wake = when
+
+
+class Agent:
+    def __init__(self, client: Any, runtime: Any, config: AgentConfig) -> None:
+        self.client = client
+        self.runtime = runtime
+        self.config = config
+        self.events = EventRecorder(client, config.node_name)
+        self.backoff = Backoff(config.backoff_base, config.backoff_cap, config.backoff_reset)
+        self.pull_backoff = Backoff(config.backoff_base, config.backoff_cap, config.backoff_reset)
+        self.workers: dict[str, PodWorker] = {}
+        self.probes = ProbeManager(runtime, self._wake_uid, self._probe_failed)
+        self._targets: list[ProbeTarget] = []
+        self.port = config.server_port
+        self._fingerprints: dict[str, tuple[Any, ...]] = {}
+        self.ready_since = _now()
+        self._locks: dict[str, asyncio.Lock] = {}
+        # Pods whose sandbox was handed to another pod (replace) and that must stay down
+        # until their object says Created.
+        self.handed_over: set[str] = set()
+
+    def _lock(self, uid: str) -> asyncio.Lock:
+        return self._locks.setdefault(uid, asyncio.Lock())
+
+    # -- node ----------------------------------------------------------------------
+
+    async def register_node(self) -> None:
+        body = node_object(self.config, self.port, _now())
+        try:
+            await self.client.create(from_dict(Node, body))
+        except Exception as exc:
+            if type(exc).__name__ != "AlreadyExists":
+                raise
+            node = await self.client.get(Node, self.config.node_name)
+            merged = to_dict(node)
+            merged["status"] = body["status"]
+            merged.setdefault("metadata", {}).setdefault("labels", {}).update(body["metadata"]["labels"])
+            await self.client.update_status(from_dict(Node, merged))
+
+    async def heartbeat_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.config.heartbeat_interval)
+            try:
+                node = await self.client.get(Node, self.config.node_name)
+                data = to_dict(node)
+                status = data.setdefault("status", {})
+                others = [c for c in status.get("conditions", []) if c.get("type") != "Ready"]
+                status["conditions"] = others + [ready_condition(_now(), self.ready_since)]
+                await self.client.update_status(from_dict(Node, data))
+            except NotFound:
+                await self.register_node()
+            except Exception as exc:
+                log.warning("node heartbeat failed: %s", exc)
+
+    # -- pods ----------------------------------------------------------------------
+
+    def _wake_uid(self, uid: str) -> None:
+        worker = self.workers.get(uid)
+        if worker is not None:
+            worker.wake.set()
+
+    def _dispatch(self, pod: Any | None, uid: str) -> None:
+        worker = self.workers.get(uid)
+        if worker is None:
+            if pod is None:
+                return
+            worker = PodWorker(uid=uid, pod=pod, last_pod=pod)
+            self.workers[uid] = worker
+            worker.task = asyncio.create_task(self._worker_loop(worker))
+        worker.update(pod)
+
+    async def watch_pods(self) -> None:
+        selector = f"spec.nodeName={self.config.node_name}"
+        pods, _ = await self.client.list(Pod, field_selector=selector)
+        seen = {p.metadata.uid for p in pods}
+        # Pods the runtime still holds but the API forgot: finish and clean them up.
+        for uid, rt in (await runtime_pods(self.runtime)).items():
+            if uid not in seen:
+                self._adopt_orphan(uid, rt)
+        async for type_, pod in self.client.watch(Pod, field_selector=selector):
+            self._dispatch(None if type_ == "DELETED" else pod, pod.metadata.uid)
+
+    def _adopt_orphan(self, uid: str, rt: PodRuntimeStatus) -> None:
+        worker = PodWorker(uid=uid, pod=None, last_pod=None)
+        self.workers[uid] = worker
+        worker.task = asyncio.create_task(self._worker_loop(worker))
+        worker.wake.set()
+
+    async def relist_loop(self) -> None:
+        """Wakes the worker of every pod whose containers changed in the runtime."""
+        while True:
+            await asyncio.sleep(self.config.relist_interval)
+            await self.relist()
+
+    async def relist(self) -> None:
+        try:
+            pods = await runtime_pods(self.runtime)
+        except Exception as exc:
+            log.warning("relist failed: %s", exc)
+            return
+        for uid, rt in pods.items():
+            fp = tuple((c.id, c.state) for c in rt.containers) + tuple((s.id, s.ready) for s in rt.sandboxes)
+            if self._fingerprints.get(uid) != fp:
+                self._fingerprints[uid] = fp
+                self._wake_uid(uid)
+
+    async def exit_loop(self) -> None:
+        """Container exits from the runtime, so a worker reacts within moments."""
+        events = getattr(self.runtime, "exit_events", None)
+        if events is None:
+            return
+        async for container_id in events():
+            with contextlib.suppress(Exception):
+                status = await self.runtime.container_status(container_id)
+                uid = (getattr(status, "labels", None) or {}).get(translate.POD_UID)
+                if uid:
+                    self._wake_uid(uid)
+
+    async def _worker_loop(self, w: PodWorker) -> None:
+        while True:
+            timeout = None
+            if w.next_wake is not None:
+                timeout = max(0.0, w.next_wake - time.monotonic())
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(w.wake.wait(), timeout)
+            w.wake.clear()
+            w.next_wake = None
+            try:
+                async with self._lock(w.uid):
+                    finished = await self.sync_pod(w)
+                if finished:
+                    self._locks.pop(w.uid, None)
+                    self.workers.pop(w.uid, None)
+                    self._fingerprints.pop(w.uid, None)
+                    self.backoff.forget(f"{w.uid}/")
+                    return
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("sync of pod %s failed", w.uid)
+                w.wake_at(time.monotonic() + 1.0)
+
+    async def _runtime_status(self, uid: str) -> PodRuntimeStatus:
+        return (await runtime_pods(self.runtime)).get(uid) or PodRuntimeStatus(uid=uid)
+
+    # -- one sync --------------------------------------------------------------------
+
+    async def sync_pod(self, w: PodWorker) -> bool:
+        """Brings the runtime towards the pod; returns True when the worker is done."""
+        rt = await self._runtime_status(w.uid)
+        pod = w.pod
+        if pod is None:
+            # The object is gone: stop at once and forget the pod.
+            if w.last_pod is not None:
+                await self._kill_pod(w.last_pod, rt, grace_override=1, reason="")
+            else:
+                await self._kill_all_records(rt)
+            await self._remove_pod(rt)
+            self.probes.ensure(self._probe_targets_except(w.uid))
+            return True
+
+        deleting = pod.metadata.deletion_timestamp is not None
+        terminal = pod.status is not None and pod.status.phase in ("Succeeded", "Failed")
+        created_state = (pod.metadata.annotations or {}).get(RUN_STATE_ANNOTATION) == "Created"
+        if created_state:
+            self.handed_over.discard(w.uid)
+        elif w.uid in self.handed_over:
+            created_state = True
+        deadline = self._deadline_exceeded(pod, w)
+
+        if deleting or terminal or deadline or created_state:
+            grace = None
+            if deleting and pod.metadata.deletion_grace_period_seconds is not None:
+                grace = pod.metadata.deletion_grace_period_seconds
+            if deadline and not terminal:
+                await self.events.record(pod, "DeadlineExceeded",
+                                         "Pod was active on the node longer than the specified deadline",
+                                         warning=True)
+            if any(c.state is RunState.RUNNING for c in rt.containers):
+                await self._kill_pod(pod, rt, grace_override=grace, reason="")
+            for sb in rt.sandboxes:
+                if sb.ready:
+                    await self.runtime.stop_pod_sandbox(sb.id)
+            if created_state and not deleting:
+                await self._prepare_created(w, pod)
+            await self._sync_probes()
+            rt = await self._runtime_status(w.uid)
+            await self._write_status(w, rt, pod_is_terminal=not created_state, deadline=deadline,
+                                     created_state=created_state)
+            if deleting and not rt.running():
+                await self._remove_pod(rt)
+                with contextlib.suppress(NotFound):
+                    await self.client.delete(Pod, pod.metadata.name, pod.metadata.namespace,
+                                             grace_period_seconds=0, uid=pod.metadata.uid)
+                self.probes.ensure(self._probe_targets_except(w.uid))
+                return True
+            return False
+
+        liveness = {k: v for k, v in self.probes.results["liveness"].items() if v is not None}
+        startup = {k: v for k, v in self.probes.results["startup"].items() if v is not None}
+        actions = compute_pod_actions(pod, rt, liveness, startup)
+
+        if actions.kill_pod:
+            if rt.running():
+                await self._kill_pod(pod, rt, grace_override=None, reason="")
+            if actions.create_sandbox:
+                for sb in rt.sandboxes:
+                    await self.runtime.stop_pod_sandbox(sb.id)
+                    if sb.ready and rt.sandboxes:
+                        await self.events.record(pod, "SandboxChanged",
+                                                 "Pod sandbox changed, it will be killed and re-created.")
+                rt = await self._runtime_status(w.uid)
+        sandbox_id = actions.sandbox_id
+        pod_ip = rt.sandboxes[0].ip if rt.sandboxes else None
+        handed = None
+        if actions.create_sandbox and pod.metadata.annotations.get(SANDBOX_FROM_ANNOTATION):
+            handed = await self._take_sandbox(pod, pod.metadata.annotations[SANDBOX_FROM_ANNOTATION],
+                                              actions.attempt)
+            if handed is not None:
+                sandbox_id = handed
+                rt = await self._runtime_status(w.uid)
+                pod_ip = rt.sandboxes[0].ip if rt.sandboxes else None
+        if actions.create_sandbox and handed is None:
+            try:
+                sandbox_id = await self.runtime.run_pod_sandbox(
+                    translate.sandbox_config(pod, actions.attempt, self.config))
+            except Exception as exc:
+                await self.events.record(pod, "FailedCreatePodSandBox",
+                                         f"Failed to create pod sandbox: {exc}", warning=True)
+                w.wake_at(time.monotonic() + self.config.backoff_base)
+                await self._write_status(w, rt)
+                return False
+            rt = await self._runtime_status(w.uid)
+            pod_ip = rt.sandboxes[0].ip if rt.sandboxes else None
+
+        for cid, info in actions.containers_to_kill.items():
+            record = next((c for c in rt.containers if c.id == cid), None)
+            if record is None:
+                continue
+            spec = self._spec_of(pod, record.name)
+            await self._kill_container(pod, spec, record, None, info.message or f"Stopping container {record.name}",
+                                       probe=info.reason)
+        if actions.containers_to_kill:
+            rt = await self._runtime_status(w.uid)
+
+        if sandbox_id is not None:
+            for i in actions.init_containers_to_start:
+                container = pod.spec.init_containers[i]
+                started = await self._start_container(w, pod, rt, sandbox_id, pod_ip, container, init=True)
+                if not is_restartable_init(container) or not started:
+                    if not is_restartable_init(container):
+                        break
+            for i in actions.containers_to_start:
+                await self._start_container(w, pod, rt, sandbox_id, pod_ip, pod.spec.containers[i], init=False)
+
+        await self._sync_probes()
+        rt = await self._runtime_status(w.uid)
+        await self._write_status(w, rt)
+        return False
+
+    async def _prepare_created(self, w: PodWorker, pod: Any) -> None:
+        """HyperContainer's Created: images pulled and volumes allocated, nothing running."""
+        for c in [*pod.spec.init_containers, *pod.spec.containers]:
+            await self._ensure_image(w, pod, c, c in pod.spec.init_containers, quiet=True)
+        try:
+            await self.runtime.setup_pod_volumes(pod.metadata.uid, translate.volume_sources(pod))
+        except Exception as exc:
+            await self.events.record(pod, "FailedMount", f"MountVolume.SetUp failed: {exc}", warning=True)
+
+    async def _take_sandbox(self, pod: Any, old_name: str, attempt: int) -> str | None:
+        """HyperContainer's replace: the running pod `old_name` stops its containers and hands
+        its sandbox (namespaces, IP) to `pod`, then returns to Created. None when it has none."""
+        try:
+            old = await self.client.get(Pod, old_name, pod.metadata.namespace)
+        except NotFound:
+            return None
+        old_uid = old.metadata.uid
+        async with self._lock(old_uid):
+            rt_old = await self._runtime_status(old_uid)
+            sandbox = next((s for s in rt_old.sandboxes if s.ready), None)
+            if sandbox is None:
+                return None
+            self.handed_over.add(old_uid)
+            await self._kill_pod(old, rt_old, grace_override=None, reason="")
+            for c in rt_old.containers:
+                with contextlib.suppress(NotFound):
+                    await self.runtime.remove_container(c.id)
+            config = translate.sandbox_config(pod, attempt, self.config)
+            await self.runtime.update_pod_sandbox(sandbox.id, config.labels, config.annotations,
+                                                  hostname=config.hostname)
+        await self.events.record(pod, "SandboxHandedOver", f"Took over the sandbox of pod {old_name}")
+        for _ in range(5):
+            try:
+                fresh = await self.client.get(Pod, old_name, pod.metadata.namespace)
+                fresh.metadata.annotations[RUN_STATE_ANNOTATION] = "Created"
+                await self.client.update(fresh)
+                break
+            except Conflict:
+                continue
+            except NotFound:
+                break
+        self._wake_uid(old_uid)
+        return sandbox.id
+
+    def _spec_of(self, pod: Any, name: str) -> Any:
+        for c in [*pod.spec.init_containers, *pod.spec.containers]:
+            if c.name == name:
+                return c
+        return None
+
+    def _deadline_exceeded(self, pod: Any, w: PodWorker) -> bool:
+        ads = pod.spec.active_deadline_seconds
+        start = pod.status.start_time if pod.status is not None else None
+        if ads is None or start is None:
+            return False
+        left = (start + timedelta(seconds=ads) - _now()).total_seconds()
+        if left <= 0:
+            return True
+        w.wake_at(time.monotonic() + left)
+        return False
+
+    # -- containers ------------------------------------------------------------------
+
+    async def _start_container(self, w: PodWorker, pod: Any, rt: PodRuntimeStatus, sandbox_id: str,
+                               pod_ip: str | None, container: Any, init: bool) -> bool:
+        name = container.name
+        key = backoff_key(pod.metadata.uid, name)
+        latest = rt.find(name)
+        if latest is not None and latest.state is RunState.EXITED:
+            finished = (latest.finished_at or _now()).timestamp()
+            left = self.backoff.remaining(key, finished, time.time())
+            if left > 0:
+                w.reasons[name] = ("CrashLoopBackOff",
+                                   f"back-off {_duration(self.backoff.get(key))} restarting failed "
+                                   f"container={name} pod={_pod_name(pod)}")
+                await self.events.record(pod, "BackOff", f"Back-off restarting failed container {name} in pod "
+                                         f"{_pod_name(pod)}", warning=True, container=name, init=init)
+                w.wake_at(time.monotonic() + left)
+                return False
+            self.backoff.next(key, finished, time.time())
+
+        image_ok, image_info = await self._ensure_image(w, pod, container, init)
+        if not image_ok:
+            return False
+        attempt = latest.attempt + 1 if latest is not None else 0
+        try:
+            volume_paths = await self.runtime.setup_pod_volumes(pod.metadata.uid, translate.volume_sources(pod))
+        except Exception as exc:
+            w.reasons[name] = ("ContainerCreating", "")
+            await self.events.record(pod, "FailedMount", f"MountVolume.SetUp failed: {exc}", warning=True)
+            w.wake_at(time.monotonic() + self.config.backoff_base)
+            return False
+        try:
+            cfg = translate.container_config(pod, container, attempt=attempt, init=init, pod_ip=pod_ip or "",
+                                             host_ip=self.config.node_address, image_info=image_info,
+                                             volume_paths=volume_paths)
+        except EnvError as exc:
+            w.reasons[name] = ("CreateContainerConfigError", str(exc))
+            await self.events.record(pod, "Failed", f"Error: {exc}", warning=True, container=name, init=init)
+            return False
+        try:
+            cid = await self.runtime.create_container(sandbox_id, cfg)
+        except Exception as exc:
+            w.reasons[name] = ("CreateContainerError", str(exc))
+            await self.events.record(pod, "Failed", f"Error: {exc}", warning=True, container=name, init=init)
+            return False
+        await self.events.record(pod, "Created", f"Created container {name}", container=name, init=init)
+        try:
+            await self.runtime.start_container(cid)
+        except Exception as exc:
+            w.reasons[name] = ("RunContainerError", str(exc))
+            await self.events.record(pod, "Failed", f"Error: {exc}", warning=True, container=name, init=init)
+            return False
+        w.reasons.pop(name, None)
+        await self.events.record(pod, "Started", f"Started container {name}", container=name, init=init)
+
+        post_start = container.lifecycle.post_start if container.lifecycle is not None else None
+        if post_start is not None:
+            ok, message = await run_handler(self.runtime, post_start, container, cid, pod_ip,
+                                            float(self._grace(pod)))
+            if not ok:
+                await self.events.record(pod, "FailedPostStartHook", message, warning=True, container=name, init=init)
+                record = ContainerRecord(id=cid, name=name, state=RunState.RUNNING)
+                await self._kill_container(pod, container, record, None,
+                                           "FailedPostStartHook", probe="", run_pre_stop=False)
+                w.reasons[name] = ("PostStartHookError", message)
+                return False
+        return True
+
+    async def _ensure_image(self, w: PodWorker, pod: Any, container: Any, init: bool,
+                            quiet: bool = False) -> tuple[bool, Any]:
+        name, image = container.name, container.image
+        key = f"{pod.metadata.uid}/{name}/pull"
+        policy = container.image_pull_policy or ("Always" if image.endswith(":latest") or ":" not in
+                                                 image.rsplit("/", 1)[-1] else "IfNotPresent")
+        present = await translate.image_present(self.runtime, image)
+        if present is not None and (policy != "Always" or quiet):
+            if not quiet:
+                await self.events.record(pod, "Pulled", f'Container image "{image}" already present on machine',
+                                         container=name, init=init)
+            return True, present
+        if policy == "Never":
+            msg = f'Container image "{image}" is not present with pull policy of Never'
+            w.reasons[name] = ("ErrImageNeverPull", msg)
+            await self.events.record(pod, "Failed", f"Error: {msg}", warning=True, container=name, init=init)
+            return False, None
+        now = time.time()
+        left = self.pull_backoff.remaining(key, now, now)
+        if left > 0:
+            w.reasons[name] = ("ImagePullBackOff", f'Back-off pulling image "{image}"')
+            await self.events.record(pod, "BackOff", f'Back-off pulling image "{image}"', container=name, init=init)
+            w.wake_at(time.monotonic() + left)
+            return False, None
+        await self.events.record(pod, "Pulling", f'Pulling image "{image}"', container=name, init=init)
+        t0 = time.monotonic()
+        try:
+            info = await translate.pull_image(self.runtime, image)
+        except Exception as exc:
+            self.pull_backoff.next(key, now, now)
+            w.reasons[name] = ("ErrImagePull", str(exc))
+            await self.events.record(pod, "Failed", f'Failed to pull image "{image}": {exc}', warning=True,
+                                     container=name, init=init)
+            w.wake_at(time.monotonic() + self.pull_backoff.get(key))
+            return False, None
+        took = time.monotonic() - t0
+        await self.events.record(pod, "Pulled", f'Successfully pulled image "{image}" in {took:.3f}s',
+                                 container=name, init=init)
+        return True, info
+
+    def _grace(self, pod: Any) -> int:
+        if pod.metadata.deletion_grace_period_seconds is not None and pod.metadata.deletion_timestamp is not None:
+            return pod.metadata.deletion_grace_period_seconds
+        g = pod.spec.termination_grace_period_seconds
+        return DEFAULT_GRACE_SECONDS if g is None else g
+
+    async def _kill_container(self, pod: Any, spec: Any, record: ContainerRecord, grace_override: int | None,
+                              message: str, probe: str = "", run_pre_stop: bool = True) -> None:
+        """preStop, then the stop signal, then SIGKILL when the grace period ends (killContainer)."""
+        grace = float(self._grace(pod))
+        if probe in ("LivenessProbe", "StartupProbe") and spec is not None:
+            p = spec.liveness_probe if probe == "LivenessProbe" else spec.startup_probe
+            if p is not None and p.termination_grace_period_seconds is not None:
+                grace = float(p.termination_grace_period_seconds)
+        name = record.name
+        init = spec is not None and spec in pod.spec.init_containers
+        await self.events.record(pod, "Killing", message, container=name, init=init)
+        pre_stop = spec.lifecycle.pre_stop if spec is not None and spec.lifecycle is not None else None
+        if run_pre_stop and pre_stop is not None and grace > 0 and record.state is RunState.RUNNING:
+            t0 = time.monotonic()
+            pod_ip = None
+            rt = await self._runtime_status(pod.metadata.uid)
+            if rt.sandboxes:
+                pod_ip = rt.sandboxes[0].ip
+            try:
+                ok, hook_msg = await asyncio.wait_for(
+                    run_handler(self.runtime, pre_stop, spec, record.id, pod_ip, grace), grace)
+            except asyncio.TimeoutError:
+                ok, hook_msg = True, ""  # overran the grace period: the stop goes on
+            if not ok:
+                await self.events.record(pod, "FailedPreStopHook", hook_msg, warning=True, container=name, init=init)
+            grace -= time.monotonic() - t0
+            if grace < MINIMUM_GRACE_SECONDS:
+                grace = MINIMUM_GRACE_SECONDS
+        if grace_override is not None:
+            grace = float(grace_override)
+        with contextlib.suppress(NotFound):
+            await self.runtime.stop_container(record.id, max(0.0, grace))
+
+    async def _kill_pod(self, pod: Any, rt: PodRuntimeStatus, grace_override: int | None, reason: str) -> None:
+        """Main containers (and a running regular init container) together, then sidecars in
+        reverse order, as the kubelet stops a pod."""
+        running = {c.name: c for c in rt.containers if c.state is RunState.RUNNING}
+        sidecars = [c for c in pod.spec.init_containers if is_restartable_init(c)]
+        others = [c for c in [*pod.spec.init_containers, *pod.spec.containers] if c not in sidecars]
+        await asyncio.gather(*(
+            self._kill_container(pod, c, running[c.name], grace_override, f"Stopping container {c.name}")
+            for c in others if c.name in running))
+        for c in reversed(sidecars):
+            if c.name in running:
+                await self._kill_container(pod, c, running[c.name], grace_override, f"Stopping container {c.name}")
+        known = {c.name for c in [*pod.spec.init_containers, *pod.spec.containers]}
+        for name, record in running.items():
+            if name not in known:
+                await self.runtime.stop_container(record.id, 0)
+
+    async def _kill_all_records(self, rt: PodRuntimeStatus) -> None:
+        for c in rt.running():
+            with contextlib.suppress(NotFound):
+                await self.runtime.stop_container(c.id, 1)
+
+    async def _remove_pod(self, rt: PodRuntimeStatus) -> None:
+        for c in rt.containers:
+            with contextlib.suppress(NotFound):
+                await self.runtime.remove_container(c.id)
+        for sb in rt.sandboxes:
+            with contextlib.suppress(NotFound):
+                await self.runtime.stop_pod_sandbox(sb.id)
+            with contextlib.suppress(NotFound):
+                await self.runtime.remove_pod_sandbox(sb.id)
+        await self.runtime.remove_pod_volumes(rt.uid)
+
+    # -- probes ------------------------------------------------------------------------
+
+    def _probe_targets_except(self, uid: str) -> list[ProbeTarget]:
+        return [t for t in self._targets if t.pod.metadata.uid != uid]
+
+    async def _sync_probes(self) -> None:
+        """Starts probe timers for newly running containers and stops those of gone ones."""
+        pods = await runtime_pods(self.runtime)
+        targets = []
+        for uid, rt in pods.items():
+            w = self.workers.get(uid)
+            pod = w.pod if w is not None else None
+            if pod is None or pod.metadata.deletion_timestamp is not None:
+                continue
+            ip = rt.sandboxes[0].ip if rt.sandboxes else None
+            for c in rt.running():
+                spec = self._spec_of(pod, c.name)
+                if spec is None:
+                    continue
+                init = spec in pod.spec.init_containers
+                if init and not is_restartable_init(spec):
+                    continue
+                targets.append(ProbeTarget(pod, spec, c.id, c.started_at, ip, init))
+        self._targets = targets
+        self.probes.ensure(targets)
+
+    async def _probe_failed(self, pod: Any, container: Any, probe_type: str, message: str, init: bool) -> None:
+        await self.events.record(pod, "Unhealthy", f"{probe_type.capitalize()} probe failed: {message}",
+                                 warning=True, container=container.name, init=init)
+
+    # -- status ------------------------------------------------------------------------
+
+    async def _write_status(self, w: PodWorker, rt: PodRuntimeStatus, pod_is_terminal: bool = False,
+                            deadline: bool = False, created_state: bool = False) -> None:
+        pod = w.pod
+        inputs = StatusInputs(
+            now=_now(), host_ip=self.config.node_address,
+            ready={k: v for k, v in self.probes.results["readiness"].items() if v is not None},
+            started={k: v for k, v in self.probes.results["startup"].items() if v is not None},
+            reasons=dict(w.reasons), pod_is_terminal=pod_is_terminal, deadline_exceeded=deadline,
+            created_state=created_state)
+        for _ in range(5):
+            new = pod_status(pod, rt, inputs)
+            if pod.status is not None and _same_status(to_dict(pod.status), to_dict(new)):
+                return
+            data = to_dict(pod)
+            data["status"] = to_dict(new)
+            try:
+                w.pod = await self.client.update_status(from_dict(Pod, data))
+                return
+            except Conflict:
+                pod = w.pod = await self.client.get(Pod, pod.metadata.name, pod.metadata.namespace)
+            except NotFound:
+                return
+
+
+def _same_status(old: dict[str, Any], new: dict[str, Any]) -> bool:
+    """Equal but for condition transition times, which only move when a status moves."""
+    return old == new
+
+
+def _duration(seconds: float) -> str:
+    """Go's time.Duration text for whole seconds: 10s, 1m20s, 5m0s."""
+    s = int(seconds)
+    if seconds != s:
+        return f"{seconds:g}s"
+    return f"{s // 60}m{s % 60}s" if s >= 60 else f"{s}s"
+
+
+async def run(client: Any, runtime: Any, config: AgentConfig, registered: asyncio.Event | None = None) -> None:
+    """Runs the agent until cancelled: node, heartbeats, pod watch, relist, exits, logs/exec server.
+    `registered` is set once the Node object exists."""
+    from podbay.agent.server import start_server
+
+    agent = Agent(client, runtime, config)
+    server = await start_server(agent, config.node_address, config.server_port)
+    agent.port = server.port
+    await agent.register_node()
+    if registered is not None:
+        registered.set()
+    tasks = [asyncio.create_task(coro) for coro in
+             (agent.heartbeat_loop(), agent.watch_pods(), agent.relist_loop(), agent.exit_loop())]
+    try:
+        await asyncio.gather(*tasks)
+    finally:
+        for t in tasks:
+            t.cancel()
+        workers = [w.task for w in agent.workers.values() if w.task is not None]
+        for t in workers:
+            t.cancel()
+        await asyncio.gather(*tasks, *workers, return_exceptions=True)
+        await agent.probes.close()
+        await server.close()

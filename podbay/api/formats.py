@@ -1,0 +1,203 @@
+"""Reading objects from files: v1 YAML/JSON (multi-document, `List`s), the legacy
+v1beta1 pod and HyperContainer pod files, all turned into v1 objects.
+
+v1beta1 (`id`, `desiredState.manifest`, `labels`): id -> metadata.name,
+manifest.containers/volumes/restartPolicy -> spec; a volume's `source.emptyDir`
+or `source.hostDir.path` -> emptyDir / hostPath.
+
+HyperContainer pod file (`id`, `containers`, `resource`, `volumes`, `hostname`,
+`tty`): id -> metadata.name; each container's image, command (its first word
+the command, the rest args), workdir -> workingDir, envs [{env, value}] -> env,
+ports [{containerPort, hostPort, protocol}], volumes [{volume, path, readOnly}]
+-> volumeMounts; `resource.vcpu` and `resource.memory` (MiB) are the pod's
+whole budget, given to the first container as limits; pod volumes with a
+`source` path -> hostPath, without one (or driver "") -> emptyDir.
+"""
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel
+
+from podbay.api.errors import FieldError, Invalid
+from podbay.api.models import ConfigMap, Namespace, Node, Pod, Secret
+from podbay.api.serialize import from_dict, to_dict
+
+KINDS: dict[str, type[BaseModel]] = {"Pod": Pod, "ConfigMap": ConfigMap, "Secret": Secret, "Namespace": Namespace,
+                                     "Node": Node}
+_NAME = re.compile(r"[^a-z0-9-]+")
+
+
+def _documents(text: str, source: str) -> list[Any]:
+    stripped = text.lstrip()
+    if stripped.startswith(("{", "[")):
+        try:
+            data = json.loads(text)
+            return data if isinstance(data, list) else [data]
+        except ValueError:
+            pass  # YAML is a superset of JSON's syntax: let it report the error
+    try:
+        return [d for d in yaml.safe_load_all(text) if d is not None]
+    except yaml.YAMLError as exc:
+        raise Invalid([FieldError(source, None, f"not valid YAML or JSON: {exc}")]) from None
+
+
+def load_objects(text: str, source: str = "<stdin>") -> list[BaseModel]:
+    """Every object in the text, decoded strictly; errors name the document and field."""
+    out: list[BaseModel] = []
+    errors: list[FieldError] = []
+    docs = _documents(text, source)
+    for i, doc in enumerate(docs, start=1):
+        where = source if len(docs) == 1 else f"{source}#{i}"
+        try:
+            out += _decode(doc, where)
+        except Invalid as exc:
+            errors += [FieldError(f"{where}: {e.path}", e.value, e.message) for e in exc.errors]
+    if errors:
+        raise Invalid(errors)
+    return out
+
+
+def _decode(doc: Any, where: str) -> list[BaseModel]:
+    if not isinstance(doc, dict):
+        raise Invalid([FieldError("<root>", None, "must be an object")])
+    kind, version = doc.get("kind"), doc.get("apiVersion")
+    if kind in ("List", "PodList") or (kind is None and "items" in doc):
+        items = doc.get("items") or []
+        out: list[BaseModel] = []
+        errors: list[FieldError] = []
+        for i, item in enumerate(items):
+            try:
+                out += _decode(item, where)
+            except Invalid as exc:
+                errors += [FieldError(f"items[{i}].{e.path}", e.value, e.message) for e in exc.errors]
+        if errors:
+            raise Invalid(errors)
+        return out
+    if version == "v1beta1" or "desiredState" in doc:
+        return [from_dict(Pod, from_v1beta1(doc))]
+    if kind is None and "containers" in doc and "id" in doc:
+        return [from_dict(Pod, from_hyper(doc))]
+    if version not in (None, "v1"):
+        raise Invalid([FieldError("apiVersion", version, 'Unsupported value: supported values: "v1", "v1beta1"')])
+    model = KINDS.get(kind or "")
+    if model is None:
+        raise Invalid([FieldError("kind", kind, "Unsupported value: supported kinds: "
+                                  + ", ".join(f'"{k}"' for k in KINDS) + ", List, v1beta1 Pod, Hyper pod file")])
+    return [from_dict(model, doc)]
+
+
+def load_pods(text_or_path: str | Path) -> list[Pod]:
+    """The pods in a file (a Path, or a string naming an existing file) or in the text itself."""
+    if isinstance(text_or_path, Path) or ("\n" not in text_or_path and Path(text_or_path).is_file()):
+        path = Path(text_or_path)
+        objs = load_objects(path.read_text(), str(path))
+    else:
+        objs = load_objects(text_or_path)
+    return [o for o in objs if isinstance(o, Pod)]
+
+
+def from_v1beta1(doc: dict[str, Any]) -> dict[str, Any]:
+    manifest = (doc.get("desiredState") or {}).get("manifest")
+    if not isinstance(manifest, dict):
+        raise Invalid([FieldError("desiredState.manifest", None, "Required value: a v1beta1 pod needs a manifest")])
+    spec: dict[str, Any] = {"containers": []}
+    for c in manifest.get("containers") or []:
+        container = {k: v for k, v in c.items() if k in ("name", "image", "command", "args", "workingDir", "ports",
+                                                          "env", "volumeMounts", "imagePullPolicy")}
+        container["volumeMounts"] = [{"name": m.get("name"), "mountPath": m.get("mountPath") or m.get("path"),
+                                      **({"readOnly": True} if m.get("readOnly") else {})}
+                                     for m in c.get("volumeMounts") or []]
+        spec["containers"].append({k: v for k, v in container.items() if v not in (None, [])})
+    volumes = []
+    for v in manifest.get("volumes") or []:
+        source = v.get("source") or {}
+        if (source.get("hostDir") or {}).get("path"):
+            volumes.append({"name": v.get("name"), "hostPath": {"path": source["hostDir"]["path"]}})
+        else:
+            volumes.append({"name": v.get("name"), "emptyDir": {}})
+    if volumes:
+        spec["volumes"] = volumes
+    policy = manifest.get("restartPolicy")
+    if isinstance(policy, dict) and policy:
+        spec["restartPolicy"] = {"always": "Always", "onFailure": "OnFailure", "never": "Never"}.get(
+            next(iter(policy)), "Always")
+    meta: dict[str, Any] = {"name": doc.get("id") or manifest.get("id")}
+    if doc.get("labels"):
+        meta["labels"] = doc["labels"]
+    if doc.get("namespace"):
+        meta["namespace"] = doc["namespace"]
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": meta, "spec": spec}
+
+
+def from_hyper(doc: dict[str, Any]) -> dict[str, Any]:
+    containers = []
+    for i, c in enumerate(doc.get("containers") or []):
+        if not isinstance(c, dict) or not c.get("image"):
+            raise Invalid([FieldError(f"containers[{i}].image", None, "Required value")])
+        image = c["image"]
+        name = c.get("name") or _NAME.sub("-", image.rsplit("/", 1)[-1].split(":")[0].lower()).strip("-") or f"c{i}"
+        command = c.get("command") or []
+        if isinstance(command, str):
+            command = ["sh", "-c", command]
+        container: dict[str, Any] = {"name": name, "image": image}
+        if command:
+            container["command"] = command[:1]
+            if command[1:]:
+                container["args"] = command[1:]
+        if c.get("entrypoint"):
+            container["command"] = list(c["entrypoint"])
+            if command:
+                container["args"] = command
+        if c.get("workdir"):
+            container["workingDir"] = c["workdir"]
+        if c.get("envs"):
+            container["env"] = [{"name": e.get("env"), "value": str(e.get("value", ""))} for e in c["envs"]]
+        if c.get("ports"):
+            container["ports"] = [{"containerPort": p.get("containerPort"),
+                                   **({"hostPort": p["hostPort"]} if p.get("hostPort") else {}),
+                                   **({"protocol": p["protocol"].upper()} if p.get("protocol") else {})}
+                                  for p in c["ports"]]
+        if c.get("volumes"):
+            container["volumeMounts"] = [{"name": v.get("volume"), "mountPath": v.get("path"),
+                                          **({"readOnly": True} if v.get("readOnly") else {})} for v in c["volumes"]]
+        if c.get("tty") or doc.get("tty"):
+            container["tty"] = True
+            container["stdin"] = True
+        containers.append(container)
+    resource = doc.get("resource") or {}
+    if containers and resource:
+        limits = {}
+        if resource.get("vcpu"):
+            limits["cpu"] = str(resource["vcpu"])
+        if resource.get("memory"):
+            limits["memory"] = f"{resource['memory']}Mi"
+        if limits:
+            containers[0]["resources"] = {"limits": limits}
+    volumes = []
+    for v in doc.get("volumes") or []:
+        if v.get("source"):
+            volumes.append({"name": v.get("name"), "hostPath": {"path": v["source"]}})
+        else:
+            volumes.append({"name": v.get("name"), "emptyDir": {}})
+    spec: dict[str, Any] = {"containers": containers}
+    if volumes:
+        spec["volumes"] = volumes
+    if doc.get("hostname"):
+        spec["hostname"] = doc["hostname"]
+    if doc.get("restartPolicy"):
+        spec["restartPolicy"] = {"always": "Always", "onfailure": "OnFailure", "never": "Never"}.get(
+            str(doc["restartPolicy"]).lower(), doc["restartPolicy"])
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": doc.get("id")}, "spec": spec}
+
+
+def dump_objects(objs: list[BaseModel], fmt: str = "yaml") -> str:
+    data = [to_dict(o) for o in objs]
+    if fmt == "json":
+        body: Any = data[0] if len(data) == 1 else {"apiVersion": "v1", "kind": "List", "items": data}
+        return json.dumps(body, indent=2) + "\n"
+    return yaml.safe_dump_all(data, sort_keys=False)

@@ -1,0 +1,356 @@
+"""Validation of defaulted objects, after Kubernetes' ValidatePodCreate and
+ValidatePodUpdate (pkg/apis/core/validation): every error names its field path."""
+from __future__ import annotations
+
+import re
+from pathlib import PurePosixPath
+
+from podbay.api.errors import FieldError
+from podbay.api.models import (
+    UNSUPPORTED_VOLUME_SOURCES, Container, Namespace, Node, Pod, Probe, ResourceRequirements,
+)
+from podbay.api.quantity import parse_quantity
+from podbay.api.serialize import to_dict
+
+LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+QUALIFIED = re.compile(r"^([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]$")
+LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
+ENV_NAME = re.compile(r"^[-._a-zA-Z][-._a-zA-Z0-9]*$")
+SVC_NAME = re.compile(r"^[a-z0-9]([a-z0-9-]*[a-z0-9])*$")
+SYSCTL = re.compile(r"^([a-z0-9]([-_a-z0-9]*[a-z0-9])?[\./])*[a-z0-9]([-_a-z0-9]*[a-z0-9])?$")
+
+MSG_LABEL = ("must be a lowercase RFC 1123 label: lower case alphanumeric characters or '-', "
+             "starting and ending with an alphanumeric character (e.g. 'my-name', or '123-abc'), "
+             "at most 63 characters")
+MSG_SUBDOMAIN = ("must be a lowercase RFC 1123 subdomain: lower case alphanumeric characters, '-' or '.', "
+                 "starting and ending with an alphanumeric character (e.g. 'example.com'), at most 253 characters")
+
+
+def _unsupported(value: object, allowed: tuple[str, ...]) -> str:
+    return "Unsupported value: supported values: " + ", ".join(f'"{a}"' for a in allowed)
+
+
+def is_label(name: str) -> bool:
+    return bool(LABEL.match(name)) and len(name) <= 63
+
+
+def is_subdomain(name: str) -> bool:
+    return bool(SUBDOMAIN.match(name)) and len(name) <= 253
+
+
+def _qualified_name(key: str) -> bool:
+    prefix, _, name = key.rpartition("/")
+    if prefix and not is_subdomain(prefix):
+        return False
+    return bool(QUALIFIED.match(name)) and len(name) <= 63
+
+
+def validate_metadata(meta, path: str = "metadata", namespaced: bool = True) -> list[FieldError]:
+    errs: list[FieldError] = []
+    if not meta.name and not meta.generate_name:
+        errs.append(FieldError(f"{path}.name", None, "Required value: name or generateName is required"))
+    elif meta.name and not is_subdomain(meta.name):
+        errs.append(FieldError(f"{path}.name", meta.name, MSG_SUBDOMAIN))
+    if namespaced and meta.namespace and not is_label(meta.namespace):
+        errs.append(FieldError(f"{path}.namespace", meta.namespace, MSG_LABEL))
+    for key, value in meta.labels.items():
+        if not _qualified_name(key):
+            errs.append(FieldError(f"{path}.labels", key, "name part must consist of alphanumeric characters, "
+                                   "'-', '_' or '.', and must start and end with an alphanumeric character"))
+        if len(value) > 63 or not LABEL_VALUE.match(value):
+            errs.append(FieldError(f"{path}.labels", value, "a valid label must be an empty string or consist of "
+                                   "alphanumeric characters, '-', '_' or '.', and must start and end with an "
+                                   "alphanumeric character, at most 63 characters"))
+    for key in meta.annotations:
+        if not _qualified_name(key):
+            errs.append(FieldError(f"{path}.annotations", key, "name part must consist of alphanumeric "
+                                   "characters, '-', '_' or '.', and must start and end with an alphanumeric character"))
+    if sum(len(k) + len(v) for k, v in meta.annotations.items()) > 256 * 1024:
+        errs.append(FieldError(f"{path}.annotations", None, "Too long: must have at most 262144 bytes"))
+    return errs
+
+
+def _quantity(path: str, value: str) -> list[FieldError]:
+    try:
+        q = parse_quantity(value)
+    except ValueError as exc:
+        return [FieldError(path, value, str(exc))]
+    if q < 0:
+        return [FieldError(path, value, "must be greater than or equal to 0")]
+    return []
+
+
+def _resources(path: str, r: ResourceRequirements | None) -> list[FieldError]:
+    if r is None:
+        return []
+    errs: list[FieldError] = []
+    for kind in ("limits", "requests"):
+        for name, value in getattr(r, kind).items():
+            errs += _quantity(f"{path}.{kind}[{name}]", value)
+    if not errs:
+        for name, value in r.requests.items():
+            if name in r.limits and parse_quantity(value) > parse_quantity(r.limits[name]):
+                errs.append(FieldError(f"{path}.requests", value, f"must be less than or equal to {name} limit "
+                                       f"of {r.limits[name]}"))
+    return errs
+
+
+def _handler_count(h) -> int:
+    return sum(1 for x in (h.exec, h.http_get, h.tcp_socket, getattr(h, "grpc", None), getattr(h, "sleep", None))
+               if x is not None)
+
+
+def _port(path: str, port: int | str, container: Container) -> list[FieldError]:
+    if isinstance(port, int) or (isinstance(port, str) and port.isdigit()):
+        if not 1 <= int(port) <= 65535:
+            return [FieldError(path, port, "must be between 1 and 65535, inclusive")]
+        return []
+    if not any(p.name == port for p in container.ports):
+        return [FieldError(path, port, "must contain at least one port name defined in the container's ports")]
+    return []
+
+
+def _probe(path: str, probe: Probe | None, container: Container, must_succeed_once: bool) -> list[FieldError]:
+    if probe is None:
+        return []
+    errs: list[FieldError] = []
+    n = _handler_count(probe)
+    if n == 0:
+        errs.append(FieldError(path, None, "Required value: must specify a handler type"))
+    elif n > 1:
+        errs.append(FieldError(path, None, "Forbidden: may not specify more than 1 handler type"))
+    for name in ("initial_delay_seconds", "timeout_seconds", "period_seconds", "success_threshold",
+                 "failure_threshold"):
+        value = getattr(probe, name)
+        camel = "".join(w.capitalize() if i else w for i, w in enumerate(name.split("_")))
+        minimum = 0 if name == "initial_delay_seconds" else 1
+        if value is not None and value < minimum:
+            errs.append(FieldError(f"{path}.{camel}", value, f"must be greater than or equal to {minimum}"))
+    if must_succeed_once and probe.success_threshold not in (None, 1):
+        errs.append(FieldError(f"{path}.successThreshold", probe.success_threshold, "must be 1"))
+    if probe.http_get is not None:
+        errs += _port(f"{path}.httpGet.port", probe.http_get.port, container)
+    if probe.tcp_socket is not None:
+        errs += _port(f"{path}.tcpSocket.port", probe.tcp_socket.port, container)
+    return errs
+
+
+def _container(path: str, c: Container, volumes: set[str], init: bool, pod: Pod) -> list[FieldError]:
+    errs: list[FieldError] = []
+    if not c.name:
+        errs.append(FieldError(f"{path}.name", None, "Required value"))
+    elif not is_label(c.name):
+        errs.append(FieldError(f"{path}.name", c.name, MSG_LABEL))
+    if not c.image or not c.image.strip():
+        errs.append(FieldError(f"{path}.image", None, "Required value"))
+    if c.image_pull_policy not in (None, "Always", "IfNotPresent", "Never"):
+        errs.append(FieldError(f"{path}.imagePullPolicy", c.image_pull_policy,
+                               _unsupported(c.image_pull_policy, ("Always", "IfNotPresent", "Never"))))
+    if c.restart_policy is not None:
+        if not init:
+            errs.append(FieldError(f"{path}.restartPolicy", c.restart_policy,
+                                   "Forbidden: may not be set for non-init containers"))
+        elif c.restart_policy != "Always":
+            errs.append(FieldError(f"{path}.restartPolicy", c.restart_policy, _unsupported(c.restart_policy, ("Always",))))
+    names: set[str] = set()
+    for i, p in enumerate(c.ports):
+        pp = f"{path}.ports[{i}]"
+        if not 1 <= p.container_port <= 65535:
+            errs.append(FieldError(f"{pp}.containerPort", p.container_port, "must be between 1 and 65535, inclusive"))
+        if p.host_port is not None and not 0 <= p.host_port <= 65535:
+            errs.append(FieldError(f"{pp}.hostPort", p.host_port, "must be between 1 and 65535, inclusive"))
+        if p.protocol not in (None, "TCP", "UDP", "SCTP"):
+            errs.append(FieldError(f"{pp}.protocol", p.protocol, _unsupported(p.protocol, ("SCTP", "TCP", "UDP"))))
+        if p.name:
+            if len(p.name) > 15 or not SVC_NAME.match(p.name) or not re.search("[a-z]", p.name):
+                errs.append(FieldError(f"{pp}.name", p.name, "must be no more than 15 characters, contain only "
+                                       "lowercase alphanumerics or '-', at least one letter"))
+            elif p.name in names:
+                errs.append(FieldError(f"{pp}.name", p.name, "Duplicate value"))
+            names.add(p.name)
+        if pod.spec.host_network and p.host_port not in (None, p.container_port):
+            errs.append(FieldError(f"{pp}.hostPort", p.host_port, "must match `containerPort` when `hostNetwork` is true"))
+    for i, e in enumerate(c.env):
+        if not e.name:
+            errs.append(FieldError(f"{path}.env[{i}].name", None, "Required value"))
+        elif not ENV_NAME.match(e.name):
+            errs.append(FieldError(f"{path}.env[{i}].name", e.name, "a valid environment variable name must "
+                                   "consist of alphabetic characters, digits, '_', '-', or '.', and must not start "
+                                   "with a digit"))
+        if e.value and e.value_from is not None:
+            errs.append(FieldError(f"{path}.env[{i}].valueFrom", None,
+                                   "Invalid value: may not be specified when `value` is not empty"))
+    mount_paths: set[str] = set()
+    for i, m in enumerate(c.volume_mounts):
+        mp = f"{path}.volumeMounts[{i}]"
+        if m.name not in volumes:
+            errs.append(FieldError(f"{mp}.name", m.name, "Not found"))
+        if not m.mount_path:
+            errs.append(FieldError(f"{mp}.mountPath", None, "Required value"))
+        elif m.mount_path in mount_paths:
+            errs.append(FieldError(f"{mp}.mountPath", m.mount_path, "must be unique"))
+        mount_paths.add(m.mount_path)
+        if m.sub_path and (PurePosixPath(m.sub_path).is_absolute() or ".." in PurePosixPath(m.sub_path).parts):
+            errs.append(FieldError(f"{mp}.subPath", m.sub_path, "must be a relative path without '..'"))
+    errs += _resources(f"{path}.resources", c.resources)
+    sidecar = init and c.restart_policy == "Always"
+    if init and not sidecar:
+        for name in ("liveness_probe", "readiness_probe", "startup_probe"):
+            if getattr(c, name) is not None:
+                camel = name.split("_")[0] + "Probe"
+                errs.append(FieldError(f"{path}.{camel}", None, "Forbidden: may not be set for init containers "
+                                       "without restartPolicy=Always"))
+        if c.lifecycle is not None:
+            errs.append(FieldError(f"{path}.lifecycle", None, "Forbidden: may not be set for init containers "
+                                   "without restartPolicy=Always"))
+    else:
+        errs += _probe(f"{path}.livenessProbe", c.liveness_probe, c, True)
+        errs += _probe(f"{path}.readinessProbe", c.readiness_probe, c, False)
+        errs += _probe(f"{path}.startupProbe", c.startup_probe, c, True)
+        if c.lifecycle is not None:
+            for hook, h in (("postStart", c.lifecycle.post_start), ("preStop", c.lifecycle.pre_stop)):
+                if h is not None and _handler_count(h) != 1:
+                    errs.append(FieldError(f"{path}.lifecycle.{hook}", None,
+                                           "Required value: must specify exactly one handler type"))
+    if c.termination_message_policy not in (None, "File", "FallbackToLogsOnError"):
+        errs.append(FieldError(f"{path}.terminationMessagePolicy", c.termination_message_policy,
+                               _unsupported(c.termination_message_policy, ("File", "FallbackToLogsOnError"))))
+    return errs
+
+
+def validate_pod(pod: Pod) -> list[FieldError]:
+    errs = validate_metadata(pod.metadata)
+    spec = pod.spec
+    volumes: set[str] = set()
+    for i, v in enumerate(spec.volumes):
+        vp = f"spec.volumes[{i}]"
+        if not v.name:
+            errs.append(FieldError(f"{vp}.name", None, "Required value"))
+        elif not is_label(v.name):
+            errs.append(FieldError(f"{vp}.name", v.name, MSG_LABEL))
+        elif v.name in volumes:
+            errs.append(FieldError(f"{vp}.name", v.name, "Duplicate value"))
+        volumes.add(v.name)
+        sources = v.sources()
+        if len(sources) > 1:
+            errs.append(FieldError(vp, None, "Forbidden: may not specify more than 1 volume type"))
+        for s in sources:
+            if s in UNSUPPORTED_VOLUME_SOURCES:
+                errs.append(FieldError(f"{vp}.{s}", None, f"Unsupported value: podbay runs pods on one machine "
+                                       f"without a storage provider; {s} volumes are not supported (use emptyDir "
+                                       f"or hostPath)"))
+        if v.host_path is not None:
+            if not v.host_path.path:
+                errs.append(FieldError(f"{vp}.hostPath.path", None, "Required value"))
+            kinds = ("", "DirectoryOrCreate", "Directory", "FileOrCreate", "File", "Socket", "CharDevice",
+                     "BlockDevice")
+            if v.host_path.type not in (None, *kinds):
+                errs.append(FieldError(f"{vp}.hostPath.type", v.host_path.type, _unsupported(v.host_path.type, kinds)))
+        if v.empty_dir is not None:
+            if v.empty_dir.medium not in (None, "", "Memory", "HugePages"):
+                errs.append(FieldError(f"{vp}.emptyDir.medium", v.empty_dir.medium,
+                                       _unsupported(v.empty_dir.medium, ("", "Memory"))))
+            if v.empty_dir.size_limit is not None:
+                errs += _quantity(f"{vp}.emptyDir.sizeLimit", v.empty_dir.size_limit)
+    if not spec.containers:
+        errs.append(FieldError("spec.containers", None, "Required value"))
+    seen: set[str] = set()
+    for kind, containers, init in (("initContainers", spec.init_containers, True),
+                                   ("containers", spec.containers, False)):
+        for i, c in enumerate(containers):
+            path = f"spec.{kind}[{i}]"
+            errs += _container(path, c, volumes, init, pod)
+            if c.name and c.name in seen:
+                errs.append(FieldError(f"{path}.name", c.name, "Duplicate value"))
+            seen.add(c.name)
+    if spec.restart_policy not in (None, "Always", "OnFailure", "Never"):
+        errs.append(FieldError("spec.restartPolicy", spec.restart_policy,
+                               _unsupported(spec.restart_policy, ("Always", "OnFailure", "Never"))))
+    if spec.dns_policy not in (None, "ClusterFirstWithHostNet", "ClusterFirst", "Default", "None"):
+        errs.append(FieldError("spec.dnsPolicy", spec.dns_policy, _unsupported(
+            spec.dns_policy, ("ClusterFirst", "ClusterFirstWithHostNet", "Default", "None"))))
+    if spec.dns_policy == "None" and (spec.dns_config is None or not spec.dns_config.nameservers):
+        errs.append(FieldError("spec.dnsConfig.nameservers", None,
+                               "Required value: must provide at least one DNS nameserver when DNSPolicy is None"))
+    if spec.dns_config is not None and len(spec.dns_config.nameservers) > 3:
+        errs.append(FieldError("spec.dnsConfig.nameservers", None, "Too many: must not have more than 3 nameservers"))
+    if spec.termination_grace_period_seconds is not None and spec.termination_grace_period_seconds < 0:
+        errs.append(FieldError("spec.terminationGracePeriodSeconds", spec.termination_grace_period_seconds,
+                               "must be greater than or equal to 0"))
+    if spec.active_deadline_seconds is not None and spec.active_deadline_seconds <= 0:
+        errs.append(FieldError("spec.activeDeadlineSeconds", spec.active_deadline_seconds,
+                               "must be between 1 and 2147483647, inclusive"))
+    for name, value in (("hostname", spec.hostname), ("subdomain", spec.subdomain)):
+        if value and not is_label(value):
+            errs.append(FieldError(f"spec.{name}", value, MSG_LABEL))
+    if spec.share_process_namespace and spec.host_pid:
+        errs.append(FieldError("spec.shareProcessNamespace", True,
+                               "ShareProcessNamespace and HostPID cannot both be enabled"))
+    for i, t in enumerate(spec.tolerations):
+        tp = f"spec.tolerations[{i}]"
+        if t.operator not in (None, "Equal", "Exists"):
+            errs.append(FieldError(f"{tp}.operator", t.operator, _unsupported(t.operator, ("Equal", "Exists"))))
+        if t.operator == "Exists" and t.value:
+            errs.append(FieldError(f"{tp}.operator", t.value, "value must be empty when `operator` is 'Exists'"))
+        if t.effect not in (None, "", "NoSchedule", "PreferNoSchedule", "NoExecute"):
+            errs.append(FieldError(f"{tp}.effect", t.effect,
+                                   _unsupported(t.effect, ("NoSchedule", "PreferNoSchedule", "NoExecute"))))
+    affinity = spec.affinity.node_affinity if spec.affinity else None
+    required = affinity.required_during_scheduling_ignored_during_execution if affinity else None
+    if required is not None:
+        for i, term in enumerate(required.node_selector_terms):
+            for j, r in enumerate(term.match_expressions):
+                rp = (f"spec.affinity.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution"
+                      f".nodeSelectorTerms[{i}].matchExpressions[{j}]")
+                ops = ("In", "NotIn", "Exists", "DoesNotExist", "Gt", "Lt")
+                if r.operator not in ops:
+                    errs.append(FieldError(f"{rp}.operator", r.operator, _unsupported(r.operator, ops)))
+                elif r.operator in ("In", "NotIn") and not r.values:
+                    errs.append(FieldError(f"{rp}.values", None, "Required value: must be specified when `operator` is 'In' or 'NotIn'"))
+                elif r.operator in ("Exists", "DoesNotExist") and r.values:
+                    errs.append(FieldError(f"{rp}.values", None, "Forbidden: may not be specified when `operator` is 'Exists' or 'DoesNotExist'"))
+    sc = spec.security_context
+    for i, s in enumerate(sc.sysctls if sc else []):
+        if not SYSCTL.match(s.name):
+            errs.append(FieldError(f"spec.securityContext.sysctls[{i}].name", s.name,
+                                   "must have at most 253 characters and match regex " + SYSCTL.pattern))
+    for k, v in spec.overhead.items():
+        errs += _quantity(f"spec.overhead[{k}]", v)
+    return errs
+
+
+# Fields of a pod spec that may change after creation (ValidatePodUpdate).
+_MUTABLE = ("activeDeadlineSeconds", "tolerations", "terminationGracePeriodSeconds")
+
+
+def validate_pod_update(new: Pod, old: Pod) -> list[FieldError]:
+    errs = validate_pod(new)
+    a, b = to_dict(new.spec), to_dict(old.spec)
+    for key in ("containers", "initContainers"):
+        for ca, cb in zip(a.get(key, []), b.get(key, [])):
+            ca.pop("image", None)
+            cb.pop("image", None)
+    for key in _MUTABLE:
+        a.pop(key, None)
+        b.pop(key, None)
+    if not b.get("nodeName"):
+        a.pop("nodeName", None)
+    if a != b:
+        errs.append(FieldError("spec", None, "Forbidden: pod updates may not change fields other than "
+                               "`spec.containers[*].image`, `spec.initContainers[*].image`, "
+                               "`spec.activeDeadlineSeconds`, `spec.tolerations` (only additions to existing "
+                               "tolerations), `spec.terminationGracePeriodSeconds` (allow it to be set to 1 if "
+                               "it was previously negative)"))
+    return errs
+
+
+def validate_node(node: Node) -> list[FieldError]:
+    return validate_metadata(node.metadata, namespaced=False)
+
+
+def validate_namespace(ns: Namespace) -> list[FieldError]:
+    errs = validate_metadata(ns.metadata, namespaced=False)
+    if ns.metadata.name and not is_label(ns.metadata.name):
+        errs.append(FieldError("metadata.name", ns.metadata.name, MSG_LABEL))
+    return errs

@@ -1,0 +1,68 @@
+"""Discovery documents: /api, /api/v1, /apis, /version (what kubectl reads first)."""
+from __future__ import annotations
+
+from typing import Any
+
+from podbay.apiserver.registry import RESOURCES
+
+KUBERNETES_VERSION = "v1.32.0"
+
+_VERBS = ["create", "delete", "get", "list", "patch", "update", "watch"]
+_SUBRESOURCE_VERBS = {"status": ["get", "patch", "update"], "binding": ["create"], "log": ["get"]}
+
+
+def api_versions(server_address: str) -> dict[str, Any]:
+    return {
+        "kind": "APIVersions",
+        "versions": ["v1"],
+        "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0", "serverAddress": server_address}],
+    }
+
+
+def api_group_list() -> dict[str, Any]:
+    return {"kind": "APIGroupList", "apiVersion": "v1", "groups": []}
+
+
+def core_v1_resources() -> dict[str, Any]:
+    resources: list[dict[str, Any]] = []
+    for info in RESOURCES.values():
+        entry: dict[str, Any] = {
+            "name": info.name,
+            "singularName": info.kind.lower(),
+            "namespaced": info.namespaced,
+            "kind": info.kind,
+            "verbs": _VERBS,
+        }
+        if info.short_names:
+            entry["shortNames"] = list(info.short_names)
+        if info.name == "pods":
+            entry["categories"] = ["all"]
+        resources.append(entry)
+        for sub in info.subresources:
+            kind = {"binding": "Binding", "log": "Pod"}.get(sub, info.kind)
+            resources.append(
+                {
+                    "name": f"{info.name}/{sub}",
+                    "singularName": "",
+                    "namespaced": info.namespaced,
+                    "kind": kind,
+                    "verbs": _SUBRESOURCE_VERBS[sub],
+                }
+            )
+    return {"kind": "APIResourceList", "groupVersion": "v1", "resources": resources}
+
+
+def version_info() -> dict[str, str]:
+    import platform
+
+    return {
+        "major": "1",
+        "minor": "32",
+        "gitVersion": f"{KUBERNETES_VERSION}+podbay",
+        "gitCommit": "",
+        "gitTreeState": "clean",
+        "buildDate": "1970-01-01T00:00:00Z",
+        "goVersion": f"python{platform.python_version()}",
+        "compiler": "cpython",
+        "platform": f"linux/{platform.machine()}",
+    }

@@ -1,0 +1,103 @@
+"""`pods/{name}/log`: proxied to the agent of the pod's node, as the
+Kubernetes API server proxies it to the kubelet (`/containerLogs/...` on the
+address and port the Node publishes)."""
+from __future__ import annotations
+
+import ipaddress
+import json
+from typing import Any, AsyncIterator
+
+import aiohttp
+from aiohttp import web
+
+from podbay.api.errors import BadRequest
+from podbay.apiserver.status import HTTPError
+from podbay.store.base import Store
+
+SESSION_KEY = web.AppKey("agent_session", aiohttp.ClientSession)
+_FORWARDED = ("follow", "tailLines", "previous", "timestamps", "sinceSeconds", "sinceTime", "limitBytes")
+_ADDRESS_PREFERENCE = ("InternalIP", "Hostname", "ExternalIP", "InternalDNS", "ExternalDNS")
+
+
+def setup(app: web.Application) -> None:
+    async def session_context(app: web.Application) -> AsyncIterator[None]:
+        session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None, sock_connect=10))
+        app[SESSION_KEY] = session
+        yield
+        await session.close()
+
+    app.cleanup_ctx.append(session_context)
+
+
+def choose_container(pod: dict[str, Any], requested: str | None) -> str:
+    spec = pod.get("spec", {})
+    name = pod["metadata"]["name"]
+    main = [c["name"] for c in spec.get("containers", [])]
+    every = main + [c["name"] for c in spec.get("initContainers", [])] + [
+        c["name"] for c in spec.get("ephemeralContainers", [])
+    ]
+    if not requested:
+        if len(main) == 1:
+            return main[0]
+        raise BadRequest(f"a container name must be specified for pod {name}, choose one of: [{' '.join(every)}]")
+    if requested not in every:
+        raise BadRequest(f"container {requested} is not valid for pod {name}")
+    return requested
+
+
+def agent_endpoint(node: dict[str, Any]) -> tuple[str, int]:
+    """(address, port) of the node's agent from its status."""
+    status = node.get("status", {})
+    endpoint = status.get("daemonEndpoints", {}).get("kubeletEndpoint", {})
+    port = endpoint.get("Port") or endpoint.get("port")
+    addresses = {a.get("type"): a.get("address") for a in status.get("addresses", [])}
+    address = next((addresses[t] for t in _ADDRESS_PREFERENCE if addresses.get(t)), None)
+    if not port or not address:
+        name = node["metadata"]["name"]
+        raise HTTPError(503, "ServiceUnavailable", f"node {name} publishes no agent address and port")
+    return address, int(port)
+
+
+def _host_for_url(address: str) -> str:
+    try:
+        return f"[{address}]" if ipaddress.ip_address(address).version == 6 else address
+    except ValueError:
+        return address
+
+
+async def proxy_log(request: web.Request, store: Store, namespace: str, name: str) -> web.StreamResponse:
+    pod = store.get("pods", namespace, name)
+    container = choose_container(pod, request.query.get("container"))
+    node_name = pod.get("spec", {}).get("nodeName")
+    if not node_name:
+        raise BadRequest(f"pod {name} does not have a host assigned")
+    address, port = agent_endpoint(store.get("nodes", "", node_name))
+    url = f"http://{_host_for_url(address)}:{port}/containerLogs/{namespace}/{name}/{container}"
+    params = {k: request.query[k] for k in _FORWARDED if k in request.query}
+    try:
+        upstream_cm = request.app[SESSION_KEY].get(url, params=params)
+        async with upstream_cm as upstream:
+            if upstream.status != 200:
+                raise _upstream_error(upstream.status, await upstream.read())
+            response = web.StreamResponse(headers={"Content-Type": "text/plain"})
+            response.enable_chunked_encoding()
+            await response.prepare(request)
+            async for chunk in upstream.content.iter_any():
+                await response.write(chunk)
+            await response.write_eof()
+            return response
+    except aiohttp.ClientError as exc:
+        raise HTTPError(
+            503, "ServiceUnavailable", f"the agent of node {node_name} cannot be reached: {exc}"
+        ) from None
+
+
+def _upstream_error(code: int, raw: bytes) -> Exception:
+    try:
+        body = json.loads(raw)
+        if isinstance(body, dict) and body.get("kind") == "Status":
+            return HTTPError(int(body.get("code", code)), body.get("reason", ""), body.get("message", ""))
+    except ValueError:
+        pass
+    reasons = {400: "BadRequest", 404: "NotFound", 403: "Forbidden"}
+    return HTTPError(code, reasons.get(code, "InternalError"), raw.decode(errors="replace").strip())

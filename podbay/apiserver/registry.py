@@ -1,0 +1,607 @@
+"""What the API does to objects, independent of HTTP: Kubernetes' registry
+strategies (PrepareForCreate/Update, validation, graceful delete, binding)
+for the core/v1 resources podbay serves, over a `Store` of dicts.
+"""
+from __future__ import annotations
+
+import copy
+import re
+import secrets
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from typing import Any, Callable
+
+from podbay.api import Event, Namespace, Node, Pod
+from podbay.api.defaults import default_pod
+from podbay.api.errors import (
+    AlreadyExists,
+    BadRequest,
+    Conflict,
+    FieldError,
+    Forbidden,
+    Invalid,
+    NotFound,
+)
+from podbay.api.serialize import from_dict, to_dict
+from podbay.api.validation import validate_pod
+from podbay.apiserver.patch import apply_patch
+from podbay.apiserver.status import ObjectInvalid
+from podbay.store.base import Store
+
+
+@dataclass(frozen=True)
+class ResourceInfo:
+    name: str  # the plural, as in URLs and store keys
+    kind: str
+    namespaced: bool
+    model: type[Any]
+    short_names: tuple[str, ...] = ()
+    subresources: tuple[str, ...] = ()
+
+
+RESOURCES: dict[str, ResourceInfo] = {
+    "pods": ResourceInfo("pods", "Pod", True, Pod, ("po",), ("status", "binding", "log")),
+    "nodes": ResourceInfo("nodes", "Node", False, Node, ("no",), ("status",)),
+    "namespaces": ResourceInfo("namespaces", "Namespace", False, Namespace, ("ns",), ("status",)),
+    "events": ResourceInfo("events", "Event", True, Event, ("ev",)),
+}
+
+SYSTEM_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
+DEFAULT_GRACE_SECONDS = 30
+_MAX_UPDATE_RETRIES = 16
+# Kubernetes' name generator alphabet (no vowels, no confusable digits).
+_NAME_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
+_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+_DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+
+
+def now() -> datetime:
+    return datetime.now(timezone.utc).replace(microsecond=0)
+
+
+def rfc3339(t: datetime) -> str:
+    return t.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def generate_name(prefix: str) -> str:
+    return prefix + "".join(secrets.choice(_NAME_ALPHABET) for _ in range(5))
+
+
+def _name_errors(info: ResourceInfo, name: str) -> list[FieldError]:
+    if not name:
+        return [FieldError("metadata.name", "", "Required value: name or generateName is required")]
+    if info.name == "namespaces":
+        ok, limit, what = _DNS_LABEL.match(name), 63, "a lowercase RFC 1123 label"
+        rule = "must consist of lower case alphanumeric characters or '-', and must start and end with an alphanumeric character"
+    else:
+        ok, limit, what = _DNS_SUBDOMAIN.match(name), 253, "a lowercase RFC 1123 subdomain"
+        rule = "must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character"
+    if ok and len(name) <= limit:
+        return []
+    return [FieldError("metadata.name", name, f"Invalid value: {what} {rule}")]
+
+
+def _meta(obj: dict[str, Any]) -> dict[str, Any]:
+    meta = obj.get("metadata")
+    if meta is None:
+        meta = obj["metadata"] = {}
+    if not isinstance(meta, dict):
+        raise BadRequest("metadata must be an object")
+    return meta
+
+
+@dataclass
+class DeleteOptions:
+    grace_period_seconds: int | None = None
+    precondition_uid: str | None = None
+    precondition_rv: str | None = None
+
+
+class Registry:
+    def __init__(self, store: Store, clock: Callable[[], datetime] = now) -> None:
+        self.store = store
+        self.clock = clock
+
+    # -- helpers ---------------------------------------------------------------
+
+    @staticmethod
+    def info(resource: str) -> ResourceInfo:
+        try:
+            return RESOURCES[resource]
+        except KeyError:
+            raise NotFound(f'the server could not find the requested resource ({resource})') from None
+
+    def ensure_system_namespaces(self) -> None:
+        for name in SYSTEM_NAMESPACES:
+            try:
+                self.create("namespaces", "", {"metadata": {"name": name}})
+            except AlreadyExists:
+                pass
+
+    def _check_namespace(self, namespace: str, info: ResourceInfo, name: str) -> None:
+        try:
+            ns = self.store.get("namespaces", "", namespace)
+        except NotFound:
+            raise NotFound(f'namespaces "{namespace}" not found', kind="namespaces", name=namespace) from None
+        if ns.get("metadata", {}).get("deletionTimestamp"):
+            raise Forbidden(
+                f'{info.name} "{name}" is forbidden: unable to create new content in namespace '
+                f"{namespace} because it is being terminated",
+                kind=info.name,
+                name=name,
+            )
+
+    def _normalise(self, info: ResourceInfo, obj: dict[str, Any], name: str) -> dict[str, Any]:
+        """Parses through the model (unknown fields are errors), defaults and validates."""
+        try:
+            model = from_dict(info.model, obj, strict=True)
+        except Invalid as exc:
+            raise ObjectInvalid(info.kind, name, list(exc.errors)) from None
+        if info.name == "pods":
+            model = default_pod(model)
+            errors = validate_pod(model)
+            if errors:
+                raise ObjectInvalid(info.kind, name, errors)
+        out = to_dict(model)
+        out["kind"], out["apiVersion"] = info.kind, "v1"
+        return out
+
+    @staticmethod
+    def _check_type(info: ResourceInfo, body: Any) -> dict[str, Any]:
+        if not isinstance(body, dict):
+            raise BadRequest(f"the body of the request must be a {info.kind} object")
+        kind, api_version = body.get("kind"), body.get("apiVersion")
+        if kind not in (None, "", info.kind) or api_version not in (None, "", "v1"):
+            raise BadRequest(
+                f"the body of the request was in an unknown format - accepted media types include: "
+                f"application/json (got {api_version}/{kind}, want v1/{info.kind})"
+            )
+        body = copy.deepcopy(body)
+        body["kind"], body["apiVersion"] = info.kind, "v1"
+        return body
+
+    # -- reads -----------------------------------------------------------------
+
+    def get(self, resource: str, namespace: str, name: str) -> dict[str, Any]:
+        self.info(resource)
+        return self.store.get(resource, namespace, name)
+
+    # -- create ----------------------------------------------------------------
+
+    def create(self, resource: str, namespace: str, body: Any) -> dict[str, Any]:
+        info = self.info(resource)
+        obj = self._check_type(info, body)
+        meta = _meta(obj)
+        if info.namespaced:
+            body_ns = meta.get("namespace") or namespace
+            if body_ns != namespace:
+                raise BadRequest(
+                    "the namespace of the provided object does not match the namespace sent on the request"
+                )
+            meta["namespace"] = namespace
+        else:
+            meta.pop("namespace", None)
+            namespace = ""
+        generate = meta.get("generateName") or ""
+        generated = bool(generate and not meta.get("name"))
+        attempts = 8 if generated else 1
+        for attempt in range(attempts):
+            if generated:
+                meta["name"] = generate_name(generate)
+            name = meta.get("name") or ""
+            errors = _name_errors(info, name)
+            if errors:
+                raise ObjectInvalid(info.kind, name or generate, errors)
+            if info.namespaced:
+                self._check_namespace(namespace, info, name)
+            prepared = self._prepare_create(info, obj)
+            try:
+                return self.store.create(resource, namespace, prepared)
+            except AlreadyExists:
+                if attempt == attempts - 1:
+                    raise
+        raise AssertionError("unreachable")
+
+    def _prepare_create(self, info: ResourceInfo, obj: dict[str, Any]) -> dict[str, Any]:
+        obj = copy.deepcopy(obj)
+        meta = obj["metadata"]
+        for field in ("resourceVersion", "deletionTimestamp", "deletionGracePeriodSeconds", "selfLink"):
+            meta.pop(field, None)
+        meta["uid"] = str(uuid.uuid4())
+        meta["creationTimestamp"] = rfc3339(self.clock())
+        if info.name == "pods":
+            meta["generation"] = 1
+            # PrepareForCreate: status is the server's, whatever the client sent.
+            obj["status"] = {"phase": "Pending"}
+        elif info.name == "namespaces":
+            meta.setdefault("labels", {})["kubernetes.io/metadata.name"] = meta["name"]
+            obj.setdefault("spec", {})
+            obj["status"] = {"phase": "Active"}
+        out = self._normalise(info, obj, meta["name"])
+        if info.name == "pods":
+            out.setdefault("status", {}).setdefault("phase", "Pending")
+            qos = _qos_class(out)
+            if qos:
+                out["status"]["qosClass"] = qos
+        return out
+
+    # -- update ----------------------------------------------------------------
+
+    def update(
+        self, resource: str, namespace: str, name: str, body: Any, subresource: str | None = None
+    ) -> dict[str, Any]:
+        info = self.info(resource)
+        obj = self._check_type(info, body)
+        meta = _meta(obj)
+        if meta.get("name") and meta["name"] != name:
+            raise BadRequest(
+                f"the name of the object ({meta['name']}) does not match the name on the URL ({name})"
+            )
+        if info.namespaced and meta.get("namespace") and meta["namespace"] != namespace:
+            raise BadRequest(
+                "the namespace of the provided object does not match the namespace sent on the request"
+            )
+        expected = meta.get("resourceVersion") or None
+        return self._guaranteed_update(
+            info, namespace, name, lambda old: obj, subresource, expected
+        )
+
+    def patch(
+        self,
+        resource: str,
+        namespace: str,
+        name: str,
+        content_type: str,
+        patch: Any,
+        subresource: str | None = None,
+    ) -> dict[str, Any]:
+        info = self.info(resource)
+        expected = None
+        if isinstance(patch, dict):
+            expected = (patch.get("metadata") or {}).get("resourceVersion") or None
+
+        def mutate(old: dict[str, Any]) -> dict[str, Any]:
+            patched = apply_patch(content_type, old, patch)
+            if not isinstance(patched, dict):
+                raise BadRequest("the patch must produce an object")
+            return self._check_type(info, patched)
+
+        return self._guaranteed_update(info, namespace, name, mutate, subresource, expected)
+
+    def _guaranteed_update(
+        self,
+        info: ResourceInfo,
+        namespace: str,
+        name: str,
+        mutate: Callable[[dict[str, Any]], dict[str, Any]],
+        subresource: str | None,
+        expected_rv: str | None,
+    ) -> dict[str, Any]:
+        """Read, mutate, write with the read's resourceVersion; retried on a race
+        unless the client itself named the resourceVersion it expects."""
+        ns = namespace if info.namespaced else ""
+        for _ in range(_MAX_UPDATE_RETRIES):
+            old = self.store.get(info.name, ns, name)
+            if expected_rv and old["metadata"]["resourceVersion"] != expected_rv:
+                raise Conflict(
+                    f'Operation cannot be fulfilled on {info.name} "{name}": the object has been modified; '
+                    "please apply your changes to the latest version and try again",
+                    kind=info.name,
+                    name=name,
+                )
+            new = copy.deepcopy(mutate(copy.deepcopy(old)))
+            prepared = self._prepare_update(info, new, old, subresource)
+            if prepared == old:
+                return old
+            try:
+                stored = self.store.update(
+                    info.name, ns, name, prepared, expected_rv=old["metadata"]["resourceVersion"]
+                )
+            except Conflict:
+                if expected_rv:
+                    raise
+                continue
+            self._after_write(info, stored)
+            return stored
+        raise Conflict(
+            f'Operation cannot be fulfilled on {info.name} "{name}": too many concurrent updates',
+            kind=info.name,
+            name=name,
+        )
+
+    def _prepare_update(
+        self, info: ResourceInfo, new: dict[str, Any], old: dict[str, Any], subresource: str | None
+    ) -> dict[str, Any]:
+        meta, old_meta = _meta(new), old["metadata"]
+        # Fields only the server sets.
+        for field in ("name", "namespace", "uid", "creationTimestamp", "deletionTimestamp",
+                      "deletionGracePeriodSeconds", "generation", "resourceVersion"):
+            if field in old_meta:
+                meta[field] = old_meta[field]
+            else:
+                meta.pop(field, None)
+        if subresource == "status":
+            # ResetObjectMetaForStatus and the status strategies: only status changes.
+            new = {**copy.deepcopy(old), "status": new.get("status", {})}
+        elif subresource is None:
+            if "status" in old:
+                new["status"] = copy.deepcopy(old["status"])
+            else:
+                new.pop("status", None)
+        else:
+            raise NotFound(f'the server could not find the requested resource ({info.name}/{subresource})')
+        name = old_meta["name"]
+        out = self._normalise(info, new, name)
+        if info.name == "pods" and subresource is None:
+            errors = _pod_update_errors(out, old)
+            if errors:
+                raise ObjectInvalid(info.kind, name, errors)
+            if out.get("spec") != old.get("spec"):
+                out["metadata"]["generation"] = old_meta.get("generation", 1) + 1
+        return out
+
+    def _after_write(self, info: ResourceInfo, stored: dict[str, Any]) -> None:
+        """A pod whose deletion is due and which no longer holds finalizers goes."""
+        meta = stored["metadata"]
+        if (
+            info.name == "pods"
+            and meta.get("deletionTimestamp")
+            and meta.get("deletionGracePeriodSeconds") == 0
+            and not meta.get("finalizers")
+        ):
+            try:
+                self.store.delete("pods", meta["namespace"], meta["name"], expected_uid=meta["uid"])
+            except (NotFound, Conflict):
+                return
+            self.finish_namespace(meta["namespace"])
+
+    # -- binding ---------------------------------------------------------------
+
+    def bind(self, namespace: str, name: str, binding: Any) -> None:
+        if not isinstance(binding, dict):
+            raise BadRequest("the body of the request must be a Binding")
+        meta = binding.get("metadata") or {}
+        if meta.get("name") and meta["name"] != name:
+            raise BadRequest(
+                f"the name of the object ({meta['name']}) does not match the name on the URL ({name})"
+            )
+        target = binding.get("target") or {}
+        node = target.get("name") or ""
+        if not node:
+            raise ObjectInvalid("Binding", name, [FieldError("target.name", "", "Required value")])
+        if target.get("kind") not in (None, "", "Node"):
+            raise ObjectInvalid(
+                "Binding", name, [FieldError("target.kind", target.get("kind"), 'Unsupported value: must be empty or "Node"')]
+            )
+        uid = meta.get("uid")
+        for _ in range(_MAX_UPDATE_RETRIES):
+            pod = self.store.get("pods", namespace, name)
+            pmeta = pod["metadata"]
+            if uid and pmeta.get("uid") != uid:
+                raise Conflict(
+                    f'Operation cannot be fulfilled on pods/binding "{name}": Precondition failed: '
+                    f"UID in precondition: {uid}, UID in object meta: {pmeta.get('uid')}",
+                    kind="pods/binding", name=name,
+                )
+            if pmeta.get("deletionTimestamp"):
+                raise Conflict(
+                    f'Operation cannot be fulfilled on pods/binding "{name}": pod {name} is being deleted, '
+                    "cannot be assigned to a host",
+                    kind="pods/binding", name=name,
+                )
+            spec = pod.setdefault("spec", {})
+            if spec.get("nodeName"):
+                raise Conflict(
+                    f'Operation cannot be fulfilled on pods/binding "{name}": pod {name} is already '
+                    f"assigned to node \"{spec['nodeName']}\"",
+                    kind="pods/binding", name=name,
+                )
+            spec["nodeName"] = node
+            status = pod.setdefault("status", {})
+            conditions = [c for c in status.get("conditions", []) if c.get("type") != "PodScheduled"]
+            conditions.append(
+                {"type": "PodScheduled", "status": "True", "lastTransitionTime": rfc3339(self.clock())}
+            )
+            status["conditions"] = conditions
+            try:
+                self.store.update("pods", namespace, name, pod, expected_rv=pmeta["resourceVersion"])
+                return
+            except Conflict:
+                continue
+        raise Conflict(f'Operation cannot be fulfilled on pods/binding "{name}": too many concurrent updates',
+                       kind="pods/binding", name=name)
+
+    # -- delete ----------------------------------------------------------------
+
+    def delete(
+        self, resource: str, namespace: str, name: str, options: DeleteOptions | None = None
+    ) -> dict[str, Any]:
+        """Deletes now, or (pods on a node) marks for graceful deletion.
+
+        Returns the object as last stored: without a deletionTimestamp-in-progress
+        distinction the caller tells them apart by whether `get` still finds it."""
+        info = self.info(resource)
+        options = options or DeleteOptions()
+        ns = namespace if info.namespaced else ""
+        if options.grace_period_seconds is not None and options.grace_period_seconds < 0:
+            raise ObjectInvalid(
+                "DeleteOptions", "", [FieldError("gracePeriodSeconds", options.grace_period_seconds,
+                                                 "Invalid value: must be >= 0")]
+            )
+        if info.name == "namespaces" and name in SYSTEM_NAMESPACES[:3]:
+            raise Forbidden(
+                f'namespaces "{name}" is forbidden: this namespace may not be deleted',
+                kind="namespaces", name=name,
+            )
+        for _ in range(_MAX_UPDATE_RETRIES):
+            obj = self.store.get(resource, ns, name)
+            meta = obj["metadata"]
+            if options.precondition_uid and meta.get("uid") != options.precondition_uid:
+                raise Conflict(
+                    f'Operation cannot be fulfilled on {resource} "{name}": Precondition failed: UID in '
+                    f"precondition: {options.precondition_uid}, UID in object meta: {meta.get('uid', '')}",
+                    kind=resource, name=name,
+                )
+            if options.precondition_rv and meta["resourceVersion"] != options.precondition_rv:
+                raise Conflict(
+                    f'Operation cannot be fulfilled on {resource} "{name}": Precondition failed: '
+                    f"ResourceVersion in precondition: {options.precondition_rv}, "
+                    f"ResourceVersion in object meta: {meta['resourceVersion']}",
+                    kind=resource, name=name,
+                )
+            if info.name == "namespaces":
+                marked = self._delete_namespace(obj)
+                if marked is not None:
+                    return marked
+                continue
+            grace = self._grace(info, obj, options)
+            if grace == 0 and not meta.get("finalizers"):
+                try:
+                    gone = self.store.delete(resource, ns, name, expected_rv=meta["resourceVersion"])
+                except Conflict:
+                    continue
+                if info.name == "pods":
+                    self.finish_namespace(ns)
+                return gone
+            marked = self._mark_deleting(obj, grace)
+            if marked == obj:
+                return obj
+            try:
+                return self.store.update(resource, ns, name, marked, expected_rv=meta["resourceVersion"])
+            except Conflict:
+                continue
+        raise Conflict(f'Operation cannot be fulfilled on {resource} "{name}": too many concurrent updates',
+                       kind=resource, name=name)
+
+    def _grace(self, info: ResourceInfo, obj: dict[str, Any], options: DeleteOptions) -> int:
+        if info.name != "pods":
+            return 0
+        spec, status = obj.get("spec", {}), obj.get("status", {})
+        # The pod strategy's CheckGracefulDelete: nothing runs an unbound or finished pod.
+        if not spec.get("nodeName") or status.get("phase") in ("Succeeded", "Failed"):
+            return 0
+        if options.grace_period_seconds is not None:
+            grace = options.grace_period_seconds
+        else:
+            grace = spec.get("terminationGracePeriodSeconds")
+            grace = DEFAULT_GRACE_SECONDS if grace is None else grace
+        current = obj["metadata"].get("deletionGracePeriodSeconds")
+        if current is not None:
+            # A second delete may only shorten the grace period.
+            grace = min(grace, current)
+        return grace
+
+    def _mark_deleting(self, obj: dict[str, Any], grace: int) -> dict[str, Any]:
+        obj = copy.deepcopy(obj)
+        meta = obj["metadata"]
+        if meta.get("deletionTimestamp") and meta.get("deletionGracePeriodSeconds") == grace:
+            return obj
+        meta["deletionTimestamp"] = rfc3339(self.clock() + timedelta(seconds=grace))
+        meta["deletionGracePeriodSeconds"] = grace
+        if "generation" in meta:
+            meta["generation"] += 1
+        return obj
+
+    def _delete_namespace(self, ns_obj: dict[str, Any]) -> dict[str, Any] | None:
+        """Empty namespaces go at once; others turn Terminating, their pods are
+        deleted, and the last pod to go takes the namespace with it."""
+        name = ns_obj["metadata"]["name"]
+        for event in self.store.list("events", name)[0]:
+            try:
+                self.store.delete("events", name, event["metadata"]["name"])
+            except NotFound:
+                pass
+        pods = self.store.list("pods", name)[0]
+        if not pods:
+            try:
+                return self.store.delete(
+                    "namespaces", "", name, expected_rv=ns_obj["metadata"]["resourceVersion"]
+                )
+            except Conflict:
+                return None
+        if not ns_obj["metadata"].get("deletionTimestamp"):
+            marked = copy.deepcopy(ns_obj)
+            marked["metadata"]["deletionTimestamp"] = rfc3339(self.clock())
+            marked["status"] = {"phase": "Terminating"}
+            try:
+                ns_obj = self.store.update(
+                    "namespaces", "", name, marked, expected_rv=ns_obj["metadata"]["resourceVersion"]
+                )
+            except Conflict:
+                return None
+        for pod in pods:
+            try:
+                self.delete("pods", name, pod["metadata"]["name"])
+            except NotFound:
+                pass
+        self.finish_namespace(name)
+        return ns_obj
+
+    def finish_namespace(self, name: str) -> None:
+        """Removes a Terminating namespace once its last pod is gone."""
+        try:
+            ns_obj = self.store.get("namespaces", "", name)
+        except NotFound:
+            return
+        if not ns_obj["metadata"].get("deletionTimestamp") or self.store.list("pods", name)[0]:
+            return
+        try:
+            self.store.delete("namespaces", "", name, expected_rv=ns_obj["metadata"]["resourceVersion"])
+        except (NotFound, Conflict):
+            pass
+
+
+def _qos_class(pod: dict[str, Any]) -> str | None:
+    """Kubernetes' GetPodQOS over the pod dict (cpu and memory only)."""
+    containers = list(pod.get("spec", {}).get("containers", [])) + list(
+        pod.get("spec", {}).get("initContainers", [])
+    )
+    if not containers:
+        return None
+    requests_any = False
+    guaranteed = True
+    for c in containers:
+        res = c.get("resources", {}) or {}
+        req, lim = res.get("requests", {}) or {}, res.get("limits", {}) or {}
+        for r in ("cpu", "memory"):
+            if r in req or r in lim:
+                requests_any = True
+            if r not in lim or (r in req and req[r] != lim[r]):
+                guaranteed = False
+    if guaranteed and requests_any:
+        return "Guaranteed"
+    return "Burstable" if requests_any else "BestEffort"
+
+
+def _pod_update_errors(new: dict[str, Any], old: dict[str, Any]) -> list[FieldError]:
+    """ValidatePodUpdate's core rule: a pod's spec is immutable but for
+    container images, activeDeadlineSeconds, additional tolerations and
+    scheduling gates being removed."""
+
+    def mutable_zeroed(spec: dict[str, Any]) -> dict[str, Any]:
+        spec = copy.deepcopy(spec)
+        for key in ("containers", "initContainers", "ephemeralContainers"):
+            for c in spec.get(key, []) or []:
+                c.pop("image", None)
+        spec.pop("activeDeadlineSeconds", None)
+        spec.pop("tolerations", None)
+        spec.pop("schedulingGates", None)
+        return spec
+
+    new_spec, old_spec = new.get("spec", {}), old.get("spec", {})
+    if mutable_zeroed(new_spec) == mutable_zeroed(old_spec):
+        old_tolerations = old_spec.get("tolerations", []) or []
+        if all(t in (new_spec.get("tolerations") or []) for t in old_tolerations):
+            return []
+        return [FieldError("spec.tolerations", None, "Forbidden: existing toleration can not be modified except its tolerationSeconds")]
+    return [
+        FieldError(
+            "spec",
+            None,
+            "Forbidden: pod updates may not change fields other than `spec.containers[*].image`,"
+            "`spec.initContainers[*].image`,`spec.activeDeadlineSeconds`,`spec.tolerations` "
+            "(only additions to existing tolerations),`spec.terminationGracePeriodSeconds` "
+            "(allow it to be set to 1 if it was previously negative)",
+        )
+    ]

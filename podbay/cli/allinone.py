@@ -1,0 +1,65 @@
+"""The embedded all-in-one server: store, API server, scheduler, pod GC and this
+machine's node agent in one asyncio process (the one place they are wired)."""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+
+from podbay.agent.agent import run as run_agent
+from podbay.agent.config import AgentConfig
+from podbay.apiserver.embedded import serve_embedded
+from podbay.cli.settings import Settings
+from podbay.client import Client
+from podbay.controllers.podgc import PodGC
+from podbay.runtime.images import ensure_busybox_image
+from podbay.runtime.service import RuntimeService
+from podbay.scheduler.scheduler import run as run_scheduler
+
+log = logging.getLogger("podbay")
+
+
+async def serve(settings: Settings, *, ready: asyncio.Event | None = None,
+                stop: asyncio.Event | None = None) -> None:
+    """Runs until `stop` is set (or SIGTERM/SIGINT); containers keep running after it."""
+    settings.run_root.mkdir(parents=True, exist_ok=True)
+    settings.state_root.mkdir(parents=True, exist_ok=True)
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stop.set)
+    runtime = RuntimeService(settings.runtime_config())
+    await runtime.start()
+    await asyncio.to_thread(ensure_busybox_image, runtime.images)
+    async with serve_embedded(settings.state_root, unix_socket=settings.socket_path,
+                              host="127.0.0.1" if settings.api_port else None, port=settings.api_port,
+                              db_path=settings.state_root / "store.db") as server:
+        client = Client.connect(server.url)
+        agent_config = AgentConfig(node_name=settings.node_name, server_port=0, state_root=settings.state_root)
+        registered = asyncio.Event()
+        tasks = [
+            asyncio.create_task(run_scheduler(client), name="scheduler"),
+            asyncio.create_task(PodGC(client).run(), name="podgc"),
+            asyncio.create_task(run_agent(client, runtime, agent_config, registered), name="agent"),
+        ]
+        # Ready means a pod applied now gets scheduled: this node exists.
+        waiting = asyncio.create_task(registered.wait())
+        await asyncio.wait([waiting, *tasks], return_when=asyncio.FIRST_COMPLETED)
+        if registered.is_set() and ready is not None:
+            ready.set()
+        log.info("podbay serving on %s (pid %d)", server.url, os.getpid())
+        waiting.cancel()
+        stopped = asyncio.create_task(stop.wait())
+        done, _ = await asyncio.wait([stopped, *tasks], return_when=asyncio.FIRST_COMPLETED)
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        stopped.cancel()
+        await client.close()
+        await runtime.shutdown()
+        for t in done:
+            if t is not stopped and not t.cancelled() and t.exception() is not None:
+                raise t.exception()

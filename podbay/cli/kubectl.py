@@ -1,0 +1,422 @@
+"""kubectl-style verbs over the API: apply, create -f, get, describe, delete, logs, wait."""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from podbay.api import Event, Namespace, Node, Pod
+from podbay.api.defaults import default_pod
+from podbay.api.errors import AlreadyExists, NotFound
+from podbay.api.formats import load_objects
+from podbay.api.printing import age, pod_row
+from podbay.api.serialize import to_dict
+from podbay.cli.common import CLIError, run_with_client, table
+from podbay.client import Client
+
+KINDS: dict[str, type] = {"pods": Pod, "pod": Pod, "po": Pod, "nodes": Node, "node": Node, "no": Node,
+                          "events": Event, "event": Event, "ev": Event, "namespaces": Namespace,
+                          "namespace": Namespace, "ns": Namespace}
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("apply", help="create or update objects from files (-f FILE|DIR|-)")
+    p.add_argument("-f", "--filename", action="append", required=True)
+    p.add_argument("-n", "--namespace")
+    p.set_defaults(func=lambda a: run_with_client(a, lambda c, s: apply(c, a, update=True)))
+
+    p = sub.add_parser("get", help="list objects as kubectl does")
+    p.add_argument("kind")
+    p.add_argument("names", nargs="*")
+    p.add_argument("-o", "--output", choices=["wide", "yaml", "json", "name"])
+    p.add_argument("-l", "--selector")
+    p.add_argument("-n", "--namespace")
+    p.add_argument("-A", "--all-namespaces", action="store_true")
+    p.add_argument("-w", "--watch", action="store_true")
+    p.set_defaults(func=lambda a: run_with_client(a, lambda c, s: get(c, a)))
+
+    p = sub.add_parser("describe", help="show a pod's details and events")
+    p.add_argument("kind", choices=["pod", "pods", "po"])
+    p.add_argument("name")
+    p.add_argument("-n", "--namespace")
+    p.set_defaults(func=lambda a: run_with_client(a, lambda c, s: describe(c, a)))
+
+    p = sub.add_parser("delete", help="delete pods by name or from files")
+    p.add_argument("kind", nargs="?")
+    p.add_argument("names", nargs="*")
+    p.add_argument("-f", "--filename", action="append")
+    p.add_argument("-n", "--namespace")
+    p.add_argument("--grace-period", type=int)
+    p.add_argument("--force", action="store_true")
+    p.add_argument("--wait", default="true", choices=["true", "false"])
+    p.set_defaults(func=lambda a: run_with_client(a, lambda c, s: delete(c, a)))
+
+    p = sub.add_parser("logs", help="print a container's log")
+    p.add_argument("pod")
+    p.add_argument("-c", "--container")
+    p.add_argument("-n", "--namespace")
+    p.add_argument("-f", "--follow", action="store_true")
+    p.add_argument("-p", "--previous", action="store_true")
+    p.add_argument("--tail", type=int)
+    p.add_argument("--timestamps", action="store_true")
+    p.set_defaults(func=lambda a: run_with_client(a, lambda c, s: logs(c, a)))
+
+    p = sub.add_parser("wait", help="wait for a pod condition or deletion")
+    p.add_argument("target", help="pod/NAME")
+    p.add_argument("--for", dest="condition", required=True, help="condition=Ready | delete")
+    p.add_argument("--timeout", default="30s")
+    p.add_argument("-n", "--namespace")
+    p.set_defaults(func=lambda a: run_with_client(a, lambda c, s: wait(c, a)))
+
+
+def read_files(names: list[str]) -> list[Any]:
+    objs: list[Any] = []
+    for name in names:
+        if name == "-":
+            objs += load_objects(sys.stdin.read(), "<stdin>")
+            continue
+        path = Path(name)
+        if path.is_dir():
+            files = sorted(p for p in path.iterdir() if p.suffix in (".yaml", ".yml", ".json"))
+        elif path.exists():
+            files = [path]
+        else:
+            raise CLIError(f'the path "{name}" does not exist')
+        for f in files:
+            objs += load_objects(f.read_text(), str(f))
+    return objs
+
+
+def _kind_name(obj: Any) -> str:
+    return type(obj).__name__.lower()
+
+
+async def apply(client: Client, args: argparse.Namespace, update: bool) -> int:
+    for obj in read_files(args.filename):
+        if args.namespace and not isinstance(obj, (Node, Namespace)) and obj.metadata.namespace is None:
+            obj.metadata.namespace = args.namespace
+        try:
+            await client.create(obj)
+            print(f"{_kind_name(obj)}/{obj.metadata.name} created")
+            continue
+        except AlreadyExists:
+            if not update:
+                raise
+        current = await client.get(type(obj), obj.metadata.name, obj.metadata.namespace)
+        wanted = current.model_copy(deep=True)
+        if isinstance(obj, Pod):
+            wanted.spec = default_pod(obj).spec
+            wanted.spec.node_name = current.spec.node_name
+        wanted.metadata.labels = {**current.metadata.labels, **obj.metadata.labels}
+        wanted.metadata.annotations = {**current.metadata.annotations, **obj.metadata.annotations}
+        if to_dict(wanted) == to_dict(current):
+            print(f"{_kind_name(obj)}/{obj.metadata.name} unchanged")
+            continue
+        await client.update(wanted)
+        print(f"{_kind_name(obj)}/{obj.metadata.name} configured")
+    return 0
+
+
+def _pod_rows(pods: list[Pod], wide: bool, all_ns: bool) -> list[list[str]]:
+    header = ["NAME", "READY", "STATUS", "RESTARTS", "AGE"]
+    if wide:
+        header += ["IP", "NODE", "NOMINATED NODE", "READINESS GATES"]
+    if all_ns:
+        header = ["NAMESPACE"] + header
+    rows = [header]
+    now = datetime.now(timezone.utc)
+    for p in pods:
+        r = pod_row(p, now)
+        row = [p.metadata.name or "", r.ready, r.status, r.restarts, age(p.metadata.creation_timestamp, now)]
+        if wide:
+            gates = p.spec.readiness_gates
+            ready_gates = "<none>"
+            if gates:
+                met = sum(1 for g in gates if any(c.type == g.condition_type and c.status == "True"
+                                                  for c in p.status.conditions))
+                ready_gates = f"{met}/{len(gates)}"
+            row += [p.status.pod_ip or "<none>", p.spec.node_name or "<none>",
+                    p.status.nominated_node_name or "<none>", ready_gates]
+        if all_ns:
+            row = [p.metadata.namespace or ""] + row
+        rows.append(row)
+    return rows
+
+
+def _node_rows(nodes: list[Node], wide: bool) -> list[list[str]]:
+    rows = [["NAME", "STATUS", "ROLES", "AGE", "VERSION"] + (["INTERNAL-IP", "OS-IMAGE", "KERNEL-VERSION",
+                                                             "CONTAINER-RUNTIME"] if wide else [])]
+    for n in nodes:
+        ready = next((c.status for c in n.status.conditions if c.type == "Ready"), "Unknown")
+        status = {"True": "Ready", "False": "NotReady"}.get(ready, "Unknown")
+        if n.spec.unschedulable:
+            status += ",SchedulingDisabled"
+        roles = ",".join(sorted(k.split("/", 1)[1] for k in n.metadata.labels
+                                if k.startswith("node-role.kubernetes.io/"))) or "<none>"
+        info = n.status.node_info
+        row = [n.metadata.name or "", status, roles, age(n.metadata.creation_timestamp),
+               info.kubelet_version if info else ""]
+        if wide:
+            ip = next((a.address for a in n.status.addresses if a.type == "InternalIP"), "<none>")
+            row += [ip, info.os_image if info else "", info.kernel_version if info else "",
+                    info.container_runtime_version if info else ""]
+        rows.append(row)
+    return rows
+
+
+def _event_rows(events: list[Event], all_ns: bool) -> list[list[str]]:
+    rows = [(["NAMESPACE"] if all_ns else []) + ["LAST SEEN", "TYPE", "REASON", "OBJECT", "MESSAGE"]]
+    epoch = datetime.min.replace(tzinfo=timezone.utc)
+    for e in sorted(events, key=lambda e: e.last_timestamp or e.event_time or epoch):
+        obj = f"{(e.involved_object.kind or '').lower()}/{e.involved_object.name}"
+        row = [age(e.last_timestamp or e.event_time), e.type or "", e.reason or "", obj, e.message or ""]
+        rows.append(([e.metadata.namespace or ""] if all_ns else []) + row)
+    return rows
+
+
+def _print_objects(objs: list[Any], kind: type, args: argparse.Namespace, header: bool = True) -> None:
+    out = args.output
+    if out == "name":
+        for o in objs:
+            print(f"{kind.__name__.lower()}/{o.metadata.name}")
+        return
+    if out in ("yaml", "json"):
+        data: Any = to_dict(objs[0]) if len(objs) == 1 and args.names else {
+            "apiVersion": "v1", "kind": "List", "items": [to_dict(o) for o in objs], "metadata": {"resourceVersion": ""}}
+        print(json.dumps(data, indent=4) if out == "json" else yaml.safe_dump(data, sort_keys=False), end="" if out == "yaml" else "\n")
+        return
+    all_ns = getattr(args, "all_namespaces", False)
+    if kind is Pod:
+        rows = _pod_rows(objs, out == "wide", all_ns)
+    elif kind is Node:
+        rows = _node_rows(objs, out == "wide")
+    elif kind is Event:
+        rows = _event_rows(objs, all_ns)
+    else:
+        rows = [["NAME", "STATUS", "AGE"]] + [[o.metadata.name or "", (o.status.phase if o.status else "") or "Active",
+                                               age(o.metadata.creation_timestamp)] for o in objs]
+    if not header:
+        rows = rows[1:]
+    if len(rows) > (1 if header else 0):
+        print(table(rows))
+
+
+async def get(client: Client, args: argparse.Namespace) -> int:
+    kind = KINDS.get(args.kind.split("/")[0])
+    if kind is None:
+        raise CLIError(f'the server doesn\'t have a resource type "{args.kind}"')
+    names = list(args.names) + ([args.kind.split("/", 1)[1]] if "/" in args.kind else [])
+    args.names = names
+    namespaced = kind not in (Node, Namespace)
+    ns = None if args.all_namespaces or not namespaced else (args.namespace or "default")
+    if names:
+        objs = [await client.get(kind, n, ns) for n in names]
+    else:
+        objs, _ = await client.list(kind, ns, label_selector=args.selector)
+        objs.sort(key=lambda o: (o.metadata.namespace or "", o.metadata.name or ""))
+    if not objs and not args.watch:
+        where = f" in {ns} namespace" if ns else ""
+        print(f"No resources found{where}.", file=sys.stderr)
+        return 0
+    _print_objects(objs, kind, args)
+    if args.watch:
+        async for _, obj in client.watch(kind, ns, label_selector=args.selector):
+            if names and obj.metadata.name not in names:
+                continue
+            _print_objects([obj], kind, args, header=False)
+    return 0
+
+
+async def describe(client: Client, args: argparse.Namespace) -> int:
+    ns = args.namespace or "default"
+    pod = await client.get(Pod, args.name, ns)
+    events, _ = await client.list(Event, ns, field_selector=f"involvedObject.name={args.name}")
+    print(describe_pod(pod, [e for e in events if e.involved_object.uid in (None, pod.metadata.uid)]))
+    return 0
+
+
+def describe_pod(pod: Pod, events: list[Event]) -> str:
+    m, s, st = pod.metadata, pod.spec, pod.status
+    lines = [f"Name:             {m.name}", f"Namespace:        {m.namespace}",
+             f"Priority:         {s.priority or 0}", f"Node:             {s.node_name or '<none>'}"
+             + (f"/{st.host_ip}" if st.host_ip else ""),
+             f"Start Time:       {st.start_time.isoformat() if st.start_time else '<unset>'}",
+             "Labels:           " + ("\n                  ".join(f"{k}={v}" for k, v in m.labels.items()) or "<none>"),
+             "Annotations:      " + ("\n                  ".join(f"{k}: {v}" for k, v in m.annotations.items()) or "<none>"),
+             f"Status:           {'Terminating' if m.deletion_timestamp else st.phase}",
+             f"IP:               {st.pod_ip or ''}"]
+    statuses = {c.name: c for c in st.init_container_statuses + st.container_statuses}
+    for title, containers in (("Init Containers", s.init_containers), ("Containers", s.containers)):
+        if not containers:
+            continue
+        lines.append(f"{title}:")
+        for c in containers:
+            cs = statuses.get(c.name)
+            lines.append(f"  {c.name}:")
+            lines.append(f"    Container ID:  {cs.container_id if cs and cs.container_id else ''}")
+            lines.append(f"    Image:         {c.image}")
+            if c.command:
+                lines.append("    Command:\n" + "\n".join(f"      {x}" for x in c.command))
+            if c.args:
+                lines.append("    Args:\n" + "\n".join(f"      {x}" for x in c.args))
+            for p in c.ports:
+                lines.append(f"    Port:          {p.container_port}/{p.protocol or 'TCP'}")
+                if p.host_port:
+                    lines.append(f"    Host Port:     {p.host_port}/{p.protocol or 'TCP'}")
+            if cs is not None:
+                lines += _state_lines("State", cs.state)
+                if cs.last_state and (cs.last_state.terminated or cs.last_state.waiting or cs.last_state.running):
+                    lines += _state_lines("Last State", cs.last_state)
+                lines.append(f"    Ready:         {cs.ready}")
+                lines.append(f"    Restart Count: {cs.restart_count}")
+            for vm in c.volume_mounts:
+                lines.append(f"    Mounts:        {vm.mount_path} from {vm.name} ({'ro' if vm.read_only else 'rw'})")
+    if st.conditions:
+        lines.append("Conditions:\n  Type              Status")
+        lines += [f"  {c.type:<17} {c.status}" for c in st.conditions]
+    if s.volumes:
+        lines.append("Volumes:")
+        for v in s.volumes:
+            lines.append(f"  {v.name}:")
+            lines.append(f"    Type:  {', '.join(v.sources())}")
+    lines.append(f"QoS Class:        {st.qos_class or ''}")
+    if events:
+        lines.append("Events:")
+        rows = [["  Type", "Reason", "Age", "From", "Message"], ["  ----", "------", "----", "----", "-------"]]
+        epoch = datetime.min.replace(tzinfo=timezone.utc)
+        for e in sorted(events, key=lambda e: e.first_timestamp or e.event_time or epoch):
+            rows.append([f"  {e.type}", e.reason or "", age(e.last_timestamp or e.event_time),
+                         (e.source.component if e.source else "") or "", e.message or ""])
+        lines.append(table(rows))
+    else:
+        lines.append("Events:           <none>")
+    return "\n".join(lines)
+
+
+def _state_lines(title: str, state: Any) -> list[str]:
+    if state is None:
+        return []
+    pad = f"    {title}:".ljust(19)
+    if state.running is not None:
+        return [f"{pad}Running", f"      Started:     {state.running.started_at}"]
+    if state.terminated is not None:
+        t = state.terminated
+        return [f"{pad}Terminated", f"      Reason:      {t.reason}", f"      Exit Code:   {t.exit_code}",
+                f"      Started:     {t.started_at}", f"      Finished:    {t.finished_at}"]
+    if state.waiting is not None:
+        return [f"{pad}Waiting", f"      Reason:      {state.waiting.reason}"]
+    return []
+
+
+async def delete(client: Client, args: argparse.Namespace) -> int:
+    targets: list[tuple[type, str, str | None]] = []
+    if args.filename:
+        for obj in read_files(args.filename):
+            targets.append((type(obj), obj.metadata.name, obj.metadata.namespace or args.namespace or "default"))
+    elif args.kind:
+        kind = KINDS.get(args.kind.split("/")[0])
+        if kind is None:
+            raise CLIError(f'the server doesn\'t have a resource type "{args.kind}"')
+        names = list(args.names) + ([args.kind.split("/", 1)[1]] if "/" in args.kind else [])
+        if not names:
+            raise CLIError("resource(s) were provided, but no name was specified")
+        targets += [(kind, n, args.namespace or "default") for n in names]
+    else:
+        raise CLIError("you must provide one or more resources by argument or filename")
+    grace = 0 if args.force and args.grace_period is None else args.grace_period
+    for kind, name, ns in targets:
+        try:
+            obj = await client.delete(kind, name, ns, grace_period_seconds=grace)
+        except NotFound:
+            print(f'Error from server (NotFound): {kind.__name__.lower()}s "{name}" not found', file=sys.stderr)
+            return 1
+        print(f'{kind.__name__.lower()} "{name}" {"force deleted" if args.force else "deleted"}')
+        if args.wait == "true" and obj is not None and kind is Pod:
+            await _wait_deleted(client, name, ns, None)
+    return 0
+
+
+async def _wait_deleted(client: Client, name: str, ns: str, timeout: float | None) -> bool:
+    async def gone() -> None:
+        async for type_, pod in client.watch(Pod, ns, field_selector=f"metadata.name={name}"):
+            if type_ == "DELETED":
+                return
+    try:
+        await client.get(Pod, name, ns)
+    except NotFound:
+        return True
+    try:
+        await asyncio.wait_for(gone(), timeout)
+    except asyncio.TimeoutError:
+        return False
+    return True
+
+
+async def logs(client: Client, args: argparse.Namespace) -> int:
+    name = args.pod.split("/", 1)[-1]
+    ns = args.namespace or "default"
+    container = args.container
+    if container is None:
+        pod = await client.get(Pod, name, ns)
+        if len(pod.spec.containers) > 1:
+            container = pod.metadata.annotations.get("kubectl.kubernetes.io/default-container") or pod.spec.containers[0].name
+            print(f'Defaulted container "{container}" out of: '
+                  + ", ".join(c.name for c in pod.spec.containers), file=sys.stderr)
+    async for chunk in client.logs(name, ns, container=container, follow=args.follow, tail_lines=args.tail,
+                                   previous=args.previous, timestamps=args.timestamps):
+        sys.stdout.buffer.write(chunk)
+        sys.stdout.flush()
+    return 0
+
+
+def parse_duration(text: str) -> float:
+    units = {"ms": 0.001, "s": 1, "m": 60, "h": 3600}
+    for suffix in ("ms", "s", "m", "h"):
+        if text.endswith(suffix) and text[: -len(suffix)].replace(".", "", 1).isdigit():
+            return float(text[: -len(suffix)]) * units[suffix]
+    if text.replace(".", "", 1).isdigit():
+        return float(text)
+    raise CLIError(f'invalid duration "{text}"')
+
+
+async def wait(client: Client, args: argparse.Namespace) -> int:
+    kind, _, name = args.target.partition("/")
+    if KINDS.get(kind) is not Pod or not name:
+        raise CLIError("wait supports pod/NAME")
+    ns = args.namespace or "default"
+    timeout = parse_duration(args.timeout)
+    if args.condition == "delete":
+        if await _wait_deleted(client, name, ns, timeout):
+            print(f"pod/{name} condition met")
+            return 0
+        raise CLIError(f"timed out waiting for the condition on pods/{name}")
+    if not args.condition.startswith("condition="):
+        raise CLIError('--for must be "delete" or "condition=NAME[=value]"')
+    cond, _, want = args.condition[len("condition="):].partition("=")
+    want = want or "True"
+
+    def met(pod: Pod) -> bool:
+        return any(c.type.lower() == cond.lower() and c.status.lower() == want.lower() for c in pod.status.conditions)
+
+    async def watch() -> None:
+        async for type_, pod in client.watch(Pod, ns, field_selector=f"metadata.name={name}"):
+            if type_ == "DELETED":
+                raise CLIError(f'pods "{name}" not found')
+            if met(pod):
+                return
+    deadline = time.monotonic() + timeout
+    pod = await client.get(Pod, name, ns)
+    if not met(pod):
+        try:
+            await asyncio.wait_for(watch(), max(0.0, deadline - time.monotonic()))
+        except asyncio.TimeoutError:
+            raise CLIError(f"timed out waiting for the condition on pods/{name}") from None
+    print(f"pod/{name} condition met")
+    return 0

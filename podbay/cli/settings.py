@@ -1,0 +1,75 @@
+"""Where the local server keeps its state and how verbs reach it.
+
+Every path and name can be set by a flag or a PODBAY_* environment variable,
+so tests and several installations never share state.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import socket
+from dataclasses import dataclass
+from pathlib import Path
+
+from podbay.runtime.config import RuntimeConfig
+
+
+@dataclass(frozen=True)
+class Settings:
+    state_root: Path
+    run_root: Path
+    cgroup_parent: str
+    network_name: str
+    bridge: str
+    subnet: str
+    node_name: str
+    api_port: int  # 0: no TCP listener
+    server: str | None  # a remote API; None: this machine's socket
+
+    @property
+    def socket_path(self) -> Path:
+        return self.run_root / "api.sock"
+
+    @property
+    def pidfile(self) -> Path:
+        return self.run_root / "podbay.pid"
+
+    @property
+    def logfile(self) -> Path:
+        return self.state_root / "podbay.log"
+
+    @property
+    def server_url(self) -> str:
+        return self.server or f"unix://{self.socket_path}"
+
+    def runtime_config(self) -> RuntimeConfig:
+        return RuntimeConfig(state_root=self.state_root, run_root=self.run_root, cgroup_parent=self.cgroup_parent,
+                             network_name=self.network_name, bridge=self.bridge, subnet=self.subnet)
+
+    def as_args(self) -> list[str]:
+        """The global flags that name this installation, for a child `podbay` process."""
+        return ["--state-root", str(self.state_root), "--run-root", str(self.run_root),
+                "--cgroup-parent", self.cgroup_parent, "--network", self.network_name, "--bridge", self.bridge,
+                "--subnet", self.subnet, "--node-name", self.node_name, "--api-port", str(self.api_port)]
+
+
+def add_global_flags(parser: argparse.ArgumentParser) -> None:
+    env = os.environ.get
+    g = parser.add_argument_group("installation")
+    g.add_argument("--state-root", default=env("PODBAY_STATE_ROOT", "/var/lib/podbay"), type=Path)
+    g.add_argument("--run-root", default=env("PODBAY_RUN_ROOT", "/run/podbay"), type=Path)
+    g.add_argument("--cgroup-parent", default=env("PODBAY_CGROUP_PARENT", "podbay"))
+    g.add_argument("--network", dest="network_name", default=env("PODBAY_NETWORK", "podbay"))
+    g.add_argument("--bridge", default=env("PODBAY_BRIDGE", "podbay0"))
+    g.add_argument("--subnet", default=env("PODBAY_SUBNET", "10.244.0.0/24"))
+    g.add_argument("--node-name", default=env("PODBAY_NODE_NAME", socket.gethostname().lower()))
+    g.add_argument("--api-port", type=int, default=int(env("PODBAY_API_PORT", "0")),
+                   help="also serve the API on 127.0.0.1:PORT (kubectl, the Python client)")
+    g.add_argument("--server", default=env("PODBAY_SERVER"),
+                   help="the API server to talk to (default: this machine's socket)")
+
+
+def settings_from(args: argparse.Namespace) -> Settings:
+    return Settings(state_root=args.state_root.absolute(), run_root=args.run_root.absolute(),
+                    cgroup_parent=args.cgroup_parent, network_name=args.network_name, bridge=args.bridge,
+                    subnet=args.subnet, node_name=args.node_name, api_port=args.api_port, server=args.server)

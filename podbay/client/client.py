@@ -1,0 +1,337 @@
+"""The async API client every loop and the CLI use: typed with podbay.api
+models, errors raised as podbay.api.errors exceptions."""
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+from typing import Any, AsyncIterator, TypeVar
+from urllib.parse import quote
+
+import aiohttp
+
+from podbay.api import Binding, Event, Pod
+from podbay.api.serialize import from_dict, to_dict
+from podbay.client.errors import error_from_status
+
+T = TypeVar("T")
+
+DEFAULT_SERVER = "unix:///run/podbay/api.sock"
+# kind -> (resource, namespaced)
+_RESOURCES: dict[str, tuple[str, bool]] = {
+    "Pod": ("pods", True),
+    "Node": ("nodes", False),
+    "Namespace": ("namespaces", False),
+    "Event": ("events", True),
+}
+PATCH_TYPES = {
+    "strategic": "application/strategic-merge-patch+json",
+    "merge": "application/merge-patch+json",
+    "json": "application/json-patch+json",
+}
+_RETRY_MIN, _RETRY_MAX = 0.1, 5.0
+
+
+def _resource(kind: type[Any]) -> tuple[str, bool]:
+    try:
+        return _RESOURCES[kind.__name__]
+    except KeyError:
+        raise TypeError(f"podbay serves no resource for {kind.__name__}") from None
+
+
+def _key(obj: Any) -> tuple[str, str]:
+    return (obj.metadata.namespace or "", obj.metadata.name or "")
+
+
+class Client:
+    def __init__(self, base_url: str, unix_socket: str | None = None, token: str | None = None) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.unix_socket = unix_socket
+        self.token = token
+        self._session: aiohttp.ClientSession | None = None
+        self._closed = False
+
+    @classmethod
+    def connect(cls, server: str | None = None, token: str | None = None) -> "Client":
+        """`server`: "unix:///path/api.sock" or "http(s)://host:port";
+        defaults to $PODBAY_SERVER, then the default socket. The token defaults
+        to $PODBAY_TOKEN."""
+        server = server or os.environ.get("PODBAY_SERVER") or DEFAULT_SERVER
+        token = token or os.environ.get("PODBAY_TOKEN") or None
+        if server.startswith("unix://"):
+            return cls("http://localhost", unix_socket=server[len("unix://"):], token=token)
+        if server.startswith("/"):
+            return cls("http://localhost", unix_socket=server, token=token)
+        return cls(server, token=token)
+
+    # -- plumbing ----------------------------------------------------------------
+
+    def _http(self) -> aiohttp.ClientSession:
+        if self._closed:
+            raise RuntimeError("the client is closed")
+        if self._session is None:
+            connector = (
+                aiohttp.UnixConnector(path=self.unix_socket) if self.unix_socket else aiohttp.TCPConnector()
+            )
+            headers = {"Accept": "application/json"}
+            if self.token:
+                headers["Authorization"] = f"Bearer {self.token}"
+            self._session = aiohttp.ClientSession(
+                connector=connector,
+                headers=headers,
+                timeout=aiohttp.ClientTimeout(total=None, sock_connect=10),
+            )
+        return self._session
+
+    @staticmethod
+    def path(kind: type[Any], namespace: str | None = None, name: str | None = None,
+             subresource: str | None = None) -> str:
+        resource, namespaced = _resource(kind)
+        path = "/api/v1"
+        if namespaced and namespace:
+            path += f"/namespaces/{quote(namespace, safe='')}"
+        path += f"/{resource}"
+        if name is not None:
+            path += f"/{quote(name, safe='')}"
+        if subresource:
+            path += f"/{subresource}"
+        return path
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        params: dict[str, str] | None = None,
+        content_type: str = "application/json",
+    ) -> Any:
+        """One API call; the decoded JSON answer, or the error it carries raised."""
+        data = json.dumps(body).encode() if body is not None else None
+        headers = {"Content-Type": content_type} if data is not None else {}
+        async with self._http().request(
+            method, self.base_url + path, data=data, params=params, headers=headers
+        ) as resp:
+            raw = await resp.read()
+            if resp.status >= 400:
+                raise _error(resp.status, raw)
+            return json.loads(raw) if raw else None
+
+    # -- typed verbs ---------------------------------------------------------------
+
+    async def get(self, kind: type[T], name: str, namespace: str | None = None) -> T:
+        ns = self._namespace(kind, namespace)
+        return from_dict(kind, await self.request("GET", self.path(kind, ns, name)), strict=False)
+
+    async def list(
+        self,
+        kind: type[T],
+        namespace: str | None = None,
+        label_selector: str | None = None,
+        field_selector: str | None = None,
+    ) -> tuple[list[T], str]:
+        """All namespaces when `namespace` is None."""
+        params = _selectors(label_selector, field_selector)
+        body = await self.request("GET", self.path(kind, namespace), params=params)
+        items = [from_dict(kind, item, strict=False) for item in body.get("items", [])]
+        return items, body.get("metadata", {}).get("resourceVersion", "")
+
+    async def create(self, obj: T) -> T:
+        kind = type(obj)
+        ns = self._namespace(kind, obj.metadata.namespace)  # type: ignore[attr-defined]
+        body = await self.request("POST", self.path(kind, ns), _body(obj))
+        return from_dict(kind, body, strict=False)
+
+    async def update(self, obj: T) -> T:
+        """PUT; a set metadata.resourceVersion is the precondition (Conflict)."""
+        return await self._put(obj, None)
+
+    async def update_status(self, obj: T) -> T:
+        return await self._put(obj, "status")
+
+    async def _put(self, obj: T, subresource: str | None) -> T:
+        kind = type(obj)
+        meta = obj.metadata  # type: ignore[attr-defined]
+        path = self.path(kind, self._namespace(kind, meta.namespace), meta.name, subresource)
+        return from_dict(kind, await self.request("PUT", path, _body(obj)), strict=False)
+
+    async def patch(
+        self,
+        kind: type[T],
+        name: str,
+        patch: Any,
+        namespace: str | None = None,
+        patch_type: str = "strategic",
+        subresource: str | None = None,
+    ) -> T:
+        """`patch_type`: "strategic", "merge" or "json" (RFC 6902 operations)."""
+        path = self.path(kind, self._namespace(kind, namespace), name, subresource)
+        body = await self.request("PATCH", path, patch, content_type=PATCH_TYPES[patch_type])
+        return from_dict(kind, body, strict=False)
+
+    async def delete(
+        self,
+        kind: type[T],
+        name: str,
+        namespace: str | None = None,
+        grace_period_seconds: int | None = None,
+        uid: str | None = None,
+    ) -> T | None:
+        """The object as the server last stored it (a pod being deleted
+        gracefully carries deletionTimestamp), or None when the server answers
+        with a Status."""
+        options: dict[str, Any] = {"kind": "DeleteOptions", "apiVersion": "v1"}
+        if grace_period_seconds is not None:
+            options["gracePeriodSeconds"] = grace_period_seconds
+        if uid is not None:
+            options["preconditions"] = {"uid": uid}
+        body = await self.request("DELETE", self.path(kind, self._namespace(kind, namespace), name), options)
+        if not body or body.get("kind") == "Status":
+            return None
+        return from_dict(kind, body, strict=False)
+
+    async def bind(self, binding: Binding) -> None:
+        meta = binding.metadata
+        path = self.path(Pod, meta.namespace or "default", meta.name, "binding")
+        await self.request("POST", path, _body(binding, kind="Binding"))
+
+    async def create_event(self, event: Event) -> None:
+        await self.create(event)
+
+    async def logs(
+        self,
+        name: str,
+        namespace: str | None = None,
+        container: str | None = None,
+        follow: bool = False,
+        tail_lines: int | None = None,
+        previous: bool = False,
+        timestamps: bool = False,
+    ) -> AsyncIterator[bytes]:
+        """A pod's log bytes as the node's agent serves them (`pods/{name}/log`)."""
+        params = {"follow": str(follow).lower(), "previous": str(previous).lower(),
+                  "timestamps": str(timestamps).lower()}
+        if container:
+            params["container"] = container
+        if tail_lines is not None:
+            params["tailLines"] = str(tail_lines)
+        url = self.base_url + self.path(Pod, namespace or "default", name, "log")
+        async with self._http().get(url, params=params) as resp:
+            if resp.status >= 400:
+                raise _error(resp.status, await resp.read())
+            async for chunk in resp.content.iter_any():
+                yield chunk
+
+    async def watch(
+        self,
+        kind: type[T],
+        namespace: str | None = None,
+        resource_version: str | None = None,
+        label_selector: str | None = None,
+        field_selector: str | None = None,
+    ) -> AsyncIterator[tuple[str, T]]:
+        """("ADDED" | "MODIFIED" | "DELETED", object), forever.
+
+        Without `resource_version` it starts with the current objects as
+        ADDED. When the stream ends it resumes from the last resourceVersion;
+        when that is too old (410) it lists again and yields the difference
+        from what it had delivered, as an informer's relist does."""
+        path = self.path(kind, namespace)
+        rv = resource_version
+        known: dict[tuple[str, str], T] = {}
+        delay = _RETRY_MIN
+        while True:
+            params = {"watch": "1", "allowWatchBookmarks": "true", **_selectors(label_selector, field_selector)}
+            if rv:
+                params["resourceVersion"] = rv
+            expired = False
+            try:
+                async with self._http().get(self.base_url + path, params=params) as resp:
+                    if resp.status == 410:
+                        expired = True
+                    elif resp.status >= 400:
+                        raise _error(resp.status, await resp.read())
+                    else:
+                        delay = _RETRY_MIN
+                        async for line in resp.content:
+                            if not line.strip():
+                                continue
+                            event = json.loads(line)
+                            type_, data = event.get("type"), event.get("object", {})
+                            if type_ == "ERROR":
+                                if data.get("code") == 410:
+                                    expired = True
+                                    break
+                                raise error_from_status(data)
+                            rv = data.get("metadata", {}).get("resourceVersion") or rv
+                            if type_ == "BOOKMARK":
+                                continue
+                            obj = from_dict(kind, data, strict=False)
+                            if type_ == "DELETED":
+                                known.pop(_key(obj), None)
+                            else:
+                                known[_key(obj)] = obj
+                            yield type_, obj
+            except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError, asyncio.TimeoutError):
+                if self._closed:
+                    return
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, _RETRY_MAX)
+                continue
+            if expired:
+                items, rv = await self.list(kind, namespace, label_selector, field_selector)
+                fresh = {_key(i): i for i in items}
+                for key, old in list(known.items()):
+                    if key not in fresh:
+                        del known[key]
+                        yield "DELETED", old
+                for key, item in fresh.items():
+                    before = known.get(key)
+                    known[key] = item
+                    if before is None:
+                        yield "ADDED", item
+                    elif before.metadata.resource_version != item.metadata.resource_version:  # type: ignore[attr-defined]
+                        yield "MODIFIED", item
+
+    async def close(self) -> None:
+        self._closed = True
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    async def __aenter__(self) -> "Client":
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    @staticmethod
+    def _namespace(kind: type[Any], namespace: str | None) -> str | None:
+        return (namespace or "default") if _resource(kind)[1] else None
+
+
+def _selectors(label_selector: str | None, field_selector: str | None) -> dict[str, str]:
+    params = {}
+    if label_selector:
+        params["labelSelector"] = label_selector
+    if field_selector:
+        params["fieldSelector"] = field_selector
+    return params
+
+
+def _body(obj: Any, kind: str | None = None) -> dict[str, Any]:
+    body = to_dict(obj)
+    body.setdefault("kind", kind or type(obj).__name__)
+    body.setdefault("apiVersion", "v1")
+    return body
+
+
+def _error(code: int, raw: bytes) -> Exception:
+    try:
+        body = json.loads(raw)
+    except ValueError:
+        body = None
+    if not isinstance(body, dict) or body.get("kind") != "Status":
+        body = {"code": code, "message": raw.decode(errors="replace").strip() or f"HTTP {code}"}
+    body.setdefault("code", code)
+    return error_from_status(body)
+

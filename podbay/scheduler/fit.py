@@ -1,0 +1,150 @@
+"""Whether a pod fits a node: the default scheduler's filter plugins, as pure functions.
+
+NodeUnschedulable, NodeName, NodeAffinity (nodeSelector and required terms),
+TaintToleration (NoSchedule/NoExecute), NodePorts and NodeResourcesFit, where a
+pod's request is the sum over its containers (with init containers and
+overhead as Kubernetes counts them) and a node's free room is its allocatable
+minus the requests of the pods already bound to it.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from fractions import Fraction
+
+from podbay.api import Node, NodeSelectorRequirement, NodeSelectorTerm, Pod, Taint, Toleration
+from podbay.api.quantity import parse_quantity
+from podbay.api.resources import pod_requests
+
+
+@dataclass(frozen=True)
+class NodeInfo:
+    """A node with the pods already on it."""
+
+    node: Node
+    pods: tuple[Pod, ...] = ()
+
+    def requested(self) -> dict[str, Fraction]:
+        total: dict[str, Fraction] = {}
+        for p in self.pods:
+            for name, value in pod_requests(p).items():
+                total[name] = total.get(name, Fraction(0)) + value
+        return total
+
+
+def _labels_match(term: NodeSelectorTerm, node: Node) -> bool:
+    labels = node.metadata.labels
+    fields = {"metadata.name": node.metadata.name or ""}
+    return all(_requirement(r, labels) for r in term.match_expressions) and all(
+        _requirement(r, fields) for r in term.match_fields)
+
+
+def _requirement(r: NodeSelectorRequirement, labels: dict[str, str]) -> bool:
+    value = labels.get(r.key)
+    op = r.operator
+    if op == "In":
+        return value is not None and value in r.values
+    if op == "NotIn":
+        return value is None or value not in r.values
+    if op == "Exists":
+        return value is not None
+    if op == "DoesNotExist":
+        return value is None
+    if op in ("Gt", "Lt") and value is not None and r.values:
+        try:
+            left, right = int(value), int(r.values[0])
+        except ValueError:
+            return False
+        return left > right if op == "Gt" else left < right
+    return False
+
+
+def _tolerates(t: Toleration, taint: Taint) -> bool:
+    if t.effect and t.effect != taint.effect:
+        return False
+    if (t.operator or "Equal") == "Exists":
+        return not t.key or t.key == taint.key
+    return t.key == taint.key and (t.value or "") == (taint.value or "")
+
+
+def _host_ports(pod: Pod) -> set[tuple[str, str, int]]:
+    return {(p.protocol or "TCP", p.host_ip or "0.0.0.0", p.host_port)
+            for c in pod.spec.init_containers + pod.spec.containers for p in c.ports if p.host_port}
+
+
+def _ports_conflict(wanted: set[tuple[str, str, int]], used: set[tuple[str, str, int]]) -> bool:
+    for proto, ip, port in wanted:
+        for uproto, uip, uport in used:
+            if proto == uproto and port == uport and (ip == uip or "0.0.0.0" in (ip, uip)):
+                return True
+    return False
+
+
+def unfit_reasons(pod: Pod, info: NodeInfo) -> list[str]:
+    """Why the pod cannot go to this node, in the scheduler's words; empty when it fits."""
+    node = info.node
+    reasons: list[str] = []
+    if pod.spec.node_name and pod.spec.node_name != node.metadata.name:
+        return ["node(s) didn't match the requested node name"]
+    ready = next((c.status for c in node.status.conditions if c.type == "Ready"), "Unknown")
+    if ready != "True":
+        return ["node(s) had untolerated taint {node.kubernetes.io/not-ready: }"]
+    if node.spec.unschedulable and not any(
+            t.key == "node.kubernetes.io/unschedulable" and t.effect == "NoSchedule" or (t.operator == "Exists" and not t.key)
+            for t in pod.spec.tolerations):
+        reasons.append("node(s) were unschedulable")
+    selector_ok = all(node.metadata.labels.get(k) == v for k, v in pod.spec.node_selector.items())
+    affinity = pod.spec.affinity.node_affinity if pod.spec.affinity else None
+    required = affinity.required_during_scheduling_ignored_during_execution if affinity else None
+    if required is not None and required.node_selector_terms:
+        selector_ok = selector_ok and any(_labels_match(t, node) for t in required.node_selector_terms)
+    if not selector_ok:
+        reasons.append("node(s) didn't match Pod's node affinity/selector")
+    for taint in node.spec.taints:
+        if taint.effect in ("NoSchedule", "NoExecute") and not any(_tolerates(t, taint) for t in pod.spec.tolerations):
+            reasons.append(f"node(s) had untolerated taint {{{taint.key}: {taint.value or ''}}}")
+            break
+    used = set().union(*(_host_ports(p) for p in info.pods)) if info.pods else set()
+    if _ports_conflict(_host_ports(pod), used):
+        reasons.append("node(s) didn't have free ports for the requested pod ports")
+    reasons += _insufficient(pod, info)
+    return reasons
+
+
+def _insufficient(pod: Pod, info: NodeInfo) -> list[str]:
+    allocatable = {k: parse_quantity(v) for k, v in info.node.status.allocatable.items()}
+    if "pods" in allocatable and len(info.pods) + 1 > allocatable["pods"]:
+        return ["Too many pods"]
+    requested = info.requested()
+    out = []
+    for name, want in sorted(pod_requests(pod).items()):
+        if want == 0:
+            continue
+        free = allocatable.get(name, Fraction(0)) - requested.get(name, Fraction(0))
+        if want > free:
+            out.append(f"Insufficient {name}")
+    return out
+
+
+def score(pod: Pod, info: NodeInfo) -> Fraction:
+    """LeastAllocated: the node with the most room left (cpu and memory, equally weighted) wins."""
+    allocatable = {k: parse_quantity(v) for k, v in info.node.status.allocatable.items()}
+    requested = info.requested()
+    want = pod_requests(pod)
+    total = Fraction(0)
+    for name in ("cpu", "memory"):
+        cap = allocatable.get(name, Fraction(0))
+        if cap > 0:
+            total += (cap - requested.get(name, Fraction(0)) - want.get(name, Fraction(0))) / cap
+    return total
+
+
+def failure_message(reasons_by_node: dict[str, list[str]], total: int) -> str:
+    """`0/2 nodes are available: 1 Insufficient cpu, 1 node(s) didn't match ...`."""
+    counts: dict[str, int] = {}
+    for reasons in reasons_by_node.values():
+        for r in reasons:
+            counts[r] = counts.get(r, 0) + 1
+    if total == 0:
+        return "no nodes available to schedule pods"
+    detail = ", ".join(f"{n} {r}" for r, n in sorted(counts.items()))
+    return f"0/{total} nodes are available: {detail}."

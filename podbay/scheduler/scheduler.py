@@ -1,0 +1,157 @@
+"""The scheduler loop: watches pods and nodes, binds each unbound pod to a node it fits.
+
+One pod at a time from a FIFO queue, as kube-scheduler's scheduling cycle; a
+pod that fits nowhere gets PodScheduled=False/Unschedulable and a
+FailedScheduling event and is retried when a node or a pod changes.
+"""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import Any
+
+from podbay.api import Binding, Event, EventSource, Node, ObjectMeta, ObjectReference, Pod, PodCondition, now
+from podbay.api.defaults import DEFAULT_SCHEDULER
+from podbay.api.errors import Conflict, NotFound
+from podbay.scheduler.fit import NodeInfo, failure_message, score, unfit_reasons
+
+log = logging.getLogger(__name__)
+
+
+def _terminal(pod: Pod) -> bool:
+    return pod.status.phase in ("Succeeded", "Failed")
+
+
+class Scheduler:
+    def __init__(self, client: Any, name: str = DEFAULT_SCHEDULER) -> None:
+        self.client = client
+        self.name = name
+        self.nodes: dict[str, Node] = {}
+        self.pods: dict[str, Pod] = {}  # by uid, every pod the API holds
+        self.queue: asyncio.Queue[str] = asyncio.Queue()
+        self.queued: set[str] = set()
+        self.unschedulable: set[str] = set()
+
+    def _enqueue(self, uid: str) -> None:
+        if uid not in self.queued:
+            self.queued.add(uid)
+            self.queue.put_nowait(uid)
+
+    def _retry_unschedulable(self) -> None:
+        for uid in list(self.unschedulable):
+            self.unschedulable.discard(uid)
+            self._enqueue(uid)
+
+    def _wants(self, pod: Pod) -> bool:
+        return (not pod.spec.node_name and pod.metadata.deletion_timestamp is None and not _terminal(pod)
+                and (pod.spec.scheduler_name or DEFAULT_SCHEDULER) == self.name)
+
+    async def watch_nodes(self) -> None:
+        async for kind, node in self.client.watch(Node):
+            if kind == "DELETED":
+                self.nodes.pop(node.metadata.name, None)
+            else:
+                self.nodes[node.metadata.name] = node
+            self._retry_unschedulable()
+
+    async def watch_pods(self) -> None:
+        async for kind, pod in self.client.watch(Pod):
+            uid = pod.metadata.uid
+            if kind == "DELETED":
+                self.pods.pop(uid, None)
+                self._retry_unschedulable()
+                continue
+            old = self.pods.get(uid)
+            self.pods[uid] = pod
+            if self._wants(pod):
+                if uid not in self.unschedulable:
+                    self._enqueue(uid)
+            elif old is not None and (_terminal(pod) and not _terminal(old)):
+                self._retry_unschedulable()
+
+    def node_infos(self) -> list[NodeInfo]:
+        by_node: dict[str, list[Pod]] = {name: [] for name in self.nodes}
+        for p in self.pods.values():
+            if p.spec.node_name in by_node and not _terminal(p):
+                by_node[p.spec.node_name].append(p)
+        return [NodeInfo(node, tuple(by_node[name])) for name, node in self.nodes.items()]
+
+    def pick(self, pod: Pod) -> tuple[str | None, str]:
+        infos = self.node_infos()
+        reasons = {i.node.metadata.name: unfit_reasons(pod, i) for i in infos}
+        fitting = [i for i in infos if not reasons[i.node.metadata.name]]
+        if not fitting:
+            return None, failure_message(reasons, len(infos))
+        best = max(fitting, key=lambda i: (score(pod, i), i.node.metadata.name))
+        return best.node.metadata.name, ""
+
+    async def schedule_loop(self) -> None:
+        while True:
+            uid = await self.queue.get()
+            self.queued.discard(uid)
+            pod = self.pods.get(uid)
+            if pod is None or not self._wants(pod):
+                continue
+            try:
+                await self.schedule_one(pod)
+            except Exception:
+                log.exception("scheduling pod %s/%s", pod.metadata.namespace, pod.metadata.name)
+
+    async def schedule_one(self, pod: Pod) -> None:
+        node, why = self.pick(pod)
+        if node is None:
+            self.unschedulable.add(pod.metadata.uid)
+            await self._unschedulable(pod, why)
+            return
+        binding = Binding(metadata=ObjectMeta(name=pod.metadata.name, namespace=pod.metadata.namespace,
+                                              uid=pod.metadata.uid),
+                          target=ObjectReference(kind="Node", name=node))
+        try:
+            await self.client.bind(binding)
+        except (Conflict, NotFound):
+            return  # bound by someone else, or gone: the watch brings the truth
+        # Count the pod on its node at once (the scheduler cache's assume), before the watch confirms.
+        assumed = pod.model_copy(deep=True)
+        assumed.spec.node_name = node
+        self.pods[pod.metadata.uid] = assumed
+        await self._event(pod, "Normal", "Scheduled",
+                          f"Successfully assigned {pod.metadata.namespace}/{pod.metadata.name} to {node}")
+
+    async def _unschedulable(self, pod: Pod, message: str) -> None:
+        await self._event(pod, "Warning", "FailedScheduling", message)
+        for _ in range(3):
+            fresh = await self.client.get(Pod, pod.metadata.name, pod.metadata.namespace)
+            if fresh.spec.node_name:
+                return
+            cond = next((c for c in fresh.status.conditions if c.type == "PodScheduled"), None)
+            if cond is not None and cond.status == "False" and cond.message == message:
+                return
+            others = [c for c in fresh.status.conditions if c.type != "PodScheduled"]
+            fresh.status.conditions = others + [PodCondition(
+                type="PodScheduled", status="False", reason="Unschedulable", message=message,
+                last_transition_time=now())]
+            fresh.status.phase = fresh.status.phase or "Pending"
+            try:
+                await self.client.update_status(fresh)
+                return
+            except Conflict:
+                continue
+            except NotFound:
+                return
+
+    async def _event(self, pod: Pod, type_: str, reason: str, message: str) -> None:
+        t = now()
+        event = Event(
+            metadata=ObjectMeta(generate_name=f"{pod.metadata.name}.", namespace=pod.metadata.namespace),
+            involved_object=ObjectReference(kind="Pod", namespace=pod.metadata.namespace, name=pod.metadata.name,
+                                            uid=pod.metadata.uid, api_version="v1"),
+            reason=reason, message=message, type=type_, source=EventSource(component=self.name),
+            first_timestamp=t, last_timestamp=t, count=1, reporting_component=self.name)
+        with contextlib.suppress(Exception):
+            await self.client.create_event(event)
+
+
+async def run(client: Any, name: str = DEFAULT_SCHEDULER) -> None:
+    scheduler = Scheduler(client, name)
+    await asyncio.gather(scheduler.watch_nodes(), scheduler.watch_pods(), scheduler.schedule_loop())

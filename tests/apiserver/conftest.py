@@ -1,0 +1,30 @@
+"""Fixtures: a real podbay API server (SQLite store + aiohttp) in this process.
+
+    async def test_x(api_server):
+        client = Client.connect(api_server.url)        # unix socket
+        ...                                             # api_server.http_url: 127.0.0.1:<port>
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import AsyncIterator
+
+import pytest
+
+from podbay.apiserver.embedded import EmbeddedServer, serve_embedded
+from podbay.client import Client
+
+
+@pytest.fixture
+async def api_server(tmp_path: Path) -> AsyncIterator[EmbeddedServer]:
+    async with serve_embedded(tmp_path / "api") as server:
+        yield server
+
+
+@pytest.fixture
+async def api_client(api_server: EmbeddedServer) -> AsyncIterator[Client]:
+    client = Client.connect(api_server.url)
+    try:
+        yield client
+    finally:
+        await client.close()

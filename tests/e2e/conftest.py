@@ -1,0 +1,78 @@
+"""The all-in-one server (API, scheduler, pod GC, node agent) on the test's own roots."""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+from dataclasses import dataclass
+from typing import AsyncIterator
+
+import pytest
+
+from podbay.api import Pod
+from podbay.cli.allinone import serve
+from podbay.cli.settings import Settings
+from podbay.client import Client
+from podbay.runtime.service import RuntimeService
+from tests.conftest import HostEnv, require_root
+
+
+@dataclass
+class Cluster:
+    settings: Settings
+    client: Client
+
+    async def wait_for(self, name: str, check, timeout: float = 60.0, namespace: str = "default") -> Pod:
+        """The pod as soon as `check(pod)` holds, from the watch; fails at the deadline."""
+        async def watch() -> Pod:
+            pod = await self.client.get(Pod, name, namespace)
+            if check(pod):
+                return pod
+            async for _, pod in self.client.watch(Pod, namespace, field_selector=f"metadata.name={name}"):
+                if check(pod):
+                    return pod
+            raise AssertionError("watch ended")
+        try:
+            return await asyncio.wait_for(watch(), timeout)
+        except asyncio.TimeoutError:
+            pod = await self.client.get(Pod, name, namespace)
+            raise AssertionError(f"pod {name} never reached the state; last status: {pod.status}") from None
+
+
+def settings_for(env: HostEnv) -> Settings:
+    return Settings(state_root=env.state_root, run_root=env.run_root, cgroup_parent=env.cgroup_parent,
+                    network_name=env.network_name, bridge=env.bridge, subnet=env.subnet,
+                    node_name=f"node-{env.prefix}", api_port=0, server=None)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+async def cluster(host_env: HostEnv) -> AsyncIterator[Cluster]:
+    require_root()
+    settings = settings_for(host_env)
+    ready, stop = asyncio.Event(), asyncio.Event()
+    task = asyncio.create_task(serve(settings, ready=ready, stop=stop))
+    waiter = asyncio.create_task(ready.wait())
+    await asyncio.wait([task, waiter], return_when=asyncio.FIRST_COMPLETED)
+    if task.done():
+        waiter.cancel()
+        task.result()
+    client = Client.connect(settings.server_url)
+    try:
+        yield Cluster(settings, client)
+    finally:
+        with contextlib.suppress(Exception):
+            pods, _ = await client.list(Pod)
+            for p in pods:
+                await client.delete(Pod, p.metadata.name, p.metadata.namespace, grace_period_seconds=0)
+        await client.close()
+        stop.set()
+        await task
+        runtime = RuntimeService(settings.runtime_config())
+        await runtime.start()
+        await runtime.shutdown(purge=True)

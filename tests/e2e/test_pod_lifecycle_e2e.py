@@ -1,0 +1,82 @@
+"""A manifest becomes a running pod on real containers, end to end through the API,
+the scheduler and the node agent; deleting it leaves nothing behind."""
+from __future__ import annotations
+
+import asyncio
+import urllib.request
+
+import pytest
+
+from podbay.api import Node, Pod
+from podbay.api.formats import load_pods
+from podbay.api.printing import pod_row
+from tests.e2e.conftest import Cluster, free_port
+
+pytestmark = pytest.mark.e2e
+
+
+def web_pod(host_port: int) -> Pod:
+    """The seed's two-container pod: 'backend' writes the date into an emptyDir, 'frontend' serves it."""
+    return load_pods(f"""
+apiVersion: v1
+kind: Pod
+metadata:
+  name: web
+  labels: {{app: web}}
+spec:
+  terminationGracePeriodSeconds: 2
+  volumes:
+  - name: html
+    emptyDir: {{}}
+  containers:
+  - name: backend
+    image: busybox:1.35
+    command: ["sh", "-c", "while true; do date > /tmp/index.html; sleep 1; done"]
+    volumeMounts: [{{name: html, mountPath: /tmp}}]
+  - name: frontend
+    image: busybox:1.35
+    command: ["httpd", "-f", "-p", "8080", "-h", "/var/www"]
+    volumeMounts: [{{name: html, mountPath: /var/www}}]
+    ports: [{{containerPort: 8080, hostPort: {host_port}, hostIP: 127.0.0.1}}]
+""")[0]
+
+
+def fetch(url: str) -> str:
+    return urllib.request.urlopen(url, timeout=5).read().decode()
+
+
+async def fetch_when_served(url: str, timeout: float = 30.0) -> str:
+    """The page once the backend has written it (within a second of its start)."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        try:
+            return await asyncio.to_thread(fetch, url)
+        except OSError:
+            if asyncio.get_running_loop().time() > deadline:
+                raise
+            await asyncio.sleep(0.1)
+
+
+def ready(pod: Pod) -> bool:
+    return any(c.type == "Ready" and c.status == "True" for c in pod.status.conditions)
+
+
+async def test_web_pod_runs_serves_and_goes(cluster: Cluster) -> None:
+    port = free_port()
+    nodes, _ = await cluster.client.list(Node)
+    assert [n.metadata.name for n in nodes] == [cluster.settings.node_name]
+    await cluster.client.create(web_pod(port))
+    pod = await cluster.wait_for("web", ready)
+    assert pod.spec.node_name == cluster.settings.node_name
+    assert pod.status.phase == "Running" and pod.status.pod_ip
+    assert pod_row(pod).ready == "2/2" and pod_row(pod).status == "Running"
+    by_ip = await fetch_when_served(f"http://{pod.status.pod_ip}:8080/")
+    by_host_port = await fetch_when_served(f"http://127.0.0.1:{port}/")
+    assert "UTC" in by_ip and "UTC" in by_host_port
+
+    await cluster.client.delete(Pod, "web", "default")
+    async def gone() -> None:
+        async for kind, _ in cluster.client.watch(Pod, "default", field_selector="metadata.name=web"):
+            if kind == "DELETED":
+                return
+    await asyncio.wait_for(gone(), 60)

@@ -1,0 +1,72 @@
+"""The scheduler's filters and the pod GC's choices, as pure functions."""
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+from podbay.api import Pod
+from podbay.api.models import Node
+from podbay.api.serialize import from_dict
+from podbay.controllers.podgc import pods_to_collect
+from podbay.scheduler.fit import NodeInfo, failure_message, unfit_reasons
+
+
+def node(name: str, cpu: str = "4", memory: str = "8Gi", labels: dict | None = None, **spec) -> Node:
+    return from_dict(Node, {"metadata": {"name": name, "labels": labels or {}}, "spec": spec,
+                            "status": {"allocatable": {"cpu": cpu, "memory": memory, "pods": "110"},
+                                       "conditions": [{"type": "Ready", "status": "True"}]}})
+
+
+def pod(name: str, *requests: dict, node_name: str = "", **spec) -> Pod:
+    containers = [{"name": f"c{i}", "image": "busybox", "resources": {"requests": r}} for i, r in enumerate(requests)]
+    return from_dict(Pod, {"metadata": {"name": name, "uid": name},
+                           "spec": {"containers": containers, "nodeName": node_name or None, **spec}})
+
+
+def test_sum_of_container_requests_must_fit_the_free_room() -> None:
+    # The seed's case: 2 CPUs free on a node, a pod of two 1.5-CPU containers fits nowhere.
+    a = NodeInfo(node("node-a", cpu="4"), (pod("busy", {"cpu": "2"}, node_name="node-a"),))
+    b = NodeInfo(node("node-b", cpu="2"))
+    wide = pod("wide", {"cpu": "1500m"}, {"cpu": "1500m"})
+    assert unfit_reasons(wide, a) == ["Insufficient cpu"]
+    assert unfit_reasons(wide, b) == ["Insufficient cpu"]
+    assert unfit_reasons(pod("narrow", {"cpu": "1"}, {"cpu": "1"}), b) == []
+    assert failure_message({"node-a": ["Insufficient cpu"], "node-b": ["Insufficient cpu"]}, 2) == \
+        "0/2 nodes are available: 2 Insufficient cpu."
+
+
+def test_node_selector_affinity_taints_and_ports() -> None:
+    n = NodeInfo(node("n", labels={"disk": "ssd"}, taints=[{"key": "gpu", "value": "yes", "effect": "NoSchedule"}]))
+    assert "node(s) didn't match Pod's node affinity/selector" in unfit_reasons(
+        pod("p", {}, nodeSelector={"disk": "hdd"}), n)
+    assert unfit_reasons(pod("p", {}, nodeSelector={"disk": "ssd"}), n) == [
+        "node(s) had untolerated taint {gpu: yes}"]
+    tolerant = pod("p", {}, tolerations=[{"key": "gpu", "operator": "Exists"}],
+                   affinity={"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {
+                       "nodeSelectorTerms": [{"matchExpressions": [{"key": "disk", "operator": "In",
+                                                                    "values": ["ssd"]}]}]}}})
+    assert unfit_reasons(tolerant, n) == []
+    with_port = from_dict(Pod, {"metadata": {"name": "a", "uid": "a"}, "spec": {"nodeName": "m", "containers": [
+        {"name": "c", "image": "i", "ports": [{"containerPort": 80, "hostPort": 8080}]}]}})
+    m = NodeInfo(node("m"), (with_port,))
+    other = with_port.model_copy(deep=True)
+    other.metadata.uid = "b"
+    assert unfit_reasons(other, m) == ["node(s) didn't have free ports for the requested pod ports"]
+
+
+def test_not_ready_node_is_skipped() -> None:
+    n = node("n")
+    n.status.conditions[0].status = "False"
+    assert unfit_reasons(pod("p", {}), NodeInfo(n)) == ["node(s) had untolerated taint {node.kubernetes.io/not-ready: }"]
+
+
+def test_pod_gc_choices() -> None:
+    t0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    done = []
+    for i in range(3):
+        p = pod(f"done{i}", {}, node_name="n")
+        p.status.phase = "Succeeded"
+        p.metadata.creation_timestamp = t0 + timedelta(minutes=i)
+        done.append(p)
+    orphan = pod("orphan", {}, node_name="gone")
+    chosen = pods_to_collect(done + [orphan, pod("live", {}, node_name="n")], {"n"}, terminated_threshold=2)
+    assert [(p.metadata.name, why) for p, why in chosen] == [("done0", "terminated"), ("orphan", "orphaned")]
