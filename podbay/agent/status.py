@@ -20,6 +20,7 @@ from podbay.api.resources import qos_class
 from podbay.api.serialize import from_dict, to_dict
 
 CONTAINER_ID_SCHEME = "crun"
+CREATED_MESSAGE = "the pod is created and prepared; `podbay start` runs it"
 
 
 def container_id(runtime_id: str) -> str:
@@ -72,8 +73,10 @@ def container_statuses(pod: Any, containers: Sequence[Any], rt: PodRuntimeStatus
     for spec in containers:
         history = [c for c in rt.history(spec.name) if c.init == init]
         if not history:
+            waiting = ({"reason": "Created", "message": CREATED_MESSAGE} if inputs.created_state
+                       else _waiting(spec.name, inputs, default_reason))
             out.append({"name": spec.name, "image": spec.image, "imageID": "", "ready": False, "restartCount": 0,
-                        "started": False, "state": {"waiting": _waiting(spec.name, inputs, default_reason)}})
+                        "started": False, "state": {"waiting": waiting}})
             continue
         latest = history[0]
         status: dict[str, Any] = {
@@ -98,6 +101,11 @@ def container_statuses(pod: Any, containers: Sequence[Any], rt: PodRuntimeStatus
             reason, message = inputs.reasons[spec.name]
             status["state"] = {"waiting": _clean({"reason": reason, "message": message})}
             status["lastState"] = {"terminated": terminated_state(latest)}
+        if inputs.created_state and not running:
+            # HyperContainer's Created: prepared, waiting for `start`; what ran before is the last state.
+            status["state"] = {"waiting": {"reason": "Created", "message": CREATED_MESSAGE}}
+            if latest.state is RunState.EXITED:
+                status["lastState"] = {"terminated": terminated_state(latest)}
         out.append(status)
     return out
 

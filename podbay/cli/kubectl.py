@@ -174,7 +174,8 @@ def _node_rows(nodes: list[Node], wide: bool) -> list[list[str]]:
 def _event_rows(events: list[Event], all_ns: bool) -> list[list[str]]:
     rows = [(["NAMESPACE"] if all_ns else []) + ["LAST SEEN", "TYPE", "REASON", "OBJECT", "MESSAGE"]]
     epoch = datetime.min.replace(tzinfo=timezone.utc)
-    for e in sorted(events, key=lambda e: e.last_timestamp or e.event_time or epoch):
+    for e in sorted(events, key=lambda e: (e.last_timestamp or e.event_time or epoch,
+                                           int(e.metadata.resource_version or 0))):
         obj = f"{(e.involved_object.kind or '').lower()}/{e.involved_object.name}"
         row = [age(e.last_timestamp or e.event_time), e.type or "", e.reason or "", obj, e.message or ""]
         rows.append(([e.metadata.namespace or ""] if all_ns else []) + row)
@@ -291,7 +292,8 @@ def describe_pod(pod: Pod, events: list[Event]) -> str:
         lines.append("Events:")
         rows = [["  Type", "Reason", "Age", "From", "Message"], ["  ----", "------", "----", "----", "-------"]]
         epoch = datetime.min.replace(tzinfo=timezone.utc)
-        for e in sorted(events, key=lambda e: e.first_timestamp or e.event_time or epoch):
+        for e in sorted(events, key=lambda e: (e.first_timestamp or e.event_time or epoch,
+                                               int(e.metadata.resource_version or 0))):
             rows.append([f"  {e.type}", e.reason or "", age(e.last_timestamp or e.event_time),
                          (e.source.component if e.source else "") or "", e.message or ""])
         lines.append(table(rows))
