@@ -1,0 +1,85 @@
+"""The scheduler against a real API server: binds by the sum of requests, never half a pod,
+and reports what does not fit (the seed's Node_A / Node_B case)."""
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import AsyncIterator
+
+import pytest
+
+from podbay.api import Event, Node, Pod
+from podbay.api.serialize import from_dict
+from podbay.apiserver.embedded import serve_embedded
+from podbay.client import Client
+from podbay.scheduler.scheduler import run as run_scheduler
+
+
+@pytest.fixture
+async def client(tmp_path: Path) -> AsyncIterator[Client]:
+    async with serve_embedded(tmp_path / "api", host=None) as server:
+        c = Client.connect(server.url)
+        task = asyncio.create_task(run_scheduler(c))
+        try:
+            yield c
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+            await c.close()
+
+
+def node(name: str, cpu: str, memory: str) -> Node:
+    return from_dict(Node, {"metadata": {"name": name}, "status": {
+        "allocatable": {"cpu": cpu, "memory": memory, "pods": "110"},
+        "conditions": [{"type": "Ready", "status": "True"}]}})
+
+
+def pod(name: str, *cpus: str, memory: str = "100Mi") -> Pod:
+    return from_dict(Pod, {"metadata": {"name": name}, "spec": {"containers": [
+        {"name": f"c{i}", "image": "busybox:1.35", "resources": {"requests": {"cpu": cpu, "memory": memory}}}
+        for i, cpu in enumerate(cpus)]}})
+
+
+async def wait_pod(client: Client, name: str, check, timeout: float = 10) -> Pod:
+    async def watch() -> Pod:
+        async for _, p in client.watch(Pod, "default", field_selector=f"metadata.name={name}"):
+            if check(p):
+                return p
+        raise AssertionError("watch ended")
+    return await asyncio.wait_for(watch(), timeout)
+
+
+async def test_pod_goes_where_the_sum_of_its_requests_fits(client: Client) -> None:
+    await client.create(node("node-a", "2", "4Gi"))
+    await client.create(node("node-b", "4", "4Gi"))
+    await client.create(pod("two-by-1500m", "1500m", "1500m"))
+    placed = await wait_pod(client, "two-by-1500m", lambda p: bool(p.spec.node_name))
+    assert placed.spec.node_name == "node-b"
+
+
+async def test_pod_that_fits_nowhere_stays_pending_with_the_reason(client: Client) -> None:
+    await client.create(node("node-a", "2", "4Gi"))
+    await client.create(node("node-b", "2", "4Gi"))
+    await client.create(pod("too-big", "1500m", "1500m"))
+    unscheduled = await wait_pod(client, "too-big", lambda p: any(
+        c.type == "PodScheduled" and c.status == "False" for c in p.status.conditions))
+    cond = next(c for c in unscheduled.status.conditions if c.type == "PodScheduled")
+    assert cond.reason == "Unschedulable"
+    assert cond.message == "0/2 nodes are available: 2 Insufficient cpu."
+    assert not unscheduled.spec.node_name
+    events, _ = await client.list(Event, "default")
+    assert any(e.reason == "FailedScheduling" and e.involved_object.name == "too-big" for e in events)
+    # A bigger node arrives: the pod is retried and bound, whole.
+    await client.create(node("node-c", "8", "8Gi"))
+    placed = await wait_pod(client, "too-big", lambda p: bool(p.spec.node_name))
+    assert placed.spec.node_name == "node-c"
+
+
+async def test_bound_pods_use_up_the_node(client: Client) -> None:
+    await client.create(node("only", "2", "4Gi"))
+    for name in ("first", "second"):
+        await client.create(pod(name, "1500m"))
+    await wait_pod(client, "first", lambda p: bool(p.spec.node_name))
+    second = await wait_pod(client, "second", lambda p: any(
+        c.type == "PodScheduled" and c.status == "False" for c in p.status.conditions))
+    assert "Insufficient cpu" in next(c.message for c in second.status.conditions if c.type == "PodScheduled")
