@@ -38,7 +38,8 @@ async def serve(settings: Settings, *, ready: asyncio.Event | None = None,
                               host="127.0.0.1" if settings.api_port else None, port=settings.api_port,
                               db_path=settings.state_root / "store.db") as server:
         client = Client.connect(server.url)
-        agent_config = AgentConfig(node_name=settings.node_name, server_port=0, state_root=settings.state_root)
+        agent_config = AgentConfig(node_name=settings.node_name, server_port=0, state_root=settings.state_root,
+                                   backoff_base=settings.backoff_base, backoff_cap=settings.backoff_cap)
         registered = asyncio.Event()
         tasks = [
             asyncio.create_task(run_scheduler(client), name="scheduler"),

@@ -25,6 +25,8 @@ class Settings:
     node_name: str
     api_port: int  # 0: no TCP listener
     server: str | None  # a remote API; None: this machine's socket
+    backoff_base: float = 10.0  # the kubelet's restart back-off: 10 s doubling up to 300 s
+    backoff_cap: float = 300.0
 
     @property
     def socket_path(self) -> Path:
@@ -50,7 +52,8 @@ class Settings:
         """The global flags that name this installation, for a child `podbay` process."""
         return ["--state-root", str(self.state_root), "--run-root", str(self.run_root),
                 "--cgroup-parent", self.cgroup_parent, "--network", self.network_name, "--bridge", self.bridge,
-                "--subnet", self.subnet, "--node-name", self.node_name, "--api-port", str(self.api_port)]
+                "--subnet", self.subnet, "--node-name", self.node_name, "--api-port", str(self.api_port),
+                "--backoff-base", str(self.backoff_base), "--backoff-cap", str(self.backoff_cap)]
 
 
 def add_global_flags(parser: argparse.ArgumentParser) -> None:
@@ -65,6 +68,9 @@ def add_global_flags(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--node-name", default=env("PODBAY_NODE_NAME", socket.gethostname().lower()))
     g.add_argument("--api-port", type=int, default=int(env("PODBAY_API_PORT", "0")),
                    help="also serve the API on 127.0.0.1:PORT (kubectl, the Python client)")
+    g.add_argument("--backoff-base", type=float, default=float(env("PODBAY_BACKOFF_BASE", "10")),
+                   help="first restart back-off in seconds (doubles per restart)")
+    g.add_argument("--backoff-cap", type=float, default=float(env("PODBAY_BACKOFF_CAP", "300")))
     g.add_argument("--server", default=env("PODBAY_SERVER"),
                    help="the API server to talk to (default: this machine's socket)")
 
@@ -72,4 +78,5 @@ def add_global_flags(parser: argparse.ArgumentParser) -> None:
 def settings_from(args: argparse.Namespace) -> Settings:
     return Settings(state_root=args.state_root.absolute(), run_root=args.run_root.absolute(),
                     cgroup_parent=args.cgroup_parent, network_name=args.network_name, bridge=args.bridge,
-                    subnet=args.subnet, node_name=args.node_name, api_port=args.api_port, server=args.server)
+                    subnet=args.subnet, node_name=args.node_name, api_port=args.api_port, server=args.server,
+                    backoff_base=args.backoff_base, backoff_cap=args.backoff_cap)

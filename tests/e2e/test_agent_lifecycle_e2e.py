@@ -1,0 +1,130 @@
+"""The node agent's Kubernetes lifecycle on real containers: init containers in order,
+restart policies and back-off, probes, phases and container states."""
+from __future__ import annotations
+
+import pytest
+
+from podbay.api import Event, Pod
+from podbay.api.formats import load_pods
+from podbay.api.printing import pod_row
+from tests.e2e.conftest import Cluster
+
+pytestmark = pytest.mark.e2e
+
+
+def phase(*phases: str):
+    return lambda p: p.status.phase in phases
+
+
+def cond(kind: str, status: str = "True"):
+    return lambda p: any(c.type == kind and c.status == status for c in p.status.conditions)
+
+
+async def test_init_containers_run_in_order_before_the_main_containers(cluster: Cluster) -> None:
+    await cluster.client.create(load_pods("""
+apiVersion: v1
+kind: Pod
+metadata: {name: inits}
+spec:
+  restartPolicy: Never
+  volumes: [{name: work, emptyDir: {}}]
+  initContainers:
+  - {name: first, image: busybox:1.35, command: [sh, -c, "echo one > /work/log"],
+     volumeMounts: [{name: work, mountPath: /work}]}
+  - {name: second, image: busybox:1.35, command: [sh, -c, "echo two >> /work/log"],
+     volumeMounts: [{name: work, mountPath: /work}]}
+  containers:
+  - {name: main, image: busybox:1.35, command: [sh, -c, "cat /work/log; test $(wc -l < /work/log) = 2"],
+     volumeMounts: [{name: work, mountPath: /work}]}
+""")[0])
+    pod = await cluster.wait_for("inits", phase("Succeeded", "Failed"))
+    assert pod.status.phase == "Succeeded"
+    assert [s.state.terminated.reason for s in pod.status.init_container_statuses] == ["Completed", "Completed"]
+    main = pod.status.container_statuses[0]
+    assert main.state.terminated.exit_code == 0
+    assert pod_row(pod).status == "Completed"
+    log = b"".join([c async for c in cluster.client.logs("inits", "default", container="main")])
+    assert log == b"one\ntwo\n"
+
+
+async def test_failing_init_container_fails_the_pod_under_never(cluster: Cluster) -> None:
+    await cluster.client.create(load_pods("""
+apiVersion: v1
+kind: Pod
+metadata: {name: badinit}
+spec:
+  restartPolicy: Never
+  initContainers: [{name: setup, image: busybox:1.35, command: [sh, -c, "exit 3"]}]
+  containers: [{name: main, image: busybox:1.35, command: [sh, -c, "echo never runs"]}]
+""")[0])
+    pod = await cluster.wait_for("badinit", phase("Failed"))
+    init = pod.status.init_container_statuses[0]
+    assert init.state.terminated.exit_code == 3 and init.state.terminated.reason == "Error"
+    assert pod.status.container_statuses[0].state.waiting.reason == "PodInitializing"
+    assert pod_row(pod).status == "Init:Error"
+
+
+async def test_restart_always_backs_off_and_counts_restarts(cluster: Cluster) -> None:
+    await cluster.client.create(load_pods("""
+apiVersion: v1
+kind: Pod
+metadata: {name: crasher}
+spec:
+  containers: [{name: c, image: busybox:1.35, command: [sh, -c, "echo attempt; exit 1"]}]
+""")[0])
+    pod = await cluster.wait_for("crasher", lambda p: any(
+        s.restart_count >= 2 and s.state and s.state.waiting and s.state.waiting.reason == "CrashLoopBackOff"
+        for s in p.status.container_statuses))
+    status = pod.status.container_statuses[0]
+    assert status.last_state.terminated.exit_code == 1
+    assert pod.status.phase == "Running"
+    assert pod_row(pod).status == "CrashLoopBackOff"
+    events, _ = await cluster.client.list(Event, "default")
+    assert any(e.reason == "BackOff" and e.involved_object.name == "crasher" for e in events)
+
+
+async def test_restart_on_failure_stops_after_success(cluster: Cluster) -> None:
+    await cluster.client.create(load_pods("""
+apiVersion: v1
+kind: Pod
+metadata: {name: retry}
+spec:
+  restartPolicy: OnFailure
+  volumes: [{name: state, emptyDir: {}}]
+  containers:
+  - name: c
+    image: busybox:1.35
+    command: [sh, -c, "if [ -e /state/ran ]; then exit 0; fi; touch /state/ran; exit 7"]
+    volumeMounts: [{name: state, mountPath: /state}]
+""")[0])
+    pod = await cluster.wait_for("retry", phase("Succeeded", "Failed"))
+    assert pod.status.phase == "Succeeded"
+    status = pod.status.container_statuses[0]
+    assert status.restart_count == 1 and status.last_state.terminated.exit_code == 7
+
+
+async def test_liveness_probe_restarts_and_readiness_gates_ready(cluster: Cluster) -> None:
+    await cluster.client.create(load_pods("""
+apiVersion: v1
+kind: Pod
+metadata: {name: probed}
+spec:
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: app
+    image: busybox:1.35
+    command: [sh, -c, "sleep 1; touch /tmp/ready; sleep 600"]
+    readinessProbe: {exec: {command: [test, -e, /tmp/ready]}, periodSeconds: 1}
+  - name: sick
+    image: busybox:1.35
+    command: [sleep, "600"]
+    livenessProbe: {exec: {command: ["false"]}, periodSeconds: 1, failureThreshold: 1}
+""")[0])
+    pod = await cluster.wait_for("probed", lambda p: any(
+        s.name == "sick" and s.restart_count >= 1 for s in p.status.container_statuses), timeout=60)
+    events, _ = await cluster.client.list(Event, "default")
+    reasons = {e.reason for e in events if e.involved_object.name == "probed"}
+    assert {"Unhealthy", "Killing"} <= reasons
+    app = await cluster.wait_for("probed", lambda p: any(
+        s.name == "app" and s.ready for s in p.status.container_statuses))
+    assert next(s for s in app.status.container_statuses if s.name == "app").ready
