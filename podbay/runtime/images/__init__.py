@@ -1,6 +1,8 @@
 """OCI images on this node: a content-addressed store, unpacked shared layers, import, pull."""
 from podbay.runtime.images.busybox import ensure_busybox_image
-from podbay.runtime.images.reference import normalize_reference
-from podbay.runtime.images.store import Image, ImageConfig, ImageNotFound, ImageStore
+from podbay.runtime.images.reference import InvalidReference, Reference, normalize_reference, parse_reference
+from podbay.runtime.images.store import DigestMismatch, Image, ImageConfig, ImageNotFound, ImageStore
+from podbay.runtime.images.unpack import UnsafeLayer
 
-__all__ = ["Image", "ImageConfig", "ImageNotFound", "ImageStore", "ensure_busybox_image", "normalize_reference"]
+__all__ = ["DigestMismatch", "Image", "ImageConfig", "ImageNotFound", "ImageStore", "InvalidReference", "Reference",
+           "UnsafeLayer", "ensure_busybox_image", "normalize_reference", "parse_reference"]

@@ -1,34 +1,44 @@
 """The content-addressed image store (containerd's content store and snapshotter, in small).
 
-    <root>/blobs/sha256/<hex>     manifests, configs and layer tarballs, by digest
+    <root>/blobs/sha256/<hex>     manifests, indexes, configs and layer blobs, by digest
     <root>/layers/<diffid hex>/   each layer unpacked once, shared by every image using it
-    <root>/images.json            images: id (config digest), tags, digests, layers, config
+    <root>/images.json            images by id (config digest): tags, repo digests, manifest, layers
+    <root>/tmp/                   blobs and layers being written; nothing here is visible
 
-A blob becomes visible only after its digest is verified (written to a temp
-file, hashed, renamed); a layer directory only once fully unpacked.
+A blob becomes visible only after its digest is verified (written to a temp file,
+hashed, renamed); a layer directory only once fully unpacked (renamed into place);
+an image only once its blobs and layers are in place (the index is written last,
+atomically, under a lock).
 """
 from __future__ import annotations
 
 import contextlib
 import fcntl
-import gzip
 import hashlib
-import io
 import json
 import os
 import shutil
 import tarfile
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
-from podbay.runtime.images.reference import normalize_reference, split_reference
-from podbay.runtime.images.unpack import unpack_layer
+from podbay.runtime.images.reference import parse_reference
+from podbay.runtime.images.unpack import HashingReader, open_layer, unpack_layer
+
+OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+OCI_CONFIG = "application/vnd.oci.image.config.v1+json"
+OCI_LAYER = "application/vnd.oci.image.layer.v1.tar"
+OCI_LAYER_GZIP = "application/vnd.oci.image.layer.v1.tar+gzip"
+
+Progress = Callable[[str, int, int], None]
 
 
 @dataclass(frozen=True)
 class ImageConfig:
+    """The run defaults of an image config's `config` object."""
+
     entrypoint: list[str] = field(default_factory=list)
     cmd: list[str] = field(default_factory=list)
     env: list[str] = field(default_factory=list)
@@ -58,24 +68,74 @@ class ImageConfig:
 
 @dataclass(frozen=True)
 class Image:
-    id: str
+    id: str  # "sha256:<config digest>"
     repo_tags: list[str]
     repo_digests: list[str]
     size: int
     config: ImageConfig
 
 
-class ImageNotFound(LookupError):
+class ImageNotFound(KeyError):
     def __init__(self, ref: str) -> None:
-        super().__init__(f'image "{ref}" not found')
+        super().__init__(ref)
+        self.ref = ref
+
+    def __str__(self) -> str:
+        return f'image "{self.ref}" not found'
 
 
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            h.update(chunk)
-    return "sha256:" + h.hexdigest()
+class DigestMismatch(ValueError):
+    pass
+
+
+def digest_of(data: bytes) -> str:
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+def _hex(digest: str) -> str:
+    algorithm, _, hexpart = digest.partition(":")
+    if algorithm != "sha256" or len(hexpart) != 64 or not all(c in "0123456789abcdef" for c in hexpart):
+        raise ValueError(f"unsupported digest {digest!r}: want sha256:<64 hex digits>")
+    return hexpart
+
+
+class BlobWriter:
+    """Streams a blob into the store's tmp dir; `commit` verifies its digest and only
+    then renames it into `blobs/`. Dropped unfinished, it leaves nothing behind."""
+
+    def __init__(self, store: "ImageStore") -> None:
+        self.store = store
+        fd, name = tempfile.mkstemp(dir=store.tmp, prefix="blob-")
+        self.path = Path(name)
+        self.file = os.fdopen(fd, "wb")
+        self.hash = hashlib.sha256()
+        self.size = 0
+
+    def write(self, data: bytes) -> int:
+        self.file.write(data)
+        self.hash.update(data)
+        self.size += len(data)
+        return len(data)
+
+    def commit(self, expected: str | None = None) -> str:
+        self.file.close()
+        digest = "sha256:" + self.hash.hexdigest()
+        if expected is not None and digest != expected:
+            self.abort()
+            raise DigestMismatch(f"blob digest mismatch: expected {expected}, got {digest}")
+        os.replace(self.path, self.store.blob_path(digest))
+        return digest
+
+    def abort(self) -> None:
+        self.file.close()
+        self.path.unlink(missing_ok=True)
+
+    def __enter__(self) -> "BlobWriter":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if not self.file.closed or self.path.exists():
+            self.abort()
 
 
 class ImageStore:
@@ -106,7 +166,7 @@ class ImageStore:
             index = self._read_index()
             yield index
             tmp = self.root / "images.json.tmp"
-            tmp.write_text(json.dumps(index))
+            tmp.write_text(json.dumps(index, indent=1, sort_keys=True))
             tmp.replace(self.root / "images.json")
 
     def _read_index(self) -> dict[str, Any]:
@@ -115,17 +175,26 @@ class ImageStore:
         except FileNotFoundError:
             return {"images": {}}
 
-    def _find(self, index: dict[str, Any], ref: str) -> tuple[str, dict[str, Any]] | None:
+    @staticmethod
+    def _find(index: dict[str, Any], ref: str) -> tuple[str, dict[str, Any]] | None:
+        """By image id (`sha256:...`, or a prefix of its hex of 12+ digits), tag or repo digest."""
         images = index["images"]
         if ref in images:
             return ref, images[ref]
-        if ref.startswith("sha256:") or (len(ref) >= 12 and all(c in "0123456789abcdef" for c in ref)):
-            for image_id, entry in images.items():
-                if image_id.removeprefix("sha256:").startswith(ref.removeprefix("sha256:")):
-                    return image_id, entry
-        name = normalize_reference(ref)
+        bare = ref.removeprefix("sha256:")
+        if len(bare) >= 12 and all(c in "0123456789abcdef" for c in bare):
+            hits = [i for i in images if i.removeprefix("sha256:").startswith(bare)]
+            if len(hits) == 1:
+                return hits[0], images[hits[0]]
+        try:
+            parsed = parse_reference(ref)
+        except ValueError:
+            return None
         for image_id, entry in images.items():
-            if name in entry["repo_tags"] or name in entry["repo_digests"]:
+            if parsed.digest:
+                if f"{parsed.name}@{parsed.digest}" in entry["repo_digests"]:
+                    return image_id, entry
+            elif str(parsed) in entry["repo_tags"]:
                 return image_id, entry
         return None
 
@@ -139,7 +208,7 @@ class ImageStore:
         return self._image(*found) if found else None
 
     def list_images(self) -> list[Image]:
-        return [self._image(i, e) for i, e in self._read_index()["images"].items()]
+        return [self._image(i, e) for i, e in sorted(self._read_index()["images"].items())]
 
     def config(self, ref: str) -> ImageConfig:
         image = self.image_status(ref)
@@ -152,106 +221,125 @@ class ImageStore:
         found = self._find(self._read_index(), ref)
         if found is None:
             raise ImageNotFound(ref)
-        return [self.layers / d.removeprefix("sha256:") for d in reversed(found[1]["layers"])]
+        return [self.layers / _hex(d) for d in reversed(found[1]["layers"])]
 
     # -- blobs and layers ------------------------------------------------------
 
-    def put_blob(self, data: bytes, expected: str | None = None) -> str:
-        digest = "sha256:" + hashlib.sha256(data).hexdigest()
-        if expected and expected != digest:
-            raise ValueError(f"digest mismatch: expected {expected}, got {digest}")
-        path = self.blobs / digest.removeprefix("sha256:")
-        if not path.exists():
-            fd, tmp = tempfile.mkstemp(dir=self.tmp)
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
-            os.replace(tmp, path)
-        return digest
-
-    def commit_blob_file(self, tmp: Path, expected: str) -> str:
-        """Makes a downloaded file a blob once its digest matches; removes it otherwise."""
-        digest = sha256_file(tmp)
-        if digest != expected:
-            tmp.unlink(missing_ok=True)
-            raise ValueError(f"digest mismatch: expected {expected}, got {digest}")
-        os.replace(tmp, self.blobs / digest.removeprefix("sha256:"))
-        return digest
-
     def blob_path(self, digest: str) -> Path:
-        return self.blobs / digest.removeprefix("sha256:")
+        return self.blobs / _hex(digest)
+
+    def has_blob(self, digest: str) -> bool:
+        return self.blob_path(digest).exists()
+
+    def read_blob(self, digest: str) -> bytes:
+        return self.blob_path(digest).read_bytes()
+
+    def blob_writer(self) -> BlobWriter:
+        return BlobWriter(self)
+
+    def put_blob(self, data: bytes, expected: str | None = None) -> str:
+        digest = digest_of(data)
+        if expected is not None and digest != expected:
+            raise DigestMismatch(f"blob digest mismatch: expected {expected}, got {digest}")
+        if not self.has_blob(digest):
+            with self.blob_writer() as w:
+                w.write(data)
+                w.commit(digest)
+        return digest
+
+    def put_blob_file(self, path: Path, expected: str | None = None) -> str:
+        """Copies a file into the store, verified against `expected` when given."""
+        if expected is not None and self.has_blob(expected):
+            return expected
+        with self.blob_writer() as w, open(path, "rb") as f:
+            shutil.copyfileobj(f, w, 1 << 20)
+            return w.commit(expected)
 
     def ensure_layer(self, blob_digest: str, diff_id: str | None = None) -> str:
-        """Unpacks a layer blob once; returns its diff id (the digest of the uncompressed tar)."""
-        blob = self.blob_path(blob_digest)
-        if diff_id is None:
-            diff_id = _diff_id(blob)
-        target = self.layers / diff_id.removeprefix("sha256:")
-        if target.exists():
+        """Unpacks a layer blob once and returns its diff id, the digest of the
+        uncompressed tar, which is checked against `diff_id` when given."""
+        if diff_id is not None and (self.layers / _hex(diff_id)).is_dir():
             return diff_id
         work = Path(tempfile.mkdtemp(dir=self.tmp, prefix="layer-"))
         try:
-            unpack_layer(blob, work)
+            with open_layer(self.blob_path(blob_digest)) as raw:
+                reader = HashingReader(raw)
+                unpack_layer(reader, work)  # type: ignore[arg-type]
+                actual = reader.drain()
+            if diff_id is not None and actual != diff_id:
+                raise DigestMismatch(f"layer {blob_digest}: diff id mismatch: config says {diff_id}, "
+                                     f"the layer is {actual}")
             os.chmod(work, 0o755)
-            os.rename(work, target)
-        except OSError:
-            if not target.exists():
-                raise
+            try:
+                os.rename(work, self.layers / _hex(actual))
+            except OSError:
+                if not (self.layers / _hex(actual)).is_dir():
+                    raise
         finally:
             shutil.rmtree(work, ignore_errors=True)
-        return diff_id
+        return actual
 
-    def register(self, *, config_blob: bytes, manifest_blob: bytes, layer_digests: list[str],
-                 diff_ids: list[str], tags: list[str], repo_digest_names: list[str]) -> Image:
-        """Records an image whose blobs and layers are in place, under its tags."""
-        config = json.loads(config_blob)
-        image_id = self.put_blob(config_blob)
-        manifest_digest = self.put_blob(manifest_blob)
-        size = sum(self.blob_path(d).stat().st_size for d in layer_digests)
-        names = [normalize_reference(t) for t in tags]
-        digests = ["{0}/{1}@{2}".format(*split_reference(n)[:2], manifest_digest) for n in repo_digest_names]
+    def add_image(self, manifest_digest: str, *, tags: list[str] = (), repo_digests: list[str] = (),  # type: ignore[assignment]
+                  index_digest: str | None = None, progress: Progress | None = None) -> Image:
+        """Records the image of a manifest whose blobs are all in the store, unpacking
+        its layers first. `repo_digests` are `name@digest` strings."""
+        manifest = json.loads(self.read_blob(manifest_digest))
+        config_digest = manifest["config"]["digest"]
+        config = json.loads(self.read_blob(config_digest))
+        blobs = [layer["digest"] for layer in manifest.get("layers") or []]
+        diff_ids = list((config.get("rootfs") or {}).get("diff_ids") or [])
+        if len(diff_ids) != len(blobs):
+            raise ValueError(f"image config {config_digest}: {len(diff_ids)} diff_ids for {len(blobs)} layers")
+        for blob, diff_id in zip(blobs, diff_ids):
+            self.ensure_layer(blob, diff_id)
+        names = [str(parse_reference(t)) for t in tags]
         with self._locked() as index:
+            missing = [d for d in diff_ids if not (self.layers / _hex(d)).is_dir()]
+            if missing:
+                raise RuntimeError(f"layers {missing} were removed while the image was being added; retry")
             for entry in index["images"].values():
                 entry["repo_tags"] = [t for t in entry["repo_tags"] if t not in names]
-            entry = index["images"].setdefault(image_id, {"repo_tags": [], "repo_digests": []})
-            entry.update(layers=diff_ids, size=size, manifest=manifest_digest,
-                         config=ImageConfig.from_oci(config).__dict__)
+            entry = index["images"].setdefault(config_digest, {"repo_tags": [], "repo_digests": []})
+            entry.update(manifest=manifest_digest, blobs=blobs, layers=diff_ids,
+                         size=sum(self.blob_path(b).stat().st_size for b in blobs),
+                         config=asdict(ImageConfig.from_oci(config)))
+            if index_digest:
+                entry["index"] = index_digest
             entry["repo_tags"] = sorted(set(entry["repo_tags"]) | set(names))
-            entry["repo_digests"] = sorted(set(entry["repo_digests"]) | set(digests))
-            index["images"] = {i: e for i, e in index["images"].items() if e["repo_tags"] or e["repo_digests"]
-                               or i == image_id}
-        return self.image_status(image_id)  # type: ignore[return-value]
+            entry["repo_digests"] = sorted(set(entry["repo_digests"]) | set(repo_digests))
+            return self._image(config_digest, entry)
 
-    # -- build -----------------------------------------------------------------
+    # -- build and tag ---------------------------------------------------------
 
     def build(self, source: Path, *, tag: str, config: ImageConfig) -> Image:
-        """A single-layer image from a directory or a rootfs tarball."""
+        """A single-layer image from a directory or a rootfs tarball (plain or gzip)."""
         source = Path(source)
         if source.is_dir():
-            buf = io.BytesIO()
-            with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
-                for path in sorted(source.rglob("*")):
-                    tar.add(path, arcname=str(path.relative_to(source)), recursive=False)
-            layer = buf.getvalue()
+            with self.blob_writer() as w:
+                with tarfile.open(fileobj=w, mode="w|", format=tarfile.PAX_FORMAT) as tar:  # type: ignore[call-overload]
+                    for path in sorted(source.rglob("*")):
+                        tar.add(path, arcname=str(path.relative_to(source)), recursive=False)
+                layer_digest = w.commit()
+        elif source.is_file():
+            layer_digest = self.put_blob_file(source)
         else:
-            layer = source.read_bytes()
-            if layer[:2] == b"\x1f\x8b":
-                layer = gzip.decompress(layer)
-        layer_digest = self.put_blob(layer)
-        diff_id = self.ensure_layer(layer_digest, layer_digest)
+            raise FileNotFoundError(f"build source {source} is neither a directory nor a file")
+        diff_id = self.ensure_layer(layer_digest)
         oci_config = {"architecture": "amd64", "os": "linux", "config": config.to_oci(),
                       "rootfs": {"type": "layers", "diff_ids": [diff_id]}}
         config_blob = json.dumps(oci_config, sort_keys=True).encode()
-        manifest = {"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
-                    "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
-                               "digest": "sha256:" + hashlib.sha256(config_blob).hexdigest(),
+        layer_type = OCI_LAYER_GZIP if diff_id != layer_digest else OCI_LAYER
+        manifest = {"schemaVersion": 2, "mediaType": OCI_MANIFEST,
+                    "config": {"mediaType": OCI_CONFIG, "digest": self.put_blob(config_blob),
                                "size": len(config_blob)},
-                    "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": layer_digest,
-                                "size": len(layer)}]}
-        return self.register(config_blob=config_blob, manifest_blob=json.dumps(manifest, sort_keys=True).encode(),
-                             layer_digests=[layer_digest], diff_ids=[diff_id], tags=[tag], repo_digest_names=[])
+                    "layers": [{"mediaType": layer_type, "digest": layer_digest,
+                                "size": self.blob_path(layer_digest).stat().st_size}]}
+        manifest_digest = self.put_blob(json.dumps(manifest, sort_keys=True).encode())
+        return self.add_image(manifest_digest, tags=[tag])
 
-    def tag(self, ref: str, tag: str) -> None:
-        name = normalize_reference(tag)
+    def tag(self, ref: str, tag: str) -> Image:
+        """Points `tag` at the image `ref`, moving it off any other image."""
+        name = str(parse_reference(tag))
         with self._locked() as index:
             found = self._find(index, ref)
             if found is None:
@@ -259,33 +347,37 @@ class ImageStore:
             for entry in index["images"].values():
                 entry["repo_tags"] = [t for t in entry["repo_tags"] if t != name]
             found[1]["repo_tags"] = sorted(set(found[1]["repo_tags"]) | {name})
+            return self._image(*found)
 
     # -- remove ----------------------------------------------------------------
 
     def remove_image(self, ref: str) -> None:
-        """Removes the image; its layers and blobs go only when no other image uses them."""
+        """Removes a tag when the image has others (as `docker rmi` does), else the image;
+        its layers and blobs go only when no other image uses them."""
         with self._locked() as index:
             found = self._find(index, ref)
             if found is None:
                 raise ImageNotFound(ref)
             image_id, entry = found
+            try:
+                name = str(parse_reference(ref))
+            except ValueError:
+                name = ""
+            if name in entry["repo_tags"] and len(entry["repo_tags"]) > 1:
+                entry["repo_tags"].remove(name)
+                return
             del index["images"][image_id]
-            used_layers = {d for e in index["images"].values() for d in e["layers"]}
-            used_blobs = {e.get("manifest") for e in index["images"].values()} | set(index["images"])
-        for diff_id in entry["layers"]:
-            if diff_id not in used_layers:
-                shutil.rmtree(self.layers / diff_id.removeprefix("sha256:"), ignore_errors=True)
-        for digest in (image_id, entry.get("manifest")):
-            if digest and digest not in used_blobs:
-                self.blob_path(digest).unlink(missing_ok=True)
-
-
-def _diff_id(blob: Path) -> str:
-    h = hashlib.sha256()
-    with open(blob, "rb") as f:
-        gzipped = f.read(2) == b"\x1f\x8b"
-    opener = gzip.open if gzipped else open
-    with opener(blob, "rb") as f:
-        while chunk := f.read(1 << 20):
-            h.update(chunk)
-    return "sha256:" + h.hexdigest()
+            rest = index["images"].values()
+            used_layers = {d for e in rest for d in e["layers"]}
+            used_blobs = {d for i, e in index["images"].items()
+                          for d in (i, e["manifest"], e.get("index"), *e["blobs"]) if d}
+            # Renamed away under the lock so a concurrent add_image never sees half a layer.
+            doomed = Path(tempfile.mkdtemp(dir=self.tmp, prefix="remove-"))
+            for diff_id in set(entry["layers"]) - used_layers:
+                layer = self.layers / _hex(diff_id)
+                if layer.exists():
+                    os.rename(layer, doomed / _hex(diff_id))
+            for digest in {image_id, entry["manifest"], entry.get("index"), *entry["blobs"]} - used_blobs:
+                if digest:
+                    self.blob_path(digest).unlink(missing_ok=True)
+        shutil.rmtree(doomed, ignore_errors=True)
