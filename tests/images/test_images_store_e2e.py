@@ -101,3 +101,23 @@ def test_remove_untags_then_removes_and_keeps_shared_layers(store: ImageStore, t
     assert store.list_images() == []
     assert list(store.blobs.iterdir()) == [] and list(store.layers.iterdir()) == []
     assert list(store.tmp.iterdir()) == []
+
+
+def test_a_refused_or_corrupt_layer_leaves_nothing_visible(store: ImageStore, tmp_path: Path) -> None:
+    from podbay.runtime.images import DigestMismatch, UnsafeLayer
+    evil = tmp_path / "evil.tar"
+    with tarfile.open(evil, "w") as tar:
+        tar.addfile(tarfile.TarInfo("../escape"))
+    digest = store.put_blob_file(evil)
+    with pytest.raises(UnsafeLayer, match="escapes the layer"):
+        store.ensure_layer(digest)
+    good = tmp_path / "good.tar"
+    with tarfile.open(good, "w") as tar:
+        tar.addfile(tarfile.TarInfo("ok"))
+    digest = store.put_blob_file(good)
+    with pytest.raises(DigestMismatch, match="diff id mismatch"):
+        store.ensure_layer(digest, "sha256:" + "0" * 64)
+    with pytest.raises(DigestMismatch, match="blob digest mismatch"):
+        store.put_blob_file(good, "sha256:" + "1" * 64)
+    assert list(store.layers.iterdir()) == [] and list(store.tmp.iterdir()) == []
+    assert store.ensure_layer(digest) == digest  # an uncompressed layer's diff id is its digest

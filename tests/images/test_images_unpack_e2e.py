@@ -1,0 +1,124 @@
+"""Layer unpacking: overlayfs whiteouts, file metadata, and hostile archives refused."""
+from __future__ import annotations
+
+import io
+import os
+import stat
+import tarfile
+from pathlib import Path
+from typing import Callable
+
+import pytest
+
+from podbay.runtime.images import UnsafeLayer
+from podbay.runtime.images.unpack import unpack_layer
+from tests.conftest import require_root
+
+pytestmark = pytest.mark.e2e
+
+Entry = Callable[[tarfile.TarFile], None]
+
+
+def entry(name: str, kind: bytes = tarfile.REGTYPE, data: bytes = b"", **attrs: object) -> Entry:
+    def add(tar: tarfile.TarFile) -> None:
+        info = tarfile.TarInfo(name)
+        info.type = kind
+        info.size = len(data) if kind == tarfile.REGTYPE else 0
+        info.mode = 0o755 if kind == tarfile.DIRTYPE else 0o644
+        for key, value in attrs.items():
+            setattr(info, key, value)
+        tar.addfile(info, io.BytesIO(data) if kind == tarfile.REGTYPE else None)
+    return add
+
+
+def layer(*entries: Entry) -> io.BytesIO:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for add in entries:
+            add(tar)
+    buf.seek(0)
+    return buf
+
+
+@pytest.fixture
+def dest(tmp_path: Path) -> Path:
+    require_root()
+    d = tmp_path / "layer"
+    d.mkdir()
+    return d
+
+
+def test_whiteouts_become_overlayfs_whiteouts(dest: Path) -> None:
+    unpack_layer(layer(entry("etc", tarfile.DIRTYPE), entry("etc/.wh.motd"), entry("var/cache/.wh..wh..opq"),
+                       entry("var/cache/new", data=b"n")), dest)
+    st = os.lstat(dest / "etc/motd")
+    assert stat.S_ISCHR(st.st_mode) and st.st_rdev == os.makedev(0, 0)
+    assert not (dest / "etc/.wh.motd").exists()
+    assert os.getxattr(dest / "var/cache", "trusted.overlay.opaque") == b"y"
+    assert (dest / "var/cache/new").read_bytes() == b"n"
+    assert not os.path.lexists(dest / "var/cache/.wh..wh..opq")
+
+
+def test_metadata_links_and_devices_are_kept(dest: Path) -> None:
+    unpack_layer(layer(
+        entry("bin", tarfile.DIRTYPE, mode=0o750, uid=12, gid=34, mtime=1000),
+        entry("bin/su", data=b"su", mode=0o4755, uid=0, gid=0),
+        entry("bin/gs", data=b"gs", mode=0o2711, uid=5, gid=6),
+        entry("bin/sh", tarfile.SYMTYPE, linkname="busybox", uid=7, gid=8),
+        entry("bin/su2", tarfile.LNKTYPE, linkname="bin/su"),
+        entry("dev/null", tarfile.CHRTYPE, devmajor=1, devminor=3, mode=0o666),
+        entry("dev/fifo", tarfile.FIFOTYPE, mode=0o600),
+        entry("cap", data=b"c", pax_headers={"SCHILY.xattr.user.note": "hello",
+                                             "SCHILY.xattr.trusted.overlay.redirect": "/etc"}),
+    ), dest)
+    bin_st = os.lstat(dest / "bin")
+    assert (stat.S_IMODE(bin_st.st_mode), bin_st.st_uid, bin_st.st_gid, bin_st.st_mtime) == (0o750, 12, 34, 1000)
+    assert stat.S_IMODE(os.lstat(dest / "bin/su").st_mode) == 0o4755
+    gs = os.lstat(dest / "bin/gs")
+    assert (stat.S_IMODE(gs.st_mode), gs.st_uid, gs.st_gid) == (0o2711, 5, 6)
+    assert os.readlink(dest / "bin/sh") == "busybox" and os.lstat(dest / "bin/sh").st_uid == 7
+    assert os.lstat(dest / "bin/su2").st_ino == os.lstat(dest / "bin/su").st_ino
+    null = os.lstat(dest / "dev/null")
+    assert stat.S_ISCHR(null.st_mode) and null.st_rdev == os.makedev(1, 3) and stat.S_IMODE(null.st_mode) == 0o666
+    assert stat.S_ISFIFO(os.lstat(dest / "dev/fifo").st_mode)
+    assert os.getxattr(dest / "cap", "user.note") == b"hello"
+    # A layer may not plant overlayfs' own metadata.
+    assert "trusted.overlay.redirect" not in os.listxattr(dest / "cap")
+
+
+def test_dot_slash_names_and_inner_dotdot_are_normalised(dest: Path) -> None:
+    unpack_layer(layer(entry("./a/b/../c", data=b"1"), entry("./", tarfile.DIRTYPE)), dest)
+    assert (dest / "a/c").read_bytes() == b"1"
+
+
+def test_a_later_entry_replaces_an_earlier_symlink_rather_than_following_it(dest: Path, tmp_path: Path) -> None:
+    outside = tmp_path / "outside"
+    outside.write_text("keep")
+    unpack_layer(layer(entry("f", tarfile.SYMTYPE, linkname=str(outside)), entry("f", data=b"new")), dest)
+    assert outside.read_text() == "keep"
+    assert not (dest / "f").is_symlink() and (dest / "f").read_bytes() == b"new"
+
+
+@pytest.mark.parametrize("entries, why", [
+    ([entry("/etc/passwd", data=b"x")], "absolute path"),
+    ([entry("../escape", data=b"x")], "escapes the layer"),
+    ([entry("a/../../escape", data=b"x")], "escapes the layer"),
+    ([entry("d", tarfile.SYMTYPE, linkname="/"), entry("d/escape", data=b"x")], "passes through the symlink d"),
+    ([entry("d", tarfile.SYMTYPE, linkname=".."), entry("d/x/y", data=b"x")], "passes through the symlink d"),
+    ([entry("h", tarfile.LNKTYPE, linkname="../outside")], "escapes the layer"),
+    ([entry("h", tarfile.LNKTYPE, linkname="/etc/passwd")], "absolute path"),
+    ([entry("d", tarfile.SYMTYPE, linkname="/etc"), entry("h", tarfile.LNKTYPE, linkname="d/passwd")],
+     "passes through the symlink d"),
+    ([entry("h", tarfile.LNKTYPE, linkname="missing")], "not in the layer"),
+    ([entry("d", tarfile.SYMTYPE, linkname="/tmp"), entry("d/.wh.x")], "passes through the symlink d"),
+    ([entry("d", tarfile.SYMTYPE, linkname="/tmp"), entry("d/.wh..wh..opq")], "passes through the symlink d"),
+])
+def test_hostile_archives_are_refused_and_write_nothing_outside(dest: Path, tmp_path: Path,
+                                                                 entries: list[Entry], why: str) -> None:
+    outside = tmp_path / "outside"
+    outside.write_text("keep")
+    before = sorted(p.name for p in tmp_path.iterdir())
+    with pytest.raises(UnsafeLayer, match=why):
+        unpack_layer(layer(*entries), dest)
+    assert outside.read_text() == "keep"
+    assert sorted(p.name for p in tmp_path.iterdir()) == before
