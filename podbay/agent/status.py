@@ -148,7 +148,7 @@ def pod_status(pod: Any, rt: PodRuntimeStatus, inputs: StatusInputs) -> PodStatu
         return from_dict(PodCondition, _clean({"type": cond.type, "status": cond.status, "reason": cond.reason,
                                                "message": cond.message, "lastTransitionTime": ltt}))
 
-    pod_ip = sandbox.ip if sandbox is not None and sandbox.ip else None
+    pod_ip = sandbox.ip if sandbox is not None and sandbox.ready and sandbox.ip else None
     if pod_ip is None and phase in TERMINAL_PHASES:
         pod_ip = old.pod_ip
     if pod.spec.host_network:

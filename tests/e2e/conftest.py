@@ -10,6 +10,7 @@ from typing import AsyncIterator
 import pytest
 
 from podbay.api import Pod
+from podbay.api.errors import NotFound
 from podbay.cli.allinone import serve
 from podbay.cli.settings import Settings
 from podbay.client import Client
@@ -37,6 +38,18 @@ class Cluster:
         except asyncio.TimeoutError:
             pod = await self.client.get(Pod, name, namespace)
             raise AssertionError(f"pod {name} never reached the state; last status: {pod.status}") from None
+
+
+    async def wait_for_deleted(self, name: str, timeout: float = 60.0, namespace: str = "default") -> None:
+        async def watch() -> None:
+            async for kind, _ in self.client.watch(Pod, namespace, field_selector=f"metadata.name={name}"):
+                if kind == "DELETED":
+                    return
+        try:
+            await self.client.get(Pod, name, namespace)
+        except NotFound:
+            return
+        await asyncio.wait_for(watch(), timeout)
 
 
 def settings_for(env: HostEnv) -> Settings:
