@@ -24,13 +24,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
+from podbay.runtime.images import archive
+from podbay.runtime.images.manifests import OCI_CONFIG, OCI_LAYER, OCI_LAYER_GZIP, OCI_MANIFEST
 from podbay.runtime.images.reference import parse_reference
 from podbay.runtime.images.unpack import HashingReader, open_layer, unpack_layer
 
-OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
-OCI_CONFIG = "application/vnd.oci.image.config.v1+json"
-OCI_LAYER = "application/vnd.oci.image.layer.v1.tar"
-OCI_LAYER_GZIP = "application/vnd.oci.image.layer.v1.tar+gzip"
 
 Progress = Callable[[str, int, int], None]
 
@@ -300,6 +298,7 @@ class ImageStore:
             for entry in index["images"].values():
                 entry["repo_tags"] = [t for t in entry["repo_tags"] if t not in names]
             entry = index["images"].setdefault(config_digest, {"repo_tags": [], "repo_digests": []})
+            replaced = {entry.get("manifest"), entry.get("index"), *entry.get("blobs", [])}
             entry.update(manifest=manifest_digest, blobs=blobs, layers=diff_ids,
                          size=sum(self.blob_path(b).stat().st_size for b in blobs),
                          config=asdict(ImageConfig.from_oci(config)))
@@ -307,9 +306,14 @@ class ImageStore:
                 entry["index"] = index_digest
             entry["repo_tags"] = sorted(set(entry["repo_tags"]) | set(names))
             entry["repo_digests"] = sorted(set(entry["repo_digests"]) | set(repo_digests))
+            self._drop_blobs(index, replaced)
             return self._image(config_digest, entry)
 
-    # -- build and tag ---------------------------------------------------------
+    # -- import, build and tag -------------------------------------------------
+
+    def import_archive(self, path: Path) -> list[Image]:
+        """Every image of an OCI image layout (directory or tar) or a docker/podman save archive."""
+        return archive.import_archive(self, path)
 
     def build(self, source: Path, *, tag: str, config: ImageConfig) -> Image:
         """A single-layer image from a directory or a rootfs tarball (plain or gzip)."""
@@ -369,15 +373,18 @@ class ImageStore:
             del index["images"][image_id]
             rest = index["images"].values()
             used_layers = {d for e in rest for d in e["layers"]}
-            used_blobs = {d for i, e in index["images"].items()
-                          for d in (i, e["manifest"], e.get("index"), *e["blobs"]) if d}
             # Renamed away under the lock so a concurrent add_image never sees half a layer.
             doomed = Path(tempfile.mkdtemp(dir=self.tmp, prefix="remove-"))
             for diff_id in set(entry["layers"]) - used_layers:
                 layer = self.layers / _hex(diff_id)
                 if layer.exists():
                     os.rename(layer, doomed / _hex(diff_id))
-            for digest in {image_id, entry["manifest"], entry.get("index"), *entry["blobs"]} - used_blobs:
-                if digest:
-                    self.blob_path(digest).unlink(missing_ok=True)
+            self._drop_blobs(index, {image_id, entry["manifest"], entry.get("index"), *entry["blobs"]})
         shutil.rmtree(doomed, ignore_errors=True)
+
+    def _drop_blobs(self, index: dict[str, Any], digests: set[str | None]) -> None:
+        """Deletes those of `digests` no image in `index` refers to."""
+        used = {d for i, e in index["images"].items() for d in (i, e["manifest"], e.get("index"), *e["blobs"])}
+        for digest in digests - used:
+            if digest:
+                self.blob_path(digest).unlink(missing_ok=True)

@@ -1,0 +1,140 @@
+"""Images imported from archives: an OCI image layout (directory or tar, as written by
+`skopeo copy ... oci:` / `oci-archive:` or `podman save --format oci-archive`) and
+Docker's save format (`docker save`, `podman save`, `skopeo copy ... docker-archive:`)."""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from podbay.runtime.images.manifests import (DOCKER_CONFIG, DOCKER_LAYER, DOCKER_LAYER_GZIP, DOCKER_MANIFEST,
+                                             is_index, select_platform)
+from podbay.runtime.images.reference import parse_reference
+from podbay.runtime.images.unpack import open_layer, unpack_layer
+
+if TYPE_CHECKING:
+    from podbay.runtime.images.store import Image, ImageStore
+
+NAME_ANNOTATIONS = ("io.containerd.image.name", "org.opencontainers.image.ref.name")
+
+
+class BadArchive(ValueError):
+    pass
+
+
+def import_archive(store: "ImageStore", path: Path) -> list["Image"]:
+    """Adds every image in the archive to the store, tagged as the archive names it."""
+    path = Path(path)
+    if path.is_dir():
+        return _import_dir(store, path)
+    if not path.is_file():
+        raise FileNotFoundError(f"image archive {path} does not exist")
+    # Extracted with the layer unpacker, so a hostile archive cannot write outside.
+    with tempfile.TemporaryDirectory(dir=store.tmp, prefix="archive-") as tmp:
+        with open_layer(path) as stream:
+            unpack_layer(stream, Path(tmp))
+        return _import_dir(store, Path(tmp))
+
+
+def _import_dir(store: "ImageStore", root: Path) -> list["Image"]:
+    if (root / "oci-layout").is_file() and (root / "index.json").is_file():
+        ids = _import_oci_layout(store, root)
+    elif (root / "manifest.json").is_file():
+        ids = _import_docker_save(store, root)
+    else:
+        raise BadArchive(f"{root}: neither an OCI image layout (oci-layout, index.json) "
+                         "nor a docker save archive (manifest.json)")
+    images = []
+    for image_id in dict.fromkeys(ids):
+        image = store.image_status(image_id)
+        assert image is not None
+        images.append(image)
+    return images
+
+
+def _file(root: Path, rel: str, what: str) -> Path:
+    """A regular file of the archive; links may be followed only within it."""
+    real_root = os.path.realpath(root)
+    real = os.path.realpath(root / rel)
+    if not real.startswith(real_root + os.sep):
+        raise BadArchive(f"{what} {rel!r} points outside the archive")
+    if not os.path.isfile(real):
+        raise BadArchive(f"{what} {rel!r} is missing from the archive")
+    return Path(real)
+
+
+def _load_json(path: Path, what: str) -> Any:
+    try:
+        return json.loads(path.read_bytes())
+    except ValueError as e:
+        raise BadArchive(f"{what}: not valid JSON: {e}") from None
+
+
+def _copy_blob(store: "ImageStore", root: Path, digest: str) -> Path:
+    algorithm, _, hexpart = digest.partition(":")
+    if not store.has_blob(digest):
+        store.put_blob_file(_file(root, f"blobs/{algorithm}/{hexpart}", "blob"), digest)
+    return store.blob_path(digest)
+
+
+def _tag_of(name: str | None) -> list[str]:
+    """A full reference names the image; a bare ref name ("1.35") says no repository."""
+    if not name or ("/" not in name and ":" not in name):
+        return []
+    return [str(parse_reference(name))]
+
+
+def _import_oci_layout(store: "ImageStore", root: Path) -> list[str]:
+    index = _load_json(root / "index.json", "index.json")
+    ids = []
+    for i, desc in enumerate(index.get("manifests") or []):
+        annotations = desc.get("annotations") or {}
+        name = next((annotations[k] for k in NAME_ANNOTATIONS if annotations.get(k)), None)
+        try:
+            tags = _tag_of(name)
+        except ValueError as e:
+            raise BadArchive(f"index.json: manifests[{i}].annotations: {e}") from None
+        top = desc["digest"]
+        manifest_digest = top
+        doc = _load_json(_copy_blob(store, root, top), f"blob {top}")
+        while is_index(doc, desc.get("mediaType")):
+            desc = select_platform(doc)
+            manifest_digest = desc["digest"]
+            doc = _load_json(_copy_blob(store, root, manifest_digest), f"blob {manifest_digest}")
+        for blob in [doc["config"], *(doc.get("layers") or [])]:
+            _copy_blob(store, root, blob["digest"])
+        image = store.add_image(manifest_digest, tags=tags,
+                                index_digest=top if top != manifest_digest else None)
+        ids.append(image.id)
+    return ids
+
+
+def _import_docker_save(store: "ImageStore", root: Path) -> list[str]:
+    entries = _load_json(root / "manifest.json", "manifest.json")
+    if not isinstance(entries, list):
+        raise BadArchive("manifest.json: want a list of images")
+    ids = []
+    for i, entry in enumerate(entries):
+        try:
+            tags = [str(parse_reference(t)) for t in entry.get("RepoTags") or []]
+        except ValueError as e:
+            raise BadArchive(f"manifest.json[{i}].RepoTags: {e}") from None
+        if "Config" not in entry:
+            raise BadArchive(f"manifest.json[{i}]: missing Config")
+        config_digest = store.put_blob_file(_file(root, entry["Config"], f"manifest.json[{i}].Config"))
+        layers = []
+        for j, rel in enumerate(entry.get("Layers") or []):
+            blob = store.blob_path(store.put_blob_file(_file(root, rel, f"manifest.json[{i}].Layers[{j}]")))
+            with open(blob, "rb") as f:
+                gzipped = f.read(2) == b"\x1f\x8b"
+            layers.append({"mediaType": DOCKER_LAYER_GZIP if gzipped else DOCKER_LAYER,
+                           "size": blob.stat().st_size, "digest": "sha256:" + blob.name})
+        manifest = {"schemaVersion": 2, "mediaType": DOCKER_MANIFEST,
+                    "config": {"mediaType": DOCKER_CONFIG, "digest": config_digest,
+                               "size": store.blob_path(config_digest).stat().st_size},
+                    "layers": layers}
+        manifest_digest = store.put_blob(json.dumps(manifest, sort_keys=True).encode())
+        ids.append(store.add_image(manifest_digest, tags=tags).id)
+    return ids

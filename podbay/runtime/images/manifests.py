@@ -1,0 +1,52 @@
+"""Manifest and index documents of the OCI image spec and Docker's schema 2."""
+from __future__ import annotations
+
+from typing import Any
+
+OCI_INDEX = "application/vnd.oci.image.index.v1+json"
+OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+OCI_CONFIG = "application/vnd.oci.image.config.v1+json"
+OCI_LAYER = "application/vnd.oci.image.layer.v1.tar"
+OCI_LAYER_GZIP = "application/vnd.oci.image.layer.v1.tar+gzip"
+DOCKER_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
+DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
+DOCKER_CONFIG = "application/vnd.docker.container.image.v1+json"
+DOCKER_LAYER = "application/vnd.docker.image.rootfs.diff.tar"
+DOCKER_LAYER_GZIP = "application/vnd.docker.image.rootfs.diff.tar.gzip"
+INDEX_TYPES = (OCI_INDEX, DOCKER_LIST)
+MANIFEST_TYPES = (OCI_MANIFEST, DOCKER_MANIFEST)
+
+PLATFORM_OS = "linux"
+PLATFORM_ARCH = "amd64"
+
+
+def media_type(doc: dict[str, Any], declared: str | None = None) -> str:
+    """The document's media type: its own field, else what its descriptor or the
+    registry said, else told apart by shape (an index lists manifests)."""
+    found = doc.get("mediaType") or declared or ""
+    if found in INDEX_TYPES or found in MANIFEST_TYPES:
+        return found
+    if "manifests" in doc:
+        return OCI_INDEX
+    if "layers" in doc and "config" in doc:
+        return OCI_MANIFEST
+    raise ValueError(f"unsupported manifest type {found or '(none)'!r}"
+                     + (" (Docker schema 1 is not supported)" if doc.get("schemaVersion") == 1 else ""))
+
+
+def is_index(doc: dict[str, Any], declared: str | None = None) -> bool:
+    return media_type(doc, declared) in INDEX_TYPES
+
+
+def select_platform(index: dict[str, Any], *, os: str = PLATFORM_OS, arch: str = PLATFORM_ARCH) -> dict[str, Any]:
+    """The descriptor in an index for this node's platform (linux/amd64)."""
+    candidates = [m for m in index.get("manifests") or []
+                  if (m.get("platform") or {}).get("os") == os
+                  and (m.get("platform") or {}).get("architecture") == arch]
+    if not candidates:
+        offered = sorted({"{os}/{architecture}".format(os=(m.get("platform") or {}).get("os", "?"),
+                                                       architecture=(m.get("platform") or {}).get("architecture", "?"))
+                          for m in index.get("manifests") or []})
+        raise LookupError(f"no {os}/{arch} image in the index (it offers {', '.join(offered) or 'nothing'})")
+    # A variant-less entry is the baseline build; prefer it over e.g. amd64/v3.
+    return min(candidates, key=lambda m: bool((m.get("platform") or {}).get("variant")))

@@ -1,0 +1,89 @@
+"""Importing OCI layouts and docker save archives written by skopeo."""
+from __future__ import annotations
+
+import io
+import json
+import subprocess
+import tarfile
+from pathlib import Path
+
+import pytest
+from images_layouts import busybox_layer, write_layout
+
+from podbay.runtime.images import ImageStore
+from podbay.runtime.images.archive import BadArchive
+
+pytestmark = pytest.mark.e2e
+
+NAME = "docker.io/library/busybox:1.35"
+
+
+def skopeo(*args: str) -> None:
+    subprocess.run(["skopeo", "--insecure-policy", "copy", "-q", *args], check=True, capture_output=True)
+
+
+@pytest.fixture
+def layout(tmp_path: Path) -> Path:
+    path = tmp_path / "layout"
+    write_layout(path, busybox_layer(tmp_path), NAME)
+    return path
+
+
+def assert_runnable_busybox(store: ImageStore, ref: str) -> None:
+    [layer] = store.mount_layers(ref)
+    assert (layer / "bin/sh").is_symlink() and (layer / "bin/busybox").is_file()
+    out = subprocess.run(["chroot", str(layer), "/bin/sh", "-c", "echo $((6*7))"],
+                         capture_output=True, text=True, check=True).stdout
+    assert out == "42\n"
+
+
+def test_import_an_oci_layout_directory(store: ImageStore, layout: Path) -> None:
+    [image] = store.import_archive(layout)
+    assert image.repo_tags == [NAME]
+    assert image.config.cmd == ["sh"] and image.config.working_dir == "/tmp"
+    assert store.image_status("busybox:1.35") == image
+    assert_runnable_busybox(store, "busybox:1.35")
+    assert store.import_archive(layout) == [image]  # importing again changes nothing
+
+
+def test_import_skopeo_oci_and_docker_archives(store: ImageStore, layout: Path, tmp_path: Path) -> None:
+    skopeo(f"oci:{layout}:{NAME}", f"oci-archive:{tmp_path}/oci.tar:localhost/oci:v1")
+    skopeo(f"oci:{layout}:{NAME}", f"docker-archive:{tmp_path}/docker.tar:localhost/docker:v1")
+    [from_oci] = store.import_archive(tmp_path / "oci.tar")
+    [from_docker] = store.import_archive(tmp_path / "docker.tar")
+    assert from_oci.repo_tags == ["localhost/oci:v1"]
+    # The same config is the same image: the docker archive only adds its tag.
+    assert from_docker.id == from_oci.id and from_docker.repo_tags == ["localhost/docker:v1", "localhost/oci:v1"]
+    assert len(list(store.blobs.iterdir())) == 3  # config, layer, and the one manifest kept
+    assert_runnable_busybox(store, "localhost/docker:v1")
+    assert list(store.tmp.iterdir()) == []
+
+
+def test_an_index_imports_the_linux_amd64_image(store: ImageStore, tmp_path: Path) -> None:
+    digests = write_layout(tmp_path / "multi", busybox_layer(tmp_path), "localhost/multi:v1",
+                           archs=("arm64", "amd64"))
+    [image] = store.import_archive(tmp_path / "multi")
+    assert "ARCH=amd64" in image.config.env and image.repo_tags == ["localhost/multi:v1"]
+    write_layout(tmp_path / "arm", busybox_layer(tmp_path / "multi"), "localhost/arm:v1", archs=("arm64", "s390x"))
+    with pytest.raises(LookupError, match="no linux/amd64 image in the index .*linux/arm64, linux/s390x"):
+        store.import_archive(tmp_path / "arm")
+    assert digests["amd64"] != digests["arm64"]
+
+
+def test_hostile_archives_are_refused(store: ImageStore, tmp_path: Path) -> None:
+    evil = tmp_path / "evil.tar"
+    with tarfile.open(evil, "w") as tar:
+        manifest = json.dumps([{"Config": "c.json", "RepoTags": ["x:1"], "Layers": ["layer.tar"]}]).encode()
+        info = tarfile.TarInfo("manifest.json")
+        info.size = len(manifest)
+        tar.addfile(info, io.BytesIO(manifest))
+        for name, target in (("c.json", "/etc/hostname"), ("layer.tar", "../../../../etc/passwd")):
+            link = tarfile.TarInfo(name)
+            link.type, link.linkname = tarfile.SYMTYPE, target
+            tar.addfile(link)
+    with pytest.raises(BadArchive, match="Config 'c.json' points outside the archive"):
+        store.import_archive(evil)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(BadArchive, match="neither an OCI image layout"):
+        store.import_archive(tmp_path / "empty")
+    assert store.list_images() == [] and list(store.tmp.iterdir()) == []
