@@ -1,5 +1,12 @@
-"""An image store on the test's own state root."""
+"""An image store on the test's own state root, and real registries on 127.0.0.1."""
 from __future__ import annotations
+
+import socket
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterator
 
 import pytest
 
@@ -11,3 +18,59 @@ from tests.conftest import HostEnv, require_root
 def store(host_env: HostEnv) -> ImageStore:
     require_root()  # layers keep their owners, devices and xattrs
     return ImageStore(host_env.state_root / "images")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class Registry:
+    """Debian's docker-registry serving on 127.0.0.1, storing under the test's tmp dir."""
+
+    host: str  # "127.0.0.1:PORT"
+    storage: Path
+
+    def push(self, source: str, name: str, *args: str, creds: str | None = None) -> None:
+        auth = ["--dest-creds", creds] if creds else []
+        subprocess.run(["skopeo", "--insecure-policy", "copy", "-q", "--dest-tls-verify=false", *auth, *args,
+                        source, f"docker://{self.host}/{name}"], check=True, capture_output=True)
+
+
+RegistryFactory = Callable[..., Registry]
+
+
+@pytest.fixture
+def start_registry(host_env: HostEnv, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RegistryFactory]:
+    """Starts registries (`auth_yaml` adds an `auth:` section); each is killed by PID at the end."""
+    procs: list[subprocess.Popen[bytes]] = []
+
+    def start(auth_yaml: str = "") -> Registry:
+        root = tmp_path_factory.mktemp("registry")
+        port = _free_port()
+        config = root / "config.yml"
+        config.write_text(f"version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\n"
+                          f"storage:\n  filesystem:\n    rootdirectory: {root}/data\n"
+                          f"http:\n  addr: 127.0.0.1:{port}\n{auth_yaml}")
+        proc = subprocess.Popen(["/usr/bin/docker-registry", "serve", str(config)],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        procs.append(proc)
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=1):
+                    break
+            except OSError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"docker-registry did not start: {proc.stderr.read().decode()}")  # type: ignore[union-attr]
+                time.sleep(0.05)
+        return Registry(f"127.0.0.1:{port}", root / "data")
+
+    try:
+        yield start
+    finally:
+        for proc in procs:
+            proc.kill()
+            proc.wait()

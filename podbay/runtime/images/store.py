@@ -22,15 +22,13 @@ import tarfile
 import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Iterator
 
-from podbay.runtime.images import archive
+from podbay.runtime.images import archive, registry
+from podbay.runtime.images.digests import Progress, digest_hex, digest_of
 from podbay.runtime.images.manifests import OCI_CONFIG, OCI_LAYER, OCI_LAYER_GZIP, OCI_MANIFEST
 from podbay.runtime.images.reference import parse_reference
 from podbay.runtime.images.unpack import HashingReader, open_layer, unpack_layer
-
-
-Progress = Callable[[str, int, int], None]
 
 
 @dataclass(frozen=True)
@@ -84,17 +82,6 @@ class ImageNotFound(KeyError):
 
 class DigestMismatch(ValueError):
     pass
-
-
-def digest_of(data: bytes) -> str:
-    return "sha256:" + hashlib.sha256(data).hexdigest()
-
-
-def _hex(digest: str) -> str:
-    algorithm, _, hexpart = digest.partition(":")
-    if algorithm != "sha256" or len(hexpart) != 64 or not all(c in "0123456789abcdef" for c in hexpart):
-        raise ValueError(f"unsupported digest {digest!r}: want sha256:<64 hex digits>")
-    return hexpart
 
 
 class BlobWriter:
@@ -219,12 +206,12 @@ class ImageStore:
         found = self._find(self._read_index(), ref)
         if found is None:
             raise ImageNotFound(ref)
-        return [self.layers / _hex(d) for d in reversed(found[1]["layers"])]
+        return [self.layers / digest_hex(d) for d in reversed(found[1]["layers"])]
 
     # -- blobs and layers ------------------------------------------------------
 
     def blob_path(self, digest: str) -> Path:
-        return self.blobs / _hex(digest)
+        return self.blobs / digest_hex(digest)
 
     def has_blob(self, digest: str) -> bool:
         return self.blob_path(digest).exists()
@@ -256,7 +243,7 @@ class ImageStore:
     def ensure_layer(self, blob_digest: str, diff_id: str | None = None) -> str:
         """Unpacks a layer blob once and returns its diff id, the digest of the
         uncompressed tar, which is checked against `diff_id` when given."""
-        if diff_id is not None and (self.layers / _hex(diff_id)).is_dir():
+        if diff_id is not None and (self.layers / digest_hex(diff_id)).is_dir():
             return diff_id
         work = Path(tempfile.mkdtemp(dir=self.tmp, prefix="layer-"))
         try:
@@ -269,9 +256,9 @@ class ImageStore:
                                      f"the layer is {actual}")
             os.chmod(work, 0o755)
             try:
-                os.rename(work, self.layers / _hex(actual))
+                os.rename(work, self.layers / digest_hex(actual))
             except OSError:
-                if not (self.layers / _hex(actual)).is_dir():
+                if not (self.layers / digest_hex(actual)).is_dir():
                     raise
         finally:
             shutil.rmtree(work, ignore_errors=True)
@@ -292,7 +279,7 @@ class ImageStore:
             self.ensure_layer(blob, diff_id)
         names = [str(parse_reference(t)) for t in tags]
         with self._locked() as index:
-            missing = [d for d in diff_ids if not (self.layers / _hex(d)).is_dir()]
+            missing = [d for d in diff_ids if not (self.layers / digest_hex(d)).is_dir()]
             if missing:
                 raise RuntimeError(f"layers {missing} were removed while the image was being added; retry")
             for entry in index["images"].values():
@@ -308,6 +295,13 @@ class ImageStore:
             entry["repo_digests"] = sorted(set(entry["repo_digests"]) | set(repo_digests))
             self._drop_blobs(index, replaced)
             return self._image(config_digest, entry)
+
+    # -- pull ------------------------------------------------------------------
+
+    async def pull(self, ref: str, *, progress: Progress | None = None, auth_file: Path | None = None) -> Image:
+        """Pulls `ref` (by tag or digest) for linux/amd64; `progress(digest, done, total)`
+        is called as blobs arrive; `auth_file` is a docker/podman auth.json."""
+        return await registry.pull(self, ref, progress=progress, auth_file=auth_file)
 
     # -- import, build and tag -------------------------------------------------
 
@@ -376,9 +370,9 @@ class ImageStore:
             # Renamed away under the lock so a concurrent add_image never sees half a layer.
             doomed = Path(tempfile.mkdtemp(dir=self.tmp, prefix="remove-"))
             for diff_id in set(entry["layers"]) - used_layers:
-                layer = self.layers / _hex(diff_id)
+                layer = self.layers / digest_hex(diff_id)
                 if layer.exists():
-                    os.rename(layer, doomed / _hex(diff_id))
+                    os.rename(layer, doomed / digest_hex(diff_id))
             self._drop_blobs(index, {image_id, entry["manifest"], entry.get("index"), *entry["blobs"]})
         shutil.rmtree(doomed, ignore_errors=True)
 
