@@ -99,12 +99,12 @@ class RegistryClient:
             if scheme == "basic":
                 if self.creds is None:
                     raise PullError(f"{self.ref.registry} wants a user name and password: pass an auth file")
-                self.authorization = aiohttp.BasicAuth(*self.creds).encode()
+                self.authorization = _basic(self.creds)
             elif scheme == "bearer" and "realm" in params:
                 query = {k: params[k] for k in ("service", "scope") if k in params}
                 query.setdefault("scope", f"repository:{self.ref.repository}:pull")
-                auth = aiohttp.BasicAuth(*self.creds) if self.creds else None
-                async with self.session.get(params["realm"], params=query, auth=auth) as resp:
+                headers = {"Authorization": _basic(self.creds)} if self.creds else {}
+                async with self.session.get(params["realm"], params=query, headers=headers) as resp:
                     if resp.status != 200:
                         raise PullError(f"token from {params['realm']}: HTTP {resp.status} {await resp.text()}")
                     body = await resp.json(content_type=None)
@@ -136,7 +136,11 @@ class RegistryClient:
                 raise PullError(f"{self.ref.registry}/{self.ref.repository}: GET {path}: HTTP {resp.status}"
                                 f"{_registry_error(text)}")
             return resp
-        raise PullError(f"{self.ref.registry}: authentication failed (HTTP 401): check the auth file's credentials")
+        if self.creds is None:
+            raise PullError(f"{self.ref.registry}/{self.ref.repository}: pull access denied (HTTP 401): "
+                            "the repository may be private; pass an auth file")
+        raise PullError(f"{self.ref.registry}/{self.ref.repository}: authentication failed (HTTP 401): "
+                        "check the auth file's credentials")
 
     async def manifest(self, selector: str, declared: str | None = None) -> tuple[str, bytes, dict[str, Any]]:
         """(digest, raw bytes, document) of a manifest or index, checked against the
@@ -167,6 +171,10 @@ class RegistryClient:
                     writer.commit(digest)
                 except ValueError as e:
                     raise PullError(f"blob {digest}: {e}") from None
+
+
+def _basic(creds: tuple[str, str]) -> str:
+    return "Basic " + base64.b64encode(f"{creds[0]}:{creds[1]}".encode()).decode()
 
 
 def _registry_error(text: str) -> str:
