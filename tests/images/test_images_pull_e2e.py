@@ -75,13 +75,17 @@ async def test_pull_an_index_takes_linux_amd64(store: ImageStore, start_registry
 
 
 async def test_failed_pulls_leave_nothing_visible(store: ImageStore, start_registry: RegistryFactory,
-                                                  layouts: dict[str, Path]) -> None:
+                                                  layouts: dict[str, Path], tmp_path: Path) -> None:
     registry = start_registry()
     registry.push(f"oci:{layouts['one']}:one", "busybox:1.35")
     with pytest.raises(PullError, match="MANIFEST_UNKNOWN"):
         await store.pull(f"{registry.host}/busybox:nope")
     with pytest.raises(PullError, match="nothing: GET manifests/1: HTTP 404"):
         await store.pull(f"{registry.host}/nothing:1")
+    write_layout(tmp_path / "arm", busybox_layer(tmp_path / "one"), "arm", archs=("arm64", "s390x"))
+    registry.push(f"oci:{tmp_path}/arm:arm", "arm:1", "--all")
+    with pytest.raises(PullError, match="no linux/amd64 image in the index"):
+        await store.pull(f"{registry.host}/arm:1")
 
     # Cancelled as the first bytes arrive, as when the agent stops mid-pull.
     pulling = asyncio.create_task(store.pull(f"{registry.host}/busybox:1.35",

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import aiohttp
+import yarl
 
 from podbay.runtime.images.manifests import INDEX_TYPES, MANIFEST_TYPES, is_index, select_platform
 from podbay.runtime.images.reference import DEFAULT_REGISTRY, Reference, parse_reference
@@ -122,7 +123,13 @@ class RegistryClient:
             sent = self.authorization
             if sent:
                 headers["Authorization"] = sent
-            resp = await self.session.get(f"{self.base}/{path}", headers=headers)
+            resp = await self.session.get(f"{self.base}/{path}", headers=headers, allow_redirects=False)
+            if resp.status in (301, 302, 303, 307, 308) and "Location" in resp.headers:
+                # Blob storage behind a redirect (a CDN, S3) takes its own signed URL and
+                # refuses a second credential, so the registry's token is not sent there.
+                location = resp.url.join(yarl.URL(resp.headers["Location"]))
+                resp.release()
+                resp = await self.session.get(location, headers={"Accept": accept} if accept else {})
             if resp.status == 401 and "WWW-Authenticate" in resp.headers:
                 challenge = resp.headers["WWW-Authenticate"]
                 resp.release()
@@ -206,10 +213,8 @@ async def pull(store: "ImageStore", ref: str, *, progress: Progress | None = Non
                     await client.blob(store, desc["digest"], int(desc.get("size") or 0), progress)
 
             await asyncio.gather(*(fetch(d) for d in blobs))
-        except aiohttp.ClientError as e:
-            raise PullError(f'pulling "{parsed}": {e}') from e
-        except LookupError as e:
-            raise PullError(f'pulling "{parsed}": {e}') from e
+        except (aiohttp.ClientError, asyncio.TimeoutError, LookupError, ValueError) as e:
+            raise PullError(f'pulling "{parsed}": {e or type(e).__name__}') from e
     store.put_blob(manifest_raw, manifest_digest)
     if top != manifest_digest:
         store.put_blob(raw, top)
