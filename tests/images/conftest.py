@@ -4,11 +4,10 @@ from __future__ import annotations
 import socket
 import subprocess
 import time
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Callable, Iterator
+from typing import Iterator
 
 import pytest
+from images_registry import Registry, RegistryFactory, free_port
 
 from podbay.runtime.images import ImageStore
 from tests.conftest import HostEnv, require_root
@@ -20,28 +19,6 @@ def store(host_env: HostEnv) -> ImageStore:
     return ImageStore(host_env.state_root / "images")
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@dataclass
-class Registry:
-    """Debian's docker-registry serving on 127.0.0.1, storing under the test's tmp dir."""
-
-    host: str  # "127.0.0.1:PORT"
-    storage: Path
-
-    def push(self, source: str, name: str, *args: str, creds: str | None = None) -> None:
-        auth = ["--dest-creds", creds] if creds else []
-        subprocess.run(["skopeo", "--insecure-policy", "copy", "-q", "--dest-tls-verify=false", *auth, *args,
-                        source, f"docker://{self.host}/{name}"], check=True, capture_output=True)
-
-
-RegistryFactory = Callable[..., Registry]
-
-
 @pytest.fixture
 def start_registry(host_env: HostEnv, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RegistryFactory]:
     """Starts registries (`auth_yaml` adds an `auth:` section); each is killed by PID at the end."""
@@ -49,7 +26,7 @@ def start_registry(host_env: HostEnv, tmp_path_factory: pytest.TempPathFactory) 
 
     def start(auth_yaml: str = "") -> Registry:
         root = tmp_path_factory.mktemp("registry")
-        port = _free_port()
+        port = free_port()
         config = root / "config.yml"
         config.write_text(f"version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\n"
                           f"storage:\n  filesystem:\n    rootdirectory: {root}/data\n"

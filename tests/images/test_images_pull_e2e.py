@@ -8,7 +8,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import RegistryFactory
+from images_registry import RegistryFactory
 from images_layouts import busybox_layer, write_layout
 
 from podbay.runtime.images import ImageStore

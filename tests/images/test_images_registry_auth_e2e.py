@@ -14,7 +14,7 @@ from typing import AsyncIterator
 
 import pytest
 from aiohttp import web
-from conftest import Registry, RegistryFactory
+from images_registry import Registry, RegistryFactory
 from images_layouts import busybox_layer, write_layout
 
 from podbay.runtime.images import ImageStore

@@ -1,8 +1,10 @@
 """OCI images on this node: a content-addressed store, unpacked shared layers, import, pull."""
+from podbay.runtime.images.archive import BadArchive
 from podbay.runtime.images.busybox import ensure_busybox_image
 from podbay.runtime.images.reference import InvalidReference, Reference, normalize_reference, parse_reference
+from podbay.runtime.images.registry import PullError
 from podbay.runtime.images.store import DigestMismatch, Image, ImageConfig, ImageNotFound, ImageStore
 from podbay.runtime.images.unpack import UnsafeLayer
 
-__all__ = ["DigestMismatch", "Image", "ImageConfig", "ImageNotFound", "ImageStore", "InvalidReference", "Reference",
-           "UnsafeLayer", "ensure_busybox_image", "normalize_reference", "parse_reference"]
+__all__ = ["BadArchive", "DigestMismatch", "Image", "ImageConfig", "ImageNotFound", "ImageStore", "InvalidReference",
+           "PullError", "Reference", "UnsafeLayer", "ensure_busybox_image", "normalize_reference", "parse_reference"]
