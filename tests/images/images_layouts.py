@@ -19,11 +19,8 @@ def _blob(layout: Path, data: bytes) -> dict:
     return {"digest": digest, "size": len(data)}
 
 
-def busybox_layer(tmp: Path) -> tuple[bytes, str]:
-    """A gzip busybox rootfs layer and its diff id."""
-    rootfs = tmp / "busybox-rootfs"
-    rootfs.mkdir()
-    busybox_rootfs(rootfs)
+def tar_layer(rootfs: Path) -> tuple[bytes, str]:
+    """A gzip layer of the directory's contents and its diff id."""
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
         for path in sorted(rootfs.rglob("*")):
@@ -32,23 +29,33 @@ def busybox_layer(tmp: Path) -> tuple[bytes, str]:
     return gzip.compress(raw, mtime=0), "sha256:" + hashlib.sha256(raw).hexdigest()
 
 
-def write_layout(layout: Path, layer: tuple[bytes, str], ref_name: str,
+def busybox_layer(tmp: Path) -> tuple[bytes, str]:
+    rootfs = tmp / "busybox-rootfs"
+    rootfs.mkdir()
+    busybox_rootfs(rootfs)
+    return tar_layer(rootfs)
+
+
+def write_layout(layout: Path, layers: tuple[bytes, str] | list[tuple[bytes, str]], ref_name: str,
                  archs: tuple[str, ...] = ("amd64",)) -> dict[str, str]:
     """An OCI layout with one image per architecture (an index when several), named
-    `ref_name`; returns the manifest digest of each architecture and of the index."""
+    `ref_name`, of `layers` (bottom first); returns the manifest digest of each
+    architecture and of the index."""
     (layout / "oci-layout").parent.mkdir(parents=True, exist_ok=True)
     (layout / "oci-layout").write_text('{"imageLayoutVersion": "1.0.0"}')
-    data, diff_id = layer
-    layer_desc = {"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", **_blob(layout, data)}
+    layers = layers if isinstance(layers, list) else [layers]
+    layer_descs = [{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", **_blob(layout, data)}
+                   for data, _ in layers]
+    diff_ids = [diff_id for _, diff_id in layers]
     digests, descs = {}, []
     for arch in archs:
         config = {"architecture": arch, "os": "linux",
                   "config": {"Env": ["PATH=/bin", f"ARCH={arch}"], "Cmd": ["sh"], "WorkingDir": "/tmp"},
-                  "rootfs": {"type": "layers", "diff_ids": [diff_id]}}
+                  "rootfs": {"type": "layers", "diff_ids": diff_ids}}
         manifest = {"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
                     "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
                                **_blob(layout, json.dumps(config).encode())},
-                    "layers": [layer_desc]}
+                    "layers": layer_descs}
         desc = {"mediaType": "application/vnd.oci.image.manifest.v1+json",
                 **_blob(layout, json.dumps(manifest).encode()), "platform": {"os": "linux", "architecture": arch}}
         digests[arch] = desc["digest"]

@@ -8,10 +8,11 @@ import tarfile
 from pathlib import Path
 
 import pytest
-from images_layouts import busybox_layer, write_layout
+from images_layouts import busybox_layer, tar_layer, write_layout
 
 from podbay.runtime.images import ImageStore
 from podbay.runtime.images.archive import BadArchive
+from tests.conftest import HostEnv
 
 pytestmark = pytest.mark.e2e
 
@@ -87,3 +88,32 @@ def test_hostile_archives_are_refused(store: ImageStore, tmp_path: Path) -> None
     with pytest.raises(BadArchive, match="neither an OCI image layout"):
         store.import_archive(tmp_path / "empty")
     assert store.list_images() == [] and list(store.tmp.iterdir()) == []
+
+
+def test_layers_stack_under_overlayfs_with_whiteouts(store: ImageStore, tmp_path: Path, host_env: HostEnv) -> None:
+    bottom, top = tmp_path / "bottom", tmp_path / "top"
+    for d in ("etc", "var/cache", "keep"):
+        (bottom / d).mkdir(parents=True)
+    (bottom / "etc/motd").write_text("old")
+    (bottom / "var/cache/a").write_text("a")
+    (bottom / "keep/k").write_text("k")
+    (top / "var/cache").mkdir(parents=True)
+    (top / "etc").mkdir()
+    (top / "etc/.wh.motd").write_text("")
+    (top / "var/cache/.wh..wh..opq").write_text("")
+    (top / "var/cache/b").write_text("b")
+    write_layout(tmp_path / "layout", [tar_layer(bottom), tar_layer(top)], "localhost/stack:1")
+    store.import_archive(tmp_path / "layout")
+    lower = store.mount_layers("localhost/stack:1")
+    assert len(lower) == 2 and (lower[0] / "var/cache/b").exists()  # top first
+
+    merged = host_env.state_root / "merged"
+    merged.mkdir()
+    subprocess.run(["mount", "-t", "overlay", "overlay", "-o", "lowerdir=" + ":".join(map(str, lower)), str(merged)],
+                   check=True)
+    try:
+        assert not (merged / "etc/motd").exists() and (merged / "etc").is_dir()
+        assert sorted(p.name for p in (merged / "var/cache").iterdir()) == ["b"]
+        assert (merged / "keep/k").read_text() == "k"
+    finally:
+        subprocess.run(["umount", str(merged)], check=True)
