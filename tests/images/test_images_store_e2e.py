@@ -121,3 +121,14 @@ def test_a_refused_or_corrupt_layer_leaves_nothing_visible(store: ImageStore, tm
         store.put_blob_file(good, "sha256:" + "1" * 64)
     assert list(store.layers.iterdir()) == [] and list(store.tmp.iterdir()) == []
     assert store.ensure_layer(digest) == digest  # an uncompressed layer's diff id is its digest
+
+
+def test_opening_a_store_sweeps_what_dead_writers_left_in_tmp(store: ImageStore) -> None:
+    (store.tmp / "blob-dead").write_bytes(b"half a layer")
+    (store.tmp / "layer-dead/usr").mkdir(parents=True)
+    with store.blob_writer() as live, store.scratch_dir("layer-") as live_dir:
+        live.write(b"in progress")
+        ImageStore(store.root)
+        assert sorted(store.tmp.iterdir()) == sorted([live.path, live_dir])
+        digest = live.commit()
+    assert store.read_blob(digest) == b"in progress" and list(store.tmp.iterdir()) == []

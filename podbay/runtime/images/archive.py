@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -32,10 +31,10 @@ def import_archive(store: "ImageStore", path: Path) -> list["Image"]:
     if not path.is_file():
         raise FileNotFoundError(f"image archive {path} does not exist")
     # Extracted with the layer unpacker, so a hostile archive cannot write outside.
-    with tempfile.TemporaryDirectory(dir=store.tmp, prefix="archive-") as tmp:
+    with store.scratch_dir("archive-") as tmp:
         with open_layer(path) as stream:
-            unpack_layer(stream, Path(tmp))
-        return _import_dir(store, Path(tmp))
+            unpack_layer(stream, tmp)
+        return _import_dir(store, tmp)
 
 
 def _import_dir(store: "ImageStore", root: Path) -> list["Image"]:

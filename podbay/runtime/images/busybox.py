@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import tempfile
 from pathlib import Path
 
 from podbay.runtime.images.store import Image, ImageConfig, ImageStore
@@ -42,8 +41,8 @@ def ensure_busybox_image(store: ImageStore) -> Image:
         return existing
     if not BUSYBOX.exists():
         raise FileNotFoundError(f"{BUSYBOX} not found: install the Debian package busybox-static")
-    with tempfile.TemporaryDirectory(dir=store.tmp) as tmp:
-        root = Path(tmp) / "rootfs"
+    with store.scratch_dir("busybox-") as tmp:
+        root = tmp / "rootfs"
         root.mkdir()
         busybox_rootfs(root)
         image = store.build(root, tag=TAGS[0], config=ImageConfig(cmd=["sh"], env=[PATH]))

@@ -22,7 +22,7 @@ import tarfile
 import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator, Sequence
 
 from podbay.runtime.images import archive, registry
 from podbay.runtime.images.digests import Progress, digest_hex, digest_of
@@ -90,7 +90,7 @@ class BlobWriter:
 
     def __init__(self, store: "ImageStore") -> None:
         self.store = store
-        fd, name = tempfile.mkstemp(dir=store.tmp, prefix="blob-")
+        fd, name = store._claim(lambda: tempfile.mkstemp(dir=store.tmp, prefix="blob-"))
         self.path = Path(name)
         self.file = os.fdopen(fd, "wb")
         self.hash = hashlib.sha256()
@@ -103,12 +103,14 @@ class BlobWriter:
         return len(data)
 
     def commit(self, expected: str | None = None) -> str:
-        self.file.close()
+        self.file.flush()
         digest = "sha256:" + self.hash.hexdigest()
         if expected is not None and digest != expected:
             self.abort()
             raise DigestMismatch(f"blob digest mismatch: expected {expected}, got {digest}")
+        # Renamed while still open, so the file's lock covers it until it is in place.
         os.replace(self.path, self.store.blob_path(digest))
+        self.file.close()
         return digest
 
     def abort(self) -> None:
@@ -128,6 +130,7 @@ class ImageStore:
         self.root = Path(root)
         for d in (self.blobs, self.layers, self.tmp):
             d.mkdir(parents=True, exist_ok=True)
+        self._sweep_tmp()
 
     @property
     def blobs(self) -> Path:
@@ -141,13 +144,60 @@ class ImageStore:
     def tmp(self) -> Path:
         return self.root / "tmp"
 
+    # -- scratch space in tmp/ ----------------------------------------------------
+    # Every entry in tmp/ is flock-ed by the process writing it; whatever no one holds
+    # was left by a process that died, and is swept when a store is opened.
+
+    def _claim(self, make: Callable[[], tuple[int, str]]) -> tuple[int, str]:
+        with self._lock():
+            fd, name = make()
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        return fd, name
+
+    @contextlib.contextmanager
+    def scratch_dir(self, prefix: str) -> Iterator[Path]:
+        """A private directory under tmp/, removed afterwards unless renamed away."""
+        def make() -> tuple[int, str]:
+            name = tempfile.mkdtemp(dir=self.tmp, prefix=prefix)
+            return os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC), name
+
+        fd, name = self._claim(make)
+        try:
+            yield Path(name)
+        finally:
+            shutil.rmtree(name, ignore_errors=True)
+            os.close(fd)
+
+    def _sweep_tmp(self) -> None:
+        with self._lock():
+            for entry in self.tmp.iterdir():
+                try:
+                    fd = os.open(entry, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+                except OSError:
+                    continue
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    continue  # a live writer's
+                finally:
+                    os.close(fd)
+                if entry.is_dir():
+                    shutil.rmtree(entry, ignore_errors=True)
+                else:
+                    entry.unlink(missing_ok=True)
+
     # -- the index -------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _lock(self) -> Iterator[None]:
+        with open(self.root / "images.lock", "a+") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            yield
 
     @contextlib.contextmanager
     def _locked(self) -> Iterator[dict[str, Any]]:
         """The image index, held under an exclusive lock and written back atomically."""
-        with open(self.root / "images.lock", "a+") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
+        with self._lock():
             index = self._read_index()
             yield index
             tmp = self.root / "images.json.tmp"
@@ -245,8 +295,7 @@ class ImageStore:
         uncompressed tar, which is checked against `diff_id` when given."""
         if diff_id is not None and (self.layers / digest_hex(diff_id)).is_dir():
             return diff_id
-        work = Path(tempfile.mkdtemp(dir=self.tmp, prefix="layer-"))
-        try:
+        with self.scratch_dir("layer-") as work:
             with open_layer(self.blob_path(blob_digest)) as raw:
                 reader = HashingReader(raw)
                 unpack_layer(reader, work)  # type: ignore[arg-type]
@@ -260,12 +309,10 @@ class ImageStore:
             except OSError:
                 if not (self.layers / digest_hex(actual)).is_dir():
                     raise
-        finally:
-            shutil.rmtree(work, ignore_errors=True)
         return actual
 
-    def add_image(self, manifest_digest: str, *, tags: list[str] = (), repo_digests: list[str] = (),  # type: ignore[assignment]
-                  index_digest: str | None = None, progress: Progress | None = None) -> Image:
+    def add_image(self, manifest_digest: str, *, tags: Sequence[str] = (), repo_digests: Sequence[str] = (),
+                  index_digest: str | None = None) -> Image:
         """Records the image of a manifest whose blobs are all in the store, unpacking
         its layers first. `repo_digests` are `name@digest` strings."""
         manifest = json.loads(self.read_blob(manifest_digest))
