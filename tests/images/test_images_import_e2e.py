@@ -69,6 +69,10 @@ def test_an_index_imports_the_linux_amd64_image(store: ImageStore, tmp_path: Pat
     with pytest.raises(LookupError, match="no linux/amd64 image in the index .*linux/arm64, linux/s390x"):
         store.import_archive(tmp_path / "arm")
     assert digests["amd64"] != digests["arm64"]
+    write_layout(tmp_path / "arm-only", busybox_layer(tmp_path / "arm"), "localhost/arm:v2", archs=("arm64",))
+    with pytest.raises(ValueError, match="is for linux/arm64; this node runs linux/amd64"):
+        store.import_archive(tmp_path / "arm-only")
+    assert [i.repo_tags for i in store.list_images()] == [["localhost/multi:v1"]]
 
 
 def test_hostile_archives_are_refused(store: ImageStore, tmp_path: Path) -> None:

@@ -197,27 +197,37 @@ async def pull(store: "ImageStore", ref: str, *, progress: Progress | None = Non
     parsed = parse_reference(ref)
     creds = credentials(auth_file, parsed)
     timeout = aiohttp.ClientTimeout(total=None, connect=30, sock_read=120)
-    async with aiohttp.ClientSession(timeout=timeout) as session:
-        client = RegistryClient(session, parsed, creds)
-        try:
+    try:
+        async with aiohttp.ClientSession(timeout=timeout) as session:
+            client = RegistryClient(session, parsed, creds)
             top, raw, doc = await client.manifest(parsed.selector)
             manifest_digest, manifest_raw, manifest = top, raw, doc
             while is_index(manifest):
                 desc = select_platform(manifest)
                 manifest_digest, manifest_raw, manifest = await client.manifest(desc["digest"], desc.get("mediaType"))
-            blobs = [manifest["config"], *(manifest.get("layers") or [])]
-            sem = asyncio.Semaphore(PARALLEL_LAYERS)
+            await _fetch_all(client, store, [manifest["config"], *(manifest.get("layers") or [])], progress)
+        store.put_blob(manifest_raw, manifest_digest)
+        if top != manifest_digest:
+            store.put_blob(raw, top)
+        return await asyncio.to_thread(
+            store.add_image, manifest_digest, tags=[f"{parsed.name}:{parsed.tag}"] if parsed.tag else [],
+            repo_digests=[f"{parsed.name}@{top}"], index_digest=top if top != manifest_digest else None)
+    except (aiohttp.ClientError, asyncio.TimeoutError, LookupError, ValueError) as e:
+        raise PullError(f'pulling "{parsed}": {e or type(e).__name__}') from e
 
-            async def fetch(desc: dict[str, Any]) -> None:
-                async with sem:
-                    await client.blob(store, desc["digest"], int(desc.get("size") or 0), progress)
 
-            await asyncio.gather(*(fetch(d) for d in blobs))
-        except (aiohttp.ClientError, asyncio.TimeoutError, LookupError, ValueError) as e:
-            raise PullError(f'pulling "{parsed}": {e or type(e).__name__}') from e
-    store.put_blob(manifest_raw, manifest_digest)
-    if top != manifest_digest:
-        store.put_blob(raw, top)
-    return await asyncio.to_thread(
-        store.add_image, manifest_digest, tags=[f"{parsed.name}:{parsed.tag}"] if parsed.tag else [],
-        repo_digests=[f"{parsed.name}@{top}"], index_digest=top if top != manifest_digest else None)
+async def _fetch_all(client: RegistryClient, store: "ImageStore", blobs: list[dict[str, Any]],
+                     progress: Progress | None) -> None:
+    """Fetches blobs a few at a time; the first failure cancels the rest."""
+    sem = asyncio.Semaphore(PARALLEL_LAYERS)
+
+    async def fetch(desc: dict[str, Any]) -> None:
+        async with sem:
+            await client.blob(store, desc["digest"], int(desc.get("size") or 0), progress)
+
+    try:
+        async with asyncio.TaskGroup() as group:
+            for desc in blobs:
+                group.create_task(fetch(desc))
+    except BaseExceptionGroup as failed:
+        raise failed.exceptions[0] from None

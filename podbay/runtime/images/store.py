@@ -26,7 +26,8 @@ from typing import Any, Callable, Iterator, Sequence
 
 from podbay.runtime.images import archive, registry
 from podbay.runtime.images.digests import Progress, digest_hex, digest_of
-from podbay.runtime.images.manifests import OCI_CONFIG, OCI_LAYER, OCI_LAYER_GZIP, OCI_MANIFEST
+from podbay.runtime.images.manifests import (OCI_CONFIG, OCI_LAYER, OCI_LAYER_GZIP, OCI_MANIFEST, PLATFORM_ARCH,
+                                             PLATFORM_OS)
 from podbay.runtime.images.reference import parse_reference
 from podbay.runtime.images.unpack import HashingReader, open_layer, unpack_layer
 
@@ -322,6 +323,9 @@ class ImageStore:
         diff_ids = list((config.get("rootfs") or {}).get("diff_ids") or [])
         if len(diff_ids) != len(blobs):
             raise ValueError(f"image config {config_digest}: {len(diff_ids)} diff_ids for {len(blobs)} layers")
+        platform = f"{config.get('os') or PLATFORM_OS}/{config.get('architecture') or PLATFORM_ARCH}"
+        if platform != f"{PLATFORM_OS}/{PLATFORM_ARCH}":
+            raise ValueError(f"image {config_digest} is for {platform}; this node runs {PLATFORM_OS}/{PLATFORM_ARCH}")
         for blob, diff_id in zip(blobs, diff_ids):
             self.ensure_layer(blob, diff_id)
         names = [str(parse_reference(t)) for t in tags]
@@ -370,7 +374,7 @@ class ImageStore:
         else:
             raise FileNotFoundError(f"build source {source} is neither a directory nor a file")
         diff_id = self.ensure_layer(layer_digest)
-        oci_config = {"architecture": "amd64", "os": "linux", "config": config.to_oci(),
+        oci_config = {"architecture": PLATFORM_ARCH, "os": PLATFORM_OS, "config": config.to_oci(),
                       "rootfs": {"type": "layers", "diff_ids": [diff_id]}}
         config_blob = json.dumps(oci_config, sort_keys=True).encode()
         layer_type = OCI_LAYER_GZIP if diff_id != layer_digest else OCI_LAYER
