@@ -34,6 +34,8 @@ def test_busybox_image_is_a_runnable_rootfs(store: ImageStore) -> None:
 
     again = ensure_busybox_image(ImageStore(store.root))
     assert again == image
+    elsewhere = ensure_busybox_image(ImageStore(store.root.parent / "other-images"))
+    assert elsewhere.id == image.id  # reproducible: every node builds the same image
 
 
 def test_lookup_by_tag_short_name_id_and_prefix(store: ImageStore) -> None:

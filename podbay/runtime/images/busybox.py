@@ -32,6 +32,11 @@ def busybox_rootfs(root: Path) -> None:
         os.symlink(os.path.relpath(root / "bin/busybox", link.parent), link)
     (root / "etc/passwd").write_text(PASSWD)
     (root / "etc/group").write_text(GROUP)
+    # Every time from busybox's own, so the layer and image id are the same on every
+    # build of the same busybox: concurrent or repeated builds agree.
+    mtime = int(BUSYBOX.stat().st_mtime)
+    for path in [*root.rglob("*"), root]:
+        os.utime(path, (mtime, mtime), follow_symlinks=False)
 
 
 def ensure_busybox_image(store: ImageStore) -> Image:
