@@ -1,6 +1,7 @@
 """The store on disk: the busybox image, build, lookups and layers."""
 from __future__ import annotations
 
+import multiprocessing
 import os
 import stat
 import subprocess
@@ -134,3 +135,22 @@ def test_opening_a_store_sweeps_what_dead_writers_left_in_tmp(store: ImageStore)
         assert sorted(store.tmp.iterdir()) == sorted([live.path, live_dir])
         digest = live.commit()
     assert store.read_blob(digest) == b"in progress" and list(store.tmp.iterdir()) == []
+
+
+def _tag_many(root: Path, image_id: str, worker: int) -> None:
+    store = ImageStore(root)
+    for n in range(25):
+        store.tag(image_id, f"localhost/w{worker}:{n}")
+
+
+def test_concurrent_writers_in_other_processes_lose_no_update(store: ImageStore) -> None:
+    image = ensure_busybox_image(store)
+    ctx = multiprocessing.get_context("fork")
+    workers = [ctx.Process(target=_tag_many, args=(store.root, image.id, w)) for w in range(3)]
+    for p in workers:
+        p.start()
+    for p in workers:
+        p.join(60)
+        assert p.exitcode == 0
+    tags = store.image_status(image.id).repo_tags  # type: ignore[union-attr]
+    assert len(tags) == 2 + 3 * 25 and "localhost/w2:24" in tags
