@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from podbay.runtime.images import ImageConfig, ImageNotFound, ImageStore, ensure_busybox_image
+from podbay.runtime.images import (DigestMismatch, ImageConfig, ImageNotFound, ImageStore, UnsafeLayer,
+                                   ensure_busybox_image)
 
 pytestmark = pytest.mark.e2e
 
@@ -107,7 +108,6 @@ def test_remove_untags_then_removes_and_keeps_shared_layers(store: ImageStore, t
 
 
 def test_a_refused_or_corrupt_layer_leaves_nothing_visible(store: ImageStore, tmp_path: Path) -> None:
-    from podbay.runtime.images import DigestMismatch, UnsafeLayer
     evil = tmp_path / "evil.tar"
     with tarfile.open(evil, "w") as tar:
         tar.addfile(tarfile.TarInfo("../escape"))

@@ -68,6 +68,7 @@ def test_metadata_links_and_devices_are_kept(dest: Path) -> None:
         entry("bin/su2", tarfile.LNKTYPE, linkname="bin/su"),
         entry("dev/null", tarfile.CHRTYPE, devmajor=1, devminor=3, mode=0o666),
         entry("dev/fifo", tarfile.FIFOTYPE, mode=0o600),
+        entry("link-with-xattr", tarfile.SYMTYPE, linkname="cap", pax_headers={"SCHILY.xattr.user.x": "y"}),
         entry("cap", data=b"c", pax_headers={"SCHILY.xattr.user.note": "hello",
                                              "SCHILY.xattr.trusted.overlay.redirect": "/etc"}),
     ), dest)
