@@ -121,3 +121,9 @@ def test_layers_stack_under_overlayfs_with_whiteouts(store: ImageStore, tmp_path
         assert (merged / "keep/k").read_text() == "k"
     finally:
         subprocess.run(["umount", str(merged)], check=True)
+
+
+def test_a_bare_ref_name_imports_the_image_untagged(store: ImageStore, tmp_path: Path) -> None:
+    write_layout(tmp_path / "bare", busybox_layer(tmp_path), "1.35")
+    [image] = store.import_archive(tmp_path / "bare")
+    assert image.repo_tags == [] and store.tag(image.id, "localhost/named:1.35").repo_tags == ["localhost/named:1.35"]

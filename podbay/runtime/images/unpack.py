@@ -187,7 +187,7 @@ def unpack_layer(stream: BinaryIO, dest: Path) -> None:
                     os.setxattr(target, key, value, follow_symlinks=False)
                 except PermissionError:
                     if not member.issym():
-                        raise  # the kernel allows no user.* xattrs on symlinks; nothing is lost there
+                        raise  # the kernel refuses user.* xattrs on symlinks; those are dropped
             if not member.isdir():
                 os.utime(target, (member.mtime, member.mtime), follow_symlinks=False)
     for path, mtime in reversed(dir_times):
