@@ -30,6 +30,7 @@ DOCKER_HUB_AUTH_KEYS = ("https://index.docker.io/v1/", "index.docker.io", "docke
 PLAIN_HTTP_HOSTS = ("localhost", "127.0.0.1", "[::1]")
 PARALLEL_LAYERS = 3
 CHUNK = 1 << 16
+MAX_MANIFEST = 4 << 20  # as containerd: a manifest is small; more is a broken or hostile registry
 ACCEPT = ", ".join((*INDEX_TYPES, *MANIFEST_TYPES))
 
 
@@ -153,7 +154,11 @@ class RegistryClient:
         """(digest, raw bytes, document) of a manifest or index, checked against the
         digest when `selector` is one."""
         async with await self.request(f"manifests/{selector}", ACCEPT) as resp:
-            raw = await resp.read()
+            raw = b""
+            async for chunk in resp.content.iter_chunked(CHUNK):
+                raw += chunk
+                if len(raw) > MAX_MANIFEST:
+                    raise PullError(f"manifest {selector}: larger than {MAX_MANIFEST} bytes")
             content_type = resp.headers.get("Content-Type", "").split(";")[0].strip()
         digest = digest_of(raw)
         if selector.startswith("sha256:") and digest != selector:
@@ -172,6 +177,9 @@ class RegistryClient:
             with store.blob_writer() as writer:
                 async for chunk in resp.content.iter_chunked(CHUNK):
                     writer.write(chunk)
+                    if size and writer.size > size:
+                        raise PullError(f"blob {digest}: the registry sent more than the {size} bytes "
+                                        "the manifest says")
                     if progress:
                         progress(digest, writer.size, total)
                 try:
