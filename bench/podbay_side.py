@@ -34,16 +34,19 @@ class PodbayServer:
         return int((self.base / "run" / "podbay.pid").read_text())
 
     async def wait_pods(self, names: set[str], check) -> None:
-        """Until every named pod satisfies `check`, from the watch stream."""
+        """Until every named pod satisfies `check` (None for a deleted pod), from the watch
+        stream that continues the list, so no change between the two is missed."""
         pending = set(names)
-        pods, _ = await self.client.list(Pod, "default")
+        pods, rv = await self.client.list(Pod, "default")
+        present = {p.metadata.name for p in pods}
         for p in pods:
             if p.metadata.name in pending and check(p):
                 pending.discard(p.metadata.name)
+        pending -= {n for n in pending if n not in present and check(None)}
         if not pending:
             return
-        async for kind, p in self.client.watch(Pod, "default"):
-            if p.metadata.name in pending and (check(p) if kind != "DELETED" else check(None)):
+        async for kind, p in self.client.watch(Pod, "default", resource_version=rv):
+            if p.metadata.name in pending and check(None if kind == "DELETED" else p):
                 pending.discard(p.metadata.name)
                 if not pending:
                     return

@@ -346,14 +346,16 @@ async def delete(client: Client, args: argparse.Namespace) -> int:
 
 
 async def _wait_deleted(client: Client, name: str, ns: str, timeout: float | None) -> bool:
+    selector = f"metadata.name={name}"
+    pods, rv = await client.list(Pod, ns, field_selector=selector)
+    if not pods:
+        return True
+
     async def gone() -> None:
-        async for type_, pod in client.watch(Pod, ns, field_selector=f"metadata.name={name}"):
+        # The watch continues from the list, so a deletion in between is not missed.
+        async for type_, _ in client.watch(Pod, ns, resource_version=rv, field_selector=selector):
             if type_ == "DELETED":
                 return
-    try:
-        await client.get(Pod, name, ns)
-    except NotFound:
-        return True
     try:
         await asyncio.wait_for(gone(), timeout)
     except asyncio.TimeoutError:

@@ -10,7 +10,6 @@ from typing import AsyncIterator
 import pytest
 
 from podbay.api import Pod
-from podbay.api.errors import NotFound
 from podbay.cli.allinone import serve
 from podbay.cli.settings import Settings
 from podbay.client import Client
@@ -41,14 +40,16 @@ class Cluster:
 
 
     async def wait_for_deleted(self, name: str, timeout: float = 60.0, namespace: str = "default") -> None:
+        selector = f"metadata.name={name}"
+        pods, rv = await self.client.list(Pod, namespace, field_selector=selector)
+        if not pods:
+            return
+
         async def watch() -> None:
-            async for kind, _ in self.client.watch(Pod, namespace, field_selector=f"metadata.name={name}"):
+            # From the list's resourceVersion: a deletion in between is still seen.
+            async for kind, _ in self.client.watch(Pod, namespace, resource_version=rv, field_selector=selector):
                 if kind == "DELETED":
                     return
-        try:
-            await self.client.get(Pod, name, namespace)
-        except NotFound:
-            return
         await asyncio.wait_for(watch(), timeout)
 
 

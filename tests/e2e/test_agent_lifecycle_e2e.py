@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from podbay.api import Event, Pod
+from podbay.api import Event
 from podbay.api.formats import load_pods
 from podbay.api.printing import pod_row
 from tests.e2e.conftest import Cluster
@@ -120,7 +120,7 @@ spec:
     command: [sleep, "600"]
     livenessProbe: {exec: {command: ["false"]}, periodSeconds: 1, failureThreshold: 1}
 """)[0])
-    pod = await cluster.wait_for("probed", lambda p: any(
+    await cluster.wait_for("probed", lambda p: any(
         s.name == "sick" and s.restart_count >= 1 for s in p.status.container_statuses), timeout=60)
     events, _ = await cluster.client.list(Event, "default")
     reasons = {e.reason for e in events if e.involved_object.name == "probed"}

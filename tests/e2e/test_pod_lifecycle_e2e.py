@@ -75,8 +75,4 @@ async def test_web_pod_runs_serves_and_goes(cluster: Cluster) -> None:
     assert "UTC" in by_ip and "UTC" in by_host_port
 
     await cluster.client.delete(Pod, "web", "default")
-    async def gone() -> None:
-        async for kind, _ in cluster.client.watch(Pod, "default", field_selector="metadata.name=web"):
-            if kind == "DELETED":
-                return
-    await asyncio.wait_for(gone(), 60)
+    await cluster.wait_for_deleted("web")
