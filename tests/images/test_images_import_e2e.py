@@ -1,6 +1,7 @@
 """Importing OCI layouts and docker save archives written by skopeo."""
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import subprocess
@@ -10,7 +11,7 @@ from pathlib import Path
 import pytest
 from images_layouts import busybox_layer, tar_layer, write_layout
 
-from podbay.runtime.images import ImageStore
+from podbay.runtime.images import ImageStore, UnsafeLayer
 from podbay.runtime.images.archive import BadArchive
 from tests.conftest import HostEnv
 
@@ -127,3 +128,17 @@ def test_a_bare_ref_name_imports_the_image_untagged(store: ImageStore, tmp_path:
     write_layout(tmp_path / "bare", busybox_layer(tmp_path), "1.35")
     [image] = store.import_archive(tmp_path / "bare")
     assert image.repo_tags == [] and store.tag(image.id, "localhost/named:1.35").repo_tags == ["localhost/named:1.35"]
+
+
+def test_a_hostile_upper_layer_leaves_no_lower_layer_behind(store: ImageStore, tmp_path: Path) -> None:
+    good = tmp_path / "good"
+    good.mkdir()
+    (good / "f").write_text("f")
+    evil = io.BytesIO()
+    with tarfile.open(fileobj=evil, mode="w") as tar:
+        tar.addfile(tarfile.TarInfo("../escape"))
+    evil_layer = (evil.getvalue(), "sha256:" + hashlib.sha256(evil.getvalue()).hexdigest())
+    write_layout(tmp_path / "layout", [tar_layer(good), evil_layer], "localhost/evil:1")
+    with pytest.raises(UnsafeLayer, match="escapes the layer"):
+        store.import_archive(tmp_path / "layout")
+    assert store.list_images() == [] and list(store.layers.iterdir()) == [] and list(store.tmp.iterdir()) == []

@@ -326,8 +326,13 @@ class ImageStore:
         platform = f"{config.get('os') or PLATFORM_OS}/{config.get('architecture') or PLATFORM_ARCH}"
         if platform != f"{PLATFORM_OS}/{PLATFORM_ARCH}":
             raise ValueError(f"image {config_digest} is for {platform}; this node runs {PLATFORM_OS}/{PLATFORM_ARCH}")
-        for blob, diff_id in zip(blobs, diff_ids):
-            self.ensure_layer(blob, diff_id)
+        absent = [d for d in diff_ids if not (self.layers / digest_hex(d)).is_dir()]
+        try:
+            for blob, diff_id in zip(blobs, diff_ids):
+                self.ensure_layer(blob, diff_id)
+        except BaseException:
+            self._drop_layers(absent)
+            raise
         names = [str(parse_reference(t)) for t in tags]
         with self._locked() as index:
             missing = [d for d in diff_ids if not (self.layers / digest_hex(d)).is_dir()]
@@ -426,6 +431,13 @@ class ImageStore:
                     os.rename(layer, doomed / digest_hex(diff_id))
             self._drop_blobs(index, {image_id, entry["manifest"], entry.get("index"), *entry["blobs"]})
         shutil.rmtree(doomed, ignore_errors=True)
+
+    def _drop_layers(self, diff_ids: list[str]) -> None:
+        """Removes those of the layers no image uses: what a failed add unpacked."""
+        with self._locked() as index:
+            used = {d for e in index["images"].values() for d in e["layers"]}
+            for diff_id in set(diff_ids) - used:
+                shutil.rmtree(self.layers / digest_hex(diff_id), ignore_errors=True)
 
     def _drop_blobs(self, index: dict[str, Any], digests: set[str | None]) -> None:
         """Deletes those of `digests` no image in `index` refers to."""
