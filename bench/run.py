@@ -10,6 +10,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
+import select
 import subprocess
 import tempfile
 import time
@@ -62,6 +64,22 @@ def served(url: str, deadline: float) -> None:
             time.sleep(0.005)
 
 
+def wait_exited(pids: list[int], deadline: float) -> None:
+    """Until every process has exited, woken by pidfds rather than polling."""
+    fds = []
+    for pid in pids:
+        try:
+            fds.append(os.pidfd_open(pid))
+        except ProcessLookupError:
+            continue
+    try:
+        for fd in fds:
+            select.select([fd], [], [], max(0.0, deadline - time.monotonic()))
+    finally:
+        for fd in fds:
+            os.close(fd)
+
+
 def busybox_rootfs_tar(directory: Path) -> Path:
     """The same busybox podbay builds its image from, as a rootfs tarball for `podman import`."""
     from podbay.runtime.images import ImageStore, ensure_busybox_image
@@ -83,9 +101,12 @@ async def fig1_2_podbay(server: PodbayServer, rounds: int) -> dict[str, list[flo
         out["running"].append(time.monotonic() - t0)
         await asyncio.to_thread(served, f"http://127.0.0.1:{HOST_PORT}/", time.monotonic() + 30)
         out["served"].append(time.monotonic() - t0)
+        monitors = children_named("conmon", str(server.base))
         t0 = time.monotonic()
         await server.client.delete(Pod, "web", "default", grace_period_seconds=0)
         await server.wait_pods({"web"}, lambda p: p is None)
+        # Torn down means the containers are gone too, not only the object.
+        await asyncio.to_thread(wait_exited, monitors, time.monotonic() + 30)
         out["teardown"].append(time.monotonic() - t0)
     return out
 
