@@ -87,6 +87,12 @@ def test_metadata_links_and_devices_are_kept(dest: Path) -> None:
     assert "trusted.overlay.redirect" not in os.listxattr(dest / "cap")
 
 
+def test_aufs_bookkeeping_entries_are_skipped(dest: Path) -> None:
+    unpack_layer(layer(entry(".wh..wh.plnk", tarfile.DIRTYPE), entry(".wh..wh.plnk/123.4", data=b"x"),
+                       entry("kept", data=b"k")), dest)
+    assert sorted(os.listdir(dest)) == ["kept"]
+
+
 def test_dot_slash_names_and_inner_dotdot_are_normalised(dest: Path) -> None:
     unpack_layer(layer(entry("./a/b/../c", data=b"1"), entry("./", tarfile.DIRTYPE)), dest)
     assert (dest / "a/c").read_bytes() == b"1"
@@ -113,6 +119,9 @@ def test_a_later_entry_replaces_an_earlier_symlink_rather_than_following_it(dest
     ([entry("h", tarfile.LNKTYPE, linkname="missing")], "not in the layer"),
     ([entry("d", tarfile.SYMTYPE, linkname="/tmp"), entry("d/.wh.x")], "passes through the symlink d"),
     ([entry("d", tarfile.SYMTYPE, linkname="/tmp"), entry("d/.wh..wh..opq")], "passes through the symlink d"),
+    ([entry(".wh...")], "a whiteout must name an entry"),
+    ([entry("a/.wh..")], "a whiteout must name an entry"),
+    ([entry("a/.wh.")], "a whiteout must name an entry"),
 ])
 def test_hostile_archives_are_refused_and_write_nothing_outside(dest: Path, tmp_path: Path,
                                                                  entries: list[Entry], why: str) -> None:

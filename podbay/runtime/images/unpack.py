@@ -18,6 +18,7 @@ from typing import BinaryIO
 
 WHITEOUT = ".wh."
 OPAQUE = ".wh..wh..opq"
+AUFS_META = ".wh..wh."
 OPAQUE_XATTR = "trusted.overlay.opaque"
 _XATTR_PAX = "SCHILY.xattr."
 
@@ -136,6 +137,8 @@ def unpack_layer(stream: BinaryIO, dest: Path) -> None:
             parts = clean_name(member.name)
             if not parts:
                 continue
+            if any(p.startswith(AUFS_META) for p in parts) and parts[-1] != OPAQUE:
+                continue  # aufs' own bookkeeping (.wh..wh.plnk/...): nothing to overlay
             parent = _walk_parent(root, parts, member.name, create=True)
             base = parts[-1]
             target = parent / base
@@ -143,7 +146,10 @@ def unpack_layer(stream: BinaryIO, dest: Path) -> None:
                 os.setxattr(parent, OPAQUE_XATTR, b"y")
                 continue
             if base.startswith(WHITEOUT):
-                hidden = parent / base[len(WHITEOUT):]
+                name = base[len(WHITEOUT):]
+                if name in ("", ".", ".."):
+                    raise UnsafeLayer(f"{member.name!r}: a whiteout must name an entry of its directory")
+                hidden = parent / name
                 _remove(hidden)
                 os.mknod(hidden, stat.S_IFCHR, os.makedev(0, 0))
                 continue
