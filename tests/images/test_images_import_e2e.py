@@ -89,6 +89,14 @@ def test_hostile_archives_are_refused(store: ImageStore, tmp_path: Path) -> None
             tar.addfile(link)
     with pytest.raises(BadArchive, match="Config 'c.json' points outside the archive"):
         store.import_archive(evil)
+    (tmp_path / "broken").mkdir()
+    (tmp_path / "broken/oci-layout").write_text('{"imageLayoutVersion": "1.0.0"}')
+    (tmp_path / "broken/index.json").write_text('{"manifests": [{"mediaType": "x"}]}')
+    with pytest.raises(BadArchive, match=r"manifests\[0\]: a descriptor lacks 'digest'"):
+        store.import_archive(tmp_path / "broken")
+    (tmp_path / "broken/index.json").write_text('{"manifests": [{"digest": "sha256:../../etc/passwd"}]}')
+    with pytest.raises(ValueError, match="unsupported digest"):
+        store.import_archive(tmp_path / "broken")
     (tmp_path / "empty").mkdir()
     with pytest.raises(BadArchive, match="neither an OCI image layout"):
         store.import_archive(tmp_path / "empty")

@@ -95,15 +95,18 @@ def _import_oci_layout(store: "ImageStore", root: Path) -> list[str]:
             tags = _tag_of(name)
         except ValueError as e:
             raise BadArchive(f"index.json: manifests[{i}].annotations: {e}") from None
-        top = desc["digest"]
-        manifest_digest = top
-        doc = _load_json(_copy_blob(store, root, top), f"blob {top}")
-        while is_index(doc, desc.get("mediaType")):
-            desc = select_platform(doc)
-            manifest_digest = desc["digest"]
-            doc = _load_json(_copy_blob(store, root, manifest_digest), f"blob {manifest_digest}")
-        for blob in [doc["config"], *(doc.get("layers") or [])]:
-            _copy_blob(store, root, blob["digest"])
+        try:
+            top = desc["digest"]
+            manifest_digest = top
+            doc = _load_json(_copy_blob(store, root, top), f"blob {top}")
+            while is_index(doc, desc.get("mediaType")):
+                desc = select_platform(doc)
+                manifest_digest = desc["digest"]
+                doc = _load_json(_copy_blob(store, root, manifest_digest), f"blob {manifest_digest}")
+            for blob in [doc["config"], *(doc.get("layers") or [])]:
+                _copy_blob(store, root, blob["digest"])
+        except KeyError as e:
+            raise BadArchive(f"index.json: manifests[{i}]: a descriptor lacks {e}") from None
         image = store.add_image(manifest_digest, tags=tags,
                                 index_digest=top if top != manifest_digest else None)
         ids.append(image.id)
