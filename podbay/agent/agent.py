@@ -315,8 +315,15 @@ class Agent:
                 if not is_restartable_init(container) or not started:
                     if not is_restartable_init(container):
                         break
-            for i in actions.containers_to_start:
-                await self._start_container(w, pod, rt, sandbox_id, pod_ip, pod.spec.containers[i], init=False)
+            mains = [pod.spec.containers[i] for i in actions.containers_to_start]
+            if any(c.lifecycle is not None and c.lifecycle.post_start is not None for c in mains):
+                # A postStart hook holds back the containers after it, as in the kubelet.
+                for c in mains:
+                    await self._start_container(w, pod, rt, sandbox_id, pod_ip, c, init=False)
+            else:
+                # Nothing can observe their order: start them together.
+                await asyncio.gather(*(self._start_container(w, pod, rt, sandbox_id, pod_ip, c, init=False)
+                                       for c in mains))
 
         await self._sync_probes()
         rt = await self._runtime_status(w.uid)
@@ -656,4 +663,5 @@ async def run(client: Any, runtime: Any, config: AgentConfig, registered: asynci
             t.cancel()
         await asyncio.gather(*tasks, *workers, return_exceptions=True)
         await agent.probes.close()
+        await agent.events.close()
         await server.close()

@@ -1,6 +1,8 @@
 """Events about pods, as the kubelet records them (source.component: kubelet)."""
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import secrets
 from datetime import datetime, timezone
@@ -13,9 +15,34 @@ log = logging.getLogger(__name__)
 
 
 class EventRecorder:
+    """Events go out from a queue in the background, as client-go's broadcaster sends
+    them, so recording one never holds up a pod's sync."""
+
     def __init__(self, client: Any, node_name: str) -> None:
         self.client = client
         self.node_name = node_name
+        self._queue: asyncio.Queue[tuple[Any, Event]] = asyncio.Queue()
+        self._sender: asyncio.Task[None] | None = None
+
+    async def _send(self) -> None:
+        while True:
+            pod, event = await self._queue.get()
+            try:
+                await self.client.create_event(event)
+            except Exception as exc:  # an event lost must never stop a pod's sync
+                log.warning("event %s for %s/%s not recorded: %s", event.reason, pod.metadata.namespace,
+                            pod.metadata.name, exc)
+            finally:
+                self._queue.task_done()
+
+    async def close(self) -> None:
+        """Sends what is queued, then stops."""
+        if self._sender is None:
+            return
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(self._queue.join(), 5)
+        self._sender.cancel()
+        await asyncio.gather(self._sender, return_exceptions=True)
 
     async def record(self, pod: Any, reason: str, message: str, *, warning: bool = False,
                      container: str | None = None, init: bool = False) -> None:
@@ -32,7 +59,6 @@ class EventRecorder:
             "firstTimestamp": now, "lastTimestamp": now, "count": 1,
             "reportingComponent": "kubelet", "reportingInstance": self.node_name,
         })
-        try:
-            await self.client.create_event(event)
-        except Exception as exc:  # an event lost must never stop a pod's sync
-            log.warning("event %s for %s/%s not recorded: %s", reason, pod.metadata.namespace, pod.metadata.name, exc)
+        self._queue.put_nowait((pod, event))
+        if self._sender is None or self._sender.done():
+            self._sender = asyncio.create_task(self._send())

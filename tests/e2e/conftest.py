@@ -9,7 +9,7 @@ from typing import AsyncIterator
 
 import pytest
 
-from podbay.api import Pod
+from podbay.api import Event, Pod
 from podbay.cli.allinone import serve
 from podbay.cli.settings import Settings
 from podbay.client import Client
@@ -51,6 +51,21 @@ class Cluster:
                 if kind == "DELETED":
                     return
         await asyncio.wait_for(watch(), timeout)
+
+
+    async def wait_event(self, pod: str, reason: str, timeout: float = 30.0, namespace: str = "default") -> Event:
+        """The first event with `reason` about `pod` (events are sent in the background)."""
+        events, rv = await self.client.list(Event, namespace)
+        for e in events:
+            if e.involved_object.name == pod and e.reason == reason:
+                return e
+
+        async def watch() -> Event:
+            async for _, e in self.client.watch(Event, namespace, resource_version=rv):
+                if e.involved_object.name == pod and e.reason == reason:
+                    return e
+            raise AssertionError("watch ended")
+        return await asyncio.wait_for(watch(), timeout)
 
 
 def settings_for(env: HostEnv) -> Settings:

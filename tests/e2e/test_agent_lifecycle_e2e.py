@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 
-from podbay.api import Event
 from podbay.api.formats import load_pods
 from podbay.api.printing import pod_row
 from tests.e2e.conftest import Cluster
@@ -79,8 +78,7 @@ spec:
     assert status.last_state.terminated.exit_code == 1
     assert pod.status.phase == "Running"
     assert pod_row(pod).status == "CrashLoopBackOff"
-    events, _ = await cluster.client.list(Event, "default")
-    assert any(e.reason == "BackOff" and e.involved_object.name == "crasher" for e in events)
+    assert "Back-off restarting failed container c" in (await cluster.wait_event("crasher", "BackOff")).message
 
 
 async def test_restart_on_failure_stops_after_success(cluster: Cluster) -> None:
@@ -122,9 +120,8 @@ spec:
 """)[0])
     await cluster.wait_for("probed", lambda p: any(
         s.name == "sick" and s.restart_count >= 1 for s in p.status.container_statuses), timeout=60)
-    events, _ = await cluster.client.list(Event, "default")
-    reasons = {e.reason for e in events if e.involved_object.name == "probed"}
-    assert {"Unhealthy", "Killing"} <= reasons
+    assert (await cluster.wait_event("probed", "Unhealthy")).message.startswith("Liveness probe failed")
+    await cluster.wait_event("probed", "Killing")
     app = await cluster.wait_for("probed", lambda p: any(
         s.name == "app" and s.ready for s in p.status.container_statuses))
     assert next(s for s in app.status.container_statuses if s.name == "app").ready
