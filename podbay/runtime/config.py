@@ -17,6 +17,7 @@ class RuntimeConfig:
     subnet: str = "10.244.0.0/24"
     cni_conf_dir: Path | None = None  # default: <state_root>/cni/net.d
     cni_bin_dirs: tuple[Path, ...] = field(default=(Path("/usr/lib/cni"), Path("/opt/cni/bin")))
+    warm_sandboxes: int = 1  # sandboxes kept ready (namespaces and network) for the next pods
 
     @property
     def images_root(self) -> Path:

@@ -165,6 +165,19 @@ class PodNetwork:
                                      "result": prev}))
         return _status(prev or {})
 
+    async def add_port_mappings(self, container_id: str, netns: Path, ports: list[PortMapping]) -> None:
+        """hostPort mappings for an attachment made without them (a warm sandbox taken by a pod):
+        ADD of the plugins that take portMappings, chained on the cached result."""
+        cache = self._cache(container_id)
+        cached = json.loads(cache.read_text())
+        conflist, prev = cached["conflist"], cached.get("result")
+        cached["ports"] = [asdict(p) for p in ports]
+        cache.write_text(json.dumps(cached))  # so a DEL after a failure below removes them too
+        for plugin in conflist["plugins"]:
+            if plugin.get("capabilities", {}).get("portMappings"):
+                await self._exec("ADD", plugin, self._plugin_conf(conflist, plugin, prev, ports), container_id,
+                                 netns, cached["args"])
+
     async def detach(self, container_id: str, netns: Path | None, *,
                      port_mappings: list[PortMapping] | None = None) -> None:
         """CNI DEL in reverse order, from the cached config and result; idempotent."""

@@ -68,6 +68,8 @@ class RuntimeService:
             name=config.network_name, bridge=config.bridge, subnet=config.subnet, conf_dir=config.cni_dir,
             bin_dirs=config.cni_bin_dirs, cache_dir=config.state_root / "cni" / "cache"))
         self._exits: asyncio.Queue[str] = asyncio.Queue()
+        self._warm_ips: dict[str, list[str]] = {}  # warm sandbox id -> its IPs
+        self._warming: asyncio.Task[None] | None = None
         self._watched: dict[str, asyncio.Future[None]] = {}
         self._locks: dict[str, asyncio.Lock] = {}
 
@@ -78,6 +80,8 @@ class RuntimeService:
                   self.config.bundles_root, self.config.netns_root, self.config.exits_root, self.config.crun_root):
             d.mkdir(parents=True, exist_ok=True)
         self.network.ensure_conflist()
+        await self._remove_unowned()
+        self._refill_warm()
         for record in self._container_records():
             if record["state"] == ContainerState.RUNNING.value:
                 self._watch_exit(record["id"], record.get("conmon_pid"))
@@ -101,8 +105,9 @@ class RuntimeService:
 
     async def run_pod_sandbox(self, config: PodSandboxConfig) -> str:
         """Namespaces, network, shared /dev/shm and /etc files of a new pod sandbox.
-        Anything made before a failure is undone."""
-        sandbox_id = _new_id()
+        A warm sandbox is taken when the pod can use one. Anything made before a failure is undone."""
+        warm = self._take_warm(config)
+        sandbox_id = warm[0] if warm else _new_id()
         directory = self._sandbox_dir(sandbox_id)
         record = {
             "id": sandbox_id, "metadata": asdict(config.metadata), "state": SandboxState.READY.value,
@@ -111,28 +116,32 @@ class RuntimeService:
             "host_ipc": config.host_ipc, "host_pid": config.host_pid,
             "share_pid": config.share_process_namespace, "hostname": config.hostname,
             "port_mappings": [asdict(p) for p in config.port_mappings],
-            "netns": None, "cgroup": self._sandbox_cgroup(sandbox_id),
+            "netns": None if config.host_network else str(directory / "ns" / "net"),
+            "cgroup": self._sandbox_cgroup(sandbox_id),
         }
+        ports = [_cni_port(p) for p in config.port_mappings]
         try:
-            directory.mkdir(parents=True)
-            kinds = tuple(k for k, host in (("net", config.host_network), ("ipc", config.host_ipc),
-                                            ("uts", config.host_network)) if not host)
-            if kinds:
-                await pin_namespaces(directory / "ns", config.hostname, kinds)
-            if not config.host_network:
-                record["netns"] = str(directory / "ns" / "net")
-            if not config.host_ipc:
-                (directory / "shm").mkdir()
-                mount("shm", str(directory / "shm"), "tmpfs", MS_NOSUID | MS_NODEV, f"mode=1777,size={SHM_SIZE}")
-            _write_json(self._sandbox_file(sandbox_id), record)
-            if not config.host_network:
-                status = await self.network.attach(
-                    sandbox_id, Path(record["netns"]),
-                    port_mappings=[_cni_port(p) for p in config.port_mappings],
-                    pod_name=config.metadata.name, pod_namespace=config.metadata.namespace,
-                    pod_uid=config.metadata.uid)
-                record["ips"] = list(status.ips)
-                record["ip"] = status.ips[0] if status.ips else None
+            if warm:
+                await pin_namespaces(directory / "ns", config.hostname, ("uts",))
+                _write_json(self._sandbox_file(sandbox_id), record)
+                record["ips"] = warm[1]
+                if ports:
+                    await self.network.add_port_mappings(sandbox_id, Path(record["netns"]), ports)
+            else:
+                directory.mkdir(parents=True)
+                kinds = tuple(k for k, host in (("net", config.host_network), ("ipc", config.host_ipc),
+                                                ("uts", config.host_network)) if not host)
+                if kinds:
+                    await pin_namespaces(directory / "ns", config.hostname, kinds)
+                if not config.host_ipc:
+                    self._mount_shm(directory)
+                _write_json(self._sandbox_file(sandbox_id), record)
+                if not config.host_network:
+                    status = await self.network.attach(
+                        sandbox_id, Path(record["netns"]), port_mappings=ports, pod_name=config.metadata.name,
+                        pod_namespace=config.metadata.namespace, pod_uid=config.metadata.uid)
+                    record["ips"] = list(status.ips)
+            record["ip"] = record["ips"][0] if record["ips"] else None
             write_pod_etc(directory / "etc", pod_ip=record["ip"], hostname=config.hostname,
                           fqdn=config.subdomain_fqdn, aliases=config.host_aliases, dns=config.dns,
                           host_network=config.host_network)
@@ -141,7 +150,66 @@ class RuntimeService:
             await self._teardown_sandbox(sandbox_id, record)
             self._sandbox_file(sandbox_id).unlink(missing_ok=True)
             raise
+        finally:
+            if warm:
+                self._refill_warm()
         return sandbox_id
+
+    @staticmethod
+    def _mount_shm(directory: Path) -> None:
+        (directory / "shm").mkdir()
+        mount("shm", str(directory / "shm"), "tmpfs", MS_NOSUID | MS_NODEV, f"mode=1777,size={SHM_SIZE}")
+
+    # -- warm sandboxes ----------------------------------------------------------
+    #
+    # A pod's network costs tens of milliseconds of plugin execs; the network and IPC
+    # namespaces, /dev/shm and the CNI attachment of a few sandboxes are made ahead of
+    # use and handed to the next pods that can use them (not hostNetwork or hostIPC).
+    # The hostname (UTS) and the hostPort mappings are added when a pod takes one.
+
+    def _take_warm(self, config: PodSandboxConfig) -> tuple[str, list[str]] | None:
+        if config.host_network or config.host_ipc or not self._warm_ips:
+            return None
+        sandbox_id = next(iter(self._warm_ips))
+        return sandbox_id, self._warm_ips.pop(sandbox_id)
+
+    def _refill_warm(self) -> None:
+        if self.config.warm_sandboxes and (self._warming is None or self._warming.done()):
+            self._warming = asyncio.create_task(self._fill_warm())
+
+    async def _fill_warm(self) -> None:
+        while len(self._warm_ips) < self.config.warm_sandboxes:
+            sandbox_id = _new_id()
+            directory = self._sandbox_dir(sandbox_id)
+            try:
+                directory.mkdir(parents=True)
+                await pin_namespaces(directory / "ns", "", ("net", "ipc"))
+                self._mount_shm(directory)
+                status = await self.network.attach(sandbox_id, directory / "ns" / "net")
+            except Exception:
+                await self._teardown_sandbox(sandbox_id, {"netns": str(directory / "ns" / "net"),
+                                                         "port_mappings": []})
+                return
+            self._warm_ips[sandbox_id] = list(status.ips)
+
+    async def _drop_warm(self) -> None:
+        if self._warming is not None:
+            self._warming.cancel()
+            await asyncio.gather(self._warming, return_exceptions=True)
+        for sandbox_id in list(self._warm_ips):
+            self._warm_ips.pop(sandbox_id, None)
+            await self._teardown_sandbox(sandbox_id, {"netns": str(self._sandbox_dir(sandbox_id) / "ns" / "net"),
+                                                     "port_mappings": []})
+
+    async def _remove_unowned(self) -> None:
+        """Sandbox directories without a record were warm when a previous process ended."""
+        root = self.config.run_root / "sandboxes"
+        if not root.is_dir():
+            return
+        for directory in root.iterdir():
+            if not self._sandbox_file(directory.name).exists():
+                await self._teardown_sandbox(directory.name, {"netns": str(directory / "ns" / "net"),
+                                                              "port_mappings": []})
 
     async def _teardown_sandbox(self, sandbox_id: str, record: dict) -> None:
         directory = self._sandbox_dir(sandbox_id)
@@ -538,6 +606,7 @@ class RuntimeService:
             if not fut.done():
                 fut.cancel()
         self._watched.clear()
+        await self._drop_warm()
         if purge:
             for sb in await self.list_pod_sandboxes():
                 await self.remove_pod_sandbox(sb.id)

@@ -53,16 +53,21 @@ class Cluster:
         await asyncio.wait_for(watch(), timeout)
 
 
-    async def wait_event(self, pod: str, reason: str, timeout: float = 30.0, namespace: str = "default") -> Event:
-        """The first event with `reason` about `pod` (events are sent in the background)."""
+    async def wait_event(self, pod: str, reason: str, prefix: str = "", timeout: float = 30.0,
+                         namespace: str = "default") -> Event:
+        """The first event with `reason` (and a message starting with `prefix`) about `pod`;
+        events are sent in the background, so they may trail the state they describe."""
+        def match(e: Event) -> bool:
+            return e.involved_object.name == pod and e.reason == reason and (e.message or "").startswith(prefix)
+
         events, rv = await self.client.list(Event, namespace)
         for e in events:
-            if e.involved_object.name == pod and e.reason == reason:
+            if match(e):
                 return e
 
         async def watch() -> Event:
             async for _, e in self.client.watch(Event, namespace, resource_version=rv):
-                if e.involved_object.name == pod and e.reason == reason:
+                if match(e):
                     return e
             raise AssertionError("watch ended")
         return await asyncio.wait_for(watch(), timeout)

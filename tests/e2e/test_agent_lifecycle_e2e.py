@@ -120,7 +120,7 @@ spec:
 """)[0])
     await cluster.wait_for("probed", lambda p: any(
         s.name == "sick" and s.restart_count >= 1 for s in p.status.container_statuses), timeout=60)
-    assert (await cluster.wait_event("probed", "Unhealthy")).message.startswith("Liveness probe failed")
+    await cluster.wait_event("probed", "Unhealthy", prefix="Liveness probe failed")
     await cluster.wait_event("probed", "Killing")
     app = await cluster.wait_for("probed", lambda p: any(
         s.name == "app" and s.ready for s in p.status.container_statuses))
