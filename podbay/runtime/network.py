@@ -1,4 +1,4 @@
-"""Pod networking through the standard CNI plugins, invoked as the CNI spec (1.0) says.
+"""Pod networking through the standard CNI plugins (see `cni` for one plugin's execution).
 
 The network is an ordinary conflist file (<conf_dir>/<name>.conflist) users may
 replace; podbay writes a default once: bridge with host-local IPAM, a gateway
@@ -9,6 +9,7 @@ after a crash or once the namespace is gone.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import ipaddress
 import json
 import os
@@ -16,8 +17,13 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-CNI_VERSION = "1.0.0"
+from podbay.runtime.cni import CNI_VERSION, NetworkError, cni_args, exec_plugin, find_plugin
+
+__all__ = ["NetworkConfig", "PortMapping", "NetworkStatus", "NetworkError", "PodNetwork", "default_conflist",
+           "host_port_conflicts"]
+
 IFNAME = "eth0"
+_LOOPBACK = {"cniVersion": CNI_VERSION, "name": "cni-loopback", "type": "loopback"}
 
 
 @dataclass(frozen=True)
@@ -46,28 +52,32 @@ class NetworkStatus:
     raw: dict[str, Any] = field(default_factory=dict, compare=False)
 
 
-class NetworkError(Exception):
-    """A CNI plugin failed; the message carries its error (msg and details)."""
-
-
 def host_port_conflicts(existing: list[PortMapping], wanted: list[PortMapping]) -> list[str]:
     """Which wanted hostPorts are taken: same port and protocol on an overlapping host IP
-    (an empty host IP or 0.0.0.0 overlaps every address)."""
+    (an empty host IP or 0.0.0.0 overlaps every address). Wanted entries are checked
+    against each other too, as one pod cannot map a hostPort twice."""
     def overlap(a: str, b: str) -> bool:
         a, b = a or "0.0.0.0", b or "0.0.0.0"
         return a == b or "0.0.0.0" in (a, b)
 
+    def clash(a: PortMapping, b: PortMapping) -> bool:
+        return a.host_port == b.host_port and a.protocol.upper() == b.protocol.upper() and overlap(a.host_ip, b.host_ip)
+
     out = []
-    for w in wanted:
-        taken = next((e for e in existing if e.host_port == w.host_port
-                      and e.protocol.upper() == w.protocol.upper() and overlap(e.host_ip, w.host_ip)), None)
+    for n, w in enumerate(wanted):
+        where = f"hostPort {w.host_port}/{w.protocol.upper()} on {w.host_ip or '0.0.0.0'}"
+        taken = next((e for e in existing if clash(e, w)), None)
         if taken is not None:
-            out.append(f"hostPort {w.host_port}/{w.protocol.upper()} on {w.host_ip or '0.0.0.0'} is already "
-                       f"allocated to another pod (on {taken.host_ip or '0.0.0.0'})")
+            out.append(f"{where} is already allocated to another pod (on {taken.host_ip or '0.0.0.0'})")
+        elif any(clash(earlier, w) for earlier in wanted[:n]):
+            out.append(f"{where} is requested twice")
     return out
 
 
 def default_conflist(config: NetworkConfig) -> dict[str, Any]:
+    # No "firewall" plugin: with iptables' nft backend it only adds ACCEPT rules to its own
+    # CNI-FORWARD chain, which matters when FORWARD's policy is DROP; it costs an exec per ADD
+    # and DEL, so a user who needs it adds it to the conflist.
     net = ipaddress.ip_network(config.subnet)
     return {
         "cniVersion": CNI_VERSION,
@@ -81,6 +91,80 @@ def default_conflist(config: NetworkConfig) -> dict[str, Any]:
     }
 
 
+def _plugin_conf(conflist: dict[str, Any], plugin: dict[str, Any], prev: dict[str, Any] | None,
+                 ports: list[PortMapping]) -> dict[str, Any]:
+    """One plugin's stdin config: name and cniVersion from the list, the previous result, and
+    runtimeConfig only for capabilities the plugin declares."""
+    conf = {**plugin, "name": conflist["name"], "cniVersion": conflist.get("cniVersion", CNI_VERSION)}
+    conf.pop("capabilities", None)
+    if prev is not None:
+        conf["prevResult"] = prev
+    if plugin.get("capabilities", {}).get("portMappings") and ports:
+        conf["runtimeConfig"] = {"portMappings": [
+            {"hostPort": p.host_port, "containerPort": p.container_port, "protocol": p.protocol.lower(),
+             "hostIP": p.host_ip} for p in ports]}
+    return conf
+
+
+def _status(result: dict[str, Any]) -> NetworkStatus:
+    """The pod's addresses: those on the interface inside the sandbox (or all, when unattributed)."""
+    interfaces = result.get("interfaces", [])
+    ips, gateway = [], None
+    for ip in result.get("ips", []):
+        index = ip.get("interface")
+        if index is not None and not interfaces[index].get("sandbox"):
+            continue
+        ips.append(str(ipaddress.ip_interface(ip["address"]).ip))
+        gateway = gateway or ip.get("gateway")
+    return NetworkStatus(ips=ips, gateway=gateway, raw=result)
+
+
+def _write_atomic(path: Path, data: dict[str, Any]) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(data))
+    os.replace(tmp, path)
+
+
+async def _run(*command: str, stdin: bytes | None = None) -> tuple[int | None, bytes, bytes]:
+    proc = await asyncio.create_subprocess_exec(
+        *command, stdin=asyncio.subprocess.PIPE if stdin is not None else asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    out, err = await proc.communicate(stdin)
+    return proc.returncode, out, err
+
+
+async def _drop_masquerade_rules(conflist: dict[str, Any], container_id: str,
+                                 result: dict[str, Any] | None) -> list[str]:
+    """Removes the bridge plugin's ipMasq rules for a container whose namespace is gone.
+
+    The bridge plugin (1.1.x) finds the addresses to un-masquerade on the interface inside
+    the namespace, so a DEL without one releases the IP but leaves the POSTROUTING rule and
+    the per-container chain. They carry the plugin's comment `name: "<net>" id: "<id>"` and
+    its chain name CNI-<sha512(net+id)[:24]>, which is how they are found here."""
+    if not any(p.get("type") == "bridge" and p.get("ipMasq") for p in conflist["plugins"]):
+        return []
+    comment = f'--comment "name: \\"{conflist["name"]}\\" id: \\"{container_id}\\""'
+    chain = "CNI-" + hashlib.sha512(f"{conflist['name']}{container_id}".encode()).hexdigest()[:24]
+    families = {ipaddress.ip_interface(ip["address"]).version for ip in (result or {}).get("ips", [])} or {4}
+    errors = []
+    for save, restore in (("iptables-save", "iptables-restore"), ("ip6tables-save", "ip6tables-restore")):
+        if (6 if save.startswith("ip6") else 4) not in families:
+            continue
+        code, out, err = await _run(save, "-t", "nat")
+        if code != 0:
+            errors.append(f"{save}: {err.decode().strip()}")
+            continue
+        ours = [line for line in out.decode().splitlines() if line.startswith("-A ") and comment in line]
+        chains = [line for line in out.decode().splitlines() if line.split()[:1] == [f":{chain}"]]
+        if not ours and not chains:
+            continue
+        batch = ["*nat", *("-D" + line[2:] for line in ours), *(f"-X {chain}" for _ in chains), "COMMIT", ""]
+        code, _, err = await _run(restore, "--noflush", "--wait", stdin="\n".join(batch).encode())
+        if code != 0:
+            errors.append(f"{restore}: removing {chain}: {err.decode().strip()}")
+    return errors
+
+
 class PodNetwork:
     def __init__(self, config: NetworkConfig) -> None:
         self.config = config
@@ -89,81 +173,85 @@ class PodNetwork:
         return self.config.conf_dir / f"{self.config.name}.conflist"
 
     def ensure_conflist(self) -> Path:
+        """Writes the default conflist unless one exists: a user's own file is never replaced."""
         path = self.conflist_path()
         if not path.exists():
             path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_suffix(".tmp")
-            tmp.write_text(json.dumps(default_conflist(self.config), indent=2))
-            tmp.replace(path)
+            _write_atomic(path, default_conflist(self.config))
         return path
+
+    def _load_conflist(self) -> dict[str, Any]:
+        path = self.ensure_conflist()
+        try:
+            conflist = json.loads(path.read_text())
+        except ValueError as exc:
+            raise NetworkError(f"{path}: not JSON: {exc}") from None
+        problems = [f"{field_}: missing" for field_ in ("name", "plugins") if field_ not in conflist]
+        if not problems and not (isinstance(conflist["plugins"], list) and conflist["plugins"]):
+            problems.append("plugins: must be a non-empty list")
+        if not problems:
+            problems += [f"plugins[{n}].type: missing" for n, p in enumerate(conflist["plugins"])
+                         if not isinstance(p, dict) or not p.get("type")]
+        if problems:
+            raise NetworkError(f"{path}: {'; '.join(problems)}")
+        return conflist
 
     def _cache(self, container_id: str) -> Path:
         return self.config.cache_dir / "results" / f"{self.config.name}-{container_id}.json"
 
-    def _plugin(self, kind: str) -> Path:
-        for d in self.config.bin_dirs:
-            candidate = d / kind
-            if candidate.exists():
-                return candidate
-        raise NetworkError(f'failed to find plugin "{kind}" in path {[str(d) for d in self.config.bin_dirs]}')
-
-    async def _exec(self, command: str, plugin: dict[str, Any], conf: dict[str, Any], container_id: str,
-                    netns: Path | None, args: str) -> dict[str, Any] | None:
-        env = {"CNI_COMMAND": command, "CNI_CONTAINERID": container_id, "CNI_NETNS": str(netns or ""),
-               "CNI_IFNAME": IFNAME, "CNI_PATH": os.pathsep.join(map(str, self.config.bin_dirs)), "CNI_ARGS": args,
-               "PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")}
-        proc = await asyncio.create_subprocess_exec(
-            str(self._plugin(plugin["type"])), env=env, stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
-        out, err = await proc.communicate(json.dumps(conf).encode())
-        if proc.returncode != 0:
-            try:
-                error = json.loads(out)
-                message = error.get("msg", "") + (f"; {error['details']}" if error.get("details") else "")
-            except ValueError:
-                message = (out or err).decode(errors="replace").strip()
-            raise NetworkError(f"plugin type={plugin['type']!r} {command} failed: {message}")
-        return json.loads(out) if out.strip() else None
-
-    @staticmethod
-    def _plugin_conf(conflist: dict[str, Any], plugin: dict[str, Any], prev: dict[str, Any] | None,
-                     ports: list[PortMapping]) -> dict[str, Any]:
-        conf = {**plugin, "name": conflist["name"], "cniVersion": conflist.get("cniVersion", CNI_VERSION)}
-        conf.pop("capabilities", None)
-        if prev is not None:
-            conf["prevResult"] = prev
-        if plugin.get("capabilities", {}).get("portMappings") and ports:
-            conf["runtimeConfig"] = {"portMappings": [
-                {"hostPort": p.host_port, "containerPort": p.container_port, "protocol": p.protocol.lower(),
-                 "hostIP": p.host_ip} for p in ports]}
-        return conf
-
-    @staticmethod
-    def _args(pod_name: str, pod_namespace: str, pod_uid: str, container_id: str) -> str:
-        return (f"IgnoreUnknown=1;K8S_POD_NAMESPACE={pod_namespace};K8S_POD_NAME={pod_name};"
-                f"K8S_POD_INFRA_CONTAINER_ID={container_id};K8S_POD_UID={pod_uid}")
+    async def _exec(self, command: str, conf: dict[str, Any], container_id: str, netns: Path | None, args: str,
+                    ifname: str = IFNAME) -> dict[str, Any] | None:
+        return await exec_plugin(command, conf, bin_dirs=self.config.bin_dirs, container_id=container_id,
+                                 netns=netns, ifname=ifname, args=args)
 
     async def attach(self, container_id: str, netns: Path, *, port_mappings: list[PortMapping] | None = None,
                      pod_name: str = "", pod_namespace: str = "", pod_uid: str = "") -> NetworkStatus:
-        """CNI ADD of every plugin in order; a failure undoes what was added before raising."""
+        """CNI ADD of loopback and of every plugin of the list in order; a failure runs DEL for
+        what was added before raising."""
         ports = list(port_mappings or [])
-        conflist = json.loads(self.ensure_conflist().read_text())
-        args = self._args(pod_name, pod_namespace, pod_uid, container_id)
+        conflist = self._load_conflist()
+        args = cni_args({"K8S_POD_NAMESPACE": pod_namespace, "K8S_POD_NAME": pod_name,
+                         "K8S_POD_INFRA_CONTAINER_ID": container_id, "K8S_POD_UID": pod_uid})
         cache = self._cache(container_id)
         cache.parent.mkdir(parents=True, exist_ok=True)
-        cache.write_text(json.dumps({"conflist": conflist, "ports": [asdict(p) for p in ports], "args": args,
-                                     "result": None}))
-        prev: dict[str, Any] | None = None
+        record = {"conflist": conflist, "ports": [asdict(p) for p in ports], "args": args, "result": None,
+                  "added": 0}
+        # lo is independent of eth0, so its plugin runs alongside the chain rather than after it;
+        # both run to the end before any undo, so no DEL races an ADD still in flight.
         try:
-            for plugin in conflist["plugins"]:
-                prev = await self._exec("ADD", plugin, self._plugin_conf(conflist, plugin, prev, ports),
-                                        container_id, netns, args) or prev
+            loopback, chain = await asyncio.gather(
+                self._exec("ADD", _LOOPBACK, container_id, netns, args, ifname="lo"),
+                self._add_chain(conflist, ports, container_id, netns, args, record, cache),
+                return_exceptions=True)
         except BaseException:
-            await self.detach(container_id, netns)
+            await self._undo(container_id, netns)
             raise
-        cache.write_text(json.dumps({"conflist": conflist, "ports": [asdict(p) for p in ports], "args": args,
-                                     "result": prev}))
-        return _status(prev or {})
+        for outcome in (chain, loopback):
+            if isinstance(outcome, BaseException):
+                await self._undo(container_id, netns)
+                raise outcome
+        return _status(chain)
+
+    async def _add_chain(self, conflist: dict[str, Any], ports: list[PortMapping], container_id: str, netns: Path,
+                         args: str, record: dict[str, Any], cache: Path) -> dict[str, Any]:
+        prev: dict[str, Any] | None = None
+        for n, plugin in enumerate(conflist["plugins"]):
+            find_plugin(plugin["type"], self.config.bin_dirs)
+            # Cached before it runs (as libcni does), so a crash or a failure part-way still
+            # leaves what DEL needs; a plugin that fails may have changed the host already.
+            record["added"] = n + 1
+            _write_atomic(cache, record)
+            prev = await self._exec("ADD", _plugin_conf(conflist, plugin, prev, ports), container_id, netns, args)
+            record["result"] = prev
+        _write_atomic(cache, record)
+        assert prev is not None
+        return prev
+
+    async def _undo(self, container_id: str, netns: Path) -> None:
+        try:
+            await self.detach(container_id, netns)
+        except NetworkError:
+            pass  # the ADD's error is the one worth reporting; the cache stays for a later DEL
 
     async def add_port_mappings(self, container_id: str, netns: Path, ports: list[PortMapping]) -> None:
         """hostPort mappings for an attachment made without them (a warm sandbox taken by a pod):
@@ -172,53 +260,58 @@ class PodNetwork:
         cached = json.loads(cache.read_text())
         conflist, prev = cached["conflist"], cached.get("result")
         cached["ports"] = [asdict(p) for p in ports]
-        cache.write_text(json.dumps(cached))  # so a DEL after a failure below removes them too
+        _write_atomic(cache, cached)  # so a DEL after a failure below removes them too
         for plugin in conflist["plugins"]:
             if plugin.get("capabilities", {}).get("portMappings"):
-                await self._exec("ADD", plugin, self._plugin_conf(conflist, plugin, prev, ports), container_id,
-                                 netns, cached["args"])
+                await self._exec("ADD", _plugin_conf(conflist, plugin, prev, ports), container_id, netns,
+                                 cached["args"])
 
     async def detach(self, container_id: str, netns: Path | None, *,
                      port_mappings: list[PortMapping] | None = None) -> None:
-        """CNI DEL in reverse order, from the cached config and result; idempotent."""
+        """CNI DEL in reverse order, from the cached config and result; idempotent, and works
+        once the namespace is gone (plugins then release IPs and host rules only).
+
+        loopback gets no DEL: it would only set lo down in a namespace that is being dropped."""
         cache = self._cache(container_id)
         try:
             cached = json.loads(cache.read_text())
-        except (FileNotFoundError, ValueError):
-            return
+        except FileNotFoundError:
+            return  # never attached, or already detached: the cache is written before any ADD
+        except ValueError as exc:
+            raise NetworkError(f"{cache}: corrupt CNI cache: {exc}") from None
         conflist, prev = cached["conflist"], cached.get("result")
         ports = [PortMapping(**p) for p in cached["ports"]] or list(port_mappings or [])
         path = netns if netns is not None and netns.exists() else None
         errors = []
-        for plugin in reversed(conflist["plugins"]):
+        for plugin in reversed(conflist["plugins"][:cached.get("added", len(conflist["plugins"]))]):
             try:
-                await self._exec("DEL", plugin, self._plugin_conf(conflist, plugin, prev, ports), container_id,
-                                 path, cached["args"])
+                await self._exec("DEL", _plugin_conf(conflist, plugin, prev, ports), container_id, path,
+                                 cached["args"])
             except NetworkError as exc:
                 errors.append(str(exc))
+        if path is None and not errors:
+            errors += await _drop_masquerade_rules(conflist, container_id, prev)
         if errors:
             raise NetworkError("; ".join(errors))
         cache.unlink(missing_ok=True)
 
     async def check(self, container_id: str, netns: Path) -> None:
-        cached = json.loads(self._cache(container_id).read_text())
+        """CNI CHECK of every plugin against the cached result; NetworkError names what is wrong."""
+        try:
+            cached = json.loads(self._cache(container_id).read_text())
+        except FileNotFoundError:
+            raise NetworkError(f"container {container_id} is not attached to network {self.config.name!r}") from None
         conflist, prev = cached["conflist"], cached.get("result")
         ports = [PortMapping(**p) for p in cached["ports"]]
         for plugin in conflist["plugins"]:
-            await self._exec("CHECK", plugin, self._plugin_conf(conflist, plugin, prev, ports), container_id,
-                             netns, cached["args"])
+            await self._exec("CHECK", _plugin_conf(conflist, plugin, prev, ports), container_id, netns,
+                             cached["args"])
 
     async def shutdown(self) -> None:
-        """Removes the bridge, which the bridge plugin never deletes."""
+        """Removes the bridge, which the bridge plugin never deletes (no error if it is gone)."""
         proc = await asyncio.create_subprocess_exec("ip", "link", "del", self.config.bridge,
                                                     stdout=asyncio.subprocess.DEVNULL,
-                                                    stderr=asyncio.subprocess.DEVNULL)
-        await proc.wait()
-
-
-def _status(result: dict[str, Any]) -> NetworkStatus:
-    ips, gateway = [], None
-    for ip in result.get("ips", []):
-        ips.append(str(ipaddress.ip_interface(ip["address"]).ip))
-        gateway = gateway or ip.get("gateway")
-    return NetworkStatus(ips=ips, gateway=gateway, raw=result)
+                                                    stderr=asyncio.subprocess.PIPE)
+        _, err = await proc.communicate()
+        if proc.returncode != 0 and b"Cannot find device" not in err:
+            raise NetworkError(f"removing bridge {self.config.bridge}: {err.decode().strip()}")

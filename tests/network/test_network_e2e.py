@@ -1,0 +1,130 @@
+"""Real CNI plugins on real network namespaces: addresses, pod-to-pod traffic, hostPort,
+and a teardown that leaves nothing on the host (checked by host_env)."""
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import socket
+import subprocess
+import time
+from pathlib import Path
+from typing import Callable
+
+import pytest
+
+from podbay.runtime.network import NetworkError, PodNetwork, PortMapping
+from tests.conftest import HostEnv
+from tests.network.conftest import in_netns, links_in
+
+pytestmark = pytest.mark.e2e
+
+
+def _bridge_exists(name: str) -> bool:
+    return subprocess.run(["ip", "link", "show", name], capture_output=True).returncode == 0
+
+
+async def test_attach_gives_eth0_an_address_in_the_subnet_and_lo_up(
+        host_env: HostEnv, pod_network: PodNetwork, make_netns: Callable[[str], Path]) -> None:
+    netns = make_netns("a")
+    status = await pod_network.attach("c1", netns, pod_name="web", pod_namespace="default", pod_uid="u1")
+    [ip] = status.ips
+    subnet = ipaddress.ip_network(host_env.subnet)
+    assert ipaddress.ip_address(ip) in subnet and status.interface == "eth0"
+    assert status.gateway == str(next(subnet.hosts()))
+    links = links_in(netns)
+    assert ip in [a["local"] for a in links["eth0"]["addr_info"]]
+    assert "UP" in links["lo"]["flags"] and "127.0.0.1" in [a["local"] for a in links["lo"]["addr_info"]]
+    assert "default via " + status.gateway in in_netns(netns, "ip", "route").stdout
+    await pod_network.check("c1", netns)
+
+    await pod_network.detach("c1", netns)
+    assert "eth0" not in links_in(netns)
+    await pod_network.detach("c1", netns)  # a second DEL is a no-op
+    await pod_network.shutdown()
+    assert not _bridge_exists(host_env.bridge)
+
+
+async def test_two_pods_reach_each_other_by_pod_ip(
+        pod_network: PodNetwork, make_netns: Callable[[str], Path]) -> None:
+    a, b = make_netns("a"), make_netns("b")
+    status_a, status_b = await asyncio.gather(pod_network.attach("ca", a), pod_network.attach("cb", b))
+    assert status_a.ips != status_b.ips
+    ping = in_netns(a, "/bin/busybox", "ping", "-c1", "-W2", status_b.ips[0])
+    assert ping.returncode == 0, ping.stdout + ping.stderr
+    ping = in_netns(b, "/bin/busybox", "ping", "-c1", "-W2", status_a.ips[0])
+    assert ping.returncode == 0, ping.stdout + ping.stderr
+    await asyncio.gather(pod_network.detach("ca", a), pod_network.detach("cb", b))
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+async def _http_get(port: int, deadline_s: float = 10.0) -> bytes:
+    """GET / from 127.0.0.1:port, retrying until the server inside the pod listens."""
+    deadline = time.monotonic() + deadline_s
+    while True:
+        try:
+            reader, writer = await asyncio.wait_for(asyncio.open_connection("127.0.0.1", port), 2)
+            writer.write(b"GET / HTTP/1.0\r\nHost: localhost\r\n\r\n")
+            body = await asyncio.wait_for(reader.read(), 2)
+            writer.close()
+            if body:
+                return body
+        except (OSError, asyncio.TimeoutError):
+            pass
+        if time.monotonic() > deadline:
+            raise AssertionError(f"nothing served on 127.0.0.1:{port}")
+        await asyncio.sleep(0.05)
+
+
+async def test_host_port_on_localhost_reaches_the_pod(
+        tmp_path: Path, pod_network: PodNetwork, make_netns: Callable[[str], Path]) -> None:
+    netns = make_netns("h")
+    (tmp_path / "index.html").write_text("hello from the pod\n")
+    host_port = _free_port()
+    ports = [PortMapping(host_port=host_port, container_port=8080, host_ip="127.0.0.1")]
+    await pod_network.attach("ch", netns, port_mappings=ports)
+    httpd = subprocess.Popen(["ip", "netns", "exec", netns.name, "/bin/busybox", "httpd", "-f", "-p", "8080",
+                              "-h", str(tmp_path)])
+    try:
+        assert b"hello from the pod" in await _http_get(host_port)
+    finally:
+        httpd.kill()
+        httpd.wait()
+    await pod_network.detach("ch", netns, port_mappings=ports)
+
+
+async def test_detach_after_the_namespace_is_gone_releases_everything(
+        host_env: HostEnv, pod_network: PodNetwork, make_netns: Callable[[str], Path]) -> None:
+    netns = make_netns("g")
+    ports = [PortMapping(host_port=_free_port(), container_port=80)]
+    first = await pod_network.attach("cg", netns, port_mappings=ports)
+    subprocess.run(["ip", "netns", "del", netns.name], check=True)
+    await pod_network.detach("cg", netns)
+    await pod_network.detach("cg", None)
+    # The address went back to the pool: host-local hands out the next one, then wraps to it.
+    ipam = pod_network.config.cache_dir / "ipam" / host_env.network_name
+    assert not (ipam / first.ips[0]).exists()
+
+
+async def test_failed_add_undoes_what_it_added(
+        host_env: HostEnv, pod_network: PodNetwork, make_netns: Callable[[str], Path]) -> None:
+    netns = make_netns("f")
+    pod_network.ensure_conflist()
+    path = pod_network.conflist_path()
+    path.write_text(path.read_text().replace('"type": "portmap"', '"type": "nosuchplugin"'))
+    with pytest.raises(NetworkError, match='failed to find plugin "nosuchplugin"'):
+        await pod_network.attach("cf", netns)
+    assert "eth0" not in links_in(netns)
+    ipam = pod_network.config.cache_dir / "ipam" / host_env.network_name
+    assert not [p for p in ipam.iterdir() if p.name[0].isdigit()]
+
+
+async def test_plugin_error_message_reaches_the_caller(
+        host_env: HostEnv, pod_network: PodNetwork, make_netns: Callable[[str], Path]) -> None:
+    missing = Path("/run/netns") / f"{host_env.prefix}none"
+    with pytest.raises(NetworkError, match="plugin type='(bridge|loopback)' ADD failed: .*"):
+        await pod_network.attach("cx", missing)
