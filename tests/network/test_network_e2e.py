@@ -3,12 +3,14 @@ and a teardown that leaves nothing on the host (checked by host_env)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ipaddress
+import json
 import socket
 import subprocess
 import time
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import pytest
 
@@ -80,21 +82,69 @@ async def _http_get(port: int, deadline_s: float = 10.0) -> bytes:
         await asyncio.sleep(0.05)
 
 
-async def test_host_port_on_localhost_reaches_the_pod(
-        tmp_path: Path, pod_network: PodNetwork, make_netns: Callable[[str], Path]) -> None:
-    netns = make_netns("h")
-    (tmp_path / "index.html").write_text("hello from the pod\n")
-    host_port = _free_port()
-    ports = [PortMapping(host_port=host_port, container_port=8080, host_ip="127.0.0.1")]
-    await pod_network.attach("ch", netns, port_mappings=ports)
+@contextlib.contextmanager
+def _httpd(netns: Path, root: Path, text: str) -> Iterator[None]:
+    (root / "index.html").write_text(text)
     httpd = subprocess.Popen(["ip", "netns", "exec", netns.name, "/bin/busybox", "httpd", "-f", "-p", "8080",
-                              "-h", str(tmp_path)])
+                              "-h", str(root)])
     try:
-        assert b"hello from the pod" in await _http_get(host_port)
+        yield
     finally:
         httpd.kill()
         httpd.wait()
+
+
+async def test_host_port_on_localhost_reaches_the_pod(
+        tmp_path: Path, pod_network: PodNetwork, make_netns: Callable[[str], Path]) -> None:
+    netns = make_netns("h")
+    host_port = _free_port()
+    ports = [PortMapping(host_port=host_port, container_port=8080, host_ip="127.0.0.1")]
+    await pod_network.attach("ch", netns, port_mappings=ports)
+    with _httpd(netns, tmp_path, "hello from the pod\n"):
+        assert b"hello from the pod" in await _http_get(host_port)
     await pod_network.detach("ch", netns, port_mappings=ports)
+
+
+async def test_host_ports_added_to_an_existing_attachment(
+        tmp_path: Path, pod_network: PodNetwork, make_netns: Callable[[str], Path]) -> None:
+    netns = make_netns("w")
+    await pod_network.attach("cw", netns)
+    host_port = _free_port()
+    await pod_network.add_port_mappings("cw", netns, [PortMapping(host_port=host_port, container_port=8080)])
+    with _httpd(netns, tmp_path, "warm pod\n"):
+        assert b"warm pod" in await _http_get(host_port)
+    await pod_network.detach("cw", netns)  # the cached mappings are removed too (host_env checks)
+
+
+async def test_check_reports_a_missing_interface(
+        pod_network: PodNetwork, make_netns: Callable[[str], Path]) -> None:
+    netns = make_netns("k")
+    await pod_network.attach("ck", netns)
+    subprocess.run(["ip", "-n", netns.name, "link", "del", "eth0"], check=True)
+    with pytest.raises(NetworkError, match="plugin type='bridge' CHECK failed: .*eth0"):
+        await pod_network.check("ck", netns)
+    await pod_network.detach("ck", netns)
+    with pytest.raises(NetworkError, match="not attached"):
+        await pod_network.check("ck", netns)
+
+
+async def test_users_conflist_with_the_firewall_plugin(
+        pod_network: PodNetwork, make_netns: Callable[[str], Path]) -> None:
+    path = pod_network.ensure_conflist()
+    conflist = json.loads(path.read_text())
+    conflist["plugins"].append({"type": "firewall", "backend": "iptables"})
+    path.write_text(json.dumps(conflist))
+    netns = make_netns("u")
+    [ip] = (await pod_network.attach("cu", netns)).ips
+    assert f"-d {ip}/32" in _iptables_rules()
+    await pod_network.detach("cu", netns)
+    assert f"{ip}/32" not in _iptables_rules()
+    assert json.loads(path.read_text()) == conflist
+
+
+def _iptables_rules() -> str:
+    return "".join(subprocess.run(["iptables-save", "-t", t], capture_output=True, text=True).stdout
+                   for t in ("filter", "nat"))
 
 
 async def test_detach_after_the_namespace_is_gone_releases_everything(
