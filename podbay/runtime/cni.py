@@ -44,7 +44,15 @@ async def exec_plugin(command: str, conf: dict[str, Any], *, bin_dirs: tuple[Pat
     proc = await asyncio.create_subprocess_exec(
         str(find_plugin(kind, bin_dirs)), env=env, stdin=asyncio.subprocess.PIPE,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
-    out, err = await proc.communicate(json.dumps(conf).encode())
+    try:
+        out, err = await proc.communicate(json.dumps(conf).encode())
+    except asyncio.CancelledError:
+        # Let the plugin finish (it is short, and fails at once on a truncated config) so an
+        # undoing DEL never runs while its ADD is still changing the host.
+        if proc.stdin is not None:
+            proc.stdin.close()
+        await proc.wait()
+        raise
     if proc.returncode != 0:
         raise NetworkError(f"plugin type={kind!r} {command} failed: {_error_message(out, err, proc.returncode)}")
     if command != "ADD":

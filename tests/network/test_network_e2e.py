@@ -173,6 +173,21 @@ async def test_failed_add_undoes_what_it_added(
     assert not [p for p in ipam.iterdir() if p.name[0].isdigit()]
 
 
+async def test_cancelled_attach_leaves_nothing_attached(
+        host_env: HostEnv, pod_network: PodNetwork, make_netns: Callable[[str], Path]) -> None:
+    netns = make_netns("x")
+    try:
+        await asyncio.wait_for(pod_network.attach("cc", netns), timeout=0.005)
+    except asyncio.TimeoutError:
+        pass
+    else:  # a machine fast enough to finish first: the same end state through detach
+        await pod_network.detach("cc", netns)
+    assert "eth0" not in links_in(netns)
+    ipam = pod_network.config.cache_dir / "ipam" / host_env.network_name
+    assert not (ipam.is_dir() and [p for p in ipam.iterdir() if p.name[0].isdigit()])
+    assert not list((pod_network.config.cache_dir / "results").glob("*.json"))
+
+
 async def test_plugin_error_message_reaches_the_caller(
         host_env: HostEnv, pod_network: PodNetwork, make_netns: Callable[[str], Path]) -> None:
     missing = Path("/run/netns") / f"{host_env.prefix}none"
