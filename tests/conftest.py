@@ -49,10 +49,19 @@ class Leftovers:
         return not any(vars(self).values())
 
 
+def _routed_subnets() -> set[str]:
+    out = subprocess.run(["ip", "-4", "route", "show"], capture_output=True, text=True).stdout
+    return {line.split()[0] for line in out.splitlines() if line}
+
+
 def _claim_subnet() -> tuple[int, int]:
-    """Claims a /24 under 10.123.0.0/16 with a lock file held until released."""
+    """Claims a /24 under 10.123.0.0/16 with a lock file held until released; a subnet the
+    host already routes (a bridge left by a crashed run) is skipped, not shared."""
     SUBNET_LOCK_DIR.mkdir(exist_ok=True)
+    routed = _routed_subnets()
     for n in range(256):
+        if f"10.123.{n}.0/24" in routed:
+            continue
         fd = os.open(SUBNET_LOCK_DIR / f"{n}.lock", os.O_CREAT | os.O_RDWR, 0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

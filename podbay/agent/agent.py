@@ -15,7 +15,7 @@ from podbay.agent import translate
 from podbay.agent.actions import compute_pod_actions, is_restartable_init
 from podbay.agent.backoff import Backoff, backoff_key
 from podbay.agent.config import AgentConfig
-from podbay.agent.envvars import EnvError
+from podbay.agent.envvars import EnvError, PodFacts
 from podbay.agent.events import EventRecorder
 from podbay.agent.hooks import run_handler
 from podbay.agent.node import node_object, ready_condition
@@ -23,6 +23,7 @@ from podbay.agent.podstate import ContainerRecord, PodRuntimeStatus, RunState
 from podbay.agent.prober import ProbeManager, ProbeTarget
 from podbay.agent.runtimeview import runtime_pods
 from podbay.agent.status import StatusInputs, pod_status
+from podbay.agent.volumesources import volume_sources
 from podbay.api.wellknown import RUN_STATE_ANNOTATION, SANDBOX_FROM_ANNOTATION
 from podbay.api import Node, Pod
 from podbay.api.errors import Conflict, NotFound
@@ -335,7 +336,8 @@ class Agent:
         for c in [*pod.spec.init_containers, *pod.spec.containers]:
             await self._ensure_image(w, pod, c, c in pod.spec.init_containers, quiet=True)
         try:
-            await self.runtime.setup_pod_volumes(pod.metadata.uid, translate.volume_sources(pod))
+            sources = await volume_sources(self.client, pod, PodFacts(host_ip=self.config.node_address))
+            await self.runtime.setup_pod_volumes(pod.metadata.uid, sources)
         except Exception as exc:
             await self.events.record(pod, "FailedMount", f"MountVolume.SetUp failed: {exc}", warning=True)
 
@@ -416,7 +418,9 @@ class Agent:
             return False
         attempt = latest.attempt + 1 if latest is not None else 0
         try:
-            volume_paths = await self.runtime.setup_pod_volumes(pod.metadata.uid, translate.volume_sources(pod))
+            sources = await volume_sources(self.client, pod, PodFacts(pod_ip=pod_ip or "",
+                                                                      host_ip=self.config.node_address))
+            volume_paths = await self.runtime.setup_pod_volumes(pod.metadata.uid, sources)
         except Exception as exc:
             w.reasons[name] = ("ContainerCreating", "")
             await self.events.record(pod, "FailedMount", f"MountVolume.SetUp failed: {exc}", warning=True)

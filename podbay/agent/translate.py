@@ -18,9 +18,9 @@ from podbay.runtime.types import (
     ContainerConfig, ContainerMetadata, DNSConfig, HostAlias, LinuxContainerResources, LinuxContainerSecurity,
     Mount, PodSandboxConfig, PodSandboxMetadata, PortMapping,
 )
-from podbay.runtime.volumes import EmptyDir, HostPath, sub_path
+from podbay.runtime.volumes import sub_path
 
-__all__ = ["POD_UID", "sandbox_config", "container_config", "volume_sources", "image_present", "pull_image"]
+__all__ = ["POD_UID", "sandbox_config", "container_config", "image_present", "pull_image"]
 
 MAX_NAMESERVERS = 3
 MAX_SEARCHES = 32
@@ -105,18 +105,6 @@ def sandbox_config(pod: Pod, attempt: int, config: AgentConfig) -> PodSandboxCon
         subdomain_fqdn=_fqdn(pod),
         cpu_shares=cgroups.cpu_shares(milli) if milli else None,
     )
-
-
-def volume_sources(pod: Pod) -> dict[str, EmptyDir | HostPath]:
-    """The volumes this node provides, by name; others were refused by validation."""
-    out: dict[str, EmptyDir | HostPath] = {}
-    for v in pod.spec.volumes:
-        if v.host_path is not None:
-            out[v.name] = HostPath(v.host_path.path, v.host_path.type or "")
-        elif v.empty_dir is not None:
-            limit = v.empty_dir.size_limit
-            out[v.name] = EmptyDir(v.empty_dir.medium or "", int(parse_quantity(limit)) if limit else None)
-    return out
 
 
 def _kind(pod: Pod, container: Container, init: bool) -> str:

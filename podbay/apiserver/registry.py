@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any, Callable
 
-from podbay.api import Event, Namespace, Node, Pod
+from podbay.api import ConfigMap, Event, Namespace, Node, Pod, Secret
 from podbay.api.defaults import default_pod
 from podbay.api.errors import (
     AlreadyExists,
@@ -45,6 +45,8 @@ RESOURCES: dict[str, ResourceInfo] = {
     "nodes": ResourceInfo("nodes", "Node", False, Node, ("no",), ("status",)),
     "namespaces": ResourceInfo("namespaces", "Namespace", False, Namespace, ("ns",), ("status",)),
     "events": ResourceInfo("events", "Event", True, Event, ("ev",)),
+    "configmaps": ResourceInfo("configmaps", "ConfigMap", True, ConfigMap, ("cm",)),
+    "secrets": ResourceInfo("secrets", "Secret", True, Secret, ()),
 }
 
 SYSTEM_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")

@@ -28,6 +28,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     down.add_argument("--purge", action="store_true",
                       help="also stop and remove every pod, the pod network and all state")
     down.set_defaults(func=cmd_down)
+    register_kubeconfig(sub)
 
 
 def running_pid(settings: Settings) -> int | None:
@@ -134,3 +135,40 @@ async def _purge(settings: Settings) -> None:
     await runtime.shutdown(purge=True)
     shutil.rmtree(settings.state_root, ignore_errors=True)
     shutil.rmtree(settings.run_root, ignore_errors=True)
+
+
+def register_kubeconfig(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("kubeconfig", help="print a kubeconfig that points kubectl at this podbay")
+    p.set_defaults(func=cmd_kubeconfig)
+
+
+def cmd_kubeconfig(args: argparse.Namespace) -> int:
+    settings = settings_from(args)
+    if settings.server and settings.server.startswith("http"):
+        url = settings.server
+    elif settings.api_port:
+        url = f"http://127.0.0.1:{settings.api_port}"
+    else:
+        print("error: kubectl needs a TCP address: start podbay with --api-port PORT (or PODBAY_API_PORT) "
+              "and run this with the same setting", file=sys.stderr)
+        return 1
+    print(KUBECONFIG.format(url=url))
+    return 0
+
+
+KUBECONFIG = """apiVersion: v1
+kind: Config
+clusters:
+- name: podbay
+  cluster:
+    server: {url}
+contexts:
+- name: podbay
+  context:
+    cluster: podbay
+    user: podbay
+    namespace: default
+current-context: podbay
+users:
+- name: podbay
+  user: {{}}"""

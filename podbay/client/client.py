@@ -23,6 +23,8 @@ _RESOURCES: dict[str, tuple[str, bool]] = {
     "Node": ("nodes", False),
     "Namespace": ("namespaces", False),
     "Event": ("events", True),
+    "ConfigMap": ("configmaps", True),
+    "Secret": ("secrets", True),
 }
 PATCH_TYPES = {
     "strategic": "application/strategic-merge-patch+json",

@@ -69,6 +69,9 @@ class RuntimeService:
             bin_dirs=config.cni_bin_dirs, cache_dir=config.state_root / "cni" / "cache"))
         self._exits: asyncio.Queue[str] = asyncio.Queue()
         self._warm_ips: dict[str, list[str]] = {}  # warm sandbox id -> its IPs
+        self._sandboxes: dict[str, dict] = {}
+        self._containers: dict[str, dict] = {}
+        self._exited: set[str] = set()  # containers whose conmon has exited
         self._warming: asyncio.Task[None] | None = None
         self._watched: dict[str, asyncio.Future[None]] = {}
         self._locks: dict[str, asyncio.Lock] = {}
@@ -80,6 +83,7 @@ class RuntimeService:
                   self.config.bundles_root, self.config.netns_root, self.config.exits_root, self.config.crun_root):
             d.mkdir(parents=True, exist_ok=True)
         self.network.ensure_conflist()
+        self._load_records()
         await self._remove_unowned()
         self._refill_warm()
         for record in self._container_records():
@@ -96,9 +100,17 @@ class RuntimeService:
 
     def _sandbox(self, sandbox_id: str) -> dict:
         try:
-            return json.loads(self._sandbox_file(sandbox_id).read_text())
-        except FileNotFoundError:
+            return self._sandboxes[sandbox_id]
+        except KeyError:
             raise NotFound(f"pod sandbox {sandbox_id} not found") from None
+
+    def _save_sandbox(self, record: dict) -> None:
+        self._sandboxes[record["id"]] = record
+        _write_json(self._sandbox_file(record["id"]), record)
+
+    def _forget_sandbox(self, sandbox_id: str) -> None:
+        self._sandboxes.pop(sandbox_id, None)
+        self._sandbox_file(sandbox_id).unlink(missing_ok=True)
 
     def _sandbox_cgroup(self, sandbox_id: str) -> str:
         return f"{self.config.cgroup_parent}/pod-{sandbox_id[:16]}"
@@ -123,7 +135,7 @@ class RuntimeService:
         try:
             if warm:
                 await pin_namespaces(directory / "ns", config.hostname, ("uts",))
-                _write_json(self._sandbox_file(sandbox_id), record)
+                self._save_sandbox(record)
                 record["ips"] = warm[1]
                 if ports:
                     await self.network.add_port_mappings(sandbox_id, Path(record["netns"]), ports)
@@ -135,7 +147,7 @@ class RuntimeService:
                     await pin_namespaces(directory / "ns", config.hostname, kinds)
                 if not config.host_ipc:
                     self._mount_shm(directory)
-                _write_json(self._sandbox_file(sandbox_id), record)
+                self._save_sandbox(record)
                 if not config.host_network:
                     status = await self.network.attach(
                         sandbox_id, Path(record["netns"]), port_mappings=ports, pod_name=config.metadata.name,
@@ -145,10 +157,10 @@ class RuntimeService:
             write_pod_etc(directory / "etc", pod_ip=record["ip"], hostname=config.hostname,
                           fqdn=config.subdomain_fqdn, aliases=config.host_aliases, dns=config.dns,
                           host_network=config.host_network)
-            _write_json(self._sandbox_file(sandbox_id), record)
+            self._save_sandbox(record)
         except BaseException:
             await self._teardown_sandbox(sandbox_id, record)
-            self._sandbox_file(sandbox_id).unlink(missing_ok=True)
+            self._forget_sandbox(sandbox_id)
             raise
         finally:
             if warm:
@@ -207,7 +219,7 @@ class RuntimeService:
         if not root.is_dir():
             return
         for directory in root.iterdir():
-            if not self._sandbox_file(directory.name).exists():
+            if directory.name not in self._sandboxes:
                 await self._teardown_sandbox(directory.name, {"netns": str(directory / "ns" / "net"),
                                                               "port_mappings": []})
 
@@ -229,7 +241,7 @@ class RuntimeService:
         if record["state"] == SandboxState.READY.value:
             await self._teardown_sandbox(sandbox_id, record)
             record["state"] = SandboxState.NOTREADY.value
-            _write_json(self._sandbox_file(sandbox_id), record)
+            self._save_sandbox(record)
 
     async def remove_pod_sandbox(self, sandbox_id: str) -> None:
         try:
@@ -242,7 +254,7 @@ class RuntimeService:
         if record["state"] == SandboxState.READY.value:
             await self.stop_pod_sandbox(sandbox_id)
         cgroups.remove_cgroup(record["cgroup"])
-        self._sandbox_file(sandbox_id).unlink(missing_ok=True)
+        self._forget_sandbox(sandbox_id)
 
     async def pod_sandbox_status(self, sandbox_id: str) -> PodSandboxStatus:
         return self._sandbox_status(self._sandbox(sandbox_id))
@@ -255,9 +267,8 @@ class RuntimeService:
 
     async def list_pod_sandboxes(self) -> list[PodSandboxStatus]:
         out = []
-        for path in self.config.sandboxes_root.glob("*.json"):
-            with contextlib.suppress(FileNotFoundError, ValueError):
-                out.append(self._sandbox_status(json.loads(path.read_text())))
+        for record in list(self._sandboxes.values()):
+            out.append(self._sandbox_status(record))
         return out
 
     async def update_pod_sandbox(self, sandbox_id: str, labels: dict[str, str], annotations: dict[str, str],
@@ -275,7 +286,7 @@ class RuntimeService:
             hosts = (etc / "hosts").read_text().replace(f"\t{record['hostname']}\n", f"\t{hostname}\n")
             (etc / "hosts").write_text(hosts)
             record["hostname"] = hostname
-        _write_json(self._sandbox_file(sandbox_id), record)
+        self._save_sandbox(record)
 
     # -- containers ------------------------------------------------------------
 
@@ -287,19 +298,27 @@ class RuntimeService:
 
     def _container(self, container_id: str) -> dict:
         try:
-            return json.loads((self._container_dir(container_id) / "record.json").read_text())
-        except FileNotFoundError:
+            return self._containers[container_id]
+        except KeyError:
             raise NotFound(f"container {container_id} not found") from None
 
     def _save(self, record: dict) -> None:
+        self._containers[record["id"]] = record
         _write_json(self._container_dir(record["id"]) / "record.json", record)
 
     def _container_records(self) -> list[dict]:
-        out = []
+        return list(self._containers.values())
+
+    def _load_records(self) -> None:
+        """Records are kept in memory; the files make them outlive this process."""
+        for path in self.config.sandboxes_root.glob("*.json"):
+            with contextlib.suppress(FileNotFoundError, ValueError):
+                record = json.loads(path.read_text())
+                self._sandboxes[record["id"]] = record
         for path in self.config.containers_root.glob("*/record.json"):
             with contextlib.suppress(FileNotFoundError, ValueError):
-                out.append(json.loads(path.read_text()))
-        return out
+                record = json.loads(path.read_text())
+                self._containers[record["id"]] = record
 
     def _lock(self, container_id: str) -> asyncio.Lock:
         return self._locks.setdefault(container_id, asyncio.Lock())
@@ -405,14 +424,14 @@ class RuntimeService:
             self._save(record)
 
     def _state(self, record: dict) -> ContainerState:
-        """A running record whose exit file exists has exited; the file is the truth."""
-        if record["state"] == ContainerState.RUNNING.value and self.oci.exit_code(record["id"]) is not None:
+        """A running record whose monitor has exited has exited (its exit file says how)."""
+        if record["state"] == ContainerState.RUNNING.value and record["id"] in self._exited:
             return ContainerState.EXITED
         return ContainerState(record["state"])
 
     def _settle(self, record: dict) -> dict:
         """Moves a record to EXITED once conmon has written the exit file."""
-        if record["state"] != ContainerState.RUNNING.value:
+        if record["state"] != ContainerState.RUNNING.value or record["id"] not in self._exited:
             return record
         code = self.oci.exit_code(record["id"])
         if code is None:
@@ -477,8 +496,8 @@ class RuntimeService:
         await self.oci.delete(container_id)
         bundle = self._bundle(container_id)
         umount(str(bundle / "rootfs"), lazy=True)
-        with contextlib.suppress(FileNotFoundError, ValueError, KeyError):
-            record = json.loads((self._container_dir(container_id) / "record.json").read_text())
+        record = self._containers.pop(container_id, None)
+        if record is not None:
             Path(record["log_path"]).unlink(missing_ok=True)
         shutil.rmtree(bundle, ignore_errors=True)
         shutil.rmtree(self._container_dir(container_id), ignore_errors=True)
@@ -486,6 +505,7 @@ class RuntimeService:
         watcher = self._watched.pop(container_id, None)
         if watcher is not None and not watcher.done():
             watcher.cancel()
+        self._exited.discard(container_id)
         self._locks.pop(container_id, None)
 
     async def container_status(self, container_id: str) -> ContainerStatus:
@@ -525,6 +545,7 @@ class RuntimeService:
         except ProcessLookupError:
             fd = -1
         if fd < 0:
+            self._exited.add(container_id)
             done.set_result(None)
             self._exits.put_nowait(container_id)
             return done
@@ -532,6 +553,7 @@ class RuntimeService:
         def on_exit() -> None:
             loop.remove_reader(fd)
             os.close(fd)
+            self._exited.add(container_id)
             if not done.done():
                 done.set_result(None)
             self._exits.put_nowait(container_id)
@@ -612,6 +634,9 @@ class RuntimeService:
                 await self.remove_pod_sandbox(sb.id)
             for c in self._container_records():
                 await self.remove_container(c["id"])
+            if self.config.pods_root.is_dir():
+                for pod_dir in self.config.pods_root.iterdir():
+                    remove_pod_volumes(self.config.pods_root, pod_dir.name)
             await self.network.shutdown()
             for d in (self.config.bundles_root, self.config.netns_root, self.config.exits_root,
                       self.config.crun_root, self.config.run_root / "sandboxes"):

@@ -125,3 +125,41 @@ spec:
     app = await cluster.wait_for("probed", lambda p: any(
         s.name == "app" and s.ready for s in p.status.container_statuses))
     assert next(s for s in app.status.container_statuses if s.name == "app").ready
+
+
+async def test_config_map_secret_and_downward_api_volumes(cluster: Cluster) -> None:
+    from podbay.api.formats import load_objects
+
+    for obj in load_objects("""
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: settings}
+data: {greeting: hello, color: blue}
+---
+apiVersion: v1
+kind: Secret
+metadata: {name: creds}
+data: {password: czNjcjN0}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: files, labels: {app: files}}
+spec:
+  restartPolicy: Never
+  volumes:
+  - {name: cfg, configMap: {name: settings, items: [{key: greeting, path: hello.txt}]}}
+  - {name: sec, secret: {secretName: creds}}
+  - name: info
+    downwardAPI: {items: [{path: labels, fieldRef: {fieldPath: metadata.labels}},
+                          {path: name, fieldRef: {fieldPath: metadata.name}}]}
+  containers:
+  - name: show
+    image: busybox:1.35
+    command: [sh, -c, "cat /cfg/hello.txt /sec/password; echo; cat /info/labels; echo; cat /info/name; echo; ls /cfg"]
+    volumeMounts: [{name: cfg, mountPath: /cfg}, {name: sec, mountPath: /sec}, {name: info, mountPath: /info}]
+"""):
+        await cluster.client.create(obj)
+    pod = await cluster.wait_for("files", phase("Succeeded", "Failed"))
+    assert pod.status.phase == "Succeeded"
+    log = b"".join([c async for c in cluster.client.logs("files", "default")]).decode()
+    assert log == 'hellos3cr3t\napp="files"\nfiles\nhello.txt\n'
