@@ -144,6 +144,9 @@ class Agent:
             if uid not in seen:
                 self._adopt_orphan(uid, rt)
         async for type_, pod in self.client.watch(Pod, field_selector=selector):
+            if type_ == "DELETED" and pod.metadata.uid in self.workers:
+                # The last word on the pod: how fast its containers must go.
+                self.workers[pod.metadata.uid].last_pod = pod
             self._dispatch(None if type_ == "DELETED" else pod, pod.metadata.uid)
 
     def _adopt_orphan(self, uid: str, rt: PodRuntimeStatus) -> None:
@@ -218,7 +221,8 @@ class Agent:
         if pod is None:
             # The object is gone: stop at once and forget the pod.
             if w.last_pod is not None:
-                await self._kill_pod(w.last_pod, rt, grace_override=1, reason="")
+                grace = w.last_pod.metadata.deletion_grace_period_seconds
+                await self._kill_pod(w.last_pod, rt, grace_override=1 if grace is None else grace, reason="")
             else:
                 await self._kill_all_records(rt)
             await self._remove_pod(rt)

@@ -459,8 +459,18 @@ class Registry:
                 continue
             grace = self._grace(info, obj, options)
             if grace == 0 and not meta.get("finalizers"):
+                expected = meta["resourceVersion"]
+                if info.name == "pods" and obj.get("spec", {}).get("nodeName") and not meta.get("deletionTimestamp") \
+                        and obj.get("status", {}).get("phase") not in ("Succeeded", "Failed"):
+                    # A forced delete of a pod that may be running: its node's agent learns it
+                    # from the object (deletionGracePeriodSeconds 0) and kills at once.
+                    try:
+                        expected = self.store.update(resource, ns, name, self._mark_deleting(obj, 0),
+                                                     expected_rv=expected)["metadata"]["resourceVersion"]
+                    except Conflict:
+                        continue
                 try:
-                    gone = self.store.delete(resource, ns, name, expected_rv=meta["resourceVersion"])
+                    gone = self.store.delete(resource, ns, name, expected_rv=expected)
                 except Conflict:
                     continue
                 if info.name == "pods":
