@@ -67,18 +67,20 @@ def _free_port() -> int:
 async def _http_get(port: int, deadline_s: float = 10.0) -> bytes:
     """GET / from 127.0.0.1:port, retrying until the server inside the pod listens."""
     deadline = time.monotonic() + deadline_s
+    last: object = None
     while True:
         try:
             reader, writer = await asyncio.wait_for(asyncio.open_connection("127.0.0.1", port), 2)
             writer.write(b"GET / HTTP/1.0\r\nHost: localhost\r\n\r\n")
-            body = await asyncio.wait_for(reader.read(), 2)
+            body = last = await asyncio.wait_for(reader.read(), 2)
             writer.close()
             if body:
                 return body
-        except (OSError, asyncio.TimeoutError):
-            pass
+        except (OSError, asyncio.TimeoutError) as exc:
+            last = exc
         if time.monotonic() > deadline:
-            raise AssertionError(f"nothing served on 127.0.0.1:{port}")
+            raise AssertionError(f"nothing served on 127.0.0.1:{port} (last: {last!r}); nat rules for it: "
+                                 f"{[r for r in _iptables_rules().splitlines() if str(port) in r]}")
         await asyncio.sleep(0.05)
 
 
