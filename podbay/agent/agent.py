@@ -210,7 +210,7 @@ class Agent:
                 w.wake_at(time.monotonic() + 1.0)
 
     async def _runtime_status(self, uid: str) -> PodRuntimeStatus:
-        return (await runtime_pods(self.runtime)).get(uid) or PodRuntimeStatus(uid=uid)
+        return (await runtime_pods(self.runtime, uid)).get(uid) or PodRuntimeStatus(uid=uid)
 
     # -- one sync --------------------------------------------------------------------
 
@@ -226,7 +226,7 @@ class Agent:
             else:
                 await self._kill_all_records(rt)
             await self._remove_pod(rt)
-            self.probes.ensure(self._probe_targets_except(w.uid))
+            self._drop_probes(w.uid)
             return True
 
         deleting = pod.metadata.deletion_timestamp is not None
@@ -253,7 +253,7 @@ class Agent:
                     await self.runtime.stop_pod_sandbox(sb.id)
             if created_state and not deleting:
                 await self._prepare_created(w, pod)
-            await self._sync_probes()
+            await self._sync_probes(w.uid)
             rt = await self._runtime_status(w.uid)
             await self._write_status(w, rt, pod_is_terminal=not created_state, deadline=deadline,
                                      created_state=created_state)
@@ -262,7 +262,7 @@ class Agent:
                 with contextlib.suppress(NotFound):
                     await self.client.delete(Pod, pod.metadata.name, pod.metadata.namespace,
                                              grace_period_seconds=0, uid=pod.metadata.uid)
-                self.probes.ensure(self._probe_targets_except(w.uid))
+                self._drop_probes(w.uid)
                 return True
             return False
 
@@ -330,7 +330,7 @@ class Agent:
                 await asyncio.gather(*(self._start_container(w, pod, rt, sandbox_id, pod_ip, c, init=False)
                                        for c in mains))
 
-        await self._sync_probes()
+        await self._sync_probes(w.uid)
         rt = await self._runtime_status(w.uid)
         await self._write_status(w, rt)
         return False
@@ -584,15 +584,17 @@ class Agent:
     def _probe_targets_except(self, uid: str) -> list[ProbeTarget]:
         return [t for t in self._targets if t.pod.metadata.uid != uid]
 
-    async def _sync_probes(self) -> None:
-        """Starts probe timers for newly running containers and stops those of gone ones."""
-        pods = await runtime_pods(self.runtime)
-        targets = []
-        for uid, rt in pods.items():
-            w = self.workers.get(uid)
-            pod = w.pod if w is not None else None
-            if pod is None or pod.metadata.deletion_timestamp is not None:
-                continue
+    def _drop_probes(self, uid: str) -> None:
+        self._targets = self._probe_targets_except(uid)
+        self.probes.ensure(self._targets)
+
+    async def _sync_probes(self, uid: str) -> None:
+        """Starts probe timers for the pod's newly running containers and stops those of gone ones."""
+        rt = await self._runtime_status(uid)
+        targets = self._probe_targets_except(uid)
+        w = self.workers.get(uid)
+        pod = w.pod if w is not None else None
+        if pod is not None and pod.metadata.deletion_timestamp is None:
             ip = rt.sandboxes[0].ip if rt.sandboxes else None
             for c in rt.running():
                 spec = self._spec_of(pod, c.name)

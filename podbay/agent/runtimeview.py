@@ -83,21 +83,21 @@ def _newest_first(items: list[Any]) -> list[Any]:
     return sorted(items, key=lambda r: (r.attempt, r.created_at or epoch), reverse=True)
 
 
-async def runtime_pods(runtime: Any) -> dict[str, PodRuntimeStatus]:
-    """Every pod the runtime holds for this agent, by pod uid."""
+async def runtime_pods(runtime: Any, uid: str | None = None) -> dict[str, PodRuntimeStatus]:
+    """Every pod the runtime holds for this agent (or only pod `uid`), by pod uid."""
+    selector = {POD_UID: uid} if uid else None
     pods: dict[str, PodRuntimeStatus] = {}
     sandboxes: dict[str, list[SandboxRecord]] = defaultdict(list)
-    for sb in await runtime.list_pod_sandboxes():
-        uid = (getattr(sb, "labels", None) or {}).get(POD_UID)
-        if uid:
-            status = await runtime.pod_sandbox_status(sb.id)
-            sandboxes[uid].append(sandbox_record(status))
+    for sb in await runtime.list_pod_sandboxes(label_selector=selector):
+        owner = (getattr(sb, "labels", None) or {}).get(POD_UID)
+        if owner:
+            sandboxes[owner].append(sandbox_record(sb))
     containers: dict[str, list[ContainerRecord]] = defaultdict(list)
-    for c in await runtime.list_containers():
-        uid = (getattr(c, "labels", None) or {}).get(POD_UID)
-        if uid:
-            containers[uid].append(container_record(await runtime.container_status(c.id)))
-    for uid in set(sandboxes) | set(containers):
-        pods[uid] = PodRuntimeStatus(uid=uid, sandboxes=_newest_first(sandboxes[uid]),
-                                     containers=_newest_first(containers[uid]))
+    for c in await runtime.list_containers(label_selector=selector):
+        owner = (getattr(c, "labels", None) or {}).get(POD_UID)
+        if owner:
+            containers[owner].append(container_record(c))
+    for owner in set(sandboxes) | set(containers):
+        pods[owner] = PodRuntimeStatus(uid=owner, sandboxes=_newest_first(sandboxes[owner]),
+                                       containers=_newest_first(containers[owner]))
     return pods

@@ -6,6 +6,7 @@ that is set is kept even when empty, because its presence means something
 """
 from __future__ import annotations
 
+import functools
 import types
 import typing
 from typing import Any, TypeVar
@@ -97,8 +98,13 @@ def _message(err: Any) -> str:
     return _EXPECTED.get(kind, err.get("msg", "invalid value"))
 
 
+@functools.cache
+def _wire_fields(cls: type[BaseModel]) -> dict[str, Any]:
+    return {(info.alias or name): info.annotation for name, info in cls.model_fields.items()}
+
+
 def unknown_fields(cls: type[BaseModel], data: dict[str, Any], path: str = "") -> list[FieldError]:
-    known = {(info.alias or name): info.annotation for name, info in cls.model_fields.items()}
+    known = _wire_fields(cls)
     errors: list[FieldError] = []
     for key, value in data.items():
         if key not in known:
@@ -123,6 +129,7 @@ def _unknown_in(annotation: Any, value: Any, path: str) -> list[FieldError]:
     return []
 
 
+@functools.cache
 def _model_of(annotation: Any) -> tuple[type[BaseModel] | None, str | None]:
     """The model type inside `X | None`, `list[X]` or `dict[str, X]`, and which wrapper."""
     origin = typing.get_origin(annotation)

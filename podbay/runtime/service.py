@@ -265,11 +265,10 @@ class RuntimeService:
             created_at=datetime.fromisoformat(r["created_at"]), ip=r["ip"], ips=r["ips"], labels=r["labels"],
             annotations=r["annotations"], host_network=r["host_network"], netns_path=r["netns"])
 
-    async def list_pod_sandboxes(self) -> list[PodSandboxStatus]:
-        out = []
-        for record in list(self._sandboxes.values()):
-            out.append(self._sandbox_status(record))
-        return out
+    async def list_pod_sandboxes(self, label_selector: dict[str, str] | None = None) -> list[PodSandboxStatus]:
+        """Every sandbox, or those whose labels include `label_selector` (CRI's filter)."""
+        return [self._sandbox_status(r) for r in list(self._sandboxes.values())
+                if not label_selector or label_selector.items() <= r["labels"].items()]
 
     async def update_pod_sandbox(self, sandbox_id: str, labels: dict[str, str], annotations: dict[str, str],
                                  hostname: str | None = None) -> None:
@@ -518,12 +517,16 @@ class RuntimeService:
             message=r["message"], image=r["image"], image_ref=r["image_ref"], labels=r["labels"],
             annotations=r["annotations"], log_path=r["log_path"], pid=r["pid"])
 
-    async def list_containers(self, sandbox_id: str | None = None) -> list[ContainerStatus]:
+    async def list_containers(self, sandbox_id: str | None = None,
+                              label_selector: dict[str, str] | None = None) -> list[ContainerStatus]:
         out = []
         for r in self._container_records():
-            if sandbox_id is None or r["sandbox_id"] == sandbox_id:
-                with contextlib.suppress(NotFound):
-                    out.append(await self.container_status(r["id"]))
+            if sandbox_id is not None and r["sandbox_id"] != sandbox_id:
+                continue
+            if label_selector and not label_selector.items() <= r["labels"].items():
+                continue
+            with contextlib.suppress(NotFound):
+                out.append(await self.container_status(r["id"]))
         return out
 
     async def container_log_path(self, container_id: str) -> str:
