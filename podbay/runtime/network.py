@@ -9,7 +9,6 @@ after a crash or once the namespace is gone.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import ipaddress
 import json
 import os
@@ -140,36 +139,54 @@ async def _run(*command: str, stdin: bytes | None = None) -> tuple[int | None, b
     return proc.returncode, out, err
 
 
-async def _drop_masquerade_rules(conflist: dict[str, Any], container_id: str,
-                                 result: dict[str, Any] | None) -> list[str]:
-    """Removes the bridge plugin's ipMasq rules its DEL left behind (usually none).
-
-    The bridge plugin (1.1.x) finds the addresses to un-masquerade on the interface inside
-    the namespace, so a DEL once the namespace or its eth0 is gone releases the IP but
-    leaves the POSTROUTING rule and the per-container chain. They carry the plugin's comment `name: "<net>" id: "<id>"` and
-    its chain name CNI-<sha512(net+id)[:24]>, which is how they are found here."""
-    if not any(p.get("type") == "bridge" and p.get("ipMasq") for p in conflist["plugins"]):
+def nat_rules_to_drop(saved: str, comment: str) -> list[str]:
+    """An iptables-restore batch (one table) deleting every rule carrying `comment` and the
+    CNI-* chains those rules jump to that nothing else jumps to (portmap's CNI-DN-* chains hold
+    rules without the comment, so such chains are flushed whole)."""
+    table = next((line for line in saved.splitlines() if line.startswith("*")), "*nat")
+    rules = [line for line in saved.splitlines() if line.startswith("-A ")]
+    ours = [line for line in rules if comment in line]
+    if not ours:
         return []
-    comment = f'--comment "name: \\"{conflist["name"]}\\" id: \\"{container_id}\\""'
-    chain = "CNI-" + hashlib.sha512(f"{conflist['name']}{container_id}".encode()).hexdigest()[:24]
-    families = {ipaddress.ip_interface(ip["address"]).version for ip in (result or {}).get("ips", [])} or {4}
+    targets = {line.split(" -j ")[-1].split()[0] for line in ours if " -j " in line}
+    chains = sorted(chain for chain in targets if chain.startswith("CNI-") and not any(
+        comment not in line and line.split()[1] != chain and f" -j {chain} " in f"{line} " for line in rules))
+    return [table, *("-D" + line[2:] for line in ours), *(f"-F {chain}" for chain in chains),
+            *(f"-X {chain}" for chain in chains), "COMMIT", ""]
+
+
+async def _drop_rules(comment: str, families: set[int]) -> list[str]:
+    """Deletes the NAT rules whose comment matches (the bridge plugin's ipMasq rules, portmap's
+    DNAT rules: `name: "<net>" id: "<id>"`) and the per-container chains they jump to.
+
+    The bridge plugin (1.1.x) finds the addresses to un-masquerade on the interface inside the
+    namespace, so a DEL once the namespace or its eth0 is gone releases the IP but leaves its
+    POSTROUTING rule and chain; this finds them by the plugin's comment instead."""
     errors = []
-    for save, restore in (("iptables-save", "iptables-restore"), ("ip6tables-save", "ip6tables-restore")):
-        if (6 if save.startswith("ip6") else 4) not in families:
+    for family, save, restore in ((4, "iptables-save", "iptables-restore"), (6, "ip6tables-save", "ip6tables-restore")):
+        if family not in families:
             continue
         code, out, err = await _run(save, "-t", "nat")
         if code != 0:
             errors.append(f"{save}: {err.decode().strip()}")
             continue
-        ours = [line for line in out.decode().splitlines() if line.startswith("-A ") and comment in line]
-        chains = [line for line in out.decode().splitlines() if line.split()[:1] == [f":{chain}"]]
-        if not ours and not chains:
+        batch = nat_rules_to_drop(out.decode(), comment)
+        if not batch:
             continue
-        batch = ["*nat", *("-D" + line[2:] for line in ours), *(f"-X {chain}" for _ in chains), "COMMIT", ""]
         code, _, err = await _run(restore, "--noflush", "--wait", stdin="\n".join(batch).encode())
         if code != 0:
-            errors.append(f"{restore}: removing {chain}: {err.decode().strip()}")
+            errors.append(f"{restore}: removing rules with {comment}: {err.decode().strip()}")
     return errors
+
+
+def _families(result: dict[str, Any] | None) -> set[int]:
+    return {ipaddress.ip_interface(ip["address"]).version for ip in (result or {}).get("ips", [])} or {4}
+
+
+def plugin_comment(network: str, container_id: str | None = None) -> str:
+    """As the plugins write it in iptables-save's quoting; without an id, any container's."""
+    text = f'name: \\"{network}\\"'
+    return text + (f' id: \\"{container_id}\\""' if container_id is not None else "")
 
 
 class PodNetwork:
@@ -302,7 +319,7 @@ class PodNetwork:
             except NetworkError as exc:
                 errors.append(str(exc))
         if not errors:
-            errors += await _drop_masquerade_rules(conflist, container_id, prev)
+            errors += await _drop_rules(plugin_comment(conflist["name"], container_id), _families(prev))
         if errors:
             raise NetworkError("; ".join(errors))
         cache.unlink(missing_ok=True)
@@ -322,10 +339,13 @@ class PodNetwork:
                              cached["args"])
 
     async def shutdown(self) -> None:
-        """Removes the bridge, which the bridge plugin never deletes (no error if it is gone)."""
-        proc = await asyncio.create_subprocess_exec("ip", "link", "del", self.config.bridge,
-                                                    stdout=asyncio.subprocess.DEVNULL,
-                                                    stderr=asyncio.subprocess.PIPE)
-        _, err = await proc.communicate()
-        if proc.returncode != 0 and b"Cannot find device" not in err:
-            raise NetworkError(f"removing bridge {self.config.bridge}: {err.decode().strip()}")
+        """Removes the bridge, which the bridge plugin never deletes, and any NAT rule still naming
+        this network (a detach that failed). The shared CNI-HOSTPORT-* chains stay: portmap
+        keeps them for every CNI network on the host. No error if nothing is left."""
+        family = ipaddress.ip_network(self.config.subnet).version
+        code, _, err = await _run("ip", "link", "del", self.config.bridge)
+        errors = [] if code == 0 or b"Cannot find device" in err else [
+            f"removing bridge {self.config.bridge}: {err.decode().strip()}"]
+        errors += await _drop_rules(plugin_comment(self.config.name), {family})
+        if errors:
+            raise NetworkError("; ".join(errors))

@@ -195,3 +195,15 @@ async def test_plugin_error_message_reaches_the_caller(
     missing = Path("/run/netns") / f"{host_env.prefix}none"
     with pytest.raises(NetworkError, match="plugin type='(bridge|loopback)' ADD failed: .*"):
         await pod_network.attach("cx", missing)
+
+
+async def test_shutdown_sweeps_rules_of_a_lost_attachment(
+        host_env: HostEnv, pod_network: PodNetwork, make_netns: Callable[[str], Path]) -> None:
+    netns = make_netns("l")
+    await pod_network.attach("cl", netns, port_mappings=[PortMapping(host_port=_free_port(), container_port=80)])
+    for cached in (pod_network.config.cache_dir / "results").iterdir():
+        cached.unlink()  # the state a DEL needs is lost
+    assert host_env.network_name in _iptables_rules()
+    await pod_network.shutdown()
+    assert host_env.network_name not in _iptables_rules()
+    assert not _bridge_exists(host_env.bridge)

@@ -4,7 +4,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from podbay.runtime.cni import result_problems
-from podbay.runtime.network import NetworkConfig, PodNetwork, PortMapping, default_conflist, host_port_conflicts
+from podbay.runtime.network import (NetworkConfig, PodNetwork, PortMapping, plugin_comment, nat_rules_to_drop, default_conflist,
+                                    host_port_conflicts)
 
 
 def test_same_port_and_protocol_on_any_address_conflicts() -> None:
@@ -58,3 +59,37 @@ def test_result_problems_name_the_field() -> None:
                                                             {"address": "10.0.0.3"}]}
     assert result_problems(bad) == ["ips[0].interface: 3: no such entry in interfaces",
                                     "ips[1].address: '10.0.0.3': not an address in CIDR notation"]
+
+
+SAVED_NAT = r'''*nat
+:POSTROUTING ACCEPT [0:0]
+:CNI-HOSTPORT-DNAT - [0:0]
+:CNI-aaa - [0:0]
+:CNI-bbb - [0:0]
+:CNI-DN-ccc - [0:0]
+-A POSTROUTING -s 10.9.0.2/32 -m comment --comment "name: \"net\" id: \"c1\"" -j CNI-aaa
+-A POSTROUTING -s 10.9.0.3/32 -m comment --comment "name: \"net\" id: \"c2\"" -j CNI-bbb
+-A POSTROUTING -s 10.8.0.2/32 -m comment --comment "name: \"net2\" id: \"c1\"" -j CNI-bbb
+-A CNI-HOSTPORT-DNAT -p tcp -m comment --comment "dnat name: \"net\" id: \"c1\"" -m multiport --dports 80 -j CNI-DN-ccc
+-A CNI-aaa -d 10.9.0.0/24 -m comment --comment "name: \"net\" id: \"c1\"" -j ACCEPT
+-A CNI-aaa ! -d 224.0.0.0/4 -m comment --comment "name: \"net\" id: \"c1\"" -j MASQUERADE
+-A CNI-DN-ccc -p tcp -m tcp --dport 80 -j DNAT --to-destination 10.9.0.2:8080
+COMMIT
+'''
+
+
+def test_rules_of_one_container_and_its_own_chains_are_dropped() -> None:
+    batch = nat_rules_to_drop(SAVED_NAT, plugin_comment("net", "c1"))
+    assert batch[0] == "*nat" and batch[-2:] == ["COMMIT", ""]
+    deleted = [line for line in batch if line.startswith("-D")]
+    assert len(deleted) == 4 and all('id: \\"c1\\"' in line and 'name: \\"net\\"' in line for line in deleted)
+    # Only c1's rules jump to CNI-aaa and CNI-DN-ccc, so both go, with DN's uncommented rule.
+    assert [line for line in batch if line[:2] in ("-F", "-X")] == [
+        "-F CNI-DN-ccc", "-F CNI-aaa", "-X CNI-DN-ccc", "-X CNI-aaa"]
+
+
+def test_a_network_sweep_keeps_chains_other_networks_use() -> None:
+    batch = nat_rules_to_drop(SAVED_NAT, plugin_comment("net"))
+    assert not any("net2" in line for line in batch)
+    assert "-X CNI-bbb" not in batch  # net2's rule still jumps to it
+    assert nat_rules_to_drop(SAVED_NAT, plugin_comment("other")) == []
