@@ -237,6 +237,11 @@ class PodNetwork:
         args = cni_args({"K8S_POD_NAMESPACE": pod_namespace, "K8S_POD_NAME": pod_name,
                          "K8S_POD_INFRA_CONTAINER_ID": container_id, "K8S_POD_UID": pod_uid})
         cache = self._cache(container_id)
+        if cache.exists():
+            # A second ADD would fail on the existing eth0, and its undoing DEL would then tear
+            # down the attachment that works.
+            raise NetworkError(f"container {container_id} is already attached to network {self.config.name!r}; "
+                               "detach it first")
         cache.parent.mkdir(parents=True, exist_ok=True)
         record = {"conflist": conflist, "ports": [asdict(p) for p in ports], "args": args, "result": None,
                   "added": 0}

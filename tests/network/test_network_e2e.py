@@ -38,6 +38,9 @@ async def test_attach_gives_eth0_an_address_in_the_subnet_and_lo_up(
     assert "UP" in links["lo"]["flags"] and "127.0.0.1" in [a["local"] for a in links["lo"]["addr_info"]]
     assert "default via " + status.gateway in in_netns(netns, "ip", "route").stdout
     await pod_network.check("c1", netns)
+    with pytest.raises(NetworkError, match="already attached"):
+        await pod_network.attach("c1", netns)
+    await pod_network.check("c1", netns)  # the refused ADD left the attachment alone
 
     await pod_network.detach("c1", netns)
     assert "eth0" not in links_in(netns)
