@@ -1,12 +1,14 @@
 """Times CNI attach and detach of fresh network namespaces on a scratch network.
 
 Run as root: .venv/bin/python -m bench.network_attach [--rounds N] [--firewall]
-Uses its own bridge (pbbench0), network and subnet (10.123.254.0/24) and removes them after.
+Uses its own bridge (pbbench0), network and subnet (10.123.254.0/24) and removes them after;
+one run at a time (a lock in /tmp), as two would share the bridge.
 """
 from __future__ import annotations
 
 import argparse
 import asyncio
+import fcntl
 import json
 import statistics
 import subprocess
@@ -18,6 +20,15 @@ from podbay.runtime.network import NetworkConfig, PodNetwork, PortMapping, defau
 
 
 async def main(rounds: int, firewall: bool, ports: bool, ipmasq: bool = True) -> None:
+    with open(Path(tempfile.gettempdir()) / "podbay-bench-network.lock", "w") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise SystemExit("another bench.network_attach is running") from None
+        await _run(rounds, firewall, ports, ipmasq)
+
+
+async def _run(rounds: int, firewall: bool, ports: bool, ipmasq: bool) -> None:
     with tempfile.TemporaryDirectory(prefix="pbbench-") as tmp:
         config = NetworkConfig(name="pbbenchnet", bridge="pbbench0", subnet="10.123.254.0/24",
                                conf_dir=Path(tmp) / "net.d", cache_dir=Path(tmp) / "cni")
