@@ -80,6 +80,14 @@ def wait_exited(pids: list[int], deadline: float) -> None:
             os.close(fd)
 
 
+def wait_no_sandbox(records: Path, deadline: float) -> None:
+    """Until the runtime holds no sandbox record (warm sandboxes have none)."""
+    while any(records.glob("*.json")):
+        if time.monotonic() > deadline:
+            raise TimeoutError("the pod's sandbox was not removed")
+        time.sleep(0.002)
+
+
 def busybox_rootfs_tar(directory: Path) -> Path:
     """The same busybox podbay builds its image from, as a rootfs tarball for `podman import`."""
     from podbay.runtime.images import ImageStore, ensure_busybox_image
@@ -105,8 +113,10 @@ async def fig1_2_podbay(server: PodbayServer, rounds: int) -> dict[str, list[flo
         t0 = time.monotonic()
         await server.client.delete(Pod, "web", "default", grace_period_seconds=0)
         await server.wait_pods({"web"}, lambda p: p is None)
-        # Torn down means the containers are gone too, not only the object.
+        # Torn down means the containers and the sandbox (namespaces, network) are gone too,
+        # not only the object, as after `podman pod rm`.
         await asyncio.to_thread(wait_exited, monitors, time.monotonic() + 30)
+        await asyncio.to_thread(wait_no_sandbox, server.base / "lib" / "sandboxes", time.monotonic() + 30)
         out["teardown"].append(time.monotonic() - t0)
     return out
 

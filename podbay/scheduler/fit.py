@@ -8,7 +8,7 @@ minus the requests of the pods already bound to it.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from fractions import Fraction
 
 from podbay.api import Node, NodeSelectorRequirement, NodeSelectorTerm, Pod, Taint, Toleration
@@ -16,19 +16,36 @@ from podbay.api.quantity import parse_quantity
 from podbay.api.resources import pod_requests
 
 
-@dataclass(frozen=True)
+@dataclass
 class NodeInfo:
-    """A node with the pods already on it."""
+    """A node with what the pods already bound to it use (the scheduler cache's NodeInfo),
+    kept up to date as pods come and go rather than recomputed per decision."""
 
     node: Node
-    pods: tuple[Pod, ...] = ()
+    requested: dict[str, Fraction] = field(default_factory=dict)
+    pod_count: int = 0
+    host_ports: list[tuple[str, str, int]] = field(default_factory=list)
 
-    def requested(self) -> dict[str, Fraction]:
-        total: dict[str, Fraction] = {}
-        for p in self.pods:
-            for name, value in pod_requests(p).items():
-                total[name] = total.get(name, Fraction(0)) + value
-        return total
+    @classmethod
+    def of(cls, node: Node, pods: tuple[Pod, ...] = ()) -> "NodeInfo":
+        info = cls(node)
+        for p in pods:
+            info.add(p)
+        return info
+
+    def add(self, pod: Pod) -> None:
+        for name, value in pod_requests(pod).items():
+            self.requested[name] = self.requested.get(name, Fraction(0)) + value
+        self.pod_count += 1
+        self.host_ports += sorted(_host_ports(pod))
+
+    def remove(self, pod: Pod) -> None:
+        for name, value in pod_requests(pod).items():
+            self.requested[name] = self.requested.get(name, Fraction(0)) - value
+        self.pod_count -= 1
+        for port in _host_ports(pod):
+            if port in self.host_ports:
+                self.host_ports.remove(port)
 
 
 def _labels_match(term: NodeSelectorTerm, node: Node) -> bool:
@@ -103,8 +120,7 @@ def unfit_reasons(pod: Pod, info: NodeInfo) -> list[str]:
         if taint.effect in ("NoSchedule", "NoExecute") and not any(_tolerates(t, taint) for t in pod.spec.tolerations):
             reasons.append(f"node(s) had untolerated taint {{{taint.key}: {taint.value or ''}}}")
             break
-    used = set().union(*(_host_ports(p) for p in info.pods)) if info.pods else set()
-    if _ports_conflict(_host_ports(pod), used):
+    if _ports_conflict(_host_ports(pod), set(info.host_ports)):
         reasons.append("node(s) didn't have free ports for the requested pod ports")
     reasons += _insufficient(pod, info)
     return reasons
@@ -112,9 +128,9 @@ def unfit_reasons(pod: Pod, info: NodeInfo) -> list[str]:
 
 def _insufficient(pod: Pod, info: NodeInfo) -> list[str]:
     allocatable = {k: parse_quantity(v) for k, v in info.node.status.allocatable.items()}
-    if "pods" in allocatable and len(info.pods) + 1 > allocatable["pods"]:
+    if "pods" in allocatable and info.pod_count + 1 > allocatable["pods"]:
         return ["Too many pods"]
-    requested = info.requested()
+    requested = info.requested
     out = []
     for name, want in sorted(pod_requests(pod).items()):
         if want == 0:
@@ -128,7 +144,7 @@ def _insufficient(pod: Pod, info: NodeInfo) -> list[str]:
 def score(pod: Pod, info: NodeInfo) -> Fraction:
     """LeastAllocated: the node with the most room left (cpu and memory, equally weighted) wins."""
     allocatable = {k: parse_quantity(v) for k, v in info.node.status.allocatable.items()}
-    requested = info.requested()
+    requested = info.requested
     want = pod_requests(pod)
     total = Fraction(0)
     for name in ("cpu", "memory"):

@@ -27,8 +27,9 @@ class Scheduler:
     def __init__(self, client: Any, name: str = DEFAULT_SCHEDULER) -> None:
         self.client = client
         self.name = name
-        self.nodes: dict[str, Node] = {}
+        self.nodes: dict[str, NodeInfo] = {}
         self.pods: dict[str, Pod] = {}  # by uid, every pod the API holds
+        self.counted: dict[str, tuple[str, Pod]] = {}  # uid -> (node, pod) for pods using a node's room
         self.queue: asyncio.Queue[str] = asyncio.Queue()
         self.queued: set[str] = set()
         self.unschedulable: set[str] = set()
@@ -47,12 +48,32 @@ class Scheduler:
         return (not pod.spec.node_name and pod.metadata.deletion_timestamp is None and not _terminal(pod)
                 and (pod.spec.scheduler_name or DEFAULT_SCHEDULER) == self.name)
 
+    def _count(self, pod: Pod) -> None:
+        """Keeps each node's used room in step with the pods bound to it."""
+        uid = pod.metadata.uid
+        previous = self.counted.pop(uid, None)
+        if previous is not None and previous[0] in self.nodes:
+            self.nodes[previous[0]].remove(previous[1])
+        name = pod.spec.node_name
+        if name and not _terminal(pod) and pod.metadata.deletion_timestamp is None:
+            self.counted[uid] = (name, pod)
+            if name in self.nodes:
+                self.nodes[name].add(pod)
+
+    def _uncount(self, uid: str) -> None:
+        previous = self.counted.pop(uid, None)
+        if previous is not None and previous[0] in self.nodes:
+            self.nodes[previous[0]].remove(previous[1])
+
     async def watch_nodes(self) -> None:
         async for kind, node in self.client.watch(Node):
+            name = node.metadata.name
             if kind == "DELETED":
-                self.nodes.pop(node.metadata.name, None)
+                self.nodes.pop(name, None)
+            elif name in self.nodes:
+                self.nodes[name].node = node
             else:
-                self.nodes[node.metadata.name] = node
+                self.nodes[name] = NodeInfo.of(node, tuple(p for n, p in self.counted.values() if n == name))
             self._retry_unschedulable()
 
     async def watch_pods(self) -> None:
@@ -60,25 +81,20 @@ class Scheduler:
             uid = pod.metadata.uid
             if kind == "DELETED":
                 self.pods.pop(uid, None)
+                self._uncount(uid)
                 self._retry_unschedulable()
                 continue
             old = self.pods.get(uid)
             self.pods[uid] = pod
+            self._count(pod)
             if self._wants(pod):
                 if uid not in self.unschedulable:
                     self._enqueue(uid)
             elif old is not None and (_terminal(pod) and not _terminal(old)):
                 self._retry_unschedulable()
 
-    def node_infos(self) -> list[NodeInfo]:
-        by_node: dict[str, list[Pod]] = {name: [] for name in self.nodes}
-        for p in self.pods.values():
-            if p.spec.node_name in by_node and not _terminal(p):
-                by_node[p.spec.node_name].append(p)
-        return [NodeInfo(node, tuple(by_node[name])) for name, node in self.nodes.items()]
-
     def pick(self, pod: Pod) -> tuple[str | None, str]:
-        infos = self.node_infos()
+        infos = list(self.nodes.values())
         reasons = {i.node.metadata.name: unfit_reasons(pod, i) for i in infos}
         fitting = [i for i in infos if not reasons[i.node.metadata.name]]
         if not fitting:
@@ -115,6 +131,7 @@ class Scheduler:
         assumed = pod.model_copy(deep=True)
         assumed.spec.node_name = node
         self.pods[pod.metadata.uid] = assumed
+        self._count(assumed)
         await self._event(pod, "Normal", "Scheduled",
                           f"Successfully assigned {pod.metadata.namespace}/{pod.metadata.name} to {node}")
 

@@ -24,8 +24,8 @@ def pod(name: str, *requests: dict, node_name: str = "", **spec) -> Pod:
 
 def test_sum_of_container_requests_must_fit_the_free_room() -> None:
     # The seed's case: 2 CPUs free on a node, a pod of two 1.5-CPU containers fits nowhere.
-    a = NodeInfo(node("node-a", cpu="4"), (pod("busy", {"cpu": "2"}, node_name="node-a"),))
-    b = NodeInfo(node("node-b", cpu="2"))
+    a = NodeInfo.of(node("node-a", cpu="4"), (pod("busy", {"cpu": "2"}, node_name="node-a"),))
+    b = NodeInfo.of(node("node-b", cpu="2"))
     wide = pod("wide", {"cpu": "1500m"}, {"cpu": "1500m"})
     assert unfit_reasons(wide, a) == ["Insufficient cpu"]
     assert unfit_reasons(wide, b) == ["Insufficient cpu"]
@@ -35,7 +35,7 @@ def test_sum_of_container_requests_must_fit_the_free_room() -> None:
 
 
 def test_node_selector_affinity_taints_and_ports() -> None:
-    n = NodeInfo(node("n", labels={"disk": "ssd"}, taints=[{"key": "gpu", "value": "yes", "effect": "NoSchedule"}]))
+    n = NodeInfo.of(node("n", labels={"disk": "ssd"}, taints=[{"key": "gpu", "value": "yes", "effect": "NoSchedule"}]))
     assert "node(s) didn't match Pod's node affinity/selector" in unfit_reasons(
         pod("p", {}, nodeSelector={"disk": "hdd"}), n)
     assert unfit_reasons(pod("p", {}, nodeSelector={"disk": "ssd"}), n) == [
@@ -47,7 +47,7 @@ def test_node_selector_affinity_taints_and_ports() -> None:
     assert unfit_reasons(tolerant, n) == []
     with_port = from_dict(Pod, {"metadata": {"name": "a", "uid": "a"}, "spec": {"nodeName": "m", "containers": [
         {"name": "c", "image": "i", "ports": [{"containerPort": 80, "hostPort": 8080}]}]}})
-    m = NodeInfo(node("m"), (with_port,))
+    m = NodeInfo.of(node("m"), (with_port,))
     other = with_port.model_copy(deep=True)
     other.metadata.uid = "b"
     assert unfit_reasons(other, m) == ["node(s) didn't have free ports for the requested pod ports"]
@@ -56,7 +56,7 @@ def test_node_selector_affinity_taints_and_ports() -> None:
 def test_not_ready_node_is_skipped() -> None:
     n = node("n")
     n.status.conditions[0].status = "False"
-    assert unfit_reasons(pod("p", {}), NodeInfo(n)) == ["node(s) had untolerated taint {node.kubernetes.io/not-ready: }"]
+    assert unfit_reasons(pod("p", {}), NodeInfo.of(n)) == ["node(s) had untolerated taint {node.kubernetes.io/not-ready: }"]
 
 
 def test_pod_gc_choices() -> None:

@@ -1,0 +1,88 @@
+"""podbay's control plane alone, on a real API server and SQLite store (no containers):
+
+    sudo .venv/bin/python -m bench.control_plane [--nodes 1000] [--pods 10000] [--clients 20]
+
+- scheduler throughput: pods bound per second with `--nodes` Node objects and `--pods` pods;
+- API create latency p50/p99 with `--clients` concurrent clients.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import tempfile
+import time
+from pathlib import Path
+
+from podbay.api import Node, Pod
+from podbay.api.serialize import from_dict
+from podbay.apiserver.embedded import serve_embedded
+from podbay.client import Client
+from podbay.scheduler.scheduler import Scheduler
+
+
+def node(i: int) -> Node:
+    return from_dict(Node, {"metadata": {"name": f"node-{i:04d}"}, "status": {
+        "allocatable": {"cpu": "32", "memory": "128Gi", "pods": "110"},
+        "conditions": [{"type": "Ready", "status": "True"}]}})
+
+
+def pod(name: str) -> Pod:
+    return from_dict(Pod, {"metadata": {"name": name}, "spec": {"containers": [
+        {"name": "c", "image": "busybox:1.35", "resources": {"requests": {"cpu": "100m", "memory": "64Mi"}}}]}})
+
+
+async def scheduler_throughput(url: str, nodes: int, pods: int) -> float:
+    client = Client.connect(url)
+    for i in range(nodes):
+        await client.create(node(i))
+    for i in range(pods):
+        await client.create(pod(f"s-{i}"))
+    scheduler = Scheduler(client)
+    watchers = [asyncio.create_task(scheduler.watch_nodes()), asyncio.create_task(scheduler.watch_pods())]
+    while len(scheduler.nodes) < nodes or len(scheduler.pods) < pods:
+        await asyncio.sleep(0.05)  # the caches fill from the watches; not part of the timing
+    loop = asyncio.create_task(scheduler.schedule_loop())
+    t0 = time.monotonic()
+    while scheduler.queue.qsize() or scheduler.queued:
+        await asyncio.sleep(0.01)
+    took = time.monotonic() - t0
+    for t in (loop, *watchers):
+        t.cancel()
+    await asyncio.gather(loop, *watchers, return_exceptions=True)
+    await client.close()
+    return pods / took
+
+
+async def create_latency(url: str, clients: int, per_client: int) -> list[float]:
+    samples: list[float] = []
+
+    async def one(k: int) -> None:
+        client = Client.connect(url)
+        for i in range(per_client):
+            t0 = time.perf_counter()
+            await client.create(pod(f"l-{k}-{i}"))
+            samples.append(time.perf_counter() - t0)
+        await client.close()
+    await asyncio.gather(*(one(k) for k in range(clients)))
+    return sorted(samples)
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--nodes", type=int, default=1000)
+    parser.add_argument("--pods", type=int, default=10000)
+    parser.add_argument("--clients", type=int, default=20)
+    parser.add_argument("--per-client", type=int, default=50)
+    args = parser.parse_args()
+    async with serve_embedded(Path(tempfile.mkdtemp(prefix="podbay-bench-cp-")), host=None) as server:
+        rate = await scheduler_throughput(server.url, args.nodes, args.pods)
+    async with serve_embedded(Path(tempfile.mkdtemp(prefix="podbay-bench-cp-")), host=None) as server:
+        lat = await create_latency(server.url, args.clients, args.per_client)
+    p = lambda q: lat[min(len(lat) - 1, int(q * len(lat)))] * 1000  # noqa: E731
+    print(f"scheduler: {args.pods} pods on {args.nodes} nodes bound at {rate:.0f} pods/s")
+    print(f"API create latency, {args.clients} concurrent clients x {args.per_client}: "
+          f"p50 {p(0.5):.1f} ms, p99 {p(0.99):.1f} ms")
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
