@@ -43,7 +43,7 @@ async def scheduler_throughput(url: str, nodes: int, pods: int) -> float:
         await asyncio.sleep(0.05)  # the caches fill from the watches; not part of the timing
     loop = asyncio.create_task(scheduler.schedule_loop())
     t0 = time.monotonic()
-    while scheduler.queue.qsize() or scheduler.queued:
+    while scheduler.queue.qsize() or scheduler.queued or scheduler._binding:
         await asyncio.sleep(0.01)
     took = time.monotonic() - t0
     for t in (loop, *watchers):

@@ -23,34 +23,24 @@ from bench.peer_podman import PodmanPeer
 from bench.podbay_side import PodbayServer, all_running, pod_from
 from bench.stats import ratio, summarise
 from podbay.api import Pod
+from podbay.api.formats import dump_objects, load_pods
 
 HOST_PORT = 18080
-WEB = """\
-apiVersion: v1
-kind: Pod
-metadata:
-  name: {name}
-spec:
-  terminationGracePeriodSeconds: 0
-  volumes:
-  - name: html
-    emptyDir: {{}}
-  containers:
-  - name: backend
-    image: busybox:1.35
-    command: ["sh", "-c", "while true; do date > /tmp/index.html; sleep 1; done"]
-    volumeMounts: [{{name: html, mountPath: /tmp}}]
-  - name: frontend
-    image: busybox:1.35
-    command: ["httpd", "-f", "-p", "8080", "-h", "/var/www"]
-    volumeMounts: [{{name: html, mountPath: /var/www}}]
-{ports}"""
-PORTS = """    ports: [{{containerPort: 8080, hostPort: {port}, hostIP: 127.0.0.1}}]
-"""
+EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "web-pod.yaml"
 
 
 def manifest(name: str, port: int | None) -> str:
-    return WEB.format(name=name, ports=PORTS.format(port=port) if port else "")
+    """The seed's web pod (examples/web-pod.yaml) under `name`, with a hostPort or none;
+    grace period 0, so both tools tear it down at once."""
+    pod = load_pods(EXAMPLE)[0]
+    pod.metadata.name = name
+    pod.spec.termination_grace_period_seconds = 0
+    frontend = pod.spec.containers[1]
+    if port:
+        frontend.ports[0].host_port = port
+    else:
+        frontend.ports = []
+    return dump_objects([pod])
 
 
 def served(url: str, deadline: float) -> None:

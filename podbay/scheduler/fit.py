@@ -23,8 +23,16 @@ class NodeInfo:
 
     node: Node
     requested: dict[str, Fraction] = field(default_factory=dict)
+    allocatable: dict[str, Fraction] = field(default_factory=dict)
     pod_count: int = 0
     host_ports: list[tuple[str, str, int]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.set_node(self.node)
+
+    def set_node(self, node: Node) -> None:
+        self.node = node
+        self.allocatable = {k: parse_quantity(v) for k, v in node.status.allocatable.items()}
 
     @classmethod
     def of(cls, node: Node, pods: tuple[Pod, ...] = ()) -> "NodeInfo":
@@ -96,8 +104,9 @@ def _ports_conflict(wanted: set[tuple[str, str, int]], used: set[tuple[str, str,
     return False
 
 
-def unfit_reasons(pod: Pod, info: NodeInfo) -> list[str]:
-    """Why the pod cannot go to this node, in the scheduler's words; empty when it fits."""
+def unfit_reasons(pod: Pod, info: NodeInfo, want: dict[str, Fraction] | None = None) -> list[str]:
+    """Why the pod cannot go to this node, in the scheduler's words; empty when it fits.
+    `want` is the pod's effective request, when the caller has it already."""
     node = info.node
     reasons: list[str] = []
     if pod.spec.node_name and pod.spec.node_name != node.metadata.name:
@@ -122,17 +131,17 @@ def unfit_reasons(pod: Pod, info: NodeInfo) -> list[str]:
             break
     if _ports_conflict(_host_ports(pod), set(info.host_ports)):
         reasons.append("node(s) didn't have free ports for the requested pod ports")
-    reasons += _insufficient(pod, info)
+    reasons += _insufficient(pod_requests(pod) if want is None else want, info)
     return reasons
 
 
-def _insufficient(pod: Pod, info: NodeInfo) -> list[str]:
-    allocatable = {k: parse_quantity(v) for k, v in info.node.status.allocatable.items()}
+def _insufficient(wanted: dict[str, Fraction], info: NodeInfo) -> list[str]:
+    allocatable = info.allocatable
     if "pods" in allocatable and info.pod_count + 1 > allocatable["pods"]:
         return ["Too many pods"]
     requested = info.requested
     out = []
-    for name, want in sorted(pod_requests(pod).items()):
+    for name, want in sorted(wanted.items()):
         if want == 0:
             continue
         free = allocatable.get(name, Fraction(0)) - requested.get(name, Fraction(0))
@@ -141,11 +150,10 @@ def _insufficient(pod: Pod, info: NodeInfo) -> list[str]:
     return out
 
 
-def score(pod: Pod, info: NodeInfo) -> Fraction:
+def score(want: dict[str, Fraction], info: NodeInfo) -> Fraction:
     """LeastAllocated: the node with the most room left (cpu and memory, equally weighted) wins."""
-    allocatable = {k: parse_quantity(v) for k, v in info.node.status.allocatable.items()}
+    allocatable = info.allocatable
     requested = info.requested
-    want = pod_requests(pod)
     total = Fraction(0)
     for name in ("cpu", "memory"):
         cap = allocatable.get(name, Fraction(0))

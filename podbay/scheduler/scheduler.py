@@ -14,9 +14,12 @@ from typing import Any
 from podbay.api import Binding, Event, EventSource, Node, ObjectMeta, ObjectReference, Pod, PodCondition, now
 from podbay.api.defaults import DEFAULT_SCHEDULER
 from podbay.api.errors import Conflict, NotFound
+from podbay.api.resources import pod_requests
 from podbay.scheduler.fit import NodeInfo, failure_message, score, unfit_reasons
 
 log = logging.getLogger(__name__)
+
+MIN_FEASIBLE_NODES_TO_FIND = 100
 
 
 def _terminal(pod: Pod) -> bool:
@@ -33,6 +36,8 @@ class Scheduler:
         self.queue: asyncio.Queue[str] = asyncio.Queue()
         self.queued: set[str] = set()
         self.unschedulable: set[str] = set()
+        self._next_start = 0
+        self._binding: set[asyncio.Task[None]] = set()
 
     def _enqueue(self, uid: str) -> None:
         if uid not in self.queued:
@@ -71,7 +76,7 @@ class Scheduler:
             if kind == "DELETED":
                 self.nodes.pop(name, None)
             elif name in self.nodes:
-                self.nodes[name].node = node
+                self.nodes[name].set_node(node)
             else:
                 self.nodes[name] = NodeInfo.of(node, tuple(p for n, p in self.counted.values() if n == name))
             self._retry_unschedulable()
@@ -93,13 +98,35 @@ class Scheduler:
             elif old is not None and (_terminal(pod) and not _terminal(old)):
                 self._retry_unschedulable()
 
+    def nodes_to_find(self, total: int) -> int:
+        """kube-scheduler's percentageOfNodesToScore: in a large cluster, stop looking once
+        this many feasible nodes are found (50% less 1% per 125 nodes, at least 5%, at least 100)."""
+        if total < MIN_FEASIBLE_NODES_TO_FIND:
+            return total
+        percentage = max(5, 50 - total // 125)
+        return max(MIN_FEASIBLE_NODES_TO_FIND, total * percentage // 100)
+
     def pick(self, pod: Pod) -> tuple[str | None, str]:
         infos = list(self.nodes.values())
-        reasons = {i.node.metadata.name: unfit_reasons(pod, i) for i in infos}
-        fitting = [i for i in infos if not reasons[i.node.metadata.name]]
+        want = pod_requests(pod)
+        enough = self.nodes_to_find(len(infos))
+        reasons: dict[str, list[str]] = {}
+        fitting: list[NodeInfo] = []
+        # Start where the previous search stopped, so every node gets its turn (as kube-scheduler does).
+        start = self._next_start % len(infos) if infos else 0
+        for k in range(len(infos)):
+            info = infos[(start + k) % len(infos)]
+            why = unfit_reasons(pod, info, want)
+            if why:
+                reasons[info.node.metadata.name] = why
+            else:
+                fitting.append(info)
+                if len(fitting) >= enough:
+                    self._next_start = start + k + 1
+                    break
         if not fitting:
             return None, failure_message(reasons, len(infos))
-        best = max(fitting, key=lambda i: (score(pod, i), i.node.metadata.name))
+        best = max(fitting, key=lambda i: (score(want, i), i.node.metadata.name))
         return best.node.metadata.name, ""
 
     async def schedule_loop(self) -> None:
@@ -115,11 +142,22 @@ class Scheduler:
                 log.exception("scheduling pod %s/%s", pod.metadata.namespace, pod.metadata.name)
 
     async def schedule_one(self, pod: Pod) -> None:
+        """The scheduling cycle: pick a node and assume the pod there at once; the binding
+        cycle (the API call) runs on its own, as in kube-scheduler, so the next pod need not wait."""
         node, why = self.pick(pod)
         if node is None:
             self.unschedulable.add(pod.metadata.uid)
             await self._unschedulable(pod, why)
             return
+        assumed = pod.model_copy(deep=True)
+        assumed.spec.node_name = node
+        self.pods[pod.metadata.uid] = assumed
+        self._count(assumed)
+        task = asyncio.create_task(self._bind(pod, node))
+        self._binding.add(task)
+        task.add_done_callback(self._binding.discard)
+
+    async def _bind(self, pod: Pod, node: str) -> None:
         binding = Binding(metadata=ObjectMeta(name=pod.metadata.name, namespace=pod.metadata.namespace,
                                               uid=pod.metadata.uid),
                           target=ObjectReference(kind="Node", name=node))
@@ -127,11 +165,14 @@ class Scheduler:
             await self.client.bind(binding)
         except (Conflict, NotFound):
             return  # bound by someone else, or gone: the watch brings the truth
-        # Count the pod on its node at once (the scheduler cache's assume), before the watch confirms.
-        assumed = pod.model_copy(deep=True)
-        assumed.spec.node_name = node
-        self.pods[pod.metadata.uid] = assumed
-        self._count(assumed)
+        except Exception:
+            log.exception("binding pod %s/%s", pod.metadata.namespace, pod.metadata.name)
+            # Forget the assumption and try again.
+            if self.pods.get(pod.metadata.uid) is not None and self.pods[pod.metadata.uid].spec.node_name == node:
+                self.pods[pod.metadata.uid] = pod
+                self._count(pod)
+                self._enqueue(pod.metadata.uid)
+            return
         await self._event(pod, "Normal", "Scheduled",
                           f"Successfully assigned {pod.metadata.namespace}/{pod.metadata.name} to {node}")
 

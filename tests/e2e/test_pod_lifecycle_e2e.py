@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import urllib.request
+from pathlib import Path
 
 import pytest
 
@@ -16,29 +17,12 @@ pytestmark = pytest.mark.e2e
 
 
 def web_pod(host_port: int) -> Pod:
-    """The seed's two-container pod: 'backend' writes the date into an emptyDir, 'frontend' serves it."""
-    return load_pods(f"""
-apiVersion: v1
-kind: Pod
-metadata:
-  name: web
-  labels: {{app: web}}
-spec:
-  terminationGracePeriodSeconds: 2
-  volumes:
-  - name: html
-    emptyDir: {{}}
-  containers:
-  - name: backend
-    image: busybox:1.35
-    command: ["sh", "-c", "while true; do date > /tmp/index.html; sleep 1; done"]
-    volumeMounts: [{{name: html, mountPath: /tmp}}]
-  - name: frontend
-    image: busybox:1.35
-    command: ["httpd", "-f", "-p", "8080", "-h", "/var/www"]
-    volumeMounts: [{{name: html, mountPath: /var/www}}]
-    ports: [{{containerPort: 8080, hostPort: {host_port}, hostIP: 127.0.0.1}}]
-""")[0]
+    """The seed's two-container pod (examples/web-pod.yaml): 'backend' writes the date into an
+    emptyDir, 'frontend' serves it; published on a free host port."""
+    pod = load_pods(Path(__file__).resolve().parents[2] / "examples" / "web-pod.yaml")[0]
+    pod.spec.containers[1].ports[0].host_port = host_port
+    pod.spec.termination_grace_period_seconds = 2
+    return pod
 
 
 def fetch(url: str) -> str:
@@ -73,6 +57,21 @@ async def test_web_pod_runs_serves_and_goes(cluster: Cluster) -> None:
     by_ip = await fetch_when_served(f"http://{pod.status.pod_ip}:8080/")
     by_host_port = await fetch_when_served(f"http://127.0.0.1:{port}/")
     assert "UTC" in by_ip and "UTC" in by_host_port
+
+    # The seed's curl pod: another pod reaches the page at the web pod's IP.
+    await cluster.client.create(load_pods(f"""
+apiVersion: v1
+kind: Pod
+metadata: {{name: curl}}
+spec:
+  restartPolicy: Never
+  containers:
+  - {{name: curl, image: busybox:1.35, command: [wget, -qO-, "http://{pod.status.pod_ip}:8080/"]}}
+""")[0])
+    curl = await cluster.wait_for("curl", lambda p: p.status.phase in ("Succeeded", "Failed"))
+    assert curl.status.phase == "Succeeded" and curl.status.pod_ip != pod.status.pod_ip
+    page = b"".join([c async for c in cluster.client.logs("curl", "default")]).decode()
+    assert "UTC" in page
 
     await cluster.client.delete(Pod, "web", "default")
     await cluster.wait_for_deleted("web")
