@@ -5,13 +5,17 @@ v1beta1 (`id`, `desiredState.manifest`, `labels`): id -> metadata.name,
 manifest.containers/volumes/restartPolicy -> spec; a volume's `source.emptyDir`
 or `source.hostDir.path` -> emptyDir / hostPath.
 
-HyperContainer pod file (`id`, `containers`, `resource`, `volumes`, `hostname`,
-`tty`): id -> metadata.name; each container's image, command (its first word
-the command, the rest args), workdir -> workingDir, envs [{env, value}] -> env,
+HyperContainer pod file (`id`, `containers`, `resource`, `volumes`, `portmappings`,
+`hostname`, `tty`, `restartPolicy`): id -> metadata.name; each container's image,
+command (its first word the command, the rest args; with `entryPoint`, that is the
+command and `command` the args), workdir -> workingDir, envs [{env, value}] -> env,
 ports [{containerPort, hostPort, protocol}], volumes [{volume, path, readOnly}]
--> volumeMounts; `resource.vcpu` and `resource.memory` (MiB) are the pod's
-whole budget, given to the first container as limits; pod volumes with a
-`source` path -> hostPath, without one (or driver "") -> emptyDir.
+-> volumeMounts; the pod's `portmappings` go to the first container (all share the
+pod's IP); `resource.vcpu` and `resource.memory` (MiB) are the pod's whole budget,
+given to the first container as limits; pod volumes with a `source` path ->
+hostPath, without one -> emptyDir (`format` and `driver` are storage details with
+no Pod equivalent and are not needed). A container's `files` has no equivalent
+and is refused with a message.
 """
 from __future__ import annotations
 
@@ -46,15 +50,16 @@ def _documents(text: str, source: str) -> list[Any]:
         raise Invalid([FieldError(source, None, f"not valid YAML or JSON: {exc}")]) from None
 
 
-def load_objects(text: str, source: str = "<stdin>") -> list[BaseModel]:
-    """Every object in the text, decoded strictly; errors name the document and field."""
+def load_objects(text: str, source: str = "<stdin>", *, strict: bool = True) -> list[BaseModel]:
+    """Every object in the text; errors name the document and field. `strict` refuses unknown
+    fields (kubectl's --validate=strict); without it they are dropped."""
     out: list[BaseModel] = []
     errors: list[FieldError] = []
     docs = _documents(text, source)
     for i, doc in enumerate(docs, start=1):
         where = source if len(docs) == 1 else f"{source}#{i}"
         try:
-            out += _decode(doc, where)
+            out += _decode(doc, where, strict)
         except Invalid as exc:
             errors += [FieldError(f"{where}: {e.path}", e.value, e.message) for e in exc.errors]
     if errors:
@@ -62,17 +67,20 @@ def load_objects(text: str, source: str = "<stdin>") -> list[BaseModel]:
     return out
 
 
-def _decode(doc: Any, where: str) -> list[BaseModel]:
+def _decode(doc: Any, where: str, strict: bool = True) -> list[BaseModel]:
     if not isinstance(doc, dict):
         raise Invalid([FieldError("<root>", None, "must be an object")])
     kind, version = doc.get("kind"), doc.get("apiVersion")
+    for field, value in (("kind", kind), ("apiVersion", version)):
+        if value is not None and not isinstance(value, str):
+            raise Invalid([FieldError(field, None, f"must be a string, got {type(value).__name__}")])
     if kind in ("List", "PodList") or (kind is None and "items" in doc):
         items = doc.get("items") or []
         out: list[BaseModel] = []
         errors: list[FieldError] = []
         for i, item in enumerate(items):
             try:
-                out += _decode(item, where)
+                out += _decode(item, where, strict)
             except Invalid as exc:
                 errors += [FieldError(f"items[{i}].{e.path}", e.value, e.message) for e in exc.errors]
         if errors:
@@ -82,22 +90,23 @@ def _decode(doc: Any, where: str) -> list[BaseModel]:
         return [from_dict(Pod, from_v1beta1(doc))]
     if kind is None and "containers" in doc and "id" in doc:
         return [from_dict(Pod, from_hyper(doc))]
-    if version not in (None, "v1"):
-        raise Invalid([FieldError("apiVersion", version, 'Unsupported value: supported values: "v1", "v1beta1"')])
     model = KINDS.get(kind or "")
     if model is None:
-        raise Invalid([FieldError("kind", kind, "Unsupported value: supported kinds: "
+        raise Invalid([FieldError("kind", kind, "Unsupported value: podbay runs Pods (with the ConfigMaps, "
+                                  "Secrets and Namespaces they use); supported kinds: "
                                   + ", ".join(f'"{k}"' for k in KINDS) + ", List, v1beta1 Pod, Hyper pod file")])
-    return [from_dict(model, doc)]
+    if version not in (None, "v1"):
+        raise Invalid([FieldError("apiVersion", version, 'Unsupported value: supported values: "v1", "v1beta1"')])
+    return [from_dict(model, doc, strict=strict)]
 
 
-def load_pods(text_or_path: str | Path) -> list[Pod]:
+def load_pods(text_or_path: str | Path, *, strict: bool = True) -> list[Pod]:
     """The pods in a file (a Path, or a string naming an existing file) or in the text itself."""
     if isinstance(text_or_path, Path) or ("\n" not in text_or_path and Path(text_or_path).is_file()):
         path = Path(text_or_path)
-        objs = load_objects(path.read_text(), str(path))
+        objs = load_objects(path.read_text(), str(path), strict=strict)
     else:
-        objs = load_objects(text_or_path)
+        objs = load_objects(text_or_path, strict=strict)
     return [o for o in objs if isinstance(o, Pod)]
 
 
@@ -149,10 +158,14 @@ def from_hyper(doc: dict[str, Any]) -> dict[str, Any]:
             container["command"] = command[:1]
             if command[1:]:
                 container["args"] = command[1:]
-        if c.get("entrypoint"):
-            container["command"] = list(c["entrypoint"])
+        entrypoint = c.get("entryPoint") or c.get("entrypoint")
+        if entrypoint:
+            container["command"] = [entrypoint] if isinstance(entrypoint, str) else list(entrypoint)
             if command:
                 container["args"] = command
+        if c.get("files"):
+            raise Invalid([FieldError(f"containers[{i}].files", None, "Unsupported value: Hyper's injected "
+                                      "files have no Pod equivalent; put them in a ConfigMap and mount it")])
         if c.get("workdir"):
             container["workingDir"] = c["workdir"]
         if c.get("envs"):
@@ -169,6 +182,12 @@ def from_hyper(doc: dict[str, Any]) -> dict[str, Any]:
             container["tty"] = True
             container["stdin"] = True
         containers.append(container)
+    mappings = doc.get("portmappings") or []
+    if mappings and containers:
+        # Hyper maps ports for the whole pod; in a Pod they belong to a container, and all share the IP.
+        containers[0].setdefault("ports", []).extend(
+            {"containerPort": p.get("containerPort"), **({"hostPort": p["hostPort"]} if p.get("hostPort") else {}),
+             **({"protocol": p["protocol"].upper()} if p.get("protocol") else {})} for p in mappings)
     resource = doc.get("resource") or {}
     if containers and resource:
         limits = {}

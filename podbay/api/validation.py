@@ -188,6 +188,8 @@ def _container(path: str, c: Container, volumes: set[str], init: bool, pod: Pod)
             errs.append(FieldError(f"{mp}.name", m.name, "Not found"))
         if not m.mount_path:
             errs.append(FieldError(f"{mp}.mountPath", None, "Required value"))
+        elif not m.mount_path.startswith("/"):
+            errs.append(FieldError(f"{mp}.mountPath", m.mount_path, "must be an absolute path"))
         elif m.mount_path in mount_paths:
             errs.append(FieldError(f"{mp}.mountPath", m.mount_path, "must be unique"))
         mount_paths.add(m.mount_path)

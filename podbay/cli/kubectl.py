@@ -30,6 +30,8 @@ KINDS: dict[str, type] = {"pods": Pod, "pod": Pod, "po": Pod, "nodes": Node, "no
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("apply", help="create or update objects from files (-f FILE|DIR|-)")
     p.add_argument("-f", "--filename", action="append", required=True)
+    p.add_argument("--validate", choices=["strict", "false"], default="strict",
+                   help="strict: unknown fields are errors (default); false: they are dropped")
     p.add_argument("-n", "--namespace")
     p.set_defaults(func=lambda a: run_with_client(a, lambda c, s: apply(c, a, update=True)))
 
@@ -77,11 +79,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=lambda a: run_with_client(a, lambda c, s: wait(c, a)))
 
 
-def read_files(names: list[str]) -> list[Any]:
+def read_files(names: list[str], strict: bool = True) -> list[Any]:
     objs: list[Any] = []
     for name in names:
         if name == "-":
-            objs += load_objects(sys.stdin.read(), "<stdin>")
+            objs += load_objects(sys.stdin.read(), "<stdin>", strict=strict)
             continue
         path = Path(name)
         if path.is_dir():
@@ -91,7 +93,7 @@ def read_files(names: list[str]) -> list[Any]:
         else:
             raise CLIError(f'the path "{name}" does not exist')
         for f in files:
-            objs += load_objects(f.read_text(), str(f))
+            objs += load_objects(f.read_text(), str(f), strict=strict)
     return objs
 
 
@@ -100,7 +102,7 @@ def _kind_name(obj: Any) -> str:
 
 
 async def apply(client: Client, args: argparse.Namespace, update: bool) -> int:
-    for obj in read_files(args.filename):
+    for obj in read_files(args.filename, strict=getattr(args, "validate", "strict") == "strict"):
         if args.namespace and not isinstance(obj, (Node, Namespace)) and obj.metadata.namespace is None:
             obj.metadata.namespace = args.namespace
         try:
