@@ -28,6 +28,7 @@ from podbay.api.wellknown import RUN_STATE_ANNOTATION, SANDBOX_FROM_ANNOTATION
 from podbay.api import Node, Pod
 from podbay.api.errors import Conflict, NotFound
 from podbay.api.serialize import from_dict, to_dict
+from podbay.api.support import unsupported_fields
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +55,7 @@ class PodWorker:
     task: asyncio.Task[None] | None = None
     next_wake: float | None = None  # monotonic time of a back-off end or deadline
     reasons: dict[str, tuple[str, str]] = field(default_factory=dict)  # container → Waiting reason
+    warned: bool = False  # unsupported fields reported
 
     def update(self, pod: Any) -> None:
         self.pod = pod
@@ -229,6 +231,12 @@ class Agent:
             self._drop_probes(w.uid)
             return True
 
+        if not w.warned:
+            w.warned = True
+            unsupported = unsupported_fields(pod)
+            if unsupported:
+                await self.events.record(pod, "UnsupportedFields", "podbay does not implement these fields yet "
+                                         "and runs the pod without them: " + ", ".join(unsupported), warning=True)
         deleting = pod.metadata.deletion_timestamp is not None
         terminal = pod.status is not None and pod.status.phase in ("Succeeded", "Failed")
         created_state = (pod.metadata.annotations or {}).get(RUN_STATE_ANNOTATION) == "Created"

@@ -9,6 +9,7 @@ from podbay.api import Pod
 from podbay.api.defaults import default_pod
 from podbay.api.errors import Invalid
 from podbay.api.formats import dump_objects
+from podbay.api.support import unsupported_fields
 from podbay.api.validation import validate_pod
 from podbay.cli.common import CLIError
 from podbay.cli.kubectl import read_files
@@ -44,6 +45,10 @@ def cmd_validate(args: argparse.Namespace) -> int:
                 print(f"* {e}", file=sys.stderr)
         else:
             valid.append(pod)
+            unsupported = unsupported_fields(pod)
+            if unsupported:
+                print(f"Warning: pod/{pod.metadata.name}: podbay does not implement these fields yet and runs "
+                      f"the pod without them: {', '.join(unsupported)}", file=sys.stderr)
     if valid:
         print(dump_objects(valid, args.output), end="")
     return 1 if failed else 0

@@ -225,3 +225,21 @@ spec: {containers: [{name: c, image: i}]}
     with pytest.raises(Invalid) as err:
         load_objects("apiVersion: v1\nkind: Pod\nmetadata: {name: a}\n---\napiVersion: v1\nkind: Pd\n", "f.yaml")
     assert str(err.value.errors[0]).startswith('f.yaml#2: kind: "Pd": Unsupported value')
+
+
+def test_fields_read_but_not_implemented_are_named() -> None:
+    from podbay.api.support import unsupported_fields
+
+    pod = load_pods("""
+apiVersion: v1
+kind: Pod
+metadata: {name: p}
+spec:
+  runtimeClassName: gvisor
+  affinity: {podAntiAffinity: {requiredDuringSchedulingIgnoredDuringExecution: []}}
+  containers:
+  - {name: c, image: i, livenessProbe: {grpc: {port: 9000}}, securityContext: {seccompProfile: {type: RuntimeDefault}}}
+""")[0]
+    assert unsupported_fields(pod) == [
+        "spec.affinity.podAntiAffinity", "spec.runtimeClassName", "spec.containers[0].livenessProbe.grpc",
+        "spec.containers[0].securityContext.seccompProfile"]
