@@ -7,6 +7,8 @@ and outlive every container restart.
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -49,3 +51,33 @@ def unpin_namespaces(directory: Path) -> None:
         path.unlink(missing_ok=True)
     if directory.exists():
         directory.rmdir()
+
+
+async def start_pid_holder(directory: Path) -> int:
+    """A pod-wide PID namespace for shareProcessNamespace: catatonit as its PID 1 (the role of
+    Kubernetes' pause container), started under `unshare`. Returns the PID of catatonit; its
+    /proc/<pid>/ns/pid is what the containers join. The sandbox directory is in the command line
+    so the process is recognisably the sandbox's."""
+    proc = await asyncio.create_subprocess_exec(
+        "unshare", "--pid", "--fork", "--kill-child", "--", "catatonit", "-P", "--", str(directory),
+        stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+        start_new_session=True)
+    children = Path(f"/proc/{proc.pid}/task/{proc.pid}/children")
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 5
+    while True:
+        text = children.read_text().split() if children.exists() else []
+        if text:
+            return int(text[0])
+        if proc.returncode is not None or loop.time() > deadline:
+            raise OSError("the pod's PID namespace holder did not start")
+        await asyncio.sleep(0.001)  # the fork happens within a millisecond or two
+
+
+def stop_pid_holder(pid: int | None) -> None:
+    """Ends the holder we started (catatonit; `unshare --kill-child` then exits too)."""
+    if pid:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass

@@ -24,7 +24,7 @@ from podbay.runtime.config import RuntimeConfig
 from podbay.runtime.etcfiles import write_pod_etc
 from podbay.runtime.host import check_host
 from podbay.runtime.images import Image, ImageStore
-from podbay.runtime.namespaces import pin_namespaces, unpin_namespaces
+from podbay.runtime.namespaces import pin_namespaces, start_pid_holder, stop_pid_holder, unpin_namespaces
 from podbay.runtime.network import NetworkConfig, PodNetwork
 from podbay.runtime.network import PortMapping as CNIPortMapping
 from podbay.runtime.oci import OCIRuntime
@@ -154,6 +154,8 @@ class RuntimeService:
                         pod_namespace=config.metadata.namespace, pod_uid=config.metadata.uid)
                     record["ips"] = list(status.ips)
             record["ip"] = record["ips"][0] if record["ips"] else None
+            if config.share_process_namespace and not config.host_pid:
+                record["pid_holder"] = await start_pid_holder(directory)
             write_pod_etc(directory / "etc", pod_ip=record["ip"], hostname=config.hostname,
                           fqdn=config.subdomain_fqdn, aliases=config.host_aliases, dns=config.dns,
                           host_network=config.host_network)
@@ -225,6 +227,7 @@ class RuntimeService:
 
     async def _teardown_sandbox(self, sandbox_id: str, record: dict) -> None:
         directory = self._sandbox_dir(sandbox_id)
+        stop_pid_holder(record.get("pid_holder"))
         if not record.get("host_network"):
             await self.network.detach(sandbox_id, Path(record["netns"]) if record.get("netns") else None,
                                       port_mappings=[_cni_port(PortMapping(**p)) for p in record["port_mappings"]])
@@ -384,14 +387,11 @@ class RuntimeService:
             cgroups_path=f"{sandbox['cgroup']}/{container_id[:16]}",
         )
 
-    def _shared_pid(self, sandbox: dict) -> str | None:
-        """With shareProcessNamespace the containers join the first running container's PID namespace."""
-        if not sandbox.get("share_pid") or sandbox["host_pid"]:
-            return None
-        for c in self._container_records():
-            if c["sandbox_id"] == sandbox["id"] and self._state(c) is ContainerState.RUNNING and c["pid"]:
-                return f"/proc/{c['pid']}/ns/pid"
-        return None
+    @staticmethod
+    def _shared_pid(sandbox: dict) -> str | None:
+        """With shareProcessNamespace the containers join the sandbox's PID namespace holder's."""
+        holder = sandbox.get("pid_holder")
+        return f"/proc/{holder}/ns/pid" if holder else None
 
     def _sandbox_mounts(self, sandbox: dict, config: ContainerConfig, directory: Path) -> list[Mount]:
         etc = self._sandbox_dir(sandbox["id"]) / "etc"

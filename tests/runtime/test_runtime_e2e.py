@@ -99,3 +99,17 @@ async def test_memory_limit_oom_kills_and_user_and_readonly_rootfs(runtime: Runt
     code, _, err = await runtime.exec_sync(user, ["touch", "/x"], 10)
     assert code != 0 and b"Read-only file system" in err
     await runtime.remove_pod_sandbox(sid)
+
+
+async def test_share_process_namespace(runtime: RuntimeService) -> None:
+    shared = await runtime.run_pod_sandbox(sandbox("shared-pid", share_process_namespace=True))
+    await run(runtime, shared, container("a", "sleep 601"))
+    b = await run(runtime, shared, container("b", "sleep 602"))
+    assert "sleep 601" in await sh(runtime, b, "ps -o args")
+    apart = await runtime.run_pod_sandbox(sandbox("own-pid"))
+    await run(runtime, apart, container("a", "sleep 603"))
+    d = await run(runtime, apart, container("b", "sleep 604"))
+    seen = await sh(runtime, d, "ps -o args")
+    assert "sleep 603" not in seen and "sleep 604" in seen
+    await runtime.remove_pod_sandbox(shared)
+    await runtime.remove_pod_sandbox(apart)
