@@ -8,6 +8,7 @@ before the check runs.
 """
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 import secrets
@@ -121,8 +122,9 @@ def _leftovers(env: HostEnv) -> Leftovers:
     return Leftovers(*(frozenset(s) for s in (mounts, links, netns, rules, cgroups, procs)))
 
 
-@pytest.fixture
-def host_env() -> Iterator[HostEnv]:
+@contextlib.contextmanager
+def claimed_env() -> Iterator[HostEnv]:
+    """A HostEnv of its own, checked for leftovers when the block ends."""
     prefix = "pbt" + secrets.token_hex(3)
     n, lock_fd = _claim_subnet()
     base = Path(tempfile.mkdtemp(prefix=f"{prefix}-"))
@@ -144,6 +146,19 @@ def host_env() -> Iterator[HostEnv]:
     finally:
         shutil.rmtree(base, ignore_errors=True)
         os.close(lock_fd)
+
+
+@pytest.fixture
+def host_env() -> Iterator[HostEnv]:
+    with claimed_env() as env:
+        yield env
+
+
+@pytest.fixture
+def second_host_env() -> Iterator[HostEnv]:
+    """For tests with two nodes on this machine: other roots, names and subnet."""
+    with claimed_env() as env:
+        yield env
 
 
 def require_root() -> None:

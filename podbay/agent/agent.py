@@ -624,6 +624,8 @@ class Agent:
     async def _write_status(self, w: PodWorker, rt: PodRuntimeStatus, pod_is_terminal: bool = False,
                             deadline: bool = False, created_state: bool = False) -> None:
         pod = w.pod
+        if pod is None:
+            return  # deleted meanwhile: no object left to write to
         inputs = StatusInputs(
             now=_now(), host_ip=self.config.node_address,
             ready={k: v for k, v in self.probes.results["readiness"].items() if v is not None},

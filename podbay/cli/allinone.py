@@ -13,6 +13,7 @@ from podbay.agent.config import AgentConfig
 from podbay.apiserver.embedded import serve_embedded
 from podbay.cli.settings import Settings
 from podbay.client import Client
+from podbay.controllers.nodelifecycle import NodeLifecycle
 from podbay.controllers.podgc import PodGC
 from podbay.runtime.images import ensure_busybox_image
 from podbay.runtime.service import RuntimeService
@@ -39,11 +40,15 @@ async def serve(settings: Settings, *, ready: asyncio.Event | None = None,
                               db_path=settings.state_root / "store.db") as server:
         client = Client.connect(server.url)
         agent_config = AgentConfig(node_name=settings.node_name, server_port=0, state_root=settings.state_root,
-                                   backoff_base=settings.backoff_base, backoff_cap=settings.backoff_cap)
+                                   backoff_base=settings.backoff_base, backoff_cap=settings.backoff_cap,
+                                   # Beat well within the grace the node lifecycle controller allows.
+                                   heartbeat_interval=min(10.0, settings.node_grace / 4))
         registered = asyncio.Event()
         tasks = [
             asyncio.create_task(run_scheduler(client), name="scheduler"),
             asyncio.create_task(PodGC(client).run(), name="podgc"),
+            asyncio.create_task(NodeLifecycle(client, settings.node_grace, settings.pod_eviction_timeout,
+                                              settings.node_monitor_period).run(), name="nodelifecycle"),
             asyncio.create_task(run_agent(client, runtime, agent_config, registered), name="agent"),
         ]
         # Ready means a pod applied now gets scheduled: this node exists.
@@ -64,3 +69,30 @@ async def serve(settings: Settings, *, ready: asyncio.Event | None = None,
         for t in done:
             if t is not stopped and not t.cancelled() and t.exception() is not None:
                 raise t.exception()
+
+
+async def serve_agent(settings: Settings, token: str | None = None, stop: asyncio.Event | None = None) -> None:
+    """This machine's node agent alone, joined to the API server at `settings.server`
+    (another machine's `podbay up --api-port`), as a kubelet joins a cluster."""
+    if not settings.server:
+        raise SystemExit("podbay agent needs --server URL (the API server to join)")
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stop.set)
+    runtime = RuntimeService(settings.runtime_config())
+    await runtime.start()
+    await asyncio.to_thread(ensure_busybox_image, runtime.images)
+    client = Client.connect(settings.server, token)
+    agent_config = AgentConfig(node_name=settings.node_name, server_port=0, state_root=settings.state_root,
+                               backoff_base=settings.backoff_base, backoff_cap=settings.backoff_cap,
+                               heartbeat_interval=min(10.0, settings.node_grace / 4))
+    task = asyncio.create_task(run_agent(client, runtime, agent_config))
+    stopped = asyncio.create_task(stop.wait())
+    await asyncio.wait([task, stopped], return_when=asyncio.FIRST_COMPLETED)
+    task.cancel()
+    stopped.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+    await client.close()
+    await runtime.shutdown()

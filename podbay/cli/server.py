@@ -29,6 +29,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                       help="also stop and remove every pod, the pod network and all state")
     down.set_defaults(func=cmd_down)
     register_kubeconfig(sub)
+    agent = sub.add_parser("agent", help="run only this machine's node agent, joined to --server URL")
+    agent.add_argument("--token", default=os.environ.get("PODBAY_TOKEN"), help="the API server's bearer token")
+    agent.set_defaults(func=cmd_agent)
 
 
 def running_pid(settings: Settings) -> int | None:
@@ -135,6 +138,14 @@ async def _purge(settings: Settings) -> None:
     await runtime.shutdown(purge=True)
     shutil.rmtree(settings.state_root, ignore_errors=True)
     shutil.rmtree(settings.run_root, ignore_errors=True)
+
+
+def cmd_agent(args: argparse.Namespace) -> int:
+    from podbay.cli.allinone import serve_agent
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    asyncio.run(serve_agent(settings_from(args), args.token))
+    return 0
 
 
 def register_kubeconfig(sub: argparse._SubParsersAction) -> None:

@@ -27,6 +27,9 @@ class Settings:
     server: str | None  # a remote API; None: this machine's socket
     backoff_base: float = 10.0  # the kubelet's restart back-off: 10 s doubling up to 300 s
     backoff_cap: float = 300.0
+    node_grace: float = 40.0  # a node silent this long becomes Ready=Unknown
+    pod_eviction_timeout: float = 300.0  # ... and this much later its pods are deleted
+    node_monitor_period: float = 5.0
 
     @property
     def socket_path(self) -> Path:
@@ -53,7 +56,8 @@ class Settings:
         return ["--state-root", str(self.state_root), "--run-root", str(self.run_root),
                 "--cgroup-parent", self.cgroup_parent, "--network", self.network_name, "--bridge", self.bridge,
                 "--subnet", self.subnet, "--node-name", self.node_name, "--api-port", str(self.api_port),
-                "--backoff-base", str(self.backoff_base), "--backoff-cap", str(self.backoff_cap)]
+                "--backoff-base", str(self.backoff_base), "--backoff-cap", str(self.backoff_cap),
+                "--node-grace", str(self.node_grace), "--pod-eviction-timeout", str(self.pod_eviction_timeout)]
 
 
 def add_global_flags(parser: argparse.ArgumentParser) -> None:
@@ -71,6 +75,10 @@ def add_global_flags(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--backoff-base", type=float, default=float(env("PODBAY_BACKOFF_BASE", "10")),
                    help="first restart back-off in seconds (doubles per restart)")
     g.add_argument("--backoff-cap", type=float, default=float(env("PODBAY_BACKOFF_CAP", "300")))
+    g.add_argument("--node-grace", type=float, default=float(env("PODBAY_NODE_GRACE", "40")),
+                   help="seconds without a node heartbeat before the node is Ready=Unknown")
+    g.add_argument("--pod-eviction-timeout", type=float, default=float(env("PODBAY_POD_EVICTION_TIMEOUT", "300")),
+                   help="seconds a node stays Unknown before its pods are deleted")
     g.add_argument("--server", default=env("PODBAY_SERVER"),
                    help="the API server to talk to (default: this machine's socket)")
 
@@ -79,4 +87,5 @@ def settings_from(args: argparse.Namespace) -> Settings:
     return Settings(state_root=args.state_root.absolute(), run_root=args.run_root.absolute(),
                     cgroup_parent=args.cgroup_parent, network_name=args.network_name, bridge=args.bridge,
                     subnet=args.subnet, node_name=args.node_name, api_port=args.api_port, server=args.server,
-                    backoff_base=args.backoff_base, backoff_cap=args.backoff_cap)
+                    backoff_base=args.backoff_base, backoff_cap=args.backoff_cap, node_grace=args.node_grace,
+                    pod_eviction_timeout=args.pod_eviction_timeout)

@@ -1,0 +1,76 @@
+"""Nodes: this machine's agent registers and keeps its node Ready; a node whose agent falls
+silent becomes Ready=Unknown, its pods unready, then deleted — never moved elsewhere."""
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from podbay.api import Node, Pod, now
+from podbay.api.serialize import from_dict
+from tests.e2e.conftest import Cluster
+
+pytestmark = pytest.mark.e2e
+
+
+async def wait_node(cluster: Cluster, name: str, check, timeout: float = 30.0) -> Node:
+    async def watch() -> Node:
+        async for _, node in cluster.client.watch(Node):
+            if node.metadata.name == name and check(node):
+                return node
+        raise AssertionError("watch ended")
+    return await asyncio.wait_for(watch(), timeout)
+
+
+def ready(node: Node) -> str:
+    return next((c.status for c in node.status.conditions if c.type == "Ready"), "")
+
+
+async def test_a_silent_node_goes_unknown_and_loses_its_pods(cluster: Cluster) -> None:
+    local = await cluster.client.get(Node, cluster.settings.node_name)
+    assert ready(local) == "True"
+    assert {"cpu", "memory", "pods", "ephemeral-storage"} <= set(local.status.allocatable)
+
+    beat = now().isoformat()
+    await cluster.client.create(from_dict(Node, {"metadata": {"name": "ghost"}, "status": {
+        "allocatable": {"cpu": "2", "memory": "2Gi", "pods": "110"},
+        "conditions": [{"type": "Ready", "status": "True", "lastHeartbeatTime": beat, "lastTransitionTime": beat}]}}))
+    await cluster.client.create(from_dict(Pod, {"metadata": {"name": "stranded"}, "spec": {
+        "nodeName": "ghost", "containers": [{"name": "c", "image": "busybox:1.35"}]}}))
+    node = await wait_node(cluster, "ghost", lambda n: ready(n) == "Unknown")
+    assert next(c.reason for c in node.status.conditions if c.type == "Ready") == "NodeStatusUnknown"
+    await cluster.wait_for_deleted("stranded", timeout=30)
+    # This machine's node kept posting its status all along.
+    assert ready(await cluster.client.get(Node, cluster.settings.node_name)) == "True"
+
+
+async def test_a_second_agent_joins_and_pods_spread_by_requests(cluster: Cluster, second_host_env) -> None:
+    from podbay.cli.allinone import serve_agent
+    from podbay.runtime.service import RuntimeService
+    from tests.e2e.conftest import settings_for
+
+    other = settings_for(second_host_env)
+    other = type(other)(**{**other.__dict__, "server": cluster.settings.server_url})
+    stop = asyncio.Event()
+    agent = asyncio.create_task(serve_agent(other, stop=stop))
+    try:
+        await wait_node(cluster, other.node_name, lambda n: ready(n) == "True")
+        # Each node has the machine's CPUs; one pod asking for all of them fills a node,
+        # so the second such pod must go to the other node.
+        cpus = (await cluster.client.get(Node, cluster.settings.node_name)).status.allocatable["cpu"]
+        for name in ("big-a", "big-b"):
+            await cluster.client.create(from_dict(Pod, {"metadata": {"name": name}, "spec": {
+                "terminationGracePeriodSeconds": 0, "containers": [{
+                    "name": "c", "image": "busybox:1.35", "command": ["sleep", "600"],
+                    "resources": {"requests": {"cpu": cpus}}}]}}))
+        pods = [await cluster.wait_for(n, lambda p: p.status.phase == "Running") for n in ("big-a", "big-b")]
+        assert {p.spec.node_name for p in pods} == {cluster.settings.node_name, other.node_name}
+        for p in pods:
+            await cluster.client.delete(Pod, p.metadata.name, "default", grace_period_seconds=0)
+            await cluster.wait_for_deleted(p.metadata.name)
+    finally:
+        stop.set()
+        await agent
+        runtime = RuntimeService(other.runtime_config())
+        await runtime.start()
+        await runtime.shutdown(purge=True)
