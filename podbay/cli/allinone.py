@@ -22,27 +22,41 @@ from podbay.scheduler.scheduler import run as run_scheduler
 log = logging.getLogger("podbay")
 
 
-async def serve(settings: Settings, *, ready: asyncio.Event | None = None,
-                stop: asyncio.Event | None = None) -> None:
-    """Runs until `stop` is set (or SIGTERM/SIGINT); containers keep running after it."""
-    settings.run_root.mkdir(parents=True, exist_ok=True)
-    settings.state_root.mkdir(parents=True, exist_ok=True)
+def _stop_on_signals(stop: asyncio.Event | None) -> asyncio.Event:
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, stop.set)
+    return stop
+
+
+async def _start_runtime(settings: Settings) -> RuntimeService:
+    settings.run_root.mkdir(parents=True, exist_ok=True)
+    settings.state_root.mkdir(parents=True, exist_ok=True)
     runtime = RuntimeService(settings.runtime_config())
     await runtime.start()
     await asyncio.to_thread(ensure_busybox_image, runtime.images)
+    return runtime
+
+
+def _agent_config(settings: Settings) -> AgentConfig:
+    return AgentConfig(node_name=settings.node_name, server_port=0, state_root=settings.state_root,
+                       backoff_base=settings.backoff_base, backoff_cap=settings.backoff_cap,
+                       # Beat well within the grace the node lifecycle controller allows.
+                       heartbeat_interval=min(10.0, settings.node_grace / 4))
+
+
+async def serve(settings: Settings, *, ready: asyncio.Event | None = None,
+                stop: asyncio.Event | None = None) -> None:
+    """Runs until `stop` is set (or SIGTERM/SIGINT); containers keep running after it."""
+    stop = _stop_on_signals(stop)
+    runtime = await _start_runtime(settings)
     async with serve_embedded(settings.state_root, unix_socket=settings.socket_path,
                               host="127.0.0.1" if settings.api_port else None, port=settings.api_port,
                               db_path=settings.state_root / "store.db") as server:
         client = Client.connect(server.url)
-        agent_config = AgentConfig(node_name=settings.node_name, server_port=0, state_root=settings.state_root,
-                                   backoff_base=settings.backoff_base, backoff_cap=settings.backoff_cap,
-                                   # Beat well within the grace the node lifecycle controller allows.
-                                   heartbeat_interval=min(10.0, settings.node_grace / 4))
+        agent_config = _agent_config(settings)
         registered = asyncio.Event()
         tasks = [
             asyncio.create_task(run_scheduler(client), name="scheduler"),
@@ -76,19 +90,10 @@ async def serve_agent(settings: Settings, token: str | None = None, stop: asynci
     (another machine's `podbay up --api-port`), as a kubelet joins a cluster."""
     if not settings.server:
         raise SystemExit("podbay agent needs --server URL (the API server to join)")
-    stop = stop or asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        with contextlib.suppress(NotImplementedError, RuntimeError):
-            loop.add_signal_handler(sig, stop.set)
-    runtime = RuntimeService(settings.runtime_config())
-    await runtime.start()
-    await asyncio.to_thread(ensure_busybox_image, runtime.images)
+    stop = _stop_on_signals(stop)
+    runtime = await _start_runtime(settings)
     client = Client.connect(settings.server, token)
-    agent_config = AgentConfig(node_name=settings.node_name, server_port=0, state_root=settings.state_root,
-                               backoff_base=settings.backoff_base, backoff_cap=settings.backoff_cap,
-                               heartbeat_interval=min(10.0, settings.node_grace / 4))
-    task = asyncio.create_task(run_agent(client, runtime, agent_config))
+    task = asyncio.create_task(run_agent(client, runtime, _agent_config(settings)))
     stopped = asyncio.create_task(stop.wait())
     await asyncio.wait([task, stopped], return_when=asyncio.FIRST_COMPLETED)
     task.cancel()
