@@ -179,6 +179,10 @@ async def _dispatch(request: web.Request) -> web.StreamResponse:
         if method != "GET":
             raise HTTPError(405, "MethodNotAllowed", f"{method} is not supported on pods/log")
         return await logs.proxy_log(request, request.app[STORE_KEY], target.store_namespace, name)
+    if sub == "exec":
+        if method != "POST":
+            raise HTTPError(405, "MethodNotAllowed", f"{method} is not supported on pods/exec")
+        return await logs.proxy_exec(request, request.app[STORE_KEY], target.store_namespace, name)
     if sub == "binding":
         if method != "POST":
             raise HTTPError(405, "MethodNotAllowed", f"{method} is not supported on pods/binding")

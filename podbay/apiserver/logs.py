@@ -92,6 +92,31 @@ async def proxy_log(request: web.Request, store: Store, namespace: str, name: st
         ) from None
 
 
+async def proxy_exec(request: web.Request, store: Store, namespace: str, name: str) -> web.Response:
+    """pods/{name}/exec, run to completion on the pod's node: the agent's JSON answer
+    (exitCode, base64 stdout and stderr). Interactive streams (-i/-t) are not served yet."""
+    pod = store.get("pods", namespace, name)
+    container = choose_container(pod, request.query.get("container"))
+    node_name = pod.get("spec", {}).get("nodeName")
+    if not node_name:
+        raise BadRequest(f"pod {name} does not have a host assigned")
+    address, port = agent_endpoint(store.get("nodes", "", node_name))
+    url = f"http://{_host_for_url(address)}:{port}/exec/{namespace}/{name}/{container}"
+    params = [("command", c) for c in request.query.getall("command", [])]
+    if "timeout" in request.query:
+        params.append(("timeout", request.query["timeout"]))
+    try:
+        async with request.app[SESSION_KEY].post(url, params=params) as upstream:
+            raw = await upstream.read()
+            if upstream.status != 200:
+                raise _upstream_error(upstream.status, raw)
+            return web.Response(body=raw, content_type="application/json")
+    except aiohttp.ClientError as exc:
+        raise HTTPError(
+            503, "ServiceUnavailable", f"the agent of node {node_name} cannot be reached: {exc}"
+        ) from None
+
+
 def _upstream_error(code: int, raw: bytes) -> Exception:
     try:
         body = json.loads(raw)

@@ -71,6 +71,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--timestamps", action="store_true")
     p.set_defaults(func=lambda a: run_with_client(a, lambda c, s: logs(c, a)))
 
+    p = sub.add_parser("exec", help="run a command in a container of a pod, to completion")
+    p.add_argument("pod")
+    p.add_argument("-c", "--container")
+    p.add_argument("-n", "--namespace")
+    p.add_argument("command", nargs=argparse.REMAINDER, help="-- COMMAND [ARG...]")
+    p.set_defaults(func=lambda a: run_with_client(a, lambda c, s: exec_(c, a)))
+
     p = sub.add_parser("wait", help="wait for a pod condition or deletion")
     p.add_argument("target", help="pod/NAME")
     p.add_argument("--for", dest="condition", required=True, help="condition=Ready | delete")
@@ -369,18 +376,35 @@ async def _wait_deleted(client: Client, name: str, ns: str, timeout: float | Non
 async def logs(client: Client, args: argparse.Namespace) -> int:
     name = args.pod.split("/", 1)[-1]
     ns = args.namespace or "default"
-    container = args.container
-    if container is None:
-        pod = await client.get(Pod, name, ns)
-        if len(pod.spec.containers) > 1:
-            container = pod.metadata.annotations.get("kubectl.kubernetes.io/default-container") or pod.spec.containers[0].name
-            print(f'Defaulted container "{container}" out of: '
-                  + ", ".join(c.name for c in pod.spec.containers), file=sys.stderr)
+    container = args.container or await _default_container(client, name, ns)
     async for chunk in client.logs(name, ns, container=container, follow=args.follow, tail_lines=args.tail,
                                    previous=args.previous, timestamps=args.timestamps):
         sys.stdout.buffer.write(chunk)
         sys.stdout.flush()
     return 0
+
+
+async def _default_container(client: Client, name: str, ns: str) -> str | None:
+    """kubectl's choice when -c is not given: the default-container annotation, else the first."""
+    pod = await client.get(Pod, name, ns)
+    if len(pod.spec.containers) <= 1:
+        return None
+    container = pod.metadata.annotations.get("kubectl.kubernetes.io/default-container") or pod.spec.containers[0].name
+    print(f'Defaulted container "{container}" out of: ' + ", ".join(c.name for c in pod.spec.containers),
+          file=sys.stderr)
+    return container
+
+
+async def exec_(client: Client, args: argparse.Namespace) -> int:
+    command = args.command[1:] if args.command[:1] == ["--"] else args.command
+    if not command:
+        raise CLIError("you must specify at least one command for the container (podbay exec POD -- CMD)")
+    name, ns = args.pod.split("/", 1)[-1], args.namespace or "default"
+    container = args.container or await _default_container(client, name, ns)
+    code, out, err = await client.exec(name, ns, command, container=container)
+    sys.stdout.buffer.write(out)
+    sys.stderr.buffer.write(err)
+    return code
 
 
 def parse_duration(text: str) -> float:

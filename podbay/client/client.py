@@ -3,6 +3,7 @@ models, errors raised as podbay.api.errors exceptions."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import os
 from typing import Any, AsyncIterator, TypeVar
@@ -198,6 +199,22 @@ class Client:
 
     async def create_event(self, event: Event) -> None:
         await self.create(event)
+
+    async def exec(self, name: str, namespace: str | None, command: list[str], container: str | None = None,
+                   timeout: float | None = None) -> tuple[int, bytes, bytes]:
+        """Runs a command in a pod's container to completion: (exit code, stdout, stderr)."""
+        params = [("command", c) for c in command]
+        if container:
+            params.append(("container", container))
+        if timeout:
+            params.append(("timeout", str(timeout)))
+        url = self.base_url + self.path(Pod, namespace or "default", name, "exec")
+        async with self._http().post(url, params=params) as resp:
+            raw = await resp.read()
+            if resp.status >= 400:
+                raise _error(resp.status, raw)
+        body = json.loads(raw)
+        return int(body["exitCode"]), base64.b64decode(body["stdout"]), base64.b64decode(body["stderr"])
 
     async def logs(
         self,

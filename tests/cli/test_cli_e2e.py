@@ -79,6 +79,8 @@ spec:
         wait_until(lambda: "Created" in podbay("get", "pod", "hyper-web").stdout)
         podbay("start", "hyper-web")
         podbay("wait", "--for=condition=Ready", "pod/hyper-web", "--timeout=60s")
+        assert podbay("exec", "hyper-web", "--", "sh", "-c", "hostname; echo $GREETING").stdout == "hyper-web\nhello\n"
+        assert podbay("exec", "hyper-web", "--", "sh", "-c", "exit 4", check=False).returncode == 4
         assert podbay("rm", "hyper-web").stdout.strip() == "pod/hyper-web removed"
 
         assert podbay("delete", "pod", "hello").stdout.strip() == 'pod "hello" deleted'
