@@ -8,7 +8,8 @@ from podbay.apiserver.registry import RESOURCES
 KUBERNETES_VERSION = "v1.32.0"
 
 _VERBS = ["create", "delete", "get", "list", "patch", "update", "watch"]
-_SUBRESOURCE_VERBS = {"status": ["get", "patch", "update"], "binding": ["create"], "log": ["get"]}
+_SUBRESOURCE_VERBS = {"status": ["get", "patch", "update"], "binding": ["create"], "log": ["get"],
+                      "exec": ["create", "get"]}
 
 
 def api_versions(server_address: str) -> dict[str, Any]:
@@ -39,7 +40,7 @@ def core_v1_resources() -> dict[str, Any]:
             entry["categories"] = ["all"]
         resources.append(entry)
         for sub in info.subresources:
-            kind = {"binding": "Binding", "log": "Pod"}.get(sub, info.kind)
+            kind = {"binding": "Binding", "log": "Pod", "exec": "PodExecOptions"}.get(sub, info.kind)
             resources.append(
                 {
                     "name": f"{info.name}/{sub}",
