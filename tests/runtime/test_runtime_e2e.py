@@ -90,11 +90,20 @@ async def test_memory_limit_oom_kills_and_user_and_readonly_rootfs(runtime: Runt
     sid = await runtime.run_pod_sandbox(sandbox("limits"))
     hog = await run(runtime, sid, container(
         "hog", "x=a; while true; do x=$x$x$x$x; done",
-        resources=LinuxContainerResources(memory_limit_in_bytes=16 << 20, cpu_quota=20000, cpu_period=100000)))
+        resources=LinuxContainerResources(memory_limit_in_bytes=16 << 20)))
     status = await runtime.wait_container(hog)
     assert status.reason == "OOMKilled" and status.exit_code == 137
     user = await run(runtime, sid, container("user", "sleep 600", security=LinuxContainerSecurity(
-        run_as_user=1234, run_as_group=5678, readonly_rootfs=True)))
+        run_as_user=1234, run_as_group=5678, readonly_rootfs=True),
+        resources=LinuxContainerResources(cpu_quota=20000, cpu_period=100000)))
+    # The CPU limit is the container's CFS quota (v1 hierarchy here, cpu.max on cgroup v2).
+    lines = Path(f"/proc/{(await runtime.container_status(user)).pid}/cgroup").read_text().splitlines()
+    cgroup = next(ln.split(":", 2)[2] for ln in lines if "cpu" in ln.split(":")[1].split(",") or ln.startswith("0::"))
+    quota = Path("/sys/fs/cgroup/cpu" + cgroup + "/cpu.cfs_quota_us")
+    if quota.exists():
+        assert quota.read_text().strip() == "20000"
+    else:
+        assert Path("/sys/fs/cgroup" + cgroup + "/cpu.max").read_text().split()[0] == "20000"
     assert (await sh(runtime, user, "id -u; id -g")).split() == ["1234", "5678"]
     code, _, err = await runtime.exec_sync(user, ["touch", "/x"], 10)
     assert code != 0 and b"Read-only file system" in err
