@@ -86,6 +86,7 @@ class Agent:
         # Pods whose sandbox was handed to another pod (replace) and that must stay down
         # until their object says Created.
         self.handed_over: set[str] = set()
+        self._background: set[asyncio.Task[None]] = set()
 
     def _lock(self, uid: str) -> asyncio.Lock:
         return self._locks.setdefault(uid, asyncio.Lock())
@@ -368,16 +369,24 @@ class Agent:
                 return None
             self.handed_over.add(old_uid)
             await self._kill_pod(old, rt_old, grace_override=None, reason="")
-            for c in rt_old.containers:
-                with contextlib.suppress(NotFound):
-                    await self.runtime.remove_container(c.id)
             config = translate.sandbox_config(pod, attempt, self.config)
             await self.runtime.update_pod_sandbox(sandbox.id, config.labels, config.annotations,
                                                   hostname=config.hostname)
         await self.events.record(pod, "SandboxHandedOver", f"Took over the sandbox of pod {old_name}")
+        # OLD's dead containers and its return to Created are not on NEW's way to running.
+        task = asyncio.create_task(self._finish_handover(old, rt_old))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+        return sandbox.id
+
+    async def _finish_handover(self, old: Any, rt_old: PodRuntimeStatus) -> None:
+        async with self._lock(old.metadata.uid):
+            for c in rt_old.containers:
+                with contextlib.suppress(NotFound):
+                    await self.runtime.remove_container(c.id)
         for _ in range(5):
             try:
-                fresh = await self.client.get(Pod, old_name, pod.metadata.namespace)
+                fresh = await self.client.get(Pod, old.metadata.name, old.metadata.namespace)
                 fresh.metadata.annotations[RUN_STATE_ANNOTATION] = "Created"
                 await self.client.update(fresh)
                 break
@@ -385,8 +394,7 @@ class Agent:
                 continue
             except NotFound:
                 break
-        self._wake_uid(old_uid)
-        return sandbox.id
+        self._wake_uid(old.metadata.uid)
 
     def _spec_of(self, pod: Any, name: str) -> Any:
         for c in [*pod.spec.init_containers, *pod.spec.containers]:

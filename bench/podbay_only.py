@@ -1,0 +1,133 @@
+"""podbay-only figures:
+
+    sudo .venv/bin/python -m bench.podbay_only [--rounds 15]
+
+- container create+start through the runtime vs a raw `crun run -d` of the same bundle (the floor);
+- HyperContainer's `replace` (a running pod's sandbox handed over) vs `start` of a Created pod.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import shutil
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+from bench.podbay_side import PodbayServer, all_running
+from bench.stats import summarise
+from podbay.api import Pod
+from podbay.api.formats import load_pods
+from podbay.api.wellknown import RUN_STATE_ANNOTATION, SANDBOX_FROM_ANNOTATION
+from podbay.runtime.config import RuntimeConfig
+from podbay.runtime.images import ensure_busybox_image
+from podbay.runtime.service import RuntimeService
+from podbay.runtime.syscalls import mount, umount
+from podbay.runtime.types import ContainerConfig, ContainerMetadata, PodSandboxConfig, PodSandboxMetadata
+
+
+async def container_floor(rounds: int) -> tuple[list[float], list[float]]:
+    base = Path(tempfile.mkdtemp(prefix="podbay-bench-rt-"))
+    runtime = RuntimeService(RuntimeConfig(state_root=base / "lib", run_root=base / "run",
+                                           cgroup_parent="podbay-bench-rt", network_name="pbbenchrt",
+                                           bridge="pbbenchrt0", subnet="10.127.0.0/24"))
+    await runtime.start()
+    ensure_busybox_image(runtime.images)
+    sandbox = await runtime.run_pod_sandbox(PodSandboxConfig(PodSandboxMetadata("floor", "default", "floor"), "floor"))
+    ours, raw = [], []
+    crun_root = base / "raw-crun"
+    try:
+        for i in range(rounds):
+            config = ContainerConfig(ContainerMetadata(f"c{i}"), "busybox:1.35", ["sleep", "600"],
+                                     env=["PATH=/bin"])
+            t0 = time.perf_counter()
+            cid = await runtime.create_container(sandbox, config)
+            await runtime.start_container(cid)
+            ours.append(time.perf_counter() - t0)
+            # The same bundle, run by crun alone: no conmon, no records, no log file.
+            bundle = base / f"raw{i}"
+            (bundle / "rootfs").mkdir(parents=True)
+            (bundle / "upper").mkdir()
+            (bundle / "work").mkdir()
+            spec = json.loads((runtime.config.bundles_root / cid / "config.json").read_text())
+            spec["root"]["path"] = str(bundle / "rootfs")
+            spec["linux"]["cgroupsPath"] = f"podbay-bench-rt/raw{i}"
+            (bundle / "config.json").write_text(json.dumps(spec))
+            lower = ":".join(map(str, runtime.images.mount_layers("busybox:1.35")))
+            mount("overlay", str(bundle / "rootfs"), "overlay", 0,
+                  f"lowerdir={lower},upperdir={bundle / 'upper'},workdir={bundle / 'work'}")
+            t0 = time.perf_counter()
+            subprocess.run(["crun", f"--root={crun_root}", "run", "-d", "--bundle", str(bundle), f"raw{i}"],
+                           check=True, stdout=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
+            raw.append(time.perf_counter() - t0)
+            subprocess.run(["crun", f"--root={crun_root}", "delete", "-f", f"raw{i}"], check=False)
+            umount(str(bundle / "rootfs"), lazy=True)
+            await runtime.stop_container(cid, 0)
+            await runtime.remove_container(cid)
+    finally:
+        await runtime.shutdown(purge=True)
+        shutil.rmtree(base, ignore_errors=True)
+    return ours, raw
+
+
+POD = """
+apiVersion: v1
+kind: Pod
+metadata: {{name: {name}, annotations: {{podbay.io/run-state: Created}}}}
+spec:
+  terminationGracePeriodSeconds: 0
+  containers: [{{name: c, image: busybox:1.35, command: [sleep, "600"]}}]
+"""
+
+
+async def replace_vs_start(rounds: int) -> tuple[list[float], list[float]]:
+    server = PodbayServer()
+    client = server.client
+    starts, replaces = [], []
+
+    async def set_state(name: str, **annotations: str) -> None:
+        pod = await client.get(Pod, name, "default")
+        pod.metadata.annotations.update(annotations)
+        await client.update(pod)
+
+    def created(p: Pod | None) -> bool:
+        return p is not None and p.status.reason == "Created"
+
+    try:
+        for i in range(rounds):
+            old, new = f"old-{i}", f"new-{i}"
+            for name in (old, new):
+                await client.create(load_pods(POD.format(name=name))[0])
+            await server.wait_pods({old, new}, created)
+            t0 = time.monotonic()
+            await set_state(old, **{RUN_STATE_ANNOTATION: "Running"})
+            await server.wait_pods({old}, all_running)
+            starts.append(time.monotonic() - t0)
+            t0 = time.monotonic()
+            await set_state(new, **{RUN_STATE_ANNOTATION: "Running", SANDBOX_FROM_ANNOTATION: old})
+            await server.wait_pods({new}, all_running)
+            replaces.append(time.monotonic() - t0)
+            for name in (old, new):
+                await client.delete(Pod, name, "default", grace_period_seconds=0)
+            await server.wait_pods({old, new}, lambda p: p is None)
+    finally:
+        await server.close()
+    return starts, replaces
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--rounds", type=int, default=15)
+    args = parser.parse_args()
+    ours, raw = await container_floor(args.rounds)
+    starts, replaces = await replace_vs_start(args.rounds)
+    for label, samples in (("container create+start, podbay runtime", ours), ("raw crun run -d, same bundle", raw),
+                           ("start of a Created pod", starts), ("replace (sandbox handed over)", replaces)):
+        s = summarise(samples)
+        print(f"{label:40} min {s.min * 1000:6.1f}  median {s.median * 1000:6.1f}  p90 {s.p90 * 1000:6.1f} ms")
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
