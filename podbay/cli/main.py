@@ -16,6 +16,7 @@ VERB_MODULES: list[str] = [
     "podbay.cli.server",
     "podbay.cli.kubectl",
     "podbay.cli.hyper",
+    "podbay.cli.images",
     "podbay.cli.validate",
 ]
 

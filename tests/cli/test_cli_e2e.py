@@ -87,3 +87,20 @@ spec:
         assert "No resources found" in podbay("get", "pods").stderr
     finally:
         podbay("down", "--purge")
+
+
+def test_image_verbs_build_list_remove(host_env: HostEnv, tmp_path: Path) -> None:
+    require_root()
+    podbay = podbay_cli(host_env)
+    source = tmp_path / "rootfs"
+    (source / "bin").mkdir(parents=True)
+    (source / "bin" / "busybox").write_bytes(Path("/bin/busybox").read_bytes())
+    (source / "bin" / "busybox").chmod(0o755)
+    image_id = podbay("image", "build", str(source), "-t", "localhost/mini:1", "--cmd", "/bin/busybox",
+                      "echo", "hi").stdout.strip()
+    listing = podbay("image", "ls").stdout.splitlines()
+    assert listing[0].split() == ["IMAGE", "TAG", "IMAGE", "ID", "SIZE"]
+    assert any(line.split()[:3] == ["localhost/mini", "1", image_id.removeprefix("sha256:")[:13]]
+               for line in listing[1:])
+    assert podbay("image", "rm", "localhost/mini:1").stdout.strip() == "Untagged: localhost/mini:1"
+    assert "localhost/mini" not in podbay("image", "ls").stdout
