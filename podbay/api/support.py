@@ -21,7 +21,8 @@ def unsupported_fields(pod: Pod) -> list[str]:
     for name, value in (("topologySpreadConstraints", spec.topology_spread_constraints),
                         ("runtimeClassName", spec.runtime_class_name), ("imagePullSecrets", spec.image_pull_secrets),
                         ("priorityClassName", spec.priority_class_name), ("hostUsers", spec.host_users),
-                        ("setHostnameAsFQDN", spec.set_hostname_as_fqdn)):
+                        ("setHostnameAsFQDN", spec.set_hostname_as_fqdn), ("preemptionPolicy", spec.preemption_policy),
+                        ("os", spec.os), ("automountServiceAccountToken", spec.automount_service_account_token)):
         if value:
             out.append(f"spec.{name}")
     sc = spec.security_context
@@ -48,3 +49,72 @@ def unsupported_fields(pod: Pod) -> list[str]:
                     if value is not None:
                         out.append(f"{path}.securityContext.{name}")
     return out
+
+
+# What each Pod and Container field does here, where it is not simply "supported".
+# The table in docs/support.md is rendered from this and the models (`python -m podbay.api.support`);
+# a test keeps the file equal to the rendering, so the two cannot drift.
+NOTES: dict[str, tuple[str, str]] = {
+    "PodSpec.volumes": ("partial", "emptyDir (disk, Memory, sizeLimit), hostPath (with type checks), configMap, "
+                                   "secret, downwardAPI; volumes that need a storage provider are refused"),
+    "PodSpec.ephemeralContainers": ("not yet", "reported when the pod runs"),
+    "PodSpec.dnsPolicy": ("partial", "no cluster DNS: ClusterFirst uses the host's resolv.conf, as the kubelet "
+                                     "does without one; Default and None as Kubernetes"),
+    "PodSpec.serviceAccountName": ("partial", "stored; no token is mounted"),
+    "PodSpec.serviceAccount": ("partial", "stored; no token is mounted"),
+    "PodSpec.automountServiceAccountToken": ("not yet", "no service account tokens"),
+    "PodSpec.securityContext": ("partial", "runAsUser, runAsGroup, supplementalGroups, fsGroup (as a group), "
+                                           "sysctls parsed; seLinuxOptions, seccompProfile, appArmorProfile not yet"),
+    "PodSpec.imagePullSecrets": ("not yet", "pull with an auth.json instead (`podbay image pull --auth-file`)"),
+    "PodSpec.affinity": ("partial", "required node affinity; preferred terms, pod (anti-)affinity not yet"),
+    "PodSpec.schedulerName": ("partial", "only pods for default-scheduler are bound"),
+    "PodSpec.tolerations": ("partial", "NoSchedule and NoExecute at scheduling; no NoExecute eviction"),
+    "PodSpec.priorityClassName": ("not yet", "no preemption"),
+    "PodSpec.priority": ("partial", "stored; no preemption"),
+    "PodSpec.runtimeClassName": ("not yet", "always crun"),
+    "PodSpec.enableServiceLinks": ("partial", "accepted; there are no Services to inject"),
+    "PodSpec.preemptionPolicy": ("not yet", "no preemption"),
+    "PodSpec.topologySpreadConstraints": ("not yet", "reported when the pod runs"),
+    "PodSpec.setHostnameAsFQDN": ("not yet", "reported when the pod runs"),
+    "PodSpec.os": ("not yet", "Linux only"),
+    "PodSpec.hostUsers": ("not yet", "no user namespaces"),
+    "Container.envFrom": ("not yet", "configMap and secret sources are refused (optional ones skipped)"),
+    "Container.env": ("partial", "value with $(VAR) expansion, fieldRef, resourceFieldRef; configMapKeyRef and "
+                                 "secretKeyRef not yet"),
+    "Container.resources": ("partial", "cpu and memory requests and limits (shares, CFS quota, memory limit); "
+                                       "claims not yet"),
+    "Container.resizePolicy": ("not yet", "no in-place resize"),
+    "Container.volumeDevices": ("not yet", "no block volumes"),
+    "Container.livenessProbe": ("partial", "exec, httpGet, tcpSocket; grpc not yet"),
+    "Container.readinessProbe": ("partial", "exec, httpGet, tcpSocket; grpc not yet"),
+    "Container.startupProbe": ("partial", "exec, httpGet, tcpSocket; grpc not yet"),
+    "Container.securityContext": ("partial", "runAsUser, runAsGroup, privileged, readOnlyRootFilesystem, "
+                                             "capabilities, allowPrivilegeEscalation; seccomp, SELinux, "
+                                             "AppArmor, procMount not yet"),
+    "Container.stdin": ("partial", "a stdin pipe; no attach yet"),
+    "Container.stdinOnce": ("not yet", "no attach"),
+    "Container.tty": ("partial", "a terminal; no attach yet"),
+    "Container.terminationMessagePolicy": ("partial", "File; FallbackToLogsOnError reads the file only"),
+}
+
+
+def render_support_table() -> str:
+    from podbay.api.models import Container, PodSpec
+
+    lines = ["# What podbay does with each Pod field", "",
+             "Rendered from `podbay/api/support.py` by `python -m podbay.api.support > docs/support.md`; a test "
+             "keeps this file equal to the rendering. Fields marked *not yet* are accepted, never dropped "
+             "quietly: `podbay validate` prints them and the node agent records a Warning event when it runs "
+             "the pod.", ""]
+    for model in (PodSpec, Container):
+        lines += [f"## {model.__name__}", "", "| field | support | notes |", "|---|---|---|"]
+        for name, info in model.model_fields.items():
+            wire = info.alias or name
+            support, note = NOTES.get(f"{model.__name__}.{wire}", ("supported", ""))
+            lines.append(f"| `{wire}` | {support} | {note} |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    print(render_support_table(), end="")

@@ -243,3 +243,10 @@ spec:
     assert unsupported_fields(pod) == [
         "spec.affinity.podAntiAffinity", "spec.runtimeClassName", "spec.containers[0].livenessProbe.grpc",
         "spec.containers[0].securityContext.seccompProfile"]
+
+
+def test_the_support_table_in_docs_is_the_rendering() -> None:
+    from podbay.api.support import render_support_table
+
+    docs = Path(__file__).resolve().parents[2] / "docs" / "support.md"
+    assert docs.read_text() == render_support_table(), "run: python -m podbay.api.support > docs/support.md"
