@@ -53,7 +53,7 @@ async def serve(settings: Settings, *, ready: asyncio.Event | None = None,
     stop = _stop_on_signals(stop)
     runtime = await _start_runtime(settings)
     async with serve_embedded(settings.state_root, unix_socket=settings.socket_path,
-                              host="127.0.0.1" if settings.api_port else None, port=settings.api_port,
+                              host=settings.api_address if settings.api_port else None, port=settings.api_port,
                               db_path=settings.state_root / "store.db") as server:
         client = Client.connect(server.url)
         agent_config = _agent_config(settings)

@@ -30,6 +30,7 @@ class Settings:
     node_grace: float = 40.0  # a node silent this long becomes Ready=Unknown
     pod_eviction_timeout: float = 300.0  # ... and this much later its pods are deleted
     node_monitor_period: float = 5.0
+    api_address: str = "127.0.0.1"  # beyond loopback, clients need the token in <state_root>/api-token
 
     @property
     def socket_path(self) -> Path:
@@ -57,7 +58,8 @@ class Settings:
                 "--cgroup-parent", self.cgroup_parent, "--network", self.network_name, "--bridge", self.bridge,
                 "--subnet", self.subnet, "--node-name", self.node_name, "--api-port", str(self.api_port),
                 "--backoff-base", str(self.backoff_base), "--backoff-cap", str(self.backoff_cap),
-                "--node-grace", str(self.node_grace), "--pod-eviction-timeout", str(self.pod_eviction_timeout)]
+                "--node-grace", str(self.node_grace), "--pod-eviction-timeout", str(self.pod_eviction_timeout),
+                "--api-address", self.api_address]
 
 
 def add_global_flags(parser: argparse.ArgumentParser) -> None:
@@ -75,6 +77,9 @@ def add_global_flags(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--backoff-base", type=float, default=float(env("PODBAY_BACKOFF_BASE", "10")),
                    help="first restart back-off in seconds (doubles per restart)")
     g.add_argument("--backoff-cap", type=float, default=float(env("PODBAY_BACKOFF_CAP", "300")))
+    g.add_argument("--api-address", default=env("PODBAY_API_ADDRESS", "127.0.0.1"),
+                   help="address for --api-port; any non-loopback address requires the bearer token that "
+                        "podbay writes to <state-root>/api-token (mode 0600)")
     g.add_argument("--node-grace", type=float, default=float(env("PODBAY_NODE_GRACE", "40")),
                    help="seconds without a node heartbeat before the node is Ready=Unknown")
     g.add_argument("--pod-eviction-timeout", type=float, default=float(env("PODBAY_POD_EVICTION_TIMEOUT", "300")),
@@ -88,4 +93,4 @@ def settings_from(args: argparse.Namespace) -> Settings:
                     cgroup_parent=args.cgroup_parent, network_name=args.network_name, bridge=args.bridge,
                     subnet=args.subnet, node_name=args.node_name, api_port=args.api_port, server=args.server,
                     backoff_base=args.backoff_base, backoff_cap=args.backoff_cap, node_grace=args.node_grace,
-                    pod_eviction_timeout=args.pod_eviction_timeout)
+                    pod_eviction_timeout=args.pod_eviction_timeout, api_address=args.api_address)

@@ -83,3 +83,14 @@ async def test_bound_pods_use_up_the_node(client: Client) -> None:
     second = await wait_pod(client, "second", lambda p: any(
         c.type == "PodScheduled" and c.status == "False" for c in p.status.conditions))
     assert "Insufficient cpu" in next(c.message for c in second.status.conditions if c.type == "PodScheduled")
+
+
+async def test_the_seeds_node_a_node_b_case(client: Client) -> None:
+    # Seed 004: Node_A has 1.25Gi free, Node_B 2Gi; App (1Gi) + LogCollector (0.5Gi) need 1.5Gi together.
+    await client.create(node("node-a", "4", "1280Mi"))
+    await client.create(node("node-b", "4", "2Gi"))
+    await client.create(from_dict(Pod, {"metadata": {"name": "app-with-logs"}, "spec": {"containers": [
+        {"name": "app", "image": "busybox:1.35", "resources": {"requests": {"memory": "1Gi"}}},
+        {"name": "log-collector", "image": "busybox:1.35", "resources": {"requests": {"memory": "512Mi"}}}]}}))
+    placed = await wait_pod(client, "app-with-logs", lambda p: bool(p.spec.node_name))
+    assert placed.spec.node_name == "node-b"
