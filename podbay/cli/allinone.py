@@ -101,3 +101,26 @@ async def serve_agent(settings: Settings, token: str | None = None, stop: asynci
     await asyncio.gather(task, return_exceptions=True)
     await client.close()
     await runtime.shutdown()
+
+
+async def serve_controllers(settings: Settings, token: str | None = None, *, scheduler: bool = True,
+                            controllers: bool = True, stop: asyncio.Event | None = None) -> None:
+    """The scheduler and/or the controllers (pod GC, node lifecycle) alone, against the API
+    server at `settings.server`, as kube-scheduler and kube-controller-manager run."""
+    if not settings.server:
+        raise SystemExit("this part needs --server URL (the API server to work against)")
+    stop = _stop_on_signals(stop)
+    client = Client.connect(settings.server, token)
+    coros = []
+    if scheduler:
+        coros.append(run_scheduler(client))
+    if controllers:
+        coros += [PodGC(client).run(), NodeLifecycle(client, settings.node_grace, settings.pod_eviction_timeout,
+                                                     settings.node_monitor_period).run()]
+    tasks = [asyncio.create_task(c) for c in coros]
+    stopped = asyncio.create_task(stop.wait())
+    await asyncio.wait([*tasks, stopped], return_when=asyncio.FIRST_COMPLETED)
+    for t in (*tasks, stopped):
+        t.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    await client.close()

@@ -32,6 +32,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     agent = sub.add_parser("agent", help="run only this machine's node agent, joined to --server URL")
     agent.add_argument("--token", default=os.environ.get("PODBAY_TOKEN"), help="the API server's bearer token")
     agent.set_defaults(func=cmd_agent)
+    for name, text in (("scheduler", "run only the scheduler against --server URL"),
+                       ("controllers", "run only the controllers (pod GC, node lifecycle) against --server URL")):
+        part = sub.add_parser(name, help=text)
+        part.add_argument("--token", default=os.environ.get("PODBAY_TOKEN"), help="the API server's bearer token")
+        part.set_defaults(func=cmd_control_part)
 
 
 def running_pid(settings: Settings) -> int | None:
@@ -145,6 +150,15 @@ def cmd_agent(args: argparse.Namespace) -> int:
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     asyncio.run(serve_agent(settings_from(args), args.token))
+    return 0
+
+
+def cmd_control_part(args: argparse.Namespace) -> int:
+    from podbay.cli.allinone import serve_controllers
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    asyncio.run(serve_controllers(settings_from(args), args.token, scheduler=args.verb == "scheduler",
+                                  controllers=args.verb == "controllers"))
     return 0
 
 

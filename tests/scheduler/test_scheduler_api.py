@@ -94,3 +94,22 @@ async def test_the_seeds_node_a_node_b_case(client: Client) -> None:
         {"name": "log-collector", "image": "busybox:1.35", "resources": {"requests": {"memory": "512Mi"}}}]}}))
     placed = await wait_pod(client, "app-with-logs", lambda p: bool(p.spec.node_name))
     assert placed.spec.node_name == "node-b"
+
+
+async def test_the_scheduler_runs_alone_against_an_api_url(tmp_path: Path) -> None:
+    from podbay.cli.allinone import serve_controllers
+    from podbay.cli.settings import Settings
+
+    async with serve_embedded(tmp_path / "api", host=None) as server:
+        settings = Settings(tmp_path / "lib", tmp_path / "run", "x", "x", "x", "10.0.0.0/24", "n", 0, server.url)
+        stop = asyncio.Event()
+        part = asyncio.create_task(serve_controllers(settings, scheduler=True, controllers=False, stop=stop))
+        c = Client.connect(server.url)
+        try:
+            await c.create(node("solo", "2", "2Gi"))
+            await c.create(pod("alone", "100m"))
+            assert (await wait_pod(c, "alone", lambda p: bool(p.spec.node_name))).spec.node_name == "solo"
+        finally:
+            stop.set()
+            await part
+            await c.close()
