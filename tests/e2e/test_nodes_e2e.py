@@ -65,9 +65,15 @@ async def test_a_second_agent_joins_and_pods_spread_by_requests(cluster: Cluster
                     "resources": {"requests": {"cpu": cpus}}}]}}))
         pods = [await cluster.wait_for(n, lambda p: p.status.phase == "Running") for n in ("big-a", "big-b")]
         assert {p.spec.node_name for p in pods} == {cluster.settings.node_name, other.node_name}
-        for p in pods:
-            await cluster.client.delete(Pod, p.metadata.name, "default", grace_period_seconds=0)
-            await cluster.wait_for_deleted(p.metadata.name)
+        # The second agent stops: its node goes Unknown and its pod is deleted, never moved.
+        stop.set()
+        await agent
+        stranded = next(p for p in pods if p.spec.node_name == other.node_name)
+        await wait_node(cluster, other.node_name, lambda n: ready(n) == "Unknown")
+        await cluster.wait_for_deleted(stranded.metadata.name)
+        kept = next(p for p in pods if p.spec.node_name == cluster.settings.node_name)
+        await cluster.client.delete(Pod, kept.metadata.name, "default", grace_period_seconds=0)
+        await cluster.wait_for_deleted(kept.metadata.name)
     finally:
         stop.set()
         await agent
