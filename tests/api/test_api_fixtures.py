@@ -3,6 +3,7 @@ ever give structured validation errors."""
 from __future__ import annotations
 
 import copy
+import os
 from pathlib import Path
 
 import pytest
@@ -47,7 +48,7 @@ def _paths(node, prefix=()):
 BASES = [yaml.safe_load(p.read_text()) for p in FIXTURES]
 
 
-@settings(max_examples=10_000, deadline=None, suppress_health_check=list(HealthCheck))
+@settings(max_examples=int(os.environ.get("PODBAY_FUZZ_EXAMPLES", "1000")), deadline=None, suppress_health_check=list(HealthCheck))
 @given(st.data())
 def test_mutated_manifests_give_only_structured_errors(data) -> None:
     doc = copy.deepcopy(data.draw(st.sampled_from(BASES)))
