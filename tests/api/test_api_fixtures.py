@@ -48,7 +48,9 @@ def _paths(node, prefix=()):
 BASES = [yaml.safe_load(p.read_text()) for p in FIXTURES]
 
 
-@settings(max_examples=int(os.environ.get("PODBAY_FUZZ_EXAMPLES", "1000")), deadline=None, suppress_health_check=list(HealthCheck))
+# The issue asks for at least 10,000 manifests; about a minute here, well within the CI budget.
+@settings(max_examples=int(os.environ.get("PODBAY_FUZZ_EXAMPLES", "10000")), deadline=None,
+          suppress_health_check=list(HealthCheck))
 @given(st.data())
 def test_mutated_manifests_give_only_structured_errors(data) -> None:
     doc = copy.deepcopy(data.draw(st.sampled_from(BASES)))
