@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from podbay.agent.actions import is_restartable_init
+from podbay.agent.actions import is_restartable_init, should_container_be_restarted
 from podbay.agent.phase import (
     TERMINAL_PHASES, Condition, containers_ready_condition, get_phase, initialized_condition, merge_conditions,
     ready_condition,
@@ -97,7 +97,15 @@ def container_statuses(pod: Any, containers: Sequence[Any], rt: PodRuntimeStatus
                 status["ready"] = started
         elif init and latest.state is RunState.EXITED and not is_restartable_init(spec):
             status["ready"] = latest.exit_code == 0
-        if not running and spec.name in inputs.reasons and latest.state is not RunState.CREATED:
+        # A Waiting reason (back-off, a failed hook...) only while the container will run again;
+        # one that will not stays Terminated, as the kubelet reports it.
+        if not init:
+            will_restart = should_container_be_restarted(spec, pod, rt)
+        elif is_restartable_init(spec):
+            will_restart = True
+        else:
+            will_restart = pod.spec.restart_policy != "Never" and latest.exit_code != 0
+        if not running and spec.name in inputs.reasons and latest.state is not RunState.CREATED and will_restart:
             reason, message = inputs.reasons[spec.name]
             status["state"] = {"waiting": _clean({"reason": reason, "message": message})}
             status["lastState"] = {"terminated": terminated_state(latest)}
