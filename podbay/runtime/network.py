@@ -11,12 +11,12 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import json
-import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from podbay.runtime.cni import CNI_VERSION, NetworkError, cni_args, exec_plugin, find_plugin
+from podbay.runtime.files import write_json_atomic
 
 __all__ = ["NetworkConfig", "PortMapping", "NetworkStatus", "NetworkError", "PodNetwork", "default_conflist",
            "host_port_conflicts"]
@@ -125,12 +125,6 @@ def _status(result: dict[str, Any]) -> NetworkStatus:
     return NetworkStatus(ips=ips, gateway=gateway, raw=result)
 
 
-def _write_atomic(path: Path, data: dict[str, Any]) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data))
-    os.replace(tmp, path)
-
-
 async def _run(*command: str, stdin: bytes | None = None) -> tuple[int | None, bytes, bytes]:
     proc = await asyncio.create_subprocess_exec(
         *command, stdin=asyncio.subprocess.PIPE if stdin is not None else asyncio.subprocess.DEVNULL,
@@ -201,7 +195,7 @@ class PodNetwork:
         path = self.conflist_path()
         if not path.exists():
             path.parent.mkdir(parents=True, exist_ok=True)
-            _write_atomic(path, default_conflist(self.config))
+            write_json_atomic(path, default_conflist(self.config))
         return path
 
     def _load_conflist(self) -> dict[str, Any]:
@@ -271,10 +265,10 @@ class PodNetwork:
             find_plugin(plugin["type"], self.config.bin_dirs)
             # Cached before it runs (as libcni does), so a crash or a failure part-way still
             # leaves what DEL needs; a plugin that fails may have changed the host already.
-            _write_atomic(cache, record)
+            write_json_atomic(cache, record)
             prev = await self._exec("ADD", _plugin_conf(conflist, plugin, prev, ports), container_id, netns, args)
             record["result"] = prev
-        _write_atomic(cache, record)
+        write_json_atomic(cache, record)
         if prev is None:
             raise NetworkError(f"{self.conflist_path()}: no plugin of network {conflist['name']!r} returned a result")
         return prev
@@ -292,7 +286,7 @@ class PodNetwork:
         cached = json.loads(cache.read_text())
         conflist, prev = cached["conflist"], cached.get("result")
         cached["ports"] = [asdict(p) for p in ports]
-        _write_atomic(cache, cached)  # so a DEL after a failure below removes them too
+        write_json_atomic(cache, cached)  # so a DEL after a failure below removes them too
         for plugin in conflist["plugins"]:
             if plugin.get("capabilities", {}).get("portMappings"):
                 await self._exec("ADD", _plugin_conf(conflist, plugin, prev, ports), container_id, netns,

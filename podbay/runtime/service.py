@@ -22,6 +22,7 @@ from podbay.api.errors import NotFound
 from podbay.runtime import cgroups
 from podbay.runtime.config import RuntimeConfig
 from podbay.runtime.etcfiles import write_pod_etc
+from podbay.runtime.files import write_json_atomic
 from podbay.runtime.host import check_host
 from podbay.runtime.images import Image, ImageStore
 from podbay.runtime.namespaces import pin_namespaces, start_pid_holder, stop_pid_holder, unpin_namespaces
@@ -46,12 +47,6 @@ def _now() -> datetime:
 
 def _new_id() -> str:
     return secrets.token_hex(32)
-
-
-def _write_json(path: Path, data: dict) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, default=str))
-    tmp.replace(path)
 
 
 def _time(value: str | None) -> datetime | None:
@@ -106,7 +101,7 @@ class RuntimeService:
 
     def _save_sandbox(self, record: dict) -> None:
         self._sandboxes[record["id"]] = record
-        _write_json(self._sandbox_file(record["id"]), record)
+        write_json_atomic(self._sandbox_file(record["id"]), record)
 
     def _forget_sandbox(self, sandbox_id: str) -> None:
         self._sandboxes.pop(sandbox_id, None)
@@ -201,8 +196,7 @@ class RuntimeService:
                 self._mount_shm(directory)
                 status = await self.network.attach(sandbox_id, directory / "ns" / "net")
             except Exception:
-                await self._teardown_sandbox(sandbox_id, {"netns": str(directory / "ns" / "net"),
-                                                         "port_mappings": []})
+                await self._teardown_sandbox(sandbox_id, self._unowned_record(sandbox_id))
                 return
             self._warm_ips[sandbox_id] = list(status.ips)
 
@@ -212,8 +206,11 @@ class RuntimeService:
             await asyncio.gather(self._warming, return_exceptions=True)
         for sandbox_id in list(self._warm_ips):
             self._warm_ips.pop(sandbox_id, None)
-            await self._teardown_sandbox(sandbox_id, {"netns": str(self._sandbox_dir(sandbox_id) / "ns" / "net"),
-                                                     "port_mappings": []})
+            await self._teardown_sandbox(sandbox_id, self._unowned_record(sandbox_id))
+
+    def _unowned_record(self, sandbox_id: str) -> dict:
+        """What teardown needs of a sandbox no pod owns (a warm one): its network namespace."""
+        return {"netns": str(self._sandbox_dir(sandbox_id) / "ns" / "net"), "port_mappings": []}
 
     async def _remove_unowned(self) -> None:
         """Sandbox directories without a record were warm when a previous process ended."""
@@ -222,8 +219,7 @@ class RuntimeService:
             return
         for directory in root.iterdir():
             if directory.name not in self._sandboxes:
-                await self._teardown_sandbox(directory.name, {"netns": str(directory / "ns" / "net"),
-                                                              "port_mappings": []})
+                await self._teardown_sandbox(directory.name, self._unowned_record(directory.name))
 
     async def _teardown_sandbox(self, sandbox_id: str, record: dict) -> None:
         directory = self._sandbox_dir(sandbox_id)
@@ -306,7 +302,7 @@ class RuntimeService:
 
     def _save(self, record: dict) -> None:
         self._containers[record["id"]] = record
-        _write_json(self._container_dir(record["id"]) / "record.json", record)
+        write_json_atomic(self._container_dir(record["id"]) / "record.json", record)
 
     def _container_records(self) -> list[dict]:
         return list(self._containers.values())
