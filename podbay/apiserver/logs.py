@@ -65,18 +65,27 @@ def _host_for_url(address: str) -> str:
         return address
 
 
-async def proxy_log(request: web.Request, store: Store, namespace: str, name: str) -> web.StreamResponse:
+def _agent_url(store: Store, namespace: str, name: str, container: str | None, path: str) -> tuple[str, str]:
+    """The URL of `path` (containerLogs, exec) for the pod's container on its node's agent,
+    and the node's name."""
     pod = store.get("pods", namespace, name)
-    container = choose_container(pod, request.query.get("container"))
+    chosen = choose_container(pod, container)
     node_name = pod.get("spec", {}).get("nodeName")
     if not node_name:
         raise BadRequest(f"pod {name} does not have a host assigned")
     address, port = agent_endpoint(store.get("nodes", "", node_name))
-    url = f"http://{_host_for_url(address)}:{port}/containerLogs/{namespace}/{name}/{container}"
+    return f"http://{_host_for_url(address)}:{port}/{path}/{namespace}/{name}/{chosen}", node_name
+
+
+def _unreachable(node_name: str, exc: Exception) -> HTTPError:
+    return HTTPError(503, "ServiceUnavailable", f"the agent of node {node_name} cannot be reached: {exc}")
+
+
+async def proxy_log(request: web.Request, store: Store, namespace: str, name: str) -> web.StreamResponse:
+    url, node_name = _agent_url(store, namespace, name, request.query.get("container"), "containerLogs")
     params = {k: request.query[k] for k in _FORWARDED if k in request.query}
     try:
-        upstream_cm = request.app[SESSION_KEY].get(url, params=params)
-        async with upstream_cm as upstream:
+        async with request.app[SESSION_KEY].get(url, params=params) as upstream:
             if upstream.status != 200:
                 raise _upstream_error(upstream.status, await upstream.read())
             response = web.StreamResponse(headers={"Content-Type": "text/plain"})
@@ -87,21 +96,13 @@ async def proxy_log(request: web.Request, store: Store, namespace: str, name: st
             await response.write_eof()
             return response
     except aiohttp.ClientError as exc:
-        raise HTTPError(
-            503, "ServiceUnavailable", f"the agent of node {node_name} cannot be reached: {exc}"
-        ) from None
+        raise _unreachable(node_name, exc) from None
 
 
 async def proxy_exec(request: web.Request, store: Store, namespace: str, name: str) -> web.Response:
     """pods/{name}/exec, run to completion on the pod's node: the agent's JSON answer
     (exitCode, base64 stdout and stderr). Interactive streams (-i/-t) are not served yet."""
-    pod = store.get("pods", namespace, name)
-    container = choose_container(pod, request.query.get("container"))
-    node_name = pod.get("spec", {}).get("nodeName")
-    if not node_name:
-        raise BadRequest(f"pod {name} does not have a host assigned")
-    address, port = agent_endpoint(store.get("nodes", "", node_name))
-    url = f"http://{_host_for_url(address)}:{port}/exec/{namespace}/{name}/{container}"
+    url, node_name = _agent_url(store, namespace, name, request.query.get("container"), "exec")
     params = [("command", c) for c in request.query.getall("command", [])]
     if "timeout" in request.query:
         params.append(("timeout", request.query["timeout"]))
@@ -112,9 +113,7 @@ async def proxy_exec(request: web.Request, store: Store, namespace: str, name: s
                 raise _upstream_error(upstream.status, raw)
             return web.Response(body=raw, content_type="application/json")
     except aiohttp.ClientError as exc:
-        raise HTTPError(
-            503, "ServiceUnavailable", f"the agent of node {node_name} cannot be reached: {exc}"
-        ) from None
+        raise _unreachable(node_name, exc) from None
 
 
 def _upstream_error(code: int, raw: bytes) -> Exception:
