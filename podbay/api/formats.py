@@ -53,21 +53,26 @@ def _documents(text: str, source: str) -> list[Any]:
 def load_objects(text: str, source: str = "<stdin>", *, strict: bool = True) -> list[BaseModel]:
     """Every object in the text; errors name the document and field. `strict` refuses unknown
     fields (kubectl's --validate=strict); without it they are dropped."""
+    docs = _documents(text, source)
+    names = [source] if len(docs) == 1 else [f"{source}#{i}" for i in range(1, len(docs) + 1)]
+    return _decode_each(docs, [f"{n}: " for n in names], strict)
+
+
+def _decode_each(docs: list[Any], prefixes: list[str], strict: bool) -> list[BaseModel]:
+    """Every document decoded; all their errors together, each path prefixed with its place."""
     out: list[BaseModel] = []
     errors: list[FieldError] = []
-    docs = _documents(text, source)
-    for i, doc in enumerate(docs, start=1):
-        where = source if len(docs) == 1 else f"{source}#{i}"
+    for doc, prefix in zip(docs, prefixes):
         try:
-            out += _decode(doc, where, strict)
+            out += _decode(doc, strict)
         except Invalid as exc:
-            errors += [FieldError(f"{where}: {e.path}", e.value, e.message) for e in exc.errors]
+            errors += [FieldError(f"{prefix}{e.path}", e.value, e.message) for e in exc.errors]
     if errors:
         raise Invalid(errors)
     return out
 
 
-def _decode(doc: Any, where: str, strict: bool = True) -> list[BaseModel]:
+def _decode(doc: Any, strict: bool = True) -> list[BaseModel]:
     if not isinstance(doc, dict):
         raise Invalid([FieldError("<root>", None, "must be an object")])
     kind, version = doc.get("kind"), doc.get("apiVersion")
@@ -76,16 +81,9 @@ def _decode(doc: Any, where: str, strict: bool = True) -> list[BaseModel]:
             raise Invalid([FieldError(field, None, f"must be a string, got {type(value).__name__}")])
     if kind in ("List", "PodList") or (kind is None and "items" in doc):
         items = doc.get("items") or []
-        out: list[BaseModel] = []
-        errors: list[FieldError] = []
-        for i, item in enumerate(items):
-            try:
-                out += _decode(item, where, strict)
-            except Invalid as exc:
-                errors += [FieldError(f"items[{i}].{e.path}", e.value, e.message) for e in exc.errors]
-        if errors:
-            raise Invalid(errors)
-        return out
+        if not isinstance(items, list):
+            raise Invalid([FieldError("items", None, f"must be a list, got {type(items).__name__}")])
+        return _decode_each(items, [f"items[{i}]." for i in range(len(items))], strict)
     if version == "v1beta1" or "desiredState" in doc:
         return [from_dict(Pod, from_v1beta1(doc))]
     if kind is None and "containers" in doc and "id" in doc:
