@@ -86,10 +86,8 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture
-async def cluster(host_env: HostEnv) -> AsyncIterator[Cluster]:
-    require_root()
-    settings = settings_for(host_env)
+async def start_server(settings: Settings) -> tuple[asyncio.Task[None], asyncio.Event, Client]:
+    """The all-in-one server as a task, once it serves: (task, its stop event, a client)."""
     ready, stop = asyncio.Event(), asyncio.Event()
     task = asyncio.create_task(serve(settings, ready=ready, stop=stop))
     waiter = asyncio.create_task(ready.wait())
@@ -97,7 +95,21 @@ async def cluster(host_env: HostEnv) -> AsyncIterator[Cluster]:
     if task.done():
         waiter.cancel()
         task.result()
-    client = Client.connect(settings.server_url)
+    return task, stop, Client.connect(settings.server_url)
+
+
+async def purge(settings: Settings) -> None:
+    """Whatever the server's runtime still holds goes (the bridge too)."""
+    runtime = RuntimeService(settings.runtime_config())
+    await runtime.start()
+    await runtime.shutdown(purge=True)
+
+
+@pytest.fixture
+async def cluster(host_env: HostEnv) -> AsyncIterator[Cluster]:
+    require_root()
+    settings = settings_for(host_env)
+    task, stop, client = await start_server(settings)
     try:
         yield Cluster(settings, client)
     finally:
@@ -108,6 +120,4 @@ async def cluster(host_env: HostEnv) -> AsyncIterator[Cluster]:
         await client.close()
         stop.set()
         await task
-        runtime = RuntimeService(settings.runtime_config())
-        await runtime.start()
-        await runtime.shutdown(purge=True)
+        await purge(settings)

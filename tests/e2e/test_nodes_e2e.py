@@ -46,8 +46,7 @@ async def test_a_silent_node_goes_unknown_and_loses_its_pods(cluster: Cluster) -
 
 async def test_a_second_agent_joins_and_pods_spread_by_requests(cluster: Cluster, second_host_env) -> None:
     from podbay.cli.allinone import serve_agent
-    from podbay.runtime.service import RuntimeService
-    from tests.e2e.conftest import settings_for
+    from tests.e2e.conftest import purge, settings_for
 
     other = settings_for(second_host_env)
     other = type(other)(**{**other.__dict__, "server": cluster.settings.server_url})
@@ -77,6 +76,4 @@ async def test_a_second_agent_joins_and_pods_spread_by_requests(cluster: Cluster
     finally:
         stop.set()
         await agent
-        runtime = RuntimeService(other.runtime_config())
-        await runtime.start()
-        await runtime.shutdown(purge=True)
+        await purge(other)

@@ -2,35 +2,20 @@
 containers: the agent re-adopts them from the runtime's records, as a restarted kubelet does."""
 from __future__ import annotations
 
-import asyncio
-
 import pytest
 
 from podbay.api import Pod
 from podbay.api.formats import load_pods
-from podbay.cli.allinone import serve
-from podbay.client import Client
-from podbay.runtime.service import RuntimeService
 from tests.conftest import HostEnv, require_root
-from tests.e2e.conftest import Cluster, settings_for
+from tests.e2e.conftest import Cluster, purge, settings_for, start_server
 
 pytestmark = pytest.mark.e2e
-
-
-async def start(settings) -> tuple[asyncio.Task[None], asyncio.Event, Client]:
-    ready, stop = asyncio.Event(), asyncio.Event()
-    task = asyncio.create_task(serve(settings, ready=ready, stop=stop))
-    waiter = asyncio.create_task(ready.wait())
-    await asyncio.wait([task, waiter], return_when=asyncio.FIRST_COMPLETED)
-    if task.done():
-        task.result()
-    return task, stop, Client.connect(settings.server_url)
 
 
 async def test_running_pods_survive_a_server_restart(host_env: HostEnv) -> None:
     require_root()
     settings = settings_for(host_env)
-    task, stop, client = await start(settings)
+    task, stop, client = await start_server(settings)
     try:
         await client.create(load_pods("""
 apiVersion: v1
@@ -44,7 +29,7 @@ spec:
         await client.close()
         stop.set()
         await task
-        task, stop, client = await start(settings)
+        task, stop, client = await start_server(settings)
         cluster = Cluster(settings, client)
         after = await cluster.wait_for("steady", lambda p: p.status.phase == "Running")
         status, old = after.status.container_statuses[0], before.status.container_statuses[0]
@@ -56,6 +41,4 @@ spec:
         await client.close()
         stop.set()
         await task
-        runtime = RuntimeService(settings.runtime_config())
-        await runtime.start()
-        await runtime.shutdown(purge=True)
+        await purge(settings)
