@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 from podbay.cli.settings import Settings, settings_from
 
@@ -42,10 +43,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 def running_pid(settings: Settings) -> int | None:
     try:
         pid = int(settings.pidfile.read_text().strip())
-        os.kill(pid, 0)
-    except (OSError, ValueError):
+        # A killed server nobody has reaped yet is a zombie: it answers signal 0 but serves nothing.
+        state = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0]
+    except (OSError, ValueError, IndexError):
         return None
-    return pid
+    return None if state == "Z" else pid
 
 
 def cmd_up(args: argparse.Namespace) -> int:

@@ -2,38 +2,14 @@
 the Hyper verbs, delete, down --purge, each a separate process."""
 from __future__ import annotations
 
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
 
+from tests.cli.podbay_cli import ROOT, podbay_cli, wait_until
 from tests.conftest import HostEnv, require_root
 
 pytestmark = pytest.mark.e2e
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def podbay_cli(env: HostEnv):
-    flags = ["--state-root", str(env.state_root), "--run-root", str(env.run_root), "--cgroup-parent",
-             env.cgroup_parent, "--network", env.network_name, "--bridge", env.bridge, "--subnet", env.subnet,
-             "--node-name", f"node-{env.prefix}"]
-
-    def run(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        proc = subprocess.run([sys.executable, "-m", "podbay", *flags, *args], capture_output=True, text=True,
-                              cwd=ROOT, timeout=120)
-        if check and proc.returncode != 0:
-            raise AssertionError(f"podbay {' '.join(args)} exited {proc.returncode}: {proc.stderr}")
-        return proc
-    return run
-
-
-def wait_until(predicate, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not met before the deadline"
-        time.sleep(0.2)
 
 
 def test_no_server_says_how_to_start_one(host_env: HostEnv) -> None:

@@ -1,0 +1,32 @@
+"""The podbay command run as a user runs it, one process per call, on a test's roots."""
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from tests.conftest import HostEnv
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def podbay_cli(env: HostEnv):
+    flags = ["--state-root", str(env.state_root), "--run-root", str(env.run_root), "--cgroup-parent",
+             env.cgroup_parent, "--network", env.network_name, "--bridge", env.bridge, "--subnet", env.subnet,
+             "--node-name", f"node-{env.prefix}"]
+
+    def run(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        proc = subprocess.run([sys.executable, "-m", "podbay", *flags, *args], capture_output=True, text=True,
+                              cwd=ROOT, timeout=120)
+        if check and proc.returncode != 0:
+            raise AssertionError(f"podbay {' '.join(args)} exited {proc.returncode}: {proc.stderr}")
+        return proc
+    return run
+
+
+def wait_until(predicate, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "condition not met before the deadline"
+        time.sleep(0.2)

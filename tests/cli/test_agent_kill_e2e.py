@@ -1,0 +1,83 @@
+"""SIGKILL the whole server (API, scheduler, agent) and start it again, as a crashed kubelet is
+restarted: no container is restarted, duplicated or lost, and a container that exited while
+nobody watched is reported with its real exit code."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from podbay.cli.server import running_pid
+from tests.cli.podbay_cli import podbay_cli, wait_until
+from tests.conftest import HostEnv, require_root
+from tests.e2e.conftest import settings_for
+
+pytestmark = pytest.mark.e2e
+
+
+def crun_containers(env: HostEnv) -> dict[str, dict]:
+    """What crun itself knows, by container id: the host's view, independent of podbay."""
+    crun_root = env.run_root / "crun"
+    out = subprocess.run(["crun", f"--root={crun_root}", "list", "--format=json"], capture_output=True,
+                         text=True, check=True).stdout
+    return {c["id"]: c for c in json.loads(out or "[]")}
+
+
+def statuses(podbay, name: str) -> dict[str, dict]:
+    pod = json.loads(podbay("get", "pod", name, "-o", "json").stdout)
+    return {s["name"]: s for s in pod["status"].get("containerStatuses", [])} | {"": {"phase": pod["status"]["phase"]}}
+
+
+def test_killed_server_restarts_without_touching_containers(host_env: HostEnv, tmp_path: Path) -> None:
+    require_root()
+    podbay = podbay_cli(host_env)
+    gate = tmp_path / "gate"
+    gate.mkdir()
+    manifest = tmp_path / "pod.yaml"
+    manifest.write_text(f"""
+apiVersion: v1
+kind: Pod
+metadata: {{name: steady}}
+spec:
+  restartPolicy: Never
+  terminationGracePeriodSeconds: 0
+  volumes: [{{name: gate, hostPath: {{path: {gate}, type: Directory}}}}]
+  containers:
+  - {{name: keep, image: busybox:1.35, command: [sleep, "600"]}}
+  - name: quitter
+    image: busybox:1.35
+    command: [sh, -c, "until [ -e /gate/quit ]; do sleep 0.1; done; exit 3"]
+    volumeMounts: [{{name: gate, mountPath: /gate}}]
+""")
+    podbay("up")
+    try:
+        podbay("apply", "-f", str(manifest))
+        wait_until(lambda: all("running" in s.get("state", {}) for n, s in statuses(podbay, "steady").items() if n))
+        before = statuses(podbay, "steady")
+        ids = {n: s["containerID"].split("://")[-1] for n, s in before.items() if n}
+        pids = {n: crun_containers(host_env)[i]["pid"] for n, i in ids.items()}
+
+        settings = settings_for(host_env)
+        os.kill(int(settings.pidfile.read_text()), signal.SIGKILL)
+        wait_until(lambda: running_pid(settings) is None)
+        (gate / "quit").touch()
+        wait_until(lambda: crun_containers(host_env)[ids["quitter"]]["status"] == "stopped")
+
+        podbay("up")
+        wait_until(lambda: "terminated" in statuses(podbay, "steady")["quitter"].get("state", {}))
+        after = statuses(podbay, "steady")
+        assert after[""]["phase"] == "Running"
+        keep, quitter = after["keep"], after["quitter"]
+        assert "running" in keep["state"] and keep["restartCount"] == 0
+        assert keep["containerID"] == before["keep"]["containerID"]
+        assert crun_containers(host_env)[ids["keep"]]["pid"] == pids["keep"]
+        assert quitter["state"]["terminated"]["exitCode"] == 3 and quitter["state"]["terminated"]["reason"] == "Error"
+        assert quitter["containerID"] == before["quitter"]["containerID"] and quitter["restartCount"] == 0
+        assert sorted(crun_containers(host_env)) == sorted(ids.values())
+    finally:
+        podbay("down", "--purge")
+
