@@ -54,21 +54,23 @@ class Cluster:
 
 
     async def wait_event(self, pod: str, reason: str, prefix: str = "", timeout: float = 30.0,
-                         namespace: str = "default") -> Event:
-        """The first event with `reason` (and a message starting with `prefix`) about `pod`;
+                         namespace: str = "default", count: int = 1) -> Event:
+        """The `count`th event with `reason` (and a message starting with `prefix`) about `pod`;
         events are sent in the background, so they may trail the state they describe."""
         def match(e: Event) -> bool:
             return e.involved_object.name == pod and e.reason == reason and (e.message or "").startswith(prefix)
 
         events, rv = await self.client.list(Event, namespace)
-        for e in events:
-            if match(e):
-                return e
+        matches = [e for e in events if match(e)]
+        if len(matches) >= count:
+            return matches[count - 1]
 
         async def watch() -> Event:
-            async for _, e in self.client.watch(Event, namespace, resource_version=rv):
-                if match(e):
-                    return e
+            async for kind, e in self.client.watch(Event, namespace, resource_version=rv):
+                if kind == "ADDED" and match(e):
+                    matches.append(e)
+                    if len(matches) >= count:
+                        return e
             raise AssertionError("watch ended")
         return await asyncio.wait_for(watch(), timeout)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from podbay.api import Event, Pod
 from podbay.api.formats import load_pods
 from podbay.api.printing import pod_row
 from tests.e2e.conftest import Cluster
@@ -163,3 +164,128 @@ spec:
     assert pod.status.phase == "Succeeded"
     log = b"".join([c async for c in cluster.client.logs("files", "default")]).decode()
     assert log == 'hellos3cr3t\napp="files"\nfiles\nhello.txt\n'
+
+
+MATRIX = {  # (restartPolicy, exit code) -> (phase the pod settles in, whether the container restarts)
+    ("Always", 0): ("Running", True), ("Always", 1): ("Running", True),
+    ("OnFailure", 0): ("Succeeded", False), ("OnFailure", 1): ("Running", True),
+    ("Never", 0): ("Succeeded", False), ("Never", 1): ("Failed", False),
+}
+
+
+async def test_restart_policy_and_exit_code_decide_restarts_and_phase(cluster: Cluster) -> None:
+    def name(policy: str, code: int) -> str:
+        return f"{policy.lower()}-{code}"
+
+    for policy, code in MATRIX:
+        await cluster.client.create(load_pods(f"""
+apiVersion: v1
+kind: Pod
+metadata: {{name: {name(policy, code)}}}
+spec:
+  restartPolicy: {policy}
+  containers: [{{name: c, image: busybox:1.35, command: [sh, -c, "exit {code}"]}}]
+""")[0])
+    # Two containers under Never: the pod runs while one does, and fails once all ended, one badly.
+    await cluster.client.create(load_pods("""
+apiVersion: v1
+kind: Pod
+metadata: {name: never-mixed}
+spec:
+  restartPolicy: Never
+  terminationGracePeriodSeconds: 0
+  containers:
+  - {name: fails, image: busybox:1.35, command: [sh, -c, "exit 2"]}
+  - {name: runs, image: busybox:1.35, command: [sleep, "600"]}
+""")[0])
+    for (policy, code), (want, restarts) in MATRIX.items():
+        if restarts:
+            pod = await cluster.wait_for(name(policy, code), lambda p: any(
+                s.restart_count >= 1 and s.last_state.terminated is not None for s in p.status.container_statuses))
+            assert pod.status.container_statuses[0].last_state.terminated.exit_code == code
+        else:
+            pod = await cluster.wait_for(name(policy, code), phase("Succeeded", "Failed"))
+            status = pod.status.container_statuses[0]
+            assert status.restart_count == 0 and status.state.terminated.exit_code == code
+            assert pod_row(pod).status == ("Completed" if code == 0 else "Error")
+        assert pod.status.phase == want, (policy, code)
+    pod = await cluster.wait_for("never-mixed", lambda p: any(
+        s.name == "fails" and s.state.terminated for s in p.status.container_statuses))
+    assert pod.status.phase == "Running" and pod_row(pod).ready == "1/2"
+
+
+async def test_init_progress_shows_init_n_of_m(cluster: Cluster, tmp_path) -> None:
+    await cluster.client.create(load_pods(f"""
+apiVersion: v1
+kind: Pod
+metadata: {{name: gated}}
+spec:
+  terminationGracePeriodSeconds: 0
+  volumes: [{{name: gate, hostPath: {{path: {tmp_path}, type: Directory}}}}]
+  initContainers:
+  - {{name: one, image: busybox:1.35, command: [sh, -c, "until [ -e /gate/one ]; do sleep 0.1; done"],
+     volumeMounts: [{{name: gate, mountPath: /gate}}]}}
+  - {{name: two, image: busybox:1.35, command: [sh, -c, "until [ -e /gate/two ]; do sleep 0.1; done"],
+     volumeMounts: [{{name: gate, mountPath: /gate}}]}}
+  containers: [{{name: main, image: busybox:1.35, command: [sleep, "600"]}}]
+""")[0])
+    seen = [pod_row(await cluster.wait_for("gated", lambda p: pod_row(p).status == "Init:0/2")).status]
+    (tmp_path / "one").touch()
+    pod = await cluster.wait_for("gated", lambda p: pod_row(p).status == "Init:1/2")
+    assert pod.status.phase == "Pending" and cond("Initialized", "False")(pod)
+    seen.append(pod_row(pod).status)
+    (tmp_path / "two").touch()
+    pod = await cluster.wait_for("gated", lambda p: pod_row(p).status == "Running")
+    seen.append(pod_row(pod).status)
+    assert seen == ["Init:0/2", "Init:1/2", "Running"]
+    assert cond("Initialized")(pod) and pod.status.phase == "Running"
+
+
+async def test_failing_init_container_is_retried_under_on_failure_and_always(cluster: Cluster) -> None:
+    for policy in ("OnFailure", "Always"):
+        await cluster.client.create(load_pods(f"""
+apiVersion: v1
+kind: Pod
+metadata: {{name: init-{policy.lower()}}}
+spec:
+  restartPolicy: {policy}
+  initContainers: [{{name: setup, image: busybox:1.35, command: [sh, -c, "exit 5"]}}]
+  containers: [{{name: main, image: busybox:1.35, command: [sleep, "600"]}}]
+""")[0])
+    for policy in ("OnFailure", "Always"):
+        pod = await cluster.wait_for(f"init-{policy.lower()}", lambda p: any(
+            s.restart_count >= 2 and s.state.waiting for s in p.status.init_container_statuses or []))
+        init = pod.status.init_container_statuses[0]
+        assert init.last_state.terminated.exit_code == 5 and init.state.waiting.reason == "CrashLoopBackOff"
+        assert pod.status.phase == "Pending" and pod_row(pod).status == "Init:CrashLoopBackOff"
+        assert pod.status.container_statuses[0].state.waiting.reason == "PodInitializing"
+
+
+async def test_startup_probe_holds_liveness_off(cluster: Cluster, tmp_path) -> None:
+    await cluster.client.create(load_pods(f"""
+apiVersion: v1
+kind: Pod
+metadata: {{name: slowstart}}
+spec:
+  terminationGracePeriodSeconds: 0
+  volumes: [{{name: gate, hostPath: {{path: {tmp_path}, type: Directory}}}}]
+  containers:
+  - name: app
+    image: busybox:1.35
+    command: [sleep, "600"]
+    volumeMounts: [{{name: gate, mountPath: /gate}}]
+    startupProbe: {{exec: {{command: [test, -e, /gate/up]}}, periodSeconds: 1, failureThreshold: 60}}
+    livenessProbe: {{exec: {{command: [test, -e, /gate/up]}}, periodSeconds: 1, failureThreshold: 1}}
+""")[0])
+    await cluster.wait_event("slowstart", "Unhealthy", prefix="Startup probe failed", count=3)
+    pod = await cluster.client.get(Pod, "slowstart", "default")
+    status = pod.status.container_statuses[0]
+    assert status.restart_count == 0 and status.started is False and not status.ready
+    (tmp_path / "up").touch()
+    pod = await cluster.wait_for("slowstart", lambda p: p.status.container_statuses[0].started is True)
+    assert pod.status.container_statuses[0].restart_count == 0
+    events, _ = await cluster.client.list(Event, "default")
+    assert not [e for e in events if (e.message or "").startswith("Liveness probe failed")]
+    (tmp_path / "up").unlink()
+    await cluster.wait_event("slowstart", "Unhealthy", prefix="Liveness probe failed")
+    await cluster.wait_for("slowstart", lambda p: p.status.container_statuses[0].restart_count >= 1)
