@@ -72,9 +72,19 @@ metadata: {name: crasher}
 spec:
   containers: [{name: c, image: busybox:1.35, command: [sh, -c, "echo attempt; exit 1"]}]
 """)[0])
-    pod = await cluster.wait_for("crasher", lambda p: any(
-        s.restart_count >= 2 and s.state and s.state.waiting and s.state.waiting.reason == "CrashLoopBackOff"
-        for s in p.status.container_statuses))
+    delays: list[str] = []
+
+    def backing_off(p) -> bool:
+        waiting = p.status.container_statuses and p.status.container_statuses[0].state.waiting
+        if waiting and waiting.reason == "CrashLoopBackOff":
+            delay = waiting.message.split()[1]
+            if not delays or delays[-1] != delay:
+                delays.append(delay)
+        return p.status.container_statuses and p.status.container_statuses[0].restart_count >= 4 and waiting
+
+    pod = await cluster.wait_for("crasher", backing_off)
+    # The test server's back-off: 0.5 s doubling to a 2 s cap (the kubelet's 10 s to 300 s).
+    assert delays == ["0.5s", "1s", "2s"]
     status = pod.status.container_statuses[0]
     assert status.last_state.terminated.exit_code == 1
     assert pod.status.phase == "Running"
