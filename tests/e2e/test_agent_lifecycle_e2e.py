@@ -112,7 +112,8 @@ spec:
     assert status.restart_count == 1 and status.last_state.terminated.exit_code == 7
 
 
-async def test_liveness_probe_restarts_and_readiness_gates_ready(cluster: Cluster) -> None:
+async def test_liveness_probe_restarts_and_readiness_flips_ready(cluster: Cluster) -> None:
+    # `sick` is the Kubernetes documentation's liveness-exec pod with shorter times.
     await cluster.client.create(load_pods("""
 apiVersion: v1
 kind: Pod
@@ -126,16 +127,50 @@ spec:
     readinessProbe: {exec: {command: [test, -e, /tmp/ready]}, periodSeconds: 1}
   - name: sick
     image: busybox:1.35
-    command: [sleep, "600"]
-    livenessProbe: {exec: {command: ["false"]}, periodSeconds: 1, failureThreshold: 1}
+    args: [/bin/sh, -c, "touch /tmp/healthy; sleep 2; rm -f /tmp/healthy; sleep 600"]
+    livenessProbe: {exec: {command: [cat, /tmp/healthy]}, initialDelaySeconds: 1, periodSeconds: 1}
 """)[0])
-    await cluster.wait_for("probed", lambda p: any(
-        s.name == "sick" and s.restart_count >= 1 for s in p.status.container_statuses), timeout=60)
-    await cluster.wait_event("probed", "Unhealthy", prefix="Liveness probe failed")
-    await cluster.wait_event("probed", "Killing")
-    app = await cluster.wait_for("probed", lambda p: any(
-        s.name == "app" and s.ready for s in p.status.container_statuses))
-    assert next(s for s in app.status.container_statuses if s.name == "app").ready
+    await cluster.wait_for("probed", cond("Ready", "False"))
+    await cluster.wait_for("probed", lambda p: next(s for s in p.status.container_statuses if s.name == "app").ready)
+    await cluster.client.exec("probed", "default", ["rm", "/tmp/ready"], container="app")
+    pod = await cluster.wait_for("probed", lambda p: not next(
+        s for s in p.status.container_statuses if s.name == "app").ready)
+    assert cond("Ready", "False")(pod) and cond("ContainersReady", "False")(pod)
+    await cluster.client.exec("probed", "default", ["touch", "/tmp/ready"], container="app")
+    await cluster.wait_for("probed", lambda p: next(s for s in p.status.container_statuses if s.name == "app").ready)
+
+    pod = await cluster.wait_for("probed", lambda p: any(
+        s.name == "sick" and s.restart_count >= 2 for s in p.status.container_statuses), timeout=60)
+    assert next(s for s in pod.status.container_statuses if s.name == "app").restart_count == 0
+    unhealthy = await cluster.wait_event("probed", "Unhealthy", prefix="Liveness probe failed")
+    assert unhealthy.involved_object.field_path == "spec.containers{sick}"
+    killing = await cluster.wait_event("probed", "Killing")
+    assert killing.message == "Container sick failed liveness probe, will be restarted"
+
+
+async def test_changed_image_kills_and_recreates_the_container(cluster: Cluster) -> None:
+    from podbay.runtime.images import ImageStore
+
+    ImageStore(cluster.settings.runtime_config().images_root).tag("busybox:1.35", "busybox:1.36")
+    await cluster.client.create(load_pods("""
+apiVersion: v1
+kind: Pod
+metadata: {name: swap}
+spec:
+  terminationGracePeriodSeconds: 0
+  containers: [{name: c, image: busybox:1.35, command: [sleep, "600"]}]
+""")[0])
+    def running(image: str):
+        return lambda p: any(s.image == image and s.state.running for s in p.status.container_statuses)
+
+    pod = await cluster.wait_for("swap", running("busybox:1.35"))
+    first = pod.status.container_statuses[0].container_id
+    pod.spec.containers[0].image = "busybox:1.36"
+    await cluster.client.update(pod)
+    pod = await cluster.wait_for("swap", running("busybox:1.36"))
+    status = pod.status.container_statuses[0]
+    assert status.container_id != first and status.restart_count == 1
+    assert (await cluster.wait_event("swap", "Killing")).message == "Container c definition changed, will be restarted"
 
 
 async def test_config_map_secret_and_downward_api_volumes(cluster: Cluster) -> None:
