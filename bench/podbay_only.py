@@ -3,7 +3,8 @@
     sudo .venv/bin/python -m bench.podbay_only [--rounds 15]
 
 - container create+start through the runtime vs a raw `crun run -d` of the same bundle (the floor);
-- HyperContainer's `replace` (a running pod's sandbox handed over) vs `start` of a Created pod.
+- HyperContainer's `replace` (a running pod's sandbox handed over) vs `start` of a Created pod and
+  vs `stop` + `start` (what replace saves a user), with and without the warm sandbox pool.
 """
 from __future__ import annotations
 
@@ -82,10 +83,12 @@ spec:
 """
 
 
-async def replace_vs_start(rounds: int) -> tuple[list[float], list[float]]:
-    server = PodbayServer()
+async def replace_vs_start(rounds: int, *flags: str) -> dict[str, list[float]]:
+    """Per round, on Created pods OLD and NEW: `start OLD`; `replace -o OLD -n NEW`; and what a
+    user would do without replace, `stop NEW` then `start OLD` (timed until OLD runs)."""
+    server = PodbayServer(*flags)
     client = server.client
-    starts, replaces = [], []
+    times: dict[str, list[float]] = {"start": [], "replace": [], "stop+start": []}
 
     async def set_state(name: str, **annotations: str) -> None:
         pod = await client.get(Pod, name, "default")
@@ -104,17 +107,24 @@ async def replace_vs_start(rounds: int) -> tuple[list[float], list[float]]:
             t0 = time.monotonic()
             await set_state(old, **{RUN_STATE_ANNOTATION: "Running"})
             await server.wait_pods({old}, all_running)
-            starts.append(time.monotonic() - t0)
+            times["start"].append(time.monotonic() - t0)
             t0 = time.monotonic()
             await set_state(new, **{RUN_STATE_ANNOTATION: "Running", SANDBOX_FROM_ANNOTATION: old})
             await server.wait_pods({new}, all_running)
-            replaces.append(time.monotonic() - t0)
+            times["replace"].append(time.monotonic() - t0)
+            await server.wait_pods({old}, created)
+            t0 = time.monotonic()
+            await set_state(new, **{RUN_STATE_ANNOTATION: "Created"})
+            await server.wait_pods({new}, created)
+            await set_state(old, **{RUN_STATE_ANNOTATION: "Running"})
+            await server.wait_pods({old}, all_running)
+            times["stop+start"].append(time.monotonic() - t0)
             for name in (old, new):
                 await client.delete(Pod, name, "default", grace_period_seconds=0)
             await server.wait_pods({old, new}, lambda p: p is None)
     finally:
         await server.close()
-    return starts, replaces
+    return times
 
 
 async def main() -> None:
@@ -122,12 +132,14 @@ async def main() -> None:
     parser.add_argument("--rounds", type=int, default=15)
     args = parser.parse_args()
     ours, raw = await container_floor(args.rounds)
-    starts, replaces = await replace_vs_start(args.rounds)
-    for label, samples in (("container create+start, podbay runtime", ours), ("raw crun run -d, same bundle", raw),
-                           ("start of a Created pod", starts), ("replace (sandbox handed over)", replaces)):
+    warm = await replace_vs_start(args.rounds)
+    cold = await replace_vs_start(args.rounds, "--warm-sandboxes", "0")
+    rows = [("container create+start, podbay runtime", ours), ("raw crun run -d, same bundle", raw),
+            *((f"{label}, warm sandbox pool", samples) for label, samples in warm.items()),
+            *((f"{label}, no warm sandboxes", samples) for label, samples in cold.items())]
+    for label, samples in rows:
         s = summarise(samples)
         print(f"{label:40} min {s.min * 1000:6.1f}  median {s.median * 1000:6.1f}  p90 {s.p90 * 1000:6.1f} ms")
-
 
 if __name__ == "__main__":
     asyncio.run(main())

@@ -15,11 +15,11 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 class PodbayServer:
-    def __init__(self) -> None:
+    def __init__(self, *flags: str) -> None:
         self.base = Path(tempfile.mkdtemp(prefix="podbay-bench-"))
         self.flags = ["--state-root", str(self.base / "lib"), "--run-root", str(self.base / "run"),
                       "--cgroup-parent", "podbay-bench", "--network", "podbay-bench", "--bridge", "pbbench0",
-                      "--subnet", "10.124.0.0/16", "--node-name", "bench-node"]
+                      "--subnet", "10.124.0.0/16", "--node-name", "bench-node", *flags]
         self.podbay("up")
         self.client = Client.connect(f"unix://{self.base / 'run' / 'api.sock'}")
 

@@ -31,6 +31,7 @@ class Settings:
     pod_eviction_timeout: float = 300.0  # ... and this much later its pods are deleted
     node_monitor_period: float = 5.0
     api_address: str = "127.0.0.1"  # beyond loopback, clients need the token in <state_root>/api-token
+    warm_sandboxes: int = 1
 
     @property
     def socket_path(self) -> Path:
@@ -50,7 +51,8 @@ class Settings:
 
     def runtime_config(self) -> RuntimeConfig:
         return RuntimeConfig(state_root=self.state_root, run_root=self.run_root, cgroup_parent=self.cgroup_parent,
-                             network_name=self.network_name, bridge=self.bridge, subnet=self.subnet)
+                             network_name=self.network_name, bridge=self.bridge, subnet=self.subnet,
+                             warm_sandboxes=self.warm_sandboxes)
 
     def as_args(self) -> list[str]:
         """The global flags that name this installation, for a child `podbay` process."""
@@ -59,7 +61,7 @@ class Settings:
                 "--subnet", self.subnet, "--node-name", self.node_name, "--api-port", str(self.api_port),
                 "--backoff-base", str(self.backoff_base), "--backoff-cap", str(self.backoff_cap),
                 "--node-grace", str(self.node_grace), "--pod-eviction-timeout", str(self.pod_eviction_timeout),
-                "--api-address", self.api_address]
+                "--api-address", self.api_address, "--warm-sandboxes", str(self.warm_sandboxes)]
 
 
 def add_global_flags(parser: argparse.ArgumentParser) -> None:
@@ -84,6 +86,9 @@ def add_global_flags(parser: argparse.ArgumentParser) -> None:
                    help="seconds without a node heartbeat before the node is Ready=Unknown")
     g.add_argument("--pod-eviction-timeout", type=float, default=float(env("PODBAY_POD_EVICTION_TIMEOUT", "300")),
                    help="seconds a node stays Unknown before its pods are deleted")
+    g.add_argument("--warm-sandboxes", type=int, default=int(env("PODBAY_WARM_SANDBOXES", "1")),
+                   help="pod sandboxes (namespaces and network) kept ready so the next pod starts sooner; "
+                        "0 saves their memory and IP on small machines")
     g.add_argument("--server", default=env("PODBAY_SERVER"),
                    help="the API server to talk to (default: this machine's socket)")
 
@@ -93,4 +98,5 @@ def settings_from(args: argparse.Namespace) -> Settings:
                     cgroup_parent=args.cgroup_parent, network_name=args.network_name, bridge=args.bridge,
                     subnet=args.subnet, node_name=args.node_name, api_port=args.api_port, server=args.server,
                     backoff_base=args.backoff_base, backoff_cap=args.backoff_cap, node_grace=args.node_grace,
-                    pod_eviction_timeout=args.pod_eviction_timeout, api_address=args.api_address)
+                    pod_eviction_timeout=args.pod_eviction_timeout, api_address=args.api_address,
+                    warm_sandboxes=args.warm_sandboxes)
