@@ -449,7 +449,7 @@ class Agent:
         try:
             cfg = translate.container_config(pod, container, attempt=attempt, init=init, pod_ip=pod_ip or "",
                                              host_ip=self.config.node_address, image_info=image_info,
-                                             volume_paths=volume_paths)
+                                             volume_paths=volume_paths, seccomp_root=self.config.seccomp_root)
         except EnvError as exc:
             w.reasons[name] = ("CreateContainerConfigError", str(exc))
             await self.events.record(pod, "Failed", f"Error: {exc}", warning=True, container=name, init=init)

@@ -12,6 +12,7 @@ class AgentConfig:
     node_address: str = "127.0.0.1"  # InternalIP published in the Node; the logs/exec server listens here
     server_port: int = 10250  # 0: any free port (tests)
     state_root: Path = Path("/var/lib/podbay")  # capacity of ephemeral-storage is read here
+    seccomp_profile_root: Path | None = None  # Localhost seccomp profiles; None: <state_root>/seccomp
     heartbeat_interval: float = 10.0
     relist_interval: float = 5.0  # safety net behind the runtime's exit events
     backoff_base: float = 10.0
@@ -19,3 +20,8 @@ class AgentConfig:
     backoff_reset: float | None = None  # None: 2 * cap (10 minutes), as the kubelet
     max_pods: int = 110
     labels: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def seccomp_root(self) -> Path:
+        """Where a Localhost seccompProfile's localhostProfile is looked up (the kubelet's <root-dir>/seccomp)."""
+        return self.seccomp_profile_root or self.state_root / "seccomp"

@@ -2,6 +2,7 @@
 kuberuntime_sandbox.go and kuberuntime_container.go)."""
 from __future__ import annotations
 
+import posixpath
 from pathlib import Path
 from typing import Any
 
@@ -11,16 +12,16 @@ from podbay.agent.envvars import EnvError, PodFacts, container_argv, container_e
 from podbay.agent.runtimeview import (
     CONTAINER_KIND, CONTAINER_NAME, POD_NAME, POD_NAMESPACE, POD_UID, RESTART_COUNT, SANDBOX_ATTEMPT, SPEC_IMAGE,
 )
-from podbay.api import Container, Pod
+from podbay.api import Container, Pod, SeccompProfile
 from podbay.api.quantity import parse_quantity
 from podbay.runtime import cgroups
 from podbay.runtime.types import (
     ContainerConfig, ContainerMetadata, DNSConfig, HostAlias, LinuxContainerResources, LinuxContainerSecurity,
-    Mount, PodSandboxConfig, PodSandboxMetadata, PortMapping,
+    Mount, PodSandboxConfig, PodSandboxMetadata, PortMapping, ProfileType, SecurityProfile,
 )
 from podbay.runtime.volumes import sub_path
 
-__all__ = ["POD_UID", "sandbox_config", "container_config", "image_present", "pull_image"]
+__all__ = ["POD_UID", "sandbox_config", "container_config", "seccomp_profile", "image_present", "pull_image"]
 
 MAX_NAMESERVERS = 3
 MAX_SEARCHES = 32
@@ -113,7 +114,21 @@ def _kind(pod: Pod, container: Container, init: bool) -> str:
     return "sidecar" if is_restartable_init(container) else "init"
 
 
-def _security(pod: Pod, container: Container, image_user: str) -> LinuxContainerSecurity:
+def seccomp_profile(pod: Pod, container: Container, root: Path) -> SecurityProfile:
+    """The container's seccompProfile, else the pod's, else Unconfined (the kubelet without
+    --seccomp-default); a Localhost profile is a file under `root`, as the kubelet joins it."""
+    csc, psc = container.security_context, pod.spec.security_context
+    field: SeccompProfile | None = (csc.seccomp_profile if csc is not None and csc.seccomp_profile is not None
+                                    else psc.seccomp_profile if psc is not None else None)
+    if field is None:
+        return SecurityProfile(ProfileType.UNCONFINED)
+    kind = ProfileType(field.type)
+    if kind is not ProfileType.LOCALHOST:
+        return SecurityProfile(kind)
+    return SecurityProfile(kind, posixpath.normpath(f"{root}/{field.localhost_profile}") if field.localhost_profile else "")
+
+
+def _security(pod: Pod, container: Container, image_user: str, seccomp_root: Path) -> LinuxContainerSecurity:
     psc = pod.spec.security_context
     csc = container.security_context
     def pick(name: str) -> Any:
@@ -130,7 +145,7 @@ def _security(pod: Pod, container: Container, image_user: str) -> LinuxContainer
         supplemental_groups=groups, privileged=privileged,
         readonly_rootfs=bool(csc.read_only_root_filesystem) if csc is not None else False,
         add_capabilities=list(caps.add) if caps else [], drop_capabilities=list(caps.drop) if caps else [],
-        no_new_privs=ape is False)
+        no_new_privs=ape is False, seccomp=seccomp_profile(pod, container, seccomp_root))
 
 
 def _resources(container: Container) -> LinuxContainerResources:
@@ -156,7 +171,7 @@ def _mounts(container: Container, volume_paths: dict[str, Path]) -> list[Mount]:
 
 
 def container_config(pod: Pod, container: Container, *, attempt: int, init: bool, pod_ip: str, host_ip: str,
-                     image_info: Any, volume_paths: dict[str, Path] | None = None) -> ContainerConfig:
+                     image_info: Any, seccomp_root: Path, volume_paths: dict[str, Path] | None = None) -> ContainerConfig:
     image_config = image_info.config
     env, _ = container_env(pod, container, PodFacts(pod_ip=pod_ip, host_ip=host_ip))
     argv = container_argv(container, image_config.entrypoint, image_config.cmd, env)
@@ -176,7 +191,7 @@ def container_config(pod: Pod, container: Container, *, attempt: int, init: bool
                 SPEC_IMAGE: container.image or "", CONTAINER_KIND: _kind(pod, container, init)},
         annotations={},
         resources=_resources(container),
-        security=_security(pod, container, image_config.user),
+        security=_security(pod, container, image_config.user, seccomp_root),
         tty=bool(container.tty),
         stdin=bool(container.stdin),
         stop_signal=stop_signal,

@@ -27,8 +27,7 @@ def unsupported_fields(pod: Pod) -> list[str]:
             out.append(f"spec.{name}")
     sc = spec.security_context
     if sc is not None:
-        for name, value in (("seLinuxOptions", sc.se_linux_options), ("seccompProfile", sc.seccomp_profile),
-                            ("appArmorProfile", sc.app_armor_profile)):
+        for name, value in (("seLinuxOptions", sc.se_linux_options), ("appArmorProfile", sc.app_armor_profile)):
             if value is not None:
                 out.append(f"spec.securityContext.{name}")
     for kind, containers in (("initContainers", spec.init_containers), ("containers", spec.containers)):
@@ -44,8 +43,8 @@ def unsupported_fields(pod: Pod) -> list[str]:
                     out.append(f"{path}.{probe_name}.grpc")
             csc = c.security_context
             if csc is not None:
-                for name, value in (("seLinuxOptions", csc.se_linux_options), ("seccompProfile", csc.seccomp_profile),
-                                    ("appArmorProfile", csc.app_armor_profile), ("procMount", csc.proc_mount)):
+                for name, value in (("seLinuxOptions", csc.se_linux_options), ("appArmorProfile", csc.app_armor_profile),
+                                    ("procMount", csc.proc_mount)):
                     if value is not None:
                         out.append(f"{path}.securityContext.{name}")
     return out
@@ -64,7 +63,9 @@ NOTES: dict[str, tuple[str, str]] = {
     "PodSpec.serviceAccount": ("partial", "stored; no token is mounted"),
     "PodSpec.automountServiceAccountToken": ("not yet", "no service account tokens"),
     "PodSpec.securityContext": ("partial", "runAsUser, runAsGroup, supplementalGroups, fsGroup (as a group), "
-                                           "sysctls parsed; seLinuxOptions, seccompProfile, appArmorProfile not yet"),
+                                           "seccompProfile (RuntimeDefault, Unconfined, Localhost under "
+                                           "<state root>/seccomp; unset is Unconfined), sysctls parsed; "
+                                           "seLinuxOptions, appArmorProfile not yet"),
     "PodSpec.imagePullSecrets": ("not yet", "pull with an auth.json instead (`podbay image pull --auth-file`)"),
     "PodSpec.affinity": ("partial", "required node affinity; preferred terms, pod (anti-)affinity not yet"),
     "PodSpec.schedulerName": ("partial", "only pods for default-scheduler are bound"),
@@ -89,8 +90,8 @@ NOTES: dict[str, tuple[str, str]] = {
     "Container.readinessProbe": ("partial", "exec, httpGet, tcpSocket; grpc not yet"),
     "Container.startupProbe": ("partial", "exec, httpGet, tcpSocket; grpc not yet"),
     "Container.securityContext": ("partial", "runAsUser, runAsGroup, privileged, readOnlyRootFilesystem, "
-                                             "capabilities, allowPrivilegeEscalation; seccomp, SELinux, "
-                                             "AppArmor, procMount not yet"),
+                                             "capabilities, allowPrivilegeEscalation, seccompProfile (privileged "
+                                             "is Unconfined); SELinux, AppArmor, procMount not yet"),
     "Container.stdin": ("partial", "a stdin pipe; no attach yet"),
     "Container.stdinOnce": ("not yet", "no attach"),
     "Container.tty": ("partial", "a terminal; no attach yet"),

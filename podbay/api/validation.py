@@ -7,7 +7,7 @@ from pathlib import PurePosixPath
 
 from podbay.api.errors import FieldError
 from podbay.api.models import (
-    UNSUPPORTED_VOLUME_SOURCES, Container, Namespace, Node, Pod, Probe, ResourceRequirements,
+    UNSUPPORTED_VOLUME_SOURCES, Container, Namespace, Node, Pod, Probe, ResourceRequirements, SeccompProfile,
 )
 from podbay.api.quantity import parse_quantity
 from podbay.api.serialize import to_dict
@@ -136,6 +136,32 @@ def _probe(path: str, probe: Probe | None, container: Container, must_succeed_on
     return errs
 
 
+def _seccomp_profile(path: str, sp: SeccompProfile | None) -> list[FieldError]:
+    """validateSeccompProfileField: a Localhost profile is a file under the node's
+    profile root, so it must name one there; other types take no file."""
+    if sp is None:
+        return []
+    errs: list[FieldError] = []
+    kinds = ("Localhost", "RuntimeDefault", "Unconfined")
+    if not sp.type:
+        errs.append(FieldError(f"{path}.type", None, "Required value: type is required when seccompProfile is set"))
+    elif sp.type not in kinds:
+        errs.append(FieldError(f"{path}.type", sp.type, _unsupported(sp.type, kinds)))
+    profile = sp.localhost_profile
+    if sp.type == "Localhost":
+        if not profile:
+            errs.append(FieldError(f"{path}.localhostProfile", None,
+                                   "Required value: must be set when seccomp type is Localhost"))
+        else:
+            if PurePosixPath(profile).is_absolute():
+                errs.append(FieldError(f"{path}.localhostProfile", profile, "must be a relative path"))
+            if ".." in profile.split("/"):
+                errs.append(FieldError(f"{path}.localhostProfile", profile, "must not contain '..'"))
+    elif profile is not None:
+        errs.append(FieldError(f"{path}.localhostProfile", profile, "can only be set when seccomp type is Localhost"))
+    return errs
+
+
 def _container(path: str, c: Container, volumes: set[str], init: bool, pod: Pod) -> list[FieldError]:
     errs: list[FieldError] = []
     if not c.name:
@@ -215,6 +241,8 @@ def _container(path: str, c: Container, volumes: set[str], init: bool, pod: Pod)
                 if h is not None and _handler_count(h) != 1:
                     errs.append(FieldError(f"{path}.lifecycle.{hook}", None,
                                            "Required value: must specify exactly one handler type"))
+    if c.security_context is not None:
+        errs += _seccomp_profile(f"{path}.securityContext.seccompProfile", c.security_context.seccomp_profile)
     if c.termination_message_policy not in (None, "File", "FallbackToLogsOnError"):
         errs.append(FieldError(f"{path}.terminationMessagePolicy", c.termination_message_policy,
                                _unsupported(c.termination_message_policy, ("File", "FallbackToLogsOnError"))))
@@ -313,6 +341,8 @@ def validate_pod(pod: Pod) -> list[FieldError]:
                 elif r.operator in ("Exists", "DoesNotExist") and r.values:
                     errs.append(FieldError(f"{rp}.values", None, "Forbidden: may not be specified when `operator` is 'Exists' or 'DoesNotExist'"))
     sc = spec.security_context
+    if sc is not None:
+        errs += _seccomp_profile("spec.securityContext.seccompProfile", sc.seccomp_profile)
     for i, s in enumerate(sc.sysctls if sc else []):
         if not SYSCTL.match(s.name):
             errs.append(FieldError(f"spec.securityContext.sysctls[{i}].name", s.name,

@@ -29,6 +29,7 @@ from podbay.runtime.namespaces import pin_namespaces, start_pid_holder, stop_pid
 from podbay.runtime.network import NetworkConfig, PodNetwork
 from podbay.runtime.network import PortMapping as CNIPortMapping
 from podbay.runtime.oci import OCIRuntime
+from podbay.runtime.seccomp import load_profile
 from podbay.runtime.spec import SandboxPaths, oci_spec
 from podbay.runtime.syscalls import MS_NODEV, MS_NOSUID, is_mountpoint, mount, umount
 from podbay.runtime.types import (
@@ -334,6 +335,7 @@ class RuntimeService:
         image = self.images.image_status(config.image)
         if image is None:
             raise ContainerRuntimeError(f'image "{config.image}" not present')
+        seccomp_profile = None if config.security.privileged else load_profile(config.security.seccomp)
         container_id = _new_id()
         directory, bundle = self._container_dir(container_id), self._bundle(container_id)
         log_path = self.log_path(sandbox, config.metadata.name, config.metadata.attempt)
@@ -358,7 +360,7 @@ class RuntimeService:
             mounts = self._sandbox_mounts(sandbox, config, directory)
             paths = self._sandbox_paths(sandbox, container_id)
             full = ContainerConfig(**{**config.__dict__, "mounts": mounts + list(config.mounts)})
-            spec = oci_spec(full, paths, str(rootfs), uid, gid, groups)
+            spec = oci_spec(full, paths, str(rootfs), uid, gid, groups, seccomp_profile)
             (bundle / "config.json").write_text(json.dumps(spec))
             self._save(record)
             record["pid"] = await self.oci.create(container_id, bundle, log_path, tty=config.tty, stdin=config.stdin)

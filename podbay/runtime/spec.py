@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from podbay.runtime.seccomp import linux_seccomp
 from podbay.runtime.types import ContainerConfig
 
 DEFAULT_CAPABILITIES = [
@@ -60,7 +61,8 @@ def capabilities(add: list[str], drop: list[str], privileged: bool) -> list[str]
 
 
 def oci_spec(config: ContainerConfig, sandbox: SandboxPaths, rootfs: str, uid: int, gid: int,
-             extra_gids: list[int]) -> dict[str, Any]:
+             extra_gids: list[int], seccomp: dict[str, Any] | None = None) -> dict[str, Any]:
+    """`seccomp` is the container's profile (seccomp.load_profile); None runs it unconfined."""
     sec = config.security
     caps = capabilities(sec.add_capabilities, sec.drop_capabilities, sec.privileged)
     process: dict[str, Any] = {
@@ -89,6 +91,9 @@ def oci_spec(config: ContainerConfig, sandbox: SandboxPaths, rootfs: str, uid: i
         "maskedPaths": [] if sec.privileged else (sec.masked_paths if sec.masked_paths is not None else MASKED_PATHS),
         "readonlyPaths": [] if sec.privileged else (sec.readonly_paths if sec.readonly_paths is not None else READONLY_PATHS),
     }
+    # containerd and CRI-O leave a privileged container unconfined whatever profile it names.
+    if seccomp is not None and not sec.privileged:
+        linux["seccomp"] = linux_seccomp(seccomp, caps)
     spec: dict[str, Any] = {
         "ociVersion": "1.0.2",
         "process": process,

@@ -96,6 +96,20 @@ class LinuxContainerResources:
     pids_limit: int = 0
 
 
+class ProfileType(str, Enum):
+    RUNTIME_DEFAULT = "RuntimeDefault"
+    UNCONFINED = "Unconfined"
+    LOCALHOST = "Localhost"
+
+
+@dataclass
+class SecurityProfile:
+    """CRI's SecurityProfile, for seccomp."""
+
+    profile_type: ProfileType = ProfileType.UNCONFINED
+    localhost_ref: str = ""  # Localhost: the profile file's absolute path, resolved by the agent as the kubelet does
+
+
 @dataclass
 class LinuxContainerSecurity:
     run_as_user: int | None = None
@@ -109,6 +123,7 @@ class LinuxContainerSecurity:
     no_new_privs: bool = False
     masked_paths: list[str] | None = None  # None: the defaults
     readonly_paths: list[str] | None = None
+    seccomp: SecurityProfile = field(default_factory=SecurityProfile)  # privileged: always unconfined
 
 
 @dataclass

@@ -139,6 +139,32 @@ spec:
     assert any(e.startswith('spec.restartPolicy: "Sometimes": Unsupported value') for e in errs)
 
 
+
+def test_seccomp_profile_rules() -> None:
+    errs = errors_of("""
+apiVersion: v1
+kind: Pod
+metadata: {name: p}
+spec:
+  securityContext: {seccompProfile: {type: Localhost}}
+  initContainers:
+  - {name: i, image: busybox, securityContext: {seccompProfile: {type: RuntimeDefault, localhostProfile: a.json}}}
+  containers:
+  - {name: a, image: busybox, securityContext: {seccompProfile: {type: Localhost, localhostProfile: /etc/a.json}}}
+  - {name: b, image: busybox, securityContext: {seccompProfile: {type: Localhost, localhostProfile: ../a.json}}}
+  - {name: c, image: busybox, securityContext: {seccompProfile: {type: Strict}}}
+  - {name: d, image: busybox, securityContext: {seccompProfile: {type: Localhost, localhostProfile: x/ok.json}}}
+""")
+    assert errs == [
+        'spec.initContainers[0].securityContext.seccompProfile.localhostProfile: "a.json": '
+        "can only be set when seccomp type is Localhost",
+        'spec.containers[0].securityContext.seccompProfile.localhostProfile: "/etc/a.json": must be a relative path',
+        'spec.containers[1].securityContext.seccompProfile.localhostProfile: "../a.json": must not contain \'..\'',
+        'spec.containers[2].securityContext.seccompProfile.type: "Strict": Unsupported value: supported values: '
+        '"Localhost", "RuntimeDefault", "Unconfined"',
+        "spec.securityContext.seccompProfile.localhostProfile: Required value: must be set when seccomp type is Localhost",
+    ]
+
 def test_probe_and_sidecar_rules() -> None:
     errs = errors_of("""
 apiVersion: v1
@@ -238,11 +264,11 @@ spec:
   runtimeClassName: gvisor
   affinity: {podAntiAffinity: {requiredDuringSchedulingIgnoredDuringExecution: []}}
   containers:
-  - {name: c, image: i, livenessProbe: {grpc: {port: 9000}}, securityContext: {seccompProfile: {type: RuntimeDefault}}}
+  - {name: c, image: i, livenessProbe: {grpc: {port: 9000}}, securityContext: {appArmorProfile: {type: RuntimeDefault}}}
 """)[0]
     assert unsupported_fields(pod) == [
         "spec.affinity.podAntiAffinity", "spec.runtimeClassName", "spec.containers[0].livenessProbe.grpc",
-        "spec.containers[0].securityContext.seccompProfile"]
+        "spec.containers[0].securityContext.appArmorProfile"]
 
 
 def test_the_support_table_in_docs_is_the_rendering() -> None:
