@@ -3,6 +3,7 @@
     sudo .venv/bin/python -m bench.podbay_only [--rounds 15]
 
 - container create+start through the runtime vs a raw `crun run -d` of the same bundle (the floor);
+- a sandbox plus two containers through the runtime, with a warm sandbox ready and without;
 - HyperContainer's `replace` (a running pod's sandbox handed over) vs `start` of a Created pod and
   vs `stop` + `start` (what replace saves a user), with and without the warm sandbox pool.
 """
@@ -73,6 +74,38 @@ async def container_floor(rounds: int) -> tuple[list[float], list[float]]:
     return ours, raw
 
 
+async def sandbox_and_two_containers(rounds: int, warm: int) -> list[float]:
+    """A pod's whole runtime path: sandbox (namespaces, CNI network, cgroup, /etc files) and two
+    containers created and started, timed until both run; `warm` sandboxes made ahead or none."""
+    base = Path(tempfile.mkdtemp(prefix="podbay-bench-sb-"))
+    runtime = RuntimeService(RuntimeConfig(state_root=base / "lib", run_root=base / "run",
+                                           cgroup_parent="podbay-bench-sb", network_name="pbbenchsb",
+                                           bridge="pbbenchsb0", subnet="10.127.1.0/24", warm_sandboxes=warm))
+    await runtime.start()
+    ensure_busybox_image(runtime.images)
+    times = []
+    try:
+        for i in range(rounds):
+            if runtime._warming is not None:  # the pool refilled between rounds, as between pods
+                await runtime._warming
+            t0 = time.perf_counter()
+            sandbox = await runtime.run_pod_sandbox(PodSandboxConfig(PodSandboxMetadata(f"p{i}", "default", f"u{i}"),
+                                                                     f"p{i}"))
+            ids = await asyncio.gather(*(runtime.create_container(sandbox, ContainerConfig(
+                ContainerMetadata(name), "busybox:1.35", ["sleep", "600"], env=["PATH=/bin"])) for name in ("a", "b")))
+            await asyncio.gather(*(runtime.start_container(cid) for cid in ids))
+            times.append(time.perf_counter() - t0)
+            for cid in ids:
+                await runtime.stop_container(cid, 0)
+                await runtime.remove_container(cid)
+            await runtime.stop_pod_sandbox(sandbox)
+            await runtime.remove_pod_sandbox(sandbox)
+    finally:
+        await runtime.shutdown(purge=True)
+        shutil.rmtree(base, ignore_errors=True)
+    return times
+
+
 POD = """
 apiVersion: v1
 kind: Pod
@@ -132,9 +165,11 @@ async def main() -> None:
     parser.add_argument("--rounds", type=int, default=15)
     args = parser.parse_args()
     ours, raw = await container_floor(args.rounds)
+    pods = {warm: await sandbox_and_two_containers(args.rounds, warm) for warm in (1, 0)}
     warm = await replace_vs_start(args.rounds)
     cold = await replace_vs_start(args.rounds, "--warm-sandboxes", "0")
     rows = [("container create+start, podbay runtime", ours), ("raw crun run -d, same bundle", raw),
+            ("sandbox + 2 containers, warm sandbox", pods[1]), ("sandbox + 2 containers, cold", pods[0]),
             *((f"{label}, warm sandbox pool", samples) for label, samples in warm.items()),
             *((f"{label}, no warm sandboxes", samples) for label, samples in cold.items())]
     for label, samples in rows:
