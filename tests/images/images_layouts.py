@@ -37,14 +37,15 @@ def busybox_layer(tmp: Path) -> tuple[bytes, str]:
 
 
 def write_layout(layout: Path, layers: tuple[bytes, str] | list[tuple[bytes, str]], ref_name: str,
-                 archs: tuple[str, ...] = ("amd64",)) -> dict[str, str]:
+                 archs: tuple[str, ...] = ("amd64",),
+                 layer_type: str = "application/vnd.oci.image.layer.v1.tar+gzip") -> dict[str, str]:
     """An OCI layout with one image per architecture (an index when several), named
     `ref_name`, of `layers` (bottom first); returns the manifest digest of each
     architecture and of the index."""
     (layout / "oci-layout").parent.mkdir(parents=True, exist_ok=True)
     (layout / "oci-layout").write_text('{"imageLayoutVersion": "1.0.0"}')
     layers = layers if isinstance(layers, list) else [layers]
-    layer_descs = [{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", **_blob(layout, data)}
+    layer_descs = [{"mediaType": layer_type, **_blob(layout, data)}
                    for data, _ in layers]
     diff_ids = [diff_id for _, diff_id in layers]
     digests, descs = {}, []

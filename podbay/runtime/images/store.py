@@ -27,7 +27,7 @@ from typing import Any, Callable, Iterator, Sequence
 from podbay.runtime.images import archive, registry
 from podbay.runtime.images.digests import Progress, digest_hex, digest_of
 from podbay.runtime.images.manifests import (OCI_CONFIG, OCI_LAYER, OCI_LAYER_GZIP, OCI_MANIFEST, PLATFORM_ARCH,
-                                             PLATFORM_OS)
+                                             PLATFORM_OS, unsupported_layers)
 from podbay.runtime.images.reference import parse_reference
 from podbay.runtime.images.unpack import HashingReader, open_layer, unpack_layer
 
@@ -319,6 +319,10 @@ class ImageStore:
         manifest = json.loads(self.read_blob(manifest_digest))
         config_digest = manifest["config"]["digest"]
         config = json.loads(self.read_blob(config_digest))
+        refused = unsupported_layers(manifest)
+        if refused:
+            raise ValueError(f"image manifest {manifest_digest}: {'; '.join(refused)} (layers must be tar, "
+                             "tar+gzip or tar+zstd)")
         blobs = [layer["digest"] for layer in manifest.get("layers") or []]
         diff_ids = list((config.get("rootfs") or {}).get("diff_ids") or [])
         if len(diff_ids) != len(blobs):

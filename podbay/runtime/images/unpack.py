@@ -16,11 +16,14 @@ import tarfile
 from pathlib import Path
 from typing import BinaryIO
 
+import zstandard
+
 WHITEOUT = ".wh."
 OPAQUE = ".wh..wh..opq"
 AUFS_META = ".wh..wh."
 OPAQUE_XATTR = "trusted.overlay.opaque"
 _XATTR_PAX = "SCHILY.xattr."
+ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 
 
 class UnsafeLayer(ValueError):
@@ -52,12 +55,10 @@ def open_layer(path: Path) -> BinaryIO:
         magic = f.read(4)
     if magic[:2] == b"\x1f\x8b":
         return gzip.open(path, "rb")  # type: ignore[return-value]
-    if magic == b"\x28\xb5\x2f\xfd":
-        try:
-            import zstandard
-        except ImportError as e:
-            raise ValueError(f"{path}: zstd-compressed layer needs the Python package zstandard") from e
-        return zstandard.ZstdDecompressor().stream_reader(open(path, "rb"), closefd=True)  # type: ignore[return-value]
+    if magic == ZSTD_MAGIC:
+        # zstd:chunked layers are many frames (and skippable ones holding their table of contents).
+        return zstandard.ZstdDecompressor().stream_reader(  # type: ignore[return-value]
+            open(path, "rb"), closefd=True, read_across_frames=True)
     return open(path, "rb")
 
 
