@@ -1,5 +1,6 @@
-"""The agent's small kubelet-like HTTP server: container logs and exec, which the
-API server proxies for `pods/{name}/log` and `pods/{name}/exec`.
+"""The agent's small kubelet-like HTTP server: container logs and exec (run to completion
+on POST, streamed over a WebSocket on GET), which the API server proxies for
+`pods/{name}/log` and `pods/{name}/exec`.
 """
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from aiohttp import web
 
 from podbay.agent.podstate import RunState
 from podbay.agent.runtimeview import container_record, runtime_pods
+from podbay.agent.streams import serve_exec
 
 FOLLOW_POLL_SECONDS = 0.2  # log files have no change notification through the runtime
 
@@ -79,6 +81,13 @@ async def _find(agent: Any, namespace: str, pod: str, container: str, previous: 
     raise web.HTTPNotFound(text=f'pod "{pod}" not found on this node')
 
 
+async def _running(agent: Any, namespace: str, pod: str, container: str) -> Any:
+    record = await _find(agent, namespace, pod, container, False)
+    if record.state is not RunState.RUNNING:
+        raise web.HTTPBadRequest(text=f'container "{container}" is not running')
+    return record
+
+
 async def _read_lines(path: Path, follow: bool, alive: Any) -> AsyncIterator[LogLine]:
     with open(path, "rb") as f:
         buf = b""
@@ -139,17 +148,20 @@ def make_app(agent: Any) -> web.Application:
         command = request.query.getall("command", [])
         if not command:
             raise web.HTTPBadRequest(text="command: Required value")
-        record = await _find(agent, ns, pod, name, False)
-        if record.state is not RunState.RUNNING:
-            raise web.HTTPBadRequest(text=f'container "{name}" is not running')
+        record = await _running(agent, ns, pod, name)
         timeout = float(request.query.get("timeout", "0") or 0) or None
         code, out, err = await agent.runtime.exec_sync(record.id, command, timeout)
         return web.json_response({"exitCode": code, "stdout": base64.b64encode(out or b"").decode(),
                                   "stderr": base64.b64encode(err or b"").decode()})
 
+    async def exec_stream(request: web.Request) -> web.StreamResponse:
+        ns, pod, name = request.match_info["ns"], request.match_info["pod"], request.match_info["container"]
+        return await serve_exec(request, agent.runtime, lambda: _running(agent, ns, pod, name))
+
     app = web.Application()
     app.router.add_get("/containerLogs/{ns}/{pod}/{container}", logs)
     app.router.add_post("/exec/{ns}/{pod}/{container}", exec_)
+    app.router.add_get("/exec/{ns}/{pod}/{container}", exec_stream)
     app.router.add_get("/healthz", lambda _: web.Response(text="ok"))
     return app
 

@@ -26,8 +26,9 @@ from typing import Any, AsyncIterator
 
 from aiohttp import web
 
+from podbay.api import remotecommand
 from podbay.api.errors import BadRequest, Gone
-from podbay.apiserver import auth, discovery, logs
+from podbay.apiserver import auth, discovery, logs, streams
 from podbay.apiserver.patch import (
     APPLY_PATCH,
     JSON_PATCH,
@@ -180,6 +181,11 @@ async def _dispatch(request: web.Request) -> web.StreamResponse:
             raise HTTPError(405, "MethodNotAllowed", f"{method} is not supported on pods/log")
         return await logs.proxy_log(request, request.app[STORE_KEY], target.store_namespace, name)
     if sub == "exec":
+        if method == "GET":
+            return await streams.proxy_exec_stream(request, request.app[STORE_KEY], target.store_namespace, name)
+        if "Upgrade" in request.headers:  # SPDY: kubectl falls back to it when a WebSocket fails
+            raise HTTPError(400, "BadRequest", "unable to upgrade connection: pods/exec streams over a WebSocket "
+                                               f"({', '.join(p for p in remotecommand.SUPPORTED if p)}) only")
         if method != "POST":
             raise HTTPError(405, "MethodNotAllowed", f"{method} is not supported on pods/exec")
         return await logs.proxy_exec(request, request.app[STORE_KEY], target.store_namespace, name)

@@ -65,7 +65,7 @@ def _host_for_url(address: str) -> str:
         return address
 
 
-def _agent_url(store: Store, namespace: str, name: str, container: str | None, path: str) -> tuple[str, str]:
+def agent_url(store: Store, namespace: str, name: str, container: str | None, path: str) -> tuple[str, str]:
     """The URL of `path` (containerLogs, exec) for the pod's container on its node's agent,
     and the node's name."""
     pod = store.get("pods", namespace, name)
@@ -77,12 +77,12 @@ def _agent_url(store: Store, namespace: str, name: str, container: str | None, p
     return f"http://{_host_for_url(address)}:{port}/{path}/{namespace}/{name}/{chosen}", node_name
 
 
-def _unreachable(node_name: str, exc: Exception) -> HTTPError:
+def unreachable(node_name: str, exc: Exception) -> HTTPError:
     return HTTPError(503, "ServiceUnavailable", f"the agent of node {node_name} cannot be reached: {exc}")
 
 
 async def proxy_log(request: web.Request, store: Store, namespace: str, name: str) -> web.StreamResponse:
-    url, node_name = _agent_url(store, namespace, name, request.query.get("container"), "containerLogs")
+    url, node_name = agent_url(store, namespace, name, request.query.get("container"), "containerLogs")
     params = {k: request.query[k] for k in _FORWARDED if k in request.query}
     try:
         async with request.app[SESSION_KEY].get(url, params=params) as upstream:
@@ -96,13 +96,13 @@ async def proxy_log(request: web.Request, store: Store, namespace: str, name: st
             await response.write_eof()
             return response
     except aiohttp.ClientError as exc:
-        raise _unreachable(node_name, exc) from None
+        raise unreachable(node_name, exc) from None
 
 
 async def proxy_exec(request: web.Request, store: Store, namespace: str, name: str) -> web.Response:
-    """pods/{name}/exec, run to completion on the pod's node: the agent's JSON answer
-    (exitCode, base64 stdout and stderr). Interactive streams (-i/-t) are not served yet."""
-    url, node_name = _agent_url(store, namespace, name, request.query.get("container"), "exec")
+    """POST pods/{name}/exec, run to completion on the pod's node: the agent's JSON answer
+    (exitCode, base64 stdout and stderr). Streams are `podbay.apiserver.streams`."""
+    url, node_name = agent_url(store, namespace, name, request.query.get("container"), "exec")
     params = [("command", c) for c in request.query.getall("command", [])]
     if "timeout" in request.query:
         params.append(("timeout", request.query["timeout"]))
@@ -113,7 +113,7 @@ async def proxy_exec(request: web.Request, store: Store, namespace: str, name: s
                 raise _upstream_error(upstream.status, raw)
             return web.Response(body=raw, content_type="application/json")
     except aiohttp.ClientError as exc:
-        raise _unreachable(node_name, exc) from None
+        raise unreachable(node_name, exc) from None
 
 
 def _upstream_error(code: int, raw: bytes) -> Exception:

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from podbay.cli.common import table
+from podbay.cli.progress import PullProgress, human_size, terminal_columns
 from podbay.cli.settings import settings_from
 from podbay.runtime.images import ImageConfig, ImageStore
 
@@ -42,37 +43,26 @@ def _store(args: argparse.Namespace) -> ImageStore:
     return ImageStore(settings_from(args).runtime_config().images_root)
 
 
-def _size(n: int) -> str:
-    for unit in ("B", "kB", "MB", "GB"):
-        if n < 1000 or unit == "GB":
-            return f"{n:.0f}{unit}" if unit == "B" else f"{n:.3g}{unit}"
-        n /= 1000
-    return str(n)
-
-
 def cmd_ls(args: argparse.Namespace) -> int:
     rows = [["IMAGE", "TAG", "IMAGE ID", "SIZE"]]
     for image in sorted(_store(args).list_images(), key=lambda i: i.repo_tags):
         for tag in image.repo_tags or ["<none>:<none>"]:
             repo, _, version = tag.rpartition(":")
-            rows.append([repo, version, image.id.removeprefix("sha256:")[:13], _size(image.size)])
+            rows.append([repo, version, image.id.removeprefix("sha256:")[:13], human_size(image.size)])
     print(table(rows))
     return 0
 
 
-def _progress(digest: str, done: int, total: int | None) -> None:
-    if sys.stderr.isatty():
-        shown = f"{done * 100 // total}%" if total else f"{done} bytes"
-        print(f"\r{digest[:19]}  {shown}", end="", file=sys.stderr, flush=True)
-
-
 def cmd_pull(args: argparse.Namespace) -> int:
+    progress = PullProgress(sys.stderr, sys.stderr.isatty(), columns=terminal_columns(sys.stderr))
     try:
-        image = asyncio.run(_store(args).pull(args.ref, progress=_progress, auth_file=args.auth_file))
+        image = asyncio.run(_store(args).pull(args.ref, progress=progress, auth_file=args.auth_file))
     except Exception as exc:
-        print(f"\nerror: pulling {args.ref}: {exc}", file=sys.stderr)
+        progress.finish(ok=False)
+        print(f"error: pulling {args.ref}: {exc}", file=sys.stderr)
         return 1
-    print(f"\n{image.id}" if sys.stderr.isatty() else image.id)
+    progress.finish()
+    print(image.id)
     return 0
 
 

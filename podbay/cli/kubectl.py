@@ -19,6 +19,7 @@ from podbay.api.formats import load_objects
 from podbay.api.printing import age, pod_row
 from podbay.api.serialize import to_dict
 from podbay.cli.common import CLIError, run_with_client, table
+from podbay.cli.execstream import run_exec, use_tty
 from podbay.client import Client
 
 KINDS: dict[str, type] = {"pods": Pod, "pod": Pod, "po": Pod, "nodes": Node, "node": Node, "no": Node,
@@ -71,10 +72,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--timestamps", action="store_true")
     p.set_defaults(func=lambda a: run_with_client(a, lambda c, s: logs(c, a)))
 
-    p = sub.add_parser("exec", help="run a command in a container of a pod, to completion")
+    p = sub.add_parser("exec", help="run a command in a container of a pod (-i/-t: interactively)")
     p.add_argument("pod")
     p.add_argument("-c", "--container")
     p.add_argument("-n", "--namespace")
+    p.add_argument("-i", "--stdin", action="store_true", help="pass our stdin to the command")
+    p.add_argument("-t", "--tty", action="store_true", help="give the command a terminal (with -i)")
     p.add_argument("command", nargs=argparse.REMAINDER, help="-- COMMAND [ARG...]")
     p.set_defaults(func=lambda a: run_with_client(a, lambda c, s: exec_(c, a)))
 
@@ -401,6 +404,9 @@ async def exec_(client: Client, args: argparse.Namespace) -> int:
         raise CLIError("you must specify at least one command for the container (podbay exec POD -- CMD)")
     name, ns = args.pod.split("/", 1)[-1], args.namespace or "default"
     container = args.container or await _default_container(client, name, ns)
+    tty = use_tty(args.stdin, args.tty)
+    if args.stdin or tty:
+        return await run_exec(client, name, ns, command, container, stdin=args.stdin, tty=tty)
     code, out, err = await client.exec(name, ns, command, container=container)
     sys.stdout.buffer.write(out)
     sys.stderr.buffer.write(err)

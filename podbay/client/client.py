@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import json
 import os
 from typing import Any, AsyncIterator, TypeVar
@@ -12,8 +13,10 @@ from urllib.parse import quote
 import aiohttp
 
 from podbay.api import Binding, Event, Pod
+from podbay.api.remotecommand import CLIENT_PROTOCOLS
 from podbay.api.serialize import from_dict, to_dict
 from podbay.client.errors import error_from_status
+from podbay.client.streams import ExecStream
 
 T = TypeVar("T")
 
@@ -215,6 +218,30 @@ class Client:
                 raise _error(resp.status, raw)
         body = json.loads(raw)
         return int(body["exitCode"]), base64.b64decode(body["stdout"]), base64.b64decode(body["stderr"])
+
+    @contextlib.asynccontextmanager
+    async def exec_stream(self, name: str, namespace: str | None, command: list[str], container: str | None = None,
+                          *, stdin: bool = False, stdout: bool = True, stderr: bool = True,
+                          tty: bool = False) -> AsyncIterator[ExecStream]:
+        """An interactive exec (pods/{name}/exec over a WebSocket); closed when the block ends,
+        which ends the command if it still runs."""
+        params = [("command", c) for c in command] + [
+            (k, str(v).lower()) for k, v in (("stdin", stdin), ("stdout", stdout), ("stderr", stderr), ("tty", tty))]
+        if container:
+            params.append(("container", container))
+        url = self.base_url + self.path(Pod, namespace or "default", name, "exec")
+        try:
+            ws = await self._http().ws_connect(url, params=params, protocols=CLIENT_PROTOCOLS, max_msg_size=0)
+        except aiohttp.WSServerHandshakeError:
+            # The refusal's Status is not kept by the handshake; the same GET without an
+            # upgrade gets it (the server checks the target first).
+            async with self._http().get(url, params=params) as resp:
+                raise _error(resp.status, await resp.read()) from None
+        stream = ExecStream(ws)
+        try:
+            yield stream
+        finally:
+            await stream.close()
 
     async def logs(
         self,

@@ -15,6 +15,8 @@ from pathlib import Path
 
 from podbay.runtime.types import ContainerRuntimeError
 
+_PIPE = asyncio.subprocess.PIPE
+
 
 @dataclass(frozen=True)
 class OCIRuntime:
@@ -84,21 +86,28 @@ class OCIRuntime:
         return json.loads(out) if code == 0 and out else None
 
     async def exec(self, container_id: str, argv: list[str], *, env: list[str] | None = None,
-                   tty: bool = False, cwd: str | None = None, user: str | None = None
-                   ) -> asyncio.subprocess.Process:
-        """A process in the running container (as the container's user), its stdio as pipes."""
+                   tty: bool = False, cwd: str | None = None, user: str | None = None,
+                   console_socket: Path | None = None, pid_file: Path | None = None,
+                   stdio: tuple[int, int, int] = (_PIPE, _PIPE, _PIPE)) -> asyncio.subprocess.Process:
+        """A process in the running container (as the container's user); `crun exec` exits
+        with it. Its stdio is `stdio` (pipes by default); with `tty` it gets a terminal whose
+        master crun sends to `console_socket`. `pid_file` receives its host pid."""
         args = ["exec"]
         if user:
             args += ["--user", user]
         if tty:
             args.append("--tty")
+        if console_socket is not None:
+            args.append(f"--console-socket={console_socket}")
+        if pid_file is not None:
+            args.append(f"--pid-file={pid_file}")
         for item in env or []:
             args += ["--env", item]
         if cwd:
             args += ["--cwd", cwd]
         return await asyncio.create_subprocess_exec(
             self.runtime, f"--root={self.root}", *args, container_id, *argv,
-            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+            stdin=stdio[0], stdout=stdio[1], stderr=stdio[2])
 
     def exit_code(self, container_id: str) -> int | None:
         try:

@@ -22,6 +22,7 @@ from podbay.api.errors import NotFound
 from podbay.runtime import cgroups
 from podbay.runtime.config import RuntimeConfig
 from podbay.runtime.etcfiles import write_pod_etc
+from podbay.runtime.execsession import ExecSession, start_exec
 from podbay.runtime.files import write_json_atomic
 from podbay.runtime.host import check_host
 from podbay.runtime.images import Image, ImageStore
@@ -591,11 +592,23 @@ class RuntimeService:
             raise
         return proc.returncode or 0, out, err
 
-    async def exec(self, container_id: str, argv: list[str], *, tty: bool = False) -> asyncio.subprocess.Process:
+    async def exec(self, container_id: str, argv: list[str], *, tty: bool = False, stdin: bool = False,
+                   stdout: bool = True, stderr: bool = True) -> ExecSession:
+        """A streamed exec: the streams asked for (with `tty`, one terminal for all); the
+        caller must `close()` it."""
         record = self._settle(self._container(container_id))
         if record["state"] != ContainerState.RUNNING.value:
             raise ContainerRuntimeError(f"container {container_id} is not running")
-        return await self.oci.exec(container_id, argv, tty=tty, user=record.get("user"))
+        env = None
+        if tty:
+            # crun's --env replaces the process's environment: the container's, plus TERM as CRI-O sets it.
+            spec = json.loads((self._bundle(container_id) / "config.json").read_text())
+            env = list(spec["process"].get("env", []))
+            if not any(e.startswith("TERM=") for e in env):
+                env.append("TERM=xterm")
+        return await start_exec(self.oci, container_id, argv, self.config.run_root / "exec" / secrets.token_hex(8),
+                                user=record.get("user"), env=env, tty=tty, stdin=stdin, stdout=stdout,
+                                stderr=stderr)
 
     # -- volumes -----------------------------------------------------------------
 

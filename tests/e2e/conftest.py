@@ -110,7 +110,14 @@ async def purge(settings: Settings) -> None:
 @pytest.fixture
 async def cluster(host_env: HostEnv) -> AsyncIterator[Cluster]:
     require_root()
-    settings = settings_for(host_env)
+    async with running_cluster(settings_for(host_env)) as running:
+        yield running
+
+
+@contextlib.asynccontextmanager
+async def running_cluster(settings: Settings) -> AsyncIterator[Cluster]:
+    """The all-in-one server on `settings` while the block runs; then its pods, and
+    whatever its runtime held, are gone."""
     task, stop, client = await start_server(settings)
     try:
         yield Cluster(settings, client)

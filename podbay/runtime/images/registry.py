@@ -174,6 +174,8 @@ class RegistryClient:
             return
         async with await self.request(f"blobs/{digest}") as resp:
             total = resp.content_length or size
+            if progress:
+                progress(digest, 0, total)  # a download starts at 0; a blob already held is one done == total
             with store.blob_writer() as writer:
                 async for chunk in resp.content.iter_chunked(CHUNK):
                     writer.write(chunk)

@@ -1,0 +1,42 @@
+"""The all-in-one server with a TCP API (for the official client and kubectl) and one
+running busybox pod to exec into."""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import AsyncIterator
+
+import pytest
+
+from podbay.api.formats import load_pods
+from tests.conftest import HostEnv, require_root
+from tests.e2e.conftest import Cluster, free_port, running_cluster, settings_for
+
+POD = "shell"
+
+
+@dataclass
+class ExecTarget:
+    cluster: Cluster
+    pod: str
+
+    @property
+    def http_url(self) -> str:
+        return f"http://127.0.0.1:{self.cluster.settings.api_port}"
+
+
+@pytest.fixture
+async def target(host_env: HostEnv) -> AsyncIterator[ExecTarget]:
+    require_root()
+    settings = dataclasses.replace(settings_for(host_env), api_port=free_port())
+    async with running_cluster(settings) as cluster:
+        await cluster.client.create(load_pods(f"""
+apiVersion: v1
+kind: Pod
+metadata: {{name: {POD}}}
+spec:
+  terminationGracePeriodSeconds: 0
+  containers: [{{name: main, image: "busybox:1.35", command: [sleep, "3600"]}}]
+""")[0])
+        await cluster.wait_for(POD, lambda p: p.status.phase == "Running")
+        yield ExecTarget(cluster, POD)
