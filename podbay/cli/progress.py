@@ -33,8 +33,9 @@ def human_size(n: float) -> str:
 
 
 def terminal_columns(stream: TextIO) -> int:
+    """The terminal's width; 80 when it does not say (a pty of size 0x0 is common)."""
     try:
-        return os.get_terminal_size(stream.fileno()).columns
+        return os.get_terminal_size(stream.fileno()).columns or 80
     except (OSError, ValueError, AttributeError):
         return 80
 
@@ -80,7 +81,7 @@ class PullProgress:
 
     def __init__(self, stream: TextIO, tty: bool, *, columns: int = 80,
                  clock: Callable[[], float] = time.monotonic, interval: float = REDRAW_INTERVAL) -> None:
-        self._stream, self._tty, self._columns = stream, tty, columns
+        self._stream, self._tty, self._columns = stream, tty, columns if columns > 0 else 80
         self._clock, self._interval = clock, interval
         self._blobs: dict[str, BlobLine] = {}
         self._drawn = 0

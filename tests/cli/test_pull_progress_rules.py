@@ -83,3 +83,6 @@ def test_terminal_lines_are_cut_to_its_width() -> None:
     progress = PullProgress(out, tty=True, columns=20)
     progress(A, 5, 10)
     assert out.getvalue() == CLEAR + "aaaaaaaaaaaa: Downl\n"
+    unknown = io.StringIO()
+    PullProgress(unknown, tty=True, columns=0)(A, 10, 10)  # a terminal that reports no size
+    assert unknown.getvalue() == CLEAR + "aaaaaaaaaaaa: Already exists\n"
