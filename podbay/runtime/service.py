@@ -364,14 +364,30 @@ class RuntimeService:
             spec = oci_spec(full, paths, str(rootfs), uid, gid, groups, seccomp_profile)
             (bundle / "config.json").write_text(json.dumps(spec))
             self._save(record)
-            record["pid"] = await self.oci.create(container_id, bundle, log_path, tty=config.tty, stdin=config.stdin)
-            record["conmon_pid"] = _read_pid(bundle / "conmon.pid")
-            self._save(record)
         except BaseException:
             await self._discard_container(container_id)
             raise
+        try:
+            record["pid"] = await self.oci.create(container_id, bundle, log_path, tty=config.tty, stdin=config.stdin)
+        except ContainerRuntimeError as exc:
+            # The process could not be made (no such executable, a mount refused...): as containerd
+            # reports it, the container exists and failed to start, so restartPolicy decides what next.
+            await self._failed_to_start(record, exc)
+            return container_id
+        except BaseException:
+            await self._discard_container(container_id)
+            raise
+        record["conmon_pid"] = _read_pid(bundle / "conmon.pid")
+        self._save(record)
         self._watch_exit(container_id, record["conmon_pid"])
         return container_id
+
+    async def _failed_to_start(self, record: dict, exc: ContainerRuntimeError) -> None:
+        record.update(state=ContainerState.EXITED.value, exit_code=128, reason="StartError", message=str(exc),
+                      finished_at=_now().isoformat())
+        self._save(record)
+        await self.oci.delete(record["id"])
+        self._release_rootfs(record["id"])
 
     def _sandbox_paths(self, sandbox: dict, container_id: str) -> SandboxPaths:
         ns = self._sandbox_dir(sandbox["id"]) / "ns"
@@ -407,15 +423,14 @@ class RuntimeService:
     async def start_container(self, container_id: str) -> None:
         async with self._lock(container_id):
             record = self._container(container_id)
+            if record["reason"] == "StartError":
+                raise ContainerRuntimeError(record["message"])
             if record["state"] != ContainerState.CREATED.value:
                 raise ContainerRuntimeError(f"container {container_id} is {record['state']}, not created")
             try:
                 await self.oci.start(container_id)
             except ContainerRuntimeError as exc:
-                record.update(state=ContainerState.EXITED.value, exit_code=128, reason="StartError",
-                              message=str(exc), finished_at=_now().isoformat())
-                self._save(record)
-                await self.oci.delete(container_id)
+                await self._failed_to_start(record, exc)
                 raise
             record["state"] = ContainerState.RUNNING.value
             record["started_at"] = _now().isoformat()

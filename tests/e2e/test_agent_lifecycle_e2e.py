@@ -334,3 +334,48 @@ spec:
     (tmp_path / "up").unlink()
     await cluster.wait_event("slowstart", "Unhealthy", prefix="Liveness probe failed")
     await cluster.wait_for("slowstart", lambda p: p.status.container_statuses[0].restart_count >= 1)
+
+
+async def test_failures_show_as_kubernetes_reasons(cluster: Cluster) -> None:
+    for pod in load_pods("""
+apiVersion: v1
+kind: Pod
+metadata: {name: nopull}
+spec:
+  containers: [{name: c, image: "127.0.0.1:1/nothing:1"}]
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: nocmd}
+spec:
+  restartPolicy: Never
+  containers: [{name: c, image: busybox:1.35, command: [/no/such/binary]}]
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: hog}
+spec:
+  restartPolicy: Never
+  containers:
+  - name: c
+    image: busybox:1.35
+    command: [sh, -c, "x=a; while true; do x=$x$x$x$x; done"]
+    resources: {limits: {memory: 16Mi}}
+"""):
+        await cluster.client.create(pod)
+
+    def waiting(reason: str):
+        return lambda p: any(s.state.waiting and s.state.waiting.reason == reason for s in p.status.container_statuses)
+
+    pod = await cluster.wait_for("nopull", waiting("ErrImagePull"))
+    assert "127.0.0.1:1" in pod.status.container_statuses[0].state.waiting.message
+    pod = await cluster.wait_for("nopull", waiting("ImagePullBackOff"))
+    assert pod_row(pod).status == "ImagePullBackOff" and pod.status.phase == "Pending"
+
+    pod = await cluster.wait_for("nocmd", phase("Failed"))
+    state = pod.status.container_statuses[0].state.terminated
+    assert state.reason == "StartError" and state.exit_code == 128 and "/no/such/binary" in state.message
+
+    pod = await cluster.wait_for("hog", phase("Failed"))
+    state = pod.status.container_statuses[0].state.terminated
+    assert state.reason == "OOMKilled" and state.exit_code == 137 and pod_row(pod).status == "OOMKilled"

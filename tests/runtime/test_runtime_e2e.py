@@ -80,10 +80,16 @@ async def test_exit_code_logs_and_termination_message(runtime: RuntimeService) -
 async def test_missing_command_fails_start_with_crun_message_and_leaves_nothing(runtime: RuntimeService) -> None:
     sid = await runtime.run_pod_sandbox(sandbox("bad"))
     cfg = ContainerConfig(ContainerMetadata("c"), BUSYBOX, ["/no/such/binary"], env=ENV)
+    cid = await runtime.create_container(sid, cfg)
     with pytest.raises(ContainerRuntimeError, match="no/such/binary"):
-        cid = await runtime.create_container(sid, cfg)
         await runtime.start_container(cid)
+    # As containerd reports it: the container exists and failed to start, exit code 128.
+    status = await runtime.container_status(cid)
+    assert (status.state, status.exit_code, status.reason) == (ContainerState.EXITED, 128, "StartError")
+    assert "/no/such/binary" in status.message
+    await runtime.remove_container(cid)
     await runtime.remove_pod_sandbox(sid)
+    assert await runtime.list_containers() == []
 
 
 async def test_memory_limit_oom_kills_and_user_and_readonly_rootfs(runtime: RuntimeService) -> None:
