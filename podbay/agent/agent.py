@@ -18,6 +18,7 @@ from podbay.agent.config import AgentConfig
 from podbay.agent.envvars import EnvError, PodFacts
 from podbay.agent.events import EventRecorder
 from podbay.agent.hooks import run_handler
+from podbay.agent.imagegc import ImageGC
 from podbay.agent.node import node_object, ready_condition
 from podbay.agent.podstate import ContainerRecord, PodRuntimeStatus, RunState
 from podbay.agent.prober import ProbeManager, ProbeTarget
@@ -680,7 +681,8 @@ async def run(client: Any, runtime: Any, config: AgentConfig, registered: asynci
     if registered is not None:
         registered.set()
     tasks = [asyncio.create_task(coro) for coro in
-             (agent.heartbeat_loop(), agent.watch_pods(), agent.relist_loop(), agent.exit_loop())]
+             (agent.heartbeat_loop(), agent.watch_pods(), agent.relist_loop(), agent.exit_loop(),
+              ImageGC(runtime, config.image_gc).run())]
     try:
         await asyncio.gather(*tasks)
     finally:

@@ -5,6 +5,9 @@ import socket
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from podbay.agent.imagegc import ImageGCPolicy
+from podbay.runtime.images.busybox import TAGS as BUSYBOX_TAGS
+
 
 @dataclass
 class AgentConfig:
@@ -20,6 +23,8 @@ class AgentConfig:
     backoff_reset: float | None = None  # None: 2 * cap (10 minutes), as the kubelet
     max_pods: int = 110
     labels: dict[str, str] = field(default_factory=dict)
+    # The project's own busybox is pinned as the kubelet pins its sandbox image: it is built here, not pulled.
+    image_gc: ImageGCPolicy = field(default_factory=lambda: ImageGCPolicy(pinned=frozenset(BUSYBOX_TAGS)))
 
     @property
     def seccomp_root(self) -> Path:

@@ -648,6 +648,11 @@ class RuntimeService:
     async def remove_image(self, ref: str) -> None:
         self.images.remove_image(ref)
 
+    async def image_fs_info(self) -> tuple[int, int]:
+        """(used, capacity) in bytes of the filesystem that holds the images (CRI's ImageFsInfo)."""
+        st = os.statvfs(self.config.images_root)
+        return (st.f_blocks - st.f_bavail) * st.f_frsize, st.f_blocks * st.f_frsize
+
     # -- shutdown ----------------------------------------------------------------
 
     async def shutdown(self, *, purge: bool = False) -> None:
