@@ -1,12 +1,16 @@
-"""`podbay exec -i` and `kubectl exec -i` through the exec stream, on a real container."""
+"""`podbay exec -i/-it` and `kubectl exec -i` through the exec stream, on a real container."""
 from __future__ import annotations
 
 import asyncio
+import fcntl
+import os
 import sys
+import termios
 from pathlib import Path
 
 import pytest
 
+from podbay.runtime.console import read_now, set_window_size, wait_readable, write_all
 from tests.exec.conftest import ExecTarget
 
 pytestmark = pytest.mark.e2e
@@ -50,3 +54,59 @@ current-context: podbay
     assert (code, out) == (0, b"from kubectl\n"), err
     code, out, err = await run([*kubectl, "exec", target.pod, "--", "sh", "-c", "echo out; echo err >&2; exit 6"], b"")
     assert (code, out, err) == (6, b"out\n", b"err\ncommand terminated with exit code 6\n")
+
+
+def _controlling_terminal() -> None:
+    # In the child: its own session with the test's terminal as the controlling one, so
+    # the terminal's resizes reach it as SIGWINCH, as in a shell.
+    fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+
+
+async def read_until(fd: int, wanted: bytes) -> bytes:
+    out = b""
+
+    async def more() -> None:
+        nonlocal out
+        while wanted not in out:
+            data = read_now(fd)
+            if data is None:
+                await wait_readable(fd)
+            else:
+                out += data
+    try:
+        await asyncio.wait_for(more(), 30)
+    except asyncio.TimeoutError:
+        raise AssertionError(f"never saw {wanted!r}; got {out!r}") from None
+    return out
+
+
+async def test_podbay_exec_it_is_a_raw_terminal_that_follows_ours(target: ExecTarget) -> None:
+    master, slave = os.openpty()
+    script = "tty; stty size; echo mark-$((1+1)); while read line; do stty size; done; exit 3"
+    try:
+        os.set_blocking(master, False)
+        set_window_size(master, 111, 33)
+        before = termios.tcgetattr(slave)
+        proc = await asyncio.create_subprocess_exec(
+            *podbay(target, "exec", "-it", target.pod, "--", "sh", "-c", script), stdin=slave, stdout=slave,
+            stderr=slave, cwd=ROOT, start_new_session=True, preexec_fn=_controlling_terminal)
+        first = await read_until(master, b"mark-2")
+        assert b"/dev/pts/" in first and b"33 111" in first
+        set_window_size(master, 120, 44)
+
+        async def press_enter() -> None:
+            # Until the resize has gone through: each line makes the loop print the size.
+            while True:
+                await write_all(master, b"\r")
+                await asyncio.sleep(0.2)
+        typing = asyncio.create_task(press_enter())
+        try:
+            await read_until(master, b"44 120")
+        finally:
+            typing.cancel()
+        await write_all(master, b"\x04")  # ^D, passed through raw: the remote terminal's end of input
+        assert await asyncio.wait_for(proc.wait(), 30) == 3
+        assert termios.tcgetattr(slave) == before  # our terminal is back out of raw mode
+    finally:
+        os.close(master)
+        os.close(slave)
