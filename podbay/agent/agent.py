@@ -292,12 +292,12 @@ class Agent:
                 rt = await self._runtime_status(w.uid)
         sandbox_id = actions.sandbox_id
         pod_ip = rt.sandboxes[0].ip if rt.sandboxes else None
-        handed = None
+        handed, old_stopped = None, None
         if actions.create_sandbox and pod.metadata.annotations.get(SANDBOX_FROM_ANNOTATION):
             handed = await self._take_sandbox(pod, pod.metadata.annotations[SANDBOX_FROM_ANNOTATION],
                                               actions.attempt)
             if handed is not None:
-                sandbox_id = handed
+                sandbox_id, old_stopped = handed
                 rt = await self._runtime_status(w.uid)
                 pod_ip = rt.sandboxes[0].ip if rt.sandboxes else None
         if actions.create_sandbox and handed is None:
@@ -326,7 +326,8 @@ class Agent:
         if sandbox_id is not None:
             for i in actions.init_containers_to_start:
                 container = pod.spec.init_containers[i]
-                started = await self._start_container(w, pod, rt, sandbox_id, pod_ip, container, init=True)
+                started = await self._start_container(w, pod, rt, sandbox_id, pod_ip, container, init=True,
+                                                      after=old_stopped)
                 if not is_restartable_init(container) or not started:
                     if not is_restartable_init(container):
                         break
@@ -334,11 +335,11 @@ class Agent:
             if any(c.lifecycle is not None and c.lifecycle.post_start is not None for c in mains):
                 # A postStart hook holds back the containers after it, as in the kubelet.
                 for c in mains:
-                    await self._start_container(w, pod, rt, sandbox_id, pod_ip, c, init=False)
+                    await self._start_container(w, pod, rt, sandbox_id, pod_ip, c, init=False, after=old_stopped)
             else:
                 # Nothing can observe their order: start them together.
-                await asyncio.gather(*(self._start_container(w, pod, rt, sandbox_id, pod_ip, c, init=False)
-                                       for c in mains))
+                await asyncio.gather(*(self._start_container(w, pod, rt, sandbox_id, pod_ip, c, init=False,
+                                                             after=old_stopped) for c in mains))
 
         await self._sync_probes(w.uid)
         rt = await self._runtime_status(w.uid)
@@ -355,9 +356,11 @@ class Agent:
         except Exception as exc:
             await self.events.record(pod, "FailedMount", f"MountVolume.SetUp failed: {exc}", warning=True)
 
-    async def _take_sandbox(self, pod: Any, old_name: str, attempt: int) -> str | None:
-        """HyperContainer's replace: the running pod `old_name` stops its containers and hands
-        its sandbox (namespaces, IP) to `pod`, then returns to Created. None when it has none."""
+    async def _take_sandbox(self, pod: Any, old_name: str, attempt: int) -> tuple[str, asyncio.Event] | None:
+        """HyperContainer's replace: the running pod `old_name` hands its sandbox (namespaces, IP)
+        to `pod` and returns to Created. Its containers stop in the background while `pod`'s are
+        created; the event is set once they have stopped, which `pod`'s starts wait for (the two
+        share one port space). None when it has no sandbox."""
         try:
             old = await self.client.get(Pod, old_name, pod.metadata.namespace)
         except NotFound:
@@ -369,19 +372,22 @@ class Agent:
             if sandbox is None:
                 return None
             self.handed_over.add(old_uid)
-            await self._kill_pod(old, rt_old, grace_override=None, reason="")
             config = translate.sandbox_config(pod, attempt, self.config)
             await self.runtime.update_pod_sandbox(sandbox.id, config.labels, config.annotations,
                                                   hostname=config.hostname)
         await self.events.record(pod, "SandboxHandedOver", f"Took over the sandbox of pod {old_name}")
-        # OLD's dead containers and its return to Created are not on NEW's way to running.
-        task = asyncio.create_task(self._finish_handover(old, rt_old))
+        stopped = asyncio.Event()
+        task = asyncio.create_task(self._hand_over(old, rt_old, stopped))
         self._background.add(task)
         task.add_done_callback(self._background.discard)
-        return sandbox.id
+        return sandbox.id, stopped
 
-    async def _finish_handover(self, old: Any, rt_old: PodRuntimeStatus) -> None:
+    async def _hand_over(self, old: Any, rt_old: PodRuntimeStatus, stopped: asyncio.Event) -> None:
         async with self._lock(old.metadata.uid):
+            try:
+                await self._kill_pod(old, rt_old, grace_override=None, reason="")
+            finally:
+                stopped.set()
             for c in rt_old.containers:
                 with contextlib.suppress(NotFound):
                     await self.runtime.remove_container(c.id)
@@ -417,7 +423,9 @@ class Agent:
     # -- containers ------------------------------------------------------------------
 
     async def _start_container(self, w: PodWorker, pod: Any, rt: PodRuntimeStatus, sandbox_id: str,
-                               pod_ip: str | None, container: Any, init: bool) -> bool:
+                               pod_ip: str | None, container: Any, init: bool,
+                               after: asyncio.Event | None = None) -> bool:
+        """Creates and starts one container; with `after`, the start waits for that event."""
         name = container.name
         key = backoff_key(pod.metadata.uid, name)
         latest = rt.find(name)
@@ -462,6 +470,8 @@ class Agent:
             await self.events.record(pod, "Failed", f"Error: {exc}", warning=True, container=name, init=init)
             return False
         await self.events.record(pod, "Created", f"Created container {name}", container=name, init=init)
+        if after is not None:
+            await after.wait()
         try:
             await self.runtime.start_container(cid)
         except Exception as exc:
