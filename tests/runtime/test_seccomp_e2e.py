@@ -42,6 +42,13 @@ async def test_runtime_default_unconfined_and_localhost_profiles(runtime: Runtim
 
     code, log = await run_to_exit(runtime, sid, container("default", SecurityProfile(ProfileType.RUNTIME_DEFAULT)))
     assert code == 0 and "unshare(0x10000000): Operation not permitted" in log and "made" in log
+    # An exec'd process runs under the container's filter too.
+    sleeper = await runtime.create_container(sid, container("sleeper", SecurityProfile(ProfileType.RUNTIME_DEFAULT),
+                                                            "sleep 600"))
+    await runtime.start_container(sleeper)
+    code, _, err = await runtime.exec_sync(sleeper, ["unshare", "-U", "true"], 10)
+    assert code == 1 and b"Operation not permitted" in err
+    await runtime.stop_container(sleeper, 0)
     code, log = await run_to_exit(runtime, sid, container("open", SecurityProfile(ProfileType.UNCONFINED)))
     assert code == 0 and "unshared" in log and "made" in log
     code, log = await run_to_exit(runtime, sid, container("local", SecurityProfile(ProfileType.LOCALHOST,
