@@ -41,7 +41,9 @@ EXAMPLES: dict[str, str] = {
   podbay logs web -c backend -f --timestamps
   podbay logs crasher --previous --tail 20""",
     "exec": """\
-  podbay exec web -c frontend -- cat /var/www/index.html""",
+  podbay exec web -c frontend -- cat /var/www/index.html
+  podbay exec -it web -c backend -- sh               # a terminal in the container
+  echo hello | podbay exec -i web -c backend -- cat""",
     "wait": """\
   podbay wait --for=condition=Ready pod/web --timeout=60s
   podbay wait --for=delete pod/web --timeout=30s""",
