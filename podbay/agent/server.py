@@ -158,11 +158,14 @@ def make_app(agent: Any) -> web.Application:
         ns, pod, name = request.match_info["ns"], request.match_info["pod"], request.match_info["container"]
         return await serve_exec(request, agent.runtime, lambda: _running(agent, ns, pod, name))
 
+    async def healthz(_: web.Request) -> web.Response:
+        return web.Response(text="ok")
+
     app = web.Application()
     app.router.add_get("/containerLogs/{ns}/{pod}/{container}", logs)
     app.router.add_post("/exec/{ns}/{pod}/{container}", exec_)
     app.router.add_get("/exec/{ns}/{pod}/{container}", exec_stream)
-    app.router.add_get("/healthz", lambda _: web.Response(text="ok"))
+    app.router.add_get("/healthz", healthz)
     return app
 
 
