@@ -123,9 +123,9 @@ def seccomp_profile(pod: Pod, container: Container, root: Path) -> SecurityProfi
     if field is None:
         return SecurityProfile(ProfileType.UNCONFINED)
     kind = ProfileType(field.type)
-    if kind is not ProfileType.LOCALHOST:
-        return SecurityProfile(kind)
-    return SecurityProfile(kind, posixpath.normpath(f"{root}/{field.localhost_profile}") if field.localhost_profile else "")
+    if kind is not ProfileType.LOCALHOST or not field.localhost_profile:
+        return SecurityProfile(kind)  # a Localhost without a file fails in the runtime (CreateContainerError)
+    return SecurityProfile(kind, posixpath.normpath(f"{root}/{field.localhost_profile}"))
 
 
 def _security(pod: Pod, container: Container, image_user: str, seccomp_root: Path) -> LinuxContainerSecurity:
@@ -171,7 +171,8 @@ def _mounts(container: Container, volume_paths: dict[str, Path]) -> list[Mount]:
 
 
 def container_config(pod: Pod, container: Container, *, attempt: int, init: bool, pod_ip: str, host_ip: str,
-                     image_info: Any, seccomp_root: Path, volume_paths: dict[str, Path] | None = None) -> ContainerConfig:
+                     image_info: Any, seccomp_root: Path,
+                     volume_paths: dict[str, Path] | None = None) -> ContainerConfig:
     image_config = image_info.config
     env, _ = container_env(pod, container, PodFacts(pod_ip=pod_ip, host_ip=host_ip))
     argv = container_argv(container, image_config.entrypoint, image_config.cmd, env)
