@@ -42,6 +42,7 @@ async def _start_runtime(settings: Settings) -> RuntimeService:
 
 def _agent_config(settings: Settings) -> AgentConfig:
     return AgentConfig(node_name=settings.node_name, server_port=0, state_root=settings.state_root,
+                       seccomp_profile_root=settings.seccomp_profile_root,
                        backoff_base=settings.backoff_base, backoff_cap=settings.backoff_cap,
                        # Beat well within the grace the node lifecycle controller allows.
                        heartbeat_interval=min(10.0, settings.node_grace / 4))

@@ -32,6 +32,7 @@ class Settings:
     node_monitor_period: float = 5.0
     api_address: str = "127.0.0.1"  # beyond loopback, clients need the token in <state_root>/api-token
     warm_sandboxes: int = 1
+    seccomp_profile_root: Path | None = None  # Localhost seccomp profiles; None: <state_root>/seccomp
 
     @property
     def socket_path(self) -> Path:
@@ -61,7 +62,8 @@ class Settings:
                 "--subnet", self.subnet, "--node-name", self.node_name, "--api-port", str(self.api_port),
                 "--backoff-base", str(self.backoff_base), "--backoff-cap", str(self.backoff_cap),
                 "--node-grace", str(self.node_grace), "--pod-eviction-timeout", str(self.pod_eviction_timeout),
-                "--api-address", self.api_address, "--warm-sandboxes", str(self.warm_sandboxes)]
+                "--api-address", self.api_address, "--warm-sandboxes", str(self.warm_sandboxes),
+                *(["--seccomp-profile-root", str(self.seccomp_profile_root)] if self.seccomp_profile_root else [])]
 
 
 def add_global_flags(parser: argparse.ArgumentParser) -> None:
@@ -89,6 +91,9 @@ def add_global_flags(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--warm-sandboxes", type=int, default=int(env("PODBAY_WARM_SANDBOXES", "1")),
                    help="pod sandboxes (namespaces and network) kept ready so the next pod starts sooner; "
                         "0 saves their memory and IP on small machines")
+    g.add_argument("--seccomp-profile-root", type=Path, default=env("PODBAY_SECCOMP_PROFILE_ROOT"),
+                   help="where a Localhost seccompProfile's localhostProfile is found (default: "
+                        "<state-root>/seccomp, as the kubelet's <root-dir>/seccomp)")
     g.add_argument("--server", default=env("PODBAY_SERVER"),
                    help="the API server to talk to (default: this machine's socket)")
 
@@ -99,4 +104,6 @@ def settings_from(args: argparse.Namespace) -> Settings:
                     subnet=args.subnet, node_name=args.node_name, api_port=args.api_port, server=args.server,
                     backoff_base=args.backoff_base, backoff_cap=args.backoff_cap, node_grace=args.node_grace,
                     pod_eviction_timeout=args.pod_eviction_timeout, api_address=args.api_address,
-                    warm_sandboxes=args.warm_sandboxes)
+                    warm_sandboxes=args.warm_sandboxes,
+                    seccomp_profile_root=Path(args.seccomp_profile_root).absolute() if args.seccomp_profile_root
+                    else None)
