@@ -64,7 +64,8 @@ NOTES: dict[str, tuple[str, str]] = {
     "PodSpec.automountServiceAccountToken": ("not yet", "no service account tokens"),
     "PodSpec.securityContext": ("partial", "runAsUser, runAsGroup, supplementalGroups, fsGroup (as a group), "
                                            "seccompProfile (RuntimeDefault, Unconfined, Localhost under "
-                                           "<state root>/seccomp; unset is Unconfined), sysctls parsed; "
+                                           "--seccomp-profile-root, default <state root>/seccomp; unset is "
+                                           "Unconfined), sysctls parsed; "
                                            "seLinuxOptions, appArmorProfile not yet"),
     "PodSpec.imagePullSecrets": ("not yet", "pull with an auth.json instead (`podbay image pull --auth-file`)"),
     "PodSpec.affinity": ("partial", "required node affinity; preferred terms, pod (anti-)affinity not yet"),
