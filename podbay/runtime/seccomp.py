@@ -3,8 +3,9 @@
 A profile is written in the format Docker, containerd and CRI-O share: OCI's
 `linux.seccomp` plus `archMap` and per-rule `includes`/`excludes` (capabilities,
 architectures, kernel version) that select the rules a given container gets.
-RuntimeDefault is that ecosystem's default profile (seccomp_default.json: an
-allow-list; anything else fails with EPERM). Localhost profiles are files in the
+RuntimeDefault is that ecosystem's default profile (seccomp_default.json, the
+data of moby/profiles' default.json, Apache-2.0: an allow-list; anything else
+fails with EPERM). Localhost profiles are files in the
 same format; a plain OCI `linux.seccomp` document is one too.
 """
 from __future__ import annotations
