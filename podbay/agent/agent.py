@@ -16,7 +16,7 @@ from podbay.agent.actions import compute_pod_actions, is_restartable_init
 from podbay.agent.backoff import Backoff, backoff_key
 from podbay.agent.config import AgentConfig
 from podbay.agent.envvars import EnvError, PodFacts
-from podbay.agent.events import EventRecorder
+from podbay.agent.events import container_path
 from podbay.agent.hooks import run_handler
 from podbay.agent.imagegc import ImageGC
 from podbay.agent.node import node_object, ready_condition
@@ -30,6 +30,7 @@ from podbay.api import Node, Pod
 from podbay.api.errors import Conflict, NotFound
 from podbay.api.serialize import from_dict, to_dict
 from podbay.api.support import unsupported_fields
+from podbay.client.record import EventRecorder
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +75,7 @@ class Agent:
         self.client = client
         self.runtime = runtime
         self.config = config
-        self.events = EventRecorder(client, config.node_name)
+        self.events = EventRecorder(client, "kubelet", config.node_name)
         self.backoff = Backoff(config.backoff_base, config.backoff_cap, config.backoff_reset)
         self.pull_backoff = Backoff(config.backoff_base, config.backoff_cap, config.backoff_reset)
         self.workers: dict[str, PodWorker] = {}
@@ -437,7 +438,7 @@ class Agent:
                                    f"back-off {_duration(self.backoff.get(key))} restarting failed "
                                    f"container={name} pod={_pod_name(pod)}")
                 await self.events.record(pod, "BackOff", f"Back-off restarting failed container {name} in pod "
-                                         f"{_pod_name(pod)}", warning=True, container=name, init=init)
+                                         f"{_pod_name(pod)}", warning=True, field_path=container_path(name, init))
                 w.wake_at(time.monotonic() + left)
                 return False
             self.backoff.next(key, finished, time.time())
@@ -461,32 +462,32 @@ class Agent:
                                              volume_paths=volume_paths, seccomp_root=self.config.seccomp_root)
         except EnvError as exc:
             w.reasons[name] = ("CreateContainerConfigError", str(exc))
-            await self.events.record(pod, "Failed", f"Error: {exc}", warning=True, container=name, init=init)
+            await self.events.record(pod, "Failed", f"Error: {exc}", warning=True, field_path=container_path(name, init))
             return False
         try:
             cid = await self.runtime.create_container(sandbox_id, cfg)
         except Exception as exc:
             w.reasons[name] = ("CreateContainerError", str(exc))
-            await self.events.record(pod, "Failed", f"Error: {exc}", warning=True, container=name, init=init)
+            await self.events.record(pod, "Failed", f"Error: {exc}", warning=True, field_path=container_path(name, init))
             return False
-        await self.events.record(pod, "Created", f"Created container {name}", container=name, init=init)
+        await self.events.record(pod, "Created", f"Created container {name}", field_path=container_path(name, init))
         if after is not None:
             await after.wait()
         try:
             await self.runtime.start_container(cid)
         except Exception as exc:
             w.reasons[name] = ("RunContainerError", str(exc))
-            await self.events.record(pod, "Failed", f"Error: {exc}", warning=True, container=name, init=init)
+            await self.events.record(pod, "Failed", f"Error: {exc}", warning=True, field_path=container_path(name, init))
             return False
         w.reasons.pop(name, None)
-        await self.events.record(pod, "Started", f"Started container {name}", container=name, init=init)
+        await self.events.record(pod, "Started", f"Started container {name}", field_path=container_path(name, init))
 
         post_start = container.lifecycle.post_start if container.lifecycle is not None else None
         if post_start is not None:
             ok, message = await run_handler(self.runtime, post_start, container, cid, pod_ip,
                                             float(self._grace(pod)))
             if not ok:
-                await self.events.record(pod, "FailedPostStartHook", message, warning=True, container=name, init=init)
+                await self.events.record(pod, "FailedPostStartHook", message, warning=True, field_path=container_path(name, init))
                 record = ContainerRecord(id=cid, name=name, state=RunState.RUNNING)
                 await self._kill_container(pod, container, record, None,
                                            "FailedPostStartHook", probe="", run_pre_stop=False)
@@ -504,21 +505,21 @@ class Agent:
         if present is not None and (policy != "Always" or quiet):
             if not quiet:
                 await self.events.record(pod, "Pulled", f'Container image "{image}" already present on machine',
-                                         container=name, init=init)
+                                         field_path=container_path(name, init))
             return True, present
         if policy == "Never":
             msg = f'Container image "{image}" is not present with pull policy of Never'
             w.reasons[name] = ("ErrImageNeverPull", msg)
-            await self.events.record(pod, "Failed", f"Error: {msg}", warning=True, container=name, init=init)
+            await self.events.record(pod, "Failed", f"Error: {msg}", warning=True, field_path=container_path(name, init))
             return False, None
         now = time.time()
         left = self.pull_backoff.remaining(key, now, now)
         if left > 0:
             w.reasons[name] = ("ImagePullBackOff", f'Back-off pulling image "{image}"')
-            await self.events.record(pod, "BackOff", f'Back-off pulling image "{image}"', container=name, init=init)
+            await self.events.record(pod, "BackOff", f'Back-off pulling image "{image}"', field_path=container_path(name, init))
             w.wake_at(time.monotonic() + left)
             return False, None
-        await self.events.record(pod, "Pulling", f'Pulling image "{image}"', container=name, init=init)
+        await self.events.record(pod, "Pulling", f'Pulling image "{image}"', field_path=container_path(name, init))
         t0 = time.monotonic()
         try:
             info = await translate.pull_image(self.runtime, image)
@@ -526,12 +527,12 @@ class Agent:
             self.pull_backoff.next(key, now, now)
             w.reasons[name] = ("ErrImagePull", str(exc))
             await self.events.record(pod, "Failed", f'Failed to pull image "{image}": {exc}', warning=True,
-                                     container=name, init=init)
+                                     field_path=container_path(name, init))
             w.wake_at(time.monotonic() + self.pull_backoff.get(key))
             return False, None
         took = time.monotonic() - t0
         await self.events.record(pod, "Pulled", f'Successfully pulled image "{image}" in {took:.3f}s',
-                                 container=name, init=init)
+                                 field_path=container_path(name, init))
         return True, info
 
     def _grace(self, pod: Any) -> int:
@@ -550,7 +551,7 @@ class Agent:
                 grace = float(p.termination_grace_period_seconds)
         name = record.name
         init = spec is not None and spec in pod.spec.init_containers
-        await self.events.record(pod, "Killing", message, container=name, init=init)
+        await self.events.record(pod, "Killing", message, field_path=container_path(name, init))
         pre_stop = spec.lifecycle.pre_stop if spec is not None and spec.lifecycle is not None else None
         if run_pre_stop and pre_stop is not None and grace > 0 and record.state is RunState.RUNNING:
             t0 = time.monotonic()
@@ -564,7 +565,7 @@ class Agent:
             except asyncio.TimeoutError:
                 ok, hook_msg = True, ""  # overran the grace period: the stop goes on
             if not ok:
-                await self.events.record(pod, "FailedPreStopHook", hook_msg, warning=True, container=name, init=init)
+                await self.events.record(pod, "FailedPreStopHook", hook_msg, warning=True, field_path=container_path(name, init))
             grace -= time.monotonic() - t0
             if grace < MINIMUM_GRACE_SECONDS:
                 grace = MINIMUM_GRACE_SECONDS
@@ -636,7 +637,7 @@ class Agent:
 
     async def _probe_failed(self, pod: Any, container: Any, probe_type: str, message: str, init: bool) -> None:
         await self.events.record(pod, "Unhealthy", f"{probe_type.capitalize()} probe failed: {message}",
-                                 warning=True, container=container.name, init=init)
+                                 warning=True, field_path=container_path(container.name, init))
 
     # -- status ------------------------------------------------------------------------
 

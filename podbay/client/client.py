@@ -12,7 +12,7 @@ from urllib.parse import quote
 
 import aiohttp
 
-from podbay.api import Binding, Event, Pod
+from podbay.api import Binding, Pod
 from podbay.api.remotecommand import CLIENT_PROTOCOLS
 from podbay.api.serialize import from_dict, to_dict
 from podbay.client.errors import error_from_status
@@ -199,9 +199,6 @@ class Client:
         meta = binding.metadata
         path = self.path(Pod, meta.namespace or "default", meta.name, "binding")
         await self.request("POST", path, _body(binding, kind="Binding"))
-
-    async def create_event(self, event: Event) -> None:
-        await self.create(event)
 
     async def exec(self, name: str, namespace: str | None, command: list[str], container: str | None = None,
                    timeout: float | None = None) -> tuple[int, bytes, bytes]:

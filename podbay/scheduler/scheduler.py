@@ -7,14 +7,14 @@ FailedScheduling event and is retried when a node or a pod changes.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from typing import Any
 
-from podbay.api import Binding, Event, EventSource, Node, ObjectMeta, ObjectReference, Pod, PodCondition, now
+from podbay.api import Binding, Node, ObjectMeta, ObjectReference, Pod, PodCondition, now
 from podbay.api.defaults import DEFAULT_SCHEDULER
 from podbay.api.errors import Conflict, NotFound
 from podbay.api.resources import pod_requests
+from podbay.client.record import EventRecorder
 from podbay.scheduler.fit import NodeInfo, failure_message, score, unfit_reasons
 
 log = logging.getLogger(__name__)
@@ -30,6 +30,7 @@ class Scheduler:
     def __init__(self, client: Any, name: str = DEFAULT_SCHEDULER) -> None:
         self.client = client
         self.name = name
+        self.events = EventRecorder(client, name)
         self.nodes: dict[str, NodeInfo] = {}
         self.pods: dict[str, Pod] = {}  # by uid, every pod the API holds
         self.counted: dict[str, tuple[str, Pod]] = {}  # uid -> (node, pod) for pods using a node's room
@@ -173,11 +174,11 @@ class Scheduler:
                 self._count(pod)
                 self._enqueue(pod.metadata.uid)
             return
-        await self._event(pod, "Normal", "Scheduled",
-                          f"Successfully assigned {pod.metadata.namespace}/{pod.metadata.name} to {node}")
+        await self.events.record(pod, "Scheduled",
+                                 f"Successfully assigned {pod.metadata.namespace}/{pod.metadata.name} to {node}")
 
     async def _unschedulable(self, pod: Pod, message: str) -> None:
-        await self._event(pod, "Warning", "FailedScheduling", message)
+        await self.events.record(pod, "FailedScheduling", message, warning=True)
         for _ in range(3):
             fresh = await self.client.get(Pod, pod.metadata.name, pod.metadata.namespace)
             if fresh.spec.node_name:
@@ -198,18 +199,10 @@ class Scheduler:
             except NotFound:
                 return
 
-    async def _event(self, pod: Pod, type_: str, reason: str, message: str) -> None:
-        t = now()
-        event = Event(
-            metadata=ObjectMeta(generate_name=f"{pod.metadata.name}.", namespace=pod.metadata.namespace),
-            involved_object=ObjectReference(kind="Pod", namespace=pod.metadata.namespace, name=pod.metadata.name,
-                                            uid=pod.metadata.uid, api_version="v1"),
-            reason=reason, message=message, type=type_, source=EventSource(component=self.name),
-            first_timestamp=t, last_timestamp=t, count=1, reporting_component=self.name)
-        with contextlib.suppress(Exception):
-            await self.client.create_event(event)
-
 
 async def run(client: Any, name: str = DEFAULT_SCHEDULER) -> None:
     scheduler = Scheduler(client, name)
-    await asyncio.gather(scheduler.watch_nodes(), scheduler.watch_pods(), scheduler.schedule_loop())
+    try:
+        await asyncio.gather(scheduler.watch_nodes(), scheduler.watch_pods(), scheduler.schedule_loop())
+    finally:
+        await scheduler.events.close()

@@ -55,22 +55,30 @@ class Cluster:
 
     async def wait_event(self, pod: str, reason: str, prefix: str = "", timeout: float = 30.0,
                          namespace: str = "default", count: int = 1) -> Event:
-        """The `count`th event with `reason` (and a message starting with `prefix`) about `pod`;
+        """The event with `reason` (and a message starting with `prefix`) about `pod`, once it has
+        happened `count` times (repeats raise an Event's count, as client-go records them);
         events are sent in the background, so they may trail the state they describe."""
         def match(e: Event) -> bool:
             return e.involved_object.name == pod and e.reason == reason and (e.message or "").startswith(prefix)
 
+        seen: dict[str, Event] = {}
+
+        def enough() -> Event | None:
+            if sum(e.count or 1 for e in seen.values()) >= count:
+                return max(seen.values(), key=lambda e: e.last_timestamp)
+            return None
+
         events, rv = await self.client.list(Event, namespace)
-        matches = [e for e in events if match(e)]
-        if len(matches) >= count:
-            return matches[count - 1]
+        seen.update({e.metadata.name: e for e in events if match(e)})
+        if (found := enough()) is not None:
+            return found
 
         async def watch() -> Event:
             async for kind, e in self.client.watch(Event, namespace, resource_version=rv):
-                if kind == "ADDED" and match(e):
-                    matches.append(e)
-                    if len(matches) >= count:
-                        return e
+                if kind in ("ADDED", "MODIFIED") and match(e):
+                    seen[e.metadata.name] = e
+                    if (found := enough()) is not None:
+                        return found
             raise AssertionError("watch ended")
         return await asyncio.wait_for(watch(), timeout)
 

@@ -1,0 +1,103 @@
+"""Recording Events, as client-go's tools/record does for every Kubernetes component.
+
+Events go out from a queue in the background, so recording one never holds up a sync. An
+event equal to one sent before (same object, field path, type, reason and message) is not
+stored again: the earlier Event's `count` goes up and its `lastTimestamp` moves, which is what
+`kubectl describe` shows as "x12 over 3m". Without that, a probe failing every second would
+store 86,400 Events a day."""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+from collections import OrderedDict
+from datetime import datetime, timezone
+from typing import Any
+
+from podbay.api import Event
+from podbay.api.errors import NotFound
+from podbay.api.serialize import from_dict
+
+log = logging.getLogger(__name__)
+
+CACHE_SIZE = 4096  # client-go's maxLruCacheEntries
+
+EventKey = tuple[str, str, str, str, str, str, str]
+
+
+def event_key(event: Event) -> EventKey:
+    ref = event.involved_object
+    return (ref.uid or "", ref.namespace or "", ref.name or "", ref.field_path or "", event.type or "",
+            event.reason or "", event.message or "")
+
+
+class EventRecorder:
+    def __init__(self, client: Any, component: str, host: str | None = None) -> None:
+        self.client = client
+        self.component = component
+        self.host = host
+        self._queue: asyncio.Queue[Event] = asyncio.Queue()
+        self._sender: asyncio.Task[None] | None = None
+        self._sent: OrderedDict[EventKey, Event] = OrderedDict()
+
+    async def record(self, obj: Any, reason: str, message: str, *, warning: bool = False,
+                     field_path: str | None = None) -> None:
+        """An Event about `obj` (a Pod or Node object) from this component."""
+        now = datetime.now(timezone.utc)
+        ref: dict[str, Any] = {"kind": obj.kind or "Pod", "apiVersion": "v1", "name": obj.metadata.name,
+                               "namespace": obj.metadata.namespace, "uid": obj.metadata.uid}
+        if field_path:
+            ref["fieldPath"] = field_path
+        source: dict[str, str] = {"component": self.component}
+        if self.host:
+            source["host"] = self.host
+        event = from_dict(Event, {
+            "metadata": {"name": f"{obj.metadata.name}.{secrets.token_hex(8)}",
+                         "namespace": obj.metadata.namespace or "default"},
+            "involvedObject": ref, "reason": reason, "message": message,
+            "type": "Warning" if warning else "Normal", "source": source,
+            "firstTimestamp": now, "lastTimestamp": now, "count": 1,
+            "reportingComponent": self.component, "reportingInstance": self.host or self.component,
+        })
+        self._queue.put_nowait(event)
+        if self._sender is None or self._sender.done():
+            self._sender = asyncio.create_task(self._send())
+
+    async def _send(self) -> None:
+        while True:
+            event = await self._queue.get()
+            try:
+                await self._write(event)
+            except Exception as exc:  # an event lost must never stop the component
+                log.warning("event %s for %s/%s not recorded: %s", event.reason, event.involved_object.namespace,
+                            event.involved_object.name, exc)
+            finally:
+                self._queue.task_done()
+
+    async def _write(self, event: Event) -> None:
+        key = event_key(event)
+        seen = self._sent.pop(key, None)
+        if seen is not None:
+            repeat = seen.model_copy(deep=True)
+            repeat.count = (seen.count or 1) + 1
+            repeat.last_timestamp = event.last_timestamp
+            repeat.metadata.resource_version = None  # Events may be updated unconditionally
+            try:
+                event = await self.client.update(repeat)
+            except NotFound:  # expired meanwhile (the API server's event TTL): start again
+                event = await self.client.create(event)
+        else:
+            event = await self.client.create(event)
+        self._sent[key] = event
+        while len(self._sent) > CACHE_SIZE:
+            self._sent.popitem(last=False)
+
+    async def close(self) -> None:
+        """Sends what is queued, then stops."""
+        if self._sender is None:
+            return
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(self._queue.join(), 5)
+        self._sender.cancel()
+        await asyncio.gather(self._sender, return_exceptions=True)
