@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
-from podbay.api.models import Pod
+from podbay.api.models import Event, Pod
 
 
 @dataclass(frozen=True)
@@ -51,6 +51,13 @@ def age(when: datetime | None, now: datetime | None = None) -> str:
         return "<unknown>"
     now = now or datetime.now(timezone.utc)
     return human_duration((now - when).total_seconds())
+
+
+def event_age(event: Event, now: datetime | None = None) -> str:
+    """kubectl describe's Age of an event: `10s`, or `10s (x3 over 2m)` for a repeated one."""
+    if (event.count or 0) > 1:
+        return f"{age(event.last_timestamp, now)} (x{event.count} over {age(event.first_timestamp, now)})"
+    return age(event.first_timestamp or event.event_time, now)
 
 
 def _restartable(pod: Pod, name: str) -> bool:

@@ -16,7 +16,7 @@ from podbay.api import ConfigMap, Event, Namespace, Node, Pod, Secret
 from podbay.api.defaults import default_pod
 from podbay.api.errors import AlreadyExists, NotFound
 from podbay.api.formats import load_objects
-from podbay.api.printing import age, pod_row
+from podbay.api.printing import age, event_age, pod_row
 from podbay.api.serialize import to_dict
 from podbay.cli.common import CLIError, run_with_client, table
 from podbay.cli.execstream import run_exec, use_tty
@@ -307,7 +307,7 @@ def describe_pod(pod: Pod, events: list[Event]) -> str:
         epoch = datetime.min.replace(tzinfo=timezone.utc)
         for e in sorted(events, key=lambda e: (e.first_timestamp or e.event_time or epoch,
                                                int(e.metadata.resource_version or 0))):
-            rows.append([f"  {e.type}", e.reason or "", age(e.last_timestamp or e.event_time),
+            rows.append([f"  {e.type}", e.reason or "", event_age(e),
                          (e.source.component if e.source else "") or "", e.message or ""])
         lines.append(table(rows))
     else:

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
 
-from podbay.api import Pod
-from podbay.api.printing import human_duration, pod_row
+from podbay.api import Event, Pod
+from podbay.api.printing import event_age, human_duration, pod_row
 from podbay.api.serialize import from_dict
 from podbay.cli.common import table
 
@@ -59,3 +59,12 @@ def test_human_duration_like_kubectl() -> None:
 
 def test_table_pads_like_tabwriter() -> None:
     assert table([["NAME", "READY"], ["web", "2/2"]]) == "NAME   READY\nweb    2/2"
+
+
+def test_describe_shows_a_repeated_event_as_kubectl_does() -> None:
+    def event(count: int, first: int, last: int) -> Event:
+        return from_dict(Event, {"metadata": {"name": "e"}, "involvedObject": {"name": "p"}, "count": count,
+                                 "firstTimestamp": NOW - timedelta(seconds=first),
+                                 "lastTimestamp": NOW - timedelta(seconds=last)})
+    assert event_age(event(1, 30, 30), NOW) == "30s"
+    assert event_age(event(12, 180, 5), NOW) == "5s (x12 over 3m)"
