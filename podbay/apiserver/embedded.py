@@ -7,6 +7,7 @@ fixture tests use to get a real server.
 """
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +16,7 @@ from typing import AsyncIterator
 from aiohttp import web
 
 from podbay.apiserver.app import serve
+from podbay.apiserver.eventttl import EVENT_TTL, expire_events
 from podbay.store.sqlite import SQLiteStore
 
 
@@ -52,10 +54,11 @@ async def serve_embedded(
     token: str | None = None,
     db_path: Path | None = None,
     store: SQLiteStore | None = None,
+    event_ttl: float = EVENT_TTL,
 ) -> AsyncIterator[EmbeddedServer]:
     """Store at `root/store.db` (or `db_path`), socket at `root/api.sock`
-    (`unix_socket=True`), TCP on host:port (port 0 picks a free one).
-    Everything is closed on exit."""
+    (`unix_socket=True`), TCP on host:port (port 0 picks a free one); Events expire
+    `event_ttl` seconds after their last write. Everything is closed on exit."""
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
     own_store = store is None
@@ -71,10 +74,13 @@ async def serve_embedded(
             token=token,
             token_file=root / "api-token",
         )
+        expiry = asyncio.create_task(expire_events(store, event_ttl))
         try:
             bound_port = next((a[1] for a in runner.addresses if isinstance(a, tuple)), None)
             yield EmbeddedServer(store, runner, socket_path, host, bound_port, token)
         finally:
+            expiry.cancel()
+            await asyncio.gather(expiry, return_exceptions=True)
             await runner.cleanup()
     finally:
         if own_store:
