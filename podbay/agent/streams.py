@@ -17,7 +17,6 @@ from aiohttp import WSMsgType, web
 from podbay.api import remotecommand as rc
 from podbay.api.errors import BadRequest
 from podbay.runtime.execsession import ExecSession
-from podbay.runtime.types import ContainerRuntimeError
 
 _ERRORS = {400: "BadRequest", 404: "NotFound"}
 
@@ -38,7 +37,7 @@ async def serve_exec(request: web.Request, runtime: Any, find: Callable[[], Awai
     try:
         try:
             session = await _start(runtime, find, options)
-        except (web.HTTPException, ContainerRuntimeError) as exc:
+        except Exception as exc:  # every failure to start is the client's to read on the error channel
             await _send_status(ws, protocol, _start_error(exc))
             return ws
         await _send(ws, protocol, _first_channel(options), b"")

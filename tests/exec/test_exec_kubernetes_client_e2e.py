@@ -76,6 +76,13 @@ async def test_stdin_reaches_cat_and_comes_back(core: k8s.CoreV1Api) -> None:
     assert protocol == "v5.channel.k8s.io"
 
 
+async def test_preloaded_output(core: k8s.CoreV1Api) -> None:
+    out = await in_thread(lambda: stream(core.connect_get_namespaced_pod_exec, "shell", "default",
+                                         command=["sh", "-c", "echo $((6*7))"], stdin=False, stdout=True,
+                                         stderr=True, tty=False))
+    assert out == "42\n"
+
+
 async def test_exit_code_and_stderr_of_a_failing_command(core: k8s.CoreV1Api) -> None:
     def session() -> tuple[bytes, bytes, int]:
         ws = open_exec(core, ["sh", "-c", "read line; echo got $line; echo oops >&2; exit 3"])
