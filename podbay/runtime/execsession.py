@@ -21,6 +21,7 @@ from podbay.runtime.oci import OCIRuntime
 from podbay.runtime.types import ContainerRuntimeError
 
 STDOUT, STDERR = 1, 2
+KILL_RETRY_SECONDS = 1.0  # no event tells when crun writes the pid file
 _DEVNULL = asyncio.subprocess.DEVNULL
 
 
@@ -76,16 +77,18 @@ class ExecSession:
         return await asyncio.shield(self._exited)
 
     async def kill(self) -> None:
-        """Kills the command by its pid (crun is still its parent, so the pid is still
-        its), then waits for crun."""
-        if not self._exited.done():
+        """Kills the command by its pid (while crun runs it has not reaped it, so the pid
+        is still the command's) and waits for crun. Before crun has written the pid, crun
+        gets SIGTERM, which it passes on to the command; killing crun itself would orphan
+        the command."""
+        while not self._exited.done():
             pid = _read_pid(self.workdir / "pid")
             with contextlib.suppress(ProcessLookupError):
                 if pid is not None:
                     os.kill(pid, signal.SIGKILL)
                 else:
-                    self.process.kill()
-        await self.wait()
+                    self.process.send_signal(signal.SIGTERM)
+            await asyncio.wait({self._exited}, timeout=KILL_RETRY_SECONDS)
 
     async def close(self) -> None:
         """Kills the command if it still runs and releases every descriptor and file."""
