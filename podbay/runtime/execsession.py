@@ -66,8 +66,10 @@ class ExecSession:
                 if self._exited.done():
                     return
                 readable = asyncio.ensure_future(wait_readable(fd))
-                await asyncio.wait({readable, self._exited}, return_when=asyncio.FIRST_COMPLETED)
-                readable.cancel()
+                try:
+                    await asyncio.wait({readable, self._exited}, return_when=asyncio.FIRST_COMPLETED)
+                finally:
+                    readable.cancel()  # unregisters the fd before anyone closes it
                 continue
             if not data:
                 return
@@ -109,9 +111,12 @@ def _read_pid(path: Path) -> int | None:
         return None
 
 
-def _pipe() -> tuple[int, int]:
+def _pipe(*, child_reads: bool) -> tuple[int, int]:
+    """(the command's end, our non-blocking end) of a new pipe."""
     r, w = os.pipe2(os.O_CLOEXEC)
-    return r, w
+    child, mine = (r, w) if child_reads else (w, r)
+    set_nonblocking(mine)
+    return child, mine
 
 
 async def start_exec(oci: OCIRuntime, container_id: str, argv: list[str], workdir: Path, *,
@@ -125,22 +130,20 @@ async def start_exec(oci: OCIRuntime, container_id: str, argv: list[str], workdi
     try:
         if tty:
             return await _start_with_terminal(oci, container_id, argv, workdir, user, env, ours)
-        stdio: list[int] = []
-        for wanted, child_reads in ((stdin, True), (stdout, False), (stderr, False)):
-            if not wanted:
-                stdio.append(_DEVNULL)
-                continue
-            r, w = _pipe()
-            child, mine = (r, w) if child_reads else (w, r)
-            theirs.append(child)
-            ours.append(mine)
-            set_nonblocking(mine)
-            stdio.append(child)
+        stdio = [_DEVNULL, _DEVNULL, _DEVNULL]
+        stdin_fd: int | None = None
+        outputs: dict[int, int] = {}
+        if stdin:
+            stdio[0], stdin_fd = _pipe(child_reads=True)
+            theirs.append(stdio[0])
+            ours.append(stdin_fd)
+        for stream, wanted in ((STDOUT, stdout), (STDERR, stderr)):
+            if wanted:
+                stdio[stream], outputs[stream] = _pipe(child_reads=False)
+                theirs.append(stdio[stream])
+                ours.append(outputs[stream])
         process = await oci.exec(container_id, argv, user=user, env=env, pid_file=workdir / "pid",
                                  stdio=(stdio[0], stdio[1], stdio[2]))
-        mine_iter = iter(ours)
-        stdin_fd = next(mine_iter) if stdin else None
-        outputs = {s: next(mine_iter) for s, wanted in ((STDOUT, stdout), (STDERR, stderr)) if wanted}
         return ExecSession(process, workdir, False, stdin_fd, outputs)
     except BaseException:
         for fd in ours:
