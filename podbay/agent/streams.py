@@ -40,7 +40,7 @@ async def serve_exec(request: web.Request, runtime: Any, find: Callable[[], Awai
         except Exception as exc:  # every failure to start is the client's to read on the error channel
             await _send_status(ws, protocol, _start_error(exc))
             return ws
-        await _send(ws, protocol, _first_channel(options), b"")
+        await protocol.send(ws, _first_channel(options), b"")
         code = await _stream(ws, protocol, session)
         if code is not None:
             await _send_status(ws, protocol, rc.exit_status(code))
@@ -70,19 +70,11 @@ def _first_channel(options: rc.ExecOptions) -> int:
     return rc.STDERR if options.stderr else rc.ERROR
 
 
-async def _send(ws: web.WebSocketResponse, protocol: rc.Protocol, channel: int, data: bytes) -> None:
-    message = protocol.encode(channel, data)
-    if isinstance(message, str):
-        await ws.send_str(message)
-    else:
-        await ws.send_bytes(message)
-
-
 async def _send_status(ws: web.WebSocketResponse, protocol: rc.Protocol, status: dict[str, Any]) -> None:
     payload = protocol.status_payload(status)
     if payload is not None:
         with contextlib.suppress(ConnectionError):
-            await _send(ws, protocol, rc.ERROR, payload)
+            await protocol.send(ws, rc.ERROR, payload)
 
 
 async def _stream(ws: web.WebSocketResponse, protocol: rc.Protocol, session: ExecSession) -> int | None:
@@ -105,7 +97,7 @@ async def _stream(ws: web.WebSocketResponse, protocol: rc.Protocol, session: Exe
 async def _forward(ws: web.WebSocketResponse, protocol: rc.Protocol, session: ExecSession, stream: int) -> None:
     with contextlib.suppress(ConnectionError):
         async for chunk in session.output(stream):
-            await _send(ws, protocol, stream, chunk)
+            await protocol.send(ws, stream, chunk)
 
 
 async def _receive(ws: web.WebSocketResponse, protocol: rc.Protocol, session: ExecSession) -> None:

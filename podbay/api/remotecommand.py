@@ -33,6 +33,14 @@ NON_ZERO_EXIT_CODE = "NonZeroExitCode"
 EXIT_CODE_CAUSE = "ExitCode"
 
 
+class MessageSink(_Protocol):
+    """Where messages go: a WebSocket, server or client side."""
+
+    async def send_bytes(self, data: bytes) -> None: ...
+
+    async def send_str(self, data: str) -> None: ...
+
+
 @dataclass(frozen=True)
 class Protocol:
     name: str
@@ -54,6 +62,14 @@ class Protocol:
         if self.base64:
             return chr(ord("0") + channel) + base64.b64encode(data).decode()
         return bytes([channel]) + data
+
+    async def send(self, ws: MessageSink, channel: int, data: bytes) -> None:
+        """One message on `ws` (an aiohttp WebSocket of either side): text in base64, else binary."""
+        message = self.encode(channel, data)
+        if isinstance(message, str):
+            await ws.send_str(message)
+        else:
+            await ws.send_bytes(message)
 
     def decode(self, message: bytes | str) -> tuple[int, bytes] | None:
         """(channel, data) of a client message; None for an empty or undecodable one.

@@ -33,7 +33,7 @@ class ExecStream:
         return None if self.status is None else rc.status_exit_code(self.status)
 
     async def write_stdin(self, data: bytes) -> None:
-        await self._ws.send_bytes(self.protocol.encode(rc.STDIN, data))  # type: ignore[arg-type]
+        await self.protocol.send(self._ws, rc.STDIN, data)
 
     async def close_stdin(self) -> None:
         """End of input (v5). With v4 there is no half-close: input simply stops."""
@@ -42,7 +42,7 @@ class ExecStream:
             await self._ws.send_bytes(bytes([rc.CLOSE, rc.STDIN]))
 
     async def resize(self, width: int, height: int) -> None:
-        await self._ws.send_bytes(self.protocol.encode(rc.RESIZE, rc.resize_message(width, height)))  # type: ignore[arg-type]
+        await self.protocol.send(self._ws, rc.RESIZE, rc.resize_message(width, height))
 
     async def __aiter__(self) -> AsyncIterator[tuple[int, bytes]]:
         """(channel, data) of stdout and stderr until the server closes the stream; the
