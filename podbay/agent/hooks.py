@@ -1,5 +1,5 @@
-"""Lifecycle handlers and probe actions: exec in the container, HTTP GET or TCP into
-the pod's IP, sleep. Each returns (success, message) and is cut at its timeout.
+"""Lifecycle handlers and probe actions: exec in the container, HTTP GET, TCP or a gRPC
+health check into the pod's IP, sleep. Each returns (success, message) and is cut at its timeout.
 """
 from __future__ import annotations
 
@@ -7,6 +7,10 @@ import asyncio
 from typing import Any
 
 import aiohttp
+
+from podbay.agent.grpcprobe import probe_grpc
+
+USER_AGENT = "kube-probe/1.32"
 
 
 def _port(port: Any, container: Any) -> int:
@@ -44,7 +48,7 @@ async def run_http_get(action: Any, container: Any, pod_ip: str | None, timeout:
     if not path.startswith("/"):
         path = "/" + path
     url = f"{scheme}://{host}:{_port(action.port, container)}{path}"
-    headers = {"User-Agent": "kube-probe/1.32", "Accept": "*/*"}
+    headers = {"User-Agent": USER_AGENT, "Accept": "*/*"}
     for h in action.http_headers or []:
         headers[h.name] = h.value
     try:
@@ -80,6 +84,10 @@ async def run_handler(runtime: Any, handler: Any, container: Any, container_id: 
         return await run_http_get(handler.http_get, container, pod_ip, timeout)
     if getattr(handler, "tcp_socket", None) is not None:
         return await run_tcp(handler.tcp_socket, container, pod_ip, timeout)
+    if getattr(handler, "grpc", None) is not None:
+        if not pod_ip:
+            return False, "pod has no IP"
+        return await probe_grpc(pod_ip, handler.grpc.port, handler.grpc.service or "", timeout, USER_AGENT)
     if getattr(handler, "sleep", None) is not None:
         await asyncio.sleep(min(handler.sleep.seconds, timeout))
         return True, ""

@@ -37,10 +37,6 @@ def unsupported_fields(pod: Pod) -> list[str]:
                 out.append(f"{path}.volumeDevices")
             if c.resize_policy:
                 out.append(f"{path}.resizePolicy")
-            for probe_name, probe in (("livenessProbe", c.liveness_probe), ("readinessProbe", c.readiness_probe),
-                                      ("startupProbe", c.startup_probe)):
-                if probe is not None and probe.grpc is not None:
-                    out.append(f"{path}.{probe_name}.grpc")
             csc = c.security_context
             if csc is not None:
                 for name, value in (("seLinuxOptions", csc.se_linux_options), ("appArmorProfile", csc.app_armor_profile),
@@ -87,9 +83,6 @@ NOTES: dict[str, tuple[str, str]] = {
                                        "claims not yet"),
     "Container.resizePolicy": ("not yet", "no in-place resize"),
     "Container.volumeDevices": ("not yet", "no block volumes"),
-    "Container.livenessProbe": ("partial", "exec, httpGet, tcpSocket; grpc not yet"),
-    "Container.readinessProbe": ("partial", "exec, httpGet, tcpSocket; grpc not yet"),
-    "Container.startupProbe": ("partial", "exec, httpGet, tcpSocket; grpc not yet"),
     "Container.securityContext": ("partial", "runAsUser, runAsGroup, privileged, readOnlyRootFilesystem, "
                                              "capabilities, allowPrivilegeEscalation, seccompProfile (privileged "
                                              "is Unconfined); SELinux, AppArmor, procMount not yet"),

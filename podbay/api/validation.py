@@ -133,6 +133,8 @@ def _probe(path: str, probe: Probe | None, container: Container, must_succeed_on
         errs += _port(f"{path}.httpGet.port", probe.http_get.port, container)
     if probe.tcp_socket is not None:
         errs += _port(f"{path}.tcpSocket.port", probe.tcp_socket.port, container)
+    if probe.grpc is not None:
+        errs += _port(f"{path}.grpc.port", probe.grpc.port, container)
     return errs
 
 

@@ -180,6 +180,22 @@ spec:
     ]
 
 
+def test_grpc_probe_port_must_be_a_port_number() -> None:
+    errs = errors_of("""
+apiVersion: v1
+kind: Pod
+metadata: {name: p}
+spec:
+  containers:
+  - {name: a, image: i, livenessProbe: {grpc: {port: 0}}, readinessProbe: {grpc: {port: 65536, service: s}},
+     startupProbe: {grpc: {port: 65535}}}
+""")
+    assert errs == [
+        "spec.containers[0].livenessProbe.grpc.port: 0: must be between 1 and 65535, inclusive",
+        "spec.containers[0].readinessProbe.grpc.port: 65536: must be between 1 and 65535, inclusive",
+    ]
+
+
 def test_updates_may_change_only_images_and_a_few_fields() -> None:
     old = default_pod(load_pods(REAL_POD)[0])
     new = old.model_copy(deep=True)
@@ -260,8 +276,7 @@ spec:
   - {name: c, image: i, livenessProbe: {grpc: {port: 9000}}, securityContext: {appArmorProfile: {type: RuntimeDefault}}}
 """)[0]
     assert unsupported_fields(pod) == [
-        "spec.affinity.podAntiAffinity", "spec.runtimeClassName", "spec.containers[0].livenessProbe.grpc",
-        "spec.containers[0].securityContext.appArmorProfile"]
+        "spec.affinity.podAntiAffinity", "spec.runtimeClassName", "spec.containers[0].securityContext.appArmorProfile"]
 
 
 def test_the_support_table_in_docs_is_the_rendering() -> None:
