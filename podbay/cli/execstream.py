@@ -12,6 +12,7 @@ import termios
 import tty as ttymod
 from typing import Iterator
 
+from podbay.api.remotecommand import STDOUT
 from podbay.client import Client
 from podbay.client.streams import ExecStream
 
@@ -48,7 +49,7 @@ async def run_exec(client: Client, name: str, namespace: str, command: list[str]
                 helpers.append(asyncio.create_task(_send_resizes(stream)))
             try:
                 async for channel, data in stream:
-                    out = sys.stdout if channel == 1 else sys.stderr
+                    out = sys.stdout if channel == STDOUT else sys.stderr
                     out.buffer.write(data)
                     out.flush()
             finally:
