@@ -54,6 +54,13 @@ spec:
                 pass
 
 
+async def test_a_background_child_does_not_hold_the_stream(target: ExecTarget) -> None:
+    client = target.cluster.client
+    async with client.exec_stream(target.pod, "default", ["sh", "-c", "sleep 300 & echo parent done"]) as stream:
+        seen = [chunk async for chunk in stream]
+    assert seen == [(1, b"parent done\n")] and stream.exit_code == 0
+
+
 async def test_closing_the_stream_kills_the_command(target: ExecTarget) -> None:
     client = target.cluster.client
     async with client.exec_stream(target.pod, "default", ["sh", "-c", "echo started; exec sleep 4321"]) as stream:
