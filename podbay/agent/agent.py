@@ -263,6 +263,8 @@ class Agent:
                 if sb.ready:
                     await self.runtime.stop_pod_sandbox(sb.id)
             if created_state and not deleting:
+                # HyperContainer's stop: containers and sandbox go, storage stays; a start runs afresh.
+                await self._remove_pod(await self._runtime_status(w.uid), keep_volumes=True)
                 await self._prepare_created(w, pod)
             await self._sync_probes(w.uid)
             rt = await self._runtime_status(w.uid)
@@ -596,7 +598,7 @@ class Agent:
             with contextlib.suppress(NotFound):
                 await self.runtime.stop_container(c.id, 1)
 
-    async def _remove_pod(self, rt: PodRuntimeStatus) -> None:
+    async def _remove_pod(self, rt: PodRuntimeStatus, keep_volumes: bool = False) -> None:
         for c in rt.containers:
             with contextlib.suppress(NotFound):
                 await self.runtime.remove_container(c.id)
@@ -605,7 +607,8 @@ class Agent:
                 await self.runtime.stop_pod_sandbox(sb.id)
             with contextlib.suppress(NotFound):
                 await self.runtime.remove_pod_sandbox(sb.id)
-        await self.runtime.remove_pod_volumes(rt.uid)
+        if not keep_volumes:
+            await self.runtime.remove_pod_volumes(rt.uid)
 
     # -- probes ------------------------------------------------------------------------
 

@@ -49,7 +49,9 @@ async def test_create_start_stop_keeps_storage_and_rm(cluster: Cluster) -> None:
     first = await cluster.wait_for("hyper", running)
     await set_state(cluster, "hyper", "Created")
     stopped = await cluster.wait_for("hyper", lambda p: created(p) and not p.status.pod_ip)
-    assert stopped.status.container_statuses[0].last_state.terminated.exit_code == 0
+    # HyperContainer's stop removes the containers: the next start runs them afresh.
+    assert stopped.status.container_statuses[0].state.waiting is not None
+    assert stopped.status.container_statuses[0].restart_count == 0
     await set_state(cluster, "hyper", "Running")
     again = await cluster.wait_for("hyper", running)
     # The emptyDir outlived the stop: both runs wrote to it.
