@@ -74,10 +74,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser("exec", help="run a command in a container of a pod (-i/-t: interactively)")
     p.add_argument("pod")
-    p.add_argument("-c", "--container")
-    p.add_argument("-n", "--namespace")
-    p.add_argument("-i", "--stdin", action="store_true", help="pass our stdin to the command")
-    p.add_argument("-t", "--tty", action="store_true", help="give the command a terminal (with -i)")
+    _exec_flags(p)
     p.add_argument("command", nargs=argparse.REMAINDER, help="-- COMMAND [ARG...]")
     p.set_defaults(func=lambda a: run_with_client(a, lambda c, s: exec_(c, a)))
 
@@ -398,8 +395,28 @@ async def _default_container(client: Client, name: str, ns: str) -> str | None:
     return container
 
 
+def _exec_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("-c", "--container")
+    parser.add_argument("-n", "--namespace")
+    parser.add_argument("-i", "--stdin", action="store_true", help="pass our stdin to the command")
+    parser.add_argument("-t", "--tty", action="store_true", help="give the command a terminal (with -i)")
+
+
+def exec_command(args: argparse.Namespace) -> list[str]:
+    """The command after `--`; flags between the pod and `--` (`exec POD -c C -- CMD`, as kubectl
+    allows) are applied to `args`. Without `--` everything after the pod is the command."""
+    if "--" not in args.command:
+        return list(args.command)
+    split = args.command.index("--")
+    if split:
+        flags = argparse.ArgumentParser(prog="podbay exec", add_help=False)
+        _exec_flags(flags)
+        flags.parse_args(args.command[:split], namespace=args)
+    return args.command[split + 1:]
+
+
 async def exec_(client: Client, args: argparse.Namespace) -> int:
-    command = args.command[1:] if args.command[:1] == ["--"] else args.command
+    command = exec_command(args)
     if not command:
         raise CLIError("you must specify at least one command for the container (podbay exec POD -- CMD)")
     name, ns = args.pod.split("/", 1)[-1], args.namespace or "default"

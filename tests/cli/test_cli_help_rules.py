@@ -32,3 +32,18 @@ def test_every_verb_has_examples() -> None:
 def test_every_example_parses(command: str) -> None:
     args = build_parser().parse_args(shlex.split(command)[1:])
     assert args.func is not None
+
+
+@pytest.mark.parametrize("argv, container, stdin, command", [
+    (["exec", "web", "-c", "frontend", "--", "cat", "/x"], "frontend", False, ["cat", "/x"]),
+    (["exec", "-c", "frontend", "web", "--", "ls", "-l"], "frontend", False, ["ls", "-l"]),
+    (["exec", "web", "-i", "--", "cat"], None, True, ["cat"]),
+    (["exec", "web", "--", "sh", "-c", "echo -c"], None, False, ["sh", "-c", "echo -c"]),
+    (["exec", "web", "date"], None, False, ["date"]),
+])
+def test_exec_takes_flags_on_either_side_of_the_pod(argv, container, stdin, command) -> None:
+    from podbay.cli.kubectl import exec_command
+
+    args = build_parser().parse_args(argv)
+    assert exec_command(args) == command
+    assert (args.container, args.stdin) == (container, stdin)
