@@ -1,4 +1,4 @@
-"""`podbay exec -i/-it` and `kubectl exec -i` through the exec stream, on a real container."""
+"""`podbay exec` and `kubectl exec` with -i and -it through the exec stream, on a real container."""
 from __future__ import annotations
 
 import asyncio
@@ -39,7 +39,8 @@ async def test_podbay_exec_i_pipes_stdin_and_passes_the_exit_code(target: ExecTa
     assert code == 1 and b"container nope is not valid for pod shell" in err
 
 
-async def test_kubectl_exec_i(target: ExecTarget, tmp_path: Path) -> None:
+@pytest.fixture
+def kubectl(target: ExecTarget, tmp_path: Path) -> list[str]:
     kubeconfig = tmp_path / "kubeconfig"
     kubeconfig.write_text(f"""
 apiVersion: v1
@@ -49,7 +50,10 @@ contexts: [{{name: podbay, context: {{cluster: podbay, user: me}}}}]
 users: [{{name: me, user: {{}}}}]
 current-context: podbay
 """)
-    kubectl = ["kubectl", f"--kubeconfig={kubeconfig}"]
+    return ["kubectl", f"--kubeconfig={kubeconfig}"]
+
+
+async def test_kubectl_exec_i(target: ExecTarget, kubectl: list[str]) -> None:
     code, out, err = await run([*kubectl, "exec", "-i", target.pod, "--", "cat"], b"from kubectl\n")
     assert (code, out) == (0, b"from kubectl\n"), err
     code, out, err = await run([*kubectl, "exec", target.pod, "--", "sh", "-c", "echo out; echo err >&2; exit 6"], b"")
@@ -94,15 +98,17 @@ async def press_enter_until(fd: int, wanted: bytes) -> bytes:
         typing.cancel()
 
 
-async def test_podbay_exec_it_is_a_raw_terminal_that_follows_ours(target: ExecTarget) -> None:
+@pytest.mark.parametrize("cli", ["podbay", "kubectl"])
+async def test_exec_it_is_a_raw_terminal_that_follows_ours(target: ExecTarget, kubectl: list[str], cli: str) -> None:
     master, slave = os.openpty()
     script = "tty; while read line; do stty size 2>&1; done; exit 3"
+    argv = podbay(target, "exec", "-it", target.pod) if cli == "podbay" else [*kubectl, "exec", "-it", target.pod]
     try:
         os.set_blocking(master, False)
         set_window_size(master, 111, 33)
         before = termios.tcgetattr(slave)
         proc = await asyncio.create_subprocess_exec(
-            *podbay(target, "exec", "-it", target.pod, "--", "sh", "-c", script), stdin=slave, stdout=slave,
+            *argv, "--", "sh", "-c", script, stdin=slave, stdout=slave,
             stderr=slave, cwd=ROOT, start_new_session=True, preexec_fn=_controlling_terminal)
         assert b"/dev/pts/" in await read_until(master, b"\r\n")
         await press_enter_until(master, b"33 111")
