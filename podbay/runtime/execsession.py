@@ -14,7 +14,7 @@ import shutil
 import signal
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import AsyncIterator
+from typing import Any, AsyncIterator
 
 from podbay.runtime.console import ConsoleSocket, read_now, set_nonblocking, set_window_size, wait_readable, write_all
 from podbay.runtime.oci import OCIRuntime
@@ -119,17 +119,16 @@ def _pipe(*, child_reads: bool) -> tuple[int, int]:
     return child, mine
 
 
-async def start_exec(oci: OCIRuntime, container_id: str, argv: list[str], workdir: Path, *,
-                     user: str | None = None, env: list[str] | None = None, tty: bool = False,
+async def start_exec(oci: OCIRuntime, container_id: str, process: dict[str, Any], workdir: Path, *,
                      stdin: bool = False, stdout: bool = True, stderr: bool = True) -> ExecSession:
-    """Starts `argv` in the container with the streams asked for (a terminal with `tty`);
-    on failure nothing it set up is left."""
+    """Starts the OCI `process` in the container with the streams asked for (one terminal for
+    all when `process["terminal"]`); on failure nothing it set up is left."""
     workdir.mkdir(parents=True)
     ours: list[int] = []
     theirs: list[int] = []
     try:
-        if tty:
-            return await _start_with_terminal(oci, container_id, argv, workdir, user, env, ours)
+        if process.get("terminal"):
+            return await _start_with_terminal(oci, container_id, process, workdir, ours)
         stdio = [_DEVNULL, _DEVNULL, _DEVNULL]
         stdin_fd: int | None = None
         outputs: dict[int, int] = {}
@@ -142,9 +141,8 @@ async def start_exec(oci: OCIRuntime, container_id: str, argv: list[str], workdi
                 stdio[stream], outputs[stream] = _pipe(child_reads=False)
                 theirs.append(stdio[stream])
                 ours.append(outputs[stream])
-        process = await oci.exec(container_id, argv, user=user, env=env, pid_file=workdir / "pid",
-                                 stdio=(stdio[0], stdio[1], stdio[2]))
-        return ExecSession(process, workdir, False, stdin_fd, outputs)
+        proc = await oci.exec(container_id, process, pid_file=workdir / "pid", stdio=(stdio[0], stdio[1], stdio[2]))
+        return ExecSession(proc, workdir, False, stdin_fd, outputs)
     except BaseException:
         for fd in ours:
             os.close(fd)
@@ -155,12 +153,11 @@ async def start_exec(oci: OCIRuntime, container_id: str, argv: list[str], workdi
             os.close(fd)
 
 
-async def _start_with_terminal(oci: OCIRuntime, container_id: str, argv: list[str], workdir: Path,
-                               user: str | None, env: list[str] | None, ours: list[int]) -> ExecSession:
+async def _start_with_terminal(oci: OCIRuntime, container_id: str, spec: dict[str, Any], workdir: Path,
+                               ours: list[int]) -> ExecSession:
     console = ConsoleSocket(workdir / "console.sock")
     try:
-        process = await oci.exec(container_id, argv, user=user, tty=True, env=env,
-                                 console_socket=console.path, pid_file=workdir / "pid",
+        process = await oci.exec(container_id, spec, console_socket=console.path, pid_file=workdir / "pid",
                                  stdio=(_DEVNULL, _DEVNULL, asyncio.subprocess.PIPE))
         receiving = asyncio.ensure_future(console.receive())
         exited = asyncio.ensure_future(process.wait())

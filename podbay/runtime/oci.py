@@ -12,6 +12,7 @@ import os
 import signal
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from podbay.runtime.types import ContainerRuntimeError
 
@@ -85,29 +86,27 @@ class OCIRuntime:
         code, out = await self._run("state", container_id, check=False)
         return json.loads(out) if code == 0 and out else None
 
-    async def exec(self, container_id: str, argv: list[str], *, env: list[str] | None = None,
-                   tty: bool = False, cwd: str | None = None, user: str | None = None,
-                   console_socket: Path | None = None, pid_file: Path | None = None,
+    async def exec(self, container_id: str, process: dict[str, Any], *, console_socket: Path | None = None,
+                   pid_file: Path | None = None,
                    stdio: tuple[int, int, int] = (_PIPE, _PIPE, _PIPE)) -> asyncio.subprocess.Process:
-        """A process in the running container (as the container's user); `crun exec` exits
-        with it. Its stdio is `stdio` (pipes by default); with `tty` it gets a terminal whose
-        master crun sends to `console_socket`. `pid_file` receives its host pid."""
-        args = ["exec"]
-        if user:
-            args += ["--user", user]
-        if tty:
-            args.append("--tty")
-        if console_socket is not None:
-            args.append(f"--console-socket={console_socket}")
-        if pid_file is not None:
-            args.append(f"--pid-file={pid_file}")
-        for item in env or []:
-            args += ["--env", item]
-        if cwd:
-            args += ["--cwd", cwd]
-        return await asyncio.create_subprocess_exec(
-            self.runtime, f"--root={self.root}", *args, container_id, *argv,
-            stdin=stdio[0], stdout=stdio[1], stderr=stdio[2])
+        """`process` (an OCI process: args, user with its groups, env, cwd, capabilities...) run
+        in the running container; `crun exec` exits with it. Its stdio is `stdio` (pipes by
+        default); with `process["terminal"]` its terminal's master goes to `console_socket`.
+        `pid_file` receives its host pid."""
+        # A memfd rather than a file: nothing to clean up, and crun has read it before it forks.
+        fd = os.memfd_create("process.json", os.MFD_CLOEXEC)
+        try:
+            os.write(fd, json.dumps(process).encode())
+            args = ["exec", f"--process=/proc/self/fd/{fd}"]
+            if console_socket is not None:
+                args.append(f"--console-socket={console_socket}")
+            if pid_file is not None:
+                args.append(f"--pid-file={pid_file}")
+            return await asyncio.create_subprocess_exec(
+                self.runtime, f"--root={self.root}", *args, container_id,
+                stdin=stdio[0], stdout=stdio[1], stderr=stdio[2], pass_fds=(fd,))
+        finally:
+            os.close(fd)
 
     def exit_code(self, container_id: str) -> int | None:
         try:

@@ -16,7 +16,7 @@ import signal
 from dataclasses import asdict
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import AsyncIterator
+from typing import Any, AsyncIterator
 
 from podbay.api.errors import NotFound
 from podbay.runtime import cgroups
@@ -357,7 +357,6 @@ class RuntimeService:
             mount("overlay", str(rootfs), "overlay", 0,
                   f"lowerdir={':'.join(map(str, layers))},upperdir={directory / 'upper'},workdir={directory / 'work'}")
             uid, gid, groups = resolve_user(rootfs, config.security)
-            record["user"] = f"{uid}:{gid}"
             mounts = self._sandbox_mounts(sandbox, config, directory)
             paths = self._sandbox_paths(sandbox, container_id)
             full = ContainerConfig(**{**config.__dict__, "mounts": mounts + list(config.mounts)})
@@ -597,7 +596,7 @@ class RuntimeService:
         record = self._settle(self._container(container_id))
         if record["state"] != ContainerState.RUNNING.value:
             raise ContainerRuntimeError(f"container {container_id} is not running")
-        proc = await self.oci.exec(container_id, argv, user=record.get("user"))
+        proc = await self.oci.exec(container_id, self._exec_process(container_id, argv, tty=False))
         try:
             out, err = await asyncio.wait_for(proc.communicate(), timeout or None)
         except asyncio.TimeoutError:
@@ -614,16 +613,19 @@ class RuntimeService:
         record = self._settle(self._container(container_id))
         if record["state"] != ContainerState.RUNNING.value:
             raise ContainerRuntimeError(f"container {container_id} is not running")
-        env = None
-        if tty:
-            # crun's --env replaces the process's environment: the container's, plus TERM as CRI-O sets it.
-            spec = json.loads((self._bundle(container_id) / "config.json").read_text())
-            env = list(spec["process"].get("env", []))
-            if not any(e.startswith("TERM=") for e in env):
-                env.append("TERM=xterm")
-        return await start_exec(self.oci, container_id, argv, self.config.run_root / "exec" / secrets.token_hex(8),
-                                user=record.get("user"), env=env, tty=tty, stdin=stdin, stdout=stdout,
+        return await start_exec(self.oci, container_id, self._exec_process(container_id, argv, tty),
+                                self.config.run_root / "exec" / secrets.token_hex(8), stdin=stdin, stdout=stdout,
                                 stderr=stderr)
+
+    def _exec_process(self, container_id: str, argv: list[str], tty: bool) -> dict[str, Any]:
+        """The container's own process (user and groups, env, cwd, capabilities, no_new_privs,
+        rlimits) running `argv`, as CRI-O execs; with a terminal, TERM as CRI-O sets it."""
+        process = json.loads((self._bundle(container_id) / "config.json").read_text())["process"]
+        process.update(args=argv, terminal=tty)
+        process.pop("consoleSize", None)
+        if tty and not any(e.startswith("TERM=") for e in process.get("env", [])):
+            process["env"] = [*process.get("env", []), "TERM=xterm"]
+        return process
 
     # -- volumes -----------------------------------------------------------------
 

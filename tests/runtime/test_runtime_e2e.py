@@ -100,7 +100,7 @@ async def test_memory_limit_oom_kills_and_user_and_readonly_rootfs(runtime: Runt
     status = await runtime.wait_container(hog)
     assert status.reason == "OOMKilled" and status.exit_code == 137
     user = await run(runtime, sid, container("user", "sleep 600", security=LinuxContainerSecurity(
-        run_as_user=1234, run_as_group=5678, readonly_rootfs=True),
+        run_as_user=1234, run_as_group=5678, supplemental_groups=[2000], readonly_rootfs=True),
         resources=LinuxContainerResources(cpu_quota=20000, cpu_period=100000)))
     # The CPU limit is the container's CFS quota (v1 hierarchy here, cpu.max on cgroup v2).
     lines = Path(f"/proc/{(await runtime.container_status(user)).pid}/cgroup").read_text().splitlines()
@@ -110,7 +110,9 @@ async def test_memory_limit_oom_kills_and_user_and_readonly_rootfs(runtime: Runt
         assert quota.read_text().strip() == "20000"
     else:
         assert Path("/sys/fs/cgroup" + cgroup + "/cpu.max").read_text().split()[0] == "20000"
-    assert (await sh(runtime, user, "id -u; id -g")).split() == ["1234", "5678"]
+    # An exec'd process is the container's own: same user, supplementary groups and environment.
+    assert (await sh(runtime, user, "id -u; id -g; id -G; echo $PATH")).split() == \
+        ["1234", "5678", "5678", "2000", ENV[0].split("=", 1)[1]]
     code, _, err = await runtime.exec_sync(user, ["touch", "/x"], 10)
     assert code != 0 and b"Read-only file system" in err
     await runtime.remove_pod_sandbox(sid)
