@@ -4,6 +4,7 @@ from __future__ import annotations
 import asyncio
 import fcntl
 import os
+import shutil
 import sys
 import termios
 from pathlib import Path
@@ -41,6 +42,8 @@ async def test_podbay_exec_i_pipes_stdin_and_passes_the_exit_code(target: ExecTa
 
 @pytest.fixture
 def kubectl(target: ExecTarget, tmp_path: Path) -> list[str]:
+    if shutil.which("kubectl") is None:
+        pytest.skip("kubectl is not installed (Debian 12 does not package it)")
     kubeconfig = tmp_path / "kubeconfig"
     kubeconfig.write_text(f"""
 apiVersion: v1
@@ -99,10 +102,12 @@ async def press_enter_until(fd: int, wanted: bytes) -> bytes:
 
 
 @pytest.mark.parametrize("cli", ["podbay", "kubectl"])
-async def test_exec_it_is_a_raw_terminal_that_follows_ours(target: ExecTarget, kubectl: list[str], cli: str) -> None:
+async def test_exec_it_is_a_raw_terminal_that_follows_ours(target: ExecTarget, cli: str,
+                                                           request: pytest.FixtureRequest) -> None:
     master, slave = os.openpty()
     script = "tty; while read line; do stty size 2>&1; done; exit 3"
-    argv = podbay(target, "exec", "-it", target.pod) if cli == "podbay" else [*kubectl, "exec", "-it", target.pod]
+    argv = podbay(target, "exec", "-it", target.pod) if cli == "podbay" else \
+        [*request.getfixturevalue("kubectl"), "exec", "-it", target.pod]
     try:
         os.set_blocking(master, False)
         set_window_size(master, 111, 33)
