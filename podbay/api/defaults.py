@@ -10,6 +10,12 @@ DEFAULT_GRACE_SECONDS = 30
 def default_pod(pod: Pod) -> Pod:
     """Fills in what Kubernetes fills in; returns a new Pod, the input is untouched."""
     pod = pod.model_copy(deep=True)
+    apply_pod_defaults(pod)
+    return pod
+
+
+def apply_pod_defaults(pod: Pod) -> None:
+    """default_pod in place, for a Pod nobody else holds (the API server's freshly decoded one)."""
     pod.metadata.namespace = pod.metadata.namespace or "default"
     spec = pod.spec
     spec.restart_policy = spec.restart_policy or "Always"
@@ -40,7 +46,6 @@ def default_pod(pod: Pod) -> Pod:
         if v.downward_api is not None and v.downward_api.default_mode is None:
             v.downward_api.default_mode = 0o644
     _default_requests_from_limits(spec.init_containers + spec.containers)
-    return pod
 
 
 def _default_container(c: Container) -> None:

@@ -13,7 +13,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any, Callable
 
 from podbay.api import ConfigMap, Event, Namespace, Node, Pod, Secret
-from podbay.api.defaults import default_pod
+from podbay.api.defaults import apply_pod_defaults
 from podbay.api.errors import (
     AlreadyExists,
     BadRequest,
@@ -141,7 +141,7 @@ class Registry:
         except Invalid as exc:
             raise ObjectInvalid(info.kind, name, list(exc.errors)) from None
         if info.name == "pods":
-            model = default_pod(model)
+            apply_pod_defaults(model)
             errors = validate_pod(model)
             if errors:
                 raise ObjectInvalid(info.kind, name, errors)
@@ -281,7 +281,8 @@ class Registry:
         expected_rv: str | None,
     ) -> dict[str, Any]:
         """Read, mutate, write with the read's resourceVersion; retried on a race
-        unless the client itself named the resourceVersion it expects."""
+        unless the client itself named the resourceVersion it expects. `mutate` builds a new
+        object and never changes its argument (the result may share parts of it)."""
         ns = namespace if info.namespaced else ""
         for _ in range(_MAX_UPDATE_RETRIES):
             old = self.store.get(info.name, ns, name)
@@ -292,7 +293,7 @@ class Registry:
                     kind=info.name,
                     name=name,
                 )
-            new = copy.deepcopy(mutate(copy.deepcopy(old)))
+            new = mutate(old)
             prepared = self._prepare_update(info, new, old, subresource)
             if prepared == old:
                 return old
@@ -325,10 +326,11 @@ class Registry:
                 meta.pop(field, None)
         if subresource == "status":
             # ResetObjectMetaForStatus and the status strategies: only status changes.
-            new = {**copy.deepcopy(old), "status": new.get("status", {})}
+            # Shared with `old` without a copy: what follows only reads it and builds anew.
+            new = {**old, "status": new.get("status", {})}
         elif subresource is None:
             if "status" in old:
-                new["status"] = copy.deepcopy(old["status"])
+                new["status"] = old["status"]
             else:
                 new.pop("status", None)
         else:
