@@ -41,6 +41,9 @@ from podbay.runtime.users import resolve_user
 from podbay.runtime.volumes import VolumeSource, remove_pod_volumes, setup_volume
 
 SHM_SIZE = 64 * 1024 * 1024
+# A taken warm sandbox is replaced only after this pause: refilling execs the CNI plugins, which
+# would otherwise take the CPU from the pod that was just handed one while its containers start.
+WARM_REFILL_DELAY = 0.3
 
 
 def _now() -> datetime:
@@ -163,7 +166,7 @@ class RuntimeService:
             raise
         finally:
             if warm:
-                self._refill_warm()
+                self._refill_warm(WARM_REFILL_DELAY)
         return sandbox_id
 
     @staticmethod
@@ -184,11 +187,12 @@ class RuntimeService:
         sandbox_id = next(iter(self._warm_ips))
         return sandbox_id, self._warm_ips.pop(sandbox_id)
 
-    def _refill_warm(self) -> None:
+    def _refill_warm(self, delay: float = 0.0) -> None:
         if self.config.warm_sandboxes and (self._warming is None or self._warming.done()):
-            self._warming = asyncio.create_task(self._fill_warm())
+            self._warming = asyncio.create_task(self._fill_warm(delay))
 
-    async def _fill_warm(self) -> None:
+    async def _fill_warm(self, delay: float) -> None:
+        await asyncio.sleep(delay)
         while len(self._warm_ips) < self.config.warm_sandboxes:
             sandbox_id = _new_id()
             directory = self._sandbox_dir(sandbox_id)
