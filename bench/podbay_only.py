@@ -86,8 +86,7 @@ async def sandbox_and_two_containers(rounds: int, warm: int) -> list[float]:
     times = []
     try:
         for i in range(rounds):
-            if runtime._warming is not None:  # the pool refilled between rounds, as between pods
-                await runtime._warming
+            await runtime.wait_warm()  # the pool refilled between rounds, as between pods
             t0 = time.perf_counter()
             sandbox = await runtime.run_pod_sandbox(PodSandboxConfig(PodSandboxMetadata(f"p{i}", "default", f"u{i}"),
                                                                      f"p{i}"))

@@ -73,6 +73,8 @@ class RuntimeService:
         self._containers: dict[str, dict] = {}
         self._exited: set[str] = set()  # containers whose conmon has exited
         self._warming: asyncio.Task[None] | None = None
+        # hostPort mappings of a just-taken warm sandbox, made while its containers are created
+        self._ports_pending: dict[str, asyncio.Task[None]] = {}
         self._watched: dict[str, asyncio.Future[None]] = {}
         self._locks: dict[str, asyncio.Lock] = {}
 
@@ -138,7 +140,10 @@ class RuntimeService:
                 self._save_sandbox(record)
                 record["ips"] = warm[1]
                 if ports:
-                    await self.network.add_port_mappings(sandbox_id, Path(record["netns"]), ports)
+                    # The portmap plugin takes tens of milliseconds; nothing before a container
+                    # starts needs the mappings, so start_container waits for them instead.
+                    self._ports_pending[sandbox_id] = asyncio.create_task(
+                        self.network.add_port_mappings(sandbox_id, Path(record["netns"]), ports))
             else:
                 directory.mkdir(parents=True)
                 kinds = tuple(k for k, host in (("net", config.host_network), ("ipc", config.host_ipc),
@@ -206,6 +211,11 @@ class RuntimeService:
                 return
             self._warm_ips[sandbox_id] = list(status.ips)
 
+    async def wait_warm(self) -> None:
+        """Until the warm sandboxes being made are ready (they are made in the background)."""
+        if self._warming is not None:
+            await asyncio.gather(self._warming, return_exceptions=True)
+
     async def _drop_warm(self) -> None:
         if self._warming is not None:
             self._warming.cancel()
@@ -228,6 +238,9 @@ class RuntimeService:
                 await self._teardown_sandbox(directory.name, self._unowned_record(directory.name))
 
     async def _teardown_sandbox(self, sandbox_id: str, record: dict) -> None:
+        pending = self._ports_pending.pop(sandbox_id, None)
+        if pending is not None:  # its ADD must be over before the DEL that undoes it
+            await asyncio.gather(pending, return_exceptions=True)
         directory = self._sandbox_dir(sandbox_id)
         stop_pid_holder(record.get("pid_holder"))
         if not record.get("host_network"):
@@ -236,6 +249,24 @@ class RuntimeService:
         umount(str(directory / "shm"))
         unpin_namespaces(directory / "ns")
         shutil.rmtree(directory, ignore_errors=True)
+
+    async def _sandbox_network_ready(self, sandbox_id: str) -> None:
+        """Waits for the sandbox's pending hostPort mappings; if they failed the sandbox is
+        NOTREADY (the agent makes a new one) and no container starts in it."""
+        pending = self._ports_pending.get(sandbox_id)
+        if pending is not None:
+            await asyncio.gather(pending, return_exceptions=True)
+            self._ports_pending.pop(sandbox_id, None)
+            record = self._sandbox(sandbox_id)
+            if not pending.cancelled() and pending.exception() is not None \
+                    and record["state"] == SandboxState.READY.value:
+                await self.stop_pod_sandbox(sandbox_id)
+                record["message"] = f"hostPort mappings failed: {pending.exception()}"
+                self._save_sandbox(record)
+        record = self._sandbox(sandbox_id)
+        if record["state"] != SandboxState.READY.value:
+            raise ContainerRuntimeError(f"pod sandbox {sandbox_id} is not ready" +
+                                        (f": {record['message']}" if record.get("message") else ""))
 
     async def stop_pod_sandbox(self, sandbox_id: str) -> None:
         """Stops the sandbox's containers and releases its network and namespaces (CRI's StopPodSandbox)."""
@@ -430,6 +461,7 @@ class RuntimeService:
                 raise ContainerRuntimeError(record["message"])
             if record["state"] != ContainerState.CREATED.value:
                 raise ContainerRuntimeError(f"container {container_id} is {record['state']}, not created")
+            await self._sandbox_network_ready(record["sandbox_id"])
             try:
                 await self.oci.start(container_id)
             except ContainerRuntimeError as exc:

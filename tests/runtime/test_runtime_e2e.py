@@ -9,7 +9,7 @@ import pytest
 from podbay.runtime.service import RuntimeService
 from podbay.runtime.types import (
     ContainerConfig, ContainerMetadata, ContainerRuntimeError, ContainerState, LinuxContainerResources,
-    LinuxContainerSecurity, Mount, PodSandboxConfig, PodSandboxMetadata,
+    LinuxContainerSecurity, Mount, PodSandboxConfig, PodSandboxMetadata, PortMapping, SandboxState,
 )
 from podbay.runtime.volumes import EmptyDir
 
@@ -130,3 +130,16 @@ async def test_share_process_namespace(runtime: RuntimeService) -> None:
     assert "sleep 603" not in seen and "sleep 604" in seen
     await runtime.remove_pod_sandbox(shared)
     await runtime.remove_pod_sandbox(apart)
+
+
+async def test_failed_host_port_mappings_keep_containers_from_starting(runtime: RuntimeService) -> None:
+    # A warm sandbox's hostPorts are mapped while its containers are created; if the portmap
+    # plugin fails, no container starts in it and it is torn down (host_env checks the rules).
+    await runtime.wait_warm()
+    sid = await runtime.run_pod_sandbox(sandbox("ports", port_mappings=[PortMapping(80, 70000)]))
+    cid = await runtime.create_container(sid, container("c", "sleep 600"))
+    with pytest.raises(ContainerRuntimeError, match="not ready: hostPort mappings failed"):
+        await runtime.start_container(cid)
+    assert (await runtime.container_status(cid)).state is ContainerState.CREATED
+    assert (await runtime.pod_sandbox_status(sid)).state is SandboxState.NOTREADY
+    await runtime.remove_pod_sandbox(sid)
