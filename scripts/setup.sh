@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PACKAGES=(crun conmon containernetworking-plugins iptables iproute2 busybox-static
+APT_PACKAGES=(crun runc conmon containernetworking-plugins iptables iproute2 busybox-static
               skopeo umoci docker-registry catatonit util-linux procps)
 
 missing=()

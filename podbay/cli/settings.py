@@ -32,6 +32,7 @@ class Settings:
     node_monitor_period: float = 5.0
     api_address: str = "127.0.0.1"  # beyond loopback, clients need the token in <state_root>/api-token
     warm_sandboxes: int = 1
+    oci_runtime: str = "crun"
     seccomp_profile_root: Path | None = None  # Localhost seccomp profiles; None: <state_root>/seccomp
 
     @property
@@ -53,7 +54,7 @@ class Settings:
     def runtime_config(self) -> RuntimeConfig:
         return RuntimeConfig(state_root=self.state_root, run_root=self.run_root, cgroup_parent=self.cgroup_parent,
                              network_name=self.network_name, bridge=self.bridge, subnet=self.subnet,
-                             warm_sandboxes=self.warm_sandboxes)
+                             warm_sandboxes=self.warm_sandboxes, oci_runtime=self.oci_runtime)
 
     def as_args(self) -> list[str]:
         """The global flags that name this installation, for a child `podbay` process."""
@@ -94,6 +95,8 @@ def add_global_flags(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--seccomp-profile-root", type=Path, default=env("PODBAY_SECCOMP_PROFILE_ROOT"),
                    help="where a Localhost seccompProfile's localhostProfile is found (default: "
                         "<state-root>/seccomp, as the kubelet's <root-dir>/seccomp)")
+    g.add_argument("--oci-runtime", default=env("PODBAY_OCI_RUNTIME", "crun"),
+                   help="the OCI runtime conmon runs containers with: crun (default) or runc, a name or a path")
     g.add_argument("--server", default=env("PODBAY_SERVER"),
                    help="the API server to talk to (default: this machine's socket)")
 

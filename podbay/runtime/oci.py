@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import shlex
 import signal
 from dataclasses import dataclass
 from pathlib import Path
@@ -129,14 +130,25 @@ async def _read_sync_pipe(fd: int) -> dict[str, object] | None:
 
 
 def _runtime_message(err: bytes) -> str:
-    """crun's error words, without its log framing."""
+    """The OCI runtime's error words without its log framing: crun's JSON records or runc's
+    logfmt lines (`time="..." level=error msg="..."`)."""
     text = err.decode(errors="replace").strip()
     lines = []
     for line in text.splitlines():
         try:
             record = json.loads(line)
         except ValueError:
-            lines.append(line)
+            lines.append(_logfmt_msg(line))
             continue
         lines.append(str(record.get("msg", line)) if isinstance(record, dict) else line)
     return "; ".join(l for l in lines if l)
+
+
+def _logfmt_msg(line: str) -> str:
+    if not line.startswith("time=") or " msg=" not in line:
+        return line
+    try:
+        fields = dict(f.split("=", 1) for f in shlex.split(line) if "=" in f)
+    except ValueError:
+        return line
+    return fields.get("msg", line)

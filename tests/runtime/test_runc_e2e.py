@@ -1,0 +1,52 @@
+"""The same runtime with runc instead of crun (`--oci-runtime runc`): containers run, exec, stop
+and fail to start with runc's own words."""
+from __future__ import annotations
+
+import dataclasses
+import shutil
+from typing import AsyncIterator
+
+import pytest
+
+from podbay.runtime.images import ensure_busybox_image
+from podbay.runtime.service import RuntimeService
+from podbay.runtime.types import ContainerRuntimeError, ContainerState, LinuxContainerSecurity
+from tests.conftest import HostEnv, require_root
+from tests.runtime.conftest import runtime_config
+from tests.runtime.test_runtime_e2e import container, sandbox
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture
+async def runc_runtime(host_env: HostEnv) -> AsyncIterator[RuntimeService]:
+    require_root()
+    if shutil.which("runc") is None:
+        pytest.skip("runc is not installed (scripts/setup.sh installs it)")
+    service = RuntimeService(dataclasses.replace(runtime_config(host_env), oci_runtime="runc"))
+    await service.start()
+    ensure_busybox_image(service.images)
+    try:
+        yield service
+    finally:
+        await service.shutdown(purge=True)
+
+
+async def test_runc_runs_execs_stops_and_reports_start_errors(runc_runtime: RuntimeService) -> None:
+    runtime = runc_runtime
+    sid = await runtime.run_pod_sandbox(sandbox("runc"))
+    cid = await runtime.create_container(sid, container("c", "trap 'exit 0' TERM; sleep 600 & wait",
+                                                        security=LinuxContainerSecurity(run_as_user=1000,
+                                                                                        supplemental_groups=[3000])))
+    await runtime.start_container(cid)
+    assert await runtime.exec_sync(cid, ["sh", "-c", "hostname; id -u; id -G"], 10) == (0, b"runc\n1000\n0 3000\n", b"")
+    await runtime.stop_container(cid, 10)
+    status = await runtime.container_status(cid)
+    assert (status.state, status.exit_code, status.reason) == (ContainerState.EXITED, 0, "Completed")
+
+    bad = await runtime.create_container(sid, dataclasses.replace(container("bad", ""), argv=["/no/such/binary"]))
+    with pytest.raises(ContainerRuntimeError) as failure:
+        await runtime.start_container(bad)
+    assert "/no/such/binary" in str(failure.value) and "time=" not in str(failure.value)
+    assert (await runtime.container_status(bad)).reason == "StartError"
+    await runtime.remove_pod_sandbox(sid)
