@@ -29,7 +29,7 @@ from podbay.runtime.images import Image, ImageStore
 from podbay.runtime.namespaces import pin_namespaces, start_pid_holder, stop_pid_holder, unpin_namespaces
 from podbay.runtime.network import NetworkConfig, PodNetwork
 from podbay.runtime.network import PortMapping as CNIPortMapping
-from podbay.runtime.oci import OCIRuntime
+from podbay.runtime.oci import OCIRuntime, process_start_time
 from podbay.runtime.seccomp import load_profile
 from podbay.runtime.spec import SandboxPaths, oci_spec
 from podbay.runtime.syscalls import MS_NODEV, MS_NOSUID, is_mountpoint, mount, umount
@@ -403,6 +403,7 @@ class RuntimeService:
             raise
         try:
             record["pid"] = await self.oci.create(container_id, bundle, log_path, tty=config.tty, stdin=config.stdin)
+            record["pid_start_time"] = process_start_time(record["pid"]) if record["pid"] else None
         except ContainerRuntimeError as exc:
             # The process could not be made (no such executable, a mount refused...): as containerd
             # reports it, the container exists and failed to start, so restartPolicy decides what next.
@@ -521,12 +522,13 @@ class RuntimeService:
             if record["state"] != ContainerState.RUNNING.value:
                 return
             exited = self._watch_exit(container_id, record["conmon_pid"])
+            process = (record["pid"], record["pid_start_time"]) if record.get("pid_start_time") else None
             if timeout > 0:
-                await self.oci.kill(container_id, record.get("stop_signal") or "SIGTERM")
+                await self.oci.kill(container_id, record.get("stop_signal") or "SIGTERM", process)
                 with contextlib.suppress(asyncio.TimeoutError):
                     await asyncio.wait_for(asyncio.shield(exited), timeout)
             if not exited.done():
-                await self.oci.kill(container_id, signal.SIGKILL)
+                await self.oci.kill(container_id, signal.SIGKILL, process)
                 with contextlib.suppress(asyncio.TimeoutError):
                     await asyncio.wait_for(asyncio.shield(exited), 10)
             self._settle(self._container(container_id))

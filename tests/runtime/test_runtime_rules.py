@@ -1,10 +1,13 @@
 """Pure rules of the runtime: capabilities, OCI spec, /etc files, users, cgroup arithmetic."""
 from __future__ import annotations
 
+import signal
+import subprocess
 from pathlib import Path
 
 from podbay.runtime import cgroups
 from podbay.runtime.etcfiles import hosts_file, resolv_conf
+from podbay.runtime.oci import process_start_time, signal_process
 from podbay.runtime.spec import DEFAULT_CAPABILITIES, SandboxPaths, capabilities, oci_spec
 from podbay.runtime.types import (
     ContainerConfig, ContainerMetadata, DNSConfig, HostAlias, LinuxContainerResources, LinuxContainerSecurity, Mount,
@@ -76,3 +79,19 @@ def test_cpu_arithmetic_matches_the_kubelet() -> None:
     assert cgroups.cpu_shares(250) == 256
     assert cgroups.cpu_quota(500) == 50000
     assert cgroups.cpu_quota(0) == 0
+
+
+def test_a_process_is_signalled_only_while_its_pid_still_names_it() -> None:
+    proc = subprocess.Popen(["sleep", "600"])
+    try:
+        started = process_start_time(proc.pid)
+        assert started is not None
+        assert signal_process(proc.pid, started + 1, signal.SIGTERM) is False  # another process's pid
+        assert proc.poll() is None
+        assert signal_process(proc.pid, started, signal.SIGTERM) is True
+        assert proc.wait(timeout=10) == -signal.SIGTERM
+        assert signal_process(proc.pid, started, signal.SIGTERM) is False  # gone
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
