@@ -41,9 +41,10 @@ from podbay.runtime.users import resolve_user
 from podbay.runtime.volumes import VolumeSource, remove_pod_volumes, setup_volume
 
 SHM_SIZE = 64 * 1024 * 1024
-# A taken warm sandbox is replaced only after this pause: refilling execs the CNI plugins, which
-# would otherwise take the CPU from the pod that was just handed one while its containers start.
-WARM_REFILL_DELAY = 0.3
+# A taken warm sandbox is replaced once a container has started in it, or after this pause if
+# none does: refilling execs the CNI plugins, which would otherwise take the CPU from the pod that
+# was just handed one while its containers are created.
+WARM_REFILL_DELAY = 1.0
 
 
 def _now() -> datetime:
@@ -73,6 +74,7 @@ class RuntimeService:
         self._containers: dict[str, dict] = {}
         self._exited: set[str] = set()  # containers whose conmon has exited
         self._warming: asyncio.Task[None] | None = None
+        self._container_started = asyncio.Event()  # ends a refill's pause
         # hostPort mappings of a just-taken warm sandbox, made while its containers are created
         self._ports_pending: dict[str, asyncio.Task[None]] = {}
         self._watched: dict[str, asyncio.Future[None]] = {}
@@ -197,7 +199,10 @@ class RuntimeService:
             self._warming = asyncio.create_task(self._fill_warm(delay))
 
     async def _fill_warm(self, delay: float) -> None:
-        await asyncio.sleep(delay)
+        if delay:
+            self._container_started.clear()
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._container_started.wait(), delay)
         while len(self._warm_ips) < self.config.warm_sandboxes:
             sandbox_id = _new_id()
             directory = self._sandbox_dir(sandbox_id)
@@ -469,6 +474,7 @@ class RuntimeService:
                 await self._failed_to_start(record, exc)
                 raise
             record["state"] = ContainerState.RUNNING.value
+            self._container_started.set()
             record["started_at"] = _now().isoformat()
             self._save(record)
 
