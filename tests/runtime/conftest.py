@@ -1,6 +1,7 @@
 """A real runtime service on the test's own roots, network and cgroup parent."""
 from __future__ import annotations
 
+import contextlib
 from typing import AsyncIterator
 
 import pytest
@@ -16,13 +17,20 @@ def runtime_config(env: HostEnv) -> RuntimeConfig:
                          network_name=env.network_name, bridge=env.bridge, subnet=env.subnet)
 
 
-@pytest.fixture
-async def runtime(host_env: HostEnv) -> AsyncIterator[RuntimeService]:
+@contextlib.asynccontextmanager
+async def running_runtime(config: RuntimeConfig) -> AsyncIterator[RuntimeService]:
+    """A started runtime with the busybox image; everything it made is purged afterwards."""
     require_root()
-    service = RuntimeService(runtime_config(host_env))
+    service = RuntimeService(config)
     await service.start()
     ensure_busybox_image(service.images)
     try:
         yield service
     finally:
         await service.shutdown(purge=True)
+
+
+@pytest.fixture
+async def runtime(host_env: HostEnv) -> AsyncIterator[RuntimeService]:
+    async with running_runtime(runtime_config(host_env)) as service:
+        yield service

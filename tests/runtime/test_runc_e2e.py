@@ -8,11 +8,10 @@ from typing import AsyncIterator
 
 import pytest
 
-from podbay.runtime.images import ensure_busybox_image
 from podbay.runtime.service import RuntimeService
 from podbay.runtime.types import ContainerRuntimeError, ContainerState, LinuxContainerSecurity
-from tests.conftest import HostEnv, require_root
-from tests.runtime.conftest import runtime_config
+from tests.conftest import HostEnv
+from tests.runtime.conftest import running_runtime, runtime_config
 from tests.runtime.test_runtime_e2e import container, sandbox
 
 pytestmark = pytest.mark.e2e
@@ -20,16 +19,10 @@ pytestmark = pytest.mark.e2e
 
 @pytest.fixture
 async def runc_runtime(host_env: HostEnv) -> AsyncIterator[RuntimeService]:
-    require_root()
     if shutil.which("runc") is None:
         pytest.skip("runc is not installed (scripts/setup.sh installs it)")
-    service = RuntimeService(dataclasses.replace(runtime_config(host_env), oci_runtime="runc"))
-    await service.start()
-    ensure_busybox_image(service.images)
-    try:
+    async with running_runtime(dataclasses.replace(runtime_config(host_env), oci_runtime="runc")) as service:
         yield service
-    finally:
-        await service.shutdown(purge=True)
 
 
 async def test_runc_runs_execs_stops_and_reports_start_errors(runc_runtime: RuntimeService) -> None:
