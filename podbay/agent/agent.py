@@ -657,7 +657,9 @@ class Agent:
             created_state=created_state)
         for _ in range(5):
             new = pod_status(pod, rt, inputs)
-            if pod.status is not None and _same_status(to_dict(pod.status), to_dict(new)):
+            # pod_status keeps a condition's lastTransitionTime while its status stays, so an
+            # unchanged pod compares equal and nothing is written.
+            if pod.status is not None and to_dict(pod.status) == to_dict(new):
                 return
             data = to_dict(pod)
             data["status"] = to_dict(new)
@@ -668,11 +670,6 @@ class Agent:
                 pod = w.pod = await self.client.get(Pod, pod.metadata.name, pod.metadata.namespace)
             except NotFound:
                 return
-
-
-def _same_status(old: dict[str, Any], new: dict[str, Any]) -> bool:
-    """Equal but for condition transition times, which only move when a status moves."""
-    return old == new
 
 
 def _duration(seconds: float) -> str:
