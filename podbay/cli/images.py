@@ -10,7 +10,7 @@ from pathlib import Path
 from podbay.cli.common import table
 from podbay.cli.progress import PullProgress, human_size, terminal_columns
 from podbay.cli.settings import settings_from
-from podbay.runtime.images import ImageConfig, ImageStore
+from podbay.runtime.images import ImageConfig, ImageStore, import_archive, pull
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -56,7 +56,7 @@ def cmd_ls(args: argparse.Namespace) -> int:
 def cmd_pull(args: argparse.Namespace) -> int:
     progress = PullProgress(sys.stderr, sys.stderr.isatty(), columns=terminal_columns(sys.stderr))
     try:
-        image = asyncio.run(_store(args).pull(args.ref, progress=progress, auth_file=args.auth_file))
+        image = asyncio.run(pull(_store(args), args.ref, progress=progress, auth_file=args.auth_file))
     except Exception as exc:
         progress.finish(ok=False)
         print(f"error: pulling {args.ref}: {exc}", file=sys.stderr)
@@ -68,7 +68,7 @@ def cmd_pull(args: argparse.Namespace) -> int:
 
 def cmd_import(args: argparse.Namespace) -> int:
     try:
-        images = _store(args).import_archive(args.path)
+        images = import_archive(_store(args), args.path)
     except Exception as exc:
         print(f"error: importing {args.path}: {exc}", file=sys.stderr)
         return 1

@@ -25,7 +25,7 @@ from podbay.runtime.etcfiles import write_pod_etc
 from podbay.runtime.execsession import ExecSession, start_exec
 from podbay.runtime.files import write_json_atomic
 from podbay.runtime.host import check_host
-from podbay.runtime.images import Image, ImageStore
+from podbay.runtime.images import Image, ImageStore, pull
 from podbay.runtime.namespaces import pin_namespaces, start_pid_holder, stop_pid_holder, unpin_namespaces
 from podbay.runtime.network import NetworkConfig, PodNetwork
 from podbay.runtime.network import PortMapping as CNIPortMapping
@@ -683,7 +683,7 @@ class RuntimeService:
     # -- images ------------------------------------------------------------------
 
     async def pull_image(self, ref: str) -> Image:
-        return await self.images.pull(ref)
+        return await pull(self.images, ref)
 
     async def image_status(self, ref: str) -> Image | None:
         return self.images.image_status(ref)

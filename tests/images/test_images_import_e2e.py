@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from images_layouts import busybox_layer, tar_layer, write_layout
 
-from podbay.runtime.images import ImageStore, UnsafeLayer
+from podbay.runtime.images import ImageStore, UnsafeLayer, import_archive
 from podbay.runtime.images.archive import BadArchive
 from tests.conftest import HostEnv
 
@@ -40,19 +40,19 @@ def assert_runnable_busybox(store: ImageStore, ref: str) -> None:
 
 
 def test_import_an_oci_layout_directory(store: ImageStore, layout: Path) -> None:
-    [image] = store.import_archive(layout)
+    [image] = import_archive(store, layout)
     assert image.repo_tags == [NAME]
     assert image.config.cmd == ["sh"] and image.config.working_dir == "/tmp"
     assert store.image_status("busybox:1.35") == image
     assert_runnable_busybox(store, "busybox:1.35")
-    assert store.import_archive(layout) == [image]  # importing again changes nothing
+    assert import_archive(store, layout) == [image]  # importing again changes nothing
 
 
 def test_import_skopeo_oci_and_docker_archives(store: ImageStore, layout: Path, tmp_path: Path) -> None:
     skopeo(f"oci:{layout}:{NAME}", f"oci-archive:{tmp_path}/oci.tar:localhost/oci:v1")
     skopeo(f"oci:{layout}:{NAME}", f"docker-archive:{tmp_path}/docker.tar:localhost/docker:v1")
-    [from_oci] = store.import_archive(tmp_path / "oci.tar")
-    [from_docker] = store.import_archive(tmp_path / "docker.tar")
+    [from_oci] = import_archive(store, tmp_path / "oci.tar")
+    [from_docker] = import_archive(store, tmp_path / "docker.tar")
     assert from_oci.repo_tags == ["localhost/oci:v1"]
     # The same config is the same image: the docker archive only adds its tag.
     assert from_docker.id == from_oci.id and from_docker.repo_tags == ["localhost/docker:v1", "localhost/oci:v1"]
@@ -64,15 +64,15 @@ def test_import_skopeo_oci_and_docker_archives(store: ImageStore, layout: Path, 
 def test_an_index_imports_the_linux_amd64_image(store: ImageStore, tmp_path: Path) -> None:
     digests = write_layout(tmp_path / "multi", busybox_layer(tmp_path), "localhost/multi:v1",
                            archs=("arm64", "amd64"))
-    [image] = store.import_archive(tmp_path / "multi")
+    [image] = import_archive(store, tmp_path / "multi")
     assert "ARCH=amd64" in image.config.env and image.repo_tags == ["localhost/multi:v1"]
     write_layout(tmp_path / "arm", busybox_layer(tmp_path / "multi"), "localhost/arm:v1", archs=("arm64", "s390x"))
     with pytest.raises(LookupError, match="no linux/amd64 image in the index .*linux/arm64, linux/s390x"):
-        store.import_archive(tmp_path / "arm")
+        import_archive(store, tmp_path / "arm")
     assert digests["amd64"] != digests["arm64"]
     write_layout(tmp_path / "arm-only", busybox_layer(tmp_path / "arm"), "localhost/arm:v2", archs=("arm64",))
     with pytest.raises(ValueError, match="is for linux/arm64; this node runs linux/amd64"):
-        store.import_archive(tmp_path / "arm-only")
+        import_archive(store, tmp_path / "arm-only")
     assert [i.repo_tags for i in store.list_images()] == [["localhost/multi:v1"]]
 
 
@@ -88,18 +88,18 @@ def test_hostile_archives_are_refused(store: ImageStore, tmp_path: Path) -> None
             link.type, link.linkname = tarfile.SYMTYPE, target
             tar.addfile(link)
     with pytest.raises(BadArchive, match="Config 'c.json' points outside the archive"):
-        store.import_archive(evil)
+        import_archive(store, evil)
     (tmp_path / "broken").mkdir()
     (tmp_path / "broken/oci-layout").write_text('{"imageLayoutVersion": "1.0.0"}')
     (tmp_path / "broken/index.json").write_text('{"manifests": [{"mediaType": "x"}]}')
     with pytest.raises(BadArchive, match=r"manifests\[0\]: a descriptor lacks 'digest'"):
-        store.import_archive(tmp_path / "broken")
+        import_archive(store, tmp_path / "broken")
     (tmp_path / "broken/index.json").write_text('{"manifests": [{"digest": "sha256:../../etc/passwd"}]}')
     with pytest.raises(ValueError, match="unsupported digest"):
-        store.import_archive(tmp_path / "broken")
+        import_archive(store, tmp_path / "broken")
     (tmp_path / "empty").mkdir()
     with pytest.raises(BadArchive, match="neither an OCI image layout"):
-        store.import_archive(tmp_path / "empty")
+        import_archive(store, tmp_path / "empty")
     assert store.list_images() == [] and list(store.tmp.iterdir()) == []
 
 
@@ -116,7 +116,7 @@ def test_layers_stack_under_overlayfs_with_whiteouts(store: ImageStore, tmp_path
     (top / "var/cache/.wh..wh..opq").write_text("")
     (top / "var/cache/b").write_text("b")
     write_layout(tmp_path / "layout", [tar_layer(bottom), tar_layer(top)], "localhost/stack:1")
-    store.import_archive(tmp_path / "layout")
+    import_archive(store, tmp_path / "layout")
     lower = store.mount_layers("localhost/stack:1")
     assert len(lower) == 2 and (lower[0] / "var/cache/b").exists()  # top first
 
@@ -134,7 +134,7 @@ def test_layers_stack_under_overlayfs_with_whiteouts(store: ImageStore, tmp_path
 
 def test_a_bare_ref_name_imports_the_image_untagged(store: ImageStore, tmp_path: Path) -> None:
     write_layout(tmp_path / "bare", busybox_layer(tmp_path), "1.35")
-    [image] = store.import_archive(tmp_path / "bare")
+    [image] = import_archive(store, tmp_path / "bare")
     assert image.repo_tags == [] and store.tag(image.id, "localhost/named:1.35").repo_tags == ["localhost/named:1.35"]
 
 
@@ -148,5 +148,5 @@ def test_a_hostile_upper_layer_leaves_no_lower_layer_behind(store: ImageStore, t
     evil_layer = (evil.getvalue(), "sha256:" + hashlib.sha256(evil.getvalue()).hexdigest())
     write_layout(tmp_path / "layout", [tar_layer(good), evil_layer], "localhost/evil:1")
     with pytest.raises(UnsafeLayer, match="escapes the layer"):
-        store.import_archive(tmp_path / "layout")
+        import_archive(store, tmp_path / "layout")
     assert store.list_images() == [] and list(store.layers.iterdir()) == [] and list(store.tmp.iterdir()) == []

@@ -11,7 +11,7 @@ import pytest
 from images_registry import RegistryFactory
 from images_layouts import busybox_layer, write_layout
 
-from podbay.runtime.images import ImageStore
+from podbay.runtime.images import ImageStore, pull
 from podbay.runtime.images.registry import PullError
 
 pytestmark = pytest.mark.e2e
@@ -38,7 +38,7 @@ async def test_pull_by_tag_and_digest_oci_and_docker_manifests(store: ImageStore
     registry.push(f"oci:{layouts['one']}:one", "library/docker:v2s2", "--format", "v2s2")
     seen: dict[str, tuple[int, int]] = {}
 
-    image = await store.pull(f"{registry.host}/busybox:1.35",
+    image = await pull(store, f"{registry.host}/busybox:1.35",
                              progress=lambda d, done, total: seen.__setitem__(d, (done, total)))
     assert image.repo_tags == [f"{registry.host}/busybox:1.35"]
     [repo_digest] = image.repo_digests
@@ -48,12 +48,12 @@ async def test_pull_by_tag_and_digest_oci_and_docker_manifests(store: ImageStore
     assert_runs(store, f"{registry.host}/busybox:1.35")
     assert store.image_status(repo_digest) == image
 
-    docker = await store.pull(f"{registry.host}/library/docker:v2s2")
+    docker = await pull(store, f"{registry.host}/library/docker:v2s2")
     assert docker.id == image.id  # the same config pulled from another repository is the same image
     [manifest_digest] = [d.split("@")[1] for d in docker.repo_digests if d.startswith(f"{registry.host}/library/")]
     manifest = json.loads(store.blob_path(manifest_digest).read_bytes())
     assert manifest["mediaType"] == "application/vnd.docker.distribution.manifest.v2+json"
-    by_digest = await store.pull(f"{registry.host}/library/docker@{manifest_digest}")
+    by_digest = await pull(store, f"{registry.host}/library/docker@{manifest_digest}")
     assert by_digest == store.image_status(f"{registry.host}/library/docker:v2s2")
 
 
@@ -66,7 +66,7 @@ async def test_pull_an_index_takes_linux_amd64(store: ImageStore, start_registry
         raw = subprocess.run(["skopeo", "inspect", "--raw", "--tls-verify=false", f"docker://{registry.host}/multi:{tag}"],
                              capture_output=True, check=True).stdout
         assert len(json.loads(raw)["manifests"]) == 3
-        image = await store.pull(f"{registry.host}/multi:{tag}")
+        image = await pull(store, f"{registry.host}/multi:{tag}")
         assert "ARCH=amd64" in image.config.env, tag
         # The repo digest is the index's, as `docker pull` reports it.
         assert f"{registry.host}/multi@sha256:{hashlib.sha256(raw).hexdigest()}" in image.repo_digests
@@ -79,16 +79,16 @@ async def test_failed_pulls_leave_nothing_visible(store: ImageStore, start_regis
     registry = start_registry()
     registry.push(f"oci:{layouts['one']}:one", "busybox:1.35")
     with pytest.raises(PullError, match="MANIFEST_UNKNOWN"):
-        await store.pull(f"{registry.host}/busybox:nope")
+        await pull(store, f"{registry.host}/busybox:nope")
     with pytest.raises(PullError, match="nothing: GET manifests/1: HTTP 404"):
-        await store.pull(f"{registry.host}/nothing:1")
+        await pull(store, f"{registry.host}/nothing:1")
     write_layout(tmp_path / "arm", busybox_layer(tmp_path / "one"), "arm", archs=("arm64", "s390x"))
     registry.push(f"oci:{tmp_path}/arm:arm", "arm:1", "--all")
     with pytest.raises(PullError, match="no linux/amd64 image in the index"):
-        await store.pull(f"{registry.host}/arm:1")
+        await pull(store, f"{registry.host}/arm:1")
 
     # Cancelled as the first bytes arrive, as when the agent stops mid-pull.
-    pulling = asyncio.create_task(store.pull(f"{registry.host}/busybox:1.35",
+    pulling = asyncio.create_task(pull(store, f"{registry.host}/busybox:1.35",
                                              progress=lambda digest, done, total: pulling.cancel()))
     with pytest.raises(asyncio.CancelledError):
         await pulling
@@ -99,5 +99,5 @@ async def test_failed_pulls_leave_nothing_visible(store: ImageStore, start_regis
         if blob.stat().st_size > 100_000:
             blob.write_bytes(blob.read_bytes()[:-10] + b"0123456789")
     with pytest.raises(PullError, match="digest mismatch"):
-        await store.pull(f"{registry.host}/busybox:1.35")
+        await pull(store, f"{registry.host}/busybox:1.35")
     assert store.list_images() == [] and list(store.tmp.iterdir()) == [] and list(store.layers.iterdir()) == []

@@ -17,7 +17,7 @@ from aiohttp import web
 from images_registry import Registry, RegistryFactory
 from images_layouts import busybox_layer, write_layout
 
-from podbay.runtime.images import ImageStore
+from podbay.runtime.images import ImageStore, pull
 from podbay.runtime.images.registry import PullError
 
 with warnings.catch_warnings():
@@ -54,10 +54,10 @@ async def test_basic_auth_from_an_auth_file(store: ImageStore, start_registry: R
     ref = f"{registry.host}/private/busybox:1"
 
     with pytest.raises(PullError, match="wants a user name and password"):
-        await store.pull(ref)
+        await pull(store, ref)
     with pytest.raises(PullError, match="authentication failed"):
-        await store.pull(ref, auth_file=auth_file(tmp_path / "bad.json", registry.host, password="wrong"))
-    image = await store.pull(ref, auth_file=auth_file(tmp_path / "auth.json", f"http://{registry.host}"))
+        await pull(store, ref, auth_file=auth_file(tmp_path / "bad.json", registry.host, password="wrong"))
+    image = await pull(store, ref, auth_file=auth_file(tmp_path / "auth.json", f"http://{registry.host}"))
     assert image.repo_tags == [ref] and image.config.cmd == ["sh"]
 
 
@@ -126,13 +126,13 @@ async def test_bearer_tokens_anonymous_and_with_credentials(store: ImageStore, l
         await asyncio.to_thread(registry.push, f"oci:{layout}:one", name, creds=f"{USER}:{PASSWORD}")
     server.requests.clear()
 
-    public = await store.pull(f"{registry.host}/public/busybox:1")
+    public = await pull(store, f"{registry.host}/public/busybox:1")
     assert public.config.cmd == ["sh"]
     assert server.requests == [(None, "repository:public/busybox:pull")]  # one token serves every request
 
     with pytest.raises(PullError, match="pull access denied .* pass an auth file"):
-        await store.pull(f"{registry.host}/private/busybox:1")
-    private = await store.pull(f"{registry.host}/private/busybox:1",
+        await pull(store, f"{registry.host}/private/busybox:1")
+    private = await pull(store, f"{registry.host}/private/busybox:1",
                                auth_file=auth_file(tmp_path / "auth.json", registry.host))
     assert private.id == public.id and f"{registry.host}/private/busybox:1" in private.repo_tags
     assert (USER, "repository:private/busybox:pull") in server.requests

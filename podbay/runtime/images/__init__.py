@@ -1,10 +1,14 @@
-"""OCI images on this node: a content-addressed store, unpacked shared layers, import, pull."""
-from podbay.runtime.images.archive import BadArchive
+"""OCI images on this node: a content-addressed store, unpacked shared layers, import, pull.
+
+`pull(store, ref)` and `import_archive(store, path)` fill an `ImageStore`; the store itself
+knows nothing of registries or archive formats."""
+from podbay.runtime.images.archive import BadArchive, import_archive
 from podbay.runtime.images.busybox import ensure_busybox_image
 from podbay.runtime.images.reference import InvalidReference, Reference, normalize_reference, parse_reference
-from podbay.runtime.images.registry import PullError
+from podbay.runtime.images.registry import PullError, pull
 from podbay.runtime.images.store import DigestMismatch, Image, ImageConfig, ImageNotFound, ImageStore
 from podbay.runtime.images.unpack import UnsafeLayer
 
 __all__ = ["BadArchive", "DigestMismatch", "Image", "ImageConfig", "ImageNotFound", "ImageStore", "InvalidReference",
-           "PullError", "Reference", "UnsafeLayer", "ensure_busybox_image", "normalize_reference", "parse_reference"]
+           "PullError", "Reference", "UnsafeLayer", "ensure_busybox_image", "import_archive", "normalize_reference",
+           "parse_reference", "pull"]

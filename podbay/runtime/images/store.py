@@ -24,8 +24,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
-from podbay.runtime.images import archive, registry
-from podbay.runtime.images.digests import Progress, digest_hex, digest_of
+from podbay.runtime.images.digests import digest_hex, digest_of
 from podbay.runtime.images.manifests import (OCI_CONFIG, OCI_LAYER, OCI_LAYER_GZIP, OCI_MANIFEST, PLATFORM_ARCH,
                                              PLATFORM_OS, unsupported_layers)
 from podbay.runtime.images.reference import parse_reference
@@ -356,18 +355,7 @@ class ImageStore:
             self._drop_blobs(index, replaced)
             return self._image(config_digest, entry)
 
-    # -- pull ------------------------------------------------------------------
-
-    async def pull(self, ref: str, *, progress: Progress | None = None, auth_file: Path | None = None) -> Image:
-        """Pulls `ref` (by tag or digest) for linux/amd64; `progress(digest, done, total)`
-        is called as blobs arrive; `auth_file` is a docker/podman auth.json."""
-        return await registry.pull(self, ref, progress=progress, auth_file=auth_file)
-
-    # -- import, build and tag -------------------------------------------------
-
-    def import_archive(self, path: Path) -> list[Image]:
-        """Every image of an OCI image layout (directory or tar) or a docker/podman save archive."""
-        return archive.import_archive(self, path)
+    # -- build and tag ---------------------------------------------------------
 
     def build(self, source: Path, *, tag: str, config: ImageConfig) -> Image:
         """A single-layer image from a directory or a rootfs tarball (plain or gzip)."""
