@@ -11,9 +11,8 @@ Paths are Kubernetes' core/v1 (`/api/v1/namespaces/{ns}/pods/{name}/status`
 the way the Kubernetes request-info resolver does, so a namespace named
 like a subresource cannot be mistaken for one.
 
-Content negotiation (`negotiate`) is the single place a response's media
-type is chosen: JSON today; `application/json;as=Table;g=meta.k8s.io;v=v1`
-(kubectl's server-side printing) slots in there. PATCH dispatches on the
+Responses are JSON; a GET that asks for `application/json;as=Table;g=meta.k8s.io;v=v1`
+(kubectl's server-side printing) gets a Table (`podbay.apiserver.tables`). PATCH dispatches on the
 request's Content-Type in `podbay.apiserver.patch`.
 """
 from __future__ import annotations
@@ -28,7 +27,7 @@ from aiohttp import web
 
 from podbay.api import remotecommand
 from podbay.api.errors import BadRequest, Gone
-from podbay.apiserver import auth, discovery, logs, streams
+from podbay.apiserver import auth, discovery, logs, streams, tables
 from podbay.apiserver.patch import (
     APPLY_PATCH,
     JSON_PATCH,
@@ -57,16 +56,25 @@ def negotiate(request: web.Request) -> str:
         media, *params = (p.strip() for p in part.split(";"))
         as_kind = next((p.split("=", 1)[1] for p in params if p.startswith("as=")), None)
         if as_kind is not None:
-            continue  # Table / PartialObjectMetadata: not yet, let the client fall back
+            continue  # a Table is answered by the list and get handlers (tables.wants_table)
         if media in (JSON, "application/*", "*/*"):
             return JSON
     raise HTTPError(406, "NotAcceptable", f"only the following media types are accepted: {JSON}")
 
 
-def _json_response(body: Any, status: int = 200) -> web.Response:
+def _json_response(body: Any, status: int = 200, media_type: str = JSON) -> web.Response:
     return web.Response(
-        body=json.dumps(body, separators=(",", ":")).encode(), status=status, content_type=JSON
+        body=json.dumps(body, separators=(",", ":")).encode(), status=status, headers={"Content-Type": media_type}
     )
+
+
+def _as_table(request: web.Request) -> bool:
+    return request.method == "GET" and tables.wants_table(request.headers.get("Accept", ""))
+
+
+def _table_response(request: web.Request, target: "_Target", objects: list[dict[str, Any]], rv: str) -> web.Response:
+    include = request.query.get("includeObject", "Metadata")
+    return _json_response(tables.table(target.info.model, objects, rv, include), media_type=tables.TABLE)
 
 
 def _error_response(exc: BaseException) -> web.Response:
@@ -195,7 +203,10 @@ async def _dispatch(request: web.Request) -> web.StreamResponse:
         registry.bind(target.store_namespace, name, await _body(request))
         return _json_response(success_body(code=201), 201)
     if method == "GET":
-        return _json_response(registry.get(target.resource, target.store_namespace, name))
+        obj = registry.get(target.resource, target.store_namespace, name)
+        if _as_table(request):
+            return _table_response(request, target, [obj], obj["metadata"].get("resourceVersion", ""))
+        return _json_response(obj)
     if method == "PUT":
         return _json_response(
             registry.update(target.resource, target.store_namespace, name, await _body(request), sub)
@@ -250,6 +261,8 @@ def _list(request: web.Request, target: _Target) -> web.Response:
     metadata: dict[str, Any] = {"resourceVersion": rv}
     if limit is not None and limit > 0 and request.query.get("continue"):
         raise HTTPError(410, "Expired", "continue tokens are not supported; list without limit")
+    if _as_table(request):
+        return _table_response(request, target, items, rv)
     return _json_response(
         {
             "kind": f"{target.info.kind}List",
@@ -270,7 +283,12 @@ async def _watch(request: web.Request, target: _Target) -> web.StreamResponse:
     response.enable_chunked_encoding()
     await response.prepare(request)
 
+    as_table = _as_table(request)
+    include = request.query.get("includeObject", "Metadata")
+
     async def send(type_: str, obj: dict[str, Any]) -> None:
+        if as_table and type_ != "ERROR":
+            obj = tables.table(target.info.model, [obj], obj.get("metadata", {}).get("resourceVersion", ""), include)
         line = json.dumps({"type": type_, "object": obj}, separators=(",", ":"))
         await response.write(line.encode() + b"\n")
 

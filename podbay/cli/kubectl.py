@@ -16,8 +16,9 @@ from podbay.api import ConfigMap, Event, Namespace, Node, Pod, Secret
 from podbay.api.defaults import default_pod
 from podbay.api.errors import AlreadyExists, NotFound
 from podbay.api.formats import load_objects
-from podbay.api.printing import age, event_age, pod_row
+from podbay.api.printing import event_age
 from podbay.api.serialize import to_dict
+from podbay.api.tables import table_of
 from podbay.cli.common import CLIError, run_with_client, table
 from podbay.cli.execstream import run_exec, use_tty
 from podbay.client import Client
@@ -134,61 +135,20 @@ async def apply(client: Client, args: argparse.Namespace, update: bool) -> int:
     return 0
 
 
-def _pod_rows(pods: list[Pod], wide: bool, all_ns: bool) -> list[list[str]]:
-    header = ["NAME", "READY", "STATUS", "RESTARTS", "AGE"]
-    if wide:
-        header += ["IP", "NODE", "NOMINATED NODE", "READINESS GATES"]
-    if all_ns:
-        header = ["NAMESPACE"] + header
-    rows = [header]
+def _rows(objs: list[Any], kind: type, wide: bool, all_ns: bool) -> list[list[str]]:
+    """kubectl's table: the kind's columns (with `-o wide` the priority-1 ones too), events
+    oldest first."""
+    columns, cells = table_of(kind)
+    shown = [i for i, c in enumerate(columns) if wide or c.priority == 0]
+    rows = [(["NAMESPACE"] if all_ns else []) + [columns[i].name.upper() for i in shown]]
+    if kind is Event:
+        epoch = datetime.min.replace(tzinfo=timezone.utc)
+        objs = sorted(objs, key=lambda e: (e.last_timestamp or e.event_time or epoch,
+                                           int(e.metadata.resource_version or 0)))
     now = datetime.now(timezone.utc)
-    for p in pods:
-        r = pod_row(p, now)
-        row = [p.metadata.name or "", r.ready, r.status, r.restarts, age(p.metadata.creation_timestamp, now)]
-        if wide:
-            gates = p.spec.readiness_gates
-            ready_gates = "<none>"
-            if gates:
-                met = sum(1 for g in gates if any(c.type == g.condition_type and c.status == "True"
-                                                  for c in p.status.conditions))
-                ready_gates = f"{met}/{len(gates)}"
-            row += [p.status.pod_ip or "<none>", p.spec.node_name or "<none>",
-                    p.status.nominated_node_name or "<none>", ready_gates]
-        if all_ns:
-            row = [p.metadata.namespace or ""] + row
-        rows.append(row)
-    return rows
-
-
-def _node_rows(nodes: list[Node], wide: bool) -> list[list[str]]:
-    rows = [["NAME", "STATUS", "ROLES", "AGE", "VERSION"] + (["INTERNAL-IP", "OS-IMAGE", "KERNEL-VERSION",
-                                                             "CONTAINER-RUNTIME"] if wide else [])]
-    for n in nodes:
-        ready = next((c.status for c in n.status.conditions if c.type == "Ready"), "Unknown")
-        status = {"True": "Ready", "False": "NotReady"}.get(ready, "Unknown")
-        if n.spec.unschedulable:
-            status += ",SchedulingDisabled"
-        roles = ",".join(sorted(k.split("/", 1)[1] for k in n.metadata.labels
-                                if k.startswith("node-role.kubernetes.io/"))) or "<none>"
-        info = n.status.node_info
-        row = [n.metadata.name or "", status, roles, age(n.metadata.creation_timestamp),
-               info.kubelet_version if info else ""]
-        if wide:
-            ip = next((a.address for a in n.status.addresses if a.type == "InternalIP"), "<none>")
-            row += [ip, info.os_image if info else "", info.kernel_version if info else "",
-                    info.container_runtime_version if info else ""]
-        rows.append(row)
-    return rows
-
-
-def _event_rows(events: list[Event], all_ns: bool) -> list[list[str]]:
-    rows = [(["NAMESPACE"] if all_ns else []) + ["LAST SEEN", "TYPE", "REASON", "OBJECT", "MESSAGE"]]
-    epoch = datetime.min.replace(tzinfo=timezone.utc)
-    for e in sorted(events, key=lambda e: (e.last_timestamp or e.event_time or epoch,
-                                           int(e.metadata.resource_version or 0))):
-        obj = f"{(e.involved_object.kind or '').lower()}/{e.involved_object.name}"
-        row = [age(e.last_timestamp or e.event_time), e.type or "", e.reason or "", obj, e.message or ""]
-        rows.append(([e.metadata.namespace or ""] if all_ns else []) + row)
+    for o in objs:
+        row = cells(o, now)
+        rows.append(([o.metadata.namespace or ""] if all_ns else []) + [str(row[i]) for i in shown])
     return rows
 
 
@@ -203,16 +163,7 @@ def _print_objects(objs: list[Any], kind: type, args: argparse.Namespace, header
             "apiVersion": "v1", "kind": "List", "items": [to_dict(o) for o in objs], "metadata": {"resourceVersion": ""}}
         print(json.dumps(data, indent=4) if out == "json" else yaml.safe_dump(data, sort_keys=False), end="" if out == "yaml" else "\n")
         return
-    all_ns = getattr(args, "all_namespaces", False)
-    if kind is Pod:
-        rows = _pod_rows(objs, out == "wide", all_ns)
-    elif kind is Node:
-        rows = _node_rows(objs, out == "wide")
-    elif kind is Event:
-        rows = _event_rows(objs, all_ns)
-    else:
-        rows = [["NAME", "STATUS", "AGE"]] + [[o.metadata.name or "", (o.status.phase if o.status else "") or "Active",
-                                               age(o.metadata.creation_timestamp)] for o in objs]
+    rows = _rows(objs, kind, out == "wide", getattr(args, "all_namespaces", False))
     if not header:
         rows = rows[1:]
     if len(rows) > (1 if header else 0):

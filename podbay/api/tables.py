@@ -1,0 +1,147 @@
+"""The columns kubectl shows for each kind, as the API server's printers define them
+(pkg/printers/internalversion): one definition serves `podbay get` and the server-side
+Tables kubectl asks for (`Accept: application/json;as=Table;g=meta.k8s.io;v=v1`).
+Priority-1 columns are the ones `-o wide` adds."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Callable
+
+from podbay.api.models import ConfigMap, Event, Namespace, Node, Pod, Secret
+from podbay.api.printing import age, pod_row
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    description: str
+    priority: int = 0
+    format: str = ""
+    type: str = "string"
+
+
+def _name(what: str) -> Column:
+    return Column("Name", f"Name must be unique within a namespace. {what}", format="name")
+
+
+POD_COLUMNS = [
+    _name("Name of the pod."),
+    Column("Ready", "The aggregate readiness state of this pod for accepting traffic."),
+    Column("Status", "The aggregate status of the containers in this pod."),
+    Column("Restarts", "The number of times the containers in this pod have been restarted and when the "
+                       "last container in this pod has restarted."),
+    Column("Age", "CreationTimestamp is a timestamp representing the server time when this object was created."),
+    Column("IP", "IP address allocated to the pod. Routable at least within the cluster.", 1),
+    Column("Node", "Name of the node this pod is bound to.", 1),
+    Column("Nominated Node", "Name of the node where the pod is nominated to run.", 1),
+    Column("Readiness Gates", "Readiness gates of the pod and how many of them are met.", 1),
+]
+
+NODE_COLUMNS = [
+    _name("Name of the node."),
+    Column("Status", "The status of the node."),
+    Column("Roles", "The roles of the node."),
+    Column("Age", "CreationTimestamp is a timestamp representing the server time when this object was created."),
+    Column("Version", "Kubelet Version reported by the node."),
+    Column("Internal-IP", "List of internal IPs that the node has.", 1),
+    Column("External-IP", "List of external IPs that the node has.", 1),
+    Column("OS-Image", "OS Image reported by the node from /etc/os-release.", 1),
+    Column("Kernel-Version", "Kernel Version reported by the node from 'uname -r'.", 1),
+    Column("Container-Runtime", "Container Runtime Version reported by the node.", 1),
+]
+
+EVENT_COLUMNS = [
+    Column("Last Seen", "The last time the event was seen."),
+    Column("Type", "Type of this event (Normal, Warning)."),
+    Column("Reason", "Why the action was taken."),
+    Column("Object", "The object this event is about."),
+    Column("Subobject", "The part of the object the event is about.", 1),
+    Column("Source", "The component reporting this event.", 1),
+    Column("Message", "A human-readable description of the status of this operation."),
+    Column("First Seen", "The first time the event was seen.", 1),
+    Column("Count", "The number of times this event has occurred.", 1),
+    Column("Name", "Name of the event.", 1),
+]
+
+_AGE = Column("Age", "CreationTimestamp is a timestamp representing the server time when this object was created.")
+
+NAMESPACE_COLUMNS = [_name("Name of the namespace."), Column("Status", "The status of the namespace."), _AGE]
+CONFIGMAP_COLUMNS = [_name("Name of the config map."), Column("Data", "The number of keys.", type="integer"), _AGE]
+SECRET_COLUMNS = [_name("Name of the secret."), Column("Type", "The type of the secret."),
+                  Column("Data", "The number of keys.", type="integer"), _AGE]
+
+DEFAULT_COLUMNS = [
+    _name("Name of the object."),
+    Column("Created At", "CreationTimestamp is a timestamp representing the server time when this object "
+                         "was created.", type="date"),
+]
+
+
+def pod_cells(p: Pod, now: datetime) -> list[Any]:
+    r = pod_row(p, now)
+    gates = p.spec.readiness_gates
+    ready_gates = "<none>"
+    if gates:
+        met = sum(1 for g in gates if any(c.type == g.condition_type and c.status == "True"
+                                          for c in p.status.conditions))
+        ready_gates = f"{met}/{len(gates)}"
+    return [p.metadata.name or "", r.ready, r.status, r.restarts, age(p.metadata.creation_timestamp, now),
+            p.status.pod_ip or "<none>", p.spec.node_name or "<none>", p.status.nominated_node_name or "<none>",
+            ready_gates]
+
+
+def node_cells(n: Node, now: datetime) -> list[Any]:
+    ready = next((c.status for c in n.status.conditions if c.type == "Ready"), "Unknown")
+    status = {"True": "Ready", "False": "NotReady"}.get(ready, "Unknown")
+    if n.spec.unschedulable:
+        status += ",SchedulingDisabled"
+    roles = ",".join(sorted(k.split("/", 1)[1] for k in n.metadata.labels
+                            if k.startswith("node-role.kubernetes.io/"))) or "<none>"
+    info = n.status.node_info
+
+    def addresses(kind: str) -> str:
+        return ",".join(a.address for a in n.status.addresses if a.type == kind) or "<none>"
+    return [n.metadata.name or "", status, roles, age(n.metadata.creation_timestamp, now),
+            info.kubelet_version if info else "", addresses("InternalIP"), addresses("ExternalIP"),
+            info.os_image if info else "<unknown>", info.kernel_version if info else "<unknown>",
+            info.container_runtime_version if info else "<unknown>"]
+
+
+def event_cells(e: Event, now: datetime) -> list[Any]:
+    ref = e.involved_object
+    source = e.source.component if e.source and e.source.component else (e.reporting_component or "")
+    if e.source and e.source.host:
+        source += f", {e.source.host}"
+    first = e.first_timestamp or e.event_time
+    return [age(e.last_timestamp or e.event_time, now), e.type or "", e.reason or "",
+            f"{(ref.kind or '').lower()}/{ref.name}", ref.field_path or "", source, e.message or "",
+            age(first, now), e.count or 1, e.metadata.name or ""]
+
+
+def namespace_cells(ns: Namespace, now: datetime) -> list[Any]:
+    return [ns.metadata.name or "", (ns.status.phase if ns.status else None) or "Active",
+            age(ns.metadata.creation_timestamp, now)]
+
+
+def configmap_cells(cm: ConfigMap, now: datetime) -> list[Any]:
+    return [cm.metadata.name or "", len(cm.data) + len(cm.binary_data), age(cm.metadata.creation_timestamp, now)]
+
+
+def secret_cells(sec: Secret, now: datetime) -> list[Any]:
+    return [sec.metadata.name or "", sec.type or "Opaque", len(sec.data) + len(sec.string_data),
+            age(sec.metadata.creation_timestamp, now)]
+
+
+def default_cells(obj: Any, now: datetime) -> list[Any]:
+    created = obj.metadata.creation_timestamp
+    return [obj.metadata.name or "", created.strftime("%Y-%m-%dT%H:%M:%SZ") if created else ""]
+
+
+def table_of(kind: type) -> tuple[list[Column], Callable[[Any, datetime], list[Any]]]:
+    """The columns of `kind` and the function that fills a row from an object."""
+    tables: dict[type, tuple[list[Column], Callable[[Any, datetime], list[Any]]]] = {
+        Pod: (POD_COLUMNS, pod_cells), Node: (NODE_COLUMNS, node_cells), Event: (EVENT_COLUMNS, event_cells),
+        Namespace: (NAMESPACE_COLUMNS, namespace_cells), ConfigMap: (CONFIGMAP_COLUMNS, configmap_cells),
+        Secret: (SECRET_COLUMNS, secret_cells)}
+    return tables.get(kind, (DEFAULT_COLUMNS, default_cells))
