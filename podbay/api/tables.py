@@ -25,13 +25,15 @@ def _name(what: str) -> Column:
     return Column("Name", f"Name must be unique within a namespace. {what}", format="name")
 
 
+_AGE = Column("Age", "CreationTimestamp is a timestamp representing the server time when this object was created.")
+
 POD_COLUMNS = [
     _name("Name of the pod."),
     Column("Ready", "The aggregate readiness state of this pod for accepting traffic."),
     Column("Status", "The aggregate status of the containers in this pod."),
     Column("Restarts", "The number of times the containers in this pod have been restarted and when the "
                        "last container in this pod has restarted."),
-    Column("Age", "CreationTimestamp is a timestamp representing the server time when this object was created."),
+    _AGE,
     Column("IP", "IP address allocated to the pod. Routable at least within the cluster.", 1),
     Column("Node", "Name of the node this pod is bound to.", 1),
     Column("Nominated Node", "Name of the node where the pod is nominated to run.", 1),
@@ -42,7 +44,7 @@ NODE_COLUMNS = [
     _name("Name of the node."),
     Column("Status", "The status of the node."),
     Column("Roles", "The roles of the node."),
-    Column("Age", "CreationTimestamp is a timestamp representing the server time when this object was created."),
+    _AGE,
     Column("Version", "Kubelet Version reported by the node."),
     Column("Internal-IP", "List of internal IPs that the node has.", 1),
     Column("External-IP", "List of external IPs that the node has.", 1),
@@ -63,8 +65,6 @@ EVENT_COLUMNS = [
     Column("Count", "The number of times this event has occurred.", 1),
     Column("Name", "Name of the event.", 1),
 ]
-
-_AGE = Column("Age", "CreationTimestamp is a timestamp representing the server time when this object was created.")
 
 NAMESPACE_COLUMNS = [_name("Name of the namespace."), Column("Status", "The status of the namespace."), _AGE]
 CONFIGMAP_COLUMNS = [_name("Name of the config map."), Column("Data", "The number of keys.", type="integer"), _AGE]
