@@ -11,6 +11,7 @@ import pytest
 
 from podbay.api.formats import load_objects
 from podbay.apiserver.embedded import EmbeddedServer
+from podbay.cli.server import KUBECONFIG
 from podbay.client import Client
 
 TABLE = "application/json;as=Table;v=v1;g=meta.k8s.io,application/json;as=Table;v=v1beta1;g=meta.k8s.io,application/json"
@@ -64,14 +65,7 @@ async def test_kubectl_get_prints_the_columns(api_server: EmbeddedServer, api_cl
     for obj in load_objects(OBJECTS):
         await api_client.create(obj)
     kubeconfig = tmp_path / "kubeconfig"
-    kubeconfig.write_text(f"""
-apiVersion: v1
-kind: Config
-clusters: [{{name: podbay, cluster: {{server: "{api_server.http_url}"}}}}]
-contexts: [{{name: podbay, context: {{cluster: podbay, user: me}}}}]
-users: [{{name: me, user: {{}}}}]
-current-context: podbay
-""")
+    kubeconfig.write_text(KUBECONFIG.format(url=api_server.http_url))  # what `podbay kubeconfig` prints
     # The server runs in this event loop: kubectl must not block it.
     kubectl = await asyncio.create_subprocess_exec("kubectl", f"--kubeconfig={kubeconfig}", "get", "pods,configmaps",
                                                    "-o", "wide", stdout=asyncio.subprocess.PIPE)

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from podbay.cli.server import KUBECONFIG
 from podbay.runtime.console import read_now, set_window_size, wait_readable, write_all
 from tests.exec.conftest import ExecTarget
 
@@ -45,14 +46,7 @@ def kubectl(target: ExecTarget, tmp_path: Path) -> list[str]:
     if shutil.which("kubectl") is None:
         pytest.skip("kubectl is not installed (Debian 12 does not package it)")
     kubeconfig = tmp_path / "kubeconfig"
-    kubeconfig.write_text(f"""
-apiVersion: v1
-kind: Config
-clusters: [{{name: podbay, cluster: {{server: "{target.http_url}"}}}}]
-contexts: [{{name: podbay, context: {{cluster: podbay, user: me}}}}]
-users: [{{name: me, user: {{}}}}]
-current-context: podbay
-""")
+    kubeconfig.write_text(KUBECONFIG.format(url=target.http_url))  # what `podbay kubeconfig` prints
     return ["kubectl", f"--kubeconfig={kubeconfig}"]
 
 
