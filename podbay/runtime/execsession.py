@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, AsyncIterator
 
 from podbay.runtime.console import ConsoleSocket, read_now, set_nonblocking, set_window_size, wait_readable, write_all
+from podbay.runtime.files import read_pid_file
 from podbay.runtime.oci import OCIRuntime
 from podbay.runtime.types import ContainerRuntimeError
 
@@ -84,7 +85,7 @@ class ExecSession:
         gets SIGTERM, which it passes on to the command; killing crun itself would orphan
         the command."""
         while not self._exited.done():
-            pid = _read_pid(self.workdir / "pid")
+            pid = read_pid_file(self.workdir / "pid")
             with contextlib.suppress(ProcessLookupError):
                 if pid is not None:
                     os.kill(pid, signal.SIGKILL)
@@ -102,13 +103,6 @@ class ExecSession:
         self.stdin_fd = None
         self.output_fds = {}
         shutil.rmtree(self.workdir, ignore_errors=True)
-
-
-def _read_pid(path: Path) -> int | None:
-    try:
-        return int(path.read_text().strip())
-    except (OSError, ValueError):
-        return None
 
 
 def _pipe(*, child_reads: bool) -> tuple[int, int]:

@@ -23,7 +23,7 @@ from podbay.runtime import cgroups
 from podbay.runtime.config import RuntimeConfig
 from podbay.runtime.etcfiles import write_pod_etc
 from podbay.runtime.execsession import ExecSession, start_exec
-from podbay.runtime.files import write_json_atomic
+from podbay.runtime.files import read_pid_file, write_json_atomic
 from podbay.runtime.host import check_host
 from podbay.runtime.images import Image, ImageStore, pull
 from podbay.runtime.namespaces import pin_namespaces, start_pid_holder, stop_pid_holder, unpin_namespaces
@@ -417,7 +417,7 @@ class RuntimeService:
         except BaseException:
             await self._discard_container(container_id)
             raise
-        record["conmon_pid"] = _read_pid(bundle / "conmon.pid")
+        record["conmon_pid"] = read_pid_file(bundle / "conmon.pid")
         self._save(record)
         self._watch_exit(container_id, record["conmon_pid"])
         return container_id
@@ -730,13 +730,6 @@ def _close_reader(loop: asyncio.AbstractEventLoop, fd: int) -> None:
         loop.remove_reader(fd)
     with contextlib.suppress(OSError):
         os.close(fd)
-
-
-def _read_pid(path: Path) -> int | None:
-    try:
-        return int(path.read_text().strip())
-    except (OSError, ValueError):
-        return None
 
 
 def _cni_port(p: PortMapping) -> CNIPortMapping:
