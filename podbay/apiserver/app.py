@@ -48,14 +48,12 @@ _PATCH_TYPES = (MERGE_PATCH, STRATEGIC_MERGE_PATCH, JSON_PATCH)
 
 
 def negotiate(request: web.Request) -> str:
-    """The response media type for `Accept`; JSON is the only one served so far."""
+    """The response media type for `Accept`: JSON (Tables are chosen by `_as_table`)."""
     accept = request.headers.get("Accept", "")
     if not accept.strip():
         return JSON
-    for part in accept.split(","):
-        media, *params = (p.strip() for p in part.split(";"))
-        as_kind = next((p.split("=", 1)[1] for p in params if p.startswith("as=")), None)
-        if as_kind is not None:
+    for media, params in tables.media_ranges(accept):
+        if "as" in params:
             continue  # a Table is answered by the list and get handlers (tables.wants_table)
         if media in (JSON, "application/*", "*/*"):
             return JSON

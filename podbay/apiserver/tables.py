@@ -13,14 +13,21 @@ from podbay.api.tables import table_of
 TABLE = "application/json;as=Table;v=v1;g=meta.k8s.io"
 
 
-def wants_table(accept: str) -> bool:
-    """Whether the first media type of `Accept` we serve is a Table (kubectl lists it first)."""
+def media_ranges(accept: str) -> list[tuple[str, dict[str, str]]]:
+    """`Accept`'s media ranges in order, each with its parameters (as=, g=, v=...)."""
+    ranges = []
     for part in accept.split(","):
         media, *params = (p.strip() for p in part.split(";"))
-        values = dict(p.split("=", 1) for p in params if "=" in p)
-        if values.get("as") == "Table" and values.get("g") == "meta.k8s.io" and values.get("v") in ("v1", "v1beta1"):
+        ranges.append((media, dict(p.split("=", 1) for p in params if "=" in p)))
+    return ranges
+
+
+def wants_table(accept: str) -> bool:
+    """Whether the first media type of `Accept` we serve is a Table (kubectl lists it first)."""
+    for media, params in media_ranges(accept):
+        if params.get("as") == "Table" and params.get("g") == "meta.k8s.io" and params.get("v") in ("v1", "v1beta1"):
             return True
-        if media in ("application/json", "application/*", "*/*") and "as" not in values:
+        if media in ("application/json", "application/*", "*/*") and "as" not in params:
             return False
     return False
 
