@@ -238,8 +238,8 @@ class Agent:
             w.warned = True
             unsupported = unsupported_fields(pod)
             if unsupported:
-                await self.events.record(pod, "UnsupportedFields", "podbay does not implement these fields yet "
-                                         "and runs the pod without them: " + ", ".join(unsupported), warning=True)
+                await self._event(pod, "UnsupportedFields", "podbay does not implement these fields yet "
+                                  "and runs the pod without them: " + ", ".join(unsupported), warning=True)
         deleting = pod.metadata.deletion_timestamp is not None
         terminal = pod.status is not None and pod.status.phase in ("Succeeded", "Failed")
         created_state = (pod.metadata.annotations or {}).get(RUN_STATE_ANNOTATION) == "Created"
@@ -254,9 +254,9 @@ class Agent:
             if deleting and pod.metadata.deletion_grace_period_seconds is not None:
                 grace = pod.metadata.deletion_grace_period_seconds
             if deadline and not terminal:
-                await self.events.record(pod, "DeadlineExceeded",
-                                         "Pod was active on the node longer than the specified deadline",
-                                         warning=True)
+                await self._event(pod, "DeadlineExceeded",
+                                  "Pod was active on the node longer than the specified deadline",
+                                  warning=True)
             if any(c.state is RunState.RUNNING for c in rt.containers):
                 await self._kill_pod(pod, rt, grace_override=grace, reason="")
             for sb in rt.sandboxes:
@@ -290,8 +290,8 @@ class Agent:
                 for sb in rt.sandboxes:
                     await self.runtime.stop_pod_sandbox(sb.id)
                     if sb.ready and rt.sandboxes:
-                        await self.events.record(pod, "SandboxChanged",
-                                                 "Pod sandbox changed, it will be killed and re-created.")
+                        await self._event(pod, "SandboxChanged",
+                                          "Pod sandbox changed, it will be killed and re-created.")
                 rt = await self._runtime_status(w.uid)
         sandbox_id = actions.sandbox_id
         pod_ip = rt.sandboxes[0].ip if rt.sandboxes else None
@@ -308,8 +308,8 @@ class Agent:
                 sandbox_id = await self.runtime.run_pod_sandbox(
                     translate.sandbox_config(pod, actions.attempt, self.config))
             except Exception as exc:
-                await self.events.record(pod, "FailedCreatePodSandBox",
-                                         f"Failed to create pod sandbox: {exc}", warning=True)
+                await self._event(pod, "FailedCreatePodSandBox",
+                                  f"Failed to create pod sandbox: {exc}", warning=True)
                 w.wake_at(time.monotonic() + self.config.backoff_base)
                 await self._write_status(w, rt)
                 return False
@@ -357,7 +357,7 @@ class Agent:
             sources = await volume_sources(self.client, pod, PodFacts(host_ip=self.config.node_address))
             await self.runtime.setup_pod_volumes(pod.metadata.uid, sources)
         except Exception as exc:
-            await self.events.record(pod, "FailedMount", f"MountVolume.SetUp failed: {exc}", warning=True)
+            await self._event(pod, "FailedMount", f"MountVolume.SetUp failed: {exc}", warning=True)
 
     async def _take_sandbox(self, pod: Any, old_name: str, attempt: int) -> tuple[str, asyncio.Event] | None:
         """HyperContainer's replace: the running pod `old_name` hands its sandbox (namespaces, IP)
@@ -378,7 +378,7 @@ class Agent:
             config = translate.sandbox_config(pod, attempt, self.config)
             await self.runtime.update_pod_sandbox(sandbox.id, config.labels, config.annotations,
                                                   hostname=config.hostname)
-        await self.events.record(pod, "SandboxHandedOver", f"Took over the sandbox of pod {old_name}")
+        await self._event(pod, "SandboxHandedOver", f"Took over the sandbox of pod {old_name}")
         stopped = asyncio.Event()
         task = asyncio.create_task(self._hand_over(old, rt_old, stopped))
         self._background.add(task)
@@ -439,8 +439,8 @@ class Agent:
                 w.reasons[name] = ("CrashLoopBackOff",
                                    f"back-off {_duration(self.backoff.get(key))} restarting failed "
                                    f"container={name} pod={_pod_name(pod)}")
-                await self.events.record(pod, "BackOff", f"Back-off restarting failed container {name} in pod "
-                                         f"{_pod_name(pod)}", warning=True, field_path=container_path(name, init))
+                await self._event(pod, "BackOff", f"Back-off restarting failed container {name} in pod "
+                                  f"{_pod_name(pod)}", warning=True, container=name, init=init)
                 w.wake_at(time.monotonic() + left)
                 return False
             self.backoff.next(key, finished, time.time())
@@ -455,7 +455,7 @@ class Agent:
             volume_paths = await self.runtime.setup_pod_volumes(pod.metadata.uid, sources)
         except Exception as exc:
             w.reasons[name] = ("ContainerCreating", "")
-            await self.events.record(pod, "FailedMount", f"MountVolume.SetUp failed: {exc}", warning=True)
+            await self._event(pod, "FailedMount", f"MountVolume.SetUp failed: {exc}", warning=True)
             w.wake_at(time.monotonic() + self.config.backoff_base)
             return False
         try:
@@ -464,32 +464,32 @@ class Agent:
                                              volume_paths=volume_paths, seccomp_root=self.config.seccomp_root)
         except EnvError as exc:
             w.reasons[name] = ("CreateContainerConfigError", str(exc))
-            await self.events.record(pod, "Failed", f"Error: {exc}", warning=True, field_path=container_path(name, init))
+            await self._event(pod, "Failed", f"Error: {exc}", warning=True, container=name, init=init)
             return False
         try:
             cid = await self.runtime.create_container(sandbox_id, cfg)
         except Exception as exc:
             w.reasons[name] = ("CreateContainerError", str(exc))
-            await self.events.record(pod, "Failed", f"Error: {exc}", warning=True, field_path=container_path(name, init))
+            await self._event(pod, "Failed", f"Error: {exc}", warning=True, container=name, init=init)
             return False
-        await self.events.record(pod, "Created", f"Created container {name}", field_path=container_path(name, init))
+        await self._event(pod, "Created", f"Created container {name}", container=name, init=init)
         if after is not None:
             await after.wait()
         try:
             await self.runtime.start_container(cid)
         except Exception as exc:
             w.reasons[name] = ("RunContainerError", str(exc))
-            await self.events.record(pod, "Failed", f"Error: {exc}", warning=True, field_path=container_path(name, init))
+            await self._event(pod, "Failed", f"Error: {exc}", warning=True, container=name, init=init)
             return False
         w.reasons.pop(name, None)
-        await self.events.record(pod, "Started", f"Started container {name}", field_path=container_path(name, init))
+        await self._event(pod, "Started", f"Started container {name}", container=name, init=init)
 
         post_start = container.lifecycle.post_start if container.lifecycle is not None else None
         if post_start is not None:
             ok, message = await run_handler(self.runtime, post_start, container, cid, pod_ip,
                                             float(self._grace(pod)))
             if not ok:
-                await self.events.record(pod, "FailedPostStartHook", message, warning=True, field_path=container_path(name, init))
+                await self._event(pod, "FailedPostStartHook", message, warning=True, container=name, init=init)
                 record = ContainerRecord(id=cid, name=name, state=RunState.RUNNING)
                 await self._kill_container(pod, container, record, None,
                                            "FailedPostStartHook", probe="", run_pre_stop=False)
@@ -506,35 +506,35 @@ class Agent:
         present = await translate.image_present(self.runtime, image)
         if present is not None and (policy != "Always" or quiet):
             if not quiet:
-                await self.events.record(pod, "Pulled", f'Container image "{image}" already present on machine',
-                                         field_path=container_path(name, init))
+                await self._event(pod, "Pulled", f'Container image "{image}" already present on machine',
+                                  container=name, init=init)
             return True, present
         if policy == "Never":
             msg = f'Container image "{image}" is not present with pull policy of Never'
             w.reasons[name] = ("ErrImageNeverPull", msg)
-            await self.events.record(pod, "Failed", f"Error: {msg}", warning=True, field_path=container_path(name, init))
+            await self._event(pod, "Failed", f"Error: {msg}", warning=True, container=name, init=init)
             return False, None
         now = time.time()
         left = self.pull_backoff.remaining(key, now, now)
         if left > 0:
             w.reasons[name] = ("ImagePullBackOff", f'Back-off pulling image "{image}"')
-            await self.events.record(pod, "BackOff", f'Back-off pulling image "{image}"', field_path=container_path(name, init))
+            await self._event(pod, "BackOff", f'Back-off pulling image "{image}"', container=name, init=init)
             w.wake_at(time.monotonic() + left)
             return False, None
-        await self.events.record(pod, "Pulling", f'Pulling image "{image}"', field_path=container_path(name, init))
+        await self._event(pod, "Pulling", f'Pulling image "{image}"', container=name, init=init)
         t0 = time.monotonic()
         try:
             info = await translate.pull_image(self.runtime, image)
         except Exception as exc:
             self.pull_backoff.next(key, now, now)
             w.reasons[name] = ("ErrImagePull", str(exc))
-            await self.events.record(pod, "Failed", f'Failed to pull image "{image}": {exc}', warning=True,
-                                     field_path=container_path(name, init))
+            await self._event(pod, "Failed", f'Failed to pull image "{image}": {exc}', warning=True,
+                              container=name, init=init)
             w.wake_at(time.monotonic() + self.pull_backoff.get(key))
             return False, None
         took = time.monotonic() - t0
-        await self.events.record(pod, "Pulled", f'Successfully pulled image "{image}" in {took:.3f}s',
-                                 field_path=container_path(name, init))
+        await self._event(pod, "Pulled", f'Successfully pulled image "{image}" in {took:.3f}s',
+                          container=name, init=init)
         return True, info
 
     def _grace(self, pod: Any) -> int:
@@ -553,7 +553,7 @@ class Agent:
                 grace = float(p.termination_grace_period_seconds)
         name = record.name
         init = spec is not None and spec in pod.spec.init_containers
-        await self.events.record(pod, "Killing", message, field_path=container_path(name, init))
+        await self._event(pod, "Killing", message, container=name, init=init)
         pre_stop = spec.lifecycle.pre_stop if spec is not None and spec.lifecycle is not None else None
         if run_pre_stop and pre_stop is not None and grace > 0 and record.state is RunState.RUNNING:
             t0 = time.monotonic()
@@ -567,7 +567,7 @@ class Agent:
             except asyncio.TimeoutError:
                 ok, hook_msg = True, ""  # overran the grace period: the stop goes on
             if not ok:
-                await self.events.record(pod, "FailedPreStopHook", hook_msg, warning=True, field_path=container_path(name, init))
+                await self._event(pod, "FailedPreStopHook", hook_msg, warning=True, container=name, init=init)
             grace -= time.monotonic() - t0
             if grace < MINIMUM_GRACE_SECONDS:
                 grace = MINIMUM_GRACE_SECONDS
@@ -638,9 +638,15 @@ class Agent:
         self._targets = targets
         self.probes.ensure(targets)
 
+    async def _event(self, pod: Any, reason: str, message: str, *, warning: bool = False,
+                     container: str | None = None, init: bool = False) -> None:
+        """An Event about the pod, or about one of its containers as the kubelet names it."""
+        await self.events.record(pod, reason, message, warning=warning,
+                                 field_path=container_path(container, init) if container else None)
+
     async def _probe_failed(self, pod: Any, container: Any, probe_type: str, message: str, init: bool) -> None:
-        await self.events.record(pod, "Unhealthy", f"{probe_type.capitalize()} probe failed: {message}",
-                                 warning=True, field_path=container_path(container.name, init))
+        await self._event(pod, "Unhealthy", f"{probe_type.capitalize()} probe failed: {message}",
+                          warning=True, container=container.name, init=init)
 
     # -- status ------------------------------------------------------------------------
 
