@@ -77,6 +77,8 @@ class RuntimeService:
         self._container_started = asyncio.Event()  # ends a refill's pause
         # hostPort mappings of a just-taken warm sandbox, made while its containers are created
         self._ports_pending: dict[str, asyncio.Task[None]] = {}
+        # each container's OCI process, which every exec (and so every exec probe) starts from
+        self._processes: dict[str, dict[str, Any]] = {}
         self._watched: dict[str, asyncio.Future[None]] = {}
         self._locks: dict[str, asyncio.Lock] = {}
 
@@ -258,17 +260,16 @@ class RuntimeService:
     async def _sandbox_network_ready(self, sandbox_id: str) -> None:
         """Waits for the sandbox's pending hostPort mappings; if they failed the sandbox is
         NOTREADY (the agent makes a new one) and no container starts in it."""
+        record = self._sandbox(sandbox_id)
         pending = self._ports_pending.get(sandbox_id)
         if pending is not None:
             await asyncio.gather(pending, return_exceptions=True)
             self._ports_pending.pop(sandbox_id, None)
-            record = self._sandbox(sandbox_id)
             if not pending.cancelled() and pending.exception() is not None \
                     and record["state"] == SandboxState.READY.value:
                 await self.stop_pod_sandbox(sandbox_id)
                 record["message"] = f"hostPort mappings failed: {pending.exception()}"
                 self._save_sandbox(record)
-        record = self._sandbox(sandbox_id)
         if record["state"] != SandboxState.READY.value:
             raise ContainerRuntimeError(f"pod sandbox {sandbox_id} is not ready" +
                                         (f": {record['message']}" if record.get("message") else ""))
@@ -402,6 +403,7 @@ class RuntimeService:
             full = ContainerConfig(**{**config.__dict__, "mounts": mounts + list(config.mounts)})
             spec = oci_spec(full, paths, str(rootfs), uid, gid, groups, seccomp_profile)
             (bundle / "config.json").write_text(json.dumps(spec))
+            self._processes[container_id] = spec["process"]
             self._save(record)
         except BaseException:
             await self._discard_container(container_id)
@@ -553,6 +555,7 @@ class RuntimeService:
         bundle = self._bundle(container_id)
         umount(str(bundle / "rootfs"), lazy=True)
         record = self._containers.pop(container_id, None)
+        self._processes.pop(container_id, None)
         if record is not None:
             Path(record["log_path"]).unlink(missing_ok=True)
         shutil.rmtree(bundle, ignore_errors=True)
@@ -664,9 +667,12 @@ class RuntimeService:
     def _exec_process(self, container_id: str, argv: list[str], tty: bool) -> dict[str, Any]:
         """The container's own process (user and groups, env, cwd, capabilities, no_new_privs,
         rlimits) running `argv`, as CRI-O execs; with a terminal, TERM as CRI-O sets it."""
-        process = json.loads((self._bundle(container_id) / "config.json").read_text())["process"]
+        base = self._processes.get(container_id)
+        if base is None:  # made by an earlier podbay process: its bundle says
+            base = json.loads((self._bundle(container_id) / "config.json").read_text())["process"]
+            self._processes[container_id] = base
+        process = {k: v for k, v in base.items() if k != "consoleSize"}
         process.update(args=argv, terminal=tty)
-        process.pop("consoleSize", None)
         if tty and not any(e.startswith("TERM=") for e in process.get("env", [])):
             process["env"] = [*process.get("env", []), "TERM=xterm"]
         return process
