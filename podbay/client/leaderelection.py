@@ -190,6 +190,7 @@ class LeaderElector:
                 log.warning("error initially creating leader election record: %s", exc)
                 return False
             self.observed = Observation(record, self.clock())
+            self._report_leader()
             return True
         self._lease = lease
         self.observed = observe(self.observed, record_of(lease), now)

@@ -1,0 +1,190 @@
+"""Leader election end to end: `podbay scheduler` processes against one real API server, as a
+user runs them for a standby scheduler; what they see is the Lease's holder and pods bound."""
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import shutil
+import signal
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import AsyncIterator, Awaitable, Callable
+
+import pytest
+
+from podbay.api import Event, Lease, Node, Pod
+from podbay.api.errors import NotFound
+from podbay.api.serialize import from_dict
+from podbay.apiserver.embedded import EmbeddedServer, serve_embedded
+from podbay.cli.server import KUBECONFIG
+from podbay.client import Client
+
+pytestmark = pytest.mark.e2e
+
+ROOT = Path(__file__).resolve().parents[2]
+# Short timings: a standby takes an abandoned lease 2 s after the last renewal it saw.
+FAST = ["--leader-elect-lease-duration", "2s", "--leader-elect-renew-deadline", "1500ms",
+        "--leader-elect-retry-period", "250ms"]
+# A lease that would take 60 s to expire: a standby taking over sooner shows it was released.
+SLOW = ["--leader-elect-lease-duration", "60s", "--leader-elect-renew-deadline", "1s",
+        "--leader-elect-retry-period", "250ms"]
+
+
+@dataclass
+class Scheduler:
+    process: asyncio.subprocess.Process
+    log: Path
+
+    def identity(self) -> str | None:
+        found = re.search(r"attempting to acquire leader lease kube-system/kube-scheduler as (\S+)\.\.\.",
+                          self.log.read_text())
+        return found.group(1) if found else None
+
+
+@pytest.fixture
+async def server(tmp_path: Path) -> AsyncIterator[EmbeddedServer]:
+    async with serve_embedded(tmp_path / "api") as s:
+        yield s
+
+
+@pytest.fixture
+async def client(server: EmbeddedServer) -> AsyncIterator[Client]:
+    c = Client.connect(server.url)
+    await c.create(from_dict(Node, {"metadata": {"name": "node-a"}, "status": {
+        "allocatable": {"cpu": "4", "memory": "8Gi", "pods": "110"},
+        "conditions": [{"type": "Ready", "status": "True"}]}}))
+    try:
+        yield c
+    finally:
+        await c.close()
+
+
+@pytest.fixture
+async def start(server: EmbeddedServer, tmp_path: Path) -> AsyncIterator[Callable[..., Awaitable[Scheduler]]]:
+    started: list[Scheduler] = []
+
+    async def run(*flags: str) -> Scheduler:
+        log = tmp_path / f"scheduler-{len(started)}.log"
+        with open(log, "wb") as out:
+            process = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "podbay", "--state-root", str(tmp_path / "state"), "--run-root",
+                str(tmp_path / "run"), "--server", server.url, "scheduler", *flags,
+                stdin=asyncio.subprocess.DEVNULL, stdout=out, stderr=out, cwd=ROOT)
+        scheduler = Scheduler(process, log)
+        started.append(scheduler)
+        await eventually(lambda: scheduler.identity() is not None, what=f"{log.name} standing")
+        return scheduler
+
+    yield run
+    for s in started:
+        if s.process.returncode is None:
+            s.process.kill()  # by its PID: only what this test started
+            await s.process.wait()
+
+
+async def eventually(check: Callable[[], object], timeout: float = 30.0, what: str = "condition") -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, f"{what} not met before the deadline"
+        await asyncio.sleep(0.1)
+
+
+async def lease(client: Client) -> Lease | None:
+    try:
+        return await client.get(Lease, "kube-scheduler", "kube-system")
+    except NotFound:
+        return None
+
+
+async def holder(client: Client) -> str:
+    held = await lease(client)
+    return (held.spec.holder_identity or "") if held else ""
+
+
+async def wait_holder(client: Client, identity: str | None, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while (current := await holder(client)) != identity:
+        assert time.monotonic() < deadline, f"the lease is held by {current!r}, not {identity!r}"
+        await asyncio.sleep(0.1)
+
+
+async def wait_bound(client: Client, name: str, timeout: float = 30.0) -> Pod:
+    deadline = time.monotonic() + timeout
+    while not (pod := await client.get(Pod, name, "default")).spec.node_name:
+        assert time.monotonic() < deadline, f"pod {name} not bound before the deadline"
+        await asyncio.sleep(0.1)
+    return pod
+
+
+def a_pod(name: str) -> Pod:
+    return from_dict(Pod, {"metadata": {"name": name}, "spec": {"containers": [{"name": "c", "image": "busybox"}]}})
+
+
+async def test_standby_takes_over_when_the_leader_is_killed(client: Client, start) -> None:
+    leader = await start(*FAST)
+    await wait_holder(client, leader.identity())
+    standby = await start(*FAST)
+    assert standby.identity() != leader.identity()
+
+    await client.create(a_pod("first"))
+    assert (await wait_bound(client, "first")).spec.node_name == "node-a"
+    held = await lease(client)
+    assert held is not None and held.spec.holder_identity == leader.identity()
+    assert held.spec.lease_transitions == 0 and held.spec.lease_duration_seconds == 2
+    assert "successfully acquired lease" not in standby.log.read_text()
+
+    os.kill(leader.process.pid, signal.SIGKILL)
+    await leader.process.wait()
+    await wait_holder(client, standby.identity())
+    held = await lease(client)
+    assert held is not None and held.spec.lease_transitions == 1
+
+    await client.create(a_pod("second"))
+    assert (await wait_bound(client, "second")).spec.node_name == "node-a"
+    events, _ = await client.list(Event, "kube-system", field_selector="reason=LeaderElection")
+    assert {e.message for e in events} >= {f"{leader.identity()} became leader", f"{standby.identity()} became leader"}
+    assert all(e.involved_object.kind == "Lease" and e.involved_object.name == "kube-scheduler" for e in events)
+
+
+async def test_clean_shutdown_releases_the_lease_and_the_standby_takes_it_at_once(
+        client: Client, start, server: EmbeddedServer, tmp_path: Path) -> None:
+    leader = await start(*SLOW)
+    await wait_holder(client, leader.identity())
+    standby = await start(*SLOW)
+    held = await lease(client)
+    assert held is not None
+    seen: list[str] = []
+
+    async def watch() -> None:
+        async for _, obj in client.watch(Lease, "kube-system", resource_version=held.metadata.resource_version):
+            seen.append(obj.spec.holder_identity or "")
+
+    watching = asyncio.create_task(watch())
+    try:
+        os.kill(leader.process.pid, signal.SIGTERM)
+        assert await leader.process.wait() == 0
+        # Well inside the 60 s lease: only a released lease is taken this soon.
+        await wait_holder(client, standby.identity(), timeout=20)
+        await eventually(lambda: standby.identity() in seen, what="the takeover watched")
+    finally:
+        watching.cancel()
+        await asyncio.gather(watching, return_exceptions=True)
+    assert "" in seen and seen.index("") < seen.index(standby.identity())
+
+    await client.create(a_pod("after"))
+    assert (await wait_bound(client, "after")).spec.node_name == "node-a"
+
+    if shutil.which("kubectl") is None:
+        pytest.skip("kubectl is not installed")
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(KUBECONFIG.format(url=server.http_url))
+    kubectl = await asyncio.create_subprocess_exec("kubectl", f"--kubeconfig={kubeconfig}", "get", "leases",
+                                                   "-n", "kube-system", stdout=asyncio.subprocess.PIPE)
+    stdout, _ = await asyncio.wait_for(kubectl.communicate(), 60)
+    assert kubectl.returncode == 0
+    rows = [line.split() for line in stdout.decode().splitlines()]
+    assert rows[0] == ["NAME", "HOLDER", "AGE"]
+    assert rows[1][:2] == ["kube-scheduler", standby.identity()]
