@@ -7,6 +7,7 @@ import os
 import re
 import shutil
 import signal
+import subprocess
 import sys
 import time
 from dataclasses import dataclass
@@ -21,6 +22,8 @@ from podbay.api.serialize import from_dict
 from podbay.apiserver.embedded import EmbeddedServer, serve_embedded
 from podbay.cli.server import KUBECONFIG
 from podbay.client import Client
+from tests.cli.podbay_cli import podbay_cli, wait_until
+from tests.conftest import HostEnv, require_root
 
 pytestmark = pytest.mark.e2e
 
@@ -123,7 +126,8 @@ def a_pod(name: str) -> Pod:
     return from_dict(Pod, {"metadata": {"name": name}, "spec": {"containers": [{"name": "c", "image": "busybox"}]}})
 
 
-async def test_standby_takes_over_when_the_leader_is_killed(client: Client, start) -> None:
+async def test_standby_takes_over_when_the_leader_is_killed(
+        client: Client, start: Callable[..., Awaitable[Scheduler]]) -> None:
     leader = await start(*FAST)
     await wait_holder(client, leader.identity())
     standby = await start(*FAST)
@@ -150,7 +154,7 @@ async def test_standby_takes_over_when_the_leader_is_killed(client: Client, star
 
 
 async def test_clean_shutdown_releases_the_lease_and_the_standby_takes_it_at_once(
-        client: Client, start, server: EmbeddedServer, tmp_path: Path) -> None:
+        client: Client, start: Callable[..., Awaitable[Scheduler]], server: EmbeddedServer, tmp_path: Path) -> None:
     leader = await start(*SLOW)
     await wait_holder(client, leader.identity())
     standby = await start(*SLOW)
@@ -188,3 +192,44 @@ async def test_clean_shutdown_releases_the_lease_and_the_standby_takes_it_at_onc
     rows = [line.split() for line in stdout.decode().splitlines()]
     assert rows[0] == ["NAME", "HOLDER", "AGE"]
     assert rows[1][:2] == ["kube-scheduler", standby.identity()]
+
+
+def test_podbay_up_holds_the_leases_and_a_second_scheduler_stands_by(host_env: HostEnv, tmp_path: Path) -> None:
+    require_root()
+    podbay = podbay_cli(host_env)
+    server = f"unix://{host_env.run_root}/api.sock"
+
+    async def read(what: Callable[[Client], Awaitable[object]]) -> object:
+        async with Client.connect(server) as c:
+            return await what(c)
+
+    def holder_of(name: str) -> str:
+        async def get(c: Client) -> str:
+            try:
+                return (await c.get(Lease, name, "kube-system")).spec.holder_identity or ""
+            except NotFound:
+                return ""
+        return str(asyncio.run(read(get)))
+
+    assert "podbay is up" in podbay("up").stdout
+    log = tmp_path / "standby.log"
+    standby: subprocess.Popen[bytes] | None = None
+    try:
+        wait_until(lambda: holder_of("kube-scheduler") != "" and holder_of("kube-controller-manager") != "")
+        all_in_one = holder_of("kube-scheduler")
+        with open(log, "wb") as out:
+            standby = subprocess.Popen([sys.executable, "-m", "podbay", "--server", server, "scheduler"],
+                                       stdin=subprocess.DEVNULL, stdout=out, stderr=out, cwd=ROOT)
+        wait_until(lambda: f"new leader elected: {all_in_one}" in log.read_text())
+        manifest = tmp_path / "idle.yaml"
+        manifest.write_text("apiVersion: v1\nkind: Pod\nmetadata: {name: idle}\nspec:\n  containers:\n"
+                            "  - {name: c, image: busybox:1.35, command: [sleep, '3600']}\n")
+        podbay("apply", "-f", str(manifest))
+        wait_until(lambda: bool(asyncio.run(read(lambda c: c.get(Pod, "idle", "default"))).spec.node_name))
+        assert holder_of("kube-scheduler") == all_in_one
+        assert "successfully acquired lease" not in log.read_text()
+    finally:
+        if standby is not None:
+            standby.kill()  # by its PID: only what this test started
+            standby.wait()
+        podbay("down", "--purge")
