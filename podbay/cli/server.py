@@ -41,7 +41,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                        ("controllers", "run only the controllers (pod GC, node lifecycle) against --server URL")):
         part = sub.add_parser(name, help=text)
         part.add_argument("--token", default=os.environ.get("PODBAY_TOKEN"), help="the API server's bearer token")
-        add_leader_election_flags(part, "kube-scheduler" if name == "scheduler" else "kube-controller-manager")
+        add_leader_election_flags(part)
         part.set_defaults(func=cmd_control_part)
 
 
@@ -64,7 +64,7 @@ def _duration(text: str) -> float:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
-def add_leader_election_flags(parser: argparse.ArgumentParser, lease: str) -> None:
+def add_leader_election_flags(parser: argparse.ArgumentParser) -> None:
     """kube-scheduler's and kube-controller-manager's --leader-elect* flags, their defaults too."""
     g = parser.add_argument_group("leader election")
     g.add_argument("--leader-elect", type=_bool, nargs="?", const=True, default=True,
@@ -77,7 +77,8 @@ def add_leader_election_flags(parser: argparse.ArgumentParser, lease: str) -> No
     g.add_argument("--leader-elect-retry-period", type=_duration, default=2.0, metavar="DURATION",
                    help="how often candidates try to acquire and the leader renews (2s)")
     g.add_argument("--leader-elect-resource-namespace", default="kube-system", help="the lease's namespace")
-    g.add_argument("--leader-elect-resource-name", default=lease, help=f"the lease's name ({lease})")
+    g.add_argument("--leader-elect-resource-name", default="",
+                   help="the lease's name (default: the component's, kube-scheduler or kube-controller-manager)")
 
 
 def leader_election_from(args: argparse.Namespace) -> "LeaderElectionConfig | None":
