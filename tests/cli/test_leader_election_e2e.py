@@ -228,6 +228,9 @@ def test_podbay_up_holds_the_leases_and_a_second_scheduler_stands_by(host_env: H
         wait_until(lambda: bool(asyncio.run(read(lambda c: c.get(Pod, "idle", "default"))).spec.node_name))
         assert holder_of("kube-scheduler") == all_in_one
         assert "successfully acquired lease" not in log.read_text()
+        rows = [line.split() for line in podbay("get", "leases", "-n", "kube-system").stdout.splitlines()]
+        assert rows == [["NAME", "HOLDER", "AGE"], ["kube-controller-manager", all_in_one, rows[1][2]],
+                        ["kube-scheduler", all_in_one, rows[2][2]]]
     finally:
         if standby is not None:
             standby.kill()  # by its PID: only what this test started
