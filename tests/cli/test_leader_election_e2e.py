@@ -37,13 +37,14 @@ SLOW = ["--leader-elect-lease-duration", "60s", "--leader-elect-renew-deadline",
 
 
 @dataclass
-class Scheduler:
+class Part:
+    """A `podbay scheduler` or `podbay controllers` process."""
+
     process: asyncio.subprocess.Process
     log: Path
 
     def identity(self) -> str | None:
-        found = re.search(r"attempting to acquire leader lease kube-system/kube-scheduler as (\S+)\.\.\.",
-                          self.log.read_text())
+        found = re.search(r"attempting to acquire leader lease kube-system/\S+ as (\S+)\.\.\.", self.log.read_text())
         return found.group(1) if found else None
 
 
@@ -66,20 +67,20 @@ async def client(server: EmbeddedServer) -> AsyncIterator[Client]:
 
 
 @pytest.fixture
-async def start(server: EmbeddedServer, tmp_path: Path) -> AsyncIterator[Callable[..., Awaitable[Scheduler]]]:
-    started: list[Scheduler] = []
+async def start(server: EmbeddedServer, tmp_path: Path) -> AsyncIterator[Callable[..., Awaitable[Part]]]:
+    started: list[Part] = []
 
-    async def run(*flags: str) -> Scheduler:
-        log = tmp_path / f"scheduler-{len(started)}.log"
+    async def run(*flags: str, verb: str = "scheduler") -> Part:
+        log = tmp_path / f"{verb}-{len(started)}.log"
         with open(log, "wb") as out:
             process = await asyncio.create_subprocess_exec(
                 sys.executable, "-m", "podbay", "--state-root", str(tmp_path / "state"), "--run-root",
-                str(tmp_path / "run"), "--server", server.url, "scheduler", *flags,
+                str(tmp_path / "run"), "--server", server.url, verb, *flags,
                 stdin=asyncio.subprocess.DEVNULL, stdout=out, stderr=out, cwd=ROOT)
-        scheduler = Scheduler(process, log)
-        started.append(scheduler)
-        await eventually(lambda: scheduler.identity() is not None, what=f"{log.name} standing")
-        return scheduler
+        part = Part(process, log)
+        started.append(part)
+        await eventually(lambda: part.identity() is not None, what=f"{log.name} standing")
+        return part
 
     yield run
     for s in started:
@@ -95,21 +96,22 @@ async def eventually(check: Callable[[], object], timeout: float = 30.0, what: s
         await asyncio.sleep(0.1)
 
 
-async def lease(client: Client) -> Lease | None:
+async def lease(client: Client, name: str = "kube-scheduler") -> Lease | None:
     try:
-        return await client.get(Lease, "kube-scheduler", "kube-system")
+        return await client.get(Lease, name, "kube-system")
     except NotFound:
         return None
 
 
-async def holder(client: Client) -> str:
-    held = await lease(client)
+async def holder(client: Client, name: str = "kube-scheduler") -> str:
+    held = await lease(client, name)
     return (held.spec.holder_identity or "") if held else ""
 
 
-async def wait_holder(client: Client, identity: str | None, timeout: float = 30.0) -> None:
+async def wait_holder(client: Client, identity: str | None, timeout: float = 30.0,
+                      name: str = "kube-scheduler") -> None:
     deadline = time.monotonic() + timeout
-    while (current := await holder(client)) != identity:
+    while (current := await holder(client, name)) != identity:
         assert time.monotonic() < deadline, f"the lease is held by {current!r}, not {identity!r}"
         await asyncio.sleep(0.1)
 
@@ -127,7 +129,7 @@ def a_pod(name: str) -> Pod:
 
 
 async def test_standby_takes_over_when_the_leader_is_killed(
-        client: Client, start: Callable[..., Awaitable[Scheduler]]) -> None:
+        client: Client, start: Callable[..., Awaitable[Part]]) -> None:
     leader = await start(*FAST)
     await wait_holder(client, leader.identity())
     standby = await start(*FAST)
@@ -154,7 +156,7 @@ async def test_standby_takes_over_when_the_leader_is_killed(
 
 
 async def test_clean_shutdown_releases_the_lease_and_the_standby_takes_it_at_once(
-        client: Client, start: Callable[..., Awaitable[Scheduler]], server: EmbeddedServer, tmp_path: Path) -> None:
+        client: Client, start: Callable[..., Awaitable[Part]], server: EmbeddedServer, tmp_path: Path) -> None:
     leader = await start(*SLOW)
     await wait_holder(client, leader.identity())
     standby = await start(*SLOW)
@@ -236,3 +238,14 @@ def test_podbay_up_holds_the_leases_and_a_second_scheduler_stands_by(host_env: H
             standby.kill()  # by its PID: only what this test started
             standby.wait()
         podbay("down", "--purge")
+
+
+async def test_controllers_elect_one_leader_and_hand_over(
+        client: Client, start: Callable[..., Awaitable[Part]]) -> None:
+    leader = await start(*FAST, verb="controllers")
+    await wait_holder(client, leader.identity(), name="kube-controller-manager")
+    standby = await start(*FAST, verb="controllers")
+    os.kill(leader.process.pid, signal.SIGKILL)
+    await leader.process.wait()
+    await wait_holder(client, standby.identity(), name="kube-controller-manager")
+    assert await holder(client, "kube-scheduler") == ""  # the controllers hold only their own lease
