@@ -28,12 +28,13 @@ from tests.conftest import HostEnv, require_root
 pytestmark = pytest.mark.e2e
 
 ROOT = Path(__file__).resolve().parents[2]
-# Short timings: a standby takes an abandoned lease 2 s after the last renewal it saw.
-FAST = ["--leader-elect-lease-duration", "2s", "--leader-elect-renew-deadline", "1500ms",
-        "--leader-elect-retry-period", "250ms"]
+# Short timings: a standby takes an abandoned lease 4 s after the last renewal it saw (long
+# enough that a leader slowed down by a busy machine still renews in time).
+FAST = ["--leader-elect-lease-duration", "4s", "--leader-elect-renew-deadline", "3s",
+        "--leader-elect-retry-period", "500ms"]
 # A lease that would take 60 s to expire: a standby taking over sooner shows it was released.
-SLOW = ["--leader-elect-lease-duration", "60s", "--leader-elect-renew-deadline", "1s",
-        "--leader-elect-retry-period", "250ms"]
+SLOW = ["--leader-elect-lease-duration", "60s", "--leader-elect-renew-deadline", "5s",
+        "--leader-elect-retry-period", "500ms"]
 
 
 @dataclass
@@ -139,7 +140,7 @@ async def test_standby_takes_over_when_the_leader_is_killed(
     assert (await wait_bound(client, "first")).spec.node_name == "node-a"
     held = await lease(client)
     assert held is not None and held.spec.holder_identity == leader.identity()
-    assert held.spec.lease_transitions == 0 and held.spec.lease_duration_seconds == 2
+    assert held.spec.lease_transitions == 0 and held.spec.lease_duration_seconds == 4
     assert "successfully acquired lease" not in standby.log.read_text()
 
     os.kill(leader.process.pid, signal.SIGKILL)
