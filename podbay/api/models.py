@@ -745,6 +745,25 @@ class Secret(Model):
     type: str | None = None
 
 
+# --- coordination.k8s.io/v1 ---------------------------------------------------
+
+class LeaseSpec(Model):
+    holder_identity: str | None = None
+    lease_duration_seconds: int | None = None
+    acquire_time: MicroTime | None = None
+    renew_time: MicroTime | None = None
+    lease_transitions: int | None = None
+    strategy: str | None = None
+    preferred_holder: str | None = None
+
+
+class Lease(Model):
+    api_version: Literal["coordination.k8s.io/v1"] = "coordination.k8s.io/v1"
+    kind: Literal["Lease"] = "Lease"
+    metadata: ObjectMeta = Field(default_factory=ObjectMeta)
+    spec: LeaseSpec = Field(default_factory=LeaseSpec)
+
+
 class StatusCause(Model):
     reason: str | None = None
     message: str | None = None

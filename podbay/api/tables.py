@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Callable
 
-from podbay.api.models import ConfigMap, Event, Namespace, Node, Pod, Secret
+from podbay.api.models import ConfigMap, Event, Lease, Namespace, Node, Pod, Secret
 from podbay.api.printing import age, pod_row
 
 
@@ -70,6 +70,9 @@ NAMESPACE_COLUMNS = [_name("Name of the namespace."), Column("Status", "The stat
 CONFIGMAP_COLUMNS = [_name("Name of the config map."), Column("Data", "The number of keys.", type="integer"), _AGE]
 SECRET_COLUMNS = [_name("Name of the secret."), Column("Type", "The type of the secret."),
                   Column("Data", "The number of keys.", type="integer"), _AGE]
+
+LEASE_COLUMNS = [_name("Name of the lease."),
+                 Column("Holder", "holderIdentity contains the identity of the holder of a current lease."), _AGE]
 
 DEFAULT_COLUMNS = [
     _name("Name of the object."),
@@ -133,6 +136,10 @@ def secret_cells(sec: Secret, now: datetime) -> list[Any]:
             age(sec.metadata.creation_timestamp, now)]
 
 
+def lease_cells(lease: Lease, now: datetime) -> list[Any]:
+    return [lease.metadata.name or "", lease.spec.holder_identity or "", age(lease.metadata.creation_timestamp, now)]
+
+
 def default_cells(obj: Any, now: datetime) -> list[Any]:
     created = obj.metadata.creation_timestamp
     return [obj.metadata.name or "", created.strftime("%Y-%m-%dT%H:%M:%SZ") if created else ""]
@@ -143,5 +150,5 @@ def table_of(kind: type) -> tuple[list[Column], Callable[[Any, datetime], list[A
     tables: dict[type, tuple[list[Column], Callable[[Any, datetime], list[Any]]]] = {
         Pod: (POD_COLUMNS, pod_cells), Node: (NODE_COLUMNS, node_cells), Event: (EVENT_COLUMNS, event_cells),
         Namespace: (NAMESPACE_COLUMNS, namespace_cells), ConfigMap: (CONFIGMAP_COLUMNS, configmap_cells),
-        Secret: (SECRET_COLUMNS, secret_cells)}
+        Secret: (SECRET_COLUMNS, secret_cells), Lease: (LEASE_COLUMNS, lease_cells)}
     return tables.get(kind, (DEFAULT_COLUMNS, default_cells))

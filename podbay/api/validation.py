@@ -7,7 +7,7 @@ from pathlib import PurePosixPath
 
 from podbay.api.errors import FieldError
 from podbay.api.models import (
-    UNSUPPORTED_VOLUME_SOURCES, Container, Namespace, Node, Pod, Probe, ResourceRequirements, SeccompProfile,
+    UNSUPPORTED_VOLUME_SOURCES, Container, Lease, Namespace, Node, Pod, Probe, ResourceRequirements, SeccompProfile,
 )
 from podbay.api.quantity import parse_quantity
 from podbay.api.serialize import to_dict
@@ -387,4 +387,26 @@ def validate_namespace(ns: Namespace) -> list[FieldError]:
     errs = validate_metadata(ns.metadata, namespaced=False)
     if ns.metadata.name and not is_label(ns.metadata.name):
         errs.append(FieldError("metadata.name", ns.metadata.name, MSG_LABEL))
+    return errs
+
+
+LEASE_STRATEGIES = ("OldestEmulationVersion",)
+
+
+def validate_lease(lease: Lease) -> list[FieldError]:
+    """coordination's ValidateLease: the metadata, then ValidateLeaseSpec."""
+    errs = validate_metadata(lease.metadata)
+    spec = lease.spec
+    if spec.lease_duration_seconds is not None and spec.lease_duration_seconds <= 0:
+        errs.append(FieldError("spec.leaseDurationSeconds", spec.lease_duration_seconds,
+                               "Invalid value: must be greater than 0"))
+    if spec.lease_transitions is not None and spec.lease_transitions < 0:
+        errs.append(FieldError("spec.leaseTransitions", spec.lease_transitions,
+                               "Invalid value: must be greater than or equal to 0"))
+    if spec.strategy and spec.strategy not in LEASE_STRATEGIES:
+        errs.append(FieldError("spec.strategy", spec.strategy,
+                               f'Unsupported value: supported values: "{LEASE_STRATEGIES[0]}"'))
+    if spec.preferred_holder and not spec.strategy:
+        errs.append(FieldError("spec.preferredHolder", spec.preferred_holder,
+                               "Forbidden: may only be specified if `strategy` is defined"))
     return errs

@@ -34,7 +34,7 @@ from podbay.apiserver.patch import (
     MERGE_PATCH,
     STRATEGIC_MERGE_PATCH,
 )
-from podbay.apiserver.registry import RESOURCES, DeleteOptions, Registry
+from podbay.apiserver.registry import API_GROUPS, RESOURCES, DeleteOptions, Registry, ResourceInfo
 from podbay.apiserver.status import HTTPError, error_status, success_body
 from podbay.store.base import Store
 from podbay.store.selectors import parse_field_selector, parse_label_selector
@@ -139,18 +139,18 @@ def _strip_for_list(obj: dict[str, Any]) -> dict[str, Any]:
 
 
 class _Target:
-    """A parsed /api/v1 path."""
+    """A parsed /api/v1 (or /apis/{group}/{version}) path."""
 
-    def __init__(self, tail: str) -> None:
+    def __init__(self, tail: str, resources: dict[str, ResourceInfo] = RESOURCES) -> None:
         parts = [p for p in tail.split("/") if p]
         self.namespace: str | None = None
-        if len(parts) >= 3 and parts[0] == "namespaces" and parts[2] in RESOURCES and RESOURCES[parts[2]].namespaced:
+        if len(parts) >= 3 and parts[0] == "namespaces" and parts[2] in resources and resources[parts[2]].namespaced:
             self.namespace = parts[1]
             parts = parts[2:]
-        if not parts or parts[0] not in RESOURCES or len(parts) > 3:
+        if not parts or parts[0] not in resources or len(parts) > 3:
             raise HTTPError(404, "NotFound", "the server could not find the requested resource")
         self.resource = parts[0]
-        self.info = RESOURCES[self.resource]
+        self.info = resources[self.resource]
         self.name: str | None = parts[1] if len(parts) > 1 else None
         self.subresource: str | None = parts[2] if len(parts) > 2 else None
         if self.info.namespaced and self.name is not None and self.namespace is None:
@@ -163,8 +163,19 @@ class _Target:
         return self.namespace or ""
 
 
+def _group_resources(request: web.Request) -> dict[str, ResourceInfo]:
+    """The resources of /apis/{group}/{version}, or the core ones under /api/v1."""
+    group = request.match_info.get("group")
+    if group is None:
+        return RESOURCES
+    resources = API_GROUPS.get(group, {}).get(request.match_info["version"])
+    if resources is None:
+        raise HTTPError(404, "NotFound", "the server could not find the requested resource")
+    return resources
+
+
 async def _dispatch(request: web.Request) -> web.StreamResponse:
-    target = _Target(request.match_info["tail"])
+    target = _Target(request.match_info["tail"], _group_resources(request))
     registry = request.app[REGISTRY_KEY]
     method = request.method
     if method != "GET" or not _flag(request, "watch"):
@@ -264,7 +275,7 @@ def _list(request: web.Request, target: _Target) -> web.Response:
     return _json_response(
         {
             "kind": f"{target.info.kind}List",
-            "apiVersion": "v1",
+            "apiVersion": target.info.api_version,
             "metadata": metadata,
             "items": [_strip_for_list(i) for i in items],
         }
@@ -351,6 +362,21 @@ async def _apis(request: web.Request) -> web.Response:
     return _json_response(discovery.api_group_list())
 
 
+async def _api_group(request: web.Request) -> web.Response:
+    negotiate(request)
+    group = discovery.api_group(request.match_info["group"])
+    if group is None:
+        raise HTTPError(404, "NotFound", "the server could not find the requested resource")
+    return _json_response(group)
+
+
+async def _api_group_version(request: web.Request) -> web.Response:
+    negotiate(request)
+    resources = _group_resources(request)
+    group_version = f"{request.match_info['group']}/{request.match_info['version']}"
+    return _json_response(discovery.resource_list(group_version, resources))
+
+
 async def _version(request: web.Request) -> web.Response:
     return _json_response(discovery.version_info())
 
@@ -379,6 +405,11 @@ def make_app(store: Store, *, token: str | None = None) -> web.Application:
     app.router.add_get("/version", _version)
     app.router.add_get("/version/", _version)
     app.router.add_route("*", "/api/v1/{tail:.+}", _dispatch)
+    app.router.add_get("/apis/{group}", _api_group)
+    app.router.add_get("/apis/{group}/", _api_group)
+    app.router.add_get("/apis/{group}/{version}", _api_group_version)
+    app.router.add_get("/apis/{group}/{version}/", _api_group_version)
+    app.router.add_route("*", "/apis/{group}/{version}/{tail:.+}", _dispatch)
     logs.setup(app)
     return app
 

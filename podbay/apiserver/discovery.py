@@ -1,9 +1,9 @@
-"""Discovery documents: /api, /api/v1, /apis, /version (what kubectl reads first)."""
+"""Discovery documents: /api, /api/v1, /apis, /apis/{group}[/{version}], /version (what kubectl reads first)."""
 from __future__ import annotations
 
 from typing import Any
 
-from podbay.apiserver.registry import RESOURCES
+from podbay.apiserver.registry import API_GROUPS, RESOURCES, ResourceInfo
 
 KUBERNETES_VERSION = "v1.32.0"
 
@@ -20,13 +20,30 @@ def api_versions(server_address: str) -> dict[str, Any]:
     }
 
 
+def _group(name: str) -> dict[str, Any]:
+    versions = [{"groupVersion": f"{name}/{v}", "version": v} for v in API_GROUPS[name]]
+    return {"name": name, "versions": versions, "preferredVersion": versions[0]}
+
+
 def api_group_list() -> dict[str, Any]:
-    return {"kind": "APIGroupList", "apiVersion": "v1", "groups": []}
+    return {"kind": "APIGroupList", "apiVersion": "v1", "groups": [_group(name) for name in API_GROUPS]}
+
+
+def api_group(name: str) -> dict[str, Any] | None:
+    """/apis/{group}; None for a group this server does not serve."""
+    if name not in API_GROUPS:
+        return None
+    return {"kind": "APIGroup", "apiVersion": "v1", **_group(name)}
 
 
 def core_v1_resources() -> dict[str, Any]:
+    return resource_list("v1", RESOURCES)
+
+
+def resource_list(group_version: str, table: dict[str, ResourceInfo]) -> dict[str, Any]:
+    """The APIResourceList of one group version (`v1` for the core group)."""
     resources: list[dict[str, Any]] = []
-    for info in RESOURCES.values():
+    for info in table.values():
         entry: dict[str, Any] = {
             "name": info.name,
             "singularName": info.kind.lower(),
@@ -50,7 +67,7 @@ def core_v1_resources() -> dict[str, Any]:
                     "verbs": _SUBRESOURCE_VERBS[sub],
                 }
             )
-    return {"kind": "APIResourceList", "groupVersion": "v1", "resources": resources}
+    return {"kind": "APIResourceList", "groupVersion": group_version, "resources": resources}
 
 
 def version_info() -> dict[str, str]:

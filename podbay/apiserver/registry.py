@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any, Callable
 
-from podbay.api import ConfigMap, Event, Namespace, Node, Pod, Secret
+from podbay.api import ConfigMap, Event, Lease, Namespace, Node, Pod, Secret
 from podbay.api.defaults import apply_pod_defaults
 from podbay.api.errors import (
     AlreadyExists,
@@ -24,7 +24,7 @@ from podbay.api.errors import (
     NotFound,
 )
 from podbay.api.serialize import from_dict, to_dict
-from podbay.api.validation import validate_pod
+from podbay.api.validation import validate_lease, validate_pod
 from podbay.apiserver.patch import apply_patch
 from podbay.apiserver.status import ObjectInvalid
 from podbay.store.base import Store
@@ -38,6 +38,12 @@ class ResourceInfo:
     model: type[Any]
     short_names: tuple[str, ...] = ()
     subresources: tuple[str, ...] = ()
+    group: str = ""  # "": the core group, served under /api/v1
+    version: str = "v1"
+
+    @property
+    def api_version(self) -> str:
+        return f"{self.group}/{self.version}" if self.group else self.version
 
 
 RESOURCES: dict[str, ResourceInfo] = {
@@ -47,6 +53,18 @@ RESOURCES: dict[str, ResourceInfo] = {
     "events": ResourceInfo("events", "Event", True, Event, ("ev",)),
     "configmaps": ResourceInfo("configmaps", "ConfigMap", True, ConfigMap, ("cm",)),
     "secrets": ResourceInfo("secrets", "Secret", True, Secret, ()),
+}
+
+# The named API groups, served under /apis/{group}/{version}: group -> version -> resources,
+# the preferred version first. Store keys are the plurals, so they are unique across all groups.
+API_GROUPS: dict[str, dict[str, dict[str, ResourceInfo]]] = {
+    "coordination.k8s.io": {
+        "v1": {"leases": ResourceInfo("leases", "Lease", True, Lease, group="coordination.k8s.io")},
+    },
+}
+_ALL_RESOURCES: dict[str, ResourceInfo] = {
+    **RESOURCES,
+    **{name: info for versions in API_GROUPS.values() for table in versions.values() for name, info in table.items()},
 }
 
 SYSTEM_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
@@ -110,7 +128,7 @@ class Registry:
     @staticmethod
     def info(resource: str) -> ResourceInfo:
         try:
-            return RESOURCES[resource]
+            return _ALL_RESOURCES[resource]
         except KeyError:
             raise NotFound(f'the server could not find the requested resource ({resource})') from None
 
@@ -145,8 +163,12 @@ class Registry:
             errors = validate_pod(model)
             if errors:
                 raise ObjectInvalid(info.kind, name, errors)
+        elif info.name == "leases":
+            errors = validate_lease(model)
+            if errors:
+                raise ObjectInvalid(info.kind, name, errors)
         out = to_dict(model)
-        out["kind"], out["apiVersion"] = info.kind, "v1"
+        out["kind"], out["apiVersion"] = info.kind, info.api_version
         return out
 
     @staticmethod
@@ -154,13 +176,13 @@ class Registry:
         if not isinstance(body, dict):
             raise BadRequest(f"the body of the request must be a {info.kind} object")
         kind, api_version = body.get("kind"), body.get("apiVersion")
-        if kind not in (None, "", info.kind) or api_version not in (None, "", "v1"):
+        if kind not in (None, "", info.kind) or api_version not in (None, "", info.api_version):
             raise BadRequest(
                 f"the body of the request was in an unknown format - accepted media types include: "
-                f"application/json (got {api_version}/{kind}, want v1/{info.kind})"
+                f"application/json (got {api_version}/{kind}, want {info.api_version}/{info.kind})"
             )
         body = copy.deepcopy(body)
-        body["kind"], body["apiVersion"] = info.kind, "v1"
+        body["kind"], body["apiVersion"] = info.kind, info.api_version
         return body
 
     # -- reads -----------------------------------------------------------------

@@ -7,12 +7,17 @@ import contextlib
 import logging
 import os
 import signal
+from dataclasses import replace
+from typing import Awaitable, Callable
 
 from podbay.agent.agent import run as run_agent
 from podbay.agent.config import AgentConfig
+from podbay.api.defaults import DEFAULT_SCHEDULER
 from podbay.apiserver.embedded import serve_embedded
 from podbay.cli.settings import Settings
 from podbay.client import Client
+from podbay.client.leaderelection import LeaderElectionConfig, LeaderElector
+from podbay.client.record import EventRecorder
 from podbay.controllers.nodelifecycle import NodeLifecycle
 from podbay.controllers.podgc import PodGC
 from podbay.runtime.images import ensure_busybox_image
@@ -29,6 +34,34 @@ def _stop_on_signals(stop: asyncio.Event | None) -> asyncio.Event:
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, stop.set)
     return stop
+
+
+SCHEDULER_LEASE = "kube-scheduler"
+CONTROLLERS_LEASE = "kube-controller-manager"
+
+
+async def _elected(client: Client, election: LeaderElectionConfig | None, lease: str, component: str,
+                   lead: Callable[[], Awaitable[None]]) -> None:
+    """`lead()` while this process holds `lease` (kube-system/kube-scheduler, ...); at once without election."""
+    if election is None:
+        await lead()
+        return
+    recorder = EventRecorder(client, component)
+    try:
+        await LeaderElector(client, replace(election, name=election.name or lease), recorder).run(lead)
+    finally:
+        await recorder.close()
+
+
+def _scheduler(client: Client, election: LeaderElectionConfig | None) -> Awaitable[None]:
+    return _elected(client, election, SCHEDULER_LEASE, DEFAULT_SCHEDULER, lambda: run_scheduler(client))
+
+
+def _controllers(client: Client, settings: Settings, election: LeaderElectionConfig | None) -> Awaitable[None]:
+    async def lead() -> None:
+        await asyncio.gather(PodGC(client).run(), NodeLifecycle(
+            client, settings.node_grace, settings.pod_eviction_timeout, settings.node_monitor_period).run())
+    return _elected(client, election, CONTROLLERS_LEASE, CONTROLLERS_LEASE, lead)
 
 
 async def _start_runtime(settings: Settings) -> RuntimeService:
@@ -59,11 +92,12 @@ async def serve(settings: Settings, *, ready: asyncio.Event | None = None,
         client = Client.connect(server.url)
         agent_config = _agent_config(settings)
         registered = asyncio.Event()
+        # The all-in-one holds the scheduler's and the controllers' leases too, so a `podbay scheduler`
+        # or `podbay controllers` pointed at it stands by instead of acting twice.
+        election = LeaderElectionConfig()
         tasks = [
-            asyncio.create_task(run_scheduler(client), name="scheduler"),
-            asyncio.create_task(PodGC(client).run(), name="podgc"),
-            asyncio.create_task(NodeLifecycle(client, settings.node_grace, settings.pod_eviction_timeout,
-                                              settings.node_monitor_period).run(), name="nodelifecycle"),
+            asyncio.create_task(_scheduler(client, election), name="scheduler"),
+            asyncio.create_task(_controllers(client, settings, election), name="controllers"),
             asyncio.create_task(run_agent(client, runtime, agent_config, registered), name="agent"),
         ]
         # Ready means a pod applied now gets scheduled: this node exists.
@@ -105,19 +139,20 @@ async def serve_agent(settings: Settings, token: str | None = None, stop: asynci
 
 
 async def serve_controllers(settings: Settings, token: str | None = None, *, scheduler: bool = True,
-                            controllers: bool = True, stop: asyncio.Event | None = None) -> None:
+                            controllers: bool = True, stop: asyncio.Event | None = None,
+                            election: LeaderElectionConfig | None = None) -> None:
     """The scheduler and/or the controllers (pod GC, node lifecycle) alone, against the API
-    server at `settings.server`, as kube-scheduler and kube-controller-manager run."""
+    server at `settings.server`, as kube-scheduler and kube-controller-manager run; with
+    `election`, each acts only while it holds its lease."""
     if not settings.server:
         raise SystemExit("this part needs --server URL (the API server to work against)")
     stop = _stop_on_signals(stop)
     client = Client.connect(settings.server, token)
     coros = []
     if scheduler:
-        coros.append(run_scheduler(client))
+        coros.append(_scheduler(client, election))
     if controllers:
-        coros += [PodGC(client).run(), NodeLifecycle(client, settings.node_grace, settings.pod_eviction_timeout,
-                                                     settings.node_monitor_period).run()]
+        coros.append(_controllers(client, settings, election))
     tasks = [asyncio.create_task(c) for c in coros]
     stopped = asyncio.create_task(stop.wait())
     await asyncio.wait([*tasks, stopped], return_when=asyncio.FIRST_COMPLETED)

@@ -16,7 +16,9 @@ EXAMPLES: dict[str, str] = {
     "agent": """\
   podbay --node-name edge-2 --server http://10.0.0.1:6443 agent --token "$(cat api-token)\"""",
     "scheduler": """\
-  podbay --server http://10.0.0.1:6443 scheduler --token "$(cat api-token)\"""",
+  podbay --server http://10.0.0.1:6443 scheduler --token "$(cat api-token)"
+  podbay --server http://10.0.0.1:6443 scheduler --leader-elect-lease-duration 30s   # a standby waits 30s
+  podbay --server http://10.0.0.1:6443 scheduler --leader-elect=false                # act at once, no lease\"""",
     "controllers": """\
   podbay --server http://10.0.0.1:6443 controllers --token "$(cat api-token)\"""",
     "apply": """\

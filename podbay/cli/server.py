@@ -13,8 +13,12 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from podbay.cli.settings import Settings, settings_from
+
+if TYPE_CHECKING:
+    from podbay.client.leaderelection import LeaderElectionConfig
 
 READY_TIMEOUT = 120.0
 STOP_TIMEOUT = 60.0
@@ -37,7 +41,60 @@ def register(sub: argparse._SubParsersAction) -> None:
                        ("controllers", "run only the controllers (pod GC, node lifecycle) against --server URL")):
         part = sub.add_parser(name, help=text)
         part.add_argument("--token", default=os.environ.get("PODBAY_TOKEN"), help="the API server's bearer token")
+        add_leader_election_flags(part)
         part.set_defaults(func=cmd_control_part)
+
+
+def _bool(text: str) -> bool:
+    """Go's strconv.ParseBool, as kube-scheduler reads `--leader-elect=false`."""
+    if text in ("1", "t", "T", "true", "TRUE", "True"):
+        return True
+    if text in ("0", "f", "F", "false", "FALSE", "False"):
+        return False
+    raise argparse.ArgumentTypeError(f'invalid boolean "{text}"')
+
+
+def _duration(text: str) -> float:
+    from podbay.cli.common import CLIError
+    from podbay.cli.kubectl import parse_duration
+
+    try:
+        return parse_duration(text)
+    except CLIError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def add_leader_election_flags(parser: argparse.ArgumentParser) -> None:
+    """kube-scheduler's and kube-controller-manager's --leader-elect* flags, their defaults too."""
+    g = parser.add_argument_group("leader election")
+    g.add_argument("--leader-elect", type=_bool, nargs="?", const=True, default=True,
+                   help="act only while holding the lease, so several copies may run and one acts "
+                        "(default true; --leader-elect=false acts at once)")
+    g.add_argument("--leader-elect-lease-duration", type=_duration, default=15.0, metavar="DURATION",
+                   help="how long a standby waits after the last renewal it saw before taking the lease (15s)")
+    g.add_argument("--leader-elect-renew-deadline", type=_duration, default=10.0, metavar="DURATION",
+                   help="how long the leader keeps trying to renew before it stops acting (10s)")
+    g.add_argument("--leader-elect-retry-period", type=_duration, default=2.0, metavar="DURATION",
+                   help="how often candidates try to acquire and the leader renews (2s)")
+    g.add_argument("--leader-elect-resource-namespace", default="kube-system", help="the lease's namespace")
+    g.add_argument("--leader-elect-resource-name", default="",
+                   help="the lease's name (default: the component's, kube-scheduler or kube-controller-manager)")
+
+
+def leader_election_from(args: argparse.Namespace) -> "LeaderElectionConfig | None":
+    from podbay.client.leaderelection import LeaderElectionConfig, config_errors
+
+    if not args.leader_elect:
+        return None
+    config = LeaderElectionConfig(lease_duration=args.leader_elect_lease_duration,
+                                  renew_deadline=args.leader_elect_renew_deadline,
+                                  retry_period=args.leader_elect_retry_period,
+                                  namespace=args.leader_elect_resource_namespace,
+                                  name=args.leader_elect_resource_name)
+    errors = config_errors(config)
+    if errors:
+        raise SystemExit(f"error: invalid leader election flags: {'; '.join(errors)}")
+    return config
 
 
 def running_pid(settings: Settings) -> int | None:
@@ -160,7 +217,7 @@ def cmd_control_part(args: argparse.Namespace) -> int:
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     asyncio.run(serve_controllers(settings_from(args), args.token, scheduler=args.verb == "scheduler",
-                                  controllers=args.verb == "controllers"))
+                                  controllers=args.verb == "controllers", election=leader_election_from(args)))
     return 0
 
 

@@ -29,6 +29,7 @@ _RESOURCES: dict[str, tuple[str, bool]] = {
     "Event": ("events", True),
     "ConfigMap": ("configmaps", True),
     "Secret": ("secrets", True),
+    "Lease": ("leases", True),
 }
 PATCH_TYPES = {
     "strategic": "application/strategic-merge-patch+json",
@@ -93,7 +94,9 @@ class Client:
     def path(kind: type[Any], namespace: str | None = None, name: str | None = None,
              subresource: str | None = None) -> str:
         resource, namespaced = _resource(kind)
-        path = "/api/v1"
+        # A named group's model says its group version (Lease: coordination.k8s.io/v1).
+        api_version = kind.model_fields["api_version"].default
+        path = "/api/v1" if api_version == "v1" else f"/apis/{api_version}"
         if namespaced and namespace:
             path += f"/namespaces/{quote(namespace, safe='')}"
         path += f"/{resource}"

@@ -43,9 +43,9 @@ class EventRecorder:
 
     async def record(self, obj: Any, reason: str, message: str, *, warning: bool = False,
                      field_path: str | None = None) -> None:
-        """An Event about `obj` (a Pod or Node object) from this component."""
+        """An Event about `obj` (a Pod, Node or Lease object) from this component."""
         now = datetime.now(timezone.utc)
-        ref: dict[str, Any] = {"kind": obj.kind or "Pod", "apiVersion": "v1", "name": obj.metadata.name,
+        ref: dict[str, Any] = {"kind": obj.kind or "Pod", "apiVersion": obj.api_version, "name": obj.metadata.name,
                                "namespace": obj.metadata.namespace, "uid": obj.metadata.uid}
         if field_path:
             ref["fieldPath"] = field_path
