@@ -16,7 +16,7 @@ from podbay.api.defaults import DEFAULT_SCHEDULER
 from podbay.apiserver.embedded import serve_embedded
 from podbay.cli.settings import Settings
 from podbay.client import Client
-from podbay.client.leaderelection import LeaderElectionConfig, LeaderElector
+from podbay.client.leaderelection import LeaderElectionConfig, LeaderElector, new_identity
 from podbay.client.record import EventRecorder
 from podbay.controllers.nodelifecycle import NodeLifecycle
 from podbay.controllers.podgc import PodGC
@@ -51,6 +51,20 @@ async def _elected(client: Client, election: LeaderElectionConfig | None, lease:
         await LeaderElector(client, replace(election, name=election.name or lease), recorder).run(lead)
     finally:
         await recorder.close()
+
+
+def _installation_identity(settings: Settings) -> str:
+    """`<hostname>_<uuid>` kept under the state root: a restarted all-in-one (after a crash, say)
+    is still the holder of its leases and acts at once instead of waiting for them to expire."""
+    path = settings.state_root / "leader-identity"
+    with contextlib.suppress(FileNotFoundError):
+        if identity := path.read_text().strip():
+            return identity
+    identity = new_identity()
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(identity + "\n")
+    return identity
 
 
 def _scheduler(client: Client, election: LeaderElectionConfig | None) -> Awaitable[None]:
@@ -94,7 +108,7 @@ async def serve(settings: Settings, *, ready: asyncio.Event | None = None,
         registered = asyncio.Event()
         # The all-in-one holds the scheduler's and the controllers' leases too, so a `podbay scheduler`
         # or `podbay controllers` pointed at it stands by instead of acting twice.
-        election = LeaderElectionConfig()
+        election = LeaderElectionConfig(identity=_installation_identity(settings))
         tasks = [
             asyncio.create_task(_scheduler(client, election), name="scheduler"),
             asyncio.create_task(_controllers(client, settings, election), name="controllers"),

@@ -32,6 +32,11 @@ def statuses(podbay, name: str) -> dict[str, dict]:
     return {s["name"]: s for s in pod["status"].get("containerStatuses", [])} | {"": {"phase": pod["status"]["phase"]}}
 
 
+def lease_holder(podbay, name: str) -> str:
+    lease = json.loads(podbay("get", "lease", name, "-n", "kube-system", "-o", "json").stdout)
+    return lease["spec"]["holderIdentity"]
+
+
 def test_killed_server_restarts_without_touching_containers(host_env: HostEnv, tmp_path: Path) -> None:
     require_root()
     podbay = podbay_cli(host_env)
@@ -62,6 +67,7 @@ spec:
         pids = {n: crun_containers(host_env)[i]["pid"] for n, i in ids.items()}
 
         settings = settings_for(host_env)
+        holder = lease_holder(podbay, "kube-scheduler")
         os.kill(int(settings.pidfile.read_text()), signal.SIGKILL)
         wait_until(lambda: running_pid(settings) is None)
         (gate / "quit").touch()
@@ -78,6 +84,12 @@ spec:
         assert quitter["state"]["terminated"]["exitCode"] == 3 and quitter["state"]["terminated"]["reason"] == "Error"
         assert quitter["containerID"] == before["quitter"]["containerID"] and quitter["restartCount"] == 0
         assert sorted(crun_containers(host_env)) == sorted(ids.values())
+        # The restarted server is still the holder of the scheduler's Lease: it binds a new pod
+        # without taking the Lease over from its former self (which would wait out the lease).
+        podbay("run", "--name", "after-restart", "busybox:1.35", "true")
+        wait_until(lambda: json.loads(podbay("get", "pod", "after-restart", "-o", "json").stdout)
+                   ["spec"].get("nodeName"))
+        assert lease_holder(podbay, "kube-scheduler") == holder
     finally:
         podbay("down", "--purge")
 
