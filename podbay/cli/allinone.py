@@ -9,7 +9,7 @@ import os
 import signal
 
 from podbay.agent.agent import run as run_agent
-from podbay.agent.config import AgentConfig
+from podbay.agent.config import AgentConfig, ServerAuth
 from podbay.apiserver.embedded import serve_embedded
 from podbay.cli.settings import Settings
 from podbay.client import Client
@@ -18,6 +18,7 @@ from podbay.controllers.podgc import PodGC
 from podbay.runtime.images import ensure_busybox_image
 from podbay.runtime.service import RuntimeService
 from podbay.scheduler.scheduler import run as run_scheduler
+from podbay.security.pki import KeyPair, ensure_self_signed, host_names, parse_join_token
 
 log = logging.getLogger("podbay")
 
@@ -40,8 +41,17 @@ async def _start_runtime(settings: Settings) -> RuntimeService:
     return runtime
 
 
-def _agent_config(settings: Settings) -> AgentConfig:
-    return AgentConfig(node_name=settings.node_name, server_port=0, state_root=settings.state_root,
+def _server_auth(settings: Settings, client_ca: bytes, token: str) -> ServerAuth:
+    """The agent's server lets in client certificates signed by the cluster CA (the API server's)
+    and the cluster token; its own certificate is self-signed, made once under the state root."""
+    serving = ensure_self_signed(KeyPair(settings.state_root / "pki" / "agent.crt",
+                                         settings.state_root / "pki" / "agent.key"),
+                                 f"{settings.node_name}-agent", host_names(settings.node_name, None))
+    return ServerAuth(serving, client_ca, token)
+
+
+def _agent_config(settings: Settings, auth: ServerAuth | None = None) -> AgentConfig:
+    return AgentConfig(node_name=settings.node_name, server_port=0, server_auth=auth, state_root=settings.state_root,
                        seccomp_profile_root=settings.seccomp_profile_root,
                        backoff_base=settings.backoff_base, backoff_cap=settings.backoff_cap,
                        # Beat well within the grace the node lifecycle controller allows.
@@ -55,9 +65,11 @@ async def serve(settings: Settings, *, ready: asyncio.Event | None = None,
     runtime = await _start_runtime(settings)
     async with serve_embedded(settings.state_root, unix_socket=settings.socket_path,
                               host=settings.api_address if settings.api_port else None, port=settings.api_port,
-                              db_path=settings.state_root / "store.db") as server:
+                              db_path=settings.state_root / "store.db", kubeconfig=settings.kubeconfig,
+                              node_name=settings.node_name) as server:
         client = Client.connect(server.url)
-        agent_config = _agent_config(settings)
+        agent_config = _agent_config(settings, await asyncio.to_thread(
+            _server_auth, settings, server.pki.ca_pem(), server.token))
         registered = asyncio.Event()
         tasks = [
             asyncio.create_task(run_scheduler(client), name="scheduler"),
@@ -86,15 +98,28 @@ async def serve(settings: Settings, *, ready: asyncio.Event | None = None,
                 raise t.exception()
 
 
+async def _join(settings: Settings, token: str | None) -> tuple[Client, bytes, str]:
+    """A client of `settings.server` verified with the CA the join token names, the CA, and the secret."""
+    if not settings.server:
+        raise SystemExit("this part needs --server URL (the API server to join)")
+    if not token:
+        raise SystemExit("joining needs --token (or PODBAY_TOKEN): the content of <state-root>/node-token "
+                         "on the API server's machine")
+    try:
+        client, ca = await Client.join(settings.server, token)
+    except ValueError as exc:
+        raise SystemExit(f"cannot join {settings.server}: {exc}") from None
+    return client, ca, parse_join_token(token)[1]
+
+
 async def serve_agent(settings: Settings, token: str | None = None, stop: asyncio.Event | None = None) -> None:
     """This machine's node agent alone, joined to the API server at `settings.server`
-    (another machine's `podbay up --api-port`), as a kubelet joins a cluster."""
-    if not settings.server:
-        raise SystemExit("podbay agent needs --server URL (the API server to join)")
+    (another machine's `podbay up`) with its join token, as a kubelet joins a cluster."""
+    client, ca, secret = await _join(settings, token)
     stop = _stop_on_signals(stop)
     runtime = await _start_runtime(settings)
-    client = Client.connect(settings.server, token)
-    task = asyncio.create_task(run_agent(client, runtime, _agent_config(settings)))
+    auth = await asyncio.to_thread(_server_auth, settings, ca, secret)
+    task = asyncio.create_task(run_agent(client, runtime, _agent_config(settings, auth)))
     stopped = asyncio.create_task(stop.wait())
     await asyncio.wait([task, stopped], return_when=asyncio.FIRST_COMPLETED)
     task.cancel()
@@ -108,10 +133,8 @@ async def serve_controllers(settings: Settings, token: str | None = None, *, sch
                             controllers: bool = True, stop: asyncio.Event | None = None) -> None:
     """The scheduler and/or the controllers (pod GC, node lifecycle) alone, against the API
     server at `settings.server`, as kube-scheduler and kube-controller-manager run."""
-    if not settings.server:
-        raise SystemExit("this part needs --server URL (the API server to work against)")
+    client, _, _ = await _join(settings, token)
     stop = _stop_on_signals(stop)
-    client = Client.connect(settings.server, token)
     coros = []
     if scheduler:
         coros.append(run_scheduler(client))
