@@ -2,7 +2,7 @@
 
     async def test_x(api_server):
         client = Client.connect(api_server.url)        # unix socket
-        ...                                             # api_server.http_url: 127.0.0.1:<port>
+        ...          # api_server.kubeconfig: the admin kubeconfig for https://127.0.0.1:<port>
 """
 from __future__ import annotations
 
