@@ -410,7 +410,9 @@ async def serve(
     try:
         if unix_socket is not None:
             path = Path(unix_socket)
-            path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            # The socket needs no credentials: its directory and mode keep everyone but root out.
+            path.parent.chmod(0o700)
             if path.is_socket():
                 path.unlink()
             await web.UnixSite(runner, str(path)).start()
