@@ -41,7 +41,7 @@ async def _start_runtime(settings: Settings) -> RuntimeService:
     return runtime
 
 
-def _server_auth(settings: Settings, client_ca: bytes, token: str) -> ServerAuth:
+def _server_auth(settings: Settings, client_ca: bytes, token: str | None) -> ServerAuth:
     """The agent's server lets in client certificates signed by the cluster CA (the API server's)
     and the cluster token; its own certificate is self-signed, made once under the state root."""
     serving = ensure_self_signed(KeyPair(settings.state_root / "pki" / "agent.crt",
@@ -98,10 +98,15 @@ async def serve(settings: Settings, *, ready: asyncio.Event | None = None,
                 raise t.exception()
 
 
-async def _join(settings: Settings, token: str | None) -> tuple[Client, bytes, str]:
-    """A client of `settings.server` verified with the CA the join token names, the CA, and the secret."""
+async def _join(settings: Settings, token: str | None) -> tuple[Client, bytes, str | None]:
+    """A client of `settings.server`, the cluster CA and the token's secret. Over HTTPS the server
+    is verified with the CA whose hash the join token carries; this machine's socket is its own
+    credential (root only) and hands over the CA."""
     if not settings.server:
         raise SystemExit("this part needs --server URL (the API server to join)")
+    if not settings.server.startswith("https://"):
+        client = Client.connect(settings.server)
+        return client, await client.cluster_ca(), None
     if not token:
         raise SystemExit("joining needs --token (or PODBAY_TOKEN): the content of <state-root>/node-token "
                          "on the API server's machine")

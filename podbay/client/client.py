@@ -95,13 +95,11 @@ class Client:
         and the cluster CA. The CA is fetched from the anonymous /cacerts and trusted only if its
         hash is the one the token carries: from then on the server is verified against it."""
         digest, secret = parse_join_token(join_token)
-        unverified = client_context(None)
-        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=unverified),
-                                         timeout=aiohttp.ClientTimeout(total=30)) as session:
-            async with session.get(server.rstrip("/") + "/cacerts") as resp:
-                ca = await resp.content.read(_MAX_CA_BYTES)
-                if resp.status != 200:
-                    raise ValueError(f"{server}/cacerts answered {resp.status}; is it a podbay API server?")
+        probe = cls(server, tls=client_context(None))
+        try:
+            ca = await probe.cluster_ca()
+        finally:
+            await probe.close()
         if not hmac.compare_digest(ca_hash(ca), digest):
             raise ValueError(f"the CA {server} serves does not match the hash in the join token: "
                              "refusing a server that may not be the cluster's")
@@ -126,6 +124,14 @@ class Client:
                 timeout=aiohttp.ClientTimeout(total=None, sock_connect=10),
             )
         return self._session
+
+    async def cluster_ca(self) -> bytes:
+        """The cluster CA (PEM) the server hands to anyone at /cacerts."""
+        async with self._http().get(self.base_url + "/cacerts") as resp:
+            raw = await resp.content.read(_MAX_CA_BYTES)
+            if resp.status != 200:
+                raise _error(resp.status, raw)
+            return raw
 
     @staticmethod
     def path(kind: type[Any], namespace: str | None = None, name: str | None = None,
