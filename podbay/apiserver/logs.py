@@ -26,7 +26,7 @@ def setup(app: web.Application, pki: ClusterPKI | None) -> None:
     does not verify the agents' serving certificates: a joining agent has no CA key to get one signed."""
     async def session_context(app: web.Application) -> AsyncIterator[None]:
         tls = client_context(None, pki.apiserver_client.cert.read_bytes(),
-                             pki.apiserver_client.key.read_bytes()) if pki is not None else None
+                             pki.apiserver_client.key.read_bytes(), verify=False) if pki is not None else None
         session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=tls if tls is not None else False),
                                         timeout=aiohttp.ClientTimeout(total=None, sock_connect=10))
         app[SESSION_KEY] = session

@@ -86,7 +86,7 @@ class Client:
         """The server and credentials of a kubeconfig's context (default: its current one);
         `server` overrides the kubeconfig's server."""
         creds = kubeconfig.load(Path(path), context)
-        tls = client_context(creds.ca, creds.cert, creds.key) if creds.ca or creds.cert else None
+        tls = client_context(creds.ca, creds.cert, creds.key)
         return cls(server or creds.server, token=creds.token, tls=tls)
 
     @classmethod
@@ -95,7 +95,7 @@ class Client:
         and the cluster CA. The CA is fetched from the anonymous /cacerts and trusted only if its
         hash is the one the token carries: from then on the server is verified against it."""
         digest, secret = parse_join_token(join_token)
-        probe = cls(server, tls=client_context(None))
+        probe = cls(server, tls=client_context(None, verify=False))
         try:
             ca = await probe.cluster_ca()
         finally:

@@ -18,15 +18,16 @@ from typing import Any, Awaitable, Callable
 
 from aiohttp import web
 
-from podbay.security.pki import write_private
+from podbay.security.pki import MASTERS, write_private
 
 # kube-apiserver's exact answer to a request without valid credentials.
 UNAUTHORIZED_BODY = json.dumps({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
-                                "message": "Unauthorized", "reason": "Unauthorized", "code": 401}, separators=(",", ":"))
+                                "message": "Unauthorized", "reason": "Unauthorized", "code": 401},
+                               separators=(",", ":"))
 UNIX_SOCKET_USER = "system:admin"
 TOKEN_USER = "podbay-token"
-MASTERS = "system:masters"
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+Middleware = Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]
 
 
 @dataclass(frozen=True)
@@ -88,7 +89,7 @@ def unauthorized() -> web.Response:
     return web.Response(status=401, text=UNAUTHORIZED_BODY, content_type="application/json")
 
 
-def middleware(token: str | None, public: frozenset[str] = frozenset()) -> Any:
+def middleware(token: str | None, public: frozenset[str] = frozenset()) -> Middleware:
     """Refuses every request without an identity but those for `public` paths."""
     @web.middleware
     async def check(request: web.Request, handler: Handler) -> web.StreamResponse:

@@ -267,12 +267,14 @@ def server_context(serving: KeyPair, client_ca: bytes) -> ssl.SSLContext:
     return ctx
 
 
-def client_context(ca: bytes | None, cert: bytes | None = None, key: bytes | None = None) -> ssl.SSLContext:
-    """TLS for a client: the server is verified against `ca` (not verified at all when None),
-    and the client certificate (PEM) is presented when given."""
-    ctx = ssl.create_default_context(cadata=ca.decode()) if ca is not None else ssl.SSLContext(
-        ssl.PROTOCOL_TLS_CLIENT)
-    if ca is None:
+def client_context(ca: bytes | None, cert: bytes | None = None, key: bytes | None = None, *,
+                   verify: bool = True) -> ssl.SSLContext:
+    """TLS for a client: the server is verified against `ca` (the system's CAs when None), or not
+    at all with `verify=False`; the client certificate (PEM) is presented when given."""
+    if verify:
+        ctx = ssl.create_default_context(cadata=ca.decode() if ca is not None else None)
+    else:
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
         ctx.check_hostname = False
         ctx.verify_mode = ssl.CERT_NONE
     if cert is not None and key is not None:
