@@ -33,8 +33,10 @@ def _stop_on_signals(stop: asyncio.Event | None) -> asyncio.Event:
 
 
 async def _start_runtime(settings: Settings) -> RuntimeService:
-    settings.run_root.mkdir(parents=True, exist_ok=True)
-    settings.state_root.mkdir(parents=True, exist_ok=True)
+    # Root's alone: they hold the cluster's keys, tokens, the store and every pod's files.
+    for root in (settings.run_root, settings.state_root):
+        root.mkdir(parents=True, exist_ok=True)
+        root.chmod(0o700)
     runtime = RuntimeService(settings.runtime_config())
     await runtime.start()
     await asyncio.to_thread(ensure_busybox_image, runtime.images)

@@ -34,8 +34,8 @@ UNAUTHORIZED = {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": 
 @pytest.fixture
 async def cluster(host_env: HostEnv) -> AsyncIterator[Cluster]:
     require_root()
-    # Traversable directories above the state, as /var/lib is: only podbay's own file modes guard it.
-    for d in (host_env.state_root.parent, host_env.state_root):
+    # Traversable directories, as /var/lib is: podbay itself must make its state private.
+    for d in (host_env.state_root.parent, host_env.state_root, host_env.run_root):
         os.chmod(d, 0o755)
     settings = dataclasses.replace(settings_for(host_env), api_port=free_port())
     async with running_cluster(settings) as running:
@@ -102,7 +102,8 @@ spec:
 async def test_nobody_cannot_read_credentials_or_reach_the_socket(cluster: Cluster) -> None:
     settings = cluster.settings
     pki = settings.state_root / "pki"
-    assert stat.S_IMODE(pki.stat().st_mode) == 0o700
+    for private in (settings.state_root, settings.run_root, pki):
+        assert stat.S_IMODE(private.stat().st_mode) == 0o700, private
     secrets = [settings.kubeconfig, settings.state_root / "api-token", settings.state_root / "node-token",
                *sorted(pki.glob("*.key"))]
     assert len(secrets) >= 8
@@ -111,7 +112,6 @@ async def test_nobody_cannot_read_credentials_or_reach_the_socket(cluster: Clust
         denied = await as_nobody("cat", str(path))
         assert denied.returncode != 0 and b"Permission denied" in denied.stderr, path
     assert stat.S_IMODE(settings.socket_path.stat().st_mode) == 0o600
-    assert stat.S_IMODE(settings.run_root.stat().st_mode) == 0o700
     refused = await as_nobody("curl", "-sS", "--unix-socket", str(settings.socket_path),
                               "http://localhost/api/v1/namespaces/default/pods")
     assert refused.returncode != 0 and refused.stdout == b""
