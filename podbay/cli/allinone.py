@@ -65,6 +65,9 @@ async def serve(settings: Settings, *, ready: asyncio.Event | None = None,
     """Runs until `stop` is set (or SIGTERM/SIGINT); containers keep running after it."""
     stop = _stop_on_signals(stop)
     runtime = await _start_runtime(settings)
+    if not settings.api_port:
+        # An earlier run's kubeconfig would point kubectl at a port nothing serves now.
+        settings.kubeconfig.unlink(missing_ok=True)
     async with serve_embedded(settings.state_root, unix_socket=settings.socket_path,
                               host=settings.api_address if settings.api_port else None, port=settings.api_port,
                               db_path=settings.state_root / "store.db", kubeconfig=settings.kubeconfig,

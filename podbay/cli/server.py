@@ -57,6 +57,8 @@ def cmd_up(args: argparse.Namespace) -> int:
     pid = running_pid(settings)
     if pid is not None:
         print(f"podbay is already running (pid {pid}); its API: {settings.server_url}")
+        if settings.kubeconfig.exists():
+            print(f"export KUBECONFIG={settings.kubeconfig}")
         return 0
     if args.foreground:
         return _foreground(settings, args.ready_fd)
