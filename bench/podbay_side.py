@@ -19,7 +19,9 @@ class PodbayServer:
         self.base = Path(tempfile.mkdtemp(prefix="podbay-bench-"))
         self.flags = ["--state-root", str(self.base / "lib"), "--run-root", str(self.base / "run"),
                       "--cgroup-parent", "podbay-bench", "--network", "podbay-bench", "--bridge", "pbbench0",
-                      "--subnet", "10.124.0.0/16", "--node-name", "bench-node", *flags]
+                      "--subnet", "10.124.0.0/16", "--node-name", "bench-node",
+                      # The benchmark drives the socket; 6443 may be a real podbay's.
+                      "--api-port", "0", *flags]
         self.podbay("up")
         self.client = Client.connect(f"unix://{self.base / 'run' / 'api.sock'}")
 

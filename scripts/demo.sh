@@ -11,6 +11,10 @@ $podbay up
 $podbay apply -f examples/web-pod.yaml
 $podbay wait --for=condition=Ready pod/web --timeout=120s
 $podbay get pods -o wide
+if command -v kubectl >/dev/null; then
+    echo "--- kubectl, with the admin kubeconfig \`podbay up\` wrote (HTTPS on 127.0.0.1:6443):"
+    KUBECONFIG="${PODBAY_WRITE_KUBECONFIG:-${PODBAY_STATE_ROOT:-/var/lib/podbay}/kubeconfig}" kubectl get pods
+fi
 echo
 echo "--- http://127.0.0.1:8080/ (served by the pod's 'frontend' container):"
 .venv/bin/python - <<'PY'

@@ -691,8 +691,10 @@ async def run(client: Any, runtime: Any, config: AgentConfig, registered: asynci
     `registered` is set once the Node object exists."""
     from podbay.agent.server import start_server
 
+    if config.server_auth is None:
+        raise ValueError("the agent's logs/exec server needs credentials to check (AgentConfig.server_auth)")
     agent = Agent(client, runtime, config)
-    server = await start_server(agent, config.node_address, config.server_port)
+    server = await start_server(agent, config.node_address, config.server_port, config.server_auth)
     agent.port = server.port
     await agent.register_node()
     if registered is not None:

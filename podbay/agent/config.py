@@ -7,6 +7,16 @@ from pathlib import Path
 
 from podbay.agent.imagegc import ImageGCPolicy
 from podbay.runtime.images.busybox import TAGS as BUSYBOX_TAGS
+from podbay.security.pki import KeyPair
+
+
+@dataclass(frozen=True)
+class ServerAuth:
+    """Who the logs/exec server lets in (the kubelet's 10250 role): a client certificate
+    signed by `client_ca` (the API server's), or the bearer `token`; nobody else."""
+    serving: KeyPair  # the server's own certificate
+    client_ca: bytes  # PEM
+    token: str | None
 
 
 @dataclass
@@ -14,6 +24,7 @@ class AgentConfig:
     node_name: str = field(default_factory=socket.gethostname)
     node_address: str = "127.0.0.1"  # InternalIP published in the Node; the logs/exec server listens here
     server_port: int = 10250  # 0: any free port (tests)
+    server_auth: ServerAuth | None = None  # required to serve logs and exec
     state_root: Path = Path("/var/lib/podbay")  # capacity of ephemeral-storage is read here
     seccomp_profile_root: Path | None = None  # Localhost seccomp profiles; None: <state_root>/seccomp
     heartbeat_interval: float = 10.0

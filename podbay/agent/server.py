@@ -1,6 +1,7 @@
 """The agent's small kubelet-like HTTP server: container logs and exec (run to completion
 on POST, streamed over a WebSocket on GET), which the API server proxies for
-`pods/{name}/log` and `pods/{name}/exec`.
+`pods/{name}/log` and `pods/{name}/exec`. Only the API server (its client certificate)
+and holders of the cluster token get in: this server runs commands in any container.
 """
 from __future__ import annotations
 
@@ -13,9 +14,12 @@ from typing import Any, AsyncIterator
 
 from aiohttp import web
 
+from podbay.agent.config import ServerAuth
 from podbay.agent.podstate import RunState
 from podbay.agent.runtimeview import container_record, runtime_pods
 from podbay.agent.streams import serve_exec
+from podbay.security import authn
+from podbay.security.pki import server_context
 
 FOLLOW_POLL_SECONDS = 0.2  # log files have no change notification through the runtime
 
@@ -106,7 +110,7 @@ async def _read_lines(path: Path, follow: bool, alive: Any) -> AsyncIterator[Log
             await asyncio.sleep(FOLLOW_POLL_SECONDS)
 
 
-def make_app(agent: Any) -> web.Application:
+def make_app(agent: Any, auth: ServerAuth) -> web.Application:
     async def logs(request: web.Request) -> web.StreamResponse:
         ns, pod, name = request.match_info["ns"], request.match_info["pod"], request.match_info["container"]
         q = request.query
@@ -161,7 +165,7 @@ def make_app(agent: Any) -> web.Application:
     async def healthz(_: web.Request) -> web.Response:
         return web.Response(text="ok")
 
-    app = web.Application()
+    app = web.Application(middlewares=[authn.middleware(auth.token)])
     app.router.add_get("/containerLogs/{ns}/{pod}/{container}", logs)
     app.router.add_post("/exec/{ns}/{pod}/{container}", exec_)
     app.router.add_get("/exec/{ns}/{pod}/{container}", exec_stream)
@@ -169,10 +173,11 @@ def make_app(agent: Any) -> web.Application:
     return app
 
 
-async def start_server(agent: Any, host: str, port: int) -> _Server:
-    runner = web.AppRunner(make_app(agent))
+async def start_server(agent: Any, host: str, port: int, auth: ServerAuth) -> _Server:
+    """HTTPS on host:port; every request, /healthz too as on the kubelet's port, needs credentials."""
+    runner = web.AppRunner(make_app(agent, auth))
     await runner.setup()
-    site = web.TCPSite(runner, host, port)
+    site = web.TCPSite(runner, host, port, ssl_context=server_context(auth.serving, auth.client_ca))
     await site.start()
     bound = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
     return _Server(runner, bound)

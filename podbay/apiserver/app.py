@@ -27,7 +27,7 @@ from aiohttp import web
 
 from podbay.api import remotecommand
 from podbay.api.errors import BadRequest, Gone
-from podbay.apiserver import auth, discovery, logs, streams, tables
+from podbay.apiserver import discovery, logs, streams, tables
 from podbay.apiserver.patch import (
     APPLY_PATCH,
     JSON_PATCH,
@@ -37,6 +37,8 @@ from podbay.apiserver.patch import (
 from podbay.apiserver.registry import API_GROUPS, RESOURCES, DeleteOptions, Registry, ResourceInfo
 from podbay.apiserver.status import HTTPError, error_status, success_body
 from podbay.store.base import Store
+from podbay.security import authn
+from podbay.security.pki import ClusterPKI, server_context
 from podbay.store.selectors import parse_field_selector, parse_label_selector
 
 STORE_KEY = web.AppKey("store", Store)  # type: ignore[type-abstract]
@@ -96,17 +98,6 @@ async def _errors(request: web.Request, handler: Any) -> web.StreamResponse:
         if getattr(exc, "code", None) is None:
             request.app.logger.exception("internal error on %s %s", request.method, request.path)
         return _error_response(exc)
-
-
-def _auth_middleware(token: str | None) -> Any:
-    @web.middleware
-    async def check(request: web.Request, handler: Any) -> web.StreamResponse:
-        peer = request.transport.get_extra_info("peername") if request.transport else None
-        if not auth.authorized(peer, request.headers.get("Authorization"), token):
-            return _error_response(HTTPError(401, "Unauthorized", "Unauthorized"))
-        return await handler(request)
-
-    return check
 
 
 async def _body(request: web.Request) -> Any:
@@ -381,9 +372,17 @@ async def _version(request: web.Request) -> web.Response:
     return _json_response(discovery.version_info())
 
 
-def make_app(store: Store, *, token: str | None = None) -> web.Application:
-    """The API as an aiohttp application; creates the system namespaces."""
-    app = web.Application(middlewares=[_auth_middleware(token), _errors], client_max_size=8 * 1024 * 1024)
+# Anonymous as kube-apiserver's system:public-info-viewer allows (health and version), and the CA
+# bundle a joining node checks against the hash its join token carries (k3s's /cacerts).
+PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/livez", "/version", "/version/", "/cacerts"})
+
+
+def make_app(store: Store, *, token: str | None = None, pki: ClusterPKI | None = None) -> web.Application:
+    """The API as an aiohttp application; creates the system namespaces. TCP peers need the
+    bearer `token` or a client certificate TLS verified; the agents are reached with `pki`'s
+    API server client certificate."""
+    app = web.Application(middlewares=[authn.middleware(token, PUBLIC_PATHS), _errors],
+                          client_max_size=8 * 1024 * 1024)
     registry = Registry(store)
     registry.ensure_system_namespaces()
     app[STORE_KEY] = store
@@ -410,7 +409,14 @@ def make_app(store: Store, *, token: str | None = None) -> web.Application:
     app.router.add_get("/apis/{group}/{version}", _api_group_version)
     app.router.add_get("/apis/{group}/{version}/", _api_group_version)
     app.router.add_route("*", "/apis/{group}/{version}/{tail:.+}", _dispatch)
-    logs.setup(app)
+    if pki is not None:
+        ca = pki.ca_pem()
+
+        async def cacerts(_: web.Request) -> web.Response:
+            return web.Response(body=ca, content_type="text/plain")
+
+        app.router.add_get("/cacerts", cacerts)
+    logs.setup(app, pki)
     return app
 
 
@@ -421,30 +427,30 @@ async def serve(
     host: str | None = None,
     port: int = 0,
     token: str | None = None,
-    token_file: Path | None = None,
+    pki: ClusterPKI | None = None,
 ) -> web.AppRunner:
-    """Starts the API; returns the runner (call `cleanup()` to stop).
-
-    A non-loopback `host` needs a token: `token`, or one read from (or created
-    in, mode 0600) `token_file`. Without either, it refuses to start."""
+    """Starts the API; returns the runner (call `cleanup()` to stop). The TCP listener on
+    host:port speaks HTTPS with `pki`'s serving certificate and takes the bearer `token`
+    or a client certificate signed by its CA; without both it refuses to start."""
     if unix_socket is None and host is None:
         raise ValueError("serve needs a unix socket, a host, or both")
-    if host is not None and not auth.is_loopback_host(host) and token is None:
-        if token_file is None:
-            raise ValueError(f"listening on {host} requires a bearer token (token or token_file)")
-        token = auth.load_or_create_token(token_file)
-    runner = web.AppRunner(make_app(store, token=token), handle_signals=False, access_log=None)
+    if host is not None and (pki is None or not token):
+        raise ValueError(f"listening on {host} requires the cluster PKI and a bearer token")
+    runner = web.AppRunner(make_app(store, token=token, pki=pki), handle_signals=False, access_log=None)
     await runner.setup()
     try:
         if unix_socket is not None:
             path = Path(unix_socket)
             path.parent.mkdir(parents=True, exist_ok=True)
+            # The socket needs no credentials: its directory and mode keep everyone but root out.
+            path.parent.chmod(0o700)
             if path.is_socket():
                 path.unlink()
             await web.UnixSite(runner, str(path)).start()
             path.chmod(0o600)
-        if host is not None:
-            await web.TCPSite(runner, host, port).start()
+        if host is not None and pki is not None:
+            tls = server_context(pki.server, pki.ca_pem())
+            await web.TCPSite(runner, host, port, ssl_context=tls).start()
     except BaseException:
         await runner.cleanup()
         raise

@@ -3,12 +3,17 @@ fixture tests use to get a real server.
 
     async with serve_embedded(tmp_path) as server:
         client = Client.connect(server.url)          # unix socket
-        client = Client.connect(server.http_url)     # 127.0.0.1:<port>
+        client = Client.from_kubeconfig(server.kubeconfig)  # https://127.0.0.1:<port>
+
+The cluster PKI, the bearer token, the join token and the admin kubeconfig are made
+under the root (or reused from it) as `podbay up` makes them under its state root.
 """
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
+import socket
 from dataclasses import dataclass
 from pathlib import Path
 from typing import AsyncIterator
@@ -17,6 +22,9 @@ from aiohttp import web
 
 from podbay.apiserver.app import serve
 from podbay.apiserver.eventttl import EVENT_TTL, expire_events
+from podbay.security.authn import load_or_create_token
+from podbay.security.kubeconfig import render as render_kubeconfig
+from podbay.security.pki import ClusterPKI, ensure_cluster_pki, host_names, join_token, write_private
 from podbay.store.sqlite import SQLiteStore
 
 
@@ -27,21 +35,32 @@ class EmbeddedServer:
     socket_path: Path | None
     host: str | None
     port: int | None
-    token: str | None
+    token: str  # the bearer token's secret
+    pki: ClusterPKI
+    kubeconfig: Path | None  # the admin's, when there is a TCP listener
+    join_token: str  # K10<CA hash>::<token>: what a node joining from elsewhere presents
 
     @property
     def url(self) -> str:
         """The unix socket URL when there is one, else the TCP one."""
         if self.socket_path is not None:
             return f"unix://{self.socket_path}"
-        return self.http_url
+        return self.https_url
 
     @property
-    def http_url(self) -> str:
+    def https_url(self) -> str:
         if self.host is None or self.port is None:
             raise ValueError("this server listens on no TCP port")
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"http://{host}:{self.port}"
+        return https_url(self.host, self.port)
+
+
+def https_url(host: str, port: int) -> str:
+    """The URL clients use for a listener on host:port (loopback for an unspecified address)."""
+    with contextlib.suppress(ValueError):
+        address = ipaddress.ip_address(host)
+        if address.is_unspecified:
+            host = "127.0.0.1" if address.version == 4 else "::1"
+    return f"https://[{host}]:{port}" if ":" in host else f"https://{host}:{port}"
 
 
 @contextlib.asynccontextmanager
@@ -51,16 +70,24 @@ async def serve_embedded(
     unix_socket: Path | None | bool = True,
     host: str | None = "127.0.0.1",
     port: int = 0,
-    token: str | None = None,
     db_path: Path | None = None,
     store: SQLiteStore | None = None,
     event_ttl: float = EVENT_TTL,
+    kubeconfig: Path | None = None,
+    node_name: str | None = None,
 ) -> AsyncIterator[EmbeddedServer]:
     """Store at `root/store.db` (or `db_path`), socket at `root/api.sock`
-    (`unix_socket=True`), TCP on host:port (port 0 picks a free one); Events expire
+    (`unix_socket=True`), HTTPS on host:port (port 0 picks a free one) with the PKI in
+    `root/pki`, the token in `root/api-token`, the join token in `root/node-token` and the
+    admin kubeconfig at `kubeconfig` (default `root/kubeconfig`, 0600); Events expire
     `event_ttl` seconds after their last write. Everything is closed on exit."""
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
+    pki = await asyncio.to_thread(ensure_cluster_pki, root / "pki",
+                                  host_names(node_name or socket.gethostname(), host))
+    token = load_or_create_token(root / "api-token")
+    join = join_token(pki.ca_pem(), token)
+    write_private(root / "node-token", (join + "\n").encode())
     own_store = store is None
     if store is None:
         store = SQLiteStore(db_path or root / "store.db")
@@ -72,12 +99,18 @@ async def serve_embedded(
             host=host,
             port=port,
             token=token,
-            token_file=root / "api-token",
+            pki=pki,
         )
         expiry = asyncio.create_task(expire_events(store, event_ttl))
         try:
             bound_port = next((a[1] for a in runner.addresses if isinstance(a, tuple)), None)
-            yield EmbeddedServer(store, runner, socket_path, host, bound_port, token)
+            kubeconfig_path = None
+            if host is not None and bound_port is not None:
+                kubeconfig_path = kubeconfig or root / "kubeconfig"
+                write_private(kubeconfig_path, render_kubeconfig(
+                    https_url(host, bound_port), pki.ca_pem(), pki.admin.cert.read_bytes(),
+                    pki.admin.key.read_bytes()).encode())
+            yield EmbeddedServer(store, runner, socket_path, host, bound_port, token, pki, kubeconfig_path, join)
         finally:
             expiry.cancel()
             await asyncio.gather(expiry, return_exceptions=True)

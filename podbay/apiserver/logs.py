@@ -12,6 +12,7 @@ from aiohttp import web
 
 from podbay.api.errors import BadRequest
 from podbay.apiserver.status import HTTPError
+from podbay.security.pki import ClusterPKI, client_context
 from podbay.store.base import Store
 
 SESSION_KEY = web.AppKey("agent_session", aiohttp.ClientSession)
@@ -19,9 +20,15 @@ _FORWARDED = ("follow", "tailLines", "previous", "timestamps", "sinceSeconds", "
 _ADDRESS_PREFERENCE = ("InternalIP", "Hostname", "ExternalIP", "InternalDNS", "ExternalDNS")
 
 
-def setup(app: web.Application) -> None:
+def setup(app: web.Application, pki: ClusterPKI | None) -> None:
+    """The session to the agents presents `pki`'s API server client certificate, which the agents
+    verify against the cluster CA. As kube-apiserver without --kubelet-certificate-authority, it
+    does not verify the agents' serving certificates: a joining agent has no CA key to get one signed."""
     async def session_context(app: web.Application) -> AsyncIterator[None]:
-        session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None, sock_connect=10))
+        tls = client_context(None, pki.apiserver_client.cert.read_bytes(),
+                             pki.apiserver_client.key.read_bytes(), verify=False) if pki is not None else None
+        session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=tls if tls is not None else False),
+                                        timeout=aiohttp.ClientTimeout(total=None, sock_connect=10))
         app[SESSION_KEY] = session
         yield
         await session.close()
@@ -74,7 +81,7 @@ def agent_url(store: Store, namespace: str, name: str, container: str | None, pa
     if not node_name:
         raise BadRequest(f"pod {name} does not have a host assigned")
     address, port = agent_endpoint(store.get("nodes", "", node_name))
-    return f"http://{_host_for_url(address)}:{port}/{path}/{namespace}/{name}/{chosen}", node_name
+    return f"https://{_host_for_url(address)}:{port}/{path}/{namespace}/{name}/{chosen}", node_name
 
 
 def unreachable(node_name: str, exc: Exception) -> HTTPError:

@@ -11,7 +11,7 @@ from dataclasses import replace
 from typing import Awaitable, Callable
 
 from podbay.agent.agent import run as run_agent
-from podbay.agent.config import AgentConfig
+from podbay.agent.config import AgentConfig, ServerAuth
 from podbay.api.defaults import DEFAULT_SCHEDULER
 from podbay.apiserver.embedded import serve_embedded
 from podbay.cli.settings import Settings
@@ -23,6 +23,7 @@ from podbay.controllers.podgc import PodGC
 from podbay.runtime.images import ensure_busybox_image
 from podbay.runtime.service import RuntimeService
 from podbay.scheduler.scheduler import run as run_scheduler
+from podbay.security.pki import KeyPair, ensure_self_signed, host_names, parse_join_token
 
 log = logging.getLogger("podbay")
 
@@ -79,16 +80,27 @@ def _controllers(client: Client, settings: Settings, election: LeaderElectionCon
 
 
 async def _start_runtime(settings: Settings) -> RuntimeService:
-    settings.run_root.mkdir(parents=True, exist_ok=True)
-    settings.state_root.mkdir(parents=True, exist_ok=True)
+    # Root's alone: they hold the cluster's keys, tokens, the store and every pod's files.
+    for root in (settings.run_root, settings.state_root):
+        root.mkdir(parents=True, exist_ok=True)
+        root.chmod(0o700)
     runtime = RuntimeService(settings.runtime_config())
     await runtime.start()
     await asyncio.to_thread(ensure_busybox_image, runtime.images)
     return runtime
 
 
-def _agent_config(settings: Settings) -> AgentConfig:
-    return AgentConfig(node_name=settings.node_name, server_port=0, state_root=settings.state_root,
+def _server_auth(settings: Settings, client_ca: bytes, token: str | None) -> ServerAuth:
+    """The agent's server lets in client certificates signed by the cluster CA (the API server's)
+    and the cluster token; its own certificate is self-signed, made once under the state root."""
+    serving = ensure_self_signed(KeyPair(settings.state_root / "pki" / "agent.crt",
+                                         settings.state_root / "pki" / "agent.key"),
+                                 f"{settings.node_name}-agent", host_names(settings.node_name, None))
+    return ServerAuth(serving, client_ca, token)
+
+
+def _agent_config(settings: Settings, auth: ServerAuth | None = None) -> AgentConfig:
+    return AgentConfig(node_name=settings.node_name, server_port=0, server_auth=auth, state_root=settings.state_root,
                        seccomp_profile_root=settings.seccomp_profile_root,
                        backoff_base=settings.backoff_base, backoff_cap=settings.backoff_cap,
                        # Beat well within the grace the node lifecycle controller allows.
@@ -100,11 +112,16 @@ async def serve(settings: Settings, *, ready: asyncio.Event | None = None,
     """Runs until `stop` is set (or SIGTERM/SIGINT); containers keep running after it."""
     stop = _stop_on_signals(stop)
     runtime = await _start_runtime(settings)
+    if not settings.api_port:
+        # An earlier run's kubeconfig would point kubectl at a port nothing serves now.
+        settings.kubeconfig.unlink(missing_ok=True)
     async with serve_embedded(settings.state_root, unix_socket=settings.socket_path,
                               host=settings.api_address if settings.api_port else None, port=settings.api_port,
-                              db_path=settings.state_root / "store.db") as server:
+                              db_path=settings.state_root / "store.db", kubeconfig=settings.kubeconfig,
+                              node_name=settings.node_name) as server:
         client = Client.connect(server.url)
-        agent_config = _agent_config(settings)
+        agent_config = _agent_config(settings, await asyncio.to_thread(
+            _server_auth, settings, server.pki.ca_pem(), server.token))
         registered = asyncio.Event()
         # The all-in-one holds the scheduler's and the controllers' leases too, so a `podbay scheduler`
         # or `podbay controllers` pointed at it stands by instead of acting twice.
@@ -134,15 +151,33 @@ async def serve(settings: Settings, *, ready: asyncio.Event | None = None,
                 raise t.exception()
 
 
+async def _join(settings: Settings, token: str | None) -> tuple[Client, bytes, str | None]:
+    """A client of `settings.server`, the cluster CA and the token's secret. Over HTTPS the server
+    is verified with the CA whose hash the join token carries; this machine's socket is its own
+    credential (root only) and hands over the CA."""
+    if not settings.server:
+        raise SystemExit("this part needs --server URL (the API server to join)")
+    if not settings.server.startswith("https://"):
+        client = Client.connect(settings.server)
+        return client, await client.cluster_ca(), None
+    if not token:
+        raise SystemExit("joining needs --token (or PODBAY_TOKEN): the content of <state-root>/node-token "
+                         "on the API server's machine")
+    try:
+        client, ca = await Client.join(settings.server, token)
+    except ValueError as exc:
+        raise SystemExit(f"cannot join {settings.server}: {exc}") from None
+    return client, ca, parse_join_token(token)[1]
+
+
 async def serve_agent(settings: Settings, token: str | None = None, stop: asyncio.Event | None = None) -> None:
     """This machine's node agent alone, joined to the API server at `settings.server`
-    (another machine's `podbay up --api-port`), as a kubelet joins a cluster."""
-    if not settings.server:
-        raise SystemExit("podbay agent needs --server URL (the API server to join)")
+    (another machine's `podbay up`) with its join token, as a kubelet joins a cluster."""
+    client, ca, secret = await _join(settings, token)
     stop = _stop_on_signals(stop)
     runtime = await _start_runtime(settings)
-    client = Client.connect(settings.server, token)
-    task = asyncio.create_task(run_agent(client, runtime, _agent_config(settings)))
+    auth = await asyncio.to_thread(_server_auth, settings, ca, secret)
+    task = asyncio.create_task(run_agent(client, runtime, _agent_config(settings, auth)))
     stopped = asyncio.create_task(stop.wait())
     await asyncio.wait([task, stopped], return_when=asyncio.FIRST_COMPLETED)
     task.cancel()
@@ -158,10 +193,8 @@ async def serve_controllers(settings: Settings, token: str | None = None, *, sch
     """The scheduler and/or the controllers (pod GC, node lifecycle) alone, against the API
     server at `settings.server`, as kube-scheduler and kube-controller-manager run; with
     `election`, each acts only while it holds its lease."""
-    if not settings.server:
-        raise SystemExit("this part needs --server URL (the API server to work against)")
+    client, _, _ = await _join(settings, token)
     stop = _stop_on_signals(stop)
-    client = Client.connect(settings.server, token)
     coros = []
     if scheduler:
         coros.append(_scheduler(client, election))

@@ -25,7 +25,7 @@ def run_with_client(args: Any, body: Callable[[Client, Settings], Awaitable[int]
         return 1
 
     async def main() -> int:
-        client = Client.connect(settings.server_url)
+        client = _client(settings)
         try:
             return await body(client, settings)
         finally:
@@ -45,6 +45,19 @@ def run_with_client(args: Any, body: Callable[[Client, Settings], Awaitable[int]
         return 1
     except KeyboardInterrupt:
         return 130
+
+
+def _client(settings: Settings) -> Client:
+    """The unix socket by default; an https --server with the credentials of --kubeconfig ($KUBECONFIG)."""
+    if settings.server and settings.server.startswith("https://"):
+        if settings.client_kubeconfig is None:
+            raise CLIError(f"{settings.server} needs credentials: pass --kubeconfig PATH or set KUBECONFIG "
+                           "(`podbay kubeconfig` on the server's machine prints one)")
+        try:
+            return Client.from_kubeconfig(settings.client_kubeconfig, server=settings.server)
+        except (OSError, ValueError) as exc:
+            raise CLIError(str(exc)) from None
+    return Client.connect(settings.server_url)
 
 
 def table(rows: list[list[str]]) -> str:

@@ -35,12 +35,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     down.set_defaults(func=cmd_down)
     register_kubeconfig(sub)
     agent = sub.add_parser("agent", help="run only this machine's node agent, joined to --server URL")
-    agent.add_argument("--token", default=os.environ.get("PODBAY_TOKEN"), help="the API server's bearer token")
+    agent.add_argument("--token", default=os.environ.get("PODBAY_TOKEN"),
+                       help="the join token: <state-root>/node-token on the API server's machine")
     agent.set_defaults(func=cmd_agent)
     for name, text in (("scheduler", "run only the scheduler against --server URL"),
                        ("controllers", "run only the controllers (pod GC, node lifecycle) against --server URL")):
         part = sub.add_parser(name, help=text)
-        part.add_argument("--token", default=os.environ.get("PODBAY_TOKEN"), help="the API server's bearer token")
+        part.add_argument("--token", default=os.environ.get("PODBAY_TOKEN"),
+                          help="the join token: <state-root>/node-token on the API server's machine")
         add_leader_election_flags(part)
         part.set_defaults(func=cmd_control_part)
 
@@ -112,6 +114,8 @@ def cmd_up(args: argparse.Namespace) -> int:
     pid = running_pid(settings)
     if pid is not None:
         print(f"podbay is already running (pid {pid}); its API: {settings.server_url}")
+        if settings.kubeconfig.exists():
+            print(f"export KUBECONFIG={settings.kubeconfig}")
         return 0
     if args.foreground:
         return _foreground(settings, args.ready_fd)
@@ -144,6 +148,8 @@ def cmd_up(args: argparse.Namespace) -> int:
         print("\n".join(tail), file=sys.stderr)
         return 1
     print(f"podbay is up (pid {child.pid}); API: {settings.server_url}; log: {settings.logfile}")
+    if settings.api_port:
+        print(f"export KUBECONFIG={settings.kubeconfig}")
     return 0
 
 
@@ -222,37 +228,21 @@ def cmd_control_part(args: argparse.Namespace) -> int:
 
 
 def register_kubeconfig(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("kubeconfig", help="print a kubeconfig that points kubectl at this podbay")
+    p = sub.add_parser("kubeconfig", help="print the admin kubeconfig `podbay up` wrote (kubectl, the Python client)")
     p.set_defaults(func=cmd_kubeconfig)
 
 
 def cmd_kubeconfig(args: argparse.Namespace) -> int:
     settings = settings_from(args)
-    if settings.server and settings.server.startswith("http"):
-        url = settings.server
-    elif settings.api_port:
-        url = f"http://127.0.0.1:{settings.api_port}"
-    else:
-        print("error: kubectl needs a TCP address: start podbay with --api-port PORT (or PODBAY_API_PORT) "
-              "and run this with the same setting", file=sys.stderr)
+    try:
+        text = settings.kubeconfig.read_text()
+    except FileNotFoundError:
+        print(f"error: no kubeconfig at {settings.kubeconfig}: `podbay up` writes it when it first serves "
+              "HTTPS (it has not, or was started with --api-port 0)", file=sys.stderr)
         return 1
-    print(KUBECONFIG.format(url=url))
+    except PermissionError:
+        print(f"error: {settings.kubeconfig} holds the cluster admin's key and is readable by root only; "
+              "run this as root", file=sys.stderr)
+        return 1
+    sys.stdout.write(text)
     return 0
-
-
-KUBECONFIG = """apiVersion: v1
-kind: Config
-clusters:
-- name: podbay
-  cluster:
-    server: {url}
-contexts:
-- name: podbay
-  context:
-    cluster: podbay
-    user: podbay
-    namespace: default
-current-context: podbay
-users:
-- name: podbay
-  user: {{}}"""

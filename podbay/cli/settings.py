@@ -23,14 +23,16 @@ class Settings:
     bridge: str
     subnet: str
     node_name: str
-    api_port: int  # 0: no TCP listener
+    api_port: int  # HTTPS; 0: no TCP listener
     server: str | None  # a remote API; None: this machine's socket
     backoff_base: float = 10.0  # the kubelet's restart back-off: 10 s doubling up to 300 s
     backoff_cap: float = 300.0
     node_grace: float = 40.0  # a node silent this long becomes Ready=Unknown
     pod_eviction_timeout: float = 300.0  # ... and this much later its pods are deleted
     node_monitor_period: float = 5.0
-    api_address: str = "127.0.0.1"  # beyond loopback, clients need the token in <state_root>/api-token
+    api_address: str = "127.0.0.1"
+    write_kubeconfig: Path | None = None  # the admin kubeconfig; None: <state_root>/kubeconfig
+    client_kubeconfig: Path | None = None  # credentials the CLI presents to an https `server`
     warm_sandboxes: int = 1
     oci_runtime: str = "crun"
     seccomp_profile_root: Path | None = None  # Localhost seccomp profiles; None: <state_root>/seccomp
@@ -46,6 +48,10 @@ class Settings:
     @property
     def logfile(self) -> Path:
         return self.state_root / "podbay.log"
+
+    @property
+    def kubeconfig(self) -> Path:
+        return self.write_kubeconfig or self.state_root / "kubeconfig"
 
     @property
     def server_url(self) -> str:
@@ -64,7 +70,8 @@ class Settings:
                 "--backoff-base", str(self.backoff_base), "--backoff-cap", str(self.backoff_cap),
                 "--node-grace", str(self.node_grace), "--pod-eviction-timeout", str(self.pod_eviction_timeout),
                 "--api-address", self.api_address, "--warm-sandboxes", str(self.warm_sandboxes),
-                *(["--seccomp-profile-root", str(self.seccomp_profile_root)] if self.seccomp_profile_root else [])]
+                *(["--seccomp-profile-root", str(self.seccomp_profile_root)] if self.seccomp_profile_root else []),
+                *(["--write-kubeconfig", str(self.write_kubeconfig)] if self.write_kubeconfig else [])]
 
 
 def add_global_flags(parser: argparse.ArgumentParser) -> None:
@@ -77,14 +84,19 @@ def add_global_flags(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--bridge", default=env("PODBAY_BRIDGE", "podbay0"))
     g.add_argument("--subnet", default=env("PODBAY_SUBNET", "10.244.0.0/24"))
     g.add_argument("--node-name", default=env("PODBAY_NODE_NAME", socket.gethostname().lower()))
-    g.add_argument("--api-port", type=int, default=int(env("PODBAY_API_PORT", "0")),
-                   help="also serve the API on 127.0.0.1:PORT (kubectl, the Python client)")
+    g.add_argument("--api-port", type=int, default=int(env("PODBAY_API_PORT", "6443")),
+                   help="serve the API over HTTPS on --api-address:PORT (kubectl, the Python client; "
+                        "client certificate or bearer token required); 0: only the unix socket")
     g.add_argument("--backoff-base", type=float, default=float(env("PODBAY_BACKOFF_BASE", "10")),
                    help="first restart back-off in seconds (doubles per restart)")
     g.add_argument("--backoff-cap", type=float, default=float(env("PODBAY_BACKOFF_CAP", "300")))
     g.add_argument("--api-address", default=env("PODBAY_API_ADDRESS", "127.0.0.1"),
-                   help="address for --api-port; any non-loopback address requires the bearer token that "
-                        "podbay writes to <state-root>/api-token (mode 0600)")
+                   help="address for --api-port")
+    g.add_argument("--write-kubeconfig", type=Path, default=env("PODBAY_WRITE_KUBECONFIG"),
+                   help="where `podbay up` writes the admin kubeconfig (mode 0600) and `podbay kubeconfig` "
+                        "reads it (default: <state-root>/kubeconfig)")
+    g.add_argument("--kubeconfig", type=Path, default=env("KUBECONFIG"),
+                   help="credentials for an https --server (default: $KUBECONFIG)")
     g.add_argument("--node-grace", type=float, default=float(env("PODBAY_NODE_GRACE", "40")),
                    help="seconds without a node heartbeat before the node is Ready=Unknown")
     g.add_argument("--pod-eviction-timeout", type=float, default=float(env("PODBAY_POD_EVICTION_TIMEOUT", "300")),
@@ -107,6 +119,7 @@ def settings_from(args: argparse.Namespace) -> Settings:
                     subnet=args.subnet, node_name=args.node_name, api_port=args.api_port, server=args.server,
                     backoff_base=args.backoff_base, backoff_cap=args.backoff_cap, node_grace=args.node_grace,
                     pod_eviction_timeout=args.pod_eviction_timeout, api_address=args.api_address,
-                    warm_sandboxes=args.warm_sandboxes,
+                    warm_sandboxes=args.warm_sandboxes, client_kubeconfig=args.kubeconfig,
+                    write_kubeconfig=Path(args.write_kubeconfig).absolute() if args.write_kubeconfig else None,
                     seccomp_profile_root=Path(args.seccomp_profile_root).absolute() if args.seccomp_profile_root
                     else None)

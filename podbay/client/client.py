@@ -5,8 +5,11 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import hmac
 import json
 import os
+import ssl
+from pathlib import Path
 from typing import Any, AsyncIterator, TypeVar
 from urllib.parse import quote
 
@@ -17,6 +20,8 @@ from podbay.api.remotecommand import CLIENT_PROTOCOLS
 from podbay.api.serialize import from_dict, to_dict
 from podbay.client.errors import error_from_status
 from podbay.client.streams import ExecStream
+from podbay.security import kubeconfig
+from podbay.security.pki import ca_hash, client_context, parse_join_token
 
 T = TypeVar("T")
 
@@ -37,6 +42,7 @@ PATCH_TYPES = {
     "json": "application/json-patch+json",
 }
 _RETRY_MIN, _RETRY_MAX = 0.1, 5.0
+_MAX_CA_BYTES = 1 << 20
 
 
 def _resource(kind: type[Any]) -> tuple[str, bool]:
@@ -51,10 +57,14 @@ def _key(obj: Any) -> tuple[str, str]:
 
 
 class Client:
-    def __init__(self, base_url: str, unix_socket: str | None = None, token: str | None = None) -> None:
+    def __init__(self, base_url: str, unix_socket: str | None = None, token: str | None = None,
+                 tls: ssl.SSLContext | None = None) -> None:
+        """`tls`: how an https server is verified and what certificate is presented
+        (default: the system's CAs, no client certificate)."""
         self.base_url = base_url.rstrip("/")
         self.unix_socket = unix_socket
         self.token = token
+        self.tls = tls
         self._session: aiohttp.ClientSession | None = None
         self._closed = False
 
@@ -71,6 +81,31 @@ class Client:
             return cls("http://localhost", unix_socket=server, token=token)
         return cls(server, token=token)
 
+    @classmethod
+    def from_kubeconfig(cls, path: str | os.PathLike[str], context: str | None = None,
+                        server: str | None = None) -> "Client":
+        """The server and credentials of a kubeconfig's context (default: its current one);
+        `server` overrides the kubeconfig's server."""
+        creds = kubeconfig.load(Path(path), context)
+        tls = client_context(creds.ca, creds.cert, creds.key)
+        return cls(server or creds.server, token=creds.token, tls=tls)
+
+    @classmethod
+    async def join(cls, server: str, join_token: str) -> tuple["Client", bytes]:
+        """A client of `server` for a node joining it with `join_token` (K10<CA hash>::<secret>),
+        and the cluster CA. The CA is fetched from the anonymous /cacerts and trusted only if its
+        hash is the one the token carries: from then on the server is verified against it."""
+        digest, secret = parse_join_token(join_token)
+        probe = cls(server, tls=client_context(None, verify=False))
+        try:
+            ca = await probe.cluster_ca()
+        finally:
+            await probe.close()
+        if not hmac.compare_digest(ca_hash(ca), digest):
+            raise ValueError(f"the CA {server} serves does not match the hash in the join token: "
+                             "refusing a server that may not be the cluster's")
+        return cls(server, token=secret, tls=client_context(ca)), ca
+
     # -- plumbing ----------------------------------------------------------------
 
     def _http(self) -> aiohttp.ClientSession:
@@ -78,7 +113,8 @@ class Client:
             raise RuntimeError("the client is closed")
         if self._session is None:
             connector = (
-                aiohttp.UnixConnector(path=self.unix_socket) if self.unix_socket else aiohttp.TCPConnector()
+                aiohttp.UnixConnector(path=self.unix_socket) if self.unix_socket
+                else aiohttp.TCPConnector(ssl=self.tls if self.tls is not None else True)
             )
             headers = {"Accept": "application/json"}
             if self.token:
@@ -89,6 +125,14 @@ class Client:
                 timeout=aiohttp.ClientTimeout(total=None, sock_connect=10),
             )
         return self._session
+
+    async def cluster_ca(self) -> bytes:
+        """The cluster CA (PEM) the server hands to anyone at /cacerts."""
+        async with self._http().get(self.base_url + "/cacerts") as resp:
+            raw = await resp.content.read(_MAX_CA_BYTES)
+            if resp.status != 200:
+                raise _error(resp.status, raw)
+            return raw
 
     @staticmethod
     def path(kind: type[Any], namespace: str | None = None, name: str | None = None,

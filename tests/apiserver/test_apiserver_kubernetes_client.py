@@ -7,6 +7,7 @@ from typing import Any, Callable
 
 import pytest
 from kubernetes import client as k8s
+from kubernetes import config as k8s_config
 from kubernetes import watch as k8s_watch
 from kubernetes.client.rest import ApiException
 
@@ -17,9 +18,7 @@ pytestmark = pytest.mark.e2e
 
 @pytest.fixture
 def core(api_server: EmbeddedServer) -> k8s.CoreV1Api:
-    config = k8s.Configuration()
-    config.host = api_server.http_url
-    api = k8s.ApiClient(config)
+    api = k8s_config.new_client_from_config(str(api_server.kubeconfig))
     yield k8s.CoreV1Api(api)
     api.close()
 
@@ -179,9 +178,7 @@ async def test_nodes(core: k8s.CoreV1Api) -> None:
 async def test_namespaces_and_discovery(core: k8s.CoreV1Api, api_server: EmbeddedServer) -> None:
     names = {n.metadata.name for n in (await call(core.list_namespace)).items}
     assert {"default", "kube-system", "kube-public", "kube-node-lease"} <= names
-    config = k8s.Configuration()
-    config.host = api_server.http_url
-    with k8s.ApiClient(config) as api:
+    with k8s_config.new_client_from_config(str(api_server.kubeconfig)) as api:
         version = await call(k8s.VersionApi(api).get_code)
         assert version.major == "1"
         resources = await call(core.get_api_resources)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 from typing import Any
 
-import aiohttp
 import pytest
 
 from podbay.api import Lease
@@ -13,6 +12,7 @@ from podbay.api.errors import Conflict
 from podbay.api.serialize import from_dict
 from podbay.apiserver.embedded import EmbeddedServer
 from podbay.client import Client
+from tests.apiserver.conftest import admin_session
 
 LEASES = "/apis/coordination.k8s.io/v1/namespaces/kube-system/leases"
 TABLE = "application/json;as=Table;v=v1;g=meta.k8s.io,application/json"
@@ -20,8 +20,8 @@ TABLE = "application/json;as=Table;v=v1;g=meta.k8s.io,application/json"
 
 async def call(server: EmbeddedServer, method: str, path: str, body: Any = None,
                headers: dict[str, str] | None = None) -> tuple[int, dict[str, Any]]:
-    async with aiohttp.ClientSession() as http:
-        async with http.request(method, server.http_url + path, json=body, headers=headers) as response:
+    async with admin_session(server) as http:
+        async with http.request(method, server.https_url + path, json=body, headers=headers) as response:
             return response.status, json.loads(await response.read())
 
 

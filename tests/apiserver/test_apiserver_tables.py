@@ -4,15 +4,13 @@ from __future__ import annotations
 import asyncio
 import json
 import shutil
-from pathlib import Path
 
-import aiohttp
 import pytest
 
 from podbay.api.formats import load_objects
 from podbay.apiserver.embedded import EmbeddedServer
-from podbay.cli.server import KUBECONFIG
 from podbay.client import Client
+from tests.apiserver.conftest import admin_session
 
 TABLE = "application/json;as=Table;v=v1;g=meta.k8s.io,application/json;as=Table;v=v1beta1;g=meta.k8s.io,application/json"
 OBJECTS = """
@@ -29,8 +27,8 @@ data: {a: "1", b: "2"}
 
 
 async def get(server: EmbeddedServer, path: str, accept: str = TABLE) -> tuple[str, dict]:
-    async with aiohttp.ClientSession() as http:
-        async with http.get(server.http_url + path, headers={"Accept": accept}) as response:
+    async with admin_session(server) as http:
+        async with http.get(server.https_url + path, headers={"Accept": accept}) as response:
             return response.headers["Content-Type"], json.loads(await response.read())
 
 
@@ -51,21 +49,20 @@ async def test_lists_gets_and_watches_answer_with_tables(api_server: EmbeddedSer
     _, plain = await get(api_server, "/api/v1/namespaces/default/pods", accept="application/json")
     assert plain["kind"] == "PodList"
 
-    async with aiohttp.ClientSession() as http:
-        async with http.get(api_server.http_url + "/api/v1/namespaces/default/pods?watch=1&timeoutSeconds=1",
+    async with admin_session(api_server) as http:
+        async with http.get(api_server.https_url + "/api/v1/namespaces/default/pods?watch=1&timeoutSeconds=1",
                             headers={"Accept": TABLE}) as response:
             event = json.loads(await response.content.readline())
     assert event["type"] == "ADDED" and event["object"]["kind"] == "Table"
     assert event["object"]["rows"][0]["cells"][0] == "web"
 
 
-async def test_kubectl_get_prints_the_columns(api_server: EmbeddedServer, api_client: Client, tmp_path: Path) -> None:
+async def test_kubectl_get_prints_the_columns(api_server: EmbeddedServer, api_client: Client) -> None:
     if shutil.which("kubectl") is None:
         pytest.skip("kubectl is not installed (Debian 12 does not package it)")
     for obj in load_objects(OBJECTS):
         await api_client.create(obj)
-    kubeconfig = tmp_path / "kubeconfig"
-    kubeconfig.write_text(KUBECONFIG.format(url=api_server.http_url))  # what `podbay kubeconfig` prints
+    kubeconfig = api_server.kubeconfig  # what `podbay kubeconfig` prints
     # The server runs in this event loop: kubectl must not block it.
     kubectl = await asyncio.create_subprocess_exec("kubectl", f"--kubeconfig={kubeconfig}", "get", "pods,configmaps",
                                                    "-o", "wide", stdout=asyncio.subprocess.PIPE)

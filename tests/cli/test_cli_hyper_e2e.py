@@ -11,7 +11,6 @@ import pytest
 
 from tests.cli.podbay_cli import ROOT, podbay_cli, wait_until
 from tests.conftest import HostEnv, require_root
-from tests.e2e.conftest import free_port
 
 pytestmark = pytest.mark.e2e
 
@@ -29,8 +28,8 @@ def test_hyper_verbs_and_kubeconfig_from_the_command_line(host_env: HostEnv, tmp
     validated = podbay("validate", str(ROOT / "examples/web-pod.yaml")).stdout
     assert "restartPolicy: Always" in validated and "terminationMessagePath: /dev/termination-log" in validated
 
-    port = str(free_port())
-    assert "podbay is up" in podbay("--api-port", port, "up").stdout
+    up = podbay("up").stdout
+    assert "podbay is up" in up and f"export KUBECONFIG={host_env.state_root / 'kubeconfig'}" in up
     try:
         # A shell as PID 1 ignores SIGTERM unless it traps it; this one ends at once when stopped.
         assert podbay("run", "--name", "first", "busybox:1.35", "sh", "-c",
@@ -55,7 +54,7 @@ def test_hyper_verbs_and_kubeconfig_from_the_command_line(host_env: HostEnv, tmp
         assert pod("second")["status"]["podIP"] == ip
 
         kubeconfig = tmp_path / "kubeconfig"
-        kubeconfig.write_text(podbay("--api-port", port, "kubeconfig").stdout)
+        kubeconfig.write_text(podbay("kubeconfig").stdout)
         api = kubernetes.client.CoreV1Api(kubernetes.config.new_client_from_config(str(kubeconfig)))
         assert sorted(p.metadata.name for p in api.list_namespaced_pod("default").items) == ["first", "second"]
 

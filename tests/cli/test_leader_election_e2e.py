@@ -20,7 +20,6 @@ from podbay.api import Event, Lease, Node, Pod
 from podbay.api.errors import NotFound
 from podbay.api.serialize import from_dict
 from podbay.apiserver.embedded import EmbeddedServer, serve_embedded
-from podbay.cli.server import KUBECONFIG
 from podbay.client import Client
 from tests.cli.podbay_cli import podbay_cli, wait_until
 from tests.conftest import HostEnv, require_root
@@ -186,8 +185,7 @@ async def test_clean_shutdown_releases_the_lease_and_the_standby_takes_it_at_onc
 
     if shutil.which("kubectl") is None:
         pytest.skip("kubectl is not installed")
-    kubeconfig = tmp_path / "kubeconfig"
-    kubeconfig.write_text(KUBECONFIG.format(url=server.http_url))
+    kubeconfig = server.kubeconfig  # what `podbay kubeconfig` prints
     kubectl = await asyncio.create_subprocess_exec("kubectl", f"--kubeconfig={kubeconfig}", "get", "leases",
                                                    "-n", "kube-system", stdout=asyncio.subprocess.PIPE)
     stdout, _ = await asyncio.wait_for(kubectl.communicate(), 60)

@@ -3,12 +3,15 @@ silent becomes Ready=Unknown, its pods unready, then deleted — never moved els
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 
 import pytest
 
 from podbay.api import Node, Pod, now
 from podbay.api.serialize import from_dict
-from tests.e2e.conftest import Cluster
+from podbay.cli.allinone import serve_agent
+from tests.conftest import HostEnv, require_root
+from tests.e2e.conftest import Cluster, free_port, purge, running_cluster, settings_for
 
 pytestmark = pytest.mark.e2e
 
@@ -44,14 +47,20 @@ async def test_a_silent_node_goes_unknown_and_loses_its_pods(cluster: Cluster) -
     assert ready(await cluster.client.get(Node, cluster.settings.node_name)) == "True"
 
 
-async def test_a_second_agent_joins_and_pods_spread_by_requests(cluster: Cluster, second_host_env) -> None:
-    from podbay.cli.allinone import serve_agent
-    from tests.e2e.conftest import purge, settings_for
+async def test_a_second_agent_joins_and_pods_spread_by_requests(host_env: HostEnv,
+                                                                second_host_env: HostEnv) -> None:
+    require_root()
+    async with running_cluster(dataclasses.replace(settings_for(host_env), api_port=free_port())) as cluster:
+        await _second_agent(cluster, second_host_env)
 
-    other = settings_for(second_host_env)
-    other = type(other)(**{**other.__dict__, "server": cluster.settings.server_url})
+
+async def _second_agent(cluster: Cluster, second_host_env: HostEnv) -> None:
+    # It joins over HTTPS with the join token, as `podbay agent --server URL --token T` on another machine.
+    other = dataclasses.replace(settings_for(second_host_env),
+                                server=f"https://127.0.0.1:{cluster.settings.api_port}")
+    token = (cluster.settings.state_root / "node-token").read_text().strip()
     stop = asyncio.Event()
-    agent = asyncio.create_task(serve_agent(other, stop=stop))
+    agent = asyncio.create_task(serve_agent(other, token, stop=stop))
     try:
         await wait_node(cluster, other.node_name, lambda n: ready(n) == "True")
         # Each node has the machine's CPUs; one pod asking for all of them fills a node,

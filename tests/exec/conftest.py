@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from pathlib import Path
 from typing import AsyncIterator
 
 import pytest
@@ -21,8 +22,13 @@ class ExecTarget:
     pod: str
 
     @property
-    def http_url(self) -> str:
-        return f"http://127.0.0.1:{self.cluster.settings.api_port}"
+    def https_url(self) -> str:
+        return f"https://127.0.0.1:{self.cluster.settings.api_port}"
+
+    @property
+    def kubeconfig(self) -> Path:
+        """The admin kubeconfig the server wrote: what `podbay kubeconfig` prints."""
+        return self.cluster.settings.kubeconfig
 
 
 @pytest.fixture

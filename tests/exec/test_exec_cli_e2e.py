@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pytest
 
-from podbay.cli.server import KUBECONFIG
 from podbay.runtime.console import read_now, set_window_size, wait_readable, write_all
 from tests.exec.conftest import ExecTarget
 
@@ -42,12 +41,10 @@ async def test_podbay_exec_i_pipes_stdin_and_passes_the_exit_code(target: ExecTa
 
 
 @pytest.fixture
-def kubectl(target: ExecTarget, tmp_path: Path) -> list[str]:
+def kubectl(target: ExecTarget) -> list[str]:
     if shutil.which("kubectl") is None:
         pytest.skip("kubectl is not installed (Debian 12 does not package it)")
-    kubeconfig = tmp_path / "kubeconfig"
-    kubeconfig.write_text(KUBECONFIG.format(url=target.http_url))  # what `podbay kubeconfig` prints
-    return ["kubectl", f"--kubeconfig={kubeconfig}"]
+    return ["kubectl", f"--kubeconfig={target.kubeconfig}"]
 
 
 async def test_kubectl_exec_i(target: ExecTarget, kubectl: list[str]) -> None:

@@ -76,10 +76,11 @@ async def test_closing_the_stream_kills_the_command(target: ExecTarget) -> None:
 
 
 async def test_base64_subprotocol(target: ExecTarget) -> None:
-    url = f"{target.http_url}/api/v1/namespaces/default/pods/{target.pod}/exec"
+    url = f"{target.https_url}/api/v1/namespaces/default/pods/{target.pod}/exec"
+    tls = Client.from_kubeconfig(target.kubeconfig).tls
     params = [("command", "head"), ("command", "-n1"), ("stdin", "true"), ("stdout", "true")]
     messages = []
-    async with aiohttp.ClientSession() as session:
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=tls)) as session:
         async with session.ws_connect(url, params=params, protocols=("v4.base64.channel.k8s.io",)) as ws:
             assert ws.protocol == "v4.base64.channel.k8s.io"
             await ws.send_str("0" + base64.b64encode(b"only line\nnot this\n").decode())

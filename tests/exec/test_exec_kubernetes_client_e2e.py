@@ -8,6 +8,7 @@ from typing import Any, Callable, Iterator
 
 import pytest
 from kubernetes import client as k8s
+from kubernetes import config as k8s_config
 from kubernetes.stream import stream
 from kubernetes.stream.ws_client import RESIZE_CHANNEL, WSClient
 
@@ -19,9 +20,7 @@ DEADLINE = 30.0
 
 @pytest.fixture
 def core(target: ExecTarget) -> Iterator[k8s.CoreV1Api]:
-    config = k8s.Configuration()
-    config.host = target.http_url
-    api = k8s.ApiClient(config)
+    api = k8s_config.new_client_from_config(str(target.kubeconfig))
     yield k8s.CoreV1Api(api)
     api.close()
 
