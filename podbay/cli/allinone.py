@@ -32,8 +32,6 @@ def _stop_on_signals(stop: asyncio.Event | None) -> asyncio.Event:
 
 
 async def _start_runtime(settings: Settings) -> RuntimeService:
-    settings.run_root.mkdir(parents=True, exist_ok=True)
-    settings.state_root.mkdir(parents=True, exist_ok=True)
     runtime = RuntimeService(settings.runtime_config())
     await runtime.start()
     await asyncio.to_thread(ensure_busybox_image, runtime.images)

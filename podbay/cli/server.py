@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 from podbay.cli.settings import Settings, settings_from
+from podbay.runtime.config import prepare_roots
 
 READY_TIMEOUT = 120.0
 STOP_TIMEOUT = 60.0
@@ -58,8 +59,7 @@ def cmd_up(args: argparse.Namespace) -> int:
         return 0
     if args.foreground:
         return _foreground(settings, args.ready_fd)
-    settings.state_root.mkdir(parents=True, exist_ok=True)
-    settings.run_root.mkdir(parents=True, exist_ok=True)
+    prepare_roots(settings.runtime_config())
     read_fd, write_fd = os.pipe()
     with open(settings.logfile, "ab") as log:
         child = subprocess.Popen(
@@ -94,7 +94,7 @@ def _foreground(settings: Settings, ready_fd: int | None) -> int:
     from podbay.cli.allinone import serve
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    settings.run_root.mkdir(parents=True, exist_ok=True)
+    prepare_roots(settings.runtime_config())
     settings.pidfile.write_text(f"{os.getpid()}\n")
 
     async def main() -> None:

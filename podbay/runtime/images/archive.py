@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from podbay.runtime.images.manifests import (DOCKER_CONFIG, DOCKER_LAYER, DOCKER_LAYER_GZIP, DOCKER_MANIFEST,
                                              is_index, select_platform)
 from podbay.runtime.images.reference import parse_reference
-from podbay.runtime.images.unpack import open_layer, unpack_layer
+from podbay.runtime.images.unpack import LayerStream, open_layer, unpack_layer
 
 if TYPE_CHECKING:
     from podbay.runtime.images.store import Image, ImageStore
@@ -30,11 +31,30 @@ def import_archive(store: "ImageStore", path: Path) -> list["Image"]:
         return _import_dir(store, path)
     if not path.is_file():
         raise FileNotFoundError(f"image archive {path} does not exist")
-    # Extracted with the layer unpacker, so a hostile archive cannot write outside.
+    # Extracted with the layer unpacker, so a hostile archive cannot write outside, and
+    # bounded as an image is: its blobs are (mostly compressed) image content.
+    limit = f"{store.limits.max_image_flag} (an image archive may hold as much as one image may unpack to)"
     with store.scratch_dir("archive-") as tmp:
-        with open_layer(path) as stream:
-            unpack_layer(stream, tmp)
+        with open_layer(path) as raw:
+            stream = LayerStream(raw, f"image archive {path}", store.budget(store.limits.max_image_bytes, limit))
+            unpack_layer(stream, tmp, check_name=_archive_entry)
         return _import_dir(store, tmp)
+
+
+_HEX = "[0-9a-f]{64}"
+# What OCI image layouts and docker save archives (old and new, docker, podman, skopeo)
+# hold; docker save's manifest.json may name its files freely, but flat, as *.json, *.tar.
+_ARCHIVE_ENTRY = re.compile(rf"""(oci-layout|repositories|[^/]+\.(json|tar(\.gz|\.zst)?)
+    |blobs(/[a-z0-9]+(/[0-9a-f]+)?)?
+    |{_HEX}(/(layer\.tar|json|VERSION))?)""", re.X)
+
+
+def _archive_entry(parts: tuple[str, ...], name: str) -> None:
+    """Refuses, at its first stray entry, a tar that is not an image archive (a rootfs
+    tarball, say) before more of it is unpacked."""
+    if not _ARCHIVE_ENTRY.fullmatch("/".join(parts)):
+        raise BadArchive(f"{name!r}: not an entry of an OCI image layout (oci-layout, index.json, blobs/) "
+                         "or a docker save archive (manifest.json, <id>.tar, <id>/layer.tar)")
 
 
 def _import_dir(store: "ImageStore", root: Path) -> list["Image"]:
