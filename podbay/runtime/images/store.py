@@ -513,11 +513,16 @@ class ImageStore:
 
     def _drop_layers(self, diff_ids: list[str]) -> None:
         """Removes those of the layers no image uses: what a failed add unpacked."""
-        with self._locked() as index:
-            used = {d for e in index["images"].values() for d in e["layers"]}
+        with self._lock():
+            used = {d for e in self._read_index()["images"].values() for d in e["layers"]}
             for diff_id in set(diff_ids) - used:
                 shutil.rmtree(self.layers / digest_hex(diff_id), ignore_errors=True)
                 self._remove_layer_info(diff_id)
+
+    def drop_unused_blobs(self, digests: set[str]) -> None:
+        """Deletes those of `digests` no image refers to: what a failed import brought in."""
+        with self._lock():
+            self._drop_blobs(self._read_index(), set(digests))
 
     def _drop_blobs(self, index: dict[str, Any], digests: set[str | None]) -> None:
         """Deletes those of `digests` no image in `index` refers to."""
