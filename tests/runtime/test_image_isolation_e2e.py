@@ -16,8 +16,9 @@ import pytest
 from podbay.runtime.images import import_archive
 from podbay.runtime.images.busybox import busybox_rootfs
 from podbay.runtime.service import RuntimeService
-from podbay.runtime.types import ContainerConfig, ContainerMetadata, LinuxContainerSecurity, PodSandboxConfig, \
-    PodSandboxMetadata
+from podbay.runtime.types import (ContainerConfig, ContainerMetadata, LinuxContainerSecurity, Mount, PodSandboxConfig,
+                                  PodSandboxMetadata)
+from podbay.runtime.volumes import EmptyDir, Files
 from tests.conftest import HostEnv, require_root
 from tests.images.images_layouts import write_layout
 from tests.runtime.conftest import runtime_config
@@ -130,3 +131,33 @@ def test_roots_made_before_are_made_private(host_env: HostEnv) -> None:
         os.chmod(d, 0o755)  # as an install made before they were private
     RuntimeService(config)
     assert {d: stat.S_IMODE(os.stat(d).st_mode) for d in dirs} == {d: 0o700 for d in dirs}
+
+
+async def test_a_non_root_container_still_uses_its_volumes_shm_logs_and_termination_log(
+        runtime: RuntimeService) -> None:
+    # What the container reaches is bind-mounted into it, so the 0700 roots above are no
+    # obstacle inside; only the host path is closed to other users.
+    os.chmod(runtime.config.state_root.parent, 0o755)
+    sid = await runtime.run_pod_sandbox(PodSandboxConfig(metadata=PodSandboxMetadata("nonroot", "default",
+                                                                                     "uid-nonroot"),
+                                                         hostname="nonroot"))
+    vols = await runtime.setup_pod_volumes("uid-nonroot", {
+        "scratch": EmptyDir(), "mem": EmptyDir(medium="Memory", size_limit=1 << 20),
+        "config": Files({"app.conf": (b"key=value\n", 0o644)})})
+    cid = await runtime.create_container(sid, ContainerConfig(
+        ContainerMetadata("c"), "busybox:1.35",
+        ["sh", "-c", "echo hello-log; cat /config/app.conf; echo a > /scratch/f; echo b > /mem/f; "
+                     "echo c > /dev/shm/f; cat /scratch/f /mem/f /dev/shm/f; echo done > /dev/termination-log"],
+        env=["PATH=/bin"], termination_message_path="/dev/termination-log",
+        mounts=[Mount("/scratch", str(vols["scratch"])), Mount("/mem", str(vols["mem"])),
+                Mount("/config", str(vols["config"]), readonly=True)],
+        security=LinuxContainerSecurity(run_as_user=1000, run_as_group=1000)))
+    await runtime.start_container(cid)
+    status = await runtime.wait_container(cid)
+    assert (status.exit_code, status.message) == (0, "done\n")
+    logged = [line.split(" ", 3)[3] for line in Path(status.log_path).read_text().splitlines()]
+    assert logged == ["hello-log", "key=value", "a", "b", "c"]
+    assert os.stat(vols["scratch"] / "f").st_uid == 1000
+    assert as_nobody("cat", str(vols["scratch"] / "f")).returncode != 0
+    await runtime.remove_pod_sandbox(sid)
+    await runtime.remove_pod_volumes("uid-nonroot")
