@@ -15,9 +15,11 @@ from typing import Iterator
 import pytest
 import zstandard
 from images_layouts import write_layout
+from images_registry import RegistryFactory
 
 from podbay.cli.progress import human_size
-from podbay.runtime.images import BadArchive, ImageFsLow, ImageLimits, ImageStore, NotATar, TooLarge, import_archive
+from podbay.runtime.images import (BadArchive, ImageFsLow, ImageLimits, ImageStore, NotATar, PullError, TooLarge,
+                                   import_archive, pull)
 from podbay.runtime.syscalls import umount
 from tests.cli.podbay_cli import podbay_cli
 from tests.conftest import HostEnv, require_root
@@ -78,6 +80,18 @@ def test_a_gzip_bomb_is_refused_at_the_per_image_cap(host_env: HostEnv, tmp_path
     assert "more than 4194304 bytes (4.0 MiB)" in message and "--max-image-size" in message
     store_is_empty(store)
     assert disk_usage(host_env.state_root) == before
+
+
+async def test_a_pulled_bomb_is_refused_and_its_blobs_dropped(host_env: HostEnv, tmp_path: Path,
+                                                               start_registry: RegistryFactory) -> None:
+    require_root()
+    store = ImageStore(host_env.state_root / "images", ImageLimits(max_image_bytes=4 * MiB))
+    layout = bomb_layout(tmp_path, 40)
+    registry = start_registry()
+    registry.push(f"oci:{layout}:localhost/bounds:1", "bomb:1")
+    with pytest.raises(PullError, match=r"layer sha256:\w+: unpacks to more than 4194304 bytes"):
+        await pull(store, f"{registry.host}/bomb:1")
+    store_is_empty(store)
 
 
 def test_the_cap_counts_the_whole_image_not_each_layer(host_env: HostEnv, tmp_path: Path) -> None:

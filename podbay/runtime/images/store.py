@@ -38,6 +38,14 @@ from podbay.runtime.images.unpack import Budget, Device, LayerStream, open_layer
 GiB = 1 << 30
 
 
+def _is_digest(text: str) -> bool:
+    try:
+        digest_hex(text)
+    except ValueError:
+        return False
+    return True
+
+
 @dataclass(frozen=True)
 class ImageLimits:
     """Bounds on what unpacking may write. 20 GiB per image is far above real images (the
@@ -519,10 +527,12 @@ class ImageStore:
                 shutil.rmtree(self.layers / digest_hex(diff_id), ignore_errors=True)
                 self._remove_layer_info(diff_id)
 
-    def drop_unused_blobs(self, digests: set[str]) -> None:
-        """Deletes those of `digests` no image refers to: what a failed import brought in."""
+    def drop_unused_blobs(self, digests: set[str | None]) -> None:
+        """Deletes those of `digests` no image refers to: what a failed import or pull
+        brought in. Digests that are not sha256 (a malformed manifest's) name no blob."""
+        valid = {d for d in digests if d and _is_digest(d)}
         with self._lock():
-            self._drop_blobs(self._read_index(), set(digests))
+            self._drop_blobs(self._read_index(), valid)
 
     def _drop_blobs(self, index: dict[str, Any], digests: set[str | None]) -> None:
         """Deletes those of `digests` no image in `index` refers to."""
