@@ -7,6 +7,7 @@ import hashlib
 import io
 import json
 import os
+import stat
 import subprocess
 import tarfile
 from pathlib import Path
@@ -180,3 +181,22 @@ def test_image_ls_shows_the_unpacked_size(host_env: HostEnv, tmp_path: Path) -> 
     refused = podbay("--max-image-size", "1Mi", "image", "import", str(bomb_layout(tmp_path / "b", 2)), check=False)
     assert refused.returncode == 1
     assert "more than 1048576 bytes (1.0 MiB), the limit set by --max-image-size" in refused.stderr
+
+
+def test_images_added_before_unpacked_sizes_get_them(host_env: HostEnv, tmp_path: Path) -> None:
+    require_root()
+    store = ImageStore(host_env.state_root / "images")
+    [image] = import_archive(store, bomb_layout(tmp_path, 3))
+    # As an older podbay left the store: the compressed size only, and no layer info.
+    index_path = store.root / "images.json"
+    index = json.loads(index_path.read_text())
+    del index["images"][image.id]["unpacked_size"]
+    index_path.write_text(json.dumps(index))
+    for info in store.layer_info_dir.iterdir():
+        info.unlink()
+    os.chmod(store.root, 0o755)
+    reopened = ImageStore(store.root)
+    assert stat.S_IMODE(os.stat(store.root).st_mode) == 0o700
+    # Now the files' bytes, without the tar headers counted when unpacking.
+    [again] = reopened.list_images()
+    assert again.size == 3 * MiB

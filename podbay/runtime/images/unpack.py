@@ -126,9 +126,11 @@ class LayerStream:
         self._head = head
 
     def read(self, size: int = -1) -> bytes:
+        # Never "all of it" at once: that could be a bomb's gigabytes in memory. Returning
+        # less than asked is allowed; tarfile and drain() read again.
+        size = FS_CHECK_EVERY if size < 0 else min(size, FS_CHECK_EVERY)
         if self._head:
-            take = len(self._head) if size < 0 else size
-            data, self._head = self._head[:take], self._head[take:]
+            data, self._head = self._head[:size], self._head[size:]
         else:
             data = self.inner.read(size)
         self.hash.update(data)
@@ -152,7 +154,7 @@ class LayerStream:
 
     def drain(self) -> str:
         """Reads what the tar reader left (end-of-archive padding) and returns the digest."""
-        while self.read(1 << 20):
+        while self.read():
             pass
         return "sha256:" + self.hash.hexdigest()
 
