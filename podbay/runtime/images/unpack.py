@@ -21,6 +21,7 @@ import posixpath
 import shutil
 import stat
 import tarfile
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Callable
@@ -295,6 +296,9 @@ def unpack_layer(stream: BinaryIO | LayerStream, dest: Path,
                 if stat.S_ISDIR(os.lstat(source).st_mode):
                     raise UnsafeLayer(f"{member.name!r}: hard link to the directory {member.linkname!r}")
                 os.link(source, target, follow_symlinks=False)
+                linked = devices.get("/".join(link_parts))
+                if linked is not None:  # a link to a device's placeholder is that device too
+                    devices["/".join(parts)] = dataclasses.replace(linked, path="/".join(parts))
                 continue
             else:
                 _forget(devices, "/".join(parts))
