@@ -19,7 +19,7 @@ from podbay.agent.envvars import EnvError, PodFacts
 from podbay.agent.events import container_path
 from podbay.agent.hooks import run_handler
 from podbay.agent.imagegc import ImageGC
-from podbay.agent.node import node_object, ready_condition
+from podbay.agent.node import node_images, node_object, ready_condition
 from podbay.agent.podstate import ContainerRecord, PodRuntimeStatus, RunState
 from podbay.agent.prober import ProbeManager, ProbeTarget
 from podbay.agent.runtimeview import runtime_pods
@@ -97,6 +97,7 @@ class Agent:
 
     async def register_node(self) -> None:
         body = node_object(self.config, self.port, _now())
+        body["status"]["images"] = node_images(await self.runtime.list_images())
         try:
             await self.client.create(from_dict(Node, body))
         except Exception as exc:
@@ -117,6 +118,7 @@ class Agent:
                 status = data.setdefault("status", {})
                 others = [c for c in status.get("conditions", []) if c.get("type") != "Ready"]
                 status["conditions"] = others + [ready_condition(_now(), self.ready_since)]
+                status["images"] = node_images(await self.runtime.list_images())
                 await self.client.update_status(from_dict(Node, data))
             except NotFound:
                 await self.register_node()

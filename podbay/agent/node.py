@@ -1,4 +1,4 @@
-"""This machine as a Node object: capacity, addresses, nodeInfo, the Ready condition."""
+"""This machine as a Node object: capacity, addresses, nodeInfo, the Ready condition, images."""
 from __future__ import annotations
 
 import os
@@ -9,6 +9,11 @@ from pathlib import Path
 from typing import Any
 
 from podbay.agent.config import AgentConfig
+from podbay.runtime.images import Image
+
+# The kubelet's defaults: --node-status-max-images, and names kept per image.
+MAX_NODE_IMAGES = 50
+MAX_NAMES_PER_IMAGE = 5
 
 
 def machine_capacity(state_root: Path, max_pods: int) -> dict[str, str]:
@@ -54,6 +59,14 @@ def node_status(config: AgentConfig, port: int, now: datetime, ready_since: date
                      "containerRuntimeVersion": "crun://podbay", "kubeletVersion": "v1.32.0-podbay",
                      "kubeProxyVersion": "", "operatingSystem": "linux", "architecture": _arch()},
     }
+
+
+def node_images(images: list[Image]) -> list[dict[str, Any]]:
+    """status.images as the kubelet reports them: the largest first, each named by its repo
+    digests then tags, with its size (here the unpacked size, what it takes on disk)."""
+    largest = sorted(images, key=lambda i: i.size, reverse=True)[:MAX_NODE_IMAGES]
+    return [{"names": [*i.repo_digests, *i.repo_tags][:MAX_NAMES_PER_IMAGE] or [i.id], "sizeBytes": i.size}
+            for i in largest]
 
 
 def _boot_id() -> str:

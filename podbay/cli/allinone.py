@@ -80,10 +80,6 @@ def _controllers(client: Client, settings: Settings, election: LeaderElectionCon
 
 
 async def _start_runtime(settings: Settings) -> RuntimeService:
-    # Root's alone: they hold the cluster's keys, tokens, the store and every pod's files.
-    for root in (settings.run_root, settings.state_root):
-        root.mkdir(parents=True, exist_ok=True)
-        root.chmod(0o700)
     runtime = RuntimeService(settings.runtime_config())
     await runtime.start()
     await asyncio.to_thread(ensure_busybox_image, runtime.images)

@@ -10,7 +10,8 @@ from pathlib import Path
 from podbay.cli.common import table
 from podbay.cli.progress import PullProgress, human_size, terminal_columns
 from podbay.cli.settings import settings_from
-from podbay.runtime.images import ImageConfig, ImageStore, import_archive, pull
+from podbay.runtime.config import prepare_roots
+from podbay.runtime.images import ImageConfig, ImageLimits, ImageStore, import_archive, pull
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -40,7 +41,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _store(args: argparse.Namespace) -> ImageStore:
-    return ImageStore(settings_from(args).runtime_config().images_root)
+    config = settings_from(args).runtime_config()
+    prepare_roots(config)
+    return ImageStore(config.images_root, ImageLimits(config.max_image_size, config.imagefs_min_available))
 
 
 def cmd_ls(args: argparse.Namespace) -> int:

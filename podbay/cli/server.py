@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from podbay.cli.settings import Settings, settings_from
+from podbay.runtime.config import prepare_roots
 
 if TYPE_CHECKING:
     from podbay.client.leaderelection import LeaderElectionConfig
@@ -119,8 +120,7 @@ def cmd_up(args: argparse.Namespace) -> int:
         return 0
     if args.foreground:
         return _foreground(settings, args.ready_fd)
-    settings.state_root.mkdir(parents=True, exist_ok=True)
-    settings.run_root.mkdir(parents=True, exist_ok=True)
+    prepare_roots(settings.runtime_config())
     read_fd, write_fd = os.pipe()
     with open(settings.logfile, "ab") as log:
         child = subprocess.Popen(
@@ -157,7 +157,7 @@ def _foreground(settings: Settings, ready_fd: int | None) -> int:
     from podbay.cli.allinone import serve
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    settings.run_root.mkdir(parents=True, exist_ok=True)
+    prepare_roots(settings.runtime_config())
     settings.pidfile.write_text(f"{os.getpid()}\n")
 
     async def main() -> None:

@@ -11,6 +11,7 @@ import socket
 from dataclasses import dataclass
 from pathlib import Path
 
+from podbay.api.quantity import parse_quantity
 from podbay.runtime.config import RuntimeConfig
 
 
@@ -36,6 +37,8 @@ class Settings:
     warm_sandboxes: int = 1
     oci_runtime: str = "crun"
     seccomp_profile_root: Path | None = None  # Localhost seccomp profiles; None: <state_root>/seccomp
+    max_image_size: int = 20 << 30
+    imagefs_min_available: float = 0.15
 
     @property
     def socket_path(self) -> Path:
@@ -60,7 +63,8 @@ class Settings:
     def runtime_config(self) -> RuntimeConfig:
         return RuntimeConfig(state_root=self.state_root, run_root=self.run_root, cgroup_parent=self.cgroup_parent,
                              network_name=self.network_name, bridge=self.bridge, subnet=self.subnet,
-                             warm_sandboxes=self.warm_sandboxes, oci_runtime=self.oci_runtime)
+                             warm_sandboxes=self.warm_sandboxes, oci_runtime=self.oci_runtime,
+                             max_image_size=self.max_image_size, imagefs_min_available=self.imagefs_min_available)
 
     def as_args(self) -> list[str]:
         """The global flags that name this installation, for a child `podbay` process."""
@@ -70,6 +74,8 @@ class Settings:
                 "--backoff-base", str(self.backoff_base), "--backoff-cap", str(self.backoff_cap),
                 "--node-grace", str(self.node_grace), "--pod-eviction-timeout", str(self.pod_eviction_timeout),
                 "--api-address", self.api_address, "--warm-sandboxes", str(self.warm_sandboxes),
+                "--max-image-size", str(self.max_image_size),
+                "--imagefs-min-available", f"{self.imagefs_min_available * 100:g}%",
                 *(["--seccomp-profile-root", str(self.seccomp_profile_root)] if self.seccomp_profile_root else []),
                 *(["--write-kubeconfig", str(self.write_kubeconfig)] if self.write_kubeconfig else [])]
 
@@ -109,6 +115,13 @@ def add_global_flags(parser: argparse.ArgumentParser) -> None:
                         "<state-root>/seccomp, as the kubelet's <root-dir>/seccomp)")
     g.add_argument("--oci-runtime", default=env("PODBAY_OCI_RUNTIME", "crun"),
                    help="the OCI runtime conmon runs containers with: crun (default) or runc, a name or a path")
+    g.add_argument("--max-image-size", type=parse_size, default=parse_size(env("PODBAY_MAX_IMAGE_SIZE", "20Gi")),
+                   help="most bytes one image may unpack to (e.g. 20Gi, 500Mi); a layer past it is refused "
+                        "and removed (default 20Gi)")
+    g.add_argument("--imagefs-min-available", type=parse_percent,
+                   default=parse_percent(env("PODBAY_IMAGEFS_MIN_AVAILABLE", "15%")),
+                   help="unpacking stops when the image filesystem would have less than this free (default "
+                        "15%%, the kubelet's imagefs.available hard eviction threshold)")
     g.add_argument("--server", default=env("PODBAY_SERVER"),
                    help="the API server to talk to (default: this machine's socket)")
 
@@ -121,5 +134,29 @@ def settings_from(args: argparse.Namespace) -> Settings:
                     pod_eviction_timeout=args.pod_eviction_timeout, api_address=args.api_address,
                     warm_sandboxes=args.warm_sandboxes, client_kubeconfig=args.kubeconfig,
                     write_kubeconfig=Path(args.write_kubeconfig).absolute() if args.write_kubeconfig else None,
+                    max_image_size=args.max_image_size,
+                    imagefs_min_available=args.imagefs_min_available,
                     seccomp_profile_root=Path(args.seccomp_profile_root).absolute() if args.seccomp_profile_root
                     else None)
+
+
+def parse_size(text: str) -> int:
+    """Bytes, as a Kubernetes quantity: 500Mi, 20Gi, 1G or plain bytes."""
+    try:
+        value = int(parse_quantity(text))
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(f"{text!r}: not a quantity of bytes: {e}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: must be more than 0")
+    return value
+
+
+def parse_percent(text: str) -> float:
+    """A fraction of a filesystem, as the kubelet's thresholds write it: "15%"."""
+    try:
+        value = float(text.removesuffix("%")) / 100
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: want a percentage such as 15%") from None
+    if not 0 <= value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: want a percentage from 0% to below 100%")
+    return value

@@ -1,6 +1,7 @@
 """Where the runtime keeps its state and which host resources it may use."""
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,6 +19,8 @@ class RuntimeConfig:
     cni_conf_dir: Path | None = None  # default: <state_root>/cni/net.d
     cni_bin_dirs: tuple[Path, ...] = field(default=(Path("/usr/lib/cni"), Path("/opt/cni/bin")))
     warm_sandboxes: int = 1  # sandboxes kept ready (namespaces and network) for the next pods
+    max_image_size: int = 20 << 30  # unpacked bytes per image (ImageLimits says why 20 GiB)
+    imagefs_min_available: float = 0.15  # unpacking stops short of the imagefs.available hard eviction threshold
 
     @property
     def images_root(self) -> Path:
@@ -54,3 +57,15 @@ class RuntimeConfig:
     @property
     def cni_dir(self) -> Path:
         return self.cni_conf_dir or self.state_root / "cni" / "net.d"
+
+
+def prepare_roots(config: RuntimeConfig) -> None:
+    """The state and run roots and the directories under them that lead to layers, rootfs
+    views, volumes and records, all 0700 (as containerd's root and state): images keep
+    their setuid binaries and containers write what they like, none of which another
+    user of the host may reach. Installs made before are tightened here too."""
+    for d in (config.state_root, config.run_root, config.images_root, config.containers_root,
+              config.sandboxes_root, config.pods_root, config.bundles_root, config.netns_root,
+              config.exits_root, config.crun_root, config.run_root / "sandboxes", config.state_root / "logs"):
+        d.mkdir(mode=0o700, parents=True, exist_ok=True)
+        os.chmod(d, 0o700)

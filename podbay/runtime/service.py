@@ -20,12 +20,13 @@ from typing import Any, AsyncIterator
 
 from podbay.api.errors import NotFound
 from podbay.runtime import cgroups
-from podbay.runtime.config import RuntimeConfig
+from podbay.runtime.config import RuntimeConfig, prepare_roots
 from podbay.runtime.etcfiles import write_pod_etc
 from podbay.runtime.execsession import ExecSession, start_exec
 from podbay.runtime.files import read_pid_file, write_json_atomic
 from podbay.runtime.host import check_host
-from podbay.runtime.images import Image, ImageStore, pull
+from podbay.runtime.images import Image, ImageLimits, ImageStore, pull
+from podbay.runtime.images.devices import make_devices
 from podbay.runtime.namespaces import pin_namespaces, start_pid_holder, stop_pid_holder, unpin_namespaces
 from podbay.runtime.network import NetworkConfig, PodNetwork
 from podbay.runtime.network import PortMapping as CNIPortMapping
@@ -62,7 +63,9 @@ def _time(value: str | None) -> datetime | None:
 class RuntimeService:
     def __init__(self, config: RuntimeConfig, images: ImageStore | None = None) -> None:
         self.config = config
-        self.images = images or ImageStore(config.images_root)
+        prepare_roots(config)
+        self.images = images or ImageStore(config.images_root, ImageLimits(config.max_image_size,
+                                                                           config.imagefs_min_available))
         runtime_path = shutil.which(config.oci_runtime) or config.oci_runtime
         self.oci = OCIRuntime(runtime_path, config.conmon, config.crun_root, config.exits_root)
         self.network = PodNetwork(NetworkConfig(
@@ -85,9 +88,7 @@ class RuntimeService:
     async def start(self) -> None:
         """Checks the host and prepares the roots; watches containers that are still running."""
         check_host(self.config.oci_runtime, self.config.conmon)
-        for d in (self.config.containers_root, self.config.sandboxes_root, self.config.pods_root,
-                  self.config.bundles_root, self.config.netns_root, self.config.exits_root, self.config.crun_root):
-            d.mkdir(parents=True, exist_ok=True)
+        prepare_roots(self.config)  # again: a purging shutdown removed the run root's directories
         self.network.ensure_conflist()
         self._load_records()
         await self._remove_unowned()
@@ -397,6 +398,7 @@ class RuntimeService:
             layers = self.images.mount_layers(config.image)
             mount("overlay", str(rootfs), "overlay", 0,
                   f"lowerdir={':'.join(map(str, layers))},upperdir={directory / 'upper'},workdir={directory / 'work'}")
+            make_devices(rootfs, layers, self.images.layer_devices(config.image))
             uid, gid, groups = resolve_user(rootfs, config.security)
             mounts = self._sandbox_mounts(sandbox, config, directory)
             paths = self._sandbox_paths(sandbox, container_id)

@@ -1,7 +1,8 @@
 from datetime import datetime, timezone
 
 from podbay.agent.config import AgentConfig
-from podbay.agent.node import node_object
+from podbay.agent.node import node_images, node_object
+from podbay.runtime.images import Image, ImageConfig
 
 
 def test_node_object_reads_the_machine(tmp_path):
@@ -17,3 +18,14 @@ def test_node_object_reads_the_machine(tmp_path):
     ready = st["conditions"][0]
     assert ready["type"] == "Ready" and ready["status"] == "True" and ready["lastHeartbeatTime"] == now
     assert st["nodeInfo"]["operatingSystem"] == "linux"
+
+
+def test_node_images_are_the_largest_first_named_by_digests_then_tags():
+    images = [Image(f"sha256:{n}", [f"r/{n}:{t}" for t in range(7)], [f"r/{n}@sha256:{n}"], size, ImageConfig())
+              for n, size in (("small", 10), ("big", 30), ("mid", 20))]
+    images += [Image(f"sha256:x{n}", [], [], 1, ImageConfig()) for n in range(60)]
+    listed = node_images(images)
+    assert len(listed) == 50
+    assert [i["sizeBytes"] for i in listed[:3]] == [30, 20, 10]
+    assert listed[0]["names"] == ["r/big@sha256:big", "r/big:0", "r/big:1", "r/big:2", "r/big:3"]
+    assert listed[-1]["names"][0].startswith("sha256:x")  # an untagged image goes by its id

@@ -86,3 +86,13 @@ async def _second_agent(cluster: Cluster, second_host_env: HostEnv) -> None:
         stop.set()
         await agent
         await purge(other)
+
+
+async def test_the_node_reports_its_images_with_their_unpacked_size(cluster: Cluster) -> None:
+    from podbay.runtime.images import ImageStore
+
+    busybox = ImageStore(cluster.settings.runtime_config().images_root).image_status("busybox:1.35")
+    assert busybox is not None
+    node = await wait_node(cluster, cluster.settings.node_name, lambda n: n.status.images)
+    [entry] = [i for i in node.status.images if "docker.io/library/busybox:1.35" in i.names]
+    assert entry.size_bytes == busybox.size > 1_000_000  # the unpacked busybox, not its gzip

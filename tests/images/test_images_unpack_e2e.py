@@ -11,7 +11,9 @@ from typing import Callable
 import pytest
 
 from podbay.runtime.images import UnsafeLayer
-from podbay.runtime.images.unpack import unpack_layer
+from podbay.runtime.images.devices import make_devices
+from podbay.runtime.images.unpack import Device, unpack_layer
+from podbay.runtime.syscalls import mount, umount
 from tests.conftest import require_root
 
 pytestmark = pytest.mark.e2e
@@ -59,8 +61,8 @@ def test_whiteouts_become_overlayfs_whiteouts(dest: Path) -> None:
     assert not os.path.lexists(dest / "var/cache/.wh..wh..opq")
 
 
-def test_metadata_links_and_devices_are_kept(dest: Path) -> None:
-    unpack_layer(layer(
+def test_metadata_and_links_are_kept_devices_only_recorded(dest: Path) -> None:
+    devices = unpack_layer(layer(
         entry("bin", tarfile.DIRTYPE, mode=0o750, uid=12, gid=34, mtime=1000),
         entry("bin/su", data=b"su", mode=0o4755, uid=0, gid=0),
         entry("bin/gs", data=b"gs", mode=0o2711, uid=5, gid=6),
@@ -79,8 +81,11 @@ def test_metadata_links_and_devices_are_kept(dest: Path) -> None:
     assert (stat.S_IMODE(gs.st_mode), gs.st_uid, gs.st_gid) == (0o2711, 5, 6)
     assert os.readlink(dest / "bin/sh") == "busybox" and os.lstat(dest / "bin/sh").st_uid == 7
     assert os.lstat(dest / "bin/su2").st_ino == os.lstat(dest / "bin/su").st_ino
+    # Layers live on the host: a device node there would be the host's device. Only an
+    # unreadable placeholder holds its path; the node is made in each container's rootfs.
     null = os.lstat(dest / "dev/null")
-    assert stat.S_ISCHR(null.st_mode) and null.st_rdev == os.makedev(1, 3) and stat.S_IMODE(null.st_mode) == 0o666
+    assert stat.S_ISREG(null.st_mode) and stat.S_IMODE(null.st_mode) == 0 and null.st_size == 0
+    assert devices == [Device("dev/null", False, 1, 3, 0o666, 0, 0)]
     assert stat.S_ISFIFO(os.lstat(dest / "dev/fifo").st_mode)
     assert os.getxattr(dest / "cap", "user.note") == b"hello"
     # A layer may not plant overlayfs' own metadata.
@@ -132,3 +137,39 @@ def test_hostile_archives_are_refused_and_write_nothing_outside(dest: Path, tmp_
         unpack_layer(layer(*entries), dest)
     assert outside.read_text() == "keep"
     assert sorted(p.name for p in tmp_path.iterdir()) == before
+
+
+def test_devices_are_made_in_the_mounted_rootfs_only_where_still_visible(tmp_path: Path) -> None:
+    require_root()
+    lower, upper = tmp_path / "lower", tmp_path / "upper"
+    lower.mkdir(), upper.mkdir()
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    bottom = unpack_layer(layer(
+        entry("opt", tarfile.DIRTYPE),
+        *(entry(f"opt/{n}", tarfile.CHRTYPE, devmajor=1, devminor=m, mode=0o666) for n, m in
+          (("gone", 3), ("replaced", 5), ("kept", 7))),
+        entry("opt/kept-link", tarfile.LNKTYPE, linkname="opt/kept"),
+        entry("redirected", tarfile.DIRTYPE),
+        entry("redirected/zero", tarfile.CHRTYPE, devmajor=1, devminor=5, mode=0o666)), lower)
+    top = unpack_layer(layer(
+        entry("opt/.wh.gone"), entry("opt/replaced", data=b"file"),
+        entry("redirected", tarfile.SYMTYPE, linkname=str(outside))), upper)
+    assert top == []
+    rootfs, work, rw = tmp_path / "rootfs", tmp_path / "work", tmp_path / "rw"
+    for d in (rootfs, work, rw):
+        d.mkdir()
+    mount("overlay", str(rootfs), "overlay", 0, f"lowerdir={upper}:{lower},upperdir={rw},workdir={work}")
+    try:
+        make_devices(rootfs, [upper, lower], [top, bottom])
+        assert not os.path.lexists(rootfs / "opt/gone")
+        assert (rootfs / "opt/replaced").read_bytes() == b"file"
+        for name in ("kept", "kept-link"):
+            st = os.lstat(rootfs / "opt" / name)
+            assert stat.S_ISCHR(st.st_mode) and st.st_rdev == os.makedev(1, 7) and stat.S_IMODE(st.st_mode) == 0o666
+        assert list(outside.iterdir()) == []  # not made through the top layer's symlink
+    finally:
+        umount(str(rootfs))
+    # The layers themselves hold no device but overlayfs' whiteout.
+    nodes = [p for p in tmp_path.rglob("*") if stat.S_ISCHR(os.lstat(p).st_mode) and p.is_relative_to(lower)]
+    assert nodes == []

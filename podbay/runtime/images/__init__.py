@@ -6,9 +6,9 @@ from podbay.runtime.images.archive import BadArchive, import_archive
 from podbay.runtime.images.busybox import ensure_busybox_image
 from podbay.runtime.images.reference import InvalidReference, Reference, normalize_reference, parse_reference
 from podbay.runtime.images.registry import PullError, pull
-from podbay.runtime.images.store import DigestMismatch, Image, ImageConfig, ImageNotFound, ImageStore
-from podbay.runtime.images.unpack import UnsafeLayer
+from podbay.runtime.images.store import DigestMismatch, Image, ImageConfig, ImageLimits, ImageNotFound, ImageStore
+from podbay.runtime.images.unpack import ImageFsLow, NotATar, TooLarge, UnsafeLayer
 
-__all__ = ["BadArchive", "DigestMismatch", "Image", "ImageConfig", "ImageNotFound", "ImageStore", "InvalidReference",
-           "PullError", "Reference", "UnsafeLayer", "ensure_busybox_image", "import_archive", "normalize_reference",
-           "parse_reference", "pull"]
+__all__ = ["BadArchive", "DigestMismatch", "Image", "ImageConfig", "ImageFsLow", "ImageLimits", "ImageNotFound",
+           "ImageStore", "InvalidReference", "NotATar", "PullError", "Reference", "TooLarge", "UnsafeLayer",
+           "ensure_busybox_image", "import_archive", "normalize_reference", "parse_reference", "pull"]

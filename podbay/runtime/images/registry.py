@@ -21,6 +21,7 @@ import yarl
 from podbay.runtime.images.manifests import INDEX_TYPES, MANIFEST_TYPES, is_index, select_platform
 from podbay.runtime.images.reference import DEFAULT_REGISTRY, Reference, parse_reference
 from podbay.runtime.images.digests import Progress, digest_of
+from podbay.runtime.images.unpack import ImageFsLow
 
 if TYPE_CHECKING:
     from podbay.runtime.images.store import Image, ImageStore
@@ -219,10 +220,16 @@ async def pull(store: "ImageStore", ref: str, *, progress: Progress | None = Non
         store.put_blob(manifest_raw, manifest_digest)
         if top != manifest_digest:
             store.put_blob(raw, top)
-        return await asyncio.to_thread(
-            store.add_image, manifest_digest, tags=[f"{parsed.name}:{parsed.tag}"] if parsed.tag else [],
-            repo_digests=[f"{parsed.name}@{top}"], index_digest=top if top != manifest_digest else None)
-    except (aiohttp.ClientError, asyncio.TimeoutError, LookupError, ValueError) as e:
+        try:
+            return await asyncio.to_thread(
+                store.add_image, manifest_digest, tags=[f"{parsed.name}:{parsed.tag}"] if parsed.tag else [],
+                repo_digests=[f"{parsed.name}@{top}"], index_digest=top if top != manifest_digest else None)
+        except BaseException:
+            # Refused (too large, not tar, ...): its blobs would only take room.
+            fetched = [manifest["config"], *(manifest.get("layers") or [])]
+            store.drop_unused_blobs({top, manifest_digest, *(d.get("digest") for d in fetched if isinstance(d, dict))})
+            raise
+    except (aiohttp.ClientError, asyncio.TimeoutError, LookupError, ValueError, ImageFsLow) as e:
         raise PullError(f'pulling "{parsed}": {e or type(e).__name__}') from e
 
 

@@ -2,6 +2,7 @@
 
     <root>/blobs/sha256/<hex>     manifests, indexes, configs and layer blobs, by digest
     <root>/layers/<diffid hex>/   each layer unpacked once, shared by every image using it
+    <root>/layerinfo/<hex>.json   a layer's unpacked size and device nodes (made only in containers)
     <root>/images.json            images by id (config digest): tags, repo digests, manifest, layers
     <root>/tmp/                   blobs and layers being written; nothing here is visible
 
@@ -9,6 +10,10 @@ A blob becomes visible only after its digest is verified (written to a temp file
 hashed, renamed); a layer directory only once fully unpacked (renamed into place);
 an image only once its blobs and layers are in place (the index is written last,
 atomically, under a lock).
+
+The root and every directory in it are 0700: layers keep their setuid bits (they must
+work inside containers), so no other user may reach them from the host. Unpacking is
+bounded (`ImageLimits`): per image, and by the image filesystem's free space.
 """
 from __future__ import annotations
 
@@ -28,7 +33,36 @@ from podbay.runtime.images.digests import digest_hex, digest_of
 from podbay.runtime.images.manifests import (OCI_CONFIG, OCI_LAYER, OCI_LAYER_GZIP, OCI_MANIFEST, PLATFORM_ARCH,
                                              PLATFORM_OS, unsupported_layers)
 from podbay.runtime.images.reference import parse_reference
-from podbay.runtime.images.unpack import HashingReader, open_layer, unpack_layer
+from podbay.runtime.images.unpack import Budget, Device, LayerStream, open_layer, unpack_layer
+
+GiB = 1 << 30
+
+
+def _is_digest(text: str) -> bool:
+    try:
+        digest_hex(text)
+    except ValueError:
+        return False
+    return True
+
+
+@dataclass(frozen=True)
+class ImageLimits:
+    """Bounds on what unpacking may write. 20 GiB per image is far above real images (the
+    largest common ones, CUDA and ML stacks, unpack to 10-15 GiB) yet stops a bomb long
+    before most disks fill; 15 % is the kubelet's default imagefs.available hard eviction
+    threshold, below which it would start evicting pods anyway."""
+
+    max_image_bytes: int = 20 * GiB
+    min_available: float = 0.15
+    # How the user sets them, named in the errors.
+    max_image_flag: str = "--max-image-size (PODBAY_MAX_IMAGE_SIZE)"
+
+
+@dataclass(frozen=True)
+class LayerInfo:
+    size: int  # bytes of its uncompressed tar stream
+    devices: list[Device]
 
 
 @dataclass(frozen=True)
@@ -67,7 +101,7 @@ class Image:
     id: str  # "sha256:<config digest>"
     repo_tags: list[str]
     repo_digests: list[str]
-    size: int
+    size: int  # unpacked: the sum of its layers' uncompressed sizes
     config: ImageConfig
 
 
@@ -126,11 +160,14 @@ class BlobWriter:
 
 
 class ImageStore:
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, limits: ImageLimits = ImageLimits()) -> None:
         self.root = Path(root)
-        for d in (self.blobs, self.layers, self.tmp):
-            d.mkdir(parents=True, exist_ok=True)
+        self.limits = limits
+        for d in (self.root, self.blobs.parent, self.blobs, self.layers, self.layer_info_dir, self.tmp):
+            d.mkdir(mode=0o700, parents=True, exist_ok=True)
+            os.chmod(d, 0o700)  # also on stores made before they were private
         self._sweep_tmp()
+        self._record_unpacked_sizes()
 
     @property
     def blobs(self) -> Path:
@@ -143,6 +180,10 @@ class ImageStore:
     @property
     def tmp(self) -> Path:
         return self.root / "tmp"
+
+    @property
+    def layer_info_dir(self) -> Path:
+        return self.root / "layerinfo"
 
     # -- scratch space in tmp/ ----------------------------------------------------
     # Every entry in tmp/ is flock-ed by the process writing it; whatever no one holds
@@ -235,8 +276,17 @@ class ImageStore:
 
     @staticmethod
     def _image(image_id: str, entry: dict[str, Any]) -> Image:
-        return Image(image_id, list(entry["repo_tags"]), list(entry["repo_digests"]), entry["size"],
+        return Image(image_id, list(entry["repo_tags"]), list(entry["repo_digests"]), entry["unpacked_size"],
                      ImageConfig(**entry["config"]))
+
+    def _record_unpacked_sizes(self) -> None:
+        """Images added before sizes were unpacked sizes get theirs from their layers."""
+        if all("unpacked_size" in e for e in self._read_index()["images"].values()):
+            return
+        with self._locked() as index:
+            for entry in index["images"].values():
+                if "unpacked_size" not in entry:
+                    entry["unpacked_size"] = sum(self.layer_info(d).size for d in entry["layers"])
 
     def image_status(self, ref: str) -> Image | None:
         found = self._find(self._read_index(), ref)
@@ -253,10 +303,37 @@ class ImageStore:
 
     def mount_layers(self, ref: str) -> list[Path]:
         """The image's unpacked layers, top first, as overlayfs' lowerdir wants them."""
+        return [self.layers / digest_hex(d) for d in self._layer_ids(ref)]
+
+    def layer_devices(self, ref: str) -> list[list[Device]]:
+        """Each layer's device nodes, in `mount_layers`' order."""
+        return [self.layer_info(d).devices for d in self._layer_ids(ref)]
+
+    def _layer_ids(self, ref: str) -> list[str]:
         found = self._find(self._read_index(), ref)
         if found is None:
             raise ImageNotFound(ref)
-        return [self.layers / digest_hex(d) for d in reversed(found[1]["layers"])]
+        return list(reversed(found[1]["layers"]))
+
+    def layer_info(self, diff_id: str) -> LayerInfo:
+        path = self.layer_info_dir / f"{digest_hex(diff_id)}.json"
+        try:
+            data = json.loads(path.read_text())
+        except FileNotFoundError:
+            # Unpacked before layer info was kept (and before devices were kept out of layers).
+            layer = self.layers / digest_hex(diff_id)
+            size = sum(os.lstat(os.path.join(d, f)).st_size for d, _, files in os.walk(layer) for f in files)
+            return LayerInfo(size, [])
+        return LayerInfo(data["size"], [Device(**d) for d in data["devices"]])
+
+    def _write_layer_info(self, diff_id: str, info: LayerInfo) -> None:
+        path = self.layer_info_dir / f"{digest_hex(diff_id)}.json"
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(asdict(info)))
+        os.replace(tmp, path)
+
+    def _remove_layer_info(self, diff_id: str) -> None:
+        (self.layer_info_dir / f"{digest_hex(diff_id)}.json").unlink(missing_ok=True)
 
     # -- blobs and layers ------------------------------------------------------
 
@@ -290,20 +367,31 @@ class ImageStore:
             shutil.copyfileobj(f, w, 1 << 20)
             return w.commit(expected)
 
-    def ensure_layer(self, blob_digest: str, diff_id: str | None = None) -> str:
+    def budget(self, max_bytes: int, limit_name: str) -> Budget:
+        return Budget(max_bytes, self.root, self.limits.min_available, limit_name)
+
+    def ensure_layer(self, blob_digest: str, diff_id: str | None = None, *, what: str = "",
+                     budget: Budget | None = None) -> str:
         """Unpacks a layer blob once and returns its diff id, the digest of the
-        uncompressed tar, which is checked against `diff_id` when given."""
+        uncompressed tar, which is checked against `diff_id` when given. Unpacking stops
+        (and leaves nothing) past `budget`, by default the per-image limit."""
         if diff_id is not None and (self.layers / digest_hex(diff_id)).is_dir():
             return diff_id
+        what = f"{what}layer {blob_digest}"
+        if budget is None:
+            budget = self.budget(self.limits.max_image_bytes, f"{self.limits.max_image_flag} per image")
         with self.scratch_dir("layer-") as work:
             with open_layer(self.blob_path(blob_digest)) as raw:
-                reader = HashingReader(raw)
-                unpack_layer(reader, work)  # type: ignore[arg-type]
-                actual = reader.drain()
+                stream = LayerStream(raw, what, budget)
+                devices = unpack_layer(stream, work)
+                actual = stream.drain()
             if diff_id is not None and actual != diff_id:
                 raise DigestMismatch(f"layer {blob_digest}: diff id mismatch: config says {diff_id}, "
                                      f"the layer is {actual}")
+            # The layer's root is the rootfs' "/" (its mode shows in containers); the
+            # store's 0700 directories above keep it from other users on the host.
             os.chmod(work, 0o755)
+            self._write_layer_info(actual, LayerInfo(stream.count, devices))
             try:
                 os.rename(work, self.layers / digest_hex(actual))
             except OSError:
@@ -330,9 +418,15 @@ class ImageStore:
         if platform != f"{PLATFORM_OS}/{PLATFORM_ARCH}":
             raise ValueError(f"image {config_digest} is for {platform}; this node runs {PLATFORM_OS}/{PLATFORM_ARCH}")
         absent = [d for d in diff_ids if not (self.layers / digest_hex(d)).is_dir()]
+        name = tags[0] if tags else manifest_digest
+        used = 0
         try:
             for blob, diff_id in zip(blobs, diff_ids):
-                self.ensure_layer(blob, diff_id)
+                left = self.limits.max_image_bytes - used
+                limit = (f"{self.limits.max_image_flag}: {self.limits.max_image_bytes} bytes per image, "
+                         f"{used} of them used by its layers below")
+                self.ensure_layer(blob, diff_id, what=f"image {name}: ", budget=self.budget(left, limit))
+                used += self.layer_info(diff_id).size
         except BaseException:
             self._drop_layers(absent)
             raise
@@ -346,7 +440,7 @@ class ImageStore:
             entry = index["images"].setdefault(config_digest, {"repo_tags": [], "repo_digests": []})
             replaced = {entry.get("manifest"), entry.get("index"), *entry.get("blobs", [])}
             entry.update(manifest=manifest_digest, blobs=blobs, layers=diff_ids,
-                         size=sum(self.blob_path(b).stat().st_size for b in blobs),
+                         size=sum(self.blob_path(b).stat().st_size for b in blobs), unpacked_size=used,
                          config=asdict(ImageConfig.from_oci(config)))
             if index_digest:
                 entry["index"] = index_digest
@@ -421,15 +515,24 @@ class ImageStore:
                 layer = self.layers / digest_hex(diff_id)
                 if layer.exists():
                     os.rename(layer, doomed / digest_hex(diff_id))
+                self._remove_layer_info(diff_id)
             self._drop_blobs(index, {image_id, entry["manifest"], entry.get("index"), *entry["blobs"]})
         shutil.rmtree(doomed, ignore_errors=True)
 
     def _drop_layers(self, diff_ids: list[str]) -> None:
         """Removes those of the layers no image uses: what a failed add unpacked."""
-        with self._locked() as index:
-            used = {d for e in index["images"].values() for d in e["layers"]}
+        with self._lock():
+            used = {d for e in self._read_index()["images"].values() for d in e["layers"]}
             for diff_id in set(diff_ids) - used:
                 shutil.rmtree(self.layers / digest_hex(diff_id), ignore_errors=True)
+                self._remove_layer_info(diff_id)
+
+    def drop_unused_blobs(self, digests: set[str | None]) -> None:
+        """Deletes those of `digests` no image refers to: what a failed import or pull
+        brought in. Digests that are not sha256 (a malformed manifest's) name no blob."""
+        valid = {d for d in digests if d and _is_digest(d)}
+        with self._lock():
+            self._drop_blobs(self._read_index(), valid)
 
     def _drop_blobs(self, index: dict[str, Any], digests: set[str | None]) -> None:
         """Deletes those of `digests` no image in `index` refers to."""

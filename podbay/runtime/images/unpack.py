@@ -3,6 +3,14 @@ hostile archives: nothing is ever written outside the layer's directory.
 
 OCI whiteouts become overlayfs' own: `.wh.NAME` a 0/0 character device named NAME,
 `.wh..wh..opq` the xattr `trusted.overlay.opaque=y` on its directory.
+
+Device nodes are never made in a layer (layers are shared and live on the host): each
+becomes an empty mode-0000 placeholder file, so it still hides what lower layers have at
+that path, and is returned as a `Device` to be made in each container's own rootfs view.
+
+The tar stream is read through a `LayerStream`, which refuses what is not a tar before
+anything is written and counts decompressed bytes as they come, so a small compressed
+blob cannot fill the disk (a decompression bomb).
 """
 from __future__ import annotations
 
@@ -13,8 +21,10 @@ import posixpath
 import shutil
 import stat
 import tarfile
+import dataclasses
+from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, Callable
 
 import zstandard
 
@@ -30,21 +40,122 @@ class UnsafeLayer(ValueError):
     """An archive entry that would write outside the layer or through a planted link."""
 
 
-class HashingReader:
-    """A file object that hashes everything read through it (the layer's diff id)."""
+class NotATar(ValueError):
+    """A stream whose (decompressed) start is not a tar header."""
 
-    def __init__(self, inner: BinaryIO) -> None:
+
+class TooLarge(ValueError):
+    """A stream that decompresses to more than it may."""
+
+
+class ImageFsLow(OSError):
+    """Unpacking would take the image filesystem below its hard eviction threshold."""
+
+
+@dataclass(frozen=True)
+class Device:
+    """A device node of a layer, made only inside containers' rootfs views."""
+
+    path: str  # inside the layer, no leading slash
+    block: bool
+    major: int
+    minor: int
+    mode: int
+    uid: int
+    gid: int
+
+
+@dataclass(frozen=True)
+class Budget:
+    """What one unpack may use: `max_bytes` of decompressed stream, and the filesystem
+    holding `fs_path` must keep `min_available` (a fraction) of its size free."""
+
+    max_bytes: int
+    fs_path: Path
+    min_available: float
+    limit_name: str  # how the user sets max_bytes, for the error
+
+
+# statvfs is cheap, but not free: looked at once per this many decompressed bytes.
+FS_CHECK_EVERY = 1 << 20
+TAR_BLOCK = 512
+
+
+def falls_below_threshold(available: int, capacity: int, incoming: int, min_available: float) -> bool:
+    """Whether writing `incoming` more bytes leaves less than `min_available` of the
+    filesystem free (the kubelet's imagefs.available hard eviction signal)."""
+    return available - incoming < min_available * capacity
+
+
+def check_tar_header(block: bytes, what: str) -> None:
+    """Refuses a stream whose first block is not a tar header (an all-zero block is the
+    end of an empty archive, which empty layers are)."""
+    if len(block) < TAR_BLOCK and block.strip(b"\0"):
+        raise NotATar(f"{what}: not a tar archive (only {len(block)} bytes)")
+    if not block.strip(b"\0"):
+        return
+    try:
+        tarfile.TarInfo.frombuf(block, "utf-8", "surrogateescape")
+    except tarfile.HeaderError:
+        raise NotATar(f"{what}: not a tar archive (nor a gzip or zstd compressed one)") from None
+
+
+def mib(n: int) -> str:
+    """Exact bytes, and MiB to read them by (limits are set in either)."""
+    return f"{n} bytes ({n / (1 << 20):.1f} MiB)"
+
+
+class LayerStream:
+    """The decompressed tar stream of a layer (or archive), read once: its start checked
+    to be a tar header before any of it is unpacked, every byte hashed (the diff id) and
+    counted against the budget as it decompresses; the declared sizes are never trusted."""
+
+    def __init__(self, inner: BinaryIO, what: str, budget: Budget) -> None:
         self.inner = inner
+        self.what = what
+        self.budget = budget
         self.hash = hashlib.sha256()
+        self.count = 0
+        self._next_check = 0
+        head = b""
+        while len(head) < TAR_BLOCK:
+            chunk = inner.read(TAR_BLOCK - len(head))
+            if not chunk:
+                break
+            head += chunk
+        check_tar_header(head, what)
+        self._head = head
 
     def read(self, size: int = -1) -> bytes:
-        data = self.inner.read(size)
+        # Never "all of it" at once: that could be a bomb's gigabytes in memory. Returning
+        # less than asked is allowed; tarfile and drain() read again.
+        size = FS_CHECK_EVERY if size < 0 else min(size, FS_CHECK_EVERY)
+        if self._head:
+            data, self._head = self._head[:size], self._head[size:]
+        else:
+            data = self.inner.read(size)
         self.hash.update(data)
+        self.count += len(data)
+        if self.count > self.budget.max_bytes:
+            raise TooLarge(f"{self.what}: unpacks to more than {mib(self.budget.max_bytes)}, "
+                           f"the limit set by {self.budget.limit_name}")
+        if self.count >= self._next_check:
+            self._check_fs(len(data))
+            self._next_check = self.count + FS_CHECK_EVERY
         return data
+
+    def _check_fs(self, incoming: int) -> None:
+        st = os.statvfs(self.budget.fs_path)
+        available, capacity = st.f_bavail * st.f_frsize, st.f_blocks * st.f_frsize
+        if falls_below_threshold(available, capacity, max(incoming, FS_CHECK_EVERY), self.budget.min_available):
+            raise ImageFsLow(f"{self.what}: refused after {self.count} unpacked bytes: the image filesystem "
+                             f"({self.budget.fs_path}) has {mib(available)} of {mib(capacity)} free "
+                             f"and must keep {self.budget.min_available:.0%} free (imagefs.available hard "
+                             "eviction threshold)")
 
     def drain(self) -> str:
         """Reads what the tar reader left (end-of-archive padding) and returns the digest."""
-        while self.read(1 << 20):
+        while self.read():
             pass
         return "sha256:" + self.hash.hexdigest()
 
@@ -108,6 +219,11 @@ def _remove(path: Path) -> None:
         os.unlink(path)
 
 
+def _forget(devices: dict[str, Device], path: str) -> None:
+    for key in [k for k in devices if k == path or k.startswith(path + "/")]:
+        del devices[key]
+
+
 def _xattrs(member: tarfile.TarInfo) -> dict[str, bytes]:
     out = {}
     for key, value in (member.pax_headers or {}).items():
@@ -129,15 +245,21 @@ def _write_file(tar: tarfile.TarFile, member: tarfile.TarInfo, target: Path) -> 
         shutil.copyfileobj(src, out, 1 << 20)
 
 
-def unpack_layer(stream: BinaryIO, dest: Path) -> None:
-    """Unpacks one uncompressed layer tar stream into `dest` (an existing, empty directory)."""
+def unpack_layer(stream: BinaryIO | LayerStream, dest: Path,
+                 check_name: Callable[[tuple[str, ...], str], None] | None = None) -> list[Device]:
+    """Unpacks one uncompressed layer tar stream into `dest` (an existing, empty directory);
+    returns the layer's device nodes, of which only placeholders are in `dest`.
+    `check_name` may refuse an entry (by raising) before anything of it is written."""
     root = Path(dest)
     dir_times: list[tuple[Path, int]] = []
-    with tarfile.open(fileobj=stream, mode="r|") as tar:
+    devices: dict[str, Device] = {}
+    with tarfile.open(fileobj=stream, mode="r|") as tar:  # type: ignore[call-overload]
         for member in tar:
             parts = clean_name(member.name)
             if not parts:
                 continue
+            if check_name is not None:
+                check_name(parts, member.name)
             if any(p.startswith(AUFS_META) for p in parts) and parts[-1] != OPAQUE:
                 continue  # aufs' own bookkeeping (.wh..wh.plnk/...): nothing to overlay
             parent = _walk_parent(root, parts, member.name, create=True)
@@ -151,16 +273,19 @@ def unpack_layer(stream: BinaryIO, dest: Path) -> None:
                 if name in ("", ".", ".."):
                     raise UnsafeLayer(f"{member.name!r}: a whiteout must name an entry of its directory")
                 hidden = parent / name
+                _forget(devices, "/".join((*parts[:-1], name)))
                 _remove(hidden)
                 os.mknod(hidden, stat.S_IFCHR, os.makedev(0, 0))
                 continue
             if member.isdir():
                 st = os.lstat(target) if os.path.lexists(target) else None
                 if st is None or not stat.S_ISDIR(st.st_mode):
+                    _forget(devices, "/".join(parts))
                     _remove(target)
                     os.mkdir(target, 0o700)
                 dir_times.append((target, int(member.mtime)))
             elif member.islnk():
+                _forget(devices, "/".join(parts))
                 _remove(target)
                 link_parts = clean_name(member.linkname)
                 if not link_parts:
@@ -171,20 +296,28 @@ def unpack_layer(stream: BinaryIO, dest: Path) -> None:
                 if stat.S_ISDIR(os.lstat(source).st_mode):
                     raise UnsafeLayer(f"{member.name!r}: hard link to the directory {member.linkname!r}")
                 os.link(source, target, follow_symlinks=False)
+                linked = devices.get("/".join(link_parts))
+                if linked is not None:  # a link to a device's placeholder is that device too
+                    devices["/".join(parts)] = dataclasses.replace(linked, path="/".join(parts))
                 continue
             else:
+                _forget(devices, "/".join(parts))
                 _remove(target)
                 if member.issym():
                     os.symlink(member.linkname, target)
                 elif member.isfile():
                     _write_file(tar, member, target)
                 elif member.ischr() or member.isblk():
-                    kind = stat.S_IFCHR if member.ischr() else stat.S_IFBLK
-                    os.mknod(target, kind | 0o600, os.makedev(member.devmajor, member.devminor))
+                    os.close(os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0))
+                    devices["/".join(parts)] = Device("/".join(parts), member.isblk(), member.devmajor,
+                                                      member.devminor, member.mode & 0o7777, member.uid, member.gid)
                 elif member.isfifo():
                     os.mkfifo(target, 0o600)
                 else:
                     raise UnsafeLayer(f"{member.name!r}: unsupported tar entry type {member.type!r}")
+            if member.ischr() or member.isblk():
+                os.utime(target, (member.mtime, member.mtime))
+                continue  # the placeholder stays root's, mode 0000
             os.lchown(target, member.uid, member.gid)
             if not member.issym():
                 # After chown, which clears setuid/setgid bits.
@@ -199,3 +332,4 @@ def unpack_layer(stream: BinaryIO, dest: Path) -> None:
                 os.utime(target, (member.mtime, member.mtime), follow_symlinks=False)
     for path, mtime in reversed(dir_times):
         os.utime(path, (mtime, mtime), follow_symlinks=False)
+    return list(devices.values())
