@@ -17,12 +17,13 @@ from aiohttp import web
 
 from podbay.apiserver.app import serve
 from podbay.apiserver.eventttl import EVENT_TTL, expire_events
+from podbay.store.base import Store
 from podbay.store.sqlite import SQLiteStore
 
 
 @dataclass
 class EmbeddedServer:
-    store: SQLiteStore
+    store: Store
     runner: web.AppRunner
     socket_path: Path | None
     host: str | None
@@ -53,7 +54,7 @@ async def serve_embedded(
     port: int = 0,
     token: str | None = None,
     db_path: Path | None = None,
-    store: SQLiteStore | None = None,
+    store: Store | None = None,
     event_ttl: float = EVENT_TTL,
 ) -> AsyncIterator[EmbeddedServer]:
     """Store at `root/store.db` (or `db_path`), socket at `root/api.sock`
@@ -84,4 +85,4 @@ async def serve_embedded(
             await runner.cleanup()
     finally:
         if own_store:
-            store.close()
+            await store.close()

@@ -7,6 +7,7 @@ import contextlib
 import logging
 import os
 import signal
+from typing import AsyncIterator
 
 from podbay.agent.agent import run as run_agent
 from podbay.agent.config import AgentConfig
@@ -18,6 +19,9 @@ from podbay.controllers.podgc import PodGC
 from podbay.runtime.images import ensure_busybox_image
 from podbay.runtime.service import RuntimeService
 from podbay.scheduler.scheduler import run as run_scheduler
+from podbay.store.base import Store
+from podbay.store.etcd import EtcdStore
+from podbay.store.sqlite import SQLiteStore
 
 log = logging.getLogger("podbay")
 
@@ -48,14 +52,29 @@ def _agent_config(settings: Settings) -> AgentConfig:
                        heartbeat_interval=min(10.0, settings.node_grace / 4))
 
 
+@contextlib.asynccontextmanager
+async def open_store(settings: Settings) -> AsyncIterator[Store]:
+    """etcd when --etcd-servers names it, else the SQLite file in the state root."""
+    if settings.etcd_servers:
+        store: Store = await EtcdStore.connect(list(settings.etcd_servers), settings.etcd_prefix,
+                                               compaction_interval=settings.etcd_compaction_interval)
+    else:
+        store = SQLiteStore(settings.state_root / "store.db")
+    try:
+        yield store
+    finally:
+        await store.close()
+
+
 async def serve(settings: Settings, *, ready: asyncio.Event | None = None,
                 stop: asyncio.Event | None = None) -> None:
     """Runs until `stop` is set (or SIGTERM/SIGINT); containers keep running after it."""
     stop = _stop_on_signals(stop)
     runtime = await _start_runtime(settings)
-    async with serve_embedded(settings.state_root, unix_socket=settings.socket_path,
-                              host=settings.api_address if settings.api_port else None, port=settings.api_port,
-                              db_path=settings.state_root / "store.db") as server:
+    async with open_store(settings) as store, \
+            serve_embedded(settings.state_root, unix_socket=settings.socket_path,
+                           host=settings.api_address if settings.api_port else None, port=settings.api_port,
+                           store=store) as server:
         client = Client.connect(server.url)
         agent_config = _agent_config(settings)
         registered = asyncio.Event()

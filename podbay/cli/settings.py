@@ -34,6 +34,9 @@ class Settings:
     warm_sandboxes: int = 1
     oci_runtime: str = "crun"
     seccomp_profile_root: Path | None = None  # Localhost seccomp profiles; None: <state_root>/seccomp
+    etcd_servers: tuple[str, ...] = ()  # empty: the embedded SQLite store
+    etcd_prefix: str = "/registry"
+    etcd_compaction_interval: float = 300.0  # 0: this server never compacts
 
     @property
     def socket_path(self) -> Path:
@@ -64,7 +67,9 @@ class Settings:
                 "--backoff-base", str(self.backoff_base), "--backoff-cap", str(self.backoff_cap),
                 "--node-grace", str(self.node_grace), "--pod-eviction-timeout", str(self.pod_eviction_timeout),
                 "--api-address", self.api_address, "--warm-sandboxes", str(self.warm_sandboxes),
-                *(["--seccomp-profile-root", str(self.seccomp_profile_root)] if self.seccomp_profile_root else [])]
+                *(["--seccomp-profile-root", str(self.seccomp_profile_root)] if self.seccomp_profile_root else []),
+                *(["--etcd-servers", ",".join(self.etcd_servers), "--etcd-prefix", self.etcd_prefix,
+                   "--etcd-compaction-interval", str(self.etcd_compaction_interval)] if self.etcd_servers else [])]
 
 
 def add_global_flags(parser: argparse.ArgumentParser) -> None:
@@ -99,6 +104,14 @@ def add_global_flags(parser: argparse.ArgumentParser) -> None:
                    help="the OCI runtime conmon runs containers with: crun (default) or runc, a name or a path")
     g.add_argument("--server", default=env("PODBAY_SERVER"),
                    help="the API server to talk to (default: this machine's socket)")
+    g.add_argument("--etcd-servers", default=env("PODBAY_ETCD_SERVERS", ""),
+                   help="keep the API's objects in etcd at these comma-separated URLs "
+                        "(http://127.0.0.1:2379) instead of <state-root>/store.db")
+    g.add_argument("--etcd-prefix", default=env("PODBAY_ETCD_PREFIX", "/registry"),
+                   help="the prefix of every key podbay writes to etcd")
+    g.add_argument("--etcd-compaction-interval", type=float,
+                   default=float(env("PODBAY_ETCD_COMPACTION_INTERVAL", "300")),
+                   help="seconds between compactions of etcd's history (0: never)")
 
 
 def settings_from(args: argparse.Namespace) -> Settings:
@@ -109,4 +122,6 @@ def settings_from(args: argparse.Namespace) -> Settings:
                     pod_eviction_timeout=args.pod_eviction_timeout, api_address=args.api_address,
                     warm_sandboxes=args.warm_sandboxes,
                     seccomp_profile_root=Path(args.seccomp_profile_root).absolute() if args.seccomp_profile_root
-                    else None)
+                    else None,
+                    etcd_servers=tuple(u.strip() for u in args.etcd_servers.split(",") if u.strip()),
+                    etcd_prefix=args.etcd_prefix, etcd_compaction_interval=args.etcd_compaction_interval)

@@ -23,13 +23,18 @@ import threading
 from pathlib import Path
 from typing import Any, AsyncIterator
 
-from podbay.api.errors import AlreadyExists, BadRequest, Conflict, Gone, NotFound
+from podbay.api.errors import AlreadyExists, Gone, NotFound
 from podbay.store.base import FieldSelectorArg, LabelSelectorArg, WatchEvent
-from podbay.store.selectors import (
-    FieldSelector,
-    LabelSelector,
-    parse_field_selector,
-    parse_label_selector,
+from podbay.store.shared import (
+    MODIFIED,
+    as_field_selector,
+    as_label_selector,
+    check_delete_preconditions,
+    conflict,
+    matches,
+    parse_rv,
+    stamp,
+    translate,
 )
 
 _SCHEMA = """
@@ -49,35 +54,6 @@ INSERT OR IGNORE INTO meta (key, value) VALUES ('revision', 0), ('compacted', 0)
 
 # Rows fetched per history query while a watcher catches up.
 _BATCH = 512
-
-
-def _label_selector(sel: LabelSelectorArg) -> LabelSelector:
-    return sel if isinstance(sel, LabelSelector) else parse_label_selector(sel)
-
-
-def _field_selector(sel: FieldSelectorArg, resource: str) -> FieldSelector:
-    return sel if isinstance(sel, FieldSelector) else parse_field_selector(sel, resource)
-
-
-def _matches(obj: dict[str, Any], labels: LabelSelector, fields: FieldSelector) -> bool:
-    return labels.matches(obj.get("metadata", {}).get("labels")) and fields.matches(obj)
-
-
-def _parse_rv(rv: str, what: str = "resourceVersion") -> int:
-    try:
-        value = int(rv)
-    except (TypeError, ValueError):
-        value = -1
-    if value < 0:
-        raise BadRequest(f'invalid {what}: "{rv}"')
-    return value
-
-
-def _conflict(resource: str, name: str, why: str) -> Conflict:
-    return Conflict(f'Operation cannot be fulfilled on {resource} "{name}": {why}', kind=resource, name=name)
-
-
-_MODIFIED = "the object has been modified; please apply your changes to the latest version and try again"
 
 
 class SQLiteStore:
@@ -187,22 +163,16 @@ class SQLiteStore:
         ).fetchone()
         return json.loads(row[0]) if row else None
 
-    @staticmethod
-    def _stamp(obj: dict[str, Any], rev: int) -> dict[str, Any]:
-        obj = dict(obj)
-        obj["metadata"] = {**obj.get("metadata", {}), "resourceVersion": str(rev)}
-        return obj
-
     # -- the Store interface -------------------------------------------------
 
-    def create(self, resource: str, namespace: str, obj: dict[str, Any]) -> dict[str, Any]:
+    async def create(self, resource: str, namespace: str, obj: dict[str, Any]) -> dict[str, Any]:
         name = obj.get("metadata", {}).get("name", "")
         key = (resource, namespace, name)
         with self._write() as conn:
             if self._load(conn, key) is not None:
                 raise AlreadyExists(f'{resource} "{name}" already exists', kind=resource, name=name)
             rev = self._bump(conn)
-            stored = self._stamp(obj, rev)
+            stored = stamp(obj, rev)
             conn.execute(
                 "INSERT INTO objects (resource, namespace, name, rv, data) VALUES (?,?,?,?,?)",
                 (*key, rev, json.dumps(stored)),
@@ -210,22 +180,22 @@ class SQLiteStore:
             self._record(conn, rev, key, "ADDED", stored, None)
         return stored
 
-    def get(self, resource: str, namespace: str, name: str) -> dict[str, Any]:
+    async def get(self, resource: str, namespace: str, name: str) -> dict[str, Any]:
         with self._lock:
             obj = self._load(self._conn, (resource, namespace, name))
         if obj is None:
             raise NotFound(f'{resource} "{name}" not found', kind=resource, name=name)
         return obj
 
-    def list(
+    async def list(
         self,
         resource: str,
         namespace: str | None = None,
         label_selector: LabelSelectorArg = None,
         field_selector: FieldSelectorArg = None,
     ) -> tuple[list[dict[str, Any]], str]:
-        labels = _label_selector(label_selector)
-        fields = _field_selector(field_selector, resource)
+        labels = as_label_selector(label_selector)
+        fields = as_field_selector(field_selector, resource)
         with self._read() as conn:
             if namespace is None:
                 rows = conn.execute(
@@ -237,10 +207,10 @@ class SQLiteStore:
                     (resource, namespace),
                 ).fetchall()
             rev = self._meta(conn, "revision")
-        items = [obj for obj in (json.loads(r[0]) for r in rows) if _matches(obj, labels, fields)]
+        items = [obj for obj in (json.loads(r[0]) for r in rows) if matches(obj, labels, fields)]
         return items, str(rev)
 
-    def update(
+    async def update(
         self,
         resource: str,
         namespace: str,
@@ -254,9 +224,9 @@ class SQLiteStore:
             if old is None:
                 raise NotFound(f'{resource} "{name}" not found', kind=resource, name=name)
             if expected_rv and old["metadata"]["resourceVersion"] != str(expected_rv):
-                raise _conflict(resource, name, _MODIFIED)
+                raise conflict(resource, name, MODIFIED)
             rev = self._bump(conn)
-            stored = self._stamp(obj, rev)
+            stored = stamp(obj, rev)
             conn.execute(
                 "UPDATE objects SET rv = ?, data = ? WHERE resource = ? AND namespace = ? AND name = ?",
                 (rev, json.dumps(stored), *key),
@@ -264,7 +234,7 @@ class SQLiteStore:
             self._record(conn, rev, key, "MODIFIED", stored, old)
         return stored
 
-    def delete(
+    async def delete(
         self,
         resource: str,
         namespace: str,
@@ -277,32 +247,21 @@ class SQLiteStore:
             old = self._load(conn, key)
             if old is None:
                 raise NotFound(f'{resource} "{name}" not found', kind=resource, name=name)
-            meta = old["metadata"]
-            if expected_uid and meta.get("uid") != expected_uid:
-                raise _conflict(
-                    resource,
-                    name,
-                    f"Precondition failed: UID in precondition: {expected_uid}, "
-                    f"UID in object meta: {meta.get('uid', '')}",
-                )
-            if expected_rv and meta["resourceVersion"] != str(expected_rv):
-                raise _conflict(
-                    resource,
-                    name,
-                    f"Precondition failed: ResourceVersion in precondition: {expected_rv}, "
-                    f"ResourceVersion in object meta: {meta['resourceVersion']}",
-                )
+            check_delete_preconditions(resource, name, old["metadata"], expected_uid, expected_rv)
             rev = self._bump(conn)
-            gone = self._stamp(old, rev)
+            gone = stamp(old, rev)
             conn.execute(
                 "DELETE FROM objects WHERE resource = ? AND namespace = ? AND name = ?", key
             )
             self._record(conn, rev, key, "DELETED", gone, old)
         return gone
 
-    def current_revision(self) -> str:
+    async def current_revision(self) -> str:
+        return str(self._revision())
+
+    def _revision(self) -> int:
         with self._lock:
-            return str(self._meta(self._conn, "revision"))
+            return self._meta(self._conn, "revision")
 
     def compacted_revision(self) -> str:
         with self._lock:
@@ -316,11 +275,11 @@ class SQLiteStore:
         label_selector: LabelSelectorArg = None,
         field_selector: FieldSelectorArg = None,
     ) -> AsyncIterator[WatchEvent]:
-        labels = _label_selector(label_selector)
-        fields = _field_selector(field_selector, resource)
+        labels = as_label_selector(label_selector)
+        fields = as_field_selector(field_selector, resource)
         loop = asyncio.get_running_loop()
         wake = asyncio.Event()
-        cursor = _parse_rv(since_rv) if since_rv else int(self.current_revision())
+        cursor = parse_rv(since_rv) if since_rv else self._revision()
         self._watchers.add((loop, wake))
         self._ensure_poller(loop)
         try:
@@ -329,7 +288,7 @@ class SQLiteStore:
                 rows = self._history_after(resource, namespace, cursor)
                 for rv, type_, data, prev in rows:
                     cursor = rv
-                    event = _translate(type_, json.loads(data), prev, labels, fields)
+                    event = translate(type_, json.loads(data), json.loads(prev) if prev is not None else None, labels, fields)
                     if event is not None:
                         yield event
                 if len(rows) < _BATCH:
@@ -387,7 +346,7 @@ class SQLiteStore:
                         wake.set()
         self._pollers.pop(loop, None)
 
-    def close(self) -> None:
+    async def close(self) -> None:
         self._closed = True
         for task in self._pollers.values():
             task.cancel()
@@ -395,27 +354,3 @@ class SQLiteStore:
         with self._lock:
             self._conn.close()
 
-
-def _translate(
-    type_: str,
-    obj: dict[str, Any],
-    prev_json: str | None,
-    labels: LabelSelector,
-    fields: FieldSelector,
-) -> WatchEvent | None:
-    """A history row as the filtered watcher sees it (Kubernetes' watch filter)."""
-    if labels.empty() and fields.empty():
-        return WatchEvent(type_, obj)  # type: ignore[arg-type]
-    now = _matches(obj, labels, fields)
-    if type_ == "ADDED":
-        return WatchEvent("ADDED", obj) if now else None
-    if type_ == "DELETED":
-        return WatchEvent("DELETED", obj) if now else None
-    before = prev_json is not None and _matches(json.loads(prev_json), labels, fields)
-    if now and before:
-        return WatchEvent("MODIFIED", obj)
-    if now:
-        return WatchEvent("ADDED", obj)
-    if before:
-        return WatchEvent("DELETED", obj)
-    return None

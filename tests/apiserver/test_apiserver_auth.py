@@ -31,4 +31,4 @@ async def test_a_non_loopback_listener_requires_a_token(tmp_path: Path) -> None:
         assert stat.S_IMODE(token_file.stat().st_mode) == 0o600 and len(token_file.read_text().strip()) >= 32
     finally:
         await runner.cleanup()
-        store.close()
+        await store.close()
