@@ -43,7 +43,9 @@ class EtcdServer:
             [ETCD, "--name", "test", "--data-dir", str(self.data_dir),
              "--listen-client-urls", self.url, "--advertise-client-urls", self.url,
              "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
-             "--initial-cluster", f"test={peer}"],
+             "--initial-cluster", f"test={peer}",
+             # Progress notifications (the store's bookmarks) within a test's patience, not 10 min.
+             "--experimental-watch-progress-notify-interval", "500ms"],
             stdout=self._log, stderr=subprocess.STDOUT,
         )
         deadline = time.monotonic() + 30

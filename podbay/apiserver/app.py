@@ -285,7 +285,7 @@ async def _watch(request: web.Request, target: _Target) -> web.StreamResponse:
     include = request.query.get("includeObject", "Metadata")
 
     async def send(type_: str, obj: dict[str, Any]) -> None:
-        if as_table and type_ != "ERROR":
+        if as_table and type_ not in ("ERROR", "BOOKMARK"):
             obj = tables.table(target.info.model, [obj], obj.get("metadata", {}).get("resourceVersion", ""), include)
         line = json.dumps({"type": type_, "object": obj}, separators=(",", ":"))
         await response.write(line.encode() + b"\n")
@@ -297,9 +297,14 @@ async def _watch(request: web.Request, target: _Target) -> web.StreamResponse:
             items, since = await store.list(target.resource, target.namespace, labels, fields)
             for item in items:
                 await send("ADDED", item)
-        events: AsyncIterator[Any] = store.watch(target.resource, target.namespace, since, labels, fields)
+        events: AsyncIterator[Any] = store.watch(target.resource, target.namespace, since, labels, fields,
+                                                 bookmarks=_flag(request, "allowWatchBookmarks"))
         try:
             async for event in events:
+                if event.type == "BOOKMARK":
+                    # Kubernetes' bookmark: an object of the watched kind with only a resourceVersion.
+                    await send("BOOKMARK", {"kind": target.info.kind, "apiVersion": "v1", **event.object})
+                    continue
                 await send(event.type, event.object)
         finally:
             await events.aclose()  # type: ignore[attr-defined]

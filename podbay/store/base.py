@@ -12,7 +12,7 @@ from typing import Any, AsyncIterator, Literal, Protocol
 
 from podbay.store.selectors import FieldSelector, LabelSelector
 
-EventType = Literal["ADDED", "MODIFIED", "DELETED"]
+EventType = Literal["ADDED", "MODIFIED", "DELETED", "BOOKMARK"]
 
 
 @dataclass(frozen=True)
@@ -68,8 +68,11 @@ class Store(Protocol):
         since_rv: str | None = None,
         label_selector: LabelSelectorArg = None,
         field_selector: FieldSelectorArg = None,
+        bookmarks: bool = False,
     ) -> AsyncIterator[WatchEvent]:
-        """Changes after since_rv (or from now), in revision order. Gone when too old."""
+        """Changes after since_rv (or from now), in revision order. Gone when too old.
+        With `bookmarks`, now and then also a BOOKMARK whose object has only
+        metadata.resourceVersion: every change up to it has been yielded."""
 
     async def current_revision(self) -> str:
         """The revision of the latest write (what a list would report)."""

@@ -38,6 +38,7 @@ from podbay.store.shared import (
     MODIFIED,
     as_field_selector,
     as_label_selector,
+    bookmark,
     check_delete_preconditions,
     conflict,
     matches,
@@ -300,11 +301,15 @@ class EtcdStore:
         since_rv: str | None = None,
         label_selector: LabelSelectorArg = None,
         field_selector: FieldSelectorArg = None,
+        bookmarks: bool = False,
     ) -> AsyncIterator[WatchEvent]:
         labels = as_label_selector(label_selector)
         fields = as_field_selector(field_selector, resource)
         prefix = self._key_prefix(resource, namespace)
-        create: JSONObject = {"key": _b64(prefix), "range_end": _prefix_end(prefix), "prev_kv": True}
+        # progress_notify: etcd then reports, every --experimental-watch-progress-notify-interval
+        # (10 min by default), the revision this watch has caught up to: a bookmark.
+        create: JSONObject = {"key": _b64(prefix), "range_end": _prefix_end(prefix), "prev_kv": True,
+                              "progress_notify": bookmarks}
         if since_rv:
             # A resourceVersion names the last change seen; etcd's start_revision the first wanted.
             create["start_revision"] = str(parse_rv(since_rv) + 1)
@@ -319,6 +324,8 @@ class EtcdStore:
                     if compacted:
                         raise Gone(f"too old resource version: {since_rv} ({compacted})")
                     raise EtcdError(f"etcd cancelled the watch: {result.get('cancel_reason', '')}", 1)
+                if bookmarks and not result.get("events") and not result.get("created"):
+                    yield bookmark(result["header"]["revision"])
                 for event in result.get("events", []):
                     change = _change(event)
                     if change is None:

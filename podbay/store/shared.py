@@ -68,6 +68,11 @@ def stamp(obj: dict[str, Any], rev: int) -> dict[str, Any]:
     return obj
 
 
+def bookmark(revision: int | str) -> WatchEvent:
+    """A watch's promise that every change up to `revision` has been delivered."""
+    return WatchEvent("BOOKMARK", {"metadata": {"resourceVersion": str(revision)}})
+
+
 def translate(
     type_: str,
     obj: dict[str, Any],

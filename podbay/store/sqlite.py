@@ -16,6 +16,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import sqlite3
@@ -29,6 +30,7 @@ from podbay.store.shared import (
     MODIFIED,
     as_field_selector,
     as_label_selector,
+    bookmark,
     check_delete_preconditions,
     conflict,
     matches,
@@ -63,6 +65,7 @@ class SQLiteStore:
         *,
         history_limit: int = 10_000,
         poll_interval: float = 0.5,
+        bookmark_interval: float = 60.0,
         synchronous: str = "FULL",
         busy_timeout_ms: int = 30_000,
     ) -> None:
@@ -70,6 +73,9 @@ class SQLiteStore:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.history_limit = history_limit
         self.poll_interval = poll_interval
+        # How often an idle watch that asked for bookmarks gets one (kube-apiserver's watch
+        # cache sends them about once a minute).
+        self.bookmark_interval = bookmark_interval
         # One connection shared under a lock: writes may come from a thread
         # (asyncio.to_thread) as well as the event loop.
         self._conn = sqlite3.connect(
@@ -274,10 +280,12 @@ class SQLiteStore:
         since_rv: str | None = None,
         label_selector: LabelSelectorArg = None,
         field_selector: FieldSelectorArg = None,
+        bookmarks: bool = False,
     ) -> AsyncIterator[WatchEvent]:
         labels = as_label_selector(label_selector)
         fields = as_field_selector(field_selector, resource)
         loop = asyncio.get_running_loop()
+        next_bookmark = loop.time() + self.bookmark_interval
         wake = asyncio.Event()
         cursor = parse_rv(since_rv) if since_rv else self._revision()
         self._watchers.add((loop, wake))
@@ -285,20 +293,30 @@ class SQLiteStore:
         try:
             while True:
                 wake.clear()
-                rows = self._history_after(resource, namespace, cursor)
+                rows, revision = self._history_after(resource, namespace, cursor)
                 for rv, type_, data, prev in rows:
                     cursor = rv
                     event = translate(type_, json.loads(data), json.loads(prev) if prev is not None else None, labels, fields)
                     if event is not None:
                         yield event
-                if len(rows) < _BATCH:
+                if len(rows) >= _BATCH:
+                    continue
+                # Caught up: every change up to `revision` has been yielded.
+                if bookmarks and loop.time() >= next_bookmark:
+                    yield bookmark(revision)
+                    next_bookmark = loop.time() + self.bookmark_interval
+                if bookmarks:
+                    with contextlib.suppress(asyncio.TimeoutError):
+                        await asyncio.wait_for(wake.wait(), next_bookmark - loop.time())
+                else:
                     await wake.wait()
         finally:
             self._watchers.discard((loop, wake))
 
     def _history_after(
         self, resource: str, namespace: str | None, cursor: int
-    ) -> list[tuple[int, str, str, str | None]]:
+    ) -> tuple[list[tuple[int, str, str, str | None]], int]:
+        """History rows after `cursor` (a batch at most) and the store's revision they were read at."""
         sql = "SELECT rv, type, data, prev FROM history WHERE resource = ? AND rv > ?"
         args: tuple[Any, ...] = (resource, cursor)
         if namespace is not None:
@@ -307,9 +325,10 @@ class SQLiteStore:
         with self._read() as conn:
             rows = conn.execute(sql + f" ORDER BY rv LIMIT {_BATCH}", args).fetchall()
             compacted = self._meta(conn, "compacted")
+            revision = self._meta(conn, "revision")
         if cursor < compacted:
             raise Gone(f"too old resource version: {cursor} ({compacted})")
-        return rows
+        return rows, revision
 
     # -- notification --------------------------------------------------------
 

@@ -4,26 +4,34 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 from pathlib import Path
 from typing import AsyncIterator
 
+import aiohttp
+
 from podbay.api import Pod
 from podbay.api.serialize import from_dict
-from podbay.apiserver.embedded import serve_embedded
+from podbay.apiserver.embedded import EmbeddedServer, serve_embedded
 from podbay.client import Client
 from podbay.store.etcd import EtcdStore
 from tests.etcd_server import EtcdServer
 
 
 @contextlib.asynccontextmanager
-async def api_on_etcd(root: Path, etcd: EtcdServer) -> AsyncIterator[Client]:
+async def server_on_etcd(root: Path, etcd: EtcdServer) -> AsyncIterator[EmbeddedServer]:
     store = await EtcdStore.connect([etcd.url])
     try:
-        async with serve_embedded(root, host=None, store=store) as server:
-            async with Client.connect(server.url) as client:
-                yield client
+        async with serve_embedded(root, store=store) as server:
+            yield server
     finally:
         await store.close()
+
+
+@contextlib.asynccontextmanager
+async def api_on_etcd(root: Path, etcd: EtcdServer) -> AsyncIterator[Client]:
+    async with server_on_etcd(root, etcd) as server, Client.connect(server.url) as client:
+        yield client
 
 
 def pod(name: str) -> Pod:
@@ -70,3 +78,18 @@ async def test_servers_racing_an_update_one_wins(tmp_path: Path, etcd_server: Et
         assert sorted(type(r).__name__ for r in results) == ["Conflict", "Pod"]
         winner = next(r for r in results if isinstance(r, Pod))
         assert (await b.get(Pod, "x", "default")).metadata.labels == winner.metadata.labels
+
+
+async def test_a_watch_asking_for_bookmarks_gets_them(tmp_path: Path, etcd_server: EtcdServer) -> None:
+    async with server_on_etcd(tmp_path / "a", etcd_server) as server, Client.connect(server.url) as client:
+        _, rv = await client.list(Pod, "default")
+        await client.create(pod("x"))
+        params = {"watch": "1", "resourceVersion": rv, "allowWatchBookmarks": "true"}
+        async with aiohttp.ClientSession() as http, \
+                http.get(f"{server.http_url}/api/v1/namespaces/default/pods", params=params) as resp:
+            first = json.loads(await asyncio.wait_for(resp.content.readline(), 10))
+            bookmark = json.loads(await asyncio.wait_for(resp.content.readline(), 10))
+        assert (first["type"], first["object"]["metadata"]["name"]) == ("ADDED", "x")
+        assert bookmark["type"] == "BOOKMARK"
+        assert bookmark["object"]["kind"] == "Pod" and bookmark["object"]["apiVersion"] == "v1"
+        assert int(bookmark["object"]["metadata"]["resourceVersion"]) >= int(first["object"]["metadata"]["resourceVersion"])

@@ -20,7 +20,7 @@ async def open_spec(spec: str) -> Store:
     writer process can open the same backend as the test."""
     kind, _, where = spec.partition(":")
     if kind == "sqlite":
-        return SQLiteStore(where, history_limit=HISTORY, poll_interval=0.05)
+        return SQLiteStore(where, history_limit=HISTORY, poll_interval=0.05, bookmark_interval=0.5)
     return await EtcdStore.connect([where], compaction_interval=0)
 
 

@@ -117,6 +117,24 @@ async def test_filtered_watch_sees_objects_enter_and_leave_the_selection(store: 
     ]
 
 
+async def test_bookmarks_when_asked_carry_the_revision_caught_up_to(store: Store) -> None:
+    since = await store.current_revision()
+    await store.create("pods", "default", pod("a"))
+    other = await store.create("nodes", "", {"metadata": {"name": "n"}})  # not watched, still passed
+    seen: list[WatchEvent] = []
+
+    async def until_bookmark_past(rv: int) -> None:
+        async for event in store.watch("pods", since_rv=since, bookmarks=True):
+            seen.append(event)
+            if event.type == "BOOKMARK" and int(event.object["metadata"]["resourceVersion"]) >= rv:
+                return
+
+    await asyncio.wait_for(until_bookmark_past(int(other["metadata"]["resourceVersion"])), 10)
+    changes = [(e.type, e.object["metadata"]["name"]) for e in seen if e.type != "BOOKMARK"]
+    assert changes == [("ADDED", "a")]
+    assert seen[-1].object == {"metadata": {"resourceVersion": seen[-1].object["metadata"]["resourceVersion"]}}
+
+
 async def test_watch_from_compacted_history_is_gone(backend: Backend, store: Store) -> None:
     first = await store.create("pods", "default", pod("a"))
     await store.create("pods", "default", pod("b"))
