@@ -18,12 +18,10 @@ from typing import AsyncIterator
 
 from podbay.api import Node, Pod
 from podbay.api.serialize import from_dict
-from podbay.apiserver.embedded import serve_embedded
+from podbay.apiserver.embedded import EmbeddedServer, serve_embedded
 from podbay.client import Client
 from podbay.scheduler.scheduler import Scheduler
-from podbay.store.base import Store
 from podbay.store.etcd import EtcdStore
-from podbay.store.sqlite import SQLiteStore
 from tests.etcd_server import EtcdServer
 
 
@@ -75,24 +73,22 @@ async def create_latency(url: str, clients: int, per_client: int) -> list[float]
 
 
 @contextlib.asynccontextmanager
-async def open_store(kind: str, root: Path) -> AsyncIterator[Store]:
-    """The store `kind` names, on its own files (and etcd process) under `root`."""
+async def api_server(kind: str, root: Path) -> AsyncIterator[EmbeddedServer]:
+    """An API server on the store `kind` names: its SQLite file, or its own etcd under `root`."""
     if kind == "sqlite":
-        store: Store = SQLiteStore(root / "store.db")
-        try:
-            yield store
-        finally:
-            await store.close()
+        async with serve_embedded(root, host=None) as server:
+            yield server
         return
-    server = EtcdServer(root / "etcd")
+    etcd = EtcdServer(root / "etcd")
     try:
-        store = await EtcdStore.connect([server.url])
+        store = await EtcdStore.connect([etcd.url])
         try:
-            yield store
+            async with serve_embedded(root, host=None, store=store) as server:
+                yield server
         finally:
             await store.close()
     finally:
-        server.stop()
+        etcd.stop()
 
 
 async def main() -> None:
@@ -108,8 +104,7 @@ async def main() -> None:
             rate = await scheduler_throughput(server.url, args.nodes, args.pods)
         print(f"scheduler: {args.pods} pods on {args.nodes} nodes bound at {rate:.0f} pods/s")
     for kind in args.stores.split(","):
-        root = Path(tempfile.mkdtemp(prefix="podbay-bench-cp-"))
-        async with open_store(kind, root) as store, serve_embedded(root, host=None, store=store) as server:
+        async with api_server(kind, Path(tempfile.mkdtemp(prefix="podbay-bench-cp-"))) as server:
             lat = await create_latency(server.url, args.clients, args.per_client)
         p = lambda q: lat[min(len(lat) - 1, int(q * len(lat)))] * 1000  # noqa: E731
         print(f"API create latency ({kind} store), {args.clients} concurrent clients x {args.per_client}: "
