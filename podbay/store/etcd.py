@@ -155,8 +155,9 @@ class EtcdStore:
 
     def _http(self) -> aiohttp.ClientSession:
         if self._session is None:
-            # No total timeout: watches stream for as long as they are wanted.
-            self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None, connect=5))
+            # Every watch holds a connection for as long as it streams: no pool limit, or more
+            # watches than the limit would leave no connection for a write.
+            self._session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0))
         return self._session
 
     async def _open(self, path: str, body: JSONObject, timeout: float | None) -> aiohttp.ClientResponse:

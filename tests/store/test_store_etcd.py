@@ -79,3 +79,21 @@ async def test_a_dead_endpoint_is_skipped(etcd_server: EtcdServer) -> None:
 async def test_no_reachable_endpoint_is_refused_at_start() -> None:
     with pytest.raises(ServiceUnavailable, match="etcd is unreachable"):
         await EtcdStore.connect([f"http://127.0.0.1:{free_port()}"], compaction_interval=0)
+
+
+async def test_many_open_watches_leave_room_for_writes(etcd_server: EtcdServer) -> None:
+    store = await EtcdStore.connect([etcd_server.url], compaction_interval=0)
+    watches = [store.watch("pods", namespace=f"ns-{i}") for i in range(120)]
+    try:
+        # Each watch's stream is open once it is first awaited.
+        waiting = [asyncio.ensure_future(w.__anext__()) for w in watches]
+        created = await asyncio.wait_for(store.create("pods", "ns-7", pod("a", "ns-7")), 10)
+        done = await asyncio.wait_for(waiting[7], 10)
+        assert done.object["metadata"]["resourceVersion"] == created["metadata"]["resourceVersion"]
+        for w in waiting:
+            w.cancel()
+        await asyncio.gather(*waiting, return_exceptions=True)
+    finally:
+        for w in watches:
+            await w.aclose()  # type: ignore[attr-defined]
+        await store.close()
