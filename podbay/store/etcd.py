@@ -8,8 +8,9 @@
   carries the deletion's revision. Create, update and delete are transactions
   comparing mod_revision (0 for create: the key is absent).
 - A list is one range at one revision: the response header's.
-- A watch is one etcd watch from since_rv + 1 with prev_kv (the filter needs the
-  object before a change); etcd cancelling it as compacted is 410 Gone.
+- A watch is an etcd watch from since_rv + 1 with prev_kv (the filter needs the
+  object before a change), watched again from where it was when etcd goes away;
+  etcd cancelling it as compacted is 410 Gone.
 - The compactor does what kube-apiserver's compactor does (compact.go): every
   interval, the API server whose compare-and-swap of `compact_rev_key` wins
   compacts etcd to the revision it saw an interval earlier, so several API
@@ -56,6 +57,7 @@ _RESOURCE_PREFIX = {"nodes": "minions"}
 # Where the compactors of all API servers on one etcd agree (compact.go's compactRevKey).
 _COMPACT_REV_KEY = "compact_rev_key"
 _OUT_OF_RANGE = 11  # gRPC code of "required revision has been compacted"
+_RETRY_MIN, _RETRY_MAX = 0.1, 5.0  # seconds between attempts to watch again while etcd is away
 
 JSONObject = dict[str, Any]
 
@@ -307,35 +309,61 @@ class EtcdStore:
         labels = as_label_selector(label_selector)
         fields = as_field_selector(field_selector, resource)
         prefix = self._key_prefix(resource, namespace)
-        # progress_notify: etcd then reports, every --experimental-watch-progress-notify-interval
-        # (10 min by default), the revision this watch has caught up to: a bookmark.
-        create: JSONObject = {"key": _b64(prefix), "range_end": _prefix_end(prefix), "prev_kv": True,
-                              "progress_notify": bookmarks}
-        if since_rv:
-            # A resourceVersion names the last change seen; etcd's start_revision the first wanted.
-            create["start_revision"] = str(parse_rv(since_rv) + 1)
-        resp = await self._open("/v3/watch", {"create_request": create}, None)
-        try:
-            async for message in _messages(resp):
-                if "error" in message:
-                    raise EtcdError(str(message["error"].get("message")), int(message["error"].get("code", 2)))
-                result = message.get("result", {})
-                if result.get("canceled"):
-                    compacted = result.get("compact_revision")
-                    if compacted:
-                        raise Gone(f"too old resource version: {since_rv} ({compacted})")
-                    raise EtcdError(f"etcd cancelled the watch: {result.get('cancel_reason', '')}", 1)
-                if bookmarks and not result.get("events") and not result.get("created"):
-                    yield bookmark(result["header"]["revision"])
-                for event in result.get("events", []):
-                    change = _change(event)
-                    if change is None:
+        # The revision up to which every change has been yielded; None: from now on.
+        seen = parse_rv(since_rv) if since_rv else None
+        delay = _RETRY_MIN
+        while True:
+            # progress_notify: etcd then reports, every --experimental-watch-progress-notify-interval
+            # (10 min by default), the revision this watch has caught up to: a bookmark.
+            create: JSONObject = {"key": _b64(prefix), "range_end": _prefix_end(prefix), "prev_kv": True,
+                                  "progress_notify": bookmarks}
+            if seen is not None:
+                # A resourceVersion names the last change seen; etcd's start_revision the first wanted.
+                create["start_revision"] = str(seen + 1)
+            try:
+                resp = await self._open("/v3/watch", {"create_request": create}, None)
+            except ServiceUnavailable as exc:
+                log.info("etcd watch on %s waits for etcd: %s", prefix, exc)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, _RETRY_MAX)
+                continue
+            try:
+                async for message in _messages(resp):
+                    if "error" in message:
+                        raise EtcdError(str(message["error"].get("message")), int(message["error"].get("code", 2)))
+                    result = message.get("result", {})
+                    if result.get("canceled"):
+                        compacted = result.get("compact_revision")
+                        if compacted:
+                            raise Gone(f"too old resource version: {seen} ({compacted})")
+                        raise EtcdError(f"etcd cancelled the watch: {result.get('cancel_reason', '')}", 1)
+                    revision = int(result["header"]["revision"])
+                    if result.get("created"):
+                        delay = _RETRY_MIN
+                        seen = revision if seen is None else seen
                         continue
-                    out = translate(change[0], change[1], change[2], labels, fields)
-                    if out is not None:
-                        yield out
-        finally:
-            resp.close()
+                    events = result.get("events", [])
+                    if not events:  # a progress notification
+                        seen = max(seen or 0, revision)
+                        if bookmarks:
+                            yield bookmark(seen)
+                        continue
+                    for event in events:
+                        seen = int(event["kv"]["mod_revision"])
+                        change = _change(event)
+                        if change is None:
+                            continue
+                        out = translate(change[0], change[1], change[2], labels, fields)
+                        if out is not None:
+                            yield out
+            except (aiohttp.ClientPayloadError, aiohttp.ClientConnectionError) as exc:
+                log.info("etcd watch on %s broke: %s", prefix, exc)
+            finally:
+                resp.close()
+            # etcd went away (a restart, a failover): resume right after what was yielded, as
+            # etcd's own client does, so the API's watchers see nothing but a pause.
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, _RETRY_MAX)
 
     async def compact(self, revision: str) -> None:
         """Drops history before `revision`: a watch from before it is then Gone."""

@@ -93,3 +93,26 @@ async def test_a_watch_asking_for_bookmarks_gets_them(tmp_path: Path, etcd_serve
         assert bookmark["type"] == "BOOKMARK"
         assert bookmark["object"]["kind"] == "Pod" and bookmark["object"]["apiVersion"] == "v1"
         assert int(bookmark["object"]["metadata"]["resourceVersion"]) >= int(first["object"]["metadata"]["resourceVersion"])
+
+
+async def test_a_client_watch_outlives_an_etcd_restart(tmp_path: Path, etcd_server: EtcdServer) -> None:
+    async with api_on_etcd(tmp_path / "a", etcd_server) as client:
+        _, rv = await client.list(Pod, "default")
+        seen: list[str] = []
+        first_seen = asyncio.Event()
+
+        async def watch() -> None:
+            async for _, p in client.watch(Pod, "default", resource_version=rv):
+                seen.append(p.metadata.name)
+                first_seen.set()
+                if len(seen) == 2:
+                    return
+
+        watching = asyncio.create_task(watch())
+        await client.create(pod("before"))
+        await asyncio.wait_for(first_seen.wait(), 10)
+        await asyncio.to_thread(etcd_server.stop)
+        await asyncio.to_thread(etcd_server.start)
+        await client.create(pod("after"))
+        await asyncio.wait_for(watching, 30)
+        assert seen == ["before", "after"]

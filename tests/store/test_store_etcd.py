@@ -83,17 +83,18 @@ async def test_no_reachable_endpoint_is_refused_at_start() -> None:
 
 async def test_many_open_watches_leave_room_for_writes(etcd_server: EtcdServer) -> None:
     store = await EtcdStore.connect([etcd_server.url], compaction_interval=0)
-    watches = [store.watch("pods", namespace=f"ns-{i}") for i in range(120)]
+    since = await store.current_revision()
+    watches = [store.watch("pods", namespace=f"ns-{i}", since_rv=since) for i in range(120)]
+    # Each watch's stream is opened once it is first awaited.
+    waiting = [asyncio.ensure_future(w.__anext__()) for w in watches]
     try:
-        # Each watch's stream is open once it is first awaited.
-        waiting = [asyncio.ensure_future(w.__anext__()) for w in watches]
         created = await asyncio.wait_for(store.create("pods", "ns-7", pod("a", "ns-7")), 10)
-        done = await asyncio.wait_for(waiting[7], 10)
+        done = await asyncio.wait_for(asyncio.shield(waiting[7]), 10)
         assert done.object["metadata"]["resourceVersion"] == created["metadata"]["resourceVersion"]
+    finally:
         for w in waiting:
             w.cancel()
         await asyncio.gather(*waiting, return_exceptions=True)
-    finally:
         for w in watches:
             await w.aclose()  # type: ignore[attr-defined]
         await store.close()
