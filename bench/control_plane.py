@@ -1,23 +1,28 @@
-"""podbay's control plane alone, on a real API server and SQLite store (no containers):
+"""podbay's control plane alone, on a real API server (no containers):
 
-    sudo .venv/bin/python -m bench.control_plane [--nodes 1000] [--pods 10000] [--clients 20]
+    sudo .venv/bin/python -m bench.control_plane [--nodes 1000] [--pods 10000] [--clients 20] [--stores sqlite,etcd]
 
-- scheduler throughput: pods bound per second with `--nodes` Node objects and `--pods` pods;
-- API create latency p50/p99 with `--clients` concurrent clients.
+- scheduler throughput: pods bound per second with `--nodes` Node objects and `--pods` pods (SQLite store);
+- API create latency p50/p99 with `--clients` concurrent clients, on each of `--stores`: the
+  SQLite file, and a single-member etcd (Debian's etcd-server) started on free loopback ports.
 """
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import tempfile
 import time
 from pathlib import Path
+from typing import AsyncIterator
 
 from podbay.api import Node, Pod
 from podbay.api.serialize import from_dict
-from podbay.apiserver.embedded import serve_embedded
+from podbay.apiserver.embedded import EmbeddedServer, serve_embedded
 from podbay.client import Client
 from podbay.scheduler.scheduler import Scheduler
+from podbay.store.etcd import EtcdStore
+from tests.etcd_server import EtcdServer
 
 
 def node(i: int) -> Node:
@@ -67,21 +72,43 @@ async def create_latency(url: str, clients: int, per_client: int) -> list[float]
     return sorted(samples)
 
 
+@contextlib.asynccontextmanager
+async def api_server(kind: str, root: Path) -> AsyncIterator[EmbeddedServer]:
+    """An API server on the store `kind` names: its SQLite file, or its own etcd under `root`."""
+    if kind == "sqlite":
+        async with serve_embedded(root, host=None) as server:
+            yield server
+        return
+    etcd = EtcdServer(root / "etcd")
+    try:
+        store = await EtcdStore.connect([etcd.url])
+        try:
+            async with serve_embedded(root, host=None, store=store) as server:
+                yield server
+        finally:
+            await store.close()
+    finally:
+        etcd.stop()
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--nodes", type=int, default=1000)
     parser.add_argument("--pods", type=int, default=10000)
     parser.add_argument("--clients", type=int, default=20)
     parser.add_argument("--per-client", type=int, default=50)
+    parser.add_argument("--stores", default="sqlite,etcd", help="comma-separated: sqlite, etcd")
     args = parser.parse_args()
-    async with serve_embedded(Path(tempfile.mkdtemp(prefix="podbay-bench-cp-")), host=None) as server:
-        rate = await scheduler_throughput(server.url, args.nodes, args.pods)
-    async with serve_embedded(Path(tempfile.mkdtemp(prefix="podbay-bench-cp-")), host=None) as server:
-        lat = await create_latency(server.url, args.clients, args.per_client)
-    p = lambda q: lat[min(len(lat) - 1, int(q * len(lat)))] * 1000  # noqa: E731
-    print(f"scheduler: {args.pods} pods on {args.nodes} nodes bound at {rate:.0f} pods/s")
-    print(f"API create latency, {args.clients} concurrent clients x {args.per_client}: "
-          f"p50 {p(0.5):.1f} ms, p99 {p(0.99):.1f} ms")
+    if args.pods:
+        async with serve_embedded(Path(tempfile.mkdtemp(prefix="podbay-bench-cp-")), host=None) as server:
+            rate = await scheduler_throughput(server.url, args.nodes, args.pods)
+        print(f"scheduler: {args.pods} pods on {args.nodes} nodes bound at {rate:.0f} pods/s")
+    for kind in args.stores.split(","):
+        async with api_server(kind, Path(tempfile.mkdtemp(prefix="podbay-bench-cp-"))) as server:
+            lat = await create_latency(server.url, args.clients, args.per_client)
+        p = lambda q: lat[min(len(lat) - 1, int(q * len(lat)))] * 1000  # noqa: E731
+        print(f"API create latency ({kind} store), {args.clients} concurrent clients x {args.per_client}: "
+              f"p50 {p(0.5):.1f} ms, p99 {p(0.99):.1f} ms")
 
 
 if __name__ == "__main__":

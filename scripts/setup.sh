@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 APT_PACKAGES=(crun runc conmon containernetworking-plugins iptables iproute2 busybox-static
-              skopeo umoci docker-registry catatonit util-linux procps
+              skopeo umoci docker-registry catatonit util-linux procps etcd-server etcd-client
               gcc libc6-dev)  # gcc: tests build a tiny static setuid probe for images
 
 missing=()
@@ -21,6 +21,10 @@ fi
 # docker-registry starts a system service when installed; podbay's tests run their own.
 if command -v service >/dev/null && [ -e /etc/init.d/docker-registry ]; then
     service docker-registry stop >/dev/null 2>&1 || true
+fi
+# etcd-server likewise starts a system etcd on 127.0.0.1:2379; tests start their own on free ports.
+if command -v service >/dev/null && [ -e /etc/init.d/etcd ]; then
+    service etcd stop >/dev/null 2>&1 || true
 fi
 
 PY=${PYTHON:-python3}

@@ -21,6 +21,8 @@ from typing import Iterator
 
 import pytest
 
+from tests.etcd_server import EtcdServer
+
 SUBNET_LOCK_DIR = Path(tempfile.gettempdir()) / "podbay-test-subnets"
 
 
@@ -164,3 +166,13 @@ def second_host_env() -> Iterator[HostEnv]:
 def require_root() -> None:
     if os.geteuid() != 0:
         pytest.skip("needs root: runs real containers")
+
+
+@pytest.fixture
+def etcd_server(tmp_path: Path) -> Iterator[EtcdServer]:
+    """A real etcd of the test's own, its data under the test's tmp dir."""
+    server = EtcdServer(tmp_path / "etcd")
+    try:
+        yield server
+    finally:
+        server.stop()

@@ -175,12 +175,12 @@ async def _dispatch(request: web.Request) -> web.StreamResponse:
         if method == "GET":
             if _flag(request, "watch"):
                 return await _watch(request, target)
-            return _list(request, target)
+            return await _list(request, target)
         if method == "POST":
             namespace = target.namespace if target.info.namespaced else ""
             if target.info.namespaced and namespace is None:
                 raise HTTPError(405, "MethodNotAllowed", "POST is not supported on all-namespaces lists")
-            created = registry.create(target.resource, namespace or "", await _body(request))
+            created = await registry.create(target.resource, namespace or "", await _body(request))
             return _json_response(created, 201)
         raise HTTPError(405, "MethodNotAllowed", f"{method} is not supported on {target.resource}")
     name, sub = target.name, target.subresource
@@ -200,16 +200,16 @@ async def _dispatch(request: web.Request) -> web.StreamResponse:
     if sub == "binding":
         if method != "POST":
             raise HTTPError(405, "MethodNotAllowed", f"{method} is not supported on pods/binding")
-        registry.bind(target.store_namespace, name, await _body(request))
+        await registry.bind(target.store_namespace, name, await _body(request))
         return _json_response(success_body(code=201), 201)
     if method == "GET":
-        obj = registry.get(target.resource, target.store_namespace, name)
+        obj = await registry.get(target.resource, target.store_namespace, name)
         if _as_table(request):
             return _table_response(request, target, [obj], obj["metadata"].get("resourceVersion", ""))
         return _json_response(obj)
     if method == "PUT":
         return _json_response(
-            registry.update(target.resource, target.store_namespace, name, await _body(request), sub)
+            await registry.update(target.resource, target.store_namespace, name, await _body(request), sub)
         )
     if method == "PATCH":
         content_type = request.headers.get("Content-Type", "").split(";")[0].strip()
@@ -222,16 +222,16 @@ async def _dispatch(request: web.Request) -> web.StreamResponse:
                 f"the body of the request was in an unknown format - accepted media types include: "
                 f"{', '.join(_PATCH_TYPES)}",
             )
-        patched = registry.patch(
+        patched = await registry.patch(
             target.resource, target.store_namespace, name, content_type, await _body(request), sub
         )
         return _json_response(patched)
     if method == "DELETE" and sub is None:
-        return _delete(request, registry, target, await _body(request))
+        return await _delete(request, registry, target, await _body(request))
     raise HTTPError(405, "MethodNotAllowed", f"{method} is not supported here")
 
 
-def _delete(request: web.Request, registry: Registry, target: _Target, body: Any) -> web.Response:
+async def _delete(request: web.Request, registry: Registry, target: _Target, body: Any) -> web.Response:
     options = DeleteOptions(grace_period_seconds=_int_param(request, "gracePeriodSeconds"))
     if isinstance(body, dict):
         if body.get("gracePeriodSeconds") is not None:
@@ -240,7 +240,7 @@ def _delete(request: web.Request, registry: Registry, target: _Target, body: Any
         options.precondition_uid = pre.get("uid")
         options.precondition_rv = pre.get("resourceVersion")
     assert target.name is not None
-    result = registry.delete(target.resource, target.store_namespace, target.name, options)
+    result = await registry.delete(target.resource, target.store_namespace, target.name, options)
     if target.resource in ("pods", "namespaces"):
         # These registries answer with the object (being deleted or gone).
         return _json_response(result)
@@ -249,9 +249,9 @@ def _delete(request: web.Request, registry: Registry, target: _Target, body: Any
     )
 
 
-def _list(request: web.Request, target: _Target) -> web.Response:
+async def _list(request: web.Request, target: _Target) -> web.Response:
     store = request.app[STORE_KEY]
-    items, rv = store.list(
+    items, rv = await store.list(
         target.resource,
         target.namespace,
         parse_label_selector(request.query.get("labelSelector")),
@@ -287,7 +287,7 @@ async def _watch(request: web.Request, target: _Target) -> web.StreamResponse:
     include = request.query.get("includeObject", "Metadata")
 
     async def send(type_: str, obj: dict[str, Any]) -> None:
-        if as_table and type_ != "ERROR":
+        if as_table and type_ not in ("ERROR", "BOOKMARK"):
             obj = tables.table(target.info.model, [obj], obj.get("metadata", {}).get("resourceVersion", ""), include)
         line = json.dumps({"type": type_, "object": obj}, separators=(",", ":"))
         await response.write(line.encode() + b"\n")
@@ -296,12 +296,17 @@ async def _watch(request: web.Request, target: _Target) -> web.StreamResponse:
         since = rv
         if rv in ("", "0"):
             # "Any" / "most recent": the current state as ADDED events first.
-            items, since = store.list(target.resource, target.namespace, labels, fields)
+            items, since = await store.list(target.resource, target.namespace, labels, fields)
             for item in items:
                 await send("ADDED", item)
-        events: AsyncIterator[Any] = store.watch(target.resource, target.namespace, since, labels, fields)
+        events: AsyncIterator[Any] = store.watch(target.resource, target.namespace, since, labels, fields,
+                                                 bookmarks=_flag(request, "allowWatchBookmarks"))
         try:
             async for event in events:
+                if event.type == "BOOKMARK":
+                    # Kubernetes' bookmark: an object of the watched kind with only a resourceVersion.
+                    await send("BOOKMARK", {"kind": target.info.kind, "apiVersion": "v1", **event.object})
+                    continue
                 await send(event.type, event.object)
         finally:
             await events.aclose()  # type: ignore[attr-defined]
@@ -377,14 +382,14 @@ async def _version(request: web.Request) -> web.Response:
 PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/livez", "/version", "/version/", "/cacerts"})
 
 
-def make_app(store: Store, *, token: str | None = None, pki: ClusterPKI | None = None) -> web.Application:
+async def make_app(store: Store, *, token: str | None = None, pki: ClusterPKI | None = None) -> web.Application:
     """The API as an aiohttp application; creates the system namespaces. TCP peers need the
     bearer `token` or a client certificate TLS verified; the agents are reached with `pki`'s
     API server client certificate."""
     app = web.Application(middlewares=[authn.middleware(token, PUBLIC_PATHS), _errors],
                           client_max_size=8 * 1024 * 1024)
     registry = Registry(store)
-    registry.ensure_system_namespaces()
+    await registry.ensure_system_namespaces()
     app[STORE_KEY] = store
     app[REGISTRY_KEY] = registry
     app[SHUTDOWN_KEY] = asyncio.Event()
@@ -436,7 +441,7 @@ async def serve(
         raise ValueError("serve needs a unix socket, a host, or both")
     if host is not None and (pki is None or not token):
         raise ValueError(f"listening on {host} requires the cluster PKI and a bearer token")
-    runner = web.AppRunner(make_app(store, token=token, pki=pki), handle_signals=False, access_log=None)
+    runner = web.AppRunner(await make_app(store, token=token, pki=pki), handle_signals=False, access_log=None)
     await runner.setup()
     try:
         if unix_socket is not None:

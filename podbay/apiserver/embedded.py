@@ -25,12 +25,13 @@ from podbay.apiserver.eventttl import EVENT_TTL, expire_events
 from podbay.security.authn import load_or_create_token
 from podbay.security.kubeconfig import render as render_kubeconfig
 from podbay.security.pki import ClusterPKI, ensure_cluster_pki, host_names, join_token, write_private
+from podbay.store.base import Store
 from podbay.store.sqlite import SQLiteStore
 
 
 @dataclass
 class EmbeddedServer:
-    store: SQLiteStore
+    store: Store
     runner: web.AppRunner
     socket_path: Path | None
     host: str | None
@@ -70,13 +71,12 @@ async def serve_embedded(
     unix_socket: Path | None | bool = True,
     host: str | None = "127.0.0.1",
     port: int = 0,
-    db_path: Path | None = None,
-    store: SQLiteStore | None = None,
+    store: Store | None = None,
     event_ttl: float = EVENT_TTL,
     kubeconfig: Path | None = None,
     node_name: str | None = None,
 ) -> AsyncIterator[EmbeddedServer]:
-    """Store at `root/store.db` (or `db_path`), socket at `root/api.sock`
+    """Store at `root/store.db` (or `store`), socket at `root/api.sock`
     (`unix_socket=True`), HTTPS on host:port (port 0 picks a free one) with the PKI in
     `root/pki`, the token in `root/api-token`, the join token in `root/node-token` and the
     admin kubeconfig at `kubeconfig` (default `root/kubeconfig`, 0600); Events expire
@@ -90,7 +90,7 @@ async def serve_embedded(
     write_private(root / "node-token", (join + "\n").encode())
     own_store = store is None
     if store is None:
-        store = SQLiteStore(db_path or root / "store.db")
+        store = SQLiteStore(root / "store.db")
     socket_path = root / "api.sock" if unix_socket is True else (unix_socket or None)
     try:
         runner = await serve(
@@ -117,4 +117,4 @@ async def serve_embedded(
             await runner.cleanup()
     finally:
         if own_store:
-            store.close()
+            await store.close()

@@ -7,11 +7,11 @@ import asyncio
 import contextlib
 import logging
 from datetime import datetime, timedelta, timezone
-from typing import Any
 
 from podbay.api import Event
 from podbay.api.errors import Conflict, NotFound
 from podbay.api.serialize import from_dict
+from podbay.store.base import Store
 
 log = logging.getLogger(__name__)
 
@@ -31,23 +31,23 @@ def expired(events: list[Event], ttl: float, now: datetime) -> list[Event]:
     return [e for e in events if (t := last_written(e)) is not None and t < limit]
 
 
-def expire_once(store: Any, ttl: float, now: datetime | None = None) -> int:
+async def expire_once(store: Store, ttl: float, now: datetime | None = None) -> int:
     """Deletes the expired events; one written again meanwhile (another resourceVersion) stays."""
-    objects, _ = store.list("events")
+    objects, _ = await store.list("events")
     events = [from_dict(Event, o, strict=False) for o in objects]
     gone = 0
     for e in expired(events, ttl, now or datetime.now(timezone.utc)):
         with contextlib.suppress(NotFound, Conflict):
-            store.delete("events", e.metadata.namespace or "", e.metadata.name, expected_rv=e.metadata.resource_version)
+            await store.delete("events", e.metadata.namespace or "", e.metadata.name, expected_rv=e.metadata.resource_version)
             gone += 1
     return gone
 
 
-async def expire_events(store: Any, ttl: float = EVENT_TTL) -> None:
+async def expire_events(store: Store, ttl: float = EVENT_TTL) -> None:
     """Runs until cancelled, sweeping often enough that nothing outlives its TTL by more than a tenth."""
     while True:
         try:
-            gone = expire_once(store, ttl)
+            gone = await expire_once(store, ttl)
             if gone:
                 log.info("deleted %d expired event(s)", gone)
         except Exception:

@@ -72,15 +72,15 @@ def _host_for_url(address: str) -> str:
         return address
 
 
-def agent_url(store: Store, namespace: str, name: str, container: str | None, path: str) -> tuple[str, str]:
+async def agent_url(store: Store, namespace: str, name: str, container: str | None, path: str) -> tuple[str, str]:
     """The URL of `path` (containerLogs, exec) for the pod's container on its node's agent,
     and the node's name."""
-    pod = store.get("pods", namespace, name)
+    pod = await store.get("pods", namespace, name)
     chosen = choose_container(pod, container)
     node_name = pod.get("spec", {}).get("nodeName")
     if not node_name:
         raise BadRequest(f"pod {name} does not have a host assigned")
-    address, port = agent_endpoint(store.get("nodes", "", node_name))
+    address, port = agent_endpoint(await store.get("nodes", "", node_name))
     return f"https://{_host_for_url(address)}:{port}/{path}/{namespace}/{name}/{chosen}", node_name
 
 
@@ -89,7 +89,7 @@ def unreachable(node_name: str, exc: Exception) -> HTTPError:
 
 
 async def proxy_log(request: web.Request, store: Store, namespace: str, name: str) -> web.StreamResponse:
-    url, node_name = agent_url(store, namespace, name, request.query.get("container"), "containerLogs")
+    url, node_name = await agent_url(store, namespace, name, request.query.get("container"), "containerLogs")
     params = {k: request.query[k] for k in _FORWARDED if k in request.query}
     try:
         async with request.app[SESSION_KEY].get(url, params=params) as upstream:
@@ -109,7 +109,7 @@ async def proxy_log(request: web.Request, store: Store, namespace: str, name: st
 async def proxy_exec(request: web.Request, store: Store, namespace: str, name: str) -> web.Response:
     """POST pods/{name}/exec, run to completion on the pod's node: the agent's JSON answer
     (exitCode, base64 stdout and stderr). Streams are `podbay.apiserver.streams`."""
-    url, node_name = agent_url(store, namespace, name, request.query.get("container"), "exec")
+    url, node_name = await agent_url(store, namespace, name, request.query.get("container"), "exec")
     params = [("command", c) for c in request.query.getall("command", [])]
     if "timeout" in request.query:
         params.append(("timeout", request.query["timeout"]))

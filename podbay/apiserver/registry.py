@@ -132,16 +132,16 @@ class Registry:
         except KeyError:
             raise NotFound(f'the server could not find the requested resource ({resource})') from None
 
-    def ensure_system_namespaces(self) -> None:
+    async def ensure_system_namespaces(self) -> None:
         for name in SYSTEM_NAMESPACES:
             try:
-                self.create("namespaces", "", {"metadata": {"name": name}})
+                await self.create("namespaces", "", {"metadata": {"name": name}})
             except AlreadyExists:
                 pass
 
-    def _check_namespace(self, namespace: str, info: ResourceInfo, name: str) -> None:
+    async def _check_namespace(self, namespace: str, info: ResourceInfo, name: str) -> None:
         try:
-            ns = self.store.get("namespaces", "", namespace)
+            ns = await self.store.get("namespaces", "", namespace)
         except NotFound:
             raise NotFound(f'namespaces "{namespace}" not found', kind="namespaces", name=namespace) from None
         if ns.get("metadata", {}).get("deletionTimestamp"):
@@ -187,13 +187,13 @@ class Registry:
 
     # -- reads -----------------------------------------------------------------
 
-    def get(self, resource: str, namespace: str, name: str) -> dict[str, Any]:
+    async def get(self, resource: str, namespace: str, name: str) -> dict[str, Any]:
         self.info(resource)
-        return self.store.get(resource, namespace, name)
+        return await self.store.get(resource, namespace, name)
 
     # -- create ----------------------------------------------------------------
 
-    def create(self, resource: str, namespace: str, body: Any) -> dict[str, Any]:
+    async def create(self, resource: str, namespace: str, body: Any) -> dict[str, Any]:
         info = self.info(resource)
         obj = self._check_type(info, body)
         meta = _meta(obj)
@@ -218,10 +218,10 @@ class Registry:
             if errors:
                 raise ObjectInvalid(info.kind, name or generate, errors)
             if info.namespaced:
-                self._check_namespace(namespace, info, name)
+                await self._check_namespace(namespace, info, name)
             prepared = self._prepare_create(info, obj)
             try:
-                return self.store.create(resource, namespace, prepared)
+                return await self.store.create(resource, namespace, prepared)
             except AlreadyExists:
                 if attempt == attempts - 1:
                     raise
@@ -252,7 +252,7 @@ class Registry:
 
     # -- update ----------------------------------------------------------------
 
-    def update(
+    async def update(
         self, resource: str, namespace: str, name: str, body: Any, subresource: str | None = None
     ) -> dict[str, Any]:
         info = self.info(resource)
@@ -267,11 +267,11 @@ class Registry:
                 "the namespace of the provided object does not match the namespace sent on the request"
             )
         expected = meta.get("resourceVersion") or None
-        return self._guaranteed_update(
+        return await self._guaranteed_update(
             info, namespace, name, lambda old: obj, subresource, expected
         )
 
-    def patch(
+    async def patch(
         self,
         resource: str,
         namespace: str,
@@ -291,9 +291,9 @@ class Registry:
                 raise BadRequest("the patch must produce an object")
             return self._check_type(info, patched)
 
-        return self._guaranteed_update(info, namespace, name, mutate, subresource, expected)
+        return await self._guaranteed_update(info, namespace, name, mutate, subresource, expected)
 
-    def _guaranteed_update(
+    async def _guaranteed_update(
         self,
         info: ResourceInfo,
         namespace: str,
@@ -307,7 +307,7 @@ class Registry:
         object and never changes its argument (the result may share parts of it)."""
         ns = namespace if info.namespaced else ""
         for _ in range(_MAX_UPDATE_RETRIES):
-            old = self.store.get(info.name, ns, name)
+            old = await self.store.get(info.name, ns, name)
             if expected_rv and old["metadata"]["resourceVersion"] != expected_rv:
                 raise Conflict(
                     f'Operation cannot be fulfilled on {info.name} "{name}": the object has been modified; '
@@ -320,14 +320,14 @@ class Registry:
             if prepared == old:
                 return old
             try:
-                stored = self.store.update(
+                stored = await self.store.update(
                     info.name, ns, name, prepared, expected_rv=old["metadata"]["resourceVersion"]
                 )
             except Conflict:
                 if expected_rv:
                     raise
                 continue
-            self._after_write(info, stored)
+            await self._after_write(info, stored)
             return stored
         raise Conflict(
             f'Operation cannot be fulfilled on {info.name} "{name}": too many concurrent updates',
@@ -367,7 +367,7 @@ class Registry:
                 out["metadata"]["generation"] = old_meta.get("generation", 1) + 1
         return out
 
-    def _after_write(self, info: ResourceInfo, stored: dict[str, Any]) -> None:
+    async def _after_write(self, info: ResourceInfo, stored: dict[str, Any]) -> None:
         """A pod whose deletion is due and which no longer holds finalizers goes."""
         meta = stored["metadata"]
         if (
@@ -377,14 +377,14 @@ class Registry:
             and not meta.get("finalizers")
         ):
             try:
-                self.store.delete("pods", meta["namespace"], meta["name"], expected_uid=meta["uid"])
+                await self.store.delete("pods", meta["namespace"], meta["name"], expected_uid=meta["uid"])
             except (NotFound, Conflict):
                 return
-            self.finish_namespace(meta["namespace"])
+            await self.finish_namespace(meta["namespace"])
 
     # -- binding ---------------------------------------------------------------
 
-    def bind(self, namespace: str, name: str, binding: Any) -> None:
+    async def bind(self, namespace: str, name: str, binding: Any) -> None:
         if not isinstance(binding, dict):
             raise BadRequest("the body of the request must be a Binding")
         meta = binding.get("metadata") or {}
@@ -402,7 +402,7 @@ class Registry:
             )
         uid = meta.get("uid")
         for _ in range(_MAX_UPDATE_RETRIES):
-            pod = self.store.get("pods", namespace, name)
+            pod = await self.store.get("pods", namespace, name)
             pmeta = pod["metadata"]
             if uid and pmeta.get("uid") != uid:
                 raise Conflict(
@@ -431,7 +431,7 @@ class Registry:
             )
             status["conditions"] = conditions
             try:
-                self.store.update("pods", namespace, name, pod, expected_rv=pmeta["resourceVersion"])
+                await self.store.update("pods", namespace, name, pod, expected_rv=pmeta["resourceVersion"])
                 return
             except Conflict:
                 continue
@@ -440,7 +440,7 @@ class Registry:
 
     # -- delete ----------------------------------------------------------------
 
-    def delete(
+    async def delete(
         self, resource: str, namespace: str, name: str, options: DeleteOptions | None = None
     ) -> dict[str, Any]:
         """Deletes now, or (pods on a node) marks for graceful deletion.
@@ -461,7 +461,7 @@ class Registry:
                 kind="namespaces", name=name,
             )
         for _ in range(_MAX_UPDATE_RETRIES):
-            obj = self.store.get(resource, ns, name)
+            obj = await self.store.get(resource, ns, name)
             meta = obj["metadata"]
             if options.precondition_uid and meta.get("uid") != options.precondition_uid:
                 raise Conflict(
@@ -477,7 +477,7 @@ class Registry:
                     kind=resource, name=name,
                 )
             if info.name == "namespaces":
-                marked = self._delete_namespace(obj)
+                marked = await self._delete_namespace(obj)
                 if marked is not None:
                     return marked
                 continue
@@ -489,22 +489,22 @@ class Registry:
                     # A forced delete of a pod that may be running: its node's agent learns it
                     # from the object (deletionGracePeriodSeconds 0) and kills at once.
                     try:
-                        expected = self.store.update(resource, ns, name, self._mark_deleting(obj, 0),
-                                                     expected_rv=expected)["metadata"]["resourceVersion"]
+                        expected = (await self.store.update(resource, ns, name, self._mark_deleting(obj, 0),
+                                                            expected_rv=expected))["metadata"]["resourceVersion"]
                     except Conflict:
                         continue
                 try:
-                    gone = self.store.delete(resource, ns, name, expected_rv=expected)
+                    gone = await self.store.delete(resource, ns, name, expected_rv=expected)
                 except Conflict:
                     continue
                 if info.name == "pods":
-                    self.finish_namespace(ns)
+                    await self.finish_namespace(ns)
                 return gone
             marked = self._mark_deleting(obj, grace)
             if marked == obj:
                 return obj
             try:
-                return self.store.update(resource, ns, name, marked, expected_rv=meta["resourceVersion"])
+                return await self.store.update(resource, ns, name, marked, expected_rv=meta["resourceVersion"])
             except Conflict:
                 continue
         raise Conflict(f'Operation cannot be fulfilled on {resource} "{name}": too many concurrent updates',
@@ -539,19 +539,19 @@ class Registry:
             meta["generation"] += 1
         return obj
 
-    def _delete_namespace(self, ns_obj: dict[str, Any]) -> dict[str, Any] | None:
+    async def _delete_namespace(self, ns_obj: dict[str, Any]) -> dict[str, Any] | None:
         """Empty namespaces go at once; others turn Terminating, their pods are
         deleted, and the last pod to go takes the namespace with it."""
         name = ns_obj["metadata"]["name"]
-        for event in self.store.list("events", name)[0]:
+        for event in (await self.store.list("events", name))[0]:
             try:
-                self.store.delete("events", name, event["metadata"]["name"])
+                await self.store.delete("events", name, event["metadata"]["name"])
             except NotFound:
                 pass
-        pods = self.store.list("pods", name)[0]
+        pods = (await self.store.list("pods", name))[0]
         if not pods:
             try:
-                return self.store.delete(
+                return await self.store.delete(
                     "namespaces", "", name, expected_rv=ns_obj["metadata"]["resourceVersion"]
                 )
             except Conflict:
@@ -561,29 +561,29 @@ class Registry:
             marked["metadata"]["deletionTimestamp"] = rfc3339(self.clock())
             marked["status"] = {"phase": "Terminating"}
             try:
-                ns_obj = self.store.update(
+                ns_obj = await self.store.update(
                     "namespaces", "", name, marked, expected_rv=ns_obj["metadata"]["resourceVersion"]
                 )
             except Conflict:
                 return None
         for pod in pods:
             try:
-                self.delete("pods", name, pod["metadata"]["name"])
+                await self.delete("pods", name, pod["metadata"]["name"])
             except NotFound:
                 pass
-        self.finish_namespace(name)
+        await self.finish_namespace(name)
         return ns_obj
 
-    def finish_namespace(self, name: str) -> None:
+    async def finish_namespace(self, name: str) -> None:
         """Removes a Terminating namespace once its last pod is gone."""
         try:
-            ns_obj = self.store.get("namespaces", "", name)
+            ns_obj = await self.store.get("namespaces", "", name)
         except NotFound:
             return
-        if not ns_obj["metadata"].get("deletionTimestamp") or self.store.list("pods", name)[0]:
+        if not ns_obj["metadata"].get("deletionTimestamp") or (await self.store.list("pods", name))[0]:
             return
         try:
-            self.store.delete("namespaces", "", name, expected_rv=ns_obj["metadata"]["resourceVersion"])
+            await self.store.delete("namespaces", "", name, expected_rv=ns_obj["metadata"]["resourceVersion"])
         except (NotFound, Conflict):
             pass
 

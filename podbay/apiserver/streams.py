@@ -29,7 +29,7 @@ async def proxy_exec_stream(request: web.Request, store: Store, namespace: str, 
     """GET pods/{name}/exec. As in Kubernetes, the pod and container are resolved before
     the upgrade is checked, so a GET without one learns what is wrong with the target."""
     options = rc.exec_options(request.query)
-    url, node_name = agent_url(store, namespace, name, options.container, "exec")
+    url, node_name = await agent_url(store, namespace, name, options.container, "exec")
     if not is_websocket(request):
         raise HTTPError(400, "BadRequest", "Upgrade request required")
     protocol = rc.negotiate(request.headers.get("Sec-WebSocket-Protocol"))

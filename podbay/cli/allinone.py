@@ -8,7 +8,7 @@ import logging
 import os
 import signal
 from dataclasses import replace
-from typing import Awaitable, Callable
+from typing import AsyncIterator, Awaitable, Callable
 
 from podbay.agent.agent import run as run_agent
 from podbay.agent.config import AgentConfig, ServerAuth
@@ -24,6 +24,9 @@ from podbay.runtime.images import ensure_busybox_image
 from podbay.runtime.service import RuntimeService
 from podbay.scheduler.scheduler import run as run_scheduler
 from podbay.security.pki import KeyPair, ensure_self_signed, host_names, parse_join_token
+from podbay.store.base import Store
+from podbay.store.etcd import EtcdStore
+from podbay.store.sqlite import SQLiteStore
 
 log = logging.getLogger("podbay")
 
@@ -103,6 +106,20 @@ def _agent_config(settings: Settings, auth: ServerAuth | None = None) -> AgentCo
                        heartbeat_interval=min(10.0, settings.node_grace / 4))
 
 
+@contextlib.asynccontextmanager
+async def open_store(settings: Settings) -> AsyncIterator[Store]:
+    """etcd when --etcd-servers names it, else the SQLite file in the state root."""
+    if settings.etcd_servers:
+        store: Store = await EtcdStore.connect(list(settings.etcd_servers), settings.etcd_prefix,
+                                               compaction_interval=settings.etcd_compaction_interval)
+    else:
+        store = SQLiteStore(settings.state_root / "store.db")
+    try:
+        yield store
+    finally:
+        await store.close()
+
+
 async def serve(settings: Settings, *, ready: asyncio.Event | None = None,
                 stop: asyncio.Event | None = None) -> None:
     """Runs until `stop` is set (or SIGTERM/SIGINT); containers keep running after it."""
@@ -111,10 +128,10 @@ async def serve(settings: Settings, *, ready: asyncio.Event | None = None,
     if not settings.api_port:
         # An earlier run's kubeconfig would point kubectl at a port nothing serves now.
         settings.kubeconfig.unlink(missing_ok=True)
-    async with serve_embedded(settings.state_root, unix_socket=settings.socket_path,
-                              host=settings.api_address if settings.api_port else None, port=settings.api_port,
-                              db_path=settings.state_root / "store.db", kubeconfig=settings.kubeconfig,
-                              node_name=settings.node_name) as server:
+    async with open_store(settings) as store, \
+            serve_embedded(settings.state_root, unix_socket=settings.socket_path,
+                           host=settings.api_address if settings.api_port else None, port=settings.api_port,
+                           store=store, kubeconfig=settings.kubeconfig, node_name=settings.node_name) as server:
         client = Client.connect(server.url)
         agent_config = _agent_config(settings, await asyncio.to_thread(
             _server_auth, settings, server.pki.ca_pem(), server.token))

@@ -39,6 +39,9 @@ class Settings:
     seccomp_profile_root: Path | None = None  # Localhost seccomp profiles; None: <state_root>/seccomp
     max_image_size: int = 20 << 30
     imagefs_min_available: float = 0.15
+    etcd_servers: tuple[str, ...] = ()  # empty: the embedded SQLite store
+    etcd_prefix: str = "/registry"
+    etcd_compaction_interval: float = 300.0  # 0: this server never compacts
 
     @property
     def socket_path(self) -> Path:
@@ -77,7 +80,9 @@ class Settings:
                 "--max-image-size", str(self.max_image_size),
                 "--imagefs-min-available", f"{self.imagefs_min_available * 100:g}%",
                 *(["--seccomp-profile-root", str(self.seccomp_profile_root)] if self.seccomp_profile_root else []),
-                *(["--write-kubeconfig", str(self.write_kubeconfig)] if self.write_kubeconfig else [])]
+                *(["--write-kubeconfig", str(self.write_kubeconfig)] if self.write_kubeconfig else []),
+                *(["--etcd-servers", ",".join(self.etcd_servers), "--etcd-prefix", self.etcd_prefix,
+                   "--etcd-compaction-interval", str(self.etcd_compaction_interval)] if self.etcd_servers else [])]
 
 
 def add_global_flags(parser: argparse.ArgumentParser) -> None:
@@ -124,6 +129,14 @@ def add_global_flags(parser: argparse.ArgumentParser) -> None:
                         "15%%, the kubelet's imagefs.available hard eviction threshold)")
     g.add_argument("--server", default=env("PODBAY_SERVER"),
                    help="the API server to talk to (default: this machine's socket)")
+    g.add_argument("--etcd-servers", default=env("PODBAY_ETCD_SERVERS", ""),
+                   help="keep the API's objects in etcd at these comma-separated URLs "
+                        "(http://127.0.0.1:2379) instead of <state-root>/store.db")
+    g.add_argument("--etcd-prefix", default=env("PODBAY_ETCD_PREFIX", "/registry"),
+                   help="the prefix of every key podbay writes to etcd")
+    g.add_argument("--etcd-compaction-interval", type=float,
+                   default=float(env("PODBAY_ETCD_COMPACTION_INTERVAL", "300")),
+                   help="seconds between compactions of etcd's history (0: never)")
 
 
 def settings_from(args: argparse.Namespace) -> Settings:
@@ -137,7 +150,9 @@ def settings_from(args: argparse.Namespace) -> Settings:
                     max_image_size=args.max_image_size,
                     imagefs_min_available=args.imagefs_min_available,
                     seccomp_profile_root=Path(args.seccomp_profile_root).absolute() if args.seccomp_profile_root
-                    else None)
+                    else None,
+                    etcd_servers=tuple(u.strip() for u in args.etcd_servers.split(",") if u.strip()),
+                    etcd_prefix=args.etcd_prefix, etcd_compaction_interval=args.etcd_compaction_interval)
 
 
 def parse_size(text: str) -> int:

@@ -1,8 +1,9 @@
 """The storage contract: objects as dicts, keyed by (resource, namespace, name).
 
 Small on purpose: everything here maps onto etcd (a revisioned key-value
-store with transactions on mod_revision and watch from a revision), so an
-etcd backend can replace SQLite without touching the API server.
+store with transactions on mod_revision and watch from a revision), so the
+etcd backend replaces SQLite without touching the API server. Every method is
+a coroutine because a backend may be across the network.
 """
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from typing import Any, AsyncIterator, Literal, Protocol
 
 from podbay.store.selectors import FieldSelector, LabelSelector
 
-EventType = Literal["ADDED", "MODIFIED", "DELETED"]
+EventType = Literal["ADDED", "MODIFIED", "DELETED", "BOOKMARK"]
 
 
 @dataclass(frozen=True)
@@ -25,13 +26,13 @@ FieldSelectorArg = str | FieldSelector | None
 
 
 class Store(Protocol):
-    def create(self, resource: str, namespace: str, obj: dict[str, Any]) -> dict[str, Any]:
+    async def create(self, resource: str, namespace: str, obj: dict[str, Any]) -> dict[str, Any]:
         """Stores a new object; sets metadata.resourceVersion. AlreadyExists."""
 
-    def get(self, resource: str, namespace: str, name: str) -> dict[str, Any]:
+    async def get(self, resource: str, namespace: str, name: str) -> dict[str, Any]:
         """NotFound when absent."""
 
-    def list(
+    async def list(
         self,
         resource: str,
         namespace: str | None = None,
@@ -40,7 +41,7 @@ class Store(Protocol):
     ) -> tuple[list[dict[str, Any]], str]:
         """Matching objects sorted by (namespace, name), and the store's revision."""
 
-    def update(
+    async def update(
         self,
         resource: str,
         namespace: str,
@@ -50,7 +51,7 @@ class Store(Protocol):
     ) -> dict[str, Any]:
         """Replaces the object; Conflict when expected_rv is not the current one."""
 
-    def delete(
+    async def delete(
         self,
         resource: str,
         namespace: str,
@@ -67,10 +68,13 @@ class Store(Protocol):
         since_rv: str | None = None,
         label_selector: LabelSelectorArg = None,
         field_selector: FieldSelectorArg = None,
+        bookmarks: bool = False,
     ) -> AsyncIterator[WatchEvent]:
-        """Changes after since_rv (or from now), in revision order. Gone when too old."""
+        """Changes after since_rv (or from now), in revision order. Gone when too old.
+        With `bookmarks`, now and then also a BOOKMARK whose object has only
+        metadata.resourceVersion: every change up to it has been yielded."""
 
-    def current_revision(self) -> str:
+    async def current_revision(self) -> str:
         """The revision of the latest write (what a list would report)."""
 
-    def close(self) -> None: ...
+    async def close(self) -> None: ...

@@ -16,6 +16,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import sqlite3
@@ -23,13 +24,19 @@ import threading
 from pathlib import Path
 from typing import Any, AsyncIterator
 
-from podbay.api.errors import AlreadyExists, BadRequest, Conflict, Gone, NotFound
+from podbay.api.errors import AlreadyExists, Gone, NotFound
 from podbay.store.base import FieldSelectorArg, LabelSelectorArg, WatchEvent
-from podbay.store.selectors import (
-    FieldSelector,
-    LabelSelector,
-    parse_field_selector,
-    parse_label_selector,
+from podbay.store.shared import (
+    MODIFIED,
+    as_field_selector,
+    as_label_selector,
+    bookmark,
+    check_delete_preconditions,
+    conflict,
+    matches,
+    parse_rv,
+    stamp,
+    translate,
 )
 
 _SCHEMA = """
@@ -51,35 +58,6 @@ INSERT OR IGNORE INTO meta (key, value) VALUES ('revision', 0), ('compacted', 0)
 _BATCH = 512
 
 
-def _label_selector(sel: LabelSelectorArg) -> LabelSelector:
-    return sel if isinstance(sel, LabelSelector) else parse_label_selector(sel)
-
-
-def _field_selector(sel: FieldSelectorArg, resource: str) -> FieldSelector:
-    return sel if isinstance(sel, FieldSelector) else parse_field_selector(sel, resource)
-
-
-def _matches(obj: dict[str, Any], labels: LabelSelector, fields: FieldSelector) -> bool:
-    return labels.matches(obj.get("metadata", {}).get("labels")) and fields.matches(obj)
-
-
-def _parse_rv(rv: str, what: str = "resourceVersion") -> int:
-    try:
-        value = int(rv)
-    except (TypeError, ValueError):
-        value = -1
-    if value < 0:
-        raise BadRequest(f'invalid {what}: "{rv}"')
-    return value
-
-
-def _conflict(resource: str, name: str, why: str) -> Conflict:
-    return Conflict(f'Operation cannot be fulfilled on {resource} "{name}": {why}', kind=resource, name=name)
-
-
-_MODIFIED = "the object has been modified; please apply your changes to the latest version and try again"
-
-
 class SQLiteStore:
     def __init__(
         self,
@@ -87,6 +65,7 @@ class SQLiteStore:
         *,
         history_limit: int = 10_000,
         poll_interval: float = 0.5,
+        bookmark_interval: float = 60.0,
         synchronous: str = "FULL",
         busy_timeout_ms: int = 30_000,
     ) -> None:
@@ -94,6 +73,9 @@ class SQLiteStore:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.history_limit = history_limit
         self.poll_interval = poll_interval
+        # How often an idle watch that asked for bookmarks gets one (kube-apiserver's watch
+        # cache sends them about once a minute).
+        self.bookmark_interval = bookmark_interval
         # One connection shared under a lock: writes may come from a thread
         # (asyncio.to_thread) as well as the event loop.
         self._conn = sqlite3.connect(
@@ -187,22 +169,16 @@ class SQLiteStore:
         ).fetchone()
         return json.loads(row[0]) if row else None
 
-    @staticmethod
-    def _stamp(obj: dict[str, Any], rev: int) -> dict[str, Any]:
-        obj = dict(obj)
-        obj["metadata"] = {**obj.get("metadata", {}), "resourceVersion": str(rev)}
-        return obj
-
     # -- the Store interface -------------------------------------------------
 
-    def create(self, resource: str, namespace: str, obj: dict[str, Any]) -> dict[str, Any]:
+    async def create(self, resource: str, namespace: str, obj: dict[str, Any]) -> dict[str, Any]:
         name = obj.get("metadata", {}).get("name", "")
         key = (resource, namespace, name)
         with self._write() as conn:
             if self._load(conn, key) is not None:
                 raise AlreadyExists(f'{resource} "{name}" already exists', kind=resource, name=name)
             rev = self._bump(conn)
-            stored = self._stamp(obj, rev)
+            stored = stamp(obj, rev)
             conn.execute(
                 "INSERT INTO objects (resource, namespace, name, rv, data) VALUES (?,?,?,?,?)",
                 (*key, rev, json.dumps(stored)),
@@ -210,22 +186,22 @@ class SQLiteStore:
             self._record(conn, rev, key, "ADDED", stored, None)
         return stored
 
-    def get(self, resource: str, namespace: str, name: str) -> dict[str, Any]:
+    async def get(self, resource: str, namespace: str, name: str) -> dict[str, Any]:
         with self._lock:
             obj = self._load(self._conn, (resource, namespace, name))
         if obj is None:
             raise NotFound(f'{resource} "{name}" not found', kind=resource, name=name)
         return obj
 
-    def list(
+    async def list(
         self,
         resource: str,
         namespace: str | None = None,
         label_selector: LabelSelectorArg = None,
         field_selector: FieldSelectorArg = None,
     ) -> tuple[list[dict[str, Any]], str]:
-        labels = _label_selector(label_selector)
-        fields = _field_selector(field_selector, resource)
+        labels = as_label_selector(label_selector)
+        fields = as_field_selector(field_selector, resource)
         with self._read() as conn:
             if namespace is None:
                 rows = conn.execute(
@@ -237,10 +213,10 @@ class SQLiteStore:
                     (resource, namespace),
                 ).fetchall()
             rev = self._meta(conn, "revision")
-        items = [obj for obj in (json.loads(r[0]) for r in rows) if _matches(obj, labels, fields)]
+        items = [obj for obj in (json.loads(r[0]) for r in rows) if matches(obj, labels, fields)]
         return items, str(rev)
 
-    def update(
+    async def update(
         self,
         resource: str,
         namespace: str,
@@ -254,9 +230,9 @@ class SQLiteStore:
             if old is None:
                 raise NotFound(f'{resource} "{name}" not found', kind=resource, name=name)
             if expected_rv and old["metadata"]["resourceVersion"] != str(expected_rv):
-                raise _conflict(resource, name, _MODIFIED)
+                raise conflict(resource, name, MODIFIED)
             rev = self._bump(conn)
-            stored = self._stamp(obj, rev)
+            stored = stamp(obj, rev)
             conn.execute(
                 "UPDATE objects SET rv = ?, data = ? WHERE resource = ? AND namespace = ? AND name = ?",
                 (rev, json.dumps(stored), *key),
@@ -264,7 +240,7 @@ class SQLiteStore:
             self._record(conn, rev, key, "MODIFIED", stored, old)
         return stored
 
-    def delete(
+    async def delete(
         self,
         resource: str,
         namespace: str,
@@ -277,32 +253,21 @@ class SQLiteStore:
             old = self._load(conn, key)
             if old is None:
                 raise NotFound(f'{resource} "{name}" not found', kind=resource, name=name)
-            meta = old["metadata"]
-            if expected_uid and meta.get("uid") != expected_uid:
-                raise _conflict(
-                    resource,
-                    name,
-                    f"Precondition failed: UID in precondition: {expected_uid}, "
-                    f"UID in object meta: {meta.get('uid', '')}",
-                )
-            if expected_rv and meta["resourceVersion"] != str(expected_rv):
-                raise _conflict(
-                    resource,
-                    name,
-                    f"Precondition failed: ResourceVersion in precondition: {expected_rv}, "
-                    f"ResourceVersion in object meta: {meta['resourceVersion']}",
-                )
+            check_delete_preconditions(resource, name, old["metadata"], expected_uid, expected_rv)
             rev = self._bump(conn)
-            gone = self._stamp(old, rev)
+            gone = stamp(old, rev)
             conn.execute(
                 "DELETE FROM objects WHERE resource = ? AND namespace = ? AND name = ?", key
             )
             self._record(conn, rev, key, "DELETED", gone, old)
         return gone
 
-    def current_revision(self) -> str:
+    async def current_revision(self) -> str:
+        return str(self._revision())
+
+    def _revision(self) -> int:
         with self._lock:
-            return str(self._meta(self._conn, "revision"))
+            return self._meta(self._conn, "revision")
 
     def compacted_revision(self) -> str:
         with self._lock:
@@ -315,31 +280,43 @@ class SQLiteStore:
         since_rv: str | None = None,
         label_selector: LabelSelectorArg = None,
         field_selector: FieldSelectorArg = None,
+        bookmarks: bool = False,
     ) -> AsyncIterator[WatchEvent]:
-        labels = _label_selector(label_selector)
-        fields = _field_selector(field_selector, resource)
+        labels = as_label_selector(label_selector)
+        fields = as_field_selector(field_selector, resource)
         loop = asyncio.get_running_loop()
+        next_bookmark = loop.time() + self.bookmark_interval
         wake = asyncio.Event()
-        cursor = _parse_rv(since_rv) if since_rv else int(self.current_revision())
+        cursor = parse_rv(since_rv) if since_rv else self._revision()
         self._watchers.add((loop, wake))
         self._ensure_poller(loop)
         try:
             while True:
                 wake.clear()
-                rows = self._history_after(resource, namespace, cursor)
+                rows, revision = self._history_after(resource, namespace, cursor)
                 for rv, type_, data, prev in rows:
                     cursor = rv
-                    event = _translate(type_, json.loads(data), prev, labels, fields)
+                    event = translate(type_, json.loads(data), json.loads(prev) if prev is not None else None, labels, fields)
                     if event is not None:
                         yield event
-                if len(rows) < _BATCH:
+                if len(rows) >= _BATCH:
+                    continue
+                # Caught up: every change up to `revision` has been yielded.
+                if bookmarks and loop.time() >= next_bookmark:
+                    yield bookmark(revision)
+                    next_bookmark = loop.time() + self.bookmark_interval
+                if bookmarks:
+                    with contextlib.suppress(asyncio.TimeoutError):
+                        await asyncio.wait_for(wake.wait(), next_bookmark - loop.time())
+                else:
                     await wake.wait()
         finally:
             self._watchers.discard((loop, wake))
 
     def _history_after(
         self, resource: str, namespace: str | None, cursor: int
-    ) -> list[tuple[int, str, str, str | None]]:
+    ) -> tuple[list[tuple[int, str, str, str | None]], int]:
+        """History rows after `cursor` (a batch at most) and the store's revision they were read at."""
         sql = "SELECT rv, type, data, prev FROM history WHERE resource = ? AND rv > ?"
         args: tuple[Any, ...] = (resource, cursor)
         if namespace is not None:
@@ -348,9 +325,10 @@ class SQLiteStore:
         with self._read() as conn:
             rows = conn.execute(sql + f" ORDER BY rv LIMIT {_BATCH}", args).fetchall()
             compacted = self._meta(conn, "compacted")
+            revision = self._meta(conn, "revision")
         if cursor < compacted:
             raise Gone(f"too old resource version: {cursor} ({compacted})")
-        return rows
+        return rows, revision
 
     # -- notification --------------------------------------------------------
 
@@ -387,7 +365,7 @@ class SQLiteStore:
                         wake.set()
         self._pollers.pop(loop, None)
 
-    def close(self) -> None:
+    async def close(self) -> None:
         self._closed = True
         for task in self._pollers.values():
             task.cancel()
@@ -395,27 +373,3 @@ class SQLiteStore:
         with self._lock:
             self._conn.close()
 
-
-def _translate(
-    type_: str,
-    obj: dict[str, Any],
-    prev_json: str | None,
-    labels: LabelSelector,
-    fields: FieldSelector,
-) -> WatchEvent | None:
-    """A history row as the filtered watcher sees it (Kubernetes' watch filter)."""
-    if labels.empty() and fields.empty():
-        return WatchEvent(type_, obj)  # type: ignore[arg-type]
-    now = _matches(obj, labels, fields)
-    if type_ == "ADDED":
-        return WatchEvent("ADDED", obj) if now else None
-    if type_ == "DELETED":
-        return WatchEvent("DELETED", obj) if now else None
-    before = prev_json is not None and _matches(json.loads(prev_json), labels, fields)
-    if now and before:
-        return WatchEvent("MODIFIED", obj)
-    if now:
-        return WatchEvent("ADDED", obj)
-    if before:
-        return WatchEvent("DELETED", obj)
-    return None

@@ -1,4 +1,4 @@
-"""Fixtures: a real podbay API server (SQLite store + aiohttp) in this process.
+"""Fixtures: a real podbay API server (aiohttp, on the SQLite and on the etcd store) in this process.
 
     async def test_x(api_server):
         client = Client.connect(api_server.url)        # unix socket
@@ -15,6 +15,8 @@ import pytest
 from podbay.apiserver.embedded import EmbeddedServer, serve_embedded
 from podbay.client import Client
 from podbay.security.pki import client_context
+from podbay.store.etcd import EtcdStore
+from tests.etcd_server import EtcdServer
 
 
 def admin_session(server: EmbeddedServer) -> aiohttp.ClientSession:
@@ -24,10 +26,20 @@ def admin_session(server: EmbeddedServer) -> aiohttp.ClientSession:
     return aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=tls))
 
 
-@pytest.fixture
-async def api_server(tmp_path: Path) -> AsyncIterator[EmbeddedServer]:
-    async with serve_embedded(tmp_path / "api") as server:
-        yield server
+@pytest.fixture(params=["sqlite", "etcd"])
+async def api_server(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[EmbeddedServer]:
+    """The server on each store: its SQLite file, and a real etcd of the test's own."""
+    if request.param == "sqlite":
+        async with serve_embedded(tmp_path / "api") as server:
+            yield server
+        return
+    etcd: EtcdServer = request.getfixturevalue("etcd_server")
+    store = await EtcdStore.connect([etcd.url])
+    try:
+        async with serve_embedded(tmp_path / "api", store=store) as server:
+            yield server
+    finally:
+        await store.close()
 
 
 @pytest.fixture

@@ -90,7 +90,7 @@ async def test_tcp_without_credentials_to_check_does_not_start(tmp_path: Path) -
         with pytest.raises(ValueError, match="requires the cluster PKI and a bearer token"):
             await serve(store, host="127.0.0.1", port=0)
     finally:
-        store.close()
+        await store.close()
 
 
 async def test_files_are_private_and_reused(tmp_path: Path) -> None:

@@ -21,6 +21,6 @@ def event(name: str, last: datetime) -> Event:
 async def test_events_last_written_over_the_ttl_ago_go(api_server: EmbeddedServer, api_client: Client) -> None:
     for name, last in (("old", NOW - timedelta(hours=2)), ("recent", NOW - timedelta(minutes=10))):
         await api_client.create(event(name, last))
-    assert expire_once(api_server.store, 3600, NOW) == 1
+    assert await expire_once(api_server.store, 3600, NOW) == 1
     events, _ = await api_client.list(Event, "default")
     assert [e.metadata.name for e in events] == ["recent"]

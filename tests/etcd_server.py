@@ -1,0 +1,80 @@
+"""A real single-member etcd (Debian's etcd-server) on free loopback ports, for tests."""
+from __future__ import annotations
+
+import socket
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import IO
+
+ETCD = "/usr/bin/etcd"
+ETCDCTL = "/usr/bin/etcdctl"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class EtcdServer:
+    """Started on construction; `stop()` ends it by PID, `start()` runs it again on the
+    same data dir and ports (a restart keeps everything etcd had committed)."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.data_dir = root / "data"
+        self.client_port, self.peer_port = free_port(), free_port()
+        self.process: subprocess.Popen[bytes] | None = None
+        self._log: IO[bytes] | None = None
+        root.mkdir(parents=True, exist_ok=True)
+        self.start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.client_port}"
+
+    def start(self) -> None:
+        peer = f"http://127.0.0.1:{self.peer_port}"
+        self._log = open(self.root / "etcd.log", "ab")
+        self.process = subprocess.Popen(
+            [ETCD, "--name", "test", "--data-dir", str(self.data_dir),
+             "--listen-client-urls", self.url, "--advertise-client-urls", self.url,
+             "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
+             "--initial-cluster", f"test={peer}",
+             # Progress notifications (the store's bookmarks) within a test's patience, not 10 min.
+             "--experimental-watch-progress-notify-interval", "500ms"],
+            stdout=self._log, stderr=subprocess.STDOUT,
+        )
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"etcd exited with {self.process.returncode}; see {self.root / 'etcd.log'}")
+            try:
+                with urllib.request.urlopen(f"{self.url}/health", timeout=1) as resp:
+                    if b'"true"' in resp.read():
+                        return
+            except (urllib.error.URLError, OSError):
+                pass
+            time.sleep(0.05)
+        self.stop()
+        raise RuntimeError(f"etcd did not become healthy; see {self.root / 'etcd.log'}")
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self.process = None
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+
+    def etcdctl(self, *args: str) -> str:
+        return subprocess.run([ETCDCTL, f"--endpoints={self.url}", *args], check=True, capture_output=True,
+                              text=True, env={"ETCDCTL_API": "3"}, timeout=30).stdout
