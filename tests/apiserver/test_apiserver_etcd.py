@@ -8,13 +8,13 @@ import json
 from pathlib import Path
 from typing import AsyncIterator
 
-import aiohttp
 
 from podbay.api import Pod
 from podbay.api.serialize import from_dict
 from podbay.apiserver.embedded import EmbeddedServer, serve_embedded
 from podbay.client import Client
 from podbay.store.etcd import EtcdStore
+from tests.apiserver.conftest import admin_session
 from tests.etcd_server import EtcdServer
 
 
@@ -85,8 +85,8 @@ async def test_a_watch_asking_for_bookmarks_gets_them(tmp_path: Path, etcd_serve
         _, rv = await client.list(Pod, "default")
         await client.create(pod("x"))
         params = {"watch": "1", "resourceVersion": rv, "allowWatchBookmarks": "true"}
-        async with aiohttp.ClientSession() as http, \
-                http.get(f"{server.http_url}/api/v1/namespaces/default/pods", params=params) as resp:
+        async with admin_session(server) as http, \
+                http.get(f"{server.https_url}/api/v1/namespaces/default/pods", params=params) as resp:
             first = json.loads(await asyncio.wait_for(resp.content.readline(), 10))
             bookmark = json.loads(await asyncio.wait_for(resp.content.readline(), 10))
         assert (first["type"], first["object"]["metadata"]["name"]) == ("ADDED", "x")
