@@ -16,6 +16,7 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import json
 import os
 import sqlite3
@@ -23,7 +24,7 @@ import threading
 from pathlib import Path
 from typing import Any, AsyncIterator
 
-from podbay.api.errors import AlreadyExists, BadRequest, Conflict, Gone, NotFound
+from podbay.api.errors import AlreadyExists, BadRequest, Conflict, Gone, NotFound, StorageFull
 from podbay.store.base import FieldSelectorArg, LabelSelectorArg, WatchEvent
 from podbay.store.selectors import (
     FieldSelector,
@@ -68,9 +69,16 @@ def _parse_rv(rv: str, what: str = "resourceVersion") -> int:
         value = int(rv)
     except (TypeError, ValueError):
         value = -1
-    if value < 0:
+    # SQLite's INTEGER is signed 64-bit: a larger revision would overflow in a query.
+    if not 0 <= value <= 2**63 - 1:
         raise BadRequest(f'invalid {what}: "{rv}"')
     return value
+
+
+def _disk_full(exc: BaseException | None) -> bool:
+    if isinstance(exc, sqlite3.Error):
+        return getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL
+    return isinstance(exc, OSError) and exc.errno == errno.ENOSPC
 
 
 def _conflict(resource: str, name: str, why: str) -> Conflict:
@@ -132,11 +140,25 @@ class SQLiteStore:
             return self.store._conn
 
         def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+            conn = self.store._conn
+            failed: BaseException | None = exc
             try:
-                self.store._conn.execute("ROLLBACK" if exc_type else "COMMIT")
+                if failed is None:
+                    try:
+                        conn.execute("COMMIT")
+                    except sqlite3.Error as commit_error:
+                        failed = commit_error
+                # SQLite may have rolled back already (SQLITE_FULL does), and a second
+                # ROLLBACK would fail and hide why.
+                if failed is not None and conn.in_transaction:
+                    conn.execute("ROLLBACK")
             finally:
                 self.store._lock.release()
-            if exc_type is None and self.mode == "IMMEDIATE":
+            if _disk_full(failed):
+                raise StorageFull(str(failed)) from failed
+            if failed is not None and failed is not exc:
+                raise failed
+            if failed is None and self.mode == "IMMEDIATE":
                 self.store._notify()
 
     def _write(self) -> "SQLiteStore._Txn":
