@@ -80,9 +80,15 @@ def _as_table(request: web.Request) -> bool:
     return request.method == "GET" and tables.wants_table(request.headers.get("Accept", ""))
 
 
+def _include_object(request: web.Request) -> str:
+    include = request.query.get("includeObject") or "Metadata"
+    if include not in ("None", "Metadata", "Object"):
+        raise BadRequest(f'unrecognized includeObject value: "{include[:64]}"')
+    return include
+
+
 def _table_response(request: web.Request, target: "_Target", objects: list[dict[str, Any]], rv: str) -> web.Response:
-    include = request.query.get("includeObject", "Metadata")
-    return _json_response(tables.table(target.info.model, objects, rv, include), media_type=tables.TABLE)
+    return _json_response(tables.table(target.info.model, objects, rv, _include_object(request)), media_type=tables.TABLE)
 
 
 def _error_response(exc: BaseException) -> web.Response:
@@ -334,12 +340,11 @@ async def _watch(request: web.Request, target: _Target) -> web.StreamResponse:
     store = request.app[STORE_KEY]
     options = _list_options(request, target, watch=True)
     labels, fields, timeout, rv = options.labels, options.fields, options.timeout_seconds, options.resource_version
+    as_table = _as_table(request)
+    include = _include_object(request) if as_table else ""
     response = web.StreamResponse(headers={"Content-Type": JSON})
     response.enable_chunked_encoding()
     await response.prepare(request)
-
-    as_table = _as_table(request)
-    include = request.query.get("includeObject", "Metadata")
 
     async def send(type_: str, obj: dict[str, Any]) -> None:
         if as_table and type_ != "ERROR":

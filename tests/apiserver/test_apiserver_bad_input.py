@@ -205,3 +205,11 @@ async def test_strategic_directives_of_the_wrong_type_are_400(api: API) -> None:
     answer = await api.call("PATCH", f"{PODS}/p", {"metadata": {"$deleteFromPrimitiveList/finalizers": 5}},
                             content_type="application/strategic-merge-patch+json")
     assert_status(answer, 400, "BadRequest", "$deleteFromPrimitiveList/finalizers")
+
+
+async def test_an_unknown_include_object_is_400(api: API) -> None:
+    table = "application/json;as=Table;v=v1;g=meta.k8s.io,application/json"
+    for query in ("includeObject=Everything", "watch=1&includeObject=Everything"):
+        async with api.session.get(api.base + f"{PODS}?{query}", headers={"Accept": table}) as response:
+            assert response.status == 400
+            assert "includeObject" in (await response.json())["message"]
