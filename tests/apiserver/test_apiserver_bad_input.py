@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Any, AsyncIterator
+from typing import Any, AsyncIterator, Mapping
 
 import aiohttp
 import pytest
@@ -20,7 +20,7 @@ PODS = "/api/v1/namespaces/default/pods"
 class Answer:
     status: int
     body: Any
-    headers: "aiohttp.typedefs.LooseHeaders"
+    headers: Mapping[str, str]
 
 
 class API:
@@ -38,9 +38,11 @@ class API:
 
 @pytest.fixture
 async def api(api_server: EmbeddedServer) -> AsyncIterator[API]:
+    # The unix socket: what is tested is the API, not the TCP listener's transport.
     # A generous total timeout: a hang fails the test instead of blocking the suite.
-    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60)) as session:
-        client = API(session, api_server.http_url)
+    connector = aiohttp.UnixConnector(path=str(api_server.socket_path))
+    async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=60)) as session:
+        client = API(session, "http://localhost")
         assert (await client.call("POST", PODS, POD)).status == 201
         yield client
 

@@ -48,9 +48,10 @@ def fill(disk: Path) -> Path:
 async def test_a_create_on_a_full_disk_is_503_with_retry_after_and_stores_nothing(
     tmp_path: Path, tiny_disk: Path
 ) -> None:
-    async with serve_embedded(tmp_path / "api", db_path=tiny_disk / "store.db") as server:
+    async with serve_embedded(tmp_path / "api", host=None, db_path=tiny_disk / "store.db") as server:
         config_map = {"metadata": {"name": "big"}, "data": {"blob": "x" * 256 * 1024}}
-        async with aiohttp.ClientSession(base_url=server.http_url) as http:
+        connector = aiohttp.UnixConnector(path=str(server.socket_path))
+        async with aiohttp.ClientSession("http://localhost", connector=connector) as http:
             filler = fill(tiny_disk)
 
             async with http.post(CONFIGMAPS, json=config_map) as response:

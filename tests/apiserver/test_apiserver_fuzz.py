@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import http.client
 import json
+import socket
 import string
 import threading
 from dataclasses import dataclass, field
@@ -33,7 +34,7 @@ RSS_GROWTH_LIMIT_KIB = 256 * 1024
 
 @dataclass
 class Live:
-    port: int
+    socket_path: Path
     loop: asyncio.AbstractEventLoop
     stop: asyncio.Event
     thread: threading.Thread
@@ -49,10 +50,10 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
     box: list[Live] = []
 
     async def run() -> None:
-        async with serve_embedded(root, unix_socket=False) as server:
-            assert server.port is not None
+        async with serve_embedded(root, host=None) as server:
+            assert server.socket_path is not None
             stop = asyncio.Event()
-            box.append(Live(server.port, loop, stop, thread))
+            box.append(Live(server.socket_path, loop, stop, thread))
             started.set()
             await stop.wait()
 
@@ -83,9 +84,23 @@ class Response:
     body: bytes
 
 
-def send(port: int, request: Request) -> Response:
+class UnixHTTPConnection(http.client.HTTPConnection):
+    """HTTP/1.1 over the server's unix socket: the API itself, not the TCP listener's transport."""
+
+    def __init__(self, socket_path: Path) -> None:
+        super().__init__("localhost", timeout=60)
+        self.socket_path = socket_path
+
+    def connect(self) -> None:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(60)
+        sock.connect(str(self.socket_path))
+        self.sock = sock
+
+
+def send(socket_path: Path, request: Request) -> Response:
     """Status and, for a 5xx, the body. Other bodies are left unread: a watch never ends."""
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+    conn = UnixHTTPConnection(socket_path)
     try:
         conn.putrequest(request.method, request.target, skip_host=False, skip_accept_encoding=True)
         for name, value in request.headers:
@@ -117,7 +132,8 @@ NAMES = ["pods", "fz", "status", "log", "exec", "binding", "nodes", "namespaces"
          "events", "configmaps", "secrets", "api", "v1", "..", ".", "%00", "%2F", "%2e%2e", "", "x" * 300,
          "UPPER", "a.b", "-", "%ff", "%", "namespaces%2Fdefault"]
 PREFIXES = ["/api/v1", "/api/v1/namespaces/default", "/api/v1/namespaces/default/pods", FZ, "/api", "/apis",
-            "/", "/healthz", "/version", "/api/v1/namespaces", "/apis/apps/v1", "/openapi/v2", "//api/v1"]
+            "/", "/healthz", "/version", "/api/v1/namespaces", "/apis/apps/v1", "/openapi/v2", "//api/v1",
+            "/apis/coordination.k8s.io/v1/namespaces/default/leases"]
 PARAMS = ["watch", "resourceVersion", "resourceVersionMatch", "timeoutSeconds", "limit", "continue",
           "labelSelector", "fieldSelector", "allowWatchBookmarks", "sendInitialEvents", "gracePeriodSeconds",
           "propagationPolicy", "dryRun", "fieldManager", "fieldValidation", "tailLines", "sinceSeconds",
@@ -241,8 +257,8 @@ def documented_5xx(req: Request, response: Response) -> bool:
 
 def test_no_request_makes_the_server_fail(live: Live) -> None:
     def ensure_pod() -> None:
-        if send(live.port, Request("GET", FZ)).status == 404:
-            created = send(live.port, Request("POST", "/api/v1/namespaces/default/pods",
+        if send(live.socket_path, Request("GET", FZ)).status == 404:
+            created = send(live.socket_path, Request("POST", "/api/v1/namespaces/default/pods",
                                               [("Content-Type", "application/json")], json.dumps(POD).encode()))
             assert created.status in (201, 409)
 
@@ -252,10 +268,10 @@ def test_no_request_makes_the_server_fail(live: Live) -> None:
     @given(request)
     def one(req: Request) -> None:
         ensure_pod()
-        response = send(live.port, req)
+        response = send(live.socket_path, req)
         assert response.status < 500 or documented_5xx(req, response), (
             f"{req!r} answered {response.status}: {response.body[:500]!r}")
-        assert send(live.port, Request("GET", "/healthz")).status == 200, f"/healthz failed after {req!r}"
+        assert send(live.socket_path, Request("GET", "/healthz")).status == 200, f"/healthz failed after {req!r}"
 
     ensure_pod()
     before = rss_kib()
