@@ -86,6 +86,13 @@ async def test_nesting_at_the_limit_is_decoded(api: API) -> None:
     assert answer.status == 422 and "max depth" not in answer.body["message"]
 
 
+async def test_brackets_inside_strings_are_not_nesting(api: API) -> None:
+    deep_text = {"metadata": {"name": "q", "annotations": {"a": "[{" * 50_000 + '\\"'}}, "spec": POD["spec"]}
+    answer = await api.call("POST", PODS, deep_text)
+    assert answer.status == 201, answer.body
+    assert answer.body["metadata"]["annotations"]["a"] == deep_text["metadata"]["annotations"]["a"]
+
+
 async def test_a_body_over_the_limit_is_413_for_patch_too(api: API) -> None:
     huge = b'{"metadata":{"labels":{"a":"' + b"x" * (9 * 1024 * 1024) + b'"}}}'
     answer = await api.call("PATCH", f"{PODS}/p", raw=huge, content_type="application/merge-patch+json")
