@@ -109,3 +109,14 @@ class InternalError(APIError):
 class ServiceUnavailable(APIError):
     code, reason = 503, "ServiceUnavailable"
 
+
+
+class StorageFull(ServiceUnavailable):
+    """A write the disk has no room for: nothing was stored, and the client should retry
+    once space is freed (503 with Retry-After, which client-go honours)."""
+
+    retry_after_seconds = 5
+
+    def __init__(self, cause: str = "no space left on device") -> None:
+        super().__init__(f"insufficient storage: the API server's store cannot write ({cause}); "
+                         "nothing was stored, retry once disk space is freed")

@@ -20,14 +20,24 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, AsyncIterator
 
 from aiohttp import web
 
 from podbay.api import remotecommand
-from podbay.api.errors import BadRequest, Gone
+from podbay.api.errors import BadRequest, FieldError
 from podbay.apiserver import discovery, logs, streams, tables
+from podbay.apiserver.params import (
+    MAX_BODY_BYTES,
+    decode_json,
+    int64_param,
+    json_int64,
+    json_object,
+    json_string,
+    resource_version_param,
+)
 from podbay.apiserver.patch import (
     APPLY_PATCH,
     JSON_PATCH,
@@ -35,11 +45,11 @@ from podbay.apiserver.patch import (
     STRATEGIC_MERGE_PATCH,
 )
 from podbay.apiserver.registry import API_GROUPS, RESOURCES, DeleteOptions, Registry, ResourceInfo
-from podbay.apiserver.status import HTTPError, error_status, success_body
-from podbay.store.base import Store
+from podbay.apiserver.status import HTTPError, ObjectInvalid, error_status, success_body
 from podbay.security import authn
 from podbay.security.pki import ClusterPKI, server_context
-from podbay.store.selectors import parse_field_selector, parse_label_selector
+from podbay.store.base import Store
+from podbay.store.selectors import FieldSelector, LabelSelector, parse_field_selector, parse_label_selector
 
 STORE_KEY = web.AppKey("store", Store)  # type: ignore[type-abstract]
 REGISTRY_KEY = web.AppKey("registry", Registry)
@@ -72,14 +82,29 @@ def _as_table(request: web.Request) -> bool:
     return request.method == "GET" and tables.wants_table(request.headers.get("Accept", ""))
 
 
+def _include_object(request: web.Request) -> str:
+    include = request.query.get("includeObject") or "Metadata"
+    if include not in ("None", "Metadata", "Object"):
+        raise BadRequest(f'unrecognized includeObject value: "{include[:64]}"')
+    return include
+
+
 def _table_response(request: web.Request, target: "_Target", objects: list[dict[str, Any]], rv: str) -> web.Response:
-    include = request.query.get("includeObject", "Metadata")
-    return _json_response(tables.table(target.info.model, objects, rv, include), media_type=tables.TABLE)
+    return _json_response(tables.table(target.info.model, objects, rv, _include_object(request)), media_type=tables.TABLE)
 
 
 def _error_response(exc: BaseException) -> web.Response:
     status = error_status(exc)
-    return _json_response(status, status["code"])
+    response = _json_response(status, status["code"])
+    retry = status.get("details", {}).get("retryAfterSeconds")
+    if retry and status["code"] in (429, 500, 503, 504):
+        # As kube-apiserver's responsewriters: clients (client-go) retry on this header.
+        response.headers["Retry-After"] = str(retry)
+    return response
+
+
+# aiohttp's own refusals (body too large, ...) leave as Status bodies like ours.
+_HTTP_REASONS = {400: "BadRequest", 413: "RequestEntityTooLarge", 415: "UnsupportedMediaType"}
 
 
 @web.middleware
@@ -91,6 +116,8 @@ async def _errors(request: web.Request, handler: Any) -> web.StreamResponse:
             return _error_response(HTTPError(404, "NotFound", "the server could not find the requested resource"))
         if exc.status == 405:
             return _error_response(HTTPError(405, "MethodNotAllowed", "the server does not allow this method on the requested resource"))
+        if exc.status in _HTTP_REASONS:
+            return _error_response(HTTPError(exc.status, _HTTP_REASONS[exc.status], exc.text or exc.reason))
         raise
     except asyncio.CancelledError:
         raise
@@ -101,27 +128,11 @@ async def _errors(request: web.Request, handler: Any) -> web.StreamResponse:
 
 
 async def _body(request: web.Request) -> Any:
-    raw = await request.read()
-    if not raw:
-        return None
-    try:
-        return json.loads(raw)
-    except ValueError as exc:
-        raise BadRequest(f"the body of the request could not be decoded as JSON: {exc}") from None
+    return decode_json(await request.read())
 
 
 def _flag(request: web.Request, name: str) -> bool:
     return request.query.get(name, "").lower() in ("1", "true", "t", "yes")
-
-
-def _int_param(request: web.Request, name: str) -> int | None:
-    value = request.query.get(name)
-    if value in (None, ""):
-        return None
-    try:
-        return int(value)
-    except ValueError:
-        raise BadRequest(f'invalid value for {name}: "{value}"') from None
 
 
 def _strip_for_list(obj: dict[str, Any]) -> dict[str, Any]:
@@ -231,14 +242,22 @@ async def _dispatch(request: web.Request) -> web.StreamResponse:
     raise HTTPError(405, "MethodNotAllowed", f"{method} is not supported here")
 
 
+def _delete_options(request: web.Request, body: Any) -> DeleteOptions:
+    """The query's and the body's DeleteOptions, refused (400) where Go's decoder would refuse them."""
+    options = DeleteOptions(grace_period_seconds=int64_param(request.query, "gracePeriodSeconds"))
+    if body is None:
+        return options
+    body = json_object(body, "body", "DeleteOptions", "v1.DeleteOptions")
+    if body.get("gracePeriodSeconds") is not None:
+        options.grace_period_seconds = json_int64(body["gracePeriodSeconds"], "gracePeriodSeconds", "DeleteOptions")
+    pre = json_object(body.get("preconditions"), "preconditions", "DeleteOptions", "v1.Preconditions")
+    options.precondition_uid = json_string(pre.get("uid"), "preconditions.uid", "DeleteOptions")
+    options.precondition_rv = json_string(pre.get("resourceVersion"), "preconditions.resourceVersion", "DeleteOptions")
+    return options
+
+
 async def _delete(request: web.Request, registry: Registry, target: _Target, body: Any) -> web.Response:
-    options = DeleteOptions(grace_period_seconds=_int_param(request, "gracePeriodSeconds"))
-    if isinstance(body, dict):
-        if body.get("gracePeriodSeconds") is not None:
-            options.grace_period_seconds = int(body["gracePeriodSeconds"])
-        pre = body.get("preconditions") or {}
-        options.precondition_uid = pre.get("uid")
-        options.precondition_rv = pre.get("resourceVersion")
+    options = _delete_options(request, body)
     assert target.name is not None
     result = await registry.delete(target.resource, target.store_namespace, target.name, options)
     if target.resource in ("pods", "namespaces"):
@@ -249,15 +268,61 @@ async def _delete(request: web.Request, registry: Registry, target: _Target, bod
     )
 
 
+@dataclass(frozen=True)
+class _ListOptions:
+    labels: LabelSelector
+    fields: FieldSelector
+    resource_version: str
+    timeout_seconds: int | None
+    limit: int | None
+
+
+_RV_MATCHES = ("Exact", "NotOlderThan")
+
+
+def _list_options(request: web.Request, target: _Target, watch: bool) -> _ListOptions:
+    """Decoded (400 on a malformed value) then validated as ValidateListOptions does (422)."""
+    query = request.query
+    options = _ListOptions(
+        labels=parse_label_selector(query.get("labelSelector")),
+        fields=parse_field_selector(query.get("fieldSelector"), target.resource),
+        resource_version=resource_version_param(query),
+        timeout_seconds=int64_param(query, "timeoutSeconds"),
+        limit=int64_param(query, "limit"),
+    )
+    match = query.get("resourceVersionMatch", "")
+    errors: list[FieldError] = []
+    if "sendInitialEvents" in query:
+        # podbay has no WatchList; kube-apiserver answers so with the feature gate off.
+        why = "sendInitialEvents is forbidden for watch unless the WatchList feature gate is enabled" if watch \
+            else "sendInitialEvents is forbidden for list"
+        errors.append(FieldError("sendInitialEvents", None, f"Forbidden: {why}"))
+    if match and watch:
+        errors.append(FieldError("resourceVersionMatch", None,
+                                 "Forbidden: resourceVersionMatch is forbidden for watch unless sendInitialEvents is provided"))
+    elif match:
+        if not options.resource_version:
+            errors.append(FieldError("resourceVersionMatch", None,
+                                     "Forbidden: resourceVersionMatch is forbidden unless resourceVersion is provided"))
+        if query.get("continue"):
+            errors.append(FieldError("resourceVersionMatch", None,
+                                     "Forbidden: resourceVersionMatch is forbidden when continue is provided"))
+        if match not in _RV_MATCHES:
+            errors.append(FieldError("resourceVersionMatch", None,
+                                     f'Unsupported value: {json.dumps(match[:64])}: supported values: "Exact", "NotOlderThan", ""'))
+        elif match == "Exact" and options.resource_version == "0":
+            errors.append(FieldError("resourceVersionMatch", None,
+                                     'Forbidden: resourceVersionMatch "exact" is forbidden for resourceVersion "0"'))
+    if errors:
+        raise ObjectInvalid("ListOptions.meta.k8s.io", "", errors)
+    return options
+
+
 async def _list(request: web.Request, target: _Target) -> web.Response:
     store = request.app[STORE_KEY]
-    items, rv = await store.list(
-        target.resource,
-        target.namespace,
-        parse_label_selector(request.query.get("labelSelector")),
-        parse_field_selector(request.query.get("fieldSelector"), target.resource),
-    )
-    limit = _int_param(request, "limit")
+    options = _list_options(request, target, watch=False)
+    items, rv = await store.list(target.resource, target.namespace, options.labels, options.fields)
+    limit = options.limit
     metadata: dict[str, Any] = {"resourceVersion": rv}
     if limit is not None and limit > 0 and request.query.get("continue"):
         raise HTTPError(410, "Expired", "continue tokens are not supported; list without limit")
@@ -275,16 +340,13 @@ async def _list(request: web.Request, target: _Target) -> web.Response:
 
 async def _watch(request: web.Request, target: _Target) -> web.StreamResponse:
     store = request.app[STORE_KEY]
-    labels = parse_label_selector(request.query.get("labelSelector"))
-    fields = parse_field_selector(request.query.get("fieldSelector"), target.resource)
-    timeout = _int_param(request, "timeoutSeconds")
-    rv = request.query.get("resourceVersion") or ""
+    options = _list_options(request, target, watch=True)
+    labels, fields, timeout, rv = options.labels, options.fields, options.timeout_seconds, options.resource_version
+    as_table = _as_table(request)
+    include = _include_object(request) if as_table else ""
     response = web.StreamResponse(headers={"Content-Type": JSON})
     response.enable_chunked_encoding()
     await response.prepare(request)
-
-    as_table = _as_table(request)
-    include = request.query.get("includeObject", "Metadata")
 
     async def send(type_: str, obj: dict[str, Any]) -> None:
         if as_table and type_ not in ("ERROR", "BOOKMARK"):
@@ -305,19 +367,21 @@ async def _watch(request: web.Request, target: _Target) -> web.StreamResponse:
             async for event in events:
                 if event.type == "BOOKMARK":
                     # Kubernetes' bookmark: an object of the watched kind with only a resourceVersion.
-                    await send("BOOKMARK", {"kind": target.info.kind, "apiVersion": "v1", **event.object})
+                    await send("BOOKMARK", {"kind": target.info.kind, "apiVersion": target.info.api_version,
+                                              **event.object})
                     continue
                 await send(event.type, event.object)
         finally:
             await events.aclose()  # type: ignore[attr-defined]
 
-    # The stream ends at timeoutSeconds, when the server shuts down, or on error.
+    # The stream ends at timeoutSeconds, when the server shuts down, or on error. A negative
+    # timeout ends it at once, as kube-apiserver's timer does; none (or 0) never ends it.
     streaming = asyncio.ensure_future(stream())
     stopping = asyncio.ensure_future(request.app[SHUTDOWN_KEY].wait())
     try:
         await asyncio.wait(
             {streaming, stopping},
-            timeout=timeout if timeout and timeout > 0 else None,
+            timeout=None if not timeout else max(timeout, 0),
             return_when=asyncio.FIRST_COMPLETED,
         )
     finally:
@@ -325,14 +389,16 @@ async def _watch(request: web.Request, target: _Target) -> web.StreamResponse:
         if not streaming.done():
             streaming.cancel()
             await asyncio.wait({streaming})
-    if streaming.cancelled():
-        pass
-    elif isinstance(streaming.exception(), (Gone, BadRequest)):
-        await send("ERROR", error_status(streaming.exception()))  # type: ignore[arg-type]
-    elif isinstance(streaming.exception(), ConnectionResetError):
+    failure = None if streaming.cancelled() else streaming.exception()
+    if isinstance(failure, ConnectionResetError):
         return response
-    elif streaming.exception() is not None:
-        raise streaming.exception()  # type: ignore[misc]
+    if failure is not None:
+        # The headers are sent: the failure travels as the stream's last event, as kube-apiserver's
+        # watch ends with an ERROR event carrying the Status.
+        if getattr(failure, "code", None) is None:
+            request.app.logger.error("watch of %s failed", target.resource, exc_info=failure)
+        with contextlib.suppress(ConnectionResetError):
+            await send("ERROR", error_status(failure))
     with contextlib.suppress(ConnectionResetError):  # the client went away first
         await response.write_eof()
     return response
@@ -387,7 +453,7 @@ async def make_app(store: Store, *, token: str | None = None, pki: ClusterPKI | 
     bearer `token` or a client certificate TLS verified; the agents are reached with `pki`'s
     API server client certificate."""
     app = web.Application(middlewares=[authn.middleware(token, PUBLIC_PATHS), _errors],
-                          client_max_size=8 * 1024 * 1024)
+                          client_max_size=MAX_BODY_BYTES)
     registry = Registry(store)
     await registry.ensure_system_namespaces()
     app[STORE_KEY] = store

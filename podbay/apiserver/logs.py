@@ -5,13 +5,15 @@ from __future__ import annotations
 
 import ipaddress
 import json
-from typing import Any, AsyncIterator
+from datetime import datetime
+from typing import Any, AsyncIterator, Mapping
 
 import aiohttp
 from aiohttp import web
 
-from podbay.api.errors import BadRequest
-from podbay.apiserver.status import HTTPError
+from podbay.api.errors import BadRequest, FieldError
+from podbay.apiserver.params import int64_param
+from podbay.apiserver.status import HTTPError, ObjectInvalid
 from podbay.security.pki import ClusterPKI, client_context
 from podbay.store.base import Store
 
@@ -88,9 +90,33 @@ def unreachable(node_name: str, exc: Exception) -> HTTPError:
     return HTTPError(503, "ServiceUnavailable", f"the agent of node {node_name} cannot be reached: {exc}")
 
 
+def log_params(query: Mapping[str, str], name: str) -> dict[str, str]:
+    """The PodLogOptions forwarded to the agent, decoded (400) and validated (422) first,
+    as kube-apiserver does before it looks the pod up."""
+    tail, since, limit = (int64_param(query, k) for k in ("tailLines", "sinceSeconds", "limitBytes"))
+    since_time = query.get("sinceTime")
+    if since_time:
+        try:
+            datetime.fromisoformat(since_time)
+        except ValueError:
+            raise BadRequest(f'invalid value for sinceTime: "{since_time[:64]}": must be an RFC 3339 time') from None
+    errors: list[FieldError] = []
+    if tail is not None and tail < 0:
+        errors.append(FieldError("tailLines", tail, "Invalid value: must be greater than or equal to 0"))
+    if limit is not None and limit < 1:
+        errors.append(FieldError("limitBytes", limit, "Invalid value: must be greater than 0"))
+    if since is not None and since_time:
+        errors.append(FieldError("", None, "Forbidden: at most one of `sinceTime` or `sinceSeconds` may be specified"))
+    elif since is not None and since < 1:
+        errors.append(FieldError("sinceSeconds", since, "Invalid value: must be greater than 0"))
+    if errors:
+        raise ObjectInvalid("PodLogOptions", name, errors)
+    return {k: query[k] for k in _FORWARDED if k in query}
+
+
 async def proxy_log(request: web.Request, store: Store, namespace: str, name: str) -> web.StreamResponse:
+    params = log_params(request.query, name)
     url, node_name = await agent_url(store, namespace, name, request.query.get("container"), "containerLogs")
-    params = {k: request.query[k] for k in _FORWARDED if k in request.query}
     try:
         async with request.app[SESSION_KEY].get(url, params=params) as upstream:
             if upstream.status != 200:

@@ -13,9 +13,13 @@ the API answers 415 for it.
 from __future__ import annotations
 
 import copy
+import json
+import re
 from typing import Any
 
 from podbay.api.errors import BadRequest
+from podbay.apiserver.params import MAX_BODY_BYTES, MAX_JSON_PATCH_OPERATIONS
+from podbay.apiserver.status import HTTPError
 
 MERGE_PATCH = "application/merge-patch+json"
 STRATEGIC_MERGE_PATCH = "application/strategic-merge-patch+json"
@@ -74,14 +78,17 @@ def strategic_merge_patch(target: Any, patch: Any) -> Any:
             continue  # ordering hints: the merged order is already stable
         if key.startswith("$deleteFromPrimitiveList/"):
             field = key.split("/", 1)[1]
-            result[field] = [v for v in result.get(field, []) if v not in (value or [])]
+            if not isinstance(value, list) or not isinstance(result.get(field, []), list):
+                raise BadRequest(f"invalid patch: {key} must be a list deleting from the list {field}")
+            result[field] = [v for v in result.get(field, []) if v not in value]
             continue
         if value is None:
             result.pop(key, None)
         elif isinstance(value, list) and key in MERGE_KEYS:
             result[key] = _merge_list(result.get(key) or [], value, MERGE_KEYS[key])
         elif isinstance(value, list) and key in MERGED_SCALAR_LISTS:
-            merged = list(result.get(key) or [])
+            current = result.get(key) or []
+            merged = list(current) if isinstance(current, list) else []
             merged += [v for v in value if v not in merged]
             result[key] = merged
         else:
@@ -114,20 +121,22 @@ def _merge_list(target: list[Any], patch: list[Any], key: str) -> list[Any]:
     return result
 
 
-def _pointer(path: str) -> list[str]:
+def _pointer(path: Any, field: str = "path") -> list[str]:
+    if not isinstance(path, str):
+        raise BadRequest(f"json patch: {field} must be a string, not {path!r:.64}")
     if path == "":
         return []
     if not path.startswith("/"):
-        raise BadRequest(f'json patch: invalid path "{path}"')
+        raise BadRequest(f'json patch: invalid {field} "{path:.256}"')
     return [p.replace("~1", "/").replace("~0", "~") for p in path[1:].split("/")]
 
 
 def _resolve(doc: Any, parts: list[str], path: str) -> Any:
     for part in parts:
         try:
-            doc = doc[int(part)] if isinstance(doc, list) else doc[part]
-        except (KeyError, IndexError, ValueError, TypeError):
-            raise BadRequest(f'json patch: path "{path}" does not exist') from None
+            doc = doc[_index(part, path)] if isinstance(doc, list) else doc[part]
+        except (KeyError, IndexError, TypeError, BadRequest):
+            raise BadRequest(f'json patch: path "{path:.256}" does not exist') from None
     return doc
 
 
@@ -135,21 +144,31 @@ def json_patch(target: Any, operations: Any) -> Any:
     """RFC 6902 add/remove/replace/move/copy/test."""
     if not isinstance(operations, list):
         raise BadRequest("json patch: the body must be a list of operations")
+    if len(operations) > MAX_JSON_PATCH_OPERATIONS:
+        raise HTTPError(413, "RequestEntityTooLarge", f"The allowed maximum operations in a JSON patch is "
+                                                      f"{MAX_JSON_PATCH_OPERATIONS}, got {len(operations)}")
     doc = copy.deepcopy(target)
+    copied = 0
     for op in operations:
         if not isinstance(op, dict) or "op" not in op or "path" not in op:
-            raise BadRequest(f"json patch: invalid operation {op!r}")
+            raise BadRequest(f"json patch: invalid operation {op!r:.256}")
         name, path = op["op"], op["path"]
         parts = _pointer(path)
         if name == "test":
             if _resolve(doc, parts, path) != op.get("value"):
-                raise BadRequest(f'json patch: test failed at "{path}"')
+                raise BadRequest(f'json patch: test failed at "{path:.256}"')
             continue
         if name in ("move", "copy"):
-            source = _pointer(op.get("from", ""))
+            source = _pointer(op.get("from", ""), "from")
             value = copy.deepcopy(_resolve(doc, source, op.get("from", "")))
+            if name == "copy":
+                # Copies can double the document at every operation: bounded as the body is.
+                copied += len(json.dumps(value))
+                if copied > MAX_BODY_BYTES:
+                    raise HTTPError(413, "RequestEntityTooLarge", "json patch: the accumulated size of copied "
+                                                                  f"values exceeds the limit of {MAX_BODY_BYTES} bytes")
             if name == "move":
-                doc = _remove(doc, source, op["from"])
+                doc = _remove(doc, source, op.get("from", ""))
             doc = _add(doc, parts, value, path)
         elif name == "remove":
             doc = _remove(doc, parts, path)
@@ -159,7 +178,7 @@ def json_patch(target: Any, operations: Any) -> Any:
             doc = _remove(doc, parts, path)
             doc = _add(doc, parts, copy.deepcopy(op.get("value")), path)
         else:
-            raise BadRequest(f"json patch: unknown op {name!r}")
+            raise BadRequest(f"json patch: unknown op {name!r:.64}")
     return doc
 
 
@@ -196,10 +215,10 @@ def _remove(doc: Any, parts: list[str], path: str) -> Any:
 
 
 def _index(part: str, path: str) -> int:
-    try:
-        return int(part)
-    except ValueError:
-        raise BadRequest(f'json patch: invalid index in "{path}"') from None
+    # RFC 6901 array indices: digits only ("-1" is not the last element, " 1" is no index).
+    if not re.fullmatch(r"0|[1-9][0-9]{0,9}", part):
+        raise BadRequest(f'json patch: invalid index in "{path:.256}"')
+    return int(part)
 
 
 def apply_patch(content_type: str, target: dict[str, Any], patch: Any) -> Any:

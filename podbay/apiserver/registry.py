@@ -25,7 +25,8 @@ from podbay.api.errors import (
 )
 from podbay.api.serialize import from_dict, to_dict
 from podbay.api.validation import validate_lease, validate_pod
-from podbay.apiserver.patch import apply_patch
+from podbay.apiserver.params import json_object, json_string, json_type
+from podbay.apiserver.patch import JSON_PATCH, apply_patch
 from podbay.apiserver.status import ObjectInvalid
 from podbay.store.base import Store
 
@@ -102,13 +103,36 @@ def _name_errors(info: ResourceInfo, name: str) -> list[FieldError]:
     return [FieldError("metadata.name", name, f"Invalid value: {what} {rule}")]
 
 
+# ObjectMeta's strings the registry reads before the model decodes the object.
+_META_STRINGS = ("name", "generateName", "namespace", "uid", "resourceVersion")
+
+
 def _meta(obj: dict[str, Any]) -> dict[str, Any]:
+    """The object's metadata; a type Go's decoder would refuse is a 400 naming the field."""
+    kind = obj.get("kind", "")
     meta = obj.get("metadata")
     if meta is None:
         meta = obj["metadata"] = {}
+    cannot = f'{kind} in version "v1" cannot be handled as a {kind}: json: cannot unmarshal'
     if not isinstance(meta, dict):
-        raise BadRequest("metadata must be an object")
+        raise BadRequest(f"{cannot} {json_type(meta)} into Go struct field {kind}.metadata of type v1.ObjectMeta")
+    for field in _META_STRINGS:
+        if not isinstance(meta.get(field, ""), str):
+            raise BadRequest(
+                f"{cannot} {json_type(meta[field])} into Go struct field ObjectMeta.metadata.{field} of type string"
+            )
     return meta
+
+
+def _check_name(info: ResourceInfo, meta: dict[str, Any], namespace: str, name: str, required: bool) -> None:
+    """kube-apiserver's checkName: the object names what the URL names. An update may leave
+    the name out (the URL's is kept); a patch's result may not."""
+    if (required or meta.get("name")) and meta.get("name") != name:
+        raise BadRequest(f"the name of the object ({meta.get('name', '')}) does not match the name on the URL ({name})")
+    if info.namespaced and meta.get("namespace") and meta["namespace"] != namespace:
+        raise BadRequest(
+            f"the namespace of the object ({meta['namespace']}) does not match the namespace on the request ({namespace})"
+        )
 
 
 @dataclass
@@ -258,14 +282,7 @@ class Registry:
         info = self.info(resource)
         obj = self._check_type(info, body)
         meta = _meta(obj)
-        if meta.get("name") and meta["name"] != name:
-            raise BadRequest(
-                f"the name of the object ({meta['name']}) does not match the name on the URL ({name})"
-            )
-        if info.namespaced and meta.get("namespace") and meta["namespace"] != namespace:
-            raise BadRequest(
-                "the namespace of the provided object does not match the namespace sent on the request"
-            )
+        _check_name(info, meta, namespace, name, required=False)
         expected = meta.get("resourceVersion") or None
         return await self._guaranteed_update(
             info, namespace, name, lambda old: obj, subresource, expected
@@ -282,14 +299,18 @@ class Registry:
     ) -> dict[str, Any]:
         info = self.info(resource)
         expected = None
-        if isinstance(patch, dict):
-            expected = (patch.get("metadata") or {}).get("resourceVersion") or None
+        if isinstance(patch, dict) and content_type != JSON_PATCH:
+            # A merge patch naming a resourceVersion is a precondition on it.
+            patch_meta = json_object(patch.get("metadata"), "metadata", info.kind, "v1.ObjectMeta")
+            expected = json_string(patch_meta.get("resourceVersion"), "metadata.resourceVersion", "ObjectMeta") or None
 
         def mutate(old: dict[str, Any]) -> dict[str, Any]:
             patched = apply_patch(content_type, old, patch)
             if not isinstance(patched, dict):
                 raise BadRequest("the patch must produce an object")
-            return self._check_type(info, patched)
+            obj = self._check_type(info, patched)
+            _check_name(info, _meta(obj), namespace, name, required=True)
+            return obj
 
         return await self._guaranteed_update(info, namespace, name, mutate, subresource, expected)
 
@@ -339,6 +360,10 @@ class Registry:
         self, info: ResourceInfo, new: dict[str, Any], old: dict[str, Any], subresource: str | None
     ) -> dict[str, Any]:
         meta, old_meta = _meta(new), old["metadata"]
+        if meta.get("uid") and meta["uid"] != old_meta.get("uid"):
+            # ValidateObjectMetaUpdate; an absent uid keeps the stored one, as BeforeUpdate does.
+            raise ObjectInvalid(info.kind, old_meta["name"],
+                                [FieldError("metadata.uid", meta["uid"], "Invalid value: field is immutable")])
         # Fields only the server sets.
         for field in ("name", "namespace", "uid", "creationTimestamp", "deletionTimestamp",
                       "deletionGracePeriodSeconds", "generation", "resourceVersion"):
@@ -387,18 +412,20 @@ class Registry:
     async def bind(self, namespace: str, name: str, binding: Any) -> None:
         if not isinstance(binding, dict):
             raise BadRequest("the body of the request must be a Binding")
-        meta = binding.get("metadata") or {}
+        binding = {**binding, "kind": "Binding"}
+        meta = _meta(binding)
         if meta.get("name") and meta["name"] != name:
             raise BadRequest(
                 f"the name of the object ({meta['name']}) does not match the name on the URL ({name})"
             )
-        target = binding.get("target") or {}
-        node = target.get("name") or ""
+        target = json_object(binding.get("target"), "target", "Binding", "v1.ObjectReference")
+        node = json_string(target.get("name"), "target.name", "ObjectReference") or ""
+        kind = json_string(target.get("kind"), "target.kind", "ObjectReference")
         if not node:
             raise ObjectInvalid("Binding", name, [FieldError("target.name", "", "Required value")])
-        if target.get("kind") not in (None, "", "Node"):
+        if kind not in (None, "", "Node"):
             raise ObjectInvalid(
-                "Binding", name, [FieldError("target.kind", target.get("kind"), 'Unsupported value: must be empty or "Node"')]
+                "Binding", name, [FieldError("target.kind", kind, 'Unsupported value: must be empty or "Node"')]
             )
         uid = meta.get("uid")
         for _ in range(_MAX_UPDATE_RETRIES):

@@ -1,9 +1,10 @@
 """API errors as Kubernetes `Status` bodies (metav1.Status), pure functions."""
 from __future__ import annotations
 
+import errno
 from typing import Any
 
-from podbay.api.errors import FieldError
+from podbay.api.errors import FieldError, StorageFull
 
 
 class ObjectInvalid(Exception):
@@ -84,6 +85,8 @@ def error_status(exc: BaseException) -> dict[str, Any]:
     """A Status body for any API error: ours, podbay.api.errors', or an unexpected one."""
     if isinstance(exc, ObjectInvalid):
         return invalid_status(exc)
+    if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+        exc = StorageFull(str(exc))
     code = getattr(exc, "code", None)
     reason = getattr(exc, "reason", None)
     if isinstance(code, int) and isinstance(reason, str):

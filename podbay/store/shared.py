@@ -33,7 +33,8 @@ def parse_rv(rv: str, what: str = "resourceVersion") -> int:
         value = int(rv)
     except (TypeError, ValueError):
         value = -1
-    if value < 0:
+    # Revisions are signed 64-bit in etcd and SQLite alike: a larger one would overflow a query.
+    if not 0 <= value <= 2**63 - 1:
         raise BadRequest(f'invalid {what}: "{rv}"')
     return value
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import json
 import os
 import sqlite3
@@ -24,7 +25,7 @@ import threading
 from pathlib import Path
 from typing import Any, AsyncIterator
 
-from podbay.api.errors import AlreadyExists, Gone, NotFound
+from podbay.api.errors import AlreadyExists, Gone, NotFound, StorageFull
 from podbay.store.base import FieldSelectorArg, LabelSelectorArg, WatchEvent
 from podbay.store.shared import (
     MODIFIED,
@@ -56,6 +57,12 @@ INSERT OR IGNORE INTO meta (key, value) VALUES ('revision', 0), ('compacted', 0)
 
 # Rows fetched per history query while a watcher catches up.
 _BATCH = 512
+
+
+def _disk_full(exc: BaseException | None) -> bool:
+    if isinstance(exc, sqlite3.Error):
+        return getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL
+    return isinstance(exc, OSError) and exc.errno == errno.ENOSPC
 
 
 class SQLiteStore:
@@ -114,11 +121,25 @@ class SQLiteStore:
             return self.store._conn
 
         def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+            conn = self.store._conn
+            failed: BaseException | None = exc
             try:
-                self.store._conn.execute("ROLLBACK" if exc_type else "COMMIT")
+                if failed is None:
+                    try:
+                        conn.execute("COMMIT")
+                    except sqlite3.Error as commit_error:
+                        failed = commit_error
+                # SQLite may have rolled back already (SQLITE_FULL does), and a second
+                # ROLLBACK would fail and hide why.
+                if failed is not None and conn.in_transaction:
+                    conn.execute("ROLLBACK")
             finally:
                 self.store._lock.release()
-            if exc_type is None and self.mode == "IMMEDIATE":
+            if _disk_full(failed):
+                raise StorageFull(str(failed)) from failed
+            if failed is not None and failed is not exc:
+                raise failed
+            if failed is None and self.mode == "IMMEDIATE":
                 self.store._notify()
 
     def _write(self) -> "SQLiteStore._Txn":
