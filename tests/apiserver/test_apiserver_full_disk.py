@@ -12,6 +12,7 @@ import aiohttp
 import pytest
 
 from podbay.apiserver.embedded import serve_embedded
+from podbay.store.sqlite import SQLiteStore
 
 CONFIGMAPS = "/api/v1/namespaces/default/configmaps"
 
@@ -48,28 +49,32 @@ def fill(disk: Path) -> Path:
 async def test_a_create_on_a_full_disk_is_503_with_retry_after_and_stores_nothing(
     tmp_path: Path, tiny_disk: Path
 ) -> None:
-    async with serve_embedded(tmp_path / "api", host=None, db_path=tiny_disk / "store.db") as server:
-        config_map = {"metadata": {"name": "big"}, "data": {"blob": "x" * 256 * 1024}}
-        connector = aiohttp.UnixConnector(path=str(server.socket_path))
-        async with aiohttp.ClientSession("http://localhost", connector=connector) as http:
-            filler = fill(tiny_disk)
+    store = SQLiteStore(tiny_disk / "store.db")
+    try:
+        async with serve_embedded(tmp_path / "api", host=None, store=store) as server:
+            config_map = {"metadata": {"name": "big"}, "data": {"blob": "x" * 256 * 1024}}
+            connector = aiohttp.UnixConnector(path=str(server.socket_path))
+            async with aiohttp.ClientSession("http://localhost", connector=connector) as http:
+                filler = fill(tiny_disk)
 
-            async with http.post(CONFIGMAPS, json=config_map) as response:
-                status = await response.json()
-                assert response.status == 503, status
-                assert response.headers["Retry-After"] == str(status["details"]["retryAfterSeconds"])
-            assert status["reason"] == "ServiceUnavailable"
-            assert "insufficient storage" in status["message"] and "disk is full" in status["message"]
+                async with http.post(CONFIGMAPS, json=config_map) as response:
+                    status = await response.json()
+                    assert response.status == 503, status
+                    assert response.headers["Retry-After"] == str(status["details"]["retryAfterSeconds"])
+                assert status["reason"] == "ServiceUnavailable"
+                assert "insufficient storage" in status["message"] and "disk is full" in status["message"]
 
-            async with http.get(f"{CONFIGMAPS}/big") as response:
-                assert response.status == 404
-            async with http.get(CONFIGMAPS) as response:
-                assert (await response.json())["items"] == []
-            async with http.get("/healthz") as response:
-                assert response.status == 200
+                async with http.get(f"{CONFIGMAPS}/big") as response:
+                    assert response.status == 404
+                async with http.get(CONFIGMAPS) as response:
+                    assert (await response.json())["items"] == []
+                async with http.get("/healthz") as response:
+                    assert response.status == 200
 
-            os.unlink(filler)
-            async with http.post(CONFIGMAPS, json=config_map) as response:
-                assert response.status == 201, await response.text()
-            async with http.get(f"{CONFIGMAPS}/big") as response:
-                assert (await response.json())["data"]["blob"] == config_map["data"]["blob"]
+                os.unlink(filler)
+                async with http.post(CONFIGMAPS, json=config_map) as response:
+                    assert response.status == 201, await response.text()
+                async with http.get(f"{CONFIGMAPS}/big") as response:
+                    assert (await response.json())["data"]["blob"] == config_map["data"]["blob"]
+    finally:
+        await store.close()
