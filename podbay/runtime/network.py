@@ -33,6 +33,9 @@ class NetworkConfig:
     conf_dir: Path = Path("/etc/cni/net.d")
     bin_dirs: tuple[Path, ...] = (Path("/usr/lib/cni"), Path("/opt/cni/bin"))
     cache_dir: Path = Path("/var/lib/podbay/cni")
+    # Pods' traffic to the cluster CIDR (other nodes' pods, routed host-gw) keeps its source IP;
+    # None: everything leaving `subnet` is masqueraded, by the bridge plugin.
+    cluster_cidr: str | None = None
 
 
 @dataclass(frozen=True)
@@ -73,6 +76,23 @@ def host_port_conflicts(existing: list[PortMapping], wanted: list[PortMapping]) 
     return out
 
 
+def host_masquerade(config: NetworkConfig) -> bool:
+    """Whether podbay masquerades (only what leaves the cluster CIDR) instead of the bridge plugin
+    (everything leaving the node's subnet). A subnet outside the cluster CIDR is not part of the
+    pod network other nodes route to, so it keeps the plugin's rule."""
+    if config.cluster_cidr is None:
+        return False
+    subnet, cluster = ipaddress.ip_network(config.subnet), ipaddress.ip_network(config.cluster_cidr)
+    return subnet.version == cluster.version and subnet.subnet_of(cluster)  # type: ignore[arg-type]
+
+
+def masquerade_rule(config: NetworkConfig) -> list[str]:
+    """The nat POSTROUTING rule (iptables arguments after the chain) of a host-masquerading network.
+    Its comment starts as the plugins' do, so `shutdown` finds it with theirs."""
+    return ["-s", config.subnet, "!", "-d", str(config.cluster_cidr), "-m", "comment", "--comment",
+            f'name: "{config.name}" masquerade leaving the cluster', "-j", "MASQUERADE"]
+
+
 def default_conflist(config: NetworkConfig) -> dict[str, Any]:
     # No "firewall" plugin: it works with iptables' nft backend here, but it only adds ACCEPT
     # rules to its own CNI-FORWARD chain, which matters only when FORWARD's policy is DROP, and
@@ -83,7 +103,8 @@ def default_conflist(config: NetworkConfig) -> dict[str, Any]:
         "cniVersion": CNI_VERSION,
         "name": config.name,
         "plugins": [
-            {"type": "bridge", "bridge": config.bridge, "isGateway": True, "ipMasq": True, "hairpinMode": True,
+            {"type": "bridge", "bridge": config.bridge, "isGateway": True,
+             "ipMasq": not host_masquerade(config), "hairpinMode": True,
              "ipam": {"type": "host-local", "ranges": [[{"subnet": str(net)}]],
                       "routes": [{"dst": "0.0.0.0/0"}], "dataDir": str(config.cache_dir / "ipam")}},
             {"type": "portmap", "capabilities": {"portMappings": True}, "snat": True},
@@ -197,6 +218,19 @@ class PodNetwork:
             path.parent.mkdir(parents=True, exist_ok=True)
             write_json_atomic(path, default_conflist(self.config))
         return path
+
+    async def ensure_masquerade(self) -> None:
+        """The masquerade rule when this network masquerades itself (`host_masquerade`); idempotent."""
+        if not host_masquerade(self.config):
+            return
+        iptables = "iptables" if ipaddress.ip_network(self.config.subnet).version == 4 else "ip6tables"
+        rule = masquerade_rule(self.config)
+        code, _, _ = await _run(iptables, "-w", "-t", "nat", "-C", "POSTROUTING", *rule)
+        if code == 0:
+            return
+        code, _, err = await _run(iptables, "-w", "-t", "nat", "-A", "POSTROUTING", *rule)
+        if code != 0:
+            raise NetworkError(f"adding the masquerade rule of network {self.config.name!r}: {err.decode().strip()}")
 
     def _load_conflist(self) -> dict[str, Any]:
         path = self.ensure_conflist()
