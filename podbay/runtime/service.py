@@ -28,7 +28,7 @@ from podbay.runtime.host import check_host
 from podbay.runtime.images import Image, ImageStore, pull
 from podbay.runtime.namespaces import pin_namespaces, start_pid_holder, stop_pid_holder, unpin_namespaces
 from podbay.runtime import hostgw
-from podbay.runtime.network import NetworkConfig, NetworkError, PodNetwork, host_masquerade
+from podbay.runtime.network import NetworkConfig, NetworkError, PodNetwork
 from podbay.runtime.network import PortMapping as CNIPortMapping
 from podbay.runtime.oci import OCIRuntime, process_start_time
 from podbay.runtime.seccomp import load_profile
@@ -727,8 +727,9 @@ class RuntimeService:
                 for pod_dir in self.config.pods_root.iterdir():
                     remove_pod_volumes(self.config.pods_root, pod_dir.name)
             await self.network.shutdown()
-            if host_masquerade(self.network.config):
-                # The agent's host-gw routes lead to pods of the cluster this host is leaving.
+            if self.config.cluster_cidr is not None:
+                # The agent's host-gw routes lead to pods of the cluster this host is leaving. Not
+                # host_masquerade: a purge may not know the subnet node IPAM gave.
                 if errors := await hostgw.remove_owned_routes():
                     raise NetworkError("; ".join(errors))
             for d in (self.config.bundles_root, self.config.netns_root, self.config.exits_root,
