@@ -717,3 +717,5 @@ async def run(client: Any, runtime: Any, config: AgentConfig, registered: asynci
         await agent.probes.close()
         await agent.events.close()
         await server.close()
+        if config.host_gw_routes:
+            await HostRoutes.remove()

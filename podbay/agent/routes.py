@@ -70,29 +70,31 @@ class HostRoutes:
             log.warning("host-gw: %s", error)
 
     async def run(self) -> None:
-        """Until cancelled; then every podbay route goes, as nothing keeps them current any more."""
-        try:
-            while True:
-                try:
-                    listed, rv = await self.client.list(Node)
-                    nodes = {n.metadata.name: n for n in listed}
-                    await self.sync(nodes)
-                    # The resync also repairs routes someone removed by hand.
-                    async with asyncio.timeout(self.resync):
-                        async for kind, node in self.client.watch(Node, resource_version=rv):
-                            before = nodes.get(node.metadata.name)
-                            if kind == "DELETED":
-                                nodes.pop(node.metadata.name, None)
-                            else:
-                                nodes[node.metadata.name] = node
-                            # Heartbeats modify every Node every few seconds; only addresses and CIDRs matter.
-                            if kind == "DELETED" or before is None or peer_of(before) != peer_of(node):
-                                await self.sync(nodes)
-                except TimeoutError:
-                    continue
-                except Exception as exc:
-                    log.warning("host-gw route sync failed: %s", exc)
-                    await asyncio.sleep(1.0)
-        finally:
-            for error in await asyncio.shield(hostgw.remove_owned_routes()):
-                log.warning("host-gw: %s", error)
+        """Until cancelled; `remove` then takes the routes away."""
+        while True:
+            try:
+                listed, rv = await self.client.list(Node)
+                nodes = {n.metadata.name: n for n in listed}
+                await self.sync(nodes)
+                # The resync also repairs routes someone removed by hand.
+                async with asyncio.timeout(self.resync):
+                    async for kind, node in self.client.watch(Node, resource_version=rv):
+                        before = nodes.get(node.metadata.name)
+                        if kind == "DELETED":
+                            nodes.pop(node.metadata.name, None)
+                        else:
+                            nodes[node.metadata.name] = node
+                        # Heartbeats modify every Node every few seconds; only addresses and CIDRs matter.
+                        if kind == "DELETED" or before is None or peer_of(before) != peer_of(node):
+                            await self.sync(nodes)
+            except TimeoutError:
+                continue
+            except Exception as exc:
+                log.warning("host-gw route sync failed: %s", exc)
+                await asyncio.sleep(1.0)
+
+    @staticmethod
+    async def remove() -> None:
+        """Every podbay route goes once the agent stops, as nothing keeps them current any more."""
+        for error in await hostgw.remove_owned_routes():
+            log.warning("host-gw: %s", error)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import ipaddress
 import json
 import signal
@@ -31,6 +32,7 @@ from podbay.client import Client
 from podbay.controllers.nodeipam import NodeIPAM
 from podbay.runtime.hostgw import ROUTE_PROTO
 from tests.conftest import HostEnv, claimed_env, require_root
+from tests.e2e.conftest import Cluster, running_cluster, settings_for
 
 pytestmark = pytest.mark.e2e
 
@@ -232,3 +234,22 @@ async def _exercise(client: Client, hosts: list[NetnsHost], procs: list[subproce
     await wait_until(lambda: a.routes() == {})
     with pytest.raises(NotFound):
         await client.get(Node, b.node_name)
+
+
+async def test_the_all_in_one_node_keeps_an_explicit_subnet(cluster: Cluster) -> None:
+    node = await cluster.client.get(Node, cluster.settings.node_name)
+    assert (node.spec.pod_cidr, node.spec.pod_cidrs) == (cluster.settings.subnet, [cluster.settings.subnet])
+
+
+async def test_the_all_in_one_node_takes_its_pod_cidr_from_its_own_node_ipam(host_env: HostEnv) -> None:
+    require_root()
+    settings = dataclasses.replace(settings_for(host_env), subnet=None, cluster_cidr=host_env.subnet,
+                                   node_cidr_mask_size=25)
+    async with running_cluster(settings) as cluster:
+        node = await cluster.client.get(Node, settings.node_name)
+        assert node.spec.pod_cidr == str(next(ipaddress.ip_network(host_env.subnet).subnets(new_prefix=25)))
+        await cluster.client.create(from_dict(Pod, {"metadata": {"name": "p"}, "spec": {
+            "terminationGracePeriodSeconds": 0,
+            "containers": [{"name": "c", "image": "busybox:1.35", "command": ["sleep", "600"]}]}}))
+        pod = await cluster.wait_for("p", lambda p: p.status.phase == "Running")
+        assert ipaddress.ip_address(pod.status.pod_ip) in ipaddress.ip_network(node.spec.pod_cidr)
