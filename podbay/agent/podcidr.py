@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from dataclasses import replace
 from datetime import datetime, timezone
 
 from podbay.agent.config import AgentConfig
@@ -27,10 +28,8 @@ def _cidr(node: Node) -> str | None:
 async def _node(client: Client, config: AgentConfig, subnet: str | None) -> Node:
     """The Node, registered first if need be: without a Ready condition, so nothing is scheduled to
     it and no controller judges it before the agent posts its status."""
-    body = node_object(config, 0, datetime.now(timezone.utc))
+    body = node_object(replace(config, pod_cidr=subnet), 0, datetime.now(timezone.utc))
     body["status"].pop("conditions")
-    if subnet:
-        body["spec"] = {"podCIDR": subnet, "podCIDRs": [subnet]}
     with contextlib.suppress(AlreadyExists):
         return await client.create(from_dict(Node, body))
     return await client.get(Node, config.node_name)

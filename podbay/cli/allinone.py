@@ -125,8 +125,8 @@ async def _node_agent(client: Client, settings: Settings, config: AgentConfig,
     cidr = await node_pod_cidr(client, config, settings.subnet)
     runtime = await _start_runtime(replace(settings, subnet=cidr))
     try:
-        await run_agent(client, runtime, replace(config, host_gw_routes=host_masquerade(runtime.network.config)),
-                        registered)
+        await run_agent(client, runtime, replace(config, pod_cidr=cidr,
+                                                 host_gw_routes=host_masquerade(runtime.network.config)), registered)
     finally:
         await runtime.shutdown()
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -204,6 +204,17 @@ def plugin_comment(network: str, container_id: str | None = None) -> str:
     return text + (f' id: \\"{container_id}\\""' if container_id is not None else "")
 
 
+def _stale_default(path: Path, config: NetworkConfig) -> bool:
+    """Whether the file is podbay's default conflist, but for another subnet or cluster CIDR."""
+    try:
+        existing = json.loads(path.read_text())
+        subnet = existing["plugins"][0]["ipam"]["ranges"][0][0]["subnet"]
+        was = [default_conflist(replace(config, subnet=subnet, cluster_cidr=cidr)) for cidr in (config.cluster_cidr, None)]
+    except (OSError, ValueError, LookupError, TypeError):
+        return False
+    return existing in was and existing != default_conflist(config)
+
+
 class PodNetwork:
     def __init__(self, config: NetworkConfig) -> None:
         self.config = config
@@ -212,9 +223,10 @@ class PodNetwork:
         return self.config.conf_dir / f"{self.config.name}.conflist"
 
     def ensure_conflist(self) -> Path:
-        """Writes the default conflist unless one exists: a user's own file is never replaced."""
+        """Writes the default conflist unless one exists: a user's own file is never replaced. One
+        podbay wrote for another subnet (the Node's podCIDR changed) or masquerading is rewritten."""
         path = self.conflist_path()
-        if not path.exists():
+        if not path.exists() or _stale_default(path, self.config):
             path.parent.mkdir(parents=True, exist_ok=True)
             write_json_atomic(path, default_conflist(self.config))
         return path

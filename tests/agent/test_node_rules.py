@@ -17,3 +17,10 @@ def test_node_object_reads_the_machine(tmp_path):
     ready = st["conditions"][0]
     assert ready["type"] == "Ready" and ready["status"] == "True" and ready["lastHeartbeatTime"] == now
     assert st["nodeInfo"]["operatingSystem"] == "linux"
+
+
+def test_a_node_registered_again_asks_for_the_pod_cidr_its_network_was_made_from(tmp_path):
+    now = datetime.now(timezone.utc)
+    node = node_object(AgentConfig(node_name="n1", state_root=tmp_path, pod_cidr="10.244.3.0/24"), 1, now)
+    assert node["spec"] == {"podCIDR": "10.244.3.0/24", "podCIDRs": ["10.244.3.0/24"]}
+    assert node_object(AgentConfig(node_name="n1", state_root=tmp_path), 1, now)["spec"] == {}

@@ -2,7 +2,10 @@
 whose subnet is part of the cluster CIDR, podbay's one rule (only what leaves the cluster)."""
 from __future__ import annotations
 
-from podbay.runtime.network import (NetworkConfig, default_conflist, host_masquerade, masquerade_rule,
+import json
+from pathlib import Path
+
+from podbay.runtime.network import (NetworkConfig, PodNetwork, default_conflist, host_masquerade, masquerade_rule,
                                     nat_rules_to_drop, plugin_comment)
 
 
@@ -29,3 +32,15 @@ def test_the_network_shutdown_finds_the_rule_by_the_plugins_comment() -> None:
              '-A POSTROUTING -s 10.9.0.0/24 -m comment --comment "name: \\"other\\" id: \\"x\\"" -j CNI-x\nCOMMIT\n')
     batch = nat_rules_to_drop(saved, plugin_comment("n"))
     assert batch[1].startswith("-D POSTROUTING -s 10.244.3.0/24 ! -d 10.244.0.0/16") and len(batch) == 4
+
+
+def test_podbays_own_conflist_follows_the_nodes_subnet_but_a_users_file_stays(tmp_path: Path) -> None:
+    old = PodNetwork(NetworkConfig(name="n", subnet="10.244.1.0/24", cluster_cidr="10.244.0.0/16", conf_dir=tmp_path))
+    path = old.ensure_conflist()
+    new = NetworkConfig(name="n", subnet="10.244.7.0/24", cluster_cidr="10.244.0.0/16", conf_dir=tmp_path)
+    PodNetwork(new).ensure_conflist()
+    assert json.loads(path.read_text()) == default_conflist(new)
+    users = {**default_conflist(new), "plugins": [{"type": "bridge", "bridge": "mine"}]}
+    path.write_text(json.dumps(users))
+    PodNetwork(NetworkConfig(name="n", subnet="10.244.9.0/24", conf_dir=tmp_path)).ensure_conflist()
+    assert json.loads(path.read_text()) == users
