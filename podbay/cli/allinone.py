@@ -111,7 +111,8 @@ def _server_auth(settings: Settings, client_ca: bytes, token: str | None) -> Ser
 
 
 def _agent_config(settings: Settings, auth: ServerAuth | None = None) -> AgentConfig:
-    return AgentConfig(node_name=settings.node_name, node_address=settings.node_ip, server_port=0, server_auth=auth, state_root=settings.state_root,
+    return AgentConfig(node_name=settings.node_name, node_address=settings.node_ip, server_port=0, server_auth=auth,
+                       state_root=settings.state_root,
                        seccomp_profile_root=settings.seccomp_profile_root,
                        backoff_base=settings.backoff_base, backoff_cap=settings.backoff_cap,
                        # Beat well within the grace the node lifecycle controller allows.

@@ -40,7 +40,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                        help="the join token: <state-root>/node-token on the API server's machine")
     agent.set_defaults(func=cmd_agent)
     for name, text in (("scheduler", "run only the scheduler against --server URL"),
-                       ("controllers", "run only the controllers (pod GC, node lifecycle, node IPAM) against --server URL")):
+                       ("controllers",
+                        "run only the controllers (pod GC, node lifecycle, node IPAM) against --server URL")):
         part = sub.add_parser(name, help=text)
         part.add_argument("--token", default=os.environ.get("PODBAY_TOKEN"),
                           help="the join token: <state-root>/node-token on the API server's machine")

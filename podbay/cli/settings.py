@@ -74,7 +74,8 @@ class Settings:
         """The global flags that name this installation, for a child `podbay` process."""
         return ["--state-root", str(self.state_root), "--run-root", str(self.run_root),
                 "--cgroup-parent", self.cgroup_parent, "--network", self.network_name, "--bridge", self.bridge,
-                *(["--subnet", self.subnet] if self.subnet else []), "--node-name", self.node_name, "--api-port", str(self.api_port),
+                *(["--subnet", self.subnet] if self.subnet else []), "--node-name", self.node_name,
+                "--api-port", str(self.api_port),
                 "--backoff-base", str(self.backoff_base), "--backoff-cap", str(self.backoff_cap),
                 "--node-grace", str(self.node_grace), "--pod-eviction-timeout", str(self.pod_eviction_timeout),
                 "--api-address", self.api_address, "--warm-sandboxes", str(self.warm_sandboxes),

@@ -209,7 +209,8 @@ def _stale_default(path: Path, config: NetworkConfig) -> bool:
     try:
         existing = json.loads(path.read_text())
         subnet = existing["plugins"][0]["ipam"]["ranges"][0][0]["subnet"]
-        was = [default_conflist(replace(config, subnet=subnet, cluster_cidr=cidr)) for cidr in (config.cluster_cidr, None)]
+        was = [default_conflist(replace(config, subnet=subnet, cluster_cidr=cidr))
+               for cidr in (config.cluster_cidr, None)]
     except (OSError, ValueError, LookupError, TypeError):
         return False
     return existing in was and existing != default_conflist(config)
