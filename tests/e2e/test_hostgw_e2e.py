@@ -226,6 +226,14 @@ async def _exercise(client: Client, hosts: list[NetnsHost], procs: list[subproce
     for h in hosts:
         await client.delete(Pod, f"web-{h.env.prefix}", "default", grace_period_seconds=0)
 
+    # b's address changes (to another one on the link): a replaces its route.
+    moved = str(ipaddress.ip_address(b.address) + 10)
+    node = await client.get(Node, b.node_name)
+    node.status.addresses = [x if x.type != "InternalIP" else x.model_copy(update={"address": moved})
+                             for x in node.status.addresses]
+    await client.update_status(node)
+    await wait_until(lambda: a.routes() == {cidrs[b.node_name]: moved})
+
     # b's agent stops and its Node is deleted: a drops its route to b's pods; b removed its own routes.
     await stop(procs[1])
     assert procs[1].returncode == 0
