@@ -22,6 +22,7 @@ from podbay.agent.imagegc import ImageGC
 from podbay.agent.node import node_images, node_object, ready_condition
 from podbay.agent.podstate import ContainerRecord, PodRuntimeStatus, RunState
 from podbay.agent.prober import ProbeManager, ProbeTarget
+from podbay.agent.routes import HostRoutes
 from podbay.agent.runtimeview import runtime_pods
 from podbay.agent.status import StatusInputs, pod_status
 from podbay.agent.volumesources import volume_sources
@@ -701,9 +702,11 @@ async def run(client: Any, runtime: Any, config: AgentConfig, registered: asynci
     await agent.register_node()
     if registered is not None:
         registered.set()
-    tasks = [asyncio.create_task(coro) for coro in
-             (agent.heartbeat_loop(), agent.watch_pods(), agent.relist_loop(), agent.exit_loop(),
-              ImageGC(runtime, config.image_gc).run())]
+    loops = [agent.heartbeat_loop(), agent.watch_pods(), agent.relist_loop(), agent.exit_loop(),
+             ImageGC(runtime, config.image_gc).run()]
+    if config.host_gw_routes:
+        loops.append(HostRoutes(client, config.node_name).run())
+    tasks = [asyncio.create_task(coro) for coro in loops]
     try:
         await asyncio.gather(*tasks)
     finally:
@@ -716,3 +719,5 @@ async def run(client: Any, runtime: Any, config: AgentConfig, registered: asynci
         await agent.probes.close()
         await agent.events.close()
         await server.close()
+        if config.host_gw_routes:
+            await HostRoutes.remove()

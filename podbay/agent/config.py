@@ -34,6 +34,11 @@ class AgentConfig:
     backoff_reset: float | None = None  # None: 2 * cap (10 minutes), as the kubelet
     max_pods: int = 110
     labels: dict[str, str] = field(default_factory=dict)
+    # Route every other Node's podCIDR via its InternalIP (host-gw); the runtime must not masquerade
+    # pod-to-pod traffic for the receiver to see the sender's pod IP.
+    host_gw_routes: bool = False
+    # The runtime's pod network; a Node registered again (deleted while the agent runs) asks for it back.
+    pod_cidr: str | None = None
     # The project's own busybox is pinned as the kubelet pins its sandbox image: it is built here, not pulled.
     image_gc: ImageGCPolicy = field(default_factory=lambda: ImageGCPolicy(pinned=frozenset(BUSYBOX_TAGS)))
 

@@ -82,4 +82,5 @@ def node_object(config: AgentConfig, port: int, now: datetime) -> dict[str, Any]
     labels = {"kubernetes.io/hostname": config.node_name, "kubernetes.io/os": "linux",
               "kubernetes.io/arch": _arch(), **config.labels}
     return {"apiVersion": "v1", "kind": "Node", "metadata": {"name": config.node_name, "labels": labels},
-            "spec": {}, "status": node_status(config, port, now, now)}
+            "spec": {"podCIDR": config.pod_cidr, "podCIDRs": [config.pod_cidr]} if config.pod_cidr else {},
+            "status": node_status(config, port, now, now)}

@@ -12,15 +12,19 @@ from typing import AsyncIterator, Awaitable, Callable
 
 from podbay.agent.agent import run as run_agent
 from podbay.agent.config import AgentConfig, ServerAuth
+from podbay.agent.podcidr import node_pod_cidr
 from podbay.api.defaults import DEFAULT_SCHEDULER
 from podbay.apiserver.embedded import serve_embedded
 from podbay.cli.settings import Settings
 from podbay.client import Client
 from podbay.client.leaderelection import LeaderElectionConfig, LeaderElector, new_identity
 from podbay.client.record import EventRecorder
+from podbay.controllers.nodeipam import NodeIPAM
 from podbay.controllers.nodelifecycle import NodeLifecycle
 from podbay.controllers.podgc import PodGC
+from podbay.runtime.config import RuntimeConfig, prepare_roots
 from podbay.runtime.images import ensure_busybox_image
+from podbay.runtime.network import host_masquerade
 from podbay.runtime.service import RuntimeService
 from podbay.scheduler.scheduler import run as run_scheduler
 from podbay.security.pki import KeyPair, ensure_self_signed, host_names, parse_join_token
@@ -77,8 +81,11 @@ def _scheduler(client: Client, election: LeaderElectionConfig | None) -> Awaitab
 
 def _controllers(client: Client, settings: Settings, election: LeaderElectionConfig | None) -> Awaitable[None]:
     async def lead() -> None:
-        await asyncio.gather(PodGC(client).run(), NodeLifecycle(
-            client, settings.node_grace, settings.pod_eviction_timeout, settings.node_monitor_period).run())
+        loops = [PodGC(client).run(), NodeLifecycle(
+            client, settings.node_grace, settings.pod_eviction_timeout, settings.node_monitor_period).run()]
+        if settings.allocate_node_cidrs:
+            loops.append(NodeIPAM(client, settings.cluster_cidr, settings.node_cidr_mask_size).run())
+        await asyncio.gather(*loops)
     return _elected(client, election, CONTROLLERS_LEASE, CONTROLLERS_LEASE, lead)
 
 
@@ -99,7 +106,8 @@ def _server_auth(settings: Settings, client_ca: bytes, token: str | None) -> Ser
 
 
 def _agent_config(settings: Settings, auth: ServerAuth | None = None) -> AgentConfig:
-    return AgentConfig(node_name=settings.node_name, server_port=0, server_auth=auth, state_root=settings.state_root,
+    return AgentConfig(node_name=settings.node_name, node_address=settings.node_ip, server_port=0, server_auth=auth,
+                       state_root=settings.state_root,
                        seccomp_profile_root=settings.seccomp_profile_root,
                        backoff_base=settings.backoff_base, backoff_cap=settings.backoff_cap,
                        # Beat well within the grace the node lifecycle controller allows.
@@ -120,11 +128,27 @@ async def open_store(settings: Settings) -> AsyncIterator[Store]:
         await store.close()
 
 
+async def _node_agent(client: Client, settings: Settings, config: AgentConfig,
+                      registered: asyncio.Event | None = None) -> None:
+    """The agent over a runtime whose pod network is its Node's podCIDR (node_pod_cidr), which
+    may mean waiting for node IPAM; the runtime stops watching when the agent ends."""
+    cidr = await node_pod_cidr(client, config, settings.subnet)
+    runtime = await _start_runtime(replace(settings, subnet=cidr))
+    try:
+        await run_agent(client, runtime, replace(config, pod_cidr=cidr,
+                                                 host_gw_routes=host_masquerade(runtime.network.config)), registered)
+    finally:
+        await runtime.shutdown()
+
+
 async def serve(settings: Settings, *, ready: asyncio.Event | None = None,
                 stop: asyncio.Event | None = None) -> None:
     """Runs until `stop` is set (or SIGTERM/SIGINT); containers keep running after it."""
     stop = _stop_on_signals(stop)
-    runtime = await _start_runtime(settings)
+    prepare_roots(settings.runtime_config())
+    if settings.subnet is None and not settings.allocate_node_cidrs:
+        # Nothing would give this node a podCIDR: today's single-machine default.
+        settings = replace(settings, subnet=RuntimeConfig.subnet)
     if not settings.api_port:
         # An earlier run's kubeconfig would point kubectl at a port nothing serves now.
         settings.kubeconfig.unlink(missing_ok=True)
@@ -142,7 +166,7 @@ async def serve(settings: Settings, *, ready: asyncio.Event | None = None,
         tasks = [
             asyncio.create_task(_scheduler(client, election), name="scheduler"),
             asyncio.create_task(_controllers(client, settings, election), name="controllers"),
-            asyncio.create_task(run_agent(client, runtime, agent_config, registered), name="agent"),
+            asyncio.create_task(_node_agent(client, settings, agent_config, registered), name="agent"),
         ]
         # Ready means a pod applied now gets scheduled: this node exists.
         waiting = asyncio.create_task(registered.wait())
@@ -158,7 +182,6 @@ async def serve(settings: Settings, *, ready: asyncio.Event | None = None,
         await asyncio.gather(*tasks, return_exceptions=True)
         stopped.cancel()
         await client.close()
-        await runtime.shutdown()
         for t in done:
             if t is not stopped and not t.cancelled() and t.exception() is not None:
                 raise t.exception()
@@ -188,16 +211,15 @@ async def serve_agent(settings: Settings, token: str | None = None, stop: asynci
     (another machine's `podbay up`) with its join token, as a kubelet joins a cluster."""
     client, ca, secret = await _join(settings, token)
     stop = _stop_on_signals(stop)
-    runtime = await _start_runtime(settings)
+    prepare_roots(settings.runtime_config())
     auth = await asyncio.to_thread(_server_auth, settings, ca, secret)
-    task = asyncio.create_task(run_agent(client, runtime, _agent_config(settings, auth)))
+    task = asyncio.create_task(_node_agent(client, settings, _agent_config(settings, auth)))
     stopped = asyncio.create_task(stop.wait())
     await asyncio.wait([task, stopped], return_when=asyncio.FIRST_COMPLETED)
     task.cancel()
     stopped.cancel()
     await asyncio.gather(task, return_exceptions=True)
     await client.close()
-    await runtime.shutdown()
 
 
 async def serve_controllers(settings: Settings, token: str | None = None, *, scheduler: bool = True,

@@ -14,7 +14,7 @@ EXAMPLES: dict[str, str] = {
     "kubeconfig": """\
   podbay kubeconfig > ~/.kube/podbay && KUBECONFIG=~/.kube/podbay kubectl get pods""",
     "agent": """\
-  podbay --node-name edge-2 --server http://10.0.0.1:6443 agent --token "$(cat api-token)\"""",
+  podbay --node-name edge-2 --node-ip 10.0.0.2 --server http://10.0.0.1:6443 agent --token "$(cat api-token)\"""",
     "scheduler": """\
   podbay --server http://10.0.0.1:6443 scheduler --token "$(cat api-token)"
   podbay --server http://10.0.0.1:6443 scheduler --leader-elect-lease-duration 30s   # a standby waits 30s

@@ -29,6 +29,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     up = sub.add_parser("up", help="start the all-in-one server (API, scheduler, controllers, node agent)")
     up.add_argument("--foreground", action="store_true", help="stay in the foreground (for service managers)")
     up.add_argument("--ready-fd", type=int, help=argparse.SUPPRESS)
+    add_node_ipam_flag(up)
     up.set_defaults(func=cmd_up)
     down = sub.add_parser("down", help="stop the all-in-one server; pods keep running unless --purge")
     down.add_argument("--purge", action="store_true",
@@ -40,11 +41,14 @@ def register(sub: argparse._SubParsersAction) -> None:
                        help="the join token: <state-root>/node-token on the API server's machine")
     agent.set_defaults(func=cmd_agent)
     for name, text in (("scheduler", "run only the scheduler against --server URL"),
-                       ("controllers", "run only the controllers (pod GC, node lifecycle) against --server URL")):
+                       ("controllers",
+                        "run only the controllers (pod GC, node lifecycle, node IPAM) against --server URL")):
         part = sub.add_parser(name, help=text)
         part.add_argument("--token", default=os.environ.get("PODBAY_TOKEN"),
                           help="the join token: <state-root>/node-token on the API server's machine")
         add_leader_election_flags(part)
+        if name == "controllers":
+            add_node_ipam_flag(part)
         part.set_defaults(func=cmd_control_part)
 
 
@@ -65,6 +69,12 @@ def _duration(text: str) -> float:
         return parse_duration(text)
     except CLIError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def add_node_ipam_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--allocate-node-cidrs", type=_bool, nargs="?", const=True, default=True,
+                        help="run node IPAM: give every Node a podCIDR from --cluster-cidr (default true, unlike "
+                             "kube-controller-manager, so nodes on several hosts route each other's pods)")
 
 
 def add_leader_election_flags(parser: argparse.ArgumentParser) -> None:
@@ -124,7 +134,8 @@ def cmd_up(args: argparse.Namespace) -> int:
     read_fd, write_fd = os.pipe()
     with open(settings.logfile, "ab") as log:
         child = subprocess.Popen(
-            [sys.executable, "-m", "podbay", *settings.as_args(), "up", "--foreground", "--ready-fd", str(write_fd)],
+            [sys.executable, "-m", "podbay", *settings.as_args(), "up", "--foreground", "--ready-fd", str(write_fd),
+             f"--allocate-node-cidrs={str(settings.allocate_node_cidrs).lower()}"],
             stdin=subprocess.DEVNULL, stdout=log, stderr=log, pass_fds=(write_fd,), start_new_session=True)
     os.close(write_fd)
     # The child says "ready" on the pipe once it serves; EOF first means it died.

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from podbay.api.quantity import parse_quantity
+from podbay.controllers.nodeipam import DEFAULT_CLUSTER_CIDR, DEFAULT_NODE_CIDR_MASK_SIZE, parse_range
 from podbay.runtime.config import RuntimeConfig
 
 
@@ -22,7 +23,7 @@ class Settings:
     cgroup_parent: str
     network_name: str
     bridge: str
-    subnet: str
+    subnet: str | None  # this node's pod subnet; None: the podCIDR node IPAM gives its Node
     node_name: str
     api_port: int  # HTTPS; 0: no TCP listener
     server: str | None  # a remote API; None: this machine's socket
@@ -42,6 +43,10 @@ class Settings:
     etcd_servers: tuple[str, ...] = ()  # empty: the embedded SQLite store
     etcd_prefix: str = "/registry"
     etcd_compaction_interval: float = 300.0  # 0: this server never compacts
+    cluster_cidr: str = DEFAULT_CLUSTER_CIDR  # node IPAM's range; pods' traffic to it is not masqueraded
+    node_cidr_mask_size: int = DEFAULT_NODE_CIDR_MASK_SIZE
+    allocate_node_cidrs: bool = True  # the controllers run node IPAM
+    node_ip: str = "127.0.0.1"  # the agent's InternalIP
 
     @property
     def socket_path(self) -> Path:
@@ -64,8 +69,11 @@ class Settings:
         return self.server or f"unix://{self.socket_path}"
 
     def runtime_config(self) -> RuntimeConfig:
+        # Without a subnet (a purge of a node whose CIDR came from node IPAM) the conflist written
+        # earlier already names it, and the default only says the address family.
         return RuntimeConfig(state_root=self.state_root, run_root=self.run_root, cgroup_parent=self.cgroup_parent,
-                             network_name=self.network_name, bridge=self.bridge, subnet=self.subnet,
+                             network_name=self.network_name, bridge=self.bridge,
+                             subnet=self.subnet or RuntimeConfig.subnet, cluster_cidr=self.cluster_cidr,
                              warm_sandboxes=self.warm_sandboxes, oci_runtime=self.oci_runtime,
                              max_image_size=self.max_image_size, imagefs_min_available=self.imagefs_min_available)
 
@@ -73,12 +81,15 @@ class Settings:
         """The global flags that name this installation, for a child `podbay` process."""
         return ["--state-root", str(self.state_root), "--run-root", str(self.run_root),
                 "--cgroup-parent", self.cgroup_parent, "--network", self.network_name, "--bridge", self.bridge,
-                "--subnet", self.subnet, "--node-name", self.node_name, "--api-port", str(self.api_port),
+                *(["--subnet", self.subnet] if self.subnet else []), "--node-name", self.node_name,
+                "--api-port", str(self.api_port),
                 "--backoff-base", str(self.backoff_base), "--backoff-cap", str(self.backoff_cap),
                 "--node-grace", str(self.node_grace), "--pod-eviction-timeout", str(self.pod_eviction_timeout),
                 "--api-address", self.api_address, "--warm-sandboxes", str(self.warm_sandboxes),
                 "--max-image-size", str(self.max_image_size),
                 "--imagefs-min-available", f"{self.imagefs_min_available * 100:g}%",
+                "--cluster-cidr", self.cluster_cidr, "--node-cidr-mask-size", str(self.node_cidr_mask_size),
+                "--node-ip", self.node_ip,
                 *(["--seccomp-profile-root", str(self.seccomp_profile_root)] if self.seccomp_profile_root else []),
                 *(["--write-kubeconfig", str(self.write_kubeconfig)] if self.write_kubeconfig else []),
                 *(["--etcd-servers", ",".join(self.etcd_servers), "--etcd-prefix", self.etcd_prefix,
@@ -93,7 +104,18 @@ def add_global_flags(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--cgroup-parent", default=env("PODBAY_CGROUP_PARENT", "podbay"))
     g.add_argument("--network", dest="network_name", default=env("PODBAY_NETWORK", "podbay"))
     g.add_argument("--bridge", default=env("PODBAY_BRIDGE", "podbay0"))
-    g.add_argument("--subnet", default=env("PODBAY_SUBNET", "10.244.0.0/24"))
+    g.add_argument("--subnet", default=env("PODBAY_SUBNET"),
+                   help="this node's pod subnet, set as its Node's spec.podCIDR (default: the podCIDR node IPAM "
+                        "gives the Node; the all-in-one without node IPAM: 10.244.0.0/24)")
+    g.add_argument("--cluster-cidr", default=env("PODBAY_CLUSTER_CIDR", DEFAULT_CLUSTER_CIDR),
+                   help="the pod network of all nodes: node IPAM gives each Node a podCIDR from it, and pods' "
+                        f"traffic to it keeps its source IP (default {DEFAULT_CLUSTER_CIDR})")
+    g.add_argument("--node-cidr-mask-size", type=int,
+                   default=int(env("PODBAY_NODE_CIDR_MASK_SIZE", str(DEFAULT_NODE_CIDR_MASK_SIZE))),
+                   help=f"prefix length of each Node's podCIDR (default {DEFAULT_NODE_CIDR_MASK_SIZE})")
+    g.add_argument("--node-ip", default=env("PODBAY_NODE_IP", "127.0.0.1"),
+                   help="this node's InternalIP: published in its Node, where other nodes route its pods and "
+                        "the API server reaches its logs/exec server (default 127.0.0.1)")
     g.add_argument("--node-name", default=env("PODBAY_NODE_NAME", socket.gethostname().lower()))
     g.add_argument("--api-port", type=int, default=int(env("PODBAY_API_PORT", "6443")),
                    help="serve the API over HTTPS on --api-address:PORT (kubectl, the Python client; "
@@ -140,6 +162,10 @@ def add_global_flags(parser: argparse.ArgumentParser) -> None:
 
 
 def settings_from(args: argparse.Namespace) -> Settings:
+    try:
+        parse_range(args.cluster_cidr, args.node_cidr_mask_size)
+    except ValueError as exc:
+        raise SystemExit(f"error: {exc}") from None
     return Settings(state_root=args.state_root.absolute(), run_root=args.run_root.absolute(),
                     cgroup_parent=args.cgroup_parent, network_name=args.network_name, bridge=args.bridge,
                     subnet=args.subnet, node_name=args.node_name, api_port=args.api_port, server=args.server,
@@ -150,7 +176,9 @@ def settings_from(args: argparse.Namespace) -> Settings:
                     max_image_size=args.max_image_size,
                     imagefs_min_available=args.imagefs_min_available,
                     seccomp_profile_root=Path(args.seccomp_profile_root).absolute() if args.seccomp_profile_root
-                    else None,
+                    else None, cluster_cidr=args.cluster_cidr, node_cidr_mask_size=args.node_cidr_mask_size,
+                    # `up` and `controllers` take it; other verbs never run node IPAM.
+                    allocate_node_cidrs=getattr(args, "allocate_node_cidrs", True), node_ip=args.node_ip,
                     etcd_servers=tuple(u.strip() for u in args.etcd_servers.split(",") if u.strip()),
                     etcd_prefix=args.etcd_prefix, etcd_compaction_interval=args.etcd_compaction_interval)
 

@@ -16,6 +16,7 @@ class RuntimeConfig:
     network_name: str = "podbay"
     bridge: str = "podbay0"
     subnet: str = "10.244.0.0/24"
+    cluster_cidr: str | None = None  # pods' traffic to it is not masqueraded (NetworkConfig.cluster_cidr)
     cni_conf_dir: Path | None = None  # default: <state_root>/cni/net.d
     cni_bin_dirs: tuple[Path, ...] = field(default=(Path("/usr/lib/cni"), Path("/opt/cni/bin")))
     warm_sandboxes: int = 1  # sandboxes kept ready (namespaces and network) for the next pods

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +33,9 @@ class NetworkConfig:
     conf_dir: Path = Path("/etc/cni/net.d")
     bin_dirs: tuple[Path, ...] = (Path("/usr/lib/cni"), Path("/opt/cni/bin"))
     cache_dir: Path = Path("/var/lib/podbay/cni")
+    # Pods' traffic to the cluster CIDR (other nodes' pods, routed host-gw) keeps its source IP;
+    # None: everything leaving `subnet` is masqueraded, by the bridge plugin.
+    cluster_cidr: str | None = None
 
 
 @dataclass(frozen=True)
@@ -73,6 +76,23 @@ def host_port_conflicts(existing: list[PortMapping], wanted: list[PortMapping]) 
     return out
 
 
+def host_masquerade(config: NetworkConfig) -> bool:
+    """Whether podbay masquerades (only what leaves the cluster CIDR) instead of the bridge plugin
+    (everything leaving the node's subnet). A subnet outside the cluster CIDR is not part of the
+    pod network other nodes route to, so it keeps the plugin's rule."""
+    if config.cluster_cidr is None:
+        return False
+    subnet, cluster = ipaddress.ip_network(config.subnet), ipaddress.ip_network(config.cluster_cidr)
+    return subnet.version == cluster.version and subnet.subnet_of(cluster)  # type: ignore[arg-type]
+
+
+def masquerade_rule(config: NetworkConfig) -> list[str]:
+    """The nat POSTROUTING rule (iptables arguments after the chain) of a host-masquerading network.
+    Its comment starts as the plugins' do, so `shutdown` finds it with theirs."""
+    return ["-s", config.subnet, "!", "-d", str(config.cluster_cidr), "-m", "comment", "--comment",
+            f'name: "{config.name}" masquerade leaving the cluster', "-j", "MASQUERADE"]
+
+
 def default_conflist(config: NetworkConfig) -> dict[str, Any]:
     # No "firewall" plugin: it works with iptables' nft backend here, but it only adds ACCEPT
     # rules to its own CNI-FORWARD chain, which matters only when FORWARD's policy is DROP, and
@@ -83,7 +103,8 @@ def default_conflist(config: NetworkConfig) -> dict[str, Any]:
         "cniVersion": CNI_VERSION,
         "name": config.name,
         "plugins": [
-            {"type": "bridge", "bridge": config.bridge, "isGateway": True, "ipMasq": True, "hairpinMode": True,
+            {"type": "bridge", "bridge": config.bridge, "isGateway": True,
+             "ipMasq": not host_masquerade(config), "hairpinMode": True,
              "ipam": {"type": "host-local", "ranges": [[{"subnet": str(net)}]],
                       "routes": [{"dst": "0.0.0.0/0"}], "dataDir": str(config.cache_dir / "ipam")}},
             {"type": "portmap", "capabilities": {"portMappings": True}, "snat": True},
@@ -183,6 +204,18 @@ def plugin_comment(network: str, container_id: str | None = None) -> str:
     return text + (f' id: \\"{container_id}\\""' if container_id is not None else "")
 
 
+def _stale_default(path: Path, config: NetworkConfig) -> bool:
+    """Whether the file is podbay's default conflist, but for another subnet or cluster CIDR."""
+    try:
+        existing = json.loads(path.read_text())
+        subnet = existing["plugins"][0]["ipam"]["ranges"][0][0]["subnet"]
+        was = [default_conflist(replace(config, subnet=subnet, cluster_cidr=cidr))
+               for cidr in (config.cluster_cidr, None)]
+    except (OSError, ValueError, LookupError, TypeError):
+        return False
+    return existing in was and existing != default_conflist(config)
+
+
 class PodNetwork:
     def __init__(self, config: NetworkConfig) -> None:
         self.config = config
@@ -191,12 +224,26 @@ class PodNetwork:
         return self.config.conf_dir / f"{self.config.name}.conflist"
 
     def ensure_conflist(self) -> Path:
-        """Writes the default conflist unless one exists: a user's own file is never replaced."""
+        """Writes the default conflist unless one exists: a user's own file is never replaced. One
+        podbay wrote for another subnet (the Node's podCIDR changed) or masquerading is rewritten."""
         path = self.conflist_path()
-        if not path.exists():
+        if not path.exists() or _stale_default(path, self.config):
             path.parent.mkdir(parents=True, exist_ok=True)
             write_json_atomic(path, default_conflist(self.config))
         return path
+
+    async def ensure_masquerade(self) -> None:
+        """The masquerade rule when this network masquerades itself (`host_masquerade`); idempotent."""
+        if not host_masquerade(self.config):
+            return
+        iptables = "iptables" if ipaddress.ip_network(self.config.subnet).version == 4 else "ip6tables"
+        rule = masquerade_rule(self.config)
+        code, _, _ = await _run(iptables, "-w", "-t", "nat", "-C", "POSTROUTING", *rule)
+        if code == 0:
+            return
+        code, _, err = await _run(iptables, "-w", "-t", "nat", "-A", "POSTROUTING", *rule)
+        if code != 0:
+            raise NetworkError(f"adding the masquerade rule of network {self.config.name!r}: {err.decode().strip()}")
 
     def _load_conflist(self) -> dict[str, Any]:
         path = self.ensure_conflist()

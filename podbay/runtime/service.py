@@ -28,7 +28,8 @@ from podbay.runtime.host import check_host
 from podbay.runtime.images import Image, ImageLimits, ImageStore, pull
 from podbay.runtime.images.devices import make_devices
 from podbay.runtime.namespaces import pin_namespaces, start_pid_holder, stop_pid_holder, unpin_namespaces
-from podbay.runtime.network import NetworkConfig, PodNetwork
+from podbay.runtime import hostgw
+from podbay.runtime.network import NetworkConfig, NetworkError, PodNetwork
 from podbay.runtime.network import PortMapping as CNIPortMapping
 from podbay.runtime.oci import OCIRuntime, process_start_time
 from podbay.runtime.seccomp import load_profile
@@ -70,7 +71,8 @@ class RuntimeService:
         self.oci = OCIRuntime(runtime_path, config.conmon, config.crun_root, config.exits_root)
         self.network = PodNetwork(NetworkConfig(
             name=config.network_name, bridge=config.bridge, subnet=config.subnet, conf_dir=config.cni_dir,
-            bin_dirs=config.cni_bin_dirs, cache_dir=config.state_root / "cni" / "cache"))
+            bin_dirs=config.cni_bin_dirs, cache_dir=config.state_root / "cni" / "cache",
+            cluster_cidr=config.cluster_cidr))
         self._exits: asyncio.Queue[str] = asyncio.Queue()
         self._warm_ips: dict[str, list[str]] = {}  # warm sandbox id -> its IPs
         self._sandboxes: dict[str, dict] = {}
@@ -90,6 +92,7 @@ class RuntimeService:
         check_host(self.config.oci_runtime, self.config.conmon)
         prepare_roots(self.config)  # again: a purging shutdown removed the run root's directories
         self.network.ensure_conflist()
+        await self.network.ensure_masquerade()
         self._load_records()
         await self._remove_unowned()
         self._refill_warm()
@@ -726,6 +729,11 @@ class RuntimeService:
                 for pod_dir in self.config.pods_root.iterdir():
                     remove_pod_volumes(self.config.pods_root, pod_dir.name)
             await self.network.shutdown()
+            if self.config.cluster_cidr is not None:
+                # The agent's host-gw routes lead to pods of the cluster this host is leaving. Not
+                # host_masquerade: a purge may not know the subnet node IPAM gave.
+                if errors := await hostgw.remove_owned_routes():
+                    raise NetworkError("; ".join(errors))
             for d in (self.config.bundles_root, self.config.netns_root, self.config.exits_root,
                       self.config.crun_root, self.config.run_root / "sandboxes"):
                 shutil.rmtree(d, ignore_errors=True)

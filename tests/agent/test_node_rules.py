@@ -29,3 +29,10 @@ def test_node_images_are_the_largest_first_named_by_digests_then_tags():
     assert [i["sizeBytes"] for i in listed[:3]] == [30, 20, 10]
     assert listed[0]["names"] == ["r/big@sha256:big", "r/big:0", "r/big:1", "r/big:2", "r/big:3"]
     assert listed[-1]["names"][0].startswith("sha256:x")  # an untagged image goes by its id
+
+
+def test_a_node_registered_again_asks_for_the_pod_cidr_its_network_was_made_from(tmp_path):
+    now = datetime.now(timezone.utc)
+    node = node_object(AgentConfig(node_name="n1", state_root=tmp_path, pod_cidr="10.244.3.0/24"), 1, now)
+    assert node["spec"] == {"podCIDR": "10.244.3.0/24", "podCIDRs": ["10.244.3.0/24"]}
+    assert node_object(AgentConfig(node_name="n1", state_root=tmp_path), 1, now)["spec"] == {}
