@@ -27,7 +27,7 @@ from aiohttp import web
 
 from podbay.api import remotecommand
 from podbay.api.errors import BadRequest, Gone
-from podbay.apiserver import discovery, logs, streams, tables
+from podbay.apiserver import discovery, logs, openapi, streams, tables
 from podbay.apiserver.patch import (
     APPLY_PATCH,
     JSON_PATCH,
@@ -417,6 +417,7 @@ def make_app(store: Store, *, token: str | None = None, pki: ClusterPKI | None =
 
         app.router.add_get("/cacerts", cacerts)
     logs.setup(app, pki)
+    openapi.setup(app)
     return app
 
 
