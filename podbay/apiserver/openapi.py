@@ -37,6 +37,7 @@ from podbay.apiserver.patch import (
     RETAIN_KEYS_LISTS,
     STRATEGIC_MERGE_PATCH,
 )
+from podbay.apiserver.openapiproto import encode_document
 from podbay.apiserver.registry import API_GROUPS, RESOURCES, ResourceInfo
 from podbay.apiserver.status import HTTPError
 
@@ -417,6 +418,7 @@ class Document:
 @dataclass(frozen=True)
 class Documents:
     v2: Document
+    v2_protobuf: Document
     v3_index: Document
     v3: dict[str, Document]  # "api/v1", "apis/coordination.k8s.io/v1" -> its document
 
@@ -553,48 +555,78 @@ def _document(body: Schema) -> Document:
 def documents() -> Documents:
     """Every OpenAPI document, built on first use and kept for the life of the process."""
     served = _group_versions()
-    v2 = _document(_swagger(list(served.values())))
+    swagger = _swagger(list(served.values()))
+    protobuf = encode_document(swagger)
+    v2_protobuf = Document(protobuf, hashlib.sha512(protobuf).hexdigest().upper())
     v3 = {path: _document(_openapi3(_swagger([table]))) for path, table in served.items()}
     index = {"paths": {path: {"serverRelativeURL": f"/openapi/v3/{path}?hash={doc.hash}"}
                        for path, doc in v3.items()}}
-    return Documents(v2, _document(index), v3)
+    return Documents(_document(swagger), v2_protobuf, _document(index), v3)
 
 
 # --- HTTP ------------------------------------------------------------------------
 
-# kube-openapi's handlers also answer these protobuf encodings of the same documents; podbay has
-# no encoder for them, so it answers JSON when the client accepts it too, and 406 otherwise.
-_JSON_RANGES = ("application/json", "application/*", "*/*")
+JSON = "application/json"
+# kube-openapi's handler answers both names of the protobuf encoding with the one a Go mime
+# parser accepts: client-go asks for the "@" name but rejects it in a Content-Type.
+V2_PROTOBUF = "application/com.github.proto-openapi.spec.v2.v1.0+protobuf"
+V2_PROTOBUF_REQUESTED = "application/com.github.proto-openapi.spec.v2@v1.0+protobuf"
 
 
-def _accepts_json(request: web.Request) -> bool:
-    ranges = []
+@dataclass(frozen=True)
+class _Offer:
+    accepted: str  # the media type a client names in Accept
+    returned: str  # the Content-Type of the answer
+    document: Document
+
+
+def _negotiate(request: web.Request, offers: list[_Offer]) -> _Offer | None:
+    """kube-openapi's negotiation: the Accept clauses by preference (q, then order), the first
+    offer a clause matches; None (406) when none does. No Accept means */*."""
+    clauses: list[tuple[float, int, str]] = []
     for index, part in enumerate((request.headers.get("Accept") or "*/*").split(",")):
         media, *params = (p.strip() for p in part.split(";"))
         q = next((p.split("=", 1)[1] for p in params if p.startswith("q=")), "1")
         try:
-            ranges.append((-float(q), index, media))
+            clauses.append((-float(q), index, media))
         except ValueError:
             continue
-    return any(media in _JSON_RANGES and q < 0 for q, _, media in sorted(ranges))
+    for negative_q, _, media in sorted(clauses):
+        if negative_q == 0:
+            continue
+        kind, _, subtype = media.partition("/")
+        for offer in offers:
+            offered_kind, _, offered_subtype = offer.accepted.partition("/")
+            if kind in ("*", offered_kind) and subtype in ("*", offered_subtype):
+                return offer
+    return None
 
 
-def _serve(request: web.Request, document: Document, cache_control: str = "no-cache, private") -> web.Response:
-    """handler.go and handler3.go: the ETag is the document's hash, and If-None-Match is answered 304."""
-    headers = {"Vary": "Accept", "Etag": document.etag, "Cache-Control": cache_control}
+def _serve(request: web.Request, offers: list[_Offer], cache_control: str = "no-cache, private",
+           extra: dict[str, str] | None = None) -> web.Response:
+    """handler.go and handler3.go: the ETag is the document's hash; If-None-Match is answered 304."""
+    offer = _negotiate(request, offers)
+    if offer is None:
+        return web.Response(status=406, headers={"Vary": "Accept"})
+    document = offer.document
+    headers = {"Vary": "Accept", "Etag": document.etag, "Cache-Control": cache_control, **(extra or {})}
     if document.etag in [t.strip() for t in request.headers.get("If-None-Match", "").split(",")]:
         return web.Response(status=304, headers=headers)
-    if not _accepts_json(request):
-        return web.Response(status=406, headers={"Vary": "Accept"})
-    return web.Response(body=document.body, headers={**headers, "Content-Type": "application/json"})
+    return web.Response(body=document.body, headers={**headers, "Content-Type": offer.returned})
+
+
+def _json(document: Document) -> list[_Offer]:
+    return [_Offer(JSON, JSON, document)]
 
 
 async def _v2(request: web.Request) -> web.Response:
-    return _serve(request, documents().v2)
+    docs = documents()
+    return _serve(request, [_Offer(JSON, JSON, docs.v2), _Offer(V2_PROTOBUF_REQUESTED, V2_PROTOBUF, docs.v2_protobuf),
+                            _Offer(V2_PROTOBUF, V2_PROTOBUF, docs.v2_protobuf)])
 
 
 async def _v3_index(request: web.Request) -> web.Response:
-    return _serve(request, documents().v3_index)
+    return _serve(request, _json(documents().v3_index))
 
 
 async def _v3_group_version(request: web.Request) -> web.Response:
@@ -604,14 +636,13 @@ async def _v3_group_version(request: web.Request) -> web.Response:
         raise HTTPError(404, "NotFound", "the server could not find the requested resource")
     wanted = request.query.get("hash")
     if wanted is None:
-        return _serve(request, document)
+        return _serve(request, _json(document))
     if wanted != document.hash:
         # A client holding an older index is sent to the document it names now.
         raise web.HTTPMovedPermanently(f"/openapi/v3/{path}?hash={document.hash}")
+    # The URL names these exact bytes: caches may keep them for good (a year, as handler3 says).
     expires = (datetime.now(timezone.utc) + timedelta(days=365)).strftime("%a, %d %b %Y %H:%M:%S GMT")
-    response = _serve(request, document, "public, immutable")
-    response.headers["Expires"] = expires
-    return response
+    return _serve(request, _json(document), "public, immutable", {"Expires": expires})
 
 
 def setup(app: web.Application) -> None:
