@@ -22,7 +22,7 @@ import typing
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from functools import cache
-from typing import Annotated, Literal, Union
+from typing import Literal, Union
 
 from aiohttp import web
 from pydantic import BaseModel
@@ -46,8 +46,14 @@ Schema = dict[str, object]
 META = "io.k8s.apimachinery.pkg.apis.meta.v1"
 QUANTITY = "io.k8s.apimachinery.pkg.api.resource.Quantity"
 INT_OR_STRING = "io.k8s.apimachinery.pkg.util.intstr.IntOrString"
-_META_MODELS = frozenset({"ObjectMeta", "ListMeta", "OwnerReference", "Status", "StatusDetails", "StatusCause"})
-_GROUP_PACKAGES = {"": "io.k8s.api.core.v1", "coordination.k8s.io": "io.k8s.api.coordination.v1"}
+CORE = "io.k8s.api.core.v1"
+# The Go package of each model outside core/v1, which Kubernetes' definition names carry. A model
+# of a new API group is listed here with its kind.
+_PACKAGES: dict[type[BaseModel], str] = {
+    **{m: META for m in (models.ObjectMeta, models.ListMeta, models.OwnerReference, models.Status,
+                         models.StatusDetails, models.StatusCause)},
+    **{m: "io.k8s.api.coordination.v1" for m in (models.Lease, models.LeaseSpec)},
+}
 
 # Scalars and leaf types that have their own definition in Kubernetes' documents.
 _LEAF_DEFINITIONS: dict[str, Schema] = {
@@ -116,22 +122,7 @@ _REQUIRED_OBJECTS = frozenset({
 
 def definition_name(model: type[BaseModel]) -> str:
     """Kubernetes' name of a model's definition: `io.k8s.api.core.v1.Pod`."""
-    name = model.__name__
-    if name in _META_MODELS:
-        return f"{META}.{name}"
-    group = _group_of(model)
-    return f"{_GROUP_PACKAGES[group]}.{name}"
-
-
-def _group_of(model: type[BaseModel]) -> str:
-    # coordination.k8s.io's types are the Lease and what it holds; everything else is core/v1.
-    return "coordination.k8s.io" if model.__name__.startswith("Lease") else ""
-
-
-def _wire_name(model: type[BaseModel], attribute: str) -> str:
-    field = model.model_fields[attribute]
-    alias = field.alias or field.serialization_alias
-    return alias if alias else attribute
+    return f"{_PACKAGES.get(model, CORE)}.{model.__name__}"
 
 
 @dataclass
@@ -143,7 +134,7 @@ class _Walker:
     def ref(self, model: type[BaseModel]) -> Schema:
         name = definition_name(model)
         if name not in self.definitions:
-            self.definitions[name] = {}  # placed first: models refer to themselves (none do yet)
+            self.definitions[name] = {}  # claimed first, so a model that refers to itself ends the walk
             self.definitions[name] = self.model_schema(model)
         return {"$ref": f"#/definitions/{name}"}
 
@@ -152,7 +143,7 @@ class _Walker:
         properties: dict[str, Schema] = {}
         required: list[str] = []
         for attribute, field in model.model_fields.items():
-            wire = _wire_name(model, attribute)
+            wire = field.alias or attribute  # the camelCase alias generator names every field
             annotation = hints[attribute]
             prop = self.type_schema(annotation, wire)
             if field.description:
@@ -174,8 +165,6 @@ class _Walker:
             return {"$ref": f"#/definitions/{_ANNOTATED_LEAVES[annotation]}"}
         origin = typing.get_origin(annotation)
         args = typing.get_args(annotation)
-        if origin is Annotated:
-            return self.type_schema(args[0], wire)
         if origin in (Union, types.UnionType):
             rest = [a for a in args if a is not type(None)]
             if set(rest) == {int, str}:
@@ -196,14 +185,8 @@ class _Walker:
             return {"type": "boolean"}
         if annotation is int:
             return {"type": "integer", "format": "int64" if wire in _INT64 else "int32"}
-        if annotation is float:
-            return {"type": "number", "format": "double"}
         if annotation is str:
             return {"type": "string"}
-        if annotation is datetime:
-            return {"type": "string", "format": "date-time"}
-        if annotation is typing.Any:
-            return {"type": "object", "x-kubernetes-preserve-unknown-fields": True}
         raise TypeError(f"no OpenAPI schema for {annotation!r} ({wire})")
 
 
@@ -294,27 +277,44 @@ _LOG_PARAMETERS = [
 
 def _operation_id(verb: str, info: ResourceInfo, scope: str, suffix: str = "") -> str:
     # readCoreV1NamespacedPodStatus, listCoordinationV1NamespacedLease, as kube-apiserver names them.
-    group = "".join(p.capitalize() for p in info.group.split(".")[0:1]) if info.group else "Core"
-    return f"{verb}{group}{info.version.capitalize()}{scope}{info.kind}{suffix}"
+    # connectCoreV1GetNamespacedPodExec: the HTTP method of a connect follows the group version.
+    group = info.group.split(".")[0].capitalize() if info.group else "Core"
+    method = ""
+    if verb.startswith("connect"):
+        verb, method = "connect", verb[len("connect"):]
+    return f"{verb}{group}{info.version.capitalize()}{method}{scope}{info.kind}{suffix}"
 
 
 def _tag(info: ResourceInfo) -> str:
     return f"{info.group.split('.')[0]}_{info.version}" if info.group else f"core_{info.version}"
 
 
-def _operation(info: ResourceInfo, verb: str, action: str, scope: str, response: Schema | None,
+def _description(verb: str, info: ResourceInfo, suffix: str) -> str:
+    """kube-apiserver's wording: "partially update status of the specified Pod"."""
+    sub = suffix.lower() if suffix and suffix != "ForAllNamespaces" else ""
+    if verb == "list":
+        return f"list or watch objects of kind {info.kind}"
+    if verb.startswith("connect"):
+        return f"connect {verb[len('connect'):].upper()} requests to {sub} of {info.kind}"
+    if verb == "create":
+        return f"create {sub} of a {info.kind}" if sub else f"create a {info.kind}"
+    target = f"{sub} of the specified {info.kind}" if sub else f"the specified {info.kind}"
+    return f"{_VERB_WORDS[verb]} {target}"
+
+
+_VERB_WORDS = {"read": "read", "replace": "replace", "patch": "partially update", "delete": "delete"}
+
+
+def _operation(info: ResourceInfo, verb: str, action: str, scope: str, response: Schema,
                parameters: list[Schema], *, suffix: str = "", kind: str | None = None,
                consumes: list[str] | None = None, produces: list[str] | None = None,
                created: bool = False) -> Schema:
-    responses: dict[str, Schema] = {"401": {"description": "Unauthorized"}}
-    ok: Schema = {"description": "OK"}
-    if response is not None:
-        ok["schema"] = response
-    responses["200"] = ok
+    ok: Schema = {"description": "OK", "schema": response}
+    responses: dict[str, Schema] = {"200": ok, "401": {"description": "Unauthorized"}}
     if created:
         responses["201"] = {**ok, "description": "Created"}
     return {
-        "description": f"{action} {kind or info.kind}{' ' + suffix.lower() if suffix else ''}",
+        "description": _description(verb, info, suffix),
         "operationId": _operation_id(verb, info, scope, suffix),
         "tags": [_tag(info)],
         "consumes": consumes or ["*/*"],
@@ -441,7 +441,7 @@ def _swagger(tables: list[dict[str, ResourceInfo]]) -> Schema:
             ref = walker.ref(info.model)
             kind_schema = walker.definitions[definition_name(info.model)]
             kind_schema["x-kubernetes-group-version-kind"] = [_gvk(info)]
-            list_name = f"{_GROUP_PACKAGES[info.group]}.{info.kind}List"
+            list_name = f"{definition_name(info.model)}List"
             walker.definitions[list_name] = _list_schema(info, ref)
             paths.update(_resource_paths(info, ref, {"$ref": f"#/definitions/{list_name}"}))
             if "binding" in info.subresources:
