@@ -171,6 +171,9 @@ async def _dispatch(request: web.Request) -> web.StreamResponse:
     method = request.method
     if method != "GET" or not _flag(request, "watch"):
         negotiate(request)
+    if method != "GET" and "dryRun" in request.query:
+        # Writes are not dry-run yet: refusing beats `kubectl diff` changing the object it diffs.
+        raise HTTPError(400, "BadRequest", "dryRun is not supported")
     if target.name is None:
         if method == "GET":
             if _flag(request, "watch"):
