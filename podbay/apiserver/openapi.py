@@ -349,7 +349,7 @@ def _resource_paths(info: ResourceInfo, ref: Schema, list_ref: Schema) -> dict[s
     write = [_FIELD_MANAGER, _FIELD_VALIDATION]
     paths: dict[str, Schema] = {
         collection: {
-            "get": _operation(info, "list", "list", scope, list_ref, _LIST_PARAMETERS, kind=None,
+            "get": _operation(info, "list", "list", scope, list_ref, _LIST_PARAMETERS,
                               produces=[*_JSON_TYPES, "application/yaml", "application/json;stream=watch"]),
             "post": _operation(info, "create", "post", scope, ref, [_body(ref), *write], created=True),
             "parameters": common,
