@@ -27,13 +27,14 @@ from aiohttp import web
 
 from podbay.api import remotecommand
 from podbay.api.errors import BadRequest, Gone
-from podbay.apiserver import discovery, logs, openapi, streams, tables
+from podbay.apiserver import discovery, logs, streams, tables
 from podbay.apiserver.patch import (
     APPLY_PATCH,
     JSON_PATCH,
     MERGE_PATCH,
     STRATEGIC_MERGE_PATCH,
 )
+from podbay.apiserver.openapi import setup as setup_openapi
 from podbay.apiserver.registry import API_GROUPS, RESOURCES, DeleteOptions, Registry, ResourceInfo
 from podbay.apiserver.status import HTTPError, error_status, success_body
 from podbay.store.base import Store
@@ -420,7 +421,7 @@ def make_app(store: Store, *, token: str | None = None, pki: ClusterPKI | None =
 
         app.router.add_get("/cacerts", cacerts)
     logs.setup(app, pki)
-    openapi.setup(app)
+    setup_openapi(app)
     return app
 
 
