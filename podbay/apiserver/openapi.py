@@ -15,6 +15,7 @@ built once per process (`documents()`), never per request.
 """
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import types
@@ -648,6 +649,12 @@ async def _v3_group_version(request: web.Request) -> web.Response:
 def setup(app: web.Application) -> None:
     """Routes /openapi/v2, /openapi/v3 and /openapi/v3/<group version> (authenticated, as
     kube-apiserver's system:discovery role allows them to every authenticated user)."""
+
+    async def build(_: web.Application) -> None:
+        # At startup and off the event loop, so kubectl's first request does not stall watches.
+        await asyncio.to_thread(documents)
+
+    app.on_startup.append(build)
     app.router.add_get("/openapi/v2", _v2)
     app.router.add_get("/openapi/v3", _v3_index)
     app.router.add_get("/openapi/v3/", _v3_index)
