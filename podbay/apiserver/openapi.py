@@ -212,16 +212,41 @@ def _gvk(info: ResourceInfo, kind: str | None = None) -> dict[str, str]:
     return {"group": info.group, "kind": kind or info.kind, "version": info.version}
 
 
+_CONVENTIONS = "https://git.k8s.io/community/contributors/devel/sig-architecture/api-conventions.md"
+# What kube-apiserver says of the fields every kind has.
+_ENVELOPE = {
+    "apiVersion": "APIVersion defines the versioned schema of this representation of an object. Servers should "
+                  "convert recognized schemas to the latest internal value, and may reject unrecognized values. "
+                  f"More info: {_CONVENTIONS}#resources",
+    "kind": "Kind is a string value representing the REST resource this object represents. Servers may infer "
+            "this from the endpoint the client submits requests to. Cannot be updated. In CamelCase. "
+            f"More info: {_CONVENTIONS}#types-kinds",
+    "metadata": f"Standard object's metadata. More info: {_CONVENTIONS}#metadata",
+}
+
+
+def _describe_envelope(schema: Schema, kind: str) -> None:
+    properties = typing.cast(dict[str, Schema], schema["properties"])
+    for name, text in {**_ENVELOPE,
+                       "spec": f"Specification of the desired behavior of the {kind}. "
+                               f"More info: {_CONVENTIONS}#spec-and-status",
+                       "status": f"Most recently observed status of the {kind}. Populated by the system. "
+                                 f"Read-only. More info: {_CONVENTIONS}#spec-and-status"}.items():
+        if name in properties and "description" not in properties[name]:
+            properties[name] = {**properties[name], "description": text}
+
+
 def _list_schema(info: ResourceInfo, item_ref: Schema) -> Schema:
     return {
         "description": f"{info.kind}List is a list of {info.kind} objects.",
         "type": "object",
         "required": ["items"],
         "properties": {
-            "apiVersion": {"type": "string"},
-            "items": {"type": "array", "items": item_ref},
-            "kind": {"type": "string"},
-            "metadata": {"$ref": f"#/definitions/{META}.ListMeta"},
+            "apiVersion": {"type": "string", "description": _ENVELOPE["apiVersion"]},
+            "items": {"type": "array", "items": item_ref, "description": f"List of {info.name}."},
+            "kind": {"type": "string", "description": _ENVELOPE["kind"]},
+            "metadata": {"$ref": f"#/definitions/{META}.ListMeta",
+                         "description": f"Standard list metadata. More info: {_CONVENTIONS}#types-kinds"},
         },
         "x-kubernetes-group-version-kind": [_gvk(info, f"{info.kind}List")],
     }
@@ -442,13 +467,15 @@ def _swagger(tables: list[dict[str, ResourceInfo]]) -> Schema:
             ref = walker.ref(info.model)
             kind_schema = walker.definitions[definition_name(info.model)]
             kind_schema["x-kubernetes-group-version-kind"] = [_gvk(info)]
+            _describe_envelope(kind_schema, info.kind)
             list_name = f"{definition_name(info.model)}List"
             walker.definitions[list_name] = _list_schema(info, ref)
             paths.update(_resource_paths(info, ref, {"$ref": f"#/definitions/{list_name}"}))
             if "binding" in info.subresources:
                 walker.ref(models.Binding)
-                walker.definitions[definition_name(models.Binding)]["x-kubernetes-group-version-kind"] = [
-                    _gvk(info, "Binding")]
+                binding = walker.definitions[definition_name(models.Binding)]
+                binding["x-kubernetes-group-version-kind"] = [_gvk(info, "Binding")]
+                _describe_envelope(binding, "Binding")
     walker.ref(models.ListMeta)
     definitions = {**walker.definitions, **_LEAF_DEFINITIONS}
     reached = _reachable(paths, definitions)
@@ -485,9 +512,11 @@ def _to_v3_schema(node: object) -> object:
     """Swagger 2.0 schemas and references in OpenAPI 3.0's shape (components/schemas)."""
     if isinstance(node, dict):
         out = {k: _to_v3_schema(v) for k, v in node.items()}
-        ref = out.get("$ref")
+        ref = out.pop("$ref", None)
         if isinstance(ref, str):
-            out["$ref"] = ref.replace("#/definitions/", "#/components/schemas/")
+            ref = ref.replace("#/definitions/", "#/components/schemas/")
+            # OpenAPI 3.0 ignores a reference's siblings: kube-apiserver wraps it in allOf to keep them.
+            return {"allOf": [{"$ref": ref}], **out} if out else {"$ref": ref}
         return out
     if isinstance(node, list):
         return [_to_v3_schema(v) for v in node]

@@ -40,7 +40,13 @@ def test_definitions_have_kubernetes_names_and_kinds_their_group_version_kind() 
         {"group": "", "kind": "PodList", "version": "v1"}]
     assert definitions["io.k8s.api.coordination.v1.Lease"]["x-kubernetes-group-version-kind"] == [
         {"group": "coordination.k8s.io", "kind": "Lease", "version": "v1"}]
-    assert definitions[f"{CORE}.Pod"]["properties"]["metadata"] == {"$ref": f"#/definitions/{META}.ObjectMeta"}
+    pod = definitions[f"{CORE}.Pod"]
+    assert pod["properties"]["metadata"]["$ref"] == f"#/definitions/{META}.ObjectMeta"
+    assert pod["description"].startswith("Pod is a collection of containers")  # the model's docstring
+    assert pod["properties"]["kind"]["description"].startswith("Kind is a string value")
+    assert v3("api/v1")["components"]["schemas"][f"{CORE}.Pod"]["properties"]["spec"] == {
+        "allOf": [{"$ref": f"#/components/schemas/{CORE}.PodSpec"}],
+        "description": pod["properties"]["spec"]["description"]}
 
 
 def test_leaf_types_are_kubernetes_strings() -> None:
