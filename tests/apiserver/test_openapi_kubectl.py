@@ -15,6 +15,7 @@ from podbay.api import Pod
 from podbay.apiserver.embedded import EmbeddedServer
 from podbay.apiserver.openapi import documents
 from podbay.client import Client
+from tests.api.example_files import example_files
 from tests.apiserver.conftest import admin_session
 
 KUBECTLS = ["/usr/bin/kubectl", *(f"/usr/lib/google-cloud-sdk/bin/kubectl.1.{minor}" for minor in range(27, 34))]
@@ -162,3 +163,16 @@ async def test_kubectl_diff_is_refused_rather_than_changing_the_object(
                          stdin=POD.format(label="other", image="busybox:1.35"))
     assert diff.code > 1 and "dryRun is not supported" in diff.err
     assert (await api_client.get(Pod, "web")).metadata.labels == {"app": "web"}
+
+
+@pytest.mark.parametrize("binary", [KUBECTLS[1], KUBECTLS[-1]])  # the oldest reads /openapi/v2, the newest v3
+async def test_kubectl_applies_every_kubernetes_example(binary: str, api_server: EmbeddedServer,
+                                                        tmp_path: Path) -> None:
+    # The examples' YAML (quantities as numbers, probes, volumes, security contexts) passes the
+    # published schemas; the JSON files are podbay's legacy and Hyper formats, not kubectl's.
+    _present(binary)
+    files = [p for p in example_files() if p.suffix == ".yaml"]
+    args = [arg for path in files for arg in ("-f", str(path))]
+    applied = await kubectl(binary, api_server, tmp_path, "apply", *args)
+    assert applied.code == 0, applied.err
+    assert applied.out.count(" created") >= len(files)
