@@ -3,6 +3,7 @@
 Attributes are snake_case with camelCase aliases (`pod.spec.init_containers`);
 optional scalars default to None, lists and maps to empty. Fields whose
 Kubernetes name is not plain camelCase (`podIP`, `hostPID`, ...) name their alias.
+A class's docstring is its description in the OpenAPI documents (what `kubectl explain` prints).
 """
 from __future__ import annotations
 
@@ -25,6 +26,8 @@ class OwnerReference(Model):
 
 
 class ObjectMeta(Model):
+    """ObjectMeta is metadata that all persisted resources must have, which includes all objects
+    users must create."""
     name: str | None = None
     generate_name: str | None = None
     namespace: str | None = None
@@ -250,6 +253,7 @@ class SecurityContext(Model):
 
 
 class Container(Model):
+    """A single application container that you want to run within a pod."""
     name: str = ""
     image: str | None = None
     command: list[str] = Field(default_factory=list)
@@ -473,6 +477,7 @@ class TopologySpreadConstraint(Model):
 
 
 class PodSpec(Model):
+    """PodSpec is a description of a pod."""
     volumes: list[Volume] = Field(default_factory=list)
     init_containers: list[Container] = Field(default_factory=list)
     containers: list[Container] = Field(default_factory=list)
@@ -588,6 +593,8 @@ class PodStatus(Model):
 
 
 class Pod(Model):
+    """Pod is a collection of containers that can run on a host. This resource is created by
+    clients and scheduled onto hosts."""
     api_version: Literal["v1"] = "v1"
     kind: Literal["Pod"] = "Pod"
     metadata: ObjectMeta = Field(default_factory=ObjectMeta)
@@ -664,6 +671,7 @@ class NodeStatus(Model):
 
 
 class Node(Model):
+    """Node is a worker node in Kubernetes."""
     api_version: Literal["v1"] = "v1"
     kind: Literal["Node"] = "Node"
     metadata: ObjectMeta = Field(default_factory=ObjectMeta)
@@ -674,6 +682,7 @@ class Node(Model):
 # --- the rest ---------------------------------------------------------------
 
 class Binding(Model):
+    """Binding ties one object to another; for example, a pod is bound to a node by a scheduler."""
     api_version: Literal["v1"] = "v1"
     kind: Literal["Binding"] = "Binding"
     metadata: ObjectMeta = Field(default_factory=ObjectMeta)
@@ -691,6 +700,7 @@ class EventSeries(Model):
 
 
 class Event(Model):
+    """Event is a report of an event somewhere in the cluster."""
     api_version: Literal["v1"] = "v1"
     kind: Literal["Event"] = "Event"
     metadata: ObjectMeta = Field(default_factory=ObjectMeta)
@@ -719,6 +729,7 @@ class NamespaceStatus(Model):
 
 
 class Namespace(Model):
+    """Namespace provides a scope for Names. Use of multiple namespaces is optional."""
     api_version: Literal["v1"] = "v1"
     kind: Literal["Namespace"] = "Namespace"
     metadata: ObjectMeta = Field(default_factory=ObjectMeta)
@@ -727,6 +738,7 @@ class Namespace(Model):
 
 
 class ConfigMap(Model):
+    """ConfigMap holds configuration data for pods to consume."""
     api_version: Literal["v1"] = "v1"
     kind: Literal["ConfigMap"] = "ConfigMap"
     metadata: ObjectMeta = Field(default_factory=ObjectMeta)
@@ -736,6 +748,7 @@ class ConfigMap(Model):
 
 
 class Secret(Model):
+    """Secret holds secret data of a certain type."""
     api_version: Literal["v1"] = "v1"
     kind: Literal["Secret"] = "Secret"
     metadata: ObjectMeta = Field(default_factory=ObjectMeta)
@@ -758,6 +771,7 @@ class LeaseSpec(Model):
 
 
 class Lease(Model):
+    """Lease defines a lease concept."""
     api_version: Literal["coordination.k8s.io/v1"] = "coordination.k8s.io/v1"
     kind: Literal["Lease"] = "Lease"
     metadata: ObjectMeta = Field(default_factory=ObjectMeta)

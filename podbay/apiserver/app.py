@@ -44,6 +44,7 @@ from podbay.apiserver.patch import (
     MERGE_PATCH,
     STRATEGIC_MERGE_PATCH,
 )
+from podbay.apiserver.openapi import setup as setup_openapi
 from podbay.apiserver.registry import API_GROUPS, RESOURCES, DeleteOptions, Registry, ResourceInfo
 from podbay.apiserver.status import HTTPError, ObjectInvalid, error_status, success_body
 from podbay.security import authn
@@ -182,6 +183,9 @@ async def _dispatch(request: web.Request) -> web.StreamResponse:
     method = request.method
     if method != "GET" or not _flag(request, "watch"):
         negotiate(request)
+    if method != "GET" and "dryRun" in request.query:
+        # Writes are not dry-run yet: refusing beats `kubectl diff` changing the object it diffs.
+        raise HTTPError(400, "BadRequest", "dryRun is not supported")
     if target.name is None:
         if method == "GET":
             if _flag(request, "watch"):
@@ -488,6 +492,7 @@ async def make_app(store: Store, *, token: str | None = None, pki: ClusterPKI | 
 
         app.router.add_get("/cacerts", cacerts)
     logs.setup(app, pki)
+    setup_openapi(app)
     return app
 
 

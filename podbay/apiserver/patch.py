@@ -45,6 +45,9 @@ MERGE_KEYS: dict[str, str] = {
     "resourceClaims": "name",
     "schedulingGates": "name",
 }
+# Lists of objects whose items keep only the keys the patch names (`patchStrategy:"merge,retainKeys"`):
+# a volume changed from emptyDir to hostPath loses its emptyDir.
+RETAIN_KEYS_LISTS = frozenset({"volumes"})
 # Lists of scalars merged as sets (`patchStrategy:"merge"` on []string).
 MERGED_SCALAR_LISTS = frozenset({"finalizers"})
 
@@ -75,7 +78,7 @@ def strategic_merge_patch(target: Any, patch: Any) -> Any:
     result = dict(target) if isinstance(target, dict) else {}
     for key, value in patch.items():
         if key.startswith("$setElementOrder/") or key == "$retainKeys":
-            continue  # ordering hints: the merged order is already stable
+            continue  # ordering hints (the merged order is already stable); $retainKeys is applied below
         if key.startswith("$deleteFromPrimitiveList/"):
             field = key.split("/", 1)[1]
             if not isinstance(value, list) or not isinstance(result.get(field, []), list):
@@ -97,6 +100,9 @@ def strategic_merge_patch(target: Any, patch: Any) -> Any:
                 result.pop(key, None)
             else:
                 result[key] = merged_value
+    retain = patch.get("$retainKeys")
+    if isinstance(retain, list):
+        result = {k: v for k, v in result.items() if k in retain}
     return result
 
 
