@@ -9,6 +9,7 @@ import logging
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 from typing import Any
 
 from podbay.agent import translate
@@ -16,6 +17,10 @@ from podbay.agent.actions import compute_pod_actions, is_restartable_init
 from podbay.agent.backoff import Backoff, backoff_key
 from podbay.agent.config import AgentConfig
 from podbay.agent.envvars import EnvError, PodFacts
+from podbay.agent.eviction import (
+    CONDITION_WORDS, EVICTED_REASON, StorageUsage, observe, parse_thresholds, pressure_conditions, storage_violation,
+    thresholds_met,
+)
 from podbay.agent.events import container_path
 from podbay.agent.hooks import run_handler
 from podbay.agent.imagegc import ImageGC
@@ -31,6 +36,7 @@ from podbay.api.errors import Conflict, NotFound
 from podbay.api.serialize import from_dict, to_dict
 from podbay.api.support import unsupported_fields
 from podbay.client.record import EventRecorder
+from podbay.runtime.diskusage import disk_usage
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +64,7 @@ class PodWorker:
     next_wake: float | None = None  # monotonic time of a back-off end or deadline
     reasons: dict[str, tuple[str, str]] = field(default_factory=dict)  # container → Waiting reason
     warned: bool = False  # unsupported fields reported
+    evicted: str | None = None  # the eviction manager's message once it has chosen to evict the pod
 
     def update(self, pod: Any) -> None:
         self.pod = pod
@@ -89,14 +96,24 @@ class Agent:
         # until their object says Created.
         self.handed_over: set[str] = set()
         self._background: set[asyncio.Task[None]] = set()
+        self.thresholds = parse_thresholds(config.eviction_hard)
 
     def _lock(self, uid: str) -> asyncio.Lock:
         return self._locks.setdefault(uid, asyncio.Lock())
 
     # -- node ----------------------------------------------------------------------
 
+    async def _conditions(self, previous: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """The node's MemoryPressure, DiskPressure, PIDPressure (from the hard eviction
+        thresholds, measured now) and Ready conditions, in the kubelet's order."""
+        now = _now()
+        observed = await asyncio.to_thread(observe, self.config.state_root, self.config.state_root / "images")
+        met = thresholds_met(self.thresholds, observed)
+        return [*pressure_conditions(met, previous, now), ready_condition(now, self.ready_since)]
+
     async def register_node(self) -> None:
         body = node_object(self.config, self.port, _now())
+        body["status"]["conditions"] = await self._conditions([])
         try:
             await self.client.create(from_dict(Node, body))
         except Exception as exc:
@@ -115,8 +132,10 @@ class Agent:
                 node = await self.client.get(Node, self.config.node_name)
                 data = to_dict(node)
                 status = data.setdefault("status", {})
-                others = [c for c in status.get("conditions", []) if c.get("type") != "Ready"]
-                status["conditions"] = others + [ready_condition(_now(), self.ready_since)]
+                previous = status.get("conditions", [])
+                ours = {"Ready", *CONDITION_WORDS}
+                status["conditions"] = [c for c in previous if c.get("type") not in ours] + \
+                    await self._conditions(previous)
                 await self.client.update_status(from_dict(Node, data))
             except NotFound:
                 await self.register_node()
@@ -177,6 +196,39 @@ class Agent:
             if self._fingerprints.get(uid) != fp:
                 self._fingerprints[uid] = fp
                 self._wake_uid(uid)
+
+    async def housekeeping_loop(self) -> None:
+        """The eviction manager's local storage pass: a pod over an emptyDir sizeLimit or an
+        ephemeral-storage limit is evicted (its worker kills it and reports it Failed/Evicted)."""
+        while True:
+            await asyncio.sleep(self.config.housekeeping_interval)
+            for w in list(self.workers.values()):
+                pod = w.pod
+                if pod is None or w.evicted is not None or pod.metadata.deletion_timestamp is not None or (
+                        pod.status is not None and pod.status.phase in ("Succeeded", "Failed")):
+                    continue
+                try:
+                    message = storage_violation(pod, await self._storage_usage(w.uid))
+                except Exception as exc:
+                    log.warning("measuring the local storage of pod %s failed: %s", w.uid, exc)
+                    continue
+                if message is not None:
+                    w.evicted = message
+                    await self._event(pod, EVICTED_REASON, message, warning=True)
+                    w.wake.set()
+
+    async def _storage_usage(self, uid: str) -> StorageUsage:
+        """The pod's volumes, and each container's (latest attempt's) writable layer and log."""
+        rt = await self._runtime_status(uid)
+        usage = StorageUsage(volumes=await self.runtime.pod_volume_usage(uid))
+        for c in rt.containers:
+            if c.name in usage.containers:
+                continue  # newest first: an older attempt
+            with contextlib.suppress(NotFound):
+                layer = (await self.runtime.container_stats(c.id)).writable_layer_bytes
+                log_path = await self.runtime.container_log_path(c.id)
+                usage.containers[c.name] = layer + await asyncio.to_thread(disk_usage, Path(log_path))
+        return usage
 
     async def exit_loop(self) -> None:
         """Container exits from the runtime, so a worker reacts within moments."""
@@ -248,11 +300,14 @@ class Agent:
         elif w.uid in self.handed_over:
             created_state = True
         deadline = self._deadline_exceeded(pod, w)
+        evicted = w.evicted is not None and not terminal and not deleting
 
-        if deleting or terminal or deadline or created_state:
+        if deleting or terminal or deadline or created_state or evicted:
             grace = None
             if deleting and pod.metadata.deletion_grace_period_seconds is not None:
                 grace = pod.metadata.deletion_grace_period_seconds
+            if evicted:
+                grace = 0  # the kubelet evicts for local storage with no grace period
             if deadline and not terminal:
                 await self._event(pod, "DeadlineExceeded",
                                   "Pod was active on the node longer than the specified deadline",
@@ -269,7 +324,7 @@ class Agent:
             await self._sync_probes(w.uid)
             rt = await self._runtime_status(w.uid)
             await self._write_status(w, rt, pod_is_terminal=not created_state, deadline=deadline,
-                                     created_state=created_state)
+                                     created_state=created_state, evicted=w.evicted if evicted else None)
             if deleting and not rt.running():
                 await self._remove_pod(rt)
                 with contextlib.suppress(NotFound):
@@ -651,7 +706,8 @@ class Agent:
     # -- status ------------------------------------------------------------------------
 
     async def _write_status(self, w: PodWorker, rt: PodRuntimeStatus, pod_is_terminal: bool = False,
-                            deadline: bool = False, created_state: bool = False) -> None:
+                            deadline: bool = False, created_state: bool = False,
+                            evicted: str | None = None) -> None:
         pod = w.pod
         if pod is None:
             return  # deleted meanwhile: no object left to write to
@@ -660,7 +716,7 @@ class Agent:
             ready={k: v for k, v in self.probes.results["readiness"].items() if v is not None},
             started={k: v for k, v in self.probes.results["startup"].items() if v is not None},
             reasons=dict(w.reasons), pod_is_terminal=pod_is_terminal, deadline_exceeded=deadline,
-            created_state=created_state)
+            created_state=created_state, eviction_message=evicted)
         for _ in range(5):
             new = pod_status(pod, rt, inputs)
             # pod_status keeps a condition's lastTransitionTime while its status stays, so an
@@ -699,6 +755,7 @@ async def run(client: Any, runtime: Any, config: AgentConfig, registered: asynci
         registered.set()
     tasks = [asyncio.create_task(coro) for coro in
              (agent.heartbeat_loop(), agent.watch_pods(), agent.relist_loop(), agent.exit_loop(),
+              agent.housekeeping_loop(),
               ImageGC(runtime, config.image_gc).run())]
     try:
         await asyncio.gather(*tasks)

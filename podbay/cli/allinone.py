@@ -44,6 +44,8 @@ def _agent_config(settings: Settings) -> AgentConfig:
     return AgentConfig(node_name=settings.node_name, server_port=0, state_root=settings.state_root,
                        seccomp_profile_root=settings.seccomp_profile_root,
                        backoff_base=settings.backoff_base, backoff_cap=settings.backoff_cap,
+                       pod_pids_limit=settings.pod_pids_limit, eviction_hard=settings.eviction_hard,
+                       housekeeping_interval=settings.housekeeping_interval,
                        # Beat well within the grace the node lifecycle controller allows.
                        heartbeat_interval=min(10.0, settings.node_grace / 4))
 

@@ -11,6 +11,7 @@ import socket
 from dataclasses import dataclass
 from pathlib import Path
 
+from podbay.agent.eviction import DEFAULT_EVICTION_HARD, parse_thresholds
 from podbay.runtime.config import RuntimeConfig
 
 
@@ -34,6 +35,9 @@ class Settings:
     warm_sandboxes: int = 1
     oci_runtime: str = "crun"
     seccomp_profile_root: Path | None = None  # Localhost seccomp profiles; None: <state_root>/seccomp
+    pod_pids_limit: int = 4096  # pids.max of each pod's cgroup; -1: none
+    eviction_hard: str = DEFAULT_EVICTION_HARD
+    housekeeping_interval: float = 10.0
 
     @property
     def socket_path(self) -> Path:
@@ -64,7 +68,17 @@ class Settings:
                 "--backoff-base", str(self.backoff_base), "--backoff-cap", str(self.backoff_cap),
                 "--node-grace", str(self.node_grace), "--pod-eviction-timeout", str(self.pod_eviction_timeout),
                 "--api-address", self.api_address, "--warm-sandboxes", str(self.warm_sandboxes),
+                "--pod-pids-limit", str(self.pod_pids_limit), "--eviction-hard", self.eviction_hard,
+                "--housekeeping-interval", str(self.housekeeping_interval),
                 *(["--seccomp-profile-root", str(self.seccomp_profile_root)] if self.seccomp_profile_root else [])]
+
+
+def _eviction_hard(text: str) -> str:
+    try:
+        parse_thresholds(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
 
 
 def add_global_flags(parser: argparse.ArgumentParser) -> None:
@@ -95,6 +109,15 @@ def add_global_flags(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--seccomp-profile-root", type=Path, default=env("PODBAY_SECCOMP_PROFILE_ROOT"),
                    help="where a Localhost seccompProfile's localhostProfile is found (default: "
                         "<state-root>/seccomp, as the kubelet's <root-dir>/seccomp)")
+    g.add_argument("--pod-pids-limit", type=int, default=int(env("PODBAY_POD_PIDS_LIMIT", "4096")),
+                   help="pids.max of each pod's cgroup, counting all its containers' tasks (the kubelet's "
+                        "podPidsLimit); -1 for none")
+    g.add_argument("--eviction-hard", type=_eviction_hard, default=env("PODBAY_EVICTION_HARD", DEFAULT_EVICTION_HARD),
+                   help="the kubelet's hard eviction thresholds, e.g. memory.available<100Mi,nodefs.available<10%%;"
+                        " they set the node's MemoryPressure, DiskPressure and PIDPressure conditions")
+    g.add_argument("--housekeeping-interval", type=float,
+                   default=float(env("PODBAY_HOUSEKEEPING_INTERVAL", "10")),
+                   help="seconds between measurements of pods' ephemeral storage against their limits")
     g.add_argument("--oci-runtime", default=env("PODBAY_OCI_RUNTIME", "crun"),
                    help="the OCI runtime conmon runs containers with: crun (default) or runc, a name or a path")
     g.add_argument("--server", default=env("PODBAY_SERVER"),
@@ -107,6 +130,7 @@ def settings_from(args: argparse.Namespace) -> Settings:
                     subnet=args.subnet, node_name=args.node_name, api_port=args.api_port, server=args.server,
                     backoff_base=args.backoff_base, backoff_cap=args.backoff_cap, node_grace=args.node_grace,
                     pod_eviction_timeout=args.pod_eviction_timeout, api_address=args.api_address,
-                    warm_sandboxes=args.warm_sandboxes,
+                    warm_sandboxes=args.warm_sandboxes, pod_pids_limit=args.pod_pids_limit,
+                    eviction_hard=args.eviction_hard, housekeeping_interval=args.housekeeping_interval,
                     seccomp_profile_root=Path(args.seccomp_profile_root).absolute() if args.seccomp_profile_root
                     else None)

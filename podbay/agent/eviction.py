@@ -1,0 +1,169 @@
+"""The kubelet's eviction manager, in pure rules: hard eviction thresholds (parsed from
+--eviction-hard), the node pressure conditions they set, and local storage capacity
+isolation (emptyDir sizeLimit, container and pod ephemeral-storage limits).
+
+Words and formats are the kubelet's (pkg/kubelet/eviction/helpers.go, eviction_manager.go,
+pkg/kubelet/nodestatus/setters.go), so `describe` reads the same.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from datetime import datetime
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+from podbay.api.models import Pod
+from podbay.api.quantity import format_bytes, parse_quantity
+from podbay.api.resources import pod_limits
+
+# The kubelet's DefaultEvictionHard on Linux.
+DEFAULT_EVICTION_HARD = ("memory.available<100Mi,nodefs.available<10%,nodefs.inodesFree<5%,"
+                         "imagefs.available<15%,imagefs.inodesFree<5%")
+
+EVICTED_REASON = "Evicted"
+EMPTY_DIR_MESSAGE = 'Usage of EmptyDir volume "{}" exceeds the limit "{}". '
+CONTAINER_MESSAGE = 'Container {} exceeded its local ephemeral storage limit "{}". '
+POD_MESSAGE = "Pod ephemeral local storage usage exceeds the total limit of containers {}. "
+
+# Each signal and the node condition it drives (the kubelet's signalToNodeCondition).
+SIGNAL_CONDITION = {
+    "memory.available": "MemoryPressure",
+    "allocatableMemory.available": "MemoryPressure",
+    "nodefs.available": "DiskPressure",
+    "nodefs.inodesFree": "DiskPressure",
+    "imagefs.available": "DiskPressure",
+    "imagefs.inodesFree": "DiskPressure",
+    "pid.available": "PIDPressure",
+}
+
+# condition -> ((reason, message) when True, (reason, message) when False), as setters.go words them
+CONDITION_WORDS = {
+    "MemoryPressure": (("KubeletHasInsufficientMemory", "kubelet has insufficient memory available"),
+                       ("KubeletHasSufficientMemory", "kubelet has sufficient memory available")),
+    "DiskPressure": (("KubeletHasDiskPressure", "kubelet has disk pressure"),
+                     ("KubeletHasNoDiskPressure", "kubelet has no disk pressure")),
+    "PIDPressure": (("KubeletHasInsufficientPID", "kubelet has insufficient PID available"),
+                    ("KubeletHasSufficientPID", "kubelet has sufficient PID available")),
+}
+
+@dataclass(frozen=True)
+class Threshold:
+    signal: str
+    quantity: int | None = None  # an absolute amount (bytes, inodes or pids) ...
+    percentage: Fraction | None = None  # ... or a share of the capacity (0.1 for 10%)
+
+    def limit(self, capacity: int) -> Fraction:
+        return Fraction(self.quantity) if self.quantity is not None else (self.percentage or 0) * capacity
+
+
+def parse_thresholds(text: str) -> list[Threshold]:
+    """`signal<value,...` as the kubelet's --eviction-hard; ValueError names a bad item."""
+    out: list[Threshold] = []
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        signal, op, value = item.partition("<")
+        if not op:
+            raise ValueError(f"invalid eviction threshold {item!r}: only the operator '<' is supported")
+        if signal not in SIGNAL_CONDITION:
+            raise ValueError(f"unsupported eviction signal {signal}")
+        if any(t.signal == signal for t in out):
+            raise ValueError(f"found duplicate eviction threshold for signal {signal}")
+        if value.endswith("%"):
+            share = Fraction(value[:-1]) / 100
+            if not 0 <= share <= 1:
+                raise ValueError(f"eviction percentage threshold {signal} must be >= 0% and <= 100%: {value}")
+            out.append(Threshold(signal, percentage=share))
+        else:
+            amount = parse_quantity(value)
+            if amount < 0:
+                raise ValueError(f"eviction threshold {signal} must be positive: {value}")
+            out.append(Threshold(signal, quantity=int(amount)))
+    return out
+
+
+@dataclass(frozen=True)
+class Observation:
+    available: int
+    capacity: int
+
+
+def observe(state_root: Path, images_root: Path) -> dict[str, Observation]:
+    """What each signal measures on this host now. memory.available is MemAvailable (the
+    kubelet subtracts the root cgroup's working set; on a host without container memory
+    accounting to subtract, the kernel's estimate is the closest). nodefs is the filesystem of
+    the state root (the kubelet's root dir), imagefs the images'; pid.available is the
+    smaller of pid_max and threads-max less the tasks that exist, as the kubelet's rlimit stats."""
+    meminfo = {line.split(":")[0]: int(line.split()[1]) * 1024
+               for line in Path("/proc/meminfo").read_text().splitlines() if line.split()[1:]}
+    out = {"memory.available": Observation(meminfo.get("MemAvailable", 0), meminfo.get("MemTotal", 0))}
+    for prefix, path in (("nodefs", state_root), ("imagefs", images_root)):
+        st = os.statvfs(path if path.exists() else state_root if state_root.exists() else Path("/"))
+        out[f"{prefix}.available"] = Observation(st.f_bavail * st.f_frsize, st.f_blocks * st.f_frsize)
+        out[f"{prefix}.inodesFree"] = Observation(st.f_favail, st.f_files)
+    max_pids = min(int(Path("/proc/sys/kernel/pid_max").read_text()),
+                   int(Path("/proc/sys/kernel/threads-max").read_text()))
+    tasks = int(Path("/proc/loadavg").read_text().split()[3].split("/")[1])
+    out["pid.available"] = Observation(max_pids - tasks, max_pids)
+    return out
+
+
+def thresholds_met(thresholds: list[Threshold], observed: dict[str, Observation]) -> set[str]:
+    """The signals whose available amount is below their threshold."""
+    met = set()
+    for t in thresholds:
+        seen = observed.get(t.signal) or (observed.get("memory.available")
+                                          if t.signal == "allocatableMemory.available" else None)
+        if seen is not None and seen.capacity and seen.available < t.limit(seen.capacity):
+            met.add(t.signal)
+    return met
+
+
+def pressure_conditions(met: set[str], previous: list[dict[str, Any]], now: datetime) -> list[dict[str, Any]]:
+    """MemoryPressure, DiskPressure and PIDPressure as the kubelet posts them: lastTransitionTime
+    kept while the status stays, lastHeartbeatTime now."""
+    pressed = {SIGNAL_CONDITION[s] for s in met}
+    before = {c.get("type"): c for c in previous}
+    out = []
+    for kind, (true_words, false_words) in CONDITION_WORDS.items():
+        status = "True" if kind in pressed else "False"
+        reason, message = true_words if status == "True" else false_words
+        old = before.get(kind)
+        since = old["lastTransitionTime"] if old is not None and old.get("status") == status else now
+        out.append({"type": kind, "status": status, "reason": reason, "message": message,
+                    "lastHeartbeatTime": now, "lastTransitionTime": since})
+    return out
+
+
+@dataclass
+class StorageUsage:
+    """Bytes a pod uses on the node's disk: each disk-backed local volume, and each container's
+    writable layer plus its logs (the kubelet's rootfs + logs stats)."""
+
+    volumes: dict[str, int] = field(default_factory=dict)
+    containers: dict[str, int] = field(default_factory=dict)
+
+    def total(self) -> int:
+        return sum(self.volumes.values()) + sum(self.containers.values())
+
+
+def storage_violation(pod: Pod, usage: StorageUsage) -> str | None:
+    """The kubelet's localStorageEviction for one pod: the eviction message, or None. The
+    checks and their order are its: emptyDir sizeLimit, then the pod's total against the sum of
+    its containers' limits, then each container's own limit."""
+    for volume in pod.spec.volumes:
+        empty = volume.empty_dir
+        if empty is None or empty.medium == "Memory" or not empty.size_limit:
+            continue
+        used = usage.volumes.get(volume.name)
+        if used is not None and parse_quantity(empty.size_limit) > 0 and used > parse_quantity(empty.size_limit):
+            return EMPTY_DIR_MESSAGE.format(volume.name, empty.size_limit)
+    pod_limit = pod_limits(pod).get("ephemeral-storage")
+    if pod_limit is not None and usage.total() > pod_limit:
+        return POD_MESSAGE.format(format_bytes(pod_limit))
+    for container in [*pod.spec.init_containers, *pod.spec.containers]:
+        limit = container.resources.limits.get("ephemeral-storage") if container.resources else None
+        used = usage.containers.get(container.name)
+        if limit is not None and used is not None and used > parse_quantity(limit):
+            return CONTAINER_MESSAGE.format(container.name, limit)
+    return None
