@@ -138,7 +138,7 @@ def pressure_conditions(met: set[str], previous: list[dict[str, Any]], now: date
 @dataclass
 class StorageUsage:
     """Bytes a pod uses on the node's disk: each disk-backed local volume, and each container's
-    writable layer plus its logs (the kubelet's rootfs + logs stats)."""
+    writable layer plus its log (the kubelet's rootfs + logs stats; a volume in memory has none)."""
 
     volumes: dict[str, int] = field(default_factory=dict)
     containers: dict[str, int] = field(default_factory=dict)
@@ -153,7 +153,7 @@ def storage_violation(pod: Pod, usage: StorageUsage) -> str | None:
     its containers' limits, then each container's own limit."""
     for volume in pod.spec.volumes:
         empty = volume.empty_dir
-        if empty is None or empty.medium == "Memory" or not empty.size_limit:
+        if empty is None or not empty.size_limit:
             continue
         used = usage.volumes.get(volume.name)
         if used is not None and parse_quantity(empty.size_limit) > 0 and used > parse_quantity(empty.size_limit):
@@ -161,9 +161,9 @@ def storage_violation(pod: Pod, usage: StorageUsage) -> str | None:
     pod_limit = pod_limits(pod).get("ephemeral-storage")
     if pod_limit is not None and usage.total() > pod_limit:
         return POD_MESSAGE.format(format_bytes(pod_limit))
-    for container in [*pod.spec.init_containers, *pod.spec.containers]:
+    for container in pod.spec.containers:  # the kubelet looks at regular containers only
         limit = container.resources.limits.get("ephemeral-storage") if container.resources else None
         used = usage.containers.get(container.name)
-        if limit is not None and used is not None and used > parse_quantity(limit):
+        if limit and parse_quantity(limit) and used is not None and used > parse_quantity(limit):
             return CONTAINER_MESSAGE.format(container.name, limit)
     return None

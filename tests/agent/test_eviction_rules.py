@@ -1,0 +1,109 @@
+"""The eviction manager's pure rules: thresholds, pressure conditions, local storage limits."""
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+from fractions import Fraction
+from pathlib import Path
+
+import pytest
+
+from podbay.agent.eviction import (
+    DEFAULT_EVICTION_HARD, Observation, StorageUsage, Threshold, parse_thresholds, pressure_conditions,
+    storage_violation, thresholds_met,
+)
+from podbay.api import Pod
+from podbay.api.formats import load_pods
+from podbay.runtime.diskusage import disk_usage
+
+MI = 1024 * 1024
+
+
+def test_the_default_thresholds_are_the_kubelets() -> None:
+    assert parse_thresholds(DEFAULT_EVICTION_HARD) == [
+        Threshold("memory.available", quantity=100 * MI),
+        Threshold("nodefs.available", percentage=Fraction(1, 10)),
+        Threshold("nodefs.inodesFree", percentage=Fraction(1, 20)),
+        Threshold("imagefs.available", percentage=Fraction(15, 100)),
+        Threshold("imagefs.inodesFree", percentage=Fraction(1, 20)),
+    ]
+    assert parse_thresholds("pid.available<1k") == [Threshold("pid.available", quantity=1000)]
+    assert parse_thresholds("") == []
+
+
+@pytest.mark.parametrize("text, words", [
+    ("memory.available>1Gi", "only the operator '<'"),
+    ("cpu.available<1", "unsupported eviction signal cpu.available"),
+    ("nodefs.available<120%", "must be >= 0% and <= 100%"),
+    ("nodefs.available<1%,nodefs.available<2%", "duplicate"),
+    ("memory.available<lots", "regular expression"),
+])
+def test_bad_thresholds_are_refused(text: str, words: str) -> None:
+    with pytest.raises(ValueError, match=words):
+        parse_thresholds(text)
+
+
+def test_a_threshold_is_met_when_less_than_it_is_available() -> None:
+    thresholds = parse_thresholds("memory.available<100Mi,nodefs.available<10%,pid.available<100")
+    observed = {"memory.available": Observation(100 * MI, 8000 * MI),
+                "nodefs.available": Observation(9, 100), "pid.available": Observation(100, 32768)}
+    assert thresholds_met(thresholds, observed) == {"nodefs.available"}
+
+
+def test_pressure_conditions_in_the_kubelets_words() -> None:
+    t0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    first = pressure_conditions({"nodefs.available"}, [], t0)
+    assert [(c["type"], c["status"], c["reason"], c["message"]) for c in first] == [
+        ("MemoryPressure", "False", "KubeletHasSufficientMemory", "kubelet has sufficient memory available"),
+        ("DiskPressure", "True", "KubeletHasDiskPressure", "kubelet has disk pressure"),
+        ("PIDPressure", "False", "KubeletHasSufficientPID", "kubelet has sufficient PID available"),
+    ]
+    t1 = t0 + timedelta(seconds=10)
+    later = {c["type"]: c for c in pressure_conditions({"pid.available"}, first, t1)}
+    assert later["MemoryPressure"]["lastTransitionTime"] == t0 and later["MemoryPressure"]["lastHeartbeatTime"] == t1
+    assert later["DiskPressure"]["lastTransitionTime"] == t1 and later["DiskPressure"]["reason"] == "KubeletHasNoDiskPressure"
+    assert later["PIDPressure"]["status"] == "True" and later["PIDPressure"]["reason"] == "KubeletHasInsufficientPID"
+
+
+def pod(containers: str, volumes: str = "[]") -> Pod:
+    return load_pods(f"""
+apiVersion: v1
+kind: Pod
+metadata: {{name: p}}
+spec:
+  containers: {containers}
+  volumes: {volumes}
+""")[0]
+
+
+def test_an_empty_dir_over_its_size_limit() -> None:
+    p = pod("[{name: a, image: busybox}]", "[{name: cache, emptyDir: {sizeLimit: 10Mi}}, {name: free, emptyDir: {}}]")
+    assert storage_violation(p, StorageUsage(volumes={"cache": 10 * MI, "free": 500 * MI})) is None
+    assert storage_violation(p, StorageUsage(volumes={"cache": 10 * MI + 1})) == \
+        'Usage of EmptyDir volume "cache" exceeds the limit "10Mi". '
+
+
+def test_the_pod_total_is_checked_before_each_container() -> None:
+    limits = ("[{name: a, image: busybox, resources: {limits: {ephemeral-storage: 1Mi}}},"
+              " {name: b, image: busybox, resources: {limits: {ephemeral-storage: 1Mi}}}]")
+    p = pod(limits, "[{name: cache, emptyDir: {}}]")
+    assert storage_violation(p, StorageUsage(containers={"a": MI, "b": MI})) is None
+    assert storage_violation(p, StorageUsage(volumes={"cache": 1}, containers={"a": MI, "b": MI})) == \
+        "Pod ephemeral local storage usage exceeds the total limit of containers 2Mi. "
+    assert storage_violation(p, StorageUsage(containers={"a": MI + 1, "b": 0})) == \
+        'Container a exceeded its local ephemeral storage limit "1Mi". '
+
+
+def test_no_limit_no_eviction() -> None:
+    p = pod("[{name: a, image: busybox}]", "[{name: cache, emptyDir: {}}]")
+    assert storage_violation(p, StorageUsage(volumes={"cache": 10**12}, containers={"a": 10**12})) is None
+
+
+def test_disk_usage_counts_allocated_blocks_once(tmp_path: Path) -> None:
+    (tmp_path / "d").mkdir()
+    (tmp_path / "d" / "f").write_bytes(b"x" * 3 * MI)
+    (tmp_path / "d" / "link").hardlink_to(tmp_path / "d" / "f")
+    with open(tmp_path / "sparse", "wb") as f:
+        f.truncate(100 * MI)
+    used = disk_usage(tmp_path)
+    assert 3 * MI <= used < 4 * MI
+    assert disk_usage(tmp_path / "missing") == 0
