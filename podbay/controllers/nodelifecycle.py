@@ -68,7 +68,7 @@ class NodeLifecycle:
 
     async def _mark_unknown(self, node: Node, at: datetime) -> None:
         for c in node.status.conditions:
-            if c.type == "Ready":
+            if c.type == "Ready" or c.type in CONDITION_TAINTS:  # every condition the agent posts
                 c.status, c.reason = "Unknown", "NodeStatusUnknown"
                 c.message, c.last_transition_time = "Kubelet stopped posting node status.", at
         with contextlib.suppress(Conflict, NotFound):
