@@ -29,6 +29,16 @@ def pod_cgroups(settings: Settings) -> list[Path]:
     return sorted((base / settings.cgroup_parent).glob("pod-*"))
 
 
+def pod_processes(settings: Settings) -> list[str]:
+    """Processes (zombies too) that were in one of the pods' cgroups."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        with contextlib.suppress(OSError):
+            if proc.name.isdigit() and f"/{settings.cgroup_parent}/pod-" in (proc / "cgroup").read_text():
+                found.append(proc.name)
+    return found
+
+
 async def wait_until(check: Callable[[], bool], what: str, timeout: float = 30.0) -> None:
     deadline = asyncio.get_running_loop().time() + timeout
     while not check():
@@ -72,8 +82,11 @@ def running(pod: Pod) -> bool:
 FORK_BOMB = "b() { b & b & sleep 3600; }; b & exec sleep 3600"
 
 
-def bomb_pod(name: str, deadline: int | None = None) -> Pod:
+def bomb_pod(name: str, deadline: int | None = None, host_pid: bool = False) -> Pod:
+    """With `host_pid` no PID namespace ends with the container's main process: the bomb's
+    processes outlive it, and only the pod's cgroup still holds them."""
     ads = f"\n  activeDeadlineSeconds: {deadline}" if deadline else ""
+    ads += "\n  hostPID: true" if host_pid else ""
     return load_pods(f"""
 apiVersion: v1
 kind: Pod
@@ -85,9 +98,10 @@ spec:
 """)[0]
 
 
-async def test_a_fork_bomb_fails_inside_its_pod_and_the_pod_goes_promptly(host_env: HostEnv) -> None:
+@pytest.mark.parametrize("host_pid", [False, True], ids=["pod-pid-namespace", "host-pid-namespace"])
+async def test_a_fork_bomb_fails_inside_its_pod_and_the_pod_goes_promptly(host_env: HostEnv, host_pid: bool) -> None:
     async with limits_cluster(host_env, pod_pids_limit=50) as cluster:
-        await cluster.client.create(bomb_pod("bomb"))
+        await cluster.client.create(bomb_pod("bomb", host_pid=host_pid))
         await cluster.wait_for("bomb", running)
         await wait_log(cluster, "bomb", "can't fork")
         [cgroup] = pod_cgroups(cluster.settings)
@@ -95,17 +109,25 @@ async def test_a_fork_bomb_fails_inside_its_pod_and_the_pod_goes_promptly(host_e
         assert int((cgroup / "pids.current").read_text()) <= 50
         # The host still forks while the pod is at its limit.
         assert subprocess.run(["true"], timeout=10).returncode == 0
+        # A process exec'd into the pod counts against the same limit: it runs in the pod's cgroup.
+        code, out, _ = await cluster.client.exec("bomb", "default", ["cat", "/proc/self/cgroup"])
+        lines = out.decode().splitlines()
+        pids_line = next(line for line in lines if ":pids:" in line or line.startswith("0::"))
+        assert code == 0 and f"/{cluster.settings.cgroup_parent}/{cgroup.name}/" in pids_line
         pod = await cluster.client.get(Pod, "bomb", "default")
         assert pod.status.phase == "Running"
 
         await cluster.client.delete(Pod, "bomb", "default")
         await cluster.wait_for_deleted("bomb", timeout=30)
         await wait_until(lambda: not pod_cgroups(cluster.settings), "the pod's cgroup is removed")
+        # Killed orphans are reaped by the host's init, in its own time.
+        await wait_until(lambda: not pod_processes(cluster.settings), "no process of the pod is left")
 
 
-async def test_a_fork_bomb_past_its_active_deadline_is_killed(host_env: HostEnv) -> None:
+@pytest.mark.parametrize("host_pid", [False, True], ids=["pod-pid-namespace", "host-pid-namespace"])
+async def test_a_fork_bomb_past_its_active_deadline_is_killed(host_env: HostEnv, host_pid: bool) -> None:
     async with limits_cluster(host_env, pod_pids_limit=50) as cluster:
-        await cluster.client.create(bomb_pod("bomb", deadline=5))
+        await cluster.client.create(bomb_pod("bomb", deadline=5, host_pid=host_pid))
         await cluster.wait_for("bomb", running)
         await wait_log(cluster, "bomb", "can't fork")
         pod = await cluster.wait_for("bomb", failed, timeout=30)
@@ -114,6 +136,7 @@ async def test_a_fork_bomb_past_its_active_deadline_is_killed(host_env: HostEnv)
         [cgroup] = pod_cgroups(cluster.settings)
         await wait_until(lambda: not cgroup.exists() or int((cgroup / "pids.current").read_text()) == 0,
                          "no task is left in the pod's cgroup")
+        await wait_until(lambda: not pod_processes(cluster.settings), "no process of the pod is left")
 
 
 async def test_pods_get_the_default_pid_limit(cluster: Cluster) -> None:
