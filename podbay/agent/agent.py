@@ -42,6 +42,8 @@ log = logging.getLogger(__name__)
 
 MINIMUM_GRACE_SECONDS = 2  # the kubelet's minimumGracePeriodInSeconds after a preStop hook
 DEFAULT_GRACE_SECONDS = 30
+# How long an evicted pod's containers get to stop (the kubelet's immediateEvictionGracePeriodSeconds).
+IMMEDIATE_EVICTION_GRACE_SECONDS = 1
 
 
 def _now() -> datetime:
@@ -307,7 +309,7 @@ class Agent:
             if deleting and pod.metadata.deletion_grace_period_seconds is not None:
                 grace = pod.metadata.deletion_grace_period_seconds
             if evicted:
-                grace = 0  # the kubelet evicts for local storage with no grace period
+                grace = IMMEDIATE_EVICTION_GRACE_SECONDS
             if deadline and not terminal:
                 await self._event(pod, "DeadlineExceeded",
                                   "Pod was active on the node longer than the specified deadline",
