@@ -48,6 +48,7 @@ CONDITION_WORDS = {
                     ("KubeletHasSufficientPID", "kubelet has sufficient PID available")),
 }
 
+
 @dataclass(frozen=True)
 class Threshold:
     signal: str

@@ -79,10 +79,6 @@ def set_pids_limit(path: str, limit: int | None) -> None:
     (directory / "pids.max").write_text("max" if limit is None else str(limit))
 
 
-def pids_max(path: str) -> str:
-    return (_controller_dir("pids", path) / "pids.max").read_text().strip()
-
-
 def _tasks(directory: Path) -> set[int]:
     pids: set[int] = set()
     for procs in directory.rglob("cgroup.procs"):

@@ -60,7 +60,8 @@ def test_pressure_conditions_in_the_kubelets_words() -> None:
     t1 = t0 + timedelta(seconds=10)
     later = {c["type"]: c for c in pressure_conditions({"pid.available"}, first, t1)}
     assert later["MemoryPressure"]["lastTransitionTime"] == t0 and later["MemoryPressure"]["lastHeartbeatTime"] == t1
-    assert later["DiskPressure"]["lastTransitionTime"] == t1 and later["DiskPressure"]["reason"] == "KubeletHasNoDiskPressure"
+    assert later["DiskPressure"]["lastTransitionTime"] == t1
+    assert later["DiskPressure"]["reason"] == "KubeletHasNoDiskPressure"
     assert later["PIDPressure"]["status"] == "True" and later["PIDPressure"]["reason"] == "KubeletHasInsufficientPID"
 
 
