@@ -18,8 +18,8 @@ from podbay.agent.backoff import Backoff, backoff_key
 from podbay.agent.config import AgentConfig
 from podbay.agent.envvars import EnvError, PodFacts
 from podbay.agent.eviction import (
-    CONDITION_WORDS, EVICTED_REASON, StorageUsage, observe, parse_thresholds, pressure_conditions, storage_violation,
-    thresholds_met,
+    CONDITION_WORDS, EVICTED_REASON, StorageUsage, admission_rejection, observe, parse_thresholds, pressed_conditions,
+    pressure_conditions, storage_violation, thresholds_met,
 )
 from podbay.agent.events import container_path
 from podbay.agent.hooks import run_handler
@@ -67,6 +67,8 @@ class PodWorker:
     reasons: dict[str, tuple[str, str]] = field(default_factory=dict)  # container → Waiting reason
     warned: bool = False  # unsupported fields reported
     evicted: str | None = None  # the eviction manager's message once it has chosen to evict the pod
+    admitted: bool = False  # the node's pressure was checked before the pod's first start
+    rejected: str | None = None  # why admission refused the pod
 
     def update(self, pod: Any) -> None:
         self.pod = pod
@@ -99,6 +101,7 @@ class Agent:
         self.handed_over: set[str] = set()
         self._background: set[asyncio.Task[None]] = set()
         self.thresholds = parse_thresholds(config.eviction_hard)
+        self.pressure: list[str] = []  # the node's pressure conditions that are True
 
     def _lock(self, uid: str) -> asyncio.Lock:
         return self._locks.setdefault(uid, asyncio.Lock())
@@ -111,6 +114,7 @@ class Agent:
         now = _now()
         observed = await asyncio.to_thread(observe, self.config.state_root, self.config.state_root / "images")
         met = thresholds_met(self.thresholds, observed)
+        self.pressure = pressed_conditions(met)
         return [*pressure_conditions(met, previous, now), ready_condition(now, self.ready_since)]
 
     async def register_node(self) -> None:
@@ -302,9 +306,18 @@ class Agent:
         elif w.uid in self.handed_over:
             created_state = True
         deadline = self._deadline_exceeded(pod, w)
+        if not w.admitted and not deleting and not terminal:
+            w.admitted = True
+            # The kubelet admits a pod once, when it first comes to the node; one already running
+            # (a restarted agent re-adopting it) is not admitted again.
+            if not rt.sandboxes and not rt.containers:
+                w.rejected = admission_rejection(pod, self.pressure)
+                if w.rejected is not None:
+                    await self._event(pod, EVICTED_REASON, w.rejected, warning=True)
         evicted = w.evicted is not None and not terminal and not deleting
+        rejected = w.rejected is not None and not terminal and not deleting
 
-        if deleting or terminal or deadline or created_state or evicted:
+        if deleting or terminal or deadline or created_state or evicted or rejected:
             grace = None
             if deleting and pod.metadata.deletion_grace_period_seconds is not None:
                 grace = pod.metadata.deletion_grace_period_seconds
@@ -326,7 +339,8 @@ class Agent:
             await self._sync_probes(w.uid)
             rt = await self._runtime_status(w.uid)
             await self._write_status(w, rt, pod_is_terminal=not created_state, deadline=deadline,
-                                     created_state=created_state, evicted=w.evicted if evicted else None)
+                                     created_state=created_state, evicted=w.evicted if evicted else None,
+                                     rejected=w.rejected if rejected else None)
             if deleting and not rt.running():
                 await self._remove_pod(rt)
                 with contextlib.suppress(NotFound):
@@ -709,7 +723,7 @@ class Agent:
 
     async def _write_status(self, w: PodWorker, rt: PodRuntimeStatus, pod_is_terminal: bool = False,
                             deadline: bool = False, created_state: bool = False,
-                            evicted: str | None = None) -> None:
+                            evicted: str | None = None, rejected: str | None = None) -> None:
         pod = w.pod
         if pod is None:
             return  # deleted meanwhile: no object left to write to
@@ -718,7 +732,7 @@ class Agent:
             ready={k: v for k, v in self.probes.results["readiness"].items() if v is not None},
             started={k: v for k, v in self.probes.results["startup"].items() if v is not None},
             reasons=dict(w.reasons), pod_is_terminal=pod_is_terminal, deadline_exceeded=deadline,
-            created_state=created_state, eviction_message=evicted)
+            created_state=created_state, eviction_message=evicted, rejection_message=rejected)
         for _ in range(5):
             new = pod_status(pod, rt, inputs)
             # pod_status keeps a condition's lastTransitionTime while its status stays, so an

@@ -14,9 +14,10 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
-from podbay.api.models import Pod
+from podbay.api.models import Pod, Taint
 from podbay.api.quantity import format_bytes, parse_quantity
-from podbay.api.resources import pod_limits
+from podbay.api.resources import pod_limits, qos_class
+from podbay.api.taints import CONDITION_TAINTS, tolerates
 
 # The kubelet's DefaultEvictionHard on Linux.
 DEFAULT_EVICTION_HARD = ("memory.available<100Mi,nodefs.available<10%,nodefs.inodesFree<5%,"
@@ -26,6 +27,8 @@ EVICTED_REASON = "Evicted"
 EMPTY_DIR_MESSAGE = 'Usage of EmptyDir volume "{}" exceeds the limit "{}". '
 CONTAINER_MESSAGE = 'Container {} exceeded its local ephemeral storage limit "{}". '
 POD_MESSAGE = "Pod ephemeral local storage usage exceeds the total limit of containers {}. "
+NODE_CONDITION_MESSAGE = "The node had condition: {}. "
+SYSTEM_CRITICAL_PRIORITY = 2_000_000_000  # scheduling.SystemCriticalPriority: such pods are always admitted
 
 # Each signal and the node condition it drives (the kubelet's signalToNodeCondition).
 SIGNAL_CONDITION = {
@@ -120,10 +123,28 @@ def thresholds_met(thresholds: list[Threshold], observed: dict[str, Observation]
     return met
 
 
+def pressed_conditions(met: set[str]) -> list[str]:
+    """The node conditions the met thresholds set, in the kubelet's order."""
+    return [kind for kind in CONDITION_WORDS if any(SIGNAL_CONDITION[s] == kind for s in met)]
+
+
+def admission_rejection(pod: Pod, pressed: list[str]) -> str | None:
+    """The eviction manager's Admit for a pod new to the node: under memory pressure alone only
+    BestEffort pods that do not tolerate it are refused; under any other pressure every pod is,
+    but critical ones. The message, or None to admit."""
+    if not pressed or (pod.spec.priority or 0) >= SYSTEM_CRITICAL_PRIORITY:
+        return None
+    if pressed == ["MemoryPressure"]:
+        taint = Taint(key=CONDITION_TAINTS["MemoryPressure"], effect="NoSchedule")
+        if qos_class(pod) != "BestEffort" or any(tolerates(t, taint) for t in pod.spec.tolerations):
+            return None
+    return NODE_CONDITION_MESSAGE.format(f"[{' '.join(pressed)}]")
+
+
 def pressure_conditions(met: set[str], previous: list[dict[str, Any]], now: datetime) -> list[dict[str, Any]]:
     """MemoryPressure, DiskPressure and PIDPressure as the kubelet posts them: lastTransitionTime
     kept while the status stays, lastHeartbeatTime now."""
-    pressed = {SIGNAL_CONDITION[s] for s in met}
+    pressed = pressed_conditions(met)
     before = {c.get("type"): c for c in previous}
     out = []
     for kind, (true_words, false_words) in CONDITION_WORDS.items():

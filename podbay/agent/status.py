@@ -40,6 +40,7 @@ class StatusInputs:
     deadline_exceeded: bool = False
     created_state: bool = False  # HyperContainer's Created: pulled and prepared, nothing runs
     eviction_message: str | None = None  # set when the eviction manager evicts the pod
+    rejection_message: str | None = None  # set when the node's pressure refused the pod before it started
 
 
 def _clean(d: dict[str, Any]) -> dict[str, Any]:
@@ -134,6 +135,9 @@ def pod_status(pod: Any, rt: PodRuntimeStatus, inputs: StatusInputs) -> PodStatu
         phase, reason, message = old.phase, old.reason, old.message
     elif inputs.eviction_message:
         phase, reason, message = "Failed", "Evicted", inputs.eviction_message
+    elif inputs.rejection_message:
+        # The kubelet's rejectPod: the admit handler's reason, its message prefixed.
+        phase, reason, message = "Failed", "Evicted", f"Pod was rejected: {inputs.rejection_message}"
     elif inputs.deadline_exceeded:
         phase, reason = "Failed", "DeadlineExceeded"
         message = "Pod was active on the node longer than the specified deadline"

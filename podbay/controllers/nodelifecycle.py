@@ -12,7 +12,7 @@ from typing import Any
 
 from podbay.api import Node, Pod, PodCondition, Taint, now
 from podbay.api.errors import Conflict, NotFound
-from podbay.api.wellknown import CONDITION_TAINTS
+from podbay.api.taints import CONDITION_TAINTS
 
 log = logging.getLogger(__name__)
 

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from podbay.agent.eviction import (
-    DEFAULT_EVICTION_HARD, Observation, StorageUsage, Threshold, parse_thresholds, pressure_conditions,
-    storage_violation, thresholds_met,
+    DEFAULT_EVICTION_HARD, Observation, StorageUsage, Threshold, admission_rejection, parse_thresholds,
+    pressure_conditions, storage_violation, thresholds_met,
 )
 from podbay.api import Pod
 from podbay.api.formats import load_pods
@@ -108,3 +108,24 @@ def test_disk_usage_counts_allocated_blocks_once(tmp_path: Path) -> None:
     used = disk_usage(tmp_path)
     assert 3 * MI <= used < 4 * MI
     assert disk_usage(tmp_path / "missing") == 0
+
+
+def test_admission_under_pressure() -> None:
+    best_effort = pod("[{name: a, image: busybox}]")
+    burstable = pod("[{name: a, image: busybox, resources: {requests: {memory: 1Mi}}}]")
+    assert admission_rejection(best_effort, []) is None
+    assert admission_rejection(burstable, ["MemoryPressure"]) is None
+    assert admission_rejection(best_effort, ["MemoryPressure"]) == "The node had condition: [MemoryPressure]. "
+    best_effort.spec.tolerations = load_pods("""
+apiVersion: v1
+kind: Pod
+metadata: {name: t}
+spec:
+  containers: [{name: a, image: busybox}]
+  tolerations: [{key: node.kubernetes.io/memory-pressure, operator: Exists, effect: NoSchedule}]
+""")[0].spec.tolerations
+    assert admission_rejection(best_effort, ["MemoryPressure"]) is None
+    assert admission_rejection(burstable, ["MemoryPressure", "DiskPressure"]) == \
+        "The node had condition: [MemoryPressure DiskPressure]. "
+    burstable.spec.priority = 2_000_000_000
+    assert admission_rejection(burstable, ["DiskPressure"]) is None

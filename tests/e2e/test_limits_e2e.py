@@ -266,3 +266,12 @@ async def test_a_tripped_disk_threshold_sets_disk_pressure_and_its_taint(host_en
         assert "untolerated taint {node.kubernetes.io/disk-pressure: }" in event.message
         pod = await cluster.client.get(Pod, "later", "default")
         assert pod.status.phase == "Pending"
+        # A pod bound to the node directly passes no scheduler: the agent's admission refuses it.
+        bound = sleeper("bound")
+        bound.spec.node_name = cluster.settings.node_name
+        await cluster.client.create(bound)
+        pod = await cluster.wait_for("bound", failed)
+        assert (pod.status.reason, pod.status.message) == (
+            "Evicted", "Pod was rejected: The node had condition: [DiskPressure]. ")
+        event = await cluster.wait_event("bound", "Evicted")
+        assert (event.type, event.message) == ("Warning", "The node had condition: [DiskPressure]. ")
