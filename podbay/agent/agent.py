@@ -332,6 +332,10 @@ class Agent:
             for sb in rt.sandboxes:
                 if sb.ready:
                     await self.runtime.stop_pod_sandbox(sb.id)
+            if evicted:
+                # The disk the pod over-used is reclaimed now, not when the pod object is deleted,
+                # as the kubelet tears down a terminated pod's emptyDirs.
+                await self.runtime.remove_pod_volumes(w.uid)
             if created_state and not deleting:
                 # HyperContainer's stop: containers and sandbox go, storage stays; a start runs afresh.
                 await self._remove_pod(await self._runtime_status(w.uid), keep_volumes=True)

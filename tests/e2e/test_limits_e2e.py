@@ -198,11 +198,15 @@ async def assert_evicted(cluster: Cluster, name: str, message: str) -> None:
 async def test_an_empty_dir_over_its_size_limit_is_evicted_and_one_within_keeps_running(
         host_env: HostEnv) -> None:
     async with limits_cluster(host_env) as cluster:
-        await cluster.client.create(writer("within", "10Mi", 2))
+        within = await cluster.client.create(writer("within", "10Mi", 2))
         await cluster.wait_for("within", running)
         await wait_log(cluster, "within", "written")
-        await cluster.client.create(writer("over", "10Mi", 20))
+        over = await cluster.client.create(writer("over", "10Mi", 20))
         await assert_evicted(cluster, "over", 'Usage of EmptyDir volume "cache" exceeds the limit "10Mi". ')
+        # Its disk is given back at once, while the Failed pod is still there to be looked at.
+        volume = cluster.settings.state_root / "pods" / over.metadata.uid / "volumes" / "cache"
+        await wait_until(lambda: not volume.exists(), "the evicted pod's emptyDir is removed")
+        assert (cluster.settings.state_root / "pods" / within.metadata.uid / "volumes" / "cache" / "data").exists()
         # Measured in the same passes as "over", and left alone.
         pod = await cluster.client.get(Pod, "within", "default")
         assert pod.status.phase == "Running" and pod.status.reason is None
