@@ -16,6 +16,7 @@ from podbay.api.formats import load_pods
 from podbay.cli.settings import Settings
 from tests.conftest import HostEnv, require_root
 from tests.e2e.conftest import Cluster, running_cluster, settings_for
+from tests.e2e.test_network_pods_e2e import log_of
 from tests.e2e.test_nodes_e2e import wait_node
 
 pytestmark = pytest.mark.e2e
@@ -47,14 +48,9 @@ async def wait_until(check: Callable[[], bool], what: str, timeout: float = 30.0
         await asyncio.sleep(0.1)
 
 
-async def pod_log(cluster: Cluster, name: str, container: str | None = None) -> str:
-    return b"".join([c async for c in cluster.client.logs(name, "default", container=container)]).decode()
-
-
-async def wait_log(cluster: Cluster, name: str, text: str, container: str | None = None,
-                   timeout: float = 30.0) -> None:
+async def wait_log(cluster: Cluster, name: str, container: str, text: str, timeout: float = 30.0) -> None:
     deadline = asyncio.get_running_loop().time() + timeout
-    while text not in await pod_log(cluster, name, container):
+    while text not in await log_of(cluster, name, container):
         if asyncio.get_running_loop().time() > deadline:
             raise AssertionError(f"{text!r} never appeared in the log of {name}")
         await asyncio.sleep(0.2)
@@ -99,11 +95,12 @@ spec:
 
 
 @pytest.mark.parametrize("host_pid", [False, True], ids=["pod-pid-namespace", "host-pid-namespace"])
-async def test_a_fork_bomb_fails_inside_its_pod_and_the_pod_goes_promptly(host_env: HostEnv, host_pid: bool) -> None:
+async def test_a_fork_bomb_fails_inside_its_pod_and_the_pod_goes_promptly(host_env: HostEnv,
+                                                                         host_pid: bool) -> None:
     async with limits_cluster(host_env, pod_pids_limit=50) as cluster:
         await cluster.client.create(bomb_pod("bomb", host_pid=host_pid))
         await cluster.wait_for("bomb", running)
-        await wait_log(cluster, "bomb", "can't fork")
+        await wait_log(cluster, "bomb", "bomb", "can't fork")
         [cgroup] = pod_cgroups(cluster.settings)
         assert (cgroup / "pids.max").read_text().strip() == "50"
         assert int((cgroup / "pids.current").read_text()) <= 50
@@ -129,7 +126,7 @@ async def test_a_fork_bomb_past_its_active_deadline_is_killed(host_env: HostEnv,
     async with limits_cluster(host_env, pod_pids_limit=50) as cluster:
         await cluster.client.create(bomb_pod("bomb", deadline=5, host_pid=host_pid))
         await cluster.wait_for("bomb", running)
-        await wait_log(cluster, "bomb", "can't fork")
+        await wait_log(cluster, "bomb", "bomb", "can't fork")
         pod = await cluster.wait_for("bomb", failed, timeout=30)
         assert pod.status.reason == "DeadlineExceeded"
         assert pod.status.container_statuses[0].state.terminated is not None
@@ -200,7 +197,7 @@ async def test_an_empty_dir_over_its_size_limit_is_evicted_and_one_within_keeps_
     async with limits_cluster(host_env) as cluster:
         within = await cluster.client.create(writer("within", "10Mi", 2))
         await cluster.wait_for("within", running)
-        await wait_log(cluster, "within", "written")
+        await wait_log(cluster, "within", "main", "written")
         over = await cluster.client.create(writer("over", "10Mi", 20))
         await assert_evicted(cluster, "over", 'Usage of EmptyDir volume "cache" exceeds the limit "10Mi". ')
         # Its disk is given back at once, while the Failed pod is still there to be looked at.
