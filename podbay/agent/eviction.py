@@ -74,13 +74,17 @@ def parse_thresholds(text: str) -> list[Threshold]:
         if any(t.signal == signal for t in out):
             raise ValueError(f"found duplicate eviction threshold for signal {signal}")
         if value.endswith("%"):
+            if value in ("0%", "100%"):
+                continue  # the kubelet ignores both: one is never met, the other always
             share = Fraction(value[:-1]) / 100
-            if not 0 <= share <= 1:
-                raise ValueError(f"eviction percentage threshold {signal} must be >= 0% and <= 100%: {value}")
+            if share < 0:
+                raise ValueError(f"eviction percentage threshold {signal} must be >= 0%: {value}")
+            if share > 1:
+                raise ValueError(f"eviction percentage threshold {signal} must be <= 100%: {value}")
             out.append(Threshold(signal, percentage=share))
         else:
             amount = parse_quantity(value)
-            if amount < 0:
+            if amount <= 0:
                 raise ValueError(f"eviction threshold {signal} must be positive: {value}")
             out.append(Threshold(signal, quantity=int(amount)))
     return out

@@ -28,12 +28,16 @@ def test_the_default_thresholds_are_the_kubelets() -> None:
     ]
     assert parse_thresholds("pid.available<1k") == [Threshold("pid.available", quantity=1000)]
     assert parse_thresholds("") == []
+    assert parse_thresholds("nodefs.available<100%,imagefs.available<0%,pid.available<99.5%") == [
+        Threshold("pid.available", percentage=Fraction(995, 1000))]
 
 
 @pytest.mark.parametrize("text, words", [
     ("memory.available>1Gi", "only the operator '<'"),
     ("cpu.available<1", "unsupported eviction signal cpu.available"),
-    ("nodefs.available<120%", "must be >= 0% and <= 100%"),
+    ("nodefs.available<120%", "must be <= 100%"),
+    ("nodefs.available<-1%", "must be >= 0%"),
+    ("memory.available<0", "must be positive"),
     ("nodefs.available<1%,nodefs.available<2%", "duplicate"),
     ("memory.available<lots", "regular expression"),
 ])

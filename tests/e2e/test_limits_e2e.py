@@ -254,8 +254,8 @@ async def test_the_node_reports_no_pressure(cluster: Cluster) -> None:
 
 
 async def test_a_tripped_disk_threshold_sets_disk_pressure_and_its_taint(host_env: HostEnv) -> None:
-    # Any filesystem with anything on it has less than all of it available.
-    async with limits_cluster(host_env, eviction_hard="nodefs.available<100%") as cluster:
+    # A filesystem that is not all but empty has less than 99.9% of it available (100% the kubelet ignores).
+    async with limits_cluster(host_env, eviction_hard="nodefs.available<99.9%") as cluster:
         node = await cluster.client.get(Node, cluster.settings.node_name)
         assert condition(node, "DiskPressure") == ("True", "KubeletHasDiskPressure")
         assert condition(node, "MemoryPressure") == ("False", "KubeletHasSufficientMemory")
