@@ -18,8 +18,8 @@ from podbay.agent.backoff import Backoff, backoff_key
 from podbay.agent.config import AgentConfig
 from podbay.agent.envvars import EnvError, PodFacts
 from podbay.agent.eviction import (
-    CONDITION_WORDS, EVICTED_REASON, StorageUsage, admission_rejection, observe, parse_thresholds, pressed_conditions,
-    pressure_conditions, storage_violation, thresholds_met,
+    CONDITION_WORDS, EVICTED_REASON, PodUsage, StorageUsage, admission_rejection, node_pressure_victim, observe,
+    parse_thresholds, pressed_conditions, pressure_conditions, storage_violation, thresholds_met,
 )
 from podbay.agent.events import container_path
 from podbay.agent.hooks import run_handler
@@ -204,36 +204,66 @@ class Agent:
                 self._wake_uid(uid)
 
     async def housekeeping_loop(self) -> None:
-        """The eviction manager's local storage pass: a pod over an emptyDir sizeLimit or an
-        ephemeral-storage limit is evicted (its worker kills it and reports it Failed/Evicted)."""
         while True:
             await asyncio.sleep(self.config.housekeeping_interval)
-            for w in list(self.workers.values()):
-                pod = w.pod
-                if pod is None or w.evicted is not None or pod.metadata.deletion_timestamp is not None or (
-                        pod.status is not None and pod.status.phase in ("Succeeded", "Failed")):
-                    continue
-                try:
-                    message = storage_violation(pod, await self._storage_usage(w.uid))
-                except Exception as exc:
-                    log.warning("measuring the local storage of pod %s failed: %s", w.uid, exc)
-                    continue
-                if message is not None:
-                    w.evicted = message
-                    await self._event(pod, EVICTED_REASON, message, warning=True)
-                    w.wake.set()
+            await self.housekeeping()
 
-    async def _storage_usage(self, uid: str) -> StorageUsage:
-        """The pod's volumes, and each container's (latest attempt's) writable layer and log."""
+    async def housekeeping(self) -> None:
+        """One pass of the kubelet's eviction manager. First local storage: a pod over an emptyDir
+        sizeLimit or an ephemeral-storage limit is evicted. If none was, and a hard threshold is
+        met, the pod ranked first for the starved resource is (one per pass, as the kubelet). An
+        evicted pod's worker kills it and reports it Failed/Evicted."""
+        candidates: list[PodUsage] = []
+        workers: dict[str, PodWorker] = {}
+        evicted = False
+        for w in list(self.workers.values()):
+            pod = w.pod
+            if pod is None or w.evicted is not None or w.rejected is not None or \
+                    pod.metadata.deletion_timestamp is not None or \
+                    (pod.status is not None and pod.status.phase in ("Succeeded", "Failed")):
+                continue
+            try:
+                usage = await self._pod_usage(w.uid, pod)
+            except Exception as exc:
+                log.warning("measuring pod %s failed: %s", w.uid, exc)
+                continue
+            message = storage_violation(pod, usage.storage)
+            if message is not None:
+                await self._evict(w, message)
+                evicted = True
+            elif usage.running:
+                candidates.append(usage)
+                workers[pod.metadata.uid] = w
+        if evicted:
+            return
+        observed = await asyncio.to_thread(observe, self.config.state_root, self.config.state_root / "images")
+        chosen = node_pressure_victim(self.thresholds, observed, candidates)
+        if chosen is not None:
+            victim, message = chosen
+            await self._evict(workers[victim.metadata.uid], message)
+
+    async def _evict(self, w: PodWorker, message: str) -> None:
+        w.evicted = message
+        await self._event(w.pod, EVICTED_REASON, message, warning=True)
+        w.wake.set()
+
+    async def _pod_usage(self, uid: str, pod: Any) -> PodUsage:
+        """The pod's volumes, each container's (latest attempt's) writable layer and log, and its
+        sandbox's memory working set and task count."""
         rt = await self._runtime_status(uid)
-        usage = StorageUsage(volumes=await self.runtime.pod_volume_usage(uid))
+        storage = StorageUsage(volumes=await self.runtime.pod_volume_usage(uid))
         for c in rt.containers:
-            if c.name in usage.containers:
+            if c.name in storage.containers:
                 continue  # newest first: an older attempt
             with contextlib.suppress(NotFound):
                 layer = (await self.runtime.container_stats(c.id)).writable_layer_bytes
                 log_path = await self.runtime.container_log_path(c.id)
-                usage.containers[c.name] = layer + await asyncio.to_thread(disk_usage, Path(log_path))
+                storage.containers[c.name] = layer + await asyncio.to_thread(disk_usage, Path(log_path))
+        usage = PodUsage(pod, storage, memory=0, processes=0, running=bool(rt.running()))
+        ready = [sb for sb in rt.sandboxes if sb.ready]
+        if ready:
+            stats = await self.runtime.pod_sandbox_stats(ready[0].id)
+            usage.memory, usage.processes = stats.memory_working_set_bytes, stats.processes
         return usage
 
     async def exit_loop(self) -> None:

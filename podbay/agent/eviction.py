@@ -193,3 +193,92 @@ def storage_violation(pod: Pod, usage: StorageUsage) -> str | None:
         if limit and parse_quantity(limit) and used is not None and used > parse_quantity(limit):
             return CONTAINER_MESSAGE.format(container.name, limit)
     return None
+
+
+# What a node-pressure eviction reclaims for each signal (the kubelet's signalToResource).
+SIGNAL_RESOURCE = {
+    "memory.available": "memory",
+    "allocatableMemory.available": "memory",
+    "nodefs.available": "ephemeral-storage",
+    "imagefs.available": "ephemeral-storage",
+    "nodefs.inodesFree": "inodes",
+    "imagefs.inodesFree": "inodes",
+    "pid.available": "pids",
+}
+NODE_LOW_MESSAGE = "The node was low on resource: {}. "
+THRESHOLD_MET_MESSAGE = "Threshold quantity: {}, available: {}. "
+CONTAINER_USAGE_MESSAGE = "Container {} was using {}, request is {}, has larger consumption of {}. "
+
+
+@dataclass
+class PodUsage:
+    """One running pod as the node-pressure ranking sees it."""
+
+    pod: Pod
+    storage: StorageUsage
+    memory: int  # working set bytes of the pod's cgroup
+    processes: int  # tasks in the pod's cgroup
+    running: bool = True  # only pods with a running container are ranked
+
+
+def _request(pod: Pod, resource: str) -> Fraction:
+    return sum((parse_quantity(c.resources.requests[resource]) for c in pod.spec.containers
+                if c.resources and resource in c.resources.requests), Fraction(0))
+
+
+def _usage(p: PodUsage, resource: str) -> int:
+    if resource == "memory":
+        return p.memory
+    if resource == "pids":
+        return p.processes
+    return p.storage.total()  # inodes are ranked by bytes: podbay does not count inodes per pod
+
+
+def _rank_key(p: PodUsage, resource: str) -> tuple[int, int, Fraction]:
+    """The kubelet's orderedBy: pods over their requests first, then lower priority first, then the
+    larger use beyond requests first (for pids, which have no requests, the larger count)."""
+    priority = p.pod.spec.priority or 0
+    if resource == "pids":
+        return 0, priority, Fraction(-p.processes)
+    beyond = _usage(p, resource) - _request(p.pod, resource)
+    return (0 if beyond > 0 else 1), priority, -beyond
+
+
+def _format_count(value: int) -> str:
+    """A count as a decimal Quantity prints it: 1000 is 1k."""
+    for suffix, unit in (("E", 10**18), ("P", 10**15), ("T", 10**12), ("G", 10**9), ("M", 10**6), ("k", 10**3)):
+        if value and value % unit == 0:
+            return f"{value // unit}{suffix}"
+    return str(value)
+
+
+def _format(resource: str, value: Fraction | int) -> str:
+    return format_bytes(Fraction(value)) if resource in ("memory", "ephemeral-storage") else _format_count(int(value))
+
+
+def node_pressure_victim(thresholds: list[Threshold], observed: dict[str, Observation],
+                         pods: list[PodUsage]) -> tuple[Pod, str] | None:
+    """The kubelet's synchronize for hard thresholds: the threshold to act on (memory first),
+    the pods ranked for its resource, and the one to evict with the kubelet's message; None
+    when no threshold is met or no pod may go (critical pods never do)."""
+    met = [t for t in thresholds if t.signal in thresholds_met([t], observed)]
+    if not met:
+        return None
+    threshold = sorted(met, key=lambda t: t.signal not in ("memory.available", "allocatableMemory.available"))[0]
+    resource = SIGNAL_RESOURCE[threshold.signal]
+    candidates = [p for p in pods if (p.pod.spec.priority or 0) < SYSTEM_CRITICAL_PRIORITY]
+    if not candidates:
+        return None
+    victim = min(candidates, key=lambda p: _rank_key(p, resource))
+    seen = observed.get(threshold.signal) or observed["memory.available"]
+    message = NODE_LOW_MESSAGE.format(resource) + THRESHOLD_MET_MESSAGE.format(
+        _format(resource, int(threshold.limit(seen.capacity))), _format(resource, seen.available))
+    if resource == "ephemeral-storage":  # memory is measured per pod here, so no container lines for it
+        for c in victim.pod.spec.containers:
+            used = victim.storage.containers.get(c.name)
+            request = parse_quantity(c.resources.requests[resource]) if c.resources and resource in \
+                c.resources.requests else Fraction(0)
+            if used is not None and used > request:
+                message += CONTAINER_USAGE_MESSAGE.format(c.name, _format(resource, used), _format(resource, request),
+                                                          resource)
+    return victim.pod, message

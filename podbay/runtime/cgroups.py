@@ -79,6 +79,28 @@ def set_pids_limit(path: str, limit: int | None) -> None:
     (directory / "pids.max").write_text("max" if limit is None else str(limit))
 
 
+def pids_current(path: str) -> int:
+    """Tasks (processes and threads) in the cgroup `path` and below; 0 when it does not exist."""
+    try:
+        return int((_controller_dir("pids", path) / "pids.current").read_text())
+    except (OSError, ValueError):
+        return 0
+
+
+def memory_working_set(path: str) -> int:
+    """The cgroup's memory usage less its inactive file cache: the working set the kubelet ranks
+    pods by under memory pressure (cadvisor's definition); 0 when it does not exist."""
+    directory = _controller_dir("memory", path)
+    usage_file, inactive_key = (("memory.current", "inactive_file") if _unified()
+                                else ("memory.usage_in_bytes", "total_inactive_file"))
+    try:
+        usage = int((directory / usage_file).read_text())
+        stat = dict(line.split() for line in (directory / "memory.stat").read_text().splitlines())
+    except (OSError, ValueError):
+        return 0
+    return max(0, usage - int(stat.get(inactive_key, 0)))
+
+
 def _tasks(directory: Path) -> set[int]:
     pids: set[int] = set()
     for procs in directory.rglob("cgroup.procs"):

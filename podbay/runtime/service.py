@@ -36,7 +36,7 @@ from podbay.runtime.spec import SandboxPaths, oci_spec
 from podbay.runtime.syscalls import MS_NODEV, MS_NOSUID, is_mountpoint, mount, umount
 from podbay.runtime.types import (
     ContainerConfig, ContainerMetadata, ContainerRuntimeError, ContainerStats, ContainerState, ContainerStatus, Mount,
-    PodSandboxConfig, PodSandboxMetadata, PodSandboxStatus, PortMapping, SandboxState,
+    PodSandboxConfig, PodSandboxMetadata, PodSandboxStats, PodSandboxStatus, PortMapping, SandboxState,
 )
 from podbay.runtime.users import resolve_user
 from podbay.runtime.volumes import VolumeSource, pod_volumes_dir, remove_pod_volumes, setup_volume
@@ -304,6 +304,10 @@ class RuntimeService:
             await self.stop_pod_sandbox(sandbox_id)
         cgroups.remove_cgroup(record["cgroup"])
         self._forget_sandbox(sandbox_id)
+
+    async def pod_sandbox_stats(self, sandbox_id: str) -> PodSandboxStats:
+        cgroup = self._sandbox(sandbox_id)["cgroup"]
+        return PodSandboxStats(sandbox_id, cgroups.memory_working_set(cgroup), cgroups.pids_current(cgroup))
 
     async def pod_sandbox_status(self, sandbox_id: str) -> PodSandboxStatus:
         return self._sandbox_status(self._sandbox(sandbox_id))

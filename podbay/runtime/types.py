@@ -177,6 +177,15 @@ class ContainerRuntimeError(Exception):
 
 
 @dataclass
+class PodSandboxStats:
+    """CRI's PodSandboxStats, the part the eviction manager ranks pods by."""
+
+    id: str
+    memory_working_set_bytes: int
+    processes: int  # tasks in the pod's cgroup
+
+
+@dataclass
 class ContainerStats:
     """CRI's ContainerStats, the part the eviction manager reads: the disk its writable layer takes."""
 

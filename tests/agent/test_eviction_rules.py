@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from podbay.agent.eviction import (
-    DEFAULT_EVICTION_HARD, Observation, StorageUsage, Threshold, admission_rejection, parse_thresholds,
-    pressure_conditions, storage_violation, thresholds_met,
+    DEFAULT_EVICTION_HARD, Observation, PodUsage, StorageUsage, Threshold, admission_rejection, node_pressure_victim,
+    parse_thresholds, pressure_conditions, storage_violation, thresholds_met,
 )
 from podbay.api import Pod
 from podbay.api.formats import load_pods
@@ -133,3 +133,40 @@ spec:
         "The node had condition: [MemoryPressure DiskPressure]. "
     burstable.spec.priority = 2_000_000_000
     assert admission_rejection(burstable, ["DiskPressure"]) is None
+
+
+def usage_of(name: str, containers: str, used: dict[str, int], priority: int | None = None,
+             processes: int = 1) -> PodUsage:
+    p = pod(containers)
+    p.metadata.name = name
+    p.spec.priority = priority
+    return PodUsage(p, StorageUsage(containers=used), memory=0, processes=processes)
+
+
+def test_node_pressure_evicts_the_pod_ranked_first_with_the_kubelets_message() -> None:
+    thresholds = parse_thresholds("nodefs.available<150Mi,pid.available<1k")
+    observed = {"nodefs.available": Observation(90 * MI, 256 * MI), "pid.available": Observation(5000, 32768)}
+    hog = usage_of("hog", "[{name: main, image: busybox}]", {"main": 160 * MI})
+    quiet = usage_of("quiet", "[{name: main, image: busybox}]", {"main": 4096})
+    within = usage_of("within", "[{name: main, image: busybox, resources: {requests: {ephemeral-storage: 1Gi}}}]",
+                      {"main": 500 * MI})
+    victim, message = node_pressure_victim(thresholds, observed, [quiet, within, hog])
+    assert victim is hog.pod
+    assert message == ("The node was low on resource: ephemeral-storage. Threshold quantity: 150Mi, available: 90Mi. "
+                       "Container main was using 160Mi, request is 0, has larger consumption of ephemeral-storage. ")
+    # Lower priority goes first among pods over their requests; within its requests goes last.
+    quiet.pod.spec.priority = -1
+    assert node_pressure_victim(thresholds, observed, [within, hog, quiet])[0] is quiet.pod
+    assert node_pressure_victim(thresholds, observed, [within])[0] is within.pod
+
+
+def test_pid_pressure_evicts_the_pod_with_the_most_tasks() -> None:
+    thresholds = parse_thresholds("pid.available<1k")
+    observed = {"pid.available": Observation(900, 32768)}
+    few, many = (usage_of(n, "[{name: main, image: busybox}]", {}, processes=k) for n, k in (("few", 3), ("many", 800)))
+    victim, message = node_pressure_victim(thresholds, observed, [few, many])
+    assert victim is many.pod
+    assert message == "The node was low on resource: pids. Threshold quantity: 1k, available: 900. "
+    assert node_pressure_victim(thresholds, {"pid.available": Observation(5000, 32768)}, [few, many]) is None
+    critical = usage_of("critical", "[{name: main, image: busybox}]", {}, priority=2_000_000_000, processes=900)
+    assert node_pressure_victim(thresholds, observed, [critical]) is None

@@ -5,15 +5,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import re
 import subprocess
 from pathlib import Path
-from typing import AsyncIterator, Callable
+from typing import AsyncIterator, Callable, Iterator
 
 import pytest
 
 from podbay.api import Node, Pod
 from podbay.api.formats import load_pods
 from podbay.cli.settings import Settings
+from podbay.runtime.syscalls import mount, umount
 from tests.conftest import HostEnv, require_root
 from tests.e2e.conftest import Cluster, running_cluster, settings_for
 from tests.e2e.test_network_pods_e2e import log_of
@@ -276,3 +278,55 @@ async def test_a_tripped_disk_threshold_sets_disk_pressure_and_its_taint(host_en
             "Evicted", "Pod was rejected: The node had condition: [DiskPressure]. ")
         event = await cluster.wait_event("bound", "Evicted")
         assert (event.type, event.message) == ("Warning", "The node had condition: [DiskPressure]. ")
+
+
+def disk_hog(name: str, megabytes: int) -> Pod:
+    """Writes `megabytes` into an emptyDir without a sizeLimit, then sleeps."""
+    return load_pods(f"""
+apiVersion: v1
+kind: Pod
+metadata: {{name: {name}}}
+spec:
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: main
+    image: busybox:1.35
+    command: [sh, -c, "dd if=/dev/zero of=/scratch/data bs=1048576 count={megabytes} && echo written && exec sleep 3600"]
+    volumeMounts: [{{name: scratch, mountPath: /scratch}}]
+  volumes:
+  - {{name: scratch, emptyDir: {{}}}}
+""")[0]
+
+
+@contextlib.contextmanager
+def small_disk(path: Path, size: str) -> Iterator[None]:
+    """`path` on a tmpfs of its own: the node's disk is then this test's alone, so its free space
+    moves only with what the test's pods write."""
+    mount("tmpfs", str(path), "tmpfs", 0, f"size={size}")
+    try:
+        yield
+    finally:
+        umount(str(path))
+
+
+async def test_under_disk_pressure_the_biggest_user_is_evicted(host_env: HostEnv) -> None:
+    with small_disk(host_env.state_root, "256m"):
+        async with limits_cluster(host_env, eviction_hard="nodefs.available<150Mi") as cluster:
+            node = await cluster.client.get(Node, cluster.settings.node_name)
+            assert condition(node, "DiskPressure") == ("False", "KubeletHasNoDiskPressure")
+            await cluster.client.create(sleeper("quiet"))
+            await cluster.wait_for("quiet", running)
+            await cluster.client.create(disk_hog("hog", 160))
+            pod = await cluster.wait_for("hog", failed, timeout=60)
+            assert pod.status.reason == "Evicted"
+            # The container's own use is its writable layer and log; the emptyDir counts for the pod.
+            assert re.fullmatch(r"The node was low on resource: ephemeral-storage\. Threshold quantity: 150Mi, "
+                                r"available: \d+Ki\. Container main was using \d+(Ki)?, request is 0, has larger "
+                                r"consumption of ephemeral-storage\. ", pod.status.message), pod.status.message
+            await cluster.wait_event("hog", "Evicted", "The node was low on resource: ephemeral-storage. ")
+            # Its volume goes with it, the pressure ends, and the other pod was never touched.
+            node = await wait_node(cluster, cluster.settings.node_name,
+                                   lambda n: condition(n, "DiskPressure")[0] == "False")
+            assert condition(node, "DiskPressure") == ("False", "KubeletHasNoDiskPressure")
+            pod = await cluster.client.get(Pod, "quiet", "default")
+            assert pod.status.phase == "Running"
