@@ -74,6 +74,11 @@ def set_pids_limit(path: str, limit: int | None) -> None:
     the limit counts every task of the pod: all its containers and what is exec'd in them."""
     if _unified():
         _enable_v2_controller(path, "pids")
+    elif not (CGROUP_ROOT / "pids").is_dir():
+        if limit is None:
+            return
+        raise OSError("the pids cgroup controller is not mounted: a pod pid limit needs it (--pod-pids-limit -1 "
+                      "runs pods without one)")
     directory = _controller_dir("pids", path)
     directory.mkdir(parents=True, exist_ok=True)
     (directory / "pids.max").write_text("max" if limit is None else str(limit))
