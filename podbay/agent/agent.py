@@ -19,7 +19,7 @@ from podbay.agent.config import AgentConfig
 from podbay.agent.envvars import EnvError, PodFacts
 from podbay.agent.eviction import (
     CONDITION_WORDS, EVICTED_REASON, PodUsage, StorageUsage, admission_rejection, node_pressure_victim, observe,
-    parse_thresholds, pressed_conditions, pressure_conditions, storage_violation, thresholds_met,
+    PressureHistory, parse_thresholds, pressure_conditions, storage_violation, thresholds_met,
 )
 from podbay.agent.events import container_path
 from podbay.agent.hooks import run_handler
@@ -102,6 +102,7 @@ class Agent:
         self._background: set[asyncio.Task[None]] = set()
         self.thresholds = parse_thresholds(config.eviction_hard)
         self.pressure: list[str] = []  # the node's pressure conditions that are True
+        self.pressure_history = PressureHistory(config.eviction_pressure_transition_period)
 
     def _lock(self, uid: str) -> asyncio.Lock:
         return self._locks.setdefault(uid, asyncio.Lock())
@@ -113,9 +114,8 @@ class Agent:
         thresholds, measured now) and Ready conditions, in the kubelet's order."""
         now = _now()
         observed = await asyncio.to_thread(observe, self.config.state_root, self.config.state_root / "images")
-        met = thresholds_met(self.thresholds, observed)
-        self.pressure = pressed_conditions(met)
-        return [*pressure_conditions(met, previous, now), ready_condition(now, self.ready_since)]
+        self.pressure = self.pressure_history.pressed(thresholds_met(self.thresholds, observed), time.monotonic())
+        return [*pressure_conditions(self.pressure, previous, now), ready_condition(now, self.ready_since)]
 
     async def register_node(self) -> None:
         body = node_object(self.config, self.port, _now())

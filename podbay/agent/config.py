@@ -29,6 +29,7 @@ class AgentConfig:
     # The kubelet's --eviction-hard, in its syntax; also what sets the node's pressure conditions.
     eviction_hard: str = DEFAULT_EVICTION_HARD
     housekeeping_interval: float = 10.0  # how often ephemeral storage is measured and limits checked
+    eviction_pressure_transition_period: float = 300.0  # a pressure condition stays True this long after
     labels: dict[str, str] = field(default_factory=dict)
     # The project's own busybox is pinned as the kubelet pins its sandbox image: it is built here, not pulled.
     image_gc: ImageGCPolicy = field(default_factory=lambda: ImageGCPolicy(pinned=frozenset(BUSYBOX_TAGS)))

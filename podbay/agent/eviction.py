@@ -145,10 +145,27 @@ def admission_rejection(pod: Pod, pressed: list[str]) -> str | None:
     return NODE_CONDITION_MESSAGE.format(f"[{' '.join(pressed)}]")
 
 
-def pressure_conditions(met: set[str], previous: list[dict[str, Any]], now: datetime) -> list[dict[str, Any]]:
-    """MemoryPressure, DiskPressure and PIDPressure as the kubelet posts them: lastTransitionTime
-    kept while the status stays, lastHeartbeatTime now."""
-    pressed = pressed_conditions(met)
+@dataclass
+class PressureHistory:
+    """When each pressure condition's threshold was last met. A condition stays True until
+    `period` seconds after that (the kubelet's --eviction-pressure-transition-period, 5 minutes),
+    so a node hovering at a threshold does not flap between taking and refusing pods."""
+
+    period: float
+    last_met: dict[str, float] = field(default_factory=dict)
+
+    def pressed(self, met: set[str], now: float) -> list[str]:
+        """The conditions that are True at `now` (monotonic seconds), given the signals met now."""
+        current = pressed_conditions(met)
+        for kind in current:
+            self.last_met[kind] = now
+        return [kind for kind in CONDITION_WORDS
+                if kind in current or (kind in self.last_met and now - self.last_met[kind] < self.period)]
+
+
+def pressure_conditions(pressed: list[str], previous: list[dict[str, Any]], now: datetime) -> list[dict[str, Any]]:
+    """MemoryPressure, DiskPressure and PIDPressure as the kubelet posts them, True for those in
+    `pressed`: lastTransitionTime kept while the status stays, lastHeartbeatTime now."""
     before = {c.get("type"): c for c in previous}
     out = []
     for kind, (true_words, false_words) in CONDITION_WORDS.items():

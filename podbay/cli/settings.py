@@ -38,6 +38,7 @@ class Settings:
     pod_pids_limit: int = 4096  # pids.max of each pod's cgroup; -1: none
     eviction_hard: str = DEFAULT_EVICTION_HARD
     housekeeping_interval: float = 10.0
+    eviction_pressure_transition_period: float = 300.0
 
     @property
     def socket_path(self) -> Path:
@@ -70,6 +71,7 @@ class Settings:
                 "--api-address", self.api_address, "--warm-sandboxes", str(self.warm_sandboxes),
                 "--pod-pids-limit", str(self.pod_pids_limit), "--eviction-hard", self.eviction_hard,
                 "--housekeeping-interval", str(self.housekeeping_interval),
+                "--eviction-pressure-transition-period", str(self.eviction_pressure_transition_period),
                 *(["--seccomp-profile-root", str(self.seccomp_profile_root)] if self.seccomp_profile_root else [])]
 
 
@@ -118,6 +120,9 @@ def add_global_flags(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--housekeeping-interval", type=float,
                    default=float(env("PODBAY_HOUSEKEEPING_INTERVAL", "10")),
                    help="seconds between measurements of pods' ephemeral storage against their limits")
+    g.add_argument("--eviction-pressure-transition-period", type=float,
+                   default=float(env("PODBAY_EVICTION_PRESSURE_TRANSITION_PERIOD", "300")),
+                   help="seconds a pressure condition stays True after its threshold was last met (the kubelet's)")
     g.add_argument("--oci-runtime", default=env("PODBAY_OCI_RUNTIME", "crun"),
                    help="the OCI runtime conmon runs containers with: crun (default) or runc, a name or a path")
     g.add_argument("--server", default=env("PODBAY_SERVER"),
@@ -132,5 +137,6 @@ def settings_from(args: argparse.Namespace) -> Settings:
                     pod_eviction_timeout=args.pod_eviction_timeout, api_address=args.api_address,
                     warm_sandboxes=args.warm_sandboxes, pod_pids_limit=args.pod_pids_limit,
                     eviction_hard=args.eviction_hard, housekeeping_interval=args.housekeeping_interval,
+                    eviction_pressure_transition_period=args.eviction_pressure_transition_period,
                     seccomp_profile_root=Path(args.seccomp_profile_root).absolute() if args.seccomp_profile_root
                     else None)

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from podbay.agent.eviction import (
-    DEFAULT_EVICTION_HARD, Observation, PodUsage, StorageUsage, Threshold, admission_rejection, node_pressure_victim,
+    DEFAULT_EVICTION_HARD, Observation, PodUsage, PressureHistory, StorageUsage, Threshold, admission_rejection, node_pressure_victim,
     parse_thresholds, pressure_conditions, storage_violation, thresholds_met,
 )
 from podbay.api import Pod
@@ -55,14 +55,14 @@ def test_a_threshold_is_met_when_less_than_it_is_available() -> None:
 
 def test_pressure_conditions_in_the_kubelets_words() -> None:
     t0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
-    first = pressure_conditions({"nodefs.available"}, [], t0)
+    first = pressure_conditions(["DiskPressure"], [], t0)
     assert [(c["type"], c["status"], c["reason"], c["message"]) for c in first] == [
         ("MemoryPressure", "False", "KubeletHasSufficientMemory", "kubelet has sufficient memory available"),
         ("DiskPressure", "True", "KubeletHasDiskPressure", "kubelet has disk pressure"),
         ("PIDPressure", "False", "KubeletHasSufficientPID", "kubelet has sufficient PID available"),
     ]
     t1 = t0 + timedelta(seconds=10)
-    later = {c["type"]: c for c in pressure_conditions({"pid.available"}, first, t1)}
+    later = {c["type"]: c for c in pressure_conditions(["PIDPressure"], first, t1)}
     assert later["MemoryPressure"]["lastTransitionTime"] == t0 and later["MemoryPressure"]["lastHeartbeatTime"] == t1
     assert later["DiskPressure"]["lastTransitionTime"] == t1
     assert later["DiskPressure"]["reason"] == "KubeletHasNoDiskPressure"
@@ -170,3 +170,11 @@ def test_pid_pressure_evicts_the_pod_with_the_most_tasks() -> None:
     assert node_pressure_victim(thresholds, {"pid.available": Observation(5000, 32768)}, [few, many]) is None
     critical = usage_of("critical", "[{name: main, image: busybox}]", {}, priority=2_000_000_000, processes=900)
     assert node_pressure_victim(thresholds, observed, [critical]) is None
+
+
+def test_a_condition_stays_true_for_the_transition_period() -> None:
+    history = PressureHistory(period=300)
+    assert history.pressed({"nodefs.available", "memory.available"}, now=1000) == ["MemoryPressure", "DiskPressure"]
+    assert history.pressed({"pid.available"}, now=1299) == ["MemoryPressure", "DiskPressure", "PIDPressure"]
+    assert history.pressed(set(), now=1300) == ["PIDPressure"]
+    assert PressureHistory(period=0).pressed(set(), now=5) == []

@@ -311,7 +311,9 @@ def small_disk(path: Path, size: str) -> Iterator[None]:
 
 async def test_under_disk_pressure_the_biggest_user_is_evicted(host_env: HostEnv) -> None:
     with small_disk(host_env.state_root, "256m"):
-        async with limits_cluster(host_env, eviction_hard="nodefs.available<150Mi") as cluster:
+        # No transition period: the pressure is seen to end as soon as the disk is back.
+        async with limits_cluster(host_env, eviction_hard="nodefs.available<150Mi",
+                                  eviction_pressure_transition_period=0) as cluster:
             node = await cluster.client.get(Node, cluster.settings.node_name)
             assert condition(node, "DiskPressure") == ("False", "KubeletHasNoDiskPressure")
             await cluster.client.create(sleeper("quiet"))
