@@ -9,6 +9,7 @@ import logging
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 from typing import Any
 
 from podbay.agent import translate
@@ -16,6 +17,10 @@ from podbay.agent.actions import compute_pod_actions, is_restartable_init
 from podbay.agent.backoff import Backoff, backoff_key
 from podbay.agent.config import AgentConfig
 from podbay.agent.envvars import EnvError, PodFacts
+from podbay.agent.eviction import (
+    CONDITION_WORDS, EVICTED_REASON, PodUsage, StorageUsage, admission_rejection, node_pressure_victim, observe,
+    PressureHistory, parse_thresholds, pressure_conditions, storage_violation, thresholds_met,
+)
 from podbay.agent.events import container_path
 from podbay.agent.hooks import run_handler
 from podbay.agent.imagegc import ImageGC
@@ -32,11 +37,14 @@ from podbay.api.errors import Conflict, NotFound
 from podbay.api.serialize import from_dict, to_dict
 from podbay.api.support import unsupported_fields
 from podbay.client.record import EventRecorder
+from podbay.runtime.diskusage import disk_usage
 
 log = logging.getLogger(__name__)
 
 MINIMUM_GRACE_SECONDS = 2  # the kubelet's minimumGracePeriodInSeconds after a preStop hook
 DEFAULT_GRACE_SECONDS = 30
+# How long an evicted pod's containers get to stop (the kubelet's immediateEvictionGracePeriodSeconds).
+IMMEDIATE_EVICTION_GRACE_SECONDS = 1
 
 
 def _now() -> datetime:
@@ -59,6 +67,9 @@ class PodWorker:
     next_wake: float | None = None  # monotonic time of a back-off end or deadline
     reasons: dict[str, tuple[str, str]] = field(default_factory=dict)  # container → Waiting reason
     warned: bool = False  # unsupported fields reported
+    evicted: str | None = None  # the eviction manager's message once it has chosen to evict the pod
+    admitted: bool = False  # the node's pressure was checked before the pod's first start
+    rejected: str | None = None  # why admission refused the pod
 
     def update(self, pod: Any) -> None:
         self.pod = pod
@@ -90,14 +101,26 @@ class Agent:
         # until their object says Created.
         self.handed_over: set[str] = set()
         self._background: set[asyncio.Task[None]] = set()
+        self.thresholds = parse_thresholds(config.eviction_hard)
+        self.pressure: list[str] = []  # the node's pressure conditions that are True
+        self.pressure_history = PressureHistory(config.eviction_pressure_transition_period)
 
     def _lock(self, uid: str) -> asyncio.Lock:
         return self._locks.setdefault(uid, asyncio.Lock())
 
     # -- node ----------------------------------------------------------------------
 
+    async def _conditions(self, previous: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """The node's MemoryPressure, DiskPressure, PIDPressure (from the hard eviction
+        thresholds, measured now) and Ready conditions, in the kubelet's order."""
+        now = _now()
+        observed = await asyncio.to_thread(observe, self.config.state_root, self.config.state_root / "images")
+        self.pressure = self.pressure_history.pressed(thresholds_met(self.thresholds, observed), time.monotonic())
+        return [*pressure_conditions(self.pressure, previous, now), ready_condition(now, self.ready_since)]
+
     async def register_node(self) -> None:
         body = node_object(self.config, self.port, _now())
+        body["status"]["conditions"] = await self._conditions([])
         body["status"]["images"] = node_images(await self.runtime.list_images())
         try:
             await self.client.create(from_dict(Node, body))
@@ -117,8 +140,10 @@ class Agent:
                 node = await self.client.get(Node, self.config.node_name)
                 data = to_dict(node)
                 status = data.setdefault("status", {})
-                others = [c for c in status.get("conditions", []) if c.get("type") != "Ready"]
-                status["conditions"] = others + [ready_condition(_now(), self.ready_since)]
+                previous = status.get("conditions", [])
+                ours = {"Ready", *CONDITION_WORDS}
+                status["conditions"] = [c for c in previous if c.get("type") not in ours] + \
+                    await self._conditions(previous)
                 status["images"] = node_images(await self.runtime.list_images())
                 await self.client.update_status(from_dict(Node, data))
             except NotFound:
@@ -180,6 +205,69 @@ class Agent:
             if self._fingerprints.get(uid) != fp:
                 self._fingerprints[uid] = fp
                 self._wake_uid(uid)
+
+    async def housekeeping_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.config.housekeeping_interval)
+            await self.housekeeping()
+
+    async def housekeeping(self) -> None:
+        """One pass of the kubelet's eviction manager. First local storage: a pod over an emptyDir
+        sizeLimit or an ephemeral-storage limit is evicted. If none was, and a hard threshold is
+        met, the pod ranked first for the starved resource is (one per pass, as the kubelet). An
+        evicted pod's worker kills it and reports it Failed/Evicted."""
+        candidates: list[PodUsage] = []
+        workers: dict[str, PodWorker] = {}
+        evicted = False
+        for w in list(self.workers.values()):
+            pod = w.pod
+            if pod is None or w.evicted is not None or w.rejected is not None or \
+                    pod.metadata.deletion_timestamp is not None or \
+                    (pod.status is not None and pod.status.phase in ("Succeeded", "Failed")):
+                continue
+            try:
+                usage = await self._pod_usage(w.uid, pod)
+            except Exception as exc:
+                log.warning("measuring pod %s failed: %s", w.uid, exc)
+                continue
+            message = storage_violation(pod, usage.storage)
+            if message is not None:
+                await self._evict(w, message)
+                evicted = True
+            elif usage.running:
+                candidates.append(usage)
+                workers[pod.metadata.uid] = w
+        if evicted:
+            return
+        observed = await asyncio.to_thread(observe, self.config.state_root, self.config.state_root / "images")
+        chosen = node_pressure_victim(self.thresholds, observed, candidates)
+        if chosen is not None:
+            victim, message = chosen
+            await self._evict(workers[victim.metadata.uid], message)
+
+    async def _evict(self, w: PodWorker, message: str) -> None:
+        w.evicted = message
+        await self._event(w.pod, EVICTED_REASON, message, warning=True)
+        w.wake.set()
+
+    async def _pod_usage(self, uid: str, pod: Any) -> PodUsage:
+        """The pod's volumes, each container's (latest attempt's) writable layer and log, and its
+        sandbox's memory working set and task count."""
+        rt = await self._runtime_status(uid)
+        storage = StorageUsage(volumes=await self.runtime.pod_volume_usage(uid))
+        for c in rt.containers:
+            if c.name in storage.containers:
+                continue  # newest first: an older attempt
+            with contextlib.suppress(NotFound):
+                layer = (await self.runtime.container_stats(c.id)).writable_layer_bytes
+                log_path = await self.runtime.container_log_path(c.id)
+                storage.containers[c.name] = layer + await asyncio.to_thread(disk_usage, Path(log_path))
+        usage = PodUsage(pod, storage, memory=0, processes=0, running=bool(rt.running()))
+        ready = [sb for sb in rt.sandboxes if sb.ready]
+        if ready:
+            stats = await self.runtime.pod_sandbox_stats(ready[0].id)
+            usage.memory, usage.processes = stats.memory_working_set_bytes, stats.processes
+        return usage
 
     async def exit_loop(self) -> None:
         """Container exits from the runtime, so a worker reacts within moments."""
@@ -251,11 +339,23 @@ class Agent:
         elif w.uid in self.handed_over:
             created_state = True
         deadline = self._deadline_exceeded(pod, w)
+        if not w.admitted and not deleting and not terminal:
+            w.admitted = True
+            # The kubelet admits a pod once, when it first comes to the node; one already running
+            # (a restarted agent re-adopting it) is not admitted again.
+            if not rt.sandboxes and not rt.containers:
+                w.rejected = admission_rejection(pod, self.pressure)
+                if w.rejected is not None:
+                    await self._event(pod, EVICTED_REASON, w.rejected, warning=True)
+        evicted = w.evicted is not None and not terminal and not deleting
+        rejected = w.rejected is not None and not terminal and not deleting
 
-        if deleting or terminal or deadline or created_state:
+        if deleting or terminal or deadline or created_state or evicted or rejected:
             grace = None
             if deleting and pod.metadata.deletion_grace_period_seconds is not None:
                 grace = pod.metadata.deletion_grace_period_seconds
+            if evicted:
+                grace = IMMEDIATE_EVICTION_GRACE_SECONDS
             if deadline and not terminal:
                 await self._event(pod, "DeadlineExceeded",
                                   "Pod was active on the node longer than the specified deadline",
@@ -265,6 +365,10 @@ class Agent:
             for sb in rt.sandboxes:
                 if sb.ready:
                     await self.runtime.stop_pod_sandbox(sb.id)
+            if evicted:
+                # The disk the pod over-used is reclaimed now, not when the pod object is deleted,
+                # as the kubelet tears down a terminated pod's emptyDirs.
+                await self.runtime.remove_pod_volumes(w.uid)
             if created_state and not deleting:
                 # HyperContainer's stop: containers and sandbox go, storage stays; a start runs afresh.
                 await self._remove_pod(await self._runtime_status(w.uid), keep_volumes=True)
@@ -272,7 +376,8 @@ class Agent:
             await self._sync_probes(w.uid)
             rt = await self._runtime_status(w.uid)
             await self._write_status(w, rt, pod_is_terminal=not created_state, deadline=deadline,
-                                     created_state=created_state)
+                                     created_state=created_state, evicted=w.evicted if evicted else None,
+                                     rejected=w.rejected if rejected else None)
             if deleting and not rt.running():
                 await self._remove_pod(rt)
                 with contextlib.suppress(NotFound):
@@ -654,7 +759,8 @@ class Agent:
     # -- status ------------------------------------------------------------------------
 
     async def _write_status(self, w: PodWorker, rt: PodRuntimeStatus, pod_is_terminal: bool = False,
-                            deadline: bool = False, created_state: bool = False) -> None:
+                            deadline: bool = False, created_state: bool = False,
+                            evicted: str | None = None, rejected: str | None = None) -> None:
         pod = w.pod
         if pod is None:
             return  # deleted meanwhile: no object left to write to
@@ -663,7 +769,7 @@ class Agent:
             ready={k: v for k, v in self.probes.results["readiness"].items() if v is not None},
             started={k: v for k, v in self.probes.results["startup"].items() if v is not None},
             reasons=dict(w.reasons), pod_is_terminal=pod_is_terminal, deadline_exceeded=deadline,
-            created_state=created_state)
+            created_state=created_state, eviction_message=evicted, rejection_message=rejected)
         for _ in range(5):
             new = pod_status(pod, rt, inputs)
             # pod_status keeps a condition's lastTransitionTime while its status stays, so an
@@ -703,7 +809,7 @@ async def run(client: Any, runtime: Any, config: AgentConfig, registered: asynci
     if registered is not None:
         registered.set()
     loops = [agent.heartbeat_loop(), agent.watch_pods(), agent.relist_loop(), agent.exit_loop(),
-             ImageGC(runtime, config.image_gc).run()]
+             agent.housekeeping_loop(), ImageGC(runtime, config.image_gc).run()]
     if config.host_gw_routes:
         loops.append(HostRoutes(client, config.node_name).run())
     tasks = [asyncio.create_task(coro) for coro in loops]

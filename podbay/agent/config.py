@@ -5,6 +5,7 @@ import socket
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from podbay.agent.eviction import DEFAULT_EVICTION_HARD
 from podbay.agent.imagegc import ImageGCPolicy
 from podbay.runtime.images.busybox import TAGS as BUSYBOX_TAGS
 from podbay.security.pki import KeyPair
@@ -33,6 +34,13 @@ class AgentConfig:
     backoff_cap: float = 300.0
     backoff_reset: float | None = None  # None: 2 * cap (10 minutes), as the kubelet
     max_pods: int = 110
+    # pids.max of every pod's cgroup; -1: none. The kubelet's default is none, but one pod could then
+    # take every pid on the host (a fork bomb); 4096 is far above what real workloads start.
+    pod_pids_limit: int = 4096
+    # The kubelet's --eviction-hard, in its syntax; also what sets the node's pressure conditions.
+    eviction_hard: str = DEFAULT_EVICTION_HARD
+    housekeeping_interval: float = 10.0  # how often ephemeral storage is measured and limits checked
+    eviction_pressure_transition_period: float = 300.0  # a pressure condition stays True this long after
     labels: dict[str, str] = field(default_factory=dict)
     # Route every other Node's podCIDR via its InternalIP (host-gw); the runtime must not masquerade
     # pod-to-pod traffic for the receiver to see the sender's pod IP.

@@ -39,6 +39,8 @@ class StatusInputs:
     pod_is_terminal: bool = False
     deadline_exceeded: bool = False
     created_state: bool = False  # HyperContainer's Created: pulled and prepared, nothing runs
+    eviction_message: str | None = None  # set when the eviction manager evicts the pod
+    rejection_message: str | None = None  # set when the node's pressure refused the pod before it started
 
 
 def _clean(d: dict[str, Any]) -> dict[str, Any]:
@@ -131,6 +133,11 @@ def pod_status(pod: Any, rt: PodRuntimeStatus, inputs: StatusInputs) -> PodStatu
     reason = message = None
     if old.phase in TERMINAL_PHASES:
         phase, reason, message = old.phase, old.reason, old.message
+    elif inputs.eviction_message:
+        phase, reason, message = "Failed", "Evicted", inputs.eviction_message
+    elif inputs.rejection_message:
+        # The kubelet's rejectPod: the admit handler's reason, its message prefixed.
+        phase, reason, message = "Failed", "Evicted", f"Pod was rejected: {inputs.rejection_message}"
     elif inputs.deadline_exceeded:
         phase, reason = "Failed", "DeadlineExceeded"
         message = "Pod was active on the node longer than the specified deadline"
@@ -151,6 +158,9 @@ def pod_status(pod: Any, rt: PodRuntimeStatus, inputs: StatusInputs) -> PodStatu
     ]
     if not any(c.type == "PodScheduled" for c in old.conditions):
         new.append(Condition("PodScheduled", "True"))
+    if inputs.eviction_message:
+        # The kubelet marks a pod it evicts (PodDisruptionConditions, on by default since 1.26).
+        new.append(Condition("DisruptionTarget", "True", "TerminationByKubelet", inputs.eviction_message))
 
     def make(cond: Condition, ltt: datetime) -> Any:
         return from_dict(PodCondition, _clean({"type": cond.type, "status": cond.status, "reason": cond.reason,

@@ -105,6 +105,8 @@ def sandbox_config(pod: Pod, attempt: int, config: AgentConfig) -> PodSandboxCon
         sysctls={s.name: s.value for s in (sc.sysctls if sc else [])},
         subdomain_fqdn=_fqdn(pod),
         cpu_shares=cgroups.cpu_shares(milli) if milli else None,
+        # As the kubelet: only a positive podPidsLimit limits; -1 (or 0) leaves pids.max at max.
+        pids_limit=config.pod_pids_limit if config.pod_pids_limit > 0 else None,
     )
 
 

@@ -50,8 +50,9 @@ def unsupported_fields(pod: Pod) -> list[str]:
 # The table in docs/support.md is rendered from this and the models (`python -m podbay.api.support`);
 # a test keeps the file equal to the rendering, so the two cannot drift.
 NOTES: dict[str, tuple[str, str]] = {
-    "PodSpec.volumes": ("partial", "emptyDir (disk, Memory, sizeLimit), hostPath (with type checks), configMap, "
-                                   "secret, downwardAPI; volumes that need a storage provider are refused"),
+    "PodSpec.volumes": ("partial", "emptyDir (disk, Memory, sizeLimit: a disk emptyDir used past it evicts the "
+                                   "pod, as the kubelet), hostPath (with type checks), configMap, secret, "
+                                   "downwardAPI; volumes that need a storage provider are refused"),
     "PodSpec.ephemeralContainers": ("not yet", "reported when the pod runs"),
     "PodSpec.dnsPolicy": ("partial", "no cluster DNS: ClusterFirst uses the host's resolv.conf, as the kubelet "
                                      "does without one; Default and None as Kubernetes"),
@@ -80,6 +81,8 @@ NOTES: dict[str, tuple[str, str]] = {
     "Container.env": ("partial", "value with $(VAR) expansion, fieldRef, resourceFieldRef; configMapKeyRef and "
                                  "secretKeyRef not yet"),
     "Container.resources": ("partial", "cpu and memory requests and limits (shares, CFS quota, memory limit); "
+                                       "ephemeral-storage limits evict the pod when its writable layer and log, "
+                                       "or the pod's total, use more (the kubelet's local storage isolation); "
                                        "claims not yet"),
     "Container.resizePolicy": ("not yet", "no in-place resize"),
     "Container.volumeDevices": ("not yet", "no block volumes"),

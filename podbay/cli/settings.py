@@ -11,6 +11,7 @@ import socket
 from dataclasses import dataclass
 from pathlib import Path
 
+from podbay.agent.eviction import DEFAULT_EVICTION_HARD, parse_thresholds
 from podbay.api.quantity import parse_quantity
 from podbay.controllers.nodeipam import DEFAULT_CLUSTER_CIDR, DEFAULT_NODE_CIDR_MASK_SIZE, parse_range
 from podbay.runtime.config import RuntimeConfig
@@ -47,6 +48,10 @@ class Settings:
     node_cidr_mask_size: int = DEFAULT_NODE_CIDR_MASK_SIZE
     allocate_node_cidrs: bool = True  # the controllers run node IPAM
     node_ip: str = "127.0.0.1"  # the agent's InternalIP
+    pod_pids_limit: int = 4096  # pids.max of each pod's cgroup; -1: none
+    eviction_hard: str = DEFAULT_EVICTION_HARD
+    housekeeping_interval: float = 10.0
+    eviction_pressure_transition_period: float = 300.0
 
     @property
     def socket_path(self) -> Path:
@@ -90,10 +95,21 @@ class Settings:
                 "--imagefs-min-available", f"{self.imagefs_min_available * 100:g}%",
                 "--cluster-cidr", self.cluster_cidr, "--node-cidr-mask-size", str(self.node_cidr_mask_size),
                 "--node-ip", self.node_ip,
+                "--pod-pids-limit", str(self.pod_pids_limit), "--eviction-hard", self.eviction_hard,
+                "--housekeeping-interval", str(self.housekeeping_interval),
+                "--eviction-pressure-transition-period", str(self.eviction_pressure_transition_period),
                 *(["--seccomp-profile-root", str(self.seccomp_profile_root)] if self.seccomp_profile_root else []),
                 *(["--write-kubeconfig", str(self.write_kubeconfig)] if self.write_kubeconfig else []),
                 *(["--etcd-servers", ",".join(self.etcd_servers), "--etcd-prefix", self.etcd_prefix,
                    "--etcd-compaction-interval", str(self.etcd_compaction_interval)] if self.etcd_servers else [])]
+
+
+def _eviction_hard(text: str) -> str:
+    try:
+        parse_thresholds(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
 
 
 def add_global_flags(parser: argparse.ArgumentParser) -> None:
@@ -140,6 +156,18 @@ def add_global_flags(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--seccomp-profile-root", type=Path, default=env("PODBAY_SECCOMP_PROFILE_ROOT"),
                    help="where a Localhost seccompProfile's localhostProfile is found (default: "
                         "<state-root>/seccomp, as the kubelet's <root-dir>/seccomp)")
+    g.add_argument("--pod-pids-limit", type=int, default=int(env("PODBAY_POD_PIDS_LIMIT", "4096")),
+                   help="pids.max of each pod's cgroup, counting all its containers' tasks (the kubelet's "
+                        "podPidsLimit); -1 for none")
+    g.add_argument("--eviction-hard", type=_eviction_hard, default=env("PODBAY_EVICTION_HARD", DEFAULT_EVICTION_HARD),
+                   help="the kubelet's hard eviction thresholds, e.g. memory.available<100Mi,nodefs.available<10%%;"
+                        " they set the node's MemoryPressure, DiskPressure and PIDPressure conditions")
+    g.add_argument("--housekeeping-interval", type=float,
+                   default=float(env("PODBAY_HOUSEKEEPING_INTERVAL", "10")),
+                   help="seconds between measurements of pods' ephemeral storage against their limits")
+    g.add_argument("--eviction-pressure-transition-period", type=float,
+                   default=float(env("PODBAY_EVICTION_PRESSURE_TRANSITION_PERIOD", "300")),
+                   help="seconds a pressure condition stays True after its threshold was last met (the kubelet's)")
     g.add_argument("--oci-runtime", default=env("PODBAY_OCI_RUNTIME", "crun"),
                    help="the OCI runtime conmon runs containers with: crun (default) or runc, a name or a path")
     g.add_argument("--max-image-size", type=parse_size, default=parse_size(env("PODBAY_MAX_IMAGE_SIZE", "20Gi")),
@@ -175,6 +203,9 @@ def settings_from(args: argparse.Namespace) -> Settings:
                     write_kubeconfig=Path(args.write_kubeconfig).absolute() if args.write_kubeconfig else None,
                     max_image_size=args.max_image_size,
                     imagefs_min_available=args.imagefs_min_available,
+                    pod_pids_limit=args.pod_pids_limit,
+                    eviction_hard=args.eviction_hard, housekeeping_interval=args.housekeeping_interval,
+                    eviction_pressure_transition_period=args.eviction_pressure_transition_period,
                     seccomp_profile_root=Path(args.seccomp_profile_root).absolute() if args.seccomp_profile_root
                     else None, cluster_cidr=args.cluster_cidr, node_cidr_mask_size=args.node_cidr_mask_size,
                     # `up` and `controllers` take it; other verbs never run node IPAM.

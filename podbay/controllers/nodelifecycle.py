@@ -10,8 +10,9 @@ import logging
 from datetime import datetime
 from typing import Any
 
-from podbay.api import Node, Pod, PodCondition, now
+from podbay.api import Node, Pod, PodCondition, Taint, now
 from podbay.api.errors import Conflict, NotFound
+from podbay.api.taints import CONDITION_TAINTS
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +42,7 @@ class NodeLifecycle:
         at = now()
         nodes, _ = await self.client.list(Node)
         for node in nodes:
+            await self._sync_condition_taints(node)
             silent = silent_for(node, at)
             if silent is None or silent <= self.grace:
                 continue
@@ -50,9 +52,23 @@ class NodeLifecycle:
             elif (at - (ready.last_transition_time or at)).total_seconds() >= self.eviction_timeout:
                 await self._evict(node.metadata.name)
 
+    async def _sync_condition_taints(self, node: Node) -> None:
+        """A NoSchedule taint for each pressure condition that is True, none for the others."""
+        pressed = {c.type for c in node.status.conditions if c.status == "True"}
+        wanted = {key for kind, key in CONDITION_TAINTS.items() if kind in pressed}
+        ours = set(CONDITION_TAINTS.values())
+        have = {t.key for t in node.spec.taints if t.key in ours and t.effect == "NoSchedule"}
+        if have == wanted:
+            return
+        node.spec.taints = [t for t in node.spec.taints if t.key not in ours] + [
+            Taint(key=key, effect="NoSchedule") for key in sorted(wanted)]
+        with contextlib.suppress(Conflict, NotFound):
+            await self.client.update(node)
+            log.info("node %s: condition taints now %s", node.metadata.name, sorted(wanted) or "none")
+
     async def _mark_unknown(self, node: Node, at: datetime) -> None:
         for c in node.status.conditions:
-            if c.type == "Ready":
+            if c.type == "Ready" or c.type in CONDITION_TAINTS:  # every condition the agent posts
                 c.status, c.reason = "Unknown", "NodeStatusUnknown"
                 c.message, c.last_transition_time = "Kubelet stopped posting node status.", at
         with contextlib.suppress(Conflict, NotFound):

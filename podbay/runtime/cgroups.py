@@ -2,7 +2,10 @@
 removes it with the container; the pod's own directories are ours to remove."""
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
+import time
 from pathlib import Path
 
 CGROUP_ROOT = Path("/sys/fs/cgroup")
@@ -42,3 +45,107 @@ def cpu_shares(milli_cpu: int) -> int:
 def cpu_quota(milli_cpu: int, period: int = 100_000) -> int:
     """The kubelet's MilliCPUToQuota, at least 1 ms per period."""
     return max(1000, milli_cpu * period // 1000) if milli_cpu else 0
+
+
+def _unified() -> bool:
+    return (CGROUP_ROOT / "cgroup.controllers").exists()
+
+
+def _controller_dir(controller: str, path: str) -> Path:
+    """`path`'s directory in the hierarchy that holds `controller` (v1), or in the unified one."""
+    base = CGROUP_ROOT if _unified() else CGROUP_ROOT / controller
+    return base / path.strip("/")
+
+
+def _enable_v2_controller(path: str, controller: str) -> None:
+    """On cgroup v2 a controller works in a cgroup only when every ancestor delegates it."""
+    parts = Path(path.strip("/")).parts
+    for depth in range(len(parts)):
+        directory = CGROUP_ROOT.joinpath(*parts[:depth])
+        directory.mkdir(exist_ok=True)
+        control = directory / "cgroup.subtree_control"
+        if controller not in control.read_text().split():
+            control.write_text(f"+{controller}")
+
+
+def set_pids_limit(path: str, limit: int | None) -> None:
+    """Makes the cgroup `path` in the pids hierarchy with pids.max = `limit` (None: "max").
+    It is made before any container so that crun nests the containers' cgroups below it and
+    the limit counts every task of the pod: all its containers and what is exec'd in them."""
+    if _unified():
+        _enable_v2_controller(path, "pids")
+    elif not (CGROUP_ROOT / "pids").is_dir():
+        if limit is None:
+            return
+        raise OSError("the pids cgroup controller is not mounted: a pod pid limit needs it (--pod-pids-limit -1 "
+                      "runs pods without one)")
+    directory = _controller_dir("pids", path)
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "pids.max").write_text("max" if limit is None else str(limit))
+
+
+def pids_current(path: str) -> int:
+    """Tasks (processes and threads) in the cgroup `path` and below; 0 when it does not exist."""
+    try:
+        return int((_controller_dir("pids", path) / "pids.current").read_text())
+    except (OSError, ValueError):
+        return 0
+
+
+def memory_working_set(path: str) -> int:
+    """The cgroup's memory usage less its inactive file cache: the working set the kubelet ranks
+    pods by under memory pressure (cadvisor's definition); 0 when it does not exist."""
+    directory = _controller_dir("memory", path)
+    usage_file, inactive_key = (("memory.current", "inactive_file") if _unified()
+                                else ("memory.usage_in_bytes", "total_inactive_file"))
+    try:
+        usage = int((directory / usage_file).read_text())
+        stat = dict(line.split() for line in (directory / "memory.stat").read_text().splitlines())
+    except (OSError, ValueError):
+        return 0
+    return max(0, usage - int(stat.get(inactive_key, 0)))
+
+
+def _tasks(directory: Path) -> set[int]:
+    pids: set[int] = set()
+    for procs in directory.rglob("cgroup.procs"):
+        with contextlib.suppress(OSError, ValueError):
+            pids.update(int(line) for line in procs.read_text().split())
+    return pids
+
+
+def kill_cgroup(path: str, timeout: float = 10.0) -> None:
+    """SIGKILLs every process of the cgroup `path` and below, and waits until none is left.
+    A task that forks faster than it can be signalled (a fork bomb) is beaten by killing the
+    whole cgroup at once: cgroup.kill on v2, or freezing it first on v1, so that the list read
+    cannot grow before each member has its SIGKILL pending."""
+    if _unified():
+        kill = CGROUP_ROOT / path.strip("/") / "cgroup.kill"
+        if kill.exists():
+            with contextlib.suppress(FileNotFoundError):
+                kill.write_text("1")
+            _wait_empty(CGROUP_ROOT / path.strip("/"), timeout)
+            return
+    freezer = _controller_dir("freezer", path)
+    tasks_dir = freezer if freezer.is_dir() else _controller_dir("pids", path)
+    frozen = (freezer / "freezer.state").exists()
+    if frozen:
+        (freezer / "freezer.state").write_text("FROZEN")
+        deadline = time.monotonic() + timeout
+        while (freezer / "freezer.state").read_text().strip() != "FROZEN" and time.monotonic() < deadline:
+            time.sleep(0.01)
+    try:
+        for pid in _tasks(tasks_dir):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+    finally:
+        if frozen:
+            (freezer / "freezer.state").write_text("THAWED")
+    _wait_empty(tasks_dir, timeout)
+
+
+def _wait_empty(directory: Path, timeout: float) -> None:
+    """Until the cgroup holds no task: SIGKILLed tasks leave it within moments."""
+    deadline = time.monotonic() + timeout
+    while directory.is_dir() and _tasks(directory) and time.monotonic() < deadline:
+        time.sleep(0.01)

@@ -21,6 +21,7 @@ from typing import Any, AsyncIterator
 from podbay.api.errors import NotFound
 from podbay.runtime import cgroups
 from podbay.runtime.config import RuntimeConfig, prepare_roots
+from podbay.runtime.diskusage import disk_usage
 from podbay.runtime.etcfiles import write_pod_etc
 from podbay.runtime.execsession import ExecSession, start_exec
 from podbay.runtime.files import read_pid_file, write_json_atomic
@@ -36,11 +37,11 @@ from podbay.runtime.seccomp import load_profile
 from podbay.runtime.spec import SandboxPaths, oci_spec
 from podbay.runtime.syscalls import MS_NODEV, MS_NOSUID, is_mountpoint, mount, umount
 from podbay.runtime.types import (
-    ContainerConfig, ContainerMetadata, ContainerRuntimeError, ContainerState, ContainerStatus, Mount,
-    PodSandboxConfig, PodSandboxMetadata, PodSandboxStatus, PortMapping, SandboxState,
+    ContainerConfig, ContainerMetadata, ContainerRuntimeError, ContainerStats, ContainerState, ContainerStatus, Mount,
+    PodSandboxConfig, PodSandboxMetadata, PodSandboxStats, PodSandboxStatus, PortMapping, SandboxState,
 )
 from podbay.runtime.users import resolve_user
-from podbay.runtime.volumes import VolumeSource, remove_pod_volumes, setup_volume
+from podbay.runtime.volumes import VolumeSource, pod_volumes_dir, remove_pod_volumes, setup_volume
 
 SHM_SIZE = 64 * 1024 * 1024
 # A taken warm sandbox is replaced once a container has started in it, or after this pause if
@@ -143,6 +144,7 @@ class RuntimeService:
         }
         ports = [_cni_port(p) for p in config.port_mappings]
         try:
+            cgroups.set_pids_limit(record["cgroup"], config.pids_limit)
             if warm:
                 await pin_namespaces(directory / "ns", config.hostname, ("uts",))
                 self._save_sandbox(record)
@@ -176,6 +178,8 @@ class RuntimeService:
         except BaseException:
             await self._teardown_sandbox(sandbox_id, record)
             self._forget_sandbox(sandbox_id)
+            with contextlib.suppress(OSError):
+                cgroups.remove_cgroup(record["cgroup"])
             raise
         finally:
             if warm:
@@ -284,6 +288,9 @@ class RuntimeService:
         for c in self._container_records():
             if c["sandbox_id"] == sandbox_id and self._state(c) is ContainerState.RUNNING:
                 await self.stop_container(c["id"], 0)
+        # What outlived its container's init (exec'd or orphaned processes in a shared PID
+        # namespace) goes with the pod, however many tasks there are.
+        await asyncio.to_thread(cgroups.kill_cgroup, record["cgroup"])
         if record["state"] == SandboxState.READY.value:
             await self._teardown_sandbox(sandbox_id, record)
             record["state"] = SandboxState.NOTREADY.value
@@ -301,6 +308,10 @@ class RuntimeService:
             await self.stop_pod_sandbox(sandbox_id)
         cgroups.remove_cgroup(record["cgroup"])
         self._forget_sandbox(sandbox_id)
+
+    async def pod_sandbox_stats(self, sandbox_id: str) -> PodSandboxStats:
+        cgroup = self._sandbox(sandbox_id)["cgroup"]
+        return PodSandboxStats(sandbox_id, cgroups.memory_working_set(cgroup), cgroups.pids_current(cgroup))
 
     async def pod_sandbox_status(self, sandbox_id: str) -> PodSandboxStatus:
         return self._sandbox_status(self._sandbox(sandbox_id))
@@ -687,6 +698,23 @@ class RuntimeService:
     async def setup_pod_volumes(self, pod_uid: str, sources: dict[str, VolumeSource]) -> dict[str, Path]:
         """The pod's volumes on this node (idempotent), by name: host paths to bind-mount."""
         return {name: setup_volume(self.config.pods_root, pod_uid, name, source) for name, source in sources.items()}
+
+    async def pod_volume_usage(self, pod_uid: str) -> dict[str, int]:
+        """Bytes each of the pod's disk-backed volumes takes, by name; volumes in memory (tmpfs)
+        are left out, as their size is bounded by the mount and counted as memory."""
+        volumes = pod_volumes_dir(self.config.pods_root, pod_uid)
+
+        def measure() -> dict[str, int]:
+            if not volumes.is_dir():
+                return {}
+            return {d.name: disk_usage(d) for d in volumes.iterdir() if d.is_dir() and not is_mountpoint(str(d))}
+        return await asyncio.to_thread(measure)
+
+    async def container_stats(self, container_id: str) -> ContainerStats:
+        """The container's writable layer usage (CRI's ContainerStats), walked off the event loop."""
+        self._container(container_id)
+        upper = self._container_dir(container_id) / "upper"
+        return ContainerStats(container_id, await asyncio.to_thread(disk_usage, upper))
 
     async def remove_pod_volumes(self, pod_uid: str) -> None:
         remove_pod_volumes(self.config.pods_root, pod_uid)

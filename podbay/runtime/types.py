@@ -63,6 +63,7 @@ class PodSandboxConfig:
     sysctls: dict[str, str] = field(default_factory=dict)
     subdomain_fqdn: str = ""  # hostname.subdomain.namespace.svc.cluster.local when a subdomain is set
     cpu_shares: int | None = None  # the pod cgroup's share: sum of the requests
+    pids_limit: int | None = None  # pids.max of the pod's cgroup (the kubelet's podPidsLimit); None: max
 
 
 @dataclass
@@ -173,3 +174,21 @@ class ContainerStatus:
 
 class ContainerRuntimeError(Exception):
     """A runtime operation failed; the message carries the OCI runtime's words."""
+
+
+@dataclass
+class PodSandboxStats:
+    """CRI's PodSandboxStats, the part the eviction manager ranks pods by."""
+
+    id: str
+    memory_working_set_bytes: int
+    processes: int  # tasks in the pod's cgroup
+
+
+@dataclass
+class ContainerStats:
+    """CRI's ContainerStats, the part the eviction manager reads: the disk its writable layer takes."""
+
+    id: str
+    writable_layer_bytes: int
+

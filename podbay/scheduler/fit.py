@@ -11,9 +11,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from fractions import Fraction
 
-from podbay.api import Node, NodeSelectorRequirement, NodeSelectorTerm, Pod, Taint, Toleration
+from podbay.api import Node, NodeSelectorRequirement, NodeSelectorTerm, Pod
 from podbay.api.quantity import parse_quantity
 from podbay.api.resources import pod_requests
+from podbay.api.taints import tolerates
 
 
 @dataclass
@@ -83,14 +84,6 @@ def _requirement(r: NodeSelectorRequirement, labels: dict[str, str]) -> bool:
     return False
 
 
-def _tolerates(t: Toleration, taint: Taint) -> bool:
-    if t.effect and t.effect != taint.effect:
-        return False
-    if (t.operator or "Equal") == "Exists":
-        return not t.key or t.key == taint.key
-    return t.key == taint.key and (t.value or "") == (taint.value or "")
-
-
 def _host_ports(pod: Pod) -> set[tuple[str, str, int]]:
     return {(p.protocol or "TCP", p.host_ip or "0.0.0.0", p.host_port)
             for c in pod.spec.init_containers + pod.spec.containers for p in c.ports if p.host_port}
@@ -126,7 +119,7 @@ def unfit_reasons(pod: Pod, info: NodeInfo, want: dict[str, Fraction] | None = N
     if not selector_ok:
         reasons.append("node(s) didn't match Pod's node affinity/selector")
     for taint in node.spec.taints:
-        if taint.effect in ("NoSchedule", "NoExecute") and not any(_tolerates(t, taint) for t in pod.spec.tolerations):
+        if taint.effect in ("NoSchedule", "NoExecute") and not any(tolerates(t, taint) for t in pod.spec.tolerations):
             reasons.append(f"node(s) had untolerated taint {{{taint.key}: {taint.value or ''}}}")
             break
     if _ports_conflict(_host_ports(pod), set(info.host_ports)):
