@@ -219,9 +219,12 @@ class LeaderElector:
         self._reported_leader = holder
 
     async def _attempt(self, timeout: float) -> bool:
+        # asyncio.timeout, not wait_for: on Python 3.11 wait_for loses a cancellation that arrives
+        # as the attempt completes, and a cancelled elector would then retry forever.
         try:
-            return await asyncio.wait_for(self.try_acquire_or_renew(), max(timeout, 0.001))
-        except asyncio.TimeoutError:
+            async with asyncio.timeout(max(timeout, 0.001)):
+                return await self.try_acquire_or_renew()
+        except TimeoutError:
             return False
 
     async def acquire(self) -> None:
@@ -249,8 +252,8 @@ class LeaderElector:
         if not self.is_leader() or self._lease is None or self.observed is None:
             return
         try:
-            await asyncio.wait_for(self._write(release_record(self.observed, self.wall())),
-                                   self.config.renew_deadline)
+            async with asyncio.timeout(self.config.renew_deadline):
+                await self._write(release_record(self.observed, self.wall()))
         except Exception as exc:  # it expires anyway; stepping down must not fail the shutdown
             log.warning("failed to release lock %s: %s", self.describe, exc)
 
