@@ -20,6 +20,7 @@ import pytest
 from podbay.api import ConfigMap, Node, Pod
 from podbay.api.errors import NotFound
 from podbay.api.serialize import from_dict
+from podbay.apiserver.embedded import serve_embedded
 from podbay.client import Client
 from podbay.runtime.service import RuntimeService
 from tests.conftest import HostEnv, require_root
@@ -169,11 +170,11 @@ async def test_clients_go_on_through_the_second_server_when_the_first_is_killed(
     # A watch from a list's resourceVersion, as a reflector starts, on its own client (on A).
     _, since = await client.list(ConfigMap, "default")
     seen: list[tuple[str, str, int]] = []
+    watcher = Client.from_kubeconfig(a.kubeconfig, server=[a.url, b.url])
 
     async def follow() -> None:
-        async with Client.from_kubeconfig(a.kubeconfig, server=[a.url, b.url]) as watcher:
-            async for type_, cm in watcher.watch(ConfigMap, "default", resource_version=since):
-                seen.append((type_, cm.metadata.name or "", int(cm.metadata.resource_version or 0)))
+        async for type_, cm in watcher.watch(ConfigMap, "default", resource_version=since):
+            seen.append((type_, cm.metadata.name or "", int(cm.metadata.resource_version or 0)))
     watching = asyncio.create_task(follow())
     written: list[tuple[str, str, int]] = []
 
@@ -187,6 +188,11 @@ async def test_clients_go_on_through_the_second_server_when_the_first_is_killed(
     for i in range(5):
         await write(i)
     assert cli("get", "pod", "before").returncode == 0
+
+    async def some_watched() -> bool:
+        return bool(seen)
+    # The watch is under way on A: it resumes from a resourceVersion it delivered.
+    await eventually(some_watched, "a first event watched")
 
     # Killed while the loop runs, as a server dies under a live client: its idle connections
     # close as they do, so only what was in flight could be lost (and nothing is).
@@ -204,14 +210,21 @@ async def test_clients_go_on_through_the_second_server_when_the_first_is_killed(
     assert not watching.done()
     watching.cancel()
     await asyncio.gather(watching, return_exceptions=True)
+    assert watcher.base_url == b.url
+    await watcher.close()
 
     # The CLI with both URLs is answered by B; with A alone it fails, so it was B that answered.
     shown = cli("get", "pod", "before", "-o", "json")
     assert shown.returncode == 0, shown.stderr
     assert json.loads(shown.stdout)["spec"]["nodeName"] == "node-a"
     assert cli("get", "pods", server=a.url).returncode == 1
-    # The scheduler, leader through A, renews through B and binds a pod made after the kill.
-    await client.create(a_pod("after"))
+    # A create by the CLI finds A refusing connections and is made through B; the scheduler,
+    # leader through A, renews through B and binds it.
+    manifest = tmp_path / "after.json"
+    manifest.write_text(json.dumps({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "after"},
+                                    "spec": {"containers": [{"name": "c", "image": "busybox:1.35"}]}}))
+    applied = cli("apply", "-f", str(manifest))
+    assert applied.returncode == 0, applied.stderr
     await eventually(lambda: bound(client, "after"), "pod after bound through B", timeout=90)
     assert scheduler.popen.poll() is None, scheduler.text()
 
@@ -280,3 +293,18 @@ async def test_an_agent_joined_to_both_keeps_its_node_ready_after_the_first_dies
         runtime = RuntimeService(settings_for(host_env).runtime_config())
         await runtime.start()
         await runtime.shutdown(purge=True)
+
+
+async def test_a_server_that_was_never_up_is_passed_over(tmp_path: Path) -> None:
+    """A first URL nobody listens on: joining, a create (its connection is refused, so it was
+    never sent) and a watch all go to the second at once."""
+    dead = f"https://127.0.0.1:{free_port()}"
+    async with serve_embedded(tmp_path / "api", unix_socket=False) as server:
+        client, ca = await Client.join([dead, server.https_url], server.join_token)
+        async with client:
+            assert ca == server.pki.ca_pem()
+            made = await client.create(from_dict(ConfigMap, {"metadata": {"name": "one"}}))
+            assert client.base_url == server.https_url
+            events = client.watch(ConfigMap, "default")
+            assert await anext(events) == ("ADDED", made)
+            await events.aclose()
