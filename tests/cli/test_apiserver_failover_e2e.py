@@ -155,9 +155,11 @@ async def test_clients_go_on_through_the_second_server_when_the_first_is_killed(
     assert a.join_token == b.join_token  # the same CA and token: one credential for both
     both = f"{a.url},{b.url}"
 
-    def cli(*args: str, server: str = both) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-m", "podbay", "--kubeconfig", str(a.kubeconfig),
-                               "--server", server, *args], capture_output=True, text=True, cwd=ROOT, timeout=60)
+    async def cli(*args: str, server: str = both) -> subprocess.CompletedProcess[str]:
+        # In a thread: the watch below goes on meanwhile.
+        return await asyncio.to_thread(
+            subprocess.run, [sys.executable, "-m", "podbay", "--kubeconfig", str(a.kubeconfig), "--server", server,
+                             *args], capture_output=True, text=True, cwd=ROOT, timeout=60)
 
     await client.create(from_dict(Node, {"metadata": {"name": "node-a"}, "status": {
         "allocatable": {"cpu": "4", "memory": "8Gi", "pods": "110"},
@@ -187,7 +189,7 @@ async def test_clients_go_on_through_the_second_server_when_the_first_is_killed(
 
     for i in range(5):
         await write(i)
-    assert cli("get", "pod", "before").returncode == 0
+    assert (await cli("get", "pod", "before")).returncode == 0
 
     async def some_watched() -> bool:
         return bool(seen)
@@ -200,33 +202,36 @@ async def test_clients_go_on_through_the_second_server_when_the_first_is_killed(
     for i in range(5, 10):
         await write(i)
     await client.delete(ConfigMap, "cm-0", "default")
-    # A delete's resourceVersion is the deletion's, which only the watch reports: the last one seen.
+
     async def all_watched() -> bool:
         return len(seen) >= len(written) + 1
     await eventually(all_watched, "every write watched")
+    # A delete's resourceVersion is the deletion's, which only the watch reports: the last one seen.
     assert seen[:-1] == written and seen[-1][:2] == ("DELETED", "cm-0")
     versions = [rv for _, _, rv in seen]
     assert versions == sorted(set(versions)), "resourceVersions not strictly increasing"
-    assert not watching.done()
-    watching.cancel()
-    await asyncio.gather(watching, return_exceptions=True)
     assert watcher.base_url == b.url
-    await watcher.close()
 
     # The CLI with both URLs is answered by B; with A alone it fails, so it was B that answered.
-    shown = cli("get", "pod", "before", "-o", "json")
+    shown = await cli("get", "pod", "before", "-o", "json")
     assert shown.returncode == 0, shown.stderr
     assert json.loads(shown.stdout)["spec"]["nodeName"] == "node-a"
-    assert cli("get", "pods", server=a.url).returncode == 1
+    assert (await cli("get", "pods", server=a.url)).returncode == 1
     # A create by the CLI finds A refusing connections and is made through B; the scheduler,
     # leader through A, renews through B and binds it.
     manifest = tmp_path / "after.json"
     manifest.write_text(json.dumps({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "after"},
                                     "spec": {"containers": [{"name": "c", "image": "busybox:1.35"}]}}))
-    applied = cli("apply", "-f", str(manifest))
+    applied = await cli("apply", "-f", str(manifest))
     assert applied.returncode == 0, applied.stderr
     await eventually(lambda: bound(client, "after"), "pod after bound through B", timeout=90)
     assert scheduler.popen.poll() is None, scheduler.text()
+
+    # Meanwhile the watch delivered nothing twice, and is still watching.
+    assert len(seen) == len(written) + 1 and not watching.done()
+    watching.cancel()
+    await asyncio.gather(watching, return_exceptions=True)
+    await watcher.close()
 
 
 async def test_an_agent_joined_to_both_keeps_its_node_ready_after_the_first_dies(
