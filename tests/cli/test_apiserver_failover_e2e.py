@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import AsyncIterator, Awaitable, Callable, Iterator
 
+import aiohttp
 import pytest
 
 from podbay.api import ConfigMap, Node, Pod
@@ -23,6 +24,7 @@ from podbay.api.serialize import from_dict
 from podbay.apiserver.embedded import serve_embedded
 from podbay.client import Client
 from podbay.runtime.service import RuntimeService
+from podbay.security.pki import server_context
 from tests.conftest import HostEnv, require_root
 from tests.e2e.conftest import free_port, settings_for
 from tests.etcd_server import EtcdServer
@@ -313,3 +315,32 @@ async def test_a_server_that_was_never_up_is_passed_over(tmp_path: Path) -> None
             events = client.watch(ConfigMap, "default")
             assert await anext(events) == ("ADDED", made)
             await events.aclose()
+
+
+async def test_only_a_request_never_sent_or_safe_to_repeat_goes_to_the_next_server(tmp_path: Path) -> None:
+    """A first server that takes each request and drops the connection without answering, as one
+    killed mid-request: a read goes on to the second; a create is not sent again (the first may
+    have made it), and the caller gets the error."""
+    async with serve_embedded(tmp_path / "api", unix_socket=False) as server:
+        received: list[bytes] = []
+
+        async def drop(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            with contextlib.suppress(ConnectionError, asyncio.IncompleteReadError):
+                received.append((await reader.readuntil(b"\r\n\r\n")).split(b"\r\n")[0])
+            writer.close()
+
+        dropper = await asyncio.start_server(drop, "127.0.0.1", 0,
+                                             ssl=server_context(server.pki.server, server.pki.ca_pem()))
+        dropping = f"https://127.0.0.1:{dropper.sockets[0].getsockname()[1]}"
+        try:
+            async with Client.from_kubeconfig(server.kubeconfig, server=[dropping, server.https_url]) as client:
+                assert (await client.list(ConfigMap, "default"))[0] == []
+                assert received[-1].startswith(b"GET ") and client.base_url == server.https_url
+            async with Client.from_kubeconfig(server.kubeconfig, server=[dropping, server.https_url]) as client:
+                with pytest.raises(aiohttp.ClientConnectionError):
+                    await client.create(from_dict(ConfigMap, {"metadata": {"name": "once"}}))
+                assert received[-1].startswith(b"POST ")
+                assert (await client.list(ConfigMap, "default"))[0] == []  # B never saw the create
+        finally:
+            dropper.close()
+            await dropper.wait_closed()
