@@ -18,7 +18,7 @@ from typing import AsyncIterator, Awaitable, Callable, Iterator
 import aiohttp
 import pytest
 
-from podbay.api import ConfigMap, Node, Pod
+from podbay.api import ConfigMap, Lease, Node, Pod
 from podbay.api.errors import NotFound
 from podbay.api.serialize import from_dict
 from podbay.apiserver.embedded import serve_embedded
@@ -283,6 +283,9 @@ async def test_an_agent_joined_to_both_keeps_its_node_ready_after_the_first_dies
             beat = cond.last_heartbeat_time
             return beat is not None and beat.timestamp() > killed + float(grace)
         await eventually(beat_after_grace, "a heartbeat through B past the node grace", 60)
+        # ... judged by controllers that are themselves still at work through B.
+        held = await client.get(Lease, "kube-controller-manager", "kube-system")
+        assert held.spec.renew_time is not None and held.spec.renew_time.timestamp() > killed + float(grace)
 
         await client.create(a_pod("second", ["sleep", "600"]))
         await eventually(lambda: running("second"), "pod second running", 120)
