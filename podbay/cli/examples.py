@@ -22,9 +22,9 @@ EXAMPLES: dict[str, str] = {
     "controllers": """\
   podbay --server http://10.0.0.1:6443 controllers --token "$(cat api-token)\"""",
     "apiserver": """\
-  podbay --etcd-servers http://10.0.0.5:2379 --api-address 10.0.0.1 apiserver
-  # a second one: the first's pki/ and api-token copied to its state root first
-  podbay --etcd-servers http://10.0.0.5:2379 --api-address 10.0.0.2 --state-root /var/lib/podbay apiserver
+  sudo podbay --etcd-servers http://10.0.0.5:2379 --api-address 10.0.0.1 apiserver
+  # another machine, with the first's /var/lib/podbay/pki/ and api-token copied to its /var/lib/podbay/
+  sudo podbay --etcd-servers http://10.0.0.5:2379 --api-address 10.0.0.2 apiserver
   podbay --server https://10.0.0.1:6443,https://10.0.0.2:6443 get pods   # fails over between them""",
     "apply": """\
   podbay apply -f examples/web-pod.yaml
