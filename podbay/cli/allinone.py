@@ -17,6 +17,7 @@ from podbay.api.defaults import DEFAULT_SCHEDULER
 from podbay.apiserver.embedded import serve_embedded
 from podbay.cli.settings import Settings
 from podbay.client import Client
+from podbay.client.client import split_servers
 from podbay.client.leaderelection import LeaderElectionConfig, LeaderElector, new_identity
 from podbay.client.record import EventRecorder
 from podbay.controllers.nodeipam import NodeIPAM
@@ -195,7 +196,7 @@ async def _join(settings: Settings, token: str | None) -> tuple[Client, bytes, s
     is verified with the CA whose hash the join token carries; this machine's socket is its own
     credential (root only) and hands over the CA."""
     if not settings.server:
-        raise SystemExit("this part needs --server URL (the API server to join)")
+        raise SystemExit("this part needs --server URL[,URL...] (the API server to join; several fail over in turn)")
     if not settings.server.startswith("https://"):
         client = Client.connect(settings.server)
         return client, await client.cluster_ca(), None
@@ -203,7 +204,7 @@ async def _join(settings: Settings, token: str | None) -> tuple[Client, bytes, s
         raise SystemExit("joining needs --token (or PODBAY_TOKEN): the content of <state-root>/node-token "
                          "on the API server's machine")
     try:
-        client, ca = await Client.join(settings.server, token)
+        client, ca = await Client.join(split_servers(settings.server), token)
     except ValueError as exc:
         raise SystemExit(f"cannot join {settings.server}: {exc}") from None
     return client, ca, parse_join_token(token)[1]

@@ -10,6 +10,7 @@ import aiohttp
 from podbay.api.errors import APIError, Invalid
 from podbay.cli.settings import Settings, settings_from
 from podbay.client import Client
+from podbay.client.client import split_servers
 
 
 class CLIError(Exception):
@@ -48,16 +49,20 @@ def run_with_client(args: Any, body: Callable[[Client, Settings], Awaitable[int]
 
 
 def _client(settings: Settings) -> Client:
-    """The unix socket by default; an https --server with the credentials of --kubeconfig ($KUBECONFIG)."""
+    """The unix socket by default; an https --server (several, comma-separated, fail over in turn)
+    with the credentials of --kubeconfig ($KUBECONFIG)."""
     if settings.server and settings.server.startswith("https://"):
         if settings.client_kubeconfig is None:
             raise CLIError(f"{settings.server} needs credentials: pass --kubeconfig PATH or set KUBECONFIG "
                            "(`podbay kubeconfig` on the server's machine prints one)")
         try:
-            return Client.from_kubeconfig(settings.client_kubeconfig, server=settings.server)
+            return Client.from_kubeconfig(settings.client_kubeconfig, server=split_servers(settings.server))
         except (OSError, ValueError) as exc:
             raise CLIError(str(exc)) from None
-    return Client.connect(settings.server_url)
+    try:
+        return Client.connect(settings.server_url)
+    except ValueError as exc:
+        raise CLIError(str(exc)) from None
 
 
 def table(rows: list[list[str]]) -> str:

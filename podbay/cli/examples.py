@@ -21,6 +21,11 @@ EXAMPLES: dict[str, str] = {
   podbay --server http://10.0.0.1:6443 scheduler --leader-elect=false                # act at once, no lease\"""",
     "controllers": """\
   podbay --server http://10.0.0.1:6443 controllers --token "$(cat api-token)\"""",
+    "apiserver": """\
+  sudo podbay --etcd-servers http://10.0.0.5:2379 --api-address 10.0.0.1 apiserver
+  # another machine, with the first's /var/lib/podbay/pki/ and api-token copied to its /var/lib/podbay/
+  sudo podbay --etcd-servers http://10.0.0.5:2379 --api-address 10.0.0.2 apiserver
+  podbay --server https://10.0.0.1:6443,https://10.0.0.2:6443 get pods   # fails over between them""",
     "apply": """\
   podbay apply -f examples/web-pod.yaml
   podbay apply -f examples/                       # every manifest in a directory

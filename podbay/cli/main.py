@@ -15,6 +15,7 @@ from podbay.cli.settings import add_global_flags
 # Verb modules, in the order `podbay --help` lists them.
 VERB_MODULES: list[str] = [
     "podbay.cli.server",
+    "podbay.cli.apiserver",
     "podbay.cli.kubectl",
     "podbay.cli.hyper",
     "podbay.cli.images",

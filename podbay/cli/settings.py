@@ -178,7 +178,8 @@ def add_global_flags(parser: argparse.ArgumentParser) -> None:
                    help="unpacking stops when the image filesystem would have less than this free (default "
                         "15%%, the kubelet's imagefs.available hard eviction threshold)")
     g.add_argument("--server", default=env("PODBAY_SERVER"),
-                   help="the API server to talk to (default: this machine's socket)")
+                   help="the API server to talk to (default: this machine's socket); several https URLs, "
+                        "comma-separated, are tried in turn when one stops answering")
     g.add_argument("--etcd-servers", default=env("PODBAY_ETCD_SERVERS", ""),
                    help="keep the API's objects in etcd at these comma-separated URLs "
                         "(http://127.0.0.1:2379) instead of <state-root>/store.db")

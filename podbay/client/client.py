@@ -7,10 +7,12 @@ import base64
 import contextlib
 import hmac
 import json
+import logging
 import os
+import random
 import ssl
 from pathlib import Path
-from typing import Any, AsyncIterator, TypeVar
+from typing import Any, AsyncIterator, Awaitable, Callable, Sequence, TypeVar
 from urllib.parse import quote
 
 import aiohttp
@@ -24,6 +26,8 @@ from podbay.security import kubeconfig
 from podbay.security.pki import ca_hash, client_context, parse_join_token
 
 T = TypeVar("T")
+R = TypeVar("R")
+log = logging.getLogger("podbay.client")
 
 DEFAULT_SERVER = "unix:///run/podbay/api.sock"
 # kind -> (resource, namespaced)
@@ -43,6 +47,22 @@ PATCH_TYPES = {
 }
 _RETRY_MIN, _RETRY_MAX = 0.1, 5.0
 _MAX_CA_BYTES = 1 << 20
+# Methods a server may see twice without harm, so they are sent again to the next server even
+# when the first may have received them (a reset, a timeout); a POST or PATCH only when it was
+# never sent (the connection could not be made).
+_IDEMPOTENT = frozenset({"GET", "HEAD", "PUT", "DELETE"})
+# A plain request whose server sends nothing for this long counts as a server that stopped answering.
+_REQUEST_TIMEOUT = aiohttp.ClientTimeout(total=None, sock_connect=10, sock_read=60)
+# client-go's reflector asks every watch to end after 5 to 10 minutes (minWatchTimeout, jittered):
+# a silent server past that, plus this grace, has stopped answering.
+_WATCH_TIMEOUT, _WATCH_GRACE = 300, 30
+_NEVER_SENT = (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError)
+_UNANSWERED = (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError, asyncio.TimeoutError)
+
+
+def split_servers(text: str) -> list[str]:
+    """`URL[,URL...]`, as --server and $PODBAY_SERVER give them."""
+    return [u.strip() for u in text.split(",") if u.strip()]
 
 
 def _resource(kind: type[Any]) -> tuple[str, bool]:
@@ -57,15 +77,21 @@ def _key(obj: Any) -> tuple[str, str]:
 
 
 class Client:
-    def __init__(self, base_url: str, unix_socket: str | None = None, token: str | None = None,
+    def __init__(self, base_url: str | Sequence[str], unix_socket: str | None = None, token: str | None = None,
                  tls: ssl.SSLContext | None = None) -> None:
-        """`tls`: how an https server is verified and what certificate is presented
-        (default: the system's CAs, no client certificate)."""
-        self.base_url = base_url.rstrip("/")
+        """`base_url`: one server or several serving the same cluster (API servers on one etcd):
+        a request that finds one not answering goes to the next. `tls`: how an https server is
+        verified and what certificate is presented (default: the system's CAs, no client certificate)."""
+        urls = [base_url] if isinstance(base_url, str) else list(base_url)
+        if not urls:
+            raise ValueError("a client needs at least one server URL")
+        self.servers: tuple[str, ...] = tuple(u.rstrip("/") for u in urls)
+        self._current = 0
         self.unix_socket = unix_socket
         self.token = token
         self.tls = tls
         self._session: aiohttp.ClientSession | None = None
+        self._unpooled: aiohttp.ClientSession | None = None
         self._closed = False
 
     @classmethod
@@ -75,6 +101,11 @@ class Client:
         to $PODBAY_TOKEN."""
         server = server or os.environ.get("PODBAY_SERVER") or DEFAULT_SERVER
         token = token or os.environ.get("PODBAY_TOKEN") or None
+        servers = split_servers(server)
+        if len(servers) > 1:
+            if any(not s.startswith(("http://", "https://")) for s in servers):
+                raise ValueError(f"{server}: only http(s) URLs can be listed together, not a unix socket")
+            return cls(servers, token=token)
         if server.startswith("unix://"):
             return cls("http://localhost", unix_socket=server[len("unix://"):], token=token)
         if server.startswith("/"):
@@ -83,18 +114,19 @@ class Client:
 
     @classmethod
     def from_kubeconfig(cls, path: str | os.PathLike[str], context: str | None = None,
-                        server: str | None = None) -> "Client":
+                        server: str | Sequence[str] | None = None) -> "Client":
         """The server and credentials of a kubeconfig's context (default: its current one);
-        `server` overrides the kubeconfig's server."""
+        `server` (one URL or several) overrides the kubeconfig's server."""
         creds = kubeconfig.load(Path(path), context)
         tls = client_context(creds.ca, creds.cert, creds.key)
         return cls(server or creds.server, token=creds.token, tls=tls)
 
     @classmethod
-    async def join(cls, server: str, join_token: str) -> tuple["Client", bytes]:
-        """A client of `server` for a node joining it with `join_token` (K10<CA hash>::<secret>),
-        and the cluster CA. The CA is fetched from the anonymous /cacerts and trusted only if its
-        hash is the one the token carries: from then on the server is verified against it."""
+    async def join(cls, server: str | Sequence[str], join_token: str) -> tuple["Client", bytes]:
+        """A client of `server` (one URL or several) for a node joining it with `join_token`
+        (K10<CA hash>::<secret>), and the cluster CA. The CA is fetched from the anonymous /cacerts
+        of the first server that answers and trusted only if its hash is the one the token carries:
+        from then on every server is verified against it."""
         digest, secret = parse_join_token(join_token)
         probe = cls(server, tls=client_context(None, verify=False))
         try:
@@ -102,37 +134,80 @@ class Client:
         finally:
             await probe.close()
         if not hmac.compare_digest(ca_hash(ca), digest):
-            raise ValueError(f"the CA {server} serves does not match the hash in the join token: "
+            raise ValueError(f"the CA {probe.base_url} serves does not match the hash in the join token: "
                              "refusing a server that may not be the cluster's")
         return cls(server, token=secret, tls=client_context(ca)), ca
 
     # -- plumbing ----------------------------------------------------------------
 
-    def _http(self) -> aiohttp.ClientSession:
+    @property
+    def base_url(self) -> str:
+        """The server requests go to now: the last one that answered."""
+        return self.servers[self._current]
+
+    def _failed(self, url: str) -> None:
+        """`url` stopped answering: move on to the next server, unless another request already has
+        (requests failing at once must not each move on, skipping the live one)."""
+        if self.base_url == url and len(self.servers) > 1:
+            self._current = (self._current + 1) % len(self.servers)
+            log.warning("API server %s is not answering; going on with %s", url, self.base_url)
+
+    async def _failover(self, method: str, call: Callable[[str], Awaitable[R]]) -> R:
+        """`call(server URL)` on the current server, then on each next one while they do not answer.
+        Only an idempotent method is sent again after the server may have received it."""
+        order = [self.servers[(self._current + i) % len(self.servers)] for i in range(len(self.servers))]
+        for url in order[:-1]:
+            try:
+                return await call(url)
+            except _NEVER_SENT:
+                self._failed(url)
+            except _UNANSWERED:
+                self._failed(url)
+                if method not in _IDEMPOTENT:
+                    raise
+        try:
+            return await call(order[-1])
+        except _UNANSWERED:
+            self._failed(order[-1])
+            raise
+
+    def _http(self, method: str = "GET") -> aiohttp.ClientSession:
+        """The session for `method`. With several servers, a request that must not be sent twice
+        goes on a connection of its own: a kept-alive one may have lost its server unnoticed, and a
+        failure there would leave unknown whether the server got it, where a fresh connection
+        that cannot be made certainly did not (and the next server is tried)."""
         if self._closed:
             raise RuntimeError("the client is closed")
-        if self._session is None:
+        pooled = method in _IDEMPOTENT or len(self.servers) == 1
+        session = self._session if pooled else self._unpooled
+        if session is None:
             connector = (
-                aiohttp.UnixConnector(path=self.unix_socket) if self.unix_socket
-                else aiohttp.TCPConnector(ssl=self.tls if self.tls is not None else True)
+                aiohttp.UnixConnector(path=self.unix_socket, force_close=not pooled) if self.unix_socket
+                else aiohttp.TCPConnector(ssl=self.tls if self.tls is not None else True, force_close=not pooled)
             )
             headers = {"Accept": "application/json"}
             if self.token:
                 headers["Authorization"] = f"Bearer {self.token}"
-            self._session = aiohttp.ClientSession(
+            session = aiohttp.ClientSession(
                 connector=connector,
                 headers=headers,
                 timeout=aiohttp.ClientTimeout(total=None, sock_connect=10),
             )
-        return self._session
+            if pooled:
+                self._session = session
+            else:
+                self._unpooled = session
+        return session
 
     async def cluster_ca(self) -> bytes:
         """The cluster CA (PEM) the server hands to anyone at /cacerts."""
-        async with self._http().get(self.base_url + "/cacerts") as resp:
-            raw = await resp.content.read(_MAX_CA_BYTES)
-            if resp.status != 200:
-                raise _error(resp.status, raw)
-            return raw
+        async def fetch(url: str) -> bytes:
+            async with self._http().get(url + "/cacerts", timeout=_REQUEST_TIMEOUT) as resp:
+                raw = await resp.content.read(_MAX_CA_BYTES)
+                if resp.status != 200:
+                    raise _error(resp.status, raw)
+                return raw
+        return await self._failover("GET", fetch)
 
     @staticmethod
     def path(kind: type[Any], namespace: str | None = None, name: str | None = None,
@@ -161,13 +236,16 @@ class Client:
         """One API call; the decoded JSON answer, or the error it carries raised."""
         data = json.dumps(body).encode() if body is not None else None
         headers = {"Content-Type": content_type} if data is not None else {}
-        async with self._http().request(
-            method, self.base_url + path, data=data, params=params, headers=headers
-        ) as resp:
-            raw = await resp.read()
-            if resp.status >= 400:
-                raise _error(resp.status, raw)
-            return json.loads(raw) if raw else None
+
+        async def send(url: str) -> bytes:
+            async with self._http(method).request(method, url + path, data=data, params=params,
+                                                  headers=headers, timeout=_REQUEST_TIMEOUT) as resp:
+                raw = await resp.read()
+                if resp.status >= 400:
+                    raise _error(resp.status, raw)
+                return raw
+        raw = await self._failover(method, send)
+        return json.loads(raw) if raw else None
 
     # -- typed verbs ---------------------------------------------------------------
 
@@ -255,12 +333,15 @@ class Client:
             params.append(("container", container))
         if timeout:
             params.append(("timeout", str(timeout)))
-        url = self.base_url + self.path(Pod, namespace or "default", name, "exec")
-        async with self._http().post(url, params=params) as resp:
-            raw = await resp.read()
-            if resp.status >= 400:
-                raise _error(resp.status, raw)
-        body = json.loads(raw)
+        path = self.path(Pod, namespace or "default", name, "exec")
+
+        async def run(url: str) -> bytes:
+            async with self._http("POST").post(url + path, params=params) as resp:
+                raw = await resp.read()
+                if resp.status >= 400:
+                    raise _error(resp.status, raw)
+                return raw
+        body = json.loads(await self._failover("POST", run))
         return int(body["exitCode"]), base64.b64decode(body["stdout"]), base64.b64decode(body["stderr"])
 
     @contextlib.asynccontextmanager
@@ -273,13 +354,14 @@ class Client:
             (k, str(v).lower()) for k, v in (("stdin", stdin), ("stdout", stdout), ("stderr", stderr), ("tty", tty))]
         if container:
             params.append(("container", container))
-        url = self.base_url + self.path(Pod, namespace or "default", name, "exec")
+        path = self.path(Pod, namespace or "default", name, "exec")
         try:
-            ws = await self._http().ws_connect(url, params=params, protocols=CLIENT_PROTOCOLS, max_msg_size=0)
+            ws = await self._failover("POST", lambda base: self._http("POST").ws_connect(
+                base + path, params=params, protocols=CLIENT_PROTOCOLS, max_msg_size=0))
         except aiohttp.WSServerHandshakeError:
             # The refusal's Status is not kept by the handshake; the same GET without an
             # upgrade gets it (the server checks the target first).
-            async with self._http().get(url, params=params) as resp:
+            async with self._http().get(self.base_url + path, params=params) as resp:
                 raise _error(resp.status, await resp.read()) from None
         stream = ExecStream(ws)
         try:
@@ -304,8 +386,10 @@ class Client:
             params["container"] = container
         if tail_lines is not None:
             params["tailLines"] = str(tail_lines)
-        url = self.base_url + self.path(Pod, namespace or "default", name, "log")
-        async with self._http().get(url, params=params) as resp:
+        path = self.path(Pod, namespace or "default", name, "log")
+        # Only opening the stream fails over: a log cut off midway cannot be resumed where it broke.
+        resp = await self._failover("GET", lambda base: self._http().get(base + path, params=params))
+        async with resp:
             if resp.status >= 400:
                 raise _error(resp.status, await resp.read())
             async for chunk in resp.content.iter_any():
@@ -321,27 +405,37 @@ class Client:
     ) -> AsyncIterator[tuple[str, T]]:
         """("ADDED" | "MODIFIED" | "DELETED", object), forever.
 
-        Without `resource_version` it starts with the current objects as
-        ADDED. When the stream ends it resumes from the last resourceVersion;
-        when that is too old (410) it lists again and yields the difference
-        from what it had delivered, as an informer's relist does."""
+        As client-go's reflector: without `resource_version` (or with "0") it lists first and yields
+        the current objects as ADDED, then watches from the list's resourceVersion. When the stream
+        ends or its server stops answering it resumes from the last resourceVersion it delivered, on
+        the next server when there are several, so no event is missed or repeated; when that
+        resourceVersion is too old (410) it lists again and yields the difference from what it had
+        delivered, as an informer's relist does."""
         path = self.path(kind, namespace)
-        rv = resource_version
+        rv = resource_version if resource_version != "0" else None
         known: dict[tuple[str, str], T] = {}
+        if not rv:
+            items, rv = await self.list(kind, namespace, label_selector, field_selector)
+            for item in items:
+                known[_key(item)] = item
+                yield "ADDED", item
         delay = _RETRY_MIN
+        failures = 0
         while True:
-            params = {"watch": "1", "allowWatchBookmarks": "true", **_selectors(label_selector, field_selector)}
-            if rv:
-                params["resourceVersion"] = rv
+            timeout = int(_WATCH_TIMEOUT * (1 + random.random()))
+            params = {"watch": "1", "allowWatchBookmarks": "true", "resourceVersion": rv,
+                      "timeoutSeconds": str(timeout), **_selectors(label_selector, field_selector)}
             expired = False
+            url = self.base_url
             try:
-                async with self._http().get(self.base_url + path, params=params) as resp:
+                async with self._http().get(url + path, params=params, timeout=aiohttp.ClientTimeout(
+                        total=None, sock_connect=10, sock_read=timeout + _WATCH_GRACE)) as resp:
                     if resp.status == 410:
                         expired = True
                     elif resp.status >= 400:
                         raise _error(resp.status, await resp.read())
                     else:
-                        delay = _RETRY_MIN
+                        delay, failures = _RETRY_MIN, 0
                         async for line in resp.content:
                             if not line.strip():
                                 continue
@@ -361,11 +455,15 @@ class Client:
                             else:
                                 known[_key(obj)] = obj
                             yield type_, obj
-            except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError, asyncio.TimeoutError):
+            except _UNANSWERED:
                 if self._closed:
                     return
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, _RETRY_MAX)
+                self._failed(url)
+                failures += 1
+                # Each server is tried at once; a pause only once every one of them has failed.
+                if failures % len(self.servers) == 0:
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, _RETRY_MAX)
                 continue
             if expired:
                 items, rv = await self.list(kind, namespace, label_selector, field_selector)
@@ -384,9 +482,10 @@ class Client:
 
     async def close(self) -> None:
         self._closed = True
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        for session in (self._session, self._unpooled):
+            if session is not None:
+                await session.close()
+        self._session = self._unpooled = None
 
     async def __aenter__(self) -> "Client":
         return self
