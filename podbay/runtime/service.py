@@ -90,6 +90,7 @@ class RuntimeService:
             d.mkdir(parents=True, exist_ok=True)
         self.network.ensure_conflist()
         self._load_records()
+        await self._adopt_started()
         await self._remove_unowned()
         self._refill_warm()
         for record in self._container_records():
@@ -360,6 +361,19 @@ class RuntimeService:
             with contextlib.suppress(FileNotFoundError, ValueError):
                 record = json.loads(path.read_text())
                 self._containers[record["id"]] = record
+
+    async def _adopt_started(self) -> None:
+        """A container recorded as created may have been started by a process that died between
+        `crun start` and writing the record; crun knows. Left as created, the agent would start a
+        second instance beside the one that runs."""
+        for record in self._container_records():
+            if record["state"] != ContainerState.CREATED.value or not record.get("conmon_pid"):
+                continue
+            state = await self.oci.state(record["id"])
+            if state is not None and state.get("status") in ("running", "stopped"):
+                # The start's moment was never recorded; now is the closest this process knows.
+                record.update(state=ContainerState.RUNNING.value, started_at=_now().isoformat())
+                self._save(record)
 
     def _lock(self, container_id: str) -> asyncio.Lock:
         return self._locks.setdefault(container_id, asyncio.Lock())

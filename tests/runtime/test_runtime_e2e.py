@@ -1,6 +1,7 @@
 """The runtime on real containers: a pod sandbox and its containers under crun and conmon."""
 from __future__ import annotations
 
+import dataclasses
 import os
 from pathlib import Path
 
@@ -12,6 +13,8 @@ from podbay.runtime.types import (
     LinuxContainerSecurity, Mount, PodSandboxConfig, PodSandboxMetadata, PortMapping, SandboxState,
 )
 from podbay.runtime.volumes import EmptyDir
+from tests.conftest import HostEnv
+from tests.runtime.conftest import running_runtime, runtime_config
 
 pytestmark = pytest.mark.e2e
 BUSYBOX = "busybox:1.35"
@@ -143,3 +146,23 @@ async def test_failed_host_port_mappings_keep_containers_from_starting(runtime: 
     assert (await runtime.container_status(cid)).state is ContainerState.CREATED
     assert (await runtime.pod_sandbox_status(sid)).state is SandboxState.NOTREADY
     await runtime.remove_pod_sandbox(sid)
+
+
+async def test_a_container_started_by_a_process_that_died_before_recording_it_is_running(
+        host_env: HostEnv) -> None:
+    # The server was SIGKILLed between `crun start` and writing the record (a chaos run found
+    # it): a fresh process must report the container running, or the agent starts a second one.
+    config = dataclasses.replace(runtime_config(host_env), warm_sandboxes=0)
+    async with running_runtime(config) as runtime:
+        sid = await runtime.run_pod_sandbox(sandbox("crashed"))
+        cid = await runtime.create_container(sid, container("c", "sleep 600"))
+        await runtime.oci.start(cid)  # crun's start alone, as far as the dead process got
+        fresh = RuntimeService(config, runtime.images)
+        await fresh.start()
+        try:
+            assert (await fresh.container_status(cid)).state is ContainerState.RUNNING
+            await fresh.stop_container(cid, 0)
+            status = await fresh.container_status(cid)
+            assert status.state is ContainerState.EXITED and status.exit_code == 137
+        finally:
+            await fresh.shutdown()
