@@ -90,6 +90,7 @@ class RuntimeService:
             d.mkdir(parents=True, exist_ok=True)
         self.network.ensure_conflist()
         self._load_records()
+        await self._remove_unrecorded_containers()
         await self._adopt_started()
         await self._remove_unowned()
         self._refill_warm()
@@ -361,6 +362,15 @@ class RuntimeService:
             with contextlib.suppress(FileNotFoundError, ValueError):
                 record = json.loads(path.read_text())
                 self._containers[record["id"]] = record
+
+    async def _remove_unrecorded_containers(self) -> None:
+        """A container's directories and rootfs mount without a record were being made when a
+        previous process died (create_container writes the record once they exist): nothing
+        refers to them, so they would stay until the host reboots."""
+        for root in (self.config.bundles_root, self.config.containers_root):
+            for directory in list(root.iterdir()):
+                if directory.name not in self._containers:
+                    await self._discard_container(directory.name)
 
     async def _adopt_started(self) -> None:
         """A container recorded as created may have been started by a process that died between

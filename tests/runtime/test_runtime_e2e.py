@@ -3,11 +3,13 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import secrets
 from pathlib import Path
 
 import pytest
 
 from podbay.runtime.service import RuntimeService
+from podbay.runtime.syscalls import is_mountpoint, mount
 from podbay.runtime.types import (
     ContainerConfig, ContainerMetadata, ContainerRuntimeError, ContainerState, LinuxContainerResources,
     LinuxContainerSecurity, Mount, PodSandboxConfig, PodSandboxMetadata, PortMapping, SandboxState,
@@ -166,3 +168,23 @@ async def test_a_container_started_by_a_process_that_died_before_recording_it_is
             assert status.state is ContainerState.EXITED and status.exit_code == 137
         finally:
             await fresh.shutdown()
+
+
+async def test_a_rootfs_mounted_by_a_process_that_died_before_recording_its_container_is_removed(
+        host_env: HostEnv) -> None:
+    # The server was SIGKILLed in create_container after the rootfs mount and before the record
+    # write (a chaos run found the mount left after down --purge): a fresh process removes it.
+    config = dataclasses.replace(runtime_config(host_env), warm_sandboxes=0)
+    async with running_runtime(config) as runtime:
+        cid = secrets.token_hex(32)
+        directory, rootfs = config.containers_root / cid, config.bundles_root / cid / "rootfs"
+        for d in (directory / "upper", directory / "work", rootfs):
+            d.mkdir(parents=True)
+        lower = ":".join(map(str, runtime.images.mount_layers(BUSYBOX)))
+        mount("overlay", str(rootfs), "overlay", 0, f"lowerdir={lower},upperdir={directory / 'upper'},"
+              f"workdir={directory / 'work'}")
+        fresh = RuntimeService(config, runtime.images)
+        await fresh.start()
+        await fresh.shutdown()
+        assert not is_mountpoint(str(rootfs))
+        assert not directory.exists() and not rootfs.parent.exists()
