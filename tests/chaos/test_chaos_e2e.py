@@ -60,7 +60,7 @@ READY_TIMEOUT = 90.0
 SETTLE_TIMEOUT = 150.0
 LIVE = ("running", "created")  # crun's states of a container that has a conmon and may run
 # verb -> weight in the random sequence
-VERBS = {"apply": 30, "hyper-create": 8, "delete": 8, "delete-now": 10, "stop": 10, "start": 10, "replace": 10,
+VERBS = {"apply": 30, "hyper-create": 10, "delete": 8, "delete-now": 10, "stop": 12, "start": 10, "replace": 16,
          "exec": 14}
 
 
@@ -97,7 +97,8 @@ def operations(seed: int, count: int) -> list[Op]:
 def manifest(op: Op) -> str:
     # sleep as PID 1 ignores SIGTERM, so a default-grace delete waits out the (short) grace; both
     # images are the project's own busybox, never pulled.
-    containers = "\n".join(f"  - {{name: {c}, image: {op.image}, imagePullPolicy: IfNotPresent, command: [sleep, '3600']}}" for c in CONTAINERS)
+    containers = "\n".join(f"  - {{name: {c}, image: {op.image}, imagePullPolicy: IfNotPresent, "
+                           f"command: [sleep, '3600']}}" for c in CONTAINERS)
     return f"""apiVersion: v1
 kind: Pod
 metadata:
@@ -123,9 +124,9 @@ class Server:
 
     def start(self) -> None:
         with open(self.log, "ab") as out:
-            self.proc = subprocess.Popen([sys.executable, "-m", "podbay", *self.settings.as_args(), "up", "--foreground"],
-                                         stdin=subprocess.DEVNULL, stdout=out, stderr=out, cwd=ROOT,
-                                         start_new_session=True)
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "podbay", *self.settings.as_args(), "up", "--foreground"],
+                stdin=subprocess.DEVNULL, stdout=out, stderr=out, cwd=ROOT, start_new_session=True)
 
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
@@ -146,7 +147,8 @@ class Server:
                 return
             except Exception:
                 if time.monotonic() >= deadline:
-                    raise AssertionError(f"the server did not serve within {READY_TIMEOUT}s:\n{self.tail()}") from None
+                    raise AssertionError(f"the server did not serve within {READY_TIMEOUT}s:\n"
+                                         f"{self.tail()}") from None
                 await asyncio.sleep(0.2)
 
     def tail(self) -> str:
@@ -196,10 +198,14 @@ class Chaos:
     async def _perform(self, op: Op) -> None:
         self.in_flight += 1
         try:
-            await asyncio.wait_for(self._verb(op)(), OP_TIMEOUT)
-            self.outcomes[f"{op.verb}: ok"] += 1
+            result = await asyncio.wait_for(self._verb(op)(), OP_TIMEOUT)
+            # An exec answers with the command's own exit code and output (a stop may kill it).
+            ok = op.verb != "exec" or result[:2] == (0, b"chaos\n")
+            self.outcomes[f"{op.verb}: {'ok' if ok else f'exit {result[0]}'}"] += 1
         except Exception as exc:  # the server may be down, the pod gone or not in the right state
             self.outcomes[f"{op.verb}: {type(exc).__name__}"] += 1
+            with open(self.workdir / "ops.log", "a") as log:
+                log.write(f"{op.index} {op.verb} {op.name} {op.other}: {type(exc).__name__}: {exc}\n")
         finally:
             self.in_flight -= 1
 
@@ -238,7 +244,8 @@ class HostView:
     conmons: list[str]  # the container id of each conmon process on these roots
 
     def ready_sandboxes(self, uid: str) -> list[dict]:
-        return [s for s in self.sandboxes.values() if s["labels"].get(POD_UID) == uid and s["state"] == SandboxState.READY.value]
+        return [s for s in self.sandboxes.values()
+                if s["labels"].get(POD_UID) == uid and s["state"] == SandboxState.READY.value]
 
     def running(self, uid: str, container: str | None = None) -> list[str]:
         """crun's containers of the pod that run or wait to (a created one may yet be started)."""
@@ -265,8 +272,9 @@ def host_view(env: HostEnv) -> HostView:
             ipaddress.ip_address(path.name)
             leases[path.name] = path.read_text().splitlines()[0].strip()
     mounts = {line.split()[4] for line in Path("/proc/self/mountinfo").read_text().splitlines()}
-    return HostView(sandboxes=sandboxes, containers=_records(env.state_root.joinpath("containers").glob("*/record.json")),
-                    crun=crun_containers(env), warm=warm, leases=leases, mounts=mounts, conmons=conmons(env))
+    containers = _records(env.state_root.joinpath("containers").glob("*/record.json"))
+    return HostView(sandboxes=sandboxes, containers=containers, crun=crun_containers(env), warm=warm, leases=leases,
+                    mounts=mounts, conmons=conmons(env))
 
 
 def ipam_dir(env: HostEnv) -> Path:
@@ -313,13 +321,13 @@ def mismatches(env: HostEnv, pods: list[Pod]) -> list[str]:
             ip = pod.status.pod_ip or ""
             ips[ip] += 1
             if [s.get("ip") for s in ready] != [ip]:
-                problems.append(f"{name}: podIP {ip!r}, but its ready sandboxes {[(s['id'], s['ip']) for s in ready]}")
+                problems.append(f"{name}: podIP {ip!r}, its ready sandboxes {[(s['id'], s['ip']) for s in ready]}")
                 continue
             sandbox = ready[0]
             if sandbox["netns"] not in view.mounts:
                 problems.append(f"{name}: sandbox {sandbox['id']} has no pinned netns at {sandbox['netns']}")
             if view.leases.get(ip) != sandbox["id"]:
-                problems.append(f"{name}: IP {ip} is leased to {view.leases.get(ip)!r}, not its sandbox {sandbox['id']}")
+                problems.append(f"{name}: IP {ip} is leased to {view.leases.get(ip)!r}, not to {sandbox['id']}")
             for c in CONTAINERS:
                 running = view.running(uid, c)
                 want = (statuses[c].container_id or "").split("://")[-1]
@@ -332,13 +340,16 @@ def mismatches(env: HostEnv, pods: list[Pod]) -> list[str]:
     problems += [f"crun container {i} ({c['status']}) has no runtime record" for i, c in view.crun.items()
                  if i not in view.containers]
     holders = {s["id"] for s in view.sandboxes.values() if s["state"] == SandboxState.READY.value} | view.warm
-    problems += [f"IP {ip} leased to {holder}, neither a ready sandbox nor a warm one" for ip, holder in view.leases.items()
-                 if holder not in holders]
+    problems += [f"IP {ip} leased to {holder}, neither a ready sandbox nor a warm one"
+                 for ip, holder in view.leases.items() if holder not in holders]
     if len(view.warm) > 1:
         problems.append(f"{len(view.warm)} warm sandboxes, the pool holds 1: {sorted(view.warm)}")
     live = sorted(i for i, c in view.crun.items() if c["status"] in LIVE)
     if sorted(view.conmons) != live:
         problems.append(f"conmon processes watch {sorted(view.conmons)}, crun holds {live}")
+    bundles = env.run_root / "bundles"
+    problems += [f"rootfs mounted at {m}, for no container crun holds" for m in view.mounts
+                 if m.startswith(f"{bundles}/") and Path(m).relative_to(bundles).parts[0] not in live]
     return problems
 
 
@@ -382,16 +393,19 @@ async def test_chaos_kills_leave_stored_pods_and_host_in_agreement(host_env: Hos
     server = Server(settings, tmp_path / "server.log")
     client = Client.connect(settings.server_url)
     chaos = Chaos(server, client, tmp_path)
-    replay = f"replay with PODBAY_CHAOS_SEED={SEED} PODBAY_CHAOS_OPS={OPS}; server log {server.log}"
+    replay = (f"replay with PODBAY_CHAOS_SEED={SEED} PODBAY_CHAOS_OPS={OPS}; server log {server.log}, "
+              f"failed operations in {tmp_path / 'ops.log'}")
     started = time.monotonic()
+    print(f"chaos: {OPS} operations, {replay}")  # in the report of any failure, the teardown's too
     try:
         server.start()
         await server.wait_ready(client)
         await chaos.run(operations(SEED, OPS))
         pods = await settle(host_env, client, server)
-        print(f"chaos seed {SEED}: {OPS} ops, {server.kills} kills ({chaos.kills_mid_request} mid-request), "
-              f"{len(pods)} pods at the end, {time.monotonic() - started:.0f}s; {dict(sorted(chaos.outcomes.items()))}")
-        assert server.kills >= OPS // 100 and chaos.kills_mid_request, "the kills did not happen as planned"
+        print(f"{server.kills} kills ({chaos.kills_mid_request} mid-request), {len(pods)} pods at the end, "
+              f"{time.monotonic() - started:.0f}s; {dict(sorted(chaos.outcomes.items()))}")
+        assert server.kills >= OPS // 100 and (chaos.kills_mid_request or not server.kills), \
+            "the kills did not happen as planned"
         await delete_everything(host_env, client)
     except Exception as exc:
         raise AssertionError(f"chaos run failed ({replay}): {exc}") from exc
