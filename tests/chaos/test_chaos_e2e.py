@@ -69,7 +69,7 @@ class Op:
     index: int
     verb: str
     name: str
-    other: str  # replace: the Created pod that takes `name`'s sandbox
+    other: str  # replace: the pod that is stopped (Created) and then takes `name`'s sandbox
     image: str
     label: str
     kill_after: float | None  # SIGKILL the server this many seconds into this op
@@ -226,7 +226,11 @@ class Chaos:
             state = "Created" if op.verb == "stop" else "Running"
             return lambda: hyper.set_state(c, argparse.Namespace(pods=[name], namespace=None), state)
         if op.verb == "replace":
-            return lambda: hyper.replace(c, argparse.Namespace(old=name, new=op.other, namespace="default"))
+            async def stop_then_replace() -> None:
+                # As a user would: NEW must be Created before it can take OLD's sandbox.
+                await hyper.set_state(c, argparse.Namespace(pods=[op.other], namespace=None), "Created")
+                await hyper.replace(c, argparse.Namespace(old=name, new=op.other, namespace="default"))
+            return stop_then_replace
         assert op.verb == "exec", op.verb
         return lambda: c.exec(name, "default", ["sh", "-c", "echo chaos"], container=CONTAINERS[0])
 
