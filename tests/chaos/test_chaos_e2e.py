@@ -202,12 +202,17 @@ class Chaos:
             # An exec answers with the command's own exit code and output (a stop may kill it).
             ok = op.verb != "exec" or result[:2] == (0, b"chaos\n")
             self.outcomes[f"{op.verb}: {'ok' if ok else f'exit {result[0]}'}"] += 1
+            if not ok:
+                self._log(op, f"answered {result}")
         except Exception as exc:  # the server may be down, the pod gone or not in the right state
             self.outcomes[f"{op.verb}: {type(exc).__name__}"] += 1
-            with open(self.workdir / "ops.log", "a") as log:
-                log.write(f"{op.index} {op.verb} {op.name} {op.other}: {type(exc).__name__}: {exc}\n")
+            self._log(op, f"{type(exc).__name__}: {exc}")
         finally:
             self.in_flight -= 1
+
+    def _log(self, op: Op, outcome: str) -> None:
+        with open(self.workdir / "ops.log", "a") as log:
+            log.write(f"{op.index} {op.verb} {op.name} {op.other}: {outcome}\n")
 
     def _verb(self, op: Op) -> Callable[[], Awaitable[object]]:
         c, name = self.client, op.name
@@ -398,7 +403,7 @@ async def test_chaos_kills_leave_stored_pods_and_host_in_agreement(host_env: Hos
     client = Client.connect(settings.server_url)
     chaos = Chaos(server, client, tmp_path)
     replay = (f"replay with PODBAY_CHAOS_SEED={SEED} PODBAY_CHAOS_OPS={OPS}; server log {server.log}, "
-              f"failed operations in {tmp_path / 'ops.log'}")
+              f"operations that failed in {tmp_path / 'ops.log'}")
     started = time.monotonic()
     print(f"chaos: {OPS} operations, {replay}")  # in the report of any failure, the teardown's too
     try:
