@@ -88,7 +88,7 @@ def operations(seed: int, count: int) -> list[Op]:
             next_kill += rng.randint(50, 100)
         ops.append(Op(index=i, verb=rng.choices(verbs, weights)[0], name=rng.choice(NAMES),
                       other=rng.choice(NAMES), image=rng.choice(IMAGES), label=f"v{rng.randint(0, 3)}",
-                      kill_after=rng.uniform(0.0, 0.015) if kill else None,
+                      kill_after=rng.uniform(0.0, 0.008) if kill else None,
                       kill_startup_after=rng.uniform(0.3, 2.0) if kill and rng.random() < 0.3 else None,
                       pause=rng.uniform(0.0, MAX_PAUSE)))
     return ops
