@@ -675,6 +675,10 @@ class RuntimeService:
                 proc.kill()
             await proc.wait()
             raise
+        if proc.returncode and ((await self.oci.state(container_id)) or {}).get("status") != "running":
+            # It stopped after the check above, so crun could not enter it: crun's own failure is
+            # not the command's answer (a chaos run got exit 1 and "the container is not running").
+            raise ContainerRuntimeError(f"container {container_id} is not running")
         return proc.returncode or 0, out, err
 
     async def exec(self, container_id: str, argv: list[str], *, tty: bool = False, stdin: bool = False,

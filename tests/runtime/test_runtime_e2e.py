@@ -4,6 +4,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import secrets
+import signal
 from pathlib import Path
 
 import pytest
@@ -188,3 +189,15 @@ async def test_a_rootfs_mounted_by_a_process_that_died_before_recording_its_cont
         await fresh.shutdown()
         assert not is_mountpoint(str(rootfs))
         assert not directory.exists() and not rootfs.parent.exists()
+
+
+async def test_exec_into_a_container_that_just_died_is_refused_not_answered_with_crun_s_failure(
+        runtime: RuntimeService) -> None:
+    # The container's process died after the runtime last looked (a chaos run exec'd into a pod
+    # being stopped and got exit 1 with crun's "the container ... is not running" as its answer).
+    sid = await runtime.run_pod_sandbox(sandbox("dying"))
+    cid = await run(runtime, sid, container("c", "sleep 600"))
+    os.kill((await runtime.container_status(cid)).pid, signal.SIGKILL)
+    with pytest.raises(ContainerRuntimeError, match="is not running"):
+        await runtime.exec_sync(cid, ["echo", "hi"], 10)
+    await runtime.remove_pod_sandbox(sid)
