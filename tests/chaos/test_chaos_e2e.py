@@ -164,6 +164,7 @@ class Chaos:
         self.in_flight = 0
         self.outcomes: Counter[str] = Counter()
         self.kills_mid_request = 0
+        self.wrong_answers: list[str] = []
 
     async def run(self, ops: list[Op]) -> None:
         queue = iter(ops)
@@ -199,11 +200,11 @@ class Chaos:
         self.in_flight += 1
         try:
             result = await asyncio.wait_for(self._verb(op)(), OP_TIMEOUT)
-            # An exec answers with the command's own exit code and output (a stop may kill it).
+            # An exec answers with the command's own exit code and output, or fails.
             ok = op.verb != "exec" or result[:2] == (0, b"chaos\n")
             self.outcomes[f"{op.verb}: {'ok' if ok else f'exit {result[0]}'}"] += 1
             if not ok:
-                self._log(op, f"answered {result}")
+                self.wrong_answers.append(f"op {op.index} ({op.verb} {op.name}): {result}")
         except Exception as exc:  # the server may be down, the pod gone or not in the right state
             self.outcomes[f"{op.verb}: {type(exc).__name__}"] += 1
             self._log(op, f"{type(exc).__name__}: {exc}")
@@ -413,6 +414,9 @@ async def test_chaos_kills_leave_stored_pods_and_host_in_agreement(host_env: Hos
         pods = await settle(host_env, client, server)
         print(f"{server.kills} kills ({chaos.kills_mid_request} mid-request), {len(pods)} pods at the end, "
               f"{time.monotonic() - started:.0f}s; {dict(sorted(chaos.outcomes.items()))}")
+        # Not asserted: an exec racing a stop can still get crun's own failure (exit 1, "write to
+        # sync socket: Broken pipe") while crun reports the container running.
+        print(f"exec answers other than the command's own: {chaos.wrong_answers}")
         assert server.kills >= OPS // 100 and (chaos.kills_mid_request or not server.kills), \
             "the kills did not happen as planned"
         await delete_everything(host_env, client)
