@@ -18,6 +18,7 @@ from podbay.agent.config import ServerAuth
 from podbay.agent.podstate import RunState
 from podbay.agent.runtimeview import container_record, runtime_pods
 from podbay.agent.streams import serve_exec
+from podbay.runtime.types import ContainerRuntimeError
 from podbay.security import authn
 from podbay.security.pki import server_context
 
@@ -154,7 +155,10 @@ def make_app(agent: Any, auth: ServerAuth) -> web.Application:
             raise web.HTTPBadRequest(text="command: Required value")
         record = await _running(agent, ns, pod, name)
         timeout = float(request.query.get("timeout", "0") or 0) or None
-        code, out, err = await agent.runtime.exec_sync(record.id, command, timeout)
+        try:
+            code, out, err = await agent.runtime.exec_sync(record.id, command, timeout)
+        except ContainerRuntimeError:  # it stopped since _running looked
+            raise web.HTTPBadRequest(text=f'container "{name}" is not running') from None
         return web.json_response({"exitCode": code, "stdout": base64.b64encode(out or b"").decode(),
                                   "stderr": base64.b64encode(err or b"").decode()})
 

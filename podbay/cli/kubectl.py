@@ -123,6 +123,7 @@ async def apply(client: Client, args: argparse.Namespace, update: bool) -> int:
         current = await client.get(type(obj), obj.metadata.name, obj.metadata.namespace)
         wanted = current.model_copy(deep=True)
         if isinstance(obj, Pod):
+            _keep_pull_policies(obj, current)
             wanted.spec = default_pod(obj).spec
             wanted.spec.node_name = current.spec.node_name
         wanted.metadata.labels = {**current.metadata.labels, **obj.metadata.labels}
@@ -133,6 +134,16 @@ async def apply(client: Client, args: argparse.Namespace, update: bool) -> int:
         await client.update(wanted)
         print(f"{_kind_name(obj)}/{obj.metadata.name} configured")
     return 0
+
+
+def _keep_pull_policies(obj: Pod, current: Pod) -> None:
+    """imagePullPolicy is defaulted from the image's tag when the pod is created and may not
+    change after; a file that leaves it unset keeps the stored one, as kubectl apply's merge
+    does, so that changing the image (1.35 -> latest) is not refused."""
+    stored = {c.name: c.image_pull_policy for c in [*current.spec.init_containers, *current.spec.containers]}
+    for c in [*obj.spec.init_containers, *obj.spec.containers]:
+        if c.image_pull_policy is None and c.name in stored:
+            c.image_pull_policy = stored[c.name]
 
 
 def _rows(objs: list[Any], kind: type, wide: bool, all_ns: bool) -> list[list[str]]:

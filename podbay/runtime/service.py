@@ -95,6 +95,8 @@ class RuntimeService:
         self.network.ensure_conflist()
         await self.network.ensure_masquerade()
         self._load_records()
+        await self._remove_unrecorded_containers()
+        await self._adopt_started()
         await self._remove_unowned()
         self._refill_warm()
         for record in self._container_records():
@@ -375,6 +377,28 @@ class RuntimeService:
             with contextlib.suppress(FileNotFoundError, ValueError):
                 record = json.loads(path.read_text())
                 self._containers[record["id"]] = record
+
+    async def _remove_unrecorded_containers(self) -> None:
+        """A container's directories and rootfs mount without a record were being made when a
+        previous process died (create_container writes the record once they exist): nothing
+        refers to them, so they would stay until the host reboots."""
+        for root in (self.config.bundles_root, self.config.containers_root):
+            for directory in list(root.iterdir()):
+                if directory.name not in self._containers:
+                    await self._discard_container(directory.name)
+
+    async def _adopt_started(self) -> None:
+        """A container recorded as created may have been started by a process that died between
+        `crun start` and writing the record; crun knows. Left as created, the agent would start a
+        second instance beside the one that runs."""
+        for record in self._container_records():
+            if record["state"] != ContainerState.CREATED.value or not record.get("conmon_pid"):
+                continue
+            state = await self.oci.state(record["id"])
+            if state is not None and state.get("status") in ("running", "stopped"):
+                # The start's moment was never recorded; now is the closest this process knows.
+                record.update(state=ContainerState.RUNNING.value, started_at=_now().isoformat())
+                self._save(record)
 
     def _lock(self, container_id: str) -> asyncio.Lock:
         return self._locks.setdefault(container_id, asyncio.Lock())
@@ -667,6 +691,10 @@ class RuntimeService:
                 proc.kill()
             await proc.wait()
             raise
+        if proc.returncode and ((await self.oci.state(container_id)) or {}).get("status") != "running":
+            # It stopped after the check above, so crun could not enter it: crun's own failure is
+            # not the command's answer (a chaos run got exit 1 and "the container is not running").
+            raise ContainerRuntimeError(f"container {container_id} is not running")
         return proc.returncode or 0, out, err
 
     async def exec(self, container_id: str, argv: list[str], *, tty: bool = False, stdin: bool = False,

@@ -1,6 +1,7 @@
 """The podbay command run as a user runs it, one process per call, on a test's roots."""
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import time
@@ -32,3 +33,11 @@ def wait_until(predicate, timeout: float = 60.0) -> None:
     while not predicate():
         assert time.monotonic() < deadline, "condition not met before the deadline"
         time.sleep(0.2)
+
+
+def crun_containers(env: HostEnv) -> dict[str, dict]:
+    """What crun itself knows, by container id: the host's view, independent of podbay."""
+    crun_root = env.run_root / "crun"
+    out = subprocess.run(["crun", f"--root={crun_root}", "list", "--format=json"], capture_output=True,
+                         text=True, check=True).stdout
+    return {c["id"]: c for c in json.loads(out or "[]")}

@@ -6,25 +6,16 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
 from pathlib import Path
 
 import pytest
 
 from podbay.cli.server import running_pid
-from tests.cli.podbay_cli import podbay_cli, wait_until
+from tests.cli.podbay_cli import crun_containers, podbay_cli, wait_until
 from tests.conftest import HostEnv, require_root
 from tests.e2e.conftest import settings_for
 
 pytestmark = pytest.mark.e2e
-
-
-def crun_containers(env: HostEnv) -> dict[str, dict]:
-    """What crun itself knows, by container id: the host's view, independent of podbay."""
-    crun_root = env.run_root / "crun"
-    out = subprocess.run(["crun", f"--root={crun_root}", "list", "--format=json"], capture_output=True,
-                         text=True, check=True).stdout
-    return {c["id"]: c for c in json.loads(out or "[]")}
 
 
 def statuses(podbay, name: str) -> dict[str, dict]:

@@ -1,17 +1,23 @@
 """The runtime on real containers: a pod sandbox and its containers under crun and conmon."""
 from __future__ import annotations
 
+import dataclasses
 import os
+import secrets
+import signal
 from pathlib import Path
 
 import pytest
 
 from podbay.runtime.service import RuntimeService
+from podbay.runtime.syscalls import is_mountpoint, mount
 from podbay.runtime.types import (
     ContainerConfig, ContainerMetadata, ContainerRuntimeError, ContainerState, LinuxContainerResources,
     LinuxContainerSecurity, Mount, PodSandboxConfig, PodSandboxMetadata, PortMapping, SandboxState,
 )
 from podbay.runtime.volumes import EmptyDir
+from tests.conftest import HostEnv
+from tests.runtime.conftest import running_runtime, runtime_config
 
 pytestmark = pytest.mark.e2e
 BUSYBOX = "busybox:1.35"
@@ -142,4 +148,56 @@ async def test_failed_host_port_mappings_keep_containers_from_starting(runtime: 
         await runtime.start_container(cid)
     assert (await runtime.container_status(cid)).state is ContainerState.CREATED
     assert (await runtime.pod_sandbox_status(sid)).state is SandboxState.NOTREADY
+    await runtime.remove_pod_sandbox(sid)
+
+
+async def test_a_container_started_by_a_process_that_died_before_recording_it_is_running(
+        host_env: HostEnv) -> None:
+    # The server was SIGKILLed between `crun start` and writing the record (a chaos run found
+    # it): a fresh process must report the container running, or the agent starts a second one.
+    config = dataclasses.replace(runtime_config(host_env), warm_sandboxes=0)
+    async with running_runtime(config) as runtime:
+        sid = await runtime.run_pod_sandbox(sandbox("crashed"))
+        cid = await runtime.create_container(sid, container("c", "sleep 600"))
+        await runtime.oci.start(cid)  # crun's start alone, as far as the dead process got
+        fresh = RuntimeService(config, runtime.images)
+        await fresh.start()
+        try:
+            assert (await fresh.container_status(cid)).state is ContainerState.RUNNING
+            await fresh.stop_container(cid, 0)
+            status = await fresh.container_status(cid)
+            assert status.state is ContainerState.EXITED and status.exit_code == 137
+        finally:
+            await fresh.shutdown()
+
+
+async def test_a_rootfs_mounted_by_a_process_that_died_before_recording_its_container_is_removed(
+        host_env: HostEnv) -> None:
+    # The server was SIGKILLed in create_container after the rootfs mount and before the record
+    # write (a chaos run found the mount left after down --purge): a fresh process removes it.
+    config = dataclasses.replace(runtime_config(host_env), warm_sandboxes=0)
+    async with running_runtime(config) as runtime:
+        cid = secrets.token_hex(32)
+        directory, rootfs = config.containers_root / cid, config.bundles_root / cid / "rootfs"
+        for d in (directory / "upper", directory / "work", rootfs):
+            d.mkdir(parents=True)
+        lower = ":".join(map(str, runtime.images.mount_layers(BUSYBOX)))
+        mount("overlay", str(rootfs), "overlay", 0, f"lowerdir={lower},upperdir={directory / 'upper'},"
+              f"workdir={directory / 'work'}")
+        fresh = RuntimeService(config, runtime.images)
+        await fresh.start()
+        await fresh.shutdown()
+        assert not is_mountpoint(str(rootfs))
+        assert not directory.exists() and not rootfs.parent.exists()
+
+
+async def test_exec_into_a_container_that_just_died_is_refused_not_answered_with_crun_s_failure(
+        runtime: RuntimeService) -> None:
+    # The container's process died after the runtime last looked (a chaos run exec'd into a pod
+    # being stopped and got exit 1 with crun's "the container ... is not running" as its answer).
+    sid = await runtime.run_pod_sandbox(sandbox("dying"))
+    cid = await run(runtime, sid, container("c", "sleep 600"))
+    os.kill((await runtime.container_status(cid)).pid, signal.SIGKILL)
+    with pytest.raises(ContainerRuntimeError, match="is not running"):
+        await runtime.exec_sync(cid, ["echo", "hi"], 10)
     await runtime.remove_pod_sandbox(sid)
