@@ -37,6 +37,21 @@ def remove_cgroup(path: str) -> None:
         raise OSError(f"cgroups still in use: {', '.join(busy)}")
 
 
+def remove_unowned_pod_cgroups(parent: str, owned: set[str]) -> None:
+    """Removes the pod cgroups below `parent` that no sandbox owns: a process killed between
+    making a pod's cgroup and recording its sandbox leaves one behind. A cgroup that still holds
+    tasks is left alone (the sandbox it served is gone; its tasks are not podbay's to guess at)."""
+    for hierarchy in _hierarchies():
+        base = hierarchy / parent.strip("/")
+        if not base.is_dir():
+            continue
+        for pod in base.iterdir():
+            if pod.is_dir() and pod.name.startswith("pod-") and pod.name not in owned:
+                for directory, _, _ in sorted(os.walk(pod), key=lambda w: -len(w[0])):
+                    with contextlib.suppress(OSError):
+                        os.rmdir(directory)
+
+
 def cpu_shares(milli_cpu: int) -> int:
     """The kubelet's MilliCPUToShares: 1024 per CPU, at least 2."""
     return max(2, milli_cpu * 1024 // 1000) if milli_cpu else 2

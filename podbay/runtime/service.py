@@ -246,13 +246,14 @@ class RuntimeService:
         return {"netns": str(self._sandbox_dir(sandbox_id) / "ns" / "net"), "port_mappings": []}
 
     async def _remove_unowned(self) -> None:
-        """Sandbox directories without a record were warm when a previous process ended."""
+        """Sandbox directories without a record were warm when a previous process ended; pod
+        cgroups without a sandbox were being made when it was killed."""
         root = self.config.run_root / "sandboxes"
-        if not root.is_dir():
-            return
-        for directory in root.iterdir():
+        for directory in root.iterdir() if root.is_dir() else ():
             if directory.name not in self._sandboxes:
                 await self._teardown_sandbox(directory.name, self._unowned_record(directory.name))
+        cgroups.remove_unowned_pod_cgroups(self.config.cgroup_parent, {
+            self._sandbox_cgroup(sandbox_id).rpartition("/")[2] for sandbox_id in self._sandboxes})
 
     async def _teardown_sandbox(self, sandbox_id: str, record: dict) -> None:
         pending = self._ports_pending.pop(sandbox_id, None)

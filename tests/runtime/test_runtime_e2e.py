@@ -191,6 +191,22 @@ async def test_a_rootfs_mounted_by_a_process_that_died_before_recording_its_cont
         assert not directory.exists() and not rootfs.parent.exists()
 
 
+async def test_a_pod_cgroup_made_by_a_process_that_died_before_recording_its_sandbox_is_removed(
+        host_env: HostEnv) -> None:
+    # The server was SIGKILLed in run_pod_sandbox after the pod's pids cgroup was made and before
+    # the sandbox record (a chaos run found the cgroup parent left after down --purge).
+    config = dataclasses.replace(runtime_config(host_env), warm_sandboxes=0)
+    async with running_runtime(config) as runtime:
+        kept = await runtime.run_pod_sandbox(sandbox("kept"))
+        orphan = Path("/sys/fs/cgroup/pids") / config.cgroup_parent / f"pod-{secrets.token_hex(8)}"
+        orphan.mkdir(parents=True)
+        fresh = RuntimeService(config, runtime.images)
+        await fresh.start()
+        await fresh.shutdown()
+        assert not orphan.exists()
+        assert (Path("/sys/fs/cgroup/pids") / runtime._sandbox_cgroup(kept)).is_dir()
+
+
 async def test_exec_into_a_container_that_just_died_is_refused_not_answered_with_crun_s_failure(
         runtime: RuntimeService) -> None:
     # The container's process died after the runtime last looked (a chaos run exec'd into a pod
