@@ -52,7 +52,7 @@ from podbay.security.pki import ClusterPKI, server_context
 from podbay.store.base import Store
 from podbay.store.selectors import FieldSelector, LabelSelector, parse_field_selector, parse_label_selector
 
-STORE_KEY = web.AppKey("store", Store)  # type: ignore[type-abstract]
+STORE_KEY = web.AppKey("store", Store)
 REGISTRY_KEY = web.AppKey("registry", Registry)
 SHUTDOWN_KEY = web.AppKey("shutdown", asyncio.Event)
 

@@ -67,8 +67,9 @@ class ExecSession:
                 if self._exited.done():
                     return
                 readable = asyncio.ensure_future(wait_readable(fd))
+                either: set[asyncio.Future[Any]] = {readable, self._exited}  # None (readable) or the exit code
                 try:
-                    await asyncio.wait({readable, self._exited}, return_when=asyncio.FIRST_COMPLETED)
+                    await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
                 finally:
                     readable.cancel()  # unregisters the fd before anyone closes it
                 continue

@@ -168,7 +168,7 @@ def open_layer(path: Path) -> BinaryIO:
         return gzip.open(path, "rb")  # type: ignore[return-value]
     if magic == ZSTD_MAGIC:
         # zstd:chunked layers are many frames (and skippable ones holding their table of contents).
-        return zstandard.ZstdDecompressor().stream_reader(  # type: ignore[return-value]
+        return zstandard.ZstdDecompressor().stream_reader(
             open(path, "rb"), closefd=True, read_across_frames=True)
     return open(path, "rb")
 
