@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any, AsyncIterator
 
 from aiohttp import web
+from aiohttp.typedefs import Handler
 
 from podbay.api import remotecommand
 from podbay.api.errors import BadRequest, FieldError
@@ -109,7 +110,7 @@ _HTTP_REASONS = {400: "BadRequest", 413: "RequestEntityTooLarge", 415: "Unsuppor
 
 
 @web.middleware
-async def _errors(request: web.Request, handler: Any) -> web.StreamResponse:
+async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
         return await handler(request)
     except web.HTTPException as exc:
