@@ -377,6 +377,7 @@ async def _watch(request: web.Request, target: _Target) -> web.StreamResponse:
                     continue
                 await send(event.type, event.object)
         finally:
+            # The ignore: every store's watch is an async generator, though Store promises an AsyncIterator.
             await events.aclose()  # type: ignore[attr-defined]
 
     # The stream ends at timeoutSeconds, when the server shuts down, or on error. A negative

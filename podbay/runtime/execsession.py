@@ -97,10 +97,10 @@ class ExecSession:
     async def close(self) -> None:
         """Kills the command if it still runs and releases every descriptor and file."""
         await self.kill()
-        fds = {self.stdin_fd, *self.output_fds.values()} - {None}
+        fds = {fd for fd in (self.stdin_fd, *self.output_fds.values()) if fd is not None}
         for fd in fds:
             with contextlib.suppress(OSError):
-                os.close(fd)  # type: ignore[arg-type]
+                os.close(fd)
         self.stdin_fd = None
         self.output_fds = {}
         shutil.rmtree(self.workdir, ignore_errors=True)

@@ -457,6 +457,7 @@ class ImageStore:
         source = Path(source)
         if source.is_dir():
             with self.blob_writer() as w:
+                # The ignore: typeshed's stream-mode overloads want a narrower fileobj type than the blob writer.
                 with tarfile.open(fileobj=w, mode="w|", format=tarfile.PAX_FORMAT) as tar:  # type: ignore[call-overload]
                     for path in sorted(source.rglob("*")):
                         tar.add(path, arcname=str(path.relative_to(source)), recursive=False)
