@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# Runs the whole test suite (as root: the end-to-end tests start real containers).
+# Runs the type checker, then the whole test suite (as root: the end-to-end tests start real containers).
+# Type errors fail the run before any test starts; the checker prints each one.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/setup.sh
+.venv/bin/mypy  # files and settings: [tool.mypy] in pyproject.toml
 exec .venv/bin/python -m pytest -q -p no:cacheprovider "$@"

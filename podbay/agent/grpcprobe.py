@@ -10,7 +10,9 @@ import asyncio
 import json
 import random
 import urllib.parse
+from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import cast
 
 import h2.config
 import h2.connection
@@ -256,6 +258,12 @@ def backoff_delay(retries: int) -> float:
 
 # -- the probe ---------------------------------------------------------------------------
 
+def _text_headers(headers: Iterable[object]) -> dict[str, str]:
+    """A received header block as a dict. h2 annotates header fields as bytes, but a connection
+    configured with header_encoding (as _Connection's is) hands them over decoded, as str."""
+    return dict(cast("Iterable[tuple[str, str]]", headers))
+
+
 class _Connection:
     """One HTTP/2 client connection over asyncio streams."""
 
@@ -297,9 +305,9 @@ class _Connection:
                 raise RPCError(UNAVAILABLE, f"error reading from server: {exc}") from None
             for e in events:
                 if isinstance(e, h2.events.ResponseReceived) and e.stream_id == stream:
-                    result.headers = dict(e.headers)
+                    result.headers = _text_headers(e.headers)
                 elif isinstance(e, h2.events.TrailersReceived) and e.stream_id == stream:
-                    result.trailers = dict(e.headers)
+                    result.trailers = _text_headers(e.headers)
                 elif isinstance(e, h2.events.DataReceived) and e.stream_id == stream:
                     body += e.data
                     self.h2.acknowledge_received_data(e.flow_controlled_length, stream)

@@ -8,6 +8,7 @@ import logging
 from dataclasses import dataclass
 
 from podbay.api import Node
+from podbay.api.stored import name_of
 from podbay.client import Client
 from podbay.runtime import hostgw
 
@@ -24,7 +25,7 @@ class Peer:
 def peer_of(node: Node) -> Peer:
     address = next((a.address for a in node.status.addresses if a.type == "InternalIP"), None)
     cidrs = tuple(node.spec.pod_cidrs) or ((node.spec.pod_cidr,) if node.spec.pod_cidr else ())
-    return Peer(node.metadata.name, address, cidrs)
+    return Peer(name_of(node), address, cidrs)
 
 
 def wanted_routes(peers: list[Peer], own_name: str, local_addresses: set[str]) -> dict[str, str]:
@@ -74,16 +75,17 @@ class HostRoutes:
         while True:
             try:
                 listed, rv = await self.client.list(Node)
-                nodes = {n.metadata.name: n for n in listed}
+                nodes = {name_of(n): n for n in listed}
                 await self.sync(nodes)
                 # The resync also repairs routes someone removed by hand.
                 async with asyncio.timeout(self.resync):
                     async for kind, node in self.client.watch(Node, resource_version=rv):
-                        before = nodes.get(node.metadata.name)
+                        name = name_of(node)
+                        before = nodes.get(name)
                         if kind == "DELETED":
-                            nodes.pop(node.metadata.name, None)
+                            nodes.pop(name, None)
                         else:
-                            nodes[node.metadata.name] = node
+                            nodes[name] = node
                         # Heartbeats modify every Node every few seconds; only addresses and CIDRs matter.
                         if kind == "DELETED" or before is None or peer_of(before) != peer_of(node):
                             await self.sync(nodes)

@@ -183,5 +183,5 @@ async def start_server(agent: Any, host: str, port: int, auth: ServerAuth) -> _S
     await runner.setup()
     site = web.TCPSite(runner, host, port, ssl_context=server_context(auth.serving, auth.client_ca))
     await site.start()
-    bound = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    bound = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]  # started above, so a Server
     return _Server(runner, bound)

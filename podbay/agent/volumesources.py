@@ -56,17 +56,17 @@ async def volume_sources(client: Any, pod: Pod, facts: PodFacts) -> dict[str, Vo
                 data = {}
             out[v.name] = Files(_select(data, src.items, src.default_mode or DEFAULT_MODE, what, bool(src.optional)))
         elif v.secret is not None:
-            src = v.secret
-            what = f'secret "{src.secret_name}"'
+            sec = v.secret
+            what = f'secret "{sec.secret_name}"'
             try:
-                secret = await client.get(Secret, src.secret_name, ns)
+                secret = await client.get(Secret, sec.secret_name, ns)
                 data = {k: base64.b64decode(val) for k, val in secret.data.items()}
                 data |= {k: val.encode() for k, val in secret.string_data.items()}
             except NotFound:
-                if not src.optional:
+                if not sec.optional:
                     raise VolumeError(f"{what} not found") from None
                 data = {}
-            files = _select(data, src.items, src.default_mode or DEFAULT_MODE, what, bool(src.optional))
+            files = _select(data, sec.items, sec.default_mode or DEFAULT_MODE, what, bool(sec.optional))
             out[v.name] = Files(files, medium="Memory")
         elif v.downward_api is not None:
             files = {}

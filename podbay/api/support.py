@@ -27,8 +27,8 @@ def unsupported_fields(pod: Pod) -> list[str]:
             out.append(f"spec.{name}")
     sc = spec.security_context
     if sc is not None:
-        for name, value in (("seLinuxOptions", sc.se_linux_options), ("appArmorProfile", sc.app_armor_profile)):
-            if value is not None:
+        for name, option in (("seLinuxOptions", sc.se_linux_options), ("appArmorProfile", sc.app_armor_profile)):
+            if option is not None:
                 out.append(f"spec.securityContext.{name}")
     for kind, containers in (("initContainers", spec.init_containers), ("containers", spec.containers)):
         for i, c in enumerate(containers):
@@ -39,9 +39,9 @@ def unsupported_fields(pod: Pod) -> list[str]:
                 out.append(f"{path}.resizePolicy")
             csc = c.security_context
             if csc is not None:
-                for name, value in (("seLinuxOptions", csc.se_linux_options), ("appArmorProfile", csc.app_armor_profile),
-                                    ("procMount", csc.proc_mount)):
-                    if value is not None:
+                for name, setting in (("seLinuxOptions", csc.se_linux_options), ("appArmorProfile", csc.app_armor_profile),
+                                      ("procMount", csc.proc_mount)):
+                    if setting is not None:
                         out.append(f"{path}.securityContext.{name}")
     return out
 

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any, AsyncIterator
 
 from aiohttp import web
+from aiohttp.typedefs import Handler
 
 from podbay.api import remotecommand
 from podbay.api.errors import BadRequest, FieldError
@@ -52,7 +53,7 @@ from podbay.security.pki import ClusterPKI, server_context
 from podbay.store.base import Store
 from podbay.store.selectors import FieldSelector, LabelSelector, parse_field_selector, parse_label_selector
 
-STORE_KEY = web.AppKey("store", Store)  # type: ignore[type-abstract]
+STORE_KEY = web.AppKey("store", Store)
 REGISTRY_KEY = web.AppKey("registry", Registry)
 SHUTDOWN_KEY = web.AppKey("shutdown", asyncio.Event)
 
@@ -109,7 +110,7 @@ _HTTP_REASONS = {400: "BadRequest", 413: "RequestEntityTooLarge", 415: "Unsuppor
 
 
 @web.middleware
-async def _errors(request: web.Request, handler: Any) -> web.StreamResponse:
+async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
         return await handler(request)
     except web.HTTPException as exc:
@@ -376,6 +377,7 @@ async def _watch(request: web.Request, target: _Target) -> web.StreamResponse:
                     continue
                 await send(event.type, event.object)
         finally:
+            # The ignore: every store's watch is an async generator, though Store promises an AsyncIterator.
             await events.aclose()  # type: ignore[attr-defined]
 
     # The stream ends at timeoutSeconds, when the server shuts down, or on error. A negative

@@ -11,6 +11,7 @@ from datetime import datetime, timedelta, timezone
 from podbay.api import Event
 from podbay.api.errors import Conflict, NotFound
 from podbay.api.serialize import from_dict
+from podbay.api.stored import name_of
 from podbay.store.base import Store
 
 log = logging.getLogger(__name__)
@@ -38,7 +39,7 @@ async def expire_once(store: Store, ttl: float, now: datetime | None = None) -> 
     gone = 0
     for e in expired(events, ttl, now or datetime.now(timezone.utc)):
         with contextlib.suppress(NotFound, Conflict):
-            await store.delete("events", e.metadata.namespace or "", e.metadata.name, expected_rv=e.metadata.resource_version)
+            await store.delete("events", e.metadata.namespace or "", name_of(e), expected_rv=e.metadata.resource_version)
             gone += 1
     return gone
 

@@ -276,7 +276,7 @@ _LIST_PARAMETERS = [
     _query("watch", "boolean", "Watch for changes to the described resources and return them as a stream of add, "
                                "update, and remove notifications."),
 ]
-_DELETE_PARAMETERS = [
+_DELETE_PARAMETERS: list[Schema] = [
     _query("gracePeriodSeconds", "integer", "The duration in seconds before the object should be deleted."),
     {"name": "body", "in": "body", "schema": {"$ref": f"#/definitions/{META}.DeleteOptions"}},
 ]
@@ -371,7 +371,7 @@ def _resource_paths(info: ResourceInfo, ref: Schema, list_ref: Schema) -> dict[s
     if info.namespaced:
         common = [_path_parameter("namespace", "object name and auth scope, such as for teams and projects"), *common]
     named = [_path_parameter("name", f"name of the {info.kind}"), *common]
-    status = {"$ref": f"#/definitions/{META}.Status"}
+    status: Schema = {"$ref": f"#/definitions/{META}.Status"}
     write = [_FIELD_MANAGER, _FIELD_VALIDATION]
     paths: dict[str, Schema] = {
         collection: {
@@ -410,7 +410,7 @@ def _resource_paths(info: ResourceInfo, ref: Schema, list_ref: Schema) -> dict[s
                 "parameters": named,
             }
         elif sub == "binding":
-            binding = {"$ref": f"#/definitions/{definition_name(models.Binding)}"}
+            binding: Schema = {"$ref": f"#/definitions/{definition_name(models.Binding)}"}
             paths[path] = {"post": _operation(info, "create", "post", scope, binding, [_body(binding), *write],
                                               suffix=suffix, kind="Binding", created=True),
                            "parameters": named}
@@ -589,7 +589,7 @@ def documents() -> Documents:
     protobuf = encode_document(swagger)
     v2_protobuf = Document(protobuf, hashlib.sha512(protobuf).hexdigest().upper())
     v3 = {path: _document(_openapi3(_swagger([table]))) for path, table in served.items()}
-    index = {"paths": {path: {"serverRelativeURL": f"/openapi/v3/{path}?hash={doc.hash}"}
+    index: Schema = {"paths": {path: {"serverRelativeURL": f"/openapi/v3/{path}?hash={doc.hash}"}
                        for path, doc in v3.items()}}
     return Documents(_document(swagger), v2_protobuf, _document(index), v3)
 

@@ -183,8 +183,8 @@ def encode_document(swagger: Json) -> bytes:
     info.string(2, info_json["version"])
     out.message(2, info)
     paths = _Message()
-    for path, item in typing.cast(dict[str, Json], swagger["paths"]).items():
-        paths.data += _named(2, path, _path_item(item)).data
+    for path, path_node in typing.cast(dict[str, Json], swagger["paths"]).items():
+        paths.data += _named(2, path, _path_item(path_node)).data
     out.message(8, paths)
     definitions = _Message()
     for name, schema in typing.cast(dict[str, Json], swagger["definitions"]).items():

@@ -95,8 +95,8 @@ def error_status(exc: BaseException) -> dict[str, Any]:
             value = getattr(exc, attr, None)
             if value:
                 details[attr] = value
-        if hasattr(exc, "retry_after_seconds") and exc.retry_after_seconds:  # type: ignore[attr-defined]
-            details["retryAfterSeconds"] = exc.retry_after_seconds  # type: ignore[attr-defined]
+        if hasattr(exc, "retry_after_seconds") and exc.retry_after_seconds:
+            details["retryAfterSeconds"] = exc.retry_after_seconds
         message = getattr(exc, "message", None) or str(exc)
         return status_body(code, reason, message, details or None)
     return status_body(500, "InternalError", f"Internal error occurred: {exc}")

@@ -18,6 +18,7 @@ from ipaddress import IPv4Network, IPv6Network
 
 from podbay.api import Node
 from podbay.api.errors import Conflict, NotFound
+from podbay.api.stored import name_of
 from podbay.client import Client
 
 log = logging.getLogger(__name__)
@@ -82,11 +83,11 @@ def assignments(nodes: list[Node], cidrs: CIDRRange, start: int) -> tuple[dict[s
             continue
         found = next_free(cidrs, used, start)
         if found is None:
-            full.append(node.metadata.name)
+            full.append(name_of(node))
             continue
         cidr, start = found
         used.append(cidr)
-        out[node.metadata.name] = str(cidr)
+        out[name_of(node)] = str(cidr)
     return out, start, full
 
 

@@ -67,8 +67,9 @@ class ExecSession:
                 if self._exited.done():
                     return
                 readable = asyncio.ensure_future(wait_readable(fd))
+                either: set[asyncio.Future[Any]] = {readable, self._exited}  # None (readable) or the exit code
                 try:
-                    await asyncio.wait({readable, self._exited}, return_when=asyncio.FIRST_COMPLETED)
+                    await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
                 finally:
                     readable.cancel()  # unregisters the fd before anyone closes it
                 continue
@@ -96,10 +97,10 @@ class ExecSession:
     async def close(self) -> None:
         """Kills the command if it still runs and releases every descriptor and file."""
         await self.kill()
-        fds = {self.stdin_fd, *self.output_fds.values()} - {None}
+        fds = {fd for fd in (self.stdin_fd, *self.output_fds.values()) if fd is not None}
         for fd in fds:
             with contextlib.suppress(OSError):
-                os.close(fd)  # type: ignore[arg-type]
+                os.close(fd)
         self.stdin_fd = None
         self.output_fds = {}
         shutil.rmtree(self.workdir, ignore_errors=True)

@@ -83,6 +83,7 @@ def host_masquerade(config: NetworkConfig) -> bool:
     if config.cluster_cidr is None:
         return False
     subnet, cluster = ipaddress.ip_network(config.subnet), ipaddress.ip_network(config.cluster_cidr)
+    # The ignore: equal versions mean both are IPv4Network or both IPv6Network, which mypy cannot see.
     return subnet.version == cluster.version and subnet.subnet_of(cluster)  # type: ignore[arg-type]
 
 

@@ -14,6 +14,7 @@ from podbay.api import Binding, Node, ObjectMeta, ObjectReference, Pod, PodCondi
 from podbay.api.defaults import DEFAULT_SCHEDULER
 from podbay.api.errors import Conflict, NotFound
 from podbay.api.resources import pod_requests
+from podbay.api.stored import name_of, uid_of
 from podbay.client.record import EventRecorder
 from podbay.scheduler.fit import NodeInfo, failure_message, score, unfit_reasons
 
@@ -56,7 +57,7 @@ class Scheduler:
 
     def _count(self, pod: Pod) -> None:
         """Keeps each node's used room in step with the pods bound to it."""
-        uid = pod.metadata.uid
+        uid = uid_of(pod)
         previous = self.counted.pop(uid, None)
         if previous is not None and previous[0] in self.nodes:
             self.nodes[previous[0]].remove(previous[1])
@@ -119,7 +120,7 @@ class Scheduler:
             info = infos[(start + k) % len(infos)]
             why = unfit_reasons(pod, info, want)
             if why:
-                reasons[info.node.metadata.name] = why
+                reasons[name_of(info.node)] = why
             else:
                 fitting.append(info)
                 if len(fitting) >= enough:
@@ -147,12 +148,12 @@ class Scheduler:
         cycle (the API call) runs on its own, as in kube-scheduler, so the next pod need not wait."""
         node, why = self.pick(pod)
         if node is None:
-            self.unschedulable.add(pod.metadata.uid)
+            self.unschedulable.add(uid_of(pod))
             await self._unschedulable(pod, why)
             return
         assumed = pod.model_copy(deep=True)
         assumed.spec.node_name = node
-        self.pods[pod.metadata.uid] = assumed
+        self.pods[uid_of(pod)] = assumed
         self._count(assumed)
         task = asyncio.create_task(self._bind(pod, node))
         self._binding.add(task)
@@ -169,10 +170,11 @@ class Scheduler:
         except Exception:
             log.exception("binding pod %s/%s", pod.metadata.namespace, pod.metadata.name)
             # Forget the assumption and try again.
-            if self.pods.get(pod.metadata.uid) is not None and self.pods[pod.metadata.uid].spec.node_name == node:
-                self.pods[pod.metadata.uid] = pod
+            uid = uid_of(pod)
+            if self.pods.get(uid) is not None and self.pods[uid].spec.node_name == node:
+                self.pods[uid] = pod
                 self._count(pod)
-                self._enqueue(pod.metadata.uid)
+                self._enqueue(uid)
             return
         await self.events.record(pod, "Scheduled",
                                  f"Successfully assigned {pod.metadata.namespace}/{pod.metadata.name} to {node}")

@@ -14,9 +14,10 @@ import secrets
 import socket
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Awaitable, Callable
+from typing import Any
 
 from aiohttp import web
+from aiohttp.typedefs import Handler, Middleware
 
 from podbay.security.pki import MASTERS, write_private
 
@@ -26,8 +27,6 @@ UNAUTHORIZED_BODY = json.dumps({"kind": "Status", "apiVersion": "v1", "metadata"
                                separators=(",", ":"))
 UNIX_SOCKET_USER = "system:admin"
 TOKEN_USER = "podbay-token"
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-Middleware = Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]
 
 
 @dataclass(frozen=True)

@@ -83,7 +83,7 @@ def translate(
 ) -> WatchEvent | None:
     """A change as the filtered watcher sees it (Kubernetes' watch filter)."""
     if labels.empty() and fields.empty():
-        return WatchEvent(type_, obj)  # type: ignore[arg-type]
+        return WatchEvent(type_, obj)  # type: ignore[arg-type]  # type_ is a history row's ADDED/MODIFIED/DELETED
     now = matches(obj, labels, fields)
     if type_ == "ADDED":
         return WatchEvent("ADDED", obj) if now else None

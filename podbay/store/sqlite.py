@@ -57,6 +57,8 @@ INSERT OR IGNORE INTO meta (key, value) VALUES ('revision', 0), ('compacted', 0)
 
 # Rows fetched per history query while a watcher catches up.
 _BATCH = 512
+# History rows (rv, type, data, prev). Named here because inside SQLiteStore `list` is its method.
+_HistoryRows = list[tuple[int, str, str, str | None]]
 
 
 def _disk_full(exc: BaseException | None) -> bool:
@@ -336,7 +338,7 @@ class SQLiteStore:
 
     def _history_after(
         self, resource: str, namespace: str | None, cursor: int
-    ) -> tuple[list[tuple[int, str, str, str | None]], int]:
+    ) -> tuple[_HistoryRows, int]:
         """History rows after `cursor` (a batch at most) and the store's revision they were read at."""
         sql = "SELECT rv, type, data, prev FROM history WHERE resource = ? AND rv > ?"
         args: tuple[Any, ...] = (resource, cursor)

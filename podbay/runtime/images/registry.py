@@ -104,7 +104,7 @@ class RegistryClient:
                     raise PullError(f"{self.ref.registry} wants a user name and password: pass an auth file")
                 self.authorization = _basic(self.creds)
             elif scheme == "bearer" and "realm" in params:
-                query = {k: params[k] for k in ("service", "scope") if k in params}
+                query: dict[str, str] = {k: params[k] for k in ("service", "scope") if k in params}
                 query.setdefault("scope", f"repository:{self.ref.repository}:pull")
                 headers = {"Authorization": _basic(self.creds)} if self.creds else {}
                 async with self.session.get(params["realm"], params=query, headers=headers) as resp:

@@ -25,6 +25,7 @@ import os
 import shutil
 import tarfile
 import tempfile
+from collections.abc import Set
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
@@ -456,6 +457,7 @@ class ImageStore:
         source = Path(source)
         if source.is_dir():
             with self.blob_writer() as w:
+                # The ignore: typeshed's stream-mode overloads want a narrower fileobj type than the blob writer.
                 with tarfile.open(fileobj=w, mode="w|", format=tarfile.PAX_FORMAT) as tar:  # type: ignore[call-overload]
                     for path in sorted(source.rglob("*")):
                         tar.add(path, arcname=str(path.relative_to(source)), recursive=False)
@@ -527,14 +529,14 @@ class ImageStore:
                 shutil.rmtree(self.layers / digest_hex(diff_id), ignore_errors=True)
                 self._remove_layer_info(diff_id)
 
-    def drop_unused_blobs(self, digests: set[str | None]) -> None:
+    def drop_unused_blobs(self, digests: Set[str | None]) -> None:
         """Deletes those of `digests` no image refers to: what a failed import or pull
         brought in. Digests that are not sha256 (a malformed manifest's) name no blob."""
         valid = {d for d in digests if d and _is_digest(d)}
         with self._lock():
             self._drop_blobs(self._read_index(), valid)
 
-    def _drop_blobs(self, index: dict[str, Any], digests: set[str | None]) -> None:
+    def _drop_blobs(self, index: dict[str, Any], digests: Set[str | None]) -> None:
         """Deletes those of `digests` no image in `index` refers to."""
         used = {d for i, e in index["images"].items() for d in (i, e["manifest"], e.get("index"), *e["blobs"])}
         for digest in digests - used:

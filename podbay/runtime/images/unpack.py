@@ -165,10 +165,11 @@ def open_layer(path: Path) -> BinaryIO:
     with open(path, "rb") as f:
         magic = f.read(4)
     if magic[:2] == b"\x1f\x8b":
+        # The ignore: a GzipFile reads bytes, but typeshed does not declare it a BinaryIO.
         return gzip.open(path, "rb")  # type: ignore[return-value]
     if magic == ZSTD_MAGIC:
         # zstd:chunked layers are many frames (and skippable ones holding their table of contents).
-        return zstandard.ZstdDecompressor().stream_reader(  # type: ignore[return-value]
+        return zstandard.ZstdDecompressor().stream_reader(
             open(path, "rb"), closefd=True, read_across_frames=True)
     return open(path, "rb")
 
@@ -253,6 +254,7 @@ def unpack_layer(stream: BinaryIO | LayerStream, dest: Path,
     root = Path(dest)
     dir_times: list[tuple[Path, int]] = []
     devices: dict[str, Device] = {}
+    # The ignore: typeshed's stream-mode overloads want a narrower fileobj type than LayerStream.
     with tarfile.open(fileobj=stream, mode="r|") as tar:  # type: ignore[call-overload]
         for member in tar:
             parts = clean_name(member.name)
