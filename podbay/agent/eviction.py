@@ -59,7 +59,7 @@ class Threshold:
     percentage: Fraction | None = None  # ... or a share of the capacity (0.1 for 10%)
 
     def limit(self, capacity: int) -> Fraction:
-        return Fraction(self.quantity) if self.quantity is not None else (self.percentage or 0) * capacity
+        return Fraction(self.quantity) if self.quantity is not None else (self.percentage or Fraction(0)) * capacity
 
 
 def parse_thresholds(text: str) -> list[Threshold]:
