@@ -37,17 +37,8 @@ async def proxy_exec_stream(request: web.Request, store: Store, namespace: str, 
         offered = rc.offered_protocols(request.headers.get("Sec-WebSocket-Protocol"))
         raise HTTPError(400, "BadRequest", f"requested protocol(s) are not supported: {offered}; "
                                            f"supports {[p for p in rc.SUPPORTED if p]}")
-    params = [("command", c) for c in options.command] + [
-        (k, _flag(v)) for k, v in (("stdin", options.stdin), ("stdout", options.stdout),
-                                   ("stderr", options.stderr), ("tty", options.tty))]
     protocols = (protocol.name,) if protocol.name else ()
-    try:
-        upstream = await request.app[SESSION_KEY].ws_connect(url, params=params, protocols=protocols, max_msg_size=0)
-    except aiohttp.WSServerHandshakeError as exc:
-        raise HTTPError(500, "InternalError", f"unable to upgrade the connection to the agent of node "
-                                              f"{node_name}: {exc.status} {exc.message}") from None
-    except aiohttp.ClientError as exc:
-        raise unreachable(node_name, exc) from None
+    upstream = await connect_agent(request, url, node_name, exec_params(options), protocols)
     try:
         ws = web.WebSocketResponse(protocols=protocols, max_msg_size=0)
         await ws.prepare(request)
@@ -63,6 +54,27 @@ async def proxy_exec_stream(request: web.Request, store: Store, namespace: str, 
         return ws
     finally:
         await upstream.close()
+
+
+def exec_params(options: rc.ExecOptions) -> list[tuple[str, str]]:
+    """The agent's query for a streamed exec."""
+    return [("command", c) for c in options.command] + [
+        (k, _flag(v)) for k, v in (("stdin", options.stdin), ("stdout", options.stdout),
+                                   ("stderr", options.stderr), ("tty", options.tty))]
+
+
+async def connect_agent(request: web.Request, url: str, node_name: str, params: list[tuple[str, str]],
+                        protocols: tuple[str, ...], max_msg_size: int = 0) -> aiohttp.ClientWebSocketResponse:
+    """A WebSocket to the node's agent; its refusal is a 500 and its absence a 503, as
+    kube-apiserver answers when the kubelet's upgrade fails."""
+    try:
+        return await request.app[SESSION_KEY].ws_connect(url, params=params, protocols=protocols,
+                                                         max_msg_size=max_msg_size)
+    except aiohttp.WSServerHandshakeError as exc:
+        raise HTTPError(500, "InternalError", f"unable to upgrade the connection to the agent of node "
+                                              f"{node_name}: {exc.status} {exc.message}") from None
+    except aiohttp.ClientError as exc:
+        raise unreachable(node_name, exc) from None
 
 
 async def _relay(source: web.WebSocketResponse | aiohttp.ClientWebSocketResponse,
