@@ -53,7 +53,8 @@ async def dial_pod_port(netns_path: str | None, port: int) -> socket.socket:
         await asyncio.wait_for(loop.sock_connect(sock, ("127.0.0.1", port)), CONNECT_TIMEOUT)
     except (OSError, asyncio.TimeoutError) as exc:
         sock.close()
-        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else "i/o timeout"
+        # Go's wording (syscall errors in lower case), which kubectl users know.
+        reason = os.strerror(exc.errno).lower() if isinstance(exc, OSError) and exc.errno else "i/o timeout"
         where = f' inside namespace "{netns_path}"' if netns_path else ""
         raise OSError(f"failed to connect to localhost:{port}{where}, IPv4: dial tcp4 127.0.0.1:{port}: "
                       f"connect: {reason.lower()}") from None

@@ -59,3 +59,123 @@ async def test_exec_i_and_cp_both_ways(target: ExecTarget, binary: str | None, t
     code, out, err = await run([*k, "cp", f"{target.pod}:/tmp/in.bin", str(back)])
     assert code == 0, err
     assert back.read_bytes() == local.read_bytes()
+
+
+WEB_POD = """
+apiVersion: v1
+kind: Pod
+metadata: {name: web}
+spec:
+  terminationGracePeriodSeconds: 0
+  containers:
+  - name: httpd
+    image: "busybox:1.35"
+    # On the pod's loopback only: reachable through the pod's network namespace, not its IP.
+    command: [sh, -c, "mkdir -p /www && echo hello from httpd > /www/index.html && seq 1 100000 > /www/big
+                       && exec httpd -f -p 127.0.0.1:8080 -h /www"]
+  - name: echo
+    image: "busybox:1.35"
+    command: [nc, -ll, -p, "7000", -e, cat]
+  - name: count
+    image: "busybox:1.35"
+    command: [nc, -ll, -p, "7001", -e, wc, -c]
+"""
+
+
+class PortForward:
+    """`kubectl port-forward` running, its stdout and stderr collected as they come."""
+
+    def __init__(self, proc: asyncio.subprocess.Process) -> None:
+        self.proc = proc
+        self.out = b""
+        self.err = b""
+        self._readers = [asyncio.create_task(self._collect("out")), asyncio.create_task(self._collect("err"))]
+
+    async def _collect(self, which: str) -> None:
+        stream = self.proc.stdout if which == "out" else self.proc.stderr
+        assert stream is not None
+        while chunk := await stream.read(4096):
+            setattr(self, which, getattr(self, which) + chunk)
+
+    async def wait_for(self, which: str, wanted: bytes, timeout: float = 30) -> None:
+        async def poll() -> None:
+            while wanted not in getattr(self, which):
+                if all(r.done() for r in self._readers):
+                    raise AssertionError(f"kubectl ended without {wanted!r}: {self.out!r} {self.err!r}")
+                await asyncio.sleep(0.05)
+        try:
+            await asyncio.wait_for(poll(), timeout)
+        except asyncio.TimeoutError:
+            raise AssertionError(f"never saw {wanted!r}; stdout {self.out!r}, stderr {self.err!r}") from None
+
+    async def stop(self) -> None:
+        if self.proc.returncode is None:
+            self.proc.terminate()
+        await asyncio.wait_for(self.proc.wait(), 30)
+        await asyncio.gather(*self._readers, return_exceptions=True)
+
+
+async def exchange(port: int, send: bytes, *, half_close: bool = True, timeout: float = 30) -> bytes:
+    """Sends `send` to 127.0.0.1:`port` (then ends our side), returns all that comes back."""
+    async def go() -> bytes:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        try:
+            writer.write(send)
+            await writer.drain()
+            if half_close:
+                writer.write_eof()
+            return await reader.read()
+        finally:
+            writer.close()
+    return await asyncio.wait_for(go(), timeout)
+
+
+async def echo(port: int, payload: bytes, timeout: float = 30) -> bytes:
+    """Writes `payload` and reads until as many bytes came back, the connection left open."""
+    async def go() -> bytes:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        try:
+            writer.write(payload)
+            await writer.drain()
+            return await reader.readexactly(len(payload))
+        finally:
+            writer.close()
+    return await asyncio.wait_for(go(), timeout)
+
+
+@pytest.mark.parametrize("binary", KUBECTLS)
+async def test_port_forward_several_ports_both_ways(target: ExecTarget, binary: str | None) -> None:
+    from podbay.api.formats import load_pods
+    from tests.e2e.conftest import free_port
+
+    cluster = target.cluster
+    await cluster.client.create(load_pods(WEB_POD)[0])
+    await cluster.wait_for("web", lambda p: p.status.phase == "Running" and all(
+        c.ready for c in p.status.container_statuses or []))
+    web, echo_port, count, closed = (free_port() for _ in range(4))
+    proc = await asyncio.create_subprocess_exec(
+        *kubectl(binary, target), "port-forward", "--address=127.0.0.1", "pod/web",
+        f"{web}:8080", f"{echo_port}:7000", f"{count}:7001", f"{closed}:7999",
+        stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, cwd=ROOT)
+    forward = PortForward(proc)
+    try:
+        for local, remote in ((web, 8080), (echo_port, 7000), (count, 7001), (closed, 7999)):
+            await forward.wait_for("out", f"Forwarding from 127.0.0.1:{local} -> {remote}".encode())
+
+        reply = await exchange(web, b"GET /index.html HTTP/1.0\r\n\r\n")
+        assert reply.startswith(b"HTTP/1.") and reply.endswith(b"\r\n\r\nhello from httpd\n"), reply[:200]
+        big = await exchange(web, b"GET /big HTTP/1.0\r\n\r\n")
+        assert big.split(b"\r\n\r\n", 1)[1] == b"".join(b"%d\n" % i for i in range(1, 100001))
+
+        payload = os.urandom(300_000)
+        assert await echo(echo_port, payload) == payload
+        results = await asyncio.gather(*(echo(echo_port, b"conn %d\n" % i * 100) for i in range(5)))
+        assert results == [b"conn %d\n" % i * 100 for i in range(5)]
+        # Our end of input reaches the pod's server as its end of input: it answers after it.
+        assert (await exchange(count, b"x" * 50_000)).strip() == b"50000"
+
+        assert await exchange(closed, b"anyone?") == b""
+        await forward.wait_for("err", b"error forwarding port 7999 to pod web")
+        await forward.wait_for("err", b"connect: connection refused")
+    finally:
+        await forward.stop()
