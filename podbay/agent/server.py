@@ -163,6 +163,10 @@ def make_app(agent: Any, auth: ServerAuth) -> web.Application:
         ns, pod, name = request.match_info["ns"], request.match_info["pod"], request.match_info["container"]
         return await serve_exec(request, agent.runtime, lambda: _running(agent, ns, pod, name))
 
+    async def attach(request: web.Request) -> web.StreamResponse:
+        ns, pod, name = request.match_info["ns"], request.match_info["pod"], request.match_info["container"]
+        return await serve_exec(request, agent.runtime, lambda: _running(agent, ns, pod, name), attach=True)
+
     async def port_forward(request: web.Request) -> web.StreamResponse:
         ns, pod = request.match_info["ns"], request.match_info["pod"]
         return await serve_port_forward(request, lambda: pod_network(agent, ns, pod))
@@ -174,6 +178,7 @@ def make_app(agent: Any, auth: ServerAuth) -> web.Application:
     app.router.add_get("/containerLogs/{ns}/{pod}/{container}", logs)
     app.router.add_post("/exec/{ns}/{pod}/{container}", exec_)
     app.router.add_get("/exec/{ns}/{pod}/{container}", exec_stream)
+    app.router.add_get("/attach/{ns}/{pod}/{container}", attach)
     app.router.add_get("/portForward/{ns}/{pod}", port_forward)
     app.router.add_get("/healthz", healthz)
     return app

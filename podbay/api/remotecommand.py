@@ -13,7 +13,7 @@ import base64
 import binascii
 import json
 from dataclasses import dataclass
-from typing import Any, Protocol as _Protocol
+from typing import Any, Callable, Protocol as _Protocol
 
 from podbay.api.errors import BadRequest
 
@@ -138,6 +138,15 @@ def exec_options(query: Query) -> ExecOptions:
     command = getall("command")
     if not command:
         raise BadRequest("command: Required value: you must specify at least one command for the container")
+    return _stream_options(command, getall)
+
+
+def attach_options(query: Query) -> ExecOptions:
+    """PodAttachOptions (the container's own stdio: no command), checked as the kubelet checks them."""
+    return _stream_options([], lambda key: list(query.getall(key, [])))
+
+
+def _stream_options(command: list[str], getall: Callable[[str], list[str]]) -> ExecOptions:
     stdin, stdout, stderr, tty = (_query_bool(getall(k)) for k in ("stdin", "stdout", "stderr", "tty"))
     if not (stdin or stdout or stderr):
         raise BadRequest("you must specify at least 1 of stdin, stdout, stderr")

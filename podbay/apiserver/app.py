@@ -206,6 +206,13 @@ async def _dispatch(request: web.Request) -> web.StreamResponse:
         if method != "POST":
             raise HTTPError(405, "MethodNotAllowed", f"{method} is not supported on pods/exec")
         return await logs.proxy_exec(request, request.app[STORE_KEY], target.store_namespace, name)
+    if sub == "attach":
+        if method == "GET" and streams.is_websocket(request):
+            return await streams.proxy_exec_stream(request, request.app[STORE_KEY], target.store_namespace, name,
+                                                   "attach")
+        if method not in ("GET", "POST"):
+            raise HTTPError(405, "MethodNotAllowed", f"{method} is not supported on pods/attach")
+        return await spdystreams.serve_exec(request, request.app[STORE_KEY], target.store_namespace, name, "attach")
     if sub == "portforward":
         if method not in ("GET", "POST"):
             raise HTTPError(405, "MethodNotAllowed", f"{method} is not supported on pods/portforward")

@@ -9,7 +9,8 @@ KUBERNETES_VERSION = "v1.32.0"
 
 _VERBS = ["create", "delete", "get", "list", "patch", "update", "watch"]
 _SUBRESOURCE_VERBS = {"status": ["get", "patch", "update"], "binding": ["create"], "log": ["get"],
-                      "exec": ["create", "get"], "portforward": ["create", "get"]}
+                      "exec": ["create", "get"], "attach": ["create", "get"],
+                      "portforward": ["create", "get"]}
 
 
 def api_versions(server_address: str) -> dict[str, Any]:
@@ -58,7 +59,7 @@ def resource_list(group_version: str, table: dict[str, ResourceInfo]) -> dict[st
         resources.append(entry)
         for sub in info.subresources:
             kind = {"binding": "Binding", "log": "Pod", "exec": "PodExecOptions",
-                    "portforward": "PodPortForwardOptions"}.get(sub, info.kind)
+                    "attach": "PodAttachOptions", "portforward": "PodPortForwardOptions"}.get(sub, info.kind)
             resources.append(
                 {
                     "name": f"{info.name}/{sub}",

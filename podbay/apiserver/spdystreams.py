@@ -1,4 +1,4 @@
-"""pods/{name}/exec and pods/{name}/portforward over SPDY/3.1, as kube-apiserver serves
+"""pods/{name}/exec, attach and portforward over SPDY/3.1, as kube-apiserver serves
 kubectl before WebSocket streaming (exec before 1.30, port-forward before 1.31, and
 after them whenever the WebSocket fails): `Upgrade: SPDY/3.1` with the stream protocol
 in X-Stream-Protocol-Version. Port-forward also comes as SPDY tunnelled in a WebSocket
@@ -26,7 +26,7 @@ from podbay.api import spdy
 from podbay.apiserver.logs import agent_pod_url, agent_url
 from podbay.apiserver.spdyconn import SpdySession, SpdyStream
 from podbay.apiserver.status import HTTPError
-from podbay.apiserver.streams import connect_agent, exec_params, is_websocket
+from podbay.apiserver.streams import connect_agent, exec_params, is_websocket, stream_options
 from podbay.apiserver.upgrade import Duplex, switch_protocols
 from podbay.store.base import Store
 
@@ -81,10 +81,11 @@ def _expected_streams(options: rc.ExecOptions) -> set[str]:
     return wanted
 
 
-async def serve_exec(request: web.Request, store: Store, namespace: str, name: str) -> web.StreamResponse:
-    """POST pods/{name}/exec with `Upgrade: SPDY/3.1`."""
-    options = rc.exec_options(request.query)
-    url, node_name = await agent_url(store, namespace, name, options.container, "exec")
+async def serve_exec(request: web.Request, store: Store, namespace: str, name: str,
+                     subresource: str = "exec") -> web.StreamResponse:
+    """POST pods/{name}/exec (or attach) with `Upgrade: SPDY/3.1`."""
+    options = stream_options(request, subresource)
+    url, node_name = await agent_url(store, namespace, name, options.container, subresource)
     if not is_spdy_upgrade(request):
         raise HTTPError(400, "BadRequest", "Upgrade request required")
     protocol = _stream_protocol(request, EXEC_PROTOCOLS)

@@ -1,4 +1,4 @@
-"""pods/{name}/exec over a WebSocket: the client's upgrade in one of Kubernetes' channel
+"""pods/{name}/exec and pods/{name}/attach over a WebSocket: the client's upgrade in one of Kubernetes' channel
 subprotocols, relayed message by message to the same subprotocol on the pod's node
 agent, as the API server proxies the kubelet's stream. Either side closing closes the
 other; the agent then ends the command.
@@ -25,11 +25,17 @@ def _flag(value: bool) -> str:
     return "true" if value else "false"
 
 
-async def proxy_exec_stream(request: web.Request, store: Store, namespace: str, name: str) -> web.StreamResponse:
-    """GET pods/{name}/exec. As in Kubernetes, the pod and container are resolved before
-    the upgrade is checked, so a GET without one learns what is wrong with the target."""
-    options = rc.exec_options(request.query)
-    url, node_name = await agent_url(store, namespace, name, options.container, "exec")
+def stream_options(request: web.Request, subresource: str) -> rc.ExecOptions:
+    """PodExecOptions, or PodAttachOptions for `attach`."""
+    return rc.attach_options(request.query) if subresource == "attach" else rc.exec_options(request.query)
+
+
+async def proxy_exec_stream(request: web.Request, store: Store, namespace: str, name: str,
+                            subresource: str = "exec") -> web.StreamResponse:
+    """GET pods/{name}/exec (or attach). As in Kubernetes, the pod and container are resolved
+    before the upgrade is checked, so a GET without one learns what is wrong with the target."""
+    options = stream_options(request, subresource)
+    url, node_name = await agent_url(store, namespace, name, options.container, subresource)
     if not is_websocket(request):
         raise HTTPError(400, "BadRequest", "Upgrade request required")
     protocol = rc.negotiate(request.headers.get("Sec-WebSocket-Protocol"))
@@ -57,7 +63,7 @@ async def proxy_exec_stream(request: web.Request, store: Store, namespace: str, 
 
 
 def exec_params(options: rc.ExecOptions) -> list[tuple[str, str]]:
-    """The agent's query for a streamed exec."""
+    """The agent's query for a streamed exec or attach."""
     return [("command", c) for c in options.command] + [
         (k, _flag(v)) for k, v in (("stdin", options.stdin), ("stdout", options.stdout),
                                    ("stderr", options.stderr), ("tty", options.tty))]

@@ -179,3 +179,28 @@ async def test_port_forward_several_ports_both_ways(target: ExecTarget, binary: 
         await forward.wait_for("err", b"connect: connection refused")
     finally:
         await forward.stop()
+
+
+CAT_POD = """
+apiVersion: v1
+kind: Pod
+metadata: {name: cat}
+spec:
+  terminationGracePeriodSeconds: 0
+  restartPolicy: Never
+  containers: [{name: cat, image: "busybox:1.35", command: [cat], stdin: true}]
+"""
+
+
+@pytest.mark.parametrize("binary", KUBECTLS)
+async def test_attach_i_echoes_through_the_containers_own_stdin(target: ExecTarget, binary: str | None) -> None:
+    from podbay.api.formats import load_pods
+
+    cluster = target.cluster
+    await cluster.client.create(load_pods(CAT_POD)[0])
+    await cluster.wait_for("cat", lambda p: p.status.phase == "Running")
+    code, out, err = await run([*kubectl(binary, target), "attach", "-i", "cat"], b"hello through attach\n")
+    # Our end of input is cat's: it echoes the line and exits, which ends the attach.
+    assert (code, out) == (0, b"hello through attach\n"), err
+    pod = await cluster.wait_for("cat", lambda p: p.status.phase == "Succeeded")
+    assert pod.status.container_statuses[0].state.terminated.exit_code == 0
