@@ -86,9 +86,9 @@ NOTES: dict[str, tuple[str, str]] = {
     "Container.securityContext": ("partial", "runAsUser, runAsGroup, privileged, readOnlyRootFilesystem, "
                                              "capabilities, allowPrivilegeEscalation, seccompProfile (privileged "
                                              "is Unconfined); SELinux, AppArmor, procMount not yet"),
-    "Container.stdin": ("partial", "a stdin pipe; no attach yet"),
-    "Container.stdinOnce": ("not yet", "no attach"),
-    "Container.tty": ("partial", "a terminal; no attach yet"),
+    "Container.stdin": ("yes", "held open by conmon; `kubectl attach -i`"),
+    "Container.stdinOnce": ("yes", "the first attach's end of input closes stdin"),
+    "Container.tty": ("yes", "a terminal; `kubectl attach -it`"),
     "Container.terminationMessagePolicy": ("partial", "File; FallbackToLogsOnError reads the file only"),
 }
 

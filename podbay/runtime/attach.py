@@ -3,7 +3,8 @@ CRI-O attaches: a SOCK_SEQPACKET unix socket in the bundle. Every packet conmon 
 is one read of the container's output, its first byte the pipe it came from (2 stdout,
 3 stderr; a terminal is all stdout); what we send is written to the container's stdin
 (held open by conmon for containers with `stdin: true`). Our end of input closes the
-container's stdin, as conmon does when an attach client stops writing. Terminal resizes
+container's stdin when it has `stdinOnce` (conmon runs the others with
+--leave-stdin-open, as CRI-O does). Terminal resizes
 go to conmon's control fifo as `1 HEIGHT WIDTH` lines.
 
 Unlike an exec, an attach has no process of its own: it ends when conmon closes the
@@ -13,8 +14,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import os
 import socket
+import struct
+import termios
 from pathlib import Path
 from typing import AsyncIterator
 
@@ -24,6 +28,28 @@ PACKET_SIZE = 8192 + 1  # conmon's stdio reads are at most 8192 bytes, plus the 
 STDIN_PACKET = 4096  # below conmon's receive buffer: a packet is never truncated
 _QUEUED = 64
 _RESIZE = 1  # conmon's control message type for a window size
+FIFO_DRAIN_SECONDS = 1.0
+FIFO_POLL_SECONDS = 0.01
+
+
+def _write_fifo(path: Path, data: bytes) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        os.write(fd, data)
+    finally:
+        os.close(fd)
+
+
+def _unread(path: Path) -> int:
+    """Bytes waiting in a fifo (FIONREAD works on either end of a pipe)."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:
+        return 0
+    try:
+        return struct.unpack("i", fcntl.ioctl(fd, termios.FIONREAD, b"\0\0\0\0"))[0]
+    finally:
+        os.close(fd)
 
 
 def _connect(bundle: Path) -> socket.socket:
@@ -51,6 +77,8 @@ class AttachSession:
         self._stdin = stdin
         self._queues: dict[int, asyncio.Queue[bytes | None]] = {s: asyncio.Queue(_QUEUED) for s in outputs}
         self._ended: asyncio.Future[int] = asyncio.ensure_future(self._demultiplex())
+        self._size: tuple[int, int] | None = None
+        self._resizing: asyncio.Future[None] | None = None
 
     async def _demultiplex(self) -> int:
         loop = asyncio.get_running_loop()
@@ -85,21 +113,39 @@ class AttachSession:
                 self._sock.shutdown(socket.SHUT_WR)
 
     def resize(self, width: int, height: int) -> None:
+        """Only the latest size matters: sizes that come faster than conmon takes them are
+        coalesced."""
         if not self.tty:
             return
-        with contextlib.suppress(OSError):  # no reader on the fifo: conmon is gone
-            fd = os.open(self._bundle / "ctl", os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC)
-            try:
-                os.write(fd, f"{_RESIZE} {height} {width}\n".encode())
-            finally:
-                os.close(fd)
+        self._size = (width, height)
+        if self._resizing is None or self._resizing.done():
+            self._resizing = asyncio.ensure_future(self._send_sizes())
+
+    async def _send_sizes(self) -> None:
+        while self._size is not None:
+            # conmon (2.1) acts on only the first line of each read of its fifos, so a
+            # message written while another is still unread would be lost (kubectl
+            # attach sends two sizes at once): each waits for the fifos to be drained.
+            await self._fifos_drained()
+            width, height = self._size
+            self._size = None
+            with contextlib.suppress(OSError):  # no reader on the fifo: conmon is gone
+                _write_fifo(self._bundle / "ctl", f"{_RESIZE} {height} {width}\n".encode())
+
+    async def _fifos_drained(self) -> None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + FIFO_DRAIN_SECONDS
+        while loop.time() < deadline and any(_unread(self._bundle / name) for name in ("ctl", "winsz")):
+            await asyncio.sleep(FIFO_POLL_SECONDS)  # a fifo tells no one when it has been read
 
     async def wait(self) -> int:
         return await asyncio.shield(self._ended)
 
     async def close(self) -> None:
-        self._ended.cancel()
-        await asyncio.gather(self._ended, return_exceptions=True)
+        tasks = [t for t in (self._ended, self._resizing) if t is not None]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
         self._sock.close()
 
 

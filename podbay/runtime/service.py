@@ -412,7 +412,8 @@ class RuntimeService:
             await self._discard_container(container_id)
             raise
         try:
-            record["pid"] = await self.oci.create(container_id, bundle, log_path, tty=config.tty, stdin=config.stdin)
+            record["pid"] = await self.oci.create(container_id, bundle, log_path, tty=config.tty, stdin=config.stdin,
+                                                  stdin_once=config.stdin_once)
             record["pid_start_time"] = process_start_time(record["pid"]) if record["pid"] else None
         except ContainerRuntimeError as exc:
             # The process could not be made (no such executable, a mount refused...): as containerd

@@ -188,7 +188,7 @@ metadata: {name: cat}
 spec:
   terminationGracePeriodSeconds: 0
   restartPolicy: Never
-  containers: [{name: cat, image: "busybox:1.35", command: [cat], stdin: true}]
+  containers: [{name: cat, image: "busybox:1.35", command: [cat], stdin: true, stdinOnce: true}]
 """
 
 
@@ -204,3 +204,72 @@ async def test_attach_i_echoes_through_the_containers_own_stdin(target: ExecTarg
     assert (code, out) == (0, b"hello through attach\n"), err
     pod = await cluster.wait_for("cat", lambda p: p.status.phase == "Succeeded")
     assert pod.status.container_statuses[0].state.terminated.exit_code == 0
+
+
+SH_POD = """
+apiVersion: v1
+kind: Pod
+metadata: {name: term}
+spec:
+  terminationGracePeriodSeconds: 0
+  restartPolicy: Never
+  containers: [{name: sh, image: "busybox:1.35", command: [sh], stdin: true, tty: true}]
+"""
+# The oldest (SPDY) and the newest (WebSocket) present.
+ENDS = [KUBECTLS[0], KUBECTLS[-1]] if len(KUBECTLS) > 1 else KUBECTLS
+
+
+async def type_until(fd: int, keys: bytes, wanted: bytes) -> None:
+    """Types `keys` until `wanted` shows."""
+    from podbay.runtime.console import write_all
+    from tests.exec.test_exec_cli_e2e import read_until
+
+    async def typing() -> None:
+        while True:
+            await write_all(fd, keys)
+            await asyncio.sleep(0.3)
+    task = asyncio.create_task(typing())
+    try:
+        await read_until(fd, wanted)
+    finally:
+        task.cancel()
+
+
+@pytest.mark.parametrize("binary", ENDS)
+async def test_exec_it_and_attach_it_follow_our_terminal(target: ExecTarget, binary: str | None) -> None:
+    import termios
+
+    from podbay.api.formats import load_pods
+    from podbay.runtime.console import set_window_size, write_all
+    from tests.exec.test_exec_cli_e2e import _controlling_terminal, press_enter_until, read_until
+
+    cluster = target.cluster
+    await cluster.client.create(load_pods(SH_POD)[0])
+    await cluster.wait_for("term", lambda p: p.status.phase == "Running")
+    k = kubectl(binary, target)
+    for argv, done in (([*k, "exec", "-it", target.pod, "--", "sh", "-c", "while read l; do stty size; done; exit 3"], 3),
+                       ([*k, "attach", "-it", "term"], 0)):
+        master, slave = os.openpty()
+        try:
+            os.set_blocking(master, False)
+            set_window_size(master, 111, 33)
+            before = termios.tcgetattr(slave)
+            proc = await asyncio.create_subprocess_exec(*argv, stdin=slave, stdout=slave, stderr=slave, cwd=ROOT,
+                                                        start_new_session=True, preexec_fn=_controlling_terminal)
+            if argv[len(k)] == "exec":
+                await press_enter_until(master, b"33 111")
+                set_window_size(master, 120, 44)
+                await press_enter_until(master, b"44 120")
+                await write_all(master, b"\x04")  # ^D: the remote terminal's end of input
+            else:
+                # kubectl attach sends a size one larger, then the real one (to make the
+                # shell redraw): the line typed in between may see either.
+                await type_until(master, b"stty size\r", b"33 111")
+                set_window_size(master, 120, 44)
+                await type_until(master, b"stty size\r", b"44 120")  # the attached shell's own terminal
+                await write_all(master, b"exit\r")
+            assert await asyncio.wait_for(proc.wait(), 30) == done
+            assert termios.tcgetattr(slave) == before
+        finally:
+            os.close(master)
+            os.close(slave)
