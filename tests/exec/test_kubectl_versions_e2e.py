@@ -5,13 +5,19 @@ from __future__ import annotations
 
 import asyncio
 import glob
+import hashlib
 import os
 import re
+import termios
 from pathlib import Path
 
 import pytest
 
+from podbay.api.formats import load_pods
+from podbay.runtime.console import set_window_size, write_all
+from tests.e2e.conftest import free_port
 from tests.exec.conftest import ExecTarget
+from tests.exec.test_exec_cli_e2e import _controlling_terminal, press_enter_until, read_until
 
 pytestmark = pytest.mark.e2e
 ROOT = Path(__file__).resolve().parents[2]
@@ -53,7 +59,6 @@ async def test_exec_i_and_cp_both_ways(target: ExecTarget, binary: str | None, t
     code, out, err = await run([*k, "cp", str(local), f"{target.pod}:/tmp/in.bin"])
     assert code == 0, err
     code, out, err = await run([*k, "exec", target.pod, "--", "md5sum", "/tmp/in.bin"])
-    import hashlib
     assert code == 0 and out.split()[0].decode() == hashlib.md5(local.read_bytes()).hexdigest(), err
     back = tmp_path / "back.bin"
     code, out, err = await run([*k, "cp", f"{target.pod}:/tmp/in.bin", str(back)])
@@ -145,16 +150,13 @@ async def echo(port: int, payload: bytes, timeout: float = 30) -> bytes:
 
 @pytest.mark.parametrize("binary", KUBECTLS)
 async def test_port_forward_several_ports_both_ways(target: ExecTarget, binary: str | None) -> None:
-    from podbay.api.formats import load_pods
-    from tests.e2e.conftest import free_port
-
     cluster = target.cluster
     await cluster.client.create(load_pods(WEB_POD)[0])
     await cluster.wait_for("web", lambda p: p.status.phase == "Running" and all(
         c.ready for c in p.status.container_statuses or []))
     web, echo_port, count, closed = (free_port() for _ in range(4))
     proc = await asyncio.create_subprocess_exec(
-        *kubectl(binary, target), "port-forward", "--address=127.0.0.1", "pod/web",
+        *kubectl(binary, target), "-v=6", "port-forward", "--address=127.0.0.1", "pod/web",
         f"{web}:8080", f"{echo_port}:7000", f"{count}:7001", f"{closed}:7999",
         stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, cwd=ROOT)
     forward = PortForward(proc)
@@ -173,6 +175,12 @@ async def test_port_forward_several_ports_both_ways(target: ExecTarget, binary: 
         assert results == [b"conn %d\n" % i * 100 for i in range(5)]
         # Our end of input reaches the pod's server as its end of input: it answers after it.
         assert (await exchange(count, b"x" * 50_000)).strip() == b"50000"
+
+        # 1.31 and later tunnel SPDY in a WebSocket (GET); the others upgrade a POST to SPDY.
+        assert binary is not None
+        upgrade = re.search(rb'(GET|POST)\W+(?:url=")?https://\S+/portforward\S*\W+(?:status=")?101', forward.err)
+        assert upgrade is not None, forward.err
+        assert upgrade.group(1) == (b"GET" if _version(binary) >= (1, 31) else b"POST")
 
         assert await exchange(closed, b"anyone?") == b""
         await forward.wait_for("err", b"error forwarding port 7999 to pod web")
@@ -194,8 +202,6 @@ spec:
 
 @pytest.mark.parametrize("binary", KUBECTLS)
 async def test_attach_i_echoes_through_the_containers_own_stdin(target: ExecTarget, binary: str | None) -> None:
-    from podbay.api.formats import load_pods
-
     cluster = target.cluster
     await cluster.client.create(load_pods(CAT_POD)[0])
     await cluster.wait_for("cat", lambda p: p.status.phase == "Running")
@@ -221,9 +227,6 @@ ENDS = [KUBECTLS[0], KUBECTLS[-1]] if len(KUBECTLS) > 1 else KUBECTLS
 
 async def type_until(fd: int, keys: bytes, wanted: bytes) -> None:
     """Types `keys` until `wanted` shows."""
-    from podbay.runtime.console import write_all
-    from tests.exec.test_exec_cli_e2e import read_until
-
     async def typing() -> None:
         while True:
             await write_all(fd, keys)
@@ -237,12 +240,6 @@ async def type_until(fd: int, keys: bytes, wanted: bytes) -> None:
 
 @pytest.mark.parametrize("binary", ENDS)
 async def test_exec_it_and_attach_it_follow_our_terminal(target: ExecTarget, binary: str | None) -> None:
-    import termios
-
-    from podbay.api.formats import load_pods
-    from podbay.runtime.console import set_window_size, write_all
-    from tests.exec.test_exec_cli_e2e import _controlling_terminal, press_enter_until, read_until
-
     cluster = target.cluster
     await cluster.client.create(load_pods(SH_POD)[0])
     await cluster.wait_for("term", lambda p: p.status.phase == "Running")
