@@ -84,6 +84,10 @@ spec:
   - name: count
     image: "busybox:1.35"
     command: [nc, -ll, -p, "7001", -e, wc, -c]
+  - name: six
+    image: "busybox:1.35"
+    # IPv6 loopback only: reached after IPv4 is refused, as containerd dials.
+    command: [sh, -c, "mkdir -p /six && echo hello over ipv6 > /six/index.html && exec httpd -f -p '[::1]:8086' -h /six"]
 """
 
 
@@ -154,18 +158,19 @@ async def test_port_forward_several_ports_both_ways(target: ExecTarget, binary: 
     await cluster.client.create(load_pods(WEB_POD)[0])
     await cluster.wait_for("web", lambda p: p.status.phase == "Running" and all(
         c.ready for c in p.status.container_statuses or []))
-    web, echo_port, count, closed = (free_port() for _ in range(4))
+    web, echo_port, count, closed, six = (free_port() for _ in range(5))
     proc = await asyncio.create_subprocess_exec(
         *kubectl(binary, target), "-v=6", "port-forward", "--address=127.0.0.1", "pod/web",
-        f"{web}:8080", f"{echo_port}:7000", f"{count}:7001", f"{closed}:7999",
+        f"{web}:8080", f"{echo_port}:7000", f"{count}:7001", f"{closed}:7999", f"{six}:8086",
         stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, cwd=ROOT)
     forward = PortForward(proc)
     try:
-        for local, remote in ((web, 8080), (echo_port, 7000), (count, 7001), (closed, 7999)):
+        for local, remote in ((web, 8080), (echo_port, 7000), (count, 7001), (closed, 7999), (six, 8086)):
             await forward.wait_for("out", f"Forwarding from 127.0.0.1:{local} -> {remote}".encode())
 
         reply = await exchange(web, b"GET /index.html HTTP/1.0\r\n\r\n")
         assert reply.startswith(b"HTTP/1.") and reply.endswith(b"\r\n\r\nhello from httpd\n"), reply[:200]
+        assert (await exchange(six, b"GET / HTTP/1.0\r\n\r\n")).endswith(b"\r\n\r\nhello over ipv6\n")
         big = await exchange(web, b"GET /big HTTP/1.0\r\n\r\n")
         assert big.split(b"\r\n\r\n", 1)[1] == b"".join(b"%d\n" % i for i in range(1, 100001))
 
@@ -184,7 +189,7 @@ async def test_port_forward_several_ports_both_ways(target: ExecTarget, binary: 
 
         assert await exchange(closed, b"anyone?") == b""
         await forward.wait_for("err", b"error forwarding port 7999 to pod web")
-        await forward.wait_for("err", b"connect: connection refused")
+        await forward.wait_for("err", b"IPv4: dial tcp4 127.0.0.1:7999: connect: connection refused")
     finally:
         await forward.stop()
 
