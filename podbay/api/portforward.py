@@ -59,6 +59,32 @@ def parse_port(value: str) -> int:
     return int(value)
 
 
+# The plain WebSocket form a client may speak to the API server (the kubelet's, which
+# kubectl does not use but other clients do): every port of `?ports=` fixed at the upgrade,
+# one connection each, port i on channels 2i (data) and 2i+1 (error).
+WEBSOCKET_PROTOCOLS = ("v4.channel.k8s.io", "v4.base64.channel.k8s.io", "")
+MAX_WEBSOCKET_PORTS = 16
+
+
+def websocket_ports(values: list[str]) -> list[int]:
+    """The ports of a plain WebSocket port-forward (repeated and comma-separated `ports`),
+    refused as the kubelet's NewV4Options refuses them."""
+    if not values:
+        raise ValueError('query parameter "ports" is required')
+    ports: list[int] = []
+    for value in values:
+        if not value:
+            raise ValueError('query parameter "ports" cannot be empty')
+        for part in value.split(","):
+            port = parse_port(part)
+            if port < 1:
+                raise ValueError(f'port "{value}" must be > 0')
+            ports.append(port)
+    if len(ports) > MAX_WEBSOCKET_PORTS:
+        raise ValueError(f"at most {MAX_WEBSOCKET_PORTS} ports may be forwarded over one WebSocket")
+    return ports
+
+
 def forward_error(port: int, pod: str, uid: str, reason: str) -> str:
     """What the error stream says when the connection to the pod's port failed."""
     return f"error forwarding port {port} to pod {pod}, uid {uid}: {reason}"

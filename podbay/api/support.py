@@ -125,10 +125,10 @@ STREAMING = [
     "connects to `127.0.0.1:PORT` inside the pod's network namespace (a port bound to the pod's "
     "loopback works), several ports, up to 128 connections at once per port-forward, each direction "
     "half-closed on its own; a refused connection is reported as the kubelet words it (`error forwarding port "
-    "... connect: connection refused`). Attach goes through conmon's attach socket: the container "
-    "needs `stdin: true` for `-i` and `tty: true` for `-t`. Not yet: the plain WebSocket "
-    "port-forward protocol without SPDY (`v4.channel.k8s.io` with `?ports=`), which kubectl does "
-    "not use.",
+    "... connect: connection refused`). Other clients (the official Python client) may use the kubelet's plain "
+    "WebSocket form instead: `v4.channel.k8s.io` with `?ports=` (at most 16), two channels per "
+    "port. Attach goes through conmon's attach socket: the container needs `stdin: true` for `-i` "
+    "and `tty: true` for `-t`.",
     "",
 ]
 

@@ -3,7 +3,8 @@ kubectl before WebSocket streaming (exec before 1.30, port-forward before 1.31, 
 after them whenever the WebSocket fails): `Upgrade: SPDY/3.1` with the stream protocol
 in X-Stream-Protocol-Version. Port-forward also comes as SPDY tunnelled in a WebSocket
 (subprotocol `SPDY/3.1+portforward.k8s.io`, each message raw SPDY bytes), as kubectl
-1.31 and later send it.
+1.31 and later send it, or in the kubelet's plain WebSocket form (`?ports=`, two channels
+per port), as other clients such as the official Python client speak it.
 
 The API server ends SPDY here and speaks to the pod's agent over the WebSockets the agent
 serves: exec in v5.channel.k8s.io (SPDY's FIN on stdin is v5's close message), one
@@ -231,8 +232,7 @@ async def serve_port_forward(request: web.Request, store: Store, namespace: str,
     if is_websocket(request):
         offered = rc.offered_protocols(request.headers.get("Sec-WebSocket-Protocol"))
         if pf.TUNNEL_PROTOCOL not in offered:
-            raise HTTPError(400, "BadRequest", f"requested protocol(s) are not supported: {offered[:8]}; "
-                                               f"supports {[pf.TUNNEL_PROTOCOL]}")
+            return await _serve_websocket_ports(request, _Target(url, node_name), offered)
         ws = web.WebSocketResponse(protocols=(pf.TUNNEL_PROTOCOL,), max_msg_size=spdy.MAX_FRAME_LENGTH + 8)
         await ws.prepare(request)
         response, conn = ws, WebSocketTunnel(ws)
@@ -350,3 +350,82 @@ async def _relay_port(upstream: aiohttp.ClientWebSocketResponse, data: SpdyStrea
     finally:
         writing.cancel()
         await asyncio.gather(writing, return_exceptions=True)
+
+
+async def _serve_websocket_ports(request: web.Request, target: _Target, offered: list[str]) -> web.StreamResponse:
+    """The plain WebSocket form (podbay.api.portforward.WEBSOCKET_PROTOCOLS): one agent
+    connection per port, relayed on the port's two channels until every one has ended or
+    the client leaves."""
+    chosen = next((p for p in offered or [""] if p in pf.WEBSOCKET_PROTOCOLS), None)
+    if chosen is None:
+        raise HTTPError(400, "BadRequest", f"requested protocol(s) are not supported: {offered[:8]}; supports "
+                                           f"{[pf.TUNNEL_PROTOCOL, *(p for p in pf.WEBSOCKET_PROTOCOLS if p)]}")
+    try:
+        ports = pf.websocket_ports(request.query.getall("ports", []))
+    except ValueError as exc:
+        raise HTTPError(400, "BadRequest", str(exc)) from None
+    protocol = rc.Protocol(chosen)
+    ws = web.WebSocketResponse(protocols=(chosen,) if chosen else (), max_msg_size=4 * 32 * 1024)
+    await ws.prepare(request)
+    upstreams: list[aiohttp.ClientWebSocketResponse | None] = []
+    try:
+        for index, port in enumerate(ports):
+            await protocol.send(ws, 2 * index, pf.port_prefix(port))
+            await protocol.send(ws, 2 * index + 1, pf.port_prefix(port))
+        for index, port in enumerate(ports):
+            try:
+                upstreams.append(await connect_agent(request, target.url, target.node_name, [("port", str(port))],
+                                                     (rc.V4,), max_msg_size=4 * 32 * 1024))
+            except HTTPError as exc:
+                upstreams.append(None)
+                await protocol.send(ws, 2 * index + 1, str(exc).encode())
+        relays = [asyncio.create_task(_from_agent_to_channels(u, ws, protocol, 2 * i))
+                  for i, u in enumerate(upstreams) if u is not None]
+        inward = asyncio.create_task(_from_channels_to_agents(ws, protocol, upstreams))
+        every_port = asyncio.gather(*relays)
+        try:
+            await asyncio.wait({inward, every_port}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in (*relays, inward):
+                task.cancel()
+            await asyncio.gather(*relays, inward, every_port, return_exceptions=True)
+    finally:
+        for upstream in upstreams:
+            if upstream is not None:
+                await upstream.close()
+        await ws.close()
+    return ws
+
+
+async def _from_agent_to_channels(upstream: aiohttp.ClientWebSocketResponse, ws: web.WebSocketResponse,
+                                  protocol: rc.Protocol, data_channel: int) -> None:
+    agent = rc.Protocol(rc.V4)
+    prefixed: set[int] = set()
+    async for msg in upstream:
+        decoded = agent.decode(msg.data) if msg.type == WSMsgType.BINARY else None
+        if decoded is None or decoded[0] not in (pf.DATA_CHANNEL, pf.ERROR_CHANNEL):
+            continue
+        channel, payload = decoded
+        if channel not in prefixed:  # the client has had this channel's port already
+            prefixed.add(channel)
+            payload = payload[2:]
+        if payload:
+            with contextlib.suppress(ConnectionError):
+                await protocol.send(ws, data_channel + channel, payload)
+
+
+async def _from_channels_to_agents(ws: web.WebSocketResponse, protocol: rc.Protocol,
+                                   upstreams: list[aiohttp.ClientWebSocketResponse | None]) -> None:
+    agent = rc.Protocol(rc.V4)
+    async for msg in ws:
+        if msg.type not in (WSMsgType.BINARY, WSMsgType.TEXT):
+            continue
+        decoded = protocol.decode(msg.data)
+        if decoded is None:
+            continue
+        channel, data = decoded
+        index = channel // 2
+        if channel % 2 == 0 and index < len(upstreams) and data:
+            upstream = upstreams[index]
+            if upstream is not None and not upstream.closed:
+                await agent.send(upstream, pf.DATA_CHANNEL, data)

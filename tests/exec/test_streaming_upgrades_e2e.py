@@ -41,11 +41,17 @@ async def test_unservable_upgrades_are_4xx_statuses(target: ExecTarget, method: 
     assert message in body["message"]
 
 
-async def test_port_forward_websocket_needs_the_tunnel_subprotocol(target: ExecTarget) -> None:
-    url = f"{target.https_url}/api/v1/namespaces/default/pods/{target.pod}/portforward?ports=80"
+@pytest.mark.parametrize("query, protocol", [
+    ("ports=80", "v9.channel.k8s.io"),
+    ("", "v4.channel.k8s.io"),
+    ("ports=0", "v4.channel.k8s.io"),
+    ("ports=" + ",".join(["80"] * 17), "v4.channel.k8s.io"),
+])
+async def test_port_forward_websocket_refusals(target: ExecTarget, query: str, protocol: str) -> None:
+    url = f"{target.https_url}/api/v1/namespaces/default/pods/{target.pod}/portforward?{query}"
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=tls(target))) as session:
         with pytest.raises(aiohttp.WSServerHandshakeError) as failed:
-            await session.ws_connect(url, protocols=("v4.channel.k8s.io",))
+            await session.ws_connect(url, protocols=(protocol,))
         assert failed.value.status == 400
         missing = f"{target.https_url}/api/v1/namespaces/default/pods/nope/portforward"
         with pytest.raises(aiohttp.WSServerHandshakeError) as failed:
