@@ -53,3 +53,23 @@ def test_error_text_and_port_prefix() -> None:
     assert pf.forward_error(80, "web", "u-1", "boom") == "error forwarding port 80 to pod web, uid u-1: boom"
     assert pf.port_prefix(8080) == b"\x90\x1f"
     assert pf.TUNNEL_PROTOCOL == "SPDY/3.1+portforward.k8s.io"
+
+
+@pytest.mark.parametrize("values, ports", [
+    (["80"], [80]),
+    (["80,443", "8080"], [80, 443, 8080]),
+])
+def test_websocket_ports(values: list[str], ports: list[int]) -> None:
+    assert pf.websocket_ports(values) == ports
+
+
+@pytest.mark.parametrize("values, problem", [
+    ([], 'query parameter "ports" is required'),
+    ([""], 'query parameter "ports" cannot be empty'),
+    (["80,x"], 'unable to parse "x" as a port'),
+    (["0"], 'port "0" must be > 0'),
+    ([",".join(["1"] * (pf.MAX_WEBSOCKET_PORTS + 1))], "at most 16 ports"),
+])
+def test_websocket_port_refusals(values: list[str], problem: str) -> None:
+    with pytest.raises(ValueError, match=problem):
+        pf.websocket_ports(values)
