@@ -36,6 +36,7 @@ UPGRADE = "SPDY/3.1"
 EXEC_PROTOCOLS = (rc.V5, rc.V4)
 STREAM_TYPE_HEADER = "streamType"
 STDIN, STDOUT, STDERR, ERROR, RESIZE = "stdin", "stdout", "stderr", "error", "resize"
+STREAM_TYPES = (STDIN, STDOUT, STDERR, ERROR, RESIZE)
 MAX_EXEC_STREAMS = 5
 MAX_RESIZE_MESSAGE = 4096
 
@@ -56,10 +57,6 @@ def _stream_protocol(request: web.Request, supported: tuple[str, ...]) -> str:
 
 def _upgrade_headers(protocol: str) -> dict[str, str]:
     return {"Connection": "Upgrade", "Upgrade": UPGRADE, "X-Stream-Protocol-Version": protocol}
-
-
-def _serving(session: SpdySession) -> asyncio.Task[None]:
-    return asyncio.create_task(session.serve())
 
 
 async def _end(session: SpdySession, serving: asyncio.Task[None]) -> None:
@@ -97,10 +94,10 @@ async def serve_exec(request: web.Request, store: Store, namespace: str, name: s
 
         def check(headers: spdy.Headers) -> str | None:
             kind = spdy.header(headers, STREAM_TYPE_HEADER)
-            return None if kind in expected else f"unexpected stream type: {kind!r}"
+            return None if kind in STREAM_TYPES else f"unexpected stream type: {kind!r}"
 
         session = SpdySession(conn, MAX_EXEC_STREAMS, check)
-        serving = _serving(session)
+        serving = asyncio.create_task(session.serve())
         try:
             streams = await _collect(session, expected)
             if streams is not None:
@@ -117,7 +114,7 @@ async def _collect(session: SpdySession, expected: set[str]) -> dict[str, SpdySt
     longer than the kubelet's stream creation timeout."""
     streams: dict[str, SpdyStream] = {}
     deadline = time.monotonic() + pf.STREAM_CREATION_TIMEOUT
-    while set(streams) != expected:
+    while not expected <= set(streams):
         try:
             stream = await asyncio.wait_for(session.new_streams.get(), deadline - time.monotonic())
         except asyncio.TimeoutError:
@@ -246,7 +243,7 @@ async def serve_port_forward(request: web.Request, store: Store, namespace: str,
         return pf.check_stream_headers(spdy.header(headers, pf.STREAM_TYPE_HEADER), spdy.header(headers, pf.PORT_HEADER))
 
     session = SpdySession(conn, pf.MAX_STREAMS, check)
-    serving = _serving(session)
+    serving = asyncio.create_task(session.serve())
     forwards: set[asyncio.Task[None]] = set()
     try:
         await _pair_streams(request, session, _Target(url, node_name), forwards)
