@@ -8,8 +8,9 @@ import ssl
 import aiohttp
 import pytest
 
-from podbay.api import spdy
+from podbay.api import Node, spdy
 from podbay.client import Client
+from podbay.security.pki import client_context
 from tests.exec.conftest import ExecTarget
 
 pytestmark = pytest.mark.e2e
@@ -72,3 +73,14 @@ async def test_broken_spdy_after_the_switch_ends_in_goaway(target: ExecTarget) -
         assert spdy.FrameReader().feed(rest) == [spdy.GoAway(0, spdy.PROTOCOL_ERROR)]
     finally:
         writer.close()
+
+
+async def test_the_agents_attach_and_port_forward_need_credentials(target: ExecTarget) -> None:
+    node = await target.cluster.client.get(Node, target.cluster.settings.node_name)
+    agent = f"https://127.0.0.1:{node.status.daemon_endpoints.kubelet_endpoint.port}"
+    anonymous = aiohttp.TCPConnector(ssl=client_context(None, verify=False))
+    async with aiohttp.ClientSession(connector=anonymous) as session:
+        for path in (f"/portForward/default/{target.pod}?port=80", f"/attach/default/{target.pod}/main?stdout=1"):
+            with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+                await session.ws_connect(agent + path, protocols=("v4.channel.k8s.io",))
+            assert refused.value.status == 401, path
