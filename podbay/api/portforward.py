@@ -151,8 +151,3 @@ class PairTable(Generic[S]):
         for pair in old:
             del self._pending[pair.request_id]
         return old
-
-    def drain(self) -> list[StreamPair[S]]:
-        pairs = list(self._pending.values())
-        self._pending.clear()
-        return pairs

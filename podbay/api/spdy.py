@@ -21,7 +21,7 @@ SYN_STREAM, SYN_REPLY, RST_STREAM, SETTINGS, PING, GOAWAY, HEADERS, WINDOW_UPDAT
 FLAG_FIN = 0x01
 FLAG_UNIDIRECTIONAL = 0x02
 # RST_STREAM status codes (SPDY/3 section 2.4.2)
-PROTOCOL_ERROR, INVALID_STREAM, REFUSED_STREAM, CANCEL, INTERNAL_ERROR = 1, 2, 3, 5, 6
+PROTOCOL_ERROR, REFUSED_STREAM, CANCEL = 1, 3, 5
 
 # Client libraries write at most 32 KiB per data frame (io.Copy's buffer); a megabyte
 # leaves room while keeping one frame's buffering bounded.

@@ -44,15 +44,6 @@ class SpdyStream:
             return b""
         return chunk
 
-    async def read_all(self, limit: int) -> bytes:
-        out = b""
-        while len(out) <= limit:
-            chunk = await self.read()
-            if not chunk:
-                return out
-            out += chunk
-        return out[:limit]
-
     async def write(self, data: bytes) -> None:
         if self.local_closed or self.reset:
             return
