@@ -212,5 +212,24 @@ def parse_resize(data: bytes) -> tuple[int, int] | None:
     return width, height
 
 
+def split_resizes(buffer: bytes) -> tuple[list[tuple[int, int]], bytes]:
+    """The sizes in a SPDY resize stream so far (Go's json.Encoder: TerminalSize objects one
+    after another) and the incomplete rest; malformed sizes are skipped as parse_resize does."""
+    text = buffer.decode("ascii", errors="replace")
+    decoder = json.JSONDecoder()
+    sizes: list[tuple[int, int]] = []
+    pos = 0
+    while True:
+        while pos < len(text) and text[pos].isspace():
+            pos += 1
+        try:
+            value, pos = decoder.raw_decode(text, pos)
+        except ValueError:
+            return sizes, text[pos:].encode()
+        size = parse_resize(json.dumps(value).encode())
+        if size is not None:
+            sizes.append(size)
+
+
 def resize_message(width: int, height: int) -> bytes:
     return json.dumps({"Width": width, "Height": height}).encode()

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import time
 from dataclasses import dataclass
 
@@ -159,18 +158,11 @@ async def _bridge_exec(session: SpdySession, serving: asyncio.Task[None], stream
         stream = streams.get(RESIZE)
         if stream is None:
             return
-        decoder, buffer = json.JSONDecoder(), ""
+        buffer = b""
         while chunk := await stream.read():
-            buffer += chunk.decode(errors="replace")
-            while buffer.strip():  # a json.Encoder's stream of TerminalSize objects
-                try:
-                    size, end = decoder.raw_decode(buffer.lstrip())
-                except ValueError:
-                    break
-                buffer = buffer.lstrip()[end:]
-                parsed = rc.parse_resize(json.dumps(size).encode())
-                if parsed is not None:
-                    await agent.send(upstream, rc.RESIZE, rc.resize_message(*parsed))
+            sizes, buffer = rc.split_resizes(buffer + chunk)
+            for size in sizes:
+                await agent.send(upstream, rc.RESIZE, rc.resize_message(*size))
             if len(buffer) > MAX_RESIZE_MESSAGE:
                 return
 
