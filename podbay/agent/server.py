@@ -17,6 +17,7 @@ from aiohttp import web
 from podbay.agent.config import ServerAuth
 from podbay.agent.podstate import RunState
 from podbay.agent.runtimeview import container_record, runtime_pods
+from podbay.agent.portforward import pod_network, serve_port_forward
 from podbay.agent.streams import serve_exec
 from podbay.runtime.types import ContainerRuntimeError
 from podbay.security import authn
@@ -166,6 +167,14 @@ def make_app(agent: Any, auth: ServerAuth) -> web.Application:
         ns, pod, name = request.match_info["ns"], request.match_info["pod"], request.match_info["container"]
         return await serve_exec(request, agent.runtime, lambda: _running(agent, ns, pod, name))
 
+    async def attach(request: web.Request) -> web.StreamResponse:
+        ns, pod, name = request.match_info["ns"], request.match_info["pod"], request.match_info["container"]
+        return await serve_exec(request, agent.runtime, lambda: _running(agent, ns, pod, name), attach=True)
+
+    async def port_forward(request: web.Request) -> web.StreamResponse:
+        ns, pod = request.match_info["ns"], request.match_info["pod"]
+        return await serve_port_forward(request, lambda: pod_network(agent, ns, pod))
+
     async def healthz(_: web.Request) -> web.Response:
         return web.Response(text="ok")
 
@@ -173,6 +182,8 @@ def make_app(agent: Any, auth: ServerAuth) -> web.Application:
     app.router.add_get("/containerLogs/{ns}/{pod}/{container}", logs)
     app.router.add_post("/exec/{ns}/{pod}/{container}", exec_)
     app.router.add_get("/exec/{ns}/{pod}/{container}", exec_stream)
+    app.router.add_get("/attach/{ns}/{pod}/{container}", attach)
+    app.router.add_get("/portForward/{ns}/{pod}", port_forward)
     app.router.add_get("/healthz", healthz)
     return app
 

@@ -1,6 +1,8 @@
-"""Streamed exec on the agent, as the kubelet's streaming server serves it: a WebSocket in
-one of Kubernetes' channel subprotocols, the command's stdin, stdout and stderr (or one
-terminal) on their channels and its final Status on the error channel.
+"""Streamed exec and attach on the agent, as the kubelet's streaming server serves them: a
+WebSocket in one of Kubernetes' channel subprotocols, the command's (or, attached, the
+container's own) stdin, stdout and stderr (or one terminal) on their channels and the
+final Status on the error channel; an attach ends in Success when the container's
+output ends.
 
 A command that cannot be started is reported on the error channel too, after the
 upgrade, so the API server in between relays it like any other outcome. A client that
@@ -16,27 +18,32 @@ from aiohttp import WSMsgType, web
 
 from podbay.api import remotecommand as rc
 from podbay.api.errors import BadRequest
+from podbay.runtime.attach import AttachSession
 from podbay.runtime.execsession import ExecSession
 
 _ERRORS = {400: "BadRequest", 404: "NotFound"}
 
 
-async def serve_exec(request: web.Request, runtime: Any, find: Callable[[], Awaitable[Any]]) -> web.StreamResponse:
-    """GET /exec/{ns}/{pod}/{container} with a WebSocket upgrade; `find()` gives the
-    running container's record (or raises web.HTTPNotFound / HTTPBadRequest)."""
+Session = ExecSession | AttachSession
+
+
+async def serve_exec(request: web.Request, runtime: Any, find: Callable[[], Awaitable[Any]],
+                     attach: bool = False) -> web.StreamResponse:
+    """GET /exec/{ns}/{pod}/{container} (or /attach/...) with a WebSocket upgrade; `find()`
+    gives the running container's record (or raises web.HTTPNotFound / HTTPBadRequest)."""
     protocol = rc.negotiate(request.headers.get("Sec-WebSocket-Protocol"))
     if protocol is None:
         raise web.HTTPBadRequest(text=f"requested protocol(s) are not supported; supports {list(rc.SUPPORTED)}")
     try:
-        options = rc.exec_options(request.query)
+        options = rc.attach_options(request.query) if attach else rc.exec_options(request.query)
     except BadRequest as exc:
         raise web.HTTPBadRequest(text=str(exc)) from None
     ws = web.WebSocketResponse(protocols=(protocol.name,) if protocol.name else ())
     await ws.prepare(request)
-    session: ExecSession | None = None
+    session: Session | None = None
     try:
         try:
-            session = await _start(runtime, find, options)
+            session = await _start(runtime, find, options, attach)
         except Exception as exc:  # every failure to start is the client's to read on the error channel
             await _send_status(ws, protocol, _start_error(exc))
             return ws
@@ -51,8 +58,12 @@ async def serve_exec(request: web.Request, runtime: Any, find: Callable[[], Awai
     return ws
 
 
-async def _start(runtime: Any, find: Callable[[], Awaitable[Any]], options: rc.ExecOptions) -> ExecSession:
+async def _start(runtime: Any, find: Callable[[], Awaitable[Any]], options: rc.ExecOptions, attach: bool) -> Session:
     record = await find()
+    if attach:
+        session: AttachSession = await runtime.attach(record.id, tty=options.tty, stdin=options.stdin,
+                                                      stdout=options.stdout, stderr=options.stderr)
+        return session
     return await runtime.exec(record.id, options.command, tty=options.tty, stdin=options.stdin,
                               stdout=options.stdout, stderr=options.stderr)
 
@@ -77,7 +88,7 @@ async def _send_status(ws: web.WebSocketResponse, protocol: rc.Protocol, status:
             await protocol.send(ws, rc.ERROR, payload)
 
 
-async def _stream(ws: web.WebSocketResponse, protocol: rc.Protocol, session: ExecSession) -> int | None:
+async def _stream(ws: web.WebSocketResponse, protocol: rc.Protocol, session: Session) -> int | None:
     """Relays until the command exits (its code) or the client leaves (None: killed)."""
     outputs = [asyncio.create_task(_forward(ws, protocol, session, s)) for s in (rc.STDOUT, rc.STDERR)]
     inputs = asyncio.create_task(_receive(ws, protocol, session))
@@ -94,13 +105,13 @@ async def _stream(ws: web.WebSocketResponse, protocol: rc.Protocol, session: Exe
         await asyncio.gather(*outputs, inputs, exited, return_exceptions=True)
 
 
-async def _forward(ws: web.WebSocketResponse, protocol: rc.Protocol, session: ExecSession, stream: int) -> None:
+async def _forward(ws: web.WebSocketResponse, protocol: rc.Protocol, session: Session, stream: int) -> None:
     with contextlib.suppress(ConnectionError):
         async for chunk in session.output(stream):
             await protocol.send(ws, stream, chunk)
 
 
-async def _receive(ws: web.WebSocketResponse, protocol: rc.Protocol, session: ExecSession) -> None:
+async def _receive(ws: web.WebSocketResponse, protocol: rc.Protocol, session: Session) -> None:
     async for msg in ws:
         if msg.type not in (WSMsgType.BINARY, WSMsgType.TEXT):
             continue

@@ -197,6 +197,7 @@ def container_config(pod: Pod, container: Container, *, attempt: int, init: bool
         security=_security(pod, container, image_config.user, seccomp_root),
         tty=bool(container.tty),
         stdin=bool(container.stdin),
+        stdin_once=bool(container.stdin_once),
         stop_signal=stop_signal,
         termination_message_path=container.termination_message_path or "/dev/termination-log",
     )

@@ -13,7 +13,7 @@ import base64
 import binascii
 import json
 from dataclasses import dataclass
-from typing import Any, Protocol as _Protocol
+from typing import Any, Callable, Protocol as _Protocol
 
 from podbay.api.errors import BadRequest
 
@@ -138,6 +138,15 @@ def exec_options(query: Query) -> ExecOptions:
     command = getall("command")
     if not command:
         raise BadRequest("command: Required value: you must specify at least one command for the container")
+    return _stream_options(command, getall)
+
+
+def attach_options(query: Query) -> ExecOptions:
+    """PodAttachOptions (the container's own stdio: no command), checked as the kubelet checks them."""
+    return _stream_options([], lambda key: list(query.getall(key, [])))
+
+
+def _stream_options(command: list[str], getall: Callable[[str], list[str]]) -> ExecOptions:
     stdin, stdout, stderr, tty = (_query_bool(getall(k)) for k in ("stdin", "stdout", "stderr", "tty"))
     if not (stdin or stdout or stderr):
         raise BadRequest("you must specify at least 1 of stdin, stdout, stderr")
@@ -201,6 +210,25 @@ def parse_resize(data: bytes) -> tuple[int, int] | None:
     if not (0 <= width <= 0xFFFF and 0 <= height <= 0xFFFF):
         return None
     return width, height
+
+
+def split_resizes(buffer: bytes) -> tuple[list[tuple[int, int]], bytes]:
+    """The sizes in a SPDY resize stream so far (Go's json.Encoder: TerminalSize objects one
+    after another) and the incomplete rest; malformed sizes are skipped as parse_resize does."""
+    text = buffer.decode("ascii", errors="replace")
+    decoder = json.JSONDecoder()
+    sizes: list[tuple[int, int]] = []
+    pos = 0
+    while True:
+        while pos < len(text) and text[pos].isspace():
+            pos += 1
+        try:
+            value, pos = decoder.raw_decode(text, pos)
+        except ValueError:
+            return sizes, text[pos:].encode()
+        size = parse_resize(json.dumps(value).encode())
+        if size is not None:
+            sizes.append(size)
 
 
 def resize_message(width: int, height: int) -> bytes:

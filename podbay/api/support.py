@@ -89,9 +89,9 @@ NOTES: dict[str, tuple[str, str]] = {
     "Container.securityContext": ("partial", "runAsUser, runAsGroup, privileged, readOnlyRootFilesystem, "
                                              "capabilities, allowPrivilegeEscalation, seccompProfile (privileged "
                                              "is Unconfined); SELinux, AppArmor, procMount not yet"),
-    "Container.stdin": ("partial", "a stdin pipe; no attach yet"),
-    "Container.stdinOnce": ("not yet", "no attach"),
-    "Container.tty": ("partial", "a terminal; no attach yet"),
+    "Container.stdin": ("supported", "held open by conmon; `kubectl attach -i`"),
+    "Container.stdinOnce": ("supported", "the first attach's end of input closes stdin"),
+    "Container.tty": ("supported", "a terminal; `kubectl attach -it`"),
     "Container.terminationMessagePolicy": ("partial", "File; FallbackToLogsOnError reads the file only"),
 }
 
@@ -111,7 +111,29 @@ def render_support_table() -> str:
             support, note = NOTES.get(f"{model.__name__}.{wire}", ("supported", ""))
             lines.append(f"| `{wire}` | {support} | {note} |")
         lines.append("")
-    return "\n".join(lines)
+    return "\n".join(lines + STREAMING)
+
+
+# The pods/exec, attach and portforward subresources, by client and transport.
+STREAMING = [
+    "## Streaming: exec, cp, attach, port-forward", "",
+    "| kubectl | exec, cp, attach | port-forward |",
+    "|---|---|---|",
+    "| before 1.30 | SPDY/3.1 (`v4.channel.k8s.io`) | SPDY/3.1 (`portforward.k8s.io`) |",
+    "| 1.30 | WebSocket (`v5.channel.k8s.io`), SPDY when that fails | SPDY/3.1 |",
+    "| 1.31 and later | WebSocket, SPDY when that fails | SPDY tunnelled in a WebSocket "
+    "(`SPDY/3.1+portforward.k8s.io`), SPDY when that fails |",
+    "",
+    "The API server ends SPDY itself and reaches the pod's node agent over WebSockets. Port-forward "
+    "connects to `127.0.0.1:PORT` inside the pod's network namespace (a port bound to the pod's "
+    "loopback works), several ports, up to 128 connections at once per port-forward, each direction "
+    "half-closed on its own; a refused connection is reported as the kubelet words it (`error forwarding port "
+    "... connect: connection refused`). Other clients (the official Python client) may use the kubelet's plain "
+    "WebSocket form instead: `v4.channel.k8s.io` with `?ports=` (at most 16), two channels per "
+    "port. Attach goes through conmon's attach socket: the container needs `stdin: true` for `-i` "
+    "and `tty: true` for `-t`.",
+    "",
+]
 
 
 if __name__ == "__main__":

@@ -27,9 +27,8 @@ from typing import Any, AsyncIterator
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from podbay.api import remotecommand
 from podbay.api.errors import BadRequest, FieldError
-from podbay.apiserver import discovery, logs, streams, tables
+from podbay.apiserver import discovery, logs, spdystreams, streams, tables
 from podbay.apiserver.params import (
     MAX_BODY_BYTES,
     decode_json,
@@ -207,12 +206,22 @@ async def _dispatch(request: web.Request) -> web.StreamResponse:
     if sub == "exec":
         if method == "GET":
             return await streams.proxy_exec_stream(request, request.app[STORE_KEY], target.store_namespace, name)
-        if "Upgrade" in request.headers:  # SPDY: kubectl falls back to it when a WebSocket fails
-            raise HTTPError(400, "BadRequest", "unable to upgrade connection: pods/exec streams over a WebSocket "
-                                               f"({', '.join(p for p in remotecommand.SUPPORTED if p)}) only")
+        if "Upgrade" in request.headers:  # SPDY: kubectl before 1.30, or after a failed WebSocket
+            return await spdystreams.serve_exec(request, request.app[STORE_KEY], target.store_namespace, name)
         if method != "POST":
             raise HTTPError(405, "MethodNotAllowed", f"{method} is not supported on pods/exec")
         return await logs.proxy_exec(request, request.app[STORE_KEY], target.store_namespace, name)
+    if sub == "attach":
+        if method == "GET" and streams.is_websocket(request):
+            return await streams.proxy_exec_stream(request, request.app[STORE_KEY], target.store_namespace, name,
+                                                   "attach")
+        if method not in ("GET", "POST"):
+            raise HTTPError(405, "MethodNotAllowed", f"{method} is not supported on pods/attach")
+        return await spdystreams.serve_exec(request, request.app[STORE_KEY], target.store_namespace, name, "attach")
+    if sub == "portforward":
+        if method not in ("GET", "POST"):
+            raise HTTPError(405, "MethodNotAllowed", f"{method} is not supported on pods/portforward")
+        return await spdystreams.serve_port_forward(request, request.app[STORE_KEY], target.store_namespace, name)
     if sub == "binding":
         if method != "POST":
             raise HTTPError(405, "MethodNotAllowed", f"{method} is not supported on pods/binding")

@@ -9,7 +9,8 @@ KUBERNETES_VERSION = "v1.32.0"
 
 _VERBS = ["create", "delete", "get", "list", "patch", "update", "watch"]
 _SUBRESOURCE_VERBS = {"status": ["get", "patch", "update"], "binding": ["create"], "log": ["get"],
-                      "exec": ["create", "get"]}
+                      "exec": ["create", "get"], "attach": ["create", "get"],
+                      "portforward": ["create", "get"]}
 
 
 def api_versions(server_address: str) -> dict[str, Any]:
@@ -57,7 +58,8 @@ def resource_list(group_version: str, table: dict[str, ResourceInfo]) -> dict[st
             entry["categories"] = ["all"]
         resources.append(entry)
         for sub in info.subresources:
-            kind = {"binding": "Binding", "log": "Pod", "exec": "PodExecOptions"}.get(sub, info.kind)
+            kind = {"binding": "Binding", "log": "Pod", "exec": "PodExecOptions",
+                    "attach": "PodAttachOptions", "portforward": "PodPortForwardOptions"}.get(sub, info.kind)
             resources.append(
                 {
                     "name": f"{info.name}/{sub}",

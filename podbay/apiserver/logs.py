@@ -82,8 +82,21 @@ async def agent_url(store: Store, namespace: str, name: str, container: str | No
     node_name = pod.get("spec", {}).get("nodeName")
     if not node_name:
         raise BadRequest(f"pod {name} does not have a host assigned")
+    return f"{await _agent_base(store, node_name)}/{path}/{namespace}/{name}/{chosen}", node_name
+
+
+async def _agent_base(store: Store, node_name: str) -> str:
     address, port = agent_endpoint(await store.get("nodes", "", node_name))
-    return f"https://{_host_for_url(address)}:{port}/{path}/{namespace}/{name}/{chosen}", node_name
+    return f"https://{_host_for_url(address)}:{port}"
+
+
+async def agent_pod_url(store: Store, namespace: str, name: str, path: str) -> tuple[str, str, str]:
+    """The URL of `path` (portForward) for the pod on its node's agent, the node's name and the pod's uid."""
+    pod = await store.get("pods", namespace, name)
+    node_name = pod.get("spec", {}).get("nodeName")
+    if not node_name:
+        raise BadRequest(f"pod {name} does not have a host assigned")
+    return f"{await _agent_base(store, node_name)}/{path}/{namespace}/{name}", node_name, pod["metadata"].get("uid", "")
 
 
 def unreachable(node_name: str, exc: Exception) -> HTTPError:

@@ -48,7 +48,7 @@ class ResourceInfo:
 
 
 RESOURCES: dict[str, ResourceInfo] = {
-    "pods": ResourceInfo("pods", "Pod", True, Pod, ("po",), ("status", "binding", "log", "exec")),
+    "pods": ResourceInfo("pods", "Pod", True, Pod, ("po",), ("status", "binding", "log", "exec", "attach", "portforward")),
     "nodes": ResourceInfo("nodes", "Node", False, Node, ("no",), ("status",)),
     "namespaces": ResourceInfo("namespaces", "Namespace", False, Namespace, ("ns",), ("status",)),
     "events": ResourceInfo("events", "Event", True, Event, ("ev",)),

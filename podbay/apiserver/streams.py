@@ -1,4 +1,4 @@
-"""pods/{name}/exec over a WebSocket: the client's upgrade in one of Kubernetes' channel
+"""pods/{name}/exec and pods/{name}/attach over a WebSocket: the client's upgrade in one of Kubernetes' channel
 subprotocols, relayed message by message to the same subprotocol on the pod's node
 agent, as the API server proxies the kubelet's stream. Either side closing closes the
 other; the agent then ends the command.
@@ -25,11 +25,17 @@ def _flag(value: bool) -> str:
     return "true" if value else "false"
 
 
-async def proxy_exec_stream(request: web.Request, store: Store, namespace: str, name: str) -> web.StreamResponse:
-    """GET pods/{name}/exec. As in Kubernetes, the pod and container are resolved before
-    the upgrade is checked, so a GET without one learns what is wrong with the target."""
-    options = rc.exec_options(request.query)
-    url, node_name = await agent_url(store, namespace, name, options.container, "exec")
+def stream_options(request: web.Request, subresource: str) -> rc.ExecOptions:
+    """PodExecOptions, or PodAttachOptions for `attach`."""
+    return rc.attach_options(request.query) if subresource == "attach" else rc.exec_options(request.query)
+
+
+async def proxy_exec_stream(request: web.Request, store: Store, namespace: str, name: str,
+                            subresource: str = "exec") -> web.StreamResponse:
+    """GET pods/{name}/exec (or attach). As in Kubernetes, the pod and container are resolved
+    before the upgrade is checked, so a GET without one learns what is wrong with the target."""
+    options = stream_options(request, subresource)
+    url, node_name = await agent_url(store, namespace, name, options.container, subresource)
     if not is_websocket(request):
         raise HTTPError(400, "BadRequest", "Upgrade request required")
     protocol = rc.negotiate(request.headers.get("Sec-WebSocket-Protocol"))
@@ -37,17 +43,8 @@ async def proxy_exec_stream(request: web.Request, store: Store, namespace: str, 
         offered = rc.offered_protocols(request.headers.get("Sec-WebSocket-Protocol"))
         raise HTTPError(400, "BadRequest", f"requested protocol(s) are not supported: {offered}; "
                                            f"supports {[p for p in rc.SUPPORTED if p]}")
-    params = [("command", c) for c in options.command] + [
-        (k, _flag(v)) for k, v in (("stdin", options.stdin), ("stdout", options.stdout),
-                                   ("stderr", options.stderr), ("tty", options.tty))]
     protocols = (protocol.name,) if protocol.name else ()
-    try:
-        upstream = await request.app[SESSION_KEY].ws_connect(url, params=params, protocols=protocols, max_msg_size=0)
-    except aiohttp.WSServerHandshakeError as exc:
-        raise HTTPError(500, "InternalError", f"unable to upgrade the connection to the agent of node "
-                                              f"{node_name}: {exc.status} {exc.message}") from None
-    except aiohttp.ClientError as exc:
-        raise unreachable(node_name, exc) from None
+    upstream = await connect_agent(request, url, node_name, exec_params(options), protocols)
     try:
         ws = web.WebSocketResponse(protocols=protocols, max_msg_size=0)
         await ws.prepare(request)
@@ -63,6 +60,27 @@ async def proxy_exec_stream(request: web.Request, store: Store, namespace: str, 
         return ws
     finally:
         await upstream.close()
+
+
+def exec_params(options: rc.ExecOptions) -> list[tuple[str, str]]:
+    """The agent's query for a streamed exec or attach."""
+    return [("command", c) for c in options.command] + [
+        (k, _flag(v)) for k, v in (("stdin", options.stdin), ("stdout", options.stdout),
+                                   ("stderr", options.stderr), ("tty", options.tty))]
+
+
+async def connect_agent(request: web.Request, url: str, node_name: str, params: list[tuple[str, str]],
+                        protocols: tuple[str, ...], max_msg_size: int = 0) -> aiohttp.ClientWebSocketResponse:
+    """A WebSocket to the node's agent; its refusal is a 500 and its absence a 503, as
+    kube-apiserver answers when the kubelet's upgrade fails."""
+    try:
+        return await request.app[SESSION_KEY].ws_connect(url, params=params, protocols=protocols,
+                                                         max_msg_size=max_msg_size)
+    except aiohttp.WSServerHandshakeError as exc:
+        raise HTTPError(500, "InternalError", f"unable to upgrade the connection to the agent of node "
+                                              f"{node_name}: {exc.status} {exc.message}") from None
+    except aiohttp.ClientError as exc:
+        raise unreachable(node_name, exc) from None
 
 
 async def _relay(source: web.WebSocketResponse | aiohttp.ClientWebSocketResponse,

@@ -37,7 +37,7 @@ class OCIRuntime:
         return proc.returncode or 0, out.decode()
 
     async def create(self, container_id: str, bundle: Path, log_path: Path, *, tty: bool = False,
-                     stdin: bool = False) -> int:
+                     stdin: bool = False, stdin_once: bool = False) -> int:
         """Creates the container (process waiting on `start`) under a new conmon; returns its pid."""
         self.exits.mkdir(parents=True, exist_ok=True)
         (self.exits / container_id).unlink(missing_ok=True)
@@ -54,6 +54,8 @@ class OCIRuntime:
             args.append("-t")
         if stdin:
             args.append("-i")
+            if not stdin_once:  # as CRI-O: stdin outlives an attach unless stdinOnce
+                args.append("--leave-stdin-open")
         env = {"PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"), "_OCI_SYNCPIPE": str(write_fd)}
         try:
             proc = await asyncio.create_subprocess_exec(

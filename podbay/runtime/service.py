@@ -20,6 +20,7 @@ from typing import Any, AsyncIterator
 
 from podbay.api.errors import NotFound
 from podbay.runtime import cgroups
+from podbay.runtime.attach import AttachSession, attach as attach_container
 from podbay.runtime.config import RuntimeConfig, prepare_roots
 from podbay.runtime.diskusage import disk_usage
 from podbay.runtime.etcfiles import write_pod_etc
@@ -450,7 +451,8 @@ class RuntimeService:
             await self._discard_container(container_id)
             raise
         try:
-            record["pid"] = await self.oci.create(container_id, bundle, log_path, tty=config.tty, stdin=config.stdin)
+            record["pid"] = await self.oci.create(container_id, bundle, log_path, tty=config.tty, stdin=config.stdin,
+                                                  stdin_once=config.stdin_once)
             record["pid_start_time"] = process_start_time(record["pid"]) if record["pid"] else None
         except ContainerRuntimeError as exc:
             # The process could not be made (no such executable, a mount refused...): as containerd
@@ -708,6 +710,14 @@ class RuntimeService:
         return await start_exec(self.oci, container_id, self._exec_process(container_id, argv, tty),
                                 self.config.run_root / "exec" / secrets.token_hex(8), stdin=stdin, stdout=stdout,
                                 stderr=stderr)
+
+    async def attach(self, container_id: str, *, tty: bool = False, stdin: bool = False, stdout: bool = True,
+                     stderr: bool = True) -> AttachSession:
+        """The running container's own stdio through conmon; the caller must `close()` it."""
+        record = self._settle(self._container(container_id))
+        if record["state"] != ContainerState.RUNNING.value:
+            raise ContainerRuntimeError(f"container {container_id} is not running")
+        return await attach_container(self._bundle(container_id), tty=tty, stdin=stdin, stdout=stdout, stderr=stderr)
 
     def _exec_process(self, container_id: str, argv: list[str], tty: bool) -> dict[str, Any]:
         """The container's own process (user and groups, env, cwd, capabilities, no_new_privs,

@@ -147,6 +147,7 @@ class ContainerConfig:
     security: LinuxContainerSecurity = field(default_factory=LinuxContainerSecurity)
     tty: bool = False
     stdin: bool = False
+    stdin_once: bool = False  # an attach's end of input ends the container's stdin for good
     stop_signal: str = "SIGTERM"
     termination_message_path: str = ""  # in the container; the runtime mounts a file it keeps there
 

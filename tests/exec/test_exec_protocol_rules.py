@@ -82,3 +82,11 @@ def test_exec_options_from_the_query() -> None:
 def test_bad_exec_options_name_what_is_wrong(query: list[tuple[str, str]], message: str) -> None:
     with pytest.raises(BadRequest, match=message):
         rc.exec_options(MultiDict(query))
+
+
+def test_spdy_resize_stream_splits_into_sizes_and_keeps_the_incomplete_rest() -> None:
+    stream = b'{"Width":112,"Height":34}\n{"Width":111,"Height":33}\n{"Width":5'
+    assert rc.split_resizes(stream) == ([(112, 34), (111, 33)], b'{"Width":5')
+    assert rc.split_resizes(b'{"Width":5,"Height":6}') == ([(5, 6)], b"")
+    assert rc.split_resizes(b'{"Width":-1,"Height":6} {"Width":7,"Height":8}\n') == ([(7, 8)], b"")
+    assert rc.split_resizes(b"") == ([], b"")
