@@ -138,6 +138,8 @@ def encode_header_block(headers: Headers) -> bytes:
 
 
 def decode_header_block(block: bytes) -> Headers:
+    pos = 0
+
     def take(n: int) -> bytes:
         nonlocal pos
         if pos + n > len(block):
@@ -146,7 +148,6 @@ def decode_header_block(block: bytes) -> Headers:
         pos += n
         return chunk
 
-    pos = 0
     (count,) = struct.unpack(">I", take(4))
     if count > MAX_HEADERS:
         raise ProtocolError(f"too many headers: {count}")

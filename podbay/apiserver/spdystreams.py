@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import time
 from dataclasses import dataclass
+from typing import Any
 
 import aiohttp
 from aiohttp import WSMsgType, web
@@ -373,7 +374,8 @@ async def _serve_websocket_ports(request: web.Request, target: _Target, offered:
         inward = asyncio.create_task(_from_channels_to_agents(ws, protocol, upstreams))
         every_port = asyncio.gather(*relays)
         try:
-            await asyncio.wait({inward, every_port}, return_when=asyncio.FIRST_COMPLETED)
+            either: set[asyncio.Future[Any]] = {inward, every_port}
+            await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
         finally:
             for task in (*relays, inward):
                 task.cancel()
