@@ -3,6 +3,8 @@
 # embedded SQLite store and runs the two-container web pod from
 # examples/web-pod.yaml under crun, then fetches its page. Safe to re-run.
 set -euo pipefail
+# Root's work (packages, namespaces, cgroups): a user who is not root goes through sudo.
+if [ "$(id -u)" -ne 0 ]; then exec sudo -- "$0" "$@"; fi
 cd "$(dirname "$0")/.."
 ./scripts/setup.sh
 podbay=.venv/bin/podbay

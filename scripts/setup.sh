@@ -2,6 +2,8 @@
 # Installs everything podbay needs on a Debian 12 machine, idempotently:
 # the runtime's Debian packages and a virtualenv with podbay and its test tools.
 set -euo pipefail
+# Root's work (packages, namespaces, cgroups): a user who is not root goes through sudo.
+if [ "$(id -u)" -ne 0 ]; then exec sudo -- "$0" "$@"; fi
 cd "$(dirname "$0")/.."
 
 APT_PACKAGES=(crun runc conmon containernetworking-plugins iptables iproute2 busybox-static
