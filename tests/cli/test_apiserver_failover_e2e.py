@@ -27,7 +27,7 @@ from podbay.runtime.service import RuntimeService
 from podbay.security.pki import server_context
 from tests.conftest import HostEnv, require_root
 from tests.e2e.conftest import free_port, settings_for
-from tests.etcd_server import EtcdServer
+from tests.etcd_server import EtcdCluster, EtcdServer
 
 pytestmark = pytest.mark.e2e
 
@@ -107,7 +107,7 @@ def start(tmp_path: Path) -> Iterator[Start]:
         p.stop()
 
 
-def start_apiserver(start: Start, tmp_path: Path, name: str, etcd: EtcdServer,
+def start_apiserver(start: Start, tmp_path: Path, name: str, etcd: EtcdServer | EtcdCluster,
                     first: ApiServer | None = None) -> ApiServer:
     state = tmp_path / name / "state"
     if first is not None:
@@ -116,7 +116,8 @@ def start_apiserver(start: Start, tmp_path: Path, name: str, etcd: EtcdServer,
         shutil.copy2(first.state_root / "api-token", state / "api-token")
     port = free_port()
     process = start(name, "--state-root", str(state), "--run-root", str(tmp_path / name / "run"),
-                    "--api-port", str(port), "--etcd-servers", etcd.url, "apiserver")
+                    "--api-port", str(port), "--etcd-servers",
+                    etcd.servers if isinstance(etcd, EtcdCluster) else etcd.url, "apiserver")
     wait_until(lambda: "podbay apiserver serving on" in process.text() or process.popen.poll() is not None,
                f"{name} serving")
     assert process.popen.poll() is None, process.text()
