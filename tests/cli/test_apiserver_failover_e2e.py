@@ -108,13 +108,14 @@ def start(tmp_path: Path) -> Iterator[Start]:
 
 
 def start_apiserver(start: Start, tmp_path: Path, name: str, etcd: EtcdServer | EtcdCluster,
-                    first: ApiServer | None = None) -> ApiServer:
+                    first: ApiServer | None = None, port: int | None = None) -> ApiServer:
+    """`podbay apiserver` NAME; again on its earlier `port` and state after it was killed."""
     state = tmp_path / name / "state"
-    if first is not None:
+    if first is not None and not (state / "pki").exists():
         # What a second control-plane machine is given: the cluster's PKI and token.
         shutil.copytree(first.state_root / "pki", state / "pki")
         shutil.copy2(first.state_root / "api-token", state / "api-token")
-    port = free_port()
+    port = port or free_port()
     process = start(name, "--state-root", str(state), "--run-root", str(tmp_path / name / "run"),
                     "--api-port", str(port), "--etcd-servers",
                     etcd.servers if isinstance(etcd, EtcdCluster) else etcd.url, "apiserver")
