@@ -44,7 +44,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     join.add_argument("--server", dest="join_server", default=None, metavar="URL[,URL...]",
                       help="the cluster's API servers (as the global --server; several fail over in turn)")
     join.add_argument("--token", default=os.environ.get("PODBAY_TOKEN"),
-                      help="the join token `podbay up` printed (<state-root>/node-token on the server's machine)")
+                      help="the join token `podbay up` printed (<state-root>/node-token on the server's machine); "
+                           "or PODBAY_TOKEN, which keeps it off this command line")
     join.set_defaults(func=cmd_join)
     down = sub.add_parser("down", help="stop the all-in-one server; pods keep running unless --purge")
     down.add_argument("--purge", action="store_true",
