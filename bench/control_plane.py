@@ -1,10 +1,14 @@
 """podbay's control plane alone, on a real API server (no containers):
 
     sudo .venv/bin/python -m bench.control_plane [--nodes 1000] [--pods 10000] [--clients 20] [--stores sqlite,etcd]
+        [--scheduler-stores sqlite] [--watch-events 200]
 
-- scheduler throughput: pods bound per second with `--nodes` Node objects and `--pods` pods (SQLite store);
-- API create latency p50/p99 with `--clients` concurrent clients, on each of `--stores`: the
-  SQLite file, and a single-member etcd (Debian's etcd-server) started on free loopback ports.
+- scheduler throughput: pods bound per second with `--nodes` Node objects and `--pods` pods, on
+  each of `--scheduler-stores`;
+- API create latency p50/p99 with `--clients` concurrent clients, and watch delivery latency
+  p50/p99 (a create sent to its ADDED event reaching a watcher, `--watch-events` creates one after
+  another), on each of `--stores`: the SQLite file, a single-member etcd (Debian's etcd-server)
+  or `etcd3`, a three-member etcd cluster, all started on free loopback ports.
 """
 from __future__ import annotations
 
@@ -22,7 +26,7 @@ from podbay.apiserver.embedded import EmbeddedServer, serve_embedded
 from podbay.client import Client
 from podbay.scheduler.scheduler import Scheduler
 from podbay.store.etcd import EtcdStore
-from tests.etcd_server import EtcdServer
+from tests.etcd_server import EtcdCluster, EtcdServer
 
 
 def node(i: int) -> Node:
@@ -72,16 +76,40 @@ async def create_latency(url: str, clients: int, per_client: int) -> list[float]
     return sorted(samples)
 
 
+async def watch_latency(url: str, count: int) -> list[float]:
+    """Seconds from sending each create to a watcher receiving its ADDED event."""
+    writer, watcher = Client.connect(url), Client.connect(url)
+    _, since = await watcher.list(Pod, "default")
+    sent: dict[str, float] = {}
+    samples: list[float] = []
+
+    async def follow() -> None:
+        async for type_, p in watcher.watch(Pod, "default", resource_version=since):
+            if type_ == "ADDED" and p.metadata.name in sent:
+                samples.append(time.perf_counter() - sent[p.metadata.name])
+                if len(samples) == count:
+                    return
+    following = asyncio.create_task(follow())
+    for i in range(count):
+        sent[f"w-{i}"] = time.perf_counter()
+        await writer.create(pod(f"w-{i}"))
+    await asyncio.wait_for(following, 120)
+    await writer.close()
+    await watcher.close()
+    return sorted(samples)
+
+
 @contextlib.asynccontextmanager
 async def api_server(kind: str, root: Path) -> AsyncIterator[EmbeddedServer]:
-    """An API server on the store `kind` names: its SQLite file, or its own etcd under `root`."""
+    """An API server on the store `kind` names: its SQLite file, or its own etcd (one member, or
+    `etcd3`: a cluster of three) under `root`."""
     if kind == "sqlite":
         async with serve_embedded(root, host=None) as server:
             yield server
         return
-    etcd = EtcdServer(root / "etcd")
+    etcd: EtcdServer | EtcdCluster = EtcdCluster(root / "etcd", 3) if kind == "etcd3" else EtcdServer(root / "etcd")
     try:
-        store = await EtcdStore.connect([etcd.url])
+        store = await EtcdStore.connect(etcd.urls if isinstance(etcd, EtcdCluster) else [etcd.url])
         try:
             async with serve_embedded(root, host=None, store=store) as server:
                 yield server
@@ -97,18 +125,28 @@ async def main() -> None:
     parser.add_argument("--pods", type=int, default=10000)
     parser.add_argument("--clients", type=int, default=20)
     parser.add_argument("--per-client", type=int, default=50)
-    parser.add_argument("--stores", default="sqlite,etcd", help="comma-separated: sqlite, etcd")
+    parser.add_argument("--stores", default="sqlite,etcd", help="comma-separated: sqlite, etcd, etcd3")
+    parser.add_argument("--scheduler-stores", default="sqlite", help="comma-separated: sqlite, etcd, etcd3")
+    parser.add_argument("--watch-events", type=int, default=200, help="0: no watch latency")
     args = parser.parse_args()
-    if args.pods:
-        async with serve_embedded(Path(tempfile.mkdtemp(prefix="podbay-bench-cp-")), host=None) as server:
+    for kind in args.scheduler_stores.split(",") if args.pods else []:
+        async with api_server(kind, Path(tempfile.mkdtemp(prefix="podbay-bench-cp-"))) as server:
             rate = await scheduler_throughput(server.url, args.nodes, args.pods)
-        print(f"scheduler: {args.pods} pods on {args.nodes} nodes bound at {rate:.0f} pods/s")
+        print(f"scheduler ({kind} store): {args.pods} pods on {args.nodes} nodes bound at {rate:.0f} pods/s")
     for kind in args.stores.split(","):
         async with api_server(kind, Path(tempfile.mkdtemp(prefix="podbay-bench-cp-"))) as server:
             lat = await create_latency(server.url, args.clients, args.per_client)
-        p = lambda q: lat[min(len(lat) - 1, int(q * len(lat)))] * 1000  # noqa: E731
+            watched = await watch_latency(server.url, args.watch_events) if args.watch_events else []
         print(f"API create latency ({kind} store), {args.clients} concurrent clients x {args.per_client}: "
-              f"p50 {p(0.5):.1f} ms, p99 {p(0.99):.1f} ms")
+              f"p50 {percentile(lat, 0.5):.1f} ms, p99 {percentile(lat, 0.99):.1f} ms")
+        if watched:
+            print(f"watch delivery latency ({kind} store), {args.watch_events} creates: "
+                  f"p50 {percentile(watched, 0.5):.1f} ms, p99 {percentile(watched, 0.99):.1f} ms")
+
+
+def percentile(sorted_seconds: list[float], q: float) -> float:
+    """The q-quantile of sorted samples, in milliseconds."""
+    return sorted_seconds[min(len(sorted_seconds) - 1, int(q * len(sorted_seconds)))] * 1000
 
 
 if __name__ == "__main__":

@@ -111,6 +111,13 @@ class ServiceUnavailable(APIError):
 
 
 
+class Timeout(APIError):
+    """The store could not complete the request in time (etcd without a quorum): it may still
+    be applied, so a client reads before it writes again (Kubernetes' StatusReasonTimeout)."""
+
+    code, reason = 504, "Timeout"
+
+
 class StorageFull(ServiceUnavailable):
     """A write the disk has no room for: nothing was stored, and the client should retry
     once space is freed (503 with Retry-After, which client-go honours)."""

@@ -210,14 +210,16 @@ async def _join(settings: Settings, token: str | None) -> tuple[Client, bytes, s
     return client, ca, parse_join_token(token)[1]
 
 
-async def serve_agent(settings: Settings, token: str | None = None, stop: asyncio.Event | None = None) -> None:
+async def serve_agent(settings: Settings, token: str | None = None, stop: asyncio.Event | None = None,
+                      ready: asyncio.Event | None = None) -> None:
     """This machine's node agent alone, joined to the API server at `settings.server`
-    (another machine's `podbay up`) with its join token, as a kubelet joins a cluster."""
+    (another machine's `podbay up`) with its join token, as a kubelet joins a cluster;
+    `ready` is set once its Node is registered."""
     client, ca, secret = await _join(settings, token)
     stop = _stop_on_signals(stop)
     prepare_roots(settings.runtime_config())
     auth = await asyncio.to_thread(_server_auth, settings, ca, secret)
-    task = asyncio.create_task(_node_agent(client, settings, _agent_config(settings, auth)))
+    task = asyncio.create_task(_node_agent(client, settings, _agent_config(settings, auth), ready))
     stopped = asyncio.create_task(stop.wait())
     await asyncio.wait([task, stopped], return_when=asyncio.FIRST_COMPLETED)
     task.cancel()

@@ -7,7 +7,12 @@ EXAMPLES: dict[str, str] = {
   sudo podbay up                        # the server in the background; returns once it serves
   sudo podbay up --foreground           # for a service manager
   sudo podbay --api-port 6443 up        # also serve kubectl and the Python client on 127.0.0.1:6443
-  sudo podbay --api-port 6443 --api-address 10.0.0.1 up   # for agents on other machines (token required)""",
+  sudo podbay --api-port 6443 --api-address 10.0.0.1 up   # for agents on other machines (token required)
+  sudo podbay --api-address 10.0.0.1 --node-ip 10.0.0.1 up --embedded-etcd   # objects in an etcd of its own""",
+    "join": """\
+  # on another machine, the command `podbay up` printed (the token: /var/lib/podbay/node-token there)
+  sudo podbay --node-ip 10.0.0.2 join --server https://10.0.0.1:6443 --token K10...::...
+  sudo podbay down                      # stops the joined agent; its pods keep running""",
     "down": """\
   sudo podbay down                      # stop the server; running pods keep running
   sudo podbay down --purge              # stop it and every pod, sandbox and network it made""",

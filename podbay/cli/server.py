@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -29,8 +30,23 @@ def register(sub: argparse._SubParsersAction) -> None:
     up = sub.add_parser("up", help="start the all-in-one server (API, scheduler, controllers, node agent)")
     up.add_argument("--foreground", action="store_true", help="stay in the foreground (for service managers)")
     up.add_argument("--ready-fd", type=int, help=argparse.SUPPRESS)
+    # Not `--etcd=embedded`: argparse would read it as an abbreviation of the global --etcd-* flags.
+    up.add_argument("--embedded-etcd", action="store_true",
+                    help="keep the API's objects in an etcd of this server's own (started and stopped with "
+                         "it, on 127.0.0.1:--embedded-etcd-port, data in <state-root>/etcd) instead of "
+                         "SQLite; --etcd-servers names an etcd of your own instead")
+    up.add_argument("--embedded-etcd-port", type=int, default=2379,
+                    help="the embedded etcd's client port (2379); its peer port is the next one")
     add_node_ipam_flag(up)
     up.set_defaults(func=cmd_up)
+    join = sub.add_parser("join", help="join this machine to a cluster as a node: start its agent in the "
+                                       "background (`podbay down` stops it)")
+    join.add_argument("--server", dest="join_server", default=None, metavar="URL[,URL...]",
+                      help="the cluster's API servers (as the global --server; several fail over in turn)")
+    join.add_argument("--token", default=os.environ.get("PODBAY_TOKEN"),
+                      help="the join token `podbay up` printed (<state-root>/node-token on the server's machine); "
+                           "or PODBAY_TOKEN, which keeps it off this command line")
+    join.set_defaults(func=cmd_join)
     down = sub.add_parser("down", help="stop the all-in-one server; pods keep running unless --purge")
     down.add_argument("--purge", action="store_true",
                       help="also stop and remove every pod, the pod network and all state")
@@ -39,6 +55,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     agent = sub.add_parser("agent", help="run only this machine's node agent, joined to --server URL")
     agent.add_argument("--token", default=os.environ.get("PODBAY_TOKEN"),
                        help="the join token: <state-root>/node-token on the API server's machine")
+    agent.add_argument("--foreground", action="store_true", help=argparse.SUPPRESS)  # as `podbay join` runs it
+    agent.add_argument("--ready-fd", type=int, help=argparse.SUPPRESS)
     agent.set_defaults(func=cmd_agent)
     for name, text in (("scheduler", "run only the scheduler against --server URL"),
                        ("controllers",
@@ -122,6 +140,9 @@ def running_pid(settings: Settings) -> int | None:
 
 def cmd_up(args: argparse.Namespace) -> int:
     settings = settings_from(args)
+    if args.embedded_etcd and settings.etcd_servers:
+        print("error: --embedded-etcd and --etcd-servers name two stores; give one", file=sys.stderr)
+        return 2
     pid = running_pid(settings)
     if pid is not None:
         print(f"podbay is already running (pid {pid}); its API: {settings.server_url}")
@@ -129,14 +150,44 @@ def cmd_up(args: argparse.Namespace) -> int:
             print(f"export KUBECONFIG={settings.kubeconfig}")
         return 0
     if args.foreground:
-        return _foreground(settings, args.ready_fd)
+        return _foreground(settings, args.ready_fd, args.embedded_etcd_port if args.embedded_etcd else None)
+    child = _start_in_background(settings, [
+        "up", f"--allocate-node-cidrs={str(settings.allocate_node_cidrs).lower()}",
+        *(["--embedded-etcd", "--embedded-etcd-port", str(args.embedded_etcd_port)] if args.embedded_etcd
+          else [])], {})
+    if child is None:
+        return 1
+    print(f"podbay is up (pid {child}); API: {settings.server_url}; log: {settings.logfile}")
+    if settings.api_port:
+        print(f"export KUBECONFIG={settings.kubeconfig}")
+        _print_join_command(settings)
+    return 0
+
+
+def _print_join_command(settings: Settings) -> None:
+    """kubeadm's and k3s's hint: what another machine runs to join as a node."""
+    try:
+        token = (settings.state_root / "node-token").read_text().strip()
+    except OSError:
+        return
+    print(f"join another machine as a node (as root there; the token is the cluster's credential, keep it secret):\n"
+          f"  podbay --node-ip <ITS-IP> join --server https://{settings.api_address}:{settings.api_port} "
+          f"--token {token}")
+    if settings.api_address.startswith("127."):
+        print("  (this API listens on loopback only: start it with --api-address <THIS-IP> to be reachable)")
+
+
+def _start_in_background(settings: Settings, verb_args: list[str], env: dict[str, str]) -> int | None:
+    """`podbay <settings> <verb_args> --foreground --ready-fd N` in its own session, logging to
+    <state-root>/podbay.log; its PID once it says it is ready, or None (the log's end printed)."""
     prepare_roots(settings.runtime_config())
     read_fd, write_fd = os.pipe()
     with open(settings.logfile, "ab") as log:
         child = subprocess.Popen(
-            [sys.executable, "-m", "podbay", *settings.as_args(), "up", "--foreground", "--ready-fd", str(write_fd),
-             f"--allocate-node-cidrs={str(settings.allocate_node_cidrs).lower()}"],
-            stdin=subprocess.DEVNULL, stdout=log, stderr=log, pass_fds=(write_fd,), start_new_session=True)
+            [sys.executable, "-m", "podbay", *settings.as_args(), *verb_args, "--foreground",
+             "--ready-fd", str(write_fd)],
+            stdin=subprocess.DEVNULL, stdout=log, stderr=log, pass_fds=(write_fd,), start_new_session=True,
+            env={**os.environ, **env})
     os.close(write_fd)
     # The child says "ready" on the pipe once it serves; EOF first means it died.
     deadline = time.monotonic() + READY_TIMEOUT
@@ -157,23 +208,29 @@ def cmd_up(args: argparse.Namespace) -> int:
         tail = settings.logfile.read_text(errors="replace").splitlines()[-15:]
         print("podbay failed to start; the end of its log (" + str(settings.logfile) + "):", file=sys.stderr)
         print("\n".join(tail), file=sys.stderr)
-        return 1
-    print(f"podbay is up (pid {child.pid}); API: {settings.server_url}; log: {settings.logfile}")
-    if settings.api_port:
-        print(f"export KUBECONFIG={settings.kubeconfig}")
-    return 0
+        return None
+    return child.pid
 
 
-def _foreground(settings: Settings, ready_fd: int | None) -> int:
-    from podbay.cli.allinone import serve
+def _foreground(settings: Settings, ready_fd: int | None, etcd_port: int | None = None,
+                agent_token: str | None = None) -> int:
+    """The all-in-one (or, given `agent_token`, the joined agent alone) in this process, its PID in
+    the pidfile; with `etcd_port`, over an embedded etcd it starts first and stops last."""
+    from podbay.cli.allinone import serve, serve_agent
+    from podbay.cli.embeddedetcd import embedded_etcd, start_etcd, stop_etcd
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     prepare_roots(settings.runtime_config())
+    etcd = embedded_etcd(settings, etcd_port) if etcd_port is not None else None
+    if etcd is not None:
+        start_etcd(etcd, settings.node_name)
+        settings = replace(settings, etcd_servers=(etcd.url,))
     settings.pidfile.write_text(f"{os.getpid()}\n")
 
     async def main() -> None:
         ready = asyncio.Event()
-        task = asyncio.create_task(serve(settings, ready=ready))
+        task = asyncio.create_task(serve(settings, ready=ready) if agent_token is None
+                                   else serve_agent(settings, agent_token, ready=ready))
         waiter = asyncio.create_task(ready.wait())
         await asyncio.wait([task, waiter], return_when=asyncio.FIRST_COMPLETED)
         if ready.is_set() and ready_fd is not None:
@@ -188,10 +245,15 @@ def _foreground(settings: Settings, ready_fd: int | None) -> int:
         with contextlib.suppress(FileNotFoundError):
             if settings.pidfile.read_text().strip() == str(os.getpid()):
                 settings.pidfile.unlink()
+        # Reached on a clean stop only: a killed server leaves etcd running for its next start.
+        if etcd is not None:
+            stop_etcd(etcd)
     return 0
 
 
 def cmd_down(args: argparse.Namespace) -> int:
+    from podbay.cli.embeddedetcd import embedded_etcd, stop_etcd
+
     settings = settings_from(args)
     pid = running_pid(settings)
     if pid is None:
@@ -205,6 +267,9 @@ def cmd_down(args: argparse.Namespace) -> int:
             print(f"podbay (pid {pid}) did not stop within {STOP_TIMEOUT:.0f}s", file=sys.stderr)
             return 1
         print(f"podbay stopped (pid {pid})")
+    # A server killed earlier leaves its embedded etcd running (the next `up` would use it): down
+    # means down. The port only names the URL, which stopping does not need.
+    stop_etcd(embedded_etcd(settings, 0))
     if args.purge:
         asyncio.run(_purge(settings))
         print("removed every pod, the pod network and podbay's state")
@@ -221,7 +286,63 @@ async def _purge(settings: Settings) -> None:
     shutil.rmtree(settings.run_root, ignore_errors=True)
 
 
+# What a node needs on its machine (scripts/setup.sh installs them): the OCI runtime, conmon,
+# the CNI plugins and iptables.
+NODE_COMMANDS = ("crun", "conmon", "iptables", "ip", "nsenter")
+CNI_PLUGINS = ("bridge", "host-local", "portmap", "loopback")
+
+
+def missing_node_tools(settings: Settings) -> list[str]:
+    config = settings.runtime_config()
+    missing = [c for c in NODE_COMMANDS if shutil.which(c) is None]
+    return missing + [f"CNI plugin {p}" for p in CNI_PLUGINS
+                      if not any((d / p).exists() for d in config.cni_bin_dirs)]
+
+
+def _install_node_tools(settings: Settings) -> bool:
+    """scripts/setup.sh of the checkout podbay runs from, when a node's tools are missing; whether
+    they are all there afterwards."""
+    missing = missing_node_tools(settings)
+    if not missing:
+        return True
+    setup = Path(__file__).resolve().parents[2] / "scripts" / "setup.sh"
+    if not setup.exists():
+        print(f"error: this machine lacks {', '.join(missing)}; install Debian's crun conmon "
+              "containernetworking-plugins iptables iproute2 util-linux", file=sys.stderr)
+        return False
+    print(f"installing what a node needs ({', '.join(missing)}) with {setup}")
+    subprocess.run([str(setup)], check=False)
+    still = missing_node_tools(settings)
+    if still:
+        print(f"error: still missing after {setup}: {', '.join(still)}", file=sys.stderr)
+    return not still
+
+
+def cmd_join(args: argparse.Namespace) -> int:
+    settings = settings_from(args)
+    settings = replace(settings, server=args.join_server or settings.server)
+    if not settings.server or not args.token:
+        print("error: join needs --server https://HOST:6443[,URL...] and --token (the token `podbay up` "
+              "printed)", file=sys.stderr)
+        return 2
+    pid = running_pid(settings)
+    if pid is not None:
+        print(f"podbay is already running here (pid {pid}); `podbay down` stops it")
+        return 0
+    if not _install_node_tools(settings):
+        return 1
+    # The token travels in the environment, not argv, which every user may read in /proc.
+    child = _start_in_background(settings, ["--server", settings.server, "agent"], {"PODBAY_TOKEN": args.token})
+    if child is None:
+        return 1
+    print(f"node {settings.node_name} joined {settings.server} (agent pid {child}); log: {settings.logfile}; "
+          "`podbay down` stops it")
+    return 0
+
+
 def cmd_agent(args: argparse.Namespace) -> int:
+    if args.foreground:
+        return _foreground(settings_from(args), args.ready_fd, agent_token=args.token)
     from podbay.cli.allinone import serve_agent
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")

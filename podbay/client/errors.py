@@ -15,6 +15,8 @@ _BY_REASON: dict[str, type[Exception]] = {
     "BadRequest": errors.BadRequest,
     "Forbidden": errors.Forbidden,
     "Unauthorized": errors.Unauthorized,
+    "ServiceUnavailable": errors.ServiceUnavailable,
+    "Timeout": errors.Timeout,
 }
 _BY_CODE: dict[int, type[Exception]] = {
     400: errors.BadRequest,
@@ -23,6 +25,8 @@ _BY_CODE: dict[int, type[Exception]] = {
     404: errors.NotFound,
     409: errors.Conflict,
     410: errors.Gone,
+    503: errors.ServiceUnavailable,
+    504: errors.Timeout,
 }
 
 

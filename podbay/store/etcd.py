@@ -33,7 +33,7 @@ from typing import Any, AsyncIterator, Literal
 
 import aiohttp
 
-from podbay.api.errors import AlreadyExists, Gone, InternalError, NotFound, ServiceUnavailable
+from podbay.api.errors import AlreadyExists, Gone, InternalError, NotFound, ServiceUnavailable, Timeout
 from podbay.store.base import FieldSelectorArg, LabelSelectorArg, WatchEvent
 from podbay.store.shared import (
     MODIFIED,
@@ -57,6 +57,11 @@ _RESOURCE_PREFIX = {"nodes": "minions"}
 # Where the compactors of all API servers on one etcd agree (compact.go's compactRevKey).
 _COMPACT_REV_KEY = "compact_rev_key"
 _OUT_OF_RANGE = 11  # gRPC code of "required revision has been compacted"
+# gRPC codes etcd answers with when it cannot commit: UNAVAILABLE (no leader, leader changed,
+# "request timed out" while a quorum is missing) and DEADLINE_EXCEEDED.
+_UNAVAILABLE, _DEADLINE_EXCEEDED = 14, 4
+_NO_QUORUM_CODES = frozenset({_UNAVAILABLE, _DEADLINE_EXCEEDED})
+_ELECTION_WAIT = 10.0  # seconds a request is retried while etcd elects a leader (a few election timeouts)
 _RETRY_MIN, _RETRY_MAX = 0.1, 5.0  # seconds between attempts to watch again while etcd is away
 
 JSONObject = dict[str, Any]
@@ -68,6 +73,17 @@ class EtcdError(InternalError):
     def __init__(self, message: str, grpc_code: int) -> None:
         super().__init__(message)
         self.grpc_code = grpc_code
+
+
+def _unavailable(message: str, grpc_code: int) -> Timeout | ServiceUnavailable:
+    """etcd's "cannot commit now" as the API's Status. kube-apiserver passes etcd's words on as a
+    500 InternalError; podbay says what the client may do. A timed-out request may still be
+    committed once etcd has a quorum again: 504 Timeout (read before writing again). Anything
+    else (no leader, leader changed) was not applied: 503 ServiceUnavailable, retry."""
+    text = f"etcd cannot serve the request now (is a majority of its members up?): {message}"
+    if grpc_code == _DEADLINE_EXCEEDED or "timed out" in message:
+        return Timeout(text)
+    return ServiceUnavailable(text)
 
 
 def _b64(data: str) -> str:
@@ -110,6 +126,7 @@ class _Txn:
     succeeded: bool
     revision: int
     responses: list[JSONObject]
+    ambiguous: bool  # an earlier attempt may have been committed (see EtcdStore._put)
 
     def range_kvs(self) -> list[JSONObject]:
         """The kvs of the failure branch's range (the key as it is now)."""
@@ -181,13 +198,38 @@ class EtcdStore:
         raise ServiceUnavailable(f"etcd is unreachable at {','.join(self.endpoints)}: {last}")
 
     async def _call(self, path: str, body: JSONObject) -> JSONObject:
+        return (await self._call_through_elections(path, body))[0]
+
+    async def _call_through_elections(self, path: str, body: JSONObject) -> tuple[JSONObject, bool]:
+        """etcd's answer, and whether an earlier attempt failed in a way that leaves unknown if it
+        was applied. A member lost takes etcd an election (a second or two) during which it answers
+        "leader changed" or "no leader": the request is sent again for up to `_ELECTION_WAIT`, so
+        clients see a pause, not an error; past that (no majority) etcd's refusal is the answer."""
+        deadline = asyncio.get_running_loop().time() + _ELECTION_WAIT
+        delay, ambiguous = _RETRY_MIN, False
+        while True:
+            try:
+                return await self._call_once(path, body), ambiguous
+            except (Timeout, ServiceUnavailable) as exc:
+                if asyncio.get_running_loop().time() + delay > deadline:
+                    raise
+                # A write that timed out or met a leader change may yet be committed.
+                ambiguous = ambiguous or "no leader" not in str(exc)
+                log.info("etcd %s retried: %s", path, exc)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 1.0)
+
+    async def _call_once(self, path: str, body: JSONObject) -> JSONObject:
         try:
             async with await self._open(path, body, self._request_timeout) as resp:
                 answer: JSONObject = await resp.json(content_type=None)
         except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
             raise ServiceUnavailable(f"etcd request {path} failed: {exc}") from exc
         if "error" in answer or resp.status != 200:
-            raise EtcdError(str(answer.get("message") or answer.get("error")), int(answer.get("code", 2)))
+            message, code = str(answer.get("message") or answer.get("error")), int(answer.get("code", 2))
+            if code in _NO_QUORUM_CODES:
+                raise _unavailable(message, code)
+            raise EtcdError(message, code)
         return answer
 
     async def _range(self, body: JSONObject) -> tuple[list[JSONObject], int]:
@@ -196,11 +238,22 @@ class EtcdStore:
 
     async def _txn(self, compare: list[JSONObject], success: list[JSONObject], key: str) -> _Txn:
         """A transaction whose failure branch reads `key`."""
-        answer = await self._call(
+        answer, ambiguous = await self._call_through_elections(
             "/v3/kv/txn",
             {"compare": compare, "success": success, "failure": [{"request_range": {"key": key}}]},
         )
-        return _Txn(bool(answer.get("succeeded")), int(answer["header"]["revision"]), answer.get("responses", []))
+        return _Txn(bool(answer.get("succeeded")), int(answer["header"]["revision"]), answer.get("responses", []),
+                    ambiguous)
+
+    async def _put(self, compare: JSONObject, key: str, value: str) -> _Txn:
+        """A conditional put. When an attempt's outcome was unknown and the next one's compare
+        fails on a key holding exactly `value`, the first attempt was committed: that is success
+        (the value holds the object's uid and timestamps, so no other writer made it)."""
+        txn = await self._txn([compare], [{"request_put": {"key": key, "value": value}}], key)
+        kvs = txn.range_kvs()
+        if not txn.succeeded and txn.ambiguous and kvs and kvs[0].get("value") == value:
+            return _Txn(True, int(kvs[0]["mod_revision"]), txn.responses, True)
+        return txn
 
     # -- keys ----------------------------------------------------------------
 
@@ -216,9 +269,7 @@ class EtcdStore:
     async def create(self, resource: str, namespace: str, obj: JSONObject) -> JSONObject:
         name = obj.get("metadata", {}).get("name", "")
         key = self._key(resource, namespace, name)
-        txn = await self._txn(
-            [_compare_mod(key, "EQUAL", 0)], [{"request_put": {"key": key, "value": _encode(obj)}}], key
-        )
+        txn = await self._put(_compare_mod(key, "EQUAL", 0), key, _encode(obj))
         if not txn.succeeded:
             raise AlreadyExists(f'{resource} "{name}" already exists', kind=resource, name=name)
         return stamp(obj, txn.revision)
@@ -261,7 +312,7 @@ class EtcdStore:
             compare = _compare_mod(key, "EQUAL", expected)
         else:
             compare = _compare_mod(key, "GREATER", 0)  # it exists
-        txn = await self._txn([compare], [{"request_put": {"key": key, "value": _encode(obj)}}], key)
+        txn = await self._put(compare, key, _encode(obj))
         if not txn.succeeded:
             if not txn.range_kvs():
                 raise NotFound(f'{resource} "{name}" not found', kind=resource, name=name)
@@ -288,7 +339,8 @@ class EtcdStore:
                 [{"request_delete_range": {"key": key}}],
                 key,
             )
-            if txn.succeeded:
+            if txn.succeeded or (txn.ambiguous and not txn.range_kvs()):
+                # Gone after an attempt of unknown outcome: that attempt deleted it.
                 return stamp(current, txn.revision)
             # Changed since it was read: the preconditions are checked again on what is there now.
             kvs = txn.range_kvs()
@@ -395,7 +447,7 @@ class EtcdStore:
             await asyncio.sleep(interval)
             try:
                 version, revision = await self._compact_once(version, revision)
-            except (EtcdError, ServiceUnavailable) as exc:
+            except (EtcdError, ServiceUnavailable, Timeout) as exc:
                 log.warning("etcd compaction failed: %s", exc)
 
     async def close(self) -> None:

@@ -27,7 +27,7 @@ from podbay.runtime.service import RuntimeService
 from podbay.security.pki import server_context
 from tests.conftest import HostEnv, require_root
 from tests.e2e.conftest import free_port, settings_for
-from tests.etcd_server import EtcdServer
+from tests.etcd_server import EtcdCluster, EtcdServer
 
 pytestmark = pytest.mark.e2e
 
@@ -107,16 +107,18 @@ def start(tmp_path: Path) -> Iterator[Start]:
         p.stop()
 
 
-def start_apiserver(start: Start, tmp_path: Path, name: str, etcd: EtcdServer,
-                    first: ApiServer | None = None) -> ApiServer:
+def start_apiserver(start: Start, tmp_path: Path, name: str, etcd: EtcdServer | EtcdCluster,
+                    first: ApiServer | None = None, port: int | None = None) -> ApiServer:
+    """`podbay apiserver` NAME; again on its earlier `port` and state after it was killed."""
     state = tmp_path / name / "state"
-    if first is not None:
+    if first is not None and not (state / "pki").exists():
         # What a second control-plane machine is given: the cluster's PKI and token.
         shutil.copytree(first.state_root / "pki", state / "pki")
         shutil.copy2(first.state_root / "api-token", state / "api-token")
-    port = free_port()
+    port = port or free_port()
     process = start(name, "--state-root", str(state), "--run-root", str(tmp_path / name / "run"),
-                    "--api-port", str(port), "--etcd-servers", etcd.url, "apiserver")
+                    "--api-port", str(port), "--etcd-servers",
+                    etcd.servers if isinstance(etcd, EtcdCluster) else etcd.url, "apiserver")
     wait_until(lambda: "podbay apiserver serving on" in process.text() or process.popen.poll() is not None,
                f"{name} serving")
     assert process.popen.poll() is None, process.text()

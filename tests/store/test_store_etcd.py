@@ -5,9 +5,11 @@ from __future__ import annotations
 import asyncio
 import json
 
+import aiohttp
 import pytest
+from aiohttp import web
 
-from podbay.api.errors import Gone, ServiceUnavailable
+from podbay.api.errors import AlreadyExists, Gone, ServiceUnavailable, Timeout
 from podbay.store.etcd import EtcdStore
 from tests.etcd_server import EtcdServer, free_port
 from tests.store.test_store_contract import pod
@@ -98,3 +100,92 @@ async def test_many_open_watches_leave_room_for_writes(etcd_server: EtcdServer) 
         for w in watches:
             await w.aclose()  # type: ignore[attr-defined]
         await store.close()
+
+
+class LossyEtcd:
+    """A loopback proxy in front of a real etcd that, for the next `lose` transactions, passes each
+    on to etcd and then answers as etcd does when it cannot tell whether a write was committed
+    (503, gRPC UNAVAILABLE, "etcdserver: request timed out"); for the next `refuse`, answers "no
+    leader" without passing it on. Everything else goes through unchanged."""
+
+    def __init__(self, etcd_url: str) -> None:
+        self.etcd_url = etcd_url
+        self.lose = self.refuse = 0
+        self.runner: web.AppRunner | None = None
+        self.url = ""
+
+    async def __aenter__(self) -> "LossyEtcd":
+        app = web.Application()
+        app.router.add_route("POST", "/{path:.*}", self.handle)
+        self.runner = web.AppRunner(app)
+        await self.runner.setup()
+        port = free_port()
+        await web.TCPSite(self.runner, "127.0.0.1", port).start()
+        self.url = f"http://127.0.0.1:{port}"
+        self.session = aiohttp.ClientSession()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.session.close()
+        if self.runner is not None:
+            await self.runner.cleanup()
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        body = await request.read()
+        if request.path == "/v3/kv/txn" and self.refuse:
+            self.refuse -= 1
+            return web.json_response({"error": "etcdserver: no leader", "message": "etcdserver: no leader",
+                                      "code": 14}, status=503)
+        async with self.session.post(self.etcd_url + request.path_qs, data=body) as resp:
+            answer = await resp.read()
+            if request.path == "/v3/kv/txn" and self.lose:
+                self.lose -= 1
+                return web.json_response({"error": "etcdserver: request timed out",
+                                          "message": "etcdserver: request timed out", "code": 14}, status=503)
+            return web.Response(body=answer, status=resp.status, content_type="application/json")
+
+
+async def test_a_write_whose_answer_was_lost_is_applied_once_and_reported_done(etcd_server: EtcdServer) -> None:
+    async with LossyEtcd(etcd_server.url) as proxy:
+        store = await EtcdStore.connect([proxy.url], compaction_interval=0)
+        try:
+            proxy.lose = 1
+            created = await store.create("pods", "default", pod("a"))
+            described = json.loads(etcd_server.etcdctl("get", "/registry/pods/default/a", "-w", "json"))
+            assert str(described["kvs"][0]["mod_revision"]) == created["metadata"]["resourceVersion"]
+            assert described["kvs"][0]["version"] == 1  # written once
+
+            proxy.lose = 1
+            changed = await store.update("pods", "default", "a", {**created, "spec": {"x": 1}},
+                                         created["metadata"]["resourceVersion"])
+            assert (await store.get("pods", "default", "a"))["metadata"]["resourceVersion"] == \
+                changed["metadata"]["resourceVersion"]
+
+            proxy.lose = 1
+            await store.delete("pods", "default", "a")
+            assert (await store.list("pods"))[0] == []
+
+            # Refused before etcd saw it: simply sent again.
+            proxy.refuse = 2
+            await store.create("pods", "default", pod("b"))
+            # A lost answer does not turn someone else's object into ours.
+            proxy.lose = 1
+            with pytest.raises(AlreadyExists):
+                await store.create("pods", "default", {**pod("b"), "spec": {"other": True}})
+        finally:
+            await store.close()
+
+
+async def test_without_a_majority_the_answer_says_so(etcd_server: EtcdServer) -> None:
+    async with LossyEtcd(etcd_server.url) as proxy:
+        store = await EtcdStore.connect([proxy.url], compaction_interval=0)
+        try:
+            proxy.refuse = 1000
+            with pytest.raises(ServiceUnavailable, match=r"majority.*etcdserver: no leader"):
+                await store.create("pods", "default", pod("a"))
+            proxy.refuse, proxy.lose = 0, 1000
+            with pytest.raises(Timeout, match=r"majority.*etcdserver: request timed out") as timed_out:
+                await store.create("pods", "default", pod("c"))
+            assert (timed_out.value.code, timed_out.value.reason) == (504, "Timeout")
+        finally:
+            await store.close()
