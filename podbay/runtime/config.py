@@ -12,6 +12,9 @@ class RuntimeConfig:
     run_root: Path = Path("/run/podbay")  # bundles, namespace files, conmon pid and exit files
     cgroup_parent: str = "podbay"
     oci_runtime: str = "crun"
+    runsc: str | None = "runsc"  # gVisor's runtime for the "runsc" handler; None or not installed: no such handler
+    runsc_platform: str = "ptrace"
+    runsc_network: str = "sandbox"  # or "host"; "sandbox" falls back to "host" where runsc refuses it
     conmon: str = "conmon"
     network_name: str = "podbay"
     bridge: str = "podbay0"

@@ -63,6 +63,7 @@ class PodSandboxConfig:
     sysctls: dict[str, str] = field(default_factory=dict)
     subdomain_fqdn: str = ""  # hostname.subdomain.namespace.svc.cluster.local when a subdomain is set
     cpu_shares: int | None = None  # the pod cgroup's share: sum of the requests
+    runtime_handler: str = ""  # the RuntimeClass's handler; "": the default (crun)
 
 
 @dataclass
@@ -77,6 +78,8 @@ class PodSandboxStatus:
     annotations: dict[str, str]
     host_network: bool
     netns_path: str | None
+    runtime_handler: str = ""
+    notes: list[str] = field(default_factory=list)  # what the handler reported at start (a fallback taken)
 
 
 @dataclass
