@@ -12,7 +12,9 @@ from typing import AsyncIterator, Awaitable, Callable
 
 from podbay.agent.agent import run as run_agent
 from podbay.agent.config import AgentConfig, ServerAuth
+from podbay.api import ObjectMeta, RuntimeClass
 from podbay.api.defaults import DEFAULT_SCHEDULER
+from podbay.api.errors import AlreadyExists
 from podbay.apiserver.embedded import serve_embedded
 from podbay.cli.settings import Settings
 from podbay.client import Client
@@ -20,6 +22,7 @@ from podbay.client.leaderelection import LeaderElectionConfig, LeaderElector, ne
 from podbay.client.record import EventRecorder
 from podbay.controllers.nodelifecycle import NodeLifecycle
 from podbay.controllers.podgc import PodGC
+from podbay.runtime.gvisor import GVISOR_HANDLER
 from podbay.runtime.images import ensure_busybox_image
 from podbay.runtime.service import RuntimeService
 from podbay.scheduler.scheduler import run as run_scheduler
@@ -89,6 +92,14 @@ async def _start_runtime(settings: Settings) -> RuntimeService:
     return runtime
 
 
+async def _default_runtime_classes(client: Client, runtime: RuntimeService) -> None:
+    """As GKE Sandbox offers it: RuntimeClass `gvisor` (handler runsc) where runsc is installed.
+    One made or changed by hand before is left as it is."""
+    if GVISOR_HANDLER in runtime.handlers:
+        with contextlib.suppress(AlreadyExists):
+            await client.create(RuntimeClass(metadata=ObjectMeta(name="gvisor"), handler=GVISOR_HANDLER))
+
+
 def _server_auth(settings: Settings, client_ca: bytes, token: str | None) -> ServerAuth:
     """The agent's server lets in client certificates signed by the cluster CA (the API server's)
     and the cluster token; its own certificate is self-signed, made once under the state root."""
@@ -133,6 +144,7 @@ async def serve(settings: Settings, *, ready: asyncio.Event | None = None,
                            host=settings.api_address if settings.api_port else None, port=settings.api_port,
                            store=store, kubeconfig=settings.kubeconfig, node_name=settings.node_name) as server:
         client = Client.connect(server.url)
+        await _default_runtime_classes(client, runtime)
         agent_config = _agent_config(settings, await asyncio.to_thread(
             _server_auth, settings, server.pki.ca_pem(), server.token))
         registered = asyncio.Event()

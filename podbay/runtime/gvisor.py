@@ -26,16 +26,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from podbay.runtime.config import RUNSC_NETWORKS
 from podbay.runtime.files import read_pid_file
 from podbay.runtime.handler import Created, SandboxSpec
 from podbay.runtime.oci import OCIRuntime, read_sync_pipe
 from podbay.runtime.types import ContainerRuntimeError
 
+GVISOR_HANDLER = "runsc"  # the handler name containerd's and GKE's gVisor RuntimeClasses use
 CONTAINER_TYPE = "io.kubernetes.cri.container-type"
 SANDBOX_ID = "io.kubernetes.cri.sandbox-id"
 PAUSE = "/.pause/busybox"  # busybox-static bind-mounted read-only: the sandbox container's sleep
 NETSTACK_REFUSED = "cannot run with network enabled in root network namespace"
-NETWORK_MODES = ("sandbox", "host")
 _PIPE = asyncio.subprocess.PIPE
 
 
@@ -45,17 +46,17 @@ class GVisorConfig:
     root: Path  # runsc --root: its state
     exits: Path  # one file per exited container, as conmon's --exit-dir
     platform: str = "ptrace"  # KVM needs /dev/kvm, which nested hosts may not give
-    network: str = "sandbox"  # NETWORK_MODES
+    network: str = "sandbox"  # RUNSC_NETWORKS
     pause_binary: str = "/bin/busybox"  # static: it runs inside the sandbox
 
 
 class GVisorHandler:
-    name = "runsc"
+    name = GVISOR_HANDLER
     host_kernel = False
 
     def __init__(self, config: GVisorConfig) -> None:
-        if config.network not in NETWORK_MODES:
-            raise ValueError(f"runsc network must be one of {', '.join(NETWORK_MODES)}, not {config.network!r}")
+        if config.network not in RUNSC_NETWORKS:
+            raise ValueError(f"runsc network must be one of {', '.join(RUNSC_NETWORKS)}, not {config.network!r}")
         self.config = config
         self.network = config.network  # becomes "host" once the netstack is found refused here
         config.root.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -138,8 +139,11 @@ class GVisorHandler:
 
     async def set_hostname(self, sandbox: SandboxSpec, hostname: str) -> None:
         # The UTS namespace is the sandbox kernel's: set it from inside, as `hostname` would.
+        caps = ["CAP_SYS_ADMIN"]  # sethostname's, in the sandbox kernel only
         proc = await self._oci().exec(sandbox.id, {"args": [PAUSE, "hostname", hostname], "cwd": "/",
-                                                   "env": ["PATH=/"], "user": {"uid": 0, "gid": 0}},
+                                                   "env": ["PATH=/"], "user": {"uid": 0, "gid": 0},
+                                                   "capabilities": {"bounding": caps, "effective": caps,
+                                                                    "permitted": caps}},
                                       stdio=(asyncio.subprocess.DEVNULL, _PIPE, _PIPE))
         _, err = await proc.communicate()
         if proc.returncode != 0:

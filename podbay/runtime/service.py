@@ -24,7 +24,7 @@ from podbay.runtime.config import RuntimeConfig, prepare_roots
 from podbay.runtime.etcfiles import write_pod_etc
 from podbay.runtime.execsession import ExecSession, start_exec
 from podbay.runtime.files import write_json_atomic
-from podbay.runtime.gvisor import GVisorConfig, GVisorHandler
+from podbay.runtime.gvisor import GVISOR_HANDLER, GVisorConfig, GVisorHandler
 from podbay.runtime.handler import DEFAULT_HANDLER, OCIHandler, RuntimeHandler, SandboxSpec, no_runtime
 from podbay.runtime.host import check_host
 from podbay.runtime.images import Image, ImageLimits, ImageStore, pull
@@ -95,7 +95,7 @@ class RuntimeService:
         handlers: dict[str, RuntimeHandler] = {"": default, DEFAULT_HANDLER: default, default.name: default}
         runsc = shutil.which(self.config.runsc) if self.config.runsc else None
         if runsc:
-            handlers["runsc"] = GVisorHandler(GVisorConfig(
+            handlers[GVISOR_HANDLER] = GVisorHandler(GVisorConfig(
                 runsc, self.config.run_root / "runsc", self.config.exits_root, platform=self.config.runsc_platform,
                 network=self.config.runsc_network))
         return handlers

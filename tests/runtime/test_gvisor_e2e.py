@@ -45,6 +45,9 @@ async def test_containers_share_one_gvisor_kernel(gvisor_runtime: RuntimeService
     sid = await runtime.run_pod_sandbox(sandbox("gv", runtime_handler="runsc"))
     status = await runtime.pod_sandbox_status(sid)
     assert status.runtime_handler == "runsc" and status.ip
+    # Where runsc refuses its netstack (hosts that hide PID 1's network namespace) the sandbox runs
+    # on the host's stack in the pod's namespace, and the status says so for the agent's event.
+    assert all("(--network=host)" in note for note in status.notes)
     server = await run(runtime, sid, container("web", "echo serving; exec sleep 600"))
     # The host's kernel is not the pod's: gVisor reports its own.
     code, out, _ = await runtime.exec_sync(server, ["uname", "-r"], 30)
