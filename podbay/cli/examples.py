@@ -7,7 +7,8 @@ EXAMPLES: dict[str, str] = {
   sudo podbay up                        # the server in the background; returns once it serves
   sudo podbay up --foreground           # for a service manager
   sudo podbay --api-port 6443 up        # also serve kubectl and the Python client on 127.0.0.1:6443
-  sudo podbay --api-port 6443 --api-address 10.0.0.1 up   # for agents on other machines (token required)""",
+  sudo podbay --api-port 6443 --api-address 10.0.0.1 up   # for agents on other machines (token required)
+  sudo podbay --runsc-network host up   # gvisor pods on the host's network stack in their own netns""",
     "down": """\
   sudo podbay down                      # stop the server; running pods keep running
   sudo podbay down --purge              # stop it and every pod, sandbox and network it made""",
