@@ -124,6 +124,8 @@ class GVisorHandler:
             await self.stop_sandbox(sandbox.id)
             self.network = "host"
             await self._boot(sandbox.id, bundle)
+        if self.network == "host" and sandbox.netns:
+            await _unprivileged_ports(sandbox.netns)
         if self.network != self.config.network:
             return [f"gVisor's netstack (--runsc-network=sandbox) cannot run on this host ({NETSTACK_REFUSED}); "
                     "the sandbox uses the pod's network namespace through the host kernel (--network=host)"]
@@ -201,3 +203,15 @@ class GVisorHandler:
     def exit_code(self, container_id: str) -> int | None:
         return self._oci().exit_code(container_id)
 
+
+
+async def _unprivileged_ports(netns: str) -> None:
+    """On the host's stack the sandbox's sockets are those of an unprivileged host process, so a
+    pod could not bind a port below 1024; in the pod's own network namespace any port is free to
+    take, as Docker and containerd set for containers (net.ipv4.ip_unprivileged_port_start=0)."""
+    proc = await asyncio.create_subprocess_exec("nsenter", f"--net={netns}", "sysctl", "-qw",
+                                                "net.ipv4.ip_unprivileged_port_start=0",
+                                                stdout=asyncio.subprocess.DEVNULL, stderr=_PIPE)
+    _, err = await proc.communicate()
+    if proc.returncode != 0:
+        raise ContainerRuntimeError(f"could not open the low ports of the pod's network: {err.decode().strip()}")

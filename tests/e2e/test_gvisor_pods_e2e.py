@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import platform
 import shutil
+from pathlib import Path
 
 import pytest
 
@@ -30,6 +31,21 @@ async def http_get(ip: str, port: int) -> bytes:
     return response.partition(b"\r\n\r\n")[2]
 
 
+def gvisor_processes(cluster: Cluster) -> list[str]:
+    """runsc's sandbox and gofer processes and gvisormon monitors of this cluster (its run root)."""
+    root = str(cluster.settings.run_root)
+    found = []
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            try:
+                cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            except OSError:
+                continue
+            if root in cmdline and ("runsc" in cmdline or "gvisormon" in cmdline):
+                found.append(cmdline)
+    return found
+
+
 async def uname(cluster: Cluster, pod: str, container: str | None = None) -> bytes:
     code, out, err = await cluster.client.exec(pod, "default", ["uname", "-r"], container=container, timeout=30)
     assert code == 0, err
@@ -48,17 +64,18 @@ spec:
   terminationGracePeriodSeconds: 1
   containers:
   - {name: web, image: busybox:1.35,
-     command: [sh, -c, "mkdir /www && echo from-gvisor > /www/index.html && exec httpd -f -p 8080 -h /www"]}
+     command: [sh, -c, "mkdir /www && echo from-gvisor > /www/index.html && exec httpd -f -p 80 -h /www"]}
   - {name: side, image: busybox:1.35, command: [sleep, "600"]}
 """)[0])
     pod = await cluster.wait_for("sandboxed", lambda p: p.status.phase == "Running" and bool(p.status.pod_ip)
                                  and all(s.ready for s in p.status.container_statuses))
     assert await uname(cluster, "sandboxed", "web") == b"4.4.0\n" != f"{platform.release()}\n".encode()
-    assert await http_get(pod.status.pod_ip, 8080) == b"from-gvisor\n"
+    # Port 80: a pod may bind low ports in its own network, as under containerd.
+    assert await http_get(pod.status.pod_ip, 80) == b"from-gvisor\n"
     # The pod's containers share localhost, not their processes (no shareProcessNamespace).
     # Under --network=host, gVisor 20221219 at times answers a blocking read of a host socket with
     # EAGAIN (busybox wget always fails so; nc now and then): a few tries, inside the pod.
-    script = ("for i in 1 2 3 4 5 6 7 8 9 10; do printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc localhost 8080 "
+    script = ("for i in 1 2 3 4 5 6 7 8 9 10; do printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc localhost 80 "
               "| grep -x from-gvisor && exit 0; done; exit 1")
     code, out, _ = await cluster.client.exec("sandboxed", "default", ["sh", "-c", script], container="side",
                                              timeout=60)
@@ -68,6 +85,8 @@ spec:
     assert code == 0 and b"sleep" in out and b"httpd" not in out
     await cluster.client.delete(Pod, "sandboxed", "default")
     await cluster.wait_for_deleted("sandboxed")
+    # The pod object goes once the node has removed it: its sandbox, gofers and monitors are gone.
+    assert gvisor_processes(cluster) == []
 
 
 async def test_exit_codes_and_restart_policy(cluster: Cluster) -> None:

@@ -85,3 +85,17 @@ async def test_unknown_handler_makes_nothing(gvisor_runtime: RuntimeService) -> 
     with pytest.raises(ContainerRuntimeError, match='no runtime for "nosuch" is configured'):
         await gvisor_runtime.run_pod_sandbox(sandbox("x", runtime_handler="nosuch"))
     assert await gvisor_runtime.list_pod_sandboxes() == []
+
+
+async def test_host_network_mode_is_taken_as_asked(host_env: HostEnv) -> None:
+    if shutil.which("runsc") is None:
+        pytest.skip("runsc is not installed (scripts/setup.sh installs it)")
+    config = dataclasses.replace(runtime_config(host_env), warm_sandboxes=0, runsc_network="host")
+    async with running_runtime(config) as runtime:
+        sid = await runtime.run_pod_sandbox(sandbox("hostnet", runtime_handler="runsc"))
+        assert (await runtime.pod_sandbox_status(sid)).notes == []  # asked for: nothing fell back
+        web = await run(runtime, sid, container("web", "exec sleep 600"))
+        ip = (await runtime.pod_sandbox_status(sid)).ip
+        code, out, err = await runtime.exec_sync(web, ["ip", "-4", "-o", "addr", "show", "eth0"], 30)
+        assert code == 0 and f"inet {ip}/".encode() in out  # the pod's own interface, not the host's
+        await runtime.remove_pod_sandbox(sid)
