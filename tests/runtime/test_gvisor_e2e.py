@@ -99,3 +99,27 @@ async def test_host_network_mode_is_taken_as_asked(host_env: HostEnv) -> None:
         code, out, err = await runtime.exec_sync(web, ["ip", "-4", "-o", "addr", "show", "eth0"], 30)
         assert code == 0 and f"inet {ip}/".encode() in out  # the pod's own interface, not the host's
         await runtime.remove_pod_sandbox(sid)
+
+
+async def test_containers_outlive_the_runtime_process(host_env: HostEnv) -> None:
+    """As under conmon: a restarted runtime adopts the running gVisor containers, and an exit
+    that happens while no runtime process is alive is on record."""
+    if shutil.which("runsc") is None:
+        pytest.skip("runsc is not installed (scripts/setup.sh installs it)")
+    config = dataclasses.replace(runtime_config(host_env), warm_sandboxes=0)
+    async with running_runtime(config) as first:
+        sid = await first.run_pod_sandbox(sandbox("adopt", runtime_handler="runsc"))
+        stays = await run(first, sid, container("stays", "exec sleep 600"))
+        ends = await run(first, sid, container("ends", "exec sleep 600"))
+        await first.shutdown()  # no purge: the containers keep running
+        # Killed from outside (as an OOM kill would) while no runtime process watches.
+        kill = await asyncio.create_subprocess_exec("runsc", f"--root={config.run_root / 'runsc'}", "kill", ends, "KILL")
+        assert await kill.wait() == 0
+        second = RuntimeService(config)
+        await second.start()
+        try:
+            assert (await second.container_status(stays)).state is ContainerState.RUNNING
+            assert (await second.exec_sync(stays, ["uname", "-r"], 30))[1] == b"4.4.0\n"
+            assert await exited(second, ends) == 137
+        finally:
+            await second.shutdown(purge=True)
