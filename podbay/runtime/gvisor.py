@@ -197,6 +197,10 @@ class GVisorHandler:
     async def exec(self, container_id: str, process: dict[str, Any], *, console_socket: Path | None = None,
                    pid_file: Path | None = None,
                    stdio: tuple[int, int, int] = (_PIPE, _PIPE, _PIPE)) -> asyncio.subprocess.Process:
+        if console_socket is not None:
+            # runsc 20221219 runs the command but never sends the terminal to the console socket.
+            raise ContainerRuntimeError("the runsc handler gives exec sessions no terminal (tty) yet: "
+                                        "exec without -t")
         return await self._oci().exec(container_id, process, console_socket=console_socket, pid_file=pid_file,
                                       stdio=stdio)
 

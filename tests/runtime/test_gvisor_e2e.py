@@ -74,6 +74,15 @@ async def test_shared_process_namespace_and_start_errors(gvisor_runtime: Runtime
     sleeper = await run(runtime, sid, container("sleeper", "exec sleep 600"))
     code, out, _ = await runtime.exec_sync(sleeper, ["ps", "-o", "comm"], 30)
     assert code == 0 and b"sleep" in out and b"busybox" in out  # the sandbox's pause process too
+    session = await runtime.exec(sleeper, ["sh", "-c", "read x; echo got $x; exit 4"], stdin=True)
+    try:
+        await session.write_stdin(b"hello\n")
+        out = b"".join([chunk async for chunk in session.output(1)])
+        assert (out, await asyncio.wait_for(session.wait(), 30)) == (b"got hello\n", 4)
+    finally:
+        await session.close()
+    with pytest.raises(ContainerRuntimeError, match="no terminal"):
+        await runtime.exec(sleeper, ["sh"], tty=True, stdin=True)
     bad = await runtime.create_container(sid, dataclasses.replace(container("bad", ""), argv=["/no/such/binary"]))
     with pytest.raises(ContainerRuntimeError):
         await runtime.start_container(bad)
