@@ -7,8 +7,8 @@ if [ "$(id -u)" -ne 0 ]; then exec sudo -- "$0" "$@"; fi
 cd "$(dirname "$0")/.."
 
 APT_PACKAGES=(crun runc conmon containernetworking-plugins iptables iproute2 busybox-static
-              skopeo umoci docker-registry catatonit util-linux procps etcd-server etcd-client
-              gcc libc6-dev)  # gcc: tests build a tiny static setuid probe for images
+              skopeo umoci docker-registry catatonit util-linux procps etcd-server etcd-client runsc
+              gcc libc6-dev)  # gcc: tests build a tiny static setuid probe for images; runsc: the gvisor RuntimeClass
 
 missing=()
 for p in "${APT_PACKAGES[@]}"; do

@@ -32,7 +32,7 @@ from podbay.agent.runtimeview import runtime_pods
 from podbay.agent.status import StatusInputs, pod_status
 from podbay.agent.volumesources import volume_sources
 from podbay.api.wellknown import RUN_STATE_ANNOTATION, SANDBOX_FROM_ANNOTATION
-from podbay.api import Node, Pod
+from podbay.api import Node, Pod, RuntimeClass
 from podbay.api.errors import Conflict, NotFound
 from podbay.api.serialize import from_dict, to_dict
 from podbay.api.support import unsupported_fields
@@ -413,14 +413,17 @@ class Agent:
                 pod_ip = rt.sandboxes[0].ip if rt.sandboxes else None
         if actions.create_sandbox and handed is None:
             try:
+                handler = await self._runtime_handler(pod)
                 sandbox_id = await self.runtime.run_pod_sandbox(
-                    translate.sandbox_config(pod, actions.attempt, self.config))
+                    translate.sandbox_config(pod, actions.attempt, self.config, handler))
             except Exception as exc:
                 await self._event(pod, "FailedCreatePodSandBox",
                                   f"Failed to create pod sandbox: {exc}", warning=True)
                 w.wake_at(time.monotonic() + self.config.backoff_base)
                 await self._write_status(w, rt)
                 return False
+            for note in (await self.runtime.pod_sandbox_status(sandbox_id)).notes:
+                await self._event(pod, "SandboxFallback", note, warning=True)
             rt = await self._runtime_status(w.uid)
             pod_ip = rt.sandboxes[0].ip if rt.sandboxes else None
 
@@ -457,6 +460,16 @@ class Agent:
         await self._write_status(w, rt)
         return False
 
+    async def _runtime_handler(self, pod: Any) -> str:
+        """The kubelet's LookupRuntimeHandler: the handler of the pod's RuntimeClass ("" without one)."""
+        name = pod.spec.runtime_class_name
+        if not name:
+            return ""
+        try:
+            return (await self.client.get(RuntimeClass, name)).handler
+        except NotFound:
+            raise NotFound(f'runtimeclass.node.k8s.io "{name}" not found') from None
+
     async def _prepare_created(self, w: PodWorker, pod: Any) -> None:
         """HyperContainer's Created: images pulled and volumes allocated, nothing running."""
         for c in [*pod.spec.init_containers, *pod.spec.containers]:
@@ -477,13 +490,19 @@ class Agent:
         except NotFound:
             return None
         old_uid = old.metadata.uid
+        if (old.spec.runtime_class_name or "") != (pod.spec.runtime_class_name or ""):
+            # A sandbox is its handler's (a gVisor kernel, or host namespaces): it cannot change hands.
+            await self._event(pod, "SandboxNotHandedOver", f"Pod {old_name} runs RuntimeClass "
+                              f"{old.spec.runtime_class_name or '(default)'}, this pod asks for "
+                              f"{pod.spec.runtime_class_name or '(default)'}: a new sandbox is made", warning=True)
+            return None
         async with self._lock(old_uid):
             rt_old = await self._runtime_status(old_uid)
             sandbox = next((s for s in rt_old.sandboxes if s.ready), None)
             if sandbox is None:
                 return None
             self.handed_over.add(old_uid)
-            config = translate.sandbox_config(pod, attempt, self.config)
+            config = translate.sandbox_config(pod, attempt, self.config, await self._runtime_handler(pod))
             await self.runtime.update_pod_sandbox(sandbox.id, config.labels, config.annotations,
                                                   hostname=config.hostname)
         await self._event(pod, "SandboxHandedOver", f"Took over the sandbox of pod {old_name}")

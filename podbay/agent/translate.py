@@ -79,7 +79,7 @@ def dns_config(pod: Pod, host: DNSConfig | None = None) -> DNSConfig | None:
     return DNSConfig(servers, searches, [f"{k}:{v}" if v else k for k, v in options.items() if k])
 
 
-def sandbox_config(pod: Pod, attempt: int, config: AgentConfig) -> PodSandboxConfig:
+def sandbox_config(pod: Pod, attempt: int, config: AgentConfig, runtime_handler: str = "") -> PodSandboxConfig:
     host_network = bool(pod.spec.host_network)
     ports = [] if host_network else [
         PortMapping(container_port=p.container_port, host_port=p.host_port, protocol=p.protocol or "TCP",
@@ -107,6 +107,7 @@ def sandbox_config(pod: Pod, attempt: int, config: AgentConfig) -> PodSandboxCon
         cpu_shares=cgroups.cpu_shares(milli) if milli else None,
         # As the kubelet: only a positive podPidsLimit limits; -1 (or 0) leaves pids.max at max.
         pids_limit=config.pod_pids_limit if config.pod_pids_limit > 0 else None,
+        runtime_handler=runtime_handler,
     )
 
 

@@ -778,6 +778,25 @@ class Lease(Model):
     spec: LeaseSpec = Field(default_factory=LeaseSpec)
 
 
+class Overhead(Model):
+    pod_fixed: dict[str, Quantity] = Field(default_factory=dict)
+
+
+class Scheduling(Model):
+    node_selector: dict[str, str] = Field(default_factory=dict)
+    tolerations: list[Toleration] = Field(default_factory=list)
+
+
+class RuntimeClass(Model):
+    """node.k8s.io/v1: which runtime handler on the node runs a pod's sandbox, what it costs, where it is."""
+    api_version: Literal["node.k8s.io/v1"] = "node.k8s.io/v1"
+    kind: Literal["RuntimeClass"] = "RuntimeClass"
+    metadata: ObjectMeta = Field(default_factory=ObjectMeta)
+    handler: str = ""
+    overhead: Overhead | None = None
+    scheduling: Scheduling | None = None
+
+
 class StatusCause(Model):
     reason: str | None = None
     message: str | None = None

@@ -19,7 +19,7 @@ def unsupported_fields(pod: Pod) -> list[str]:
         if node is not None and node.preferred_during_scheduling_ignored_during_execution:
             out.append("spec.affinity.nodeAffinity.preferredDuringSchedulingIgnoredDuringExecution")
     for name, value in (("topologySpreadConstraints", spec.topology_spread_constraints),
-                        ("runtimeClassName", spec.runtime_class_name), ("imagePullSecrets", spec.image_pull_secrets),
+                        ("imagePullSecrets", spec.image_pull_secrets),
                         ("priorityClassName", spec.priority_class_name), ("hostUsers", spec.host_users),
                         ("setHostnameAsFQDN", spec.set_hostname_as_fqdn), ("preemptionPolicy", spec.preemption_policy),
                         ("os", spec.os), ("automountServiceAccountToken", spec.automount_service_account_token)):
@@ -70,7 +70,8 @@ NOTES: dict[str, tuple[str, str]] = {
     "PodSpec.tolerations": ("partial", "NoSchedule and NoExecute at scheduling; no NoExecute eviction"),
     "PodSpec.priorityClassName": ("not yet", "no preemption"),
     "PodSpec.priority": ("partial", "stored; no preemption"),
-    "PodSpec.runtimeClassName": ("not yet", "always crun"),
+    "PodSpec.runtimeClassName": ("supported", "handlers runc (crun, the default) and runsc (gVisor: "
+                                              "no hostNetwork/hostPID/hostIPC, no tty; docs/runtimeclass.md)"),
     "PodSpec.enableServiceLinks": ("partial", "accepted; there are no Services to inject"),
     "PodSpec.preemptionPolicy": ("not yet", "no preemption"),
     "PodSpec.topologySpreadConstraints": ("not yet", "reported when the pod runs"),

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Callable
 
-from podbay.api.models import ConfigMap, Event, Lease, Namespace, Node, Pod, Secret
+from podbay.api.models import ConfigMap, Event, Lease, Namespace, Node, Pod, RuntimeClass, Secret
 from podbay.api.printing import age, pod_row
 
 
@@ -73,6 +73,10 @@ SECRET_COLUMNS = [_name("Name of the secret."), Column("Type", "The type of the 
 
 LEASE_COLUMNS = [_name("Name of the lease."),
                  Column("Holder", "holderIdentity contains the identity of the holder of a current lease."), _AGE]
+
+RUNTIMECLASS_COLUMNS = [_name("Name of the runtime class."),
+                        Column("Handler", "Handler specifies the underlying runtime and configuration that the "
+                                          "CRI implementation will use to handle pods of this class."), _AGE]
 
 DEFAULT_COLUMNS = [
     _name("Name of the object."),
@@ -140,6 +144,10 @@ def lease_cells(lease: Lease, now: datetime) -> list[Any]:
     return [lease.metadata.name or "", lease.spec.holder_identity or "", age(lease.metadata.creation_timestamp, now)]
 
 
+def runtimeclass_cells(rc: RuntimeClass, now: datetime) -> list[Any]:
+    return [rc.metadata.name or "", rc.handler, age(rc.metadata.creation_timestamp, now)]
+
+
 def default_cells(obj: Any, now: datetime) -> list[Any]:
     created = obj.metadata.creation_timestamp
     return [obj.metadata.name or "", created.strftime("%Y-%m-%dT%H:%M:%SZ") if created else ""]
@@ -150,5 +158,6 @@ def table_of(kind: type) -> tuple[list[Column], Callable[[Any, datetime], list[A
     tables: dict[type, tuple[list[Column], Callable[[Any, datetime], list[Any]]]] = {
         Pod: (POD_COLUMNS, pod_cells), Node: (NODE_COLUMNS, node_cells), Event: (EVENT_COLUMNS, event_cells),
         Namespace: (NAMESPACE_COLUMNS, namespace_cells), ConfigMap: (CONFIGMAP_COLUMNS, configmap_cells),
-        Secret: (SECRET_COLUMNS, secret_cells), Lease: (LEASE_COLUMNS, lease_cells)}
+        Secret: (SECRET_COLUMNS, secret_cells), Lease: (LEASE_COLUMNS, lease_cells),
+        RuntimeClass: (RUNTIMECLASS_COLUMNS, runtimeclass_cells)}
     return tables.get(kind, (DEFAULT_COLUMNS, default_cells))

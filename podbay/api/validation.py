@@ -7,7 +7,8 @@ from pathlib import PurePosixPath
 
 from podbay.api.errors import FieldError
 from podbay.api.models import (
-    UNSUPPORTED_VOLUME_SOURCES, Container, Lease, Namespace, Node, Pod, Probe, ResourceRequirements, SeccompProfile,
+    UNSUPPORTED_VOLUME_SOURCES, Container, Lease, Namespace, Node, Pod, Probe, ResourceRequirements, RuntimeClass,
+    SeccompProfile, Toleration,
 )
 from podbay.api.quantity import parse_quantity
 from podbay.api.serialize import to_dict
@@ -46,6 +47,19 @@ def _qualified_name(key: str) -> bool:
     return bool(QUALIFIED.match(name)) and len(name) <= 63
 
 
+def _labels(path: str, labels: dict[str, str]) -> list[FieldError]:
+    errs: list[FieldError] = []
+    for key, value in labels.items():
+        if not _qualified_name(key):
+            errs.append(FieldError(path, key, "name part must consist of alphanumeric characters, "
+                                   "'-', '_' or '.', and must start and end with an alphanumeric character"))
+        if len(value) > 63 or not LABEL_VALUE.match(value):
+            errs.append(FieldError(path, value, "a valid label must be an empty string or consist of "
+                                   "alphanumeric characters, '-', '_' or '.', and must start and end with an "
+                                   "alphanumeric character, at most 63 characters"))
+    return errs
+
+
 def validate_metadata(meta, path: str = "metadata", namespaced: bool = True) -> list[FieldError]:
     errs: list[FieldError] = []
     if not meta.name and not meta.generate_name:
@@ -54,14 +68,7 @@ def validate_metadata(meta, path: str = "metadata", namespaced: bool = True) -> 
         errs.append(FieldError(f"{path}.name", meta.name, MSG_SUBDOMAIN))
     if namespaced and meta.namespace and not is_label(meta.namespace):
         errs.append(FieldError(f"{path}.namespace", meta.namespace, MSG_LABEL))
-    for key, value in meta.labels.items():
-        if not _qualified_name(key):
-            errs.append(FieldError(f"{path}.labels", key, "name part must consist of alphanumeric characters, "
-                                   "'-', '_' or '.', and must start and end with an alphanumeric character"))
-        if len(value) > 63 or not LABEL_VALUE.match(value):
-            errs.append(FieldError(f"{path}.labels", value, "a valid label must be an empty string or consist of "
-                                   "alphanumeric characters, '-', '_' or '.', and must start and end with an "
-                                   "alphanumeric character, at most 63 characters"))
+    errs += _labels(f"{path}.labels", meta.labels)
     for key in meta.annotations:
         if not _qualified_name(key):
             errs.append(FieldError(f"{path}.annotations", key, "name part must consist of alphanumeric "
@@ -251,6 +258,20 @@ def _container(path: str, c: Container, volumes: set[str], init: bool, pod: Pod)
     return errs
 
 
+def _tolerations(path: str, tolerations: list[Toleration]) -> list[FieldError]:
+    errs: list[FieldError] = []
+    for i, t in enumerate(tolerations):
+        tp = f"{path}[{i}]"
+        if t.operator not in (None, "Equal", "Exists"):
+            errs.append(FieldError(f"{tp}.operator", t.operator, _unsupported(t.operator, ("Equal", "Exists"))))
+        if t.operator == "Exists" and t.value:
+            errs.append(FieldError(f"{tp}.operator", t.value, "value must be empty when `operator` is 'Exists'"))
+        if t.effect not in (None, "", "NoSchedule", "PreferNoSchedule", "NoExecute"):
+            errs.append(FieldError(f"{tp}.effect", t.effect,
+                                   _unsupported(t.effect, ("NoSchedule", "PreferNoSchedule", "NoExecute"))))
+    return errs
+
+
 def validate_pod(pod: Pod) -> list[FieldError]:
     errs = validate_metadata(pod.metadata)
     spec = pod.spec
@@ -319,15 +340,7 @@ def validate_pod(pod: Pod) -> list[FieldError]:
     if spec.share_process_namespace and spec.host_pid:
         errs.append(FieldError("spec.shareProcessNamespace", True,
                                "ShareProcessNamespace and HostPID cannot both be enabled"))
-    for i, t in enumerate(spec.tolerations):
-        tp = f"spec.tolerations[{i}]"
-        if t.operator not in (None, "Equal", "Exists"):
-            errs.append(FieldError(f"{tp}.operator", t.operator, _unsupported(t.operator, ("Equal", "Exists"))))
-        if t.operator == "Exists" and t.value:
-            errs.append(FieldError(f"{tp}.operator", t.value, "value must be empty when `operator` is 'Exists'"))
-        if t.effect not in (None, "", "NoSchedule", "PreferNoSchedule", "NoExecute"):
-            errs.append(FieldError(f"{tp}.effect", t.effect,
-                                   _unsupported(t.effect, ("NoSchedule", "PreferNoSchedule", "NoExecute"))))
+    errs += _tolerations("spec.tolerations", spec.tolerations)
     affinity = spec.affinity.node_affinity if spec.affinity else None
     required = affinity.required_during_scheduling_ignored_during_execution if affinity else None
     if required is not None:
@@ -409,4 +422,24 @@ def validate_lease(lease: Lease) -> list[FieldError]:
     if spec.preferred_holder and not spec.strategy:
         errs.append(FieldError("spec.preferredHolder", spec.preferred_holder,
                                "Forbidden: may only be specified if `strategy` is defined"))
+    return errs
+
+
+def validate_runtime_class(rc: RuntimeClass) -> list[FieldError]:
+    """node's ValidateRuntimeClass: a DNS-label handler, a valid overhead and scheduling."""
+    errs = validate_metadata(rc.metadata, namespaced=False)
+    if not is_label(rc.handler):
+        errs.append(FieldError("handler", rc.handler, MSG_LABEL))
+    if rc.overhead is not None:
+        for k, v in rc.overhead.pod_fixed.items():
+            errs += _quantity(f"overhead.podFixed[{k}]", v)
+    if rc.scheduling is not None:
+        errs += _labels("scheduling.nodeSelector", rc.scheduling.node_selector)
+        errs += _tolerations("scheduling.tolerations", rc.scheduling.tolerations)
+        seen: set[tuple[str | None, ...]] = set()
+        for i, t in enumerate(rc.scheduling.tolerations):
+            key = (t.key, t.operator, t.value, t.effect)  # the API's list keys
+            if key in seen:
+                errs.append(FieldError(f"scheduling.tolerations[{i}]", to_dict(t), "Duplicate value"))
+            seen.add(key)
     return errs

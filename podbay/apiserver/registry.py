@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any, Callable
 
-from podbay.api import ConfigMap, Event, Lease, Namespace, Node, Pod, Secret
+from podbay.api import ConfigMap, Event, Lease, Namespace, Node, Pod, RuntimeClass, Secret
 from podbay.api.defaults import apply_pod_defaults
 from podbay.api.errors import (
     AlreadyExists,
@@ -24,9 +24,10 @@ from podbay.api.errors import (
     NotFound,
 )
 from podbay.api.serialize import from_dict, to_dict
-from podbay.api.validation import validate_lease, validate_pod
+from podbay.api.validation import validate_lease, validate_pod, validate_runtime_class
 from podbay.apiserver.params import json_object, json_string, json_type
 from podbay.apiserver.patch import JSON_PATCH, apply_patch
+from podbay.apiserver.runtimeclass import admit_pod
 from podbay.apiserver.status import ObjectInvalid
 from podbay.store.base import Store
 
@@ -61,6 +62,10 @@ RESOURCES: dict[str, ResourceInfo] = {
 API_GROUPS: dict[str, dict[str, dict[str, ResourceInfo]]] = {
     "coordination.k8s.io": {
         "v1": {"leases": ResourceInfo("leases", "Lease", True, Lease, group="coordination.k8s.io")},
+    },
+    "node.k8s.io": {
+        "v1": {"runtimeclasses": ResourceInfo("runtimeclasses", "RuntimeClass", False, RuntimeClass,
+                                              group="node.k8s.io")},
     },
 }
 _ALL_RESOURCES: dict[str, ResourceInfo] = {
@@ -191,6 +196,10 @@ class Registry:
             errors = validate_lease(model)
             if errors:
                 raise ObjectInvalid(info.kind, name, errors)
+        elif info.name == "runtimeclasses":
+            errors = validate_runtime_class(model)
+            if errors:
+                raise ObjectInvalid(info.kind, name, errors)
         out = to_dict(model)
         out["kind"], out["apiVersion"] = info.kind, info.api_version
         return out
@@ -243,6 +252,8 @@ class Registry:
                 raise ObjectInvalid(info.kind, name or generate, errors)
             if info.namespaced:
                 await self._check_namespace(namespace, info, name)
+            if info.name == "pods":
+                await admit_pod(self.store, obj, name)
             prepared = self._prepare_create(info, obj)
             try:
                 return await self.store.create(resource, namespace, prepared)
@@ -390,6 +401,9 @@ class Registry:
                 raise ObjectInvalid(info.kind, name, errors)
             if out.get("spec") != old.get("spec"):
                 out["metadata"]["generation"] = old_meta.get("generation", 1) + 1
+        if info.name == "runtimeclasses" and out.get("handler") != old.get("handler"):
+            raise ObjectInvalid(info.kind, name, [FieldError("handler", out.get("handler"),
+                                                             "Invalid value: field is immutable")])
         return out
 
     async def _after_write(self, info: ResourceInfo, stored: dict[str, Any]) -> None:

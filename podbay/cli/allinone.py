@@ -13,7 +13,9 @@ from typing import AsyncIterator, Awaitable, Callable
 from podbay.agent.agent import run as run_agent
 from podbay.agent.config import AgentConfig, ServerAuth
 from podbay.agent.podcidr import node_pod_cidr
+from podbay.api import ObjectMeta, RuntimeClass
 from podbay.api.defaults import DEFAULT_SCHEDULER
+from podbay.api.errors import AlreadyExists
 from podbay.apiserver.embedded import serve_embedded
 from podbay.cli.settings import Settings
 from podbay.client import Client
@@ -24,6 +26,7 @@ from podbay.controllers.nodeipam import NodeIPAM
 from podbay.controllers.nodelifecycle import NodeLifecycle
 from podbay.controllers.podgc import PodGC
 from podbay.runtime.config import RuntimeConfig, prepare_roots
+from podbay.runtime.gvisor import GVISOR_HANDLER
 from podbay.runtime.images import ensure_busybox_image
 from podbay.runtime.network import host_masquerade
 from podbay.runtime.service import RuntimeService
@@ -97,6 +100,14 @@ async def _start_runtime(settings: Settings) -> RuntimeService:
     return runtime
 
 
+async def _default_runtime_classes(client: Client, runtime: RuntimeService) -> None:
+    """As GKE Sandbox offers it: RuntimeClass `gvisor` (handler runsc) where runsc is installed.
+    One made or changed by hand before is left as it is."""
+    if GVISOR_HANDLER in runtime.handlers:
+        with contextlib.suppress(AlreadyExists):
+            await client.create(RuntimeClass(metadata=ObjectMeta(name="gvisor"), handler=GVISOR_HANDLER))
+
+
 def _server_auth(settings: Settings, client_ca: bytes, token: str | None) -> ServerAuth:
     """The agent's server lets in client certificates signed by the cluster CA (the API server's)
     and the cluster token; its own certificate is self-signed, made once under the state root."""
@@ -133,12 +144,15 @@ async def open_store(settings: Settings) -> AsyncIterator[Store]:
 
 
 async def _node_agent(client: Client, settings: Settings, config: AgentConfig,
-                      registered: asyncio.Event | None = None) -> None:
+                      registered: asyncio.Event | None = None, *, runtime_classes: bool = False) -> None:
     """The agent over a runtime whose pod network is its Node's podCIDR (node_pod_cidr), which
-    may mean waiting for node IPAM; the runtime stops watching when the agent ends."""
+    may mean waiting for node IPAM; the runtime stops watching when the agent ends. With
+    `runtime_classes` (the all-in-one) it also offers the RuntimeClasses its runtime can run."""
     cidr = await node_pod_cidr(client, config, settings.subnet)
     runtime = await _start_runtime(replace(settings, subnet=cidr))
     try:
+        if runtime_classes:
+            await _default_runtime_classes(client, runtime)
         await run_agent(client, runtime, replace(config, pod_cidr=cidr,
                                                  host_gw_routes=host_masquerade(runtime.network.config)), registered)
     finally:
@@ -170,7 +184,8 @@ async def serve(settings: Settings, *, ready: asyncio.Event | None = None,
         tasks = [
             asyncio.create_task(_scheduler(client, election), name="scheduler"),
             asyncio.create_task(_controllers(client, settings, election), name="controllers"),
-            asyncio.create_task(_node_agent(client, settings, agent_config, registered), name="agent"),
+            asyncio.create_task(_node_agent(client, settings, agent_config, registered, runtime_classes=True),
+                                name="agent"),
         ]
         # Ready means a pod applied now gets scheduled: this node exists.
         waiting = asyncio.create_task(registered.wait())

@@ -6,9 +6,10 @@ EXAMPLES: dict[str, str] = {
     "up": """\
   sudo podbay up                        # the server in the background; returns once it serves
   sudo podbay up --foreground           # for a service manager
-  sudo podbay --api-port 6443 up        # also serve kubectl and the Python client on 127.0.0.1:6443
-  sudo podbay --api-port 6443 --api-address 10.0.0.1 up   # for agents on other machines (token required)
-  sudo podbay --api-address 10.0.0.1 --node-ip 10.0.0.1 up --embedded-etcd   # objects in an etcd of its own""",
+  sudo podbay --api-port 0 up           # no TCP listener (default: HTTPS on 127.0.0.1:6443); the unix socket only
+  sudo podbay --api-address 10.0.0.1 up   # HTTPS for agents on other machines (join token required)
+  sudo podbay --api-address 10.0.0.1 --node-ip 10.0.0.1 up --embedded-etcd   # objects in an etcd of its own
+  sudo podbay --runsc-network host up   # gvisor pods on the host's network stack in their own netns""",
     "join": """\
   # on another machine, the command `podbay up` printed (the token: /var/lib/podbay/node-token there)
   sudo podbay --node-ip 10.0.0.2 join --server https://10.0.0.1:6443 --token K10...::...

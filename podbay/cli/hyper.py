@@ -143,6 +143,11 @@ async def replace(client: Client, args: argparse.Namespace) -> int:
         raise CLIError(f"pod/{args.new} is not Created: create it with `podbay create -p FILE` first")
     if old.spec.node_name != new.spec.node_name:
         raise CLIError(f"pod/{args.old} and pod/{args.new} are on different nodes")
+    if (old.spec.runtime_class_name or "") != (new.spec.runtime_class_name or ""):
+        # A sandbox belongs to its handler (a gVisor kernel, or host namespaces under crun).
+        raise CLIError(f"pod/{args.old} runs RuntimeClass {old.spec.runtime_class_name or '(default)'} and "
+                       f"pod/{args.new} asks for {new.spec.runtime_class_name or '(default)'}: a sandbox "
+                       "changes hands only within one RuntimeClass")
 
     def change(pod: Pod) -> None:
         pod.metadata.annotations[RUN_STATE] = "Running"

@@ -12,7 +12,7 @@ from typing import Any
 
 import yaml
 
-from podbay.api import ConfigMap, Event, Lease, Namespace, Node, Pod, Secret
+from podbay.api import ConfigMap, Event, Lease, Namespace, Node, Pod, RuntimeClass, Secret
 from podbay.api.defaults import default_pod
 from podbay.api.errors import AlreadyExists, NotFound
 from podbay.api.formats import load_objects
@@ -26,7 +26,8 @@ from podbay.client import Client
 KINDS: dict[str, type] = {"pods": Pod, "pod": Pod, "po": Pod, "nodes": Node, "node": Node, "no": Node,
                           "events": Event, "event": Event, "ev": Event, "namespaces": Namespace,
                           "namespace": Namespace, "ns": Namespace, "configmaps": ConfigMap, "configmap": ConfigMap,
-                          "cm": ConfigMap, "secrets": Secret, "secret": Secret, "leases": Lease, "lease": Lease}
+                          "cm": ConfigMap, "secrets": Secret, "secret": Secret, "leases": Lease, "lease": Lease,
+                          "runtimeclasses": RuntimeClass, "runtimeclass": RuntimeClass}
 
 
 def register(sub: argparse._SubParsersAction) -> None:

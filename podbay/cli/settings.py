@@ -14,7 +14,7 @@ from pathlib import Path
 from podbay.agent.eviction import DEFAULT_EVICTION_HARD, parse_thresholds
 from podbay.api.quantity import parse_quantity
 from podbay.controllers.nodeipam import DEFAULT_CLUSTER_CIDR, DEFAULT_NODE_CIDR_MASK_SIZE, parse_range
-from podbay.runtime.config import RuntimeConfig
+from podbay.runtime.config import RUNSC_NETWORKS, RuntimeConfig
 
 
 @dataclass(frozen=True)
@@ -38,6 +38,8 @@ class Settings:
     client_kubeconfig: Path | None = None  # credentials the CLI presents to an https `server`
     warm_sandboxes: int = 1
     oci_runtime: str = "crun"
+    runsc_network: str = "sandbox"  # the runsc handler's network: gVisor's netstack, or "host" (the pod's netns)
+    runsc_platform: str = "ptrace"
     seccomp_profile_root: Path | None = None  # Localhost seccomp profiles; None: <state_root>/seccomp
     max_image_size: int = 20 << 30
     imagefs_min_available: float = 0.15
@@ -80,6 +82,7 @@ class Settings:
                              network_name=self.network_name, bridge=self.bridge,
                              subnet=self.subnet or RuntimeConfig.subnet, cluster_cidr=self.cluster_cidr,
                              warm_sandboxes=self.warm_sandboxes, oci_runtime=self.oci_runtime,
+                             runsc_network=self.runsc_network, runsc_platform=self.runsc_platform,
                              max_image_size=self.max_image_size, imagefs_min_available=self.imagefs_min_available)
 
     def as_args(self) -> list[str]:
@@ -92,6 +95,7 @@ class Settings:
                 "--node-grace", str(self.node_grace), "--pod-eviction-timeout", str(self.pod_eviction_timeout),
                 "--api-address", self.api_address, "--warm-sandboxes", str(self.warm_sandboxes),
                 "--max-image-size", str(self.max_image_size),
+                "--runsc-network", self.runsc_network, "--runsc-platform", self.runsc_platform,
                 "--imagefs-min-available", f"{self.imagefs_min_available * 100:g}%",
                 "--cluster-cidr", self.cluster_cidr, "--node-cidr-mask-size", str(self.node_cidr_mask_size),
                 "--node-ip", self.node_ip,
@@ -170,6 +174,13 @@ def add_global_flags(parser: argparse.ArgumentParser) -> None:
                    help="seconds a pressure condition stays True after its threshold was last met (the kubelet's)")
     g.add_argument("--oci-runtime", default=env("PODBAY_OCI_RUNTIME", "crun"),
                    help="the OCI runtime conmon runs containers with: crun (default) or runc, a name or a path")
+    g.add_argument("--runsc-network", choices=RUNSC_NETWORKS, default=env("PODBAY_RUNSC_NETWORK", "sandbox"),
+                   help="the gVisor (runsc) handler's network: sandbox (gVisor's netstack, the default; falls "
+                        "back to host, with an event, where runsc refuses it) or host (the pod's network "
+                        "namespace through the host kernel)")
+    g.add_argument("--runsc-platform", default=env("PODBAY_RUNSC_PLATFORM", "ptrace"),
+                   help="runsc --platform: ptrace (default; works without KVM), systrap or kvm where the runsc "
+                        "build and host have them")
     g.add_argument("--max-image-size", type=parse_size, default=parse_size(env("PODBAY_MAX_IMAGE_SIZE", "20Gi")),
                    help="most bytes one image may unpack to (e.g. 20Gi, 500Mi); a layer past it is refused "
                         "and removed (default 20Gi)")
@@ -201,6 +212,7 @@ def settings_from(args: argparse.Namespace) -> Settings:
                     backoff_base=args.backoff_base, backoff_cap=args.backoff_cap, node_grace=args.node_grace,
                     pod_eviction_timeout=args.pod_eviction_timeout, api_address=args.api_address,
                     warm_sandboxes=args.warm_sandboxes, client_kubeconfig=args.kubeconfig,
+                    runsc_network=args.runsc_network, runsc_platform=args.runsc_platform,
                     write_kubeconfig=Path(args.write_kubeconfig).absolute() if args.write_kubeconfig else None,
                     max_image_size=args.max_image_size,
                     imagefs_min_available=args.imagefs_min_available,

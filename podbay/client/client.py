@@ -39,6 +39,7 @@ _RESOURCES: dict[str, tuple[str, bool]] = {
     "ConfigMap": ("configmaps", True),
     "Secret": ("secrets", True),
     "Lease": ("leases", True),
+    "RuntimeClass": ("runtimeclasses", False),
 }
 PATCH_TYPES = {
     "strategic": "application/strategic-merge-patch+json",

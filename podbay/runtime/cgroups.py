@@ -23,6 +23,12 @@ def remove_cgroup(path: str) -> None:
     parts = Path(path.strip("/")).parts
     busy = []
     for hierarchy in _hierarchies():
+        # Empty cgroups below it go first: runsc leaves a container's when the container's sandbox
+        # went before it; one holding processes makes the rmdir below fail and is reported.
+        below = hierarchy.joinpath(*parts)
+        for child in sorted((d for d in below.rglob("*") if d.is_dir()), key=lambda d: -len(d.parts)):
+            with contextlib.suppress(OSError):
+                os.rmdir(child)
         for depth in range(len(parts), 0, -1):
             directory = hierarchy.joinpath(*parts[:depth])
             try:

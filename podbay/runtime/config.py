@@ -6,12 +6,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 
+RUNSC_NETWORKS = ("sandbox", "host")  # gVisor's netstack, or the pod's network namespace through the host kernel
+
+
 @dataclass(frozen=True)
 class RuntimeConfig:
     state_root: Path = Path("/var/lib/podbay")  # images, layers, writable layers, volumes
     run_root: Path = Path("/run/podbay")  # bundles, namespace files, conmon pid and exit files
     cgroup_parent: str = "podbay"
     oci_runtime: str = "crun"
+    runsc: str | None = "runsc"  # gVisor's runtime for the "runsc" handler; None or not installed: no such handler
+    runsc_platform: str = "ptrace"
+    runsc_network: str = "sandbox"  # RUNSC_NETWORKS; "sandbox" falls back to "host" where runsc refuses it
     conmon: str = "conmon"
     network_name: str = "podbay"
     bridge: str = "podbay0"

@@ -18,7 +18,7 @@ from typing import Any, AsyncIterator
 
 from podbay.runtime.console import ConsoleSocket, read_now, set_nonblocking, set_window_size, wait_readable, write_all
 from podbay.runtime.files import read_pid_file
-from podbay.runtime.oci import OCIRuntime
+from podbay.runtime.handler import RuntimeHandler
 from podbay.runtime.types import ContainerRuntimeError
 
 STDOUT, STDERR = 1, 2
@@ -114,7 +114,7 @@ def _pipe(*, child_reads: bool) -> tuple[int, int]:
     return child, mine
 
 
-async def start_exec(oci: OCIRuntime, container_id: str, process: dict[str, Any], workdir: Path, *,
+async def start_exec(handler: RuntimeHandler, container_id: str, process: dict[str, Any], workdir: Path, *,
                      stdin: bool = False, stdout: bool = True, stderr: bool = True) -> ExecSession:
     """Starts the OCI `process` in the container with the streams asked for (one terminal for
     all when `process["terminal"]`); on failure nothing it set up is left."""
@@ -123,7 +123,7 @@ async def start_exec(oci: OCIRuntime, container_id: str, process: dict[str, Any]
     theirs: list[int] = []
     try:
         if process.get("terminal"):
-            return await _start_with_terminal(oci, container_id, process, workdir, ours)
+            return await _start_with_terminal(handler, container_id, process, workdir, ours)
         stdio = [_DEVNULL, _DEVNULL, _DEVNULL]
         stdin_fd: int | None = None
         outputs: dict[int, int] = {}
@@ -136,7 +136,7 @@ async def start_exec(oci: OCIRuntime, container_id: str, process: dict[str, Any]
                 stdio[stream], outputs[stream] = _pipe(child_reads=False)
                 theirs.append(stdio[stream])
                 ours.append(outputs[stream])
-        proc = await oci.exec(container_id, process, pid_file=workdir / "pid", stdio=(stdio[0], stdio[1], stdio[2]))
+        proc = await handler.exec(container_id, process, pid_file=workdir / "pid", stdio=(stdio[0], stdio[1], stdio[2]))
         return ExecSession(proc, workdir, False, stdin_fd, outputs)
     except BaseException:
         for fd in ours:
@@ -148,11 +148,11 @@ async def start_exec(oci: OCIRuntime, container_id: str, process: dict[str, Any]
             os.close(fd)
 
 
-async def _start_with_terminal(oci: OCIRuntime, container_id: str, spec: dict[str, Any], workdir: Path,
+async def _start_with_terminal(handler: RuntimeHandler, container_id: str, spec: dict[str, Any], workdir: Path,
                                ours: list[int]) -> ExecSession:
     console = ConsoleSocket(workdir / "console.sock")
     try:
-        process = await oci.exec(container_id, spec, console_socket=console.path, pid_file=workdir / "pid",
+        process = await handler.exec(container_id, spec, console_socket=console.path, pid_file=workdir / "pid",
                                  stdio=(_DEVNULL, _DEVNULL, asyncio.subprocess.PIPE))
         receiving = asyncio.ensure_future(console.receive())
         exited = asyncio.ensure_future(process.wait())

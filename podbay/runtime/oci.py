@@ -26,10 +26,11 @@ class OCIRuntime:
     conmon: str
     root: Path  # crun --root: its state directory
     exits: Path  # conmon --exit-dir: one file per exited container, holding the exit code
+    global_args: tuple[str, ...] = ()  # before every subcommand, after --root (runsc's --platform...)
 
     async def _run(self, *args: str, check: bool = True, timeout: float | None = None) -> tuple[int, str]:
         proc = await asyncio.create_subprocess_exec(
-            self.runtime, f"--root={self.root}", *args,
+            self.runtime, f"--root={self.root}", *self.global_args, *args,
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
         out, err = await asyncio.wait_for(proc.communicate(), timeout)
         if check and proc.returncode != 0:
@@ -48,6 +49,7 @@ class OCIRuntime:
             "-P", str(bundle / "conmon.pid"), "-l", f"k8s-file:{log_path}",
             "--exit-dir", str(self.exits), "--socket-dir-path", str(bundle),
             "--persist-dir", str(bundle), "--runtime-arg", f"--root={self.root}",
+            *(a for g in self.global_args for a in ("--runtime-arg", g)),
             "--log-level", "error", "--no-sync-log",
         ]
         if tty:
@@ -64,7 +66,7 @@ class OCIRuntime:
         finally:
             os.close(write_fd)
         try:
-            reply = await _read_sync_pipe(read_fd)
+            reply = await read_sync_pipe(read_fd)
         finally:
             os.close(read_fd)
         _, err = await proc.communicate()
@@ -113,7 +115,7 @@ class OCIRuntime:
             if pid_file is not None:
                 args.append(f"--pid-file={pid_file}")
             return await asyncio.create_subprocess_exec(
-                self.runtime, f"--root={self.root}", *args, container_id,
+                self.runtime, f"--root={self.root}", *self.global_args, *args, container_id,
                 stdin=stdio[0], stdout=stdio[1], stderr=stdio[2], pass_fds=(fd,))
         finally:
             os.close(fd)
@@ -125,8 +127,9 @@ class OCIRuntime:
             return None
 
 
-async def _read_sync_pipe(fd: int) -> dict[str, object] | None:
-    """conmon's first message on the sync pipe: {"data": pid} or {"data": -1, "message": ...}."""
+async def read_sync_pipe(fd: int) -> dict[str, object] | None:
+    """A monitor's first message on the sync pipe (conmon's, or gvisormon's in its format):
+    {"data": pid} or {"data": -1, "message": ...}."""
     loop = asyncio.get_running_loop()
     reader = asyncio.StreamReader()
     transport, _ = await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader),

@@ -25,7 +25,9 @@ from podbay.runtime.config import RuntimeConfig, prepare_roots
 from podbay.runtime.diskusage import disk_usage
 from podbay.runtime.etcfiles import write_pod_etc
 from podbay.runtime.execsession import ExecSession, start_exec
-from podbay.runtime.files import read_pid_file, write_json_atomic
+from podbay.runtime.files import write_json_atomic
+from podbay.runtime.gvisor import GVISOR_HANDLER, GVisorConfig, GVisorHandler
+from podbay.runtime.handler import DEFAULT_HANDLER, OCIHandler, RuntimeHandler, SandboxSpec, no_runtime
 from podbay.runtime.host import check_host
 from podbay.runtime.images import Image, ImageLimits, ImageStore, pull
 from podbay.runtime.images.devices import make_devices
@@ -71,6 +73,7 @@ class RuntimeService:
                                                                            config.imagefs_min_available))
         runtime_path = shutil.which(config.oci_runtime) or config.oci_runtime
         self.oci = OCIRuntime(runtime_path, config.conmon, config.crun_root, config.exits_root)
+        self.handlers = self._make_handlers()
         self.network = PodNetwork(NetworkConfig(
             name=config.network_name, bridge=config.bridge, subnet=config.subnet, conf_dir=config.cni_dir,
             bin_dirs=config.cni_bin_dirs, cache_dir=config.state_root / "cni" / "cache",
@@ -88,6 +91,34 @@ class RuntimeService:
         self._processes: dict[str, dict[str, Any]] = {}
         self._watched: dict[str, asyncio.Future[None]] = {}
         self._locks: dict[str, asyncio.Lock] = {}
+
+    def _make_handlers(self) -> dict[str, RuntimeHandler]:
+        """The handlers by the names RuntimeClasses give: the OCI runtime as containerd's default
+        ("" or "runc") and by its own name, and "runsc" where runsc is installed."""
+        default = OCIHandler(Path(self.config.oci_runtime).name, self.oci)
+        handlers: dict[str, RuntimeHandler] = {"": default, DEFAULT_HANDLER: default, default.name: default}
+        runsc = shutil.which(self.config.runsc) if self.config.runsc else None
+        if runsc:
+            handlers[GVISOR_HANDLER] = GVisorHandler(GVisorConfig(
+                runsc, self.config.run_root / "runsc", self.config.exits_root, platform=self.config.runsc_platform,
+                network=self.config.runsc_network))
+        return handlers
+
+    def _handler(self, name: str) -> RuntimeHandler:
+        try:
+            return self.handlers[name]
+        except KeyError:
+            raise no_runtime(name) from None
+
+    def _handler_of(self, record: dict) -> RuntimeHandler:
+        """A sandbox's or container's handler (records from before handlers had the default)."""
+        return self._handler(record.get("handler", ""))
+
+    def _sandbox_spec(self, record: dict) -> SandboxSpec:
+        return SandboxSpec(
+            id=record["id"], hostname=record["hostname"], directory=self._sandbox_dir(record["id"]),
+            netns=record["netns"], cgroup=record["cgroup"], share_pid=record["share_pid"],
+            host_network=record["host_network"], host_pid=record["host_pid"], host_ipc=record["host_ipc"])
 
     async def start(self) -> None:
         """Checks the host and prepares the roots; watches containers that are still running."""
@@ -131,7 +162,9 @@ class RuntimeService:
 
     async def run_pod_sandbox(self, config: PodSandboxConfig) -> str:
         """Namespaces, network, shared /dev/shm and /etc files of a new pod sandbox.
-        A warm sandbox is taken when the pod can use one. Anything made before a failure is undone."""
+        A warm sandbox is taken when the pod can use one. Anything made before a failure is undone.
+        The sandbox's handler then starts what it needs (gVisor: the pod's kernel)."""
+        handler = self._handler(config.runtime_handler)
         warm = self._take_warm(config)
         sandbox_id = warm[0] if warm else _new_id()
         directory = self._sandbox_dir(sandbox_id)
@@ -143,7 +176,7 @@ class RuntimeService:
             "share_pid": config.share_process_namespace, "hostname": config.hostname,
             "port_mappings": [asdict(p) for p in config.port_mappings],
             "netns": None if config.host_network else str(directory / "ns" / "net"),
-            "cgroup": self._sandbox_cgroup(sandbox_id),
+            "cgroup": self._sandbox_cgroup(sandbox_id), "handler": config.runtime_handler, "notes": [],
         }
         ports = [_cni_port(p) for p in config.port_mappings]
         try:
@@ -172,11 +205,13 @@ class RuntimeService:
                         pod_namespace=config.metadata.namespace, pod_uid=config.metadata.uid)
                     record["ips"] = list(status.ips)
             record["ip"] = record["ips"][0] if record["ips"] else None
-            if config.share_process_namespace and not config.host_pid:
+            if config.share_process_namespace and not config.host_pid and handler.host_kernel:
                 record["pid_holder"] = await start_pid_holder(directory)
             write_pod_etc(directory / "etc", pod_ip=record["ip"], hostname=config.hostname,
                           fqdn=config.subdomain_fqdn, aliases=config.host_aliases, dns=config.dns,
                           host_network=config.host_network)
+            self._save_sandbox(record)
+            record["notes"] = await handler.start_sandbox(self._sandbox_spec(record))
             self._save_sandbox(record)
         except BaseException:
             await self._teardown_sandbox(sandbox_id, record)
@@ -261,6 +296,9 @@ class RuntimeService:
         if pending is not None:  # its ADD must be over before the DEL that undoes it
             await asyncio.gather(pending, return_exceptions=True)
         directory = self._sandbox_dir(sandbox_id)
+        handler = self.handlers.get(record.get("handler", ""))
+        if handler is not None:  # first: a handler's sandbox may hold the namespaces and files below
+            await handler.stop_sandbox(sandbox_id)
         stop_pid_holder(record.get("pid_holder"))
         if not record.get("host_network"):
             await self.network.detach(sandbox_id, Path(record["netns"]) if record.get("netns") else None,
@@ -324,7 +362,8 @@ class RuntimeService:
         return PodSandboxStatus(
             id=r["id"], metadata=PodSandboxMetadata(**r["metadata"]), state=SandboxState(r["state"]),
             created_at=datetime.fromisoformat(r["created_at"]), ip=r["ip"], ips=r["ips"], labels=r["labels"],
-            annotations=r["annotations"], host_network=r["host_network"], netns_path=r["netns"])
+            annotations=r["annotations"], host_network=r["host_network"], netns_path=r["netns"],
+            runtime_handler=r.get("handler", ""), notes=list(r.get("notes", [])))
 
     async def list_pod_sandboxes(self, label_selector: dict[str, str] | None = None) -> list[PodSandboxStatus]:
         """Every sandbox, or those whose labels include `label_selector` (CRI's filter)."""
@@ -338,9 +377,7 @@ class RuntimeService:
         record = self._sandbox(sandbox_id)
         record["labels"], record["annotations"] = dict(labels), dict(annotations)
         if hostname and hostname != record["hostname"] and not record["host_network"]:
-            uts = self._sandbox_dir(sandbox_id) / "ns" / "uts"
-            proc = await asyncio.create_subprocess_exec("nsenter", f"--uts={uts}", "hostname", hostname)
-            await proc.wait()
+            await self._handler_of(record).set_hostname(self._sandbox_spec(record), hostname)
             etc = self._sandbox_dir(sandbox_id) / "etc"
             (etc / "hostname").write_text(hostname + "\n")
             hosts = (etc / "hosts").read_text().replace(f"\t{record['hostname']}\n", f"\t{hostname}\n")
@@ -415,6 +452,7 @@ class RuntimeService:
         sandbox = self._sandbox(sandbox_id)
         if sandbox["state"] != SandboxState.READY.value:
             raise ContainerRuntimeError(f"pod sandbox {sandbox_id} is not ready")
+        handler = self._handler_of(sandbox)
         image = self.images.image_status(config.image)
         if image is None:
             raise ContainerRuntimeError(f'image "{config.image}" not present')
@@ -429,6 +467,7 @@ class RuntimeService:
             "image_ref": image.id, "labels": config.labels, "annotations": config.annotations,
             "log_path": str(log_path), "pid": None, "conmon_pid": None,
             "stop_signal": config.stop_signal, "termination_message_path": config.termination_message_path,
+            "handler": sandbox.get("handler", ""),
         }
         rootfs = bundle / "rootfs"
         try:
@@ -443,7 +482,8 @@ class RuntimeService:
             mounts = self._sandbox_mounts(sandbox, config, directory)
             paths = self._sandbox_paths(sandbox, container_id)
             full = ContainerConfig(**{**config.__dict__, "mounts": mounts + list(config.mounts)})
-            spec = oci_spec(full, paths, str(rootfs), uid, gid, groups, seccomp_profile)
+            spec = handler.container_spec(oci_spec(full, paths, str(rootfs), uid, gid, groups, seccomp_profile),
+                                          self._sandbox_spec(sandbox))
             (bundle / "config.json").write_text(json.dumps(spec))
             self._processes[container_id] = spec["process"]
             self._save(record)
@@ -451,8 +491,9 @@ class RuntimeService:
             await self._discard_container(container_id)
             raise
         try:
-            record["pid"] = await self.oci.create(container_id, bundle, log_path, tty=config.tty, stdin=config.stdin,
-                                                  stdin_once=config.stdin_once)
+            created = await handler.create(container_id, bundle, log_path, tty=config.tty, stdin=config.stdin,
+                                         stdin_once=config.stdin_once)
+            record["pid"], record["conmon_pid"] = created.pid, created.monitor_pid
             record["pid_start_time"] = process_start_time(record["pid"]) if record["pid"] else None
         except ContainerRuntimeError as exc:
             # The process could not be made (no such executable, a mount refused...): as containerd
@@ -462,16 +503,16 @@ class RuntimeService:
         except BaseException:
             await self._discard_container(container_id)
             raise
-        record["conmon_pid"] = read_pid_file(bundle / "conmon.pid")
         self._save(record)
-        self._watch_exit(container_id, record["conmon_pid"])
+        if created.monitor_pid is not None:
+            self._watch_exit(container_id, created.monitor_pid)
         return container_id
 
     async def _failed_to_start(self, record: dict, exc: ContainerRuntimeError) -> None:
         record.update(state=ContainerState.EXITED.value, exit_code=128, reason="StartError", message=str(exc),
                       finished_at=_now().isoformat())
         self._save(record)
-        await self.oci.delete(record["id"])
+        await self._handler_of(record).delete(record["id"])
         self._release_rootfs(record["id"])
 
     def _sandbox_paths(self, sandbox: dict, container_id: str) -> SandboxPaths:
@@ -514,10 +555,14 @@ class RuntimeService:
                 raise ContainerRuntimeError(f"container {container_id} is {record['state']}, not created")
             await self._sandbox_network_ready(record["sandbox_id"])
             try:
-                await self.oci.start(container_id)
+                monitor = await self._handler_of(record).start(container_id, self._bundle(container_id),
+                                                               Path(record["log_path"]))
             except ContainerRuntimeError as exc:
                 await self._failed_to_start(record, exc)
                 raise
+            if monitor is not None:
+                record["conmon_pid"] = monitor
+                self._watch_exit(container_id, monitor)
             record["state"] = ContainerState.RUNNING.value
             self._container_started.set()
             record["started_at"] = _now().isoformat()
@@ -533,7 +578,7 @@ class RuntimeService:
         """Moves a record to EXITED once conmon has written the exit file."""
         if record["state"] != ContainerState.RUNNING.value or record["id"] not in self._exited:
             return record
-        code = self.oci.exit_code(record["id"])
+        code = self._handler_of(record).exit_code(record["id"])
         if code is None:
             return record
         exit_file = self.config.exits_root / record["id"]
@@ -563,8 +608,9 @@ class RuntimeService:
         """The stop signal, then SIGKILL after `timeout` seconds (CRI's StopContainer)."""
         async with self._lock(container_id):
             record = self._settle(self._container(container_id))
+            handler = self._handler_of(record)
             if record["state"] == ContainerState.CREATED.value:
-                await self.oci.delete(container_id)
+                await handler.delete(container_id)
                 record.update(state=ContainerState.EXITED.value, exit_code=0, finished_at=_now().isoformat(),
                               reason="Completed")
                 self._save(record)
@@ -575,11 +621,11 @@ class RuntimeService:
             exited = self._watch_exit(container_id, record["conmon_pid"])
             process = (record["pid"], record["pid_start_time"]) if record.get("pid_start_time") else None
             if timeout > 0:
-                await self.oci.kill(container_id, record.get("stop_signal") or "SIGTERM", process)
+                await handler.kill(container_id, record.get("stop_signal") or "SIGTERM", process)
                 with contextlib.suppress(asyncio.TimeoutError):
                     await asyncio.wait_for(asyncio.shield(exited), timeout)
             if not exited.done():
-                await self.oci.kill(container_id, signal.SIGKILL, process)
+                await handler.kill(container_id, signal.SIGKILL, process)
                 with contextlib.suppress(asyncio.TimeoutError):
                     await asyncio.wait_for(asyncio.shield(exited), 10)
             self._settle(self._container(container_id))
@@ -594,7 +640,8 @@ class RuntimeService:
         await self._discard_container(container_id)
 
     async def _discard_container(self, container_id: str) -> None:
-        await self.oci.delete(container_id)
+        known = self._containers.get(container_id)
+        await (self._handler_of(known) if known else self.oci).delete(container_id)
         bundle = self._bundle(container_id)
         umount(str(bundle / "rootfs"), lazy=True)
         record = self._containers.pop(container_id, None)
@@ -686,7 +733,7 @@ class RuntimeService:
         record = self._settle(self._container(container_id))
         if record["state"] != ContainerState.RUNNING.value:
             raise ContainerRuntimeError(f"container {container_id} is not running")
-        proc = await self.oci.exec(container_id, self._exec_process(container_id, argv, tty=False))
+        proc = await self._handler_of(record).exec(container_id, self._exec_process(container_id, argv, tty=False))
         try:
             out, err = await asyncio.wait_for(proc.communicate(), timeout or None)
         except asyncio.TimeoutError:
@@ -707,7 +754,7 @@ class RuntimeService:
         record = self._settle(self._container(container_id))
         if record["state"] != ContainerState.RUNNING.value:
             raise ContainerRuntimeError(f"container {container_id} is not running")
-        return await start_exec(self.oci, container_id, self._exec_process(container_id, argv, tty),
+        return await start_exec(self._handler_of(record), container_id, self._exec_process(container_id, argv, tty),
                                 self.config.run_root / "exec" / secrets.token_hex(8), stdin=stdin, stdout=stdout,
                                 stderr=stderr)
 
@@ -802,7 +849,7 @@ class RuntimeService:
                 if errors := await hostgw.remove_owned_routes():
                     raise NetworkError("; ".join(errors))
             for d in (self.config.bundles_root, self.config.netns_root, self.config.exits_root,
-                      self.config.crun_root, self.config.run_root / "sandboxes"):
+                      self.config.crun_root, self.config.run_root / "sandboxes", self.config.run_root / "runsc"):
                 shutil.rmtree(d, ignore_errors=True)
             with contextlib.suppress(OSError):
                 cgroups.remove_cgroup(self.config.cgroup_parent)

@@ -64,6 +64,7 @@ class PodSandboxConfig:
     subdomain_fqdn: str = ""  # hostname.subdomain.namespace.svc.cluster.local when a subdomain is set
     cpu_shares: int | None = None  # the pod cgroup's share: sum of the requests
     pids_limit: int | None = None  # pids.max of the pod's cgroup (the kubelet's podPidsLimit); None: max
+    runtime_handler: str = ""  # the RuntimeClass's handler; "": the default (crun)
 
 
 @dataclass
@@ -78,6 +79,8 @@ class PodSandboxStatus:
     annotations: dict[str, str]
     host_network: bool
     netns_path: str | None
+    runtime_handler: str = ""
+    notes: list[str] = field(default_factory=list)  # what the handler reported at start (a fallback taken)
 
 
 @dataclass

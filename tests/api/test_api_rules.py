@@ -276,7 +276,7 @@ spec:
   - {name: c, image: i, livenessProbe: {grpc: {port: 9000}}, securityContext: {appArmorProfile: {type: RuntimeDefault}}}
 """)[0]
     assert unsupported_fields(pod) == [
-        "spec.affinity.podAntiAffinity", "spec.runtimeClassName", "spec.containers[0].securityContext.appArmorProfile"]
+        "spec.affinity.podAntiAffinity", "spec.containers[0].securityContext.appArmorProfile"]
 
 
 def test_the_support_table_in_docs_is_the_rendering() -> None:

@@ -1,0 +1,221 @@
+"""The `runsc` handler: each pod in its own gVisor kernel, as containerd's runsc shim runs it.
+
+One gVisor sandbox per pod: its first container is a pause process (the sandbox container,
+annotated `io.kubernetes.cri.container-type: sandbox`), and the pod's containers join it
+(`container`, with `io.kubernetes.cri.sandbox-id`), which runsc reads to start them in the
+same sandbox. So they share one kernel, its UTS and IPC namespaces and the pod's network;
+each has its own mount namespace, and its own PID namespace unless the pod shares one
+(runsc puts containers whose PID namespace path is the same into one PID namespace).
+
+The sandbox boots in the pod's network namespace. With `network="sandbox"` (runsc's default)
+gVisor's own netstack serves it, so the pod's packets never reach the host's TCP/IP stack;
+where runsc refuses that ("cannot run with network enabled in root network namespace": it
+compares with PID 1's namespace, which some hosts hide) the handler falls back to
+`--network=host`, the pod's namespace through the host kernel, and says so.
+
+conmon cannot monitor a container inside the sandbox; `gvisormon` does (logs, exit file).
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from podbay.runtime.config import RUNSC_NETWORKS
+from podbay.runtime.files import read_pid_file
+from podbay.runtime.handler import Created, SandboxSpec
+from podbay.runtime.oci import OCIRuntime, read_sync_pipe
+from podbay.runtime.types import ContainerRuntimeError
+
+GVISOR_HANDLER = "runsc"  # the handler name containerd's and GKE's gVisor RuntimeClasses use
+CONTAINER_TYPE = "io.kubernetes.cri.container-type"
+SANDBOX_ID = "io.kubernetes.cri.sandbox-id"
+PAUSE = "/.pause/busybox"  # busybox-static bind-mounted read-only: the sandbox container's sleep
+NETSTACK_REFUSED = "cannot run with network enabled in root network namespace"
+_PIPE = asyncio.subprocess.PIPE
+
+
+@dataclass(frozen=True)
+class GVisorConfig:
+    runsc: str
+    root: Path  # runsc --root: its state
+    exits: Path  # one file per exited container, as conmon's --exit-dir
+    platform: str = "ptrace"  # KVM needs /dev/kvm, which nested hosts may not give
+    network: str = "sandbox"  # RUNSC_NETWORKS
+    pause_binary: str = "/bin/busybox"  # static: it runs inside the sandbox
+
+
+class GVisorHandler:
+    name = GVISOR_HANDLER
+    host_kernel = False
+
+    def __init__(self, config: GVisorConfig) -> None:
+        if config.network not in RUNSC_NETWORKS:
+            raise ValueError(f"runsc network must be one of {', '.join(RUNSC_NETWORKS)}, not {config.network!r}")
+        self.config = config
+        self.network = config.network  # becomes "host" once the netstack is found refused here
+        config.root.mkdir(mode=0o700, parents=True, exist_ok=True)
+
+    def _oci(self) -> OCIRuntime:
+        # conmon is never used: runsc subcontainers are gvisormon's.
+        return OCIRuntime(self.config.runsc, "", self.config.root, self.config.exits,
+                          (f"--platform={self.config.platform}", f"--network={self.network}"))
+
+    def _runsc(self) -> list[str]:
+        oci = self._oci()
+        return [oci.runtime, f"--root={oci.root}", *oci.global_args]
+
+    async def _runsc_call(self, *args: str) -> None:
+        # stderr into a file, not a pipe: the sandbox and gofer processes `runsc create` leaves
+        # behind inherit it, so a pipe would not end with runsc.
+        with tempfile.TemporaryFile() as err:
+            proc = await asyncio.create_subprocess_exec(*self._runsc(), *args, stdin=asyncio.subprocess.DEVNULL,
+                                                        stdout=asyncio.subprocess.DEVNULL, stderr=err)
+            if await proc.wait() != 0:
+                err.seek(0)
+                raise ContainerRuntimeError(err.read().decode(errors="replace").strip() or f"runsc {args[0]} failed")
+
+    # -- the sandbox -------------------------------------------------------------
+
+    def _sandbox_bundle(self, sandbox: SandboxSpec) -> Path:
+        return sandbox.directory / "gvisor"
+
+    def _pid_namespace(self, sandbox: SandboxSpec) -> dict[str, str]:
+        # runsc compares PID namespace paths between containers and never opens them: one name
+        # per pod puts the pod's containers in one PID namespace.
+        return {"type": "pid", "path": str(sandbox.directory / "gvisor-pid")} if sandbox.share_pid else {"type": "pid"}
+
+    def _namespaces(self, sandbox: SandboxSpec) -> list[dict[str, str]]:
+        network = {"type": "network", "path": sandbox.netns} if sandbox.netns else {"type": "network"}
+        return [{"type": "mount"}, network, self._pid_namespace(sandbox), {"type": "ipc"}, {"type": "uts"}]
+
+    def _sandbox_config(self, sandbox: SandboxSpec, rootfs: Path) -> dict[str, Any]:
+        return {
+            "ociVersion": "1.0.2",
+            "process": {"args": [PAUSE, "sleep", "2147483647"], "cwd": "/", "env": ["PATH=/"],
+                        "user": {"uid": 65535, "gid": 65535}, "terminal": False, "noNewPrivileges": True},
+            "root": {"path": str(rootfs), "readonly": True},
+            "hostname": sandbox.hostname,
+            "mounts": [{"destination": "/proc", "type": "proc", "source": "proc", "options": ["nosuid", "noexec"]},
+                       {"destination": PAUSE, "type": "bind", "source": self.config.pause_binary,
+                        "options": ["rbind", "ro"]}],
+            "linux": {"namespaces": self._namespaces(sandbox), "cgroupsPath": f"{sandbox.cgroup}/sandbox"},
+            "annotations": {CONTAINER_TYPE: "sandbox", SANDBOX_ID: sandbox.id},
+        }
+
+    async def start_sandbox(self, sandbox: SandboxSpec) -> list[str]:
+        if sandbox.host_network or sandbox.host_pid or sandbox.host_ipc:
+            # As GKE Sandbox: a pod in the host's namespaces would not be in its own kernel.
+            raise ContainerRuntimeError("the runsc handler runs no pod in the host's network, PID or IPC "
+                                        "namespaces (hostNetwork, hostPID, hostIPC)")
+        bundle = self._sandbox_bundle(sandbox)
+        (bundle / "rootfs").mkdir(parents=True, exist_ok=True)
+        (bundle / "config.json").write_text(json.dumps(self._sandbox_config(sandbox, bundle / "rootfs")))
+        try:
+            await self._boot(sandbox.id, bundle)
+        except ContainerRuntimeError as exc:
+            if self.network != "sandbox" or NETSTACK_REFUSED not in str(exc):
+                raise
+            await self.stop_sandbox(sandbox.id)
+            self.network = "host"
+            await self._boot(sandbox.id, bundle)
+        if self.network == "host" and sandbox.netns:
+            await _unprivileged_ports(sandbox.netns)
+        if self.network != self.config.network:
+            return [f"gVisor's netstack (--runsc-network=sandbox) cannot run on this host ({NETSTACK_REFUSED}); "
+                    "the sandbox uses the pod's network namespace through the host kernel (--network=host)"]
+        return []
+
+    async def _boot(self, sandbox_id: str, bundle: Path) -> None:
+        await self._runsc_call("create", "--bundle", str(bundle), "--pid-file", str(bundle / "pidfile"), sandbox_id)
+        await self._runsc_call("start", sandbox_id)
+
+    async def stop_sandbox(self, sandbox_id: str) -> None:
+        # Kills the sandbox and with it every container still in it, their gofers included.
+        await self._oci().delete(sandbox_id)
+
+    async def set_hostname(self, sandbox: SandboxSpec, hostname: str) -> None:
+        # The UTS namespace is the sandbox kernel's: set it from inside, as `hostname` would.
+        caps = ["CAP_SYS_ADMIN"]  # sethostname's, in the sandbox kernel only
+        proc = await self._oci().exec(sandbox.id, {"args": [PAUSE, "hostname", hostname], "cwd": "/",
+                                                   "env": ["PATH=/"], "user": {"uid": 0, "gid": 0},
+                                                   "capabilities": {"bounding": caps, "effective": caps,
+                                                                    "permitted": caps}},
+                                      stdio=(asyncio.subprocess.DEVNULL, _PIPE, _PIPE))
+        _, err = await proc.communicate()
+        if proc.returncode != 0:
+            raise ContainerRuntimeError(f"could not set the hostname of pod sandbox {sandbox.id}: {err.decode()}")
+
+    # -- containers --------------------------------------------------------------
+
+    def container_spec(self, spec: dict[str, Any], sandbox: SandboxSpec) -> dict[str, Any]:
+        linux = {**spec["linux"], "namespaces": self._namespaces(sandbox)}
+        annotations = {**spec.get("annotations", {}), CONTAINER_TYPE: "container", SANDBOX_ID: sandbox.id}
+        return {**spec, "linux": linux, "annotations": annotations}
+
+    async def create(self, container_id: str, bundle: Path, log_path: Path, *, tty: bool,
+                     stdin: bool, stdin_once: bool = False) -> Created:
+        if tty:
+            raise ContainerRuntimeError("the runsc handler does not give containers a terminal (tty) yet")
+        (self.config.exits / container_id).unlink(missing_ok=True)
+        await self._runsc_call("create", "--bundle", str(bundle), "--pid-file", str(bundle / "pidfile"), container_id)
+        return Created(read_pid_file(bundle / "pidfile") or 0, None)
+
+    async def start(self, container_id: str, bundle: Path, log_path: Path) -> int | None:
+        read_fd, write_fd = os.pipe()
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "podbay.runtime.gvisormon", str(write_fd), str(log_path),
+                str(self.config.exits / container_id), "--", *self._runsc(), container_id,
+                pass_fds=(write_fd,), stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL,
+                stderr=asyncio.subprocess.DEVNULL, cwd=str(bundle))
+        finally:
+            os.close(write_fd)
+        try:
+            reply = await read_sync_pipe(read_fd)
+        finally:
+            os.close(read_fd)
+        await proc.wait()  # the monitor's first process, which ends once the monitor has detached
+        pid = int(str(reply.get("data", -1))) if reply else -1
+        if pid < 0:
+            raise ContainerRuntimeError(str(reply.get("message") or "runsc start failed") if reply
+                                        else f"the gVisor monitor of container {container_id} did not start")
+        return pid
+
+    async def kill(self, container_id: str, sig: int | str, process: tuple[int, int] | None = None) -> None:
+        # Never by host pid: every container of the pod is the one sandbox process to the host.
+        await self._oci().kill(container_id, sig)
+
+    async def delete(self, container_id: str) -> None:
+        await self._oci().delete(container_id)
+
+    async def exec(self, container_id: str, process: dict[str, Any], *, console_socket: Path | None = None,
+                   pid_file: Path | None = None,
+                   stdio: tuple[int, int, int] = (_PIPE, _PIPE, _PIPE)) -> asyncio.subprocess.Process:
+        if console_socket is not None:
+            # runsc 20221219 runs the command but never sends the terminal to the console socket.
+            raise ContainerRuntimeError("the runsc handler gives exec sessions no terminal (tty) yet: "
+                                        "exec without -t")
+        return await self._oci().exec(container_id, process, console_socket=console_socket, pid_file=pid_file,
+                                      stdio=stdio)
+
+    def exit_code(self, container_id: str) -> int | None:
+        return self._oci().exit_code(container_id)
+
+
+
+async def _unprivileged_ports(netns: str) -> None:
+    """On the host's stack the sandbox's sockets are those of an unprivileged host process, so a
+    pod could not bind a port below 1024; in the pod's own network namespace any port is free to
+    take, as Docker and containerd set for containers (net.ipv4.ip_unprivileged_port_start=0)."""
+    proc = await asyncio.create_subprocess_exec("nsenter", f"--net={netns}", "sysctl", "-qw",
+                                                "net.ipv4.ip_unprivileged_port_start=0",
+                                                stdout=asyncio.subprocess.DEVNULL, stderr=_PIPE)
+    _, err = await proc.communicate()
+    if proc.returncode != 0:
+        raise ContainerRuntimeError(f"could not open the low ports of the pod's network: {err.decode().strip()}")

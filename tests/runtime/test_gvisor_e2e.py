@@ -1,0 +1,134 @@
+"""The runsc handler on the real runtime: one gVisor kernel per pod, its containers inside it,
+logs, exec and exit codes as under crun, and nothing left on the host afterwards."""
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import platform
+import shutil
+from pathlib import Path
+from typing import AsyncIterator
+
+import pytest
+
+from podbay.agent.server import parse_cri_line
+from podbay.runtime.service import RuntimeService
+from podbay.runtime.types import ContainerRuntimeError, ContainerState
+from tests.conftest import HostEnv
+from tests.runtime.conftest import running_runtime, runtime_config
+from tests.runtime.test_runtime_e2e import container, run, sandbox
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture
+async def gvisor_runtime(host_env: HostEnv) -> AsyncIterator[RuntimeService]:
+    if shutil.which("runsc") is None:
+        pytest.skip("runsc is not installed (scripts/setup.sh installs it)")
+    async with running_runtime(dataclasses.replace(runtime_config(host_env), warm_sandboxes=0)) as service:
+        yield service
+
+
+async def exited(runtime: RuntimeService, cid: str) -> int | None:
+    status = await asyncio.wait_for(runtime.wait_container(cid), 60)
+    assert status.state is ContainerState.EXITED
+    return status.exit_code
+
+
+def log_lines(path: str) -> list[bytes]:
+    return [line.content for raw in Path(path).read_bytes().splitlines(keepends=True)
+            if (line := parse_cri_line(raw)) is not None]
+
+
+async def test_containers_share_one_gvisor_kernel(gvisor_runtime: RuntimeService) -> None:
+    runtime = gvisor_runtime
+    sid = await runtime.run_pod_sandbox(sandbox("gv", runtime_handler="runsc"))
+    status = await runtime.pod_sandbox_status(sid)
+    assert status.runtime_handler == "runsc" and status.ip
+    # Where runsc refuses its netstack (hosts that hide PID 1's network namespace) the sandbox runs
+    # on the host's stack in the pod's namespace, and the status says so for the agent's event.
+    assert all("(--network=host)" in note for note in status.notes)
+    server = await run(runtime, sid, container("web", "echo serving; exec sleep 600"))
+    # The host's kernel is not the pod's: gVisor reports its own.
+    code, out, _ = await runtime.exec_sync(server, ["uname", "-r"], 30)
+    assert (code, out) == (0, b"4.4.0\n") and platform.release() != "4.4.0"
+    assert (await runtime.exec_sync(server, ["sh", "-c", "exit 7"], 30))[0] == 7
+    assert (await runtime.exec_sync(server, ["hostname"], 30))[1] == b"gv\n"
+
+    # A second container: its own PID namespace (no shareProcessNamespace), the pod's localhost.
+    talker = await run(runtime, sid, container("talk", "ps -o comm; echo to stderr >&2; exit 3"))
+    assert await exited(runtime, talker) == 3
+    lines = log_lines((await runtime.container_status(talker)).log_path)
+    assert b"sleep" not in b"".join(lines) and b"to stderr" in lines
+    assert log_lines((await runtime.container_status(server)).log_path) == [b"serving"]
+
+    await runtime.stop_container(server, 10)
+    # gVisor's init takes SIGTERM's default action, where Linux would ignore it for a pid 1.
+    assert (await runtime.container_status(server)).exit_code == 143
+    await runtime.remove_pod_sandbox(sid)
+
+
+async def test_shared_process_namespace_and_start_errors(gvisor_runtime: RuntimeService) -> None:
+    runtime = gvisor_runtime
+    sid = await runtime.run_pod_sandbox(sandbox("share", runtime_handler="runsc", share_process_namespace=True))
+    sleeper = await run(runtime, sid, container("sleeper", "exec sleep 600"))
+    code, out, _ = await runtime.exec_sync(sleeper, ["ps", "-o", "comm"], 30)
+    assert code == 0 and b"sleep" in out and b"busybox" in out  # the sandbox's pause process too
+    session = await runtime.exec(sleeper, ["sh", "-c", "read x; echo got $x; exit 4"], stdin=True)
+    try:
+        await session.write_stdin(b"hello\n")
+        out = b"".join([chunk async for chunk in session.output(1)])
+        assert (out, await asyncio.wait_for(session.wait(), 30)) == (b"got hello\n", 4)
+    finally:
+        await session.close()
+    with pytest.raises(ContainerRuntimeError, match="no terminal"):
+        await runtime.exec(sleeper, ["sh"], tty=True, stdin=True)
+    bad = await runtime.create_container(sid, dataclasses.replace(container("bad", ""), argv=["/no/such/binary"]))
+    with pytest.raises(ContainerRuntimeError):
+        await runtime.start_container(bad)
+    assert (await runtime.container_status(bad)).reason == "StartError"
+    await runtime.remove_pod_sandbox(sid)
+
+
+async def test_unknown_handler_makes_nothing(gvisor_runtime: RuntimeService) -> None:
+    with pytest.raises(ContainerRuntimeError, match='no runtime for "nosuch" is configured'):
+        await gvisor_runtime.run_pod_sandbox(sandbox("x", runtime_handler="nosuch"))
+    assert await gvisor_runtime.list_pod_sandboxes() == []
+
+
+async def test_host_network_mode_is_taken_as_asked(host_env: HostEnv) -> None:
+    if shutil.which("runsc") is None:
+        pytest.skip("runsc is not installed (scripts/setup.sh installs it)")
+    config = dataclasses.replace(runtime_config(host_env), warm_sandboxes=0, runsc_network="host")
+    async with running_runtime(config) as runtime:
+        sid = await runtime.run_pod_sandbox(sandbox("hostnet", runtime_handler="runsc"))
+        assert (await runtime.pod_sandbox_status(sid)).notes == []  # asked for: nothing fell back
+        web = await run(runtime, sid, container("web", "exec sleep 600"))
+        ip = (await runtime.pod_sandbox_status(sid)).ip
+        code, out, err = await runtime.exec_sync(web, ["ip", "-4", "-o", "addr", "show", "eth0"], 30)
+        assert code == 0 and f"inet {ip}/".encode() in out  # the pod's own interface, not the host's
+        await runtime.remove_pod_sandbox(sid)
+
+
+async def test_containers_outlive_the_runtime_process(host_env: HostEnv) -> None:
+    """As under conmon: a restarted runtime adopts the running gVisor containers, and an exit
+    that happens while no runtime process is alive is on record."""
+    if shutil.which("runsc") is None:
+        pytest.skip("runsc is not installed (scripts/setup.sh installs it)")
+    config = dataclasses.replace(runtime_config(host_env), warm_sandboxes=0)
+    async with running_runtime(config) as first:
+        sid = await first.run_pod_sandbox(sandbox("adopt", runtime_handler="runsc"))
+        stays = await run(first, sid, container("stays", "exec sleep 600"))
+        ends = await run(first, sid, container("ends", "exec sleep 600"))
+        await first.shutdown()  # no purge: the containers keep running
+        # Killed from outside (as an OOM kill would) while no runtime process watches.
+        kill = await asyncio.create_subprocess_exec("runsc", f"--root={config.run_root / 'runsc'}", "kill", ends, "KILL")
+        assert await kill.wait() == 0
+        second = RuntimeService(config)
+        await second.start()
+        try:
+            assert (await second.container_status(stays)).state is ContainerState.RUNNING
+            assert (await second.exec_sync(stays, ["uname", "-r"], 30))[1] == b"4.4.0\n"
+            assert await exited(second, ends) == 137
+        finally:
+            await second.shutdown(purge=True)
