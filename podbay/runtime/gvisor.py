@@ -207,6 +207,9 @@ class GVisorHandler:
     def exit_code(self, container_id: str) -> int | None:
         return self._oci().exit_code(container_id)
 
+    async def state(self, container_id: str) -> dict[str, object] | None:
+        return await self._oci().state(container_id)
+
 
 
 async def _unprivileged_ports(netns: str) -> None:

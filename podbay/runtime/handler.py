@@ -81,6 +81,10 @@ class RuntimeHandler(Protocol):
 
     def exit_code(self, container_id: str) -> int | None: ...
 
+    async def state(self, container_id: str) -> dict[str, object] | None:
+        """The OCI runtime's `state` of the container; None when it knows no such container."""
+        ...
+
 
 class OCIHandler:
     """crun (or runc) under conmon: the containers are host processes in the pod's namespaces."""
@@ -129,6 +133,9 @@ class OCIHandler:
 
     def exit_code(self, container_id: str) -> int | None:
         return self.oci.exit_code(container_id)
+
+    async def state(self, container_id: str) -> dict[str, object] | None:
+        return await self.oci.state(container_id)
 
 
 def no_runtime(name: str) -> ContainerRuntimeError:

@@ -433,7 +433,7 @@ class RuntimeService:
         for record in self._container_records():
             if record["state"] != ContainerState.CREATED.value or not record.get("conmon_pid"):
                 continue
-            state = await self.oci.state(record["id"])
+            state = await self._handler_of(record).state(record["id"])
             if state is not None and state.get("status") in ("running", "stopped"):
                 # The start's moment was never recorded; now is the closest this process knows.
                 record.update(state=ContainerState.RUNNING.value, started_at=_now().isoformat())
@@ -733,7 +733,8 @@ class RuntimeService:
         record = self._settle(self._container(container_id))
         if record["state"] != ContainerState.RUNNING.value:
             raise ContainerRuntimeError(f"container {container_id} is not running")
-        proc = await self._handler_of(record).exec(container_id, self._exec_process(container_id, argv, tty=False))
+        handler = self._handler_of(record)
+        proc = await handler.exec(container_id, self._exec_process(container_id, argv, tty=False))
         try:
             out, err = await asyncio.wait_for(proc.communicate(), timeout or None)
         except asyncio.TimeoutError:
@@ -741,7 +742,7 @@ class RuntimeService:
                 proc.kill()
             await proc.wait()
             raise
-        if proc.returncode and ((await self.oci.state(container_id)) or {}).get("status") != "running":
+        if proc.returncode and ((await handler.state(container_id)) or {}).get("status") != "running":
             # It stopped after the check above, so crun could not enter it: crun's own failure is
             # not the command's answer (a chaos run got exit 1 and "the container is not running").
             raise ContainerRuntimeError(f"container {container_id} is not running")
