@@ -23,6 +23,7 @@ from podbay.api.errors import (
     Invalid,
     NotFound,
 )
+from podbay.api.resources import qos_class
 from podbay.api.serialize import from_dict, to_dict
 from podbay.api.validation import validate_lease, validate_pod
 from podbay.apiserver.params import json_object, json_string, json_type
@@ -269,9 +270,7 @@ class Registry:
         out = self._normalise(info, obj, meta["name"])
         if info.name == "pods":
             out.setdefault("status", {}).setdefault("phase", "Pending")
-            qos = _qos_class(out)
-            if qos:
-                out["status"]["qosClass"] = qos
+            out["status"]["qosClass"] = qos_class(from_dict(Pod, out))
         return out
 
     # -- update ----------------------------------------------------------------
@@ -613,28 +612,6 @@ class Registry:
             await self.store.delete("namespaces", "", name, expected_rv=ns_obj["metadata"]["resourceVersion"])
         except (NotFound, Conflict):
             pass
-
-
-def _qos_class(pod: dict[str, Any]) -> str | None:
-    """Kubernetes' GetPodQOS over the pod dict (cpu and memory only)."""
-    containers = list(pod.get("spec", {}).get("containers", [])) + list(
-        pod.get("spec", {}).get("initContainers", [])
-    )
-    if not containers:
-        return None
-    requests_any = False
-    guaranteed = True
-    for c in containers:
-        res = c.get("resources", {}) or {}
-        req, lim = res.get("requests", {}) or {}, res.get("limits", {}) or {}
-        for r in ("cpu", "memory"):
-            if r in req or r in lim:
-                requests_any = True
-            if r not in lim or (r in req and req[r] != lim[r]):
-                guaranteed = False
-    if guaranteed and requests_any:
-        return "Guaranteed"
-    return "Burstable" if requests_any else "BestEffort"
 
 
 def _pod_update_errors(new: dict[str, Any], old: dict[str, Any]) -> list[FieldError]:
