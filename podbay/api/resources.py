@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fractions import Fraction
 
-from podbay.api.models import Container, Pod
+from podbay.api.models import Pod, is_restartable_init
 from podbay.api.quantity import parse_quantity
 
 Resources = dict[str, Fraction]
@@ -25,10 +25,6 @@ def _max(a: Resources, b: Resources) -> Resources:
     return {k: max(a.get(k, Fraction(0)), b.get(k, Fraction(0))) for k in a.keys() | b.keys()}
 
 
-def _restartable(c: Container) -> bool:
-    return c.restart_policy == "Always"
-
-
 def _effective(pod: Pod, pick: str) -> Resources:
     total: Resources = {}
     for c in pod.spec.containers:
@@ -37,7 +33,7 @@ def _effective(pod: Pod, pick: str) -> Resources:
     init_max: Resources = {}
     for c in pod.spec.init_containers:
         own = _of(getattr(c.resources, pick)) if c.resources else {}
-        if _restartable(c):
+        if is_restartable_init(c):
             # A sidecar keeps running beside everything that starts after it.
             total = _add(total, own)
             sidecars = _add(sidecars, own)

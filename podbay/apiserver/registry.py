@@ -9,11 +9,12 @@ import re
 import secrets
 import uuid
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from typing import Any, Callable
 
 from podbay.api import ConfigMap, Event, Lease, Namespace, Node, Pod, Secret
-from podbay.api.defaults import apply_pod_defaults
+from podbay.api.base import now, rfc3339
+from podbay.api.defaults import DEFAULT_GRACE_SECONDS, apply_pod_defaults
 from podbay.api.errors import (
     AlreadyExists,
     BadRequest,
@@ -70,20 +71,11 @@ _ALL_RESOURCES: dict[str, ResourceInfo] = {
 }
 
 SYSTEM_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
-DEFAULT_GRACE_SECONDS = 30
 _MAX_UPDATE_RETRIES = 16
 # Kubernetes' name generator alphabet (no vowels, no confusable digits).
 _NAME_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 _DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
-
-
-def now() -> datetime:
-    return datetime.now(timezone.utc).replace(microsecond=0)
-
-
-def rfc3339(t: datetime) -> str:
-    return t.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def generate_name(prefix: str) -> str:
