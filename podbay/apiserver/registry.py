@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Callable
 
-from podbay.api import ConfigMap, Event, Lease, Namespace, Node, Pod, Secret
+from podbay.api import Pod
 from podbay.api.base import now, rfc3339
 from podbay.api.defaults import DEFAULT_GRACE_SECONDS, apply_pod_defaults
 from podbay.api.errors import (
@@ -24,6 +24,7 @@ from podbay.api.errors import (
     Invalid,
     NotFound,
 )
+from podbay.api.kinds import ALL_RESOURCES, API_GROUPS, RESOURCES, ResourceInfo
 from podbay.api.resources import qos_class
 from podbay.api.serialize import from_dict, to_dict
 from podbay.api.validation import validate_lease, validate_pod
@@ -31,44 +32,6 @@ from podbay.apiserver.params import json_object, json_string, json_type
 from podbay.apiserver.patch import JSON_PATCH, apply_patch
 from podbay.apiserver.status import ObjectInvalid
 from podbay.store.base import Store
-
-
-@dataclass(frozen=True)
-class ResourceInfo:
-    name: str  # the plural, as in URLs and store keys
-    kind: str
-    namespaced: bool
-    model: type[Any]
-    short_names: tuple[str, ...] = ()
-    subresources: tuple[str, ...] = ()
-    group: str = ""  # "": the core group, served under /api/v1
-    version: str = "v1"
-
-    @property
-    def api_version(self) -> str:
-        return f"{self.group}/{self.version}" if self.group else self.version
-
-
-RESOURCES: dict[str, ResourceInfo] = {
-    "pods": ResourceInfo("pods", "Pod", True, Pod, ("po",), ("status", "binding", "log", "exec")),
-    "nodes": ResourceInfo("nodes", "Node", False, Node, ("no",), ("status",)),
-    "namespaces": ResourceInfo("namespaces", "Namespace", False, Namespace, ("ns",), ("status",)),
-    "events": ResourceInfo("events", "Event", True, Event, ("ev",)),
-    "configmaps": ResourceInfo("configmaps", "ConfigMap", True, ConfigMap, ("cm",)),
-    "secrets": ResourceInfo("secrets", "Secret", True, Secret, ()),
-}
-
-# The named API groups, served under /apis/{group}/{version}: group -> version -> resources,
-# the preferred version first. Store keys are the plurals, so they are unique across all groups.
-API_GROUPS: dict[str, dict[str, dict[str, ResourceInfo]]] = {
-    "coordination.k8s.io": {
-        "v1": {"leases": ResourceInfo("leases", "Lease", True, Lease, group="coordination.k8s.io")},
-    },
-}
-_ALL_RESOURCES: dict[str, ResourceInfo] = {
-    **RESOURCES,
-    **{name: info for versions in API_GROUPS.values() for table in versions.values() for name, info in table.items()},
-}
 
 SYSTEM_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
 _MAX_UPDATE_RETRIES = 16
@@ -145,7 +108,7 @@ class Registry:
     @staticmethod
     def info(resource: str) -> ResourceInfo:
         try:
-            return _ALL_RESOURCES[resource]
+            return ALL_RESOURCES[resource]
         except KeyError:
             raise NotFound(f'the server could not find the requested resource ({resource})') from None
 
