@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from podbay.agent.podstate import ContainerRecord, PodRuntimeStatus, RunState
+from podbay.api.models import is_restartable_init
 
 
 @dataclass
@@ -28,11 +29,6 @@ class PodActions:
     init_containers_to_start: list[int] = field(default_factory=list)
     containers_to_start: list[int] = field(default_factory=list)
     containers_to_kill: dict[str, KillInfo] = field(default_factory=dict)
-
-
-def is_restartable_init(container: Any) -> bool:
-    """A sidecar: an init container with restartPolicy Always."""
-    return getattr(container, "restart_policy", None) == "Always"
 
 
 def should_restart_on_failure(pod: Any) -> bool:

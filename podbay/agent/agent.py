@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from podbay.agent import translate
-from podbay.agent.actions import compute_pod_actions, is_restartable_init
+from podbay.agent.actions import compute_pod_actions
 from podbay.agent.backoff import Backoff, backoff_key
 from podbay.agent.config import AgentConfig
 from podbay.agent.envvars import EnvError, PodFacts
@@ -33,7 +33,9 @@ from podbay.agent.status import StatusInputs, pod_status
 from podbay.agent.volumesources import volume_sources
 from podbay.api.wellknown import RUN_STATE_ANNOTATION, SANDBOX_FROM_ANNOTATION
 from podbay.api import Node, Pod, RuntimeClass
+from podbay.api.defaults import DEFAULT_GRACE_SECONDS
 from podbay.api.errors import Conflict, NotFound
+from podbay.api.models import is_restartable_init
 from podbay.api.serialize import from_dict, to_dict
 from podbay.api.support import unsupported_fields
 from podbay.client.record import EventRecorder
@@ -42,7 +44,6 @@ from podbay.runtime.diskusage import disk_usage
 log = logging.getLogger(__name__)
 
 MINIMUM_GRACE_SECONDS = 2  # the kubelet's minimumGracePeriodInSeconds after a preStop hook
-DEFAULT_GRACE_SECONDS = 30
 # How long an evicted pod's containers get to stop (the kubelet's immediateEvictionGracePeriodSeconds).
 IMMEDIATE_EVICTION_GRACE_SECONDS = 1
 

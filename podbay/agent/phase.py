@@ -8,7 +8,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from podbay.agent.actions import is_restartable_init
+from podbay.api.models import is_restartable_init
+
 
 TERMINAL_PHASES = ("Succeeded", "Failed")
 

@@ -9,13 +9,14 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from podbay.agent.actions import is_restartable_init, should_container_be_restarted
+from podbay.agent.actions import should_container_be_restarted
 from podbay.agent.phase import (
     TERMINAL_PHASES, Condition, containers_ready_condition, get_phase, initialized_condition, merge_conditions,
     ready_condition,
 )
 from podbay.agent.podstate import ContainerRecord, PodRuntimeStatus, RunState
 from podbay.api import ContainerStatus, PodCondition, PodStatus
+from podbay.api.models import is_restartable_init
 from podbay.api.resources import qos_class
 from podbay.api.serialize import from_dict, to_dict
 

@@ -6,13 +6,13 @@ import posixpath
 from pathlib import Path
 from typing import Any
 
-from podbay.agent.actions import is_restartable_init
 from podbay.agent.config import AgentConfig
 from podbay.agent.envvars import EnvError, PodFacts, container_argv, container_env, merge_image_env
 from podbay.agent.runtimeview import (
     CONTAINER_KIND, CONTAINER_NAME, POD_NAME, POD_NAMESPACE, POD_UID, RESTART_COUNT, SANDBOX_ATTEMPT, SPEC_IMAGE,
 )
 from podbay.api import Container, Pod, SeccompProfile
+from podbay.api.models import is_restartable_init
 from podbay.api.quantity import parse_quantity
 from podbay.runtime import cgroups
 from podbay.runtime.types import (

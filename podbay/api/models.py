@@ -280,6 +280,11 @@ class Container(Model):
     tty: bool | None = None
 
 
+def is_restartable_init(container: Container) -> bool:
+    """A sidecar: an init container with restartPolicy Always (the only value a container may set)."""
+    return container.restart_policy == "Always"
+
+
 # --- volumes ----------------------------------------------------------------
 
 class EmptyDirVolumeSource(Model):

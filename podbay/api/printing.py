@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
-from podbay.api.models import Event, Pod
+from podbay.api.models import Event, Pod, is_restartable_init
 
 
 @dataclass(frozen=True)
@@ -61,13 +61,13 @@ def event_age(event: Event, now: datetime | None = None) -> str:
 
 
 def _restartable(pod: Pod, name: str) -> bool:
-    return any(c.name == name and c.restart_policy == "Always" for c in pod.spec.init_containers)
+    return any(c.name == name and is_restartable_init(c) for c in pod.spec.init_containers)
 
 
 def pod_row(pod: Pod, now: datetime | None = None) -> PodRow:
     spec, status = pod.spec, pod.status
     restarts = 0
-    total = len(spec.containers) + sum(1 for c in spec.init_containers if c.restart_policy == "Always")
+    total = len(spec.containers) + sum(1 for c in spec.init_containers if is_restartable_init(c))
     ready = 0
     last_restart: datetime | None = None
     reason = status.reason or status.phase or ""

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from fractions import Fraction
 
-from podbay.api.models import Container, Pod
+from podbay.api.models import Pod, is_restartable_init
 from podbay.api.quantity import parse_quantity
 
 Resources = dict[str, Fraction]
+
+# The resources whose requests and limits decide a pod's QoS class.
+_QOS = ("cpu", "memory")
 
 
 def _of(values: dict[str, str]) -> Resources:
@@ -22,10 +25,6 @@ def _max(a: Resources, b: Resources) -> Resources:
     return {k: max(a.get(k, Fraction(0)), b.get(k, Fraction(0))) for k in a.keys() | b.keys()}
 
 
-def _restartable(c: Container) -> bool:
-    return c.restart_policy == "Always"
-
-
 def _effective(pod: Pod, pick: str) -> Resources:
     total: Resources = {}
     for c in pod.spec.containers:
@@ -34,7 +33,7 @@ def _effective(pod: Pod, pick: str) -> Resources:
     init_max: Resources = {}
     for c in pod.spec.init_containers:
         own = _of(getattr(c.resources, pick)) if c.resources else {}
-        if _restartable(c):
+        if is_restartable_init(c):
             # A sidecar keeps running beside everything that starts after it.
             total = _add(total, own)
             sidecars = _add(sidecars, own)
@@ -56,17 +55,23 @@ def pod_limits(pod: Pod) -> Resources:
 
 
 def qos_class(pod: Pod) -> str:
-    """Guaranteed, Burstable or BestEffort (pkg/apis/core/helper/qos)."""
+    """Guaranteed, Burstable or BestEffort: Kubernetes' ComputePodQOS
+    (pkg/apis/core/v1/helper/qos) over parsed cpu and memory quantities, with a
+    container's requests defaulting to its limits as the API server defaults them."""
     requests: Resources = {}
     limits: Resources = {}
     guaranteed = True
-    for c in pod.spec.init_containers + pod.spec.containers:
-        req = {k: v for k, v in (_of(c.resources.requests) if c.resources else {}).items() if k in ("cpu", "memory")}
-        lim = {k: v for k, v in (_of(c.resources.limits) if c.resources else {}).items() if k in ("cpu", "memory")}
-        requests = _add(requests, {k: v for k, v in req.items() if v})
-        limits = _add(limits, {k: v for k, v in lim.items() if v})
-        if set(lim) != {"cpu", "memory"} or any(req.get(k, lim[k]) != lim[k] for k in lim):
+    for c in pod.spec.containers + pod.spec.init_containers:
+        lim = {k: v for k, v in (_of(c.resources.limits) if c.resources else {}).items() if k in _QOS and v > 0}
+        req = {k: v for k, v in (_of(c.resources.requests) if c.resources else {}).items() if k in _QOS}
+        for k, v in lim.items():
+            req.setdefault(k, v)
+        requests = _add(requests, {k: v for k, v in req.items() if v > 0})
+        limits = _add(limits, lim)
+        if set(lim) != set(_QOS):
             guaranteed = False
     if not requests and not limits:
         return "BestEffort"
-    return "Guaranteed" if guaranteed else "Burstable"
+    if guaranteed and requests == limits:
+        return "Guaranteed"
+    return "Burstable"

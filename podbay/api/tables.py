@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Callable
 
+from podbay.api.base import rfc3339
 from podbay.api.models import ConfigMap, Event, Lease, Namespace, Node, Pod, RuntimeClass, Secret
 from podbay.api.printing import age, pod_row
 
@@ -150,7 +151,7 @@ def runtimeclass_cells(rc: RuntimeClass, now: datetime) -> list[Any]:
 
 def default_cells(obj: Any, now: datetime) -> list[Any]:
     created = obj.metadata.creation_timestamp
-    return [obj.metadata.name or "", created.strftime("%Y-%m-%dT%H:%M:%SZ") if created else ""]
+    return [obj.metadata.name or "", rfc3339(created) if created else ""]
 
 
 def table_of(kind: type) -> tuple[list[Column], Callable[[Any, datetime], list[Any]]]:

@@ -8,7 +8,7 @@ from pathlib import PurePosixPath
 from podbay.api.errors import FieldError
 from podbay.api.models import (
     UNSUPPORTED_VOLUME_SOURCES, Container, Lease, Namespace, Node, Pod, Probe, ResourceRequirements, RuntimeClass,
-    SeccompProfile, Toleration,
+    SeccompProfile, Toleration, is_restartable_init,
 )
 from podbay.api.quantity import parse_quantity
 from podbay.api.serialize import to_dict
@@ -231,7 +231,7 @@ def _container(path: str, c: Container, volumes: set[str], init: bool, pod: Pod)
         if m.sub_path and (PurePosixPath(m.sub_path).is_absolute() or ".." in PurePosixPath(m.sub_path).parts):
             errs.append(FieldError(f"{mp}.subPath", m.sub_path, "must be a relative path without '..'"))
     errs += _resources(f"{path}.resources", c.resources)
-    sidecar = init and c.restart_policy == "Always"
+    sidecar = init and is_restartable_init(c)
     if init and not sidecar:
         for name in ("liveness_probe", "readiness_probe", "startup_probe"):
             if getattr(c, name) is not None:

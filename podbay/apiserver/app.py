@@ -28,6 +28,7 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from podbay.api.errors import BadRequest, FieldError
+from podbay.api.kinds import API_GROUPS, RESOURCES, ResourceInfo
 from podbay.apiserver import discovery, logs, spdystreams, streams, tables
 from podbay.apiserver.params import (
     MAX_BODY_BYTES,
@@ -45,7 +46,7 @@ from podbay.apiserver.patch import (
     STRATEGIC_MERGE_PATCH,
 )
 from podbay.apiserver.openapi import setup as setup_openapi
-from podbay.apiserver.registry import API_GROUPS, RESOURCES, DeleteOptions, Registry, ResourceInfo
+from podbay.apiserver.registry import DeleteOptions, Registry
 from podbay.apiserver.status import HTTPError, ObjectInvalid, error_status, success_body
 from podbay.security import authn
 from podbay.security.pki import ClusterPKI, server_context

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from podbay.apiserver.registry import API_GROUPS, RESOURCES, ResourceInfo
+from podbay.api.kinds import API_GROUPS, RESOURCES, ResourceInfo
 
 KUBERNETES_VERSION = "v1.32.0"
 

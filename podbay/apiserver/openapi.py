@@ -29,6 +29,7 @@ from aiohttp import web
 from pydantic import BaseModel
 
 from podbay.api import base, models
+from podbay.api.kinds import API_GROUPS, RESOURCES, ResourceInfo
 from podbay.apiserver.discovery import KUBERNETES_VERSION
 from podbay.apiserver.patch import (
     JSON_PATCH,
@@ -39,7 +40,6 @@ from podbay.apiserver.patch import (
     STRATEGIC_MERGE_PATCH,
 )
 from podbay.apiserver.openapiproto import encode_document
-from podbay.apiserver.registry import API_GROUPS, RESOURCES, ResourceInfo
 from podbay.apiserver.status import HTTPError
 
 Schema = dict[str, object]

@@ -9,11 +9,12 @@ import re
 import secrets
 import uuid
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from typing import Any, Callable
 
-from podbay.api import ConfigMap, Event, Lease, Namespace, Node, Pod, RuntimeClass, Secret
-from podbay.api.defaults import apply_pod_defaults
+from podbay.api import Pod
+from podbay.api.base import now, rfc3339
+from podbay.api.defaults import DEFAULT_GRACE_SECONDS, apply_pod_defaults
 from podbay.api.errors import (
     AlreadyExists,
     BadRequest,
@@ -23,6 +24,8 @@ from podbay.api.errors import (
     Invalid,
     NotFound,
 )
+from podbay.api.kinds import ALL_RESOURCES, ResourceInfo
+from podbay.api.resources import qos_class
 from podbay.api.serialize import from_dict, to_dict
 from podbay.api.validation import validate_lease, validate_pod, validate_runtime_class
 from podbay.apiserver.params import json_object, json_string, json_type
@@ -31,63 +34,12 @@ from podbay.apiserver.runtimeclass import admit_pod
 from podbay.apiserver.status import ObjectInvalid
 from podbay.store.base import Store
 
-
-@dataclass(frozen=True)
-class ResourceInfo:
-    name: str  # the plural, as in URLs and store keys
-    kind: str
-    namespaced: bool
-    model: type[Any]
-    short_names: tuple[str, ...] = ()
-    subresources: tuple[str, ...] = ()
-    group: str = ""  # "": the core group, served under /api/v1
-    version: str = "v1"
-
-    @property
-    def api_version(self) -> str:
-        return f"{self.group}/{self.version}" if self.group else self.version
-
-
-RESOURCES: dict[str, ResourceInfo] = {
-    "pods": ResourceInfo("pods", "Pod", True, Pod, ("po",), ("status", "binding", "log", "exec", "attach", "portforward")),
-    "nodes": ResourceInfo("nodes", "Node", False, Node, ("no",), ("status",)),
-    "namespaces": ResourceInfo("namespaces", "Namespace", False, Namespace, ("ns",), ("status",)),
-    "events": ResourceInfo("events", "Event", True, Event, ("ev",)),
-    "configmaps": ResourceInfo("configmaps", "ConfigMap", True, ConfigMap, ("cm",)),
-    "secrets": ResourceInfo("secrets", "Secret", True, Secret, ()),
-}
-
-# The named API groups, served under /apis/{group}/{version}: group -> version -> resources,
-# the preferred version first. Store keys are the plurals, so they are unique across all groups.
-API_GROUPS: dict[str, dict[str, dict[str, ResourceInfo]]] = {
-    "coordination.k8s.io": {
-        "v1": {"leases": ResourceInfo("leases", "Lease", True, Lease, group="coordination.k8s.io")},
-    },
-    "node.k8s.io": {
-        "v1": {"runtimeclasses": ResourceInfo("runtimeclasses", "RuntimeClass", False, RuntimeClass,
-                                              group="node.k8s.io")},
-    },
-}
-_ALL_RESOURCES: dict[str, ResourceInfo] = {
-    **RESOURCES,
-    **{name: info for versions in API_GROUPS.values() for table in versions.values() for name, info in table.items()},
-}
-
 SYSTEM_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
-DEFAULT_GRACE_SECONDS = 30
 _MAX_UPDATE_RETRIES = 16
 # Kubernetes' name generator alphabet (no vowels, no confusable digits).
 _NAME_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 _DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
-
-
-def now() -> datetime:
-    return datetime.now(timezone.utc).replace(microsecond=0)
-
-
-def rfc3339(t: datetime) -> str:
-    return t.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def generate_name(prefix: str) -> str:
@@ -157,7 +109,7 @@ class Registry:
     @staticmethod
     def info(resource: str) -> ResourceInfo:
         try:
-            return _ALL_RESOURCES[resource]
+            return ALL_RESOURCES[resource]
         except KeyError:
             raise NotFound(f'the server could not find the requested resource ({resource})') from None
 
@@ -280,9 +232,7 @@ class Registry:
         out = self._normalise(info, obj, meta["name"])
         if info.name == "pods":
             out.setdefault("status", {}).setdefault("phase", "Pending")
-            qos = _qos_class(out)
-            if qos:
-                out["status"]["qosClass"] = qos
+            out["status"]["qosClass"] = qos_class(from_dict(Pod, out))
         return out
 
     # -- update ----------------------------------------------------------------
@@ -627,28 +577,6 @@ class Registry:
             await self.store.delete("namespaces", "", name, expected_rv=ns_obj["metadata"]["resourceVersion"])
         except (NotFound, Conflict):
             pass
-
-
-def _qos_class(pod: dict[str, Any]) -> str | None:
-    """Kubernetes' GetPodQOS over the pod dict (cpu and memory only)."""
-    containers = list(pod.get("spec", {}).get("containers", [])) + list(
-        pod.get("spec", {}).get("initContainers", [])
-    )
-    if not containers:
-        return None
-    requests_any = False
-    guaranteed = True
-    for c in containers:
-        res = c.get("resources", {}) or {}
-        req, lim = res.get("requests", {}) or {}, res.get("limits", {}) or {}
-        for r in ("cpu", "memory"):
-            if r in req or r in lim:
-                requests_any = True
-            if r not in lim or (r in req and req[r] != lim[r]):
-                guaranteed = False
-    if guaranteed and requests_any:
-        return "Guaranteed"
-    return "Burstable" if requests_any else "BestEffort"
 
 
 def _pod_update_errors(new: dict[str, Any], old: dict[str, Any]) -> list[FieldError]:

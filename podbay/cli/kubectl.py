@@ -12,10 +12,11 @@ from typing import Any
 
 import yaml
 
-from podbay.api import ConfigMap, Event, Lease, Namespace, Node, Pod, RuntimeClass, Secret
+from podbay.api import Event, Namespace, Node, Pod
 from podbay.api.defaults import default_pod
 from podbay.api.errors import AlreadyExists, NotFound
 from podbay.api.formats import load_objects
+from podbay.api.kinds import ALL_RESOURCES
 from podbay.api.printing import event_age
 from podbay.api.serialize import to_dict
 from podbay.api.tables import table_of
@@ -23,11 +24,8 @@ from podbay.cli.common import CLIError, run_with_client, table
 from podbay.cli.execstream import run_exec, use_tty
 from podbay.client import Client
 
-KINDS: dict[str, type] = {"pods": Pod, "pod": Pod, "po": Pod, "nodes": Node, "node": Node, "no": Node,
-                          "events": Event, "event": Event, "ev": Event, "namespaces": Namespace,
-                          "namespace": Namespace, "ns": Namespace, "configmaps": ConfigMap, "configmap": ConfigMap,
-                          "cm": ConfigMap, "secrets": Secret, "secret": Secret, "leases": Lease, "lease": Lease,
-                          "runtimeclasses": RuntimeClass, "runtimeclass": RuntimeClass}
+KINDS: dict[str, type] = {alias: info.model for info in ALL_RESOURCES.values()
+                          for alias in (info.name, info.kind.lower(), *info.short_names)}
 
 
 def register(sub: argparse._SubParsersAction) -> None:

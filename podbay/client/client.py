@@ -18,6 +18,7 @@ from urllib.parse import quote
 import aiohttp
 
 from podbay.api import Binding, Pod
+from podbay.api.kinds import ALL_RESOURCES
 from podbay.api.remotecommand import CLIENT_PROTOCOLS
 from podbay.api.serialize import from_dict, to_dict
 from podbay.client.errors import error_from_status
@@ -31,16 +32,7 @@ log = logging.getLogger("podbay.client")
 
 DEFAULT_SERVER = "unix:///run/podbay/api.sock"
 # kind -> (resource, namespaced)
-_RESOURCES: dict[str, tuple[str, bool]] = {
-    "Pod": ("pods", True),
-    "Node": ("nodes", False),
-    "Namespace": ("namespaces", False),
-    "Event": ("events", True),
-    "ConfigMap": ("configmaps", True),
-    "Secret": ("secrets", True),
-    "Lease": ("leases", True),
-    "RuntimeClass": ("runtimeclasses", False),
-}
+_RESOURCES: dict[str, tuple[str, bool]] = {info.kind: (info.name, info.namespaced) for info in ALL_RESOURCES.values()}
 PATCH_TYPES = {
     "strategic": "application/strategic-merge-patch+json",
     "merge": "application/merge-patch+json",

@@ -226,6 +226,33 @@ spec:
     assert qos_class(pod) == "Burstable"
 
 
+def _pod(containers: list[dict], init: list[dict] | None = None) -> Pod:
+    spec: dict = {"containers": [{"name": f"c{i}", "image": "i", "resources": r} for i, r in enumerate(containers)]}
+    if init is not None:
+        spec["initContainers"] = [{"name": f"i{i}", "image": "i", "resources": r} for i, r in enumerate(init)]
+    return from_dict(Pod, {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"}, "spec": spec})
+
+
+CPU_MEM = {"cpu": "1", "memory": "1Gi"}
+
+
+@pytest.mark.parametrize(("containers", "init", "expected"), [
+    ([{}], None, "BestEffort"),
+    ([{"requests": {"cpu": "0"}, "limits": {"memory": "0"}}], None, "BestEffort"),
+    ([{"requests": {"cpu": "1", "memory": "1Gi"}, "limits": {"cpu": "1000m", "memory": "1024Mi"}}], None, "Guaranteed"),
+    ([{"limits": CPU_MEM}], None, "Guaranteed"),  # requests default to limits
+    ([{"requests": {"cpu": "500m"}, "limits": CPU_MEM}], None, "Burstable"),
+    ([{"requests": CPU_MEM, "limits": {"cpu": "1"}}], None, "Burstable"),
+    ([{"limits": CPU_MEM}, {}], None, "Burstable"),
+    ([{"limits": CPU_MEM}], [{"limits": {"cpu": "100m", "memory": "8Mi"}}], "Guaranteed"),
+    ([{"limits": CPU_MEM}], [{}], "Burstable"),  # init containers count too
+    ([{"requests": {"ephemeral-storage": "1Gi"}}], None, "BestEffort"),  # only cpu and memory decide
+    ([{"limits": {**CPU_MEM, "ephemeral-storage": "1Gi"}}], None, "Guaranteed"),
+])
+def test_qos_class_is_kubernetes_compute_pod_qos(containers: list[dict], init: list[dict] | None, expected: str) -> None:
+    assert qos_class(_pod(containers, init)) == expected
+
+
 @given(st.integers(min_value=0, max_value=10**6), st.sampled_from(["", "m", "k", "Mi", "Gi"]))
 def test_quantities_parse_exactly(n: int, suffix: str) -> None:
     scale = {"": 1, "m": Fraction(1, 1000), "k": 1000, "Mi": 2**20, "Gi": 2**30}[suffix]

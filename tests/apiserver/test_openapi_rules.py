@@ -8,9 +8,9 @@ import typing
 
 from pydantic import BaseModel
 
+from podbay.api.kinds import API_GROUPS, RESOURCES, ResourceInfo
 from podbay.apiserver import openapi
 from podbay.apiserver.patch import strategic_merge_patch
-from podbay.apiserver.registry import API_GROUPS, RESOURCES, ResourceInfo
 
 Json = dict[str, typing.Any]
 CORE = "io.k8s.api.core.v1"

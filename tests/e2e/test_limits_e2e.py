@@ -153,6 +153,39 @@ async def test_minus_one_means_no_pid_limit(host_env: HostEnv) -> None:
         assert (cgroup / "pids.max").read_text().strip() == "max"
 
 
+async def test_equal_quantities_written_differently_make_a_guaranteed_pod_with_those_limits(
+        cluster: Cluster) -> None:
+    pod = await cluster.client.create(load_pods("""
+apiVersion: v1
+kind: Pod
+metadata: {name: same}
+spec:
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: main
+    image: busybox:1.35
+    command: [sleep, "3600"]
+    resources: {requests: {cpu: "1", memory: 64Mi}, limits: {cpu: 1000m, memory: "67108864"}}
+""")[0])
+    assert pod.status.qos_class == "Guaranteed"
+    pod = await cluster.wait_for("same", running)
+    assert pod.status.qos_class == "Guaranteed"
+    code, out, _ = await cluster.client.exec("same", "default", ["cat", "/proc/self/cgroup"])
+    assert code == 0
+    paths = dict(line.split(":", 2)[1:] for line in out.decode().splitlines())
+    assert all(f"/{cluster.settings.cgroup_parent}/pod-" in path for path in paths.values() if path != "/")
+    if (CGROUP_ROOT / "cgroup.controllers").exists():
+        unified = CGROUP_ROOT / paths[""].lstrip("/")
+        assert (unified / "cpu.max").read_text().split() == ["100000", "100000"]
+        assert (unified / "memory.max").read_text().strip() == str(64 << 20)
+        return
+    cpu_key = next(k for k in paths if "cpu" in k.split(","))
+    cpu = CGROUP_ROOT / cpu_key / paths[cpu_key].lstrip("/")
+    assert [(cpu / f).read_text().strip() for f in ("cpu.cfs_quota_us", "cpu.shares")] == ["100000", "1024"]
+    assert (CGROUP_ROOT / "memory" / paths["memory"].lstrip("/") / "memory.limit_in_bytes").read_text().strip() \
+        == str(64 << 20)
+
+
 def sleeper(name: str) -> Pod:
     return load_pods(f"""
 apiVersion: v1

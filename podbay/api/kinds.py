@@ -1,0 +1,51 @@
+"""The resources podbay serves: kind, plural, scope, short names, group and version. The API
+server serves this table; the client and kubectl derive their names and paths from it."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from podbay.api.models import ConfigMap, Event, Lease, Namespace, Node, Pod, RuntimeClass, Secret
+
+
+@dataclass(frozen=True)
+class ResourceInfo:
+    name: str  # the plural, as in URLs and store keys
+    kind: str
+    namespaced: bool
+    model: type[Any]
+    short_names: tuple[str, ...] = ()
+    subresources: tuple[str, ...] = ()
+    group: str = ""  # "": the core group, served under /api/v1
+    version: str = "v1"
+
+    @property
+    def api_version(self) -> str:
+        return f"{self.group}/{self.version}" if self.group else self.version
+
+
+RESOURCES: dict[str, ResourceInfo] = {
+    "pods": ResourceInfo("pods", "Pod", True, Pod, ("po",), ("status", "binding", "log", "exec", "attach", "portforward")),
+    "nodes": ResourceInfo("nodes", "Node", False, Node, ("no",), ("status",)),
+    "namespaces": ResourceInfo("namespaces", "Namespace", False, Namespace, ("ns",), ("status",)),
+    "events": ResourceInfo("events", "Event", True, Event, ("ev",)),
+    "configmaps": ResourceInfo("configmaps", "ConfigMap", True, ConfigMap, ("cm",)),
+    "secrets": ResourceInfo("secrets", "Secret", True, Secret, ()),
+}
+
+# The named API groups, served under /apis/{group}/{version}: group -> version -> resources,
+# the preferred version first. Store keys are the plurals, so they are unique across all groups.
+API_GROUPS: dict[str, dict[str, dict[str, ResourceInfo]]] = {
+    "coordination.k8s.io": {
+        "v1": {"leases": ResourceInfo("leases", "Lease", True, Lease, group="coordination.k8s.io")},
+    },
+    "node.k8s.io": {
+        "v1": {"runtimeclasses": ResourceInfo("runtimeclasses", "RuntimeClass", False, RuntimeClass,
+                                              group="node.k8s.io")},
+    },
+}
+# Every resource, core and grouped, by plural.
+ALL_RESOURCES: dict[str, ResourceInfo] = {
+    **RESOURCES,
+    **{name: info for versions in API_GROUPS.values() for table in versions.values() for name, info in table.items()},
+}
