@@ -238,12 +238,12 @@ async def _dispatch(request: web.Request) -> web.StreamResponse:
             )
         options = _write_options(request, "PatchOptions", applying=content_type == APPLY_PATCH)
         if content_type == APPLY_PATCH:
-            patched = await registry.apply(target.resource, target.store_namespace, name,
-                                           decode_yaml(await request.read()), sub, options)
-        else:
-            patched = await registry.patch(
-                target.resource, target.store_namespace, name, content_type, await _body(request), sub, options
-            )
+            applied, is_new = await registry.apply(target.resource, target.store_namespace, name,
+                                                   decode_yaml(await request.read()), sub, options)
+            return _warned(_json_response(applied, 201 if is_new else 200), options)
+        patched = await registry.patch(
+            target.resource, target.store_namespace, name, content_type, await _body(request), sub, options
+        )
         return _warned(_json_response(patched), options)
     if method == "DELETE" and sub is None:
         return await _delete(request, registry, target, await _body(request))

@@ -361,8 +361,9 @@ class Registry:
         return await self._guaranteed_update(info, namespace, name, mutate, subresource, expected, options)
 
     async def apply(self, resource: str, namespace: str, name: str, body: Any, subresource: str | None,
-                    options: WriteOptions) -> dict[str, Any]:
-        """Server-side apply (`fieldmanager.apply`): merges `body` into the object, creating it when absent."""
+                    options: WriteOptions) -> tuple[dict[str, Any], bool]:
+        """Server-side apply (`fieldmanager.apply`): merges `body` into the object, creating it when
+        absent; returns the object and whether it was created."""
         info = self.info(resource)
         applied = self._check_type(info, body)
         _check_name(info, _meta(applied), namespace, name, required=True)
@@ -375,12 +376,13 @@ class Registry:
             return fieldmanager.apply(old, applied, options.manager, info.api_version, time, options.force, subresource)
 
         try:
-            return await self._guaranteed_update(info, namespace, name, mutate, subresource, None, options, True)
+            return await self._guaranteed_update(info, namespace, name, mutate, subresource, None, options,
+                                                 True), False
         except NotFound as exc:
             if subresource is not None or exc.name != name:
                 raise
         created = fieldmanager.apply(None, applied, options.manager, info.api_version, time, options.force)
-        return await self.create(resource, namespace, created, options, applied=True)
+        return await self.create(resource, namespace, created, options, applied=True), True
 
     async def _guaranteed_update(
         self,
