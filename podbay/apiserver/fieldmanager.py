@@ -189,10 +189,10 @@ def to_fields_v1(paths: Iterable[Path]) -> dict[str, Any]:
         for element in path:
             node = node.setdefault(element, {})
     for path in members:
-        found, node = True, root
+        node = root
         for element in path:
             node = node[element]
-        if found and any(k != "." for k in node):
+        if any(k != "." for k in node):
             node["."] = {}
     return root
 
@@ -377,17 +377,15 @@ def apply(live: dict[str, Any] | None, applied: dict[str, Any], manager: str, ap
                 conflicts.append((entry, path))
     if conflicts and not force:
         raise _conflict_error(conflicts)
-    previous = next((e.fields for e in entries if e.manager == manager and e.operation == APPLY
-                     and e.subresource == (subresource or "")), frozenset())
-    taken = mine if force else frozenset()
-    others = [e for e in _record(entries, Entry(manager, APPLY, api_version, time, mine, subresource or ""), taken)
-              if not (e.manager == manager and e.operation == APPLY)]
-    others_own = {p for e in others for p in e.fields}
+    this = Entry(manager, APPLY, api_version, time, mine, subresource or "")
+    previous = next((e.fields for e in entries if e.same_manager(this)), frozenset())
+    # Forcing takes the conflicting fields only; fields set to the same value stay shared.
+    result = _record(entries, this, frozenset(p for _, p in conflicts))
+    others_own = {p for e in result if not e.same_manager(this) for p in e.fields}
     for path in sorted(previous - mine, key=len, reverse=True):
         if not any(o[:len(path)] == path for o in others_own):
             remove_at(merged, path)
-    result_entries = _record(entries, Entry(manager, APPLY, api_version, time, mine, subresource or ""), taken)
-    write_entries(merged, result_entries)
+    write_entries(merged, result)
     return merged
 
 

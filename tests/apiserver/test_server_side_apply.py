@@ -68,6 +68,19 @@ def test_apply_conflicts_with_another_managers_field_unless_forced() -> None:
     assert [e.manager for e in fm.read_entries(forced)] == ["kubectl"]
 
 
+def test_conflicts_are_listed_per_manager_and_force_takes_only_them() -> None:
+    live = fm.apply(None, _apply({"app": "a", "tier": "x"}, "i1"), "one", "v1", "t0", force=False)
+    live = fm.apply(live, _apply({"tier": "x"}, "i1"), "two", "v1", "t0", force=False)
+    with pytest.raises(Conflict) as refused:
+        fm.apply(live, _apply({"app": "b", "tier": "x"}, "i2"), "two", "v1", "t1", force=False)
+    assert refused.value.message == ('Apply failed with 2 conflicts: conflicts with "one":\n'
+                                     '- .metadata.labels.app\n- .spec.containers[name="c"].image')
+    forced = fm.apply(live, _apply({"app": "b", "tier": "x"}, "i2"), "two", "v1", "t1", force=True)
+    owned = {e.manager: e.fields for e in fm.read_entries(forced)}
+    assert ("f:metadata", "f:labels", "f:tier") in owned["one"] & owned["two"]  # same value: still shared
+    assert ("f:metadata", "f:labels", "f:app") in owned["two"] - owned["one"]
+
+
 def test_fields_no_longer_applied_go_unless_another_manager_owns_them() -> None:
     live = fm.apply(None, _apply({"app": "a", "tier": "x"}), "kubectl", "v1", "t0", force=False)
     live = fm.apply(live, _apply({"app": "a", "tier": "x"}), "other", "v1", "t0", force=False)
