@@ -369,7 +369,12 @@ class Registry:
         _check_name(info, _meta(applied), namespace, name, required=True)
         if _meta(applied).get("managedFields") is not None:
             raise BadRequest("metadata.managedFields must be nil")
-        applied = self._unknown(info, applied, options)
+        unknown = unknown_fields(info.model, applied)
+        if unknown:
+            # Whatever fieldValidation says: structured-merge-diff cannot type the applied configuration.
+            raise BadRequest(f"failed to create typed patch object ({namespace}/{name}; {info.group}/{info.version}, "
+                             f"Kind={info.kind}): " + "\n".join(f".{e.path}: field not declared in schema"
+                                                                for e in unknown))
         time = rfc3339(self.clock())
 
         def mutate(old: dict[str, Any]) -> dict[str, Any]:

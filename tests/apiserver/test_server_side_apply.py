@@ -163,3 +163,13 @@ async def test_field_validation_warn_ignore_strict(api: API) -> None:
     assert_status(strict, 400, "BadRequest", 'Pod in version "v1" cannot be handled as a Pod: strict decoding '
                                              'error: unknown field "spec.containers[0].imagee"')
     assert json.dumps(warned.body).count("imagee") == 0
+
+
+async def test_apply_refuses_unknown_fields_whatever_the_validation(api: API) -> None:
+    typo = {**APPLIED, "spec": {"containers": [{"name": "c", "image": "busybox", "imagee": "x"}]}}
+    for validation in ("Ignore", "Warn", "Strict"):
+        answer = await api.call("PATCH", f"{PODS}/s?fieldManager=m&fieldValidation={validation}", typo,
+                                content_type=APPLY)
+        assert_status(answer, 400, "BadRequest", "failed to create typed patch object (default/s; /v1, Kind=Pod): "
+                                                 ".spec.containers[0].imagee: field not declared in schema")
+    assert (await api.call("GET", f"{PODS}/s")).status == 404
