@@ -31,6 +31,10 @@ APPLY, UPDATE = "Apply", "Update"
 # kube-apiserver's bound on a manager's name (ValidateFieldManager).
 MAX_MANAGER_LENGTH = 128
 VALIDATION_DIRECTIVES = ("Ignore", "Warn", "Strict")
+# The manager `kubectl apply --server-side` uses, and client-side apply's annotation, which
+# kube-apiserver reads and keeps for that manager only.
+KUBECTL = "kubectl"
+LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
 
 # Fields no manager owns (the fieldmanager's stripper): identity and server-set metadata.
 _STRIPPED: frozenset[Path] = frozenset({
@@ -277,6 +281,11 @@ def read_entries(obj: Mapping[str, Any]) -> list[Entry]:
         where = f"metadata.managedFields[{i}]"
         if not isinstance(item, dict):
             raise BadRequest(f"{where}: must be an object")
+        if not item:
+            continue  # `[{}]` is how a client resets managedFields
+        if item.get("fieldsType", "FieldsV1") != "FieldsV1":
+            raise BadRequest(f'{where}.fieldsType: Unsupported value: "{str(item["fieldsType"])[:64]}": '
+                             'supported values: "FieldsV1"')
         strings = {k: item.get(k) or "" for k in ("manager", "operation", "apiVersion", "time", "subresource")}
         if not all(isinstance(v, str) for v in strings.values()):
             raise BadRequest(f"{where}: manager, operation, apiVersion, time and subresource must be strings")
@@ -319,9 +328,10 @@ def changed_fields(old: Any, new: Any) -> FieldSet:
 
 def owned_by_update(old: dict[str, Any] | None, new: dict[str, Any], manager: str, api_version: str, time: str,
                     subresource: str | None) -> list[Entry]:
-    """managedFields after an Update (create, PUT, non-apply PATCH): the manager takes what it
-    changed; fields removed leave every manager's set."""
-    entries = read_entries(old) if old is not None else []
+    """managedFields after an Update (create, PUT, non-apply PATCH) from those `new` carries (the
+    caller's choice of the live ones or the client's): the manager takes what it changed; fields
+    removed leave every manager's set."""
+    entries = read_entries(new)
     previous = next((e.fields for e in entries
                      if (e.manager, e.operation, e.subresource) == (manager, UPDATE, subresource or "")), frozenset())
     changed = managed_scope(changed_fields(old or {}, new), subresource)
@@ -375,8 +385,23 @@ def apply(live: dict[str, Any] | None, applied: dict[str, Any], manager: str, ap
             before, after = get_at(base, path), get_at(merged, path)
             if before[0] and before != after and not isinstance(after[1], dict):
                 conflicts.append((entry, path))
+    if conflicts and not force and manager == KUBECTL:
+        # kube-apiserver's lastAppliedManager: kubectl's apply may take, without forcing, the fields
+        # client-side apply set and nobody changed since (last-applied equals live), so moving from
+        # `kubectl apply` to `kubectl apply --server-side` is no conflict.
+        allowed = _unchanged_since_last_applied(base)
+        if all(path in allowed for _, path in conflicts):
+            force = True
+        else:
+            conflicts = [(e, p) for e, p in conflicts if p not in allowed]
     if conflicts and not force:
         raise _conflict_error(conflicts)
+    if manager == KUBECTL and LAST_APPLIED in (base.get("metadata", {}).get("annotations") or {}):
+        # ... and its lastAppliedUpdater keeps the annotation current, for a return to client-side apply.
+        config = copy.deepcopy(applied)
+        config.get("metadata", {}).get("annotations", {}).pop(LAST_APPLIED, None)
+        merged.setdefault("metadata", {}).setdefault("annotations", {})[LAST_APPLIED] = json.dumps(
+            config, separators=(",", ":"))
     this = Entry(manager, APPLY, api_version, time, mine, subresource or "")
     previous = next((e.fields for e in entries if e.same_manager(this)), frozenset())
     # Forcing takes the conflicting fields only; fields set to the same value stay shared.
@@ -387,6 +412,18 @@ def apply(live: dict[str, Any] | None, applied: dict[str, Any], manager: str, ap
             remove_at(merged, path)
     write_entries(merged, result)
     return merged
+
+
+def _unchanged_since_last_applied(live: Mapping[str, Any]) -> set[Path]:
+    """The fields of the last client-side applied configuration whose live value is the applied one."""
+    text = (live.get("metadata", {}).get("annotations") or {}).get(LAST_APPLIED)
+    try:
+        last = json.loads(text) if isinstance(text, str) else None
+    except ValueError:
+        return set()
+    if not isinstance(last, dict):
+        return set()
+    return {p for p in fields_of(last) if get_at(last, p) == get_at(live, p)}
 
 
 def _conflict_error(conflicts: list[tuple[Entry, Path]]) -> Conflict:

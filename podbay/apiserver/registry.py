@@ -415,8 +415,9 @@ class Registry:
                 )
             new = mutate(old)
             prepared = self._prepare_update(info, new, old, subresource, options)
-            if not applying:
-                # managedFields are the server's: an update keeps them, then records its manager.
+            if not applying and (subresource is not None or not prepared["metadata"].get("managedFields")):
+                # As kube-apiserver's fieldmanager: managedFields a client sends (kubectl's migration
+                # from client-side apply does) replace the live ones; none (or a subresource) keeps them.
                 fieldmanager.write_entries(prepared, fieldmanager.read_entries(old))
             if _unchanged(prepared, old):
                 return old

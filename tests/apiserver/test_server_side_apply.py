@@ -81,6 +81,23 @@ def test_conflicts_are_listed_per_manager_and_force_takes_only_them() -> None:
     assert ("f:metadata", "f:labels", "f:app") in owned["two"] - owned["one"]
 
 
+def test_kubectl_takes_client_side_applied_fields_unchanged_since_last_applied() -> None:
+    def client_side_applied(live_image: str) -> dict[str, object]:
+        obj = _apply({"app": "a"}, live_image)
+        obj["metadata"]["annotations"] = {fm.LAST_APPLIED: json.dumps(_apply({"app": "a"}, "a"))}  # type: ignore[index]
+        fm.write_entries(obj, fm.owned_by_update(None, obj, "kubectl-client-side-apply", "v1", "t0", None))
+        return obj
+
+    moved = fm.apply(client_side_applied("a"), _apply({"app": "a"}, "c"), "kubectl", "v1", "t1", force=False)
+    assert json.loads(moved["metadata"]["annotations"][fm.LAST_APPLIED])["spec"]["containers"][0]["image"] == "c"
+    with pytest.raises(Conflict) as refused:  # the image changed since it was applied client-side
+        fm.apply(client_side_applied("b"), _apply({"app": "a"}, "c"), "kubectl", "v1", "t1", force=False)
+    assert refused.value.message == ('Apply failed with 1 conflict: conflict with "kubectl-client-side-apply" '
+                                     'using v1: .spec.containers[name="c"].image')
+    with pytest.raises(Conflict):  # only kubectl's manager is let off
+        fm.apply(client_side_applied("a"), _apply({"app": "a"}, "c"), "mine", "v1", "t1", force=False)
+
+
 def test_fields_no_longer_applied_go_unless_another_manager_owns_them() -> None:
     live = fm.apply(None, _apply({"app": "a", "tier": "x"}), "kubectl", "v1", "t0", force=False)
     live = fm.apply(live, _apply({"app": "a", "tier": "x"}), "other", "v1", "t0", force=False)

@@ -58,6 +58,26 @@ async def test_server_side_apply_owns_conflicts_and_forces(
 
 
 @pytest.mark.parametrize("binary", KUBECTLS)
+async def test_server_side_apply_after_client_side_apply(
+        binary: str, api_server: EmbeddedServer, api_client: Client, tmp_path: Path) -> None:
+    _present(binary)
+    manifest = tmp_path / "pod.yaml"
+    manifest.write_text(POD.format(label="web", image="busybox:1.35"))
+    created = await kubectl(binary, api_server, tmp_path, "apply", "-f", str(manifest))
+    assert created.code == 0, created.err
+    assert _managers(await api_client.get(Pod, "web"))["kubectl-client-side-apply"]["operation"] == "Update"
+
+    # kubectl moves the client-side apply's fields to its apply manager first (its managedFields
+    # patch), so changing them is no conflict.
+    manifest.write_text(POD.format(label="web", image="busybox:1.36"))
+    moved = await kubectl(binary, api_server, tmp_path, "apply", "--server-side", "-f", str(manifest))
+    assert (moved.code, moved.out.strip()) == (0, "pod/web serverside-applied"), moved.err
+    stored = await api_client.get(Pod, "web")
+    assert stored.spec.containers[0].image == "busybox:1.36"
+    assert _managers(stored)["kubectl"]["operation"] == "Apply"
+
+
+@pytest.mark.parametrize("binary", KUBECTLS)
 async def test_diff_and_server_dry_run_change_nothing(
         binary: str, api_server: EmbeddedServer, api_client: Client, tmp_path: Path) -> None:
     _present(binary)
