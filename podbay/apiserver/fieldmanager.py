@@ -35,13 +35,16 @@ VALIDATION_DIRECTIVES = ("Ignore", "Warn", "Strict")
 # kube-apiserver reads and keeps for that manager only.
 KUBECTL = "kubectl"
 LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
+# What Go's strconv.ParseBool reads, as kube-apiserver decodes a boolean query parameter.
+_GO_TRUE = ("1", "t", "T", "TRUE", "true", "True")
+_GO_FALSE = ("0", "f", "F", "FALSE", "false", "False")
 
 # Fields no manager owns (the fieldmanager's stripper): identity and server-set metadata.
 _STRIPPED: frozenset[Path] = frozenset({
     ("f:apiVersion",), ("f:kind",),
     *((("f:metadata", f"f:{name}")) for name in (
         "name", "namespace", "uid", "resourceVersion", "creationTimestamp", "generation", "selfLink",
-        "deletionTimestamp", "deletionGracePeriodSeconds", "managedFields", "generateName")),
+        "managedFields")),
 })
 
 
@@ -91,14 +94,14 @@ def write_options(query: MultiMapping[str], user_agent: str, options_kind: str, 
         errors.append(FieldError("fieldValidation", None, f"Unsupported value: {json.dumps(validation[:64])}: "
                                                           'supported values: "Ignore", "Strict", "Warn"'))
     force = query.get("force")
-    if force is not None and force not in ("true", "false", "1", "0", "True", "False"):
-        errors.append(FieldError("force", None, f"Invalid value: {json.dumps(force[:64])}: must be a boolean"))
-    elif force is not None and not applying:
+    if force is not None and force not in _GO_TRUE + _GO_FALSE:
+        raise BadRequest(f'invalid value for force: strconv.ParseBool: parsing {json.dumps(force[:64])}: invalid syntax')
+    if force is not None and not applying:
         errors.append(FieldError("force", None, "Forbidden: may not be specified for non-apply patch"))
     if errors:
         raise ObjectInvalid(f"{options_kind}.meta.k8s.io", "", errors)
     return WriteOptions(manager=manager or manager_from_user_agent(user_agent), dry_run=bool(dry_run),
-                        validation=validation, force=force in ("true", "1", "True"))
+                        validation=validation, force=force in _GO_TRUE)
 
 
 def warning_header(text: str) -> str:

@@ -130,6 +130,8 @@ async def test_apply_needs_a_field_manager_and_force_needs_apply(api: API) -> No
     assert_status(answer, 422, "Invalid", "fieldManager: Required value: is required for apply patch")
     answer = await api.call("PATCH", f"{PODS}/p?force=true", {}, content_type="application/merge-patch+json")
     assert_status(answer, 422, "Invalid", "force: Forbidden: may not be specified for non-apply patch")
+    answer = await api.call("PATCH", f"{PODS}/s?fieldManager=m&force=maybe", APPLIED, content_type=APPLY)
+    assert_status(answer, 400, "BadRequest", 'invalid value for force: strconv.ParseBool: parsing "maybe"')
     answer = await api.call("PATCH", f"{PODS}/s?fieldManager=m&dryRun=Some", APPLIED, content_type=APPLY)
     assert_status(answer, 422, "Invalid", 'dryRun: Unsupported value: "Some": supported values: "All"')
     answer = await api.call("POST", f"{PODS}?fieldValidation=Loose", POD)
