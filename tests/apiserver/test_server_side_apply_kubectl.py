@@ -93,6 +93,9 @@ async def test_diff_and_server_dry_run_change_nothing(
     same = await kubectl(binary, api_server, tmp_path, "diff", "-f", "-",
                          stdin=POD.format(label="web", image="busybox:1.35"))
     assert (same.code, same.out) == (0, ""), same.err
+    server_side = await kubectl(binary, api_server, tmp_path, "diff", "--server-side", "-f", "-",
+                                stdin=POD.format(label="other", image="busybox:1.35"))
+    assert server_side.code == 1 and "+    app: other" in server_side.out, server_side.err
 
     dry = await kubectl(binary, api_server, tmp_path, "apply", "--dry-run=server", "-f", "-",
                         stdin=POD.format(label="other", image="busybox:1.35"))
