@@ -166,6 +166,12 @@ async def test_dry_run_writes_nothing_on_create_update_patch_and_delete(api: API
     put = await api.call("PUT", f"{PODS}/p?dryRun=All", {**before, "metadata": {**before["metadata"],
                                                                                 "labels": {"z": "1"}}})
     assert put.status == 200 and put.body["metadata"]["labels"] == {"z": "1"}
+    applied = await api.call("PATCH", f"{PODS}/s?fieldManager=m&dryRun=All", APPLIED, content_type=APPLY)
+    assert applied.status == 201 and applied.body["metadata"]["managedFields"][0]["manager"] == "m"
+    assert (await api.call("GET", f"{PODS}/s")).status == 404
+    reapplied = await api.call("PATCH", f"{PODS}/p?fieldManager=m&dryRun=All", {**APPLIED, "metadata": {
+        "name": "p", "labels": {"n": "1"}}}, content_type=APPLY)
+    assert reapplied.status == 200 and reapplied.body["metadata"]["labels"] == {"n": "1"}
     deleted = await api.call("DELETE", f"{PODS}/p", {"dryRun": ["All"]})
     assert deleted.status == 200
     assert (await api.call("GET", f"{PODS}/p")).body == before
