@@ -103,29 +103,33 @@ def _wire_fields(cls: type[BaseModel]) -> dict[str, Any]:
     return {(info.alias or name): info.annotation for name, info in cls.model_fields.items()}
 
 
-def unknown_fields(cls: type[BaseModel], data: dict[str, Any], path: str = "") -> list[FieldError]:
+def unknown_fields(cls: type[BaseModel], data: dict[str, Any], path: str = "", drop: bool = False) -> list[FieldError]:
+    """The fields of `data` `cls` does not know; `drop` also removes them from `data` (in place),
+    as kube-apiserver's Ignore and Warn field validation do."""
     known = _wire_fields(cls)
     errors: list[FieldError] = []
-    for key, value in data.items():
+    for key, value in list(data.items()):
         if key not in known:
             errors.append(FieldError(_join(path, key), None, "unknown field"))
+            if drop:
+                del data[key]
             continue
-        errors += _unknown_in(known[key], value, _join(path, key))
+        errors += _unknown_in(known[key], value, _join(path, key), drop)
     return errors
 
 
-def _unknown_in(annotation: Any, value: Any, path: str) -> list[FieldError]:
+def _unknown_in(annotation: Any, value: Any, path: str, drop: bool) -> list[FieldError]:
     model, container = _model_of(annotation)
     if model is None or value is None:
         return []
     if container == "list" and isinstance(value, list):
         return [e for i, v in enumerate(value) if isinstance(v, dict)
-                for e in unknown_fields(model, v, f"{path}[{i}]")]
+                for e in unknown_fields(model, v, f"{path}[{i}]", drop)]
     if container == "dict" and isinstance(value, dict):
         return [e for k, v in value.items() if isinstance(v, dict)
-                for e in unknown_fields(model, v, f"{path}[{k}]")]
+                for e in unknown_fields(model, v, f"{path}[{k}]", drop)]
     if container is None and isinstance(value, dict):
-        return unknown_fields(model, value, path)
+        return unknown_fields(model, value, path, drop)
     return []
 
 

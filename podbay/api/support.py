@@ -112,7 +112,7 @@ def render_support_table() -> str:
             support, note = NOTES.get(f"{model.__name__}.{wire}", ("supported", ""))
             lines.append(f"| `{wire}` | {support} | {note} |")
         lines.append("")
-    return "\n".join(lines + STREAMING)
+    return "\n".join(lines + STREAMING + API_REQUESTS)
 
 
 # The pods/exec, attach and portforward subresources, by client and transport.
@@ -134,6 +134,20 @@ STREAMING = [
     "port. Attach goes through conmon's attach socket: the container needs `stdin: true` for `-i` "
     "and `tty: true` for `-t`.",
     "",
+]
+
+
+# What the API server does with kube-apiserver's write options.
+API_REQUESTS = [
+    '## API requests',
+    '',
+    '| request | support | notes |',
+    '|---|---|---|',
+    "| server-side apply (`PATCH` `application/apply-patch+yaml`) | supported | `fieldManager` required, `force`; merges by the published list types (map lists by their merge key, sets, atomic lists); conflicts are 409 with kube's message and causes; fields a manager stops applying are removed unless another owns them; the `kubectl` manager takes fields client-side apply set and nobody changed since without a conflict, and keeps `last-applied-configuration` current, as kube-apiserver's lastAppliedManager/Updater |",
+    "| `metadata.managedFields` | partial | FieldsV1, Apply and Update entries (manager from `fieldManager` or the User-Agent's program), `subresource: status`; managedFields a client sends on create, PUT or PATCH replace the live ones (`[{}]` resets them); Update entries never mark a newly added map with `.` (kube does for granular maps such as labels) |",
+    "| `dryRun=All` | supported | create, update, patch, apply and delete (query, or DeleteOptions' `dryRun`): everything but the store write; a dry-run create of an existing name is 409 |",
+    '| `fieldValidation` | supported | `Warn` (the default, as kube-apiserver\'s): unknown fields dropped, one `Warning: 299` header each; `Ignore`: dropped; `Strict`: 400 `strict decoding error: unknown field "..."`; an apply with an unknown field is always 400 `field not declared in schema`, as kube\'s (its path names list items by index, not by key); duplicate fields are not detected |',
+    '',
 ]
 
 

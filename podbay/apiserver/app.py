@@ -29,10 +29,11 @@ from aiohttp.typedefs import Handler
 
 from podbay.api.errors import BadRequest, FieldError
 from podbay.api.kinds import API_GROUPS, RESOURCES, ResourceInfo
-from podbay.apiserver import discovery, logs, spdystreams, streams, tables
+from podbay.apiserver import discovery, fieldmanager, logs, spdystreams, streams, tables
 from podbay.apiserver.params import (
     MAX_BODY_BYTES,
     decode_json,
+    decode_yaml,
     int64_param,
     json_int64,
     json_object,
@@ -58,7 +59,7 @@ REGISTRY_KEY = web.AppKey("registry", Registry)
 SHUTDOWN_KEY = web.AppKey("shutdown", asyncio.Event)
 
 JSON = "application/json"
-_PATCH_TYPES = (MERGE_PATCH, STRATEGIC_MERGE_PATCH, JSON_PATCH)
+_PATCH_TYPES = (MERGE_PATCH, STRATEGIC_MERGE_PATCH, JSON_PATCH, APPLY_PATCH)
 
 
 def negotiate(request: web.Request) -> str:
@@ -184,9 +185,6 @@ async def _dispatch(request: web.Request) -> web.StreamResponse:
     method = request.method
     if method != "GET" or not _flag(request, "watch"):
         negotiate(request)
-    if method != "GET" and "dryRun" in request.query:
-        # Writes are not dry-run yet: refusing beats `kubectl diff` changing the object it diffs.
-        raise HTTPError(400, "BadRequest", "dryRun is not supported")
     if target.name is None:
         if method == "GET":
             if _flag(request, "watch"):
@@ -196,8 +194,9 @@ async def _dispatch(request: web.Request) -> web.StreamResponse:
             namespace = target.namespace if target.info.namespaced else ""
             if target.info.namespaced and namespace is None:
                 raise HTTPError(405, "MethodNotAllowed", "POST is not supported on all-namespaces lists")
-            created = await registry.create(target.resource, namespace or "", await _body(request))
-            return _json_response(created, 201)
+            options = _write_options(request, "CreateOptions")
+            created = await registry.create(target.resource, namespace or "", await _body(request), options)
+            return _warned(_json_response(created, 201), options)
         raise HTTPError(405, "MethodNotAllowed", f"{method} is not supported on {target.resource}")
     name, sub = target.name, target.subresource
     if sub == "log":
@@ -234,13 +233,12 @@ async def _dispatch(request: web.Request) -> web.StreamResponse:
             return _table_response(request, target, [obj], obj["metadata"].get("resourceVersion", ""))
         return _json_response(obj)
     if method == "PUT":
-        return _json_response(
-            await registry.update(target.resource, target.store_namespace, name, await _body(request), sub)
-        )
+        options = _write_options(request, "UpdateOptions")
+        updated = await registry.update(target.resource, target.store_namespace, name, await _body(request), sub,
+                                        options)
+        return _warned(_json_response(updated), options)
     if method == "PATCH":
         content_type = request.headers.get("Content-Type", "").split(";")[0].strip()
-        if content_type == APPLY_PATCH:
-            raise HTTPError(415, "UnsupportedMediaType", "server-side apply is not supported yet")
         if content_type not in _PATCH_TYPES:
             raise HTTPError(
                 415,
@@ -248,21 +246,44 @@ async def _dispatch(request: web.Request) -> web.StreamResponse:
                 f"the body of the request was in an unknown format - accepted media types include: "
                 f"{', '.join(_PATCH_TYPES)}",
             )
+        options = _write_options(request, "PatchOptions", applying=content_type == APPLY_PATCH)
+        if content_type == APPLY_PATCH:
+            applied, is_new = await registry.apply(target.resource, target.store_namespace, name,
+                                                   decode_yaml(await request.read()), sub, options)
+            return _warned(_json_response(applied, 201 if is_new else 200), options)
         patched = await registry.patch(
-            target.resource, target.store_namespace, name, content_type, await _body(request), sub
+            target.resource, target.store_namespace, name, content_type, await _body(request), sub, options
         )
-        return _json_response(patched)
+        return _warned(_json_response(patched), options)
     if method == "DELETE" and sub is None:
         return await _delete(request, registry, target, await _body(request))
     raise HTTPError(405, "MethodNotAllowed", f"{method} is not supported here")
 
 
+def _write_options(request: web.Request, kind: str, applying: bool = False) -> fieldmanager.WriteOptions:
+    return fieldmanager.write_options(request.query, request.headers.get("User-Agent", ""), kind, applying)
+
+
+def _warned(response: web.Response, options: fieldmanager.WriteOptions) -> web.Response:
+    """The write's warnings as kube-apiserver sends them: one `Warning` header each (kubectl prints them)."""
+    for text in options.warnings:
+        response.headers.add("Warning", fieldmanager.warning_header(text))
+    return response
+
+
 def _delete_options(request: web.Request, body: Any) -> DeleteOptions:
     """The query's and the body's DeleteOptions, refused (400) where Go's decoder would refuse them."""
-    options = DeleteOptions(grace_period_seconds=int64_param(request.query, "gracePeriodSeconds"))
+    options = DeleteOptions(grace_period_seconds=int64_param(request.query, "gracePeriodSeconds"),
+                            dry_run=_write_options(request, "DeleteOptions").dry_run)
     if body is None:
         return options
     body = json_object(body, "body", "DeleteOptions", "v1.DeleteOptions")
+    dry_run = body.get("dryRun")
+    if dry_run is not None:
+        if not isinstance(dry_run, list) or any(v != "All" for v in dry_run):
+            raise ObjectInvalid("DeleteOptions.meta.k8s.io", "", [FieldError(
+                "dryRun", None, f'Unsupported value: {json.dumps(dry_run)[:64]}: supported values: "All"')])
+        options.dry_run = options.dry_run or bool(dry_run)
     if body.get("gracePeriodSeconds") is not None:
         options.grace_period_seconds = json_int64(body["gracePeriodSeconds"], "gracePeriodSeconds", "DeleteOptions")
     pre = json_object(body.get("preconditions"), "preconditions", "DeleteOptions", "v1.Preconditions")

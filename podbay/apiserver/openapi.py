@@ -32,6 +32,7 @@ from podbay.api import base, models
 from podbay.api.kinds import API_GROUPS, RESOURCES, ResourceInfo
 from podbay.apiserver.discovery import KUBERNETES_VERSION
 from podbay.apiserver.patch import (
+    APPLY_PATCH,
     JSON_PATCH,
     MERGE_KEYS,
     MERGE_PATCH,
@@ -262,7 +263,12 @@ _PRETTY = _query("pretty", "string", "If 'true', then the output is pretty print
 _FIELD_VALIDATION = _query(
     "fieldValidation", "string",
     "fieldValidation instructs the server on how to handle objects in the request containing unknown or "
-    "duplicate fields. podbay decodes strictly: unknown fields are refused.")
+    "duplicate fields: Ignore drops unknown fields, Warn (the default) drops them with a warning each, "
+    "Strict refuses them.")
+_DRY_RUN = _query("dryRun", "string", "When present, indicates that modifications should not be persisted. "
+                                      "Valid values are: - All: all dry run stages will be processed")
+_FORCE = _query("force", "boolean", "Force is going to \"force\" Apply requests. It means user will re-acquire "
+                                    "conflicting fields owned by other people.")
 _FIELD_MANAGER = _query("fieldManager", "string", "fieldManager is a name associated with the actor making "
                                                   "these changes.")
 _LIST_PARAMETERS = [
@@ -278,10 +284,11 @@ _LIST_PARAMETERS = [
 ]
 _DELETE_PARAMETERS: list[Schema] = [
     _query("gracePeriodSeconds", "integer", "The duration in seconds before the object should be deleted."),
+    _DRY_RUN,
     {"name": "body", "in": "body", "schema": {"$ref": f"#/definitions/{META}.DeleteOptions"}},
 ]
 _JSON_TYPES = ["application/json"]
-_PATCH_TYPES = [JSON_PATCH, MERGE_PATCH, STRATEGIC_MERGE_PATCH]
+_PATCH_TYPES = [JSON_PATCH, MERGE_PATCH, STRATEGIC_MERGE_PATCH, APPLY_PATCH]
 _EXEC_PARAMETERS = [
     _query("command", "string", "Command is the remote command to execute. argv array."),
     _query("container", "string", "Container in which to execute the command."),
@@ -372,7 +379,7 @@ def _resource_paths(info: ResourceInfo, ref: Schema, list_ref: Schema) -> dict[s
         common = [_path_parameter("namespace", "object name and auth scope, such as for teams and projects"), *common]
     named = [_path_parameter("name", f"name of the {info.kind}"), *common]
     status: Schema = {"$ref": f"#/definitions/{META}.Status"}
-    write = [_FIELD_MANAGER, _FIELD_VALIDATION]
+    write = [_DRY_RUN, _FIELD_MANAGER, _FIELD_VALIDATION]
     paths: dict[str, Schema] = {
         collection: {
             "get": _operation(info, "list", "list", scope, list_ref, _LIST_PARAMETERS,
@@ -384,7 +391,8 @@ def _resource_paths(info: ResourceInfo, ref: Schema, list_ref: Schema) -> dict[s
             "get": _operation(info, "read", "get", scope, ref, []),
             "put": _operation(info, "replace", "put", scope, ref, [_body(ref), *write], created=True),
             "patch": _operation(info, "patch", "patch", scope, ref,
-                                [_body({"$ref": f"#/definitions/{META}.Patch"}), *write], consumes=_PATCH_TYPES),
+                                [_body({"$ref": f"#/definitions/{META}.Patch"}), *write, _FORCE],
+                                consumes=_PATCH_TYPES),
             "delete": _operation(info, "delete", "delete", scope, ref if info.name in ("pods", "namespaces") else
                                  status, _DELETE_PARAMETERS),
             "parameters": named,
@@ -405,7 +413,7 @@ def _resource_paths(info: ResourceInfo, ref: Schema, list_ref: Schema) -> dict[s
                 "put": _operation(info, "replace", "put", scope, ref, [_body(ref), *write], suffix=suffix,
                                   created=True),
                 "patch": _operation(info, "patch", "patch", scope, ref,
-                                    [_body({"$ref": f"#/definitions/{META}.Patch"}), *write], suffix=suffix,
+                                    [_body({"$ref": f"#/definitions/{META}.Patch"}), *write, _FORCE], suffix=suffix,
                                     consumes=_PATCH_TYPES),
                 "parameters": named,
             }

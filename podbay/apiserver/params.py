@@ -12,6 +12,8 @@ import re
 from itertools import accumulate, repeat
 from typing import Any, Mapping
 
+import yaml
+
 from podbay.api.errors import BadRequest
 
 # kube-apiserver accepts 10000 levels of JSON nesting. podbay processes a body with
@@ -54,6 +56,37 @@ def decode_json(raw: bytes) -> Any:
         return json.loads(raw)
     except (ValueError, RecursionError) as exc:
         raise BadRequest(f"the body of the request could not be decoded as JSON: {exc}") from None
+
+
+class _NoAliasLoader(yaml.SafeLoader):
+    """YAML without aliases: an alias can multiply a bounded body without bound."""
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self.check_event(yaml.AliasEvent):
+            raise BadRequest("the body of the request could not be decoded as YAML: aliases are not allowed")
+        return super().compose_node(parent, index)
+
+
+def _value_depth(value: Any) -> int:
+    depth, level = 0, [value]
+    while level:
+        depth += 1
+        level = [c for v in level if isinstance(v, (dict, list)) for c in (v.values() if isinstance(v, dict) else v)]
+    return depth - 1
+
+
+def decode_yaml(raw: bytes) -> Any:
+    """A server-side apply body: YAML (JSON is YAML too, and what kubectl sends), bounded as
+    JSON bodies are (depth, no aliases)."""
+    if raw.lstrip()[:1] in (b"{", b"["):
+        return decode_json(raw)
+    try:
+        value = yaml.load(raw, Loader=_NoAliasLoader)
+    except (yaml.YAMLError, RecursionError, UnicodeDecodeError) as exc:
+        raise BadRequest(f"the body of the request could not be decoded as YAML: {str(exc)[:256]}") from None
+    if _value_depth(value) > MAX_JSON_DEPTH:
+        raise BadRequest(f"the body of the request could not be decoded as YAML: exceeded max depth of {MAX_JSON_DEPTH}")
+    return value
 
 
 def int64_param(query: Mapping[str, str], name: str) -> int | None:

@@ -7,8 +7,8 @@
   keys below are core/v1's for the fields pods, nodes, namespaces and events
   have; lists not named here are replaced, as for atomic lists in Kubernetes.
 - JSON patch (RFC 6902, `application/json-patch+json`).
-Server-side apply (`application/apply-patch+yaml`) is not implemented yet:
-the API answers 415 for it.
+Server-side apply (`application/apply-patch+yaml`) is `podbay.apiserver.fieldmanager`'s, over
+the same merge keys.
 """
 from __future__ import annotations
 

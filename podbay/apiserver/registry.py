@@ -26,8 +26,10 @@ from podbay.api.errors import (
 )
 from podbay.api.kinds import ALL_RESOURCES, ResourceInfo
 from podbay.api.resources import qos_class
-from podbay.api.serialize import from_dict, to_dict
+from podbay.api.serialize import from_dict, to_dict, unknown_fields
 from podbay.api.validation import validate_lease, validate_pod, validate_runtime_class
+from podbay.apiserver import fieldmanager
+from podbay.apiserver.fieldmanager import WriteOptions
 from podbay.apiserver.params import json_object, json_string, json_type
 from podbay.apiserver.patch import JSON_PATCH, apply_patch
 from podbay.apiserver.runtimeclass import admit_pod
@@ -97,6 +99,7 @@ class DeleteOptions:
     grace_period_seconds: int | None = None
     precondition_uid: str | None = None
     precondition_rv: str | None = None
+    dry_run: bool = False
 
 
 class Registry:
@@ -133,10 +136,31 @@ class Registry:
                 name=name,
             )
 
-    def _normalise(self, info: ResourceInfo, obj: dict[str, Any], name: str) -> dict[str, Any]:
-        """Parses through the model (unknown fields are errors), defaults and validates."""
+    @staticmethod
+    def _unknown(info: ResourceInfo, obj: dict[str, Any], options: WriteOptions | None) -> dict[str, Any]:
+        """`obj` without the fields the schema does not know, as the request's fieldValidation
+        says: Strict refuses them (kube's strict decoding error), Warn drops them with a warning
+        each, Ignore drops them. Without options (the server's own writes): Strict."""
+        unknown = unknown_fields(info.model, obj)
+        if not unknown:
+            return obj
+        validation = options.validation if options else "Strict"
+        if validation == "Strict":
+            listed = ", ".join(f'unknown field "{e.path}"' for e in unknown)
+            raise BadRequest(f'{info.kind} in version "{info.version}" cannot be handled as a {info.kind}: '
+                             f"strict decoding error: {listed}")
+        obj = copy.deepcopy(obj)  # `obj` may share parts with the stored object
+        unknown_fields(info.model, obj, drop=True)
+        if validation == "Warn" and options is not None:
+            options.warnings += [f'unknown field "{e.path}"' for e in unknown]
+        return obj
+
+    def _normalise(self, info: ResourceInfo, obj: dict[str, Any], name: str,
+                   options: WriteOptions | None = None) -> dict[str, Any]:
+        """Parses through the model (unknown fields as fieldValidation says), defaults and validates."""
+        obj = self._unknown(info, obj, options)
         try:
-            model = from_dict(info.model, obj, strict=True)
+            model = from_dict(info.model, obj, strict=False)
         except Invalid as exc:
             raise ObjectInvalid(info.kind, name, list(exc.errors)) from None
         if info.name == "pods":
@@ -178,7 +202,10 @@ class Registry:
 
     # -- create ----------------------------------------------------------------
 
-    async def create(self, resource: str, namespace: str, body: Any) -> dict[str, Any]:
+    async def create(self, resource: str, namespace: str, body: Any, options: WriteOptions | None = None,
+                     applied: bool = False) -> dict[str, Any]:
+        """Creates `body`; with `options`, records its manager in managedFields (unless `applied`:
+        server-side apply recorded them) and may be a dry run."""
         info = self.info(resource)
         obj = self._check_type(info, body)
         meta = _meta(obj)
@@ -206,7 +233,14 @@ class Registry:
                 await self._check_namespace(namespace, info, name)
             if info.name == "pods":
                 await admit_pod(self.store, obj, name)
-            prepared = self._prepare_create(info, obj)
+            prepared = self._prepare_create(info, obj, options)
+            if options is not None and not applied:
+                fieldmanager.write_entries(prepared, fieldmanager.owned_by_update(
+                    None, prepared, options.manager, info.api_version, rfc3339(self.clock()), None))
+            if options is not None and options.dry_run:
+                if await self._exists(info, namespace, name):
+                    raise AlreadyExists(f'{info.name} "{name}" already exists', kind=info.name, name=name)
+                return prepared
             try:
                 return await self.store.create(resource, namespace, prepared)
             except AlreadyExists:
@@ -214,9 +248,19 @@ class Registry:
                     raise
         raise AssertionError("unreachable")
 
-    def _prepare_create(self, info: ResourceInfo, obj: dict[str, Any]) -> dict[str, Any]:
+    async def _exists(self, info: ResourceInfo, namespace: str, name: str) -> bool:
+        try:
+            await self.store.get(info.name, namespace, name)
+        except NotFound:
+            return False
+        return True
+
+    def _prepare_create(self, info: ResourceInfo, obj: dict[str, Any],
+                        options: WriteOptions | None = None) -> dict[str, Any]:
         obj = copy.deepcopy(obj)
         meta = obj["metadata"]
+        if options is not None and "managedFields" in meta and not isinstance(meta["managedFields"], list):
+            raise BadRequest("metadata.managedFields: must be a list")
         for field in ("resourceVersion", "deletionTimestamp", "deletionGracePeriodSeconds", "selfLink"):
             meta.pop(field, None)
         meta["uid"] = str(uuid.uuid4())
@@ -229,7 +273,7 @@ class Registry:
             meta.setdefault("labels", {})["kubernetes.io/metadata.name"] = meta["name"]
             obj.setdefault("spec", {})
             obj["status"] = {"phase": "Active"}
-        out = self._normalise(info, obj, meta["name"])
+        out = self._normalise(info, obj, meta["name"], options)
         if info.name == "pods":
             out.setdefault("status", {}).setdefault("phase", "Pending")
             out["status"]["qosClass"] = qos_class(from_dict(Pod, out))
@@ -238,7 +282,8 @@ class Registry:
     # -- update ----------------------------------------------------------------
 
     async def update(
-        self, resource: str, namespace: str, name: str, body: Any, subresource: str | None = None
+        self, resource: str, namespace: str, name: str, body: Any, subresource: str | None = None,
+        options: WriteOptions | None = None,
     ) -> dict[str, Any]:
         info = self.info(resource)
         obj = self._check_type(info, body)
@@ -246,7 +291,7 @@ class Registry:
         _check_name(info, meta, namespace, name, required=False)
         expected = meta.get("resourceVersion") or None
         return await self._guaranteed_update(
-            info, namespace, name, lambda old: obj, subresource, expected
+            info, namespace, name, lambda old: obj, subresource, expected, options
         )
 
     async def patch(
@@ -257,6 +302,7 @@ class Registry:
         content_type: str,
         patch: Any,
         subresource: str | None = None,
+        options: WriteOptions | None = None,
     ) -> dict[str, Any]:
         info = self.info(resource)
         expected = None
@@ -273,7 +319,36 @@ class Registry:
             _check_name(info, _meta(obj), namespace, name, required=True)
             return obj
 
-        return await self._guaranteed_update(info, namespace, name, mutate, subresource, expected)
+        return await self._guaranteed_update(info, namespace, name, mutate, subresource, expected, options)
+
+    async def apply(self, resource: str, namespace: str, name: str, body: Any, subresource: str | None,
+                    options: WriteOptions) -> tuple[dict[str, Any], bool]:
+        """Server-side apply (`fieldmanager.apply`): merges `body` into the object, creating it when
+        absent; returns the object and whether it was created."""
+        info = self.info(resource)
+        applied = self._check_type(info, body)
+        _check_name(info, _meta(applied), namespace, name, required=True)
+        if _meta(applied).get("managedFields") is not None:
+            raise BadRequest("metadata.managedFields must be nil")
+        unknown = unknown_fields(info.model, applied)
+        if unknown:
+            # Whatever fieldValidation says: structured-merge-diff cannot type the applied configuration.
+            raise BadRequest(f"failed to create typed patch object ({namespace}/{name}; {info.group}/{info.version}, "
+                             f"Kind={info.kind}): " + "\n".join(f".{e.path}: field not declared in schema"
+                                                                for e in unknown))
+        time = rfc3339(self.clock())
+
+        def mutate(old: dict[str, Any]) -> dict[str, Any]:
+            return fieldmanager.apply(old, applied, options.manager, info.api_version, time, options.force, subresource)
+
+        try:
+            return await self._guaranteed_update(info, namespace, name, mutate, subresource, None, options,
+                                                 True), False
+        except NotFound as exc:
+            if subresource is not None or exc.name != name:
+                raise
+        created = fieldmanager.apply(None, applied, options.manager, info.api_version, time, options.force)
+        return await self.create(resource, namespace, created, options, applied=True), True
 
     async def _guaranteed_update(
         self,
@@ -283,6 +358,8 @@ class Registry:
         mutate: Callable[[dict[str, Any]], dict[str, Any]],
         subresource: str | None,
         expected_rv: str | None,
+        options: WriteOptions | None = None,
+        applying: bool = False,
     ) -> dict[str, Any]:
         """Read, mutate, write with the read's resourceVersion; retried on a race
         unless the client itself named the resourceVersion it expects. `mutate` builds a new
@@ -298,9 +375,18 @@ class Registry:
                     name=name,
                 )
             new = mutate(old)
-            prepared = self._prepare_update(info, new, old, subresource)
-            if prepared == old:
+            prepared = self._prepare_update(info, new, old, subresource, options)
+            if not applying and (subresource is not None or not prepared["metadata"].get("managedFields")):
+                # As kube-apiserver's fieldmanager: managedFields a client sends (kubectl's migration
+                # from client-side apply does) replace the live ones; none (or a subresource) keeps them.
+                fieldmanager.write_entries(prepared, fieldmanager.read_entries(old))
+            if _unchanged(prepared, old):
                 return old
+            if options is not None and not applying:
+                fieldmanager.write_entries(prepared, fieldmanager.owned_by_update(
+                    old, prepared, options.manager, info.api_version, rfc3339(self.clock()), subresource))
+            if options is not None and options.dry_run:
+                return prepared
             try:
                 stored = await self.store.update(
                     info.name, ns, name, prepared, expected_rv=old["metadata"]["resourceVersion"]
@@ -318,7 +404,8 @@ class Registry:
         )
 
     def _prepare_update(
-        self, info: ResourceInfo, new: dict[str, Any], old: dict[str, Any], subresource: str | None
+        self, info: ResourceInfo, new: dict[str, Any], old: dict[str, Any], subresource: str | None,
+        options: WriteOptions | None = None,
     ) -> dict[str, Any]:
         meta, old_meta = _meta(new), old["metadata"]
         if meta.get("uid") and meta["uid"] != old_meta.get("uid"):
@@ -344,7 +431,7 @@ class Registry:
         else:
             raise NotFound(f'the server could not find the requested resource ({info.name}/{subresource})')
         name = old_meta["name"]
-        out = self._normalise(info, new, name)
+        out = self._normalise(info, new, name, options)
         if info.name == "pods" and subresource is None:
             errors = _pod_update_errors(out, old)
             if errors:
@@ -467,6 +554,10 @@ class Registry:
                     f"ResourceVersion in object meta: {meta['resourceVersion']}",
                     kind=resource, name=name,
                 )
+            if options.dry_run:
+                # Everything but the write: the object as the delete would leave it.
+                grace = self._grace(info, obj, options)
+                return obj if grace == 0 and not meta.get("finalizers") else self._mark_deleting(obj, grace)
             if info.name == "namespaces":
                 marked = await self._delete_namespace(obj)
                 if marked is not None:
@@ -577,6 +668,15 @@ class Registry:
             await self.store.delete("namespaces", "", name, expected_rv=ns_obj["metadata"]["resourceVersion"])
         except (NotFound, Conflict):
             pass
+
+
+def _unchanged(new: dict[str, Any], old: dict[str, Any]) -> bool:
+    """Whether a write changes nothing but managedFields' times: then it is not written, as
+    kube-apiserver leaves an object a no-op update or apply does not change."""
+    def timeless(obj: dict[str, Any]) -> dict[str, Any]:
+        entries = [{k: v for k, v in e.items() if k != "time"} for e in obj["metadata"].get("managedFields", [])]
+        return {**obj, "metadata": {**obj["metadata"], "managedFields": entries}}
+    return new == old or timeless(new) == timeless(old)
 
 
 def _pod_update_errors(new: dict[str, Any], old: dict[str, Any]) -> list[FieldError]:

@@ -95,6 +95,9 @@ def error_status(exc: BaseException) -> dict[str, Any]:
             value = getattr(exc, attr, None)
             if value:
                 details[attr] = value
+        causes = getattr(exc, "details", {}).get("causes")
+        if causes:  # server-side apply's conflicts, one cause per field
+            details["causes"] = causes
         if hasattr(exc, "retry_after_seconds") and exc.retry_after_seconds:
             details["retryAfterSeconds"] = exc.retry_after_seconds
         message = getattr(exc, "message", None) or str(exc)

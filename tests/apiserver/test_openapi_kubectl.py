@@ -152,19 +152,6 @@ async def test_openapi_needs_credentials(api_server: EmbeddedServer) -> None:
     assert status == 401
 
 
-async def test_kubectl_diff_is_refused_rather_than_changing_the_object(
-        api_server: EmbeddedServer, api_client: Client, tmp_path: Path) -> None:
-    # kubectl diff patches with dryRun=All, which the server does not implement (nor publish).
-    binary = _present(KUBECTLS[-1])
-    created = await kubectl(binary, api_server, tmp_path, "apply", "-f", "-",
-                            stdin=POD.format(label="web", image="busybox:1.35"))
-    assert created.code == 0, created.err
-    diff = await kubectl(binary, api_server, tmp_path, "diff", "-f", "-",
-                         stdin=POD.format(label="other", image="busybox:1.35"))
-    assert diff.code > 1 and "dryRun is not supported" in diff.err
-    assert (await api_client.get(Pod, "web")).metadata.labels == {"app": "web"}
-
-
 @pytest.mark.parametrize("binary", [KUBECTLS[1], KUBECTLS[-1]])  # the oldest reads /openapi/v2, the newest v3
 async def test_kubectl_applies_every_kubernetes_example(binary: str, api_server: EmbeddedServer,
                                                         tmp_path: Path) -> None:

@@ -115,7 +115,8 @@ def test_paths_carry_the_actions_and_parameters_kubectl_looks_for() -> None:
             "get": "get", "put": "put", "patch": "patch", "delete": "delete"}
         assert item["patch"]["x-kubernetes-group-version-kind"] == gvk
         assert "fieldValidation" in [p["name"] for p in item["patch"]["parameters"]]
-        assert "dryRun" not in [p["name"] for p in item["patch"]["parameters"]]  # podbay would not honour it
+        assert {"dryRun", "fieldManager", "force"} <= {p["name"] for p in item["patch"]["parameters"]}
+        assert "application/apply-patch+yaml" in item["patch"]["consumes"]
         assert paths[collection]["get"]["x-kubernetes-action"] == "list"
     assert paths["/api/v1/namespaces/{namespace}/pods/{name}/binding"]["post"]["x-kubernetes-group-version-kind"][
         "kind"] == "Binding"
