@@ -27,6 +27,7 @@ from podbay.agent.imagegc import ImageGC
 from podbay.agent.node import node_images, node_object, ready_condition
 from podbay.agent.podstate import ContainerRecord, PodRuntimeStatus, RunState
 from podbay.agent.prober import ProbeManager, ProbeTarget
+from podbay.agent.resourcemetrics import ResourceMetrics
 from podbay.agent.routes import HostRoutes
 from podbay.agent.runtimeview import runtime_pods
 from podbay.agent.status import StatusInputs, pod_status
@@ -104,6 +105,7 @@ class Agent:
         self.thresholds = parse_thresholds(config.eviction_hard)
         self.pressure: list[str] = []  # the node's pressure conditions that are True
         self.pressure_history = PressureHistory(config.eviction_pressure_transition_period)
+        self.resource_metrics = ResourceMetrics(self)
 
     def _lock(self, uid: str) -> asyncio.Lock:
         return self._locks.setdefault(uid, asyncio.Lock())
@@ -809,7 +811,8 @@ async def run(client: Any, runtime: Any, config: AgentConfig, registered: asynci
     if registered is not None:
         registered.set()
     loops = [agent.heartbeat_loop(), agent.watch_pods(), agent.relist_loop(), agent.exit_loop(),
-             agent.housekeeping_loop(), ImageGC(runtime, config.image_gc).run()]
+             agent.housekeeping_loop(), ImageGC(runtime, config.image_gc).run(),
+             agent.resource_metrics.loop(config.metrics_interval)]
     if config.host_gw_routes:
         loops.append(HostRoutes(client, config.node_name).run())
     tasks = [asyncio.create_task(coro) for coro in loops]

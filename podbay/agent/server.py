@@ -1,6 +1,6 @@
 """The agent's small kubelet-like HTTP server: container logs and exec (run to completion
 on POST, streamed over a WebSocket on GET), which the API server proxies for
-`pods/{name}/log` and `pods/{name}/exec`. Only the API server (its client certificate)
+`pods/{name}/log` and `pods/{name}/exec`, and the Summary API it reads for metrics.k8s.io. Only the API server (its client certificate)
 and holders of the cluster token get in: this server runs commands in any container.
 """
 from __future__ import annotations
@@ -162,6 +162,9 @@ def make_app(agent: Any, auth: ServerAuth) -> web.Application:
         ns, pod, name = request.match_info["ns"], request.match_info["pod"], request.match_info["container"]
         return await serve_exec(request, agent.runtime, lambda: _running(agent, ns, pod, name))
 
+    async def stats_summary(_: web.Request) -> web.Response:
+        return web.json_response(agent.resource_metrics.summary(agent.config.node_name))
+
     async def healthz(_: web.Request) -> web.Response:
         return web.Response(text="ok")
 
@@ -169,6 +172,7 @@ def make_app(agent: Any, auth: ServerAuth) -> web.Application:
     app.router.add_get("/containerLogs/{ns}/{pod}/{container}", logs)
     app.router.add_post("/exec/{ns}/{pod}/{container}", exec_)
     app.router.add_get("/exec/{ns}/{pod}/{container}", exec_stream)
+    app.router.add_get("/stats/summary", stats_summary)
     app.router.add_get("/healthz", healthz)
     return app
 

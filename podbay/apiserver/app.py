@@ -28,7 +28,7 @@ from aiohttp import web
 
 from podbay.api import remotecommand
 from podbay.api.errors import BadRequest, FieldError
-from podbay.apiserver import discovery, logs, streams, tables
+from podbay.apiserver import discovery, logs, metrics, streams, tables
 from podbay.apiserver.params import (
     MAX_BODY_BYTES,
     decode_json,
@@ -45,7 +45,7 @@ from podbay.apiserver.patch import (
     STRATEGIC_MERGE_PATCH,
 )
 from podbay.apiserver.openapi import setup as setup_openapi
-from podbay.apiserver.registry import API_GROUPS, RESOURCES, DeleteOptions, Registry, ResourceInfo
+from podbay.apiserver.registry import API_GROUPS, COMPUTED_GROUPS, RESOURCES, DeleteOptions, Registry, ResourceInfo
 from podbay.apiserver.status import HTTPError, ObjectInvalid, error_status, success_body
 from podbay.security import authn
 from podbay.security.pki import ClusterPKI, server_context
@@ -171,7 +171,7 @@ def _group_resources(request: web.Request) -> dict[str, ResourceInfo]:
     group = request.match_info.get("group")
     if group is None:
         return RESOURCES
-    resources = API_GROUPS.get(group, {}).get(request.match_info["version"])
+    resources = {**API_GROUPS, **COMPUTED_GROUPS}.get(group, {}).get(request.match_info["version"])
     if resources is None:
         raise HTTPError(404, "NotFound", "the server could not find the requested resource")
     return resources
@@ -483,6 +483,7 @@ async def make_app(store: Store, *, token: str | None = None, pki: ClusterPKI | 
     app.router.add_get("/apis/{group}/", _api_group)
     app.router.add_get("/apis/{group}/{version}", _api_group_version)
     app.router.add_get("/apis/{group}/{version}/", _api_group_version)
+    app.router.add_route("*", "/apis/metrics.k8s.io/v1beta1/{tail:.+}", metrics.handler(store))
     app.router.add_route("*", "/apis/{group}/{version}/{tail:.+}", _dispatch)
     if pki is not None:
         ca = pki.ca_pem()

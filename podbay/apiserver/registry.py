@@ -41,6 +41,7 @@ class ResourceInfo:
     subresources: tuple[str, ...] = ()
     group: str = ""  # "": the core group, served under /api/v1
     version: str = "v1"
+    verbs: tuple[str, ...] = ()  # (): every verb of a stored resource
 
     @property
     def api_version(self) -> str:
@@ -61,6 +62,18 @@ RESOURCES: dict[str, ResourceInfo] = {
 API_GROUPS: dict[str, dict[str, dict[str, ResourceInfo]]] = {
     "coordination.k8s.io": {
         "v1": {"leases": ResourceInfo("leases", "Lease", True, Lease, group="coordination.k8s.io")},
+    },
+}
+# Groups whose objects are computed when read, not stored: their handlers answer them, and as their
+# plurals repeat core ones (pods, nodes, events) they stay out of the store's resource table.
+COMPUTED_GROUPS: dict[str, dict[str, dict[str, ResourceInfo]]] = {
+    "metrics.k8s.io": {
+        "v1beta1": {
+            "nodes": ResourceInfo("nodes", "NodeMetrics", False, dict, group="metrics.k8s.io", version="v1beta1",
+                                  verbs=("get", "list")),
+            "pods": ResourceInfo("pods", "PodMetrics", True, dict, group="metrics.k8s.io", version="v1beta1",
+                                 verbs=("get", "list")),
+        },
     },
 }
 _ALL_RESOURCES: dict[str, ResourceInfo] = {

@@ -37,7 +37,7 @@ from podbay.runtime.seccomp import load_profile
 from podbay.runtime.spec import SandboxPaths, oci_spec
 from podbay.runtime.syscalls import MS_NODEV, MS_NOSUID, is_mountpoint, mount, umount
 from podbay.runtime.types import (
-    ContainerConfig, ContainerMetadata, ContainerRuntimeError, ContainerStats, ContainerState, ContainerStatus, Mount,
+    ContainerConfig, ContainerMetadata, ContainerRuntimeError, ContainerStats, ContainerState, ContainerUsage, ContainerStatus, Mount,
     PodSandboxConfig, PodSandboxMetadata, PodSandboxStats, PodSandboxStatus, PortMapping, SandboxState,
 )
 from podbay.runtime.users import resolve_user
@@ -715,6 +715,12 @@ class RuntimeService:
         self._container(container_id)
         upper = self._container_dir(container_id) / "upper"
         return ContainerStats(container_id, await asyncio.to_thread(disk_usage, upper))
+
+    async def container_usage(self, container_id: str) -> ContainerUsage:
+        """The container's CPU time and memory working set, from the cgroup crun made for it."""
+        record = self._container(container_id)
+        cgroup = f"{self._sandbox(record['sandbox_id'])['cgroup']}/{container_id[:16]}"
+        return ContainerUsage(container_id, cgroups.cpu_usage_nanoseconds(cgroup), cgroups.memory_working_set(cgroup))
 
     async def remove_pod_volumes(self, pod_uid: str) -> None:
         remove_pod_volumes(self.config.pods_root, pod_uid)

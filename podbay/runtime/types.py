@@ -186,6 +186,15 @@ class PodSandboxStats:
 
 
 @dataclass
+class ContainerUsage:
+    """CRI's ContainerStats' cpu and memory: what `kubectl top` reports, read from the container's cgroup."""
+
+    id: str
+    cpu_usage_core_nanoseconds: int | None  # cumulative; None: the cgroup is gone
+    memory_working_set_bytes: int
+
+
+@dataclass
 class ContainerStats:
     """CRI's ContainerStats, the part the eviction manager reads: the disk its writable layer takes."""
 
