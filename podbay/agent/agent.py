@@ -453,6 +453,9 @@ class Agent:
                 # Nothing can observe their order: start them together.
                 await asyncio.gather(*(self._start_container(w, pod, rt, sandbox_id, pod_ip, c, init=False,
                                                              after=old_stopped) for c in mains))
+            for i in actions.ephemeral_containers_to_start:
+                await self._start_container(w, pod, await self._runtime_status(w.uid), sandbox_id, pod_ip,
+                                            pod.spec.ephemeral_containers[i], init=False)
 
         await self._sync_probes(w.uid)
         rt = await self._runtime_status(w.uid)
@@ -517,7 +520,7 @@ class Agent:
         self._wake_uid(old.metadata.uid)
 
     def _spec_of(self, pod: Any, name: str) -> Any:
-        for c in [*pod.spec.init_containers, *pod.spec.containers]:
+        for c in [*pod.spec.init_containers, *pod.spec.containers, *pod.spec.ephemeral_containers]:
             if c.name == name:
                 return c
         return None
@@ -568,10 +571,18 @@ class Agent:
             await self._event(pod, "FailedMount", f"MountVolume.SetUp failed: {exc}", warning=True)
             w.wake_at(time.monotonic() + self.config.backoff_base)
             return False
+        target_name = getattr(container, "target_container_name", None)
+        target = rt.find(target_name) if target_name else None
+        if target_name and (target is None or target.state is not RunState.RUNNING):
+            # The kubelet's runtime cannot join a PID namespace no process holds.
+            w.reasons[name] = ("CreateContainerError", f'target container "{target_name}" is not running')
+            await self._event(pod, "Failed", f"Error: {w.reasons[name][1]}", warning=True, container=name, init=init)
+            return False
         try:
             cfg = translate.container_config(pod, container, attempt=attempt, init=init, pod_ip=pod_ip or "",
                                              host_ip=self.config.node_address, image_info=image_info,
-                                             volume_paths=volume_paths, seccomp_root=self.config.seccomp_root)
+                                             volume_paths=volume_paths, seccomp_root=self.config.seccomp_root,
+                                             pid_target_id=target.id if target is not None else "")
         except EnvError as exc:
             w.reasons[name] = ("CreateContainerConfigError", str(exc))
             await self._event(pod, "Failed", f"Error: {exc}", warning=True, container=name, init=init)

@@ -9,7 +9,7 @@ KUBERNETES_VERSION = "v1.32.0"
 
 _VERBS = ["create", "delete", "get", "list", "patch", "update", "watch"]
 _SUBRESOURCE_VERBS = {"status": ["get", "patch", "update"], "binding": ["create"], "log": ["get"],
-                      "exec": ["create", "get"]}
+                      "exec": ["create", "get"], "ephemeralcontainers": ["get", "patch", "update"]}
 
 
 def api_versions(server_address: str) -> dict[str, Any]:

@@ -24,7 +24,7 @@ from podbay.api.errors import (
     NotFound,
 )
 from podbay.api.serialize import from_dict, to_dict
-from podbay.api.validation import validate_lease, validate_pod
+from podbay.api.validation import validate_ephemeral_update, validate_lease, validate_pod
 from podbay.apiserver.params import json_object, json_string, json_type
 from podbay.apiserver.patch import JSON_PATCH, apply_patch
 from podbay.apiserver.status import ObjectInvalid
@@ -49,7 +49,8 @@ class ResourceInfo:
 
 
 RESOURCES: dict[str, ResourceInfo] = {
-    "pods": ResourceInfo("pods", "Pod", True, Pod, ("po",), ("status", "binding", "log", "exec")),
+    "pods": ResourceInfo("pods", "Pod", True, Pod, ("po",),
+                         ("status", "binding", "log", "exec", "ephemeralcontainers")),
     "nodes": ResourceInfo("nodes", "Node", False, Node, ("no",), ("status",)),
     "namespaces": ResourceInfo("namespaces", "Namespace", False, Namespace, ("ns",), ("status",)),
     "events": ResourceInfo("events", "Event", True, Event, ("ev",)),
@@ -275,6 +276,10 @@ class Registry:
             meta["generation"] = 1
             # PrepareForCreate: status is the server's, whatever the client sent.
             obj["status"] = {"phase": "Pending"}
+            if obj.get("spec", {}).get("ephemeralContainers") if isinstance(obj.get("spec"), dict) else None:
+                # ValidatePodCreate: they are added to a running pod, through their subresource only.
+                raise ObjectInvalid(info.kind, meta["name"], [FieldError("spec.ephemeralContainers", None,
+                                                                         "Forbidden: cannot be set on create")])
         elif info.name == "namespaces":
             meta.setdefault("labels", {})["kubernetes.io/metadata.name"] = meta["name"]
             obj.setdefault("spec", {})
@@ -388,6 +393,11 @@ class Registry:
             # ResetObjectMetaForStatus and the status strategies: only status changes.
             # Shared with `old` without a copy: what follows only reads it and builds anew.
             new = {**old, "status": new.get("status", {})}
+        elif subresource == "ephemeralcontainers":
+            # dropNonEphemeralContainerUpdates: the stored pod with only its ephemeral containers taken.
+            spec = new.get("spec") if isinstance(new.get("spec"), dict) else {}
+            new = {**old, "metadata": meta, "spec": {**old.get("spec", {}),
+                                                     "ephemeralContainers": spec.get("ephemeralContainers") or []}}
         elif subresource is None:
             if "status" in old:
                 new["status"] = old["status"]
@@ -397,6 +407,10 @@ class Registry:
             raise NotFound(f'the server could not find the requested resource ({info.name}/{subresource})')
         name = old_meta["name"]
         out = self._normalise(info, new, name)
+        if info.name == "pods" and subresource == "ephemeralcontainers":
+            errors = validate_ephemeral_update(from_dict(Pod, out), from_dict(Pod, old))
+            if errors:
+                raise ObjectInvalid(info.kind, name, errors)
         if info.name == "pods" and subresource is None:
             errors = _pod_update_errors(out, old)
             if errors:

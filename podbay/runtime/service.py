@@ -415,7 +415,7 @@ class RuntimeService:
             make_devices(rootfs, layers, self.images.layer_devices(config.image))
             uid, gid, groups = resolve_user(rootfs, config.security)
             mounts = self._sandbox_mounts(sandbox, config, directory)
-            paths = self._sandbox_paths(sandbox, container_id)
+            paths = self._sandbox_paths(sandbox, container_id, config.pid_target_id)
             full = ContainerConfig(**{**config.__dict__, "mounts": mounts + list(config.mounts)})
             spec = oci_spec(full, paths, str(rootfs), uid, gid, groups, seccomp_profile)
             (bundle / "config.json").write_text(json.dumps(spec))
@@ -447,18 +447,25 @@ class RuntimeService:
         await self.oci.delete(record["id"])
         self._release_rootfs(record["id"])
 
-    def _sandbox_paths(self, sandbox: dict, container_id: str) -> SandboxPaths:
+    def _sandbox_paths(self, sandbox: dict, container_id: str, pid_target_id: str = "") -> SandboxPaths:
         ns = self._sandbox_dir(sandbox["id"]) / "ns"
         shm = self._sandbox_dir(sandbox["id"]) / "shm"
         return SandboxPaths(
             net=None if sandbox["host_network"] else str(ns / "net"),
             ipc=None if sandbox["host_ipc"] else str(ns / "ipc"),
             uts=None if sandbox["host_network"] else str(ns / "uts"),
-            pid=self._shared_pid(sandbox),
+            pid=self._pid_namespace_of(pid_target_id) if pid_target_id else self._shared_pid(sandbox),
             host_pid=sandbox["host_pid"],
             shm=None if sandbox["host_ipc"] else str(shm),
             cgroups_path=f"{sandbox['cgroup']}/{container_id[:16]}",
         )
+
+    def _pid_namespace_of(self, container_id: str) -> str:
+        """The PID namespace of a running container, for another to join (by path in the OCI spec)."""
+        target = self._container(container_id)
+        if self._state(target) is not ContainerState.RUNNING or not target.get("pid"):
+            raise ContainerRuntimeError(f"target container {container_id[:12]} is not running")
+        return f"/proc/{target['pid']}/ns/pid"
 
     @staticmethod
     def _shared_pid(sandbox: dict) -> str | None:

@@ -149,6 +149,9 @@ class ContainerConfig:
     stdin: bool = False
     stop_signal: str = "SIGTERM"
     termination_message_path: str = ""  # in the container; the runtime mounts a file it keeps there
+    # CRI's NamespaceOption pid TARGET: the id of a running container whose PID namespace this one
+    # joins (an ephemeral container's targetContainerName); "": the sandbox's choice.
+    pid_target_id: str = ""
 
 
 @dataclass
