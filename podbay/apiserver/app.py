@@ -28,7 +28,7 @@ from aiohttp import web
 
 from podbay.api import remotecommand
 from podbay.api.errors import BadRequest, FieldError
-from podbay.apiserver import discovery, logs, metrics, streams, tables
+from podbay.apiserver import discovery, eventsv1, logs, metrics, streams, tables
 from podbay.apiserver.params import (
     MAX_BODY_BYTES,
     decode_json,
@@ -484,6 +484,7 @@ async def make_app(store: Store, *, token: str | None = None, pki: ClusterPKI | 
     app.router.add_get("/apis/{group}/{version}", _api_group_version)
     app.router.add_get("/apis/{group}/{version}/", _api_group_version)
     app.router.add_route("*", "/apis/metrics.k8s.io/v1beta1/{tail:.+}", metrics.handler(store))
+    app.router.add_route("*", "/apis/events.k8s.io/v1/{tail:.+}", eventsv1.handler(store))
     app.router.add_route("*", "/apis/{group}/{version}/{tail:.+}", _dispatch)
     if pki is not None:
         ca = pki.ca_pem()

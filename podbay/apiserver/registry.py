@@ -68,6 +68,10 @@ API_GROUPS: dict[str, dict[str, dict[str, ResourceInfo]]] = {
 # Groups whose objects are computed when read, not stored: their handlers answer them, and as their
 # plurals repeat core ones (pods, nodes, events) they stay out of the store's resource table.
 COMPUTED_GROUPS: dict[str, dict[str, dict[str, ResourceInfo]]] = {
+    "events.k8s.io": {
+        "v1": {"events": ResourceInfo("events", "Event", True, dict, group="events.k8s.io",
+                                      verbs=("get", "list"))},
+    },
     "metrics.k8s.io": {
         "v1beta1": {
             "nodes": ResourceInfo("nodes", "NodeMetrics", False, dict, group="metrics.k8s.io", version="v1beta1",
