@@ -398,9 +398,10 @@ class Registry:
             # Shared with `old` without a copy: what follows only reads it and builds anew.
             new = {**old, "status": new.get("status", {})}
         elif subresource == "ephemeralcontainers":
-            # dropNonEphemeralContainerUpdates: the stored pod with only its ephemeral containers taken.
+            # dropNonEphemeralContainerUpdates (with ResetObjectMetaForStatus): the stored pod with
+            # only its ephemeral containers taken.
             spec = new.get("spec") if isinstance(new.get("spec"), dict) else {}
-            new = {**old, "metadata": meta, "spec": {**old.get("spec", {}),
+            new = {**old, "spec": {**old.get("spec", {}),
                                                      "ephemeralContainers": spec.get("ephemeralContainers") or []}}
         elif subresource is None:
             if "status" in old:
