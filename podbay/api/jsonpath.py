@@ -153,10 +153,13 @@ def parse(template: str) -> tuple[Any, ...]:
 def _compare(value: Any, op: str, literal: Any) -> bool:
     if isinstance(literal, (int, float)) and not isinstance(value, (int, float)):
         return op == "!="
+    if op == "==":
+        return bool(value == literal)
+    if op == "!=":
+        return bool(value != literal)
     try:
-        return {"==": value == literal, "!=": value != literal}.get(op) if op in ("==", "!=") else \
-            {"<": value < literal, "<=": value <= literal, ">": value > literal, ">=": value >= literal}[op]
-    except TypeError:
+        return bool({"<": value < literal, "<=": value <= literal, ">": value > literal, ">=": value >= literal}[op])
+    except TypeError:  # e.g. a string against a number: not matched, as kubectl's filter
         return False
 
 

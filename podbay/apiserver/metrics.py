@@ -14,7 +14,7 @@ import aiohttp
 from aiohttp import web
 
 from podbay.api.errors import NotFound
-from podbay.apiserver.logs import SESSION_KEY, agent_endpoint, _host_for_url
+from podbay.apiserver.logs import SESSION_KEY, agent_base_url
 from podbay.apiserver.status import HTTPError
 from podbay.store.base import Store
 from podbay.store.selectors import parse_field_selector, parse_label_selector
@@ -77,8 +77,7 @@ def pod_metrics(pod: dict[str, Any], stats: dict[str, Any]) -> dict[str, Any] | 
 
 async def _summary(session: aiohttp.ClientSession, node: dict[str, Any]) -> dict[str, Any] | None:
     try:
-        address, port = agent_endpoint(node)
-        async with session.get(f"https://{_host_for_url(address)}:{port}/stats/summary",
+        async with session.get(f"{agent_base_url(node)}/stats/summary",
                                timeout=_SCRAPE_TIMEOUT) as response:
             if response.status != 200:
                 raise aiohttp.ClientError(f"status {response.status}")
@@ -131,8 +130,8 @@ def handler(store: Store) -> Callable[[web.Request], Awaitable[web.Response]]:
         else:
             pods = (await store.list("pods", namespace, labels, fields))[0]
         node_names = sorted({p["spec"]["nodeName"] for p in pods if p.get("spec", {}).get("nodeName")})
-        nodes = await asyncio.gather(*(store.get("nodes", "", n) for n in node_names), return_exceptions=True)
-        reachable = [n for n in nodes if isinstance(n, dict)]
+        fetched = await asyncio.gather(*(store.get("nodes", "", n) for n in node_names), return_exceptions=True)
+        reachable = [n for n in fetched if isinstance(n, dict)]  # a deleted node has no metrics
         by_uid: dict[str, dict[str, Any]] = {}
         for summary in await asyncio.gather(*(_summary(session, n) for n in reachable)):
             for entry in (summary or {}).get("pods", []):

@@ -155,13 +155,18 @@ def _rows(objs: list[Any], kind: type, wide: bool, all_ns: bool, show_labels: bo
     return rows
 
 
+def _output_data(objs: list[Any], args: argparse.Namespace) -> dict[str, Any]:
+    """What -o json/yaml/jsonpath print: the object when one was named, else a List, as kubectl's."""
+    if len(objs) == 1 and args.names:
+        return to_dict(objs[0])
+    return {"apiVersion": "v1", "kind": "List", "items": [to_dict(o) for o in objs], "metadata": {"resourceVersion": ""}}
+
+
 def _print_objects(objs: list[Any], kind: type, args: argparse.Namespace, header: bool = True) -> None:
     out = args.output or ""
     header = header and not args.no_headers
     if out.startswith("jsonpath="):
-        data = to_dict(objs[0]) if len(objs) == 1 and args.names else {
-            "apiVersion": "v1", "kind": "List", "items": [to_dict(o) for o in objs], "metadata": {"resourceVersion": ""}}
-        print(printflags.jsonpath_output(out[len("jsonpath="):], data), end="")
+        print(printflags.jsonpath_output(out[len("jsonpath="):], _output_data(objs, args)), end="")
         return
     if out.startswith("custom-columns="):
         rows = printflags.custom_column_rows([to_dict(o) for o in objs], out[len("custom-columns="):])
@@ -172,8 +177,7 @@ def _print_objects(objs: list[Any], kind: type, args: argparse.Namespace, header
             print(f"{kind.__name__.lower()}/{o.metadata.name}")
         return
     if out in ("yaml", "json"):
-        data: Any = to_dict(objs[0]) if len(objs) == 1 and args.names else {
-            "apiVersion": "v1", "kind": "List", "items": [to_dict(o) for o in objs], "metadata": {"resourceVersion": ""}}
+        data = _output_data(objs, args)
         print(json.dumps(data, indent=4) if out == "json" else yaml.safe_dump(data, sort_keys=False), end="" if out == "yaml" else "\n")
         return
     rows = _rows(objs, kind, out == "wide", getattr(args, "all_namespaces", False), args.show_labels)
