@@ -233,8 +233,12 @@ def describe_pod(pod: Pod, events: list[Event]) -> str:
              "Annotations:      " + ("\n                  ".join(f"{k}: {v}" for k, v in m.annotations.items()) or "<none>"),
              f"Status:           {'Terminating' if m.deletion_timestamp else st.phase}",
              f"IP:               {st.pod_ip or ''}"]
-    statuses = {c.name: c for c in st.init_container_statuses + st.container_statuses}
-    for title, containers in (("Init Containers", s.init_containers), ("Containers", s.containers)):
+    statuses = {c.name: c for c in st.init_container_statuses + st.container_statuses
+                + st.ephemeral_container_statuses}
+    sections: tuple[tuple[str, list[Any]], ...] = (
+        ("Init Containers", s.init_containers), ("Containers", s.containers),
+        ("Ephemeral Containers", s.ephemeral_containers))
+    for title, containers in sections:
         if not containers:
             continue
         lines.append(f"{title}:")
