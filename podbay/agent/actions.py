@@ -28,6 +28,7 @@ class PodActions:
     attempt: int = 0
     init_containers_to_start: list[int] = field(default_factory=list)
     containers_to_start: list[int] = field(default_factory=list)
+    ephemeral_containers_to_start: list[int] = field(default_factory=list)
     containers_to_kill: dict[str, KillInfo] = field(default_factory=dict)
 
 
@@ -133,6 +134,11 @@ def compute_pod_actions(
         return actions
 
     initialized = _compute_init_actions(pod, status, actions, liveness, startup)
+    if not actions.kill_pod and pod.metadata.deletion_timestamp is None:
+        # Ephemeral containers may start before initialization completes, and never restart:
+        # only one that never ran is started.
+        actions.ephemeral_containers_to_start = [
+            i for i, ec in enumerate(pod.spec.ephemeral_containers) if status.find(ec.name) is None]
     if actions.kill_pod or not initialized:
         return actions
 

@@ -27,6 +27,7 @@ from podbay.agent.imagegc import ImageGC
 from podbay.agent.node import node_images, node_object, ready_condition
 from podbay.agent.podstate import ContainerRecord, PodRuntimeStatus, RunState
 from podbay.agent.prober import ProbeManager, ProbeTarget
+from podbay.agent.resourcemetrics import ResourceMetrics
 from podbay.agent.routes import HostRoutes
 from podbay.agent.runtimeview import runtime_pods
 from podbay.agent.status import StatusInputs, pod_status
@@ -105,6 +106,7 @@ class Agent:
         self.thresholds = parse_thresholds(config.eviction_hard)
         self.pressure: list[str] = []  # the node's pressure conditions that are True
         self.pressure_history = PressureHistory(config.eviction_pressure_transition_period)
+        self.resource_metrics = ResourceMetrics(self)
 
     def _lock(self, uid: str) -> asyncio.Lock:
         return self._locks.setdefault(uid, asyncio.Lock())
@@ -455,6 +457,9 @@ class Agent:
                 # Nothing can observe their order: start them together.
                 await asyncio.gather(*(self._start_container(w, pod, rt, sandbox_id, pod_ip, c, init=False,
                                                              after=old_stopped) for c in mains))
+            for i in actions.ephemeral_containers_to_start:
+                await self._start_container(w, pod, await self._runtime_status(w.uid), sandbox_id, pod_ip,
+                                            pod.spec.ephemeral_containers[i], init=False)
 
         await self._sync_probes(w.uid)
         rt = await self._runtime_status(w.uid)
@@ -535,7 +540,7 @@ class Agent:
         self._wake_uid(old.metadata.uid)
 
     def _spec_of(self, pod: Any, name: str) -> Any:
-        for c in [*pod.spec.init_containers, *pod.spec.containers]:
+        for c in [*pod.spec.init_containers, *pod.spec.containers, *pod.spec.ephemeral_containers]:
             if c.name == name:
                 return c
         return None
@@ -586,10 +591,18 @@ class Agent:
             await self._event(pod, "FailedMount", f"MountVolume.SetUp failed: {exc}", warning=True)
             w.wake_at(time.monotonic() + self.config.backoff_base)
             return False
+        target_name = getattr(container, "target_container_name", None)
+        target = rt.find(target_name) if target_name else None
+        if target_name and (target is None or target.state is not RunState.RUNNING):
+            # The kubelet's runtime cannot join a PID namespace no process holds.
+            w.reasons[name] = ("CreateContainerError", f'target container "{target_name}" is not running')
+            await self._event(pod, "Failed", f"Error: {w.reasons[name][1]}", warning=True, container=name, init=init)
+            return False
         try:
             cfg = translate.container_config(pod, container, attempt=attempt, init=init, pod_ip=pod_ip or "",
                                              host_ip=self.config.node_address, image_info=image_info,
-                                             volume_paths=volume_paths, seccomp_root=self.config.seccomp_root)
+                                             volume_paths=volume_paths, seccomp_root=self.config.seccomp_root,
+                                             pid_target_id=target.id if target is not None else "")
         except EnvError as exc:
             w.reasons[name] = ("CreateContainerConfigError", str(exc))
             await self._event(pod, "Failed", f"Error: {exc}", warning=True, container=name, init=init)
@@ -829,7 +842,8 @@ async def run(client: Any, runtime: Any, config: AgentConfig, registered: asynci
     if registered is not None:
         registered.set()
     loops = [agent.heartbeat_loop(), agent.watch_pods(), agent.relist_loop(), agent.exit_loop(),
-             agent.housekeeping_loop(), ImageGC(runtime, config.image_gc).run()]
+             agent.housekeeping_loop(), ImageGC(runtime, config.image_gc).run(),
+             agent.resource_metrics.loop(config.metrics_interval)]
     if config.host_gw_routes:
         loops.append(HostRoutes(client, config.node_name).run())
     tasks = [asyncio.create_task(coro) for coro in loops]

@@ -40,6 +40,7 @@ class AgentConfig:
     # The kubelet's --eviction-hard, in its syntax; also what sets the node's pressure conditions.
     eviction_hard: str = DEFAULT_EVICTION_HARD
     housekeeping_interval: float = 10.0  # how often ephemeral storage is measured and limits checked
+    metrics_interval: float = 10.0  # how often CPU and memory are sampled for kubectl top (cAdvisor's 10s)
     eviction_pressure_transition_period: float = 300.0  # a pressure condition stays True this long after
     labels: dict[str, str] = field(default_factory=dict)
     # Route every other Node's podCIDR via its InternalIP (host-gw); the runtime must not masquerade

@@ -17,7 +17,7 @@ CONTAINER_NAME = "io.kubernetes.container.name"
 RESTART_COUNT = "io.kubernetes.container.restartCount"
 SANDBOX_ATTEMPT = "podbay.io/sandbox.attempt"
 SPEC_IMAGE = "podbay.io/container.image"
-CONTAINER_KIND = "podbay.io/container.kind"  # init | sidecar | main
+CONTAINER_KIND = "podbay.io/container.kind"  # init | sidecar | main | ephemeral
 
 
 def _enum_name(value: Any) -> str:
@@ -65,7 +65,7 @@ def container_record(status: Any) -> ContainerRecord:
         reason=getattr(status, "reason", "") or "",
         message=getattr(status, "message", "") or "",
         pid=getattr(status, "pid", None),
-        init=labels.get(CONTAINER_KIND, "main") != "main",
+        init=labels.get(CONTAINER_KIND, "main") in ("init", "sidecar"),
     )
 
 

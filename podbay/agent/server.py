@@ -1,6 +1,6 @@
 """The agent's small kubelet-like HTTP server: container logs and exec (run to completion
 on POST, streamed over a WebSocket on GET), which the API server proxies for
-`pods/{name}/log` and `pods/{name}/exec`. Only the API server (its client certificate)
+`pods/{name}/log` and `pods/{name}/exec`, and the Summary API it reads for metrics.k8s.io. Only the API server (its client certificate)
 and holders of the cluster token get in: this server runs commands in any container.
 """
 from __future__ import annotations
@@ -175,6 +175,9 @@ def make_app(agent: Any, auth: ServerAuth) -> web.Application:
         ns, pod = request.match_info["ns"], request.match_info["pod"]
         return await serve_port_forward(request, lambda: pod_network(agent, ns, pod))
 
+    async def stats_summary(_: web.Request) -> web.Response:
+        return web.json_response(agent.resource_metrics.summary(agent.config.node_name))
+
     async def healthz(_: web.Request) -> web.Response:
         return web.Response(text="ok")
 
@@ -184,6 +187,7 @@ def make_app(agent: Any, auth: ServerAuth) -> web.Application:
     app.router.add_get("/exec/{ns}/{pod}/{container}", exec_stream)
     app.router.add_get("/attach/{ns}/{pod}/{container}", attach)
     app.router.add_get("/portForward/{ns}/{pod}", port_forward)
+    app.router.add_get("/stats/summary", stats_summary)
     app.router.add_get("/healthz", healthz)
     return app
 

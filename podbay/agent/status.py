@@ -121,6 +121,23 @@ def container_statuses(pod: Any, containers: Sequence[Any], rt: PodRuntimeStatus
     return out
 
 
+def ephemeral_container_statuses(pod: Any, rt: PodRuntimeStatus, inputs: StatusInputs) -> list[dict[str, Any]]:
+    """One per ephemeral container: never restarted, never ready; waiting until it first starts."""
+    out = []
+    for spec in pod.spec.ephemeral_containers:
+        history = rt.history(spec.name)
+        status: dict[str, Any] = {"name": spec.name, "image": spec.image, "imageID": "", "ready": False,
+                                  "restartCount": 0}
+        if not history:
+            status["state"] = {"waiting": _waiting(spec.name, inputs, "ContainerCreating")}
+        else:
+            latest = history[0]
+            status.update(imageID=latest.image_id, containerID=container_id(latest.id), state=_state(latest),
+                          started=latest.state is RunState.RUNNING)
+        out.append(status)
+    return out
+
+
 def _waiting(name: str, inputs: StatusInputs, default: str) -> dict[str, Any]:
     reason, message = inputs.reasons.get(name, (default, ""))
     return _clean({"reason": reason, "message": message})
@@ -181,5 +198,6 @@ def pod_status(pod: Any, rt: PodRuntimeStatus, inputs: StatusInputs) -> PodStatu
         "startTime": old.start_time or inputs.now,
         "initContainerStatuses": [to_dict(c) for c in init_statuses] or None,
         "containerStatuses": [to_dict(c) for c in statuses] or None,
+        "ephemeralContainerStatuses": ephemeral_container_statuses(pod, rt, inputs) or None,
         "qosClass": qos_class(pod),
     }))

@@ -11,7 +11,7 @@ from podbay.agent.envvars import EnvError, PodFacts, container_argv, container_e
 from podbay.agent.runtimeview import (
     CONTAINER_KIND, CONTAINER_NAME, POD_NAME, POD_NAMESPACE, POD_UID, RESTART_COUNT, SANDBOX_ATTEMPT, SPEC_IMAGE,
 )
-from podbay.api import Container, Pod, SeccompProfile
+from podbay.api import Container, EphemeralContainer, Pod, SeccompProfile
 from podbay.api.models import is_restartable_init
 from podbay.api.quantity import parse_quantity
 from podbay.runtime import cgroups
@@ -112,6 +112,8 @@ def sandbox_config(pod: Pod, attempt: int, config: AgentConfig, runtime_handler:
 
 
 def _kind(pod: Pod, container: Container, init: bool) -> str:
+    if isinstance(container, EphemeralContainer):
+        return "ephemeral"
     if not init:
         return "main"
     return "sidecar" if is_restartable_init(container) else "init"
@@ -175,7 +177,8 @@ def _mounts(container: Container, volume_paths: dict[str, Path]) -> list[Mount]:
 
 def container_config(pod: Pod, container: Container, *, attempt: int, init: bool, pod_ip: str, host_ip: str,
                      image_info: Any, seccomp_root: Path,
-                     volume_paths: dict[str, Path] | None = None) -> ContainerConfig:
+                     volume_paths: dict[str, Path] | None = None, pid_target_id: str = "") -> ContainerConfig:
+    """`pid_target_id`: the running target of an ephemeral container, whose PID namespace it joins."""
     image_config = image_info.config
     env, _ = container_env(pod, container, PodFacts(pod_ip=pod_ip, host_ip=host_ip))
     argv = container_argv(container, image_config.entrypoint, image_config.cmd, env)
@@ -201,6 +204,7 @@ def container_config(pod: Pod, container: Container, *, attempt: int, init: bool
         stdin_once=bool(container.stdin_once),
         stop_signal=stop_signal,
         termination_message_path=container.termination_message_path or "/dev/termination-log",
+        pid_target_id=pid_target_id,
     )
 
 

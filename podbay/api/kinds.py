@@ -18,6 +18,7 @@ class ResourceInfo:
     subresources: tuple[str, ...] = ()
     group: str = ""  # "": the core group, served under /api/v1
     version: str = "v1"
+    verbs: tuple[str, ...] = ()  # (): every verb of a stored resource
 
     @property
     def api_version(self) -> str:
@@ -25,7 +26,8 @@ class ResourceInfo:
 
 
 RESOURCES: dict[str, ResourceInfo] = {
-    "pods": ResourceInfo("pods", "Pod", True, Pod, ("po",), ("status", "binding", "log", "exec", "attach", "portforward")),
+    "pods": ResourceInfo("pods", "Pod", True, Pod, ("po",),
+                         ("status", "binding", "log", "exec", "attach", "portforward", "ephemeralcontainers")),
     "nodes": ResourceInfo("nodes", "Node", False, Node, ("no",), ("status",)),
     "namespaces": ResourceInfo("namespaces", "Namespace", False, Namespace, ("ns",), ("status",)),
     "events": ResourceInfo("events", "Event", True, Event, ("ev",)),
@@ -44,7 +46,23 @@ API_GROUPS: dict[str, dict[str, dict[str, ResourceInfo]]] = {
                                               group="node.k8s.io")},
     },
 }
-# Every resource, core and grouped, by plural.
+# Groups whose objects are computed when read, not stored: their handlers answer them, and as their
+# plurals repeat core ones (pods, nodes, events) they stay out of the store's resource table.
+COMPUTED_GROUPS: dict[str, dict[str, dict[str, ResourceInfo]]] = {
+    "events.k8s.io": {
+        "v1": {"events": ResourceInfo("events", "Event", True, dict, group="events.k8s.io",
+                                      verbs=("get", "list"))},
+    },
+    "metrics.k8s.io": {
+        "v1beta1": {
+            "nodes": ResourceInfo("nodes", "NodeMetrics", False, dict, group="metrics.k8s.io", version="v1beta1",
+                                  verbs=("get", "list")),
+            "pods": ResourceInfo("pods", "PodMetrics", True, dict, group="metrics.k8s.io", version="v1beta1",
+                                 verbs=("get", "list")),
+        },
+    },
+}
+# Every stored resource, core and grouped, by plural.
 ALL_RESOURCES: dict[str, ResourceInfo] = {
     **RESOURCES,
     **{name: info for versions in API_GROUPS.values() for table in versions.values() for name, info in table.items()},

@@ -285,6 +285,12 @@ def is_restartable_init(container: Container) -> bool:
     return container.restart_policy == "Always"
 
 
+class EphemeralContainer(Container):
+    """A container added to a running pod through its ephemeralcontainers subresource, for debugging:
+    never restarted; `targetContainerName` names the container whose process namespace it joins."""
+    target_container_name: str | None = None
+
+
 # --- volumes ----------------------------------------------------------------
 
 class EmptyDirVolumeSource(Model):
@@ -486,7 +492,7 @@ class PodSpec(Model):
     volumes: list[Volume] = Field(default_factory=list)
     init_containers: list[Container] = Field(default_factory=list)
     containers: list[Container] = Field(default_factory=list)
-    ephemeral_containers: list[dict[str, Any]] = Field(default_factory=list)
+    ephemeral_containers: list[EphemeralContainer] = Field(default_factory=list)
     restart_policy: str | None = None
     termination_grace_period_seconds: int | None = None
     active_deadline_seconds: int | None = None

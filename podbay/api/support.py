@@ -8,8 +8,6 @@ from podbay.api.models import Pod
 def unsupported_fields(pod: Pod) -> list[str]:
     spec = pod.spec
     out: list[str] = []
-    if spec.ephemeral_containers:
-        out.append("spec.ephemeralContainers")
     if spec.affinity is not None:
         if spec.affinity.pod_affinity:
             out.append("spec.affinity.podAffinity")
@@ -53,7 +51,6 @@ NOTES: dict[str, tuple[str, str]] = {
     "PodSpec.volumes": ("partial", "emptyDir (disk, Memory, sizeLimit: a disk emptyDir used past it evicts the "
                                    "pod, as the kubelet), hostPath (with type checks), configMap, secret, "
                                    "downwardAPI; volumes that need a storage provider are refused"),
-    "PodSpec.ephemeralContainers": ("not yet", "reported when the pod runs"),
     "PodSpec.dnsPolicy": ("partial", "no cluster DNS: ClusterFirst uses the host's resolv.conf, as the kubelet "
                                      "does without one; Default and None as Kubernetes"),
     "PodSpec.serviceAccountName": ("partial", "stored; no token is mounted"),

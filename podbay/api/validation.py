@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 from pathlib import PurePosixPath
 
+from pydantic import BaseModel
+
 from podbay.api.errors import FieldError
 from podbay.api.models import (
     UNSUPPORTED_VOLUME_SOURCES, Container, Lease, Namespace, Node, Pod, Probe, ResourceRequirements, RuntimeClass,
@@ -272,6 +274,59 @@ def _tolerations(path: str, tolerations: list[Toleration]) -> list[FieldError]:
     return errs
 
 
+# EphemeralContainerCommon's fields outside Kubernetes' allow list (validateFieldAllowList): an
+# ephemeral container has no ports, probes, hooks or resources, and is never restarted.
+_EPHEMERAL_FORBIDDEN = (("ports", "ports"), ("liveness_probe", "livenessProbe"),
+                        ("readiness_probe", "readinessProbe"), ("startup_probe", "startupProbe"),
+                        ("lifecycle", "lifecycle"), ("resources", "resources"),
+                        ("resize_policy", "resizePolicy"), ("restart_policy", "restartPolicy"))
+_NOT_FOR_EPHEMERAL = "Forbidden: cannot be set for an Ephemeral Container"
+
+
+def _is_set(value: object) -> bool:
+    return bool(to_dict(value)) if isinstance(value, BaseModel) else bool(value)
+
+
+def validate_ephemeral_containers(pod: Pod) -> list[FieldError]:
+    """validateEphemeralContainers: each is a valid container without the forbidden fields, its
+    name unique among all the pod's containers, its target one of the pod's (init) containers."""
+    errs: list[FieldError] = []
+    volumes = {v.name for v in pod.spec.volumes}
+    others = {c.name for c in [*pod.spec.init_containers, *pod.spec.containers]}
+    seen = set(others)
+    for i, ec in enumerate(pod.spec.ephemeral_containers):
+        path = f"spec.ephemeralContainers[{i}]"
+        # Set means not the zero value, as Go compares: an empty `resources: {}` is allowed.
+        forbidden = [(attr, name) for attr, name in _EPHEMERAL_FORBIDDEN if _is_set(getattr(ec, attr))]
+        errs += [FieldError(f"{path}.{name}", None, _NOT_FOR_EPHEMERAL) for _, name in forbidden]
+        errs += [FieldError(f"{path}.volumeMounts[{j}].subPath", None, _NOT_FOR_EPHEMERAL)
+                 for j, m in enumerate(ec.volume_mounts) if m.sub_path]
+        # The rest is checked as any container's, the forbidden fields already reported.
+        common = ec.model_copy(update={attr: type(ec).model_fields[attr].get_default(call_default_factory=True)
+                                       for attr, _ in forbidden})
+        errs += _container(path, common, volumes, False, pod)
+        if ec.name and ec.name in seen:
+            errs.append(FieldError(f"{path}.name", ec.name, "Duplicate value"))
+        seen.add(ec.name)
+        if ec.target_container_name and ec.target_container_name not in others:
+            errs.append(FieldError(f"{path}.targetContainerName", ec.target_container_name, "Not found"))
+    return errs
+
+
+def validate_ephemeral_update(new: Pod, old: Pod) -> list[FieldError]:
+    """ValidatePodEphemeralContainersUpdate's part 2: entries may be added, never removed or changed."""
+    errs: list[FieldError] = []
+    by_name = {ec.name: ec for ec in new.spec.ephemeral_containers}
+    for ec in old.spec.ephemeral_containers:
+        if ec.name not in by_name:
+            errs.append(FieldError("spec.ephemeralContainers", None,
+                                   f'Forbidden: existing ephemeral containers "{ec.name}" may not be removed'))
+        elif by_name[ec.name] != ec:
+            errs.append(FieldError("spec.ephemeralContainers", None,
+                                   f'Forbidden: existing ephemeral containers "{ec.name}" may not be changed'))
+    return errs
+
+
 def validate_pod(pod: Pod) -> list[FieldError]:
     errs = validate_metadata(pod.metadata)
     spec = pod.spec
@@ -364,7 +419,7 @@ def validate_pod(pod: Pod) -> list[FieldError]:
                                    "must have at most 253 characters and match regex " + SYSCTL.pattern))
     for k, v in spec.overhead.items():
         errs += _quantity(f"spec.overhead[{k}]", v)
-    return errs
+    return errs + validate_ephemeral_containers(pod)
 
 
 # Fields of a pod spec that may change after creation (ValidatePodUpdate).

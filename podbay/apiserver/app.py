@@ -28,8 +28,8 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from podbay.api.errors import BadRequest, FieldError
-from podbay.api.kinds import API_GROUPS, RESOURCES, ResourceInfo
-from podbay.apiserver import discovery, fieldmanager, logs, spdystreams, streams, tables
+from podbay.api.kinds import API_GROUPS, COMPUTED_GROUPS, RESOURCES, ResourceInfo
+from podbay.apiserver import discovery, eventsv1, fieldmanager, logs, metrics, spdystreams, streams, tables
 from podbay.apiserver.params import (
     MAX_BODY_BYTES,
     decode_json,
@@ -173,7 +173,7 @@ def _group_resources(request: web.Request) -> dict[str, ResourceInfo]:
     group = request.match_info.get("group")
     if group is None:
         return RESOURCES
-    resources = API_GROUPS.get(group, {}).get(request.match_info["version"])
+    resources = {**API_GROUPS, **COMPUTED_GROUPS}.get(group, {}).get(request.match_info["version"])
     if resources is None:
         raise HTTPError(404, "NotFound", "the server could not find the requested resource")
     return resources
@@ -516,6 +516,8 @@ async def make_app(store: Store, *, token: str | None = None, pki: ClusterPKI | 
     app.router.add_get("/apis/{group}/", _api_group)
     app.router.add_get("/apis/{group}/{version}", _api_group_version)
     app.router.add_get("/apis/{group}/{version}/", _api_group_version)
+    app.router.add_route("*", "/apis/metrics.k8s.io/v1beta1/{tail:.+}", metrics.handler(store))
+    app.router.add_route("*", "/apis/events.k8s.io/v1/{tail:.+}", eventsv1.handler(store))
     app.router.add_route("*", "/apis/{group}/{version}/{tail:.+}", _dispatch)
     if pki is not None:
         ca = pki.ca_pem()

@@ -3,14 +3,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from podbay.api.kinds import API_GROUPS, RESOURCES, ResourceInfo
+from podbay.api.kinds import API_GROUPS, COMPUTED_GROUPS, RESOURCES, ResourceInfo
 
 KUBERNETES_VERSION = "v1.32.0"
 
 _VERBS = ["create", "delete", "get", "list", "patch", "update", "watch"]
 _SUBRESOURCE_VERBS = {"status": ["get", "patch", "update"], "binding": ["create"], "log": ["get"],
                       "exec": ["create", "get"], "attach": ["create", "get"],
-                      "portforward": ["create", "get"]}
+                      "portforward": ["create", "get"], "ephemeralcontainers": ["get", "patch", "update"]}
 
 
 def api_versions(server_address: str) -> dict[str, Any]:
@@ -21,18 +21,21 @@ def api_versions(server_address: str) -> dict[str, Any]:
     }
 
 
+_SERVED_GROUPS = {**API_GROUPS, **COMPUTED_GROUPS}
+
+
 def _group(name: str) -> dict[str, Any]:
-    versions = [{"groupVersion": f"{name}/{v}", "version": v} for v in API_GROUPS[name]]
+    versions = [{"groupVersion": f"{name}/{v}", "version": v} for v in _SERVED_GROUPS[name]]
     return {"name": name, "versions": versions, "preferredVersion": versions[0]}
 
 
 def api_group_list() -> dict[str, Any]:
-    return {"kind": "APIGroupList", "apiVersion": "v1", "groups": [_group(name) for name in API_GROUPS]}
+    return {"kind": "APIGroupList", "apiVersion": "v1", "groups": [_group(name) for name in _SERVED_GROUPS]}
 
 
 def api_group(name: str) -> dict[str, Any] | None:
     """/apis/{group}; None for a group this server does not serve."""
-    if name not in API_GROUPS:
+    if name not in _SERVED_GROUPS:
         return None
     return {"kind": "APIGroup", "apiVersion": "v1", **_group(name)}
 
@@ -50,7 +53,7 @@ def resource_list(group_version: str, table: dict[str, ResourceInfo]) -> dict[st
             "singularName": info.kind.lower(),
             "namespaced": info.namespaced,
             "kind": info.kind,
-            "verbs": _VERBS,
+            "verbs": list(info.verbs) if info.verbs else _VERBS,
         }
         if info.short_names:
             entry["shortNames"] = list(info.short_names)

@@ -74,6 +74,12 @@ def _host_for_url(address: str) -> str:
         return address
 
 
+def agent_base_url(node: dict[str, Any]) -> str:
+    """https://ADDRESS:PORT of the node's agent."""
+    address, port = agent_endpoint(node)
+    return f"https://{_host_for_url(address)}:{port}"
+
+
 async def agent_url(store: Store, namespace: str, name: str, container: str | None, path: str) -> tuple[str, str]:
     """The URL of `path` (containerLogs, exec) for the pod's container on its node's agent,
     and the node's name."""

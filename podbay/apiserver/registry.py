@@ -27,7 +27,7 @@ from podbay.api.errors import (
 from podbay.api.kinds import ALL_RESOURCES, ResourceInfo
 from podbay.api.resources import qos_class
 from podbay.api.serialize import from_dict, to_dict, unknown_fields
-from podbay.api.validation import validate_lease, validate_pod, validate_runtime_class
+from podbay.api.validation import validate_ephemeral_update, validate_lease, validate_pod, validate_runtime_class
 from podbay.apiserver import fieldmanager
 from podbay.apiserver.fieldmanager import WriteOptions
 from podbay.apiserver.params import json_object, json_string, json_type
@@ -269,6 +269,10 @@ class Registry:
             meta["generation"] = 1
             # PrepareForCreate: status is the server's, whatever the client sent.
             obj["status"] = {"phase": "Pending"}
+            if obj.get("spec", {}).get("ephemeralContainers") if isinstance(obj.get("spec"), dict) else None:
+                # ValidatePodCreate: they are added to a running pod, through their subresource only.
+                raise ObjectInvalid(info.kind, meta["name"], [FieldError("spec.ephemeralContainers", None,
+                                                                         "Forbidden: cannot be set on create")])
         elif info.name == "namespaces":
             meta.setdefault("labels", {})["kubernetes.io/metadata.name"] = meta["name"]
             obj.setdefault("spec", {})
@@ -423,6 +427,12 @@ class Registry:
             # ResetObjectMetaForStatus and the status strategies: only status changes.
             # Shared with `old` without a copy: what follows only reads it and builds anew.
             new = {**old, "status": new.get("status", {})}
+        elif subresource == "ephemeralcontainers":
+            # dropNonEphemeralContainerUpdates (with ResetObjectMetaForStatus): the stored pod with
+            # only its ephemeral containers taken.
+            spec = new.get("spec") if isinstance(new.get("spec"), dict) else {}
+            new = {**old, "spec": {**old.get("spec", {}),
+                                                     "ephemeralContainers": spec.get("ephemeralContainers") or []}}
         elif subresource is None:
             if "status" in old:
                 new["status"] = old["status"]
@@ -432,6 +442,10 @@ class Registry:
             raise NotFound(f'the server could not find the requested resource ({info.name}/{subresource})')
         name = old_meta["name"]
         out = self._normalise(info, new, name, options)
+        if info.name == "pods" and subresource == "ephemeralcontainers":
+            errors = validate_ephemeral_update(from_dict(Pod, out), from_dict(Pod, old))
+            if errors:
+                raise ObjectInvalid(info.kind, name, errors)
         if info.name == "pods" and subresource is None:
             errors = _pod_update_errors(out, old)
             if errors:

@@ -124,6 +124,7 @@ def _agent_config(settings: Settings, auth: ServerAuth | None = None) -> AgentCo
                        backoff_base=settings.backoff_base, backoff_cap=settings.backoff_cap,
                        pod_pids_limit=settings.pod_pids_limit, eviction_hard=settings.eviction_hard,
                        housekeeping_interval=settings.housekeeping_interval,
+                       metrics_interval=settings.metrics_interval,
                        eviction_pressure_transition_period=settings.eviction_pressure_transition_period,
                        # Beat well within the grace the node lifecycle controller allows.
                        heartbeat_interval=min(10.0, settings.node_grace / 4))

@@ -20,6 +20,7 @@ from podbay.api.kinds import ALL_RESOURCES
 from podbay.api.printing import event_age
 from podbay.api.serialize import to_dict
 from podbay.api.tables import table_of
+from podbay.cli import printflags
 from podbay.cli.common import CLIError, run_with_client, table
 from podbay.cli.execstream import run_exec, use_tty
 from podbay.client import Client
@@ -39,7 +40,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("get", help="list objects as kubectl does")
     p.add_argument("kind")
     p.add_argument("names", nargs="*")
-    p.add_argument("-o", "--output", choices=["wide", "yaml", "json", "name"])
+    printflags.add_flags(p)
     p.add_argument("-l", "--selector")
     p.add_argument("-n", "--namespace")
     p.add_argument("-A", "--all-namespaces", action="store_true")
@@ -145,12 +146,13 @@ def _keep_pull_policies(obj: Pod, current: Pod) -> None:
             c.image_pull_policy = stored[c.name]
 
 
-def _rows(objs: list[Any], kind: type, wide: bool, all_ns: bool) -> list[list[str]]:
-    """kubectl's table: the kind's columns (with `-o wide` the priority-1 ones too), events
-    oldest first."""
+def _rows(objs: list[Any], kind: type, wide: bool, all_ns: bool, show_labels: bool = False) -> list[list[str]]:
+    """kubectl's table: the kind's columns (with `-o wide` the priority-1 ones too, with
+    --show-labels a last LABELS), events oldest first."""
     columns, cells = table_of(kind)
     shown = [i for i, c in enumerate(columns) if wide or c.priority == 0]
-    rows = [(["NAMESPACE"] if all_ns else []) + [columns[i].name.upper() for i in shown]]
+    rows = [(["NAMESPACE"] if all_ns else []) + [columns[i].name.upper() for i in shown]
+            + (["LABELS"] if show_labels else [])]
     if kind is Event:
         epoch = datetime.min.replace(tzinfo=timezone.utc)
         objs = sorted(objs, key=lambda e: (e.last_timestamp or e.event_time or epoch,
@@ -158,22 +160,37 @@ def _rows(objs: list[Any], kind: type, wide: bool, all_ns: bool) -> list[list[st
     now = datetime.now(timezone.utc)
     for o in objs:
         row = cells(o, now)
-        rows.append(([o.metadata.namespace or ""] if all_ns else []) + [str(row[i]) for i in shown])
+        rows.append(([o.metadata.namespace or ""] if all_ns else []) + [str(row[i]) for i in shown]
+                    + ([printflags.labels_cell(to_dict(o))] if show_labels else []))
     return rows
 
 
+def _output_data(objs: list[Any], args: argparse.Namespace) -> dict[str, Any]:
+    """What -o json/yaml/jsonpath print: the object when one was named, else a List, as kubectl's."""
+    if len(objs) == 1 and args.names:
+        return to_dict(objs[0])
+    return {"apiVersion": "v1", "kind": "List", "items": [to_dict(o) for o in objs], "metadata": {"resourceVersion": ""}}
+
+
 def _print_objects(objs: list[Any], kind: type, args: argparse.Namespace, header: bool = True) -> None:
-    out = args.output
+    out = args.output or ""
+    header = header and not args.no_headers
+    if out.startswith("jsonpath="):
+        print(printflags.jsonpath_output(out[len("jsonpath="):], _output_data(objs, args)), end="")
+        return
+    if out.startswith("custom-columns="):
+        rows = printflags.custom_column_rows([to_dict(o) for o in objs], out[len("custom-columns="):])
+        print(table(rows if header else rows[1:]))
+        return
     if out == "name":
         for o in objs:
             print(f"{kind.__name__.lower()}/{o.metadata.name}")
         return
     if out in ("yaml", "json"):
-        data: Any = to_dict(objs[0]) if len(objs) == 1 and args.names else {
-            "apiVersion": "v1", "kind": "List", "items": [to_dict(o) for o in objs], "metadata": {"resourceVersion": ""}}
+        data = _output_data(objs, args)
         print(json.dumps(data, indent=4) if out == "json" else yaml.safe_dump(data, sort_keys=False), end="" if out == "yaml" else "\n")
         return
-    rows = _rows(objs, kind, out == "wide", getattr(args, "all_namespaces", False))
+    rows = _rows(objs, kind, out == "wide", getattr(args, "all_namespaces", False), args.show_labels)
     if not header:
         rows = rows[1:]
     if len(rows) > (1 if header else 0):
@@ -193,6 +210,8 @@ async def get(client: Client, args: argparse.Namespace) -> int:
     else:
         objs, _ = await client.list(kind, ns, label_selector=args.selector)
         objs.sort(key=lambda o: (o.metadata.namespace or "", o.metadata.name or ""))
+    if args.sort_by:
+        objs.sort(key=lambda o: printflags.sort_key(to_dict(o), args.sort_by))
     if not objs and not args.watch:
         where = f" in {ns} namespace" if ns else ""
         print(f"No resources found{where}.", file=sys.stderr)
@@ -224,8 +243,12 @@ def describe_pod(pod: Pod, events: list[Event]) -> str:
              "Annotations:      " + ("\n                  ".join(f"{k}: {v}" for k, v in m.annotations.items()) or "<none>"),
              f"Status:           {'Terminating' if m.deletion_timestamp else st.phase}",
              f"IP:               {st.pod_ip or ''}"]
-    statuses = {c.name: c for c in st.init_container_statuses + st.container_statuses}
-    for title, containers in (("Init Containers", s.init_containers), ("Containers", s.containers)):
+    statuses = {c.name: c for c in st.init_container_statuses + st.container_statuses
+                + st.ephemeral_container_statuses}
+    sections: tuple[tuple[str, list[Any]], ...] = (
+        ("Init Containers", s.init_containers), ("Containers", s.containers),
+        ("Ephemeral Containers", s.ephemeral_containers))
+    for title, containers in sections:
         if not containers:
             continue
         lines.append(f"{title}:")

@@ -53,6 +53,7 @@ class Settings:
     pod_pids_limit: int = 4096  # pids.max of each pod's cgroup; -1: none
     eviction_hard: str = DEFAULT_EVICTION_HARD
     housekeeping_interval: float = 10.0
+    metrics_interval: float = 10.0
     eviction_pressure_transition_period: float = 300.0
 
     @property
@@ -101,6 +102,7 @@ class Settings:
                 "--node-ip", self.node_ip,
                 "--pod-pids-limit", str(self.pod_pids_limit), "--eviction-hard", self.eviction_hard,
                 "--housekeeping-interval", str(self.housekeeping_interval),
+                "--metrics-interval", str(self.metrics_interval),
                 "--eviction-pressure-transition-period", str(self.eviction_pressure_transition_period),
                 *(["--seccomp-profile-root", str(self.seccomp_profile_root)] if self.seccomp_profile_root else []),
                 *(["--write-kubeconfig", str(self.write_kubeconfig)] if self.write_kubeconfig else []),
@@ -169,6 +171,9 @@ def add_global_flags(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--housekeeping-interval", type=float,
                    default=float(env("PODBAY_HOUSEKEEPING_INTERVAL", "10")),
                    help="seconds between measurements of pods' ephemeral storage against their limits")
+    g.add_argument("--metrics-interval", type=float, default=float(env("PODBAY_METRICS_INTERVAL", "10")),
+                   help="seconds between samples of CPU and memory usage; kubectl top's CPU is the rate "
+                        "between the last two")
     g.add_argument("--eviction-pressure-transition-period", type=float,
                    default=float(env("PODBAY_EVICTION_PRESSURE_TRANSITION_PERIOD", "300")),
                    help="seconds a pressure condition stays True after its threshold was last met (the kubelet's)")
@@ -218,6 +223,7 @@ def settings_from(args: argparse.Namespace) -> Settings:
                     imagefs_min_available=args.imagefs_min_available,
                     pod_pids_limit=args.pod_pids_limit,
                     eviction_hard=args.eviction_hard, housekeeping_interval=args.housekeeping_interval,
+                    metrics_interval=args.metrics_interval,
                     eviction_pressure_transition_period=args.eviction_pressure_transition_period,
                     seccomp_profile_root=Path(args.seccomp_profile_root).absolute() if args.seccomp_profile_root
                     else None, cluster_cidr=args.cluster_cidr, node_cidr_mask_size=args.node_cidr_mask_size,

@@ -127,6 +127,32 @@ def memory_working_set(path: str) -> int:
     return max(0, usage - int(stat.get(inactive_key, 0)))
 
 
+def cpu_usage_nanoseconds(path: str) -> int | None:
+    """CPU time the cgroup `path` (and below) has used, cumulative: cpuacct.usage on v1, cpu.stat's
+    usage_usec on v2 (cAdvisor's source for the kubelet's usageCoreNanoSeconds); None when unreadable."""
+    try:
+        if _unified():
+            stat = dict(line.split() for line in (_controller_dir("cpu", path) / "cpu.stat").read_text().splitlines())
+            return int(stat["usage_usec"]) * 1000
+        return int((_controller_dir("cpuacct", path) / "cpuacct.usage").read_text())
+    except (OSError, ValueError, KeyError):
+        return None
+
+
+def node_memory_working_set() -> int:
+    """The machine's working set as cAdvisor reports the root cgroup's: usage less inactive file
+    cache. On v2 the root has no memory.current, so usage is MemTotal - MemFree (as cAdvisor)."""
+    if not _unified():
+        return memory_working_set("")
+    try:
+        info = {k: int(v.split()[0]) * 1024 for k, v in
+                (line.split(":", 1) for line in Path("/proc/meminfo").read_text().splitlines())}
+        stat = dict(line.split() for line in (CGROUP_ROOT / "memory.stat").read_text().splitlines())
+    except (OSError, ValueError):
+        return 0
+    return max(0, info["MemTotal"] - info["MemFree"] - int(stat.get("inactive_file", 0)))
+
+
 def _tasks(directory: Path) -> set[int]:
     pids: set[int] = set()
     for procs in directory.rglob("cgroup.procs"):

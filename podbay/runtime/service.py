@@ -40,7 +40,7 @@ from podbay.runtime.seccomp import load_profile
 from podbay.runtime.spec import SandboxPaths, oci_spec
 from podbay.runtime.syscalls import MS_NODEV, MS_NOSUID, is_mountpoint, mount, umount
 from podbay.runtime.types import (
-    ContainerConfig, ContainerMetadata, ContainerRuntimeError, ContainerStats, ContainerState, ContainerStatus, Mount,
+    ContainerConfig, ContainerMetadata, ContainerRuntimeError, ContainerStats, ContainerState, ContainerUsage, ContainerStatus, Mount,
     PodSandboxConfig, PodSandboxMetadata, PodSandboxStats, PodSandboxStatus, PortMapping, SandboxState,
 )
 from podbay.runtime.users import resolve_user
@@ -480,7 +480,7 @@ class RuntimeService:
             make_devices(rootfs, layers, self.images.layer_devices(config.image))
             uid, gid, groups = resolve_user(rootfs, config.security)
             mounts = self._sandbox_mounts(sandbox, config, directory)
-            paths = self._sandbox_paths(sandbox, container_id)
+            paths = self._sandbox_paths(sandbox, container_id, config.pid_target_id)
             full = ContainerConfig(**{**config.__dict__, "mounts": mounts + list(config.mounts)})
             spec = handler.container_spec(oci_spec(full, paths, str(rootfs), uid, gid, groups, seccomp_profile),
                                           self._sandbox_spec(sandbox))
@@ -515,18 +515,25 @@ class RuntimeService:
         await self._handler_of(record).delete(record["id"])
         self._release_rootfs(record["id"])
 
-    def _sandbox_paths(self, sandbox: dict, container_id: str) -> SandboxPaths:
+    def _sandbox_paths(self, sandbox: dict, container_id: str, pid_target_id: str = "") -> SandboxPaths:
         ns = self._sandbox_dir(sandbox["id"]) / "ns"
         shm = self._sandbox_dir(sandbox["id"]) / "shm"
         return SandboxPaths(
             net=None if sandbox["host_network"] else str(ns / "net"),
             ipc=None if sandbox["host_ipc"] else str(ns / "ipc"),
             uts=None if sandbox["host_network"] else str(ns / "uts"),
-            pid=self._shared_pid(sandbox),
+            pid=self._pid_namespace_of(pid_target_id) if pid_target_id else self._shared_pid(sandbox),
             host_pid=sandbox["host_pid"],
             shm=None if sandbox["host_ipc"] else str(shm),
             cgroups_path=f"{sandbox['cgroup']}/{container_id[:16]}",
         )
+
+    def _pid_namespace_of(self, container_id: str) -> str:
+        """The PID namespace of a running container, for another to join (by path in the OCI spec)."""
+        target = self._container(container_id)
+        if self._state(target) is not ContainerState.RUNNING or not target.get("pid"):
+            raise ContainerRuntimeError(f"target container {container_id[:12]} is not running")
+        return f"/proc/{target['pid']}/ns/pid"
 
     @staticmethod
     def _shared_pid(sandbox: dict) -> str | None:
@@ -802,6 +809,12 @@ class RuntimeService:
         self._container(container_id)
         upper = self._container_dir(container_id) / "upper"
         return ContainerStats(container_id, await asyncio.to_thread(disk_usage, upper))
+
+    async def container_usage(self, container_id: str) -> ContainerUsage:
+        """The container's CPU time and memory working set, from the cgroup crun made for it."""
+        record = self._container(container_id)
+        cgroup = f"{self._sandbox(record['sandbox_id'])['cgroup']}/{container_id[:16]}"
+        return ContainerUsage(container_id, cgroups.cpu_usage_nanoseconds(cgroup), cgroups.memory_working_set(cgroup))
 
     async def remove_pod_volumes(self, pod_uid: str) -> None:
         remove_pod_volumes(self.config.pods_root, pod_uid)

@@ -153,6 +153,9 @@ class ContainerConfig:
     stdin_once: bool = False  # an attach's end of input ends the container's stdin for good
     stop_signal: str = "SIGTERM"
     termination_message_path: str = ""  # in the container; the runtime mounts a file it keeps there
+    # CRI's NamespaceOption pid TARGET: the id of a running container whose PID namespace this one
+    # joins (an ephemeral container's targetContainerName); "": the sandbox's choice.
+    pid_target_id: str = ""
 
 
 @dataclass
@@ -187,6 +190,15 @@ class PodSandboxStats:
     id: str
     memory_working_set_bytes: int
     processes: int  # tasks in the pod's cgroup
+
+
+@dataclass
+class ContainerUsage:
+    """CRI's ContainerStats' cpu and memory: what `kubectl top` reports, read from the container's cgroup."""
+
+    id: str
+    cpu_usage_core_nanoseconds: int | None  # cumulative; None: the cgroup is gone
+    memory_working_set_bytes: int
 
 
 @dataclass

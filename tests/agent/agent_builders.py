@@ -23,10 +23,12 @@ def sidecar(name: str, **kw: Any) -> NS:
 
 
 def pod(containers: list[NS], init: list[NS] | None = None, restart_policy: str = "Always",
-        deleting: bool = False, gates: list[str] | None = None, conditions: list[NS] | None = None) -> NS:
+        deleting: bool = False, gates: list[str] | None = None, conditions: list[NS] | None = None,
+        ephemeral: list[NS] | None = None) -> NS:
     return NS(
         metadata=NS(deletion_timestamp="now" if deleting else None, uid="u1", name="p", namespace="default"),
-        spec=NS(containers=containers, init_containers=init or [], restart_policy=restart_policy, host_network=False,
+        spec=NS(containers=containers, init_containers=init or [], ephemeral_containers=ephemeral or [],
+                restart_policy=restart_policy, host_network=False,
                 readiness_gates=[NS(condition_type=g) for g in gates or []]),
         status=NS(conditions=conditions or []),
     )

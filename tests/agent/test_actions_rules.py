@@ -138,3 +138,17 @@ def test_completed_init_removed_after_initialization_is_not_rerun():
 def test_created_init_container_is_started_again():
     p = pod([container("a")], init=[container("i")])
     assert compute_pod_actions(p, runtime(rec("i", "created"))).init_containers_to_start == [0]
+
+
+def test_ephemeral_container_starts_once_and_is_never_restarted() -> None:
+    p = pod([container("main")], ephemeral=[container("debugger")])
+    assert compute_pod_actions(p, runtime(rec("main", "running"))).ephemeral_containers_to_start == [0]
+    for state, code in (("running", None), ("exited", 0), ("exited", 1)):
+        actions = compute_pod_actions(p, runtime(rec("main", "running"), rec("debugger", state, code)))
+        assert actions.ephemeral_containers_to_start == [] and not actions.kill_pod
+
+
+def test_ephemeral_container_waits_for_the_sandbox_and_not_for_init() -> None:
+    p = pod([container("main")], init=[container("init")], ephemeral=[container("debugger")])
+    assert compute_pod_actions(p, runtime(sandbox=False)).ephemeral_containers_to_start == []
+    assert compute_pod_actions(p, runtime(rec("init", "running"))).ephemeral_containers_to_start == [0]

@@ -7,6 +7,7 @@ from podbay.api import Event, Pod
 from podbay.api.printing import event_age, human_duration, pod_row
 from podbay.api.serialize import from_dict
 from podbay.cli.common import table
+from podbay.cli.kubectl import describe_pod
 
 NOW = datetime(2026, 11, 23, 12, 0, 0, tzinfo=timezone.utc)
 
@@ -68,3 +69,15 @@ def test_describe_shows_a_repeated_event_as_kubectl_does() -> None:
                                  "lastTimestamp": NOW - timedelta(seconds=last)})
     assert event_age(event(1, 30, 30), NOW) == "30s"
     assert event_age(event(12, 180, 5), NOW) == "5s (x12 over 3m)"
+
+
+def test_describe_lists_ephemeral_containers_with_their_state() -> None:
+    p = make({"containers": [{"name": "app", "image": "i"}],
+              "ephemeralContainers": [{"name": "debugger", "image": "busybox:1.35", "targetContainerName": "app"}]},
+             {"phase": "Running", "ephemeralContainerStatuses": [
+                 {"name": "debugger", "restartCount": 0, "ready": False,
+                  "state": {"terminated": {"exitCode": 0, "reason": "Completed"}}}]})
+    text = describe_pod(p, [])
+    section = text.split("Ephemeral Containers:\n", 1)[1]
+    assert section.startswith("  debugger:\n") and "Image:         busybox:1.35" in section
+    assert "Terminated" in section and "Restart Count: 0" in section
