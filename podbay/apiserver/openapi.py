@@ -28,7 +28,7 @@ from typing import Literal, Union
 from aiohttp import web
 from pydantic import BaseModel
 
-from podbay.api import base, models
+from podbay.api import base, models, services
 from podbay.apiserver.discovery import KUBERNETES_VERSION
 from podbay.apiserver.patch import (
     JSON_PATCH,
@@ -54,6 +54,8 @@ _PACKAGES: dict[type[BaseModel], str] = {
     **{m: META for m in (models.ObjectMeta, models.ListMeta, models.OwnerReference, models.Status,
                          models.StatusDetails, models.StatusCause)},
     **{m: "io.k8s.api.coordination.v1" for m in (models.Lease, models.LeaseSpec)},
+    **{m: "io.k8s.api.discovery.v1" for m in (services.EndpointSlice, services.Endpoint, services.EndpointPort,
+                                               services.EndpointConditions)},
 }
 
 # Scalars and leaf types that have their own definition in Kubernetes' documents.

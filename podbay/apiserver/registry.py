@@ -4,7 +4,9 @@ for the core/v1 resources podbay serves, over a `Store` of dicts.
 """
 from __future__ import annotations
 
+import asyncio
 import copy
+import logging
 import re
 import secrets
 import uuid
@@ -24,11 +26,24 @@ from podbay.api.errors import (
     NotFound,
 )
 from podbay.api.serialize import from_dict, to_dict
-from podbay.api.validation import validate_lease, validate_pod
+from podbay.api.services import (
+    HEADLESS,
+    Endpoints,
+    EndpointSlice,
+    Service,
+    apply_service_defaults,
+    keep_allocated,
+    validate_service,
+    validate_service_update,
+)
+from podbay.api.validation import validate_lease, validate_metadata, validate_pod
+from podbay.apiserver.ipallocator import AllocationError, ServiceRanges, allocate_ip, allocate_node_port
 from podbay.apiserver.params import json_object, json_string, json_type
 from podbay.apiserver.patch import JSON_PATCH, apply_patch
 from podbay.apiserver.status import ObjectInvalid
 from podbay.store.base import Store
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -54,6 +69,8 @@ RESOURCES: dict[str, ResourceInfo] = {
     "events": ResourceInfo("events", "Event", True, Event, ("ev",)),
     "configmaps": ResourceInfo("configmaps", "ConfigMap", True, ConfigMap, ("cm",)),
     "secrets": ResourceInfo("secrets", "Secret", True, Secret, ()),
+    "services": ResourceInfo("services", "Service", True, Service, ("svc",), ("status",)),
+    "endpoints": ResourceInfo("endpoints", "Endpoints", True, Endpoints, ("ep",)),
 }
 
 # The named API groups, served under /apis/{group}/{version}: group -> version -> resources,
@@ -61,6 +78,10 @@ RESOURCES: dict[str, ResourceInfo] = {
 API_GROUPS: dict[str, dict[str, dict[str, ResourceInfo]]] = {
     "coordination.k8s.io": {
         "v1": {"leases": ResourceInfo("leases", "Lease", True, Lease, group="coordination.k8s.io")},
+    },
+    "discovery.k8s.io": {
+        "v1": {"endpointslices": ResourceInfo("endpointslices", "EndpointSlice", True, EndpointSlice,
+                                              group="discovery.k8s.io")},
     },
 }
 _ALL_RESOURCES: dict[str, ResourceInfo] = {
@@ -143,9 +164,13 @@ class DeleteOptions:
 
 
 class Registry:
-    def __init__(self, store: Store, clock: Callable[[], datetime] = now) -> None:
+    def __init__(self, store: Store, clock: Callable[[], datetime] = now,
+                 service_ranges: ServiceRanges | None = None) -> None:
         self.store = store
         self.clock = clock
+        self.service_ranges = service_ranges or ServiceRanges()
+        # Allocation reads every Service's IPs and ports, then writes: one at a time in this server.
+        self._allocating = asyncio.Lock()
 
     # -- helpers ---------------------------------------------------------------
 
@@ -189,6 +214,15 @@ class Registry:
                 raise ObjectInvalid(info.kind, name, errors)
         elif info.name == "leases":
             errors = validate_lease(model)
+            if errors:
+                raise ObjectInvalid(info.kind, name, errors)
+        elif info.name == "services":
+            apply_service_defaults(model)
+            errors = validate_service(model)
+            if errors:
+                raise ObjectInvalid(info.kind, name, errors)
+        elif info.name in ("endpoints", "endpointslices"):
+            errors = validate_metadata(model.metadata)
             if errors:
                 raise ObjectInvalid(info.kind, name, errors)
         out = to_dict(model)
@@ -245,7 +279,10 @@ class Registry:
                 await self._check_namespace(namespace, info, name)
             prepared = self._prepare_create(info, obj)
             try:
-                return await self.store.create(resource, namespace, prepared)
+                if info.name != "services":
+                    return await self.store.create(resource, namespace, prepared)
+                async with self._allocating:
+                    return await self.store.create(resource, namespace, await self._allocate(prepared))
             except AlreadyExists:
                 if attempt == attempts - 1:
                     raise
@@ -337,13 +374,21 @@ class Registry:
                     name=name,
                 )
             new = mutate(old)
+            if info.name == "services" and subresource is None:
+                new = copy.deepcopy(new)
+                keep_allocated(new, old)
             prepared = self._prepare_update(info, new, old, subresource)
             if prepared == old:
                 return old
             try:
-                stored = await self.store.update(
-                    info.name, ns, name, prepared, expected_rv=old["metadata"]["resourceVersion"]
-                )
+                if info.name == "services" and subresource is None:
+                    async with self._allocating:
+                        stored = await self.store.update(info.name, ns, name, await self._allocate(prepared),
+                                                         expected_rv=old["metadata"]["resourceVersion"])
+                else:
+                    stored = await self.store.update(
+                        info.name, ns, name, prepared, expected_rv=old["metadata"]["resourceVersion"]
+                    )
             except Conflict:
                 if expected_rv:
                     raise
@@ -390,7 +435,70 @@ class Registry:
                 raise ObjectInvalid(info.kind, name, errors)
             if out.get("spec") != old.get("spec"):
                 out["metadata"]["generation"] = old_meta.get("generation", 1) + 1
+        if info.name == "services" and subresource is None:
+            errors = validate_service_update(from_dict(Service, out), from_dict(Service, old))
+            if errors:
+                raise ObjectInvalid(info.kind, name, errors)
         return out
+
+    async def _allocate(self, svc: dict[str, Any]) -> dict[str, Any]:
+        """The Service with its cluster IP and nodePorts: the ones it asks for if free, else
+        allocated from --service-cluster-ip-range and --service-node-port-range (the others'
+        are what the stored Services hold). Callers hold `_allocating` until the write."""
+        meta, spec = svc["metadata"], svc["spec"]
+        ips: set[str] = set()
+        ports: set[int] = set()
+        for other in (await self.store.list("services"))[0]:
+            if (other["metadata"]["namespace"], other["metadata"]["name"]) == (meta["namespace"], meta["name"]):
+                continue
+            ips.update(ip for ip in other["spec"].get("clusterIPs", []) if ip != HEADLESS)
+            ports.update(p["nodePort"] for p in other["spec"].get("ports", []) if p.get("nodePort"))
+        errors: list[FieldError] = []
+        ranges = self.service_ranges
+        if spec.get("clusterIP") != HEADLESS:
+            try:
+                ip = allocate_ip(ranges.cluster_ip_range, ips, spec.get("clusterIP"))
+                spec["clusterIP"], spec["clusterIPs"] = ip, [ip]
+                spec.setdefault("ipFamilies", ["IPv4"])
+                spec.setdefault("ipFamilyPolicy", "SingleStack")
+            except AllocationError as exc:
+                errors.append(FieldError("spec.clusterIPs", spec.get("clusterIPs"), f"Invalid value: {exc}"))
+        if spec.get("type") == "NodePort":
+            for i, port in enumerate(spec.get("ports", [])):
+                try:
+                    port["nodePort"] = allocate_node_port(ranges.node_ports, ports, port.get("nodePort"))
+                    ports.add(port["nodePort"])
+                except AllocationError as exc:
+                    errors.append(FieldError(f"spec.ports[{i}].nodePort", port.get("nodePort"),
+                                             f"Invalid value: {exc}"))
+        if errors:
+            raise ObjectInvalid("Service", meta["name"], errors)
+        return svc
+
+    async def ensure_kubernetes_service(self, endpoint: tuple[str, int] | None) -> None:
+        """default/kubernetes on the range's first address, as kube-apiserver keeps it, with
+        its Endpoints and EndpointSlice naming `endpoint` (this server's HTTPS address) if any."""
+        service = {"metadata": {"name": "kubernetes", "labels": {"component": "apiserver", "provider": "kubernetes"}},
+                   "spec": {"clusterIP": self.service_ranges.kubernetes_ip(),
+                            "ports": [{"name": "https", "port": 443, "protocol": "TCP",
+                                       "targetPort": endpoint[1] if endpoint else 6443}]}}
+        objects: list[tuple[str, dict[str, Any]]] = [("services", service)]
+        if endpoint is not None:
+            address, port = endpoint
+            objects.append(("endpoints", {"metadata": {"name": "kubernetes"}, "subsets": [
+                {"addresses": [{"ip": address}], "ports": [{"name": "https", "port": port, "protocol": "TCP"}]}]}))
+            objects.append(("endpointslices", {
+                "metadata": {"name": "kubernetes", "labels": {"kubernetes.io/service-name": "kubernetes"}},
+                "addressType": "IPv4", "endpoints": [{"addresses": [address], "conditions": {"ready": True}}],
+                "ports": [{"name": "https", "port": port, "protocol": "TCP"}]}))
+        for resource, body in objects:
+            try:
+                await self.create(resource, "default", body)
+            except AlreadyExists:
+                pass
+            except ObjectInvalid as exc:
+                # A range changed between runs: the old Service keeps its IP; said, not fatal.
+                log.warning("cannot create default/kubernetes %s: %s", resource, exc)
 
     async def _after_write(self, info: ResourceInfo, stored: dict[str, Any]) -> None:
         """A pod whose deletion is due and which no longer holds finalizers goes."""

@@ -18,6 +18,7 @@ from podbay.api.errors import AlreadyExists, NotFound
 from podbay.api.formats import load_objects
 from podbay.api.printing import event_age
 from podbay.api.serialize import to_dict
+from podbay.api.services import Endpoints, EndpointSlice, Service
 from podbay.api.tables import table_of
 from podbay.cli.common import CLIError, run_with_client, table
 from podbay.cli.execstream import run_exec, use_tty
@@ -26,7 +27,9 @@ from podbay.client import Client
 KINDS: dict[str, type] = {"pods": Pod, "pod": Pod, "po": Pod, "nodes": Node, "node": Node, "no": Node,
                           "events": Event, "event": Event, "ev": Event, "namespaces": Namespace,
                           "namespace": Namespace, "ns": Namespace, "configmaps": ConfigMap, "configmap": ConfigMap,
-                          "cm": ConfigMap, "secrets": Secret, "secret": Secret, "leases": Lease, "lease": Lease}
+                          "cm": ConfigMap, "secrets": Secret, "secret": Secret, "leases": Lease, "lease": Lease,
+                          "services": Service, "service": Service, "svc": Service, "endpoints": Endpoints,
+                          "ep": Endpoints, "endpointslices": EndpointSlice, "endpointslice": EndpointSlice}
 
 
 def register(sub: argparse._SubParsersAction) -> None:

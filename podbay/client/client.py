@@ -39,6 +39,9 @@ _RESOURCES: dict[str, tuple[str, bool]] = {
     "ConfigMap": ("configmaps", True),
     "Secret": ("secrets", True),
     "Lease": ("leases", True),
+    "Service": ("services", True),
+    "Endpoints": ("endpoints", True),
+    "EndpointSlice": ("endpointslices", True),
 }
 PATCH_TYPES = {
     "strategic": "application/strategic-merge-patch+json",
