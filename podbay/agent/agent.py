@@ -27,6 +27,7 @@ from podbay.agent.imagegc import ImageGC
 from podbay.agent.node import node_images, node_object, ready_condition
 from podbay.agent.podstate import ContainerRecord, PodRuntimeStatus, RunState
 from podbay.agent.prober import ProbeManager, ProbeTarget
+from podbay.agent.proxy import ServiceProxy
 from podbay.agent.routes import HostRoutes
 from podbay.agent.runtimeview import runtime_pods
 from podbay.agent.status import StatusInputs, pod_status
@@ -812,6 +813,8 @@ async def run(client: Any, runtime: Any, config: AgentConfig, registered: asynci
              agent.housekeeping_loop(), ImageGC(runtime, config.image_gc).run()]
     if config.host_gw_routes:
         loops.append(HostRoutes(client, config.node_name).run())
+    if config.proxy is not None:
+        loops.append(ServiceProxy(client, config.proxy).run())
     tasks = [asyncio.create_task(coro) for coro in loops]
     try:
         await asyncio.gather(*tasks)

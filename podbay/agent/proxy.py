@@ -1,0 +1,239 @@
+"""The node's service proxy (kube-proxy in iptables mode): the Services and EndpointSlices of
+the cluster as nat rules, so pods and the host reach a Service's ClusterIP:port and its nodePort
+on any of this node's addresses (127.0.0.1 too).
+
+    PREROUTING/OUTPUT -> <P>-SERVICES -> <P>-SVC-<hash> -> <P>-SEP-<hash> (DNAT to a pod)
+                           `-> (local destination) <P>-NODEPORTS -> <P>-EXT-<hash> -> <P>-SVC-<hash>
+    POSTROUTING -> <P>-POSTROUTING: masquerade what <P>-MARK-MASQ marked
+
+<P> is kube-proxy's KUBE unless configured (tests run several side by side). A Service's
+endpoints are chosen with `-m statistic --mode random`, each with the probability that leaves
+the later ones an equal share. `ruleset` is the pure part; `ServiceProxy` keeps it applied."""
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import hashlib
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+from podbay.api.services import SERVICE_NAME_LABEL, EndpointSlice, Service, ServicePort, is_headless
+from podbay.client.cache import Informer
+from podbay.client.client import Client
+
+log = logging.getLogger(__name__)
+
+MASQ_MARK = "0x4000"  # kube-proxy's --iptables-masquerade-bit 14
+_CHAIN_MAX = 28  # iptables' limit on a chain name
+
+
+@dataclass(frozen=True)
+class ProxyConfig:
+    chain_prefix: str = "KUBE"
+    # Traffic from outside it (the host, other machines) to a ClusterIP is masqueraded, as
+    # kube-proxy's --cluster-cidr; pods' own keeps their source IP.
+    cluster_cidr: str = "10.244.0.0/16"
+    # The pods' bridge: loopback sources may leave through it (route_localnet), so 127.0.0.1:<nodePort>
+    # works as it does with kube-proxy.
+    bridge: str | None = None
+
+
+@dataclass(frozen=True)
+class Backend:
+    ip: str
+    port: int
+
+
+def chain(prefix: str, kind: str, *parts: str) -> str:
+    """kube-proxy's portProtoHash: base32 of sha256, cut to what fits after `<prefix>-<kind>-`."""
+    digest = base64.b32encode(hashlib.sha256("".join(parts).encode()).digest()).decode()
+    head = f"{prefix}-{kind}-"
+    return head + digest[:min(16, _CHAIN_MAX - len(head))]
+
+
+def backends(svc: Service, port: ServicePort, slices: list[EndpointSlice]) -> list[Backend]:
+    """The endpoints traffic to `port` goes to: ready ones; with none, the serving terminating ones
+    (kube-proxy's fallback), so a rolling pod still answers while it drains."""
+    ready: list[Backend] = []
+    draining: list[Backend] = []
+    for es in slices:
+        number = next((p.port for p in es.ports if (p.name or "") == (port.name or "")
+                       and (p.protocol or "TCP") == port.protocol), None)
+        if number is None:
+            continue
+        for ep in es.endpoints:
+            cond = ep.conditions
+            for ip in ep.addresses:
+                if cond.ready is not False and not cond.terminating:
+                    ready.append(Backend(ip, number))
+                elif cond.serving and cond.terminating:
+                    draining.append(Backend(ip, number))
+    chosen = ready or draining
+    return sorted(set(chosen), key=lambda b: (b.ip, b.port))
+
+
+def ruleset(services: list[Service], slices: list[EndpointSlice], config: ProxyConfig,
+            existing_chains: set[str]) -> tuple[str, set[str]]:
+    """The iptables-restore input (nat table, --noflush) and the chains it writes. Chains of the
+    prefix in `existing_chains` that no Service needs any more are flushed and deleted in it."""
+    p = config.chain_prefix
+    services_chain, nodeports, postrouting, mark = f"{p}-SERVICES", f"{p}-NODEPORTS", f"{p}-POSTROUTING", \
+        f"{p}-MARK-MASQ"
+    chains = [services_chain, nodeports, postrouting, mark]
+    rules = [
+        f'-A {postrouting} -m mark ! --mark {MASQ_MARK}/{MASQ_MARK} -j RETURN',
+        f'-A {postrouting} -j MARK --xor-mark {MASQ_MARK}',
+        f'-A {postrouting} -m comment --comment "kubernetes service traffic requiring SNAT" -j MASQUERADE',
+        f'-A {mark} -j MARK --or-mark {MASQ_MARK}',
+    ]
+    by_service: dict[tuple[str, str], list[EndpointSlice]] = {}
+    for es in slices:
+        by_service.setdefault((es.metadata.namespace or "", es.metadata.labels.get(SERVICE_NAME_LABEL, "")),
+                              []).append(es)
+    node_rules: list[str] = []
+    for svc in sorted(services, key=lambda s: (s.metadata.namespace or "", s.metadata.name or "")):
+        if is_headless(svc) or not svc.spec.cluster_ip:
+            continue
+        ns, name = svc.metadata.namespace or "", svc.metadata.name or ""
+        ip = svc.spec.cluster_ip
+        for port in svc.spec.ports:
+            proto = (port.protocol or "TCP").lower()
+            port_name = f"{ns}/{name}" + (f":{port.name}" if port.name else "")
+            ends = backends(svc, port, by_service.get((ns, name), []))
+            if not ends:
+                continue  # kube-proxy rejects in the filter table; here the packet finds no DNAT
+            svc_chain = chain(p, "SVC", port_name, proto)
+            chains.append(svc_chain)
+            rules.append(f'-A {services_chain} -m comment --comment "{port_name} cluster IP" -d {ip}/32 '
+                         f'-p {proto} -m {proto} --dport {port.port} -j {svc_chain}')
+            rules.append(f'-A {svc_chain} -m comment --comment "{port_name} cluster IP" ! -s {config.cluster_cidr} '
+                         f'-d {ip}/32 -p {proto} -m {proto} --dport {port.port} -j {mark}')
+            for i, end in enumerate(ends):
+                sep = chain(p, "SEP", port_name, proto, f"{end.ip}:{end.port}")
+                chains.append(sep)
+                left = len(ends) - i
+                pick = f"-m statistic --mode random --probability {1 / left:.10f} " if left > 1 else ""
+                rules.append(f'-A {svc_chain} -m comment --comment "{port_name} -> {end.ip}:{end.port}" '
+                             f'{pick}-j {sep}')
+                # Hairpin: a pod reaching itself through the Service must see the reply come back.
+                rules.append(f'-A {sep} -m comment --comment "{port_name}" -s {end.ip}/32 -j {mark}')
+                rules.append(f'-A {sep} -m comment --comment "{port_name}" -p {proto} -m {proto} '
+                             f'-j DNAT --to-destination {end.ip}:{end.port}')
+            if svc.spec.type == "NodePort" and port.node_port:
+                ext = chain(p, "EXT", port_name, proto)
+                chains.append(ext)
+                node_rules.append(f'-A {nodeports} -m comment --comment "{port_name}" -p {proto} -m {proto} '
+                                  f'--dport {port.node_port} -j {ext}')
+                rules.append(f'-A {ext} -m comment --comment "masquerade traffic for {port_name} external '
+                             f'destinations" -j {mark}')
+                rules.append(f'-A {ext} -j {svc_chain}')
+    rules += node_rules
+    rules.append(f'-A {services_chain} -m comment --comment "kubernetes service nodeports; NOTE: this must be '
+                 f'the last rule in this chain" -m addrtype --dst-type LOCAL -j {nodeports}')
+    wanted = set(chains)
+    stale = sorted(c for c in existing_chains if c.startswith(f"{p}-") and c not in wanted)
+    lines = ["*nat", *(f":{c} - [0:0]" for c in chains + stale), *rules, *(f"-X {c}" for c in stale), "COMMIT", ""]
+    return "\n".join(lines), wanted
+
+
+def jumps(config: ProxyConfig) -> list[tuple[str, list[str]]]:
+    """The rules in the built-in chains that lead to the proxy's (chain, iptables arguments)."""
+    p = config.chain_prefix
+    portals = ["-m", "comment", "--comment", "kubernetes service portals", "-j", f"{p}-SERVICES"]
+    return [("PREROUTING", portals), ("OUTPUT", portals),
+            ("POSTROUTING", ["-m", "comment", "--comment", "kubernetes postrouting rules", "-j", f"{p}-POSTROUTING"])]
+
+
+async def _run(*command: str, stdin: bytes | None = None) -> tuple[int, str]:
+    proc = await asyncio.create_subprocess_exec(*command, stdin=asyncio.subprocess.PIPE,
+                                                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    out, err = await proc.communicate(stdin)
+    return proc.returncode or 0, (out + err).decode(errors="replace")
+
+
+async def _nat_chains(prefix: str) -> set[str]:
+    _, saved = await _run("iptables-save", "-t", "nat")
+    return {line[1:].split()[0] for line in saved.splitlines()
+            if line.startswith(f":{prefix}-")}
+
+
+async def _restore(text: str) -> None:
+    code, out = await _run("iptables-restore", "-w", "--noflush", stdin=text.encode())
+    if code != 0:
+        raise RuntimeError(f"iptables-restore failed: {out.strip()}")
+
+
+async def remove_rules(config: ProxyConfig) -> None:
+    """Every rule and chain of the proxy's prefix goes (on shutdown, and by `purge`)."""
+    for builtin, args in jumps(config):
+        while (await _run("iptables", "-w", "-t", "nat", "-D", builtin, *args))[0] == 0:
+            pass
+    existing = sorted(await _nat_chains(config.chain_prefix))
+    if existing:
+        await _restore("\n".join(["*nat", *(f":{c} - [0:0]" for c in existing),
+                                  *(f"-X {c}" for c in existing), "COMMIT", ""]))
+
+
+class ServiceProxy:
+    def __init__(self, client: Client, config: ProxyConfig) -> None:
+        self.client, self.config = client, config
+        self.changed = asyncio.Event()
+        self.services = Informer(client, Service, self.changed)
+        self.slices = Informer(client, EndpointSlice, self.changed)
+        self._applied: str | None = None
+
+    async def sync(self) -> None:
+        text, _ = ruleset(self.services.items(), self.slices.items(), self.config,
+                          await _nat_chains(self.config.chain_prefix))
+        if text != self._applied:
+            await _restore(text)
+            self._applied = text
+        for builtin, args in jumps(self.config):
+            if (await _run("iptables", "-w", "-t", "nat", "-C", builtin, *args))[0] != 0:
+                code, out = await _run("iptables", "-w", "-t", "nat", "-I", builtin, "1", *args)
+                if code != 0:
+                    raise RuntimeError(f"cannot add the {builtin} rule: {out.strip()}")
+        self._route_localnet()
+
+    def _route_localnet(self) -> None:
+        """kube-proxy sets route_localnet so 127.0.0.1:<nodePort> can be DNATed to a pod; only on
+        the pods' bridge here (it exists once a pod runs), not for every interface of the host."""
+        if self.config.bridge is None:
+            return
+        knob = Path("/proc/sys/net/ipv4/conf") / self.config.bridge / "route_localnet"
+        if knob.exists() and knob.read_text().strip() != "1":
+            knob.write_text("1\n")
+
+    async def run(self) -> None:
+        """Keeps the rules equal to the Services and EndpointSlices until cancelled; then removes them."""
+        informers = [self.services, self.slices]
+        tasks = [asyncio.create_task(i.run()) for i in informers]
+        try:
+            await asyncio.gather(*(i.synced.wait() for i in informers))
+            while True:
+                self.changed.clear()
+                try:
+                    await self.sync()
+                except Exception as exc:  # applied again on the next change or retry
+                    log.warning("service proxy sync failed: %s", exc)
+                    self._applied = None
+                    await asyncio.sleep(1.0)
+                    self.changed.set()
+                # The bridge appears with the first pod: look again now and then for route_localnet.
+                with_timeout = asyncio.create_task(self.changed.wait())
+                await asyncio.wait([with_timeout, *tasks], timeout=5.0, return_when=asyncio.FIRST_COMPLETED)
+                with_timeout.cancel()
+                for t in tasks:
+                    if t.done():
+                        t.result()
+        finally:
+            for t in tasks:
+                t.cancel()
+            # Whoever stops the agent may cancel it more than once: the rules go all the same.
+            cleanup = asyncio.create_task(remove_rules(self.config))
+            while not cleanup.done():
+                with contextlib.suppress(asyncio.CancelledError):
+                    await asyncio.shield(cleanup)
+            await asyncio.gather(*tasks, return_exceptions=True)
