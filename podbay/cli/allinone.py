@@ -162,11 +162,14 @@ async def _node_agent(client: Client, settings: Settings, config: AgentConfig,
 
 
 def _kubernetes_endpoint(settings: Settings) -> tuple[str, int] | None:
-    """Where the `kubernetes` Service leads: this server's HTTPS address (the node's for a wildcard)."""
+    """Where the `kubernetes` Service leads: this server's HTTPS address (the node's for a wildcard);
+    none on a loopback address, which pods cannot reach (kube-apiserver refuses to advertise one)."""
     if not settings.api_port:
         return None
-    unspecified = ipaddress.ip_address(settings.api_address).is_unspecified
-    return (settings.node_ip if unspecified else settings.api_address), settings.api_port
+    address = ipaddress.ip_address(settings.api_address)
+    if address.is_unspecified:
+        address = ipaddress.ip_address(settings.node_ip)
+    return None if address.is_loopback else (str(address), settings.api_port)
 
 
 async def serve(settings: Settings, *, ready: asyncio.Event | None = None,

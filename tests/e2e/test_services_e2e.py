@@ -15,7 +15,7 @@ from podbay.api.formats import load_pods
 from podbay.api.serialize import from_dict
 from podbay.api.services import EndpointSlice, Service
 from tests.conftest import HostEnv, require_root
-from tests.e2e.conftest import Cluster, running_cluster, settings_for
+from tests.e2e.conftest import Cluster, free_port, running_cluster, settings_for
 
 pytestmark = pytest.mark.e2e
 T = TypeVar("T")
@@ -24,12 +24,11 @@ T = TypeVar("T")
 @pytest.fixture
 async def svc_cluster(host_env: HostEnv) -> AsyncIterator[Cluster]:
     """The all-in-one with a service range and nodePort range of this test's own (derived from
-    its claimed pod subnet 10.123.N.0/24) and proxy chains named after its network."""
+    its claimed pod subnet 10.123.N.0/24), serving HTTPS for kubectl."""
     require_root()
     n = int(host_env.subnet.split(".")[2])
-    settings = replace(settings_for(host_env), service_cluster_ip_range=f"10.127.{n}.0/24",
-                       service_node_port_range=f"{30000 + 8 * n}-{30007 + 8 * n}",
-                       proxy_chain_prefix=host_env.network_name)
+    settings = replace(settings_for(host_env), api_port=free_port(), service_cluster_ip_range=f"10.127.{n}.0/24",
+                       service_node_port_range=f"{30000 + 8 * n}-{30007 + 8 * n}")
     async with running_cluster(settings) as cluster:
         yield cluster
 
@@ -111,6 +110,20 @@ spec:
         eps = await slice_endpoints(cluster, "web")
         return eps if eps == {"web-1": True, "web-2": True} else None
     await until("both pods ready in web's EndpointSlice", both_ready)
+
+    # What kubectl shows (server-side Tables); it runs beside the server, which is in this loop.
+    proc = await asyncio.create_subprocess_exec(
+        "kubectl", "--kubeconfig", str(cluster.settings.kubeconfig), "get", "svc,endpointslices", "-n", "default",
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    out, err = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode == 0, err
+    shown = [line.split() for line in out.decode().splitlines() if line.strip()]
+    assert ["NAME", "TYPE", "CLUSTER-IP", "EXTERNAL-IP", "PORT(S)", "AGE"] in shown
+    assert ["service/web", "NodePort", ip, "<none>", f"80:{node_port}/TCP"] in [row[:5] for row in shown]
+    assert ["service/web-headless", "ClusterIP", "None", "<none>", "8080/TCP"] in [row[:5] for row in shown]
+    addresses = ",".join(sorted(p.status.pod_ip for n, p in pods.items() if n != "client"))
+    assert any(len(row) > 3 and row[0].startswith("endpointslice.discovery.k8s.io/web-") and row[1:3] == ["IPv4", "8080"]
+               and ",".join(sorted(row[3].split(","))) == addresses for row in shown), out.decode()
 
     # By ClusterIP from a pod, balanced: both backends answer over a number of tries.
     seen: set[str] = set()
