@@ -54,8 +54,9 @@ NOTES: dict[str, tuple[str, str]] = {
                                    "pod, as the kubelet), hostPath (with type checks), configMap, secret, "
                                    "downwardAPI; volumes that need a storage provider are refused"),
     "PodSpec.ephemeralContainers": ("not yet", "reported when the pod runs"),
-    "PodSpec.dnsPolicy": ("partial", "no cluster DNS: ClusterFirst uses the host's resolv.conf, as the kubelet "
-                                     "does without one; Default and None as Kubernetes"),
+    "PodSpec.dnsPolicy": ("supported", "ClusterFirst (and ClusterFirstWithHostNet) use the cluster DNS "
+                                       "(--cluster-dns, served by the all-in-one on the pods' bridge address) with "
+                                       "the kubelet's search path and ndots:5"),
     "PodSpec.serviceAccountName": ("partial", "stored; no token is mounted"),
     "PodSpec.serviceAccount": ("partial", "stored; no token is mounted"),
     "PodSpec.automountServiceAccountToken": ("not yet", "no service account tokens"),
@@ -71,7 +72,8 @@ NOTES: dict[str, tuple[str, str]] = {
     "PodSpec.priorityClassName": ("not yet", "no preemption"),
     "PodSpec.priority": ("partial", "stored; no preemption"),
     "PodSpec.runtimeClassName": ("not yet", "always crun"),
-    "PodSpec.enableServiceLinks": ("partial", "accepted; there are no Services to inject"),
+    "PodSpec.enableServiceLinks": ("partial", "accepted; Services' environment variables are not injected yet "
+                                           "(use the DNS names)"),
     "PodSpec.preemptionPolicy": ("not yet", "no preemption"),
     "PodSpec.topologySpreadConstraints": ("not yet", "reported when the pod runs"),
     "PodSpec.setHostnameAsFQDN": ("not yet", "reported when the pod runs"),
