@@ -248,7 +248,7 @@ class DNSServer:
         sock.setblocking(False)
         return sock
 
-    async def run(self, ready: asyncio.Event | None = None) -> None:
+    async def run(self) -> None:
         """Serves until cancelled."""
         loop = asyncio.get_running_loop()
         tasks = [asyncio.create_task(i.run()) for i in (self.services, self.slices)]
@@ -285,9 +285,6 @@ class DNSServer:
         transport, _ = await loop.create_datagram_endpoint(UDP, sock=self._socket(socket.SOCK_DGRAM))
         tcp_server = await asyncio.start_server(tcp, sock=self._socket(socket.SOCK_STREAM))
         try:
-            await asyncio.gather(self.services.synced.wait(), self.slices.synced.wait())
-            if ready is not None:
-                ready.set()
             await asyncio.gather(*tasks)
         finally:
             transport.close()

@@ -53,7 +53,7 @@ def chain(prefix: str, kind: str, *parts: str) -> str:
     return head + digest[:min(16, _CHAIN_MAX - len(head))]
 
 
-def backends(svc: Service, port: ServicePort, slices: list[EndpointSlice]) -> list[Backend]:
+def backends(port: ServicePort, slices: list[EndpointSlice]) -> list[Backend]:
     """The endpoints traffic to `port` goes to: ready ones; with none, the serving terminating ones
     (kube-proxy's fallback), so a rolling pod still answers while it drains."""
     ready: list[Backend] = []
@@ -101,7 +101,7 @@ def ruleset(services: list[Service], slices: list[EndpointSlice], config: ProxyC
         for port in svc.spec.ports:
             proto = (port.protocol or "TCP").lower()
             port_name = f"{ns}/{name}" + (f":{port.name}" if port.name else "")
-            ends = backends(svc, port, by_service.get((ns, name), []))
+            ends = backends(port, by_service.get((ns, name), []))
             if not ends:
                 continue  # kube-proxy rejects in the filter table; here the packet finds no DNAT
             svc_chain = chain(p, "SVC", port_name, proto)

@@ -237,7 +237,7 @@ def validate_service(svc: Service) -> list[FieldError]:
                                        "Invalid value: must be between 1 and 65535, inclusive"))
     for key, value in spec.selector.items():
         if not _label_value_ok(value):
-            errs.append(FieldError(f"spec.selector", value, "Invalid value: a valid label must be an empty string "
+            errs.append(FieldError("spec.selector", value, "Invalid value: a valid label must be an empty string "
                                    "or consist of alphanumeric characters, '-', '_' or '.', and must start and end "
                                    "with an alphanumeric character"))
         if not key:

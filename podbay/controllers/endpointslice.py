@@ -159,7 +159,7 @@ class EndpointSliceController:
     async def sync_all(self) -> None:
         services = {k: s for k, s in self.services.objects.items() if s.spec.selector}
         pods = self.pods.items()
-        for (ns, name), svc in services.items():
+        for svc in services.values():
             await self._sync_slices(svc, pods)
             await self._sync_endpoints(svc, pods)
         # Slices of Services gone (or without a selector now): no garbage collector does it here.

@@ -56,9 +56,9 @@ def test_endpoints_chosen_ready_first_then_serving_terminating() -> None:
     svc = service()
     port = svc.spec.ports[0]
     mixed = slice_of("web", ("10.0.0.1", True, False), ("10.0.0.2", False, True), ("10.0.0.3", False, False))
-    assert [b.ip for b in backends(svc, port, [mixed])] == ["10.0.0.1"]
+    assert [b.ip for b in backends(port, [mixed])] == ["10.0.0.1"]
     draining = slice_of("web", ("10.0.0.2", False, True))
-    assert [b.ip for b in backends(svc, port, [draining])] == ["10.0.0.2"]
+    assert [b.ip for b in backends(port, [draining])] == ["10.0.0.2"]
 
 
 def test_headless_and_endpointless_services_get_no_rules() -> None:
