@@ -27,6 +27,7 @@ log = logging.getLogger(__name__)
 
 MASQ_MARK = "0x4000"  # kube-proxy's --iptables-masquerade-bit 14
 _CHAIN_MAX = 28  # iptables' limit on a chain name
+_RESYNC = 30.0  # seconds between full rewrites, kube-proxy's --iptables-sync-period default
 
 
 @dataclass(frozen=True)
@@ -182,20 +183,24 @@ class ServiceProxy:
         self.changed = asyncio.Event()
         self.services = Informer(client, Service, self.changed)
         self.slices = Informer(client, EndpointSlice, self.changed)
-        self._applied: str | None = None
+        self._applied: str | None = None  # the last iptables-restore input written
+        self._chains: set[str] | None = None  # the prefix's chains in the kernel after it
 
     async def sync(self) -> None:
-        text, _ = ruleset(self.services.items(), self.slices.items(), self.config,
-                          await _nat_chains(self.config.chain_prefix))
-        if text != self._applied:
-            await _restore(text)
-            self._applied = text
+        """Writes the rules if they changed since the last write. The chains present are read from
+        the kernel only when nothing was written yet (a crashed run's are then cleared), else known."""
+        if self._chains is None:
+            self._chains = await _nat_chains(self.config.chain_prefix)
+        text, chains = ruleset(self.services.items(), self.slices.items(), self.config, self._chains)
+        if text == self._applied:
+            return
+        await _restore(text)
+        self._applied, self._chains = text, chains
         for builtin, args in jumps(self.config):
             if (await _run("iptables", "-w", "-t", "nat", "-C", builtin, *args))[0] != 0:
                 code, out = await _run("iptables", "-w", "-t", "nat", "-I", builtin, "1", *args)
                 if code != 0:
                     raise RuntimeError(f"cannot add the {builtin} rule: {out.strip()}")
-        self._route_localnet()
 
     def _route_localnet(self) -> None:
         """kube-proxy sets route_localnet so 127.0.0.1:<nodePort> can be DNATed to a pod; only on
@@ -212,16 +217,22 @@ class ServiceProxy:
         tasks = [asyncio.create_task(i.run()) for i in informers]
         try:
             await asyncio.gather(*(i.synced.wait() for i in informers))
+            loop = asyncio.get_running_loop()
+            resynced = loop.time()
             while True:
                 self.changed.clear()
+                if loop.time() - resynced > _RESYNC:
+                    # As kube-proxy's --iptables-sync-period: rules someone else removed come back.
+                    self._applied, self._chains, resynced = None, None, loop.time()
                 try:
                     await self.sync()
                 except Exception as exc:  # applied again on the next change or retry
                     log.warning("service proxy sync failed: %s", exc)
-                    self._applied = None
+                    self._applied, self._chains = None, None
                     await asyncio.sleep(1.0)
                     self.changed.set()
-                # The bridge appears with the first pod: look again now and then for route_localnet.
+                # The bridge appears with the first pod: looked at on every pass, at least every 5 s.
+                self._route_localnet()
                 with_timeout = asyncio.create_task(self.changed.wait())
                 await asyncio.wait([with_timeout, *tasks], timeout=5.0, return_when=asyncio.FIRST_COMPLETED)
                 with_timeout.cancel()

@@ -13,7 +13,7 @@ import pytest
 
 from podbay.api.formats import load_pods
 from podbay.api.serialize import from_dict
-from podbay.api.services import EndpointSlice, Service
+from podbay.api.services import Endpoints, EndpointSlice, Service
 from tests.conftest import HostEnv, require_root
 from tests.e2e.conftest import Cluster, free_port, running_cluster, settings_for
 
@@ -170,6 +170,13 @@ spec:
         return eps if eps == {"web-1": False, "web-2": True} else None
     await until("web-1 not ready in the EndpointSlice", one_unready)
 
+    async def legacy_split() -> bool | None:
+        [subset] = (await cluster.client.get(Endpoints, "web", "default")).subsets
+        ready, unready = {a.target_ref.name for a in subset.addresses}, \
+            {a.target_ref.name for a in subset.not_ready_addresses}
+        return True if (ready, unready) == ({"web-2"}, {"web-1"}) else None
+    await until("the legacy Endpoints list web-1 as not ready", legacy_split)
+
     async def only_two() -> bool | None:
         if f"--to-destination {pods['web-1'].status.pod_ip}:8080" in nat_rules():
             return None
@@ -185,3 +192,7 @@ spec:
     async def rules_gone() -> bool | None:
         return True if f"-d {ip}/32" not in nat_rules() else None
     await until("the Service's rules are removed", rules_gone)
+
+    async def slices_gone() -> bool | None:
+        return True if not await slice_endpoints(cluster, "web") else None
+    await until("the Service's EndpointSlices are removed", slices_gone)
