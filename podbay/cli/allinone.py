@@ -161,7 +161,11 @@ async def _node_agent(client: Client, settings: Settings, config: AgentConfig,
         await runtime.shutdown()
 
 
-def _kubernetes_endpoint(settings: Settings) -> tuple[str, int] | None:
+def service_ranges(settings: Settings) -> ServiceRanges:
+    return ServiceRanges(settings.service_cluster_ip_range, settings.service_node_port_range)
+
+
+def kubernetes_endpoint(settings: Settings) -> tuple[str, int] | None:
     """Where the `kubernetes` Service leads: this server's HTTPS address (the node's for a wildcard);
     none on a loopback address, which pods cannot reach (kube-apiserver refuses to advertise one)."""
     if not settings.api_port:
@@ -187,9 +191,8 @@ async def serve(settings: Settings, *, ready: asyncio.Event | None = None,
             serve_embedded(settings.state_root, unix_socket=settings.socket_path,
                            host=settings.api_address if settings.api_port else None, port=settings.api_port,
                            store=store, kubeconfig=settings.kubeconfig, node_name=settings.node_name,
-                           service_ranges=ServiceRanges(settings.service_cluster_ip_range,
-                                                        settings.service_node_port_range),
-                           kubernetes_endpoint=_kubernetes_endpoint(settings)) as server:
+                           service_ranges=service_ranges(settings),
+                           kubernetes_endpoint=kubernetes_endpoint(settings)) as server:
         client = Client.connect(server.url)
         agent_config = _agent_config(settings, await asyncio.to_thread(
             _server_auth, settings, server.pki.ca_pem(), server.token))
