@@ -5,6 +5,7 @@ on any of this node's addresses (127.0.0.1 too).
     PREROUTING/OUTPUT -> <P>-SERVICES -> <P>-SVC-<hash> -> <P>-SEP-<hash> (DNAT to a pod)
                            `-> (local destination) <P>-NODEPORTS -> <P>-EXT-<hash> -> <P>-SVC-<hash>
     POSTROUTING -> <P>-POSTROUTING: masquerade what <P>-MARK-MASQ marked
+    filter INPUT/FORWARD/OUTPUT (new connections) -> <P>-SERVICES: REJECT a port without endpoints
 
 <P> is kube-proxy's KUBE unless configured (tests run several side by side). A Service's
 endpoints are chosen with `-m statistic --mode random`, each with the probability that leaves
@@ -77,8 +78,10 @@ def backends(port: ServicePort, slices: list[EndpointSlice]) -> list[Backend]:
 
 def ruleset(services: list[Service], slices: list[EndpointSlice], config: ProxyConfig,
             existing_chains: set[str]) -> tuple[str, set[str]]:
-    """The iptables-restore input (nat table, --noflush) and the chains it writes. Chains of the
-    prefix in `existing_chains` that no Service needs any more are flushed and deleted in it."""
+    """The iptables-restore input (--noflush) and the nat chains it writes. Chains of the prefix in
+    `existing_chains` (nat) that no Service needs any more are flushed and deleted in it. The filter
+    table's <P>-SERVICES rejects connections to a ClusterIP port without endpoints, as kube-proxy
+    does, so clients are refused at once instead of waiting for a timeout."""
     p = config.chain_prefix
     services_chain, nodeports, postrouting, mark = f"{p}-SERVICES", f"{p}-NODEPORTS", f"{p}-POSTROUTING", \
         f"{p}-MARK-MASQ"
@@ -94,6 +97,7 @@ def ruleset(services: list[Service], slices: list[EndpointSlice], config: ProxyC
         by_service.setdefault((es.metadata.namespace or "", es.metadata.labels.get(SERVICE_NAME_LABEL, "")),
                               []).append(es)
     node_rules: list[str] = []
+    rejects: list[str] = []
     for svc in sorted(services, key=lambda s: (s.metadata.namespace or "", s.metadata.name or "")):
         if is_headless(svc) or not svc.spec.cluster_ip:
             continue
@@ -104,7 +108,10 @@ def ruleset(services: list[Service], slices: list[EndpointSlice], config: ProxyC
             port_name = f"{ns}/{name}" + (f":{port.name}" if port.name else "")
             ends = backends(port, by_service.get((ns, name), []))
             if not ends:
-                continue  # kube-proxy rejects in the filter table; here the packet finds no DNAT
+                rejects.append(f'-A {services_chain} -m comment --comment "{port_name} has no endpoints" '
+                               f'-d {ip}/32 -p {proto} -m {proto} --dport {port.port} '
+                               f'-j REJECT --reject-with icmp-port-unreachable')
+                continue
             svc_chain = chain(p, "SVC", port_name, proto)
             chains.append(svc_chain)
             rules.append(f'-A {services_chain} -m comment --comment "{port_name} cluster IP" -d {ip}/32 '
@@ -135,16 +142,20 @@ def ruleset(services: list[Service], slices: list[EndpointSlice], config: ProxyC
                  f'the last rule in this chain" -m addrtype --dst-type LOCAL -j {nodeports}')
     wanted = set(chains)
     stale = sorted(c for c in existing_chains if c.startswith(f"{p}-") and c not in wanted)
-    lines = ["*nat", *(f":{c} - [0:0]" for c in chains + stale), *rules, *(f"-X {c}" for c in stale), "COMMIT", ""]
+    lines = ["*filter", f":{services_chain} - [0:0]", *rejects, "COMMIT",
+             "*nat", *(f":{c} - [0:0]" for c in chains + stale), *rules, *(f"-X {c}" for c in stale), "COMMIT", ""]
     return "\n".join(lines), wanted
 
 
-def jumps(config: ProxyConfig) -> list[tuple[str, list[str]]]:
-    """The rules in the built-in chains that lead to the proxy's (chain, iptables arguments)."""
+def jumps(config: ProxyConfig) -> list[tuple[str, str, list[str]]]:
+    """The rules in the built-in chains that lead to the proxy's: (table, chain, iptables arguments)."""
     p = config.chain_prefix
     portals = ["-m", "comment", "--comment", "kubernetes service portals", "-j", f"{p}-SERVICES"]
-    return [("PREROUTING", portals), ("OUTPUT", portals),
-            ("POSTROUTING", ["-m", "comment", "--comment", "kubernetes postrouting rules", "-j", f"{p}-POSTROUTING"])]
+    new = ["-m", "conntrack", "--ctstate", "NEW", *portals]
+    return [("nat", "PREROUTING", portals), ("nat", "OUTPUT", portals),
+            ("nat", "POSTROUTING", ["-m", "comment", "--comment", "kubernetes postrouting rules",
+                                    "-j", f"{p}-POSTROUTING"]),
+            ("filter", "INPUT", new), ("filter", "FORWARD", new), ("filter", "OUTPUT", new)]
 
 
 async def _run(*command: str, stdin: bytes | None = None) -> tuple[int, str]:
@@ -154,8 +165,8 @@ async def _run(*command: str, stdin: bytes | None = None) -> tuple[int, str]:
     return proc.returncode or 0, (out + err).decode(errors="replace")
 
 
-async def _nat_chains(prefix: str) -> set[str]:
-    _, saved = await _run("iptables-save", "-t", "nat")
+async def _chains(prefix: str, table: str = "nat") -> set[str]:
+    _, saved = await _run("iptables-save", "-t", table)
     return {line[1:].split()[0] for line in saved.splitlines()
             if line.startswith(f":{prefix}-")}
 
@@ -168,13 +179,14 @@ async def _restore(text: str) -> None:
 
 async def remove_rules(config: ProxyConfig) -> None:
     """Every rule and chain of the proxy's prefix goes (on shutdown, and by `purge`)."""
-    for builtin, args in jumps(config):
-        while (await _run("iptables", "-w", "-t", "nat", "-D", builtin, *args))[0] == 0:
+    for table, builtin, args in jumps(config):
+        while (await _run("iptables", "-w", "-t", table, "-D", builtin, *args))[0] == 0:
             pass
-    existing = sorted(await _nat_chains(config.chain_prefix))
-    if existing:
-        await _restore("\n".join(["*nat", *(f":{c} - [0:0]" for c in existing),
-                                  *(f"-X {c}" for c in existing), "COMMIT", ""]))
+    for table in ("filter", "nat"):
+        existing = sorted(await _chains(config.chain_prefix, table))
+        if existing:
+            await _restore("\n".join([f"*{table}", *(f":{c} - [0:0]" for c in existing),
+                                      *(f"-X {c}" for c in existing), "COMMIT", ""]))
 
 
 class ServiceProxy:
@@ -190,15 +202,15 @@ class ServiceProxy:
         """Writes the rules if they changed since the last write. The chains present are read from
         the kernel only when nothing was written yet (a crashed run's are then cleared), else known."""
         if self._chains is None:
-            self._chains = await _nat_chains(self.config.chain_prefix)
+            self._chains = await _chains(self.config.chain_prefix)
         text, chains = ruleset(self.services.items(), self.slices.items(), self.config, self._chains)
         if text == self._applied:
             return
         await _restore(text)
         self._applied, self._chains = text, chains
-        for builtin, args in jumps(self.config):
-            if (await _run("iptables", "-w", "-t", "nat", "-C", builtin, *args))[0] != 0:
-                code, out = await _run("iptables", "-w", "-t", "nat", "-I", builtin, "1", *args)
+        for table, builtin, args in jumps(self.config):
+            if (await _run("iptables", "-w", "-t", table, "-C", builtin, *args))[0] != 0:
+                code, out = await _run("iptables", "-w", "-t", table, "-I", builtin, "1", *args)
                 if code != 0:
                     raise RuntimeError(f"cannot add the {builtin} rule: {out.strip()}")
 

@@ -129,7 +129,8 @@ class EndpointSliceController:
         self.changed = asyncio.Event()
         self.services = Informer(client, Service, self.changed)
         self.pods = Informer(client, Pod, self.changed)
-        self.slices = Informer(client, EndpointSlice, self.changed, label_selector=f"{MANAGED_BY_LABEL}={CONTROLLER_NAME}")
+        self.slices = Informer(client, EndpointSlice, self.changed,
+                               label_selector=f"{MANAGED_BY_LABEL}={CONTROLLER_NAME}")
         self.endpoints = Informer(client, Endpoints, self.changed)
 
     async def run(self) -> None:

@@ -61,9 +61,12 @@ def test_endpoints_chosen_ready_first_then_serving_terminating() -> None:
     assert [b.ip for b in backends(port, [draining])] == ["10.0.0.2"]
 
 
-def test_headless_and_endpointless_services_get_no_rules() -> None:
+def test_headless_services_get_no_rules_and_endpointless_ones_reject() -> None:
     text, chains = ruleset([service("h", clusterIP="None"), service("empty")], [], CONFIG, set())
     assert "SVC-" not in text and "DNAT" not in text
+    filter_table = text.split("*nat")[0]
+    assert '-A KUBE-SERVICES -m comment --comment "default/empty:http has no endpoints" -d 10.96.0.20/32 -p tcp ' \
+           '-m tcp --dport 80 -j REJECT --reject-with icmp-port-unreachable' in filter_table
 
 
 def test_prefix_keeps_names_within_iptables_limit() -> None:

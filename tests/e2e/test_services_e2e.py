@@ -98,6 +98,8 @@ spec:
         "metadata": {"name": "web-headless"},
         "spec": {"clusterIP": "None", "selector": {"app": "web"}, "ports": [{"port": 8080, "name": "http"}]}}))
     assert headless.spec.cluster_ip == "None"
+    empty = await cluster.client.create(from_dict(Service, {
+        "metadata": {"name": "empty"}, "spec": {"selector": {"app": "nobody"}, "ports": [{"port": 80}]}}))
     ip, node_port = web.spec.cluster_ip, web.spec.ports[0].node_port
     assert ip and ip.startswith("10.127.") and node_port
 
@@ -122,7 +124,8 @@ spec:
     assert ["service/web", "NodePort", ip, "<none>", f"80:{node_port}/TCP"] in [row[:5] for row in shown]
     assert ["service/web-headless", "ClusterIP", "None", "<none>", "8080/TCP"] in [row[:5] for row in shown]
     addresses = ",".join(sorted(p.status.pod_ip for n, p in pods.items() if n != "client"))
-    assert any(len(row) > 3 and row[0].startswith("endpointslice.discovery.k8s.io/web-") and row[1:3] == ["IPv4", "8080"]
+    assert any(len(row) > 3 and row[0].startswith("endpointslice.discovery.k8s.io/web-")
+               and row[1:3] == ["IPv4", "8080"]
                and ",".join(sorted(row[3].split(","))) == addresses for row in shown), out.decode()
 
     # By ClusterIP from a pod, balanced: both backends answer over a number of tries.
@@ -134,6 +137,13 @@ spec:
             seen.add(body)
         return seen if seen == {"one", "two"} else None
     await until("both backends answer through the ClusterIP", both_answer, timeout=90)
+
+    # A Service without endpoints refuses at once, as kube-proxy's REJECT makes it.
+    async def refused() -> bool | None:
+        code, _, err = await cluster.client.exec("client", "default",
+                                                 ["wget", "-qO-", f"http://{empty.spec.cluster_ip}/"], timeout=5)
+        return True if code != 0 and b"refused" in err else None
+    await until("a Service without endpoints refuses connections", refused)
 
     # By DNS name, with the kubelet's search path and ndots:5 in the pod's resolv.conf.
     _, resolv, _ = await cluster.client.exec("client", "default", ["cat", "/etc/resolv.conf"])
