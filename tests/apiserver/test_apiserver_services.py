@@ -3,6 +3,7 @@ from the configured ranges, the `kubernetes` Service, validation as 422s naming 
 immutable cluster IPs, the Table kubectl prints; discovery.k8s.io EndpointSlices served."""
 from __future__ import annotations
 
+import ipaddress
 import json
 from typing import Any, AsyncIterator
 
@@ -110,3 +111,11 @@ async def test_table_and_endpointslices_are_served(server: EmbeddedServer) -> No
     assert rows["np"] == ["np", "NodePort", "10.99.0.9", "<none>", "80:30105/TCP"]
     code, slices = await call(server, "GET", "/apis/discovery.k8s.io/v1/namespaces/default/endpointslices")
     assert code == 200 and slices["kind"] == "EndpointSliceList"
+
+
+async def test_allocation_on_each_store_sees_the_others(api_server: EmbeddedServer) -> None:
+    """On SQLite and on etcd: the default range, and an address taken is refused to the next."""
+    code, first = await call(api_server, "POST", SERVICES, a_service("one"))
+    assert code == 201 and ipaddress.IPv4Address(first["spec"]["clusterIP"]) in ipaddress.IPv4Network("10.96.0.0/12")
+    code, status = await call(api_server, "POST", SERVICES, a_service("two", clusterIP=first["spec"]["clusterIP"]))
+    assert code == 422 and "provided IP is already allocated" in status["message"]
