@@ -6,8 +6,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from podbay.agent.eviction import DEFAULT_EVICTION_HARD
-from podbay.agent.proxy import ProxyConfig
 from podbay.agent.imagegc import ImageGCPolicy
+from podbay.agent.proxy import ProxyConfig
 from podbay.runtime.images.busybox import TAGS as BUSYBOX_TAGS
 from podbay.security.pki import KeyPair
 

@@ -140,6 +140,12 @@ async def open_store(settings: Settings) -> AsyncIterator[Store]:
         await store.close()
 
 
+def _report_dns_failure(task: asyncio.Task[None]) -> None:
+    """Pods still run without cluster DNS (their lookups fail): said, not fatal to the node."""
+    if not task.cancelled() and task.exception() is not None:
+        log.error("cluster DNS stopped: %s", task.exception())
+
+
 async def _node_agent(client: Client, settings: Settings, config: AgentConfig,
                       registered: asyncio.Event | None = None) -> None:
     """The agent over a runtime whose pod network is its Node's podCIDR (node_pod_cidr), which
@@ -148,9 +154,10 @@ async def _node_agent(client: Client, settings: Settings, config: AgentConfig,
     runtime = await _start_runtime(replace(settings, subnet=cidr))
     # Cluster DNS: served here on the pods' bridge address unless --cluster-dns names another server.
     cluster_dns = settings.cluster_dns or str(ipaddress.ip_network(cidr).network_address + 1)
-    dns = None
+    dns: asyncio.Task[None] | None = None
     if settings.cluster_dns is None:
         dns = asyncio.create_task(DNSServer(client, cluster_dns, domain=settings.cluster_domain).run(), name="dns")
+        dns.add_done_callback(_report_dns_failure)
     try:
         await run_agent(client, runtime, replace(config, pod_cidr=cidr, cluster_dns=(cluster_dns,),
                                                  host_gw_routes=host_masquerade(runtime.network.config)), registered)
