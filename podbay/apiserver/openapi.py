@@ -31,6 +31,7 @@ from pydantic import BaseModel
 from podbay.api import base, models, services
 from podbay.apiserver.discovery import KUBERNETES_VERSION
 from podbay.apiserver.patch import (
+    ALTERNATE_MERGE_KEYS,
     JSON_PATCH,
     MERGE_KEYS,
     MERGE_PATCH,
@@ -200,6 +201,15 @@ def _optional(annotation: object) -> bool:
 def _list_extensions(wire: str, item: object) -> Schema:
     """Strategic merge patch metadata and the list type, from the table the server merges with."""
     is_model = isinstance(item, type) and issubclass(item, BaseModel)
+    fields = {f.alias or n for n, f in item.model_fields.items()} \
+        if isinstance(item, type) and issubclass(item, BaseModel) else set()
+    if is_model and wire in MERGE_KEYS and MERGE_KEYS[wire] not in fields:
+        # The name's usual key is not this item's: its alternate (a Service's ports), else atomic.
+        alternate = ALTERNATE_MERGE_KEYS.get(wire)
+        if alternate not in fields:
+            return {"x-kubernetes-list-type": "atomic"}
+        return {"x-kubernetes-list-map-keys": [alternate], "x-kubernetes-list-type": "map",
+                "x-kubernetes-patch-merge-key": alternate, "x-kubernetes-patch-strategy": "merge"}
     if is_model and wire in MERGE_KEYS:
         key = MERGE_KEYS[wire]
         strategy = "merge,retainKeys" if wire in RETAIN_KEYS_LISTS else "merge"

@@ -119,3 +119,16 @@ async def test_allocation_on_each_store_sees_the_others(api_server: EmbeddedServ
     assert code == 201 and ipaddress.IPv4Address(first["spec"]["clusterIP"]) in ipaddress.IPv4Network("10.96.0.0/12")
     code, status = await call(api_server, "POST", SERVICES, a_service("two", clusterIP=first["spec"]["clusterIP"]))
     assert code == 422 and "provided IP is already allocated" in status["message"]
+
+
+async def test_strategic_merge_patch_merges_service_ports_by_port(server: EmbeddedServer) -> None:
+    """ServicePort's patchMergeKey is `port` (kubectl apply sends such patches)."""
+    await call(server, "POST", SERVICES, a_service("sm", ports=[{"name": "a", "port": 80, "targetPort": 8080},
+                                                                {"name": "b", "port": 443}]))
+    async with admin_session(server) as http:
+        async with http.patch(server.https_url + f"{SERVICES}/sm", data=json.dumps(
+                {"spec": {"ports": [{"port": 80, "targetPort": 9090}]}}),
+                headers={"Content-Type": "application/strategic-merge-patch+json"}) as response:
+            assert response.status == 200, await response.text()
+            ports = json.loads(await response.read())["spec"]["ports"]
+    assert [(p["name"], p["port"], p["targetPort"]) for p in ports] == [("a", 80, 9090), ("b", 443, 443)]
