@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+from pathlib import Path
 from typing import Any, AsyncIterator
 
 import pytest
@@ -12,6 +13,7 @@ import pytest
 from podbay.apiserver.embedded import EmbeddedServer, serve_embedded
 from podbay.apiserver.ipallocator import ServiceRanges
 from tests.apiserver.conftest import admin_session
+from tests.apiserver.test_openapi_kubectl import kubectl
 
 SERVICES = "/api/v1/namespaces/default/services"
 TABLE = "application/json;as=Table;v=v1;g=meta.k8s.io,application/json"
@@ -132,3 +134,31 @@ async def test_strategic_merge_patch_merges_service_ports_by_port(server: Embedd
             assert response.status == 200, await response.text()
             ports = json.loads(await response.read())["spec"]["ports"]
     assert [(p["name"], p["port"], p["targetPort"]) for p in ports] == [("a", 80, 9090), ("b", 443, 443)]
+
+
+SERVICE_YAML = """apiVersion: v1
+kind: Service
+metadata: {{name: web}}
+spec:
+  selector: {{app: web}}
+  ports:
+  - {{name: http, port: 80, targetPort: {target}}}
+  - {{name: https, port: 443}}
+"""
+
+
+async def test_kubectl_apply_configures_a_service(server: EmbeddedServer, tmp_path: Path) -> None:
+    """Real kubectl: apply, apply a changed targetPort (a strategic merge patch by port), get svc."""
+    if not Path("/usr/bin/kubectl").exists():
+        pytest.skip("kubectl is not installed")
+    manifest = tmp_path / "svc.yaml"
+    manifest.write_text(SERVICE_YAML.format(target="http"))
+    created = await kubectl("/usr/bin/kubectl", server, tmp_path, "apply", "-f", str(manifest))
+    assert (created.code, created.out.strip()) == (0, "service/web created"), created.err
+    manifest.write_text(SERVICE_YAML.format(target=8080))
+    changed = await kubectl("/usr/bin/kubectl", server, tmp_path, "apply", "-f", str(manifest))
+    assert (changed.code, changed.out.strip()) == (0, "service/web configured"), changed.err
+    _, svc = await call(server, "GET", f"{SERVICES}/web")
+    assert [(p["name"], p["targetPort"]) for p in svc["spec"]["ports"]] == [("http", 8080), ("https", 443)]
+    shown = await kubectl("/usr/bin/kubectl", server, tmp_path, "get", "svc", "web")
+    assert shown.out.split()[6:11] == ["web", "ClusterIP", svc["spec"]["clusterIP"], "<none>", "80/TCP,443/TCP"]
