@@ -194,6 +194,8 @@ spec:
     await until("web-1 gone from the proxy's rules", only_two)
     for _ in range(6):
         assert await fetch_in(cluster, "client", f"http://{ip}:80/") == "two"
+    # Hairpin: web-2 reaches itself through its Service.
+    assert await fetch_in(cluster, "web-2", f"http://{ip}:80/") == "two"
 
     # Deleting the Service removes its rules.
     assert f"-d {ip}/32" in nat_rules()
