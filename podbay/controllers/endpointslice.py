@@ -194,12 +194,16 @@ class EndpointSliceController:
             if current is None and spare:
                 current = spare.pop()
             if current is not None:
-                if tuple(current.endpoints) == content.endpoints and tuple(current.ports) == content.ports:
+                owners = [_owner(svc)]  # a Service made again under the same name owns them anew
+                if tuple(current.endpoints) == content.endpoints and tuple(current.ports) == content.ports \
+                        and current.metadata.owner_references == owners:
                     continue
+                meta = current.metadata.model_copy(update={"owner_references": owners})
                 updated = current.model_copy(update={"endpoints": list(content.endpoints),
-                                                     "ports": list(content.ports)})
+                                                     "ports": list(content.ports), "metadata": meta})
                 try:
-                    await self.client.update(updated)
+                    # Kept at once, so the next pass does not write it again from the older copy.
+                    self.slices.objects[(ns, current.metadata.name or "")] = await self.client.update(updated)
                 except (Conflict, NotFound):
                     self.changed.set()  # the informer brings the newer object; try again
                 continue
@@ -222,7 +226,8 @@ class EndpointSliceController:
             if current.subsets == subsets:
                 return
             try:
-                await self.client.update(current.model_copy(update={"subsets": subsets}))
+                self.endpoints.objects[(ns, name)] = await self.client.update(
+                    current.model_copy(update={"subsets": subsets}))
             except (Conflict, NotFound):
                 self.changed.set()
             return
