@@ -17,6 +17,7 @@ import socket
 import struct
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 from podbay.api.services import SERVICE_NAME_LABEL, EndpointSlice, Service, is_headless
 from podbay.client.cache import Informer
@@ -256,16 +257,21 @@ class DNSServer:
         server = self
 
         class UDP(asyncio.DatagramProtocol):
+            transport: asyncio.DatagramTransport
+
             def connection_made(self, transport: asyncio.BaseTransport) -> None:
-                self.transport = transport
+                # A datagram endpoint's transport (the selector loop's class does not subclass the ABC).
+                self.transport = cast(asyncio.DatagramTransport, transport)
 
             def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
                 async def reply() -> None:
                     out = await server.resolve(data)
-                    if len(out) > 512:  # too big for UDP: truncated, the client asks again over TCP
+                    # Past 512 bytes for a client that offered no larger size (no EDNS record): TC set,
+                    # no answers, and the client asks again over TCP.
+                    if len(out) > 512 and data[10:12] == b"\0\0":
                         out = error_reply(data, NOERROR)
                         out = out[:2] + struct.pack("!H", struct.unpack("!H", out[2:4])[0] | 0x0200) + out[4:]
-                    self.transport.sendto(out, addr)  # type: ignore[attr-defined]
+                    self.transport.sendto(out, addr)
                 task = asyncio.create_task(reply())
                 replies.add(task)
                 task.add_done_callback(replies.discard)
