@@ -183,10 +183,10 @@ def _mounts(container: Container, volume_paths: dict[str, Path]) -> list[Mount]:
 
 
 def container_config(pod: Pod, container: Container, *, attempt: int, init: bool, pod_ip: str, host_ip: str,
-                     image_info: Any, seccomp_root: Path,
-                     volume_paths: dict[str, Path] | None = None) -> ContainerConfig:
+                     image_info: Any, seccomp_root: Path, volume_paths: dict[str, Path] | None = None,
+                     service_env: dict[str, str] | None = None) -> ContainerConfig:
     image_config = image_info.config
-    env, _ = container_env(pod, container, PodFacts(pod_ip=pod_ip, host_ip=host_ip))
+    env, _ = container_env(pod, container, PodFacts(pod_ip=pod_ip, host_ip=host_ip, service_env=service_env))
     argv = container_argv(container, image_config.entrypoint, image_config.cmd, env)
     if not argv:
         raise EnvError("no command specified: the container has no command and its image none")

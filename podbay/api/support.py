@@ -72,8 +72,6 @@ NOTES: dict[str, tuple[str, str]] = {
     "PodSpec.priorityClassName": ("not yet", "no preemption"),
     "PodSpec.priority": ("partial", "stored; no preemption"),
     "PodSpec.runtimeClassName": ("not yet", "always crun"),
-    "PodSpec.enableServiceLinks": ("partial", "accepted; Services' environment variables are not injected yet "
-                                           "(use the DNS names)"),
     "PodSpec.preemptionPolicy": ("not yet", "no preemption"),
     "PodSpec.topologySpreadConstraints": ("not yet", "reported when the pod runs"),
     "PodSpec.setHostnameAsFQDN": ("not yet", "reported when the pod runs"),

@@ -81,6 +81,16 @@ async def slice_endpoints(cluster: Cluster, service: str) -> dict[str, bool]:
 
 async def test_service_reached_by_cluster_ip_dns_and_node_port(svc_cluster: Cluster) -> None:
     cluster = svc_cluster
+    web = await cluster.client.create(from_dict(Service, {
+        "metadata": {"name": "web"},
+        "spec": {"type": "NodePort", "selector": {"app": "web"}, "ports": [{"port": 80, "targetPort": "http"}]}}))
+    headless = await cluster.client.create(from_dict(Service, {
+        "metadata": {"name": "web-headless"},
+        "spec": {"clusterIP": "None", "selector": {"app": "web"}, "ports": [{"port": 8080, "name": "http"}]}}))
+    assert headless.spec.cluster_ip == "None"
+    empty = await cluster.client.create(from_dict(Service, {
+        "metadata": {"name": "empty"}, "spec": {"selector": {"app": "nobody"}, "ports": [{"port": 80}]}}))
+    # The pods come after the Services, so their containers get the Services' variables.
     for name, body in (("web-1", "one"), ("web-2", "two")):
         await cluster.client.create(load_pods(web_pod(name, body))[0])
     await cluster.client.create(load_pods("""
@@ -91,15 +101,6 @@ spec:
   terminationGracePeriodSeconds: 0
   containers: [{name: c, image: busybox:1.35, command: [sleep, "3600"]}]
 """)[0])
-    web = await cluster.client.create(from_dict(Service, {
-        "metadata": {"name": "web"},
-        "spec": {"type": "NodePort", "selector": {"app": "web"}, "ports": [{"port": 80, "targetPort": "http"}]}}))
-    headless = await cluster.client.create(from_dict(Service, {
-        "metadata": {"name": "web-headless"},
-        "spec": {"clusterIP": "None", "selector": {"app": "web"}, "ports": [{"port": 8080, "name": "http"}]}}))
-    assert headless.spec.cluster_ip == "None"
-    empty = await cluster.client.create(from_dict(Service, {
-        "metadata": {"name": "empty"}, "spec": {"selector": {"app": "nobody"}, "ports": [{"port": 80}]}}))
     ip, node_port = web.spec.cluster_ip, web.spec.ports[0].node_port
     assert ip and ip.startswith("10.127.") and node_port
 
@@ -144,6 +145,12 @@ spec:
                                                  ["wget", "-qO-", f"http://{empty.spec.cluster_ip}/"], timeout=5)
         return True if code != 0 and b"refused" in err else None
     await until("a Service without endpoints refuses connections", refused)
+
+    # The Services' environment variables, as the kubelet sets them.
+    _, env, _ = await cluster.client.exec("client", "default", ["env"])
+    variables = dict(line.split("=", 1) for line in env.decode().splitlines() if "=" in line)
+    assert variables["WEB_SERVICE_HOST"] == ip and variables["WEB_PORT"] == f"tcp://{ip}:80"
+    assert variables["KUBERNETES_SERVICE_PORT"] == "443" and "WEB_HEADLESS_SERVICE_HOST" not in variables
 
     # By DNS name, with the kubelet's search path and ndots:5 in the pod's resolv.conf.
     _, resolv, _ = await cluster.client.exec("client", "default", ["cat", "/etc/resolv.conf"])
