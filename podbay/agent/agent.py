@@ -28,8 +28,10 @@ from podbay.agent.node import node_images, node_object, ready_condition
 from podbay.agent.podstate import ContainerRecord, PodRuntimeStatus, RunState
 from podbay.agent.prober import ProbeManager, ProbeTarget
 from podbay.agent.resourcemetrics import ResourceMetrics
+from podbay.agent.proxy import ServiceProxy
 from podbay.agent.routes import HostRoutes
 from podbay.agent.runtimeview import runtime_pods
+from podbay.agent.serviceenv import MASTER_NAMESPACE, service_env
 from podbay.agent.status import StatusInputs, pod_status
 from podbay.agent.volumesources import volume_sources
 from podbay.api.wellknown import RUN_STATE_ANNOTATION, SANDBOX_FROM_ANNOTATION
@@ -38,6 +40,7 @@ from podbay.api.defaults import DEFAULT_GRACE_SECONDS
 from podbay.api.errors import Conflict, NotFound
 from podbay.api.models import is_restartable_init
 from podbay.api.serialize import from_dict, to_dict
+from podbay.api.services import Service
 from podbay.api.support import unsupported_fields
 from podbay.client.record import EventRecorder
 from podbay.runtime.diskusage import disk_usage
@@ -558,6 +561,18 @@ class Agent:
 
     # -- containers ------------------------------------------------------------------
 
+    async def _service_env(self, pod: Any) -> dict[str, str]:
+        """The Services' variables for `pod`'s containers; without them the container is not made,
+        as the kubelet's CreateContainerConfigError when it cannot list Services."""
+        namespace = pod.metadata.namespace or "default"
+        try:
+            services = [s for ns in dict.fromkeys((namespace, MASTER_NAMESPACE))
+                        for s in (await self.client.list(Service, ns))[0]]
+        except Exception as exc:
+            raise EnvError(f"failed to list services when setting up env vars: {exc}") from None
+        links = pod.spec.enable_service_links is not False
+        return service_env(services, namespace, links)
+
     async def _start_container(self, w: PodWorker, pod: Any, rt: PodRuntimeStatus, sandbox_id: str,
                                pod_ip: str | None, container: Any, init: bool,
                                after: asyncio.Event | None = None) -> bool:
@@ -602,7 +617,8 @@ class Agent:
             cfg = translate.container_config(pod, container, attempt=attempt, init=init, pod_ip=pod_ip or "",
                                              host_ip=self.config.node_address, image_info=image_info,
                                              volume_paths=volume_paths, seccomp_root=self.config.seccomp_root,
-                                             pid_target_id=target.id if target is not None else "")
+                                             pid_target_id=target.id if target is not None else "",
+                                             service_env=await self._service_env(pod))
         except EnvError as exc:
             w.reasons[name] = ("CreateContainerConfigError", str(exc))
             await self._event(pod, "Failed", f"Error: {exc}", warning=True, container=name, init=init)
@@ -846,6 +862,8 @@ async def run(client: Any, runtime: Any, config: AgentConfig, registered: asynci
              agent.resource_metrics.loop(config.metrics_interval)]
     if config.host_gw_routes:
         loops.append(HostRoutes(client, config.node_name).run())
+    if config.proxy is not None:
+        loops.append(ServiceProxy(client, config.proxy).run())
     tasks = [asyncio.create_task(coro) for coro in loops]
     try:
         await asyncio.gather(*tasks)

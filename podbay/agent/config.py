@@ -7,6 +7,7 @@ from pathlib import Path
 
 from podbay.agent.eviction import DEFAULT_EVICTION_HARD
 from podbay.agent.imagegc import ImageGCPolicy
+from podbay.agent.proxy import ProxyConfig
 from podbay.runtime.images.busybox import TAGS as BUSYBOX_TAGS
 from podbay.security.pki import KeyPair
 
@@ -50,6 +51,11 @@ class AgentConfig:
     pod_cidr: str | None = None
     # The project's own busybox is pinned as the kubelet pins its sandbox image: it is built here, not pulled.
     image_gc: ImageGCPolicy = field(default_factory=lambda: ImageGCPolicy(pinned=frozenset(BUSYBOX_TAGS)))
+    # The kubelet's --cluster-dns and --cluster-domain: ClusterFirst pods' nameserver and search path;
+    # without a server, ClusterFirst falls back to the host's resolv.conf as the kubelet's does.
+    cluster_dns: tuple[str, ...] = ()
+    cluster_domain: str = "cluster.local"
+    proxy: ProxyConfig | None = None  # the service proxy (kube-proxy's role); None: not run
 
     @property
     def seccomp_root(self) -> Path:

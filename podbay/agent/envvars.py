@@ -60,6 +60,9 @@ class PodFacts:
     pod_ip: str = ""
     host_ip: str = ""
     node_allocatable: Mapping[str, str] | None = None
+    # The Services' variables (serviceenv.service_env): $(VAR) may name them; they come after
+    # the container's own, which win on a clash, as the kubelet appends them.
+    service_env: Mapping[str, str] | None = None
 
 
 _KEYED = re.compile(r"^metadata\.(labels|annotations)\['(.+)'\]$")
@@ -123,10 +126,11 @@ def container_env(pod: Any, container: Any, facts: PodFacts) -> tuple[list[tuple
             warnings.append(f"envFrom {kind} {ref.name!r} is not supported; skipped (optional)")
             continue
         raise EnvError(f"envFrom: {kind} {getattr(ref, 'name', '')!r} is not supported")
+    services = facts.service_env or {}
     for var in container.env or []:
         value = var.value or ""
         if value:
-            value = expand(value, mapping_for(env))
+            value = expand(value, mapping_for(env, services))
         elif var.value_from is not None:
             vf = var.value_from
             if vf.field_ref is not None:
@@ -149,6 +153,8 @@ def container_env(pod: Any, container: Any, facts: PodFacts) -> tuple[list[tuple
                     continue
                 raise EnvError(f"env[{var.name}].valueFrom.{kind}: not supported by this node")
         env[var.name] = value
+    for name, value in services.items():
+        env.setdefault(name, value)
     return list(env.items()), warnings
 
 

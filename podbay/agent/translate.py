@@ -58,14 +58,24 @@ def _host_resolv(path: Path = Path("/etc/resolv.conf")) -> DNSConfig:
     return dns
 
 
-def dns_config(pod: Pod, host: DNSConfig | None = None) -> DNSConfig | None:
-    """dnsPolicy and dnsConfig as the kubelet applies them. There is no cluster DNS
-    here, so ClusterFirst falls back to Default, as the kubelet does without one."""
+def dns_config(pod: Pod, host: DNSConfig | None = None, cluster_dns: tuple[str, ...] = (),
+               cluster_domain: str = "cluster.local") -> DNSConfig | None:
+    """dnsPolicy and dnsConfig as the kubelet applies them (None: the host's resolv.conf as it is).
+    ClusterFirst (ClusterFirstWithHostNet for a hostNetwork pod) uses `cluster_dns` with the search
+    path <ns>.svc.<domain> svc.<domain> <domain> before the host's, and ndots:5; without a cluster
+    DNS, or for a hostNetwork pod with ClusterFirst, it falls back to Default as the kubelet does."""
     policy = pod.spec.dns_policy or "ClusterFirst"
     extra = pod.spec.dns_config
-    if policy != "None" and extra is None:
+    cluster_first = bool(cluster_dns) and (
+        policy == "ClusterFirstWithHostNet" or (policy == "ClusterFirst" and not pod.spec.host_network))
+    if cluster_first:
+        resolv = host or _host_resolv()
+        base = DNSConfig(list(cluster_dns), [f"{pod.metadata.namespace}.svc.{cluster_domain}",
+                                             f"svc.{cluster_domain}", cluster_domain, *resolv.searches], ["ndots:5"])
+    elif policy != "None" and extra is None:
         return None
-    base = DNSConfig() if policy == "None" else (host or _host_resolv())
+    else:
+        base = DNSConfig() if policy == "None" else (host or _host_resolv())
     if extra is None:
         return base
     servers = list(dict.fromkeys(base.servers + extra.nameservers))[:MAX_NAMESERVERS]
@@ -92,7 +102,7 @@ def sandbox_config(pod: Pod, attempt: int, config: AgentConfig, runtime_handler:
         metadata=PodSandboxMetadata(pod.metadata.name or "", pod.metadata.namespace or "default",
                                     pod.metadata.uid or "", attempt),
         hostname=_hostname(pod),
-        dns=dns_config(pod),
+        dns=dns_config(pod, cluster_dns=config.cluster_dns, cluster_domain=config.cluster_domain),
         host_aliases=[HostAlias(a.ip, list(a.hostnames)) for a in pod.spec.host_aliases],
         port_mappings=ports,
         labels={POD_NAME: pod.metadata.name or "", POD_NAMESPACE: pod.metadata.namespace or "",
@@ -177,10 +187,11 @@ def _mounts(container: Container, volume_paths: dict[str, Path]) -> list[Mount]:
 
 def container_config(pod: Pod, container: Container, *, attempt: int, init: bool, pod_ip: str, host_ip: str,
                      image_info: Any, seccomp_root: Path,
-                     volume_paths: dict[str, Path] | None = None, pid_target_id: str = "") -> ContainerConfig:
+                     volume_paths: dict[str, Path] | None = None, pid_target_id: str = "",
+                     service_env: dict[str, str] | None = None) -> ContainerConfig:
     """`pid_target_id`: the running target of an ephemeral container, whose PID namespace it joins."""
     image_config = image_info.config
-    env, _ = container_env(pod, container, PodFacts(pod_ip=pod_ip, host_ip=host_ip))
+    env, _ = container_env(pod, container, PodFacts(pod_ip=pod_ip, host_ip=host_ip, service_env=service_env))
     argv = container_argv(container, image_config.entrypoint, image_config.cmd, env)
     if not argv:
         raise EnvError("no command specified: the container has no command and its image none")

@@ -30,9 +30,10 @@ from pydantic import BaseModel
 from podbay.api.errors import FieldError, Invalid
 from podbay.api.models import ConfigMap, Namespace, Node, Pod, Secret
 from podbay.api.serialize import from_dict, to_dict
+from podbay.api.services import Service
 
 KINDS: dict[str, type[BaseModel]] = {"Pod": Pod, "ConfigMap": ConfigMap, "Secret": Secret, "Namespace": Namespace,
-                                     "Node": Node}
+                                     "Node": Node, "Service": Service}
 _NAME = re.compile(r"[^a-z0-9-]+")
 
 

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from podbay.api.models import ConfigMap, Event, Lease, Namespace, Node, Pod, RuntimeClass, Secret
+from podbay.api.services import Endpoints, EndpointSlice, Service
 
 
 @dataclass(frozen=True)
@@ -33,6 +34,8 @@ RESOURCES: dict[str, ResourceInfo] = {
     "events": ResourceInfo("events", "Event", True, Event, ("ev",)),
     "configmaps": ResourceInfo("configmaps", "ConfigMap", True, ConfigMap, ("cm",)),
     "secrets": ResourceInfo("secrets", "Secret", True, Secret, ()),
+    "services": ResourceInfo("services", "Service", True, Service, ("svc",), ("status",)),
+    "endpoints": ResourceInfo("endpoints", "Endpoints", True, Endpoints, ("ep",)),
 }
 
 # The named API groups, served under /apis/{group}/{version}: group -> version -> resources,
@@ -40,6 +43,10 @@ RESOURCES: dict[str, ResourceInfo] = {
 API_GROUPS: dict[str, dict[str, dict[str, ResourceInfo]]] = {
     "coordination.k8s.io": {
         "v1": {"leases": ResourceInfo("leases", "Lease", True, Lease, group="coordination.k8s.io")},
+    },
+    "discovery.k8s.io": {
+        "v1": {"endpointslices": ResourceInfo("endpointslices", "EndpointSlice", True, EndpointSlice,
+                                              group="discovery.k8s.io")},
     },
     "node.k8s.io": {
         "v1": {"runtimeclasses": ResourceInfo("runtimeclasses", "RuntimeClass", False, RuntimeClass,

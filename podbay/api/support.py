@@ -51,8 +51,9 @@ NOTES: dict[str, tuple[str, str]] = {
     "PodSpec.volumes": ("partial", "emptyDir (disk, Memory, sizeLimit: a disk emptyDir used past it evicts the "
                                    "pod, as the kubelet), hostPath (with type checks), configMap, secret, "
                                    "downwardAPI; volumes that need a storage provider are refused"),
-    "PodSpec.dnsPolicy": ("partial", "no cluster DNS: ClusterFirst uses the host's resolv.conf, as the kubelet "
-                                     "does without one; Default and None as Kubernetes"),
+    "PodSpec.dnsPolicy": ("supported", "ClusterFirst (and ClusterFirstWithHostNet) use the cluster DNS "
+                                       "(--cluster-dns, served by the all-in-one on the pods' bridge address) with "
+                                       "the kubelet's search path and ndots:5"),
     "PodSpec.serviceAccountName": ("partial", "stored; no token is mounted"),
     "PodSpec.serviceAccount": ("partial", "stored; no token is mounted"),
     "PodSpec.automountServiceAccountToken": ("not yet", "no service account tokens"),
@@ -69,7 +70,6 @@ NOTES: dict[str, tuple[str, str]] = {
     "PodSpec.priority": ("partial", "stored; no preemption"),
     "PodSpec.runtimeClassName": ("supported", "handlers runc (crun, the default) and runsc (gVisor: "
                                               "no hostNetwork/hostPID/hostIPC, no tty; docs/runtimeclass.md)"),
-    "PodSpec.enableServiceLinks": ("partial", "accepted; there are no Services to inject"),
     "PodSpec.preemptionPolicy": ("not yet", "no preemption"),
     "PodSpec.topologySpreadConstraints": ("not yet", "reported when the pod runs"),
     "PodSpec.setHostnameAsFQDN": ("not yet", "reported when the pod runs"),

@@ -11,6 +11,7 @@ from typing import Any, Callable
 from podbay.api.base import rfc3339
 from podbay.api.models import ConfigMap, Event, Lease, Namespace, Node, Pod, RuntimeClass, Secret
 from podbay.api.printing import age, pod_row
+from podbay.api.services import EndpointPort, Endpoints, EndpointSlice, Service
 
 
 @dataclass(frozen=True)
@@ -78,6 +79,20 @@ LEASE_COLUMNS = [_name("Name of the lease."),
 RUNTIMECLASS_COLUMNS = [_name("Name of the runtime class."),
                         Column("Handler", "Handler specifies the underlying runtime and configuration that the "
                                           "CRI implementation will use to handle pods of this class."), _AGE]
+SERVICE_COLUMNS = [
+    _name("Name of the service."),
+    Column("Type", "The type of the service."),
+    Column("Cluster-IP", "The cluster IP of the service."),
+    Column("External-IP", "The external IP of the service."),
+    Column("Port(s)", "The ports of the service."),
+    _AGE,
+    Column("Selector", "The label selector of the service.", 1),
+]
+ENDPOINTSLICE_COLUMNS = [_name("Name of the EndpointSlice."),
+                         Column("AddressType", "The IP protocol for this slice."),
+                         Column("Ports", "The ports of this slice."),
+                         Column("Endpoints", "The endpoints of this slice."), _AGE]
+ENDPOINTS_COLUMNS = [_name("Name of the endpoints."), Column("Endpoints", "The endpoints of the service."), _AGE]
 
 DEFAULT_COLUMNS = [
     _name("Name of the object."),
@@ -149,6 +164,37 @@ def runtimeclass_cells(rc: RuntimeClass, now: datetime) -> list[Any]:
     return [rc.metadata.name or "", rc.handler, age(rc.metadata.creation_timestamp, now)]
 
 
+def _first_three(items: list[str]) -> str:
+    """kubectl's formatEndpoints/formatDiscoveryEndpoints: three, then how many more."""
+    if not items:
+        return "<none>"
+    shown = ",".join(items[:3])
+    return f"{shown} + {len(items) - 3} more..." if len(items) > 3 else shown
+
+
+def service_cells(svc: Service, now: datetime) -> list[Any]:
+    spec = svc.spec
+    ports = ",".join(f"{p.port}:{p.node_port}/{p.protocol}" if p.node_port else f"{p.port}/{p.protocol}"
+                     for p in spec.ports) or "<none>"
+    selector = ",".join(f"{k}={v}" for k, v in sorted(spec.selector.items())) or "<none>"
+    external = ",".join(spec.external_ips) or "<none>"
+    return [svc.metadata.name or "", spec.type or "", spec.cluster_ip or "<none>", external, ports,
+            age(svc.metadata.creation_timestamp, now), selector]
+
+
+def endpointslice_cells(es: EndpointSlice, now: datetime) -> list[Any]:
+    ports = ",".join(str(p.port) for p in es.ports if p.port is not None) or "<unset>"
+    addresses = [a for e in es.endpoints for a in e.addresses]
+    return [es.metadata.name or "", es.address_type, ports, _first_three(addresses)
+            if addresses else "<unset>", age(es.metadata.creation_timestamp, now)]
+
+
+def endpoints_cells(ep: Endpoints, now: datetime) -> list[Any]:
+    items = [f"{a.ip}:{p.port}" if p.port else a.ip for s in ep.subsets for a in s.addresses
+             for p in (s.ports or [EndpointPort()])]
+    return [ep.metadata.name or "", _first_three(items), age(ep.metadata.creation_timestamp, now)]
+
+
 def default_cells(obj: Any, now: datetime) -> list[Any]:
     created = obj.metadata.creation_timestamp
     return [obj.metadata.name or "", rfc3339(created) if created else ""]
@@ -160,5 +206,7 @@ def table_of(kind: type) -> tuple[list[Column], Callable[[Any, datetime], list[A
         Pod: (POD_COLUMNS, pod_cells), Node: (NODE_COLUMNS, node_cells), Event: (EVENT_COLUMNS, event_cells),
         Namespace: (NAMESPACE_COLUMNS, namespace_cells), ConfigMap: (CONFIGMAP_COLUMNS, configmap_cells),
         Secret: (SECRET_COLUMNS, secret_cells), Lease: (LEASE_COLUMNS, lease_cells),
-        RuntimeClass: (RUNTIMECLASS_COLUMNS, runtimeclass_cells)}
+        RuntimeClass: (RUNTIMECLASS_COLUMNS, runtimeclass_cells),
+        Service: (SERVICE_COLUMNS, service_cells), EndpointSlice: (ENDPOINTSLICE_COLUMNS, endpointslice_cells),
+        Endpoints: (ENDPOINTS_COLUMNS, endpoints_cells)}
     return tables.get(kind, (DEFAULT_COLUMNS, default_cells))

@@ -30,6 +30,7 @@ from aiohttp.typedefs import Handler
 from podbay.api.errors import BadRequest, FieldError
 from podbay.api.kinds import API_GROUPS, COMPUTED_GROUPS, RESOURCES, ResourceInfo
 from podbay.apiserver import discovery, eventsv1, fieldmanager, logs, metrics, spdystreams, streams, tables
+from podbay.apiserver.ipallocator import ServiceRanges
 from podbay.apiserver.params import (
     MAX_BODY_BYTES,
     decode_json,
@@ -485,14 +486,18 @@ async def _version(request: web.Request) -> web.Response:
 PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/livez", "/version", "/version/", "/cacerts"})
 
 
-async def make_app(store: Store, *, token: str | None = None, pki: ClusterPKI | None = None) -> web.Application:
-    """The API as an aiohttp application; creates the system namespaces. TCP peers need the
+async def make_app(store: Store, *, token: str | None = None, pki: ClusterPKI | None = None,
+                   service_ranges: ServiceRanges | None = None,
+                   kubernetes_endpoint: tuple[str, int] | None = None) -> web.Application:
+    """The API as an aiohttp application; creates the system namespaces and default/kubernetes
+    (its endpoint: `kubernetes_endpoint`, this server's HTTPS address). TCP peers need the
     bearer `token` or a client certificate TLS verified; the agents are reached with `pki`'s
     API server client certificate."""
     app = web.Application(middlewares=[authn.middleware(token, PUBLIC_PATHS), _errors],
                           client_max_size=MAX_BODY_BYTES)
-    registry = Registry(store)
+    registry = Registry(store, service_ranges=service_ranges)
     await registry.ensure_system_namespaces()
+    await registry.ensure_kubernetes_service(kubernetes_endpoint)
     app[STORE_KEY] = store
     app[REGISTRY_KEY] = registry
     app[SHUTDOWN_KEY] = asyncio.Event()
@@ -539,6 +544,8 @@ async def serve(
     port: int = 0,
     token: str | None = None,
     pki: ClusterPKI | None = None,
+    service_ranges: ServiceRanges | None = None,
+    kubernetes_endpoint: tuple[str, int] | None = None,
 ) -> web.AppRunner:
     """Starts the API; returns the runner (call `cleanup()` to stop). The TCP listener on
     host:port speaks HTTPS with `pki`'s serving certificate and takes the bearer `token`
@@ -547,7 +554,9 @@ async def serve(
         raise ValueError("serve needs a unix socket, a host, or both")
     if host is not None and (pki is None or not token):
         raise ValueError(f"listening on {host} requires the cluster PKI and a bearer token")
-    runner = web.AppRunner(await make_app(store, token=token, pki=pki), handle_signals=False, access_log=None)
+    app = await make_app(store, token=token, pki=pki, service_ranges=service_ranges,
+                         kubernetes_endpoint=kubernetes_endpoint)
+    runner = web.AppRunner(app, handle_signals=False, access_log=None)
     await runner.setup()
     try:
         if unix_socket is not None:

@@ -22,6 +22,7 @@ from aiohttp import web
 
 from podbay.apiserver.app import serve
 from podbay.apiserver.eventttl import EVENT_TTL, expire_events
+from podbay.apiserver.ipallocator import ServiceRanges
 from podbay.security.authn import load_or_create_token
 from podbay.security.kubeconfig import render as render_kubeconfig
 from podbay.security.pki import ClusterPKI, ensure_cluster_pki, host_names, join_token, write_private
@@ -75,6 +76,8 @@ async def serve_embedded(
     event_ttl: float = EVENT_TTL,
     kubeconfig: Path | None = None,
     node_name: str | None = None,
+    service_ranges: ServiceRanges | None = None,
+    kubernetes_endpoint: tuple[str, int] | None = None,
 ) -> AsyncIterator[EmbeddedServer]:
     """Store at `root/store.db` (or `store`), socket at `root/api.sock`
     (`unix_socket=True`), HTTPS on host:port (port 0 picks a free one) with the PKI in
@@ -100,6 +103,8 @@ async def serve_embedded(
             port=port,
             token=token,
             pki=pki,
+            service_ranges=service_ranges,
+            kubernetes_endpoint=kubernetes_endpoint,
         )
         expiry = asyncio.create_task(expire_events(store, event_ttl))
         try:

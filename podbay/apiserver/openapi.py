@@ -28,10 +28,11 @@ from typing import Literal, Union
 from aiohttp import web
 from pydantic import BaseModel
 
-from podbay.api import base, models
+from podbay.api import base, models, services
 from podbay.api.kinds import API_GROUPS, RESOURCES, ResourceInfo
 from podbay.apiserver.discovery import KUBERNETES_VERSION
 from podbay.apiserver.patch import (
+    ALTERNATE_MERGE_KEYS,
     APPLY_PATCH,
     JSON_PATCH,
     MERGE_KEYS,
@@ -55,6 +56,8 @@ _PACKAGES: dict[type[BaseModel], str] = {
     **{m: META for m in (models.ObjectMeta, models.ListMeta, models.OwnerReference, models.Status,
                          models.StatusDetails, models.StatusCause)},
     **{m: "io.k8s.api.coordination.v1" for m in (models.Lease, models.LeaseSpec)},
+    **{m: "io.k8s.api.discovery.v1" for m in (services.EndpointSlice, services.Endpoint, services.EndpointPort,
+                                               services.EndpointConditions)},
 }
 
 # Scalars and leaf types that have their own definition in Kubernetes' documents.
@@ -199,6 +202,15 @@ def _optional(annotation: object) -> bool:
 def _list_extensions(wire: str, item: object) -> Schema:
     """Strategic merge patch metadata and the list type, from the table the server merges with."""
     is_model = isinstance(item, type) and issubclass(item, BaseModel)
+    fields = {f.alias or n for n, f in item.model_fields.items()} \
+        if isinstance(item, type) and issubclass(item, BaseModel) else set()
+    if is_model and wire in MERGE_KEYS and MERGE_KEYS[wire] not in fields:
+        # The name's usual key is not this item's: its alternate (a Service's ports), else atomic.
+        alternate = ALTERNATE_MERGE_KEYS.get(wire)
+        if alternate not in fields:
+            return {"x-kubernetes-list-type": "atomic"}
+        return {"x-kubernetes-list-map-keys": [alternate], "x-kubernetes-list-type": "map",
+                "x-kubernetes-patch-merge-key": alternate, "x-kubernetes-patch-strategy": "merge"}
     if is_model and wire in MERGE_KEYS:
         key = MERGE_KEYS[wire]
         strategy = "merge,retainKeys" if wire in RETAIN_KEYS_LISTS else "merge"

@@ -45,6 +45,9 @@ MERGE_KEYS: dict[str, str] = {
     "resourceClaims": "name",
     "schedulingGates": "name",
 }
+# The same field name on other kinds' items: a Service's ports (ServicePort) merge by `port`, its
+# patchMergeKey; they are told apart from containers' ports by carrying no `containerPort`.
+ALTERNATE_MERGE_KEYS: dict[str, str] = {"ports": "port"}
 # Lists of objects whose items keep only the keys the patch names (`patchStrategy:"merge,retainKeys"`):
 # a volume changed from emptyDir to hostPath loses its emptyDir.
 RETAIN_KEYS_LISTS = frozenset({"volumes"})
@@ -88,7 +91,8 @@ def strategic_merge_patch(target: Any, patch: Any) -> Any:
         if value is None:
             result.pop(key, None)
         elif isinstance(value, list) and key in MERGE_KEYS:
-            result[key] = _merge_list(result.get(key) or [], value, MERGE_KEYS[key])
+            current = result.get(key) or []
+            result[key] = _merge_list(current, value, merge_key(key, [*current, *value]))
         elif isinstance(value, list) and key in MERGED_SCALAR_LISTS:
             current = result.get(key) or []
             merged = list(current) if isinstance(current, list) else []
@@ -104,6 +108,14 @@ def strategic_merge_patch(target: Any, patch: Any) -> Any:
     if isinstance(retain, list):
         result = {k: v for k, v in result.items() if k in retain}
     return result
+
+
+def merge_key(field: str, items: list[Any]) -> str:
+    """The merge key of the list `field` whose items (old and patch) are `items`."""
+    key, alternate = MERGE_KEYS[field], ALTERNATE_MERGE_KEYS.get(field)
+    if alternate and any(isinstance(i, dict) and alternate in i and key not in i for i in items):
+        return alternate
+    return key
 
 
 def _merge_list(target: list[Any], patch: list[Any], key: str) -> list[Any]:

@@ -4,7 +4,9 @@ for the core/v1 resources podbay serves, over a `Store` of dicts.
 """
 from __future__ import annotations
 
+import asyncio
 import copy
+import logging
 import re
 import secrets
 import uuid
@@ -27,14 +29,31 @@ from podbay.api.errors import (
 from podbay.api.kinds import ALL_RESOURCES, ResourceInfo
 from podbay.api.resources import qos_class
 from podbay.api.serialize import from_dict, to_dict, unknown_fields
-from podbay.api.validation import validate_ephemeral_update, validate_lease, validate_pod, validate_runtime_class
+from podbay.api.services import (
+    HEADLESS,
+    Service,
+    apply_service_defaults,
+    keep_allocated,
+    validate_service,
+    validate_service_update,
+)
+from podbay.api.validation import (
+    validate_ephemeral_update,
+    validate_lease,
+    validate_metadata,
+    validate_pod,
+    validate_runtime_class,
+)
 from podbay.apiserver import fieldmanager
 from podbay.apiserver.fieldmanager import WriteOptions
+from podbay.apiserver.ipallocator import AllocationError, ServiceRanges, allocate_ip, allocate_node_port
 from podbay.apiserver.params import json_object, json_string, json_type
 from podbay.apiserver.patch import JSON_PATCH, apply_patch
 from podbay.apiserver.runtimeclass import admit_pod
 from podbay.apiserver.status import ObjectInvalid
 from podbay.store.base import Store
+
+log = logging.getLogger(__name__)
 
 SYSTEM_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
 _MAX_UPDATE_RETRIES = 16
@@ -103,9 +122,13 @@ class DeleteOptions:
 
 
 class Registry:
-    def __init__(self, store: Store, clock: Callable[[], datetime] = now) -> None:
+    def __init__(self, store: Store, clock: Callable[[], datetime] = now,
+                 service_ranges: ServiceRanges | None = None) -> None:
         self.store = store
         self.clock = clock
+        self.service_ranges = service_ranges or ServiceRanges()
+        # Allocation reads every Service's IPs and ports, then writes: one at a time in this server.
+        self._allocating = asyncio.Lock()
 
     # -- helpers ---------------------------------------------------------------
 
@@ -176,6 +199,15 @@ class Registry:
             errors = validate_runtime_class(model)
             if errors:
                 raise ObjectInvalid(info.kind, name, errors)
+        elif info.name == "services":
+            apply_service_defaults(model)
+            errors = validate_service(model)
+            if errors:
+                raise ObjectInvalid(info.kind, name, errors)
+        elif info.name in ("endpoints", "endpointslices"):
+            errors = validate_metadata(model.metadata)
+            if errors:
+                raise ObjectInvalid(info.kind, name, errors)
         out = to_dict(model)
         out["kind"], out["apiVersion"] = info.kind, info.api_version
         return out
@@ -242,7 +274,10 @@ class Registry:
                     raise AlreadyExists(f'{info.name} "{name}" already exists', kind=info.name, name=name)
                 return prepared
             try:
-                return await self.store.create(resource, namespace, prepared)
+                if info.name != "services":
+                    return await self.store.create(resource, namespace, prepared)
+                async with self._allocating:
+                    return await self.store.create(resource, namespace, await self._allocate(prepared))
             except AlreadyExists:
                 if attempt == attempts - 1:
                     raise
@@ -379,6 +414,9 @@ class Registry:
                     name=name,
                 )
             new = mutate(old)
+            if info.name == "services" and subresource is None:
+                new = copy.deepcopy(new)
+                keep_allocated(new, old)
             prepared = self._prepare_update(info, new, old, subresource, options)
             if not applying and (subresource is not None or not prepared["metadata"].get("managedFields")):
                 # As kube-apiserver's fieldmanager: managedFields a client sends (kubectl's migration
@@ -392,9 +430,14 @@ class Registry:
             if options is not None and options.dry_run:
                 return prepared
             try:
-                stored = await self.store.update(
-                    info.name, ns, name, prepared, expected_rv=old["metadata"]["resourceVersion"]
-                )
+                if info.name == "services" and subresource is None:
+                    async with self._allocating:
+                        stored = await self.store.update(info.name, ns, name, await self._allocate(prepared),
+                                                         expected_rv=old["metadata"]["resourceVersion"])
+                else:
+                    stored = await self.store.update(
+                        info.name, ns, name, prepared, expected_rv=old["metadata"]["resourceVersion"]
+                    )
             except Conflict:
                 if expected_rv:
                     raise
@@ -455,7 +498,70 @@ class Registry:
         if info.name == "runtimeclasses" and out.get("handler") != old.get("handler"):
             raise ObjectInvalid(info.kind, name, [FieldError("handler", out.get("handler"),
                                                              "Invalid value: field is immutable")])
+        if info.name == "services" and subresource is None:
+            errors = validate_service_update(from_dict(Service, out), from_dict(Service, old))
+            if errors:
+                raise ObjectInvalid(info.kind, name, errors)
         return out
+
+    async def _allocate(self, svc: dict[str, Any]) -> dict[str, Any]:
+        """The Service with its cluster IP and nodePorts: the ones it asks for if free, else
+        allocated from --service-cluster-ip-range and --service-node-port-range (the others'
+        are what the stored Services hold). Callers hold `_allocating` until the write."""
+        meta, spec = svc["metadata"], svc["spec"]
+        ips: set[str] = set()
+        ports: set[int] = set()
+        for other in (await self.store.list("services"))[0]:
+            if (other["metadata"]["namespace"], other["metadata"]["name"]) == (meta["namespace"], meta["name"]):
+                continue
+            ips.update(ip for ip in other["spec"].get("clusterIPs", []) if ip != HEADLESS)
+            ports.update(p["nodePort"] for p in other["spec"].get("ports", []) if p.get("nodePort"))
+        errors: list[FieldError] = []
+        ranges = self.service_ranges
+        if spec.get("clusterIP") != HEADLESS:
+            try:
+                ip = allocate_ip(ranges.cluster_ip_range, ips, spec.get("clusterIP"))
+                spec["clusterIP"], spec["clusterIPs"] = ip, [ip]
+                spec.setdefault("ipFamilies", ["IPv4"])
+                spec.setdefault("ipFamilyPolicy", "SingleStack")
+            except AllocationError as exc:
+                errors.append(FieldError("spec.clusterIPs", spec.get("clusterIPs"), f"Invalid value: {exc}"))
+        if spec.get("type") == "NodePort":
+            for i, port in enumerate(spec.get("ports", [])):
+                try:
+                    port["nodePort"] = allocate_node_port(ranges.node_ports, ports, port.get("nodePort"))
+                    ports.add(port["nodePort"])
+                except AllocationError as exc:
+                    errors.append(FieldError(f"spec.ports[{i}].nodePort", port.get("nodePort"),
+                                             f"Invalid value: {exc}"))
+        if errors:
+            raise ObjectInvalid("Service", meta["name"], errors)
+        return svc
+
+    async def ensure_kubernetes_service(self, endpoint: tuple[str, int] | None) -> None:
+        """default/kubernetes on the range's first address, as kube-apiserver keeps it, with
+        its Endpoints and EndpointSlice naming `endpoint` (this server's HTTPS address) if any."""
+        service = {"metadata": {"name": "kubernetes", "labels": {"component": "apiserver", "provider": "kubernetes"}},
+                   "spec": {"clusterIP": self.service_ranges.kubernetes_ip(),
+                            "ports": [{"name": "https", "port": 443, "protocol": "TCP",
+                                       "targetPort": endpoint[1] if endpoint else 6443}]}}
+        objects: list[tuple[str, dict[str, Any]]] = [("services", service)]
+        if endpoint is not None:
+            address, port = endpoint
+            objects.append(("endpoints", {"metadata": {"name": "kubernetes"}, "subsets": [
+                {"addresses": [{"ip": address}], "ports": [{"name": "https", "port": port, "protocol": "TCP"}]}]}))
+            objects.append(("endpointslices", {
+                "metadata": {"name": "kubernetes", "labels": {"kubernetes.io/service-name": "kubernetes"}},
+                "addressType": "IPv4", "endpoints": [{"addresses": [address], "conditions": {"ready": True}}],
+                "ports": [{"name": "https", "port": port, "protocol": "TCP"}]}))
+        for resource, body in objects:
+            try:
+                await self.create(resource, "default", body)
+            except AlreadyExists:
+                pass
+            except ObjectInvalid as exc:
+                # A range changed between runs: the old Service keeps its IP; said, not fatal.
+                log.warning("cannot create default/kubernetes %s: %s", resource, exc)
 
     async def _after_write(self, info: ResourceInfo, stored: dict[str, Any]) -> None:
         """A pod whose deletion is due and which no longer holds finalizers goes."""

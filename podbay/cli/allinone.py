@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import logging
 import os
 import signal
@@ -12,16 +13,20 @@ from typing import AsyncIterator, Awaitable, Callable
 
 from podbay.agent.agent import run as run_agent
 from podbay.agent.config import AgentConfig, ServerAuth
+from podbay.agent.dns import DNSServer
 from podbay.agent.podcidr import node_pod_cidr
+from podbay.agent.proxy import ProxyConfig
 from podbay.api import ObjectMeta, RuntimeClass
 from podbay.api.defaults import DEFAULT_SCHEDULER
 from podbay.api.errors import AlreadyExists
 from podbay.apiserver.embedded import serve_embedded
+from podbay.apiserver.ipallocator import ServiceRanges
 from podbay.cli.settings import Settings
 from podbay.client import Client
 from podbay.client.client import split_servers
 from podbay.client.leaderelection import LeaderElectionConfig, LeaderElector, new_identity
 from podbay.client.record import EventRecorder
+from podbay.controllers.endpointslice import EndpointSliceController
 from podbay.controllers.nodeipam import NodeIPAM
 from podbay.controllers.nodelifecycle import NodeLifecycle
 from podbay.controllers.podgc import PodGC
@@ -86,7 +91,8 @@ def _scheduler(client: Client, election: LeaderElectionConfig | None) -> Awaitab
 def _controllers(client: Client, settings: Settings, election: LeaderElectionConfig | None) -> Awaitable[None]:
     async def lead() -> None:
         loops = [PodGC(client).run(), NodeLifecycle(
-            client, settings.node_grace, settings.pod_eviction_timeout, settings.node_monitor_period).run()]
+            client, settings.node_grace, settings.pod_eviction_timeout, settings.node_monitor_period).run(),
+            EndpointSliceController(client).run()]
         if settings.allocate_node_cidrs:
             loops.append(NodeIPAM(client, settings.cluster_cidr, settings.node_cidr_mask_size).run())
         await asyncio.gather(*loops)
@@ -127,7 +133,9 @@ def _agent_config(settings: Settings, auth: ServerAuth | None = None) -> AgentCo
                        metrics_interval=settings.metrics_interval,
                        eviction_pressure_transition_period=settings.eviction_pressure_transition_period,
                        # Beat well within the grace the node lifecycle controller allows.
-                       heartbeat_interval=min(10.0, settings.node_grace / 4))
+                       heartbeat_interval=min(10.0, settings.node_grace / 4),
+                       cluster_domain=settings.cluster_domain,
+                       proxy=ProxyConfig(settings.proxy_chain_prefix, settings.cluster_cidr, settings.bridge))
 
 
 @contextlib.asynccontextmanager
@@ -144,6 +152,12 @@ async def open_store(settings: Settings) -> AsyncIterator[Store]:
         await store.close()
 
 
+def _report_dns_failure(task: asyncio.Task[None]) -> None:
+    """Pods still run without cluster DNS (their lookups fail): said, not fatal to the node."""
+    if not task.cancelled() and task.exception() is not None:
+        log.error("cluster DNS stopped: %s", task.exception())
+
+
 async def _node_agent(client: Client, settings: Settings, config: AgentConfig,
                       registered: asyncio.Event | None = None, *, runtime_classes: bool = False) -> None:
     """The agent over a runtime whose pod network is its Node's podCIDR (node_pod_cidr), which
@@ -151,13 +165,37 @@ async def _node_agent(client: Client, settings: Settings, config: AgentConfig,
     `runtime_classes` (the all-in-one) it also offers the RuntimeClasses its runtime can run."""
     cidr = await node_pod_cidr(client, config, settings.subnet)
     runtime = await _start_runtime(replace(settings, subnet=cidr))
+    # Cluster DNS: served here on the pods' bridge address unless --cluster-dns names another server.
+    cluster_dns = settings.cluster_dns or str(ipaddress.ip_network(cidr).network_address + 1)
+    dns: asyncio.Task[None] | None = None
+    if settings.cluster_dns is None:
+        dns = asyncio.create_task(DNSServer(client, cluster_dns, domain=settings.cluster_domain).run(), name="dns")
+        dns.add_done_callback(_report_dns_failure)
     try:
         if runtime_classes:
             await _default_runtime_classes(client, runtime)
-        await run_agent(client, runtime, replace(config, pod_cidr=cidr,
+        await run_agent(client, runtime, replace(config, pod_cidr=cidr, cluster_dns=(cluster_dns,),
                                                  host_gw_routes=host_masquerade(runtime.network.config)), registered)
     finally:
+        if dns is not None:
+            dns.cancel()
+            await asyncio.gather(dns, return_exceptions=True)
         await runtime.shutdown()
+
+
+def service_ranges(settings: Settings) -> ServiceRanges:
+    return ServiceRanges(settings.service_cluster_ip_range, settings.service_node_port_range)
+
+
+def kubernetes_endpoint(settings: Settings) -> tuple[str, int] | None:
+    """Where the `kubernetes` Service leads: this server's HTTPS address (the node's for a wildcard);
+    none on a loopback address, which pods cannot reach (kube-apiserver refuses to advertise one)."""
+    if not settings.api_port:
+        return None
+    address = ipaddress.ip_address(settings.api_address)
+    if address.is_unspecified:
+        address = ipaddress.ip_address(settings.node_ip)
+    return None if address.is_loopback else (str(address), settings.api_port)
 
 
 async def serve(settings: Settings, *, ready: asyncio.Event | None = None,
@@ -174,7 +212,9 @@ async def serve(settings: Settings, *, ready: asyncio.Event | None = None,
     async with open_store(settings) as store, \
             serve_embedded(settings.state_root, unix_socket=settings.socket_path,
                            host=settings.api_address if settings.api_port else None, port=settings.api_port,
-                           store=store, kubeconfig=settings.kubeconfig, node_name=settings.node_name) as server:
+                           store=store, kubeconfig=settings.kubeconfig, node_name=settings.node_name,
+                           service_ranges=service_ranges(settings),
+                           kubernetes_endpoint=kubernetes_endpoint(settings)) as server:
         client = Client.connect(server.url)
         agent_config = _agent_config(settings, await asyncio.to_thread(
             _server_auth, settings, server.pki.ca_pem(), server.token))

@@ -17,7 +17,7 @@ import logging
 import os
 
 from podbay.apiserver.embedded import serve_embedded
-from podbay.cli.allinone import _stop_on_signals, open_store
+from podbay.cli.allinone import _stop_on_signals, kubernetes_endpoint, open_store, service_ranges
 from podbay.cli.settings import Settings, settings_from
 
 log = logging.getLogger("podbay")
@@ -41,7 +41,9 @@ async def serve_apiserver(settings: Settings, *, stop: asyncio.Event | None = No
     async with open_store(settings) as store, \
             serve_embedded(settings.state_root, unix_socket=settings.socket_path,
                            host=settings.api_address if settings.api_port else None, port=settings.api_port,
-                           store=store, kubeconfig=settings.kubeconfig, node_name=settings.node_name) as server:
+                           store=store, kubeconfig=settings.kubeconfig, node_name=settings.node_name,
+                           service_ranges=service_ranges(settings),
+                           kubernetes_endpoint=kubernetes_endpoint(settings)) as server:
         where = server.https_url if server.port is not None else server.url
         log.info("podbay apiserver serving on %s (pid %d)", where, os.getpid())
         await stop.wait()

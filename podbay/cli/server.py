@@ -277,11 +277,13 @@ def cmd_down(args: argparse.Namespace) -> int:
 
 
 async def _purge(settings: Settings) -> None:
+    from podbay.agent.proxy import ProxyConfig, remove_rules
     from podbay.runtime.service import RuntimeService
 
     runtime = RuntimeService(settings.runtime_config())
     await runtime.start()
     await runtime.shutdown(purge=True)
+    await remove_rules(ProxyConfig(settings.proxy_chain_prefix))
     shutil.rmtree(settings.state_root, ignore_errors=True)
     shutil.rmtree(settings.run_root, ignore_errors=True)
 

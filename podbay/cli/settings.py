@@ -6,6 +6,7 @@ so tests and several installations never share state.
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import os
 import socket
 from dataclasses import dataclass
@@ -13,6 +14,7 @@ from pathlib import Path
 
 from podbay.agent.eviction import DEFAULT_EVICTION_HARD, parse_thresholds
 from podbay.api.quantity import parse_quantity
+from podbay.apiserver.ipallocator import DEFAULT_NODE_PORT_RANGE, DEFAULT_SERVICE_CIDR, parse_port_range
 from podbay.controllers.nodeipam import DEFAULT_CLUSTER_CIDR, DEFAULT_NODE_CIDR_MASK_SIZE, parse_range
 from podbay.runtime.config import RUNSC_NETWORKS, RuntimeConfig
 
@@ -55,6 +57,11 @@ class Settings:
     housekeeping_interval: float = 10.0
     metrics_interval: float = 10.0
     eviction_pressure_transition_period: float = 300.0
+    service_cluster_ip_range: str = DEFAULT_SERVICE_CIDR
+    service_node_port_range: str = DEFAULT_NODE_PORT_RANGE
+    cluster_dns: str | None = None  # None: the first address of this node's pod subnet (its bridge)
+    cluster_domain: str = "cluster.local"
+    proxy_chain_prefix: str = "KUBE"  # the service proxy's iptables chains: KUBE-SERVICES, KUBE-SVC-...
 
     @property
     def socket_path(self) -> Path:
@@ -104,6 +111,10 @@ class Settings:
                 "--housekeeping-interval", str(self.housekeeping_interval),
                 "--metrics-interval", str(self.metrics_interval),
                 "--eviction-pressure-transition-period", str(self.eviction_pressure_transition_period),
+                "--service-cluster-ip-range", self.service_cluster_ip_range,
+                "--service-node-port-range", self.service_node_port_range,
+                "--cluster-domain", self.cluster_domain, "--proxy-chain-prefix", self.proxy_chain_prefix,
+                *(["--cluster-dns", self.cluster_dns] if self.cluster_dns else []),
                 *(["--seccomp-profile-root", str(self.seccomp_profile_root)] if self.seccomp_profile_root else []),
                 *(["--write-kubeconfig", str(self.write_kubeconfig)] if self.write_kubeconfig else []),
                 *(["--etcd-servers", ",".join(self.etcd_servers), "--etcd-prefix", self.etcd_prefix,
@@ -177,6 +188,22 @@ def add_global_flags(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--eviction-pressure-transition-period", type=float,
                    default=float(env("PODBAY_EVICTION_PRESSURE_TRANSITION_PERIOD", "300")),
                    help="seconds a pressure condition stays True after its threshold was last met (the kubelet's)")
+    g.add_argument("--service-cluster-ip-range",
+                   default=env("PODBAY_SERVICE_CLUSTER_IP_RANGE", DEFAULT_SERVICE_CIDR),
+                   help=f"the range Services' ClusterIPs come from (kube-apiserver's flag; default "
+                        f"{DEFAULT_SERVICE_CIDR}); its first address is the kubernetes Service's")
+    g.add_argument("--service-node-port-range",
+                   default=env("PODBAY_SERVICE_NODE_PORT_RANGE", DEFAULT_NODE_PORT_RANGE),
+                   help=f"the ports NodePort Services get (kube-apiserver's flag; default {DEFAULT_NODE_PORT_RANGE})")
+    g.add_argument("--cluster-dns", default=env("PODBAY_CLUSTER_DNS"),
+                   help="the cluster DNS server's address, the nameserver of ClusterFirst pods (the kubelet's "
+                        "flag; default: the first address of this node's pod subnet, where the all-in-one "
+                        "serves DNS)")
+    g.add_argument("--cluster-domain", default=env("PODBAY_CLUSTER_DOMAIN", "cluster.local"),
+                   help="the DNS domain of Services and pods (the kubelet's flag; default cluster.local)")
+    g.add_argument("--proxy-chain-prefix", default=env("PODBAY_PROXY_CHAIN_PREFIX", "KUBE"),
+                   help="the prefix of the service proxy's iptables chains (default KUBE, as kube-proxy's "
+                        "KUBE-SERVICES); another lets two installations share one host")
     g.add_argument("--oci-runtime", default=env("PODBAY_OCI_RUNTIME", "crun"),
                    help="the OCI runtime conmon runs containers with: crun (default) or runc, a name or a path")
     g.add_argument("--runsc-network", choices=RUNSC_NETWORKS, default=env("PODBAY_RUNSC_NETWORK", "sandbox"),
@@ -209,6 +236,8 @@ def add_global_flags(parser: argparse.ArgumentParser) -> None:
 def settings_from(args: argparse.Namespace) -> Settings:
     try:
         parse_range(args.cluster_cidr, args.node_cidr_mask_size)
+        ipaddress.IPv4Network(args.service_cluster_ip_range)
+        parse_port_range(args.service_node_port_range)
     except ValueError as exc:
         raise SystemExit(f"error: {exc}") from None
     return Settings(state_root=args.state_root.absolute(), run_root=args.run_root.absolute(),
@@ -230,7 +259,10 @@ def settings_from(args: argparse.Namespace) -> Settings:
                     # `up` and `controllers` take it; other verbs never run node IPAM.
                     allocate_node_cidrs=getattr(args, "allocate_node_cidrs", True), node_ip=args.node_ip,
                     etcd_servers=tuple(u.strip() for u in args.etcd_servers.split(",") if u.strip()),
-                    etcd_prefix=args.etcd_prefix, etcd_compaction_interval=args.etcd_compaction_interval)
+                    etcd_prefix=args.etcd_prefix, etcd_compaction_interval=args.etcd_compaction_interval,
+                    service_cluster_ip_range=args.service_cluster_ip_range,
+                    service_node_port_range=args.service_node_port_range, cluster_dns=args.cluster_dns,
+                    cluster_domain=args.cluster_domain, proxy_chain_prefix=args.proxy_chain_prefix)
 
 
 def parse_size(text: str) -> int:

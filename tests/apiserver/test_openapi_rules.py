@@ -130,6 +130,7 @@ def test_v3_index_names_each_group_version_by_the_hash_of_its_document() -> None
     assert set(index) == {"api/v1", *(f"apis/{group}/{version}" for group, versions in API_GROUPS.items()
                                       for version in versions)}
     assert "apis/coordination.k8s.io/v1" in index
+    assert "apis/discovery.k8s.io/v1" in index
     for path, entry in index.items():
         digest = hashlib.sha512(docs.v3[path].body).hexdigest().upper()
         assert entry["serverRelativeURL"] == f"/openapi/v3/{path}?hash={digest}"

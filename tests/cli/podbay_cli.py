@@ -17,7 +17,9 @@ def podbay_cli(env: HostEnv):
     # A port of its own rather than the default 6443, which tests running side by side would share.
     flags = ["--state-root", str(env.state_root), "--run-root", str(env.run_root), "--cgroup-parent",
              env.cgroup_parent, "--network", env.network_name, "--bridge", env.bridge, "--subnet", env.subnet,
-             "--node-name", f"node-{env.prefix}", "--api-port", str(free_port())]
+             "--node-name", f"node-{env.prefix}", "--api-port", str(free_port()),
+             # The service proxy's chains are named for the test, so side-by-side tests keep apart.
+             "--proxy-chain-prefix", env.network_name]
 
     def run(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         proc = subprocess.run([sys.executable, "-m", "podbay", *flags, *args], capture_output=True, text=True,

@@ -254,7 +254,8 @@ async def test_an_agent_joined_to_both_keeps_its_node_ready_after_the_first_dies
     agent = start("agent", "--state-root", str(host_env.state_root), "--run-root", str(host_env.run_root),
                   "--cgroup-parent", host_env.cgroup_parent, "--network", host_env.network_name,
                   "--bridge", host_env.bridge, "--subnet", host_env.subnet, "--node-name", node,
-                  "--node-grace", grace, "--warm-sandboxes", "0", "--server", both, "agent",
+                  "--node-grace", grace, "--warm-sandboxes", "0", "--server", both,
+                  "--proxy-chain-prefix", host_env.network_name, "agent",
                   "--token", a.join_token)
     try:
         async def ready() -> str:

@@ -87,7 +87,9 @@ def settings_for(env: HostEnv) -> Settings:
     return Settings(state_root=env.state_root, run_root=env.run_root, cgroup_parent=env.cgroup_parent,
                     network_name=env.network_name, bridge=env.bridge, subnet=env.subnet,
                     node_name=f"node-{env.prefix}", api_port=0, server=None, backoff_base=0.5, backoff_cap=2.0,
-                    node_grace=2.0, pod_eviction_timeout=1.0, node_monitor_period=0.5)
+                    node_grace=2.0, pod_eviction_timeout=1.0, node_monitor_period=0.5,
+                    # The service proxy's chains are named for the test, so side-by-side tests keep apart.
+                    proxy_chain_prefix=env.network_name)
 
 
 def free_port() -> int:

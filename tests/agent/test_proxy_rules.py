@@ -1,0 +1,73 @@
+"""The service proxy's iptables rules (kube-proxy's iptables mode, pure)."""
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from podbay.agent.proxy import ProxyConfig, backends, chain, ruleset
+from podbay.api.serialize import from_dict
+from podbay.api.services import EndpointSlice, Service
+
+CONFIG = ProxyConfig("KUBE", "10.244.0.0/16")
+
+
+def service(name: str = "web", **spec: Any) -> Service:
+    spec.setdefault("clusterIP", "10.96.0.20")
+    spec.setdefault("ports", [{"name": "http", "port": 80, "protocol": "TCP", "targetPort": 8080}])
+    return from_dict(Service, {"metadata": {"name": name, "namespace": "default"}, "spec": spec})
+
+
+def slice_of(name: str, *endpoints: tuple[str, bool, bool]) -> EndpointSlice:
+    return from_dict(EndpointSlice, {
+        "metadata": {"name": f"{name}-abc", "namespace": "default", "labels": {"kubernetes.io/service-name": name}},
+        "addressType": "IPv4", "ports": [{"name": "http", "port": 8080, "protocol": "TCP"}],
+        "endpoints": [{"addresses": [ip], "conditions": {"ready": ready, "serving": ready or term,
+                                                         "terminating": term}} for ip, ready, term in endpoints]})
+
+
+def test_chains_and_balancing_as_kube_proxy_writes_them() -> None:
+    text, chains = ruleset([service()], [slice_of("web", ("10.0.0.1", True, False), ("10.0.0.2", True, False),
+                                                  ("10.0.0.3", True, False))], CONFIG, set())
+    svc = chain("KUBE", "SVC", "default/web:http", "tcp")
+    assert re.fullmatch(r"KUBE-SVC-[A-Z2-7]{16}", svc)
+    assert f"-A KUBE-SERVICES -m comment --comment \"default/web:http cluster IP\" -d 10.96.0.20/32 -p tcp " \
+           f"-m tcp --dport 80 -j {svc}" in text
+    picks = re.findall(rf"-A {svc} .*?(--probability (\S+) )?-j (KUBE-SEP-\S+)", text)
+    assert [p[1] for p in picks] == ["0.3333333333", "0.5000000000", ""]
+    assert "-j DNAT --to-destination 10.0.0.2:8080" in text
+    assert f"! -s 10.244.0.0/16 -d 10.96.0.20/32" in text  # from outside the pods: masqueraded
+    services_rules = [line for line in text.splitlines() if line.startswith("-A KUBE-SERVICES ")]
+    assert services_rules[-1].endswith("-m addrtype --dst-type LOCAL -j KUBE-NODEPORTS")
+    assert len(chains) == 4 + 1 + 3
+
+
+def test_node_port_and_stale_chains() -> None:
+    old = chain("KUBE", "SVC", "default/gone:http", "tcp")
+    text, _ = ruleset([service(type="NodePort", ports=[{"name": "http", "port": 80, "protocol": "TCP",
+                                                        "nodePort": 30080}])],
+                      [slice_of("web", ("10.0.0.1", True, False))], CONFIG, {old, "KUBE-SERVICES", "OTHER-X"})
+    ext = chain("KUBE", "EXT", "default/web:http", "tcp")
+    assert f"--dport 30080 -j {ext}" in text and f"-A {ext} -j {chain('KUBE', 'SVC', 'default/web:http', 'tcp')}" \
+        in text
+    assert f":{old} - [0:0]" in text and f"-X {old}" in text and "OTHER-X" not in text
+
+
+def test_endpoints_chosen_ready_first_then_serving_terminating() -> None:
+    svc = service()
+    port = svc.spec.ports[0]
+    mixed = slice_of("web", ("10.0.0.1", True, False), ("10.0.0.2", False, True), ("10.0.0.3", False, False))
+    assert [b.ip for b in backends(port, [mixed])] == ["10.0.0.1"]
+    draining = slice_of("web", ("10.0.0.2", False, True))
+    assert [b.ip for b in backends(port, [draining])] == ["10.0.0.2"]
+
+
+def test_headless_services_get_no_rules_and_endpointless_ones_reject() -> None:
+    text, chains = ruleset([service("h", clusterIP="None"), service("empty")], [], CONFIG, set())
+    assert "SVC-" not in text and "DNAT" not in text
+    filter_table = text.split("*nat")[0]
+    assert '-A KUBE-SERVICES -m comment --comment "default/empty:http has no endpoints" -d 10.96.0.20/32 -p tcp ' \
+           '-m tcp --dport 80 -j REJECT --reject-with icmp-port-unreachable' in filter_table
+
+
+def test_prefix_keeps_names_within_iptables_limit() -> None:
+    assert len(chain("pbt123456net", "SVC", "default/web:http", "tcp")) <= 28
