@@ -13,6 +13,22 @@ from datetime import datetime, timedelta, timezone
 from typing import Any, Callable
 
 from podbay.api import ConfigMap, Event, Lease, Namespace, Node, Pod, Secret
+from podbay.api.apps import (
+    Deployment,
+    LabelSelector,
+    ReplicaSet,
+    ReplicationController,
+    Scale,
+    default_deployment,
+    default_replica_set,
+    default_replication_controller,
+    selector_string,
+    validate_deployment,
+    validate_replica_set,
+    validate_replication_controller,
+    validate_scale,
+)
+from podbay.api.batch import Job, prepare_job, validate_job, validate_job_update
 from podbay.api.defaults import apply_pod_defaults
 from podbay.api.errors import (
     AlreadyExists,
@@ -23,6 +39,8 @@ from podbay.api.errors import (
     Invalid,
     NotFound,
 )
+from podbay.api.owners import PROPAGATION_POLICIES, PropagationPolicy, deletion_finalizers, \
+    validate_owner_references
 from podbay.api.serialize import from_dict, to_dict
 from podbay.api.validation import validate_lease, validate_pod
 from podbay.apiserver.params import json_object, json_string, json_type
@@ -41,10 +59,26 @@ class ResourceInfo:
     subresources: tuple[str, ...] = ()
     group: str = ""  # "": the core group, served under /api/v1
     version: str = "v1"
+    # The kind's registry strategy beyond pods': defaulting (in place), validation, an update's
+    # extra rules, whether spec changes bump metadata.generation, the categories it is listed
+    # in, and the propagation a delete without one uses (DefaultGarbageCollectionPolicy).
+    defaults: Callable[[Any], None] | None = None
+    validate: Callable[[Any], list[FieldError]] | None = None
+    validate_update: Callable[[Any, Any], list[FieldError]] | None = None
+    generation: bool = False
+    categories: tuple[str, ...] = ()
+    default_propagation: PropagationPolicy = "Background"
 
     @property
     def api_version(self) -> str:
         return f"{self.group}/{self.version}" if self.group else self.version
+
+
+def _selector_immutable(new: Deployment | ReplicaSet, old: Deployment | ReplicaSet) -> list[FieldError]:
+    """apps/v1's ValidateDeploymentUpdate and ValidateReplicaSetUpdate: the selector stays."""
+    if new.spec.selector != old.spec.selector:
+        return [FieldError("spec.selector", None, "Invalid value: field is immutable")]
+    return []
 
 
 RESOURCES: dict[str, ResourceInfo] = {
@@ -54,6 +88,10 @@ RESOURCES: dict[str, ResourceInfo] = {
     "events": ResourceInfo("events", "Event", True, Event, ("ev",)),
     "configmaps": ResourceInfo("configmaps", "ConfigMap", True, ConfigMap, ("cm",)),
     "secrets": ResourceInfo("secrets", "Secret", True, Secret, ()),
+    "replicationcontrollers": ResourceInfo(
+        "replicationcontrollers", "ReplicationController", True, ReplicationController, ("rc",), ("scale", "status"),
+        defaults=default_replication_controller, validate=validate_replication_controller, generation=True,
+        categories=("all",)),
 }
 
 # The named API groups, served under /apis/{group}/{version}: group -> version -> resources,
@@ -61,6 +99,26 @@ RESOURCES: dict[str, ResourceInfo] = {
 API_GROUPS: dict[str, dict[str, dict[str, ResourceInfo]]] = {
     "coordination.k8s.io": {
         "v1": {"leases": ResourceInfo("leases", "Lease", True, Lease, group="coordination.k8s.io")},
+    },
+    "apps": {
+        "v1": {
+            "deployments": ResourceInfo(
+                "deployments", "Deployment", True, Deployment, ("deploy",), ("scale", "status"), group="apps",
+                defaults=default_deployment, validate=validate_deployment, validate_update=_selector_immutable,
+                generation=True, categories=("all",)),
+            "replicasets": ResourceInfo(
+                "replicasets", "ReplicaSet", True, ReplicaSet, ("rs",), ("scale", "status"), group="apps",
+                defaults=default_replica_set, validate=validate_replica_set, validate_update=_selector_immutable,
+                generation=True, categories=("all",)),
+        },
+    },
+    "batch": {
+        # batch/v1 Jobs orphan their pods unless told otherwise, for compatibility (kubectl asks
+        # for Background).
+        "v1": {"jobs": ResourceInfo(
+            "jobs", "Job", True, Job, (), ("status",), group="batch", defaults=prepare_job, validate=validate_job,
+            validate_update=validate_job_update, generation=True, categories=("all",),
+            default_propagation="Orphan")},
     },
 }
 _ALL_RESOURCES: dict[str, ResourceInfo] = {
@@ -140,6 +198,8 @@ class DeleteOptions:
     grace_period_seconds: int | None = None
     precondition_uid: str | None = None
     precondition_rv: str | None = None
+    propagation_policy: PropagationPolicy | None = None
+    orphan_dependents: bool | None = None
 
 
 class Registry:
@@ -182,6 +242,15 @@ class Registry:
             model = from_dict(info.model, obj, strict=True)
         except Invalid as exc:
             raise ObjectInvalid(info.kind, name, list(exc.errors)) from None
+        meta_errors = validate_owner_references(model.metadata)
+        if meta_errors:
+            raise ObjectInvalid(info.kind, name, meta_errors)
+        if info.defaults is not None:
+            info.defaults(model)
+        if info.validate is not None:
+            errors = info.validate(model)
+            if errors:
+                raise ObjectInvalid(info.kind, name, errors)
         if info.name == "pods":
             apply_pod_defaults(model)
             errors = validate_pod(model)
@@ -262,6 +331,9 @@ class Registry:
             meta["generation"] = 1
             # PrepareForCreate: status is the server's, whatever the client sent.
             obj["status"] = {"phase": "Pending"}
+        elif info.generation:
+            meta["generation"] = 1
+            obj["status"] = {}
         elif info.name == "namespaces":
             meta.setdefault("labels", {})["kubernetes.io/metadata.name"] = meta["name"]
             obj.setdefault("spec", {})
@@ -388,24 +460,83 @@ class Registry:
             errors = _pod_update_errors(out, old)
             if errors:
                 raise ObjectInvalid(info.kind, name, errors)
-            if out.get("spec") != old.get("spec"):
-                out["metadata"]["generation"] = old_meta.get("generation", 1) + 1
+        if info.validate_update is not None and subresource is None:
+            errors = info.validate_update(from_dict(info.model, out, strict=False),
+                                          from_dict(info.model, old, strict=False))
+            if errors:
+                raise ObjectInvalid(info.kind, name, errors)
+        if (info.name == "pods" or info.generation) and subresource is None and out.get("spec") != old.get("spec"):
+            out["metadata"]["generation"] = old_meta.get("generation", 1) + 1
         return out
 
     async def _after_write(self, info: ResourceInfo, stored: dict[str, Any]) -> None:
-        """A pod whose deletion is due and which no longer holds finalizers goes."""
+        """An object whose deletion is due and which no longer holds finalizers goes (the last
+        finalizer's removal deletes it)."""
         meta = stored["metadata"]
         if (
-            info.name == "pods"
+            info.name != "namespaces"
             and meta.get("deletionTimestamp")
             and meta.get("deletionGracePeriodSeconds") == 0
             and not meta.get("finalizers")
         ):
             try:
-                await self.store.delete("pods", meta["namespace"], meta["name"], expected_uid=meta["uid"])
+                await self.store.delete(info.name, meta.get("namespace", ""), meta["name"], expected_uid=meta["uid"])
             except (NotFound, Conflict):
                 return
-            await self.finish_namespace(meta["namespace"])
+            if info.name == "pods":
+                await self.finish_namespace(meta["namespace"])
+
+    # -- scale -----------------------------------------------------------------
+
+    @staticmethod
+    def _scale_of(info: ResourceInfo, obj: dict[str, Any]) -> dict[str, Any]:
+        """The autoscaling/v1 Scale a scalable object shows (its replicas and selector)."""
+        spec, status, meta = obj.get("spec", {}), obj.get("status", {}), obj["metadata"]
+        if info.name == "replicationcontrollers":
+            selector = ",".join(f"{k}={v}" for k, v in sorted((spec.get("selector") or {}).items()))
+        else:
+            selector = selector_string(from_dict(LabelSelector, spec.get("selector") or {}, strict=False))
+        scale_meta = {k: meta[k] for k in ("name", "namespace", "uid", "resourceVersion", "creationTimestamp")
+                      if k in meta}
+        return {"kind": "Scale", "apiVersion": "autoscaling/v1", "metadata": scale_meta,
+                "spec": {"replicas": spec.get("replicas", 0)},
+                "status": {"replicas": status.get("replicas", 0), "selector": selector}}
+
+    async def get_scale(self, resource: str, namespace: str, name: str) -> dict[str, Any]:
+        info = self.info(resource)
+        return self._scale_of(info, await self.store.get(resource, namespace, name))
+
+    async def update_scale(self, resource: str, namespace: str, name: str, body: Any,
+                           patch_type: str | None = None) -> dict[str, Any]:
+        """PUT (`patch_type` None: `body` is the Scale) or PATCH of the scale subresource: only
+        spec.replicas of the object changes."""
+        info = self.info(resource)
+        expected = None
+        if patch_type is None:
+            if not isinstance(body, dict):
+                raise BadRequest("the body of the request must be a Scale object")
+            scale_meta = json_object(body.get("metadata"), "metadata", "Scale", "v1.ObjectMeta")
+            expected = json_string(scale_meta.get("resourceVersion"), "metadata.resourceVersion", "ObjectMeta") or None
+
+        def mutate(old: dict[str, Any]) -> dict[str, Any]:
+            wanted = body if patch_type is None else apply_patch(patch_type, self._scale_of(info, old), body)
+            if not isinstance(wanted, dict):
+                raise BadRequest("the patch must produce an object")
+            try:
+                scale = from_dict(Scale, {**wanted, "kind": "Scale", "apiVersion": "autoscaling/v1"}, strict=True)
+            except Invalid as exc:
+                raise ObjectInvalid("Scale.autoscaling", name, list(exc.errors)) from None
+            _check_name(info, {"name": scale.metadata.name or "", "namespace": scale.metadata.namespace or ""},
+                        namespace, name, required=False)
+            errors = validate_scale(scale)
+            if errors:
+                raise ObjectInvalid("Scale.autoscaling", name, errors)
+            new = copy.deepcopy(old)
+            new.setdefault("spec", {})["replicas"] = scale.spec.replicas or 0
+            return new
+
+        stored = await self._guaranteed_update(info, namespace, name, mutate, None, expected)
+        return self._scale_of(info, stored)
 
     # -- binding ---------------------------------------------------------------
 
@@ -482,6 +613,14 @@ class Registry:
                 "DeleteOptions", "", [FieldError("gracePeriodSeconds", options.grace_period_seconds,
                                                  "Invalid value: must be >= 0")]
             )
+        if options.orphan_dependents is not None and options.propagation_policy is not None:
+            raise ObjectInvalid("DeleteOptions", "", [FieldError(
+                "propagationPolicy", options.propagation_policy,
+                "Invalid value: orphanDependents and deletionPropagation cannot be both set")])
+        if options.propagation_policy is not None and options.propagation_policy not in PROPAGATION_POLICIES:
+            raise ObjectInvalid("DeleteOptions", "", [FieldError(
+                "propagationPolicy", options.propagation_policy,
+                "Unsupported value: supported values: " + ", ".join(f'"{p}"' for p in PROPAGATION_POLICIES))])
         if info.name == "namespaces" and name in SYSTEM_NAMESPACES[:3]:
             raise Forbidden(
                 f'namespaces "{name}" is forbidden: this namespace may not be deleted',
@@ -509,14 +648,17 @@ class Registry:
                     return marked
                 continue
             grace = self._grace(info, obj, options)
-            if grace == 0 and not meta.get("finalizers"):
+            finalizers = deletion_finalizers(list(meta.get("finalizers", [])), info.default_propagation,
+                                             options.propagation_policy, options.orphan_dependents)
+            if grace == 0 and not finalizers:
                 expected = meta["resourceVersion"]
                 if info.name == "pods" and obj.get("spec", {}).get("nodeName") and not meta.get("deletionTimestamp") \
                         and obj.get("status", {}).get("phase") not in ("Succeeded", "Failed"):
                     # A forced delete of a pod that may be running: its node's agent learns it
                     # from the object (deletionGracePeriodSeconds 0) and kills at once.
                     try:
-                        expected = (await self.store.update(resource, ns, name, self._mark_deleting(obj, 0),
+                        expected = (await self.store.update(resource, ns, name,
+                                                            self._mark_deleting(obj, 0, bump_generation=True),
                                                             expected_rv=expected))["metadata"]["resourceVersion"]
                     except Conflict:
                         continue
@@ -527,7 +669,11 @@ class Registry:
                 if info.name == "pods":
                     await self.finish_namespace(ns)
                 return gone
-            marked = self._mark_deleting(obj, grace)
+            marked = self._mark_deleting(obj, grace, bump_generation=info.name == "pods")
+            if finalizers:
+                marked["metadata"]["finalizers"] = finalizers
+            else:
+                marked["metadata"].pop("finalizers", None)
             if marked == obj:
                 return obj
             try:
@@ -555,14 +701,16 @@ class Registry:
             grace = min(grace, current)
         return grace
 
-    def _mark_deleting(self, obj: dict[str, Any], grace: int) -> dict[str, Any]:
+    def _mark_deleting(self, obj: dict[str, Any], grace: int, bump_generation: bool) -> dict[str, Any]:
+        """deletionTimestamp and the grace period; a graceful (pod) deletion is a new generation, a
+        deletion held only by finalizers is not (BeforeDelete vs. markAsDeleting)."""
         obj = copy.deepcopy(obj)
         meta = obj["metadata"]
         if meta.get("deletionTimestamp") and meta.get("deletionGracePeriodSeconds") == grace:
             return obj
         meta["deletionTimestamp"] = rfc3339(self.clock() + timedelta(seconds=grace))
         meta["deletionGracePeriodSeconds"] = grace
-        if "generation" in meta:
+        if "generation" in meta and bump_generation:
             meta["generation"] += 1
         return obj
 

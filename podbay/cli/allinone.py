@@ -20,6 +20,7 @@ from podbay.client.leaderelection import LeaderElectionConfig, LeaderElector, ne
 from podbay.client.record import EventRecorder
 from podbay.controllers.nodelifecycle import NodeLifecycle
 from podbay.controllers.podgc import PodGC
+from podbay.controllers.workloads import workload_controllers
 from podbay.runtime.images import ensure_busybox_image
 from podbay.runtime.service import RuntimeService
 from podbay.scheduler.scheduler import run as run_scheduler
@@ -78,7 +79,8 @@ def _scheduler(client: Client, election: LeaderElectionConfig | None) -> Awaitab
 def _controllers(client: Client, settings: Settings, election: LeaderElectionConfig | None) -> Awaitable[None]:
     async def lead() -> None:
         await asyncio.gather(PodGC(client).run(), NodeLifecycle(
-            client, settings.node_grace, settings.pod_eviction_timeout, settings.node_monitor_period).run())
+            client, settings.node_grace, settings.pod_eviction_timeout, settings.node_monitor_period).run(),
+            *workload_controllers(client))
     return _elected(client, election, CONTROLLERS_LEASE, CONTROLLERS_LEASE, lead)
 
 

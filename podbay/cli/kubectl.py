@@ -13,6 +13,8 @@ from typing import Any
 import yaml
 
 from podbay.api import ConfigMap, Event, Lease, Namespace, Node, Pod, Secret
+from podbay.api.apps import Deployment, ReplicaSet, ReplicationController
+from podbay.api.batch import Job
 from podbay.api.defaults import default_pod
 from podbay.api.errors import AlreadyExists, NotFound
 from podbay.api.formats import load_objects
@@ -26,7 +28,12 @@ from podbay.client import Client
 KINDS: dict[str, type] = {"pods": Pod, "pod": Pod, "po": Pod, "nodes": Node, "node": Node, "no": Node,
                           "events": Event, "event": Event, "ev": Event, "namespaces": Namespace,
                           "namespace": Namespace, "ns": Namespace, "configmaps": ConfigMap, "configmap": ConfigMap,
-                          "cm": ConfigMap, "secrets": Secret, "secret": Secret, "leases": Lease, "lease": Lease}
+                          "cm": ConfigMap, "secrets": Secret, "secret": Secret, "leases": Lease, "lease": Lease,
+                          "replicasets": ReplicaSet, "replicaset": ReplicaSet, "rs": ReplicaSet,
+                          "replicationcontrollers": ReplicationController,
+                          "replicationcontroller": ReplicationController, "rc": ReplicationController,
+                          "deployments": Deployment, "deployment": Deployment, "deploy": Deployment,
+                          "jobs": Job, "job": Job}
 
 
 def register(sub: argparse._SubParsersAction) -> None:

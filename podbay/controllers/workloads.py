@@ -1,0 +1,17 @@
+"""The workload controllers kube-controller-manager runs beside pod GC and node lifecycle:
+garbage collector, ReplicaSet, ReplicationController, Deployment and Job."""
+from __future__ import annotations
+
+from typing import Awaitable
+
+from podbay.api.apps import ReplicaSet, ReplicationController
+from podbay.client import Client
+from podbay.controllers.replicaset import ReplicaSetController
+
+
+def workload_controllers(client: Client) -> list[Awaitable[None]]:
+    """Each controller's loop, to run while this process leads the controllers."""
+    return [
+        ReplicaSetController(client, ReplicaSet).run(),
+        ReplicaSetController(client, ReplicationController).run(),
+    ]

@@ -1,0 +1,104 @@
+"""ReplicaSets and ReplicationControllers keep their pods on real containers: made from the
+template, replaced when deleted, removed on scale-down (kubectl scale) in Kubernetes' order,
+orphans adopted, pods whose labels stop matching released."""
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import os
+import subprocess
+from typing import AsyncIterator
+
+import pytest
+
+from podbay.api import Pod
+from podbay.api.apps import ReplicaSet, ReplicationController
+from podbay.api.serialize import from_dict
+from tests.conftest import HostEnv, require_root
+from tests.e2e.conftest import Cluster, free_port, running_cluster, settings_for
+from tests.e2e.workloads import SLEEPER, live, manifest, running, template, wait_objects
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture
+async def kube_cluster(host_env: HostEnv) -> AsyncIterator[Cluster]:
+    """The all-in-one server with its HTTPS port and admin kubeconfig, for kubectl."""
+    require_root()
+    async with running_cluster(dataclasses.replace(settings_for(host_env), api_port=free_port())) as cluster:
+        yield cluster
+
+
+async def kubectl(cluster: Cluster, *args: str) -> str:
+    env = {**os.environ, "KUBECONFIG": str(cluster.settings.kubeconfig)}
+    proc = await asyncio.to_thread(subprocess.run, ["kubectl", *args], capture_output=True, text=True, env=env,
+                                   timeout=120)
+    assert proc.returncode == 0, f"kubectl {' '.join(args)}: {proc.stderr}"
+    return proc.stdout
+
+
+async def test_replica_set_keeps_replaces_scales_adopts_and_releases(kube_cluster: Cluster) -> None:
+    client = kube_cluster.client
+    labels = {"app": "rs-e2e"}
+    rs = await client.create(manifest(ReplicaSet, "web", {"replicas": 3, "selector": {"matchLabels": labels},
+                                                          "template": template(labels)}))
+    pods = await wait_objects(client, Pod, lambda ps: len(running(ps)) == 3 and len(ps) == 3,
+                              label_selector="app=rs-e2e", what="the replica set's pods")
+    for p in pods:
+        assert p.metadata.name.startswith("web-") and len(p.metadata.name) == len("web-") + 5
+        [ref] = p.metadata.owner_references
+        assert (ref.kind, ref.name, ref.uid, ref.controller, ref.block_owner_deletion) == \
+            ("ReplicaSet", "web", rs.metadata.uid, True, True)
+    await wait_objects(client, ReplicaSet, lambda rss: any(
+        r.status.ready_replicas == 3 and r.status.available_replicas == 3 and r.status.replicas == 3
+        and r.status.fully_labeled_replicas == 3 and r.status.observed_generation == 1 for r in rss),
+        what="the replica set's status")
+
+    # A deleted pod is replaced.
+    victim = pods[0]
+    await client.delete(Pod, victim.metadata.name, "default")
+    pods = await wait_objects(client, Pod, lambda ps: len(running(ps)) == 3
+                              and victim.metadata.uid not in {p.metadata.uid for p in running(ps)},
+                              label_selector="app=rs-e2e", what="the replacement")
+
+    # An orphan with matching labels is adopted: one too many, so one goes (the unready newcomer).
+    orphan = from_dict(Pod, {"metadata": {"name": "stray", "namespace": "default", "labels": labels},
+                             "spec": {"containers": [SLEEPER], "terminationGracePeriodSeconds": 1}})
+    await client.create(orphan)
+    await wait_objects(client, Pod, lambda ps: len(live(ps)) == 3 and len(running(ps)) == 3
+                       and all(p.metadata.owner_references for p in live(ps)),
+                       label_selector="app=rs-e2e", what="the adoption")
+
+    # kubectl scale: down to 1 removes two pods, and the RS reports it.
+    out = await kubectl(kube_cluster, "scale", "rs/web", "--replicas=1")
+    assert "replicaset.apps/web scaled" in out
+    pods = await wait_objects(client, Pod, lambda ps: len(live(ps)) == 1 and len(ps) == 1,
+                              label_selector="app=rs-e2e", what="the scale-down")
+    await wait_objects(client, ReplicaSet, lambda rss: any(r.spec.replicas == 1 and r.status.replicas == 1
+                                                           and r.status.ready_replicas == 1 for r in rss),
+                       what="the scaled replica set")
+    got = await kubectl(kube_cluster, "get", "rs")
+    assert got.split("\n")[0].split() == ["NAME", "DESIRED", "CURRENT", "READY", "AGE"]
+    assert got.split("\n")[1].split()[:4] == ["web", "1", "1", "1"]
+
+    # A pod whose labels stop matching is released (and replaced).
+    [kept] = pods
+    await client.patch(Pod, kept.metadata.name, {"metadata": {"labels": {"app": "elsewhere"}}}, "default")
+    released = await wait_objects(client, Pod, lambda ps: bool(ps) and not ps[0].metadata.owner_references,
+                                  label_selector="app=elsewhere", what="the released pod")
+    assert released[0].metadata.uid == kept.metadata.uid
+    await wait_objects(client, Pod, lambda ps: len(running(ps)) == 1, label_selector="app=rs-e2e",
+                       what="the released pod's replacement")
+
+
+async def test_replication_controller_keeps_its_pods(cluster: Cluster) -> None:
+    client = cluster.client
+    rc = from_dict(ReplicationController, {"metadata": {"name": "legacy", "namespace": "default"},
+                                           "spec": {"replicas": 2, "template": template({"app": "rc-e2e"})}})
+    made = await client.create(rc)
+    assert made.spec.selector == {"app": "rc-e2e"}  # defaulted from the template's labels
+    pods = await wait_objects(client, Pod, lambda ps: len(running(ps)) == 2, label_selector="app=rc-e2e",
+                              what="the controller's pods")
+    assert all(p.metadata.owner_references[0].kind == "ReplicationController" for p in pods)
+    await wait_objects(client, ReplicationController, lambda rcs: any(r.status.ready_replicas == 2 for r in rcs),
+                       what="the controller's status")
