@@ -6,12 +6,14 @@ from typing import Awaitable
 
 from podbay.api.apps import ReplicaSet, ReplicationController
 from podbay.client import Client
+from podbay.controllers.garbagecollector import GarbageCollector
 from podbay.controllers.replicaset import ReplicaSetController
 
 
 def workload_controllers(client: Client) -> list[Awaitable[None]]:
     """Each controller's loop, to run while this process leads the controllers."""
     return [
+        GarbageCollector(client).run(),
         ReplicaSetController(client, ReplicaSet).run(),
         ReplicaSetController(client, ReplicationController).run(),
     ]
