@@ -6,6 +6,7 @@ from typing import Awaitable
 
 from podbay.api.apps import ReplicaSet, ReplicationController
 from podbay.client import Client
+from podbay.controllers.deployment import DeploymentController
 from podbay.controllers.garbagecollector import GarbageCollector
 from podbay.controllers.replicaset import ReplicaSetController
 
@@ -16,4 +17,5 @@ def workload_controllers(client: Client) -> list[Awaitable[None]]:
         GarbageCollector(client).run(),
         ReplicaSetController(client, ReplicaSet).run(),
         ReplicaSetController(client, ReplicationController).run(),
+        DeploymentController(client).run(),
     ]
