@@ -8,6 +8,7 @@ from podbay.api.apps import ReplicaSet, ReplicationController
 from podbay.client import Client
 from podbay.controllers.deployment import DeploymentController
 from podbay.controllers.garbagecollector import GarbageCollector
+from podbay.controllers.job import JobController
 from podbay.controllers.replicaset import ReplicaSetController
 
 
@@ -18,4 +19,5 @@ def workload_controllers(client: Client) -> list[Awaitable[None]]:
         ReplicaSetController(client, ReplicaSet).run(),
         ReplicaSetController(client, ReplicationController).run(),
         DeploymentController(client).run(),
+        JobController(client).run(),
     ]
