@@ -718,11 +718,13 @@ class Registry:
         """Empty namespaces go at once; others turn Terminating, their pods are
         deleted, and the last pod to go takes the namespace with it."""
         name = ns_obj["metadata"]["name"]
-        for event in (await self.store.list("events", name))[0]:
-            try:
-                await self.store.delete("events", name, event["metadata"]["name"])
-            except NotFound:
-                pass
+        # Events go, and the workloads before their pods: they would make new ones.
+        for resource in ("events", "deployments", "replicasets", "replicationcontrollers", "jobs"):
+            for obj in (await self.store.list(resource, name))[0]:
+                try:
+                    await self.store.delete(resource, name, obj["metadata"]["name"])
+                except NotFound:
+                    pass
         pods = (await self.store.list("pods", name))[0]
         if not pods:
             try:

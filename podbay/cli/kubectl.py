@@ -132,6 +132,8 @@ async def apply(client: Client, args: argparse.Namespace, update: bool) -> int:
         if isinstance(obj, Pod):
             wanted.spec = default_pod(obj).spec
             wanted.spec.node_name = current.spec.node_name
+        elif isinstance(obj, (ReplicaSet, ReplicationController, Deployment, Job)):
+            wanted.spec = obj.spec  # the server defaults it again
         wanted.metadata.labels = {**current.metadata.labels, **obj.metadata.labels}
         wanted.metadata.annotations = {**current.metadata.annotations, **obj.metadata.annotations}
         if to_dict(wanted) == to_dict(current):
