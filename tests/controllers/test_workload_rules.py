@@ -8,13 +8,13 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from podbay.api import ObjectMeta, OwnerReference, Pod
-from podbay.api.apps import LabelSelector, LabelSelectorRequirement, PodTemplateSpec, selector_matches, \
-    selector_string
+from podbay.api.apps import LabelSelector, LabelSelectorRequirement, PodTemplateSpec, ReplicaSetStatus, \
+    selector_matches, selector_string
 from podbay.api.batch import JobSpec
 from podbay.api.owners import deletion_finalizers, validate_owner_references
 from podbay.api.serialize import from_dict
 from podbay.controllers.job import Counts, backoff_remaining, failure_record, finished, wanted_active
-from podbay.controllers.replicaset import pods_to_delete
+from podbay.controllers.replicaset import calculate_status, pods_to_delete
 from podbay.controllers.rollout import OldSet, compute_hash, fnv32a, new_rs_new_replicas, old_sets_scale_down, \
     resolve_fenceposts, safe_encode, scaled_value
 
@@ -32,7 +32,7 @@ def pod(name: str, *, node: str = "n1", phase: str = "Running", ready: bool = Tr
         "spec": {"nodeName": node, "containers": [{"name": "c", "image": "i"}]},
         "status": {"phase": phase, "conditions": conditions,
                    "containerStatuses": [{"name": "c", "restartCount": restarts, "ready": ready, "image": "i",
-                                          "imageID": "", "restartCount_": 0}] if restarts else []},
+                                          "imageID": ""}] if restarts else []},
     }, strict=False)
 
 
@@ -191,3 +191,19 @@ def test_owner_references_need_their_fields_and_one_controller() -> None:
     [error] = validate_owner_references(ObjectMeta(owner_references=[good, two]))
     assert error.path == "metadata.ownerReferences" and "Only one reference can have Controller set to true" \
         in error.message
+
+
+def test_replica_set_status_counts_ready_and_available_after_min_ready_seconds() -> None:
+    labels = {"app": "x"}
+    fresh, settled, unready = pod("fresh", ready_for=5), pod("settled", ready_for=60), pod("unready", ready=False)
+    for p in (fresh, settled, unready):
+        p.metadata.labels = dict(labels)
+    unready.metadata.labels = {}
+    status = calculate_status(ReplicaSetStatus(), 4, labels, [fresh, settled, unready], 30, NOW, None)
+    assert (status.replicas, status.fully_labeled_replicas, status.ready_replicas, status.available_replicas,
+            status.observed_generation) == (3, 2, 2, 1, 4)
+    assert status.conditions == []
+    failing = calculate_status(status, 4, labels, [], 0, NOW, ("FailedCreate", "quota exceeded"))
+    [condition] = failing.conditions
+    assert (condition.type, condition.status, condition.reason) == ("ReplicaFailure", "True", "FailedCreate")
+    assert calculate_status(failing, 4, labels, [], 0, NOW, None).conditions == []

@@ -9,6 +9,8 @@ import pytest
 
 from podbay.api import Pod
 from podbay.api.apps import Deployment, ReplicaSet
+from tests.cli.podbay_cli import podbay_cli
+from tests.conftest import HostEnv
 from tests.e2e.conftest import Cluster
 from tests.e2e.test_replicaset_e2e import kube_cluster, kubectl  # noqa: F401 - the fixture
 from tests.e2e.workloads import SLEEPER, live, manifest, running, template, wait_objects
@@ -23,7 +25,7 @@ def rolled_out(image: str, replicas: int):  # type: ignore[no-untyped-def]
     return check
 
 
-async def test_rolling_update_from_image_a_to_b(kube_cluster: Cluster) -> None:  # noqa: F811
+async def test_rolling_update_from_image_a_to_b(kube_cluster: Cluster, host_env: HostEnv) -> None:  # noqa: F811
     client = kube_cluster.client
     labels = {"app": "roll"}
     await client.create(manifest(Deployment, "roll", {"replicas": 3, "selector": {"matchLabels": labels},
@@ -73,6 +75,13 @@ async def test_rolling_update_from_image_a_to_b(kube_cluster: Cluster) -> None: 
     got = await kubectl(kube_cluster, "get", "deploy")
     assert got.split("\n")[0].split() == ["NAME", "READY", "UP-TO-DATE", "AVAILABLE", "AGE"]
     assert got.split("\n")[1].split()[:4] == ["roll", "3/3", "3", "3"]
+    everything = await kubectl(kube_cluster, "get", "all")
+    assert "deployment.apps/roll" in everything and f"replicaset.apps/{new.metadata.name}" in everything
+    assert everything.count("pod/roll-") == 3
+    # podbay's own get prints the same columns.
+    table = (await asyncio.to_thread(podbay_cli(host_env), "get", "deploy")).stdout.splitlines()
+    assert table[0].split() == ["NAME", "READY", "UP-TO-DATE", "AVAILABLE", "AGE"]
+    assert table[1].split()[:4] == ["roll", "3/3", "3", "3"]
 
     # The scale subresource through kubectl.
     await kubectl(kube_cluster, "scale", "deployment/roll", "--replicas=1")
