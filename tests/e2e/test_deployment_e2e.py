@@ -101,3 +101,36 @@ async def test_recreate_and_revision_history(kube_cluster: Cluster) -> None:  # 
     # revisionHistoryLimit 0: the old set goes once the rollout is complete.
     sets = await wait_objects(client, ReplicaSet, lambda rss: len(rss) == 1, what="the old set's cleanup")
     assert sets[0].metadata.annotations["deployment.kubernetes.io/revision"] == "2"
+
+
+WEB = """apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web}
+spec:
+  replicas: 3
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec:
+      terminationGracePeriodSeconds: 1
+      containers: [{name: web, image: busybox:1.35, command: [sleep, "3600"]}]
+"""
+
+
+async def test_the_readmes_kubectl_commands(kube_cluster: Cluster) -> None:  # noqa: F811
+    """README's Workloads commands, as a user types them."""
+    client = kube_cluster.client
+    await kubectl(kube_cluster, "create", "--validate=false", "-f", "-", stdin=WEB)
+    assert "successfully rolled out" in await kubectl(kube_cluster, "rollout", "status", "deployment/web",
+                                                      "--timeout=120s")
+    await kubectl(kube_cluster, "set", "image", "deployment/web", "web=busybox:latest")
+    assert "successfully rolled out" in await kubectl(kube_cluster, "rollout", "status", "deployment/web",
+                                                      "--timeout=180s")
+    await wait_objects(client, Pod, rolled_out("busybox:latest", 3), label_selector="app=web")
+    await kubectl(kube_cluster, "scale", "deployment/web", "--replicas=1")
+    await wait_objects(client, Pod, rolled_out("busybox:latest", 1), label_selector="app=web")
+    assert "deployment.apps/web" in await kubectl(kube_cluster, "get", "all")
+    # Foreground: kubectl waits until the deployment, its sets and its pods are gone.
+    await kubectl(kube_cluster, "delete", "deployment/web", "--cascade=foreground")
+    assert (await client.list(ReplicaSet, "default"))[0] == []
+    assert (await client.list(Pod, "default", label_selector="app=web"))[0] == []

@@ -29,10 +29,10 @@ async def kube_cluster(host_env: HostEnv) -> AsyncIterator[Cluster]:
         yield cluster
 
 
-async def kubectl(cluster: Cluster, *args: str) -> str:
+async def kubectl(cluster: Cluster, *args: str, stdin: str | None = None) -> str:
     env = {**os.environ, "KUBECONFIG": str(cluster.settings.kubeconfig)}
     proc = await asyncio.to_thread(subprocess.run, ["kubectl", *args], capture_output=True, text=True, env=env,
-                                   timeout=120)
+                                   timeout=240, input=stdin)
     assert proc.returncode == 0, f"kubectl {' '.join(args)}: {proc.stderr}"
     return proc.stdout
 
