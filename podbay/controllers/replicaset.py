@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Generic, TypeVar
 
-from podbay.api import OwnerReference, Pod, now
+from podbay.api import Pod, now
 from podbay.api.apps import LabelSelector, PodTemplateSpec, ReplicaSet, ReplicaSetCondition, ReplicaSetStatus, \
     ReplicationController, controller_of, selector_matches
 from podbay.api.errors import APIError, Conflict, NotFound
@@ -155,7 +155,7 @@ def _template(owner: ReplicaSet | ReplicationController) -> PodTemplateSpec | No
 
 
 class ReplicaSetController(Generic[RS]):
-    def __init__(self, client: Client, kind: type[RS] = ReplicaSet) -> None:  # type: ignore[assignment]
+    def __init__(self, client: Client, kind: type[RS]) -> None:
         self.client = client
         self.kind = _Kind(kind, "apps/v1" if kind is ReplicaSet else "v1", kind.__name__)
         self.queue: WorkQueue[Key] = WorkQueue()

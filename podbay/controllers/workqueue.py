@@ -76,11 +76,19 @@ class WorkQueue(Generic[K]):
 
 
 async def watch_forever(client: Client, kind: type[O], handle: Callable[[str, O], None]) -> None:
-    """Feeds every event of `kind` (all namespaces) to `handle`; the client's watch resumes
-    and relists by itself."""
-    events: AsyncIterator[tuple[str, O]] = client.watch(kind)
-    async for type_, obj in events:
-        handle(type_, obj)
+    """Feeds every event of `kind` (all namespaces) to `handle`. The client's watch resumes and
+    relists by itself; an error it raises (the server refusing for a while, say) starts it
+    again after a pause, so one failed watch never stops the controllers beside it."""
+    while True:
+        try:
+            events: AsyncIterator[tuple[str, O]] = client.watch(kind)
+            async for type_, obj in events:
+                handle(type_, obj)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.warning("watch of %s failed, starting again: %s", kind.__name__, exc)
+            await asyncio.sleep(_RETRY_MAX / 10)
 
 
 def key_of(obj: Object) -> Key:

@@ -8,15 +8,15 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from podbay.api import ObjectMeta, OwnerReference, Pod
-from podbay.api.apps import LabelSelector, LabelSelectorRequirement, PodTemplateSpec, ReplicaSetStatus, \
-    selector_matches, selector_string
+from podbay.api.apps import Deployment, DeploymentStatus, LabelSelector, LabelSelectorRequirement, \
+    PodTemplateSpec, ReplicaSetStatus, selector_matches, selector_string
 from podbay.api.batch import JobSpec
 from podbay.api.owners import deletion_finalizers, validate_owner_references
 from podbay.api.serialize import from_dict
 from podbay.controllers.job import Counts, backoff_remaining, failure_record, finished, wanted_active
 from podbay.controllers.replicaset import calculate_status, pods_to_delete
-from podbay.controllers.rollout import OldSet, compute_hash, fnv32a, new_rs_new_replicas, old_sets_scale_down, \
-    resolve_fenceposts, safe_encode, scaled_value
+from podbay.controllers.rollout import OldSet, compute_hash, condition, deployment_complete, fnv32a, \
+    new_rs_new_replicas, old_sets_scale_down, progress_status, resolve_fenceposts, safe_encode, scaled_value
 
 NOW = datetime(2026, 1, 1, 12, 0, 0, tzinfo=timezone.utc)
 
@@ -207,3 +207,35 @@ def test_replica_set_status_counts_ready_and_available_after_min_ready_seconds()
     [condition] = failing.conditions
     assert (condition.type, condition.status, condition.reason) == ("ReplicaFailure", "True", "FailedCreate")
     assert calculate_status(failing, 4, labels, [], 0, NOW, None).conditions == []
+
+
+def deployment(replicas: int, generation: int = 1, deadline: int = 600) -> Deployment:
+    return from_dict(Deployment, {"metadata": {"name": "d", "generation": generation},
+                                  "spec": {"replicas": replicas, "progressDeadlineSeconds": deadline}})
+
+
+def test_progressing_condition_follows_the_rollout() -> None:
+    d = deployment(3)
+    status = DeploymentStatus(observed_generation=1, replicas=4, updated_replicas=1, ready_replicas=3,
+                              available_replicas=3)
+    progress_status(d, status, "d-abc", NOW)
+    [cond] = status.conditions
+    assert (cond.type, cond.status, cond.reason, cond.message) == \
+        ("Progressing", "True", "ReplicaSetUpdated", 'ReplicaSet "d-abc" is progressing.')
+    d.status = status.model_copy(deep=True)
+    done = DeploymentStatus(observed_generation=1, replicas=3, updated_replicas=3, ready_replicas=3,
+                            available_replicas=3, conditions=list(status.conditions))
+    assert deployment_complete(d, done)
+    progress_status(d, done, "d-abc", NOW)
+    assert (done.conditions[0].reason, done.conditions[0].message) == \
+        ("NewReplicaSetAvailable", 'ReplicaSet "d-abc" has successfully progressed.')
+    assert not deployment_complete(deployment(3, generation=2), done)  # a newer spec is not yet observed
+
+
+def test_a_rollout_without_progress_times_out() -> None:
+    d = deployment(3, deadline=60)
+    stalled = condition("Progressing", "True", "ReplicaSetUpdated", "", NOW - timedelta(seconds=61))
+    d.status = DeploymentStatus(replicas=3, updated_replicas=1, conditions=[stalled])
+    status = DeploymentStatus(observed_generation=1, replicas=3, updated_replicas=1, conditions=[stalled])
+    progress_status(d, status, "d-abc", NOW)
+    assert (status.conditions[0].status, status.conditions[0].reason) == ("False", "ProgressDeadlineExceeded")

@@ -87,3 +87,13 @@ async def test_job_past_its_deadline_fails_and_its_pods_go(cluster: Cluster) -> 
     await wait_objects(client, Pod, lambda ps: all(p.metadata.deletion_timestamp or p.status.phase == "Failed"
                                                    for p in ps),
                        label_selector=f"controller-uid={job.metadata.uid}", what="the job's pods")
+
+
+async def test_finished_job_goes_after_its_ttl(cluster: Cluster) -> None:
+    client = cluster.client
+    job = await client.create(manifest(Job, "brief", {
+        "ttlSecondsAfterFinished": 1, "template": template({}, run("true"), restart="Never")}))
+    await wait_job(cluster, "brief", "Complete")
+    await wait_objects(client, Job, lambda js: "brief" not in {j.metadata.name for j in js}, what="the expiry")
+    await wait_objects(client, Pod, lambda ps: not ps, label_selector=f"controller-uid={job.metadata.uid}",
+                       what="the expired job's pod")
