@@ -198,7 +198,7 @@ class ReplicaSetController(Generic[RS]):
         active = [p for p in owned if is_pod_active(p)]
         failure: tuple[str, str] | None = None
         if owner.metadata.deletion_timestamp is None:
-            failure = await self._manage(owner, active, owned)
+            failure = await self._manage(owner, active, self._related(owner, pods, owned))
             # The status counts what there is after the changes.
             pods, _ = await self.client.list(Pod, ns)
             active = [p for p in pods if is_pod_active(p) and _controlled_by(p, owner)]
@@ -235,7 +235,19 @@ class ReplicaSetController(Generic[RS]):
                          pod.metadata.name)
         return owned
 
-    async def _manage(self, owner: RS, active: list[Pod], owned: list[Pod]) -> tuple[str, str] | None:
+    def _related(self, owner: RS, pods: list[Pod], owned: list[Pod]) -> list[Pod]:
+        """getIndirectlyRelatedPods: the pods of every set controlled by this set's controller
+        (a Deployment's sets) besides this set's own (`owned`, adopted ones included)."""
+        uids = {owner.metadata.uid}
+        parent = controller_of(owner.metadata)
+        if parent is not None:
+            uids |= {o.metadata.uid for o in self._owners.values()
+                     if (ref := controller_of(o.metadata)) is not None and ref.uid == parent.uid}
+        mine = {p.metadata.uid for p in owned}
+        return owned + [p for p in pods if p.metadata.uid not in mine
+                        and (ref := controller_of(p.metadata)) is not None and ref.uid in uids]
+
+    async def _manage(self, owner: RS, active: list[Pod], related: list[Pod]) -> tuple[str, str] | None:
         """manageReplicas: make or remove the difference; (reason, message) of a failure."""
         wanted = owner.spec.replicas if owner.spec.replicas is not None else 1
         diff = len(active) - wanted
@@ -252,7 +264,7 @@ class ReplicaSetController(Generic[RS]):
                     return ("FailedCreate", str(exc))
                 await self.recorder.record(owner, "SuccessfulCreate", f"Created pod: {made.metadata.name}")
         elif diff > 0:
-            for pod in pods_to_delete(active, owned, min(diff, BURST_REPLICAS), now()):
+            for pod in pods_to_delete(active, related, min(diff, BURST_REPLICAS), now()):
                 try:
                     await self.client.delete(Pod, pod.metadata.name or "", ns, uid=pod.metadata.uid)
                 except NotFound:
