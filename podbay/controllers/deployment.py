@@ -21,9 +21,9 @@ from podbay.api.serialize import to_dict
 from podbay.client import Client
 from podbay.client.record import EventRecorder
 from podbay.controllers.rollout import DESIRED_REPLICAS, FOUND_NEW_RS, MAX_REPLICAS, MIN_AVAILABLE, MIN_UNAVAILABLE, \
-    NEW_RS_CREATED, POD_TEMPLATE_HASH, REVISION, SKIPPED_ANNOTATIONS, OldSet, compute_hash, condition, \
-    deployment_complete, new_rs_new_replicas, old_sets_scale_down, progress_status, set_condition, \
-    surge_and_unavailable
+    NEW_RS_CREATED, POD_TEMPLATE_HASH, REVISION, SKIPPED_ANNOTATIONS, ActiveSet, OldSet, compute_hash, condition, \
+    deployment_complete, new_rs_new_replicas, old_sets_scale_down, progress_status, proportional_sizes, \
+    set_condition, surge_and_unavailable
 from podbay.controllers.workqueue import Key, WorkQueue, controller_ref, key_of, set_owner_references, watch_forever
 
 log = logging.getLogger(__name__)
@@ -97,6 +97,9 @@ class DeploymentController:
         rss = await self._claim(d)
         if d.metadata.deletion_timestamp is not None or d.spec.paused:
             await self._sync_status(d, rss, self._find_new(d, rss))
+            return
+        if self._scaling_event(d, rss):
+            await self._scale_deployment(d, rss)
             return
         if d.spec.strategy.type == "Recreate":
             await self._recreate(d, rss)
@@ -208,6 +211,38 @@ class DeploymentController:
             await self.recorder.record(d, "ScalingReplicaSet",
                                        f"Scaled {direction} replica set {rs.metadata.name} from {before} to {replicas}")
         return before != replicas
+
+    @staticmethod
+    def _scaling_event(d: Deployment, rss: list[ReplicaSet]) -> bool:
+        """isScalingEvent: a set with pods was sized for another replica count."""
+        return any(rs.spec.replicas and rs.metadata.annotations.get(DESIRED_REPLICAS) not in (None, str(d.spec.replicas))
+                   for rs in rss)
+
+    async def _scale_deployment(self, d: Deployment, rss: list[ReplicaSet]) -> None:
+        """dc.scale: the one active (or latest) set takes the new count; a saturated new set
+        means the old ones go; otherwise the sets share the change in proportion."""
+        replicas = d.spec.replicas or 0
+        new = self._find_new(d, rss)
+        active = [rs for rs in rss if rs.spec.replicas]
+        if len(active) <= 1:
+            target = active[0] if active else new or (_by_age(rss)[-1] if rss else None)
+            if target is not None:
+                await self._scale(d, target, replicas)
+        elif new is not None and new.spec.replicas == replicas and new.status.available_replicas == replicas \
+                and new.metadata.annotations.get(DESIRED_REPLICAS) == str(replicas):
+            for rs in active:
+                if rs is not new:
+                    await self._scale(d, rs, 0)
+        elif d.spec.strategy.type == "RollingUpdate":
+            surge, _ = surge_and_unavailable(d)
+            sizes = proportional_sizes(replicas, surge, [
+                ActiveSet(rs.metadata.name or "", rs.spec.replicas or 0,
+                          int(rs.metadata.annotations[MAX_REPLICAS])
+                          if rs.metadata.annotations.get(MAX_REPLICAS, "").isdigit() else None,
+                          rs.metadata.creation_timestamp or now()) for rs in active], d.status.replicas or 0)
+            for rs in active:
+                await self._scale(d, rs, sizes[rs.metadata.name or ""])
+        await self._sync_status(d, rss, new)
 
     async def _rolling(self, d: Deployment, rss: list[ReplicaSet]) -> None:
         replicas = d.spec.replicas or 0

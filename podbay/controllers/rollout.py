@@ -188,3 +188,48 @@ def progress_status(d: Deployment, status: DeploymentStatus, new_rs_name: str | 
             and current.last_update_time + timedelta(seconds=d.spec.progress_deadline_seconds) < at:
         set_condition(status, condition("Progressing", "False", TIMED_OUT,
                                         f'ReplicaSet "{new_rs_name}" has timed out progressing.', at))
+
+
+@dataclass(frozen=True)
+class ActiveSet:
+    """A ReplicaSet with pods, as proportional scaling weighs it."""
+    name: str
+    replicas: int
+    max_replicas: int | None  # its deployment.kubernetes.io/max-replicas annotation
+    created: datetime
+
+
+def _round(x: float) -> int:
+    """integer.RoundToInt32: halves away from zero."""
+    return math.floor(x + 0.5) if x >= 0 else -math.floor(-x + 0.5)
+
+
+def proportional_sizes(replicas: int, surge: int, sets: list[ActiveSet], status_replicas: int) -> dict[str, int]:
+    """dc.scale for a rolling update caught with several active sets: the replicas added (or
+    removed) are shared in proportion to each set's size against the size the deployment had
+    (its max-replicas annotation), larger sets first (newer first when adding, older first when
+    removing); the rounding leftover goes to the first."""
+    allowed = replicas + surge if replicas > 0 else 0
+    to_add = allowed - sum(s.replicas for s in sets)
+    if to_add > 0:
+        order = sorted(sets, key=lambda s: (-s.replicas, -s.created.timestamp()))
+    elif to_add < 0:
+        order = sorted(sets, key=lambda s: (-s.replicas, s.created.timestamp()))
+    else:
+        return {s.name: s.replicas for s in sets}
+    sizes: dict[str, int] = {}
+    added = 0
+    for s in order:
+        proportion = 0
+        if s.replicas != 0 and to_add != added:
+            if replicas == 0:
+                fraction = -s.replicas
+            else:
+                before = s.max_replicas or status_replicas
+                fraction = _round(s.replicas * allowed / before) - s.replicas if before else 0
+            proportion = min(fraction, to_add - added) if to_add > 0 else max(fraction, to_add - added)
+        sizes[s.name] = s.replicas + proportion
+        added += proportion
+    first = order[0].name
+    sizes[first] = max(0, sizes[first] + to_add - added)
+    return sizes

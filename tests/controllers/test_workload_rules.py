@@ -15,8 +15,9 @@ from podbay.api.owners import deletion_finalizers, validate_owner_references
 from podbay.api.serialize import from_dict
 from podbay.controllers.job import Counts, backoff_remaining, failure_record, finished, wanted_active
 from podbay.controllers.replicaset import calculate_status, pods_to_delete
-from podbay.controllers.rollout import OldSet, compute_hash, condition, deployment_complete, fnv32a, \
-    new_rs_new_replicas, old_sets_scale_down, progress_status, resolve_fenceposts, safe_encode, scaled_value
+from podbay.controllers.rollout import ActiveSet, OldSet, compute_hash, condition, deployment_complete, fnv32a, \
+    new_rs_new_replicas, old_sets_scale_down, progress_status, proportional_sizes, resolve_fenceposts, safe_encode, \
+    scaled_value
 
 NOW = datetime(2026, 1, 1, 12, 0, 0, tzinfo=timezone.utc)
 
@@ -239,3 +240,16 @@ def test_a_rollout_without_progress_times_out() -> None:
     status = DeploymentStatus(observed_generation=1, replicas=3, updated_replicas=1, conditions=[stalled])
     progress_status(d, status, "d-abc", NOW)
     assert (status.conditions[0].status, status.conditions[0].reason) == ("False", "ProgressDeadlineExceeded")
+
+
+def test_a_deployment_scaled_mid_rollout_shares_the_change_in_proportion() -> None:
+    # Kubernetes' documented example: 10 replicas, maxSurge 3, old set 8 and new set 5 (both
+    # sized for 13); scaled to 15 (18 allowed), the old set gets 3 more and the new one 2.
+    old = ActiveSet("old", 8, 13, NOW - timedelta(hours=1))
+    new = ActiveSet("new", 5, 13, NOW)
+    assert proportional_sizes(15, 3, [new, old], 13) == {"old": 11, "new": 7}
+    # Back down to 10 (13 allowed): the same shares come off.
+    assert proportional_sizes(10, 3, [ActiveSet("old", 11, 18, old.created), ActiveSet("new", 7, 18, NOW)], 18) \
+        == {"old": 8, "new": 5}
+    # To zero, everything goes.
+    assert proportional_sizes(0, 3, [old, new], 13) == {"old": 0, "new": 0}
