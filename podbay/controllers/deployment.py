@@ -17,24 +17,16 @@ from podbay.api.apps import Deployment, DeploymentStatus, LabelSelector, Replica
     controller_of, selector_matches
 from podbay.api.errors import AlreadyExists, Conflict, NotFound
 from podbay.api.models import ObjectMeta
-from podbay.api.serialize import to_dict
 from podbay.client import Client
 from podbay.client.record import EventRecorder
 from podbay.controllers.rollout import DESIRED_REPLICAS, FOUND_NEW_RS, MAX_REPLICAS, MIN_AVAILABLE, MIN_UNAVAILABLE, \
-    NEW_RS_CREATED, POD_TEMPLATE_HASH, REVISION, SKIPPED_ANNOTATIONS, ActiveSet, OldSet, compute_hash, condition, \
+    NEW_RS_CREATED, POD_TEMPLATE_HASH, REVISION, SKIPPED_ANNOTATIONS, ActiveSet, OldSet, canonical_template, \
+    compute_hash, condition, \
     deployment_complete, new_rs_new_replicas, old_sets_scale_down, progress_status, proportional_sizes, \
     set_condition, surge_and_unavailable
 from podbay.controllers.workqueue import Key, WorkQueue, controller_ref, key_of, set_owner_references, watch_forever
 
 log = logging.getLogger(__name__)
-
-
-def _without_hash(rs: ReplicaSet) -> dict[str, object]:
-    template = to_dict(rs.spec.template)
-    template.get("metadata", {}).get("labels", {}).pop(POD_TEMPLATE_HASH, None)
-    if not template.get("metadata", {}).get("labels"):
-        template.get("metadata", {}).pop("labels", None)
-    return template
 
 
 def _revision(rs: ReplicaSet) -> int:
@@ -135,8 +127,9 @@ class DeploymentController:
     @staticmethod
     def _find_new(d: Deployment, rss: list[ReplicaSet]) -> ReplicaSet | None:
         """FindNewReplicaSet: the oldest set whose template, but for the hash label, is the deployment's."""
-        wanted = to_dict(d.spec.template)
-        return next((rs for rs in _by_age(rss) if _without_hash(rs) == wanted), None)
+        wanted = canonical_template(d.spec.template)
+        return next((rs for rs in _by_age(rss) if canonical_template(rs.spec.template, without_hash=True) == wanted),
+                    None)
 
     async def _new_replica_set(self, d: Deployment, rss: list[ReplicaSet], replicas: int) -> ReplicaSet:
         """The new set: found (its revision brought up to date) or created."""

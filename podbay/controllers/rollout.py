@@ -42,13 +42,33 @@ def safe_encode(text: str) -> str:
     return "".join(_SAFE_ALPHABET[ord(c) % len(_SAFE_ALPHABET)] for c in text)
 
 
+def _pruned(value: object) -> object:
+    """Empty maps and lists dropped: Go's semantic equality sees `resources: {}` and no
+    resources as the same zero value."""
+    if isinstance(value, dict):
+        out = {k: _pruned(v) for k, v in value.items()}
+        return {k: v for k, v in out.items() if v not in ({}, [], None)}
+    if isinstance(value, list):
+        return [_pruned(v) for v in value]
+    return value
+
+
+def canonical_template(template: PodTemplateSpec, without_hash: bool = False) -> object:
+    """The template as compared (EqualIgnoreHash) and hashed: pruned, optionally without the
+    pod-template-hash label."""
+    data = to_dict(template)
+    if without_hash:
+        data.get("metadata", {}).get("labels", {}).pop(POD_TEMPLATE_HASH, None)
+    return _pruned(data)
+
+
 def compute_hash(template: PodTemplateSpec, collision_count: int | None) -> str:
     """controller.ComputeHash: fnv32a of the template, then (when there was a collision) the
     count as 8 little-endian bytes, printed in decimal and safe-encoded. Kubernetes feeds the
     hash a Go-specific dump (spew) of its internal struct, which Python cannot reproduce; podbay
     feeds it the template's canonical JSON (sorted keys, as the API stores it), so a hash is
     stable across podbay but not equal to a real cluster's for the same template."""
-    data = json.dumps(to_dict(template), sort_keys=True, separators=(",", ":")).encode()
+    data = json.dumps(canonical_template(template), sort_keys=True, separators=(",", ":")).encode()
     if collision_count is not None:
         data += struct.pack("<I", collision_count & 0xFFFFFFFF) + b"\0" * 4
     return safe_encode(str(fnv32a(data)))

@@ -134,3 +134,21 @@ async def test_the_readmes_kubectl_commands(kube_cluster: Cluster) -> None:  # n
     await kubectl(kube_cluster, "delete", "deployment/web", "--cascade=foreground")
     assert (await client.list(ReplicaSet, "default"))[0] == []
     assert (await client.list(Pod, "default", label_selector="app=web"))[0] == []
+
+
+async def test_rollout_undo_takes_the_old_set_back(kube_cluster: Cluster) -> None:  # noqa: F811
+    client = kube_cluster.client
+    labels = {"app": "undo"}
+    await client.create(manifest(Deployment, "undo", {"replicas": 1, "selector": {"matchLabels": labels},
+                                                      "template": template(labels)}))
+    await kubectl(kube_cluster, "rollout", "status", "deployment/undo", "--timeout=60s")
+    [first] = (await client.list(ReplicaSet, "default"))[0]
+    await kubectl(kube_cluster, "set", "image", "deployment/undo", "c=busybox:latest")
+    await kubectl(kube_cluster, "rollout", "status", "deployment/undo", "--timeout=60s")
+    assert "rolled back" in await kubectl(kube_cluster, "rollout", "undo", "deployment/undo")
+    await kubectl(kube_cluster, "rollout", "status", "deployment/undo", "--timeout=60s")
+    sets = {rs.metadata.name: rs for rs in (await client.list(ReplicaSet, "default"))[0]}
+    assert len(sets) == 2, "the undo made a new set instead of taking the old one back"
+    back = sets[first.metadata.name]
+    assert back.spec.replicas == 1 and back.metadata.annotations["deployment.kubernetes.io/revision"] == "3"
+    await wait_objects(client, Pod, rolled_out("busybox:1.35", 1), label_selector="app=undo")
