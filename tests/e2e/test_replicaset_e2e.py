@@ -102,3 +102,16 @@ async def test_replication_controller_keeps_its_pods(cluster: Cluster) -> None:
     assert all(p.metadata.owner_references[0].kind == "ReplicationController" for p in pods)
     await wait_objects(client, ReplicationController, lambda rcs: any(r.status.ready_replicas == 2 for r in rcs),
                        what="the controller's status")
+
+
+async def test_a_failed_pod_is_replaced(cluster: Cluster) -> None:
+    client = cluster.client
+    labels = {"app": "rs-fails"}
+    failing = template(labels)
+    failing["spec"]["activeDeadlineSeconds"] = 2  # the node agent fails the pod after 2s
+    await client.create(manifest(ReplicaSet, "brief", {"replicas": 1, "selector": {"matchLabels": labels},
+                                                       "template": failing}))
+    pods = await wait_objects(client, Pod, lambda ps: any(p.status.phase == "Failed" for p in ps)
+                              and any(p.status.phase in ("Pending", "Running") for p in ps),
+                              label_selector="app=rs-fails", what="the failed pod and its replacement")
+    assert all(p.metadata.owner_references[0].name == "brief" for p in pods)
