@@ -12,8 +12,8 @@ from podbay.api.apps import Deployment, ReplicaSet
 from tests.cli.podbay_cli import podbay_cli
 from tests.conftest import HostEnv
 from tests.e2e.conftest import Cluster
-from tests.e2e.test_replicaset_e2e import kube_cluster, kubectl  # noqa: F401 - the fixture
-from tests.e2e.workloads import SLEEPER, live, manifest, running, template, wait_objects
+from tests.e2e.workloads import SLEEPER, kube_cluster, kubectl, live, manifest, running, template, \
+    wait_objects  # noqa: F401 - fixtures among them
 
 pytestmark = pytest.mark.e2e
 

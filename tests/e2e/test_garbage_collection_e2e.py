@@ -11,8 +11,7 @@ from podbay.api import Pod
 from podbay.api.apps import ReplicaSet
 from podbay.api.errors import NotFound
 from tests.e2e.conftest import Cluster
-from tests.e2e.test_replicaset_e2e import kube_cluster, kubectl  # noqa: F401 - the fixture
-from tests.e2e.workloads import live, manifest, running, template, wait_objects
+from tests.e2e.workloads import kube_cluster, kubectl, live, manifest, running, template, wait_objects  # noqa: F401 - fixtures among them
 
 pytestmark = pytest.mark.e2e
 

@@ -10,8 +10,8 @@ import pytest
 from podbay.api import Pod
 from podbay.api.batch import Job
 from tests.e2e.conftest import Cluster
-from tests.e2e.test_replicaset_e2e import kube_cluster, kubectl  # noqa: F401 - the fixture
-from tests.e2e.workloads import SLEEPER, manifest, template, wait_objects
+from tests.e2e.workloads import SLEEPER, kube_cluster, kubectl, manifest, template, wait_objects, \
+    workload_cluster  # noqa: F401 - fixtures among them
 
 pytestmark = pytest.mark.e2e
 
@@ -61,6 +61,8 @@ async def test_job_completes_with_parallelism(kube_cluster: Cluster) -> None:  #
         assert p.metadata.name.startswith("work-")
         assert p.metadata.labels["job-name"] == "work" and p.metadata.labels["batch.kubernetes.io/job-name"] == "work"
         assert p.metadata.owner_references[0].kind == "Job"
+    assert "condition met" in await kubectl(kube_cluster, "wait", "--for=condition=complete", "job/work",
+                                            "--timeout=30s")
     got = await kubectl(kube_cluster, "get", "jobs")
     assert got.split("\n")[0].split() == ["NAME", "STATUS", "COMPLETIONS", "DURATION", "AGE"]
     assert got.split("\n")[1].split()[:3] == ["work", "Complete", "3/3"]
@@ -69,31 +71,31 @@ async def test_job_completes_with_parallelism(kube_cluster: Cluster) -> None:  #
     await wait_objects(client, Pod, lambda ps: not ps, label_selector=f"controller-uid={uid}", what="the job's pods")
 
 
-async def test_failing_job_hits_backoff_limit(cluster: Cluster) -> None:
-    client = cluster.client
+async def test_failing_job_hits_backoff_limit(workload_cluster: Cluster) -> None:  # noqa: F811
+    client = workload_cluster.client
     await client.create(manifest(Job, "fails", {
         "backoffLimit": 1, "template": template({}, run("exit 3"), restart="Never")}))
-    job = await wait_job(cluster, "fails", "Failed")
+    job = await wait_job(workload_cluster, "fails", "Failed")
     assert condition(job, "Failed") == ("True", "BackoffLimitExceeded")
     assert job.status.failed == 2 and (job.status.succeeded or 0) == 0
 
 
-async def test_job_past_its_deadline_fails_and_its_pods_go(cluster: Cluster) -> None:
-    client = cluster.client
+async def test_job_past_its_deadline_fails_and_its_pods_go(workload_cluster: Cluster) -> None:  # noqa: F811
+    client = workload_cluster.client
     job = await client.create(manifest(Job, "slow", {
         "activeDeadlineSeconds": 2, "template": template({}, run("sleep 600"), restart="OnFailure")}))
-    job = await wait_job(cluster, "slow", "Failed")
+    job = await wait_job(workload_cluster, "slow", "Failed")
     assert condition(job, "Failed") == ("True", "DeadlineExceeded")
     await wait_objects(client, Pod, lambda ps: all(p.metadata.deletion_timestamp or p.status.phase == "Failed"
                                                    for p in ps),
                        label_selector=f"controller-uid={job.metadata.uid}", what="the job's pods")
 
 
-async def test_finished_job_goes_after_its_ttl(cluster: Cluster) -> None:
-    client = cluster.client
+async def test_finished_job_goes_after_its_ttl(workload_cluster: Cluster) -> None:  # noqa: F811
+    client = workload_cluster.client
     job = await client.create(manifest(Job, "brief", {
         "ttlSecondsAfterFinished": 1, "template": template({}, run("true"), restart="Never")}))
-    await wait_job(cluster, "brief", "Complete")
+    await wait_job(workload_cluster, "brief", "Complete")
     await wait_objects(client, Job, lambda js: "brief" not in {j.metadata.name for j in js}, what="the expiry")
     await wait_objects(client, Pod, lambda ps: not ps, label_selector=f"controller-uid={job.metadata.uid}",
                        what="the expired job's pod")

@@ -3,41 +3,19 @@ template, replaced when deleted, removed on scale-down (kubectl scale) in Kubern
 orphans adopted, pods whose labels stop matching released."""
 from __future__ import annotations
 
-import asyncio
-import dataclasses
-import os
-import subprocess
-from typing import AsyncIterator
-
 import pytest
 
 from podbay.api import Pod
 from podbay.api.apps import ReplicaSet, ReplicationController
 from podbay.api.serialize import from_dict
-from tests.conftest import HostEnv, require_root
-from tests.e2e.conftest import Cluster, free_port, running_cluster, settings_for
-from tests.e2e.workloads import SLEEPER, live, manifest, running, template, wait_objects
+from tests.e2e.conftest import Cluster
+from tests.e2e.workloads import SLEEPER, kube_cluster, kubectl, live, manifest, running, template, wait_objects, \
+    workload_cluster  # noqa: F401 - the fixtures
 
 pytestmark = pytest.mark.e2e
 
 
-@pytest.fixture
-async def kube_cluster(host_env: HostEnv) -> AsyncIterator[Cluster]:
-    """The all-in-one server with its HTTPS port and admin kubeconfig, for kubectl."""
-    require_root()
-    async with running_cluster(dataclasses.replace(settings_for(host_env), api_port=free_port())) as cluster:
-        yield cluster
-
-
-async def kubectl(cluster: Cluster, *args: str, stdin: str | None = None) -> str:
-    env = {**os.environ, "KUBECONFIG": str(cluster.settings.kubeconfig)}
-    proc = await asyncio.to_thread(subprocess.run, ["kubectl", *args], capture_output=True, text=True, env=env,
-                                   timeout=240, input=stdin)
-    assert proc.returncode == 0, f"kubectl {' '.join(args)}: {proc.stderr}"
-    return proc.stdout
-
-
-async def test_replica_set_keeps_replaces_scales_adopts_and_releases(kube_cluster: Cluster) -> None:
+async def test_replica_set_keeps_replaces_scales_adopts_and_releases(kube_cluster: Cluster) -> None:  # noqa: F811
     client = kube_cluster.client
     labels = {"app": "rs-e2e"}
     rs = await client.create(manifest(ReplicaSet, "web", {"replicas": 3, "selector": {"matchLabels": labels},
@@ -91,8 +69,8 @@ async def test_replica_set_keeps_replaces_scales_adopts_and_releases(kube_cluste
                        what="the released pod's replacement")
 
 
-async def test_replication_controller_keeps_its_pods(cluster: Cluster) -> None:
-    client = cluster.client
+async def test_replication_controller_keeps_its_pods(workload_cluster: Cluster) -> None:  # noqa: F811
+    client = workload_cluster.client
     rc = from_dict(ReplicationController, {"metadata": {"name": "legacy", "namespace": "default"},
                                            "spec": {"replicas": 2, "template": template({"app": "rc-e2e"})}})
     made = await client.create(rc)
@@ -104,8 +82,8 @@ async def test_replication_controller_keeps_its_pods(cluster: Cluster) -> None:
                        what="the controller's status")
 
 
-async def test_a_failed_pod_is_replaced(cluster: Cluster) -> None:
-    client = cluster.client
+async def test_a_failed_pod_is_replaced(workload_cluster: Cluster) -> None:  # noqa: F811
+    client = workload_cluster.client
     labels = {"app": "rs-fails"}
     failing = template(labels)
     failing["spec"]["activeDeadlineSeconds"] = 2  # the node agent fails the pod after 2s

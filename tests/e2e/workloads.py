@@ -2,11 +2,22 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Any, Callable, TypeVar
+import contextlib
+import dataclasses
+import os
+import subprocess
+from typing import Any, AsyncIterator, Callable, TypeVar
+
+import pytest
 
 from podbay.api import Pod
+from podbay.api.apps import Deployment, ReplicaSet, ReplicationController
+from podbay.api.batch import Job
+from podbay.api.errors import NotFound
 from podbay.api.serialize import from_dict
 from podbay.client import Client
+from tests.conftest import HostEnv, require_root
+from tests.e2e.conftest import Cluster, free_port, running_cluster, settings_for
 
 T = TypeVar("T")
 
@@ -68,3 +79,39 @@ def running(pods: list[Pod]) -> list[Pod]:
 
 def live(pods: list[Pod]) -> list[Pod]:
     return [p for p in pods if p.metadata.deletion_timestamp is None]
+
+
+async def remove_workloads(cluster: Cluster) -> None:
+    """The workloads go first (and their pods with them), so no controller makes a pod while
+    the server shuts down."""
+    client = cluster.client
+    for kind in (Deployment, ReplicaSet, ReplicationController, Job):
+        for obj in (await client.list(kind, "default"))[0]:
+            with contextlib.suppress(NotFound):
+                await client.delete(kind, obj.metadata.name, "default", propagation_policy="Background")
+    # What remains is nobody's (orphans, released pods): no controller will make more.
+    await wait_objects(client, Pod, lambda ps: not any(p.metadata.owner_references for p in ps),
+                       what="the workloads' pods")
+
+
+@pytest.fixture
+async def workload_cluster(cluster: Cluster) -> AsyncIterator[Cluster]:
+    yield cluster
+    await remove_workloads(cluster)
+
+
+@pytest.fixture
+async def kube_cluster(host_env: HostEnv) -> AsyncIterator[Cluster]:
+    """The all-in-one server with its HTTPS port and admin kubeconfig, for kubectl."""
+    require_root()
+    async with running_cluster(dataclasses.replace(settings_for(host_env), api_port=free_port())) as cluster:
+        yield cluster
+        await remove_workloads(cluster)
+
+
+async def kubectl(cluster: Cluster, *args: str, stdin: str | None = None) -> str:
+    env = {**os.environ, "KUBECONFIG": str(cluster.settings.kubeconfig)}
+    proc = await asyncio.to_thread(subprocess.run, ["kubectl", *args], capture_output=True, text=True, env=env,
+                                   timeout=240, input=stdin)
+    assert proc.returncode == 0, f"kubectl {' '.join(args)}: {proc.stderr}"
+    return proc.stdout
