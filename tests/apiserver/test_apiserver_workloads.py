@@ -167,3 +167,18 @@ async def test_tables_show_kubectls_columns(api_server: EmbeddedServer) -> None:
                                                               "Containers", "Images", "Selector"]
     assert table["rows"][0]["cells"][:4] == ["t", 3, 0, 0]
     assert table["rows"][0]["cells"][5:] == ["c", "busybox:1.35", "app=t"]
+
+
+async def test_replication_controllers_default_their_selector_and_scale(api_server: EmbeddedServer) -> None:
+    rcs = "/api/v1/namespaces/default/replicationcontrollers"
+    rc = {"apiVersion": "v1", "kind": "ReplicationController", "metadata": {"name": "legacy"},
+          "spec": {"template": {"metadata": {"labels": {"app": "legacy"}}, "spec": {"containers": [CONTAINER]}}}}
+    code, made = await call(api_server, "POST", rcs, rc)
+    assert code == 201 and made["spec"]["selector"] == {"app": "legacy"} and made["spec"]["replicas"] == 1
+    code, scale = await call(api_server, "PATCH", f"{rcs}/legacy/scale", {"spec": {"replicas": 3}},
+                             {"Content-Type": "application/merge-patch+json"})
+    assert code == 200 and scale["spec"]["replicas"] == 3 and scale["status"]["selector"] == "app=legacy"
+    code, body = await call(api_server, "POST", rcs, {**rc, "metadata": {"name": "bad"},
+                                                      "spec": {"selector": {"app": "other"}, **{
+                                                          k: v for k, v in rc["spec"].items() if k != "selector"}}})
+    assert code == 422 and causes(body) == ["spec.template.metadata.labels"]
