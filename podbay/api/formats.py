@@ -27,13 +27,16 @@ from typing import Any
 import yaml
 from pydantic import BaseModel
 
+from podbay.api.apps import Deployment, ReplicaSet, ReplicationController
+from podbay.api.batch import Job
 from podbay.api.errors import FieldError, Invalid
 from podbay.api.models import ConfigMap, Namespace, Node, Pod, Secret
 from podbay.api.serialize import from_dict, to_dict
 from podbay.api.services import Service
 
 KINDS: dict[str, type[BaseModel]] = {"Pod": Pod, "ConfigMap": ConfigMap, "Secret": Secret, "Namespace": Namespace,
-                                     "Node": Node, "Service": Service}
+                                     "Node": Node, "Service": Service, "ReplicaSet": ReplicaSet, "Deployment": Deployment,
+                                     "ReplicationController": ReplicationController, "Job": Job}
 _NAME = re.compile(r"[^a-z0-9-]+")
 
 
@@ -94,7 +97,10 @@ def _decode(doc: Any, strict: bool = True) -> list[BaseModel]:
         raise Invalid([FieldError("kind", kind, "Unsupported value: podbay runs Pods (with the ConfigMaps, "
                                   "Secrets and Namespaces they use); supported kinds: "
                                   + ", ".join(f'"{k}"' for k in KINDS) + ", List, v1beta1 Pod, Hyper pod file")])
-    if version not in (None, "v1"):
+    served = model.model_fields["api_version"].default  # apps/v1 for a Deployment, ...
+    if served != "v1" and version not in (None, served):
+        raise Invalid([FieldError("apiVersion", version, f'Unsupported value: supported values: "{served}"')])
+    if served == "v1" and version not in (None, "v1"):
         raise Invalid([FieldError("apiVersion", version, 'Unsupported value: supported values: "v1", "v1beta1"')])
     return [from_dict(model, doc, strict=strict)]
 

@@ -3,9 +3,32 @@ server serves this table; the client and kubectl derive their names and paths fr
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
-from podbay.api.models import ConfigMap, Event, Lease, Namespace, Node, Pod, RuntimeClass, Secret
+from podbay.api.apps import (
+    Deployment,
+    ReplicaSet,
+    ReplicationController,
+    default_deployment,
+    default_replica_set,
+    default_replication_controller,
+    validate_deployment,
+    validate_replica_set,
+    validate_replication_controller,
+)
+from podbay.api.batch import Job, prepare_job, validate_job, validate_job_update
+from podbay.api.errors import FieldError
+from podbay.api.models import (
+    ConfigMap,
+    Event,
+    Lease,
+    Namespace,
+    Node,
+    Pod,
+    RuntimeClass,
+    Secret,
+)
+from podbay.api.owners import PropagationPolicy
 from podbay.api.services import Endpoints, EndpointSlice, Service
 
 
@@ -20,10 +43,26 @@ class ResourceInfo:
     group: str = ""  # "": the core group, served under /api/v1
     version: str = "v1"
     verbs: tuple[str, ...] = ()  # (): every verb of a stored resource
+    # The kind's registry strategy beyond pods': defaulting (in place), validation, an update's
+    # extra rules, whether spec changes bump metadata.generation, the categories it is listed
+    # in, and the propagation a delete without one uses (DefaultGarbageCollectionPolicy).
+    defaults: Callable[[Any], None] | None = None
+    validate: Callable[[Any], list[FieldError]] | None = None
+    validate_update: Callable[[Any, Any], list[FieldError]] | None = None
+    generation: bool = False
+    categories: tuple[str, ...] = ()
+    default_propagation: PropagationPolicy = "Background"
 
     @property
     def api_version(self) -> str:
         return f"{self.group}/{self.version}" if self.group else self.version
+
+
+def _selector_immutable(new: Deployment | ReplicaSet, old: Deployment | ReplicaSet) -> list[FieldError]:
+    """apps/v1's ValidateDeploymentUpdate and ValidateReplicaSetUpdate: the selector stays."""
+    if new.spec.selector != old.spec.selector:
+        return [FieldError("spec.selector", None, "Invalid value: field is immutable")]
+    return []
 
 
 RESOURCES: dict[str, ResourceInfo] = {
@@ -36,6 +75,10 @@ RESOURCES: dict[str, ResourceInfo] = {
     "secrets": ResourceInfo("secrets", "Secret", True, Secret, ()),
     "services": ResourceInfo("services", "Service", True, Service, ("svc",), ("status",)),
     "endpoints": ResourceInfo("endpoints", "Endpoints", True, Endpoints, ("ep",)),
+    "replicationcontrollers": ResourceInfo(
+        "replicationcontrollers", "ReplicationController", True, ReplicationController, ("rc",), ("scale", "status"),
+        defaults=default_replication_controller, validate=validate_replication_controller, generation=True,
+        categories=("all",)),
 }
 
 # The named API groups, served under /apis/{group}/{version}: group -> version -> resources,
@@ -43,6 +86,26 @@ RESOURCES: dict[str, ResourceInfo] = {
 API_GROUPS: dict[str, dict[str, dict[str, ResourceInfo]]] = {
     "coordination.k8s.io": {
         "v1": {"leases": ResourceInfo("leases", "Lease", True, Lease, group="coordination.k8s.io")},
+    },
+    "apps": {
+        "v1": {
+            "deployments": ResourceInfo(
+                "deployments", "Deployment", True, Deployment, ("deploy",), ("scale", "status"), group="apps",
+                defaults=default_deployment, validate=validate_deployment, validate_update=_selector_immutable,
+                generation=True, categories=("all",)),
+            "replicasets": ResourceInfo(
+                "replicasets", "ReplicaSet", True, ReplicaSet, ("rs",), ("scale", "status"), group="apps",
+                defaults=default_replica_set, validate=validate_replica_set, validate_update=_selector_immutable,
+                generation=True, categories=("all",)),
+        },
+    },
+    "batch": {
+        # batch/v1 Jobs orphan their pods unless told otherwise, for compatibility (kubectl asks
+        # for Background).
+        "v1": {"jobs": ResourceInfo(
+            "jobs", "Job", True, Job, (), ("status",), group="batch", defaults=prepare_job, validate=validate_job,
+            validate_update=validate_job_update, generation=True, categories=("all",),
+            default_propagation="Orphan")},
     },
     "discovery.k8s.io": {
         "v1": {"endpointslices": ResourceInfo("endpointslices", "EndpointSlice", True, EndpointSlice,

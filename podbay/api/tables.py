@@ -8,9 +8,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Callable
 
+from podbay.api.apps import Deployment, LabelSelector, PodTemplateSpec, ReplicaSet, ReplicationController, \
+    selector_string
 from podbay.api.base import rfc3339
+from podbay.api.batch import Job
 from podbay.api.models import ConfigMap, Event, Lease, Namespace, Node, Pod, RuntimeClass, Secret
-from podbay.api.printing import age, pod_row
+from podbay.api.printing import age, human_duration, pod_row
 from podbay.api.services import EndpointPort, Endpoints, EndpointSlice, Service
 
 
@@ -93,6 +96,34 @@ ENDPOINTSLICE_COLUMNS = [_name("Name of the EndpointSlice."),
                          Column("Ports", "The ports of this slice."),
                          Column("Endpoints", "The endpoints of this slice."), _AGE]
 ENDPOINTS_COLUMNS = [_name("Name of the endpoints."), Column("Endpoints", "The endpoints of the service."), _AGE]
+_TEMPLATE_COLUMNS = [
+    Column("Containers", "Names of each container in the template.", 1),
+    Column("Images", "Images referenced by each container in the template.", 1),
+    Column("Selector", "The label selector used to find the pods this controller manages.", 1),
+]
+REPLICA_SET_COLUMNS = [
+    _name("Name of the replica set."),
+    Column("Desired", "Replicas is the number of desired pods.", type="integer"),
+    Column("Current", "Replicas is the most recently observed number of replicas.", type="integer"),
+    Column("Ready", "The number of ready replicas.", type="integer"),
+    _AGE, *_TEMPLATE_COLUMNS,
+]
+DEPLOYMENT_COLUMNS = [
+    _name("Name of the deployment."),
+    Column("Ready", "Number of the pod with ready state"),
+    Column("Up-to-date", "Total number of non-terminated pods targeted by this deployment that have the desired "
+                         "template spec.", type="integer"),
+    Column("Available", "Total number of available pods (ready for at least minReadySeconds) targeted by this "
+                        "deployment.", type="integer"),
+    _AGE, *_TEMPLATE_COLUMNS,
+]
+JOB_COLUMNS = [
+    _name("Name of the job."),
+    Column("Status", "Status of the job."),
+    Column("Completions", "The completion status of the job."),
+    Column("Duration", "Time required to complete the job."),
+    _AGE, *_TEMPLATE_COLUMNS,
+]
 
 DEFAULT_COLUMNS = [
     _name("Name of the object."),
@@ -195,6 +226,59 @@ def endpoints_cells(ep: Endpoints, now: datetime) -> list[Any]:
     return [ep.metadata.name or "", _first_three(items), age(ep.metadata.creation_timestamp, now)]
 
 
+def _template_cells(template: PodTemplateSpec | None, selector: str) -> list[Any]:
+    containers = template.spec.containers if template else []
+    return [",".join(c.name for c in containers), ",".join(c.image or "" for c in containers), selector or "<none>"]
+
+
+def _label_selector(selector: LabelSelector | None) -> str:
+    return selector_string(selector) if selector is not None else "<none>"
+
+
+def replica_set_cells(rs: ReplicaSet | ReplicationController, now: datetime) -> list[Any]:
+    if isinstance(rs, ReplicationController):
+        selector = ",".join(f"{k}={v}" for k, v in sorted(rs.spec.selector.items()))
+    else:
+        selector = _label_selector(rs.spec.selector)
+    return [rs.metadata.name or "", rs.spec.replicas or 0, rs.status.replicas, rs.status.ready_replicas or 0,
+            age(rs.metadata.creation_timestamp, now), *_template_cells(rs.spec.template, selector)]
+
+
+def deployment_cells(d: Deployment, now: datetime) -> list[Any]:
+    return [d.metadata.name or "", f"{d.status.ready_replicas or 0}/{d.spec.replicas or 0}",
+            d.status.updated_replicas or 0, d.status.available_replicas or 0, age(d.metadata.creation_timestamp, now),
+            *_template_cells(d.spec.template, _label_selector(d.spec.selector))]
+
+
+def job_status(job: Job) -> str:
+    """printJob's Status: the first of the job's conditions that holds, else Running."""
+    held = {c.type for c in job.status.conditions if c.status == "True"}
+    if "Complete" in held:
+        return "Complete"
+    if "Failed" in held:
+        return "Failed"
+    if job.metadata.deletion_timestamp is not None:
+        return "Terminating"
+    for condition in ("Suspended", "FailureTarget", "SuccessCriteriaMet"):
+        if condition in held:
+            return condition
+    return "Running"
+
+
+def job_cells(job: Job, now: datetime) -> list[Any]:
+    succeeded = job.status.succeeded or 0
+    if job.spec.completions is not None:
+        completions = f"{succeeded}/{job.spec.completions}"
+    elif (job.spec.parallelism or 0) > 1:
+        completions = f"{succeeded}/1 of {job.spec.parallelism}"
+    else:
+        completions = f"{succeeded}/1"
+    start, end = job.status.start_time, job.status.completion_time
+    duration = "" if start is None else human_duration(((end or now) - start).total_seconds())
+    return [job.metadata.name or "", job_status(job), completions, duration, age(job.metadata.creation_timestamp, now),
+            *_template_cells(job.spec.template, _label_selector(job.spec.selector))]
+
+
 def default_cells(obj: Any, now: datetime) -> list[Any]:
     created = obj.metadata.creation_timestamp
     return [obj.metadata.name or "", rfc3339(created) if created else ""]
@@ -208,5 +292,8 @@ def table_of(kind: type) -> tuple[list[Column], Callable[[Any, datetime], list[A
         Secret: (SECRET_COLUMNS, secret_cells), Lease: (LEASE_COLUMNS, lease_cells),
         RuntimeClass: (RUNTIMECLASS_COLUMNS, runtimeclass_cells),
         Service: (SERVICE_COLUMNS, service_cells), EndpointSlice: (ENDPOINTSLICE_COLUMNS, endpointslice_cells),
-        Endpoints: (ENDPOINTS_COLUMNS, endpoints_cells)}
+        Endpoints: (ENDPOINTS_COLUMNS, endpoints_cells),
+        ReplicaSet: (REPLICA_SET_COLUMNS, replica_set_cells),
+        ReplicationController: (REPLICA_SET_COLUMNS, replica_set_cells),
+        Deployment: (DEPLOYMENT_COLUMNS, deployment_cells), Job: (JOB_COLUMNS, job_cells)}
     return tables.get(kind, (DEFAULT_COLUMNS, default_cells))

@@ -228,6 +228,8 @@ async def _dispatch(request: web.Request) -> web.StreamResponse:
             raise HTTPError(405, "MethodNotAllowed", f"{method} is not supported on pods/binding")
         await registry.bind(target.store_namespace, name, await _body(request))
         return _json_response(success_body(code=201), 201)
+    if sub == "scale":
+        return await _scale(request, registry, target)
     if method == "GET":
         obj = await registry.get(target.resource, target.store_namespace, name)
         if _as_table(request):
@@ -239,14 +241,7 @@ async def _dispatch(request: web.Request) -> web.StreamResponse:
                                         options)
         return _warned(_json_response(updated), options)
     if method == "PATCH":
-        content_type = request.headers.get("Content-Type", "").split(";")[0].strip()
-        if content_type not in _PATCH_TYPES:
-            raise HTTPError(
-                415,
-                "UnsupportedMediaType",
-                f"the body of the request was in an unknown format - accepted media types include: "
-                f"{', '.join(_PATCH_TYPES)}",
-            )
+        content_type = _patch_type(request)
         options = _write_options(request, "PatchOptions", applying=content_type == APPLY_PATCH)
         if content_type == APPLY_PATCH:
             applied, is_new = await registry.apply(target.resource, target.store_namespace, name,
@@ -272,10 +267,43 @@ def _warned(response: web.Response, options: fieldmanager.WriteOptions) -> web.R
     return response
 
 
+def _patch_type(request: web.Request) -> str:
+    content_type = request.headers.get("Content-Type", "").split(";")[0].strip()
+    if content_type not in _PATCH_TYPES:
+        raise HTTPError(
+            415,
+            "UnsupportedMediaType",
+            f"the body of the request was in an unknown format - accepted media types include: "
+            f"{', '.join(_PATCH_TYPES)}",
+        )
+    return content_type
+
+
+async def _scale(request: web.Request, registry: Registry, target: "_Target") -> web.Response:
+    """The autoscaling/v1 Scale of a ReplicaSet, Deployment or ReplicationController."""
+    assert target.name is not None
+    ns = target.store_namespace
+    if request.method == "GET":
+        return _json_response(await registry.get_scale(target.resource, ns, target.name))
+    if request.method == "PUT":
+        return _json_response(await registry.update_scale(target.resource, ns, target.name, await _body(request)))
+    if request.method == "PATCH":
+        patch_type = _patch_type(request)
+        if patch_type == APPLY_PATCH:
+            raise HTTPError(415, "UnsupportedMediaType", "server-side apply of the scale subresource is not supported")
+        return _json_response(
+            await registry.update_scale(target.resource, ns, target.name, await _body(request), patch_type))
+    raise HTTPError(405, "MethodNotAllowed", f"{request.method} is not supported on {target.resource}/scale")
+
+
 def _delete_options(request: web.Request, body: Any) -> DeleteOptions:
     """The query's and the body's DeleteOptions, refused (400) where Go's decoder would refuse them."""
     options = DeleteOptions(grace_period_seconds=int64_param(request.query, "gracePeriodSeconds"),
                             dry_run=_write_options(request, "DeleteOptions").dry_run)
+    if "propagationPolicy" in request.query:
+        options.propagation_policy = request.query["propagationPolicy"]  # type: ignore[assignment]  # checked by the registry
+    if "orphanDependents" in request.query:
+        options.orphan_dependents = _flag(request, "orphanDependents")
     if body is None:
         return options
     body = json_object(body, "body", "DeleteOptions", "v1.DeleteOptions")
@@ -290,6 +318,15 @@ def _delete_options(request: web.Request, body: Any) -> DeleteOptions:
     pre = json_object(body.get("preconditions"), "preconditions", "DeleteOptions", "v1.Preconditions")
     options.precondition_uid = json_string(pre.get("uid"), "preconditions.uid", "DeleteOptions")
     options.precondition_rv = json_string(pre.get("resourceVersion"), "preconditions.resourceVersion", "DeleteOptions")
+    if body.get("propagationPolicy") is not None:
+        options.propagation_policy = json_string(  # type: ignore[assignment]  # checked by the registry
+            body["propagationPolicy"], "propagationPolicy", "DeleteOptions")
+    if body.get("orphanDependents") is not None:
+        orphan = body["orphanDependents"]
+        if not isinstance(orphan, bool):
+            raise BadRequest("DeleteOptions in version \"v1\" cannot be handled as a DeleteOptions: json: cannot "
+                             "unmarshal into Go struct field DeleteOptions.orphanDependents of type bool")
+        options.orphan_dependents = orphan
     return options
 
 
@@ -297,8 +334,9 @@ async def _delete(request: web.Request, registry: Registry, target: _Target, bod
     options = _delete_options(request, body)
     assert target.name is not None
     result = await registry.delete(target.resource, target.store_namespace, target.name, options)
-    if target.resource in ("pods", "namespaces"):
-        # These registries answer with the object (being deleted or gone).
+    if target.resource in ("pods", "namespaces") or result["metadata"].get("deletionTimestamp"):
+        # These registries answer with the object (being deleted or gone), as every registry does
+        # with an object its finalizers keep.
         return _json_response(result)
     return _json_response(
         success_body({"name": target.name, "kind": target.resource, "uid": result["metadata"].get("uid")})

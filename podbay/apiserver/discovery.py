@@ -10,7 +10,7 @@ KUBERNETES_VERSION = "v1.32.0"
 _VERBS = ["create", "delete", "get", "list", "patch", "update", "watch"]
 _SUBRESOURCE_VERBS = {"status": ["get", "patch", "update"], "binding": ["create"], "log": ["get"],
                       "exec": ["create", "get"], "attach": ["create", "get"],
-                      "portforward": ["create", "get"], "ephemeralcontainers": ["get", "patch", "update"]}
+                      "portforward": ["create", "get"], "ephemeralcontainers": ["get", "patch", "update"], "scale": ["get", "patch", "update"]}
 
 
 def api_versions(server_address: str) -> dict[str, Any]:
@@ -59,19 +59,22 @@ def resource_list(group_version: str, table: dict[str, ResourceInfo]) -> dict[st
             entry["shortNames"] = list(info.short_names)
         if info.name == "pods":
             entry["categories"] = ["all"]
+        elif info.categories:
+            entry["categories"] = list(info.categories)
         resources.append(entry)
         for sub in info.subresources:
-            kind = {"binding": "Binding", "log": "Pod", "exec": "PodExecOptions",
-                    "attach": "PodAttachOptions", "portforward": "PodPortForwardOptions"}.get(sub, info.kind)
-            resources.append(
-                {
-                    "name": f"{info.name}/{sub}",
-                    "singularName": "",
-                    "namespaced": info.namespaced,
-                    "kind": kind,
-                    "verbs": _SUBRESOURCE_VERBS[sub],
-                }
-            )
+            kind = {"binding": "Binding", "log": "Pod", "exec": "PodExecOptions", "attach": "PodAttachOptions",
+                    "portforward": "PodPortForwardOptions", "scale": "Scale"}.get(sub, info.kind)
+            entry = {
+                "name": f"{info.name}/{sub}",
+                "singularName": "",
+                "namespaced": info.namespaced,
+                "kind": kind,
+                "verbs": _SUBRESOURCE_VERBS[sub],
+            }
+            if sub == "scale":
+                entry.update(group="autoscaling", version="v1")
+            resources.append(entry)
     return {"kind": "APIResourceList", "groupVersion": group_version, "resources": resources}
 
 

@@ -15,6 +15,12 @@ from datetime import datetime, timedelta
 from typing import Any, Callable
 
 from podbay.api import Pod
+from podbay.api.apps import (
+    LabelSelector,
+    Scale,
+    selector_string,
+    validate_scale,
+)
 from podbay.api.base import now, rfc3339
 from podbay.api.defaults import DEFAULT_GRACE_SECONDS, apply_pod_defaults
 from podbay.api.errors import (
@@ -27,6 +33,12 @@ from podbay.api.errors import (
     NotFound,
 )
 from podbay.api.kinds import ALL_RESOURCES, ResourceInfo
+from podbay.api.owners import (
+    PROPAGATION_POLICIES,
+    PropagationPolicy,
+    deletion_finalizers,
+    validate_owner_references,
+)
 from podbay.api.resources import qos_class
 from podbay.api.serialize import from_dict, to_dict, unknown_fields
 from podbay.api.services import (
@@ -46,7 +58,12 @@ from podbay.api.validation import (
 )
 from podbay.apiserver import fieldmanager
 from podbay.apiserver.fieldmanager import WriteOptions
-from podbay.apiserver.ipallocator import AllocationError, ServiceRanges, allocate_ip, allocate_node_port
+from podbay.apiserver.ipallocator import (
+    AllocationError,
+    ServiceRanges,
+    allocate_ip,
+    allocate_node_port,
+)
 from podbay.apiserver.params import json_object, json_string, json_type
 from podbay.apiserver.patch import JSON_PATCH, apply_patch
 from podbay.apiserver.runtimeclass import admit_pod
@@ -119,6 +136,8 @@ class DeleteOptions:
     precondition_uid: str | None = None
     precondition_rv: str | None = None
     dry_run: bool = False
+    propagation_policy: PropagationPolicy | None = None
+    orphan_dependents: bool | None = None
 
 
 class Registry:
@@ -186,6 +205,15 @@ class Registry:
             model = from_dict(info.model, obj, strict=False)
         except Invalid as exc:
             raise ObjectInvalid(info.kind, name, list(exc.errors)) from None
+        meta_errors = validate_owner_references(model.metadata)
+        if meta_errors:
+            raise ObjectInvalid(info.kind, name, meta_errors)
+        if info.defaults is not None:
+            info.defaults(model)
+        if info.validate is not None:
+            errors = info.validate(model)
+            if errors:
+                raise ObjectInvalid(info.kind, name, errors)
         if info.name == "pods":
             apply_pod_defaults(model)
             errors = validate_pod(model)
@@ -308,6 +336,9 @@ class Registry:
                 # ValidatePodCreate: they are added to a running pod, through their subresource only.
                 raise ObjectInvalid(info.kind, meta["name"], [FieldError("spec.ephemeralContainers", None,
                                                                          "Forbidden: cannot be set on create")])
+        elif info.generation:
+            meta["generation"] = 1
+            obj["status"] = {}
         elif info.name == "namespaces":
             meta.setdefault("labels", {})["kubernetes.io/metadata.name"] = meta["name"]
             obj.setdefault("spec", {})
@@ -493,8 +524,6 @@ class Registry:
             errors = _pod_update_errors(out, old)
             if errors:
                 raise ObjectInvalid(info.kind, name, errors)
-            if out.get("spec") != old.get("spec"):
-                out["metadata"]["generation"] = old_meta.get("generation", 1) + 1
         if info.name == "runtimeclasses" and out.get("handler") != old.get("handler"):
             raise ObjectInvalid(info.kind, name, [FieldError("handler", out.get("handler"),
                                                              "Invalid value: field is immutable")])
@@ -502,6 +531,13 @@ class Registry:
             errors = validate_service_update(from_dict(Service, out), from_dict(Service, old))
             if errors:
                 raise ObjectInvalid(info.kind, name, errors)
+        if info.validate_update is not None and subresource is None:
+            errors = info.validate_update(from_dict(info.model, out, strict=False),
+                                          from_dict(info.model, old, strict=False))
+            if errors:
+                raise ObjectInvalid(info.kind, name, errors)
+        if (info.name == "pods" or info.generation) and subresource is None and out.get("spec") != old.get("spec"):
+            out["metadata"]["generation"] = old_meta.get("generation", 1) + 1
         return out
 
     async def _allocate(self, svc: dict[str, Any]) -> dict[str, Any]:
@@ -564,19 +600,73 @@ class Registry:
                 log.warning("cannot create default/kubernetes %s: %s", resource, exc)
 
     async def _after_write(self, info: ResourceInfo, stored: dict[str, Any]) -> None:
-        """A pod whose deletion is due and which no longer holds finalizers goes."""
+        """An object whose deletion is due and which no longer holds finalizers goes (the last
+        finalizer's removal deletes it)."""
         meta = stored["metadata"]
         if (
-            info.name == "pods"
+            info.name != "namespaces"
             and meta.get("deletionTimestamp")
             and meta.get("deletionGracePeriodSeconds") == 0
             and not meta.get("finalizers")
         ):
             try:
-                await self.store.delete("pods", meta["namespace"], meta["name"], expected_uid=meta["uid"])
+                await self.store.delete(info.name, meta.get("namespace", ""), meta["name"], expected_uid=meta["uid"])
             except (NotFound, Conflict):
                 return
-            await self.finish_namespace(meta["namespace"])
+            if info.name == "pods":
+                await self.finish_namespace(meta["namespace"])
+
+    # -- scale -----------------------------------------------------------------
+
+    @staticmethod
+    def _scale_of(info: ResourceInfo, obj: dict[str, Any]) -> dict[str, Any]:
+        """The autoscaling/v1 Scale a scalable object shows (its replicas and selector)."""
+        spec, status, meta = obj.get("spec", {}), obj.get("status", {}), obj["metadata"]
+        if info.name == "replicationcontrollers":
+            selector = ",".join(f"{k}={v}" for k, v in sorted((spec.get("selector") or {}).items()))
+        else:
+            selector = selector_string(from_dict(LabelSelector, spec.get("selector") or {}, strict=False))
+        scale_meta = {k: meta[k] for k in ("name", "namespace", "uid", "resourceVersion", "creationTimestamp")
+                      if k in meta}
+        return {"kind": "Scale", "apiVersion": "autoscaling/v1", "metadata": scale_meta,
+                "spec": {"replicas": spec.get("replicas", 0)},
+                "status": {"replicas": status.get("replicas", 0), "selector": selector}}
+
+    async def get_scale(self, resource: str, namespace: str, name: str) -> dict[str, Any]:
+        info = self.info(resource)
+        return self._scale_of(info, await self.store.get(resource, namespace, name))
+
+    async def update_scale(self, resource: str, namespace: str, name: str, body: Any,
+                           patch_type: str | None = None) -> dict[str, Any]:
+        """PUT (`patch_type` None: `body` is the Scale) or PATCH of the scale subresource: only
+        spec.replicas of the object changes."""
+        info = self.info(resource)
+        expected = None
+        if patch_type is None:
+            if not isinstance(body, dict):
+                raise BadRequest("the body of the request must be a Scale object")
+            scale_meta = json_object(body.get("metadata"), "metadata", "Scale", "v1.ObjectMeta")
+            expected = json_string(scale_meta.get("resourceVersion"), "metadata.resourceVersion", "ObjectMeta") or None
+
+        def mutate(old: dict[str, Any]) -> dict[str, Any]:
+            wanted = body if patch_type is None else apply_patch(patch_type, self._scale_of(info, old), body)
+            if not isinstance(wanted, dict):
+                raise BadRequest("the patch must produce an object")
+            try:
+                scale = from_dict(Scale, {**wanted, "kind": "Scale", "apiVersion": "autoscaling/v1"}, strict=True)
+            except Invalid as exc:
+                raise ObjectInvalid("Scale.autoscaling", name, list(exc.errors)) from None
+            _check_name(info, {"name": scale.metadata.name or "", "namespace": scale.metadata.namespace or ""},
+                        namespace, name, required=False)
+            errors = validate_scale(scale)
+            if errors:
+                raise ObjectInvalid("Scale.autoscaling", name, errors)
+            new = copy.deepcopy(old)
+            new.setdefault("spec", {})["replicas"] = scale.spec.replicas or 0
+            return new
+
+        stored = await self._guaranteed_update(info, namespace, name, mutate, None, expected)
+        return self._scale_of(info, stored)
 
     # -- binding ---------------------------------------------------------------
 
@@ -653,6 +743,14 @@ class Registry:
                 "DeleteOptions", "", [FieldError("gracePeriodSeconds", options.grace_period_seconds,
                                                  "Invalid value: must be >= 0")]
             )
+        if options.orphan_dependents is not None and options.propagation_policy is not None:
+            raise ObjectInvalid("DeleteOptions", "", [FieldError(
+                "propagationPolicy", options.propagation_policy,
+                "Invalid value: orphanDependents and deletionPropagation cannot be both set")])
+        if options.propagation_policy is not None and options.propagation_policy not in PROPAGATION_POLICIES:
+            raise ObjectInvalid("DeleteOptions", "", [FieldError(
+                "propagationPolicy", options.propagation_policy,
+                "Unsupported value: supported values: " + ", ".join(f'"{p}"' for p in PROPAGATION_POLICIES))])
         if info.name == "namespaces" and name in SYSTEM_NAMESPACES[:3]:
             raise Forbidden(
                 f'namespaces "{name}" is forbidden: this namespace may not be deleted',
@@ -684,14 +782,17 @@ class Registry:
                     return marked
                 continue
             grace = self._grace(info, obj, options)
-            if grace == 0 and not meta.get("finalizers"):
+            finalizers = deletion_finalizers(list(meta.get("finalizers", [])), info.default_propagation,
+                                             options.propagation_policy, options.orphan_dependents)
+            if grace == 0 and not finalizers:
                 expected = meta["resourceVersion"]
                 if info.name == "pods" and obj.get("spec", {}).get("nodeName") and not meta.get("deletionTimestamp") \
                         and obj.get("status", {}).get("phase") not in ("Succeeded", "Failed"):
                     # A forced delete of a pod that may be running: its node's agent learns it
                     # from the object (deletionGracePeriodSeconds 0) and kills at once.
                     try:
-                        expected = (await self.store.update(resource, ns, name, self._mark_deleting(obj, 0),
+                        expected = (await self.store.update(resource, ns, name,
+                                                            self._mark_deleting(obj, 0, bump_generation=True),
                                                             expected_rv=expected))["metadata"]["resourceVersion"]
                     except Conflict:
                         continue
@@ -702,7 +803,11 @@ class Registry:
                 if info.name == "pods":
                     await self.finish_namespace(ns)
                 return gone
-            marked = self._mark_deleting(obj, grace)
+            marked = self._mark_deleting(obj, grace, bump_generation=info.name == "pods")
+            if finalizers:
+                marked["metadata"]["finalizers"] = finalizers
+            else:
+                marked["metadata"].pop("finalizers", None)
             if marked == obj:
                 return obj
             try:
@@ -730,14 +835,16 @@ class Registry:
             grace = min(grace, current)
         return grace
 
-    def _mark_deleting(self, obj: dict[str, Any], grace: int) -> dict[str, Any]:
+    def _mark_deleting(self, obj: dict[str, Any], grace: int, bump_generation: bool) -> dict[str, Any]:
+        """deletionTimestamp and the grace period; a graceful (pod) deletion is a new generation, a
+        deletion held only by finalizers is not (BeforeDelete vs. markAsDeleting)."""
         obj = copy.deepcopy(obj)
         meta = obj["metadata"]
         if meta.get("deletionTimestamp") and meta.get("deletionGracePeriodSeconds") == grace:
             return obj
         meta["deletionTimestamp"] = rfc3339(self.clock() + timedelta(seconds=grace))
         meta["deletionGracePeriodSeconds"] = grace
-        if "generation" in meta:
+        if "generation" in meta and bump_generation:
             meta["generation"] += 1
         return obj
 
@@ -745,11 +852,13 @@ class Registry:
         """Empty namespaces go at once; others turn Terminating, their pods are
         deleted, and the last pod to go takes the namespace with it."""
         name = ns_obj["metadata"]["name"]
-        for event in (await self.store.list("events", name))[0]:
-            try:
-                await self.store.delete("events", name, event["metadata"]["name"])
-            except NotFound:
-                pass
+        # Events go, and the workloads before their pods: they would make new ones.
+        for resource in ("events", "deployments", "replicasets", "replicationcontrollers", "jobs"):
+            for obj in (await self.store.list(resource, name))[0]:
+                try:
+                    await self.store.delete(resource, name, obj["metadata"]["name"])
+                except NotFound:
+                    pass
         pods = (await self.store.list("pods", name))[0]
         if not pods:
             try:

@@ -30,6 +30,7 @@ from podbay.controllers.endpointslice import EndpointSliceController
 from podbay.controllers.nodeipam import NodeIPAM
 from podbay.controllers.nodelifecycle import NodeLifecycle
 from podbay.controllers.podgc import PodGC
+from podbay.controllers.workloads import workload_controllers
 from podbay.runtime.config import RuntimeConfig, prepare_roots
 from podbay.runtime.gvisor import GVISOR_HANDLER
 from podbay.runtime.images import ensure_busybox_image
@@ -92,7 +93,7 @@ def _controllers(client: Client, settings: Settings, election: LeaderElectionCon
     async def lead() -> None:
         loops = [PodGC(client).run(), NodeLifecycle(
             client, settings.node_grace, settings.pod_eviction_timeout, settings.node_monitor_period).run(),
-            EndpointSliceController(client).run()]
+            EndpointSliceController(client).run(), *workload_controllers(client)]
         if settings.allocate_node_cidrs:
             loops.append(NodeIPAM(client, settings.cluster_cidr, settings.node_cidr_mask_size).run())
         await asyncio.gather(*loops)

@@ -13,6 +13,8 @@ from typing import Any
 import yaml
 
 from podbay.api import Event, Namespace, Node, Pod
+from podbay.api.apps import Deployment, ReplicaSet, ReplicationController
+from podbay.api.batch import Job
 from podbay.api.defaults import default_pod
 from podbay.api.errors import AlreadyExists, NotFound
 from podbay.api.formats import load_objects
@@ -126,6 +128,8 @@ async def apply(client: Client, args: argparse.Namespace, update: bool) -> int:
             _keep_pull_policies(obj, current)
             wanted.spec = default_pod(obj).spec
             wanted.spec.node_name = current.spec.node_name
+        elif isinstance(obj, (ReplicaSet, ReplicationController, Deployment, Job)):
+            wanted.spec = obj.spec  # the server defaults it again
         wanted.metadata.labels = {**current.metadata.labels, **obj.metadata.labels}
         wanted.metadata.annotations = {**current.metadata.annotations, **obj.metadata.annotations}
         if to_dict(wanted) == to_dict(current):

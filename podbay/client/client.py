@@ -299,11 +299,15 @@ class Client:
         namespace: str | None = None,
         grace_period_seconds: int | None = None,
         uid: str | None = None,
+        propagation_policy: str | None = None,
     ) -> T | None:
         """The object as the server last stored it (a pod being deleted
-        gracefully carries deletionTimestamp), or None when the server answers
-        with a Status."""
+        gracefully, or an object its finalizers keep, carries deletionTimestamp), or None when
+        the server answers with a Status. `propagation_policy`: "Background", "Foreground" or
+        "Orphan" (what becomes of the objects it owns)."""
         options: dict[str, Any] = {"kind": "DeleteOptions", "apiVersion": "v1"}
+        if propagation_policy is not None:
+            options["propagationPolicy"] = propagation_policy
         if grace_period_seconds is not None:
             options["gracePeriodSeconds"] = grace_period_seconds
         if uid is not None:

@@ -1,0 +1,232 @@
+"""The Job controller (kube-controller-manager's job, NonIndexed completion) and the
+TTL-after-finished controller: pods made from the template up to `parallelism` at a time until
+`completions` have succeeded (Complete); failed pods replaced after an exponential back-off until
+more than `backoffLimit` have failed (Failed, BackoffLimitExceeded); a job running longer than
+`activeDeadlineSeconds` fails (DeadlineExceeded) and its pods go. A finished job with
+`ttlSecondsAfterFinished` is deleted (in the foreground) that long after it finished.
+
+The counts are those of the job's pods the API holds (Kubernetes before pod tracking
+finalizers): a finished pod deleted by hand no longer counts."""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from podbay.api import Pod, now
+from podbay.api.apps import controller_of, selector_matches
+from podbay.api.batch import Job, JobCondition, JobSpec
+from podbay.api.errors import APIError, Conflict, NotFound
+from podbay.client import Client
+from podbay.client.record import EventRecorder
+from podbay.controllers.workqueue import Key, WorkQueue, controller_ref, is_pod_ready, key_of, pod_from_template, \
+    watch_forever
+
+log = logging.getLogger(__name__)
+
+BACKOFF_BASE = 10.0  # DefaultJobPodFailureBackOff
+BACKOFF_MAX = 360.0  # MaxJobPodFailureBackOff (6 minutes)
+
+
+# --- pure rules ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Counts:
+    active: int
+    succeeded: int
+    failed: int
+    restarts: int = 0  # container restarts of running/pending pods (restartPolicy OnFailure)
+
+
+def wanted_active(spec: JobSpec, counts: Counts) -> int:
+    """manageJob's wantActive: parallelism, but never more than the completions still missing;
+    a job without completions stops adding pods after its first success."""
+    parallelism = spec.parallelism or 0
+    if spec.suspend:
+        return 0
+    if spec.completions is None:
+        return counts.active if counts.succeeded > 0 else parallelism
+    return max(0, min(spec.completions - counts.succeeded, parallelism))
+
+
+def finished(spec: JobSpec, restart_policy: str | None, counts: Counts, started: datetime | None,
+             at: datetime) -> tuple[str, str, str] | None:
+    """(condition, reason, message) once the job is over: failed past its back-off limit (or,
+    with OnFailure, restarts reaching it) or its deadline; complete when enough pods succeeded
+    and none is running."""
+    limit = spec.backoff_limit if spec.backoff_limit is not None else 6
+    past_on_failure = restart_policy == "OnFailure" and (counts.restarts > 0 if limit == 0
+                                                         else counts.restarts >= limit)
+    if counts.failed > limit or past_on_failure:
+        return ("Failed", "BackoffLimitExceeded", "Job has reached the specified backoff limit")
+    if spec.active_deadline_seconds is not None and started is not None \
+            and (at - started).total_seconds() >= spec.active_deadline_seconds:
+        return ("Failed", "DeadlineExceeded", "Job was active longer than specified deadline")
+    done = counts.succeeded > 0 if spec.completions is None else counts.succeeded >= spec.completions
+    if done and counts.active == 0:
+        return ("Complete", "CompletionsReached", "Reached expected number of succeeded pods")
+    return None
+
+
+def backoff_remaining(failures_since_success: int, last_failure: datetime | None, at: datetime) -> float:
+    """backoffRecord.getRemainingTime: 10s doubled per failure since the last success, at most
+    6 minutes, counted from the last failure."""
+    if failures_since_success == 0 or last_failure is None:
+        return 0.0
+    delay = min(BACKOFF_BASE * 2 ** (failures_since_success - 1), BACKOFF_MAX)
+    return max(0.0, delay - (at - last_failure).total_seconds())
+
+
+def _finished_at(pod: Pod) -> datetime | None:
+    times = [s.state.terminated.finished_at for s in pod.status.container_statuses
+             if s.state and s.state.terminated and s.state.terminated.finished_at]
+    return max(times) if times else None
+
+
+def failure_record(pods: list[Pod]) -> tuple[int, datetime | None]:
+    """How many pods failed after the last success, and when the last of them finished."""
+    succeeded = [t for p in pods if p.status.phase == "Succeeded" and (t := _finished_at(p))]
+    last_success = max(succeeded) if succeeded else None
+    failures = [_finished_at(p) for p in pods if p.status.phase == "Failed"]
+    after = [t for t in failures if last_success is None or t is None or t > last_success]
+    known = [t for t in after if t is not None]
+    return len(after), max(known) if known else None
+
+
+# --- the controller ------------------------------------------------------------------------
+
+
+class JobController:
+    def __init__(self, client: Client) -> None:
+        self.client = client
+        self.queue: WorkQueue[Key] = WorkQueue()
+        self.recorder = EventRecorder(client, "job-controller")
+
+    def _on_job(self, type_: str, job: Job) -> None:
+        if type_ != "DELETED":
+            self.queue.add(key_of(job))
+
+    def _on_pod(self, type_: str, pod: Pod) -> None:
+        ref = controller_of(pod.metadata)
+        if ref is not None and ref.kind == "Job" and ref.api_version.startswith("batch/"):
+            self.queue.add((pod.metadata.namespace or "", ref.name))
+
+    async def sync(self, key: Key) -> None:
+        ns, name = key
+        try:
+            job = await self.client.get(Job, name, ns)
+        except NotFound:
+            return
+        if job.metadata.deletion_timestamp is not None:
+            return
+        if _condition(job, "Complete") or _condition(job, "Failed"):
+            await self._expire(job)
+            return
+        at = now()
+        selector = job.spec.selector
+        pods = [p for p in (await self.client.list(Pod, ns))[0]
+                if (ref := controller_of(p.metadata)) is not None and ref.uid == job.metadata.uid
+                and selector is not None and selector_matches(selector, p.metadata.labels)]
+        active = [p for p in pods if p.status.phase not in ("Succeeded", "Failed") and p.metadata.deletion_timestamp is None]
+        counts = Counts(
+            active=len(active),
+            succeeded=sum(1 for p in pods if p.status.phase == "Succeeded"),
+            failed=sum(1 for p in pods if p.status.phase == "Failed"),
+            restarts=sum(s.restart_count or 0 for p in pods if p.status.phase in ("Running", "Pending")
+                         for s in p.status.container_statuses + p.status.init_container_statuses))
+        status = job.status.model_copy(deep=True)
+        if status.start_time is None and not job.spec.suspend:
+            status.start_time = at
+        outcome = finished(job.spec, job.spec.template.spec.restart_policy, counts, status.start_time, at)
+        if outcome is not None:
+            type_, reason, message = outcome
+            if type_ == "Failed":
+                await self._delete_pods(job, active)
+                active = []
+            status.conditions.append(JobCondition(type=type_, status="True", reason=reason, message=message,
+                                                  last_probe_time=at, last_transition_time=at))
+            if type_ == "Complete":
+                status.completion_time = at
+            await self.recorder.record(job, reason if type_ == "Failed" else "Completed",
+                                       message if type_ == "Failed" else "Job completed", warning=type_ == "Failed")
+        else:
+            want = wanted_active(job.spec, counts)
+            if len(active) > want:
+                await self._delete_pods(job, active[:len(active) - want])
+                active = active[len(active) - want:]
+            elif len(active) < want:
+                failures, last = failure_record(pods)
+                wait = backoff_remaining(failures, last, at)
+                if wait > 0:
+                    self.queue.add_after(key, wait)
+                else:
+                    active += await self._create_pods(job, want - len(active))
+            if job.spec.active_deadline_seconds is not None and status.start_time is not None:
+                deadline = status.start_time + timedelta(seconds=job.spec.active_deadline_seconds)
+                self.queue.add_after(key, (deadline - at).total_seconds())
+        status.active = len(active)
+        status.succeeded = counts.succeeded
+        status.failed = counts.failed
+        status.ready = sum(1 for p in active if is_pod_ready(p))
+        status.terminating = sum(1 for p in pods if p.metadata.deletion_timestamp is not None
+                                 and p.status.phase not in ("Succeeded", "Failed"))
+        if status != job.status:
+            job.status = status
+            try:
+                job = await self.client.update_status(job)
+            except Conflict:
+                self.queue.add(key)
+                return
+        if outcome is not None:
+            await self._expire(job)
+
+    async def _create_pods(self, job: Job, count: int) -> list[Pod]:
+        ref = controller_ref(job, "batch/v1", "Job")
+        made: list[Pod] = []
+        for _ in range(count):
+            pod = pod_from_template(job.spec.template, job.metadata.namespace or "", job.metadata.name or "", ref)
+            try:
+                made.append(await self.client.create(pod))
+            except APIError as exc:
+                await self.recorder.record(job, "FailedCreate", f"Error creating: {exc}", warning=True)
+                raise
+            await self.recorder.record(job, "SuccessfulCreate", f"Created pod: {made[-1].metadata.name}")
+        return made
+
+    async def _delete_pods(self, job: Job, pods: list[Pod]) -> None:
+        for pod in pods:
+            with contextlib.suppress(NotFound):
+                await self.client.delete(Pod, pod.metadata.name or "", pod.metadata.namespace, uid=pod.metadata.uid)
+                await self.recorder.record(job, "SuccessfulDelete", f"Deleted pod: {pod.metadata.name}")
+
+    async def _expire(self, job: Job) -> None:
+        """The TTL-after-finished controller: a finished job goes ttlSecondsAfterFinished later."""
+        ttl = job.spec.ttl_seconds_after_finished
+        done = next((c.last_transition_time for c in job.status.conditions
+                     if c.type in ("Complete", "Failed") and c.status == "True"), None)
+        if ttl is None or done is None:
+            return
+        remaining = (done + timedelta(seconds=ttl) - now()).total_seconds()
+        if remaining > 0:
+            self.queue.add_after(key_of(job), remaining)
+            return
+        with contextlib.suppress(NotFound, Conflict):
+            await self.client.delete(Job, job.metadata.name or "", job.metadata.namespace, uid=job.metadata.uid,
+                                     propagation_policy="Foreground")
+            log.info("job %s/%s: deleted %ss after it finished", job.metadata.namespace, job.metadata.name, ttl)
+
+    async def run(self) -> None:
+        try:
+            await asyncio.gather(
+                watch_forever(self.client, Job, self._on_job),
+                watch_forever(self.client, Pod, self._on_pod),
+                self.queue.work(self.sync, "job"))
+        finally:
+            await self.recorder.close()
+
+
+def _condition(job: Job, type_: str) -> bool:
+    return any(c.type == type_ and c.status == "True" for c in job.status.conditions)

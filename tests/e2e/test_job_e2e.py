@@ -1,0 +1,101 @@
+"""Jobs run real pods to completion: completions 3 with parallelism 2 completes; a job whose
+pods fail stops at its backoffLimit (BackoffLimitExceeded); one past its activeDeadlineSeconds
+fails with DeadlineExceeded and its pods go; the pods carry the labels Kubernetes sets."""
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from podbay.api import Pod
+from podbay.api.batch import Job
+from tests.e2e.conftest import Cluster
+from tests.e2e.workloads import SLEEPER, kube_cluster, kubectl, manifest, template, wait_objects, \
+    workload_cluster  # noqa: F401 - fixtures among them
+
+pytestmark = pytest.mark.e2e
+
+
+def run(command: str) -> dict[str, object]:
+    return {**SLEEPER, "command": ["sh", "-c", command]}
+
+
+def condition(job: Job, type_: str) -> tuple[str | None, str | None] | None:
+    return next(((c.status, c.reason) for c in job.status.conditions if c.type == type_), None)
+
+
+async def wait_job(cluster: Cluster, name: str, type_: str) -> Job:
+    """The job once it has the condition `type_`."""
+    jobs = await wait_objects(cluster.client, Job, lambda js: any(j.metadata.name == name and condition(j, type_)
+                                                                 for j in js), what=f"job {name}", timeout=120)
+    return next(j for j in jobs if j.metadata.name == name)
+
+
+async def test_job_completes_with_parallelism(kube_cluster: Cluster) -> None:  # noqa: F811
+    client = kube_cluster.client
+    most = 0
+
+    async def count_running() -> None:
+        nonlocal most
+        seen: dict[str, Pod] = {}
+        async for _, pod in client.watch(Pod, "default", label_selector="batch.kubernetes.io/job-name=work"):
+            seen[pod.metadata.uid] = pod
+            most = max(most, sum(1 for p in seen.values() if p.status.phase in ("Pending", "Running")))
+
+    counter = asyncio.create_task(count_running())
+    try:
+        job = await client.create(manifest(Job, "work", {
+            "completions": 3, "parallelism": 2, "template": template({}, run("sleep 1"), restart="Never")}))
+        uid = job.metadata.uid
+        assert job.spec.selector.match_labels == {"batch.kubernetes.io/controller-uid": uid}
+        job = await wait_job(kube_cluster, "work", "Complete")
+    finally:
+        counter.cancel()
+    assert condition(job, "Complete") == ("True", "CompletionsReached")
+    assert (job.status.succeeded, job.status.active or 0, job.status.failed or 0) == (3, 0, 0)
+    assert job.status.completion_time is not None and job.status.start_time is not None
+    assert most <= 2, f"{most} pods ran at once with parallelism 2"
+    pods, _ = await client.list(Pod, "default", label_selector=f"controller-uid={uid}")
+    assert len(pods) == 3 and all(p.status.phase == "Succeeded" for p in pods)
+    for p in pods:
+        assert p.metadata.name.startswith("work-")
+        assert p.metadata.labels["job-name"] == "work" and p.metadata.labels["batch.kubernetes.io/job-name"] == "work"
+        assert p.metadata.owner_references[0].kind == "Job"
+    assert "condition met" in await kubectl(kube_cluster, "wait", "--for=condition=complete", "job/work",
+                                            "--timeout=30s")
+    got = await kubectl(kube_cluster, "get", "jobs")
+    assert got.split("\n")[0].split() == ["NAME", "STATUS", "COMPLETIONS", "DURATION", "AGE"]
+    assert got.split("\n")[1].split()[:3] == ["work", "Complete", "3/3"]
+    # kubectl's default cascade (background) takes the pods with the job.
+    await kubectl(kube_cluster, "delete", "job/work")
+    await wait_objects(client, Pod, lambda ps: not ps, label_selector=f"controller-uid={uid}", what="the job's pods")
+
+
+async def test_failing_job_hits_backoff_limit(workload_cluster: Cluster) -> None:  # noqa: F811
+    client = workload_cluster.client
+    await client.create(manifest(Job, "fails", {
+        "backoffLimit": 1, "template": template({}, run("exit 3"), restart="Never")}))
+    job = await wait_job(workload_cluster, "fails", "Failed")
+    assert condition(job, "Failed") == ("True", "BackoffLimitExceeded")
+    assert job.status.failed == 2 and (job.status.succeeded or 0) == 0
+
+
+async def test_job_past_its_deadline_fails_and_its_pods_go(workload_cluster: Cluster) -> None:  # noqa: F811
+    client = workload_cluster.client
+    job = await client.create(manifest(Job, "slow", {
+        "activeDeadlineSeconds": 2, "template": template({}, run("sleep 600"), restart="OnFailure")}))
+    job = await wait_job(workload_cluster, "slow", "Failed")
+    assert condition(job, "Failed") == ("True", "DeadlineExceeded")
+    await wait_objects(client, Pod, lambda ps: all(p.metadata.deletion_timestamp or p.status.phase == "Failed"
+                                                   for p in ps),
+                       label_selector=f"controller-uid={job.metadata.uid}", what="the job's pods")
+
+
+async def test_finished_job_goes_after_its_ttl(workload_cluster: Cluster) -> None:  # noqa: F811
+    client = workload_cluster.client
+    job = await client.create(manifest(Job, "brief", {
+        "ttlSecondsAfterFinished": 1, "template": template({}, run("true"), restart="Never")}))
+    await wait_job(workload_cluster, "brief", "Complete")
+    await wait_objects(client, Job, lambda js: "brief" not in {j.metadata.name for j in js}, what="the expiry")
+    await wait_objects(client, Pod, lambda ps: not ps, label_selector=f"controller-uid={job.metadata.uid}",
+                       what="the expired job's pod")
