@@ -19,7 +19,7 @@ from podbay.agent.proxy import ProxyConfig
 from podbay.api import ObjectMeta, RuntimeClass
 from podbay.api.defaults import DEFAULT_SCHEDULER
 from podbay.api.errors import AlreadyExists
-from podbay.apiserver.embedded import serve_embedded
+from podbay.apiserver.embedded import EmbeddedServer, serve_embedded
 from podbay.apiserver.ipallocator import ServiceRanges
 from podbay.cli.settings import Settings
 from podbay.client import Client
@@ -153,6 +153,19 @@ async def open_store(settings: Settings) -> AsyncIterator[Store]:
         await store.close()
 
 
+@contextlib.asynccontextmanager
+async def serve_api(settings: Settings) -> AsyncIterator[EmbeddedServer]:
+    """The API server on the store the settings name, on the unix socket and (with an API port)
+    HTTPS: the all-in-one's, and `podbay apiserver`'s alone."""
+    async with open_store(settings) as store, \
+            serve_embedded(settings.state_root, unix_socket=settings.socket_path,
+                           host=settings.api_address if settings.api_port else None, port=settings.api_port,
+                           store=store, kubeconfig=settings.kubeconfig, node_name=settings.node_name,
+                           service_ranges=service_ranges(settings),
+                           kubernetes_endpoint=kubernetes_endpoint(settings)) as server:
+        yield server
+
+
 def _report_dns_failure(task: asyncio.Task[None]) -> None:
     """Pods still run without cluster DNS (their lookups fail): said, not fatal to the node."""
     if not task.cancelled() and task.exception() is not None:
@@ -210,12 +223,7 @@ async def serve(settings: Settings, *, ready: asyncio.Event | None = None,
     if not settings.api_port:
         # An earlier run's kubeconfig would point kubectl at a port nothing serves now.
         settings.kubeconfig.unlink(missing_ok=True)
-    async with open_store(settings) as store, \
-            serve_embedded(settings.state_root, unix_socket=settings.socket_path,
-                           host=settings.api_address if settings.api_port else None, port=settings.api_port,
-                           store=store, kubeconfig=settings.kubeconfig, node_name=settings.node_name,
-                           service_ranges=service_ranges(settings),
-                           kubernetes_endpoint=kubernetes_endpoint(settings)) as server:
+    async with serve_api(settings) as server:
         client = Client.connect(server.url)
         agent_config = _agent_config(settings, await asyncio.to_thread(
             _server_auth, settings, server.pki.ca_pem(), server.token))

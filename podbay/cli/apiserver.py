@@ -16,8 +16,7 @@ import asyncio
 import logging
 import os
 
-from podbay.apiserver.embedded import serve_embedded
-from podbay.cli.allinone import _stop_on_signals, kubernetes_endpoint, open_store, service_ranges
+from podbay.cli.allinone import _stop_on_signals, serve_api
 from podbay.cli.settings import Settings, settings_from
 
 log = logging.getLogger("podbay")
@@ -38,12 +37,7 @@ async def serve_apiserver(settings: Settings, *, stop: asyncio.Event | None = No
     """Serves the API on `settings.socket_path` and, unless --api-port is 0, on HTTPS until `stop`
     is set (or SIGTERM/SIGINT); the admin kubeconfig it writes names this server's URL."""
     stop = _stop_on_signals(stop)
-    async with open_store(settings) as store, \
-            serve_embedded(settings.state_root, unix_socket=settings.socket_path,
-                           host=settings.api_address if settings.api_port else None, port=settings.api_port,
-                           store=store, kubeconfig=settings.kubeconfig, node_name=settings.node_name,
-                           service_ranges=service_ranges(settings),
-                           kubernetes_endpoint=kubernetes_endpoint(settings)) as server:
+    async with serve_api(settings) as server:
         where = server.https_url if server.port is not None else server.url
         log.info("podbay apiserver serving on %s (pid %d)", where, os.getpid())
         await stop.wait()
