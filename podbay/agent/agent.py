@@ -41,6 +41,7 @@ from podbay.api.errors import Conflict, NotFound
 from podbay.api.models import is_restartable_init
 from podbay.api.serialize import from_dict, to_dict
 from podbay.api.services import Service
+from podbay.api.stored import uid_of
 from podbay.api.support import unsupported_fields
 from podbay.client.record import EventRecorder
 from podbay.runtime.diskusage import disk_usage
@@ -249,7 +250,7 @@ class Agent:
         chosen = node_pressure_victim(self.thresholds, observed, candidates)
         if chosen is not None:
             victim, message = chosen
-            await self._evict(workers[victim.metadata.uid], message)
+            await self._evict(workers[uid_of(victim)], message)
 
     async def _evict(self, w: PodWorker, message: str) -> None:
         w.evicted = message

@@ -84,8 +84,8 @@ def dns_config(pod: Pod, host: DNSConfig | None = None, cluster_dns: tuple[str, 
     for opt in base.options:
         name, _, value = opt.partition(":")
         options[name] = value or None
-    for opt in extra.options:
-        options[opt.name or ""] = opt.value
+    for option in extra.options:
+        options[option.name or ""] = option.value
     return DNSConfig(servers, searches, [f"{k}:{v}" if v else k for k, v in options.items() if k])
 
 

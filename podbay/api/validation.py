@@ -413,12 +413,12 @@ def validate_pod(pod: Pod) -> list[FieldError]:
     sc = spec.security_context
     if sc is not None:
         errs += _seccomp_profile("spec.securityContext.seccompProfile", sc.seccomp_profile)
-    for i, s in enumerate(sc.sysctls if sc else []):
-        if not SYSCTL.match(s.name):
-            errs.append(FieldError(f"spec.securityContext.sysctls[{i}].name", s.name,
+    for i, sysctl in enumerate(sc.sysctls if sc else []):
+        if not SYSCTL.match(sysctl.name):
+            errs.append(FieldError(f"spec.securityContext.sysctls[{i}].name", sysctl.name,
                                    "must have at most 253 characters and match regex " + SYSCTL.pattern))
-    for k, v in spec.overhead.items():
-        errs += _quantity(f"spec.overhead[{k}]", v)
+    for k, quantity in spec.overhead.items():
+        errs += _quantity(f"spec.overhead[{k}]", quantity)
     return errs + validate_ephemeral_containers(pod)
 
 

@@ -504,7 +504,8 @@ class Registry:
         elif subresource == "ephemeralcontainers":
             # dropNonEphemeralContainerUpdates (with ResetObjectMetaForStatus): the stored pod with
             # only its ephemeral containers taken.
-            spec = new.get("spec") if isinstance(new.get("spec"), dict) else {}
+            given = new.get("spec")
+            spec = given if isinstance(given, dict) else {}
             new = {**old, "spec": {**old.get("spec", {}),
                                                      "ephemeralContainers": spec.get("ephemeralContainers") or []}}
         elif subresource is None:
@@ -775,7 +776,10 @@ class Registry:
             if options.dry_run:
                 # Everything but the write: the object as the delete would leave it.
                 grace = self._grace(info, obj, options)
-                return obj if grace == 0 and not meta.get("finalizers") else self._mark_deleting(obj, grace)
+                if grace == 0 and not meta.get("finalizers"):
+                    return obj
+                # A real delete bumps the generation of a pod deleted gracefully (see below).
+                return self._mark_deleting(obj, grace, bump_generation=info.name == "pods")
             if info.name == "namespaces":
                 marked = await self._delete_namespace(obj)
                 if marked is not None:

@@ -9,7 +9,7 @@ import logging
 import os
 import signal
 from dataclasses import replace
-from typing import AsyncIterator, Awaitable, Callable
+from typing import Any, AsyncIterator, Awaitable, Callable, Coroutine
 
 from podbay.agent.agent import run as run_agent
 from podbay.agent.config import AgentConfig, ServerAuth
@@ -85,11 +85,11 @@ def _installation_identity(settings: Settings) -> str:
     return identity
 
 
-def _scheduler(client: Client, election: LeaderElectionConfig | None) -> Awaitable[None]:
+def _scheduler(client: Client, election: LeaderElectionConfig | None) -> Coroutine[Any, Any, None]:
     return _elected(client, election, SCHEDULER_LEASE, DEFAULT_SCHEDULER, lambda: run_scheduler(client))
 
 
-def _controllers(client: Client, settings: Settings, election: LeaderElectionConfig | None) -> Awaitable[None]:
+def _controllers(client: Client, settings: Settings, election: LeaderElectionConfig | None) -> Coroutine[Any, Any, None]:
     async def lead() -> None:
         loops = [PodGC(client).run(), NodeLifecycle(
             client, settings.node_grace, settings.pod_eviction_timeout, settings.node_monitor_period).run(),
@@ -251,9 +251,10 @@ async def serve(settings: Settings, *, ready: asyncio.Event | None = None,
         await asyncio.gather(*tasks, return_exceptions=True)
         stopped.cancel()
         await client.close()
-        for t in done:
-            if t is not stopped and not t.cancelled() and t.exception() is not None:
-                raise t.exception()
+        for finished in done:
+            error = None if finished is stopped or finished.cancelled() else finished.exception()
+            if error is not None:
+                raise error
 
 
 async def _join(settings: Settings, token: str | None) -> tuple[Client, bytes, str | None]:

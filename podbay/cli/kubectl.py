@@ -27,7 +27,7 @@ from podbay.cli.common import CLIError, run_with_client, table
 from podbay.cli.execstream import run_exec, use_tty
 from podbay.client import Client
 
-KINDS: dict[str, type] = {alias: info.model for info in ALL_RESOURCES.values()
+KINDS: dict[str, type[Any]] = {alias: info.model for info in ALL_RESOURCES.values()
                           for alias in (info.name, info.kind.lower(), *info.short_names)}
 
 
@@ -316,7 +316,7 @@ def _state_lines(title: str, state: Any) -> list[str]:
 
 
 async def delete(client: Client, args: argparse.Namespace) -> int:
-    targets: list[tuple[type, str, str | None]] = []
+    targets: list[tuple[type, str, str]] = []
     if args.filename:
         for obj in read_files(args.filename):
             targets.append((type(obj), obj.metadata.name, obj.metadata.namespace or args.namespace or "default"))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import builtins
 import contextlib
 import hmac
 import json
@@ -12,10 +13,11 @@ import os
 import random
 import ssl
 from pathlib import Path
-from typing import Any, AsyncIterator, Awaitable, Callable, Sequence, TypeVar
+from typing import Any, AsyncIterator, Awaitable, Callable, Sequence, TypeVar, cast
 from urllib.parse import quote
 
 import aiohttp
+from pydantic import BaseModel
 
 from podbay.api import Binding, Pod
 from podbay.api.kinds import ALL_RESOURCES
@@ -244,7 +246,7 @@ class Client:
 
     async def get(self, kind: type[T], name: str, namespace: str | None = None) -> T:
         ns = self._namespace(kind, namespace)
-        return from_dict(kind, await self.request("GET", self.path(kind, ns, name)), strict=False)
+        return _model(kind, await self.request("GET", self.path(kind, ns, name)))
 
     async def list(
         self,
@@ -256,14 +258,14 @@ class Client:
         """All namespaces when `namespace` is None."""
         params = _selectors(label_selector, field_selector)
         body = await self.request("GET", self.path(kind, namespace), params=params)
-        items = [from_dict(kind, item, strict=False) for item in body.get("items", [])]
+        items = [_model(kind, item) for item in body.get("items", [])]
         return items, body.get("metadata", {}).get("resourceVersion", "")
 
     async def create(self, obj: T) -> T:
         kind = type(obj)
         ns = self._namespace(kind, obj.metadata.namespace)  # type: ignore[attr-defined]
         body = await self.request("POST", self.path(kind, ns), _body(obj))
-        return from_dict(kind, body, strict=False)
+        return _model(kind, body)
 
     async def update(self, obj: T) -> T:
         """PUT; a set metadata.resourceVersion is the precondition (Conflict)."""
@@ -276,7 +278,7 @@ class Client:
         kind = type(obj)
         meta = obj.metadata  # type: ignore[attr-defined]
         path = self.path(kind, self._namespace(kind, meta.namespace), meta.name, subresource)
-        return from_dict(kind, await self.request("PUT", path, _body(obj)), strict=False)
+        return _model(kind, await self.request("PUT", path, _body(obj)))
 
     async def patch(
         self,
@@ -290,7 +292,7 @@ class Client:
         """`patch_type`: "strategic", "merge" or "json" (RFC 6902 operations)."""
         path = self.path(kind, self._namespace(kind, namespace), name, subresource)
         body = await self.request("PATCH", path, patch, content_type=PATCH_TYPES[patch_type])
-        return from_dict(kind, body, strict=False)
+        return _model(kind, body)
 
     async def delete(
         self,
@@ -315,14 +317,14 @@ class Client:
         body = await self.request("DELETE", self.path(kind, self._namespace(kind, namespace), name), options)
         if not body or body.get("kind") == "Status":
             return None
-        return from_dict(kind, body, strict=False)
+        return _model(kind, body)
 
     async def bind(self, binding: Binding) -> None:
         meta = binding.metadata
         path = self.path(Pod, meta.namespace or "default", meta.name, "binding")
         await self.request("POST", path, _body(binding, kind="Binding"))
 
-    async def exec(self, name: str, namespace: str | None, command: list[str], container: str | None = None,
+    async def exec(self, name: str, namespace: str | None, command: builtins.list[str], container: str | None = None,
                    timeout: float | None = None) -> tuple[int, bytes, bytes]:
         """Runs a command in a pod's container to completion: (exit code, stdout, stderr)."""
         params = [("command", c) for c in command]
@@ -342,7 +344,7 @@ class Client:
         return int(body["exitCode"]), base64.b64decode(body["stdout"]), base64.b64decode(body["stderr"])
 
     @contextlib.asynccontextmanager
-    async def exec_stream(self, name: str, namespace: str | None, command: list[str], container: str | None = None,
+    async def exec_stream(self, name: str, namespace: str | None, command: builtins.list[str], container: str | None = None,
                           *, stdin: bool = False, stdout: bool = True, stderr: bool = True,
                           tty: bool = False) -> AsyncIterator[ExecStream]:
         """An interactive exec (pods/{name}/exec over a WebSocket); closed when the block ends,
@@ -446,7 +448,7 @@ class Client:
                             rv = data.get("metadata", {}).get("resourceVersion") or rv
                             if type_ == "BOOKMARK":
                                 continue
-                            obj = from_dict(kind, data, strict=False)
+                            obj = _model(kind, data)
                             if type_ == "DELETED":
                                 known.pop(_key(obj), None)
                             else:
@@ -502,6 +504,12 @@ def _selectors(label_selector: str | None, field_selector: str | None) -> dict[s
     if field_selector:
         params["fieldSelector"] = field_selector
     return params
+
+
+def _model(kind: type[T], data: Any) -> T:
+    """from_dict for the verbs' kinds. Each is an API model (a pydantic BaseModel), but T stays
+    unbound: callers (the cache, the work queues) pass type variables bound to protocols."""
+    return cast(T, from_dict(cast("type[BaseModel]", kind), data, strict=False))
 
 
 def _body(obj: Any, kind: str | None = None) -> dict[str, Any]:

@@ -127,7 +127,7 @@ class OCIRuntime:
             return None
 
 
-async def read_sync_pipe(fd: int) -> dict[str, object] | None:
+async def read_sync_pipe(fd: int) -> dict[str, Any] | None:
     """A monitor's first message on the sync pipe (conmon's, or gvisormon's in its format):
     {"data": pid} or {"data": -1, "message": ...}."""
     loop = asyncio.get_running_loop()

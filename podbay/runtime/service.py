@@ -168,7 +168,7 @@ class RuntimeService:
         warm = self._take_warm(config)
         sandbox_id = warm[0] if warm else _new_id()
         directory = self._sandbox_dir(sandbox_id)
-        record = {
+        record: dict[str, Any] = {
             "id": sandbox_id, "metadata": asdict(config.metadata), "state": SandboxState.READY.value,
             "created_at": _now().isoformat(), "ip": None, "ips": [], "labels": config.labels,
             "annotations": config.annotations, "host_network": config.host_network,
