@@ -198,3 +198,13 @@ async def test_apply_refuses_unknown_fields_whatever_the_validation(api: API) ->
         assert_status(answer, 400, "BadRequest", "failed to create typed patch object (default/s; /v1, Kind=Pod): "
                                                  ".spec.containers[0].imagee: field not declared in schema")
     assert (await api.call("GET", f"{PODS}/s")).status == 404
+
+
+async def test_a_dry_run_delete_of_a_pod_deleted_gracefully_changes_nothing(api: API) -> None:
+    # A bound pod is deleted gracefully (marked, not removed): the dry run takes that path too.
+    bound = {**POD, "metadata": {"name": "bound"}, "spec": {**POD["spec"], "nodeName": "n1"}}
+    assert (await api.call("POST", PODS, bound)).status == 201
+    before = (await api.call("GET", f"{PODS}/bound")).body
+    deleted = await api.call("DELETE", f"{PODS}/bound?dryRun=All")
+    assert deleted.status == 200 and deleted.body["metadata"]["deletionTimestamp"]
+    assert (await api.call("GET", f"{PODS}/bound")).body == before
