@@ -99,7 +99,9 @@ def hosts_on_a_bridge(link_env: HostEnv, envs: list[HostEnv]) -> Iterator[tuple[
         yield gateway, hosts
     finally:
         for h in hosts:
-            # The namespace's veth end goes with it, and the bridge's end with that.
+            # The veth pair goes now, not when the kernel gets round to cleaning up the deleted
+            # namespace (which the leftovers check could beat).
+            subprocess.run(["ip", "link", "del", f"{h.env.prefix}v"], capture_output=True)
             subprocess.run(["ip", "netns", "del", h.netns], capture_output=True)
         subprocess.run(["ip", "link", "del", bridge], capture_output=True)
 
