@@ -159,7 +159,8 @@ def decode_message(message: str, data: bytes, where: str = "") -> dict[str, Any]
         name = name.rstrip("?")
         path = f"{where}.{name}" if where else name
         if kind in ("map", "quantities"):
-            assert isinstance(item, bytes)
+            if not isinstance(item, bytes):
+                raise Undecodable(f"{path}: unexpected encoding")
             key, raw = _pairs(item, path)
             if kind == "quantities":
                 raw = dict(_fields(raw)).get(1, b"")  # type: ignore[assignment]
@@ -175,6 +176,15 @@ def decode_message(message: str, data: bytes, where: str = "") -> dict[str, Any]
 
 def decode(body: bytes) -> dict[str, Any]:
     """The JSON form of a protobuf-encoded object of a kind in KINDS; Undecodable otherwise."""
+    try:
+        return _decode(body)
+    except Undecodable:
+        raise
+    except (ValueError, TypeError, OverflowError) as exc:  # bytes that are not what they claim
+        raise Undecodable(f"malformed protobuf: {exc}") from None
+
+
+def _decode(body: bytes) -> dict[str, Any]:
     if not body.startswith(MAGIC):
         raise Undecodable("the body does not start with the protobuf magic")
     api_version = kind = ""

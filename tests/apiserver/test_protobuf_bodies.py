@@ -61,6 +61,9 @@ def test_a_negative_int32_and_a_job_decode() -> None:
     _envelope("v1", "Pod", _field(1, _field(1, b"p"))),                # a kind without a table
     _envelope("apps/v1", "Deployment", _field(1, _field(13 + 2, b"x"))),   # a set field it does not know
     MAGIC + _field(2, b"\xff"),                                        # truncated
+    _envelope("apps/v1", "Deployment", _field(1, _field(1, b"\xff\xfe"))),  # a name that is not UTF-8
+    _envelope("apps/v1", "Deployment", _field(1, _field(1, 7))),       # a string sent as a varint
+    _envelope("apps/v1", "Deployment", _field(1, _field(11, 7))),      # a map entry sent as a varint
 ])
 def test_what_it_does_not_know_is_refused(body: bytes) -> None:
     with pytest.raises(Undecodable):
