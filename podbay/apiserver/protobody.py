@@ -1,13 +1,14 @@
 """Request bodies in Kubernetes' protobuf encoding (`application/vnd.kubernetes.protobuf`).
 
 kubectl from 1.32 on sends the objects of its typed clients (`kubectl create deployment`,
-`kubectl create job`) as protobuf, whatever the server's discovery says, and does not retry
+`job`, `configmap`, `secret generic`, `namespace`) as protobuf, whatever the server's discovery says, and does not retry
 as JSON. This decodes those kinds into the JSON form the registry takes: the envelope
 (`k8s\\0` + runtime.Unknown), then the object by the field numbers of Kubernetes'
 generated.proto. A kind or a set field this table does not know is refused with 415 rather
 than dropped."""
 from __future__ import annotations
 
+import base64
 from datetime import datetime, timezone
 from typing import Any
 
@@ -19,7 +20,7 @@ class Undecodable(ValueError):
 
 
 # message -> field number -> (JSON name, type). Types: "string", "int", "bool", "bytes",
-# "time", "map" (map<string,string>), "quantities" (map<string,Quantity>), "[T]" a repeated
+# "time", "map" (map<string,string>), "bytesmap" (map<string,bytes>, base64 in JSON), "quantities" (map<string,Quantity>), "[T]" a repeated
 # T, or a message name. A name ending in "?" is a pointer field: kept even when zero.
 _S = "string"
 MESSAGES: dict[str, dict[int, tuple[str, str]]] = {
@@ -65,10 +66,17 @@ MESSAGES: dict[str, dict[int, tuple[str, str]]] = {
                       5: ("hostIP", _S)},
     "EnvVar": {1: ("name", _S), 2: ("value", _S)},
     "ResourceRequirements": {1: ("limits", "quantities"), 2: ("requests", "quantities")},
+    "ConfigMap": {1: ("metadata", "ObjectMeta"), 2: ("data", "map"), 3: ("binaryData", "bytesmap"),
+                  4: ("immutable?", "bool")},
+    "Secret": {1: ("metadata", "ObjectMeta"), 2: ("data", "bytesmap"), 3: ("type", _S), 4: ("stringData", "map"),
+               5: ("immutable?", "bool")},
+    "Namespace": {1: ("metadata", "ObjectMeta"), 2: ("spec", "NamespaceSpec"), 3: ("status", "Empty")},
+    "NamespaceSpec": {1: ("finalizers", "[string]")},
     "IntOrString": {},
     "Empty": {},
 }
-KINDS = {("apps/v1", "Deployment"): "Deployment", ("batch/v1", "Job"): "Job"}
+KINDS = {("apps/v1", "Deployment"): "Deployment", ("batch/v1", "Job"): "Job", ("v1", "ConfigMap"): "ConfigMap",
+         ("v1", "Secret"): "Secret", ("v1", "Namespace"): "Namespace"}
 
 
 def _varint(data: bytes, at: int) -> tuple[int, int]:
@@ -158,13 +166,14 @@ def decode_message(message: str, data: bytes, where: str = "") -> dict[str, Any]
         pointer = name.endswith("?")
         name = name.rstrip("?")
         path = f"{where}.{name}" if where else name
-        if kind in ("map", "quantities"):
+        if kind in ("map", "quantities", "bytesmap"):
             if not isinstance(item, bytes):
                 raise Undecodable(f"{path}: unexpected encoding")
             key, raw = _pairs(item, path)
             if kind == "quantities":
                 raw = dict(_fields(raw)).get(1, b"")  # type: ignore[assignment]
-            out.setdefault(name, {})[key] = _scalar("string", raw, path)
+            out.setdefault(name, {})[key] = (base64.b64encode(raw).decode() if kind == "bytesmap"
+                                             else _scalar("string", raw, path))
         elif kind.startswith("["):
             out.setdefault(name, []).append(_value(kind[1:-1], item, path))
         else:

@@ -68,3 +68,12 @@ def test_a_negative_int32_and_a_job_decode() -> None:
 def test_what_it_does_not_know_is_refused(body: bytes) -> None:
     with pytest.raises(Undecodable):
         decode(body)
+
+
+def test_a_secrets_bytes_become_base64_and_a_configmaps_strings_stay() -> None:
+    secret = _field(1, _field(1, b"sec")) + _field(2, _label("k", "s3cret")) + _field(3, b"Opaque")
+    assert decode(_envelope("v1", "Secret", secret)) == {
+        "apiVersion": "v1", "kind": "Secret", "metadata": {"name": "sec"}, "data": {"k": "czNjcmV0"}, "type": "Opaque"}
+    config = _field(1, _field(1, b"cfg")) + _field(2, _label("k", "v")) + _field(4, 1)
+    assert decode(_envelope("v1", "ConfigMap", config)) == {
+        "apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "cfg"}, "data": {"k": "v"}, "immutable": True}

@@ -144,3 +144,16 @@ async def test_kubectl_create_deployment_and_job(kubectl: Kubectl) -> None:
     [container] = deployment["spec"]["template"]["spec"]["containers"]
     assert (container["image"], container["command"]) == ("busybox:1.35", ["sleep", "3600"])
     assert deployment["spec"]["selector"]["matchLabels"] == {"app": "web"}
+
+
+async def test_kubectl_create_configmap_secret_and_namespace(kubectl: Kubectl) -> None:
+    # Typed clients too: protobuf from kubectl 1.32 on.
+    created = _ok(await kubectl("create", "configmap", "cfg", "--from-literal=k=v"))
+    assert "configmap/cfg created" in created.out
+    created = _ok(await kubectl("create", "secret", "generic", "sec", "--from-literal=k=s3cret"))
+    assert "secret/sec created" in created.out
+    created = _ok(await kubectl("create", "namespace", "team"))
+    assert "namespace/team created" in created.out
+    assert _ok(await kubectl("get", "configmap", "cfg", "-o", "jsonpath={.data.k}")).out == "v"
+    assert _ok(await kubectl("get", "secret", "sec", "-o", "jsonpath={.data.k}")).out == "czNjcmV0"
+    assert _ok(await kubectl("get", "namespace", "team", "-o", "jsonpath={.status.phase}")).out == "Active"
