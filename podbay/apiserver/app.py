@@ -29,7 +29,7 @@ from aiohttp.typedefs import Handler
 
 from podbay.api.errors import BadRequest, FieldError
 from podbay.api.kinds import API_GROUPS, COMPUTED_GROUPS, RESOURCES, ResourceInfo
-from podbay.apiserver import discovery, eventsv1, fieldmanager, logs, metrics, spdystreams, streams, tables
+from podbay.apiserver import discovery, eventsv1, fieldmanager, logs, metrics, protobody, spdystreams, streams, tables
 from podbay.apiserver.ipallocator import ServiceRanges
 from podbay.apiserver.params import (
     MAX_BODY_BYTES,
@@ -132,6 +132,20 @@ async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
 
 
 async def _body(request: web.Request) -> Any:
+    content_type = request.headers.get("Content-Type", "").split(";")[0].strip().lower()
+    if content_type == "application/vnd.kubernetes.protobuf":
+        # kubectl 1.32+ sends its typed clients' objects (create deployment/job) this way.
+        try:
+            return protobody.decode(await request.read())
+        except protobody.Undecodable as exc:
+            raise HTTPError(415, "UnsupportedMediaType", f"the body of the request could not be decoded: {exc}") from None
+    if content_type == "application/cbor":
+        raise HTTPError(
+            415,
+            "UnsupportedMediaType",
+            "the body of the request was in an unknown format - accepted media types include: "
+            "application/json, application/yaml, application/vnd.kubernetes.protobuf",
+        )
     return decode_json(await request.read())
 
 
