@@ -24,7 +24,7 @@ from podbay.agent.eviction import (
 from podbay.agent.events import container_path
 from podbay.agent.hooks import run_handler
 from podbay.agent.imagegc import ImageGC
-from podbay.agent.node import node_images, node_object, ready_condition
+from podbay.agent.node import node_images, node_object, node_runtime_handlers, ready_condition
 from podbay.agent.podstate import ContainerRecord, PodRuntimeStatus, RunState
 from podbay.agent.prober import ProbeManager, ProbeTarget
 from podbay.agent.resourcemetrics import ResourceMetrics
@@ -129,6 +129,7 @@ class Agent:
         body = node_object(self.config, self.port, _now())
         body["status"]["conditions"] = await self._conditions([])
         body["status"]["images"] = node_images(await self.runtime.list_images())
+        body["status"]["runtimeHandlers"] = node_runtime_handlers(self.runtime.handlers)
         try:
             await self.client.create(from_dict(Node, body))
         except Exception as exc:
@@ -152,6 +153,7 @@ class Agent:
                 status["conditions"] = [c for c in previous if c.get("type") not in ours] + \
                     await self._conditions(previous)
                 status["images"] = node_images(await self.runtime.list_images())
+                status["runtimeHandlers"] = node_runtime_handlers(self.runtime.handlers)
                 await self.client.update_status(from_dict(Node, data))
             except NotFound:
                 await self.register_node()

@@ -6,7 +6,7 @@ import platform
 import uuid
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
 from podbay.agent.config import AgentConfig
 from podbay.runtime.images import Image
@@ -67,6 +67,14 @@ def node_images(images: list[Image]) -> list[dict[str, Any]]:
     largest = sorted(images, key=lambda i: i.size, reverse=True)[:MAX_NODE_IMAGES]
     return [{"names": [*i.repo_digests, *i.repo_tags][:MAX_NAMES_PER_IMAGE] or [i.id], "sizeBytes": i.size}
             for i in largest]
+
+
+def node_runtime_handlers(names: Iterable[str]) -> list[dict[str, Any]]:
+    """status.runtimeHandlers as the kubelet reports its runtime's: each handler name a
+    RuntimeClass may give ("" the default), sorted. Neither feature is podbay's yet: no user
+    namespaces (hostUsers: false) and no recursive read-only mounts."""
+    return [{"name": n, "features": {"recursiveReadOnlyMounts": False, "userNamespaces": False}}
+            for n in sorted(set(names))]
 
 
 def _boot_id() -> str:

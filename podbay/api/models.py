@@ -670,6 +670,17 @@ class ContainerImage(Model):
     size_bytes: int | None = None
 
 
+class NodeRuntimeHandlerFeatures(Model):
+    recursive_read_only_mounts: bool | None = None
+    user_namespaces: bool | None = None
+
+
+class NodeRuntimeHandler(Model):
+    """A runtime handler the node's runtime has (status.runtimeHandlers, Kubernetes 1.30+)."""
+    name: str = ""
+    features: NodeRuntimeHandlerFeatures | None = None
+
+
 class NodeStatus(Model):
     capacity: dict[str, Quantity] = Field(default_factory=dict)
     allocatable: dict[str, Quantity] = Field(default_factory=dict)
@@ -679,6 +690,7 @@ class NodeStatus(Model):
     daemon_endpoints: NodeDaemonEndpoints | None = None
     node_info: NodeSystemInfo | None = None
     images: list[ContainerImage] = Field(default_factory=list)
+    runtime_handlers: list[NodeRuntimeHandler] = Field(default_factory=list)
 
 
 class Node(Model):

@@ -69,7 +69,8 @@ NOTES: dict[str, tuple[str, str]] = {
     "PodSpec.priorityClassName": ("not yet", "no preemption"),
     "PodSpec.priority": ("partial", "stored; no preemption"),
     "PodSpec.runtimeClassName": ("supported", "handlers runc (crun, the default) and runsc (gVisor: "
-                                              "no hostNetwork/hostPID/hostIPC, no tty; docs/runtimeclass.md)"),
+                                              "no hostNetwork/hostPID/hostIPC, no tty; docs/runtimeclass.md); "
+                                              "bound only to a node whose runtimeHandlers have the class's"),
     "PodSpec.preemptionPolicy": ("not yet", "no preemption"),
     "PodSpec.topologySpreadConstraints": ("not yet", "reported when the pod runs"),
     "PodSpec.setHostnameAsFQDN": ("not yet", "reported when the pod runs"),
@@ -109,7 +110,36 @@ def render_support_table() -> str:
             support, note = NOTES.get(f"{model.__name__}.{wire}", ("supported", ""))
             lines.append(f"| `{wire}` | {support} | {note} |")
         lines.append("")
-    return "\n".join(lines + STREAMING + API_REQUESTS)
+    return "\n".join(lines + RUNTIME_HANDLERS + STREAMING + API_REQUESTS)
+
+
+# What works per runtime handler (a RuntimeClass's `handler`; docs/runtimeclass.md).
+RUNTIME_HANDLERS = [
+    "## Runtime handlers", "",
+    "A pod's RuntimeClass names the handler that runs it; a pod without one gets the default. "
+    "The node lists its handlers in `status.runtimeHandlers` (neither `recursiveReadOnlyMounts` nor "
+    "`userNamespaces` for any), and the scheduler binds a pod of a class only to a node that has the "
+    "class's handler; elsewhere it stays Pending with FailedScheduling `0/N nodes are available: N "
+    "node(s) didn't have the runtime handler \"X\".` (podbay's words: kube-scheduler has no such filter).",
+    "",
+    "| | `\"\"`, `runc`, `crun` (the default: crun under conmon) | `runsc` (gVisor) |",
+    "|---|---|---|",
+    "| where | every node | nodes with runsc installed; `podbay up` then makes RuntimeClass `gvisor` |",
+    "| kernel | the host's (namespaces, cgroups, seccomp) | gVisor's user-space kernel (`uname -r` 4.4.0), "
+    "ptrace platform |",
+    "| pod network (own IP, ports) | supported | supported: gVisor's netstack, or the host's stack "
+    "where runsc refuses the netstack (Warning `SandboxFallback`) |",
+    "| `hostNetwork`, `hostPID`, `hostIPC` | supported | refused |",
+    "| containers sharing localhost, `shareProcessNamespace` | supported | supported |",
+    "| `podbay logs`, exit codes, restarts | supported | supported (gVisor's exit codes: a pid 1 without a "
+    "TERM handler ends with 143) |",
+    "| exec | supported, `-i` and `-t` | `-i`; `-t` refused |",
+    "| `stdin`, `tty`, attach | supported | refused for `tty: true`; stdin is /dev/null |",
+    "| HyperContainer stop, start, replace | supported | supported; replace only between pods of one "
+    "RuntimeClass |",
+    "| known quirks | | under the host's stack a blocking socket read may fail with EAGAIN (busybox `wget`) |",
+    "",
+]
 
 
 # The pods/exec, attach and portforward subresources, by client and transport.

@@ -47,6 +47,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("-p", "--pod", dest="podfile")
     p.add_argument("--name")
     p.add_argument("-n", "--namespace")
+    p.add_argument("--runtime-class", help="the RuntimeClass the pods run with (spec.runtimeClassName), e.g. gvisor")
     p.add_argument("image", nargs="?")
     p.add_argument("command", nargs=argparse.REMAINDER)
     p.set_defaults(func=lambda a: run_with_client(a, lambda c, s: run(c, a)))
@@ -122,12 +123,15 @@ async def run(client: Client, args: argparse.Namespace) -> int:
     elif args.image:
         base = _NAME_CHARS.sub("-", args.image.rsplit("/", 1)[-1].split(":")[0].split("@")[0].lower()).strip("-")
         name = args.name or f"{base or 'pod'}-{secrets.token_hex(3)}"
-        container = Container(name=base or "main", image=args.image, command=list(args.command))
+        command = args.command[1:] if args.command[:1] == ["--"] else args.command
+        container = Container(name=base or "main", image=args.image, command=list(command))
         pods = [Pod(metadata=ObjectMeta(name=name, namespace=args.namespace),
                     spec=PodSpec(containers=[container], restart_policy="Never"))]
     else:
         raise CLIError("run needs -p FILE or IMAGE [COMMAND...]")
     for pod in pods:
+        if args.runtime_class:
+            pod.spec.runtime_class_name = args.runtime_class
         created = await client.create(pod)
         print(f"pod/{created.metadata.name} created")
     return 0

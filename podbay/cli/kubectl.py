@@ -240,8 +240,11 @@ async def describe(client: Client, args: argparse.Namespace) -> int:
 def describe_pod(pod: Pod, events: list[Event]) -> str:
     m, s, st = pod.metadata, pod.spec, pod.status
     lines = [f"Name:             {m.name}", f"Namespace:        {m.namespace}",
-             f"Priority:         {s.priority or 0}", f"Node:             {s.node_name or '<none>'}"
-             + (f"/{st.host_ip}" if st.host_ip else ""),
+             f"Priority:         {s.priority or 0}"]
+    # kubectl describe's line, only for a pod that names a RuntimeClass
+    if s.runtime_class_name:
+        lines.append(f"Runtime Class Name:  {s.runtime_class_name}")
+    lines += [f"Node:             {s.node_name or '<none>'}" + (f"/{st.host_ip}" if st.host_ip else ""),
              f"Start Time:       {st.start_time.isoformat() if st.start_time else '<unset>'}",
              "Labels:           " + ("\n                  ".join(f"{k}={v}" for k, v in m.labels.items()) or "<none>"),
              "Annotations:      " + ("\n                  ".join(f"{k}: {v}" for k, v in m.annotations.items()) or "<none>"),

@@ -1,7 +1,7 @@
 """Whether a pod fits a node: the default scheduler's filter plugins, as pure functions.
 
 NodeUnschedulable, NodeName, NodeAffinity (nodeSelector and required terms),
-TaintToleration (NoSchedule/NoExecute), NodePorts and NodeResourcesFit, where a
+TaintToleration (NoSchedule/NoExecute), podbay's RuntimeHandler, NodePorts and NodeResourcesFit, where a
 pod's request is the sum over its containers (with init containers and
 overhead as Kubernetes counts them) and a node's free room is its allocatable
 minus the requests of the pods already bound to it.
@@ -97,9 +97,20 @@ def _ports_conflict(wanted: set[tuple[str, str, int]], used: set[tuple[str, str,
     return False
 
 
-def unfit_reasons(pod: Pod, info: NodeInfo, want: dict[str, Fraction] | None = None) -> list[str]:
+def missing_runtime_handler(handler: str | None, node: Node) -> str | None:
+    """podbay's RuntimeHandler filter (kube-scheduler has none; it leaves this to the class's
+    scheduling.nodeSelector): a pod whose RuntimeClass names `handler` goes only to a node whose
+    status.runtimeHandlers has it. None when the pod names no class, or the node has the handler."""
+    if handler is None or any(h.name == handler for h in node.status.runtime_handlers):
+        return None
+    return f"node(s) didn't have the runtime handler \"{handler}\""
+
+
+def unfit_reasons(pod: Pod, info: NodeInfo, want: dict[str, Fraction] | None = None,
+                  handler: str | None = None) -> list[str]:
     """Why the pod cannot go to this node, in the scheduler's words; empty when it fits.
-    `want` is the pod's effective request, when the caller has it already."""
+    `want` is the pod's effective request, when the caller has it already; `handler` its
+    RuntimeClass's handler, when it names a class."""
     node = info.node
     reasons: list[str] = []
     if pod.spec.node_name and pod.spec.node_name != node.metadata.name:
@@ -122,6 +133,9 @@ def unfit_reasons(pod: Pod, info: NodeInfo, want: dict[str, Fraction] | None = N
         if taint.effect in ("NoSchedule", "NoExecute") and not any(tolerates(t, taint) for t in pod.spec.tolerations):
             reasons.append(f"node(s) had untolerated taint {{{taint.key}: {taint.value or ''}}}")
             break
+    no_handler = missing_runtime_handler(handler, node)
+    if no_handler:
+        reasons.append(no_handler)
     if _ports_conflict(_host_ports(pod), set(info.host_ports)):
         reasons.append("node(s) didn't have free ports for the requested pod ports")
     reasons += _insufficient(pod_requests(pod) if want is None else want, info)

@@ -10,7 +10,7 @@ import asyncio
 import logging
 from typing import Any
 
-from podbay.api import Binding, Node, ObjectMeta, ObjectReference, Pod, PodCondition, now
+from podbay.api import Binding, Node, ObjectMeta, ObjectReference, Pod, PodCondition, RuntimeClass, now
 from podbay.api.defaults import DEFAULT_SCHEDULER
 from podbay.api.errors import Conflict, NotFound
 from podbay.api.resources import pod_requests
@@ -108,7 +108,7 @@ class Scheduler:
         percentage = max(5, 50 - total // 125)
         return max(MIN_FEASIBLE_NODES_TO_FIND, total * percentage // 100)
 
-    def pick(self, pod: Pod) -> tuple[str | None, str]:
+    def pick(self, pod: Pod, handler: str | None = None) -> tuple[str | None, str]:
         infos = list(self.nodes.values())
         want = pod_requests(pod)
         enough = self.nodes_to_find(len(infos))
@@ -118,7 +118,7 @@ class Scheduler:
         start = self._next_start % len(infos) if infos else 0
         for k in range(len(infos)):
             info = infos[(start + k) % len(infos)]
-            why = unfit_reasons(pod, info, want)
+            why = unfit_reasons(pod, info, want, handler)
             if why:
                 reasons[name_of(info.node)] = why
             else:
@@ -146,7 +146,12 @@ class Scheduler:
     async def schedule_one(self, pod: Pod) -> None:
         """The scheduling cycle: pick a node and assume the pod there at once; the binding
         cycle (the API call) runs on its own, as in kube-scheduler, so the next pod need not wait."""
-        node, why = self.pick(pod)
+        try:
+            handler = await self._runtime_handler(pod)
+        except NotFound:
+            node, why = None, f'RuntimeClass "{pod.spec.runtime_class_name}" not found'
+        else:
+            node, why = self.pick(pod, handler)
         if node is None:
             self.unschedulable.add(uid_of(pod))
             await self._unschedulable(pod, why)
@@ -158,6 +163,13 @@ class Scheduler:
         task = asyncio.create_task(self._bind(pod, node))
         self._binding.add(task)
         task.add_done_callback(self._binding.discard)
+
+    async def _runtime_handler(self, pod: Pod) -> str | None:
+        """The handler of the pod's RuntimeClass (None when it names none), read when the pod
+        is scheduled: admission made sure the class existed when the pod was created."""
+        if not pod.spec.runtime_class_name:
+            return None
+        return (await self.client.get(RuntimeClass, pod.spec.runtime_class_name)).handler
 
     async def _bind(self, pod: Pod, node: str) -> None:
         binding = Binding(metadata=ObjectMeta(name=pod.metadata.name, namespace=pod.metadata.namespace,

@@ -1,7 +1,7 @@
 from datetime import datetime, timezone
 
 from podbay.agent.config import AgentConfig
-from podbay.agent.node import node_images, node_object
+from podbay.agent.node import node_images, node_object, node_runtime_handlers
 from podbay.runtime.images import Image, ImageConfig
 
 
@@ -36,3 +36,10 @@ def test_a_node_registered_again_asks_for_the_pod_cidr_its_network_was_made_from
     node = node_object(AgentConfig(node_name="n1", state_root=tmp_path, pod_cidr="10.244.3.0/24"), 1, now)
     assert node["spec"] == {"podCIDR": "10.244.3.0/24", "podCIDRs": ["10.244.3.0/24"]}
     assert node_object(AgentConfig(node_name="n1", state_root=tmp_path), 1, now)["spec"] == {}
+
+
+def test_the_node_reports_each_runtime_handler_once_sorted_without_features_it_lacks():
+    # RuntimeService.handlers names the default thrice ("", "runc", the OCI runtime's own name).
+    assert node_runtime_handlers({"": 1, "runc": 1, "crun": 1, "runsc": 1}) == [
+        {"name": n, "features": {"recursiveReadOnlyMounts": False, "userNamespaces": False}}
+        for n in ("", "crun", "runc", "runsc")]

@@ -159,7 +159,10 @@ async def test_kubectl_applies_every_kubernetes_example(binary: str, api_server:
     # published schemas; the JSON files are podbay's legacy and Hyper formats, not kubectl's.
     _present(binary)
     files = [p for p in example_files() if p.suffix == ".yaml"]
-    args = [arg for path in files for arg in ("-f", str(path))]
+    # The class gvisor-pod.yaml names, as `podbay up` makes it where runsc is installed.
+    (tmp_path / "gvisor-class.yaml").write_text(
+        "apiVersion: node.k8s.io/v1\nkind: RuntimeClass\nmetadata: {name: gvisor}\nhandler: runsc\n")
+    args = ["-f", str(tmp_path / "gvisor-class.yaml")] + [arg for path in files for arg in ("-f", str(path))]
     applied = await kubectl(binary, api_server, tmp_path, "apply", *args)
     assert applied.code == 0, applied.err
     assert applied.out.count(" created") >= len(files)

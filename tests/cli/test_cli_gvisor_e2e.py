@@ -48,5 +48,14 @@ def test_gvisor_pods_from_the_command_line(host_env: HostEnv, tmp_path: Path) ->
         podbay("start", "gv")
         wait_until(lambda: status("gv") == "Running")
         assert podbay("rm", "gv", "plain").stdout.split() == ["pod/gv", "removed", "pod/plain", "removed"]
+
+        # `podbay run --runtime-class` names the class; describe shows it as kubectl describe does.
+        assert podbay("run", "--runtime-class", "gvisor", "--name", "rc", "busybox:1.35", "--",
+                      "uname", "-r").stdout.strip() == "pod/rc created"
+        wait_until(lambda: status("rc") == "Completed")
+        assert podbay("logs", "rc").stdout == "4.4.0\n"
+        assert "Runtime Class Name:  gvisor" in podbay("describe", "pod", "rc").stdout.splitlines()
+        proc = podbay("run", "--runtime-class", "nosuch", "busybox:1.35", "--", "true", check=False)
+        assert proc.returncode == 1 and 'pod rejected: RuntimeClass "nosuch" not found' in proc.stderr
     finally:
         podbay("down", "--purge")

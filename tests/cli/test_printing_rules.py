@@ -81,3 +81,13 @@ def test_describe_lists_ephemeral_containers_with_their_state() -> None:
     section = text.split("Ephemeral Containers:\n", 1)[1]
     assert section.startswith("  debugger:\n") and "Image:         busybox:1.35" in section
     assert "Terminated" in section and "Restart Count: 0" in section
+
+
+def test_describe_names_the_runtime_class_as_kubectl_does_only_when_set() -> None:
+    sandboxed = describe_pod(make({"runtimeClassName": "gvisor", "containers": [{"name": "c", "image": "i"}]},
+                                  {"phase": "Running"}), [])
+    lines = sandboxed.splitlines()
+    assert "Runtime Class Name:  gvisor" in lines
+    assert lines.index("Runtime Class Name:  gvisor") == [l.split(":")[0] for l in lines].index("Node") - 1
+    plain = describe_pod(make({"containers": [{"name": "c", "image": "i"}]}, {"phase": "Running"}), [])
+    assert "Runtime Class Name" not in plain

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from podbay.api import ObjectMeta, Overhead, Pod, RuntimeClass
+from podbay.api import Node, ObjectMeta, Overhead, Pod, RuntimeClass
 from podbay.api.errors import Forbidden
 from podbay.api.formats import load_pods
 from podbay.api.wellknown import RUN_STATE_ANNOTATION, SANDBOX_FROM_ANNOTATION
@@ -211,8 +211,40 @@ spec:
     costs = await cluster.client.create(pods[0])
     assert costs.spec.overhead == {"cpu": "100m", "memory": "64Mi"}
     await cluster.wait_for("costs", lambda p: p.status.phase == "Succeeded")
+    # The scheduler binds it to no node: none reports the handler "nosuch".
     await cluster.client.create(pods[1])
-    event = await cluster.wait_event("odd", "FailedCreatePodSandBox")
+    event = await cluster.wait_event("odd", "FailedScheduling")
+    assert event.type == "Warning" and event.message == (
+        "0/1 nodes are available: 1 node(s) didn't have the runtime handler \"nosuch\".")
+    odd = await cluster.wait_for("odd", lambda p: any(c.type == "PodScheduled" for c in p.status.conditions))
+    assert odd.spec.node_name is None and odd.status.phase == "Pending"
+    assert [(c.status, c.reason) for c in odd.status.conditions if c.type == "PodScheduled"] == [
+        ("False", "Unschedulable")]
+    # Put on the node by name (no scheduler), the node refuses it as containerd does.
+    node = (await cluster.client.get(Pod, "costs", "default")).spec.node_name
+    placed = pods[1].model_copy(deep=True)
+    placed.metadata.name, placed.spec.node_name = "odd-placed", node
+    await cluster.client.create(placed)
+    event = await cluster.wait_event("odd-placed", "FailedCreatePodSandBox")
     assert event.type == "Warning" and event.message == (
         'Failed to create pod sandbox: failed to get sandbox runtime: no runtime for "nosuch" is configured')
-    assert (await cluster.client.get(Pod, "odd", "default")).status.phase == "Pending"
+    assert (await cluster.client.get(Pod, "odd-placed", "default")).status.phase == "Pending"
+
+
+async def test_the_node_reports_its_runtime_handlers_and_a_gvisor_pod_is_bound_to_it(cluster: Cluster) -> None:
+    nodes, _ = await cluster.client.list(Node)
+    assert [sorted(h.name for h in n.status.runtime_handlers) for n in nodes] == [["", "crun", "runc", "runsc"]]
+    assert all(h.features is not None and h.features.user_namespaces is False
+               for h in nodes[0].status.runtime_handlers)
+    await cluster.client.create(load_pods("""
+apiVersion: v1
+kind: Pod
+metadata: {name: placed}
+spec:
+  runtimeClassName: gvisor
+  restartPolicy: Never
+  containers: [{name: c, image: busybox:1.35, command: ["true"]}]
+""")[0])
+    event = await cluster.wait_event("placed", "Scheduled")
+    assert event.message == f"Successfully assigned default/placed to {nodes[0].metadata.name}"
+    await cluster.wait_for("placed", lambda p: p.status.phase == "Succeeded")

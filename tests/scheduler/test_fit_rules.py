@@ -4,10 +4,10 @@ from __future__ import annotations
 from datetime import datetime, timedelta, timezone
 
 from podbay.api import Pod
-from podbay.api.models import Node
+from podbay.api.models import Node, NodeRuntimeHandler
 from podbay.api.serialize import from_dict
 from podbay.controllers.podgc import pods_to_collect
-from podbay.scheduler.fit import NodeInfo, failure_message, unfit_reasons
+from podbay.scheduler.fit import NodeInfo, failure_message, missing_runtime_handler, unfit_reasons
 
 
 def node(name: str, cpu: str = "4", memory: str = "8Gi", labels: dict | None = None, **spec) -> Node:
@@ -32,6 +32,26 @@ def test_sum_of_container_requests_must_fit_the_free_room() -> None:
     assert unfit_reasons(pod("narrow", {"cpu": "1"}, {"cpu": "1"}), b) == []
     assert failure_message({"node-a": ["Insufficient cpu"], "node-b": ["Insufficient cpu"]}, 2) == \
         "0/2 nodes are available: 2 Insufficient cpu."
+
+
+def handlers_node(name: str, *handlers: str) -> Node:
+    n = node(name)
+    n.status.runtime_handlers = [NodeRuntimeHandler(name=h) for h in handlers]
+    return n
+
+
+def test_a_pod_of_a_runtime_class_goes_only_where_the_node_has_its_handler() -> None:
+    plain = NodeInfo.of(handlers_node("plain", "", "crun", "runc"))
+    sandboxed = NodeInfo.of(handlers_node("sandboxed", "", "crun", "runc", "runsc"))
+    p = pod("p", {}, runtimeClassName="gvisor")
+    assert unfit_reasons(p, plain, handler="runsc") == ["node(s) didn't have the runtime handler \"runsc\""]
+    assert unfit_reasons(p, sandboxed, handler="runsc") == []
+    assert unfit_reasons(pod("p", {}, runtimeClassName="runc"), plain, handler="runc") == []
+    # A pod without a class needs no handler, even from a node that reports none.
+    assert missing_runtime_handler(None, node("silent")) is None
+    assert missing_runtime_handler("", node("silent")) == "node(s) didn't have the runtime handler \"\""
+    assert failure_message({"plain": unfit_reasons(p, plain, handler="runsc")}, 1) == \
+        "0/1 nodes are available: 1 node(s) didn't have the runtime handler \"runsc\"."
 
 
 def test_node_selector_affinity_taints_and_ports() -> None:
