@@ -259,8 +259,12 @@ class RuntimeService:
                 await pin_namespaces(directory / "ns", "", ("net", "ipc"))
                 self._mount_shm(directory)
                 status = await self.network.attach(sandbox_id, directory / "ns" / "net")
-            except Exception:
-                await self._teardown_sandbox(sandbox_id, self._unowned_record(sandbox_id))
+            except BaseException as exc:
+                # Cancelled too (a shutdown while it is being made): half a sandbox is in no pool
+                # that _drop_warm or a purge would find, so it goes here.
+                await asyncio.shield(self._teardown_sandbox(sandbox_id, self._unowned_record(sandbox_id)))
+                if not isinstance(exc, Exception):
+                    raise
                 return
             self._warm_ips[sandbox_id] = list(status.ips)
 
@@ -851,6 +855,7 @@ class RuntimeService:
         if purge:
             for sb in await self.list_pod_sandboxes():
                 await self.remove_pod_sandbox(sb.id)
+            await self._remove_unowned()
             for c in self._container_records():
                 await self.remove_container(c["id"])
             if self.config.pods_root.is_dir():

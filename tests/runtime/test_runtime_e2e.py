@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from podbay.runtime.namespaces import pin_namespaces
 from podbay.runtime.service import RuntimeService
 from podbay.runtime.syscalls import is_mountpoint, mount
 from podbay.runtime.types import (
@@ -205,6 +206,17 @@ async def test_a_pod_cgroup_made_by_a_process_that_died_before_recording_its_san
         await fresh.shutdown()
         assert not orphan.exists()
         assert (Path("/sys/fs/cgroup/pids") / runtime._sandbox_cgroup(kept)).is_dir()
+
+
+async def test_a_purge_removes_a_half_made_sandbox_no_record_names(host_env: HostEnv) -> None:
+    # A warm sandbox being made when the runtime stops has pinned namespaces but no record; the
+    # purge that follows (as a test's teardown does) must still find and remove it.
+    config = dataclasses.replace(runtime_config(host_env), warm_sandboxes=0)
+    async with running_runtime(config):
+        directory = config.run_root / "sandboxes" / secrets.token_hex(32)
+        await pin_namespaces(directory / "ns", "", ("net", "ipc"))
+        assert is_mountpoint(str(directory / "ns" / "net"))
+    assert not directory.exists()
 
 
 async def test_exec_into_a_container_that_just_died_is_refused_not_answered_with_crun_s_failure(
