@@ -173,7 +173,9 @@ down() {
         stop_pid "$STATE/$name.pid"
     done
     for h in "${HOSTS[@]}"; do
-        ip netns del "$(netns "$h")" 2>/dev/null || true  # its eth0 goes with it, and pbdemo-v$h with that
+        # The veth pair now, not whenever the kernel gets round to the deleted namespace.
+        ip link del "pbdemo-v$h" 2>/dev/null || true
+        ip netns del "$(netns "$h")" 2>/dev/null || true
     done
     ip link del "$LINK" 2>/dev/null || true
     while iptables -D FORWARD -i "$LINK" -o "$LINK" -j ACCEPT -m comment --comment podbay-cluster-demo 2>/dev/null; do
