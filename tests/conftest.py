@@ -25,6 +25,10 @@ from tests.etcd_server import EtcdServer
 
 SUBNET_LOCK_DIR = Path(tempfile.gettempdir()) / "podbay-test-subnets"
 
+# No test may send a DNS query off the machine: every podbay a test starts (in process, as a child,
+# through scripts/cluster-demo.sh) serves cluster DNS without upstream resolvers.
+os.environ["PODBAY_CLUSTER_DNS_UPSTREAMS"] = ""
+
 
 @dataclass(frozen=True)
 class HostEnv:

@@ -1,6 +1,7 @@
 """Cluster DNS: the cluster zone (<domain>, cluster.local by default) answered from the API's
 Services and EndpointSlices as CoreDNS's kubernetes plugin answers it, every other name forwarded
-to the host's resolvers. A small asyncio server over UDP and TCP (RFC 1035 wire format).
+to the upstream resolvers (the host's by default, as CoreDNS's `forward . /etc/resolv.conf`; with
+none, SERVFAIL). A small asyncio server over UDP and TCP (RFC 1035 wire format).
 
     <svc>.<ns>.svc.<domain>          A     the ClusterIP; a headless Service's ready endpoints
     <host>.<svc>.<ns>.svc.<domain>   A     a headless Service's endpoint by hostname (or a-b-c-d)
@@ -11,13 +12,14 @@ to the host's resolvers. A small asyncio server over UDP and TCP (RFC 1035 wire 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ipaddress
 import logging
 import socket
 import struct
 from dataclasses import dataclass
 from pathlib import Path
-from typing import cast
+from typing import Sequence, cast
 
 from podbay.api.services import SERVICE_NAME_LABEL, EndpointSlice, Service, is_headless
 from podbay.client.cache import Informer
@@ -191,12 +193,50 @@ def error_reply(data: bytes, rcode: int) -> bytes:
     return encode_answer(q, Answer(rcode))
 
 
-def host_resolvers(path: Path = Path("/etc/resolv.conf")) -> list[str]:
+@dataclass(frozen=True)
+class Upstream:
+    """A resolver non-cluster names are forwarded to."""
+    address: str
+    port: int = 53
+
+    def __str__(self) -> str:
+        return self.address if self.port == 53 else f"{self.address}:{self.port}"
+
+
+_MAX_UPSTREAMS = 15  # CoreDNS's forward plugin takes at most 15 destinations
+
+
+def parse_upstreams(text: str) -> tuple[Upstream, ...]:
+    """Comma-separated IPv4 addresses, each with an optional :port; empty: none."""
+    out: list[Upstream] = []
+    for item in (i.strip() for i in text.split(",")):
+        if not item:
+            continue
+        address, _, port = item.partition(":")
+        try:
+            ipaddress.IPv4Address(address)
+            number = int(port) if port else 53
+        except ValueError:
+            raise ValueError(f"{item!r}: want an IPv4 address with an optional :port") from None
+        if not 1 <= number <= 65535:
+            raise ValueError(f"{item!r}: port must be between 1 and 65535")
+        out.append(Upstream(address, number))
+    if len(out) > _MAX_UPSTREAMS:
+        raise ValueError(f"at most {_MAX_UPSTREAMS} upstream resolvers")
+    return tuple(out)
+
+
+def host_resolvers(path: Path = Path("/etc/resolv.conf")) -> tuple[Upstream, ...]:
     try:
         lines = path.read_text().splitlines()
     except OSError:
-        return []
-    return [f[1] for f in (line.split() for line in lines) if len(f) > 1 and f[0] == "nameserver"]
+        return ()
+    found: list[Upstream] = []
+    for f in (line.split() for line in lines):
+        if len(f) > 1 and f[0] == "nameserver":
+            with contextlib.suppress(ValueError):  # IPv6 resolvers: this server forwards over IPv4
+                found.append(Upstream(str(ipaddress.IPv4Address(f[1]))))
+    return tuple(found[:_MAX_UPSTREAMS])
 
 
 class _Forward(asyncio.DatagramProtocol):
@@ -210,9 +250,10 @@ class _Forward(asyncio.DatagramProtocol):
 
 class DNSServer:
     def __init__(self, client: Client, address: str, port: int = 53, domain: str = "cluster.local",
-                 upstreams: list[str] | None = None) -> None:
+                 upstreams: Sequence[Upstream] | None = None) -> None:
+        """`upstreams` None: the host's resolvers; empty: none (non-cluster names get SERVFAIL)."""
         self.address, self.port, self.domain = address, port, domain
-        self.upstreams = upstreams if upstreams is not None else host_resolvers()
+        self.upstreams = tuple(upstreams) if upstreams is not None else host_resolvers()
         self.changed = asyncio.Event()
         self.services = Informer(client, Service, self.changed)
         self.slices = Informer(client, EndpointSlice, self.changed)
@@ -230,7 +271,11 @@ class DNSServer:
     async def _forward(self, data: bytes) -> bytes:
         loop = asyncio.get_running_loop()
         for upstream in self.upstreams:
-            transport, proto = await loop.create_datagram_endpoint(_Forward, remote_addr=(upstream, 53))
+            try:
+                transport, proto = await loop.create_datagram_endpoint(
+                    _Forward, remote_addr=(upstream.address, upstream.port))
+            except OSError:  # no route to it: the next one
+                continue
             try:
                 transport.sendto(data)
                 return await asyncio.wait_for(proto.reply, _UPSTREAM_TIMEOUT)

@@ -183,7 +183,8 @@ async def _node_agent(client: Client, settings: Settings, config: AgentConfig,
     cluster_dns = settings.cluster_dns or str(ipaddress.ip_network(cidr).network_address + 1)
     dns: asyncio.Task[None] | None = None
     if settings.cluster_dns is None:
-        dns = asyncio.create_task(DNSServer(client, cluster_dns, domain=settings.cluster_domain).run(), name="dns")
+        dns = asyncio.create_task(DNSServer(client, cluster_dns, domain=settings.cluster_domain,
+                                             upstreams=settings.cluster_dns_upstreams).run(), name="dns")
         dns.add_done_callback(_report_dns_failure)
     try:
         if runtime_classes:

@@ -12,6 +12,7 @@ import socket
 from dataclasses import dataclass
 from pathlib import Path
 
+from podbay.agent.dns import Upstream, parse_upstreams
 from podbay.agent.eviction import DEFAULT_EVICTION_HARD, parse_thresholds
 from podbay.api.quantity import parse_quantity
 from podbay.apiserver.ipallocator import DEFAULT_NODE_PORT_RANGE, DEFAULT_SERVICE_CIDR, parse_port_range
@@ -62,6 +63,9 @@ class Settings:
     cluster_dns: str | None = None  # None: the first address of this node's pod subnet (its bridge)
     cluster_domain: str = "cluster.local"
     proxy_chain_prefix: str = "KUBE"  # the service proxy's iptables chains: KUBE-SERVICES, KUBE-SVC-...
+    # Where cluster DNS forwards names outside the cluster domain; None: the host's resolv.conf
+    # nameservers; empty: nowhere (SERVFAIL).
+    cluster_dns_upstreams: tuple[Upstream, ...] | None = None
 
     @property
     def socket_path(self) -> Path:
@@ -115,6 +119,8 @@ class Settings:
                 "--service-node-port-range", self.service_node_port_range,
                 "--cluster-domain", self.cluster_domain, "--proxy-chain-prefix", self.proxy_chain_prefix,
                 *(["--cluster-dns", self.cluster_dns] if self.cluster_dns else []),
+                *(["--cluster-dns-upstreams", ",".join(map(str, self.cluster_dns_upstreams))]
+                  if self.cluster_dns_upstreams is not None else []),
                 *(["--seccomp-profile-root", str(self.seccomp_profile_root)] if self.seccomp_profile_root else []),
                 *(["--write-kubeconfig", str(self.write_kubeconfig)] if self.write_kubeconfig else []),
                 *(["--etcd-servers", ",".join(self.etcd_servers), "--etcd-prefix", self.etcd_prefix,
@@ -127,6 +133,24 @@ def _eviction_hard(text: str) -> str:
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
     return text
+
+
+def _upstreams(text: str) -> tuple[Upstream, ...]:
+    try:
+        return parse_upstreams(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _env_upstreams() -> tuple[Upstream, ...] | None:
+    """PODBAY_CLUSTER_DNS_UPSTREAMS, set (even empty) or not."""
+    text = os.environ.get("PODBAY_CLUSTER_DNS_UPSTREAMS")
+    if text is None:
+        return None
+    try:
+        return parse_upstreams(text)
+    except ValueError as exc:
+        raise SystemExit(f"error: PODBAY_CLUSTER_DNS_UPSTREAMS: {exc}") from None
 
 
 def add_global_flags(parser: argparse.ArgumentParser) -> None:
@@ -199,6 +223,10 @@ def add_global_flags(parser: argparse.ArgumentParser) -> None:
                    help="the cluster DNS server's address, the nameserver of ClusterFirst pods (the kubelet's "
                         "flag; default: the first address of this node's pod subnet, where the all-in-one "
                         "serves DNS)")
+    g.add_argument("--cluster-dns-upstreams", type=_upstreams, default=_env_upstreams(),
+                   help="comma-separated resolvers (IPv4[:port]) cluster DNS forwards names outside the "
+                        "cluster domain to (default: the host's /etc/resolv.conf nameservers, as CoreDNS's "
+                        "`forward . /etc/resolv.conf`); empty: none, such names get SERVFAIL")
     g.add_argument("--cluster-domain", default=env("PODBAY_CLUSTER_DOMAIN", "cluster.local"),
                    help="the DNS domain of Services and pods (the kubelet's flag; default cluster.local)")
     g.add_argument("--proxy-chain-prefix", default=env("PODBAY_PROXY_CHAIN_PREFIX", "KUBE"),
@@ -262,7 +290,8 @@ def settings_from(args: argparse.Namespace) -> Settings:
                     etcd_prefix=args.etcd_prefix, etcd_compaction_interval=args.etcd_compaction_interval,
                     service_cluster_ip_range=args.service_cluster_ip_range,
                     service_node_port_range=args.service_node_port_range, cluster_dns=args.cluster_dns,
-                    cluster_domain=args.cluster_domain, proxy_chain_prefix=args.proxy_chain_prefix)
+                    cluster_domain=args.cluster_domain, proxy_chain_prefix=args.proxy_chain_prefix,
+                    cluster_dns_upstreams=args.cluster_dns_upstreams)
 
 
 def parse_size(text: str) -> int:

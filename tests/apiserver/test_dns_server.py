@@ -1,15 +1,17 @@
 """The cluster DNS server as a resolver meets it: over UDP and TCP on 127.0.0.1, answering from a
-real API server's Services, following them as they come and go."""
+real API server's Services, following them as they come and go; names outside its domain go to
+the upstream resolvers it is given, and nowhere without any."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 import struct
 from typing import AsyncIterator
 
 import pytest
 
-from podbay.agent.dns import A, NOERROR, NXDOMAIN, SERVFAIL, DNSServer
+from podbay.agent.dns import A, NOERROR, NXDOMAIN, SERVFAIL, DNSServer, Upstream
 from podbay.api.serialize import from_dict
 from podbay.api.services import Service
 from podbay.apiserver.embedded import EmbeddedServer
@@ -34,17 +36,22 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture
-async def dns(api_client: Client) -> AsyncIterator[tuple[DNSServer, int]]:
-    port = free_port()
-    server = DNSServer(api_client, "127.0.0.1", port, upstreams=[])
+@contextlib.asynccontextmanager
+async def serving(server: DNSServer) -> AsyncIterator[DNSServer]:
     task = asyncio.create_task(server.run())
     await asyncio.gather(server.services.synced.wait(), server.slices.synced.wait())
     try:
-        yield server, port
+        yield server
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
+
+
+@pytest.fixture
+async def dns(api_client: Client) -> AsyncIterator[tuple[DNSServer, int]]:
+    port = free_port()
+    async with serving(DNSServer(api_client, "127.0.0.1", port, upstreams=[])) as server:
+        yield server, port
 
 
 async def udp(port: int, data: bytes) -> bytes:
@@ -88,3 +95,28 @@ async def test_answers_follow_services_over_udp_and_tcp(api_server: EmbeddedServ
     assert answer(await tcp(port, query(name, 10))) == (10, NOERROR, [svc.spec.cluster_ip])
     # A name outside the zone with no resolver to forward to.
     assert answer(await udp(port, query("example.com")))[1] == SERVFAIL
+
+
+async def test_other_names_go_to_the_upstreams_given_and_nowhere_without(api_client: Client) -> None:
+    """Two real servers on 127.0.0.1: the second serves the zone `other.test` and is the first's
+    upstream, so a name in it is answered through the first; without upstreams the first answers
+    SERVFAIL at once and the second never hears the question."""
+    upstream_port, port, lonely_port = free_port(), free_port(), free_port()
+    svc = await api_client.create(from_dict(Service, {"metadata": {"name": "db"}, "spec": {"ports": [{"port": 5432}]}}))
+    name = "db.default.svc.other.test"
+    upstream = DNSServer(api_client, "127.0.0.1", upstream_port, domain="other.test", upstreams=[])
+    asked: list[bytes] = []
+    resolve = upstream.resolve
+
+    async def counted(data: bytes) -> bytes:
+        asked.append(data)
+        return await resolve(data)
+    upstream.resolve = counted  # type: ignore[method-assign]
+    async with serving(upstream), \
+            serving(DNSServer(api_client, "127.0.0.1", port, upstreams=[Upstream("127.0.0.1", upstream_port)])), \
+            serving(DNSServer(api_client, "127.0.0.1", lonely_port, upstreams=[])):
+        assert answer(await udp(port, query(name, 11))) == (11, NOERROR, [svc.spec.cluster_ip])
+        assert len(asked) == 1
+        assert answer(await udp(lonely_port, query(name, 12))) == (12, SERVFAIL, [])
+        assert answer(await tcp(lonely_port, query("example.com", 13))) == (13, SERVFAIL, [])
+        assert len(asked) == 1

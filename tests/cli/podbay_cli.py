@@ -19,7 +19,9 @@ def podbay_cli(env: HostEnv):
              env.cgroup_parent, "--network", env.network_name, "--bridge", env.bridge, "--subnet", env.subnet,
              "--node-name", f"node-{env.prefix}", "--api-port", str(free_port()),
              # The service proxy's chains are named for the test, so side-by-side tests keep apart.
-             "--proxy-chain-prefix", env.network_name]
+             "--proxy-chain-prefix", env.network_name,
+             # Cluster DNS forwards nothing off the machine (non-cluster names: SERVFAIL).
+             "--cluster-dns-upstreams", ""]
 
     def run(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         proc = subprocess.run([sys.executable, "-m", "podbay", *flags, *args], capture_output=True, text=True,

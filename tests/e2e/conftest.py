@@ -89,7 +89,9 @@ def settings_for(env: HostEnv) -> Settings:
                     node_name=f"node-{env.prefix}", api_port=0, server=None, backoff_base=0.5, backoff_cap=2.0,
                     node_grace=2.0, pod_eviction_timeout=1.0, node_monitor_period=0.5,
                     # The service proxy's chains are named for the test, so side-by-side tests keep apart.
-                    proxy_chain_prefix=env.network_name)
+                    proxy_chain_prefix=env.network_name,
+                    # Cluster DNS forwards nothing off the machine (non-cluster names: SERVFAIL).
+                    cluster_dns_upstreams=())
 
 
 def free_port() -> int:

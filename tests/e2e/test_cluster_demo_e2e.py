@@ -43,7 +43,9 @@ def test_the_demo_runs_three_hosts_and_cleans_up(tmp_path: Path) -> None:
     require_root()
     if leftovers():
         pytest.skip("a cluster demo is already running on this machine")
-    env = {**os.environ, "DEMO_STATE": str(tmp_path / "demo-state"), "DEMO_RUN": str(tmp_path / "demo-run")}
+    # PODBAY_CLUSTER_DNS_UPSTREAMS empty: the nodes' cluster DNS forwards nothing off the machine.
+    env = {**os.environ, "DEMO_STATE": str(tmp_path / "demo-state"), "DEMO_RUN": str(tmp_path / "demo-run"),
+           "PODBAY_CLUSTER_DNS_UPSTREAMS": ""}
     try:
         up = subprocess.run([str(SCRIPT), "up"], capture_output=True, text=True, env=env, timeout=600)
         assert up.returncode == 0, up.stdout + up.stderr
