@@ -3,13 +3,19 @@ the cluster as nat rules, so pods and the host reach a Service's ClusterIP:port 
 on any of this node's addresses (127.0.0.1 too).
 
     PREROUTING/OUTPUT -> <P>-SERVICES -> <P>-SVC-<hash> -> <P>-SEP-<hash> (DNAT to a pod)
+                           |             (internalTrafficPolicy Local: <P>-SVL-<hash>, this node's)
                            `-> (local destination) <P>-NODEPORTS -> <P>-EXT-<hash> -> <P>-SVC-<hash>
+                                                      (externalTrafficPolicy Local: <P>-SVL-<hash>)
     POSTROUTING -> <P>-POSTROUTING: masquerade what <P>-MARK-MASQ marked
-    filter INPUT/FORWARD/OUTPUT (new connections) -> <P>-SERVICES: REJECT a port without endpoints
+    filter INPUT/FORWARD/OUTPUT (new connections) -> <P>-SERVICES: REJECT a ClusterIP port without
+        endpoints, DROP one without local endpoints under internalTrafficPolicy Local
+    filter INPUT/FORWARD (new connections) -> <P>-EXTERNAL-SERVICES: the same for nodePorts
 
 <P> is kube-proxy's KUBE unless configured (tests run several side by side). A Service's
 endpoints are chosen with `-m statistic --mode random`, each with the probability that leaves
-the later ones an equal share. `ruleset` is the pure part; `ServiceProxy` keeps it applied."""
+the later ones an equal share; with sessionAffinity ClientIP a `recent` list per endpoint sends
+a client back to the endpoint it last reached within the timeout, as kube-proxy does.
+`ruleset` is the pure part; `ServiceProxy` keeps it applied."""
 from __future__ import annotations
 
 import asyncio
@@ -21,7 +27,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from podbay.api.services import SERVICE_NAME_LABEL, EndpointSlice, Service, ServicePort, is_headless
+from podbay.api.services import DEFAULT_AFFINITY_SECONDS, SERVICE_NAME_LABEL, EndpointSlice, Service, ServicePort, \
+    is_headless
 from podbay.client.cache import Informer
 from podbay.client.client import Client
 
@@ -41,6 +48,8 @@ class ProxyConfig:
     # The pods' bridge: loopback sources may leave through it (route_localnet), so 127.0.0.1:<nodePort>
     # works as it does with kube-proxy.
     bridge: str | None = None
+    # This node: the endpoints on it are the "local" ones of the traffic policies' Local.
+    node_name: str | None = None
 
 
 @dataclass(frozen=True)
@@ -56,9 +65,10 @@ def chain(prefix: str, kind: str, *parts: str) -> str:
     return head + digest[:min(16, _CHAIN_MAX - len(head))]
 
 
-def backends(port: ServicePort, slices: list[EndpointSlice]) -> list[Backend]:
-    """The endpoints traffic to `port` goes to: ready ones; with none, the serving terminating ones
-    (kube-proxy's fallback), so a rolling pod still answers while it drains."""
+def backends(port: ServicePort, slices: list[EndpointSlice], node: str | None = None) -> list[Backend]:
+    """The endpoints traffic to `port` goes to (those on `node` when it is named): ready ones; with
+    none, the serving terminating ones (kube-proxy's fallback), so a rolling pod still answers
+    while it drains."""
     ready: list[Backend] = []
     draining: list[Backend] = []
     for es in slices:
@@ -67,6 +77,8 @@ def backends(port: ServicePort, slices: list[EndpointSlice]) -> list[Backend]:
         if number is None:
             continue
         for ep in es.endpoints:
+            if node is not None and ep.node_name != node:
+                continue
             cond = ep.conditions
             for ip in ep.addresses:
                 if cond.ready is not False and not cond.terminating:
@@ -77,74 +89,149 @@ def backends(port: ServicePort, slices: list[EndpointSlice]) -> list[Backend]:
     return sorted(set(chosen), key=lambda b: (b.ip, b.port))
 
 
+@dataclass(frozen=True)
+class _PortRules:
+    """One Service port's part of the ruleset, written into the lists of `ruleset`."""
+    config: ProxyConfig
+    chains: list[str]
+    rules: list[str]
+    node_rules: list[str]
+    filter_rules: list[str]
+    external_filter_rules: list[str]
+
+    def endpoint_chains(self, policy_chain: str, port_name: str, proto: str, ends: list[Backend],
+                        affinity: int | None) -> None:
+        """writeServiceToEndpointRules: first a `recent` check per endpoint (session affinity),
+        then the random pick."""
+        p = self.config.chain_prefix
+        self.chains.append(policy_chain)
+        seps = [chain(p, "SEP", port_name, proto, f"{e.ip}:{e.port}") for e in ends]
+        if affinity is not None:
+            for end, sep in zip(ends, seps):
+                self.rules.append(f'-A {policy_chain} -m comment --comment "{port_name} -> {end.ip}:{end.port}" '
+                                  f'-m recent --name {sep} --rcheck --seconds {affinity} --reap -j {sep}')
+        for i, (end, sep) in enumerate(zip(ends, seps)):
+            left = len(ends) - i
+            pick = f"-m statistic --mode random --probability {1 / left:.10f} " if left > 1 else ""
+            self.rules.append(f'-A {policy_chain} -m comment --comment "{port_name} -> {end.ip}:{end.port}" '
+                              f'{pick}-j {sep}')
+
+    def endpoint(self, port_name: str, proto: str, end: Backend, affinity: int | None) -> None:
+        sep = chain(self.config.chain_prefix, "SEP", port_name, proto, f"{end.ip}:{end.port}")
+        self.chains.append(sep)
+        mark = f"{self.config.chain_prefix}-MARK-MASQ"
+        # Hairpin: a pod reaching itself through the Service must see the reply come back.
+        self.rules.append(f'-A {sep} -m comment --comment "{port_name}" -s {end.ip}/32 -j {mark}')
+        remember = f"-m recent --name {sep} --set " if affinity is not None else ""
+        self.rules.append(f'-A {sep} -m comment --comment "{port_name}" {remember}-p {proto} -m {proto} '
+                          f'-j DNAT --to-destination {end.ip}:{end.port}')
+
+    def service_port(self, svc: Service, port: ServicePort, slices: list[EndpointSlice]) -> None:
+        """syncProxyRules for one port: the cluster-wide (SVC) and this node's (SVL) endpoint
+        chains as the traffic policies need them, the EXT chain of a nodePort, and the filter
+        rules refusing (no endpoints) or dropping (no local endpoints) what cannot be served."""
+        p, ip = self.config.chain_prefix, svc.spec.cluster_ip
+        ns, name = svc.metadata.namespace or "", svc.metadata.name or ""
+        proto = (port.protocol or "TCP").lower()
+        port_name = f"{ns}/{name}" + (f":{port.name}" if port.name else "")
+        affinity: int | None = None  # seconds a client sticks to its endpoint
+        if svc.spec.session_affinity == "ClientIP":
+            config = svc.spec.session_affinity_config
+            client_ip = config.client_ip if config else None
+            affinity = (client_ip.timeout_seconds if client_ip else None) or DEFAULT_AFFINITY_SECONDS
+        node_port = port.node_port if svc.spec.type == "NodePort" else None
+        internal_local = svc.spec.internal_traffic_policy == "Local"
+        external_local = bool(node_port) and svc.spec.external_traffic_policy == "Local"
+        cluster_ends = backends(port, slices)
+        local_ends = backends(port, slices, self.config.node_name) if internal_local or external_local else []
+        svc_chain, svl_chain = chain(p, "SVC", port_name, proto), chain(p, "SVL", port_name, proto)
+        dport = f"-p {proto} -m {proto} --dport {port.port}"
+        node_dport = f"-m addrtype --dst-type LOCAL -p {proto} -m {proto} --dport {node_port}"
+        if not cluster_ends:
+            self.filter_rules.append(f'-A {p}-SERVICES -m comment --comment "{port_name} has no endpoints" '
+                                     f'-d {ip}/32 {dport} -j REJECT --reject-with icmp-port-unreachable')
+            if node_port:
+                self.external_filter_rules.append(f'-A {p}-EXTERNAL-SERVICES -m comment --comment "{port_name} has '
+                                                  f'no endpoints" {node_dport} -j REJECT --reject-with '
+                                                  f'icmp-port-unreachable')
+            return
+        internal_chain = svl_chain if internal_local else svc_chain
+        if internal_local and not local_ends:
+            self.filter_rules.append(f'-A {p}-SERVICES -m comment --comment "{port_name} has no local endpoints" '
+                                     f'-d {ip}/32 {dport} -j DROP')
+        else:
+            self.rules.append(f'-A {p}-SERVICES -m comment --comment "{port_name} cluster IP" -d {ip}/32 {dport} '
+                              f'-j {internal_chain}')
+            self.rules.append(f'-A {internal_chain} -m comment --comment "{port_name} cluster IP" '
+                              f'! -s {self.config.cluster_cidr} -d {ip}/32 {dport} -j {p}-MARK-MASQ')
+        if node_port:
+            ext = chain(p, "EXT", port_name, proto)
+            self.chains.append(ext)
+            self.node_rules.append(f'-A {p}-NODEPORTS -m comment --comment "{port_name}" -p {proto} -m {proto} '
+                                   f'--dport {node_port} -j {ext}')
+            if not external_local:
+                self.rules.append(f'-A {ext} -m comment --comment "masquerade traffic for {port_name} external '
+                                  f'destinations" -j {p}-MARK-MASQ')
+            else:
+                # Pods and the host itself reach a Local nodePort through every endpoint (as if
+                # through an outside load balancer); only the host's own traffic is masqueraded.
+                self.rules.extend([
+                    f'-A {ext} -m comment --comment "pod traffic for {port_name} external destinations" '
+                    f'-s {self.config.cluster_cidr} -j {svc_chain}',
+                    f'-A {ext} -m comment --comment "masquerade LOCAL traffic for {port_name} external '
+                    f'destinations" -m addrtype --src-type LOCAL -j {p}-MARK-MASQ',
+                    f'-A {ext} -m comment --comment "route LOCAL traffic for {port_name} external destinations" '
+                    f'-m addrtype --src-type LOCAL -j {svc_chain}'])
+            if external_local and not local_ends:
+                self.external_filter_rules.append(f'-A {p}-EXTERNAL-SERVICES -m comment --comment "{port_name} has '
+                                                  f'no local endpoints" {node_dport} -j DROP')
+            else:
+                self.rules.append(f'-A {ext} -j {svl_chain if external_local else svc_chain}')
+        reachable = set(local_ends)
+        # The cluster-wide chain serves Cluster policies, and a Local nodePort's pods and host.
+        if not internal_local or node_port:
+            self.endpoint_chains(svc_chain, port_name, proto, cluster_ends, affinity)
+            reachable |= set(cluster_ends)
+        if local_ends:
+            self.endpoint_chains(svl_chain, port_name, proto, local_ends, affinity)
+        for end in sorted(reachable, key=lambda b: (b.ip, b.port)):
+            self.endpoint(port_name, proto, end, affinity)
+
+
 def ruleset(services: list[Service], slices: list[EndpointSlice], config: ProxyConfig,
             existing_chains: set[str]) -> tuple[str, set[str]]:
     """The iptables-restore input (--noflush) and the nat chains it writes. Chains of the prefix in
     `existing_chains` (nat) that no Service needs any more are flushed and deleted in it. The filter
-    table's <P>-SERVICES rejects connections to a ClusterIP port without endpoints, as kube-proxy
-    does, so clients are refused at once instead of waiting for a timeout."""
+    table's <P>-SERVICES and <P>-EXTERNAL-SERVICES reject connections to a port without endpoints,
+    as kube-proxy does, so clients are refused at once instead of waiting for a timeout."""
     p = config.chain_prefix
     services_chain, nodeports, postrouting, mark = f"{p}-SERVICES", f"{p}-NODEPORTS", f"{p}-POSTROUTING", \
         f"{p}-MARK-MASQ"
-    chains = [services_chain, nodeports, postrouting, mark]
-    rules = [
+    out = _PortRules(config, [services_chain, nodeports, postrouting, mark], [
         f'-A {postrouting} -m mark ! --mark {MASQ_MARK}/{MASQ_MARK} -j RETURN',
         f'-A {postrouting} -j MARK --xor-mark {MASQ_MARK}',
         f'-A {postrouting} -m comment --comment "kubernetes service traffic requiring SNAT" -j MASQUERADE',
         f'-A {mark} -j MARK --or-mark {MASQ_MARK}',
-    ]
+    ], [], [], [])
     by_service: dict[tuple[str, str], list[EndpointSlice]] = {}
     for es in slices:
         by_service.setdefault((es.metadata.namespace or "", es.metadata.labels.get(SERVICE_NAME_LABEL, "")),
                               []).append(es)
-    node_rules: list[str] = []
-    rejects: list[str] = []
     for svc in sorted(services, key=lambda s: (s.metadata.namespace or "", s.metadata.name or "")):
         if is_headless(svc) or not svc.spec.cluster_ip:
             continue
-        ns, name = svc.metadata.namespace or "", svc.metadata.name or ""
-        ip = svc.spec.cluster_ip
         for port in svc.spec.ports:
-            proto = (port.protocol or "TCP").lower()
-            port_name = f"{ns}/{name}" + (f":{port.name}" if port.name else "")
-            ends = backends(port, by_service.get((ns, name), []))
-            if not ends:
-                rejects.append(f'-A {services_chain} -m comment --comment "{port_name} has no endpoints" '
-                               f'-d {ip}/32 -p {proto} -m {proto} --dport {port.port} '
-                               f'-j REJECT --reject-with icmp-port-unreachable')
-                continue
-            svc_chain = chain(p, "SVC", port_name, proto)
-            chains.append(svc_chain)
-            rules.append(f'-A {services_chain} -m comment --comment "{port_name} cluster IP" -d {ip}/32 '
-                         f'-p {proto} -m {proto} --dport {port.port} -j {svc_chain}')
-            rules.append(f'-A {svc_chain} -m comment --comment "{port_name} cluster IP" ! -s {config.cluster_cidr} '
-                         f'-d {ip}/32 -p {proto} -m {proto} --dport {port.port} -j {mark}')
-            for i, end in enumerate(ends):
-                sep = chain(p, "SEP", port_name, proto, f"{end.ip}:{end.port}")
-                chains.append(sep)
-                left = len(ends) - i
-                pick = f"-m statistic --mode random --probability {1 / left:.10f} " if left > 1 else ""
-                rules.append(f'-A {svc_chain} -m comment --comment "{port_name} -> {end.ip}:{end.port}" '
-                             f'{pick}-j {sep}')
-                # Hairpin: a pod reaching itself through the Service must see the reply come back.
-                rules.append(f'-A {sep} -m comment --comment "{port_name}" -s {end.ip}/32 -j {mark}')
-                rules.append(f'-A {sep} -m comment --comment "{port_name}" -p {proto} -m {proto} '
-                             f'-j DNAT --to-destination {end.ip}:{end.port}')
-            if svc.spec.type == "NodePort" and port.node_port:
-                ext = chain(p, "EXT", port_name, proto)
-                chains.append(ext)
-                node_rules.append(f'-A {nodeports} -m comment --comment "{port_name}" -p {proto} -m {proto} '
-                                  f'--dport {port.node_port} -j {ext}')
-                rules.append(f'-A {ext} -m comment --comment "masquerade traffic for {port_name} external '
-                             f'destinations" -j {mark}')
-                rules.append(f'-A {ext} -j {svc_chain}')
-    rules += node_rules
+            out.service_port(svc, port, by_service.get((svc.metadata.namespace or "", svc.metadata.name or ""), []))
+    rules = out.rules + out.node_rules
     rules.append(f'-A {services_chain} -m comment --comment "kubernetes service nodeports; NOTE: this must be '
                  f'the last rule in this chain" -m addrtype --dst-type LOCAL -j {nodeports}')
-    wanted = set(chains)
+    wanted = set(out.chains)
     stale = sorted(c for c in existing_chains if c.startswith(f"{p}-") and c not in wanted)
-    lines = ["*filter", f":{services_chain} - [0:0]", *rejects, "COMMIT",
-             "*nat", *(f":{c} - [0:0]" for c in chains + stale), *rules, *(f"-X {c}" for c in stale), "COMMIT", ""]
+    nat_chains = list(dict.fromkeys(out.chains))
+    lines = ["*filter", f":{services_chain} - [0:0]", f":{p}-EXTERNAL-SERVICES - [0:0]", *out.filter_rules,
+             *out.external_filter_rules, "COMMIT",
+             "*nat", *(f":{c} - [0:0]" for c in nat_chains + stale), *rules, *(f"-X {c}" for c in stale),
+             "COMMIT", ""]
     return "\n".join(lines), wanted
 
 
@@ -153,10 +240,13 @@ def jumps(config: ProxyConfig) -> list[tuple[str, str, list[str]]]:
     p = config.chain_prefix
     portals = ["-m", "comment", "--comment", "kubernetes service portals", "-j", f"{p}-SERVICES"]
     new = ["-m", "conntrack", "--ctstate", "NEW", *portals]
+    external = ["-m", "conntrack", "--ctstate", "NEW", "-m", "comment", "--comment",
+                "kubernetes externally-visible service portals", "-j", f"{p}-EXTERNAL-SERVICES"]
     return [("nat", "PREROUTING", portals), ("nat", "OUTPUT", portals),
             ("nat", "POSTROUTING", ["-m", "comment", "--comment", "kubernetes postrouting rules",
                                     "-j", f"{p}-POSTROUTING"]),
-            ("filter", "INPUT", new), ("filter", "FORWARD", new), ("filter", "OUTPUT", new)]
+            ("filter", "INPUT", new), ("filter", "FORWARD", new), ("filter", "OUTPUT", new),
+            ("filter", "INPUT", external), ("filter", "FORWARD", external)]
 
 
 async def _run(*command: str, stdin: bytes | None = None) -> tuple[int, str]:

@@ -19,6 +19,10 @@ from podbay.api.validation import validate_metadata
 SERVICE_TYPES = ("ClusterIP", "NodePort")
 PROTOCOLS = ("TCP", "UDP", "SCTP")
 HEADLESS = "None"
+SESSION_AFFINITIES = ("ClientIP", "None")
+TRAFFIC_POLICIES = ("Cluster", "Local")
+DEFAULT_AFFINITY_SECONDS = 10800  # v1.DefaultClientIPServiceAffinitySeconds: 3 hours
+MAX_AFFINITY_SECONDS = 86400  # core.MaxClientIPServiceAffinitySeconds: a day
 SERVICE_NAME_LABEL = "kubernetes.io/service-name"
 MANAGED_BY_LABEL = "endpointslice.kubernetes.io/managed-by"
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
@@ -35,8 +39,12 @@ class ServicePort(Model):
     node_port: int | None = None
 
 
+class ClientIPConfig(Model):
+    timeout_seconds: int | None = None
+
+
 class SessionAffinityConfig(Model):
-    client_ip: dict[str, Any] | None = Field(default=None, alias="clientIP")
+    client_ip: ClientIPConfig | None = Field(default=None, alias="clientIP")
 
 
 class ServiceSpec(Model):
@@ -140,6 +148,11 @@ def apply_service_defaults(svc: Service) -> None:
     spec = svc.spec
     spec.type = spec.type or "ClusterIP"
     spec.session_affinity = spec.session_affinity or "None"
+    if spec.session_affinity == "ClientIP":
+        config = spec.session_affinity_config = spec.session_affinity_config or SessionAffinityConfig()
+        config.client_ip = config.client_ip or ClientIPConfig()
+        if config.client_ip.timeout_seconds is None:
+            config.client_ip.timeout_seconds = DEFAULT_AFFINITY_SECONDS
     spec.internal_traffic_policy = spec.internal_traffic_policy or "Cluster"
     if spec.type == "NodePort":
         spec.external_traffic_policy = spec.external_traffic_policy or "Cluster"
@@ -182,9 +195,8 @@ def validate_service(svc: Service) -> list[FieldError]:
     if spec.type not in SERVICE_TYPES:
         errs.append(FieldError("spec.type", spec.type, "Unsupported value: supported values: "
                                + ", ".join(f'"{t}"' for t in SERVICE_TYPES)))
-    if spec.session_affinity != "None":
-        errs.append(FieldError("spec.sessionAffinity", spec.session_affinity,
-                               'Unsupported value: supported values: "None"'))
+    errs += _affinity_errors(spec)
+    errs += _traffic_policy_errors(spec)
     headless = spec.cluster_ip == HEADLESS
     if not spec.ports and not headless:
         errs.append(FieldError("spec.ports", None, "Required value"))
@@ -242,6 +254,47 @@ def validate_service(svc: Service) -> list[FieldError]:
                                    "with an alphanumeric character"))
         if not key:
             errs.append(FieldError("spec.selector", key, "Invalid value: name part must be non-empty"))
+    return errs
+
+
+def _affinity_errors(spec: ServiceSpec) -> list[FieldError]:
+    """ValidateService's sessionAffinity and validateClientIPAffinityConfig."""
+    if spec.session_affinity not in SESSION_AFFINITIES:
+        return [FieldError("spec.sessionAffinity", spec.session_affinity,
+                           'Unsupported value: supported values: "ClientIP", "None"')]
+    config = spec.session_affinity_config
+    if spec.session_affinity == "None":
+        if config is not None:
+            return [FieldError("spec.sessionAffinityConfig", None,
+                               "Forbidden: must not be set when session affinity is None")]
+        return []
+    timeout = config.client_ip.timeout_seconds if config and config.client_ip else None
+    if timeout is None:
+        return [FieldError("spec.sessionAffinityConfig.clientIP.timeoutSeconds", None,
+                           "Required value: when session affinity type is ClientIP")]
+    if not 0 < timeout <= MAX_AFFINITY_SECONDS:
+        return [FieldError("spec.sessionAffinityConfig.clientIP.timeoutSeconds", timeout,
+                           f"Invalid value: must be greater than 0 and less than {MAX_AFFINITY_SECONDS}")]
+    return []
+
+
+def _traffic_policy_errors(spec: ServiceSpec) -> list[FieldError]:
+    """validateServiceExternalTrafficPolicy and validateServiceInternalTrafficFieldsValue; a
+    healthCheckNodePort needs a LoadBalancer, which this cluster has not."""
+    errs: list[FieldError] = []
+    supported = 'Unsupported value: supported values: "Cluster", "Local"'
+    if spec.type != "NodePort":
+        if spec.external_traffic_policy:
+            errs.append(FieldError("spec.externalTrafficPolicy", spec.external_traffic_policy,
+                                   "Invalid value: may only be set for externally-accessible services"))
+    elif spec.external_traffic_policy not in TRAFFIC_POLICIES:
+        errs.append(FieldError("spec.externalTrafficPolicy", spec.external_traffic_policy, supported))
+    if spec.health_check_node_port:
+        errs.append(FieldError("spec.healthCheckNodePort", spec.health_check_node_port,
+                               "Invalid value: may only be set when `type` is 'LoadBalancer' and "
+                               "`externalTrafficPolicy` is 'Local'"))
+    if spec.internal_traffic_policy not in TRAFFIC_POLICIES:
+        errs.append(FieldError("spec.internalTrafficPolicy", spec.internal_traffic_policy, supported))
     return errs
 
 

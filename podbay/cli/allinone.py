@@ -136,7 +136,8 @@ def _agent_config(settings: Settings, auth: ServerAuth | None = None) -> AgentCo
                        # Beat well within the grace the node lifecycle controller allows.
                        heartbeat_interval=min(10.0, settings.node_grace / 4),
                        cluster_domain=settings.cluster_domain,
-                       proxy=ProxyConfig(settings.proxy_chain_prefix, settings.cluster_cidr, settings.bridge))
+                       proxy=ProxyConfig(settings.proxy_chain_prefix, settings.cluster_cidr, settings.bridge,
+                                         node_name=settings.node_name))
 
 
 @contextlib.asynccontextmanager

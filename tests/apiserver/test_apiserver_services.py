@@ -49,6 +49,20 @@ async def test_cluster_ip_comes_from_the_range_and_defaults_apply(server: Embedd
     assert spec["ports"] == [{"port": 80, "protocol": "TCP", "targetPort": "http"}]
 
 
+async def test_client_ip_affinity_and_traffic_policies_are_defaulted_and_kept(server: EmbeddedServer) -> None:
+    code, svc = await call(server, "POST", SERVICES, a_service("sticky", sessionAffinity="ClientIP"))
+    assert code == 201, svc
+    assert svc["spec"]["sessionAffinityConfig"] == {"clientIP": {"timeoutSeconds": 10800}}
+    assert svc["spec"]["internalTrafficPolicy"] == "Cluster" and "externalTrafficPolicy" not in svc["spec"]
+    code, svc = await call(server, "POST", SERVICES, a_service(
+        "local", type="NodePort", externalTrafficPolicy="Local", internalTrafficPolicy="Local",
+        sessionAffinity="ClientIP", sessionAffinityConfig={"clientIP": {"timeoutSeconds": 60}}))
+    assert code == 201, svc
+    assert (svc["spec"]["externalTrafficPolicy"], svc["spec"]["internalTrafficPolicy"]) == ("Local", "Local")
+    assert svc["spec"]["sessionAffinityConfig"] == {"clientIP": {"timeoutSeconds": 60}}
+    assert "healthCheckNodePort" not in svc["spec"]
+
+
 async def test_kubernetes_service_holds_the_first_address(server: EmbeddedServer) -> None:
     code, svc = await call(server, "GET", f"{SERVICES}/kubernetes")
     assert code == 200 and svc["spec"]["clusterIP"] == "10.99.0.1"
@@ -84,6 +98,18 @@ async def test_node_ports_are_allocated_and_kept(server: EmbeddedServer) -> None
     ({"clusterIP": "not-an-ip"}, "spec.clusterIPs[0]"),
     ({"clusterIP": "None", "type": "NodePort"}, "spec.clusterIPs[0]"),
     ({"sessionAffinity": "Sticky"}, "spec.sessionAffinity"),
+    ({"sessionAffinity": "ClientIP", "sessionAffinityConfig": {"clientIP": {"timeoutSeconds": 0}}},
+     "spec.sessionAffinityConfig.clientIP.timeoutSeconds"),
+    ({"sessionAffinity": "ClientIP", "sessionAffinityConfig": {"clientIP": {"timeoutSeconds": 10 ** 30}}},
+     "spec.sessionAffinityConfig.clientIP.timeoutSeconds"),
+    ({"sessionAffinity": "ClientIP", "sessionAffinityConfig": {"clientIP": {"timeoutSeconds": "soon"}}},
+     "spec.sessionAffinityConfig.clientIP.timeoutSeconds"),
+    ({"sessionAffinityConfig": {"clientIP": {"timeoutSeconds": 60}}}, "spec.sessionAffinityConfig"),
+    ({"externalTrafficPolicy": "Local"}, "spec.externalTrafficPolicy"),
+    ({"type": "NodePort", "externalTrafficPolicy": "Nearby"}, "spec.externalTrafficPolicy"),
+    ({"internalTrafficPolicy": "Nearby"}, "spec.internalTrafficPolicy"),
+    ({"type": "NodePort", "externalTrafficPolicy": "Local", "healthCheckNodePort": 30102},
+     "spec.healthCheckNodePort"),
 ])
 async def test_invalid_services_are_422_naming_the_field(server: EmbeddedServer, spec: dict[str, Any],
                                                          field: str) -> None:
