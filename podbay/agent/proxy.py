@@ -9,7 +9,8 @@ on any of this node's addresses (127.0.0.1 too).
     POSTROUTING -> <P>-POSTROUTING: masquerade what <P>-MARK-MASQ marked
     filter INPUT/FORWARD/OUTPUT (new connections) -> <P>-SERVICES: REJECT a ClusterIP port without
         endpoints, DROP one without local endpoints under internalTrafficPolicy Local
-    filter INPUT/FORWARD (new connections) -> <P>-EXTERNAL-SERVICES: the same for nodePorts
+    filter INPUT/FORWARD (new connections) -> <P>-EXTERNAL-SERVICES (<P>-EXT-SERVICES where that
+        name is too long): the same for nodePorts
 
 <P> is kube-proxy's KUBE unless configured (tests run several side by side). A Service's
 endpoints are chosen with `-m statistic --mode random`, each with the probability that leaves
@@ -63,6 +64,12 @@ def chain(prefix: str, kind: str, *parts: str) -> str:
     digest = base64.b32encode(hashlib.sha256("".join(parts).encode()).digest()).decode()
     head = f"{prefix}-{kind}-"
     return head + digest[:min(16, _CHAIN_MAX - len(head))]
+
+
+def external_services_chain(prefix: str) -> str:
+    """kube-proxy's KUBE-EXTERNAL-SERVICES, shortened where a long prefix would pass iptables' limit."""
+    name = f"{prefix}-EXTERNAL-SERVICES"
+    return name if len(name) <= _CHAIN_MAX else f"{prefix}-EXT-SERVICES"
 
 
 def backends(port: ServicePort, slices: list[EndpointSlice], node: str | None = None) -> list[Backend]:
@@ -151,7 +158,7 @@ class _PortRules:
             self.filter_rules.append(f'-A {p}-SERVICES -m comment --comment "{port_name} has no endpoints" '
                                      f'-d {ip}/32 {dport} -j REJECT --reject-with icmp-port-unreachable')
             if node_port:
-                self.external_filter_rules.append(f'-A {p}-EXTERNAL-SERVICES -m comment --comment "{port_name} has '
+                self.external_filter_rules.append(f'-A {external_services_chain(p)} -m comment --comment "{port_name} has '
                                                   f'no endpoints" {node_dport} -j REJECT --reject-with '
                                                   f'icmp-port-unreachable')
             return
@@ -183,7 +190,7 @@ class _PortRules:
                     f'-A {ext} -m comment --comment "route LOCAL traffic for {port_name} external destinations" '
                     f'-m addrtype --src-type LOCAL -j {svc_chain}'])
             if external_local and not local_ends:
-                self.external_filter_rules.append(f'-A {p}-EXTERNAL-SERVICES -m comment --comment "{port_name} has '
+                self.external_filter_rules.append(f'-A {external_services_chain(p)} -m comment --comment "{port_name} has '
                                                   f'no local endpoints" {node_dport} -j DROP')
             else:
                 self.rules.append(f'-A {ext} -j {svl_chain if external_local else svc_chain}')
@@ -228,7 +235,7 @@ def ruleset(services: list[Service], slices: list[EndpointSlice], config: ProxyC
     wanted = set(out.chains)
     stale = sorted(c for c in existing_chains if c.startswith(f"{p}-") and c not in wanted)
     nat_chains = list(dict.fromkeys(out.chains))
-    lines = ["*filter", f":{services_chain} - [0:0]", f":{p}-EXTERNAL-SERVICES - [0:0]", *out.filter_rules,
+    lines = ["*filter", f":{services_chain} - [0:0]", f":{external_services_chain(p)} - [0:0]", *out.filter_rules,
              *out.external_filter_rules, "COMMIT",
              "*nat", *(f":{c} - [0:0]" for c in nat_chains + stale), *rules, *(f"-X {c}" for c in stale),
              "COMMIT", ""]
@@ -241,7 +248,7 @@ def jumps(config: ProxyConfig) -> list[tuple[str, str, list[str]]]:
     portals = ["-m", "comment", "--comment", "kubernetes service portals", "-j", f"{p}-SERVICES"]
     new = ["-m", "conntrack", "--ctstate", "NEW", *portals]
     external = ["-m", "conntrack", "--ctstate", "NEW", "-m", "comment", "--comment",
-                "kubernetes externally-visible service portals", "-j", f"{p}-EXTERNAL-SERVICES"]
+                "kubernetes externally-visible service portals", "-j", external_services_chain(p)]
     return [("nat", "PREROUTING", portals), ("nat", "OUTPUT", portals),
             ("nat", "POSTROUTING", ["-m", "comment", "--comment", "kubernetes postrouting rules",
                                     "-j", f"{p}-POSTROUTING"]),

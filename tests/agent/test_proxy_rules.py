@@ -151,3 +151,13 @@ def test_internal_traffic_policy_local_keeps_cluster_ip_traffic_on_this_node() -
     assert '-A KUBE-SERVICES -m comment --comment "default/web:http has no local endpoints" -d 10.96.0.20/32 ' \
            '-p tcp -m tcp --dport 80 -j DROP' in text.split("*nat")[0]
     assert chains == {"KUBE-SERVICES", "KUBE-NODEPORTS", "KUBE-POSTROUTING", "KUBE-MARK-MASQ"}
+
+
+def test_every_chain_name_fits_with_a_long_prefix() -> None:
+    long = ProxyConfig("pbt123456net", "10.244.0.0/16", node_name="n1")
+    text, _ = ruleset([service(type="NodePort", externalTrafficPolicy="Local", ports=NODE_PORT)],
+                      [slice_on_nodes("web", ("10.0.0.2", "n2"))], long, set())
+    names = {word for line in text.splitlines() for word in line.replace(":", " ").split()
+             if word.startswith("pbt123456net-")}
+    assert "pbt123456net-EXT-SERVICES" in names and all(len(n) <= 28 for n in names), names
+    assert "KUBE-EXTERNAL-SERVICES" in ruleset([], [], CONFIG, set())[0]

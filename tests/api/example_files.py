@@ -5,6 +5,9 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from podbay.api import Pod
+from podbay.api.apps import Deployment
+
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 SHOWS = re.compile(r"^# Shows: \S.*$")
 EXPECT = re.compile(r"^# Expect: (?P<phase>Pending|Running|Succeeded|Failed) (?P<ready>\d+)/(?P<total>\d+)$")
@@ -38,3 +41,11 @@ def expectation(path: Path) -> Expectation | None:
     if m is None:
         raise ValueError(f"{path.name}: line 2 must be '# Expect: <phase> <ready>/<total>', got {lines[1]!r}")
     return Expectation(m["phase"], int(m["ready"]), int(m["total"]))
+
+
+def example_pods(objs: list[object]) -> list[Pod]:
+    """The pods an example makes: its bare pods, and one of each Deployment's template (named as
+    its ReplicaSet names them, by generateName)."""
+    pods = [o for o in objs if isinstance(o, Pod)]
+    return pods + [Pod(metadata=d.spec.template.metadata.model_copy(update={"generate_name": f"{d.metadata.name}-"}),
+                       spec=d.spec.template.spec) for d in objs if isinstance(d, Deployment)]

@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from podbay.api import Pod
-from podbay.api.formats import load_pods
+from podbay.api.apps import Deployment
+from podbay.api.formats import load_objects, load_pods
 from podbay.api.printing import pod_row
 from podbay.cli.kubectl import apply
 from tests.api.example_files import Expectation, example_files, expectation
@@ -28,9 +29,16 @@ def _needs_missing_handler(path: Path) -> bool:
     return shutil.which("runsc") is None and any(pod.spec.runtime_class_name == "gvisor" for pod in load_pods(path))
 
 
+def _has_workloads(path: Path) -> bool:
+    """Workloads (web-deployment) run in their own tests: their controllers would remake the pods
+    this one deletes."""
+    return any(isinstance(o, Deployment) for o in load_objects(path.read_text(), str(path)))
+
+
 # Host ports are the machine's: those examples run in their own tests, never beside others' tests.
 RUNNABLE = [p for p in example_files()
-            if expectation(p) is not None and not _uses_host_ports(p) and not _needs_missing_handler(p)]
+            if expectation(p) is not None and not _uses_host_ports(p) and not _needs_missing_handler(p)
+            and not _has_workloads(p)]
 
 
 def _settled(expected: Expectation):
