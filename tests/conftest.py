@@ -105,6 +105,10 @@ def _leftovers(env: HostEnv) -> Leftovers:
         for table in ("nat", "filter"):
             out = subprocess.run(["iptables-save", "-t", table], capture_output=True, text=True).stdout
             rules |= {ln for ln in out.splitlines() if env.network_name in ln or env.subnet in ln}
+    # sessionAffinity's `recent` lists are named for the proxy's chains (the kernel drops a list
+    # with the last rule using it).
+    recent = Path("/proc/net/xt_recent")
+    rules |= {f"xt_recent {p.name}" for p in recent.glob(f"{env.network_name}-*")} if recent.is_dir() else set()
 
     cgroups = set()
     for hierarchy in Path("/sys/fs/cgroup").iterdir():

@@ -17,6 +17,7 @@ import ipaddress
 import subprocess
 import urllib.request
 from collections import Counter
+from pathlib import Path
 from typing import Any
 
 from podbay.api import Pod
@@ -129,6 +130,12 @@ async def test_requests_spread_over_ready_backends_unless_client_ip_affinity(svc
     sticky_seen = await fifty(cluster, f"http://{sticky.spec.cluster_ip}/")
     assert len(sticky_seen) == 1 and set(sticky_seen) <= set(BACKENDS), sticky_seen
     assert await fifty(cluster, "http://echo-sticky.default.svc.cluster.local/") == sticky_seen
+
+    # The kernel's view: one `recent` list per endpoint chain, the client's address in one of them.
+    prefix = cluster.settings.proxy_chain_prefix
+    lists = {p.name: p.read_text() for p in Path("/proc/net/xt_recent").glob(f"{prefix}-SEP-*")}
+    client_ip = (await cluster.client.get(Pod, "client", "default")).status.pod_ip
+    assert len(lists) == 3 and sum(f"src={client_ip} " in text for text in lists.values()) == 1, lists
 
     # The backend it sticks to turning unready: the client moves to another and stays there,
     # and nothing goes to the unready one any more.
