@@ -2,7 +2,8 @@
 pods answer with their hostname (and, through a CGI, the client address they see).
 
 - 50 requests from one pod through the ClusterIP and through the DNS name reach every ready
-  backend; with sessionAffinity ClientIP they all reach one.
+  backend; with sessionAffinity ClientIP they all reach one, and another one once it turns
+  unready. A name outside the cluster gets SERVFAIL (tests run cluster DNS without upstreams).
 - externalTrafficPolicy Local: a client outside --cluster-cidr reaching the nodePort keeps its
   address (Cluster: masqueraded to the node's); with no endpoint on this node its packets are
   dropped, while the host itself still gets through.
@@ -125,6 +126,11 @@ async def test_requests_spread_over_ready_backends_unless_client_ip_affinity(svc
     assert sum(by_ip.values()) == 50
     by_name = await all_three("http://echo.default.svc.cluster.local/")
     assert by_name is not None and sum(by_name.values()) == 50, by_name
+
+    # A name outside the cluster: the test server has no upstream resolvers (nothing is sent off
+    # the machine), so the pod is told SERVFAIL.
+    code, out, _ = await cluster.client.exec("client", "default", ["nslookup", "example.com."], timeout=30)
+    assert code != 0 and b"SERVFAIL" in out, out
 
     # ClientIP affinity: the same 50 requests all reach the backend the first one reached.
     sticky_seen = await fifty(cluster, f"http://{sticky.spec.cluster_ip}/")
