@@ -143,6 +143,12 @@ def is_headless(svc: Service) -> bool:
     return svc.spec.cluster_ip == HEADLESS
 
 
+def externally_accessible(svc: Service) -> bool:
+    """apiservice.ExternallyAccessible: reached at node ports or external IPs, where
+    externalTrafficPolicy applies."""
+    return svc.spec.type == "NodePort" or (svc.spec.type == "ClusterIP" and bool(svc.spec.external_ips))
+
+
 def apply_service_defaults(svc: Service) -> None:
     """SetDefaults_Service and the strategy's defaulting of what the client left out."""
     spec = svc.spec
@@ -154,7 +160,7 @@ def apply_service_defaults(svc: Service) -> None:
         if config.client_ip.timeout_seconds is None:
             config.client_ip.timeout_seconds = DEFAULT_AFFINITY_SECONDS
     spec.internal_traffic_policy = spec.internal_traffic_policy or "Cluster"
-    if spec.type == "NodePort":
+    if externally_accessible(svc):
         spec.external_traffic_policy = spec.external_traffic_policy or "Cluster"
     for port in spec.ports:
         port.protocol = port.protocol or "TCP"
@@ -196,7 +202,7 @@ def validate_service(svc: Service) -> list[FieldError]:
         errs.append(FieldError("spec.type", spec.type, "Unsupported value: supported values: "
                                + ", ".join(f'"{t}"' for t in SERVICE_TYPES)))
     errs += _affinity_errors(spec)
-    errs += _traffic_policy_errors(spec)
+    errs += _traffic_policy_errors(spec, externally_accessible(svc))
     headless = spec.cluster_ip == HEADLESS
     if not spec.ports and not headless:
         errs.append(FieldError("spec.ports", None, "Required value"))
@@ -278,12 +284,12 @@ def _affinity_errors(spec: ServiceSpec) -> list[FieldError]:
     return []
 
 
-def _traffic_policy_errors(spec: ServiceSpec) -> list[FieldError]:
+def _traffic_policy_errors(spec: ServiceSpec, external: bool) -> list[FieldError]:
     """validateServiceExternalTrafficPolicy and validateServiceInternalTrafficFieldsValue; a
     healthCheckNodePort needs a LoadBalancer, which this cluster has not."""
     errs: list[FieldError] = []
     supported = 'Unsupported value: supported values: "Cluster", "Local"'
-    if spec.type != "NodePort":
+    if not external:
         if spec.external_traffic_policy:
             errs.append(FieldError("spec.externalTrafficPolicy", spec.external_traffic_policy,
                                    "Invalid value: may only be set for externally-accessible services"))

@@ -110,7 +110,7 @@ def render_support_table() -> str:
             support, note = NOTES.get(f"{model.__name__}.{wire}", ("supported", ""))
             lines.append(f"| `{wire}` | {support} | {note} |")
         lines.append("")
-    return "\n".join(lines + RUNTIME_HANDLERS + STREAMING + API_REQUESTS)
+    return "\n".join(lines + RUNTIME_HANDLERS + STREAMING + API_REQUESTS + SERVICES)
 
 
 # What works per runtime handler (a RuntimeClass's `handler`; docs/runtimeclass.md).
@@ -175,6 +175,29 @@ API_REQUESTS = [
     "| `dryRun=All` | supported | create, update, patch, apply and delete (query, or DeleteOptions' `dryRun`): everything but the store write; a dry-run create of an existing name is 409 |",
     '| `fieldValidation` | supported | `Warn` (the default, as kube-apiserver\'s): unknown fields dropped, one `Warning: 299` header each; `Ignore`: dropped; `Strict`: 400 `strict decoding error: unknown field "..."`; an apply with an unknown field is always 400 `field not declared in schema`, as kube\'s (its path names list items by index, not by key); duplicate fields are not detected |',
     '',
+]
+
+
+# The Service fields the proxy and cluster DNS act on (docs/services.md).
+SERVICES = [
+    "## Services",
+    "",
+    "| field | support | notes |",
+    "|---|---|---|",
+    "| `type` | partial | ClusterIP and NodePort; LoadBalancer and ExternalName are refused (422) |",
+    "| `clusterIP`, `clusterIPs` | supported | IPv4 only; `None` makes a headless Service (DNS answers the "
+    "ready pods' IPs) |",
+    "| `sessionAffinity`, `sessionAffinityConfig` | supported | ClientIP as kube-proxy's `recent` lists, "
+    "`timeoutSeconds` 10800 by default (1 to 86400) |",
+    "| `externalTrafficPolicy` | supported | NodePort: Local keeps the client's address and serves outside "
+    "clients from this node's endpoints only, dropping their packets where there are none |",
+    "| `internalTrafficPolicy` | supported | Local: the ClusterIP reaches this node's endpoints only, and "
+    "drops where there are none |",
+    "| `healthCheckNodePort` | not yet | out of scope: it belongs to LoadBalancer Services, which this "
+    "cluster has not; refused (422) |",
+    "| `publishNotReadyAddresses` | supported |  |",
+    "| `externalIPs`, `loadBalancer*`, `ipFamilies` beyond IPv4 | not yet | stored, no rules |",
+    "",
 ]
 
 
