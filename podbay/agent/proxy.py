@@ -154,12 +154,13 @@ class _PortRules:
         svc_chain, svl_chain = chain(p, "SVC", port_name, proto), chain(p, "SVL", port_name, proto)
         dport = f"-p {proto} -m {proto} --dport {port.port}"
         node_dport = f"-m addrtype --dst-type LOCAL -p {proto} -m {proto} --dport {node_port}"
+        external = external_services_chain(p)
         if not cluster_ends:
             self.filter_rules.append(f'-A {p}-SERVICES -m comment --comment "{port_name} has no endpoints" '
                                      f'-d {ip}/32 {dport} -j REJECT --reject-with icmp-port-unreachable')
             if node_port:
-                self.external_filter_rules.append(f'-A {external_services_chain(p)} -m comment --comment "{port_name} has '
-                                                  f'no endpoints" {node_dport} -j REJECT --reject-with '
+                self.external_filter_rules.append(f'-A {external} -m comment --comment "{port_name} has no '
+                                                  f'endpoints" {node_dport} -j REJECT --reject-with '
                                                   f'icmp-port-unreachable')
             return
         internal_chain = svl_chain if internal_local else svc_chain
@@ -190,8 +191,8 @@ class _PortRules:
                     f'-A {ext} -m comment --comment "route LOCAL traffic for {port_name} external destinations" '
                     f'-m addrtype --src-type LOCAL -j {svc_chain}'])
             if external_local and not local_ends:
-                self.external_filter_rules.append(f'-A {external_services_chain(p)} -m comment --comment "{port_name} has '
-                                                  f'no local endpoints" {node_dport} -j DROP')
+                self.external_filter_rules.append(f'-A {external} -m comment --comment "{port_name} has no local '
+                                                  f'endpoints" {node_dport} -j DROP')
             else:
                 self.rules.append(f'-A {ext} -j {svl_chain if external_local else svc_chain}')
         reachable = set(local_ends)

@@ -47,12 +47,13 @@ async def test_web_deployment_example_serves_its_page_by_dns_name_and_cluster_ip
         api = k8s_config.new_client_from_config(str(cluster.settings.kubeconfig))
         try:
             svc = await asyncio.to_thread(k8s.CoreV1Api(api).read_namespaced_service, "web", "default")
+            assert svc.spec and svc.spec.ports
             assert svc.spec.cluster_ip == cluster_ip and svc.spec.ports[0].target_port == "http"
 
             async def two_ready() -> int | None:
                 slices = await asyncio.to_thread(k8s.DiscoveryV1Api(api).list_namespaced_endpoint_slice, "default",
                                                  label_selector="kubernetes.io/service-name=web")
-                ready = [ep for s in slices.items for ep in s.endpoints or [] if ep.conditions.ready]
+                ready = [ep for s in slices.items for ep in s.endpoints or [] if ep.conditions and ep.conditions.ready]
                 return len(ready) if len(ready) == 2 else None
             await until("both replicas ready in web's EndpointSlice", two_ready)
         finally:
