@@ -334,3 +334,19 @@ def keep_allocated(new: dict[str, Any], old: dict[str, Any]) -> None:
                 allocated = by_key.get((port.get("port"), port.get("protocol", "TCP")))
                 if allocated:
                     port["nodePort"] = allocated
+
+
+def drop_type_dependent_fields(new: dict[str, Any], old: dict[str, Any]) -> None:
+    """The strategy's dropTypeDependentFields: a Service changed to a type without node ports
+    loses the nodePorts and externalTrafficPolicy it kept unchanged from the old one (a `kubectl
+    edit` of type alone), rather than being refused for them."""
+    spec, old_spec = new.get("spec"), old.get("spec", {})
+    if not isinstance(spec, dict) or old_spec.get("type") != "NodePort" or spec.get("type") in (None, "NodePort"):
+        return
+    if spec.get("externalTrafficPolicy") == old_spec.get("externalTrafficPolicy") and not spec.get("externalIPs"):
+        spec.pop("externalTrafficPolicy", None)
+    old_ports = [p.get("nodePort") for p in old_spec.get("ports", []) if isinstance(p, dict)]
+    ports = [p for p in spec.get("ports", []) or [] if isinstance(p, dict)]
+    if [p.get("nodePort") for p in ports] == old_ports:
+        for port in ports:
+            port.pop("nodePort", None)

@@ -45,6 +45,7 @@ from podbay.api.services import (
     HEADLESS,
     Service,
     apply_service_defaults,
+    drop_type_dependent_fields,
     keep_allocated,
     validate_service,
     validate_service_update,
@@ -448,6 +449,7 @@ class Registry:
             if info.name == "services" and subresource is None:
                 new = copy.deepcopy(new)
                 keep_allocated(new, old)
+                drop_type_dependent_fields(new, old)
             prepared = self._prepare_update(info, new, old, subresource, options)
             if not applying and (subresource is not None or not prepared["metadata"].get("managedFields")):
                 # As kube-apiserver's fieldmanager: managedFields a client sends (kubectl's migration

@@ -63,6 +63,19 @@ async def test_client_ip_affinity_and_traffic_policies_are_defaulted_and_kept(se
     assert "healthCheckNodePort" not in svc["spec"]
 
 
+async def test_changing_only_the_type_drops_node_ports_and_external_policy(server: EmbeddedServer) -> None:
+    """As kubectl edit of `type: NodePort` to ClusterIP: the rest sent back unchanged."""
+    code, svc = await call(server, "POST", SERVICES, a_service("retype", type="NodePort",
+                                                                externalTrafficPolicy="Local"))
+    assert code == 201, svc
+    code, again = await call(server, "PUT", f"{SERVICES}/retype", {**svc, "spec": {**svc["spec"], "type": "ClusterIP"}})
+    assert code == 200, again
+    assert "externalTrafficPolicy" not in again["spec"] and "nodePort" not in again["spec"]["ports"][0]
+    code, status = await call(server, "PUT", f"{SERVICES}/retype", {
+        **again, "spec": {**again["spec"], "externalTrafficPolicy": "Local"}})
+    assert code == 422 and status["details"]["causes"][0]["field"] == "spec.externalTrafficPolicy"
+
+
 async def test_kubernetes_service_holds_the_first_address(server: EmbeddedServer) -> None:
     code, svc = await call(server, "GET", f"{SERVICES}/kubernetes")
     assert code == 200 and svc["spec"]["clusterIP"] == "10.99.0.1"
