@@ -16,6 +16,8 @@ from aiohttp import WSMsgType, web
 
 from podbay.api import portforward as pf
 from podbay.api import remotecommand as rc
+from podbay.agent.nodeview import NodeView
+from podbay.api.stored import uid_of
 from podbay.agent.runtimeview import runtime_pods
 from podbay.runtime.portforward import dial_pod_port
 
@@ -96,16 +98,15 @@ async def _relay(ws: web.WebSocketResponse, protocol: rc.Protocol, sock: socket.
         await asyncio.gather(reading, writing, return_exceptions=True)
 
 
-async def pod_network(agent: Any, namespace: str, pod: str) -> PodNetwork:
+async def pod_network(agent: NodeView, namespace: str, pod: str) -> PodNetwork:
     """The network namespace of the pod's current sandbox (web.HTTPNotFound without one)."""
-    for worker in agent.workers.values():
-        p = worker.pod
-        if p is None or p.metadata.namespace != namespace or p.metadata.name != pod:
+    for p in agent.pods():
+        if p.metadata.namespace != namespace or p.metadata.name != pod:
             continue
-        runtime_pod = (await runtime_pods(agent.runtime, p.metadata.uid)).get(p.metadata.uid)
+        runtime_pod = (await runtime_pods(agent.runtime, uid_of(p))).get(uid_of(p))
         sandbox = next((s for s in runtime_pod.sandboxes if s.ready), None) if runtime_pod else None
         if sandbox is None:
             break
         status = await agent.runtime.pod_sandbox_status(sandbox.id)
-        return PodNetwork(pod, p.metadata.uid, None if status.host_network else status.netns_path)
+        return PodNetwork(pod, uid_of(p), None if status.host_network else status.netns_path)
     raise web.HTTPNotFound(text=f'pod "{pod}" has no running sandbox on this node')

@@ -36,6 +36,19 @@ class ProbeManager:
         self.on_failure = on_failure  # (pod, container, probe type, message, init) → Unhealthy event
         self.results: dict[str, dict[str, bool | None]] = {t: {} for t in PROBE_TYPES}
         self._tasks: dict[tuple[str, str], asyncio.Task[None]] = {}
+        self._pods: dict[str, list[ProbeTarget]] = {}  # pod uid → its probed containers
+
+    def set_pod(self, uid: str, targets: list[ProbeTarget]) -> None:
+        """Probes exactly `targets` of pod `uid` (none: the pod's timers stop)."""
+        if targets:
+            self._pods[uid] = targets
+        else:
+            self._pods.pop(uid, None)
+        self.ensure([t for pod_targets in self._pods.values() for t in pod_targets])
+
+    def known(self, probe_type: str) -> dict[str, bool]:
+        """The containers (by id) whose `probe_type` probe has a result yet."""
+        return {k: v for k, v in self.results[probe_type].items() if v is not None}
 
     def result(self, probe_type: str, container_id: str) -> bool | None:
         return self.results[probe_type].get(container_id)

@@ -14,10 +14,12 @@ import logging
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, Callable
 
+from podbay.agent.cri import ContainerRuntime
 from podbay.agent.podstate import RunState
 from podbay.agent.runtimeview import runtime_pods
+from podbay.api import Pod
 from podbay.api.errors import NotFound
 from podbay.runtime import cgroups
 
@@ -85,8 +87,9 @@ def _stats(usage: Usage) -> dict[str, Any]:
 
 
 class ResourceMetrics:
-    def __init__(self, agent: Any) -> None:
-        self.agent = agent
+    def __init__(self, runtime: ContainerRuntime, pods: Callable[[], list[Pod]]) -> None:
+        self.runtime = runtime
+        self.pods = pods
         self.samples = UsageSamples()
         self._containers: dict[str, tuple[Any, str]] = {}  # container id -> (pod, container name), last pass
 
@@ -98,8 +101,8 @@ class ResourceMetrics:
         if node_cpu is not None:
             taken[NODE_KEY] = Sample(time.monotonic(), datetime.now(timezone.utc), node_cpu,
                                      cgroups.node_memory_working_set())
-        pods = {w.pod.metadata.uid: w.pod for w in list(self.agent.workers.values()) if w.pod is not None}
-        for uid, rt in (await runtime_pods(self.agent.runtime)).items():
+        pods = {p.metadata.uid: p for p in self.pods()}
+        for uid, rt in (await runtime_pods(self.runtime)).items():
             pod = pods.get(uid)
             if pod is None:
                 continue
@@ -107,7 +110,7 @@ class ResourceMetrics:
                 if record.state is not RunState.RUNNING:
                     continue
                 with contextlib.suppress(NotFound):
-                    usage = await self.agent.runtime.container_usage(record.id)
+                    usage = await self.runtime.container_usage(record.id)
                     if usage.cpu_usage_core_nanoseconds is None:
                         continue
                     taken[record.id] = Sample(time.monotonic(), datetime.now(timezone.utc),

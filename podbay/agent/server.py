@@ -15,7 +15,9 @@ from typing import Any, AsyncIterator
 from aiohttp import web
 
 from podbay.agent.config import ServerAuth
-from podbay.agent.podstate import RunState
+from podbay.agent.nodeview import NodeView
+from podbay.api.stored import uid_of
+from podbay.agent.podstate import ContainerRecord, RunState
 from podbay.agent.runtimeview import container_record, runtime_pods
 from podbay.agent.portforward import pod_network, serve_port_forward
 from podbay.agent.streams import serve_exec
@@ -73,11 +75,10 @@ class _Server:
         await self.runner.cleanup()
 
 
-async def _find(agent: Any, namespace: str, pod: str, container: str, previous: bool) -> Any:
-    for w in agent.workers.values():
-        p = w.pod or w.last_pod
-        if p is not None and p.metadata.namespace == namespace and p.metadata.name == pod:
-            rt = (await runtime_pods(agent.runtime)).get(p.metadata.uid)
+async def _find(agent: NodeView, namespace: str, pod: str, container: str, previous: bool) -> ContainerRecord:
+    for p in agent.pods(with_deleted=True):
+        if p.metadata.namespace == namespace and p.metadata.name == pod:
+            rt = (await runtime_pods(agent.runtime)).get(uid_of(p))
             history = rt.history(container) if rt is not None else []
             index = 1 if previous else 0
             if len(history) <= index:
@@ -87,7 +88,7 @@ async def _find(agent: Any, namespace: str, pod: str, container: str, previous: 
     raise web.HTTPNotFound(text=f'pod "{pod}" not found on this node')
 
 
-async def _running(agent: Any, namespace: str, pod: str, container: str) -> Any:
+async def _running(agent: NodeView, namespace: str, pod: str, container: str) -> ContainerRecord:
     record = await _find(agent, namespace, pod, container, False)
     if record.state is not RunState.RUNNING:
         raise web.HTTPBadRequest(text=f'container "{container}" is not running')
@@ -112,7 +113,7 @@ async def _read_lines(path: Path, follow: bool, alive: Any) -> AsyncIterator[Log
             await asyncio.sleep(FOLLOW_POLL_SECONDS)
 
 
-def make_app(agent: Any, auth: ServerAuth) -> web.Application:
+def make_app(agent: NodeView, auth: ServerAuth) -> web.Application:
     async def logs(request: web.Request) -> web.StreamResponse:
         ns, pod, name = request.match_info["ns"], request.match_info["pod"], request.match_info["container"]
         q = request.query
@@ -192,7 +193,7 @@ def make_app(agent: Any, auth: ServerAuth) -> web.Application:
     return app
 
 
-async def start_server(agent: Any, host: str, port: int, auth: ServerAuth) -> _Server:
+async def start_server(agent: NodeView, host: str, port: int, auth: ServerAuth) -> _Server:
     """HTTPS on host:port; every request, /healthz too as on the kubelet's port, needs credentials."""
     runner = web.AppRunner(make_app(agent, auth))
     await runner.setup()

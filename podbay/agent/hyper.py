@@ -1,0 +1,107 @@
+"""HyperContainer's verbs on the node: the Created state (images pulled and volumes allocated,
+nothing running) and replace, which hands a running pod's sandbox (namespaces, IP, for gVisor
+its kernel) to another pod.
+"""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+from podbay.agent import translate
+from podbay.agent.config import AgentConfig
+from podbay.agent.containers import ContainerManager, ContainerOutcome, runtime_status
+from podbay.agent.cri import ContainerRuntime
+from podbay.agent.envvars import PodFacts
+from podbay.agent.events import PodEvents
+from podbay.agent.podstate import PodRuntimeStatus
+from podbay.agent.podworkers import PodWorkers
+from podbay.agent.runtimeclass import runtime_handler
+from podbay.agent.volumesources import volume_sources
+from podbay.api import Pod
+from podbay.api.errors import Conflict, NotFound
+from podbay.api.stored import name_of, uid_of
+from podbay.api.wellknown import RUN_STATE_ANNOTATION
+from podbay.client.client import Client
+
+
+class HyperLifecycle:
+    def __init__(self, client: Client, runtime: ContainerRuntime, config: AgentConfig, events: PodEvents,
+                 containers: ContainerManager, workers: PodWorkers) -> None:
+        self.client = client
+        self.runtime = runtime
+        self.config = config
+        self.events = events
+        self.containers = containers
+        self.workers = workers
+        # Pods whose sandbox was handed to another pod and that must stay down until their
+        # object says Created.
+        self.handed_over: set[str] = set()
+        self._background: set[asyncio.Task[None]] = set()
+
+    async def prepare_created(self, pod: Pod) -> dict[str, ContainerOutcome]:
+        """Pulls the images and sets the volumes up; returns each container held back and why."""
+        held: dict[str, ContainerOutcome] = {}
+        for c in [*pod.spec.init_containers, *pod.spec.containers]:
+            _, failed = await self.containers.ensure_image(pod, c, c in pod.spec.init_containers, quiet=True)
+            if failed is not None:
+                held[c.name] = failed
+        try:
+            sources = await volume_sources(self.client, pod, PodFacts(host_ip=self.config.node_address))
+            await self.runtime.setup_pod_volumes(uid_of(pod), sources)
+        except Exception as exc:
+            await self.events.record(pod, "FailedMount", f"MountVolume.SetUp failed: {exc}", warning=True)
+        return held
+
+    async def take_sandbox(self, pod: Pod, old_name: str, attempt: int) -> tuple[str, asyncio.Event] | None:
+        """The running pod `old_name` hands its sandbox to `pod` and returns to Created. Its
+        containers stop in the background while `pod`'s are created; the event is set once they
+        have stopped, which `pod`'s starts wait for (the two share one port space). None when it
+        has no sandbox."""
+        try:
+            old = await self.client.get(Pod, old_name, pod.metadata.namespace)
+        except NotFound:
+            return None
+        old_uid = uid_of(old)
+        if (old.spec.runtime_class_name or "") != (pod.spec.runtime_class_name or ""):
+            # A sandbox is its handler's (a gVisor kernel, or host namespaces): it cannot change hands.
+            await self.events.record(pod, "SandboxNotHandedOver", f"Pod {old_name} runs RuntimeClass "
+                                     f"{old.spec.runtime_class_name or '(default)'}, this pod asks for "
+                                     f"{pod.spec.runtime_class_name or '(default)'}: a new sandbox is made",
+                                     warning=True)
+            return None
+        async with self.workers.lock(old_uid):
+            rt_old = await runtime_status(self.runtime, old_uid)
+            sandbox = next((s for s in rt_old.sandboxes if s.ready), None)
+            if sandbox is None:
+                return None
+            self.handed_over.add(old_uid)
+            config = translate.sandbox_config(pod, attempt, self.config, await runtime_handler(self.client, pod))
+            await self.runtime.update_pod_sandbox(sandbox.id, config.labels, config.annotations,
+                                                  hostname=config.hostname)
+        await self.events.record(pod, "SandboxHandedOver", f"Took over the sandbox of pod {old_name}")
+        stopped = asyncio.Event()
+        task = asyncio.create_task(self._hand_over(old, rt_old, stopped))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+        return sandbox.id, stopped
+
+    async def _hand_over(self, old: Pod, rt_old: PodRuntimeStatus, stopped: asyncio.Event) -> None:
+        async with self.workers.lock(uid_of(old)):
+            try:
+                await self.containers.kill_pod(old, rt_old, grace_override=None)
+            finally:
+                stopped.set()
+            for c in rt_old.containers:
+                with contextlib.suppress(NotFound):
+                    await self.runtime.remove_container(c.id)
+        for _ in range(5):
+            try:
+                fresh = await self.client.get(Pod, name_of(old), old.metadata.namespace)
+                fresh.metadata.annotations[RUN_STATE_ANNOTATION] = "Created"
+                await self.client.update(fresh)
+                break
+            except Conflict:
+                continue
+            except NotFound:
+                break
+        self.workers.wake(uid_of(old))

@@ -1,0 +1,71 @@
+"""The Node object: registered at start, its status (conditions, images, runtime handlers)
+refreshed every heartbeat, as the kubelet's node status manager."""
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import datetime, timezone
+from typing import Any
+
+from podbay.agent.config import AgentConfig
+from podbay.agent.cri import ContainerRuntime
+from podbay.agent.eviction import CONDITION_WORDS, pressure_conditions
+from podbay.agent.evictionmanager import EvictionManager
+from podbay.agent.node import node_images, node_object, node_runtime_handlers, ready_condition
+from podbay.api import Node
+from podbay.api.errors import AlreadyExists, NotFound
+from podbay.api.serialize import from_dict, to_dict
+from podbay.client.client import Client
+
+log = logging.getLogger(__name__)
+
+
+class NodeStatus:
+    def __init__(self, client: Client, runtime: ContainerRuntime, config: AgentConfig,
+                 eviction: EvictionManager) -> None:
+        self.client = client
+        self.runtime = runtime
+        self.config = config
+        self.eviction = eviction
+        self.port = config.server_port  # the agent server's, once it listens
+        self.ready_since = datetime.now(timezone.utc)
+
+    async def _conditions(self, previous: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """MemoryPressure, DiskPressure, PIDPressure (from the hard eviction thresholds, measured
+        now) and Ready, in the kubelet's order."""
+        now = datetime.now(timezone.utc)
+        pressure = await self.eviction.measure_pressure()
+        return [*pressure_conditions(pressure, previous, now), ready_condition(now, self.ready_since)]
+
+    async def register(self) -> None:
+        body = node_object(self.config, self.port, datetime.now(timezone.utc))
+        body["status"]["conditions"] = await self._conditions([])
+        body["status"]["images"] = node_images(await self.runtime.list_images())
+        body["status"]["runtimeHandlers"] = node_runtime_handlers(self.runtime.handlers)
+        try:
+            await self.client.create(from_dict(Node, body))
+        except AlreadyExists:
+            node = await self.client.get(Node, self.config.node_name)
+            merged = to_dict(node)
+            merged["status"] = body["status"]
+            merged.setdefault("metadata", {}).setdefault("labels", {}).update(body["metadata"]["labels"])
+            await self.client.update_status(from_dict(Node, merged))
+
+    async def heartbeat_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.config.heartbeat_interval)
+            try:
+                node = await self.client.get(Node, self.config.node_name)
+                data = to_dict(node)
+                status = data.setdefault("status", {})
+                previous = status.get("conditions", [])
+                ours = {"Ready", *CONDITION_WORDS}
+                status["conditions"] = [c for c in previous if c.get("type") not in ours] + \
+                    await self._conditions(previous)
+                status["images"] = node_images(await self.runtime.list_images())
+                status["runtimeHandlers"] = node_runtime_handlers(self.runtime.handlers)
+                await self.client.update_status(from_dict(Node, data))
+            except NotFound:
+                await self.register()
+            except Exception as exc:
+                log.warning("node heartbeat failed: %s", exc)
