@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from podbay.runtime.config import RUNSC_NETWORKS
+from podbay.runtime import gvisormon
 from podbay.runtime.console import ConsoleSocket
 from podbay.runtime.files import read_pid_file
 from podbay.runtime.handler import Created, SandboxSpec
@@ -206,7 +207,7 @@ class GVisorHandler:
         read_fd, write_fd = os.pipe()
         try:
             proc = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "podbay.runtime.gvisormon", str(write_fd), str(log_path),
+                sys.executable, "-I", "-S", gvisormon.__file__, str(write_fd), str(log_path),
                 str(self.config.exits / container_id), *flags, "--", *self._runsc(), container_id,
                 pass_fds=(write_fd, *(() if terminal is None else (terminal,))), stdin=asyncio.subprocess.DEVNULL,
                 stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL, cwd=str(bundle))

@@ -9,10 +9,12 @@ CRI log format, waits for the exit status with `runsc wait`, writes it to the ex
 It serves conmon's attach socket and control fifo in the bundle too, with the container's
 terminal (a master fd runsc sent at create, `--terminal FD`) or a stdin pipe (`--stdin`).
 
-Run as `python -m podbay.runtime.gvisormon SYNC_FD LOG EXIT_FILE [--terminal FD] [--stdin]
+Run as `python -I -S gvisormon.py SYNC_FD LOG EXIT_FILE [--terminal FD] [--stdin]
 [--stdin-once] -- RUNSC [GLOBAL_ARGS...] ID`;
 it answers on SYNC_FD with one JSON line: {"data": monitor_pid} or {"data": -1, "message": ...}.
-Only the standard library, to start quickly.
+Only the standard library, to start quickly: it runs as a script without site-packages
+(`python -I -S`; -I also keeps its own directory, whose types.py is not the standard one, off
+sys.path), ~100 ms sooner than through the package.
 """
 from __future__ import annotations
 
