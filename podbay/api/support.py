@@ -69,7 +69,7 @@ NOTES: dict[str, tuple[str, str]] = {
     "PodSpec.priorityClassName": ("not yet", "no preemption"),
     "PodSpec.priority": ("partial", "stored; no preemption"),
     "PodSpec.runtimeClassName": ("supported", "handlers runc (crun, the default) and runsc (gVisor: "
-                                              "no hostNetwork/hostPID/hostIPC, no tty; docs/runtimeclass.md); "
+                                              "no hostNetwork/hostPID/hostIPC, no memory limit enforced; docs/runtimeclass.md); "
                                               "bound only to a node whose runtimeHandlers have the class's"),
     "PodSpec.preemptionPolicy": ("not yet", "no preemption"),
     "PodSpec.topologySpreadConstraints": ("not yet", "reported when the pod runs"),
@@ -131,12 +131,19 @@ RUNTIME_HANDLERS = [
     "where runsc refuses the netstack (Warning `SandboxFallback`) |",
     "| `hostNetwork`, `hostPID`, `hostIPC` | supported | refused |",
     "| containers sharing localhost, `shareProcessNamespace` | supported | supported |",
-    "| `podbay logs`, exit codes, restarts | supported | supported (gVisor's exit codes: a pid 1 without a "
-    "TERM handler ends with 143) |",
-    "| exec | supported, `-i` and `-t` | `-i`; `-t` refused |",
-    "| `stdin`, `tty`, attach | supported | refused for `tty: true`; stdin is /dev/null |",
+    "| `podbay logs`, exit codes, restarts, liveness restarts | supported | supported (gVisor's exit codes: "
+    "a pid 1 without a TERM handler ends with 143) |",
+    "| the sandbox dies (its kernel killed) | no such process (namespaces are pinned) | the containers end (Error); the sandbox is NOTREADY and the "
+    "restart policy applies in a new one |",
+    "| memory limits, `OOMKilled` | supported | not enforced: runsc 20221219 keeps a container's limit in a "
+    "cgroup it does not apply, so no container is OOMKilled |",
+    "| exec | supported, `-i` and `-t` | supported, `-i` and `-t` (runsc takes a terminal as the exec's stdio) |",
+    "| `stdin`, `tty`, attach | supported | supported (gvisormon serves conmon's attach socket; a container's "
+    "terminal is not named: `tty` prints \"not a tty\", `[ -t 0 ]` holds) |",
     "| HyperContainer stop, start, replace | supported | supported; replace only between pods of one "
-    "RuntimeClass |",
+    "RuntimeClass, in the same running kernel |",
+    "| warm sandboxes | `--warm-sandboxes` (namespaces and network) | `--warm-gvisor-sandboxes` (default 1 "
+    "for `podbay up`): the kernel booted too |",
     "| known quirks | | under the host's stack a blocking socket read may fail with EAGAIN (busybox `wget`) |",
     "",
 ]

@@ -40,6 +40,8 @@ class Settings:
     write_kubeconfig: Path | None = None  # the admin kubeconfig; None: <state_root>/kubeconfig
     client_kubeconfig: Path | None = None  # credentials the CLI presents to an https `server`
     warm_sandboxes: int = 1
+    # 0 here, where tests build Settings; the command line's default is 1 (--warm-gvisor-sandboxes)
+    warm_gvisor_sandboxes: int = 0
     oci_runtime: str = "crun"
     runsc_network: str = "sandbox"  # the runsc handler's network: gVisor's netstack, or "host" (the pod's netns)
     runsc_platform: str = "ptrace"
@@ -94,6 +96,7 @@ class Settings:
                              network_name=self.network_name, bridge=self.bridge,
                              subnet=self.subnet or RuntimeConfig.subnet, cluster_cidr=self.cluster_cidr,
                              warm_sandboxes=self.warm_sandboxes, oci_runtime=self.oci_runtime,
+                             warm_gvisor_sandboxes=self.warm_gvisor_sandboxes,
                              runsc_network=self.runsc_network, runsc_platform=self.runsc_platform,
                              max_image_size=self.max_image_size, imagefs_min_available=self.imagefs_min_available)
 
@@ -106,6 +109,7 @@ class Settings:
                 "--backoff-base", str(self.backoff_base), "--backoff-cap", str(self.backoff_cap),
                 "--node-grace", str(self.node_grace), "--pod-eviction-timeout", str(self.pod_eviction_timeout),
                 "--api-address", self.api_address, "--warm-sandboxes", str(self.warm_sandboxes),
+                "--warm-gvisor-sandboxes", str(self.warm_gvisor_sandboxes),
                 "--max-image-size", str(self.max_image_size),
                 "--runsc-network", self.runsc_network, "--runsc-platform", self.runsc_platform,
                 "--imagefs-min-available", f"{self.imagefs_min_available * 100:g}%",
@@ -194,6 +198,9 @@ def add_global_flags(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--warm-sandboxes", type=int, default=int(env("PODBAY_WARM_SANDBOXES", "1")),
                    help="pod sandboxes (namespaces and network) kept ready so the next pod starts sooner; "
                         "0 saves their memory and IP on small machines")
+    g.add_argument("--warm-gvisor-sandboxes", type=int, default=int(env("PODBAY_WARM_GVISOR_SANDBOXES", "1")),
+                   help="gVisor sandboxes kept booted (their kernel running) so the next runsc pod starts "
+                        "sooner, as hyperd kept warm VMs; each holds its memory and an IP (0 where runsc is absent)")
     g.add_argument("--seccomp-profile-root", type=Path, default=env("PODBAY_SECCOMP_PROFILE_ROOT"),
                    help="where a Localhost seccompProfile's localhostProfile is found (default: "
                         "<state-root>/seccomp, as the kubelet's <root-dir>/seccomp)")
@@ -274,6 +281,7 @@ def settings_from(args: argparse.Namespace) -> Settings:
                     backoff_base=args.backoff_base, backoff_cap=args.backoff_cap, node_grace=args.node_grace,
                     pod_eviction_timeout=args.pod_eviction_timeout, api_address=args.api_address,
                     warm_sandboxes=args.warm_sandboxes, client_kubeconfig=args.kubeconfig,
+                    warm_gvisor_sandboxes=args.warm_gvisor_sandboxes,
                     runsc_network=args.runsc_network, runsc_platform=args.runsc_platform,
                     write_kubeconfig=Path(args.write_kubeconfig).absolute() if args.write_kubeconfig else None,
                     max_image_size=args.max_image_size,

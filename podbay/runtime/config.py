@@ -26,6 +26,8 @@ class RuntimeConfig:
     cni_conf_dir: Path | None = None  # default: <state_root>/cni/net.d
     cni_bin_dirs: tuple[Path, ...] = field(default=(Path("/usr/lib/cni"), Path("/opt/cni/bin")))
     warm_sandboxes: int = 1  # sandboxes kept ready (namespaces and network) for the next pods
+    # gVisor sandboxes kept booted (a warm sandbox with its kernel running) for the next runsc pods
+    warm_gvisor_sandboxes: int = 0
     max_image_size: int = 20 << 30  # unpacked bytes per image (ImageLimits says why 20 GiB)
     imagefs_min_available: float = 0.15  # unpacking stops short of the imagefs.available hard eviction threshold
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import socket
 import sys
 import tempfile
 from dataclasses import dataclass
@@ -27,17 +28,21 @@ from pathlib import Path
 from typing import Any
 
 from podbay.runtime.config import RUNSC_NETWORKS
+from podbay.runtime import gvisormon
+from podbay.runtime.console import ConsoleSocket
 from podbay.runtime.files import read_pid_file
 from podbay.runtime.handler import Created, SandboxSpec
 from podbay.runtime.oci import OCIRuntime, read_sync_pipe
 from podbay.runtime.types import ContainerRuntimeError
 
 GVISOR_HANDLER = "runsc"  # the handler name containerd's and GKE's gVisor RuntimeClasses use
+GVISOR_BUNDLE = "gvisor"  # the sandbox container's bundle, in the sandbox's directory
 CONTAINER_TYPE = "io.kubernetes.cri.container-type"
 SANDBOX_ID = "io.kubernetes.cri.sandbox-id"
 PAUSE = "/.pause/busybox"  # busybox-static bind-mounted read-only: the sandbox container's sleep
 NETSTACK_REFUSED = "cannot run with network enabled in root network namespace"
 _PIPE = asyncio.subprocess.PIPE
+_CONSOLE_SECONDS = 10.0  # runsc sends the terminal before its create returns
 
 
 @dataclass(frozen=True)
@@ -59,6 +64,9 @@ class GVisorHandler:
             raise ValueError(f"runsc network must be one of {', '.join(RUNSC_NETWORKS)}, not {config.network!r}")
         self.config = config
         self.network = config.network  # becomes "host" once the netstack is found refused here
+        # Between create and start: a tty container's terminal master, and how its stdin is held.
+        self._terminals: dict[str, int] = {}
+        self._stdin: dict[str, tuple[bool, bool]] = {}
         config.root.mkdir(mode=0o700, parents=True, exist_ok=True)
 
     def _oci(self) -> OCIRuntime:
@@ -83,7 +91,7 @@ class GVisorHandler:
     # -- the sandbox -------------------------------------------------------------
 
     def _sandbox_bundle(self, sandbox: SandboxSpec) -> Path:
-        return sandbox.directory / "gvisor"
+        return sandbox.directory / GVISOR_BUNDLE
 
     def _pid_namespace(self, sandbox: SandboxSpec) -> dict[str, str]:
         # runsc compares PID namespace paths between containers and never opens them: one name
@@ -139,6 +147,16 @@ class GVisorHandler:
         # Kills the sandbox and with it every container still in it, their gofers included.
         await self._oci().delete(sandbox_id)
 
+    def sandbox_running(self, sandbox: SandboxSpec) -> bool:
+        pid = read_pid_file(self._sandbox_bundle(sandbox) / "pidfile")
+        if pid is None:
+            return False
+        try:
+            # The id in its command line: a pid the kernel has given to another process is not it.
+            return sandbox.id.encode() in Path(f"/proc/{pid}/cmdline").read_bytes()
+        except OSError:
+            return False
+
     async def set_hostname(self, sandbox: SandboxSpec, hostname: str) -> None:
         # The UTS namespace is the sandbox kernel's: set it from inside, as `hostname` would.
         caps = ["CAP_SYS_ADMIN"]  # sethostname's, in the sandbox kernel only
@@ -160,22 +178,43 @@ class GVisorHandler:
 
     async def create(self, container_id: str, bundle: Path, log_path: Path, *, tty: bool,
                      stdin: bool, stdin_once: bool = False) -> Created:
-        if tty:
-            raise ContainerRuntimeError("the runsc handler does not give containers a terminal (tty) yet")
         (self.config.exits / container_id).unlink(missing_ok=True)
-        await self._runsc_call("create", "--bundle", str(bundle), "--pid-file", str(bundle / "pidfile"), container_id)
+        args = ["create", "--bundle", str(bundle), "--pid-file", str(bundle / "pidfile")]
+        if tty:
+            # runsc makes the terminal, hands its slave to the sandbox and sends the master to the
+            # console socket, as crun does to conmon; gvisormon holds it from start on.
+            console = ConsoleSocket(self.config.root / f"console-{container_id[:16]}.sock")
+            try:
+                receiving = asyncio.ensure_future(console.receive())
+                try:
+                    await self._runsc_call(*args, f"--console-socket={console.path}", container_id)
+                    master = await asyncio.wait_for(receiving, _CONSOLE_SECONDS)
+                finally:
+                    receiving.cancel()
+            finally:
+                console.close()
+            self._terminals[container_id] = master
+        else:
+            await self._runsc_call(*args, container_id)
+        self._stdin[container_id] = (stdin, stdin_once)
         return Created(read_pid_file(bundle / "pidfile") or 0, None)
 
     async def start(self, container_id: str, bundle: Path, log_path: Path) -> int | None:
+        terminal = self._terminals.pop(container_id, None)
+        stdin, stdin_once = self._stdin.pop(container_id, (False, False))
+        flags = [*(("--terminal", str(terminal)) if terminal is not None else ()),
+                 *(("--stdin-once",) if stdin_once else ("--stdin",) if stdin else ())]
         read_fd, write_fd = os.pipe()
         try:
             proc = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "podbay.runtime.gvisormon", str(write_fd), str(log_path),
-                str(self.config.exits / container_id), "--", *self._runsc(), container_id,
-                pass_fds=(write_fd,), stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL,
-                stderr=asyncio.subprocess.DEVNULL, cwd=str(bundle))
+                sys.executable, "-I", "-S", gvisormon.__file__, str(write_fd), str(log_path),
+                str(self.config.exits / container_id), *flags, "--", *self._runsc(), container_id,
+                pass_fds=(write_fd, *(() if terminal is None else (terminal,))), stdin=asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL, cwd=str(bundle))
         finally:
             os.close(write_fd)
+            if terminal is not None:
+                os.close(terminal)  # the monitor's now
         try:
             reply = await read_sync_pipe(read_fd)
         finally:
@@ -192,17 +231,36 @@ class GVisorHandler:
         await self._oci().kill(container_id, sig)
 
     async def delete(self, container_id: str) -> None:
+        self._forget(container_id)  # created, never started: its terminal was never handed on
         await self._oci().delete(container_id)
 
     async def exec(self, container_id: str, process: dict[str, Any], *, console_socket: Path | None = None,
                    pid_file: Path | None = None,
                    stdio: tuple[int, int, int] = (_PIPE, _PIPE, _PIPE)) -> asyncio.subprocess.Process:
-        if console_socket is not None:
-            # runsc 20221219 runs the command but never sends the terminal to the console socket.
-            raise ContainerRuntimeError("the runsc handler gives exec sessions no terminal (tty) yet: "
-                                        "exec without -t")
-        return await self._oci().exec(container_id, process, console_socket=console_socket, pid_file=pid_file,
-                                      stdio=stdio)
+        if console_socket is None:
+            return await self._oci().exec(container_id, process, pid_file=pid_file, stdio=stdio)
+        # runsc 20221219 never sends an exec's terminal to a console socket, but takes a terminal
+        # as its stdio for one (it tells the sandbox its stdio is a pty): the master goes to the
+        # console socket from here, so the caller gets it as from crun.
+        master, slave = os.openpty()
+        try:
+            proc = await self._oci().exec(container_id, process, pid_file=pid_file, stdio=(slave, slave, slave))
+            try:
+                await asyncio.to_thread(_send_terminal, console_socket, master)
+            except OSError:
+                proc.kill()
+                await proc.wait()
+                raise
+            return proc
+        finally:
+            os.close(slave)
+            os.close(master)
+
+    def _forget(self, container_id: str) -> None:
+        terminal = self._terminals.pop(container_id, None)
+        if terminal is not None:
+            os.close(terminal)
+        self._stdin.pop(container_id, None)
 
     def exit_code(self, container_id: str) -> int | None:
         return self._oci().exit_code(container_id)
@@ -210,6 +268,13 @@ class GVisorHandler:
     async def state(self, container_id: str) -> dict[str, object] | None:
         return await self._oci().state(container_id)
 
+
+
+def _send_terminal(console_socket: Path, master: int) -> None:
+    """The terminal's master to a console socket, as an OCI runtime sends it (SCM_RIGHTS)."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.connect(str(console_socket))
+        socket.send_fds(sock, [b"terminal"], [master])
 
 
 async def _unprivileged_ports(netns: str) -> None:

@@ -6,16 +6,28 @@ So this process runs `runsc start` with pipes for stdio, writes what comes out i
 CRI log format, waits for the exit status with `runsc wait`, writes it to the exit file
 (as conmon does) and ends. It detaches first, so it outlives the agent like conmon.
 
-Run as `python -m podbay.runtime.gvisormon SYNC_FD LOG EXIT_FILE -- RUNSC [GLOBAL_ARGS...] ID`;
+It serves conmon's attach socket and control fifo in the bundle too, with the container's
+terminal (a master fd runsc sent at create, `--terminal FD`) or a stdin pipe (`--stdin`).
+
+Run as `python -I -S gvisormon.py SYNC_FD LOG EXIT_FILE [--terminal FD] [--stdin]
+[--stdin-once] -- RUNSC [GLOBAL_ARGS...] ID`;
 it answers on SYNC_FD with one JSON line: {"data": monitor_pid} or {"data": -1, "message": ...}.
-Only the standard library, to start quickly.
+Only the standard library, to start quickly: it runs as a script without site-packages
+(`python -I -S`; -I also keeps its own directory, whose types.py is not the standard one, off
+sys.path), ~100 ms sooner than through the package.
 """
 from __future__ import annotations
 
+import contextlib
+import errno
+import fcntl
 import json
 import os
 import selectors
+import socket
+import struct
 import subprocess
+import termios
 import sys
 import threading
 import time
@@ -26,6 +38,8 @@ from typing import BinaryIO
 # descendant that holds them open does not hold the exit back longer than this.
 DRAIN_SECONDS = 2.0
 _MAX_LINE = 16 * 1024  # longer lines are cut into partial (P) records, as conmon does
+_PACKET = 8192 + 1  # as conmon's: at most 8192 bytes of one read, plus the pipe byte
+_SEND_TIMEOUT = 1.0
 
 
 def _timestamp() -> bytes:
@@ -75,13 +89,104 @@ def _exit_status(runsc: list[str], container_id: str, result: list[int]) -> None
         result.append(255)  # the sandbox is gone: the container died with it
 
 
-def run(sync_fd: int, log_path: str, exit_file: str, runsc: list[str], container_id: str) -> int:
+class _Attach:
+    """conmon's attach socket and control fifo in the bundle (podbay.runtime.attach is their
+    client): every read of the container's output goes to each attached client as one packet,
+    its first byte the pipe (2 stdout, 3 stderr); what a client sends is the container's input;
+    `1 HEIGHT WIDTH` lines on the fifo resize its terminal."""
+
+    def __init__(self, sel: selectors.BaseSelector, stdin_fd: int | None, terminal: int | None,
+                 stdin_once: bool) -> None:
+        self.sel = sel
+        self.stdin_fd = stdin_fd  # the terminal's master, or the write end of the stdin pipe
+        self.terminal = terminal
+        self.stdin_once = stdin_once
+        self.clients: list[socket.socket] = []
+        self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        self.listener.bind("attach")  # relative to the bundle (the cwd): its path may exceed sun_path
+        self.listener.listen(8)
+        self.listener.setblocking(False)
+        sel.register(self.listener, selectors.EVENT_READ, self._accept)
+        if terminal is not None:
+            os.mkfifo("ctl", 0o600)
+            # Read and write: the fifo never reads end of file while no writer has it open.
+            self.ctl = os.open("ctl", os.O_RDWR | os.O_NONBLOCK)
+            sel.register(self.ctl, selectors.EVENT_READ, self._control)
+
+    def _accept(self, _: object) -> None:
+        with contextlib.suppress(BlockingIOError):
+            client, _addr = self.listener.accept()
+            client.settimeout(_SEND_TIMEOUT)
+            self.clients.append(client)
+            self.sel.register(client, selectors.EVENT_READ, lambda _: self._input(client))
+
+    def _input(self, client: socket.socket) -> None:
+        try:
+            data = client.recv(_PACKET)
+        except OSError:
+            data = b""
+        if data:
+            if self.stdin_fd is not None:
+                with contextlib.suppress(OSError):  # the container closed its stdin
+                    os.write(self.stdin_fd, data)
+            return
+        self._drop(client)
+        if self.stdin_once and self.terminal is None and self.stdin_fd is not None:
+            os.close(self.stdin_fd)  # the first attach's end of input is the container's
+            self.stdin_fd = None
+
+    def _control(self, _: object) -> None:
+        with contextlib.suppress(BlockingIOError):
+            for line in os.read(self.ctl, 4096).decode(errors="replace").splitlines():
+                kind, _sep, size = line.partition(" ")
+                if kind == "1" and self.terminal is not None:
+                    height, width = (int(v) for v in size.split())
+                    fcntl.ioctl(self.terminal, termios.TIOCSWINSZ, struct.pack("HHHH", height, width, 0, 0))
+
+    def _drop(self, client: socket.socket) -> None:
+        self.sel.unregister(client)
+        self.clients.remove(client)
+        client.close()
+
+    def output(self, stream: str, data: bytes) -> None:
+        pipe = b"\x02" if stream == "stdout" else b"\x03"
+        for client in list(self.clients):
+            try:
+                for i in range(0, len(data), _PACKET - 1):
+                    client.send(pipe + data[i:i + _PACKET - 1])
+            except OSError:  # gone, or not reading: an attach never holds the container back
+                self._drop(client)
+
+    def close(self) -> None:
+        for client in list(self.clients):
+            self._drop(client)
+        self.listener.close()
+
+
+def _read(fd: int) -> bytes:
+    """A read; a terminal's master whose slave is closed reads EIO: its end of file."""
+    try:
+        return os.read(fd, 65536)
+    except OSError as exc:
+        if exc.errno == errno.EIO:
+            return b""
+        raise
+
+
+def run(sync_fd: int, log_path: str, exit_file: str, runsc: list[str], container_id: str, *,
+        terminal: int | None = None, stdin: bool = False, stdin_once: bool = False) -> int:
     out_r, out_w = os.pipe()
     err_r, err_w = os.pipe()
-    start = subprocess.run([*runsc, "start", container_id], stdin=subprocess.DEVNULL, stdout=out_w,
-                           stderr=err_w, check=False)
+    # A terminal was handed to the sandbox at create: runsc start's stdio are then unused.
+    in_r, in_w = os.pipe() if stdin and terminal is None else (subprocess.DEVNULL, None)
+    sel = selectors.DefaultSelector()
+    # Listening before the container runs: an attach may come as soon as the caller hears it started.
+    attach = _Attach(sel, terminal if terminal is not None else in_w, terminal, stdin_once)
+    start = subprocess.run([*runsc, "start", container_id], stdin=in_r, stdout=out_w, stderr=err_w, check=False)
     os.close(out_w)
     os.close(err_w)
+    if in_w is not None:
+        os.close(in_r)
     log = _CRILog(log_path)
     if start.returncode != 0:
         # Nothing ran: what came out is runsc's own complaint, the caller's error message.
@@ -91,31 +196,41 @@ def run(sync_fd: int, log_path: str, exit_file: str, runsc: list[str], container
         except BlockingIOError:
             message = ""
         _reply(sync_fd, {"data": -1, "message": message or f"runsc start exited with {start.returncode}"})
+        attach.close()
         return 1
     _reply(sync_fd, {"data": os.getpid()})
     status: list[int] = []
     waiter = threading.Thread(target=_exit_status, args=(runsc, container_id, status), daemon=True)
     waiter.start()
-    sel = selectors.DefaultSelector()
-    sel.register(out_r, selectors.EVENT_READ, "stdout")
-    sel.register(err_r, selectors.EVENT_READ, "stderr")
+    streams = {out_r: "stdout", err_r: "stderr"}
+    if terminal is not None:
+        streams[terminal] = "stdout"  # a terminal is all stdout, as under conmon
+    for fd in streams:
+        sel.register(fd, selectors.EVENT_READ)
     deadline: float | None = None
-    while sel.get_map():
+    while streams:
         if deadline is None and not waiter.is_alive():
             deadline = time.monotonic() + DRAIN_SECONDS
         left = None if deadline is None else deadline - time.monotonic()
         if left is not None and left <= 0:
             break
         # While the container runs, wake now and then to notice its exit even if it left a
-        # descendant holding the pipes.
+        # descendant holding the pipes (or the sandbox the terminal).
         for key, _ in sel.select(timeout=0.2 if left is None else left):
-            data = os.read(key.fd, 65536)
+            if key.data is not None:
+                key.data(key.fileobj)
+                continue
+            fd = int(key.fd)
+            data = _read(fd)
             if data:
-                log.write(key.data, data)
+                log.write(streams[fd], data)
+                attach.output(streams[fd], data)
             else:
-                sel.unregister(key.fd)
+                sel.unregister(fd)
+                del streams[fd]
     waiter.join()
     log.flush()
+    attach.close()
     tmp = f"{exit_file}.tmp"
     with open(tmp, "w") as f:
         f.write(str(status[0]))
@@ -124,14 +239,27 @@ def run(sync_fd: int, log_path: str, exit_file: str, runsc: list[str], container
 
 
 def main(argv: list[str]) -> int:
-    sync_fd, log_path, exit_file, sep, *rest = argv
-    if sep != "--" or len(rest) < 2:
-        raise SystemExit("usage: gvisormon SYNC_FD LOG EXIT_FILE -- RUNSC [ARGS...] ID")
-    *runsc, container_id = rest
+    sync_fd, log_path, exit_file, *rest = argv
+    terminal: int | None = None
+    stdin = stdin_once = False
+    while rest and rest[0] != "--":
+        flag, *rest = rest
+        if flag == "--terminal":
+            value, *rest = rest
+            terminal = int(value)
+        elif flag in ("--stdin", "--stdin-once"):
+            stdin, stdin_once = True, stdin_once or flag == "--stdin-once"
+        else:
+            raise SystemExit(f"gvisormon: unknown flag {flag}")
+    if len(rest) < 3:
+        raise SystemExit("usage: gvisormon SYNC_FD LOG EXIT_FILE [--terminal FD] [--stdin] [--stdin-once] "
+                         "-- RUNSC [ARGS...] ID")
+    *runsc, container_id = rest[1:]
     if os.fork():
         return 0  # the caller waits for this parent only; the monitor goes on detached
     os.setsid()
-    return run(int(sync_fd), log_path, exit_file, runsc, container_id)
+    return run(int(sync_fd), log_path, exit_file, runsc, container_id, terminal=terminal, stdin=stdin,
+               stdin_once=stdin_once)
 
 
 if __name__ == "__main__":

@@ -58,6 +58,11 @@ class RuntimeHandler(Protocol):
         """Idempotent; also for a sandbox whose start failed half-way."""
         ...
 
+    def sandbox_running(self, sandbox: SandboxSpec) -> bool:
+        """False once what start_sandbox booted has died (gVisor's Sentry killed): the sandbox is
+        then NOTREADY, so the agent makes a new one, as containerd reports a dead sandbox."""
+        ...
+
     async def set_hostname(self, sandbox: SandboxSpec, hostname: str) -> None: ...
 
     def container_spec(self, spec: dict[str, Any], sandbox: SandboxSpec) -> dict[str, Any]:
@@ -100,6 +105,9 @@ class OCIHandler:
 
     async def stop_sandbox(self, sandbox_id: str) -> None:
         return None
+
+    def sandbox_running(self, sandbox: SandboxSpec) -> bool:
+        return True  # the pinned namespaces live as long as the sandbox's record
 
     async def set_hostname(self, sandbox: SandboxSpec, hostname: str) -> None:
         uts = sandbox.directory / "ns" / "uts"

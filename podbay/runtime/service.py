@@ -26,7 +26,7 @@ from podbay.runtime.diskusage import disk_usage
 from podbay.runtime.etcfiles import write_pod_etc
 from podbay.runtime.execsession import ExecSession, start_exec
 from podbay.runtime.files import write_json_atomic
-from podbay.runtime.gvisor import GVISOR_HANDLER, GVisorConfig, GVisorHandler
+from podbay.runtime.gvisor import GVISOR_BUNDLE, GVISOR_HANDLER, GVisorConfig, GVisorHandler
 from podbay.runtime.handler import DEFAULT_HANDLER, OCIHandler, RuntimeHandler, SandboxSpec, no_runtime
 from podbay.runtime.host import check_host
 from podbay.runtime.images import Image, ImageLimits, ImageStore, pull
@@ -80,6 +80,8 @@ class RuntimeService:
             cluster_cidr=config.cluster_cidr))
         self._exits: asyncio.Queue[str] = asyncio.Queue()
         self._warm_ips: dict[str, list[str]] = {}  # warm sandbox id -> its IPs
+        # warm sandboxes whose gVisor kernel is booted too: id -> (its IPs, the handler's notes)
+        self._warm_booted: dict[str, tuple[list[str], list[str]]] = {}
         self._sandboxes: dict[str, dict] = {}
         self._containers: dict[str, dict] = {}
         self._exited: set[str] = set()  # containers whose conmon has exited
@@ -165,7 +167,8 @@ class RuntimeService:
         A warm sandbox is taken when the pod can use one. Anything made before a failure is undone.
         The sandbox's handler then starts what it needs (gVisor: the pod's kernel)."""
         handler = self._handler(config.runtime_handler)
-        warm = self._take_warm(config)
+        booted = self._take_booted(config)
+        warm = booted[:2] if booted else self._take_warm(config)
         sandbox_id = warm[0] if warm else _new_id()
         directory = self._sandbox_dir(sandbox_id)
         record: dict[str, Any] = {
@@ -211,7 +214,11 @@ class RuntimeService:
                           fqdn=config.subdomain_fqdn, aliases=config.host_aliases, dns=config.dns,
                           host_network=config.host_network)
             self._save_sandbox(record)
-            record["notes"] = await handler.start_sandbox(self._sandbox_spec(record))
+            if booted:
+                await handler.set_hostname(self._sandbox_spec(record), config.hostname)
+                record["notes"] = booted[2]
+            else:
+                record["notes"] = await handler.start_sandbox(self._sandbox_spec(record))
             self._save_sandbox(record)
         except BaseException:
             await self._teardown_sandbox(sandbox_id, record)
@@ -243,7 +250,7 @@ class RuntimeService:
         return sandbox_id, self._warm_ips.pop(sandbox_id)
 
     def _refill_warm(self, delay: float = 0.0) -> None:
-        if self.config.warm_sandboxes and (self._warming is None or self._warming.done()):
+        if (self.config.warm_sandboxes or self._booted_wanted()) and (self._warming is None or self._warming.done()):
             self._warming = asyncio.create_task(self._fill_warm(delay))
 
     async def _fill_warm(self, delay: float) -> None:
@@ -251,7 +258,7 @@ class RuntimeService:
             self._container_started.clear()
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self._container_started.wait(), delay)
-        while len(self._warm_ips) < self.config.warm_sandboxes:
+        while len(self._warm_ips) < self.config.warm_sandboxes + self._booted_wanted():
             sandbox_id = _new_id()
             directory = self._sandbox_dir(sandbox_id)
             try:
@@ -267,6 +274,43 @@ class RuntimeService:
                     raise
                 return
             self._warm_ips[sandbox_id] = list(status.ips)
+        await self._boot_warm()
+
+    # A runsc pod's sandbox costs gVisor's boot besides: a few warm sandboxes get their kernel
+    # booted ahead too (hyperd's warm VMs). The hostname is set when a pod takes one.
+
+    def _booted_wanted(self) -> int:
+        if GVISOR_HANDLER not in self.handlers:
+            return 0
+        return max(0, self.config.warm_gvisor_sandboxes - len(self._warm_booted))
+
+    def _take_booted(self, config: PodSandboxConfig) -> tuple[str, list[str], list[str]] | None:
+        # Booted without shareProcessNamespace: the sandbox's own process is in no shared PID namespace.
+        if config.runtime_handler != GVISOR_HANDLER or config.share_process_namespace or not self._warm_booted:
+            return None
+        sandbox_id = next(iter(self._warm_booted))
+        ips, notes = self._warm_booted.pop(sandbox_id)
+        return sandbox_id, ips, notes
+
+    async def _boot_warm(self) -> None:
+        handler = self.handlers.get(GVISOR_HANDLER)
+        while handler is not None and self._booted_wanted() and self._warm_ips:
+            sandbox_id = next(iter(self._warm_ips))
+            ips = self._warm_ips.pop(sandbox_id)
+            try:
+                notes = await handler.start_sandbox(self._sandbox_spec(self._warm_record(sandbox_id)))
+            except BaseException as exc:
+                await asyncio.shield(self._teardown_sandbox(sandbox_id, self._unowned_record(sandbox_id)))
+                if not isinstance(exc, Exception):
+                    raise
+                return
+            self._warm_booted[sandbox_id] = (ips, notes)
+
+    def _warm_record(self, sandbox_id: str) -> dict:
+        """A sandbox record for no pod yet: the pod's hostname comes when one takes it."""
+        return {**self._unowned_record(sandbox_id), "id": sandbox_id, "hostname": "",
+                "cgroup": self._sandbox_cgroup(sandbox_id), "share_pid": False, "host_network": False,
+                "host_pid": False, "host_ipc": False}
 
     async def wait_warm(self) -> None:
         """Until the warm sandboxes being made are ready (they are made in the background)."""
@@ -277,13 +321,19 @@ class RuntimeService:
         if self._warming is not None:
             self._warming.cancel()
             await asyncio.gather(self._warming, return_exceptions=True)
-        for sandbox_id in list(self._warm_ips):
+        for sandbox_id in [*self._warm_ips, *self._warm_booted]:
             self._warm_ips.pop(sandbox_id, None)
+            self._warm_booted.pop(sandbox_id, None)
             await self._teardown_sandbox(sandbox_id, self._unowned_record(sandbox_id))
+            with contextlib.suppress(OSError):
+                cgroups.remove_cgroup(self._sandbox_cgroup(sandbox_id))  # a booted one's (runsc made it)
 
     def _unowned_record(self, sandbox_id: str) -> dict:
-        """What teardown needs of a sandbox no pod owns (a warm one): its network namespace."""
-        return {"netns": str(self._sandbox_dir(sandbox_id) / "ns" / "net"), "port_mappings": []}
+        """What teardown needs of a sandbox no pod owns (a warm one): its network namespace, and
+        the handler that booted it, if one did (its directory says)."""
+        booted = (self._sandbox_dir(sandbox_id) / GVISOR_BUNDLE).is_dir()
+        return {"netns": str(self._sandbox_dir(sandbox_id) / "ns" / "net"), "port_mappings": [],
+                "handler": GVISOR_HANDLER if booted else ""}
 
     async def _remove_unowned(self) -> None:
         """Sandbox directories without a record were warm when a previous process ended; pod
@@ -363,8 +413,11 @@ class RuntimeService:
         return self._sandbox_status(self._sandbox(sandbox_id))
 
     def _sandbox_status(self, r: dict) -> PodSandboxStatus:
+        state = SandboxState(r["state"])
+        if state is SandboxState.READY and not self._handler_of(r).sandbox_running(self._sandbox_spec(r)):
+            state = SandboxState.NOTREADY  # its handler's sandbox died; stop_pod_sandbox still tears it down
         return PodSandboxStatus(
-            id=r["id"], metadata=PodSandboxMetadata(**r["metadata"]), state=SandboxState(r["state"]),
+            id=r["id"], metadata=PodSandboxMetadata(**r["metadata"]), state=state,
             created_at=datetime.fromisoformat(r["created_at"]), ip=r["ip"], ips=r["ips"], labels=r["labels"],
             annotations=r["annotations"], host_network=r["host_network"], netns_path=r["netns"],
             runtime_handler=r.get("handler", ""), notes=list(r.get("notes", [])))

@@ -1,5 +1,6 @@
-"""--runsc-network and --runsc-platform reach the runtime's gVisor handler, survive as a child
-`podbay up`'s arguments, and a network mode runsc has not is refused by the flag's name."""
+"""--runsc-network, --runsc-platform and --warm-gvisor-sandboxes reach the runtime's gVisor
+handler, survive as a child `podbay up`'s arguments, and a network mode runsc has not is refused
+by the flag's name."""
 from __future__ import annotations
 
 import argparse
@@ -30,3 +31,10 @@ def test_an_unknown_network_is_refused(capsys: pytest.CaptureFixture[str]) -> No
     with pytest.raises(SystemExit):
         settings("--runsc-network", "bridge")
     assert "--runsc-network: invalid choice: 'bridge'" in capsys.readouterr().err
+
+
+def test_one_booted_gvisor_sandbox_is_kept_warm_by_default() -> None:
+    assert settings().runtime_config().warm_gvisor_sandboxes == 1
+    s = settings("--warm-gvisor-sandboxes", "3")
+    assert s.runtime_config().warm_gvisor_sandboxes == 3
+    assert settings(*s.as_args()) == s

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import shutil
 import socket
 from dataclasses import dataclass
 from typing import AsyncIterator
@@ -117,6 +118,21 @@ async def purge(settings: Settings) -> None:
     runtime = RuntimeService(settings.runtime_config())
     await runtime.start()
     await runtime.shutdown(purge=True)
+
+
+@pytest.fixture(params=[None, "gvisor"], ids=["crun", "gvisor"])
+def runtime_class(request: pytest.FixtureRequest) -> str | None:
+    """The RuntimeClass a lifecycle test runs its pods in: none (crun, the default handler) or
+    gvisor (runsc), so one test checks that both handlers behave as Kubernetes says."""
+    if request.param == "gvisor" and shutil.which("runsc") is None:
+        pytest.skip("runsc is not installed (scripts/setup.sh)")
+    return request.param
+
+
+def in_class(pods: list[Pod], runtime_class: str | None) -> list[Pod]:
+    for pod in pods:
+        pod.spec.runtime_class_name = runtime_class
+    return pods
 
 
 @pytest.fixture

@@ -81,13 +81,107 @@ async def test_shared_process_namespace_and_start_errors(gvisor_runtime: Runtime
         assert (out, await asyncio.wait_for(session.wait(), 30)) == (b"got hello\n", 4)
     finally:
         await session.close()
-    with pytest.raises(ContainerRuntimeError, match="no terminal"):
-        await runtime.exec(sleeper, ["sh"], tty=True, stdin=True)
     bad = await runtime.create_container(sid, dataclasses.replace(container("bad", ""), argv=["/no/such/binary"]))
     with pytest.raises(ContainerRuntimeError):
         await runtime.start_container(bad)
     assert (await runtime.container_status(bad)).reason == "StartError"
     await runtime.remove_pod_sandbox(sid)
+
+
+async def read_until(chunks: AsyncIterator[bytes], wanted: bytes) -> bytes:
+    seen = b""
+    async for chunk in chunks:
+        seen += chunk
+        if wanted in seen:
+            return seen
+    raise AssertionError(f"{wanted!r} never came; got {seen!r}")
+
+
+async def test_terminals_for_containers_exec_and_attach(gvisor_runtime: RuntimeService) -> None:
+    runtime = gvisor_runtime
+    sid = await runtime.run_pod_sandbox(sandbox("tty", runtime_handler="runsc"))
+    script = "[ -t 0 ] && echo a-terminal; while read line; do echo got $line; stty size; done; exit 5"
+    shell = await run(runtime, sid, container("shell", script, tty=True, stdin=True))
+    # attach -it: the container's own terminal, its input, its size, as through conmon.
+    session = await runtime.attach(shell, tty=True, stdin=True)
+    try:
+        session.resize(100, 30)
+        await session.write_stdin(b"one\n")
+        seen = await asyncio.wait_for(read_until(session.output(1), b"30 100"), 30)
+        assert b"got one" in seen
+    finally:
+        await session.close()
+    # exec -it: a terminal of its own for the command.
+    exec_session = await runtime.exec(shell, ["sh", "-c", "[ -t 0 ] && stty size; read x; exit $x"], tty=True,
+                                      stdin=True)
+    try:
+        exec_session.resize(120, 40)
+        await exec_session.write_stdin(b"7\n")
+        assert b"40 120" in await asyncio.wait_for(read_until(exec_session.output(1), b"40 120"), 30)
+        assert await asyncio.wait_for(exec_session.wait(), 30) == 7
+    finally:
+        await exec_session.close()
+    session = await runtime.attach(shell, tty=True, stdin=True)
+    try:
+        await session.write_stdin(b"\x04")  # ^D: the terminal's end of input ends the loop
+        assert await exited(runtime, shell) == 5
+    finally:
+        await session.close()
+    log = log_lines((await runtime.container_status(shell)).log_path)
+    assert b"a-terminal\r" in log and b"got one\r" in log
+    await runtime.remove_pod_sandbox(sid)
+
+
+async def test_stdin_of_a_container_through_attach(gvisor_runtime: RuntimeService) -> None:
+    runtime = gvisor_runtime
+    sid = await runtime.run_pod_sandbox(sandbox("stdin", runtime_handler="runsc"))
+    reader = await run(runtime, sid, container("reader", "read x; echo read $x; exit 4", stdin=True, stdin_once=True))
+    session = await runtime.attach(reader, stdin=True)
+    try:
+        await session.write_stdin(b"hello\n")
+        assert b"read hello" in await asyncio.wait_for(read_until(session.output(1), b"read hello"), 30)
+    finally:
+        await session.close()
+    assert await exited(runtime, reader) == 4
+    await runtime.remove_pod_sandbox(sid)
+
+
+def sandbox_processes(root: Path) -> set[int]:
+    """Host pids of gVisor sandboxes (their Sentry) under this runtime's run root."""
+    found = set()
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            try:
+                cmdline = (proc / "cmdline").read_bytes()
+            except OSError:
+                continue
+            if cmdline.startswith(b"runsc-sandbox\0") and f"--root={root}/runsc".encode() in cmdline:
+                found.add(int(proc.name))
+    return found
+
+
+async def test_a_warm_gvisor_sandbox_is_taken_by_the_next_pod(host_env: HostEnv) -> None:
+    if shutil.which("runsc") is None:
+        pytest.skip("runsc is not installed (scripts/setup.sh installs it)")
+    config = dataclasses.replace(runtime_config(host_env), warm_sandboxes=0, warm_gvisor_sandboxes=1)
+    async with running_runtime(config) as runtime:
+        await runtime.wait_warm()
+        [warm] = sandbox_processes(config.run_root)  # booted before any pod asked for one
+        sid = await runtime.run_pod_sandbox(sandbox("warmed", runtime_handler="runsc"))
+        assert int((config.run_root / "sandboxes" / sid / "gvisor" / "pidfile").read_text()) == warm
+        web = await run(runtime, sid, container("web", "exec sleep 600"))
+        code, out, _ = await runtime.exec_sync(web, ["sh", "-c", "uname -r; hostname"], 30)
+        assert (code, out) == (0, b"4.4.0\nwarmed\n")  # its kernel, with the pod's hostname
+        assert (await runtime.pod_sandbox_status(sid)).ip
+        # A crun pod takes no booted sandbox: it gets one of its own.
+        plain = await runtime.run_pod_sandbox(sandbox("plain"))
+        await runtime.wait_warm()
+        assert len(sandbox_processes(config.run_root)) == 2  # the pod's and a new warm one
+        await runtime.remove_pod_sandbox(sid)
+        await runtime.remove_pod_sandbox(plain)
+        # A shutdown without purge keeps pods running but drops the warm sandboxes and their kernels.
+        await runtime.shutdown()
+        assert sandbox_processes(config.run_root) == set()
 
 
 async def test_unknown_handler_makes_nothing(gvisor_runtime: RuntimeService) -> None:
