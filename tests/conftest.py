@@ -28,6 +28,8 @@ SUBNET_LOCK_DIR = Path(tempfile.gettempdir()) / "podbay-test-subnets"
 # No test may send a DNS query off the machine: every podbay a test starts (in process, as a child,
 # through scripts/cluster-demo.sh) serves cluster DNS without upstream resolvers.
 os.environ["PODBAY_CLUSTER_DNS_UPSTREAMS"] = ""
+# Nor boot a gVisor kernel it never uses (the tests of the warm gVisor pool ask for one).
+os.environ["PODBAY_WARM_GVISOR_SANDBOXES"] = "0"
 
 
 @dataclass(frozen=True)

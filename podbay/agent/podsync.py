@@ -166,11 +166,12 @@ class PodSync:
             if rt.running():
                 await self.containers.kill_pod(pod, rt, grace_override=None)
             if actions.create_sandbox:
+                if rt.sandboxes:
+                    # The kubelet says so whenever a sandbox existed, dead or alive.
+                    await self.events.record(pod, "SandboxChanged",
+                                             "Pod sandbox changed, it will be killed and re-created.")
                 for sb in rt.sandboxes:
                     await self.runtime.stop_pod_sandbox(sb.id)
-                    if sb.ready and rt.sandboxes:
-                        await self.events.record(pod, "SandboxChanged",
-                                                 "Pod sandbox changed, it will be killed and re-created.")
                 rt = await runtime_status(self.runtime, w.uid)
         # 3–4: the sandbox: handed over by a replaced pod, or made.
         sandbox_id = actions.sandbox_id

@@ -33,7 +33,8 @@ def test_an_unknown_network_is_refused(capsys: pytest.CaptureFixture[str]) -> No
     assert "--runsc-network: invalid choice: 'bridge'" in capsys.readouterr().err
 
 
-def test_one_booted_gvisor_sandbox_is_kept_warm_by_default() -> None:
+def test_one_booted_gvisor_sandbox_is_kept_warm_by_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("PODBAY_WARM_GVISOR_SANDBOXES")  # the test suite's own setting
     assert settings().runtime_config().warm_gvisor_sandboxes == 1
     s = settings("--warm-gvisor-sandboxes", "3")
     assert s.runtime_config().warm_gvisor_sandboxes == 3
