@@ -182,3 +182,53 @@ async def test_replication_controllers_default_their_selector_and_scale(api_serv
                                                       "spec": {"selector": {"app": "other"}, **{
                                                           k: v for k, v in rc["spec"].items() if k != "selector"}}})
     assert code == 422 and causes(body) == ["spec.template.metadata.labels"]
+
+
+def job(name: str, restart: str = "Never", **spec: Any) -> dict[str, Any]:
+    return {"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": name},
+            "spec": {"template": {"spec": {"containers": [CONTAINER], "restartPolicy": restart}}, **spec}}
+
+
+async def test_indexed_and_pod_failure_policy_jobs_are_validated_as_kubernetes_does(
+        api_server: EmbeddedServer) -> None:
+    cases: list[tuple[dict[str, Any], list[str]]] = [
+        # Without parallelism too, completions is defaulted to 1, as SetDefaults_Job does.
+        (job("a", completionMode="Indexed", parallelism=2), ["spec.completions"]),
+        (job("b", completionMode="Sometimes"), ["spec.completionMode"]),
+        (job("c", completionMode="Indexed", completions=2, parallelism=100_001), ["spec.parallelism"]),
+        (job("d" * 62, completionMode="Indexed", completions=10), ["metadata.name"]),  # hostname d...d-9: 64
+        (job("e", "OnFailure", podFailurePolicy={"rules": [
+            {"action": "Ignore", "onExitCodes": {"operator": "In", "values": [1]}}]}),
+         ["spec.template.spec.restartPolicy"]),
+        (job("f", podFailurePolicy={"rules": [
+            {"action": "FailJob", "onExitCodes": {"operator": "In", "values": [0, 5, 3, 3]}}]}),
+         ["spec.podFailurePolicy.rules[0].onExitCodes.values[0]",
+          "spec.podFailurePolicy.rules[0].onExitCodes.values[3]",
+          "spec.podFailurePolicy.rules[0].onExitCodes.values"]),
+        (job("g", podFailurePolicy={"rules": [{"action": "Explode", "onPodConditions": [{"type": "X"}]},
+                                              {"action": "Count"}]}),
+         ["spec.podFailurePolicy.rules[0].action", "spec.podFailurePolicy.rules[1]"]),
+        (job("h", podFailurePolicy={"rules": [
+            {"action": "FailIndex", "onExitCodes": {"containerName": "nope", "operator": "Is", "values": [1]}}]}),
+         ["spec.podFailurePolicy.rules[0].action", "spec.podFailurePolicy.rules[0].onExitCodes.operator",
+          "spec.podFailurePolicy.rules[0].onExitCodes.containerName"]),
+        (job("i", podFailurePolicy={"rules": [{"action": "Count", "onPodConditions": [{"type": "X"}]}] * 21}),
+         ["spec.podFailurePolicy.rules"]),
+        (job("j", podReplacementPolicy="TerminatingOrFailed", podFailurePolicy={"rules": [
+            {"action": "Count", "onPodConditions": [{"type": "X"}]}]}), ["spec.podReplacementPolicy"]),
+    ]
+    for body, fields in cases:
+        code, status = await call(api_server, "POST", JOBS, body)
+        assert code == 422 and status["reason"] == "Invalid", (body, status)
+        assert causes(status) == fields, status["message"]
+    code, made = await call(api_server, "POST", JOBS, job("ok", completionMode="Indexed", completions=3,
+                                                          podFailurePolicy={"rules": [
+        {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget"}]}]}))
+    assert code == 201, made
+    assert made["spec"]["podReplacementPolicy"] == "Failed"
+    assert made["spec"]["podFailurePolicy"]["rules"][0]["onPodConditions"] == [
+        {"type": "DisruptionTarget", "status": "True"}]
+    for change in ({"completionMode": "NonIndexed"}, {"podFailurePolicy": None}):
+        code, status = await call(api_server, "PATCH", f"{JOBS}/ok", {"spec": change},
+                                  {"Content-Type": "application/merge-patch+json"})
+        assert code == 422 and causes(status) == [f"spec.{next(iter(change))}"], status
