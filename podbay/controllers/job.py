@@ -201,7 +201,7 @@ class JobController:
         status.terminating = sum(1 for p in pods if p.metadata.deletion_timestamp is not None
                                  and p.status.phase not in ("Succeeded", "Failed"))
         if indexes is not None:
-            status.completed_indexes = format_indexes(indexes.succeeded)
+            status.completed_indexes = format_indexes(indexes.succeeded) or None  # omitempty
         if status != job.status:
             job.status = status
             try:

@@ -95,3 +95,20 @@ def test_a_pod_condition_rule_matches_type_and_status() -> None:
     assert judge_failed_pod(rules, failed_pod({"c": 137}, {"DisruptionTarget": "False"})).counts
     assert judge_failed_pod(rules, failed_pod({"c": 1}, {"ConfigIssue": "True"})).fail_job_message == \
         "Pod ns/p has condition ConfigIssue matching FailJob rule at index 1"
+
+
+def test_an_indexed_job_keeps_one_active_pod_per_index_not_yet_done() -> None:
+    from podbay.controllers.job import JobController
+
+    def pod(name: str, index: str | None, phase: str) -> Pod:
+        annotations = {} if index is None else {"batch.kubernetes.io/job-completion-index": index}
+        return from_dict(Pod, {"metadata": {"name": name, "annotations": annotations}, "status": {"phase": phase}})
+    job = from_dict(Job, {"metadata": {"name": "j"}, "spec": {"completionMode": "Indexed", "completions": 3}})
+    pods = [pod("done0", "0", "Succeeded"), pod("again0", "0", "Running"), pod("one", "1", "Running"),
+            pod("one-twin", "1", "Pending"), pod("stray", None, "Running"), pod("past", "7", "Running")]
+    active = [p for p in pods if p.status.phase != "Succeeded"]
+    view = JobController._index_view(job, pods, active)
+    assert view is not None and view.succeeded == {0}
+    assert [p.metadata.name for p in view.surplus] == ["again0", "one-twin", "stray", "past"]
+    nonindexed = from_dict(Job, {"metadata": {"name": "j"}, "spec": {"completions": 3}})
+    assert JobController._index_view(nonindexed, pods, active) is None
