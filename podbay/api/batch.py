@@ -136,6 +136,10 @@ def prepare_job(job: Job) -> None:
     default_job(job)
     if job.metadata.uid:
         generate_selector(job)
+    # SetDefaults_Job gives a job without labels its template's; kube-apiserver defaults every
+    # object it reads from storage, so a stored job shows the generated ones (`job-name`, ...).
+    if not job.metadata.labels:
+        job.metadata.labels = dict(job.spec.template.metadata.labels)
 
 
 def validate_job_update(new: Job, old: Job) -> list[FieldError]:

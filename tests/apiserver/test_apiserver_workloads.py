@@ -104,6 +104,8 @@ async def test_the_job_gets_its_selector_and_labels(api_server: EmbeddedServer) 
     assert made["spec"]["template"]["metadata"]["labels"] == {
         "controller-uid": uid, "job-name": "j", "batch.kubernetes.io/controller-uid": uid,
         "batch.kubernetes.io/job-name": "j"}
+    # A job without labels of its own shows its template's, as a stored Kubernetes job does.
+    assert made["metadata"]["labels"] == made["spec"]["template"]["metadata"]["labels"]
     assert (made["spec"]["completions"], made["spec"]["parallelism"], made["spec"]["backoffLimit"]) == (1, 1, 6)
     code, body = await call(api_server, "PATCH", f"{JOBS}/j", {"spec": {"completions": 5}},
                             {"Content-Type": "application/merge-patch+json"})

@@ -126,8 +126,11 @@ async def test_indexed_job_gives_each_pod_its_own_index(kube_cluster: Cluster) -
         assert await kubectl(kube_cluster, "logs", pod.metadata.name) == f"index={index} host=idx-{index}\n"
         seen.add(index)
     assert seen == {"0", "1", "2"}
-    described = await kubectl(kube_cluster, "get", "job", "idx", "-o", "jsonpath={.status.completedIndexes}")
-    assert described == "0-2"
+    assert await kubectl(kube_cluster, "get", "job", "idx", "-o", "jsonpath={.status.completedIndexes}") == "0-2"
+    described = await kubectl(kube_cluster, "describe", "job", "idx")
+    fields = {k.strip(): v.strip() for k, _, v in (line.partition(":") for line in described.split("\n"))}
+    assert (fields["Completion Mode"], fields["Completed Indexes"]) == ("Indexed", "0-2"), described
+    assert fields["Pods Statuses"] == "0 Active (0 Ready) / 3 Succeeded / 0 Failed"
 
 
 async def test_pod_failure_policy_fails_the_job_at_a_matching_exit_code(workload_cluster: Cluster) -> None:  # noqa: F811

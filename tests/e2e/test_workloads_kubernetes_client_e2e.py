@@ -1,7 +1,7 @@
 """The workloads and Services through the official `kubernetes` Python client, with the
 Configuration it builds from the admin kubeconfig `podbay up` writes (its CA, its client
 certificate): a Deployment rolls out, scales and rolls a new image; a ReplicaSet replaces a
-deleted pod; Indexed and podFailurePolicy Jobs finish; a Service gets a ClusterIP and an
+deleted pod; a ReplicationController keeps and scales its pods; Indexed and podFailurePolicy Jobs finish; a Service gets a ClusterIP and an
 EndpointSlice of its ready pods. Every object is read back into the client's own models, so a
 field the client requires and podbay left out fails here."""
 from __future__ import annotations
@@ -138,6 +138,25 @@ async def test_replica_set_replaces_a_deleted_pod(cluster_client: tuple[Cluster,
                k8s.V1Scale(metadata=k8s.V1ObjectMeta(name="offrs", namespace=NS), spec=k8s.V1ScaleSpec(replicas=1)))
     await watch_until(core.list_namespaced_pod, lambda ps: len([p for p in ps if p.metadata.deletion_timestamp is None])
                       == 1, label_selector="app=offrs")
+
+
+async def test_replication_controller_keeps_and_scales_its_pods(
+        cluster_client: tuple[Cluster, k8s.ApiClient]) -> None:
+    _, api = cluster_client
+    core = k8s.CoreV1Api(api)
+    labels = {"app": "offrc"}
+    made = await call(core.create_namespaced_replication_controller, NS, k8s.V1ReplicationController(
+        metadata=k8s.V1ObjectMeta(name="offrc"),
+        spec=k8s.V1ReplicationControllerSpec(replicas=2, selector=labels, template=pod_template(labels))))
+    assert made.spec.selector == labels
+    await watch_until(core.list_namespaced_replication_controller,
+                      lambda rcs: [(rc.status.replicas, rc.status.ready_replicas) for rc in rcs] == [(2, 2)])
+    scale = await call(core.patch_namespaced_replication_controller_scale, "offrc", NS, {"spec": {"replicas": 1}})
+    assert scale.spec.replicas == 1
+    await watch_until(core.list_namespaced_pod, lambda ps: len([p for p in ps if p.metadata.deletion_timestamp is None])
+                      == 1, label_selector="app=offrc")
+    await call(core.delete_namespaced_replication_controller, "offrc", NS, propagation_policy="Foreground")
+    await watch_until(core.list_namespaced_pod, lambda ps: not ps, label_selector="app=offrc")
 
 
 async def test_indexed_and_failure_policy_jobs(cluster_client: tuple[Cluster, k8s.ApiClient]) -> None:
