@@ -143,13 +143,19 @@ def prepare_job(job: Job) -> None:
 
 
 def validate_job_update(new: Job, old: Job) -> list[FieldError]:
-    """ValidateJobUpdate: the selector, completions and (for a job that is not suspended) the
+    """ValidateJobUpdate: the selector, completions (but an Indexed job's, changed together with
+    parallelism), completionMode, podFailurePolicy and (for a job that is not suspended) the
     template stay as they were."""
     errs: list[FieldError] = []
     if new.spec.selector != old.spec.selector:
         errs.append(FieldError("spec.selector", None, "Invalid value: field is immutable"))
     if new.spec.completions != old.spec.completions:
-        errs.append(FieldError("spec.completions", new.spec.completions, "Invalid value: field is immutable"))
+        if new.spec.completion_mode != "Indexed":
+            errs.append(FieldError("spec.completions", new.spec.completions, "Invalid value: field is immutable"))
+        elif new.spec.completions is not None and new.spec.completions != new.spec.parallelism:
+            # Elastic Indexed Jobs (validateCompletions): completions and parallelism change together.
+            errs.append(FieldError("spec.completions", new.spec.completions,
+                                   "Invalid value: can only be modified in tandem with spec.parallelism"))
     if new.spec.completion_mode != old.spec.completion_mode:
         errs.append(FieldError("spec.completionMode", new.spec.completion_mode, "Invalid value: field is immutable"))
     if new.spec.pod_failure_policy != old.spec.pod_failure_policy:

@@ -230,6 +230,14 @@ async def test_indexed_and_pod_failure_policy_jobs_are_validated_as_kubernetes_d
     assert made["spec"]["podReplacementPolicy"] == "Failed"
     assert made["spec"]["podFailurePolicy"]["rules"][0]["onPodConditions"] == [
         {"type": "DisruptionTarget", "status": "True"}]
+    # Elastic Indexed Jobs: completions change only together with parallelism.
+    code, status = await call(api_server, "PATCH", f"{JOBS}/ok", {"spec": {"completions": 5}},
+                              {"Content-Type": "application/merge-patch+json"})
+    assert code == 422 and causes(status) == ["spec.completions"], status
+    assert "can only be modified in tandem with spec.parallelism" in status["message"]
+    code, scaled = await call(api_server, "PATCH", f"{JOBS}/ok", {"spec": {"completions": 5, "parallelism": 5}},
+                              {"Content-Type": "application/merge-patch+json"})
+    assert code == 200 and (scaled["spec"]["completions"], scaled["spec"]["parallelism"]) == (5, 5), scaled
     for change in ({"completionMode": "NonIndexed"}, {"podFailurePolicy": None}):
         code, status = await call(api_server, "PATCH", f"{JOBS}/ok", {"spec": change},
                                   {"Content-Type": "application/merge-patch+json"})

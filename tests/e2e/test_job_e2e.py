@@ -13,7 +13,7 @@ import pytest
 from podbay.api import Pod
 from podbay.api.batch import Job
 from tests.e2e.conftest import Cluster
-from tests.e2e.workloads import SLEEPER, kube_cluster, kubectl, manifest, template, wait_objects, \
+from tests.e2e.workloads import SLEEPER, kube_cluster, kubectl, live, manifest, template, wait_objects, \
     workload_cluster  # noqa: F401 - fixtures among them
 
 pytestmark = pytest.mark.e2e
@@ -165,3 +165,18 @@ async def test_an_ignored_exit_code_does_not_count_towards_backoff_limit(workloa
     assert (job.status.succeeded, job.status.failed or 0) == (1, 0)
     pods, _ = await client.list(Pod, "default", label_selector=f"controller-uid={job.metadata.uid}")
     assert sorted(p.status.phase for p in pods) == ["Failed", "Succeeded"]
+
+
+async def test_an_indexed_job_scaled_down_completes_with_the_indexes_left(workload_cluster: Cluster) -> None:  # noqa: F811
+    client = workload_cluster.client
+    job = await client.create(manifest(Job, "elastic", {
+        "completions": 3, "parallelism": 3, "completionMode": "Indexed",
+        "template": template({}, run('[ "$JOB_COMPLETION_INDEX" = 0 ] || exec sleep 600'), restart="Never")}))
+    selector = f"controller-uid={job.metadata.uid}"
+    await wait_objects(client, Pod, lambda ps: sorted(p.status.phase for p in ps) == ["Running", "Running", "Succeeded"],
+                       label_selector=selector, what="index 0 done, 1 and 2 running")
+    await client.patch(Job, "elastic", {"spec": {"completions": 1, "parallelism": 1}}, "default", patch_type="merge")
+    job = await wait_job(workload_cluster, "elastic", "Complete")
+    assert (job.status.succeeded, job.status.completed_indexes, job.status.active or 0) == (1, "0", 0)
+    await wait_objects(client, Pod, lambda ps: [p.status.phase for p in live(ps)] == ["Succeeded"],
+                       label_selector=selector, what="the pods of indexes 1 and 2 gone")
