@@ -23,6 +23,12 @@ JOB_RESTART_POLICIES = ("OnFailure", "Never")
 # An Indexed job's pods carry their index in this annotation (read by JOB_COMPLETION_INDEX's
 # downward-API reference) and, as Kubernetes 1.28+ does, in a label of the same name.
 JOB_COMPLETION_INDEX = "batch.kubernetes.io/job-completion-index"
+# With backoffLimitPerIndex, how many pods of its index failed before this one was made.
+JOB_INDEX_FAILURE_COUNT = "batch.kubernetes.io/job-index-failure-count"
+MAX_INT32 = 2**31 - 1
+MAX_FAILED_INDEXES = 100_000  # maxFailedIndexesForIndexedJob
+COMPLETIONS_SOFT_LIMIT = 100_000  # completionsSoftLimit
+LIMIT_FOR_HIGH_COMPLETIONS = 10_000  # parallelismLimitForHighCompletions, maxFailedIndexesLimitForHighCompletions
 COMPLETION_MODES = ("NonIndexed", "Indexed")
 MAX_INDEXED_PARALLELISM = 100_000  # maxParallelismForIndexedJob
 POD_FAILURE_POLICY_ACTIONS = ("Count", "FailIndex", "FailJob", "Ignore")
@@ -76,6 +82,8 @@ class JobSpec(Model):
     suspend: bool | None = None
     pod_replacement_policy: str | None = None
     pod_failure_policy: PodFailurePolicy | None = None
+    backoff_limit_per_index: int | None = None
+    max_failed_indexes: int | None = None
 
 
 class JobStatus(Model):
@@ -88,6 +96,7 @@ class JobStatus(Model):
     terminating: int | None = None
     ready: int | None = None
     completed_indexes: str | None = None
+    failed_indexes: str | None = None
 
 
 class Job(Model):
@@ -106,7 +115,8 @@ def default_job(job: Job) -> None:
     if spec.parallelism is None:
         spec.parallelism = 1
     if spec.backoff_limit is None:
-        spec.backoff_limit = 6
+        # With a limit per index, the job-wide one is out of the way.
+        spec.backoff_limit = MAX_INT32 if spec.backoff_limit_per_index is not None else 6
     spec.completion_mode = spec.completion_mode or "NonIndexed"
     if spec.suspend is None:
         spec.suspend = False
@@ -175,6 +185,10 @@ def validate_job(job: Job) -> list[FieldError]:
     if spec.active_deadline_seconds is not None and spec.active_deadline_seconds <= 0:
         errs.append(FieldError("spec.activeDeadlineSeconds", spec.active_deadline_seconds,
                                "Invalid value: must be greater than 0"))
+    errs += non_negative("spec.backoffLimitPerIndex", spec.backoff_limit_per_index)
+    errs += non_negative("spec.maxFailedIndexes", spec.max_failed_indexes)
+    if spec.max_failed_indexes is not None and spec.backoff_limit_per_index is None:
+        errs.append(FieldError("spec.backoffLimitPerIndex", None, "Required value: when maxFailedIndexes is specified"))
     errs += _validate_completion_mode(job)
     if spec.pod_failure_policy is not None:
         errs += _validate_pod_failure_policy(spec, spec.pod_failure_policy)
@@ -199,9 +213,13 @@ def _validate_completion_mode(job: Job) -> list[FieldError]:
     if spec.completion_mode not in COMPLETION_MODES:
         return [FieldError("spec.completionMode", spec.completion_mode,
                            'Unsupported value: supported values: "NonIndexed", "Indexed"')]
-    if spec.completion_mode != "Indexed":
-        return []
     errs: list[FieldError] = []
+    if spec.completion_mode != "Indexed":
+        for path, value in (("spec.backoffLimitPerIndex", spec.backoff_limit_per_index),
+                            ("spec.maxFailedIndexes", spec.max_failed_indexes)):
+            if value is not None:
+                errs.append(FieldError(path, value, "Invalid value: requires indexed completion mode"))
+        return errs
     if spec.completions is None:
         errs.append(FieldError("spec.completions", None, "Required value: when completion mode is Indexed"))
     elif spec.completions > 0 and not is_label(hostname := f"{job.metadata.name}-{spec.completions - 1}"):
@@ -210,6 +228,26 @@ def _validate_completion_mode(job: Job) -> list[FieldError]:
     if spec.parallelism is not None and spec.parallelism > MAX_INDEXED_PARALLELISM:
         errs.append(FieldError("spec.parallelism", spec.parallelism, "Invalid value: must be less than or equal to "
                                f"{MAX_INDEXED_PARALLELISM} when completion mode is Indexed"))
+    failed_max = spec.max_failed_indexes
+    if spec.completions is not None and failed_max is not None and failed_max > spec.completions:
+        errs.append(FieldError("spec.maxFailedIndexes", failed_max,
+                               "Invalid value: must be less than or equal to completions"))
+    if failed_max is not None and failed_max > MAX_FAILED_INDEXES:
+        errs.append(FieldError("spec.maxFailedIndexes", failed_max,
+                               f"Invalid value: must be less than or equal to {MAX_FAILED_INDEXES}"))
+    if spec.completions is not None and spec.completions > COMPLETIONS_SOFT_LIMIT \
+            and spec.backoff_limit_per_index is not None:
+        high = f"when completions are above {COMPLETIONS_SOFT_LIMIT} and used with backoff limit per index"
+        if failed_max is None:
+            errs.append(FieldError("spec.maxFailedIndexes", None,
+                                   f"Required value: must be specified when completions is above "
+                                   f"{COMPLETIONS_SOFT_LIMIT}"))
+        if spec.parallelism is not None and spec.parallelism > LIMIT_FOR_HIGH_COMPLETIONS:
+            errs.append(FieldError("spec.parallelism", spec.parallelism,
+                                   f"Invalid value: must be less than or equal to {LIMIT_FOR_HIGH_COMPLETIONS} {high}"))
+        if failed_max is not None and failed_max > LIMIT_FOR_HIGH_COMPLETIONS:
+            errs.append(FieldError("spec.maxFailedIndexes", failed_max,
+                                   f"Invalid value: must be less than or equal to {LIMIT_FOR_HIGH_COMPLETIONS} {high}"))
     return errs
 
 
@@ -219,8 +257,8 @@ def _supported(allowed: tuple[str, ...]) -> str:
 
 def _validate_pod_failure_policy(spec: JobSpec, policy: PodFailurePolicy) -> list[FieldError]:
     """validatePodFailurePolicy: at most 20 rules, each with a known action (FailIndex only with
-    backoffLimitPerIndex, which podbay does not serve, so never) and exactly one of onExitCodes
-    (ordered, unique values; In never 0) or onPodConditions."""
+    backoffLimitPerIndex) and exactly one of onExitCodes (ordered, unique values; In never 0) or
+    onPodConditions."""
     path = "spec.podFailurePolicy.rules"
     if len(policy.rules) > MAX_POD_FAILURE_POLICY_RULES:
         return [FieldError(path, len(policy.rules),
@@ -232,7 +270,7 @@ def _validate_pod_failure_policy(spec: JobSpec, policy: PodFailurePolicy) -> lis
         if not rule.action:
             errs.append(FieldError(f"{at}.action", None,
                                    f"Required value: valid values: {_supported(POD_FAILURE_POLICY_ACTIONS)}"))
-        elif rule.action == "FailIndex":
+        elif rule.action == "FailIndex" and spec.backoff_limit_per_index is None:
             errs.append(FieldError(f"{at}.action", rule.action,
                                    "Invalid value: requires the backoffLimitPerIndex to be set"))
         elif rule.action not in POD_FAILURE_POLICY_ACTIONS:

@@ -1,7 +1,9 @@
 """The Job controller (kube-controller-manager's job) and the TTL-after-finished controller:
 pods made from the template up to `parallelism` at a time until `completions` have succeeded
 (Complete), or, for an Indexed job, until every index has a succeeded pod; failed pods
-replaced after an exponential back-off until more than `backoffLimit` have failed (Failed, BackoffLimitExceeded); a job running longer than
+replaced after an exponential back-off until more than `backoffLimit` have failed (Failed,
+BackoffLimitExceeded), or, with `backoffLimitPerIndex`, until each index has failed more than
+that (Failed, FailedIndexes or MaxFailedIndexesExceeded); a job running longer than
 `activeDeadlineSeconds` fails (DeadlineExceeded) and its pods go. A finished job with
 `ttlSecondsAfterFinished` is deleted (in the foreground) that long after it finished. A
 podFailurePolicy may fail the job at a pod's failure (PodFailurePolicy) or ignore the failure.
@@ -19,7 +21,7 @@ from typing import Sequence
 
 from podbay.api import Pod, now
 from podbay.api.apps import controller_of, selector_matches
-from podbay.api.batch import Job, JobCondition, JobSpec
+from podbay.api.batch import JOB_INDEX_FAILURE_COUNT, Job, JobCondition, JobSpec
 from podbay.api.errors import APIError, Conflict, NotFound
 from podbay.client import Client
 from podbay.client.record import EventRecorder
@@ -42,6 +44,8 @@ class IndexView:
     completions: int
     succeeded: set[int]
     surplus: list[Pod]
+    failed: set[int]  # given up on: past backoffLimitPerIndex, or a FailIndex rule matched
+    by_index: dict[int, list[Pod]]  # the counted pods of each index
 
 
 @dataclass(frozen=True)
@@ -80,6 +84,35 @@ def finished(spec: JobSpec, restart_policy: str | None, counts: Counts, started:
     if done and counts.active == 0:
         return ("Complete", "CompletionsReached", "Reached expected number of succeeded pods")
     return None
+
+
+def indexes_failed(spec: JobSpec, view: IndexView) -> tuple[str, str, str] | None:
+    """With backoffLimitPerIndex: more failed indexes than maxFailedIndexes fail the job at once;
+    otherwise it fails once every index has succeeded or failed and some failed."""
+    if spec.backoff_limit_per_index is None:
+        return None
+    if spec.max_failed_indexes is not None and len(view.failed) > spec.max_failed_indexes:
+        return ("Failed", "MaxFailedIndexesExceeded", "Job has exceeded the specified maximal number of failed indexes")
+    if view.failed and len(view.failed) + len(view.succeeded) >= view.completions:
+        return ("Failed", "FailedIndexes", "Job has failed indexes")
+    return None
+
+
+def indexes_to_start(view: IndexView, active: list[Pod], count: int, at: datetime) -> tuple[list[int], float | None]:
+    """With backoffLimitPerIndex, each index backs off on its own failures: up to `count` of the
+    lowest indexes neither done, failed, running nor backing off, and the seconds until the
+    next back-off ends (None: none is waiting)."""
+    running = {i for p in active if (i := completion_index(p, view.completions)) is not None}
+    taken = view.succeeded | view.failed | running
+    start: list[int] = []
+    waits: list[float] = []
+    for i in pending_indexes(view.completions, taken, view.completions):
+        wait = backoff_remaining(*failure_record(view.by_index.get(i, [])), at)
+        if wait > 0:
+            waits.append(wait)
+        elif len(start) < count:
+            start.append(i)
+    return start, min(waits) if waits else None
 
 
 def backoff_remaining(failures_since_success: int, last_failure: datetime | None, at: datetime) -> float:
@@ -146,8 +179,10 @@ class JobController:
         # Pods an Ignore rule matched are as if they never ran: no failure, no back-off.
         pods = [p for p in pods if verdicts.get(p.metadata.uid, COUNTED).counts]
         fail_job = next((v.fail_job_message for v in verdicts.values() if v.fail_job_message), None)
-        active = [p for p in pods if p.status.phase not in ("Succeeded", "Failed") and p.metadata.deletion_timestamp is None]
-        indexes = self._index_view(job, pods, active)
+        active = [p for p in pods if p.status.phase not in ("Succeeded", "Failed")
+                  and p.metadata.deletion_timestamp is None]
+        fail_index = {uid for uid, v in verdicts.items() if v.fail_index}
+        indexes = self._index_view(job, pods, active, fail_index)
         if indexes is not None and indexes.surplus:
             await self._delete_pods(job, indexes.surplus)
             active = [p for p in active if p not in indexes.surplus]
@@ -162,7 +197,8 @@ class JobController:
         if status.start_time is None and not job.spec.suspend:
             status.start_time = at
         outcome = ("Failed", "PodFailurePolicy", fail_job) if fail_job is not None \
-            else finished(job.spec, job.spec.template.spec.restart_policy, counts, status.start_time, at)
+            else finished(job.spec, job.spec.template.spec.restart_policy, counts, status.start_time, at) \
+            or (indexes_failed(job.spec, indexes) if indexes is not None else None)
         if outcome is not None:
             type_, reason, message = outcome
             if type_ == "Failed":
@@ -179,6 +215,11 @@ class JobController:
             if len(active) > want:
                 await self._delete_pods(job, active[:len(active) - want])
                 active = active[len(active) - want:]
+            elif len(active) < want and indexes is not None and job.spec.backoff_limit_per_index is not None:
+                start, wait = indexes_to_start(indexes, active, want - len(active), at)
+                if wait is not None:
+                    self.queue.add_after(key, wait)
+                active += await self._create_pods(job, start, indexes)
             elif len(active) < want:
                 failures, last = failure_record(pods)
                 wait = backoff_remaining(failures, last, at)
@@ -188,7 +229,7 @@ class JobController:
                     taken = indexes.succeeded | {i for p in active if (i := completion_index(p, indexes.completions))
                                                  is not None}
                     active += await self._create_pods(job, pending_indexes(indexes.completions, taken,
-                                                                           want - len(active)))
+                                                                           want - len(active)), indexes)
                 else:
                     active += await self._create_pods(job, [None] * (want - len(active)))
             if job.spec.active_deadline_seconds is not None and status.start_time is not None:
@@ -202,6 +243,8 @@ class JobController:
                                  and p.status.phase not in ("Succeeded", "Failed"))
         if indexes is not None:
             status.completed_indexes = format_indexes(indexes.succeeded) or None  # omitempty
+            if job.spec.backoff_limit_per_index is not None:
+                status.failed_indexes = format_indexes(indexes.failed)
         if status != job.status:
             job.status = status
             try:
@@ -213,31 +256,47 @@ class JobController:
             await self._expire(job)
 
     @staticmethod
-    def _index_view(job: Job, pods: list[Pod], active: list[Pod]) -> IndexView | None:
-        """For an Indexed job: the indexes that succeeded, and the active pods to remove (those
-        without a valid index, of an index already done, or a second pod of one index)."""
+    def _index_view(job: Job, pods: list[Pod], active: list[Pod], fail_index: set[str | None]) -> IndexView | None:
+        """For an Indexed job: the indexes that succeeded or failed, and the active pods to
+        remove (those without a valid index, of an index already done or failed, or a second
+        pod of one index)."""
         if job.spec.completion_mode != "Indexed" or job.spec.completions is None:
             return None
         completions = job.spec.completions
-        succeeded = {i for p in pods if p.status.phase == "Succeeded"
-                     and (i := completion_index(p, completions)) is not None}
+        by_index: dict[int, list[Pod]] = {}
+        for pod in pods:
+            if (i := completion_index(pod, completions)) is not None:
+                by_index.setdefault(i, []).append(pod)
+        succeeded = {i for i, ps in by_index.items() if any(p.status.phase == "Succeeded" for p in ps)}
+        failed: set[int] = set()
+        if job.spec.backoff_limit_per_index is not None:
+            for i, ps in by_index.items():
+                failures = [p for p in ps if p.status.phase == "Failed"]
+                if i not in succeeded and (len(failures) > job.spec.backoff_limit_per_index
+                                           or any(p.metadata.uid in fail_index for p in failures)):
+                    failed.add(i)
         surplus: list[Pod] = []
         running: set[int] = set()
         for pod in active:
             i = completion_index(pod, completions)
-            if i is None or i in succeeded or i in running:
+            if i is None or i in succeeded or i in failed or i in running:
                 surplus.append(pod)
             else:
                 running.add(i)
-        return IndexView(completions, succeeded, surplus)
+        return IndexView(completions, succeeded, surplus, failed, by_index)
 
-    async def _create_pods(self, job: Job, indexes: Sequence[int | None]) -> list[Pod]:
+    async def _create_pods(self, job: Job, indexes: Sequence[int | None], view: IndexView | None = None) -> list[Pod]:
         """A pod per entry: of that completion index, or (None) a NonIndexed job's."""
         ref = controller_ref(job, "batch/v1", "Job")
         made: list[Pod] = []
         for index in indexes:
-            pod = pod_from_template(job.spec.template, job.metadata.namespace or "", job.metadata.name or "", ref) \
-                if index is None else indexed_pod(job, index, ref)
+            if index is None:
+                pod = pod_from_template(job.spec.template, job.metadata.namespace or "", job.metadata.name or "", ref)
+            else:
+                pod = indexed_pod(job, index, ref)
+                if job.spec.backoff_limit_per_index is not None and view is not None:
+                    failures = sum(1 for p in view.by_index.get(index, []) if p.status.phase == "Failed")
+                    pod.metadata.annotations[JOB_INDEX_FAILURE_COUNT] = str(failures)
             try:
                 made.append(await self.client.create(pod))
             except APIError as exc:

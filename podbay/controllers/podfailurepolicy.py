@@ -15,6 +15,7 @@ from podbay.api.models import ContainerStatus, PodCondition
 class FailureVerdict:
     counts: bool  # towards status.failed and backoffLimit
     fail_job_message: str | None = None  # set when a FailJob rule matched
+    fail_index: bool = False  # a FailIndex rule matched: the pod's index is not tried again
 
 
 COUNTED = FailureVerdict(counts=True)
@@ -44,8 +45,7 @@ def _matching_condition(conditions: list[PodCondition],
 
 
 def judge_failed_pod(policy: PodFailurePolicy | None, pod: Pod) -> FailureVerdict:
-    """matchPodFailurePolicy. A pod no rule matches counts, as without a policy. FailIndex never
-    reaches here: validation refuses it without backoffLimitPerIndex."""
+    """matchPodFailurePolicy. A pod no rule matches counts, as without a policy."""
     if policy is None:
         return COUNTED
     where = f"{pod.metadata.namespace}/{pod.metadata.name}"
@@ -69,5 +69,7 @@ def judge_failed_pod(policy: PodFailurePolicy | None, pod: Pod) -> FailureVerdic
             return FailureVerdict(counts=False)
         if rule.action == "FailJob":
             return FailureVerdict(counts=True, fail_job_message=message)
+        if rule.action == "FailIndex":
+            return FailureVerdict(counts=True, fail_index=True)
         return COUNTED
     return COUNTED

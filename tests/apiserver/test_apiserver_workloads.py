@@ -216,6 +216,11 @@ async def test_indexed_and_pod_failure_policy_jobs_are_validated_as_kubernetes_d
           "spec.podFailurePolicy.rules[0].onExitCodes.containerName"]),
         (job("i", podFailurePolicy={"rules": [{"action": "Count", "onPodConditions": [{"type": "X"}]}] * 21}),
          ["spec.podFailurePolicy.rules"]),
+        (job("k", backoffLimitPerIndex=1, maxFailedIndexes=1), ["spec.backoffLimitPerIndex", "spec.maxFailedIndexes"]),
+        (job("l", completionMode="Indexed", completions=2, maxFailedIndexes=3),
+         ["spec.backoffLimitPerIndex", "spec.maxFailedIndexes"]),
+        (job("m", completionMode="Indexed", completions=100_001, parallelism=10_001, backoffLimitPerIndex=0),
+         ["spec.maxFailedIndexes", "spec.parallelism"]),
         (job("j", podReplacementPolicy="TerminatingOrFailed", podFailurePolicy={"rules": [
             {"action": "Count", "onPodConditions": [{"type": "X"}]}]}), ["spec.podReplacementPolicy"]),
     ]
@@ -223,6 +228,10 @@ async def test_indexed_and_pod_failure_policy_jobs_are_validated_as_kubernetes_d
         code, status = await call(api_server, "POST", JOBS, body)
         assert code == 422 and status["reason"] == "Invalid", (body, status)
         assert causes(status) == fields, status["message"]
+    code, made = await call(api_server, "POST", JOBS, job("perindex", completionMode="Indexed", completions=3,
+                                                          backoffLimitPerIndex=1, podFailurePolicy={"rules": [
+        {"action": "FailIndex", "onExitCodes": {"operator": "In", "values": [42]}}]}))
+    assert code == 201 and made["spec"]["backoffLimit"] == 2147483647, made
     code, made = await call(api_server, "POST", JOBS, job("ok", completionMode="Indexed", completions=3,
                                                           podFailurePolicy={"rules": [
         {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget"}]}]}))

@@ -107,8 +107,37 @@ def test_an_indexed_job_keeps_one_active_pod_per_index_not_yet_done() -> None:
     pods = [pod("done0", "0", "Succeeded"), pod("again0", "0", "Running"), pod("one", "1", "Running"),
             pod("one-twin", "1", "Pending"), pod("stray", None, "Running"), pod("past", "7", "Running")]
     active = [p for p in pods if p.status.phase != "Succeeded"]
-    view = JobController._index_view(job, pods, active)
+    view = JobController._index_view(job, pods, active, set())
     assert view is not None and view.succeeded == {0}
     assert [p.metadata.name for p in view.surplus] == ["again0", "one-twin", "stray", "past"]
     nonindexed = from_dict(Job, {"metadata": {"name": "j"}, "spec": {"completions": 3}})
-    assert JobController._index_view(nonindexed, pods, active) is None
+    assert JobController._index_view(nonindexed, pods, active, set()) is None
+
+
+def test_per_index_limits_fail_indexes_and_then_the_job() -> None:
+    from datetime import datetime, timedelta, timezone
+
+    from podbay.controllers.job import JobController, indexes_failed, indexes_to_start
+
+    at = datetime(2026, 1, 1, tzinfo=timezone.utc)
+
+    def pod(uid: str, index: int, phase: str, ago: float = 100.0) -> Pod:
+        finished = (at - timedelta(seconds=ago)).strftime("%Y-%m-%dT%H:%M:%SZ")
+        return from_dict(Pod, {"metadata": {"name": uid, "uid": uid, "annotations": {
+            "batch.kubernetes.io/job-completion-index": str(index)}}, "status": {
+            "phase": phase, "containerStatuses": [{"name": "c", "state": {"terminated": {
+                "exitCode": 0 if phase == "Succeeded" else 1, "finishedAt": finished}}}]}})
+    job = from_dict(Job, {"metadata": {"name": "j"}, "spec": {
+        "completionMode": "Indexed", "completions": 4, "backoffLimitPerIndex": 1, "maxFailedIndexes": 1}})
+    pods = [pod("a", 0, "Succeeded"), pod("b", 1, "Failed"), pod("c", 1, "Failed"),  # 1: past its limit
+            pod("d", 2, "Failed", ago=3), pod("e", 3, "Failed")]  # 3: FailIndex
+    view = JobController._index_view(job, pods, [], {"e"})
+    assert view is not None and (view.succeeded, view.failed) == ({0}, {1, 3})
+    assert indexes_failed(job.spec, view) == (
+        "Failed", "MaxFailedIndexesExceeded", "Job has exceeded the specified maximal number of failed indexes")
+    # Index 2 failed 3 s ago: it backs off 10 s, so nothing starts and the controller comes back in 7 s.
+    assert indexes_to_start(view, [], 4, at) == ([], 7.0)
+    job.spec.max_failed_indexes = None
+    assert indexes_failed(job.spec, view) is None  # index 2 may still succeed
+    view = JobController._index_view(job, pods + [pod("f", 2, "Succeeded")], [], {"e"})
+    assert view is not None and indexes_failed(job.spec, view) == ("Failed", "FailedIndexes", "Job has failed indexes")

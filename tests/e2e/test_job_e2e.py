@@ -180,3 +180,30 @@ async def test_an_indexed_job_scaled_down_completes_with_the_indexes_left(worklo
     assert (job.status.succeeded, job.status.completed_indexes, job.status.active or 0) == (1, "0", 0)
     await wait_objects(client, Pod, lambda ps: [p.status.phase for p in live(ps)] == ["Succeeded"],
                        label_selector=selector, what="the pods of indexes 1 and 2 gone")
+
+
+async def test_a_limit_per_index_retries_and_gives_up_index_by_index(workload_cluster: Cluster,  # noqa: F811
+                                                                     tmp_path: Path) -> None:
+    client = workload_cluster.client
+    # Index 1 exits 42, which a FailIndex rule gives up on at once; index 2 fails once and then
+    # succeeds on its retry; index 0 succeeds. The job fails for its one failed index.
+    script = ('case "$JOB_COMPLETION_INDEX" in 1) exit 42;; '
+              '2) [ -e /mark/two ] || { touch /mark/two; exit 1; };; esac')
+    spec = template({}, {**run(script), "volumeMounts": [{"name": "mark", "mountPath": "/mark"}]}, restart="Never")
+    spec["spec"]["volumes"] = [{"name": "mark", "hostPath": {"path": str(tmp_path), "type": "Directory"}}]
+    await client.create(manifest(Job, "perindex", {
+        "completions": 3, "parallelism": 3, "completionMode": "Indexed", "backoffLimitPerIndex": 1,
+        "podFailurePolicy": {"rules": [{"action": "FailIndex", "onExitCodes": {"operator": "In", "values": [42]}}]},
+        "template": spec}))
+    job = await wait_job(workload_cluster, "perindex", "Failed")
+    assert condition(job, "Failed") == ("True", "FailedIndexes")
+    assert (job.status.completed_indexes, job.status.failed_indexes) == ("0,2", "1")
+    assert (job.status.succeeded, job.status.failed) == (2, 2)
+    pods, _ = await client.list(Pod, "default", label_selector=f"controller-uid={job.metadata.uid}")
+    by_index: dict[str, list[Pod]] = {}
+    for p in pods:
+        by_index.setdefault(p.metadata.annotations["batch.kubernetes.io/job-completion-index"], []).append(p)
+    assert {i: sorted(p.status.phase for p in ps) for i, ps in by_index.items()} == {
+        "0": ["Succeeded"], "1": ["Failed"], "2": ["Failed", "Succeeded"]}
+    assert sorted(p.metadata.annotations["batch.kubernetes.io/job-index-failure-count"] for p in by_index["2"]) == \
+        ["0", "1"]
