@@ -42,17 +42,21 @@ def is_subdomain(name: str) -> bool:
     return bool(SUBDOMAIN.match(name)) and len(name) <= 253
 
 
-def is_qualified_name(key: str) -> bool:
+def _qualified_name(key: str) -> bool:
     prefix, _, name = key.rpartition("/")
     if prefix and not is_subdomain(prefix):
         return False
     return bool(QUALIFIED.match(name)) and len(name) <= 63
 
 
+# Other kinds' validation (a Job's pod condition types) checks qualified names too.
+is_qualified_name = _qualified_name
+
+
 def _labels(path: str, labels: dict[str, str]) -> list[FieldError]:
     errs: list[FieldError] = []
     for key, value in labels.items():
-        if not is_qualified_name(key):
+        if not _qualified_name(key):
             errs.append(FieldError(path, key, "name part must consist of alphanumeric characters, "
                                    "'-', '_' or '.', and must start and end with an alphanumeric character"))
         if len(value) > 63 or not LABEL_VALUE.match(value):
@@ -72,7 +76,7 @@ def validate_metadata(meta, path: str = "metadata", namespaced: bool = True) -> 
         errs.append(FieldError(f"{path}.namespace", meta.namespace, MSG_LABEL))
     errs += _labels(f"{path}.labels", meta.labels)
     for key in meta.annotations:
-        if not is_qualified_name(key):
+        if not _qualified_name(key):
             errs.append(FieldError(f"{path}.annotations", key, "name part must consist of alphanumeric "
                                    "characters, '-', '_' or '.', and must start and end with an alphanumeric character"))
     if sum(len(k) + len(v) for k, v in meta.annotations.items()) > 256 * 1024:
