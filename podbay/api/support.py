@@ -110,7 +110,7 @@ def render_support_table() -> str:
             support, note = NOTES.get(f"{model.__name__}.{wire}", ("supported", ""))
             lines.append(f"| `{wire}` | {support} | {note} |")
         lines.append("")
-    return "\n".join(lines + RUNTIME_HANDLERS + STREAMING + API_REQUESTS + SERVICES)
+    return "\n".join(lines + RUNTIME_HANDLERS + STREAMING + API_REQUESTS + SERVICES + POD_TEMPLATE_HASH)
 
 
 # What works per runtime handler (a RuntimeClass's `handler`; docs/runtimeclass.md).
@@ -204,6 +204,24 @@ SERVICES = [
     "cluster has not; refused (422) |",
     "| `publishNotReadyAddresses` | supported |  |",
     "| `externalIPs`, `loadBalancer*`, `ipFamilies` beyond IPv4 | not yet | stored, no rules |",
+    "",
+]
+
+
+# Why a Deployment's pod-template-hash is not the value a real cluster computes.
+POD_TEMPLATE_HASH = [
+    "## The pod-template-hash", "",
+    "A Deployment's ReplicaSets and pods carry `pod-template-hash`. Kubernetes computes it as FNV-1a 32 over "
+    "`dump.ForHash(template)`, go-spew's `%#v` dump of the `k8s.io/api/core/v1` PodTemplateSpec struct (every "
+    "field in Go declaration order, with Go type names, zero values and library internals such as a "
+    "`resource.Quantity`'s cached forms and a `metav1.Time`'s `time.Time` words), then the collisionCount, "
+    "printed in decimal and safe-encoded. The dump is deterministic, but it is a function of the struct layout "
+    "of the controller's Kubernetes release: a release that adds a PodSpec or Container field changes every hash "
+    "(Kubernetes copes because it finds a Deployment's current set by comparing templates, not hashes). podbay "
+    "keeps the recipe and the encoding but hashes the template's canonical JSON, so its hashes are stable from "
+    "one podbay version to the next, have Kubernetes' form (e.g. `7c5ddbdf54`) and differ from a real cluster's "
+    "for the same template. Nothing in podbay or kubectl reads the value itself: sets are matched to the "
+    "template semantically, as Kubernetes matches them.",
     "",
 ]
 

@@ -49,6 +49,10 @@ def _qualified_name(key: str) -> bool:
     return bool(QUALIFIED.match(name)) and len(name) <= 63
 
 
+# Other kinds' validation (a Job's pod condition types) checks qualified names too.
+is_qualified_name = _qualified_name
+
+
 def _labels(path: str, labels: dict[str, str]) -> list[FieldError]:
     errs: list[FieldError] = []
     for key, value in labels.items():

@@ -348,9 +348,10 @@ async def _delete(request: web.Request, registry: Registry, target: _Target, bod
     options = _delete_options(request, body)
     assert target.name is not None
     result = await registry.delete(target.resource, target.store_namespace, target.name, options)
-    if target.resource in ("pods", "namespaces") or result["metadata"].get("deletionTimestamp"):
+    if target.resource in ("pods", "namespaces", "services") or result["metadata"].get("deletionTimestamp"):
         # These registries answer with the object (being deleted or gone), as every registry does
-        # with an object its finalizers keep.
+        # with an object its finalizers keep (ReturnDeletedObject; the official client reads a
+        # deleted Service as a Service).
         return _json_response(result)
     return _json_response(
         success_body({"name": target.name, "kind": target.resource, "uid": result["metadata"].get("uid")})

@@ -20,7 +20,7 @@ from podbay.api.models import ObjectMeta
 from podbay.client import Client
 from podbay.client.record import EventRecorder
 from podbay.controllers.rollout import DESIRED_REPLICAS, FOUND_NEW_RS, MAX_REPLICAS, MIN_AVAILABLE, MIN_UNAVAILABLE, \
-    NEW_RS_CREATED, POD_TEMPLATE_HASH, REVISION, SKIPPED_ANNOTATIONS, ActiveSet, OldSet, canonical_template, \
+    NEW_RS_CREATED, PAUSED, POD_TEMPLATE_HASH, RESUMED, REVISION, TIMED_OUT, SKIPPED_ANNOTATIONS, ActiveSet, OldSet, canonical_template, \
     compute_hash, condition, \
     deployment_complete, new_rs_new_replicas, old_sets_scale_down, progress_status, proportional_sizes, \
     set_condition, surge_and_unavailable
@@ -87,6 +87,11 @@ class DeploymentController:
         except NotFound:
             return
         rss = await self._claim(d)
+        if d.metadata.deletion_timestamp is None and not await self._check_paused_conditions(d):
+            return
+        if d.metadata.deletion_timestamp is None and d.spec.paused and self._scaling_event(d, rss):
+            await self._scale_deployment(d, rss)  # dc.sync: a paused deployment still scales
+            return
         if d.metadata.deletion_timestamp is not None or d.spec.paused:
             await self._sync_status(d, rss, self._find_new(d, rss))
             return
@@ -204,6 +209,28 @@ class DeploymentController:
             await self.recorder.record(d, "ScalingReplicaSet",
                                        f"Scaled {direction} replica set {rs.metadata.name} from {before} to {replicas}")
         return before != replicas
+
+    async def _check_paused_conditions(self, d: Deployment) -> bool:
+        """checkPausedConditions: Progressing turns Unknown (DeploymentPaused) while paused and
+        says DeploymentResumed once resumed, unless the deadline already passed. False when the
+        status write lost to a newer version (synced again)."""
+        if d.spec.progress_deadline_seconds is None:
+            return True
+        current = next((c for c in d.status.conditions if c.type == "Progressing"), None)
+        if current is not None and current.reason == TIMED_OUT:
+            return True
+        was_paused = current is not None and current.reason == PAUSED
+        if bool(d.spec.paused) == was_paused:
+            return True
+        reason, message = (PAUSED, "Deployment is paused") if d.spec.paused else (RESUMED, "Deployment is resumed")
+        set_condition(d.status, condition("Progressing", "Unknown", reason, message, now()))
+        try:
+            updated = await self.client.update_status(d)
+        except Conflict:
+            self.queue.add(key_of(d))
+            return False
+        d.metadata.resource_version = updated.metadata.resource_version
+        return True
 
     @staticmethod
     def _scaling_event(d: Deployment, rss: list[ReplicaSet]) -> bool:
@@ -331,7 +358,8 @@ class DeploymentController:
         else:
             set_condition(status, condition("Available", "False", MIN_UNAVAILABLE,
                                             "Deployment does not have minimum availability.", at))
-        progress_status(d, status, new_now.metadata.name if new_now else None, at)
+        if not d.spec.paused:
+            progress_status(d, status, new_now.metadata.name if new_now else None, at)
         failure = next((c for rs in current for c in rs.status.conditions if c.type == "ReplicaFailure"
                         and c.status == "True"), None)
         status.conditions = [c for c in status.conditions if c.type != "ReplicaFailure"]
@@ -343,7 +371,7 @@ class DeploymentController:
                 await self.client.update_status(d)
             except Conflict:
                 self.queue.add(key_of(d))  # changed meanwhile: count again on the new version
-        if d.spec.progress_deadline_seconds and not deployment_complete(d, status):
+        if d.spec.progress_deadline_seconds and not d.spec.paused and not deployment_complete(d, status):
             # A deadline passes with no event to say so.
             self.queue.add_after(key_of(d), d.spec.progress_deadline_seconds + 1)
         return status

@@ -1,9 +1,12 @@
-"""The Job controller (kube-controller-manager's job, NonIndexed completion) and the
-TTL-after-finished controller: pods made from the template up to `parallelism` at a time until
-`completions` have succeeded (Complete); failed pods replaced after an exponential back-off until
-more than `backoffLimit` have failed (Failed, BackoffLimitExceeded); a job running longer than
+"""The Job controller (kube-controller-manager's job) and the TTL-after-finished controller:
+pods made from the template up to `parallelism` at a time until `completions` have succeeded
+(Complete), or, for an Indexed job, until every index has a succeeded pod; failed pods
+replaced after an exponential back-off until more than `backoffLimit` have failed (Failed,
+BackoffLimitExceeded), or, with `backoffLimitPerIndex`, until each index has failed more than
+that (Failed, FailedIndexes or MaxFailedIndexesExceeded); a job running longer than
 `activeDeadlineSeconds` fails (DeadlineExceeded) and its pods go. A finished job with
-`ttlSecondsAfterFinished` is deleted (in the foreground) that long after it finished.
+`ttlSecondsAfterFinished` is deleted (in the foreground) that long after it finished. A
+podFailurePolicy may fail the job at a pod's failure (PodFailurePolicy) or ignore the failure.
 
 The counts are those of the job's pods the API holds (Kubernetes before pod tracking
 finalizers): a finished pod deleted by hand no longer counts."""
@@ -14,13 +17,16 @@ import contextlib
 import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Sequence
 
 from podbay.api import Pod, now
 from podbay.api.apps import controller_of, selector_matches
-from podbay.api.batch import Job, JobCondition, JobSpec
+from podbay.api.batch import JOB_INDEX_FAILURE_COUNT, Job, JobCondition, JobSpec
 from podbay.api.errors import APIError, Conflict, NotFound
 from podbay.client import Client
 from podbay.client.record import EventRecorder
+from podbay.controllers.jobindex import completion_index, format_indexes, indexed_pod, pending_indexes
+from podbay.controllers.podfailurepolicy import COUNTED, judge_failed_pod
 from podbay.controllers.workqueue import Key, WorkQueue, controller_ref, is_pod_ready, key_of, pod_from_template, \
     watch_forever
 
@@ -31,6 +37,15 @@ BACKOFF_MAX = 360.0  # MaxJobPodFailureBackOff (6 minutes)
 
 
 # --- pure rules ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class IndexView:
+    completions: int
+    succeeded: set[int]
+    surplus: list[Pod]
+    failed: set[int]  # given up on: past backoffLimitPerIndex, or a FailIndex rule matched
+    by_index: dict[int, list[Pod]]  # the counted pods of each index
 
 
 @dataclass(frozen=True)
@@ -69,6 +84,35 @@ def finished(spec: JobSpec, restart_policy: str | None, counts: Counts, started:
     if done and counts.active == 0:
         return ("Complete", "CompletionsReached", "Reached expected number of succeeded pods")
     return None
+
+
+def indexes_failed(spec: JobSpec, view: IndexView) -> tuple[str, str, str] | None:
+    """With backoffLimitPerIndex: more failed indexes than maxFailedIndexes fail the job at once;
+    otherwise it fails once every index has succeeded or failed and some failed."""
+    if spec.backoff_limit_per_index is None:
+        return None
+    if spec.max_failed_indexes is not None and len(view.failed) > spec.max_failed_indexes:
+        return ("Failed", "MaxFailedIndexesExceeded", "Job has exceeded the specified maximal number of failed indexes")
+    if view.failed and len(view.failed) + len(view.succeeded) >= view.completions:
+        return ("Failed", "FailedIndexes", "Job has failed indexes")
+    return None
+
+
+def indexes_to_start(view: IndexView, active: list[Pod], count: int, at: datetime) -> tuple[list[int], float | None]:
+    """With backoffLimitPerIndex, each index backs off on its own failures: up to `count` of the
+    lowest indexes neither done, failed, running nor backing off, and the seconds until the
+    next back-off ends (None: none is waiting)."""
+    running = {i for p in active if (i := completion_index(p, view.completions)) is not None}
+    taken = view.succeeded | view.failed | running
+    start: list[int] = []
+    waits: list[float] = []
+    for i in pending_indexes(view.completions, taken, view.completions):
+        wait = backoff_remaining(*failure_record(view.by_index.get(i, [])), at)
+        if wait > 0:
+            waits.append(wait)
+        elif len(start) < count:
+            start.append(i)
+    return start, min(waits) if waits else None
 
 
 def backoff_remaining(failures_since_success: int, last_failure: datetime | None, at: datetime) -> float:
@@ -130,17 +174,31 @@ class JobController:
         pods = [p for p in (await self.client.list(Pod, ns))[0]
                 if (ref := controller_of(p.metadata)) is not None and ref.uid == job.metadata.uid
                 and selector is not None and selector_matches(selector, p.metadata.labels)]
-        active = [p for p in pods if p.status.phase not in ("Succeeded", "Failed") and p.metadata.deletion_timestamp is None]
+        verdicts = {p.metadata.uid: judge_failed_pod(job.spec.pod_failure_policy, p)
+                    for p in pods if p.status.phase == "Failed"}
+        # Pods an Ignore rule matched are as if they never ran: no failure, no back-off.
+        pods = [p for p in pods if verdicts.get(p.metadata.uid, COUNTED).counts]
+        fail_job = next((v.fail_job_message for v in verdicts.values() if v.fail_job_message), None)
+        active = [p for p in pods if p.status.phase not in ("Succeeded", "Failed")
+                  and p.metadata.deletion_timestamp is None]
+        fail_index = {uid for uid, v in verdicts.items() if v.fail_index}
+        indexes = self._index_view(job, pods, active, fail_index)
+        if indexes is not None and indexes.surplus:
+            await self._delete_pods(job, indexes.surplus)
+            active = [p for p in active if p not in indexes.surplus]
         counts = Counts(
             active=len(active),
-            succeeded=sum(1 for p in pods if p.status.phase == "Succeeded"),
+            succeeded=len(indexes.succeeded) if indexes is not None
+            else sum(1 for p in pods if p.status.phase == "Succeeded"),
             failed=sum(1 for p in pods if p.status.phase == "Failed"),
             restarts=sum(s.restart_count or 0 for p in pods if p.status.phase in ("Running", "Pending")
                          for s in p.status.container_statuses + p.status.init_container_statuses))
         status = job.status.model_copy(deep=True)
         if status.start_time is None and not job.spec.suspend:
             status.start_time = at
-        outcome = finished(job.spec, job.spec.template.spec.restart_policy, counts, status.start_time, at)
+        outcome = ("Failed", "PodFailurePolicy", fail_job) if fail_job is not None \
+            else finished(job.spec, job.spec.template.spec.restart_policy, counts, status.start_time, at) \
+            or (indexes_failed(job.spec, indexes) if indexes is not None else None)
         if outcome is not None:
             type_, reason, message = outcome
             if type_ == "Failed":
@@ -157,13 +215,23 @@ class JobController:
             if len(active) > want:
                 await self._delete_pods(job, active[:len(active) - want])
                 active = active[len(active) - want:]
+            elif len(active) < want and indexes is not None and job.spec.backoff_limit_per_index is not None:
+                start, wait = indexes_to_start(indexes, active, want - len(active), at)
+                if wait is not None:
+                    self.queue.add_after(key, wait)
+                active += await self._create_pods(job, start, indexes)
             elif len(active) < want:
                 failures, last = failure_record(pods)
                 wait = backoff_remaining(failures, last, at)
                 if wait > 0:
                     self.queue.add_after(key, wait)
+                elif indexes is not None:
+                    taken = indexes.succeeded | {i for p in active if (i := completion_index(p, indexes.completions))
+                                                 is not None}
+                    active += await self._create_pods(job, pending_indexes(indexes.completions, taken,
+                                                                           want - len(active)), indexes)
                 else:
-                    active += await self._create_pods(job, want - len(active))
+                    active += await self._create_pods(job, [None] * (want - len(active)))
             if job.spec.active_deadline_seconds is not None and status.start_time is not None:
                 deadline = status.start_time + timedelta(seconds=job.spec.active_deadline_seconds)
                 self.queue.add_after(key, (deadline - at).total_seconds())
@@ -173,6 +241,10 @@ class JobController:
         status.ready = sum(1 for p in active if is_pod_ready(p))
         status.terminating = sum(1 for p in pods if p.metadata.deletion_timestamp is not None
                                  and p.status.phase not in ("Succeeded", "Failed"))
+        if indexes is not None:
+            status.completed_indexes = format_indexes(indexes.succeeded) or None  # omitempty
+            if job.spec.backoff_limit_per_index is not None:
+                status.failed_indexes = format_indexes(indexes.failed)
         if status != job.status:
             job.status = status
             try:
@@ -183,11 +255,48 @@ class JobController:
         if outcome is not None:
             await self._expire(job)
 
-    async def _create_pods(self, job: Job, count: int) -> list[Pod]:
+    @staticmethod
+    def _index_view(job: Job, pods: list[Pod], active: list[Pod], fail_index: set[str | None]) -> IndexView | None:
+        """For an Indexed job: the indexes that succeeded or failed, and the active pods to
+        remove (those without a valid index, of an index already done or failed, or a second
+        pod of one index)."""
+        if job.spec.completion_mode != "Indexed" or job.spec.completions is None:
+            return None
+        completions = job.spec.completions
+        by_index: dict[int, list[Pod]] = {}
+        for pod in pods:
+            if (i := completion_index(pod, completions)) is not None:
+                by_index.setdefault(i, []).append(pod)
+        succeeded = {i for i, ps in by_index.items() if any(p.status.phase == "Succeeded" for p in ps)}
+        failed: set[int] = set()
+        if job.spec.backoff_limit_per_index is not None:
+            for i, ps in by_index.items():
+                failures = [p for p in ps if p.status.phase == "Failed"]
+                if i not in succeeded and (len(failures) > job.spec.backoff_limit_per_index
+                                           or any(p.metadata.uid in fail_index for p in failures)):
+                    failed.add(i)
+        surplus: list[Pod] = []
+        running: set[int] = set()
+        for pod in active:
+            i = completion_index(pod, completions)
+            if i is None or i in succeeded or i in failed or i in running:
+                surplus.append(pod)
+            else:
+                running.add(i)
+        return IndexView(completions, succeeded, surplus, failed, by_index)
+
+    async def _create_pods(self, job: Job, indexes: Sequence[int | None], view: IndexView | None = None) -> list[Pod]:
+        """A pod per entry: of that completion index, or (None) a NonIndexed job's."""
         ref = controller_ref(job, "batch/v1", "Job")
         made: list[Pod] = []
-        for _ in range(count):
-            pod = pod_from_template(job.spec.template, job.metadata.namespace or "", job.metadata.name or "", ref)
+        for index in indexes:
+            if index is None:
+                pod = pod_from_template(job.spec.template, job.metadata.namespace or "", job.metadata.name or "", ref)
+            else:
+                pod = indexed_pod(job, index, ref)
+                if job.spec.backoff_limit_per_index is not None and view is not None:
+                    failures = sum(1 for p in view.by_index.get(index, []) if p.status.phase == "Failed")
+                    pod.metadata.annotations[JOB_INDEX_FAILURE_COUNT] = str(failures)
             try:
                 made.append(await self.client.create(pod))
             except APIError as exc:

@@ -27,6 +27,8 @@ FOUND_NEW_RS = "FoundNewReplicaSet"
 RS_UPDATED = "ReplicaSetUpdated"
 NEW_RS_AVAILABLE = "NewReplicaSetAvailable"
 TIMED_OUT = "ProgressDeadlineExceeded"
+PAUSED = "DeploymentPaused"
+RESUMED = "DeploymentResumed"
 MIN_AVAILABLE = "MinimumReplicasAvailable"
 MIN_UNAVAILABLE = "MinimumReplicasUnavailable"
 
@@ -65,9 +67,9 @@ def canonical_template(template: PodTemplateSpec, without_hash: bool = False) ->
 def compute_hash(template: PodTemplateSpec, collision_count: int | None) -> str:
     """controller.ComputeHash: fnv32a of the template, then (when there was a collision) the
     count as 8 little-endian bytes, printed in decimal and safe-encoded. Kubernetes feeds the
-    hash a Go-specific dump (spew) of its internal struct, which Python cannot reproduce; podbay
-    feeds it the template's canonical JSON (sorted keys, as the API stores it), so a hash is
-    stable across podbay but not equal to a real cluster's for the same template."""
+    hash go-spew's dump of the v1 struct, whose bytes follow the struct layout of its own
+    release (docs/support.md); podbay feeds it the template's canonical JSON (sorted keys, as the
+    API stores it), so a hash is stable across podbay but not equal to a real cluster's."""
     data = json.dumps(canonical_template(template), sort_keys=True, separators=(",", ":")).encode()
     if collision_count is not None:
         data += struct.pack("<I", collision_count & 0xFFFFFFFF) + b"\0" * 4

@@ -185,3 +185,16 @@ async def test_namespaces_and_discovery(core: k8s.CoreV1Api, api_server: Embedde
         assert {"pods", "pods/status", "pods/binding", "pods/log", "nodes", "events", "namespaces"} <= {
             r.name for r in resources.resources
         }
+
+
+async def test_a_deleted_service_comes_back_as_a_service(core: k8s.CoreV1Api) -> None:
+    # kube-apiserver's Service registry returns the deleted object; the official client reads
+    # the answer of delete_namespaced_service as a V1Service and fails on a Status.
+    svc = k8s.V1Service(metadata=k8s.V1ObjectMeta(name="gone"),
+                        spec=k8s.V1ServiceSpec(selector={"app": "x"}, ports=[k8s.V1ServicePort(port=80)]))
+    made = await call(core.create_namespaced_service, "default", svc)
+    deleted = await call(core.delete_namespaced_service, "gone", "default")
+    assert isinstance(deleted, k8s.V1Service) and deleted.metadata.uid == made.metadata.uid
+    with pytest.raises(ApiException) as err:
+        await call(core.read_namespaced_service, "gone", "default")
+    assert err.value.status == 404

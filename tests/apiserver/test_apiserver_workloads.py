@@ -104,6 +104,8 @@ async def test_the_job_gets_its_selector_and_labels(api_server: EmbeddedServer) 
     assert made["spec"]["template"]["metadata"]["labels"] == {
         "controller-uid": uid, "job-name": "j", "batch.kubernetes.io/controller-uid": uid,
         "batch.kubernetes.io/job-name": "j"}
+    # A job without labels of its own shows its template's, as a stored Kubernetes job does.
+    assert made["metadata"]["labels"] == made["spec"]["template"]["metadata"]["labels"]
     assert (made["spec"]["completions"], made["spec"]["parallelism"], made["spec"]["backoffLimit"]) == (1, 1, 6)
     code, body = await call(api_server, "PATCH", f"{JOBS}/j", {"spec": {"completions": 5}},
                             {"Content-Type": "application/merge-patch+json"})
@@ -182,3 +184,70 @@ async def test_replication_controllers_default_their_selector_and_scale(api_serv
                                                       "spec": {"selector": {"app": "other"}, **{
                                                           k: v for k, v in rc["spec"].items() if k != "selector"}}})
     assert code == 422 and causes(body) == ["spec.template.metadata.labels"]
+
+
+def job(name: str, restart: str = "Never", **spec: Any) -> dict[str, Any]:
+    return {"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": name},
+            "spec": {"template": {"spec": {"containers": [CONTAINER], "restartPolicy": restart}}, **spec}}
+
+
+async def test_indexed_and_pod_failure_policy_jobs_are_validated_as_kubernetes_does(
+        api_server: EmbeddedServer) -> None:
+    cases: list[tuple[dict[str, Any], list[str]]] = [
+        # Without parallelism too, completions is defaulted to 1, as SetDefaults_Job does.
+        (job("a", completionMode="Indexed", parallelism=2), ["spec.completions"]),
+        (job("b", completionMode="Sometimes"), ["spec.completionMode"]),
+        (job("c", completionMode="Indexed", completions=2, parallelism=100_001), ["spec.parallelism"]),
+        (job("d" * 62, completionMode="Indexed", completions=10), ["metadata.name"]),  # hostname d...d-9: 64
+        (job("e", "OnFailure", podFailurePolicy={"rules": [
+            {"action": "Ignore", "onExitCodes": {"operator": "In", "values": [1]}}]}),
+         ["spec.template.spec.restartPolicy"]),
+        (job("f", podFailurePolicy={"rules": [
+            {"action": "FailJob", "onExitCodes": {"operator": "In", "values": [0, 5, 3, 3]}}]}),
+         ["spec.podFailurePolicy.rules[0].onExitCodes.values[0]",
+          "spec.podFailurePolicy.rules[0].onExitCodes.values[3]",
+          "spec.podFailurePolicy.rules[0].onExitCodes.values"]),
+        (job("g", podFailurePolicy={"rules": [{"action": "Explode", "onPodConditions": [{"type": "X"}]},
+                                              {"action": "Count"}]}),
+         ["spec.podFailurePolicy.rules[0].action", "spec.podFailurePolicy.rules[1]"]),
+        (job("h", podFailurePolicy={"rules": [
+            {"action": "FailIndex", "onExitCodes": {"containerName": "nope", "operator": "Is", "values": [1]}}]}),
+         ["spec.podFailurePolicy.rules[0].action", "spec.podFailurePolicy.rules[0].onExitCodes.operator",
+          "spec.podFailurePolicy.rules[0].onExitCodes.containerName"]),
+        (job("i", podFailurePolicy={"rules": [{"action": "Count", "onPodConditions": [{"type": "X"}]}] * 21}),
+         ["spec.podFailurePolicy.rules"]),
+        (job("k", backoffLimitPerIndex=1, maxFailedIndexes=1), ["spec.backoffLimitPerIndex", "spec.maxFailedIndexes"]),
+        (job("l", completionMode="Indexed", completions=2, maxFailedIndexes=3),
+         ["spec.backoffLimitPerIndex", "spec.maxFailedIndexes"]),
+        (job("m", completionMode="Indexed", completions=100_001, parallelism=10_001, backoffLimitPerIndex=0),
+         ["spec.maxFailedIndexes", "spec.parallelism"]),
+        (job("j", podReplacementPolicy="TerminatingOrFailed", podFailurePolicy={"rules": [
+            {"action": "Count", "onPodConditions": [{"type": "X"}]}]}), ["spec.podReplacementPolicy"]),
+    ]
+    for body, fields in cases:
+        code, status = await call(api_server, "POST", JOBS, body)
+        assert code == 422 and status["reason"] == "Invalid", (body, status)
+        assert causes(status) == fields, status["message"]
+    code, made = await call(api_server, "POST", JOBS, job("perindex", completionMode="Indexed", completions=3,
+                                                          backoffLimitPerIndex=1, podFailurePolicy={"rules": [
+        {"action": "FailIndex", "onExitCodes": {"operator": "In", "values": [42]}}]}))
+    assert code == 201 and made["spec"]["backoffLimit"] == 2147483647, made
+    code, made = await call(api_server, "POST", JOBS, job("ok", completionMode="Indexed", completions=3,
+                                                          podFailurePolicy={"rules": [
+        {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget"}]}]}))
+    assert code == 201, made
+    assert made["spec"]["podReplacementPolicy"] == "Failed"
+    assert made["spec"]["podFailurePolicy"]["rules"][0]["onPodConditions"] == [
+        {"type": "DisruptionTarget", "status": "True"}]
+    # Elastic Indexed Jobs: completions change only together with parallelism.
+    code, status = await call(api_server, "PATCH", f"{JOBS}/ok", {"spec": {"completions": 5}},
+                              {"Content-Type": "application/merge-patch+json"})
+    assert code == 422 and causes(status) == ["spec.completions"], status
+    assert "can only be modified in tandem with spec.parallelism" in status["message"]
+    code, scaled = await call(api_server, "PATCH", f"{JOBS}/ok", {"spec": {"completions": 5, "parallelism": 5}},
+                              {"Content-Type": "application/merge-patch+json"})
+    assert code == 200 and (scaled["spec"]["completions"], scaled["spec"]["parallelism"]) == (5, 5), scaled
+    for change in ({"completionMode": "NonIndexed"}, {"podFailurePolicy": None}):
+        code, status = await call(api_server, "PATCH", f"{JOBS}/ok", {"spec": change},
+                                  {"Content-Type": "application/merge-patch+json"})
+        assert code == 422 and causes(status) == [f"spec.{next(iter(change))}"], status

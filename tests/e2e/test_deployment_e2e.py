@@ -152,3 +152,58 @@ async def test_rollout_undo_takes_the_old_set_back(kube_cluster: Cluster) -> Non
     back = sets[first.metadata.name]
     assert back.spec.replicas == 1 and back.metadata.annotations["deployment.kubernetes.io/revision"] == "3"
     await wait_objects(client, Pod, rolled_out("busybox:1.35", 1), label_selector="app=undo")
+
+
+def sets_of(rss: list[ReplicaSet], name: str) -> list[ReplicaSet]:
+    return [rs for rs in rss if any(r.name == name for r in rs.metadata.owner_references)]
+
+
+async def test_rollout_pause_resume_and_restart(kube_cluster: Cluster) -> None:  # noqa: F811
+    """kubectl's own rollout verbs: a paused deployment keeps its pods through a template change
+    (and still scales) until resumed; restart rolls every pod to a new set."""
+    client = kube_cluster.client
+    labels = {"app": "paws"}
+    await client.create(manifest(Deployment, "paws", {"replicas": 1, "selector": {"matchLabels": labels},
+                                                      "template": template(labels)}))
+    await kubectl(kube_cluster, "rollout", "status", "deployment/paws", "--timeout=120s")
+    [first] = sets_of((await client.list(ReplicaSet, "default"))[0], "paws")
+
+    assert "deployment.apps/paws paused" in await kubectl(kube_cluster, "rollout", "pause", "deployment/paws")
+    paused = await wait_objects(client, Deployment, lambda ds: any(
+        c.type == "Progressing" and c.reason == "DeploymentPaused" and c.status == "Unknown"
+        for d in ds for c in d.status.conditions), what="the paused condition")
+    assert paused[0].spec.paused
+    await kubectl(kube_cluster, "set", "image", "deployment/paws", "c=busybox:latest")
+    await kubectl(kube_cluster, "scale", "deployment/paws", "--replicas=2")
+    # Scaling goes on while paused; the new template does not roll out.
+    await wait_objects(client, Pod, rolled_out("busybox:1.35", 2), label_selector="app=paws")
+    assert [rs.metadata.name for rs in sets_of((await client.list(ReplicaSet, "default"))[0], "paws")] == \
+        [first.metadata.name]
+    got = await kubectl(kube_cluster, "get", "deployment/paws", "-o",
+                        "jsonpath={.status.updatedReplicas}/{.status.replicas}")
+    assert got == "0/2", "no pod has the new template while paused"
+
+    assert "deployment.apps/paws resumed" in await kubectl(kube_cluster, "rollout", "resume", "deployment/paws")
+    assert "successfully rolled out" in await kubectl(kube_cluster, "rollout", "status", "deployment/paws",
+                                                      "--timeout=180s")
+    await wait_objects(client, Pod, rolled_out("busybox:latest", 2), label_selector="app=paws")
+    second = {rs.metadata.name for rs in sets_of((await client.list(ReplicaSet, "default"))[0], "paws")} \
+        - {first.metadata.name}
+    assert len(second) == 1
+
+    assert "deployment.apps/paws restarted" in await kubectl(kube_cluster, "rollout", "restart", "deployment/paws")
+    d = await client.get(Deployment, "paws", "default")
+    assert "kubectl.kubernetes.io/restartedAt" in d.spec.template.metadata.annotations
+    assert "successfully rolled out" in await kubectl(kube_cluster, "rollout", "status", "deployment/paws",
+                                                      "--timeout=180s")
+    rss = sets_of((await client.list(ReplicaSet, "default"))[0], "paws")
+    third = [rs for rs in rss if rs.metadata.name not in second | {first.metadata.name}]
+    assert len(third) == 1 and third[0].spec.replicas == 2
+    assert third[0].spec.template.metadata.annotations["kubectl.kubernetes.io/restartedAt"] == \
+        d.spec.template.metadata.annotations["kubectl.kubernetes.io/restartedAt"]
+    pods = await wait_objects(client, Pod, lambda ps: len(live(ps)) == 2 and len(running(ps)) == 2 and all(
+        p.metadata.labels.get("pod-template-hash") == third[0].metadata.labels["pod-template-hash"] for p in ps),
+        label_selector="app=paws", what="the restarted pods")
+    assert len(pods) == 2
+    history = await kubectl(kube_cluster, "rollout", "history", "deployment/paws")
+    assert [line.split()[0] for line in history.strip().split("\n")[2:]] == ["1", "2", "3"]
