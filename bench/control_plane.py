@@ -48,7 +48,7 @@ async def scheduler_throughput(url: str, nodes: int, pods: int) -> float:
         await client.create(pod(f"s-{i}"))
     scheduler = Scheduler(client)
     watchers = [asyncio.create_task(scheduler.watch_nodes()), asyncio.create_task(scheduler.watch_pods())]
-    while len(scheduler.nodes) < nodes or len(scheduler.pods) < pods:
+    while len(scheduler.snapshot) < nodes or len(scheduler.pods) < pods:
         await asyncio.sleep(0.05)  # the caches fill from the watches; not part of the timing
     loop = asyncio.create_task(scheduler.schedule_loop())
     t0 = time.monotonic()
