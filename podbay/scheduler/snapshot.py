@@ -10,6 +10,7 @@ host ports, runtime handlers) run per node in Python, and only on the nodes stil
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TypeVar, cast
 
 import numpy as np
 import numpy.typing as npt
@@ -24,6 +25,8 @@ MIN_FEASIBLE_NODES_PERCENTAGE_TO_FIND = 5
 NO_POD_LIMIT = np.iinfo(np.int64).max  # a node that reports no "pods" allocatable takes any number
 
 Rows = npt.NDArray[np.int64]
+Flags = npt.NDArray[np.bool_]
+A = TypeVar("A", Rows, Flags)
 
 
 def nodes_to_find(total: int) -> int:
@@ -48,14 +51,14 @@ class Snapshot:
         self.infos: list[NodeInfo] = []  # by row
         self.rows: dict[str, int] = {}  # node name -> row
         self.columns: dict[str, int] = {}  # resource name -> column
-        self.allocatable = np.zeros((0, 0), np.int64)
-        self.requested = np.zeros((0, 0), np.int64)
-        self.pod_count = np.zeros(0, np.int64)
-        self.max_pods = np.zeros(0, np.int64)
-        self.open = np.zeros(0, bool)  # Ready and not cordoned
-        self.cordoned = np.zeros(0, bool)  # Ready but spec.unschedulable
-        self.tainted = np.zeros(0, bool)  # has a NoSchedule or NoExecute taint
-        self.with_ports = np.zeros(0, bool)  # some pod on it uses a host port
+        self.allocatable: Rows = np.zeros((0, 0), np.int64)  # row, resource column
+        self.requested: Rows = np.zeros((0, 0), np.int64)
+        self.pod_count: Rows = np.zeros(0, np.int64)
+        self.max_pods: Rows = np.zeros(0, np.int64)
+        self.open: Flags = np.zeros(0, bool)  # Ready and not cordoned
+        self.cordoned: Flags = np.zeros(0, bool)  # Ready but spec.unschedulable
+        self.tainted: Flags = np.zeros(0, bool)  # has a NoSchedule or NoExecute taint
+        self.with_ports: Flags = np.zeros(0, bool)  # some pod on it uses a host port
         self.placed: dict[str, tuple[str, PodUsage]] = {}  # pod uid -> (node name, usage)
         self.on_node: dict[str, set[str]] = {}  # node name -> uids, also for nodes not (yet) known
         self._name_rank: npt.NDArray[np.int64] | None = None  # by row: the order of node names, for ties
@@ -79,10 +82,10 @@ class Snapshot:
         if row >= len(self.pod_count):
             size = max(64, 2 * row)
 
-            def grown(a: npt.NDArray[np.generic]) -> npt.NDArray[np.generic]:
+            def grown(a: A) -> A:
                 out = np.zeros((size, *a.shape[1:]), a.dtype)
                 out[:row] = a[:row]
-                return out
+                return cast(A, out)
             self.allocatable, self.requested = grown(self.allocatable), grown(self.requested)
             self.pod_count, self.max_pods = grown(self.pod_count), grown(self.max_pods)
             self.open, self.cordoned = grown(self.open), grown(self.cordoned)
@@ -174,7 +177,7 @@ class Snapshot:
         """What the node reports: a resource it does not list is absent, not 0."""
         return {k: int(self.allocatable[row, self.columns[k]]) for k in self.infos[row].node.status.allocatable}
 
-    def feasible(self, pod: Pod, usage: PodUsage) -> npt.NDArray[np.bool_]:
+    def feasible(self, pod: Pod, usage: PodUsage) -> Flags:
         """The nodes that pass the filters which are array operations; `candidates` finishes the rest."""
         n = len(self.infos)
         fits = self.open[:n] | self.cordoned[:n] if tolerates_unschedulable(pod.spec.tolerations) else self.open[:n]

@@ -28,7 +28,7 @@ def snapshot_of(nodes: list[Node], pods: tuple[Pod, ...] = ()) -> Snapshot:
     for n in nodes:
         snap.set_node(n)
     for p in pods:
-        snap.place(p.metadata.uid, p.spec.node_name, usage_of(p))
+        snap.place(p.metadata.name or "", p.spec.node_name or "", usage_of(p))
     return snap
 
 

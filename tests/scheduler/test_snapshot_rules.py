@@ -80,7 +80,7 @@ def test_the_array_filters_agree_with_the_per_node_filters(cluster: tuple[list[N
     for n in ns:
         snap.set_node(n)
     for q in placed:  # one pod's node is not there: counted nowhere
-        snap.place(q.metadata.uid, q.spec.node_name, usage_of(q))
+        snap.place(q.metadata.name or "", q.spec.node_name or "", usage_of(q))
     usage = usage_of(p)
     fitting = [row for row in range(len(snap)) if not snap.unfit_reasons(p, usage, handler, row)]
     decision = snap.decide(p, usage, handler, 0)
@@ -132,7 +132,7 @@ def test_assumed_pods_fill_nodes_exactly_and_never_beyond() -> None:
         if decision.node is None:
             assert decision.message == "0/150 nodes are available: 150 Insufficient cpu."
             continue
-        snap.place(p.metadata.uid, decision.node, usage)
+        snap.place(p.metadata.name or "", decision.node, usage)
         bound += 1
     assert bound == 100 * 3  # three 300m pods per 1-CPU node
     cpu = snap.columns["cpu"]
