@@ -68,7 +68,9 @@ class Scheduler:
         name = pod.spec.node_name
         if name and not _terminal(pod) and pod.metadata.deletion_timestamp is None:
             self.assumed.pop(uid, None)
-            self.snapshot.place(uid, name, usage_of(pod))
+            # A pod's spec is immutable but for images: what it uses is worked out once per uid.
+            placed = self.snapshot.placed.get(uid)
+            self.snapshot.place(uid, name, placed[1] if placed is not None else usage_of(pod))
         elif uid not in self.assumed:
             self.snapshot.unplace(uid)
 
