@@ -83,6 +83,7 @@ class Scheduler:
         pod = self.pods.get(uid)
         if pod is not None:
             self._count(pod)
+        self._retry_unschedulable()  # the room it held is free again
 
     async def watch_nodes(self) -> None:
         async for kind, node in self.client.watch(Node):
@@ -112,12 +113,14 @@ class Scheduler:
 
     async def schedule_loop(self) -> None:
         while True:
+            # A binding slot first, so the pod is read as it is when it can be bound.
+            await self._slots.acquire()
             uid = await self.queue.get()
             self.queued.discard(uid)
             pod = self.pods.get(uid)
             if pod is None or not self._wants(pod):
+                self._slots.release()
                 continue
-            await self._slots.acquire()
             binding = False
             try:
                 binding = await self.schedule_one(pod)
