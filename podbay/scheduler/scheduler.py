@@ -25,6 +25,15 @@ log = logging.getLogger(__name__)
 # Bindings sent and not yet answered. Each is assumed in the snapshot, so more in flight never
 # overcommits a node; the bound keeps a slow API server from piling up requests.
 MAX_BINDINGS_IN_FLIGHT = 32
+# kube-scheduler's podInitialBackoffSeconds and podMaxBackoffSeconds: a pod whose binding failed
+# waits this long before it is tried again, so an API server that is down is not called in a loop.
+POD_INITIAL_BACKOFF = 1.0
+POD_MAX_BACKOFF = 10.0
+
+
+def backoff(attempts: int) -> float:
+    """Seconds before the next try of a pod that failed `attempts` times in a row."""
+    return min(POD_INITIAL_BACKOFF * 2 ** min(attempts - 1, 16), POD_MAX_BACKOFF)
 
 
 def _terminal(pod: Pod) -> bool:
@@ -45,6 +54,7 @@ class Scheduler:
         self._next_start = 0
         self._binding: set[asyncio.Task[None]] = set()
         self._slots = asyncio.Semaphore(MAX_BINDINGS_IN_FLIGHT)
+        self.attempts: dict[str, int] = {}  # uid -> bindings failed in a row
 
     def _enqueue(self, uid: str) -> None:
         if uid not in self.queued:
@@ -99,6 +109,7 @@ class Scheduler:
             if kind == "DELETED":
                 self.pods.pop(uid, None)
                 self.assumed.pop(uid, None)
+                self.attempts.pop(uid, None)
                 self.snapshot.unplace(uid)
                 self._retry_unschedulable()
                 continue
@@ -155,6 +166,11 @@ class Scheduler:
         task.add_done_callback(self._binding.discard)
         return True
 
+    def _retry(self, uid: str) -> None:
+        pod = self.pods.get(uid)
+        if pod is not None and self._wants(pod):
+            self._enqueue(uid)
+
     async def _runtime_handler(self, pod: Pod) -> str | None:
         """The handler of the pod's RuntimeClass (None when it names none), read when the pod
         is scheduled: admission made sure the class existed when the pod was created."""
@@ -175,12 +191,12 @@ class Scheduler:
         except Exception:
             log.exception("binding pod %s/%s", pod.metadata.namespace, pod.metadata.name)
             self._forget(uid, node)
-            current = self.pods.get(uid)
-            if current is not None and self._wants(current):
-                self._enqueue(uid)
+            self.attempts[uid] = self.attempts.get(uid, 0) + 1
+            asyncio.get_running_loop().call_later(backoff(self.attempts[uid]), self._retry, uid)
             return
         finally:
             self._slots.release()
+        self.attempts.pop(uid, None)
         await self.events.record(pod, "Scheduled",
                                  f"Successfully assigned {pod.metadata.namespace}/{pod.metadata.name} to {node}")
 

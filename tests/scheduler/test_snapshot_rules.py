@@ -1,5 +1,6 @@
-"""The scheduler's Snapshot as pure logic: its array filters agree with the per-node filters,
-percentageOfNodesToScore walks the nodes in turn, and assumed pods never overcommit a node."""
+"""The scheduler's rules as pure logic: the Snapshot's array filters agree with the per-node filters,
+percentageOfNodesToScore walks the nodes in turn, assumed pods never overcommit a node, and a
+failed binding backs off."""
 from __future__ import annotations
 
 from fractions import Fraction
@@ -10,6 +11,7 @@ from hypothesis import strategies as st
 from podbay.api import Node, Pod
 from podbay.api.serialize import from_dict
 from podbay.scheduler.fit import usage_of
+from podbay.scheduler.scheduler import backoff
 from podbay.scheduler.snapshot import Snapshot, nodes_to_find
 
 ZONES = ["a", "b"]
@@ -157,3 +159,7 @@ def test_pods_count_where_they_are_as_nodes_and_pods_come_and_go() -> None:
     snap.unplace("early")
     assert snap.node_requested(snap.rows["node-0002"])["cpu"] == 0
     assert int(snap.pod_count[snap.rows["node-0002"]]) == 0
+
+
+def test_a_failed_binding_backs_off_as_kube_scheduler_does() -> None:
+    assert [backoff(n) for n in (1, 2, 3, 4, 5, 100)] == [1.0, 2.0, 4.0, 8.0, 10.0, 10.0]
