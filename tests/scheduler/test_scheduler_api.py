@@ -3,6 +3,7 @@ and reports what does not fit (the seed's Node_A / Node_B case)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from fractions import Fraction
 from pathlib import Path
 from typing import AsyncIterator
@@ -13,22 +14,35 @@ from podbay.api import Event, Node, Pod
 from podbay.api.quantity import parse_quantity
 from podbay.api.resources import pod_requests
 from podbay.api.serialize import from_dict
-from podbay.apiserver.embedded import serve_embedded
+from podbay.apiserver.embedded import EmbeddedServer, serve_embedded
 from podbay.client import Client
 from podbay.scheduler.scheduler import run as run_scheduler
+from tests.apiserver.conftest import api_server  # noqa: F401  (the server on SQLite and on etcd)
+
+
+@contextlib.asynccontextmanager
+async def scheduling(url: str) -> AsyncIterator[Client]:
+    """A client of the server at `url`, with the scheduler running on it."""
+    c = Client.connect(url)
+    task = asyncio.create_task(run_scheduler(c))
+    try:
+        yield c
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await c.close()
 
 
 @pytest.fixture
 async def client(tmp_path: Path) -> AsyncIterator[Client]:
-    async with serve_embedded(tmp_path / "api", host=None) as server:
-        c = Client.connect(server.url)
-        task = asyncio.create_task(run_scheduler(c))
-        try:
-            yield c
-        finally:
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
-            await c.close()
+    async with serve_embedded(tmp_path / "api", host=None) as server, scheduling(server.url) as c:
+        yield c
+
+
+@pytest.fixture
+async def client_on_each_store(api_server: EmbeddedServer) -> AsyncIterator[Client]:
+    async with scheduling(api_server.url) as c:
+        yield c
 
 
 def node(name: str, cpu: str, memory: str) -> Node:
@@ -132,7 +146,8 @@ def crowd_pod(i: int) -> Pod:
     return from_dict(Pod, {"metadata": {"name": f"crowd-{i}"}, "spec": spec})
 
 
-async def test_many_pods_at_once_never_overcommit_a_node(client: Client) -> None:
+async def test_many_pods_at_once_never_overcommit_a_node(client_on_each_store: Client) -> None:
+    client = client_on_each_store
     # 20 nodes with room for 72 pods of 300m between them; 200 pods arrive at once, so bindings
     # are in flight together and only the assumed pods keep the scheduler from overcommitting.
     nodes = ([from_dict(Node, {"metadata": {"name": f"gpu-{i}"}, "spec": {"taints": [
