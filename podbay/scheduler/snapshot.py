@@ -184,7 +184,9 @@ class Snapshot:
         fits = fits & (self.pod_count[:n] < self.max_pods[:n])
         for name, want in usage.requests.items():
             if want:
-                col = self._column(name)
+                col = self.columns.get(name)
+                if col is None:  # no node has any: a column is not made for every name a pod asks for
+                    return np.zeros(n, bool)
                 fits &= self.allocatable[:n, col] - self.requested[:n, col] >= want
         if not pod.spec.tolerations:
             fits &= ~self.tainted[:n]
