@@ -1,10 +1,12 @@
 """podbay's control plane alone, on a real API server (no containers):
 
-    sudo .venv/bin/python -m bench.control_plane [--nodes 1000] [--pods 10000] [--clients 20] [--stores sqlite,etcd]
+    sudo .venv/bin/python -m bench.control_plane [--nodes 1000,5000] [--pods 10000] [--clients 20] [--stores sqlite,etcd]
         [--scheduler-stores sqlite] [--watch-events 200]
 
-- scheduler throughput: pods bound per second with `--nodes` Node objects and `--pods` pods, on
-  each of `--scheduler-stores`;
+- scheduler throughput: pods bound per second with `--nodes` Node objects (each count in turn)
+  and `--pods` pods, on each of `--scheduler-stores`; beside it the two halves alone: the
+  scheduling cycle on its snapshot without the API (decisions/s), and the API server taking
+  bindings without a scheduler (as many in flight as the scheduler sends);
 - API create latency p50/p99 with `--clients` concurrent clients, and watch delivery latency
   p50/p99 (a create sent to its ADDED event reaching a watcher, `--watch-events` creates one after
   another), on each of `--stores`: the SQLite file, a single-member etcd (Debian's etcd-server)
@@ -20,11 +22,13 @@ import time
 from pathlib import Path
 from typing import AsyncIterator
 
-from podbay.api import Node, Pod
+from podbay.api import Binding, Node, ObjectMeta, ObjectReference, Pod
 from podbay.api.serialize import from_dict
 from podbay.apiserver.embedded import EmbeddedServer, serve_embedded
 from podbay.client import Client
-from podbay.scheduler.scheduler import Scheduler
+from podbay.scheduler.fit import usage_of
+from podbay.scheduler.scheduler import MAX_BINDINGS_IN_FLIGHT, Scheduler
+from podbay.scheduler.snapshot import Snapshot
 from podbay.store.etcd import EtcdStore
 from tests.etcd_server import EtcdCluster, EtcdServer
 
@@ -48,7 +52,7 @@ async def scheduler_throughput(url: str, nodes: int, pods: int) -> float:
         await client.create(pod(f"s-{i}"))
     scheduler = Scheduler(client)
     watchers = [asyncio.create_task(scheduler.watch_nodes()), asyncio.create_task(scheduler.watch_pods())]
-    while len(scheduler.nodes) < nodes or len(scheduler.pods) < pods:
+    while len(scheduler.snapshot) < nodes or len(scheduler.pods) < pods:
         await asyncio.sleep(0.05)  # the caches fill from the watches; not part of the timing
     loop = asyncio.create_task(scheduler.schedule_loop())
     t0 = time.monotonic()
@@ -58,6 +62,43 @@ async def scheduler_throughput(url: str, nodes: int, pods: int) -> float:
     for t in (loop, *watchers):
         t.cancel()
     await asyncio.gather(loop, *watchers, return_exceptions=True)
+    await scheduler.events.close()
+    await client.close()
+    return pods / took
+
+
+def decision_rate(nodes: int, pods: int) -> float:
+    """The scheduling cycle alone (filters, score, assume) on a snapshot of `nodes` nodes, per second."""
+    snapshot = Snapshot()
+    for i in range(nodes):
+        snapshot.set_node(node(i))
+    unbound = [pod(f"s-{i}") for i in range(pods)]
+    start = 0
+    t0 = time.monotonic()
+    for i, p in enumerate(unbound):
+        usage = usage_of(p)
+        decision = snapshot.decide(p, usage, None, start)
+        start += decision.processed
+        if decision.node is not None:
+            snapshot.place(str(i), decision.node, usage)
+    return pods / (time.monotonic() - t0)
+
+
+async def binding_rate(url: str, nodes: int, pods: int) -> float:
+    """Bindings per second the API server takes with no scheduler: as many in flight as the
+    scheduler keeps, round-robin over the nodes."""
+    client = Client.connect(url)
+    for i in range(pods):
+        await client.create(pod(f"b-{i}"))
+    slots = asyncio.Semaphore(MAX_BINDINGS_IN_FLIGHT)
+
+    async def bind(i: int) -> None:
+        async with slots:
+            await client.bind(Binding(metadata=ObjectMeta(name=f"b-{i}", namespace="default"),
+                                      target=ObjectReference(kind="Node", name=f"node-{i % nodes:04d}")))
+    t0 = time.monotonic()
+    await asyncio.gather(*(bind(i) for i in range(pods)))
+    took = time.monotonic() - t0
     await client.close()
     return pods / took
 
@@ -121,7 +162,7 @@ async def api_server(kind: str, root: Path) -> AsyncIterator[EmbeddedServer]:
 
 async def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--nodes", type=int, default=1000)
+    parser.add_argument("--nodes", default="1000,5000", help="comma-separated node counts for the scheduler")
     parser.add_argument("--pods", type=int, default=10000)
     parser.add_argument("--clients", type=int, default=20)
     parser.add_argument("--per-client", type=int, default=50)
@@ -129,10 +170,17 @@ async def main() -> None:
     parser.add_argument("--scheduler-stores", default="sqlite", help="comma-separated: sqlite, etcd, etcd3")
     parser.add_argument("--watch-events", type=int, default=200, help="0: no watch latency")
     args = parser.parse_args()
-    for kind in args.scheduler_stores.split(",") if args.pods else []:
-        async with api_server(kind, Path(tempfile.mkdtemp(prefix="podbay-bench-cp-"))) as server:
-            rate = await scheduler_throughput(server.url, args.nodes, args.pods)
-        print(f"scheduler ({kind} store): {args.pods} pods on {args.nodes} nodes bound at {rate:.0f} pods/s")
+    for nodes in [int(n) for n in args.nodes.split(",")] if args.pods else []:
+        print(f"scheduling cycle alone (no API): {args.pods} pods on {nodes} nodes at "
+              f"{decision_rate(nodes, args.pods):.0f} decisions/s")
+        for kind in args.scheduler_stores.split(","):
+            async with api_server(kind, Path(tempfile.mkdtemp(prefix="podbay-bench-cp-"))) as server:
+                rate = await scheduler_throughput(server.url, nodes, args.pods)
+            print(f"scheduler ({kind} store): {args.pods} pods on {nodes} nodes bound at {rate:.0f} pods/s")
+            async with api_server(kind, Path(tempfile.mkdtemp(prefix="podbay-bench-cp-"))) as server:
+                rate = await binding_rate(server.url, nodes, args.pods)
+            print(f"API alone ({kind} store): {args.pods} bindings, {MAX_BINDINGS_IN_FLIGHT} in flight, "
+                  f"at {rate:.0f} bindings/s")
     for kind in args.stores.split(","):
         async with api_server(kind, Path(tempfile.mkdtemp(prefix="podbay-bench-cp-"))) as server:
             lat = await create_latency(server.url, args.clients, args.per_client)

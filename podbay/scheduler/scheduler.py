@@ -1,8 +1,10 @@
 """The scheduler loop: watches pods and nodes, binds each unbound pod to a node it fits.
 
-One pod at a time from a FIFO queue, as kube-scheduler's scheduling cycle; a
-pod that fits nowhere gets PodScheduled=False/Unschedulable and a
-FailedScheduling event and is retried when a node or a pod changes.
+One pod at a time from a FIFO queue, as kube-scheduler's scheduling cycle, decided on the
+Snapshot the watches keep; the pod is assumed on its node at once and the binding (the API call)
+runs on its own, up to MAX_BINDINGS_IN_FLIGHT at a time, as kube-scheduler's binding cycle. A pod
+that fits nowhere gets PodScheduled=False/Unschedulable and a FailedScheduling event and is
+retried when a node or a pod changes.
 """
 from __future__ import annotations
 
@@ -13,14 +15,25 @@ from typing import Any
 from podbay.api import Binding, Node, ObjectMeta, ObjectReference, Pod, PodCondition, RuntimeClass, now
 from podbay.api.defaults import DEFAULT_SCHEDULER
 from podbay.api.errors import Conflict, NotFound
-from podbay.api.resources import pod_requests
-from podbay.api.stored import name_of, uid_of
+from podbay.api.stored import uid_of
 from podbay.client.record import EventRecorder
-from podbay.scheduler.fit import NodeInfo, failure_message, score, unfit_reasons
+from podbay.scheduler.fit import usage_of
+from podbay.scheduler.snapshot import Snapshot
 
 log = logging.getLogger(__name__)
 
-MIN_FEASIBLE_NODES_TO_FIND = 100
+# Bindings sent and not yet answered. Each is assumed in the snapshot, so more in flight never
+# overcommits a node; the bound keeps a slow API server from piling up requests.
+MAX_BINDINGS_IN_FLIGHT = 32
+# kube-scheduler's podInitialBackoffSeconds and podMaxBackoffSeconds: a pod whose binding failed
+# waits this long before it is tried again, so an API server that is down is not called in a loop.
+POD_INITIAL_BACKOFF = 1.0
+POD_MAX_BACKOFF = 10.0
+
+
+def backoff(attempts: int) -> float:
+    """Seconds before the next try of a pod that failed `attempts` times in a row."""
+    return min(POD_INITIAL_BACKOFF * 2 ** min(attempts - 1, 16), POD_MAX_BACKOFF)
 
 
 def _terminal(pod: Pod) -> bool:
@@ -32,14 +45,16 @@ class Scheduler:
         self.client = client
         self.name = name
         self.events = EventRecorder(client, name)
-        self.nodes: dict[str, NodeInfo] = {}
+        self.snapshot = Snapshot()
         self.pods: dict[str, Pod] = {}  # by uid, every pod the API holds
-        self.counted: dict[str, tuple[str, Pod]] = {}  # uid -> (node, pod) for pods using a node's room
+        self.assumed: dict[str, str] = {}  # uid -> node, for pods decided here and not yet seen bound
         self.queue: asyncio.Queue[str] = asyncio.Queue()
         self.queued: set[str] = set()
         self.unschedulable: set[str] = set()
         self._next_start = 0
         self._binding: set[asyncio.Task[None]] = set()
+        self._slots = asyncio.Semaphore(MAX_BINDINGS_IN_FLIGHT)
+        self.attempts: dict[str, int] = {}  # uid -> bindings failed in a row
 
     def _enqueue(self, uid: str) -> None:
         if uid not in self.queued:
@@ -53,34 +68,39 @@ class Scheduler:
 
     def _wants(self, pod: Pod) -> bool:
         return (not pod.spec.node_name and pod.metadata.deletion_timestamp is None and not _terminal(pod)
-                and (pod.spec.scheduler_name or DEFAULT_SCHEDULER) == self.name)
+                and (pod.spec.scheduler_name or DEFAULT_SCHEDULER) == self.name and uid_of(pod) not in self.assumed)
 
     def _count(self, pod: Pod) -> None:
-        """Keeps each node's used room in step with the pods bound to it."""
+        """Keeps each node's used room in step with the pods on it. A pod seen bound confirms
+        (or overrides) an assumption; one seen unbound while assumed stays counted where it was
+        assumed until its binding is answered."""
         uid = uid_of(pod)
-        previous = self.counted.pop(uid, None)
-        if previous is not None and previous[0] in self.nodes:
-            self.nodes[previous[0]].remove(previous[1])
         name = pod.spec.node_name
         if name and not _terminal(pod) and pod.metadata.deletion_timestamp is None:
-            self.counted[uid] = (name, pod)
-            if name in self.nodes:
-                self.nodes[name].add(pod)
+            self.assumed.pop(uid, None)
+            # A pod's spec is immutable but for images: what it uses is worked out once per uid.
+            placed = self.snapshot.placed.get(uid)
+            self.snapshot.place(uid, name, placed[1] if placed is not None else usage_of(pod))
+        elif uid not in self.assumed:
+            self.snapshot.unplace(uid)
 
-    def _uncount(self, uid: str) -> None:
-        previous = self.counted.pop(uid, None)
-        if previous is not None and previous[0] in self.nodes:
-            self.nodes[previous[0]].remove(previous[1])
+    def _forget(self, uid: str, node: str) -> None:
+        """The binding to `node` failed: the pod counts as what the watch last showed of it."""
+        if self.assumed.get(uid) != node:
+            return
+        del self.assumed[uid]
+        self.snapshot.unplace(uid)
+        pod = self.pods.get(uid)
+        if pod is not None:
+            self._count(pod)
+        self._retry_unschedulable()  # the room it held is free again
 
     async def watch_nodes(self) -> None:
         async for kind, node in self.client.watch(Node):
-            name = node.metadata.name
             if kind == "DELETED":
-                self.nodes.pop(name, None)
-            elif name in self.nodes:
-                self.nodes[name].set_node(node)
+                self.snapshot.remove_node(node.metadata.name or "")
             else:
-                self.nodes[name] = NodeInfo.of(node, tuple(p for n, p in self.counted.values() if n == name))
+                self.snapshot.set_node(node)
             self._retry_unschedulable()
 
     async def watch_pods(self) -> None:
@@ -88,7 +108,9 @@ class Scheduler:
             uid = pod.metadata.uid
             if kind == "DELETED":
                 self.pods.pop(uid, None)
-                self._uncount(uid)
+                self.assumed.pop(uid, None)
+                self.attempts.pop(uid, None)
+                self.snapshot.unplace(uid)
                 self._retry_unschedulable()
                 continue
             old = self.pods.get(uid)
@@ -100,69 +122,54 @@ class Scheduler:
             elif old is not None and (_terminal(pod) and not _terminal(old)):
                 self._retry_unschedulable()
 
-    def nodes_to_find(self, total: int) -> int:
-        """kube-scheduler's percentageOfNodesToScore: in a large cluster, stop looking once
-        this many feasible nodes are found (50% less 1% per 125 nodes, at least 5%, at least 100)."""
-        if total < MIN_FEASIBLE_NODES_TO_FIND:
-            return total
-        percentage = max(5, 50 - total // 125)
-        return max(MIN_FEASIBLE_NODES_TO_FIND, total * percentage // 100)
-
-    def pick(self, pod: Pod, handler: str | None = None) -> tuple[str | None, str]:
-        infos = list(self.nodes.values())
-        want = pod_requests(pod)
-        enough = self.nodes_to_find(len(infos))
-        reasons: dict[str, list[str]] = {}
-        fitting: list[NodeInfo] = []
-        # Start where the previous search stopped, so every node gets its turn (as kube-scheduler does).
-        start = self._next_start % len(infos) if infos else 0
-        for k in range(len(infos)):
-            info = infos[(start + k) % len(infos)]
-            why = unfit_reasons(pod, info, want, handler)
-            if why:
-                reasons[name_of(info.node)] = why
-            else:
-                fitting.append(info)
-                if len(fitting) >= enough:
-                    self._next_start = start + k + 1
-                    break
-        if not fitting:
-            return None, failure_message(reasons, len(infos))
-        best = max(fitting, key=lambda i: (score(want, i), i.node.metadata.name))
-        return best.node.metadata.name, ""
-
     async def schedule_loop(self) -> None:
         while True:
+            # A binding slot first, so the pod is read as it is when it can be bound.
+            await self._slots.acquire()
             uid = await self.queue.get()
             self.queued.discard(uid)
             pod = self.pods.get(uid)
             if pod is None or not self._wants(pod):
+                self._slots.release()
                 continue
+            binding = False
             try:
-                await self.schedule_one(pod)
+                binding = await self.schedule_one(pod)
             except Exception:
                 log.exception("scheduling pod %s/%s", pod.metadata.namespace, pod.metadata.name)
+            finally:
+                if not binding:
+                    self._slots.release()
 
-    async def schedule_one(self, pod: Pod) -> None:
+    async def schedule_one(self, pod: Pod) -> bool:
         """The scheduling cycle: pick a node and assume the pod there at once; the binding
-        cycle (the API call) runs on its own, as in kube-scheduler, so the next pod need not wait."""
+        cycle (the API call) runs on its own, as in kube-scheduler, so the next pod need not wait.
+        True when a binding was started (it releases its slot when answered)."""
+        usage = usage_of(pod)
         try:
             handler = await self._runtime_handler(pod)
         except NotFound:
             node, why = None, f'RuntimeClass "{pod.spec.runtime_class_name}" not found'
         else:
-            node, why = self.pick(pod, handler)
+            decision = self.snapshot.decide(pod, usage, handler, self._next_start)
+            self._next_start += decision.processed
+            node, why = decision.node, decision.message
+        uid = uid_of(pod)
         if node is None:
-            self.unschedulable.add(uid_of(pod))
+            self.unschedulable.add(uid)
             await self._unschedulable(pod, why)
-            return
-        assumed = pod.model_copy(deep=True)
-        assumed.spec.node_name = node
-        self.pods[uid_of(pod)] = assumed
-        self._count(assumed)
+            return False
+        self.assumed[uid] = node
+        self.snapshot.place(uid, node, usage)
         task = asyncio.create_task(self._bind(pod, node))
         self._binding.add(task)
         task.add_done_callback(self._binding.discard)
+        return True
+
+    def _retry(self, uid: str) -> None:
+        pod = self.pods.get(uid)
+        if pod is not None and self._wants(pod):
+            self._enqueue(uid)
 
     async def _runtime_handler(self, pod: Pod) -> str | None:
         """The handler of the pod's RuntimeClass (None when it names none), read when the pod
@@ -175,19 +182,21 @@ class Scheduler:
         binding = Binding(metadata=ObjectMeta(name=pod.metadata.name, namespace=pod.metadata.namespace,
                                               uid=pod.metadata.uid),
                           target=ObjectReference(kind="Node", name=node))
+        uid = uid_of(pod)
         try:
             await self.client.bind(binding)
         except (Conflict, NotFound):
-            return  # bound by someone else, or gone: the watch brings the truth
+            self._forget(uid, node)  # bound by someone else, or gone: the watch brings the truth
+            return
         except Exception:
             log.exception("binding pod %s/%s", pod.metadata.namespace, pod.metadata.name)
-            # Forget the assumption and try again.
-            uid = uid_of(pod)
-            if self.pods.get(uid) is not None and self.pods[uid].spec.node_name == node:
-                self.pods[uid] = pod
-                self._count(pod)
-                self._enqueue(uid)
+            self._forget(uid, node)
+            self.attempts[uid] = self.attempts.get(uid, 0) + 1
+            asyncio.get_running_loop().call_later(backoff(self.attempts[uid]), self._retry, uid)
             return
+        finally:
+            self._slots.release()
+        self.attempts.pop(uid, None)
         await self.events.record(pod, "Scheduled",
                                  f"Successfully assigned {pod.metadata.namespace}/{pod.metadata.name} to {node}")
 

@@ -3,29 +3,46 @@ and reports what does not fit (the seed's Node_A / Node_B case)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from fractions import Fraction
 from pathlib import Path
 from typing import AsyncIterator
 
 import pytest
 
 from podbay.api import Event, Node, Pod
+from podbay.api.quantity import parse_quantity
+from podbay.api.resources import pod_requests
 from podbay.api.serialize import from_dict
-from podbay.apiserver.embedded import serve_embedded
+from podbay.apiserver.embedded import EmbeddedServer, serve_embedded
 from podbay.client import Client
 from podbay.scheduler.scheduler import run as run_scheduler
+from tests.apiserver.conftest import api_server  # noqa: F401  (the server on SQLite and on etcd)
+
+
+@contextlib.asynccontextmanager
+async def scheduling(url: str) -> AsyncIterator[Client]:
+    """A client of the server at `url`, with the scheduler running on it."""
+    c = Client.connect(url)
+    task = asyncio.create_task(run_scheduler(c))
+    try:
+        yield c
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await c.close()
 
 
 @pytest.fixture
 async def client(tmp_path: Path) -> AsyncIterator[Client]:
-    async with serve_embedded(tmp_path / "api", host=None) as server:
-        c = Client.connect(server.url)
-        task = asyncio.create_task(run_scheduler(c))
-        try:
-            yield c
-        finally:
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
-            await c.close()
+    async with serve_embedded(tmp_path / "api", host=None) as server, scheduling(server.url) as c:
+        yield c
+
+
+@pytest.fixture
+async def client_on_each_store(api_server: EmbeddedServer) -> AsyncIterator[Client]:
+    async with scheduling(api_server.url) as c:
+        yield c
 
 
 def node(name: str, cpu: str, memory: str) -> Node:
@@ -113,3 +130,65 @@ async def test_the_scheduler_runs_alone_against_an_api_url(tmp_path: Path) -> No
             stop.set()
             await part
             await c.close()
+
+
+def crowd_pod(i: int) -> Pod:
+    """Pod i of the crowd: 300m, every 6th tolerates the gpu taint, every 5th wants host port 8080,
+    every 7th has an init container of 900m (so it needs 900m while it starts)."""
+    spec: dict = {"containers": [{"name": "c", "image": "busybox:1.35",
+                                  "resources": {"requests": {"cpu": "300m", "memory": "64Mi"}},
+                                  "ports": [{"containerPort": 80, "hostPort": 8080}] if i % 5 == 1 else []}]}
+    if i % 6 == 0:
+        spec["tolerations"] = [{"key": "gpu", "operator": "Exists", "effect": "NoSchedule"}]
+    if i % 7 == 3:
+        spec["initContainers"] = [{"name": "init", "image": "busybox:1.35",
+                                   "resources": {"requests": {"cpu": "900m"}}}]
+    return from_dict(Pod, {"metadata": {"name": f"crowd-{i}"}, "spec": spec})
+
+
+async def test_many_pods_at_once_never_overcommit_a_node(client_on_each_store: Client) -> None:
+    client = client_on_each_store
+    # 20 nodes with room for 72 pods of 300m between them; 200 pods arrive at once, so bindings
+    # are in flight together and only the assumed pods keep the scheduler from overcommitting.
+    nodes = ([from_dict(Node, {"metadata": {"name": f"gpu-{i}"}, "spec": {"taints": [
+        {"key": "gpu", "value": "yes", "effect": "NoSchedule"}]}, "status": {
+        "allocatable": {"cpu": "1", "memory": "4Gi", "pods": "110"},
+        "conditions": [{"type": "Ready", "status": "True"}]}}) for i in range(4)]
+        + [node(f"small-{i}", "1", "4Gi") for i in range(12)] + [node(f"big-{i}", "2", "4Gi") for i in range(4)])
+    for n in nodes:
+        await client.create(n)
+    await asyncio.gather(*(client.create(crowd_pod(i)) for i in range(200)))
+
+    def decided(p: Pod) -> bool:
+        return bool(p.spec.node_name) or any(c.type == "PodScheduled" and c.status == "False"
+                                             for c in p.status.conditions)
+    deadline = asyncio.get_running_loop().time() + 120
+    while True:
+        pods, _ = await client.list(Pod, "default")
+        if len(pods) == 200 and all(decided(p) for p in pods):
+            break
+        assert asyncio.get_running_loop().time() < deadline, "pods still undecided"
+        await asyncio.sleep(0.2)
+
+    allocatable = {n.metadata.name: parse_quantity(n.status.allocatable["cpu"]) for n in nodes}
+    used = {name: Fraction(0) for name in allocatable}
+    ports: dict[str, int] = {name: 0 for name in allocatable}
+    for p in pods:
+        if p.spec.node_name:
+            used[p.spec.node_name] += pod_requests(p)["cpu"]
+            ports[p.spec.node_name] += any(port.host_port for c in p.spec.containers for port in c.ports)
+            if p.spec.node_name.startswith("gpu-"):
+                assert p.spec.tolerations, f"{p.metadata.name} went to a tainted node"
+    assert all(used[n] <= allocatable[n] for n in allocatable), used
+    assert all(count <= 1 for count in ports.values()), ports
+    # Nothing left behind: every pod still pending fits on no node as the nodes are now.
+    for p in pods:
+        if p.spec.node_name:
+            continue
+        wants_port = any(port.host_port for c in p.spec.containers for port in c.ports)
+        room = [n for n in allocatable if used[n] + pod_requests(p)["cpu"] <= allocatable[n]
+                and (not n.startswith("gpu-") or p.spec.tolerations) and not (wants_port and ports[n])]
+        assert not room, f"{p.metadata.name} pending while {room} have room"
+        cond = next(c for c in p.status.conditions if c.type == "PodScheduled")
+        assert cond.reason == "Unschedulable" and cond.message.startswith("0/20 nodes are available: ")
+    assert sum(1 for p in pods if p.spec.node_name) >= 60
