@@ -22,7 +22,7 @@ from podbay.api.kinds import ALL_RESOURCES
 from podbay.api.printing import event_age
 from podbay.api.serialize import to_dict
 from podbay.api.tables import table_of
-from podbay.cli import printflags
+from podbay.cli import printflags, reads
 from podbay.cli.common import CLIError, run_with_client, table
 from podbay.cli.execstream import run_exec, use_tty
 from podbay.client import Client
@@ -39,21 +39,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("-n", "--namespace")
     p.set_defaults(func=lambda a: run_with_client(a, lambda c, s: apply(c, a, update=True)))
 
-    p = sub.add_parser("get", help="list objects as kubectl does")
-    p.add_argument("kind")
-    p.add_argument("names", nargs="*")
-    printflags.add_flags(p)
-    p.add_argument("-l", "--selector")
-    p.add_argument("-n", "--namespace")
-    p.add_argument("-A", "--all-namespaces", action="store_true")
-    p.add_argument("-w", "--watch", action="store_true")
-    p.set_defaults(func=lambda a: run_with_client(a, lambda c, s: get(c, a)))
-
-    p = sub.add_parser("describe", help="show a pod's details and events")
-    p.add_argument("kind", choices=["pod", "pods", "po"])
-    p.add_argument("name")
-    p.add_argument("-n", "--namespace")
-    p.set_defaults(func=lambda a: run_with_client(a, lambda c, s: describe(c, a)))
+    reads.register_get(sub)
+    reads.register_describe(sub)
 
     p = sub.add_parser("delete", help="delete pods by name or from files")
     p.add_argument("kind", nargs="?")
@@ -65,15 +52,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--wait", default="true", choices=["true", "false"])
     p.set_defaults(func=lambda a: run_with_client(a, lambda c, s: delete(c, a)))
 
-    p = sub.add_parser("logs", help="print a container's log")
-    p.add_argument("pod")
-    p.add_argument("-c", "--container")
-    p.add_argument("-n", "--namespace")
-    p.add_argument("-f", "--follow", action="store_true")
-    p.add_argument("-p", "--previous", action="store_true")
-    p.add_argument("--tail", type=int)
-    p.add_argument("--timestamps", action="store_true")
-    p.set_defaults(func=lambda a: run_with_client(a, lambda c, s: logs(c, a)))
+    reads.register_logs(sub)
 
     p = sub.add_parser("exec", help="run a command in a container of a pod (-i/-t: interactively)")
     p.add_argument("pod")
@@ -201,7 +180,8 @@ def _print_objects(objs: list[Any], kind: type, args: argparse.Namespace, header
         print(table(rows))
 
 
-async def get(client: Client, args: argparse.Namespace) -> int:
+async def get_watch(client: Client, args: argparse.Namespace) -> int:
+    """get -w: the objects, then each change as a row."""
     kind = KINDS.get(args.kind.split("/")[0])
     if kind is None:
         raise CLIError(f'the server doesn\'t have a resource type "{args.kind}"')
@@ -226,14 +206,6 @@ async def get(client: Client, args: argparse.Namespace) -> int:
             if names and obj.metadata.name not in names:
                 continue
             _print_objects([obj], kind, args, header=False)
-    return 0
-
-
-async def describe(client: Client, args: argparse.Namespace) -> int:
-    ns = args.namespace or "default"
-    pod = await client.get(Pod, args.name, ns)
-    events, _ = await client.list(Event, ns, field_selector=f"involvedObject.name={args.name}")
-    print(describe_pod(pod, [e for e in events if e.involved_object.uid in (None, pod.metadata.uid)]))
     return 0
 
 
@@ -364,7 +336,8 @@ async def _wait_deleted(client: Client, name: str, ns: str, timeout: float | Non
     return True
 
 
-async def logs(client: Client, args: argparse.Namespace) -> int:
+async def logs_follow(client: Client, args: argparse.Namespace) -> int:
+    """logs -f: the log as it grows, until the container ends."""
     name = args.pod.split("/", 1)[-1]
     ns = args.namespace or "default"
     container = args.container or await _default_container(client, name, ns)
@@ -376,14 +349,7 @@ async def logs(client: Client, args: argparse.Namespace) -> int:
 
 
 async def _default_container(client: Client, name: str, ns: str) -> str | None:
-    """kubectl's choice when -c is not given: the default-container annotation, else the first."""
-    pod = await client.get(Pod, name, ns)
-    if len(pod.spec.containers) <= 1:
-        return None
-    container = pod.metadata.annotations.get("kubectl.kubernetes.io/default-container") or pod.spec.containers[0].name
-    print(f'Defaulted container "{container}" out of: ' + ", ".join(c.name for c in pod.spec.containers),
-          file=sys.stderr)
-    return container
+    return reads.default_container(await client.request("GET", Client.path(Pod, ns, name)))
 
 
 def _exec_flags(parser: argparse.ArgumentParser) -> None:
