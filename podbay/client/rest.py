@@ -136,7 +136,12 @@ def _endpoint(url: str, tls: ssl.SSLContext | None) -> Endpoint:
 def _describe(endpoint: Endpoint, exc: Exception) -> str:
     if isinstance(exc, http.client.RemoteDisconnected):
         return "Server disconnected"
-    reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc) or type(exc).__name__
+    if isinstance(exc, ConnectionRefusedError):
+        # asyncio's words for a refused connect, which aiohttp's message carries
+        address = endpoint.unix_socket or (endpoint.host, endpoint.port)
+        reason = f"Connect call failed {address}"
+    else:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc) or type(exc).__name__
     if endpoint.unix_socket:
         return f"Cannot connect to unix socket {endpoint.unix_socket} ssl:default [{reason}]"
     return f"Cannot connect to host {endpoint.host}:{endpoint.port} ssl:default [{reason}]"
