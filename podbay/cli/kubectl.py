@@ -19,7 +19,6 @@ from podbay.api.defaults import default_pod
 from podbay.api.errors import AlreadyExists, NotFound
 from podbay.api.formats import load_objects
 from podbay.api.kinds import ALL_RESOURCES
-from podbay.api.printing import event_age
 from podbay.api.serialize import to_dict
 from podbay.api.tables import table_of
 from podbay.cli import printflags, reads
@@ -207,87 +206,6 @@ async def get_watch(client: Client, args: argparse.Namespace) -> int:
                 continue
             _print_objects([obj], kind, args, header=False)
     return 0
-
-
-def describe_pod(pod: Pod, events: list[Event]) -> str:
-    m, s, st = pod.metadata, pod.spec, pod.status
-    lines = [f"Name:             {m.name}", f"Namespace:        {m.namespace}",
-             f"Priority:         {s.priority or 0}"]
-    # kubectl describe's line, only for a pod that names a RuntimeClass
-    if s.runtime_class_name:
-        lines.append(f"Runtime Class Name:  {s.runtime_class_name}")
-    lines += [f"Node:             {s.node_name or '<none>'}" + (f"/{st.host_ip}" if st.host_ip else ""),
-             f"Start Time:       {st.start_time.isoformat() if st.start_time else '<unset>'}",
-             "Labels:           " + ("\n                  ".join(f"{k}={v}" for k, v in m.labels.items()) or "<none>"),
-             "Annotations:      " + ("\n                  ".join(f"{k}: {v}" for k, v in m.annotations.items()) or "<none>"),
-             f"Status:           {'Terminating' if m.deletion_timestamp else st.phase}",
-             f"IP:               {st.pod_ip or ''}"]
-    statuses = {c.name: c for c in st.init_container_statuses + st.container_statuses
-                + st.ephemeral_container_statuses}
-    sections: tuple[tuple[str, list[Any]], ...] = (
-        ("Init Containers", s.init_containers), ("Containers", s.containers),
-        ("Ephemeral Containers", s.ephemeral_containers))
-    for title, containers in sections:
-        if not containers:
-            continue
-        lines.append(f"{title}:")
-        for c in containers:
-            cs = statuses.get(c.name)
-            lines.append(f"  {c.name}:")
-            lines.append(f"    Container ID:  {cs.container_id if cs and cs.container_id else ''}")
-            lines.append(f"    Image:         {c.image}")
-            if c.command:
-                lines.append("    Command:\n" + "\n".join(f"      {x}" for x in c.command))
-            if c.args:
-                lines.append("    Args:\n" + "\n".join(f"      {x}" for x in c.args))
-            for p in c.ports:
-                lines.append(f"    Port:          {p.container_port}/{p.protocol or 'TCP'}")
-                if p.host_port:
-                    lines.append(f"    Host Port:     {p.host_port}/{p.protocol or 'TCP'}")
-            if cs is not None:
-                lines += _state_lines("State", cs.state)
-                if cs.last_state and (cs.last_state.terminated or cs.last_state.waiting or cs.last_state.running):
-                    lines += _state_lines("Last State", cs.last_state)
-                lines.append(f"    Ready:         {cs.ready}")
-                lines.append(f"    Restart Count: {cs.restart_count}")
-            for vm in c.volume_mounts:
-                lines.append(f"    Mounts:        {vm.mount_path} from {vm.name} ({'ro' if vm.read_only else 'rw'})")
-    if st.conditions:
-        lines.append("Conditions:\n  Type              Status")
-        lines += [f"  {c.type:<17} {c.status}" for c in st.conditions]
-    if s.volumes:
-        lines.append("Volumes:")
-        for v in s.volumes:
-            lines.append(f"  {v.name}:")
-            lines.append(f"    Type:  {', '.join(v.sources())}")
-    lines.append(f"QoS Class:        {st.qos_class or ''}")
-    if events:
-        lines.append("Events:")
-        rows = [["  Type", "Reason", "Age", "From", "Message"], ["  ----", "------", "----", "----", "-------"]]
-        epoch = datetime.min.replace(tzinfo=timezone.utc)
-        for e in sorted(events, key=lambda e: (e.first_timestamp or e.event_time or epoch,
-                                               int(e.metadata.resource_version or 0))):
-            rows.append([f"  {e.type}", e.reason or "", event_age(e),
-                         (e.source.component if e.source else "") or "", e.message or ""])
-        lines.append(table(rows))
-    else:
-        lines.append("Events:           <none>")
-    return "\n".join(lines)
-
-
-def _state_lines(title: str, state: Any) -> list[str]:
-    if state is None:
-        return []
-    pad = f"    {title}:".ljust(19)
-    if state.running is not None:
-        return [f"{pad}Running", f"      Started:     {state.running.started_at}"]
-    if state.terminated is not None:
-        t = state.terminated
-        return [f"{pad}Terminated", f"      Reason:      {t.reason}", f"      Exit Code:   {t.exit_code}",
-                f"      Started:     {t.started_at}", f"      Finished:    {t.finished_at}"]
-    if state.waiting is not None:
-        return [f"{pad}Waiting", f"      Reason:      {state.waiting.reason}"]
-    return []
 
 
 async def delete(client: Client, args: argparse.Namespace) -> int:

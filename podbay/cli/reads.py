@@ -1,7 +1,7 @@
 """The read-only verbs: get, describe and logs, over podbay.client.rest. Tables are printed from
 the server's meta.k8s.io Table (kubectl's server-side printing), so a `podbay get` loads
-neither aiohttp nor the models; only -o json/yaml, describe and get -w still go through them,
-to print objects exactly as the models write them."""
+neither aiohttp nor the models; only -o json/yaml (to print objects exactly as the models write
+them) and get -w and logs -f (on the async Client) still do."""
 from __future__ import annotations
 
 import argparse
@@ -12,6 +12,7 @@ from typing import Any
 
 from podbay.cli import printflags
 from podbay.cli.common import CLIError, run_with_client, run_with_rest, table
+from podbay.cli.describe import describe_pod, pod_events
 from podbay.cli.restmapper import EVENT, POD, Resource, resource_for
 from podbay.client.rest import RESTClient
 
@@ -205,14 +206,10 @@ def print_objects(objs: list[dict[str, Any]], args: argparse.Namespace) -> None:
 
 
 def describe(rest: RESTClient, args: argparse.Namespace) -> int:
-    from podbay.api import Event, Pod
-    from podbay.api.serialize import from_dict
-    from podbay.cli.kubectl import describe_pod
     ns = args.namespace or "default"
-    pod = from_dict(Pod, rest.get(POD.path(ns, args.name)), strict=False)
-    body = rest.get(EVENT.path(ns), {"fieldSelector": f"involvedObject.name={args.name}"})
-    events = [from_dict(Event, e, strict=False) for e in body.get("items", [])]
-    print(describe_pod(pod, [e for e in events if e.involved_object.uid in (None, pod.metadata.uid)]))
+    pod = rest.get(POD.path(ns, args.name))
+    events = rest.get(EVENT.path(ns), {"fieldSelector": f"involvedObject.name={args.name}"}).get("items", [])
+    print(describe_pod(pod, pod_events(pod, events)))
     return 0
 
 

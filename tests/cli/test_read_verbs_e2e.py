@@ -11,9 +11,13 @@ from pathlib import Path
 import pytest
 import yaml
 
+from podbay.api import Event, Pod
+from podbay.api.serialize import from_dict, to_dict
 from podbay.cli.common import run_with_client
+from podbay.cli.describe import describe_pod
 from podbay.cli.kubectl import get_watch
 from podbay.cli.main import build_parser
+from podbay.client.rest import RESTClient
 from tests.cli.podbay_cli import podbay_cli, wait_until
 from tests.conftest import HostEnv, require_root
 from tests.e2e.conftest import free_port
@@ -92,7 +96,13 @@ def test_the_lean_read_path_prints_what_the_models_printed(host_env: HostEnv, tm
         assert (missing.returncode, missing.stderr) == (1, 'Error from server (NotFound): pods "nosuch" not found\n')
         described = podbay("describe", "pod", "web").stdout
         assert described.startswith("Name:             web\nNamespace:        default\n")
-        assert "Events:" in described
+        # The same text from the objects as the models read them (their defaults filled in).
+        rest = RESTClient.connect(f"unix://{host_env.run_root / 'api.sock'}")
+        pod = rest.get("/api/v1/namespaces/default/pods/web")
+        events = rest.get("/api/v1/namespaces/default/events", {"fieldSelector": "involvedObject.name=web"})["items"]
+        modelled = describe_pod(to_dict(from_dict(Pod, pod)), [to_dict(from_dict(Event, e)) for e in events])
+        assert _same_but_ages(described) == _same_but_ages(modelled + "\n")
+        assert "State:         Running" in described and "Events:\n  Type" in described
     finally:
         podbay("down", "--purge", check=False)
 
