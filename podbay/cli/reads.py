@@ -1,7 +1,6 @@
 """The read-only verbs: get, describe and logs, over podbay.client.rest. Tables are printed from
 the server's meta.k8s.io Table (kubectl's server-side printing), so a `podbay get` loads
-neither aiohttp nor the models; only -o json/yaml (to print objects exactly as the models write
-them) and get -w and logs -f (on the async Client) still do."""
+neither aiohttp nor the models; only get -w and logs -f (on the async Client) still do."""
 from __future__ import annotations
 
 import argparse
@@ -17,7 +16,11 @@ from podbay.cli.restmapper import EVENT, POD, Resource, resource_for
 from podbay.client.rest import RESTClient
 
 TABLE = "application/json;as=Table;v=v1;g=meta.k8s.io,application/json"
-_MODEL_OUTPUTS = ("json", "yaml")
+# metav1.ObjectMeta's fields in its Go struct's order, the order kubectl and the models print them
+# in; the API server adds resourceVersion to a stored object last.
+OBJECT_META_FIELDS = ("name", "generateName", "namespace", "selfLink", "uid", "resourceVersion", "generation",
+                      "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds", "labels",
+                      "annotations", "ownerReferences", "finalizers", "managedFields")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -87,9 +90,7 @@ def get(rest: RESTClient, args: argparse.Namespace) -> int:
     resource, names, ns = target(args)
     args.names = names
     out = args.output or ""
-    if out in _MODEL_OUTPUTS:
-        objs = _model_objects(resource, _objects(rest, resource, names, ns, args.selector))
-    elif out in ("", "wide", "name"):
+    if out in ("", "wide", "name"):
         return _print_table(rest, resource, names, ns, args)
     else:
         objs = _objects(rest, resource, names, ns, args.selector)
@@ -103,25 +104,22 @@ def get(rest: RESTClient, args: argparse.Namespace) -> int:
 
 def _objects(rest: RESTClient, resource: Resource, names: list[str], ns: str | None,
              selector: str | None) -> list[dict[str, Any]]:
-    """The objects as JSON, each with its apiVersion and kind first (as a typed client has them),
-    sorted by namespace and name unless named."""
-    head = {"apiVersion": f"{resource.group}/{resource.version}" if resource.group else resource.version,
-            "kind": resource.kind}
+    """The objects as JSON in the order kubectl prints them (apiVersion and kind first, metadata's
+    fields in ObjectMeta's order), sorted by namespace and name unless named."""
     if names:
-        return [{**head, **rest.get(resource.path(ns, n))} for n in names]
-    body = rest.get(resource.path(ns), _selector(selector))
-    objs = [{**head, **item} for item in body.get("items", [])]
-    objs.sort(key=_namespaced_name)
-    return objs
+        objs = [rest.get(resource.path(ns, n)) for n in names]
+    else:
+        objs = rest.get(resource.path(ns), _selector(selector)).get("items", [])
+        objs.sort(key=_namespaced_name)
+    return [_typed(resource, o) for o in objs]
 
 
-def _model_objects(resource: Resource, objs: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The objects as the models write them (their field order and defaults): -o json and yaml
-    print exactly that."""
-    from podbay.api.kinds import ALL_RESOURCES
-    from podbay.api.serialize import from_dict, to_dict
-    model = ALL_RESOURCES[resource.name].model
-    return [to_dict(from_dict(model, o, strict=False)) for o in objs]
+def _typed(resource: Resource, obj: dict[str, Any]) -> dict[str, Any]:
+    meta = obj.get("metadata")
+    if isinstance(meta, dict):
+        meta = {**{k: meta[k] for k in OBJECT_META_FIELDS if k in meta}, **meta}
+    return {"apiVersion": f"{resource.group}/{resource.version}" if resource.group else resource.version,
+            "kind": resource.kind, **obj, **({"metadata": meta} if meta is not None else {})}
 
 
 def _selector(selector: str | None) -> dict[str, str] | None:

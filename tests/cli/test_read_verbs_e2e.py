@@ -46,7 +46,7 @@ GETS = [
     ["get", "pods"], ["get", "pods", "-o", "wide"], ["get", "po", "web"], ["get", "pod/web", "alpha"],
     ["get", "pods", "-A"], ["get", "pods", "--show-labels", "--no-headers"], ["get", "pods", "-l", "app=web"],
     ["get", "pods", "-o", "name"], ["get", "nodes", "-o", "wide"], ["get", "ns"], ["get", "events"],
-    ["get", "leases", "-A"], ["get", "svc", "-A", "-o", "yaml"], ["get", "pods", "-o", "json"],
+    ["get", "leases", "-A"], ["get", "svc", "-A", "-o", "yaml"], ["get", "ns", "-o", "json"], ["get", "pods", "-o", "json"],
     ["get", "pod", "web", "-o", "yaml"], ["get", "pods", "-o", "jsonpath={.items[*].metadata.name}"],
     ["get", "pods", "-o", "custom-columns=NAME:.metadata.name,IP:.status.podIP"],
     ["get", "pods", "--sort-by", ".metadata.name", "-o", "wide"], ["get", "configmaps"], ["get", "deploy"],

@@ -69,3 +69,9 @@ def test_get_loads_neither_aiohttp_nor_the_models(tmp_path: Path) -> None:
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
     assert proc.stdout.strip() == "1 []", proc.stderr
     assert "podbay is not running" in proc.stderr
+
+
+def test_metadata_prints_in_the_order_the_models_write_it() -> None:
+    from podbay.api.models import ObjectMeta
+    from podbay.cli.reads import OBJECT_META_FIELDS
+    assert list(OBJECT_META_FIELDS) == [f.alias or n for n, f in ObjectMeta.model_fields.items()]
