@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import socket
 import sys
 from dataclasses import dataclass
@@ -119,7 +120,9 @@ class RESTClient:
 
     @classmethod
     def connect(cls, server: str, token: str | None = None) -> "RESTClient":
-        """`server`: unix:///path/api.sock, or http(s) URLs (comma-separated: tried in turn)."""
+        """`server`: unix:///path/api.sock, or http(s) URLs (comma-separated: tried in turn). The
+        token defaults to $PODBAY_TOKEN, as the async Client's."""
+        token = token or os.environ.get("PODBAY_TOKEN") or None
         if server.startswith("unix://") or server.startswith("/"):
             path = server.removeprefix("unix://")
             return cls([Endpoint(server, path, "localhost", 80, None)], token)
