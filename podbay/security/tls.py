@@ -2,14 +2,17 @@
 cryptography package) so that a command line client loads only the ssl module."""
 from __future__ import annotations
 
+import contextlib
 import os
 import ssl
-import tempfile
 from pathlib import Path
+from typing import Iterator
 
 
 def write_private(path: Path, data: bytes) -> None:
     """Writes `data` to `path` mode 0600 through a temporary file, so a reader never sees half of it."""
+    import tempfile  # only writers need it; a client's start does not
+
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:
@@ -33,10 +36,18 @@ def client_context(ca: bytes | None, cert: bytes | None = None, key: bytes | Non
         ctx.check_hostname = False
         ctx.verify_mode = ssl.CERT_NONE
     if cert is not None and key is not None:
-        # ssl loads a certificate chain from files only: a private directory for the moment it reads them.
-        with tempfile.TemporaryDirectory(prefix="podbay-tls-") as tmp:
-            cert_file, key_file = Path(tmp) / "tls.crt", Path(tmp) / "tls.key"
-            write_private(cert_file, cert)
-            write_private(key_file, key)
+        # ssl loads a certificate chain from files only: memory files of this process, so the
+        # key never reaches a disk and nothing is left to remove.
+        with _memory_file("tls.crt", cert) as cert_file, _memory_file("tls.key", key) as key_file:
             ctx.load_cert_chain(cert_file, key_file)
     return ctx
+
+
+@contextlib.contextmanager
+def _memory_file(name: str, data: bytes) -> Iterator[str]:
+    fd = os.memfd_create(name, os.MFD_CLOEXEC)
+    try:
+        os.write(fd, data)
+        yield f"/proc/self/fd/{fd}"
+    finally:
+        os.close(fd)
