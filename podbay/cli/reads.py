@@ -200,7 +200,9 @@ def print_objects(objs: list[dict[str, Any]], args: argparse.Namespace) -> None:
         print(json.dumps(output_data(objs, args), indent=4))
     else:
         import yaml
-        print(yaml.safe_dump(output_data(objs, args), sort_keys=False), end="")
+        # libyaml's emitter where PyYAML has it: the same text, several times sooner
+        dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+        print(yaml.dump(output_data(objs, args), Dumper=dumper, sort_keys=False), end="")
 
 
 def describe(rest: RESTClient, args: argparse.Namespace) -> int:

@@ -75,3 +75,14 @@ def test_metadata_prints_in_the_order_the_models_write_it() -> None:
     from podbay.api.models import ObjectMeta
     from podbay.cli.reads import OBJECT_META_FIELDS
     assert list(OBJECT_META_FIELDS) == [f.alias or n for n, f in ObjectMeta.model_fields.items()]
+
+
+def test_libyaml_writes_what_the_python_dumper_wrote() -> None:
+    """-o yaml uses libyaml's emitter where PyYAML has it; the text must not change."""
+    import yaml
+    data = {"apiVersion": "v1", "kind": "List", "items": [{"metadata": {"name": "p", "labels": {"a": "yes"}}, "spec": {
+        "long": "x " * 120, "lines": "one\ntwo\n", "unicode": "ünïcödé ✓", "lead": " space", "number": "1.0",
+        "empty": "", "none": None, "list": [], "map": {}, "colon": "a: b", "dash": "- x", "hash": "#c", "tab": "\t t",
+        "null": "null", "octal": "0o17", "tilde": "~", "int": 3, "bool": True, "float": 0.5}}]}
+    dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+    assert yaml.dump(data, Dumper=dumper, sort_keys=False) == yaml.safe_dump(data, sort_keys=False)
