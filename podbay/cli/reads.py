@@ -11,7 +11,6 @@ from typing import Any
 
 from podbay.cli import printflags
 from podbay.cli.common import CLIError, run_with_client, run_with_rest, table
-from podbay.cli.describe import describe_pod, pod_events
 from podbay.cli.restmapper import EVENT, POD, Resource, resource_for
 from podbay.client.rest import RESTClient
 
@@ -206,6 +205,7 @@ def print_objects(objs: list[dict[str, Any]], args: argparse.Namespace) -> None:
 
 
 def describe(rest: RESTClient, args: argparse.Namespace) -> int:
+    from podbay.cli.describe import describe_pod, pod_events  # get need not load it
     ns = args.namespace or "default"
     pod = rest.get(POD.path(ns, args.name))
     events = rest.get(EVENT.path(ns), {"fieldSelector": f"involvedObject.name={args.name}"}).get("items", [])
