@@ -14,14 +14,11 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
+from podbay.agent.thresholds import DEFAULT_EVICTION_HARD, SIGNAL_CONDITION, Threshold, parse_thresholds
 from podbay.api.models import Pod, Taint
 from podbay.api.quantity import format_bytes, parse_quantity
 from podbay.api.resources import pod_limits, qos_class
 from podbay.api.taints import CONDITION_TAINTS, tolerates
-
-# The kubelet's DefaultEvictionHard on Linux.
-DEFAULT_EVICTION_HARD = ("memory.available<100Mi,nodefs.available<10%,nodefs.inodesFree<5%,"
-                         "imagefs.available<15%,imagefs.inodesFree<5%")
 
 EVICTED_REASON = "Evicted"
 EMPTY_DIR_MESSAGE = 'Usage of EmptyDir volume "{}" exceeds the limit "{}". '
@@ -29,17 +26,6 @@ CONTAINER_MESSAGE = 'Container {} exceeded its local ephemeral storage limit "{}
 POD_MESSAGE = "Pod ephemeral local storage usage exceeds the total limit of containers {}. "
 NODE_CONDITION_MESSAGE = "The node had condition: {}. "
 SYSTEM_CRITICAL_PRIORITY = 2_000_000_000  # scheduling.SystemCriticalPriority: such pods are always admitted
-
-# Each signal and the node condition it drives (the kubelet's signalToNodeCondition).
-SIGNAL_CONDITION = {
-    "memory.available": "MemoryPressure",
-    "allocatableMemory.available": "MemoryPressure",
-    "nodefs.available": "DiskPressure",
-    "nodefs.inodesFree": "DiskPressure",
-    "imagefs.available": "DiskPressure",
-    "imagefs.inodesFree": "DiskPressure",
-    "pid.available": "PIDPressure",
-}
 
 # condition -> ((reason, message) when True, (reason, message) when False), as setters.go words them
 CONDITION_WORDS = {
@@ -50,44 +36,6 @@ CONDITION_WORDS = {
     "PIDPressure": (("KubeletHasInsufficientPID", "kubelet has insufficient PID available"),
                     ("KubeletHasSufficientPID", "kubelet has sufficient PID available")),
 }
-
-
-@dataclass(frozen=True)
-class Threshold:
-    signal: str
-    quantity: int | None = None  # an absolute amount (bytes, inodes or pids) ...
-    percentage: Fraction | None = None  # ... or a share of the capacity (0.1 for 10%)
-
-    def limit(self, capacity: int) -> Fraction:
-        return Fraction(self.quantity) if self.quantity is not None else (self.percentage or Fraction(0)) * capacity
-
-
-def parse_thresholds(text: str) -> list[Threshold]:
-    """`signal<value,...` as the kubelet's --eviction-hard; ValueError names a bad item."""
-    out: list[Threshold] = []
-    for item in filter(None, (part.strip() for part in text.split(","))):
-        signal, op, value = item.partition("<")
-        if not op:
-            raise ValueError(f"invalid eviction threshold {item!r}: only the operator '<' is supported")
-        if signal not in SIGNAL_CONDITION:
-            raise ValueError(f"unsupported eviction signal {signal}")
-        if any(t.signal == signal for t in out):
-            raise ValueError(f"found duplicate eviction threshold for signal {signal}")
-        if value.endswith("%"):
-            if value in ("0%", "100%"):
-                continue  # the kubelet ignores both: one is never met, the other always
-            share = Fraction(value[:-1]) / 100
-            if share < 0:
-                raise ValueError(f"eviction percentage threshold {signal} must be >= 0%: {value}")
-            if share > 1:
-                raise ValueError(f"eviction percentage threshold {signal} must be <= 100%: {value}")
-            out.append(Threshold(signal, percentage=share))
-        else:
-            amount = parse_quantity(value)
-            if amount <= 0:
-                raise ValueError(f"eviction threshold {signal} must be positive: {value}")
-            out.append(Threshold(signal, quantity=int(amount)))
-    return out
 
 
 @dataclass(frozen=True)

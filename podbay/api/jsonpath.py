@@ -6,7 +6,6 @@ action's several results are separated by spaces; strings print raw, other value
 """
 from __future__ import annotations
 
-import ast
 import json
 import re
 from dataclasses import dataclass
@@ -76,6 +75,7 @@ def _split_brackets(text: str) -> list[str]:
 def _literal(text: str) -> Any:
     if text in ("true", "false"):  # JSON's booleans, as kubectl's filters write them
         return text == "true"
+    import ast  # only filters have literals; the command line's start skips the module
     try:
         return ast.literal_eval(text)
     except (ValueError, SyntaxError):

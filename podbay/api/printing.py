@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from typing import TYPE_CHECKING
 
-from podbay.api.models import Event, Pod, is_restartable_init
+if TYPE_CHECKING:
+    from podbay.api.models import Pod
 
 
 @dataclass(frozen=True)
@@ -53,18 +55,14 @@ def age(when: datetime | None, now: datetime | None = None) -> str:
     return human_duration((now - when).total_seconds())
 
 
-def event_age(event: Event, now: datetime | None = None) -> str:
-    """kubectl describe's Age of an event: `10s`, or `10s (x3 over 2m)` for a repeated one."""
-    if (event.count or 0) > 1:
-        return f"{age(event.last_timestamp, now)} (x{event.count} over {age(event.first_timestamp, now)})"
-    return age(event.first_timestamp or event.event_time, now)
-
-
 def _restartable(pod: Pod, name: str) -> bool:
+    from podbay.api.models import is_restartable_init
     return any(c.name == name and is_restartable_init(c) for c in pod.spec.init_containers)
 
 
 def pod_row(pod: Pod, now: datetime | None = None) -> PodRow:
+    # Imported here: ages (human_duration) serve the command line, which must not load the models.
+    from podbay.api.models import is_restartable_init
     spec, status = pod.spec, pod.status
     restarts = 0
     total = len(spec.containers) + sum(1 for c in spec.init_containers if is_restartable_init(c))

@@ -1,16 +1,19 @@
-"""What the verbs that talk to the API share: the client, the table printer, errors."""
+"""What the verbs that talk to the API share: the clients, the table printer, errors.
+
+aiohttp and the async Client are imported by the verbs that use them: the read-only verbs run
+on podbay.client.rest and must not pay for them."""
 from __future__ import annotations
 
-import asyncio
 import sys
-from typing import Any, Awaitable, Callable
-
-import aiohttp
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Awaitable, Callable
 
 from podbay.api.errors import APIError, Invalid
 from podbay.cli.settings import Settings, settings_from
-from podbay.client import Client
-from podbay.client.client import split_servers
+
+if TYPE_CHECKING:
+    from podbay.client import Client
+    from podbay.client.rest import RESTClient
 
 
 class CLIError(Exception):
@@ -19,10 +22,12 @@ class CLIError(Exception):
 
 def run_with_client(args: Any, body: Callable[[Client, Settings], Awaitable[int]]) -> int:
     """Runs `body` against the API; errors become one clear line on stderr."""
+    import asyncio
+
+    import aiohttp
+
     settings = settings_from(args)
-    if settings.server is None and not settings.socket_path.exists():
-        print(f"error: podbay is not running (no API socket at {settings.socket_path}); "
-              f"start it with: sudo podbay up", file=sys.stderr)
+    if not _api_exists(settings):
         return 1
 
     async def main() -> int:
@@ -34,29 +39,78 @@ def run_with_client(args: Any, body: Callable[[Client, Settings], Awaitable[int]
 
     try:
         return asyncio.run(main())
-    except (CLIError, Invalid) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    except APIError as exc:
-        print(f"Error from server ({exc.reason}): {exc.message}", file=sys.stderr)
-        return 1
     except aiohttp.ClientConnectionError as exc:
-        print(f"error: cannot reach the API at {settings.server_url} ({exc}); is `podbay up` running?",
-              file=sys.stderr)
-        return 1
+        return _unreachable(settings, exc)
+    except (CLIError, Invalid, APIError) as exc:
+        return _failed(exc)
     except KeyboardInterrupt:
         return 130
+
+
+def run_with_rest(args: Any, body: Callable[[RESTClient, Settings], int]) -> int:
+    """`run_with_client` for one-shot reads, over the synchronous RESTClient: the same messages."""
+    from podbay.client.rest import RESTClient, Unreachable, split_servers
+
+    settings = settings_from(args)
+    if not _api_exists(settings):
+        return 1
+    try:
+        if settings.server and settings.server.startswith("https://"):
+            try:
+                rest = RESTClient.from_kubeconfig(_kubeconfig(settings), split_servers(settings.server))
+            except (OSError, ValueError) as exc:
+                raise CLIError(str(exc)) from None
+        else:
+            try:
+                rest = RESTClient.connect(settings.server_url)
+            except ValueError as exc:
+                raise CLIError(str(exc)) from None
+        return body(rest, settings)
+    except Unreachable as exc:
+        return _unreachable(settings, exc)
+    except (CLIError, Invalid, APIError) as exc:
+        return _failed(exc)
+    except KeyboardInterrupt:
+        return 130
+
+
+def _api_exists(settings: Settings) -> bool:
+    if settings.server is None and not settings.socket_path.exists():
+        print(f"error: podbay is not running (no API socket at {settings.socket_path}); "
+              f"start it with: sudo podbay up", file=sys.stderr)
+        return False
+    return True
+
+
+def _failed(exc: CLIError | Invalid | APIError) -> int:
+    if isinstance(exc, (CLIError, Invalid)):
+        print(f"error: {exc}", file=sys.stderr)
+    else:
+        print(f"Error from server ({exc.reason}): {exc.message}", file=sys.stderr)
+    return 1
+
+
+def _unreachable(settings: Settings, exc: Exception) -> int:
+    print(f"error: cannot reach the API at {settings.server_url} ({exc}); is `podbay up` running?", file=sys.stderr)
+    return 1
+
+
+def _kubeconfig(settings: Settings) -> Path:
+    if settings.client_kubeconfig is None:
+        raise CLIError(f"{settings.server} needs credentials: pass --kubeconfig PATH or set KUBECONFIG "
+                       "(`podbay kubeconfig` on the server's machine prints one)")
+    return settings.client_kubeconfig
 
 
 def _client(settings: Settings) -> Client:
     """The unix socket by default; an https --server (several, comma-separated, fail over in turn)
     with the credentials of --kubeconfig ($KUBECONFIG)."""
+    from podbay.client import Client
+    from podbay.client.rest import split_servers
+
     if settings.server and settings.server.startswith("https://"):
-        if settings.client_kubeconfig is None:
-            raise CLIError(f"{settings.server} needs credentials: pass --kubeconfig PATH or set KUBECONFIG "
-                           "(`podbay kubeconfig` on the server's machine prints one)")
         try:
-            return Client.from_kubeconfig(settings.client_kubeconfig, server=split_servers(settings.server))
+            return Client.from_kubeconfig(_kubeconfig(settings), server=split_servers(settings.server))
         except (OSError, ValueError) as exc:
             raise CLIError(str(exc)) from None
     try:

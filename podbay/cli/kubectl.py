@@ -19,10 +19,9 @@ from podbay.api.defaults import default_pod
 from podbay.api.errors import AlreadyExists, NotFound
 from podbay.api.formats import load_objects
 from podbay.api.kinds import ALL_RESOURCES
-from podbay.api.printing import event_age
 from podbay.api.serialize import to_dict
 from podbay.api.tables import table_of
-from podbay.cli import printflags
+from podbay.cli import printflags, reads
 from podbay.cli.common import CLIError, run_with_client, table
 from podbay.cli.execstream import run_exec, use_tty
 from podbay.client import Client
@@ -39,21 +38,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("-n", "--namespace")
     p.set_defaults(func=lambda a: run_with_client(a, lambda c, s: apply(c, a, update=True)))
 
-    p = sub.add_parser("get", help="list objects as kubectl does")
-    p.add_argument("kind")
-    p.add_argument("names", nargs="*")
-    printflags.add_flags(p)
-    p.add_argument("-l", "--selector")
-    p.add_argument("-n", "--namespace")
-    p.add_argument("-A", "--all-namespaces", action="store_true")
-    p.add_argument("-w", "--watch", action="store_true")
-    p.set_defaults(func=lambda a: run_with_client(a, lambda c, s: get(c, a)))
-
-    p = sub.add_parser("describe", help="show a pod's details and events")
-    p.add_argument("kind", choices=["pod", "pods", "po"])
-    p.add_argument("name")
-    p.add_argument("-n", "--namespace")
-    p.set_defaults(func=lambda a: run_with_client(a, lambda c, s: describe(c, a)))
+    reads.register_get(sub)
+    reads.register_describe(sub)
 
     p = sub.add_parser("delete", help="delete pods by name or from files")
     p.add_argument("kind", nargs="?")
@@ -65,15 +51,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--wait", default="true", choices=["true", "false"])
     p.set_defaults(func=lambda a: run_with_client(a, lambda c, s: delete(c, a)))
 
-    p = sub.add_parser("logs", help="print a container's log")
-    p.add_argument("pod")
-    p.add_argument("-c", "--container")
-    p.add_argument("-n", "--namespace")
-    p.add_argument("-f", "--follow", action="store_true")
-    p.add_argument("-p", "--previous", action="store_true")
-    p.add_argument("--tail", type=int)
-    p.add_argument("--timestamps", action="store_true")
-    p.set_defaults(func=lambda a: run_with_client(a, lambda c, s: logs(c, a)))
+    reads.register_logs(sub)
 
     p = sub.add_parser("exec", help="run a command in a container of a pod (-i/-t: interactively)")
     p.add_argument("pod")
@@ -201,7 +179,8 @@ def _print_objects(objs: list[Any], kind: type, args: argparse.Namespace, header
         print(table(rows))
 
 
-async def get(client: Client, args: argparse.Namespace) -> int:
+async def get_watch(client: Client, args: argparse.Namespace) -> int:
+    """get -w: the objects, then each change as a row."""
     kind = KINDS.get(args.kind.split("/")[0])
     if kind is None:
         raise CLIError(f'the server doesn\'t have a resource type "{args.kind}"')
@@ -227,95 +206,6 @@ async def get(client: Client, args: argparse.Namespace) -> int:
                 continue
             _print_objects([obj], kind, args, header=False)
     return 0
-
-
-async def describe(client: Client, args: argparse.Namespace) -> int:
-    ns = args.namespace or "default"
-    pod = await client.get(Pod, args.name, ns)
-    events, _ = await client.list(Event, ns, field_selector=f"involvedObject.name={args.name}")
-    print(describe_pod(pod, [e for e in events if e.involved_object.uid in (None, pod.metadata.uid)]))
-    return 0
-
-
-def describe_pod(pod: Pod, events: list[Event]) -> str:
-    m, s, st = pod.metadata, pod.spec, pod.status
-    lines = [f"Name:             {m.name}", f"Namespace:        {m.namespace}",
-             f"Priority:         {s.priority or 0}"]
-    # kubectl describe's line, only for a pod that names a RuntimeClass
-    if s.runtime_class_name:
-        lines.append(f"Runtime Class Name:  {s.runtime_class_name}")
-    lines += [f"Node:             {s.node_name or '<none>'}" + (f"/{st.host_ip}" if st.host_ip else ""),
-             f"Start Time:       {st.start_time.isoformat() if st.start_time else '<unset>'}",
-             "Labels:           " + ("\n                  ".join(f"{k}={v}" for k, v in m.labels.items()) or "<none>"),
-             "Annotations:      " + ("\n                  ".join(f"{k}: {v}" for k, v in m.annotations.items()) or "<none>"),
-             f"Status:           {'Terminating' if m.deletion_timestamp else st.phase}",
-             f"IP:               {st.pod_ip or ''}"]
-    statuses = {c.name: c for c in st.init_container_statuses + st.container_statuses
-                + st.ephemeral_container_statuses}
-    sections: tuple[tuple[str, list[Any]], ...] = (
-        ("Init Containers", s.init_containers), ("Containers", s.containers),
-        ("Ephemeral Containers", s.ephemeral_containers))
-    for title, containers in sections:
-        if not containers:
-            continue
-        lines.append(f"{title}:")
-        for c in containers:
-            cs = statuses.get(c.name)
-            lines.append(f"  {c.name}:")
-            lines.append(f"    Container ID:  {cs.container_id if cs and cs.container_id else ''}")
-            lines.append(f"    Image:         {c.image}")
-            if c.command:
-                lines.append("    Command:\n" + "\n".join(f"      {x}" for x in c.command))
-            if c.args:
-                lines.append("    Args:\n" + "\n".join(f"      {x}" for x in c.args))
-            for p in c.ports:
-                lines.append(f"    Port:          {p.container_port}/{p.protocol or 'TCP'}")
-                if p.host_port:
-                    lines.append(f"    Host Port:     {p.host_port}/{p.protocol or 'TCP'}")
-            if cs is not None:
-                lines += _state_lines("State", cs.state)
-                if cs.last_state and (cs.last_state.terminated or cs.last_state.waiting or cs.last_state.running):
-                    lines += _state_lines("Last State", cs.last_state)
-                lines.append(f"    Ready:         {cs.ready}")
-                lines.append(f"    Restart Count: {cs.restart_count}")
-            for vm in c.volume_mounts:
-                lines.append(f"    Mounts:        {vm.mount_path} from {vm.name} ({'ro' if vm.read_only else 'rw'})")
-    if st.conditions:
-        lines.append("Conditions:\n  Type              Status")
-        lines += [f"  {c.type:<17} {c.status}" for c in st.conditions]
-    if s.volumes:
-        lines.append("Volumes:")
-        for v in s.volumes:
-            lines.append(f"  {v.name}:")
-            lines.append(f"    Type:  {', '.join(v.sources())}")
-    lines.append(f"QoS Class:        {st.qos_class or ''}")
-    if events:
-        lines.append("Events:")
-        rows = [["  Type", "Reason", "Age", "From", "Message"], ["  ----", "------", "----", "----", "-------"]]
-        epoch = datetime.min.replace(tzinfo=timezone.utc)
-        for e in sorted(events, key=lambda e: (e.first_timestamp or e.event_time or epoch,
-                                               int(e.metadata.resource_version or 0))):
-            rows.append([f"  {e.type}", e.reason or "", event_age(e),
-                         (e.source.component if e.source else "") or "", e.message or ""])
-        lines.append(table(rows))
-    else:
-        lines.append("Events:           <none>")
-    return "\n".join(lines)
-
-
-def _state_lines(title: str, state: Any) -> list[str]:
-    if state is None:
-        return []
-    pad = f"    {title}:".ljust(19)
-    if state.running is not None:
-        return [f"{pad}Running", f"      Started:     {state.running.started_at}"]
-    if state.terminated is not None:
-        t = state.terminated
-        return [f"{pad}Terminated", f"      Reason:      {t.reason}", f"      Exit Code:   {t.exit_code}",
-                f"      Started:     {t.started_at}", f"      Finished:    {t.finished_at}"]
-    if state.waiting is not None:
-        return [f"{pad}Waiting", f"      Reason:      {state.waiting.reason}"]
-    return []
 
 
 async def delete(client: Client, args: argparse.Namespace) -> int:
@@ -364,7 +254,8 @@ async def _wait_deleted(client: Client, name: str, ns: str, timeout: float | Non
     return True
 
 
-async def logs(client: Client, args: argparse.Namespace) -> int:
+async def logs_follow(client: Client, args: argparse.Namespace) -> int:
+    """logs -f: the log as it grows, until the container ends."""
     name = args.pod.split("/", 1)[-1]
     ns = args.namespace or "default"
     container = args.container or await _default_container(client, name, ns)
@@ -376,14 +267,7 @@ async def logs(client: Client, args: argparse.Namespace) -> int:
 
 
 async def _default_container(client: Client, name: str, ns: str) -> str | None:
-    """kubectl's choice when -c is not given: the default-container annotation, else the first."""
-    pod = await client.get(Pod, name, ns)
-    if len(pod.spec.containers) <= 1:
-        return None
-    container = pod.metadata.annotations.get("kubectl.kubernetes.io/default-container") or pod.spec.containers[0].name
-    print(f'Defaulted container "{container}" out of: ' + ", ".join(c.name for c in pod.spec.containers),
-          file=sys.stderr)
-    return container
+    return reads.default_container(await client.request("GET", Client.path(Pod, ns, name)))
 
 
 def _exec_flags(parser: argparse.ArgumentParser) -> None:

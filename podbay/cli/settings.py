@@ -12,11 +12,11 @@ import socket
 from dataclasses import dataclass
 from pathlib import Path
 
-from podbay.agent.dns import Upstream, parse_upstreams
-from podbay.agent.eviction import DEFAULT_EVICTION_HARD, parse_thresholds
+from podbay.agent.upstreams import Upstream, parse_upstreams
+from podbay.agent.thresholds import DEFAULT_EVICTION_HARD, parse_thresholds
 from podbay.api.quantity import parse_quantity
 from podbay.apiserver.ipallocator import DEFAULT_NODE_PORT_RANGE, DEFAULT_SERVICE_CIDR, parse_port_range
-from podbay.controllers.nodeipam import DEFAULT_CLUSTER_CIDR, DEFAULT_NODE_CIDR_MASK_SIZE, parse_range
+from podbay.controllers.cidrs import DEFAULT_CLUSTER_CIDR, DEFAULT_NODE_CIDR_MASK_SIZE, parse_range
 from podbay.runtime.config import RUNSC_NETWORKS, RuntimeConfig
 
 

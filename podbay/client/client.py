@@ -23,7 +23,8 @@ from podbay.api import Binding, Pod
 from podbay.api.kinds import ALL_RESOURCES
 from podbay.api.remotecommand import CLIENT_PROTOCOLS
 from podbay.api.serialize import from_dict, to_dict
-from podbay.client.errors import error_from_status
+from podbay.client.errors import error_from_response as _error, error_from_status
+from podbay.client.rest import split_servers
 from podbay.client.streams import ExecStream
 from podbay.security import kubeconfig
 from podbay.security.pki import ca_hash, client_context, parse_join_token
@@ -53,11 +54,6 @@ _REQUEST_TIMEOUT = aiohttp.ClientTimeout(total=None, sock_connect=10, sock_read=
 _WATCH_TIMEOUT, _WATCH_GRACE = 300, 30
 _NEVER_SENT = (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError)
 _UNANSWERED = (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError, asyncio.TimeoutError)
-
-
-def split_servers(text: str) -> list[str]:
-    """`URL[,URL...]`, as --server and $PODBAY_SERVER give them."""
-    return [u.strip() for u in text.split(",") if u.strip()]
 
 
 def _resource(kind: type[Any]) -> tuple[str, bool]:
@@ -517,15 +513,3 @@ def _body(obj: Any, kind: str | None = None) -> dict[str, Any]:
     body.setdefault("kind", kind or type(obj).__name__)
     body.setdefault("apiVersion", "v1")
     return body
-
-
-def _error(code: int, raw: bytes) -> Exception:
-    try:
-        body = json.loads(raw)
-    except ValueError:
-        body = None
-    if not isinstance(body, dict) or body.get("kind") != "Status":
-        body = {"code": code, "message": raw.decode(errors="replace").strip() or f"HTTP {code}"}
-    body.setdefault("code", code)
-    return error_from_status(body)
-

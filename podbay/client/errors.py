@@ -1,6 +1,7 @@
 """A Kubernetes Status body turned back into the podbay.api.errors exception."""
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from podbay.api import errors
@@ -56,3 +57,15 @@ def error_from_status(status: dict[str, Any]) -> Exception:
             except AttributeError:
                 pass
     return exc
+
+
+def error_from_response(code: int, raw: bytes) -> Exception:
+    """The error a failed response's body carries: its Status, else its text."""
+    try:
+        body = json.loads(raw)
+    except ValueError:
+        body = None
+    if not isinstance(body, dict) or body.get("kind") != "Status":
+        body = {"code": code, "message": raw.decode(errors="replace").strip() or f"HTTP {code}"}
+    body.setdefault("code", code)
+    return error_from_status(body)

@@ -13,48 +13,14 @@ import asyncio
 import contextlib
 import ipaddress
 import logging
-from dataclasses import dataclass
-from ipaddress import IPv4Network, IPv6Network
 
 from podbay.api import Node
 from podbay.api.errors import Conflict, NotFound
 from podbay.api.stored import name_of
 from podbay.client import Client
+from podbay.controllers.cidrs import DEFAULT_CLUSTER_CIDR, DEFAULT_NODE_CIDR_MASK_SIZE, CIDRRange, Network, parse_range
 
 log = logging.getLogger(__name__)
-
-Network = IPv4Network | IPv6Network
-
-DEFAULT_CLUSTER_CIDR = "10.244.0.0/16"
-DEFAULT_NODE_CIDR_MASK_SIZE = 24
-
-
-@dataclass(frozen=True)
-class CIDRRange:
-    """The cluster CIDR cut into node CIDRs of `mask` bits (kube-controller-manager refuses a
-    mask not longer than the cluster's, as does `parse_range`)."""
-    cluster: Network
-    mask: int
-
-    @property
-    def size(self) -> int:
-        return 1 << (self.mask - self.cluster.prefixlen)
-
-    def nth(self, index: int) -> Network:
-        step = 1 << (self.cluster.max_prefixlen - self.mask)
-        return ipaddress.ip_network((int(self.cluster.network_address) + index * step, self.mask))
-
-
-def parse_range(cluster_cidr: str, mask: int) -> CIDRRange:
-    cluster = ipaddress.ip_network(cluster_cidr)
-    if not cluster.prefixlen < mask <= cluster.max_prefixlen:
-        raise ValueError(f"--node-cidr-mask-size {mask} must be longer than --cluster-cidr {cluster}'s "
-                         f"/{cluster.prefixlen} and at most /{cluster.max_prefixlen}")
-    if mask - cluster.prefixlen > 16:
-        # The range allocator's own limit: a bitmap of more than 65536 node CIDRs.
-        raise ValueError(f"--node-cidr-mask-size {mask} cuts {cluster} into more than 65536 node CIDRs")
-    return CIDRRange(cluster, mask)
-
 
 def node_cidrs(node: Node) -> list[str]:
     return list(node.spec.pod_cidrs) or ([node.spec.pod_cidr] if node.spec.pod_cidr else [])

@@ -59,7 +59,9 @@ def _data(section: dict[str, Any], key: str, base: Path) -> bytes | None:
 def load(path: Path, context: str | None = None) -> Credentials:
     """The server and credentials of `context` (default: the current context) in `path`."""
     try:
-        config = yaml.safe_load(path.read_text())
+        # libyaml's loader where PyYAML has it: the pure-Python one takes milliseconds per
+        # kilobyte of certificate, at every start of the command line
+        config = yaml.load(path.read_text(), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
     except (OSError, yaml.YAMLError) as exc:
         raise ValueError(f"cannot read the kubeconfig {path}: {exc}") from None
     if not isinstance(config, dict):

@@ -13,7 +13,6 @@ import ipaddress
 import os
 import socket
 import ssl
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,6 +21,8 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from podbay.security.tls import client_context, write_private
 
 CA_DAYS = 3650
 LEAF_DAYS = 365
@@ -74,20 +75,6 @@ def parse_join_token(token: str) -> tuple[str, str]:
         raise ValueError("the token is not a join token (K10<sha256 of the cluster CA>::<secret>, as "
                          "<state-root>/node-token on the API server's machine holds)")
     return digest, secret
-
-
-def write_private(path: Path, data: bytes) -> None:
-    """Writes `data` to `path` mode 0600 through a temporary file, so a reader never sees half of it."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.chmod(tmp, 0o600)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _new_key() -> ec.EllipticCurvePrivateKey:
@@ -264,24 +251,4 @@ def server_context(serving: KeyPair, client_ca: bytes) -> ssl.SSLContext:
     ctx.verify_mode = ssl.CERT_OPTIONAL
     # aiohttp speaks HTTP/1.1 only; saying so keeps Go clients from trying HTTP/2.
     ctx.set_alpn_protocols(["http/1.1"])
-    return ctx
-
-
-def client_context(ca: bytes | None, cert: bytes | None = None, key: bytes | None = None, *,
-                   verify: bool = True) -> ssl.SSLContext:
-    """TLS for a client: the server is verified against `ca` (the system's CAs when None), or not
-    at all with `verify=False`; the client certificate (PEM) is presented when given."""
-    if verify:
-        ctx = ssl.create_default_context(cadata=ca.decode() if ca is not None else None)
-    else:
-        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-        ctx.check_hostname = False
-        ctx.verify_mode = ssl.CERT_NONE
-    if cert is not None and key is not None:
-        # ssl loads a certificate chain from files only: a private directory for the moment it reads them.
-        with tempfile.TemporaryDirectory(prefix="podbay-tls-") as tmp:
-            cert_file, key_file = Path(tmp) / "tls.crt", Path(tmp) / "tls.key"
-            write_private(cert_file, cert)
-            write_private(key_file, key)
-            ctx.load_cert_chain(cert_file, key_file)
     return ctx

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from podbay.agent.dns import Upstream, host_resolvers
+from podbay.agent.upstreams import Upstream, host_resolvers
 from podbay.cli.settings import Settings, add_global_flags, settings_from
 
 

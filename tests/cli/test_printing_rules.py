@@ -3,11 +3,11 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
 
-from podbay.api import Event, Pod
-from podbay.api.printing import event_age, human_duration, pod_row
-from podbay.api.serialize import from_dict
+from podbay.api import Pod
+from podbay.api.printing import human_duration, pod_row
+from podbay.api.serialize import from_dict, to_dict
 from podbay.cli.common import table
-from podbay.cli.kubectl import describe_pod
+from podbay.cli.describe import describe_pod, event_age
 
 NOW = datetime(2026, 11, 23, 12, 0, 0, tzinfo=timezone.utc)
 
@@ -63,10 +63,10 @@ def test_table_pads_like_tabwriter() -> None:
 
 
 def test_describe_shows_a_repeated_event_as_kubectl_does() -> None:
-    def event(count: int, first: int, last: int) -> Event:
-        return from_dict(Event, {"metadata": {"name": "e"}, "involvedObject": {"name": "p"}, "count": count,
-                                 "firstTimestamp": NOW - timedelta(seconds=first),
-                                 "lastTimestamp": NOW - timedelta(seconds=last)})
+    def event(count: int, first: int, last: int) -> dict:
+        return {"metadata": {"name": "e"}, "involvedObject": {"name": "p"}, "count": count,
+                "firstTimestamp": (NOW - timedelta(seconds=first)).isoformat(),
+                "lastTimestamp": (NOW - timedelta(seconds=last)).isoformat()}
     assert event_age(event(1, 30, 30), NOW) == "30s"
     assert event_age(event(12, 180, 5), NOW) == "5s (x12 over 3m)"
 
@@ -77,17 +77,17 @@ def test_describe_lists_ephemeral_containers_with_their_state() -> None:
              {"phase": "Running", "ephemeralContainerStatuses": [
                  {"name": "debugger", "restartCount": 0, "ready": False,
                   "state": {"terminated": {"exitCode": 0, "reason": "Completed"}}}]})
-    text = describe_pod(p, [])
+    text = describe_pod(to_dict(p), [])
     section = text.split("Ephemeral Containers:\n", 1)[1]
     assert section.startswith("  debugger:\n") and "Image:         busybox:1.35" in section
     assert "Terminated" in section and "Restart Count: 0" in section
 
 
 def test_describe_names_the_runtime_class_as_kubectl_does_only_when_set() -> None:
-    sandboxed = describe_pod(make({"runtimeClassName": "gvisor", "containers": [{"name": "c", "image": "i"}]},
-                                  {"phase": "Running"}), [])
+    sandboxed = describe_pod(to_dict(make({"runtimeClassName": "gvisor", "containers": [{"name": "c", "image": "i"}]},
+                                  {"phase": "Running"})), [])
     lines = sandboxed.splitlines()
     assert "Runtime Class Name:  gvisor" in lines
     assert lines.index("Runtime Class Name:  gvisor") == [l.split(":")[0] for l in lines].index("Node") - 1
-    plain = describe_pod(make({"containers": [{"name": "c", "image": "i"}]}, {"phase": "Running"}), [])
+    plain = describe_pod(to_dict(make({"containers": [{"name": "c", "image": "i"}]}, {"phase": "Running"})), [])
     assert "Runtime Class Name" not in plain

@@ -1,0 +1,101 @@
+"""The command line's read-only verbs, podbay's against kubectl's, on one server side by side:
+
+    sudo .venv/bin/python -m bench.cli [--rounds 15]
+
+`podbay up` on private roots (HTTPS on a free loopback port, the admin kubeconfig it writes), a
+few real pods (examples/web-pod.yaml, two-container-pod.yaml, init-containers.yaml); then each
+request is timed as a user runs it, one process per call: `podbay VERB` (its console script)
+over the unix socket and over HTTPS with the kubeconfig, and /usr/bin/kubectl with the same
+kubeconfig, alternating round by round so both see the same load. Prints the medians and
+podbay/kubectl. Not part of the test suite."""
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+from tests.e2e.conftest import free_port
+
+ROOT = Path(__file__).resolve().parent.parent
+PODBAY = ROOT / ".venv" / "bin" / "podbay"
+KUBECTL = "/usr/bin/kubectl"
+
+# (label, the verb's arguments); both tools run the same ones.
+REQUESTS: list[tuple[str, list[str]]] = [
+    ("get pods", ["get", "pods"]),
+    ("get pods -o wide", ["get", "pods", "-o", "wide"]),
+    ("get pod web -o yaml", ["get", "pod", "web", "-o", "yaml"]),
+    ("get pods -o json", ["get", "pods", "-o", "json"]),
+    ("get pods -o name", ["get", "pods", "-o", "name"]),
+    ("get pods -o jsonpath", ["get", "pods", "-o", "jsonpath={.items[*].metadata.name}"]),
+    ("get pods -o custom-columns", ["get", "pods", "-o", "custom-columns=NAME:.metadata.name,IP:.status.podIP"]),
+    ("get nodes", ["get", "nodes"]),
+    ("get events", ["get", "events"]),
+    ("get svc -A", ["get", "svc", "-A"]),
+    ("describe pod web", ["describe", "pod", "web"]),
+    ("logs web -c frontend", ["logs", "web", "-c", "frontend"]),
+]
+
+
+def timed(argv: list[str], env: dict[str, str]) -> float:
+    t0 = time.perf_counter()
+    proc = subprocess.run(argv, capture_output=True, env=env)
+    elapsed = time.perf_counter() - t0
+    if proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(argv)}: exit {proc.returncode}: {proc.stderr.decode()[-400:]}")
+    return elapsed
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--rounds", type=int, default=15)
+    opts = parser.parse_args()
+    base = Path(tempfile.mkdtemp(prefix="podbay-bench-cli-"))
+    port = free_port()
+    flags = ["--state-root", str(base / "lib"), "--run-root", str(base / "run"), "--cgroup-parent", "podbay-bench-cli",
+             "--network", "pbbenchcli", "--bridge", "pbbenchcli0", "--subnet", "10.126.0.0/24",
+             "--node-name", "bench-cli", "--api-port", str(port), "--proxy-chain-prefix", "PBBENCHCLI"]
+    kubeconfig = str(base / "lib" / "kubeconfig")
+    # kubectl's discovery cache (in HOME) and podbay's bytecode (pip compiles it when it installs a
+    # package; a checkout's is written by the warm-up calls, here to a private prefix) as a user has them.
+    env = {**{k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}, "KUBECONFIG": kubeconfig,
+           "HOME": str(base), "PYTHONPYCACHEPREFIX": str(base / "pycache")}
+    podbay = [str(PODBAY), *flags]
+    subprocess.run([*podbay, "up"], check=True, capture_output=True, env=env)
+    try:
+        web = (ROOT / "examples" / "web-pod.yaml").read_text().replace("hostPort: 8080", f"hostPort: {free_port()}")
+        (base / "web.yaml").write_text(web)
+        subprocess.run([*podbay, "apply", "-f", str(base / "web.yaml"), "-f", str(ROOT / "examples/two-container-pod.yaml"),
+                        "-f", str(ROOT / "examples/init-containers.yaml")], check=True, capture_output=True, env=env)
+        subprocess.run([*podbay, "wait", "pod/web", "--for", "condition=Ready", "--timeout", "120s"], check=True, env=env,
+                       capture_output=True)
+        tools = {"kubectl": [KUBECTL],
+                 "podbay (socket)": podbay,
+                 "podbay (https)": [*podbay, "--server", f"https://127.0.0.1:{port}", "--kubeconfig", kubeconfig]}
+        for argv in tools.values():  # untimed calls: kubectl's discovery cache, podbay's bytecode
+            for _, args in REQUESTS:
+                timed([*argv, *args], env)
+        samples: dict[tuple[str, str], list[float]] = {}
+        for _ in range(opts.rounds):
+            for label, args in REQUESTS:
+                for tool, argv in tools.items():
+                    samples.setdefault((label, tool), []).append(timed([*argv, *args], env))
+        print(f"{'request':<30} {'kubectl':>9} {'podbay socket':>14} {'ratio':>6} {'podbay https':>13} {'ratio':>6}")
+        for label, _ in REQUESTS:
+            k = statistics.median(samples[(label, "kubectl")])
+            s = statistics.median(samples[(label, "podbay (socket)")])
+            h = statistics.median(samples[(label, "podbay (https)")])
+            print(f"{label:<30} {k * 1000:>7.0f}ms {s * 1000:>12.0f}ms {s / k:>5.2f}x {h * 1000:>11.0f}ms {h / k:>5.2f}x")
+        print(f"(medians of {opts.rounds} rounds, seconds as ms; ratio: podbay/kubectl, target <= 2x)")
+    finally:
+        subprocess.run([*podbay, "down", "--purge"], capture_output=True, env=env)
+        shutil.rmtree(base, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,239 @@
+"""The read-only verbs: get, describe and logs, over podbay.client.rest. Tables are printed from
+the server's meta.k8s.io Table (kubectl's server-side printing), so a `podbay get` loads
+neither aiohttp nor the models; only get -w and logs -f (on the async Client) still do."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from datetime import datetime, timezone
+from typing import Any
+
+from podbay.cli import printflags
+from podbay.cli.common import CLIError, run_with_client, run_with_rest, table
+from podbay.cli.restmapper import EVENT, POD, Resource, resource_for
+from podbay.client.rest import RESTClient
+
+TABLE = "application/json;as=Table;v=v1;g=meta.k8s.io,application/json"
+# metav1.ObjectMeta's fields in its Go struct's order, the order kubectl and the models print them
+# in; the API server adds resourceVersion to a stored object last.
+OBJECT_META_FIELDS = ("name", "generateName", "namespace", "selfLink", "uid", "resourceVersion", "generation",
+                      "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds", "labels",
+                      "annotations", "ownerReferences", "finalizers", "managedFields")
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """All three, for a command line that has only these verbs."""
+    register_get(sub)
+    register_describe(sub)
+    register_logs(sub)
+
+
+def register_get(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("get", help="list objects as kubectl does")
+    p.add_argument("kind")
+    p.add_argument("names", nargs="*")
+    printflags.add_flags(p)
+    p.add_argument("-l", "--selector")
+    p.add_argument("-n", "--namespace")
+    p.add_argument("-A", "--all-namespaces", action="store_true")
+    p.add_argument("-w", "--watch", action="store_true")
+    p.set_defaults(func=_get_verb)
+
+
+def register_describe(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("describe", help="show a pod's details and events")
+    p.add_argument("kind", choices=["pod", "pods", "po"])
+    p.add_argument("name")
+    p.add_argument("-n", "--namespace")
+    p.set_defaults(func=lambda a: run_with_rest(a, lambda rest, s: describe(rest, a)))
+
+
+def register_logs(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("logs", help="print a container's log")
+    p.add_argument("pod")
+    p.add_argument("-c", "--container")
+    p.add_argument("-n", "--namespace")
+    p.add_argument("-f", "--follow", action="store_true")
+    p.add_argument("-p", "--previous", action="store_true")
+    p.add_argument("--tail", type=int)
+    p.add_argument("--timestamps", action="store_true")
+    p.set_defaults(func=_logs_verb)
+
+
+def _get_verb(args: argparse.Namespace) -> int:
+    if args.watch:
+        from podbay.cli.kubectl import get_watch
+        return run_with_client(args, lambda c, s: get_watch(c, args))
+    return run_with_rest(args, lambda rest, s: get(rest, args))
+
+
+def _logs_verb(args: argparse.Namespace) -> int:
+    if args.follow:
+        from podbay.cli.kubectl import logs_follow
+        return run_with_client(args, lambda c, s: logs_follow(c, args))
+    return run_with_rest(args, lambda rest, s: logs(rest, args))
+
+
+def target(args: argparse.Namespace) -> tuple[Resource, list[str], str | None]:
+    """The resource, names (`get pod a b`, `get pod/a`) and namespace (None: all) of a get."""
+    resource = resource_for(args.kind.split("/")[0])
+    if resource is None:
+        raise CLIError(f'the server doesn\'t have a resource type "{args.kind}"')
+    names = list(args.names) + ([args.kind.split("/", 1)[1]] if "/" in args.kind else [])
+    ns = None if args.all_namespaces or not resource.namespaced else (args.namespace or "default")
+    return resource, names, ns
+
+
+def get(rest: RESTClient, args: argparse.Namespace) -> int:
+    resource, names, ns = target(args)
+    args.names = names
+    out = args.output or ""
+    if out in ("", "wide", "name"):
+        return _print_table(rest, resource, names, ns, args)
+    else:
+        objs = _objects(rest, resource, names, ns, args.selector)
+    if args.sort_by:
+        objs.sort(key=lambda o: printflags.sort_key(o, args.sort_by))
+    if not objs:
+        return _none_found(ns)
+    print_objects(objs, args)
+    return 0
+
+
+def _objects(rest: RESTClient, resource: Resource, names: list[str], ns: str | None,
+             selector: str | None) -> list[dict[str, Any]]:
+    """The objects as JSON in the order kubectl prints them (apiVersion and kind first, metadata's
+    fields in ObjectMeta's order), sorted by namespace and name unless named."""
+    if names:
+        objs = [rest.get(resource.path(ns, n)) for n in names]
+    else:
+        objs = rest.get(resource.path(ns), _selector(selector)).get("items", [])
+        objs.sort(key=_namespaced_name)
+    return [_typed(resource, o) for o in objs]
+
+
+def _typed(resource: Resource, obj: dict[str, Any]) -> dict[str, Any]:
+    meta = obj.get("metadata")
+    if isinstance(meta, dict):
+        meta = {**{k: meta[k] for k in OBJECT_META_FIELDS if k in meta}, **meta}
+    return {"apiVersion": f"{resource.group}/{resource.version}" if resource.group else resource.version,
+            "kind": resource.kind, **obj, **({"metadata": meta} if meta is not None else {})}
+
+
+def _selector(selector: str | None) -> dict[str, str] | None:
+    return {"labelSelector": selector} if selector else None
+
+
+def _namespaced_name(obj: dict[str, Any]) -> tuple[str, str]:
+    meta = obj.get("metadata") or {}
+    return (meta.get("namespace") or "", meta.get("name") or "")
+
+
+def _none_found(ns: str | None) -> int:
+    where = f" in {ns} namespace" if ns else ""
+    print(f"No resources found{where}.", file=sys.stderr)
+    return 0
+
+
+def _print_table(rest: RESTClient, resource: Resource, names: list[str], ns: str | None,
+                 args: argparse.Namespace) -> int:
+    """kubectl's table from the server's Table: the priority-0 columns (with -o wide all), a first
+    NAMESPACE with -A, a last LABELS with --show-labels; events oldest first."""
+    # --sort-by and the events' order need the whole object.
+    params = {"includeObject": "Object"} if resource is EVENT or args.sort_by else {}
+    if names:
+        tables = [rest.get(resource.path(ns, n), params or None, accept=TABLE) for n in names]
+    else:
+        tables = [rest.get(resource.path(ns), {**params, **(_selector(args.selector) or {})} or None, accept=TABLE)]
+    rows = [row for t in tables for row in t.get("rows", [])]
+    if not names:
+        rows.sort(key=lambda r: _namespaced_name(r.get("object") or {}))
+    if args.sort_by:
+        rows.sort(key=lambda r: printflags.sort_key(r["object"], args.sort_by))
+    if resource is EVENT:
+        rows.sort(key=lambda r: _event_order(r["object"]))
+    if not rows:
+        return _none_found(ns)
+    if args.output == "name":
+        for r in rows:
+            print(f"{resource.kind.lower()}/{_namespaced_name(r.get('object') or {})[1]}")
+        return 0
+    columns = tables[0]["columnDefinitions"]
+    shown = [i for i, c in enumerate(columns) if args.output == "wide" or c.get("priority", 0) == 0]
+    all_ns = args.all_namespaces
+    lines = [] if args.no_headers else [
+        (["NAMESPACE"] if all_ns else []) + [columns[i]["name"].upper() for i in shown]
+        + (["LABELS"] if args.show_labels else [])]
+    for r in rows:
+        obj = r.get("object") or {}
+        lines.append(([_namespaced_name(obj)[0]] if all_ns else []) + [str(r["cells"][i]) for i in shown]
+                     + ([printflags.labels_cell(obj)] if args.show_labels else []))
+    print(table(lines))
+    return 0
+
+
+def _event_order(event: dict[str, Any]) -> tuple[datetime, int]:
+    """Oldest first: lastTimestamp, else eventTime; the resourceVersion breaks ties."""
+    stamp = event.get("lastTimestamp") or event.get("eventTime")
+    when = datetime.fromisoformat(stamp) if stamp else datetime.min.replace(tzinfo=timezone.utc)
+    return when, int((event.get("metadata") or {}).get("resourceVersion") or 0)
+
+
+def output_data(objs: list[dict[str, Any]], args: argparse.Namespace) -> dict[str, Any]:
+    """What -o json/yaml/jsonpath print: the object when one was named, else a List, as kubectl's."""
+    if len(objs) == 1 and args.names:
+        return objs[0]
+    return {"apiVersion": "v1", "kind": "List", "items": objs, "metadata": {"resourceVersion": ""}}
+
+
+def print_objects(objs: list[dict[str, Any]], args: argparse.Namespace) -> None:
+    """-o json, yaml, jsonpath and custom-columns over the objects' JSON."""
+    out = args.output or ""
+    if out.startswith("jsonpath="):
+        print(printflags.jsonpath_output(out[len("jsonpath="):], output_data(objs, args)), end="")
+    elif out.startswith("custom-columns="):
+        rows = printflags.custom_column_rows(objs, out[len("custom-columns="):])
+        print(table(rows[1:] if args.no_headers else rows))
+    elif out == "json":
+        print(json.dumps(output_data(objs, args), indent=4))
+    else:
+        import yaml
+        # libyaml's emitter where PyYAML has it: the same text, several times sooner
+        dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+        print(yaml.dump(output_data(objs, args), Dumper=dumper, sort_keys=False), end="")
+
+
+def describe(rest: RESTClient, args: argparse.Namespace) -> int:
+    from podbay.cli.describe import describe_pod, pod_events  # get need not load it
+    ns = args.namespace or "default"
+    pod = rest.get(POD.path(ns, args.name))
+    events = rest.get(EVENT.path(ns), {"fieldSelector": f"involvedObject.name={args.name}"}).get("items", [])
+    print(describe_pod(pod, pod_events(pod, events)))
+    return 0
+
+
+def logs(rest: RESTClient, args: argparse.Namespace) -> int:
+    name = args.pod.split("/", 1)[-1]
+    ns = args.namespace or "default"
+    container = args.container or default_container(rest.get(POD.path(ns, name)))
+    params = {"follow": "false", "previous": str(args.previous).lower(), "timestamps": str(args.timestamps).lower()}
+    if container:
+        params["container"] = container
+    if args.tail is not None:
+        params["tailLines"] = str(args.tail)
+    for chunk in rest.stream(POD.path(ns, name, "log"), params):
+        sys.stdout.buffer.write(chunk)
+        sys.stdout.flush()
+    return 0
+
+
+def default_container(pod: dict[str, Any]) -> str | None:
+    """kubectl's choice when -c is not given: the default-container annotation, else the first."""
+    containers = [c.get("name", "") for c in (pod.get("spec") or {}).get("containers") or []]
+    if len(containers) <= 1:
+        return None
+    annotations = (pod.get("metadata") or {}).get("annotations") or {}
+    container = annotations.get("kubectl.kubernetes.io/default-container") or containers[0]
+    print(f'Defaulted container "{container}" out of: ' + ", ".join(containers), file=sys.stderr)
+    return container
