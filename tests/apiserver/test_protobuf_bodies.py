@@ -58,7 +58,7 @@ def test_a_negative_int32_and_a_job_decode() -> None:
 
 @pytest.mark.parametrize("body", [
     b'{"kind": "Pod"}',                                                # not protobuf at all
-    _envelope("v1", "Pod", _field(1, _field(1, b"p"))),                # a kind without a table
+    _envelope("v1", "ServiceAccount", _field(1, _field(1, b"p"))),     # a kind podbay does not serve
     _envelope("apps/v1", "Deployment", _field(1, _field(13 + 2, b"x"))),   # a set field it does not know
     MAGIC + _field(2, b"\xff"),                                        # truncated
     _envelope("apps/v1", "Deployment", _field(1, _field(1, b"\xff\xfe"))),  # a name that is not UTF-8
