@@ -110,11 +110,11 @@ def _backend(path: str, backend: IngressBackend) -> list[FieldError]:
     port = service.port or ServiceBackendPort()
     if port.name and port.number:
         errors.append(FieldError(f"{path}.service.port", None, "Invalid value: cannot set both port name & port number"))
-    elif port.number is not None and not 1 <= port.number <= 65535:
+    elif port.number and not 1 <= port.number <= 65535:
         errors.append(FieldError(f"{path}.service.port.number", port.number,
                                  "Invalid value: must be between 1 and 65535, inclusive"))
     elif not port.name and not port.number:
-        errors.append(FieldError(f"{path}.service.port", None, "Invalid value: port name or number is required"))
+        errors.append(FieldError(f"{path}.service.port", None, "Required value: port name or number is required"))
     return errors
 
 
