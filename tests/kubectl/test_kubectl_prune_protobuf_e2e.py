@@ -74,6 +74,8 @@ async def test_apply_prune_with_the_default_allowlist_prunes_only_what_left_the_
     assert "persistentvolumeclaim/data created" in first.out and "ingress.networking.k8s.io/web created" in first.out
     claim = json.loads(_ok(await kubectl("get", "pvc", "data", "-o", "json")).out)
     assert claim["status"]["phase"] == "Pending" and claim["spec"]["volumeMode"] == "Filesystem", claim
+    header, row = _ok(await kubectl("get", "pvc", "data")).out.splitlines()
+    assert header.split()[:3] == ["NAME", "STATUS", "VOLUME"] and row.split()[:2] == ["data", "Pending"], header
 
     for name in ("gone", "claim", "volume", "ingress"):
         (manifests / f"{name}.yaml").unlink()
