@@ -1,7 +1,8 @@
 """Request bodies in Kubernetes' protobuf encoding (`application/vnd.kubernetes.protobuf`).
 
 kubectl from 1.32 on sends the objects of its typed clients (`kubectl create deployment|job|
-configmap|secret|namespace|service|ingress|cronjob`, `kubectl debug --copy-to`) as protobuf,
+configmap|secret|namespace|service|ingress|cronjob`, `kubectl debug --copy-to`) and their
+DeleteOptions (`kubectl drain`) as protobuf,
 whatever the server's discovery says, and does not retry as JSON. This decodes any kind podbay
 serves into the JSON form the registry takes: the envelope (`k8s\\0` + runtime.Unknown), then the
 object, with the field numbers of Kubernetes' generated.proto (protofields.FIELDS) and the field
@@ -20,9 +21,13 @@ from pydantic import BaseModel
 
 from podbay.api import base
 from podbay.api.kinds import ALL_RESOURCES
+from podbay.api.options import DeleteOptions
 from podbay.apiserver.protofields import FIELDS
 
 MAGIC = b"k8s\x00"
+# Option kinds sent as bodies (typed clients' Delete: `kubectl drain`), by envelope apiVersion and kind.
+_OPTIONS: dict[tuple[str, str], type[BaseModel]] = {
+    ("v1", "DeleteOptions"): DeleteOptions, ("meta.k8s.io/v1", "DeleteOptions"): DeleteOptions}
 
 
 class Undecodable(ValueError):
@@ -211,7 +216,8 @@ def _decode(body: bytes, metadata_only: bool) -> dict[str, Any]:
         elif number == 3 and item not in (b"", 0):
             raise Undecodable("content encodings are not supported")
     info = next((i for i in ALL_RESOURCES.values() if (i.api_version, i.kind) == (api_version, kind)), None)
-    if info is None:
+    model = info.model if info is not None else _OPTIONS.get((api_version, kind))
+    if model is None:
         raise Undecodable(f"{api_version} {kind} in protobuf is not supported")
     only = frozenset({"metadata"}) if metadata_only else None
-    return {"apiVersion": api_version, "kind": kind, **_message(info.model, kind, raw, "", only)}
+    return {"apiVersion": api_version, "kind": kind, **_message(model, kind, raw, "", only)}

@@ -118,3 +118,9 @@ def test_an_empty_emptydir_is_kept() -> None:
     volume = _field(1, b"scratch") + _field(2, _field(2, b""))
     body = _envelope("v1", "Pod", _field(1, _field(1, b"p")) + _field(2, _field(1, volume)))
     assert decode(body)["spec"] == {"volumes": [{"name": "scratch", "emptyDir": {}}]}
+
+
+def test_delete_options_decode_with_their_zero_grace_period() -> None:
+    body = _envelope("v1", "DeleteOptions", _field(1, 0) + _field(2, _field(1, b"u-1")) + _field(4, b"Background"))
+    assert decode(body) == {"apiVersion": "v1", "kind": "DeleteOptions", "gracePeriodSeconds": 0,
+                            "preconditions": {"uid": "u-1"}, "propagationPolicy": "Background"}

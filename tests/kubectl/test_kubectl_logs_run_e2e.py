@@ -1,6 +1,6 @@
 """kubectl logs --since, -l across several pods, --all-containers; run --rm -i -t under a real
-pseudo-terminal; debug --copy-to (a whole pod sent as protobuf by kubectl 1.32+) — over every
-kubectl present, on real pods."""
+pseudo-terminal; debug --copy-to (a whole pod sent as protobuf by kubectl 1.32+) and drain (its
+DeleteOptions in protobuf) — over every kubectl present, on real pods."""
 from __future__ import annotations
 
 import asyncio
@@ -139,3 +139,11 @@ async def test_kubectl_run_rm_it_under_a_terminal_and_debug_copy_to(kubectl: Kub
     pod = json.loads(_ok(await kubectl("get", "pod", "single-copy", "-o", "json")).out)
     assert [c["name"] for c in pod["spec"]["containers"]] == ["c", "dbg"]
     assert pod["spec"]["terminationGracePeriodSeconds"] == 0, pod["spec"]
+
+    # drain: kubectl 1.32+ deletes each pod with protobuf DeleteOptions.
+    [node] = _ok(await kubectl("get", "nodes", "-o", "name")).out.split()
+    drained = _ok(await kubectl("drain", node, "--force", "--grace-period=0", "--timeout=60s"))
+    assert f"{node} drained" in drained.out and "pod/single-copy deleted" in drained.out, drained
+    await kubectl.until("get", "pods", "-o", "name", check=lambda r: r.code == 0 and r.out == "")
+    _ok(await kubectl("uncordon", node))
+    assert _ok(await kubectl("get", node, "-o", "jsonpath={.spec.unschedulable}")).out == ""
