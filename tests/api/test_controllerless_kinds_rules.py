@@ -23,7 +23,7 @@ def _errors(errors: list[Any]) -> list[str]:
 def test_a_claim_needs_access_modes_and_a_positive_storage_request() -> None:
     claim = from_dict(PersistentVolumeClaim, {"metadata": {"name": "c"}, "spec": {"accessModes": ["ReadWriteSome"]}})
     assert _errors(validate_persistent_volume_claim(claim)) == [
-        'spec.accessModes: "ReadWriteSome": Unsupported value: supported values: "ReadWriteOnce", "ReadOnlyMany", '
+        'spec.accessModes: Unsupported value: "ReadWriteSome": supported values: "ReadWriteOnce", "ReadOnlyMany", '
         '"ReadWriteMany", "ReadWriteOncePod"',
         "spec.resources.requests[storage]: Required value"]
     good = from_dict(PersistentVolumeClaim, {"metadata": {"name": "c"}, "spec": {
@@ -58,6 +58,6 @@ def test_an_ingress_needs_rules_or_a_backend_and_each_path_a_type_and_port() -> 
              {"path": "/", "backend": {"service": {"name": "web", "port": {"name": "http"}}}}]
     ingress = from_dict(Ingress, {"metadata": {"name": "i"}, "spec": {"rules": [{"http": {"paths": paths}}]}})
     assert _errors(validate_ingress(ingress)) == [
-        'spec.rules[0].http.paths[0].path: "api": Invalid value: must be an absolute path',
+        'spec.rules[0].http.paths[0].path: Invalid value: "api": must be an absolute path',
         "spec.rules[0].http.paths[0].backend.service.port: Required value: port name or number is required",
         "spec.rules[0].http.paths[1].pathType: Required value: pathType must be specified"]

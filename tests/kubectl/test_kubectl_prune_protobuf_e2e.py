@@ -124,9 +124,17 @@ async def test_typed_creates_sent_as_protobuf_and_bad_input(kubectl: Kubectl) ->
     assert invalid_claim.err.splitlines() == [  # kubectl lists the causes, each with its field path
         'The PersistentVolumeClaim "data" is invalid: ',
         "* spec.accessModes: Required value: at least 1 access mode is required",
-        '* spec.resources.requests[storage]: "0": Invalid value: must be greater than zero'], invalid_claim
+        '* spec.resources.requests[storage]: Invalid value: "0": must be greater than zero'], invalid_claim
     invalid_ingress = await kubectl("apply", "-f", "-", stdin=INGRESS.replace("pathType: Prefix, ", ""))
     assert invalid_ingress.code == 1
     assert 'Ingress "web" is invalid: spec.rules[0].http.paths[0].pathType: Required value: pathType must be ' \
            'specified' in invalid_ingress.err, invalid_ingress
-    assert await _names(kubectl, "pvc,ingress") == {"ingress.networking.k8s.io/site"}
+    bad_pod = ("apiVersion: v1\nkind: Pod\nmetadata: {name: bad}\nspec:\n  containers:\n"
+               "  - {name: Web, image: busybox, ports: [{containerPort: 70000}]}\n")
+    invalid_pod = await kubectl("apply", "-f", "-", stdin=bad_pod)
+    assert invalid_pod.code == 1
+    first, name, port = invalid_pod.err.splitlines()
+    assert (first, port) == ('The Pod "bad" is invalid: ', "* spec.containers[0].ports[0].containerPort: "
+                             "Invalid value: 70000: must be between 1 and 65535, inclusive"), invalid_pod
+    assert name.startswith('* spec.containers[0].name: Invalid value: "Web": '), invalid_pod
+    assert await _names(kubectl, "pvc,ingress,pods") == {"ingress.networking.k8s.io/site"}
