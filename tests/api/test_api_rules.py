@@ -149,7 +149,7 @@ spec:
   - {name: d, image: busybox, securityContext: {seccompProfile: {type: Localhost, localhostProfile: x/ok.json}}}
 """)
     assert errs == [
-        'spec.initContainers[0].securityContext.seccompProfile.localhostProfile: "a.json": '
+        'spec.initContainers[0].securityContext.seccompProfile.localhostProfile: Invalid value: "a.json": '
         "can only be set when seccomp type is Localhost",
         'spec.containers[0].securityContext.seccompProfile.localhostProfile: Invalid value: "/etc/a.json": must be a relative path',
         'spec.containers[1].securityContext.seccompProfile.localhostProfile: Invalid value: "../a.json": must not contain \'..\'',
