@@ -114,6 +114,13 @@ async def test_typed_creates_sent_as_protobuf_and_bad_input(kubectl: Kubectl) ->
     assert path == {"path": "/api", "pathType": "Prefix",
                     "backend": {"service": {"name": "web", "port": {"number": 80}}}}, path
 
+    # run, expose and scale send JSON from every version; checked beside the typed creates.
+    _ok(await kubectl("create", "deployment", "api", "--image=busybox:1.35", "--replicas=0", "--", "sleep", "3600"))
+    exposed = _ok(await kubectl("expose", "deployment", "api", "--port=81", "--target-port=8081"))
+    assert "service/api exposed" in exposed.out
+    assert _ok(await kubectl("get", "service", "api", "-o", "jsonpath={.spec.selector.app}")).out == "api"
+    assert "deployment.apps/api scaled" in _ok(await kubectl("scale", "deployment", "api", "--replicas=0")).out
+
     cron = await kubectl("create", "cronjob", "nightly", "--image=busybox:1.35", "--schedule=0 3 * * *")
     assert cron.code == 1 and 'cronjobs.batch "nightly" is forbidden: podbay does not run the CronJob controller' \
         in cron.err, cron
