@@ -9,8 +9,9 @@ import asyncio
 import base64
 from collections import deque
 from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any, AsyncIterator
+from typing import Any, AsyncIterator, Mapping
 
 from aiohttp import web
 
@@ -48,6 +49,30 @@ def parse_cri_line(raw: bytes) -> LogLine | None:
 def render(line: LogLine, timestamps: bool) -> bytes:
     text = line.content if line.partial else line.content + b"\n"
     return (line.timestamp.encode() + b" " + text) if timestamps else text
+
+
+def log_since(query: Mapping[str, str], now: datetime) -> datetime | None:
+    """The oldest line's time that PodLogOptions' sinceSeconds or sinceTime lets through (the API
+    server validated them); None: every line."""
+    if query.get("sinceSeconds"):
+        return now - timedelta(seconds=int(query["sinceSeconds"]))
+    if query.get("sinceTime"):
+        return _utc(datetime.fromisoformat(query["sinceTime"]))
+    return None
+
+
+def _utc(moment: datetime) -> datetime:
+    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+
+
+def newer(line: LogLine, since: datetime | None) -> bool:
+    """The kubelet's filter: a line at or after `since` (CRI's RFC3339Nano read to the microsecond)."""
+    if since is None:
+        return True
+    try:
+        return _utc(datetime.fromisoformat(line.timestamp)) >= since
+    except ValueError:
+        return True
 
 
 def tail(lines: list[LogLine], n: int | None) -> list[LogLine]:
@@ -120,6 +145,9 @@ def make_app(agent: NodeView, auth: ServerAuth) -> web.Application:
         follow = q.get("follow") in ("1", "true")
         timestamps = q.get("timestamps") in ("1", "true")
         tail_lines = int(q["tailLines"]) if q.get("tailLines") not in (None, "") else None
+        since = log_since(q, datetime.now(timezone.utc))
+        # limitBytes: the kubelet stops writing once that many bytes went out.
+        budget = int(q["limitBytes"]) if q.get("limitBytes") else None
         record = await _find(agent, ns, pod, name, q.get("previous") in ("1", "true"))
         path = Path(await agent.runtime.container_log_path(record.id))
 
@@ -132,19 +160,33 @@ def make_app(agent: NodeView, auth: ServerAuth) -> web.Application:
         if not path.exists():
             await resp.write_eof()
             return resp
+
+        async def write(line: LogLine) -> bool:
+            """Writes the line if it is new enough; False once limitBytes is spent."""
+            nonlocal budget
+            if not newer(line, since):
+                return True
+            data = render(line, timestamps)
+            if budget is not None:
+                data, budget = data[:budget], budget - len(data[:budget])
+            await resp.write(data)
+            return budget is None or budget > 0
+
+        writing = True
         if tail_lines is not None:
             lines = [ln async for ln in _read_lines(path, False, alive)]
             for ln in tail(lines, tail_lines):
-                await resp.write(render(ln, timestamps))
+                if writing:
+                    writing = await write(ln)
             skip = len(lines)
         else:
             skip = 0
-        if tail_lines is None or follow:
+        if writing and (tail_lines is None or follow):
             seen = 0
             async for ln in _read_lines(path, follow, alive):
                 seen += 1
-                if seen > skip:
-                    await resp.write(render(ln, timestamps))
+                if seen > skip and not await write(ln):
+                    break
         await resp.write_eof()
         return resp
 

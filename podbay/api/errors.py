@@ -15,10 +15,23 @@ class FieldError:
     message: str
 
     def __str__(self) -> str:
-        if self.value is None or self.value == "":
+        """Kubernetes' field.Error text: the type, then the value (except for the types that never
+        show one), then the detail — `path: Invalid value: "Web": a lowercase ...`. A message
+        without a type is an invalid value's detail."""
+        if self.value is None or self.value == "" or self.message.startswith(_VALUELESS):
             return f"{self.path}: {self.message}"
         shown = json.dumps(self.value) if isinstance(self.value, (str, int, float, bool)) else repr(self.value)
-        return f"{self.path}: {shown}: {self.message}"
+        for kind in _TYPES:
+            if self.message == kind:
+                return f"{self.path}: {kind}: {shown}"
+            if self.message.startswith(f"{kind}: "):
+                return f"{self.path}: {kind}: {shown}: {self.message[len(kind) + 2:]}"
+        return f"{self.path}: Invalid value: {shown}: {self.message}"
+
+
+# field.ErrorType strings: those whose text shows the value, and those whose text never does.
+_TYPES = ("Invalid value", "Unsupported value", "Duplicate value", "Not found", "Too many")
+_VALUELESS = ("Required value", "Forbidden", "Too long", "Internal error")
 
 
 class Invalid(ValueError):

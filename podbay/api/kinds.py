@@ -29,7 +29,18 @@ from podbay.api.models import (
     Secret,
 )
 from podbay.api.owners import PropagationPolicy
+from podbay.api.networking import Ingress, validate_ingress
 from podbay.api.services import Endpoints, EndpointSlice, Service
+from podbay.api.storage import (
+    PersistentVolume,
+    PersistentVolumeClaim,
+    default_persistent_volume,
+    default_persistent_volume_claim,
+    validate_persistent_volume,
+    validate_persistent_volume_claim,
+    validate_persistent_volume_claim_update,
+)
+from podbay.api.uncontrolled import CronJob, DaemonSet, StatefulSet, no_controller
 
 
 @dataclass(frozen=True)
@@ -52,6 +63,10 @@ class ResourceInfo:
     generation: bool = False
     categories: tuple[str, ...] = ()
     default_propagation: PropagationPolicy = "Background"
+    # The status PrepareForCreate gives a new object, whatever the client sent (None: as sent).
+    created_status: dict[str, Any] | None = None
+    # Why admission refuses every write of this kind (""): kinds served for listing only.
+    denied: str = ""
 
     @property
     def api_version(self) -> str:
@@ -79,6 +94,14 @@ RESOURCES: dict[str, ResourceInfo] = {
         "replicationcontrollers", "ReplicationController", True, ReplicationController, ("rc",), ("scale", "status"),
         defaults=default_replication_controller, validate=validate_replication_controller, generation=True,
         categories=("all",)),
+    "persistentvolumes": ResourceInfo(
+        "persistentvolumes", "PersistentVolume", False, PersistentVolume, ("pv",), ("status",),
+        defaults=default_persistent_volume, validate=validate_persistent_volume,
+        created_status={"phase": "Pending"}),
+    "persistentvolumeclaims": ResourceInfo(
+        "persistentvolumeclaims", "PersistentVolumeClaim", True, PersistentVolumeClaim, ("pvc",), ("status",),
+        defaults=default_persistent_volume_claim, validate=validate_persistent_volume_claim,
+        validate_update=validate_persistent_volume_claim_update, created_status={"phase": "Pending"}),
 }
 
 # The named API groups, served under /apis/{group}/{version}: group -> version -> resources,
@@ -97,6 +120,12 @@ API_GROUPS: dict[str, dict[str, dict[str, ResourceInfo]]] = {
                 "replicasets", "ReplicaSet", True, ReplicaSet, ("rs",), ("scale", "status"), group="apps",
                 defaults=default_replica_set, validate=validate_replica_set, validate_update=_selector_immutable,
                 generation=True, categories=("all",)),
+            "daemonsets": ResourceInfo(
+                "daemonsets", "DaemonSet", True, DaemonSet, ("ds",), ("status",), group="apps", categories=("all",),
+                denied=no_controller("DaemonSet", "run the pods with a Deployment, or one pod per node")),
+            "statefulsets": ResourceInfo(
+                "statefulsets", "StatefulSet", True, StatefulSet, ("sts",), ("scale", "status"), group="apps",
+                categories=("all",), denied=no_controller("StatefulSet", "run the pods with a Deployment")),
         },
     },
     "batch": {
@@ -105,7 +134,15 @@ API_GROUPS: dict[str, dict[str, dict[str, ResourceInfo]]] = {
         "v1": {"jobs": ResourceInfo(
             "jobs", "Job", True, Job, (), ("status",), group="batch", defaults=prepare_job, validate=validate_job,
             validate_update=validate_job_update, generation=True, categories=("all",),
-            default_propagation="Orphan")},
+            default_propagation="Orphan"),
+            "cronjobs": ResourceInfo(
+                "cronjobs", "CronJob", True, CronJob, ("cj",), ("status",), group="batch", categories=("all",),
+                denied=no_controller("CronJob", "create the Job when it should run"))},
+    },
+    "networking.k8s.io": {
+        "v1": {"ingresses": ResourceInfo("ingresses", "Ingress", True, Ingress, ("ing",), ("status",),
+                                         group="networking.k8s.io", validate=validate_ingress,
+                                         created_status={"loadBalancer": {}})},
     },
     "discovery.k8s.io": {
         "v1": {"endpointslices": ResourceInfo("endpointslices", "EndpointSlice", True, EndpointSlice,

@@ -110,7 +110,8 @@ def render_support_table() -> str:
             support, note = NOTES.get(f"{model.__name__}.{wire}", ("supported", ""))
             lines.append(f"| `{wire}` | {support} | {note} |")
         lines.append("")
-    return "\n".join(lines + RUNTIME_HANDLERS + STREAMING + API_REQUESTS + SERVICES + POD_TEMPLATE_HASH)
+    return "\n".join(lines + RUNTIME_HANDLERS + STREAMING + API_REQUESTS + SERVICES + POD_TEMPLATE_HASH
+                     + CONTROLLERLESS_KINDS)
 
 
 # What works per runtime handler (a RuntimeClass's `handler`; docs/runtimeclass.md).
@@ -180,6 +181,7 @@ API_REQUESTS = [
     "| server-side apply (`PATCH` `application/apply-patch+yaml`) | supported | `fieldManager` required, `force`; merges by the published list types (map lists by their merge key, sets, atomic lists); conflicts are 409 with kube's message and causes; fields a manager stops applying are removed unless another owns them; the `kubectl` manager takes fields client-side apply set and nobody changed since without a conflict, and keeps `last-applied-configuration` current, as kube-apiserver's lastAppliedManager/Updater |",
     "| `metadata.managedFields` | partial | FieldsV1, Apply and Update entries (manager from `fieldManager` or the User-Agent's program), `subresource: status`; managedFields a client sends on create, PUT or PATCH replace the live ones (`[{}]` resets them); Update entries never mark a newly added map with `.` (kube does for granular maps such as labels) |",
     "| `dryRun=All` | supported | create, update, patch, apply and delete (query, or DeleteOptions' `dryRun`): everything but the store write; a dry-run create of an existing name is 409 |",
+    "| protobuf request bodies (`application/vnd.kubernetes.protobuf`) | supported | what kubectl 1.32+ sends for its typed creates (`create` deployment, job, configmap, secret, namespace, service, ingress, cronjob; `debug --copy-to`): decoded for every served kind from Kubernetes' field numbers and podbay's models; a set field podbay's models lack is 415 naming the field; older kubectl, `run`, `expose`, `scale` and `apply` send JSON |",
     '| `fieldValidation` | supported | `Warn` (the default, as kube-apiserver\'s): unknown fields dropped, one `Warning: 299` header each; `Ignore`: dropped; `Strict`: 400 `strict decoding error: unknown field "..."`; an apply with an unknown field is always 400 `field not declared in schema`, as kube\'s (its path names list items by index, not by key); duplicate fields are not detected |',
     '',
 ]
@@ -222,6 +224,23 @@ POD_TEMPLATE_HASH = [
     "one podbay version to the next, have Kubernetes' form (e.g. `7c5ddbdf54`) and differ from a real cluster's "
     "for the same template. Nothing in podbay or kubectl reads the value itself: sets are matched to the "
     "template semantically, as Kubernetes matches them.",
+    "",
+]
+
+
+# Kinds served so that clients listing every kind (kubectl apply --prune's default allowlist:
+# ConfigMap, Endpoints, Namespace, PersistentVolumeClaim, PersistentVolume, Pod,
+# ReplicationController, Secret, Service, Job, CronJob, Ingress, DaemonSet, Deployment,
+# ReplicaSet, StatefulSet) find them, though nothing in podbay acts on them.
+CONTROLLERLESS_KINDS = [
+    "## Kinds without a controller",
+    "",
+    "| kind | support | notes |",
+    "|---|---|---|",
+    "| `v1` PersistentVolumeClaim | stored | validated (accessModes, `resources.requests.storage` > 0, volumeMode) and stays `Pending`, as on a cluster whose storage class has no provisioner; its spec is immutable; pods cannot mount it |",
+    "| `v1` PersistentVolume | stored | validated (capacity.storage, accessModes, exactly one volume source, `local` needs nodeAffinity); starts `Pending` and nothing binds it |",
+    "| `networking.k8s.io/v1` Ingress | stored | validated (rules or defaultBackend, pathType, absolute paths, one backend with a port name or number); nothing routes it and `status.loadBalancer` stays empty, as without an ingress controller |",
+    "| `apps/v1` DaemonSet, StatefulSet; `batch/v1` CronJob | listed, writes refused | served (discovery, get, list, watch, delete) so that `kubectl apply --prune` without `--prune-allowlist` and `kubectl get all` work; every create, update, patch or apply is refused by admission with 403 Forbidden naming the reason, never stored to do nothing |",
     "",
 ]
 

@@ -13,8 +13,10 @@ from podbay.api.apps import Deployment, LabelSelector, PodTemplateSpec, ReplicaS
 from podbay.api.base import rfc3339
 from podbay.api.batch import Job
 from podbay.api.models import ConfigMap, Event, Lease, Namespace, Node, Pod, RuntimeClass, Secret
+from podbay.api.networking import Ingress
 from podbay.api.printing import age, human_duration, pod_row
 from podbay.api.services import EndpointPort, Endpoints, EndpointSlice, Service
+from podbay.api.storage import PersistentVolume, PersistentVolumeClaim
 
 
 @dataclass(frozen=True)
@@ -279,6 +281,63 @@ def job_cells(job: Job, now: datetime) -> list[Any]:
             *_template_cells(job.spec.template, _label_selector(job.spec.selector))]
 
 
+_VOLUME_MODE = Column("VolumeMode", "The volume mode of the volume.", 1)
+_ATTRIBUTES_CLASS = Column("VolumeAttributesClass", "VolumeAttributesClass of the volume.")
+PVC_COLUMNS = [
+    _name("Name of the persistent volume claim."), Column("Status", "The phase of the claim."),
+    Column("Volume", "The volume bound to the claim."), Column("Capacity", "The capacity of the bound volume."),
+    Column("Access Modes", "The access modes of the bound volume."),
+    Column("StorageClass", "The storage class of the claim."), _ATTRIBUTES_CLASS, _AGE, _VOLUME_MODE,
+]
+PV_COLUMNS = [
+    _name("Name of the persistent volume."), Column("Capacity", "The capacity of the volume."),
+    Column("Access Modes", "The access modes of the volume."),
+    Column("Reclaim Policy", "What happens to the volume when its claim is released."),
+    Column("Status", "The phase of the volume."), Column("Claim", "The claim bound to the volume."),
+    Column("StorageClass", "The storage class of the volume."), _ATTRIBUTES_CLASS,
+    Column("Reason", "Why the volume is in its phase."), _AGE, _VOLUME_MODE,
+]
+INGRESS_COLUMNS = [
+    _name("Name of the ingress."), Column("Class", "The ingress class of the ingress."),
+    Column("Hosts", "The hosts of its rules."), Column("Address", "The addresses its controller publishes."),
+    Column("Ports", "The ports it serves."), _AGE,
+]
+_ACCESS_MODES = {"ReadWriteOnce": "RWO", "ReadOnlyMany": "ROX", "ReadWriteMany": "RWX", "ReadWriteOncePod": "RWOP"}
+
+
+def _access_modes(modes: list[str]) -> str:
+    """kubectl's GetAccessModesAsString: each mode once, abbreviated, in its fixed order."""
+    return ",".join(short for mode, short in _ACCESS_MODES.items() if mode in modes)
+
+
+def pvc_cells(pvc: PersistentVolumeClaim, now: datetime) -> list[Any]:
+    phase = "Terminating" if pvc.metadata.deletion_timestamp else pvc.status.phase or ""
+    bound = bool(pvc.spec.volume_name)
+    return [pvc.metadata.name or "", phase, pvc.spec.volume_name or "",
+            pvc.status.capacity.get("storage", "") if bound else "",
+            _access_modes(pvc.status.access_modes) if bound else "", pvc.spec.storage_class_name or "",
+            pvc.spec.volume_attributes_class_name or "<unset>", age(pvc.metadata.creation_timestamp, now),
+            pvc.spec.volume_mode or "<unset>"]
+
+
+def pv_cells(pv: PersistentVolume, now: datetime) -> list[Any]:
+    spec = pv.spec
+    claim = f"{spec.claim_ref.namespace}/{spec.claim_ref.name}" if spec.claim_ref else ""
+    phase = "Terminating" if pv.metadata.deletion_timestamp else pv.status.phase or ""
+    return [pv.metadata.name or "", spec.capacity.get("storage", ""), _access_modes(spec.access_modes),
+            spec.persistent_volume_reclaim_policy or "", phase, claim, spec.storage_class_name or "",
+            spec.volume_attributes_class_name or "<unset>", pv.status.reason or "",
+            age(pv.metadata.creation_timestamp, now), spec.volume_mode or "<unset>"]
+
+
+def ingress_cells(ing: Ingress, now: datetime) -> list[Any]:
+    hosts = ",".join(r.host for r in ing.spec.rules if r.host) or "*"
+    addresses = ",".join(a.ip or a.hostname or "" for a in ing.status.load_balancer.ingress)
+    ports = "80, 443" if ing.spec.tls else "80"
+    return [ing.metadata.name or "", ing.spec.ingress_class_name or "<none>", hosts, addresses, ports,
+            age(ing.metadata.creation_timestamp, now)]
+
+
 def default_cells(obj: Any, now: datetime) -> list[Any]:
     created = obj.metadata.creation_timestamp
     return [obj.metadata.name or "", rfc3339(created) if created else ""]
@@ -295,5 +354,7 @@ def table_of(kind: type) -> tuple[list[Column], Callable[[Any, datetime], list[A
         Endpoints: (ENDPOINTS_COLUMNS, endpoints_cells),
         ReplicaSet: (REPLICA_SET_COLUMNS, replica_set_cells),
         ReplicationController: (REPLICA_SET_COLUMNS, replica_set_cells),
-        Deployment: (DEPLOYMENT_COLUMNS, deployment_cells), Job: (JOB_COLUMNS, job_cells)}
+        Deployment: (DEPLOYMENT_COLUMNS, deployment_cells), Job: (JOB_COLUMNS, job_cells),
+        PersistentVolumeClaim: (PVC_COLUMNS, pvc_cells), PersistentVolume: (PV_COLUMNS, pv_cells),
+        Ingress: (INGRESS_COLUMNS, ingress_cells)}
     return tables.get(kind, (DEFAULT_COLUMNS, default_cells))

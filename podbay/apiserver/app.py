@@ -131,12 +131,13 @@ async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
         return _error_response(exc)
 
 
-async def _body(request: web.Request) -> Any:
+async def _body(request: web.Request, info: ResourceInfo | None = None) -> Any:
     content_type = request.headers.get("Content-Type", "").split(";")[0].strip().lower()
     if content_type == "application/vnd.kubernetes.protobuf":
-        # kubectl 1.32+ sends its typed clients' objects (create deployment/job) this way.
+        # kubectl 1.32+ sends its typed clients' objects (create deployment/job) this way; of a
+        # kind admission refuses, only the name is needed (for the 403).
         try:
-            return protobody.decode(await request.read())
+            return protobody.decode(await request.read(), metadata_only=bool(info and info.denied))
         except protobody.Undecodable as exc:
             raise HTTPError(415, "UnsupportedMediaType", f"the body of the request could not be decoded: {exc}") from None
     if content_type == "application/cbor":
@@ -210,7 +211,8 @@ async def _dispatch(request: web.Request) -> web.StreamResponse:
             if target.info.namespaced and namespace is None:
                 raise HTTPError(405, "MethodNotAllowed", "POST is not supported on all-namespaces lists")
             options = _write_options(request, "CreateOptions")
-            created = await registry.create(target.resource, namespace or "", await _body(request), options)
+            created = await registry.create(target.resource, namespace or "", await _body(request, target.info),
+                                            options)
             return _warned(_json_response(created, 201), options)
         raise HTTPError(405, "MethodNotAllowed", f"{method} is not supported on {target.resource}")
     name, sub = target.name, target.subresource

@@ -201,6 +201,9 @@ class Registry:
     def _normalise(self, info: ResourceInfo, obj: dict[str, Any], name: str,
                    options: WriteOptions | None = None) -> dict[str, Any]:
         """Parses through the model (unknown fields as fieldValidation says), defaults and validates."""
+        if info.denied:
+            group = f".{info.group}" if info.group else ""
+            raise Forbidden(f'{info.name}{group} "{name}" is forbidden: {info.denied}', kind=info.name, name=name)
         obj = self._unknown(info, obj, options)
         try:
             model = from_dict(info.model, obj, strict=False)
@@ -340,6 +343,8 @@ class Registry:
         elif info.generation:
             meta["generation"] = 1
             obj["status"] = {}
+        elif info.created_status is not None:
+            obj["status"] = copy.deepcopy(info.created_status)
         elif info.name == "namespaces":
             meta.setdefault("labels", {})["kubernetes.io/metadata.name"] = meta["name"]
             obj.setdefault("spec", {})

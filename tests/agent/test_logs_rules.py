@@ -23,3 +23,18 @@ def test_tail_counts_whole_lines():
     assert b"".join(render(ln, False) for ln in tail(lines(), 3)) == b"two\n\nthree has spaces\n"
     assert tail(lines(), 0) == []
     assert len(tail(lines(), None)) == 5
+
+
+def test_since_keeps_lines_at_or_after_the_cutoff():
+    from datetime import datetime, timezone
+
+    from podbay.agent.server import log_since, newer
+
+    now = datetime(2026, 1, 1, 0, 0, 10, tzinfo=timezone.utc)
+    assert log_since({}, now) is None
+    since = log_since({"sinceSeconds": "10"}, now)
+    assert since == datetime(2026, 1, 1, tzinfo=timezone.utc)
+    assert all(newer(ln, since) for ln in lines())  # nanoseconds past the cutoff count as after it
+    later = log_since({"sinceTime": "2026-01-01T00:00:01Z"}, now)
+    assert not any(newer(ln, later) for ln in lines())
+    assert all(newer(ln, None) for ln in lines())

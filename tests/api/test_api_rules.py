@@ -84,7 +84,7 @@ def test_strict_decoding_names_every_bad_field() -> None:
             {"name": "a", "image": "i", "ports": [{"containerPort": "eighty"}]}]}})
     assert [str(e) for e in err.value.errors] == [
         "metadata.lables: unknown field",
-        'spec.containers[0].ports[0].containerPort: "eighty": must be an integer',
+        'spec.containers[0].ports[0].containerPort: Invalid value: "eighty": must be an integer',
     ]
 
 
@@ -120,16 +120,16 @@ spec:
   - {name: Web, image: busybox, ports: [{containerPort: 70000}]}
   - {name: web, image: "", resources: {requests: {cpu: "2"}, limits: {cpu: "1"}}}
 """)
-    assert 'metadata.name: "Bad_Name": must be a lowercase RFC 1123 subdomain' in errs[0]
-    assert 'spec.volumes[1].name: "data": Duplicate value' in errs
+    assert 'metadata.name: Invalid value: "Bad_Name": must be a lowercase RFC 1123 subdomain' in errs[0]
+    assert 'spec.volumes[1].name: Duplicate value: "data"' in errs
     assert any(e.startswith("spec.volumes[2].persistentVolumeClaim: Unsupported value") for e in errs)
-    assert 'spec.containers[0].volumeMounts[0].name: "missing": Not found' in errs
-    assert any(e.startswith('spec.containers[1].name: "Web": must be a lowercase RFC 1123 label') for e in errs)
-    assert "spec.containers[1].ports[0].containerPort: 70000: must be between 1 and 65535, inclusive" in errs
+    assert 'spec.containers[0].volumeMounts[0].name: Not found: "missing"' in errs
+    assert any(e.startswith('spec.containers[1].name: Invalid value: "Web": must be a lowercase RFC 1123 label') for e in errs)
+    assert "spec.containers[1].ports[0].containerPort: Invalid value: 70000: must be between 1 and 65535, inclusive" in errs
     assert "spec.containers[2].image: Required value" in errs
-    assert 'spec.containers[2].name: "web": Duplicate value' in errs
-    assert 'spec.containers[2].resources.requests: "2": must be less than or equal to cpu limit of 1' in errs
-    assert any(e.startswith('spec.restartPolicy: "Sometimes": Unsupported value') for e in errs)
+    assert 'spec.containers[2].name: Duplicate value: "web"' in errs
+    assert 'spec.containers[2].resources.requests: Invalid value: "2": must be less than or equal to cpu limit of 1' in errs
+    assert any(e.startswith('spec.restartPolicy: Unsupported value: "Sometimes"') for e in errs)
 
 
 
@@ -149,11 +149,11 @@ spec:
   - {name: d, image: busybox, securityContext: {seccompProfile: {type: Localhost, localhostProfile: x/ok.json}}}
 """)
     assert errs == [
-        'spec.initContainers[0].securityContext.seccompProfile.localhostProfile: "a.json": '
+        'spec.initContainers[0].securityContext.seccompProfile.localhostProfile: Invalid value: "a.json": '
         "can only be set when seccomp type is Localhost",
-        'spec.containers[0].securityContext.seccompProfile.localhostProfile: "/etc/a.json": must be a relative path',
-        'spec.containers[1].securityContext.seccompProfile.localhostProfile: "../a.json": must not contain \'..\'',
-        'spec.containers[2].securityContext.seccompProfile.type: "Strict": Unsupported value: supported values: '
+        'spec.containers[0].securityContext.seccompProfile.localhostProfile: Invalid value: "/etc/a.json": must be a relative path',
+        'spec.containers[1].securityContext.seccompProfile.localhostProfile: Invalid value: "../a.json": must not contain \'..\'',
+        'spec.containers[2].securityContext.seccompProfile.type: Unsupported value: "Strict": supported values: '
         '"Localhost", "RuntimeDefault", "Unconfined"',
         "spec.securityContext.seccompProfile.localhostProfile: Required value: must be set when seccomp type is Localhost",
     ]
@@ -174,9 +174,9 @@ spec:
     assert errs == [
         "spec.initContainers[0].readinessProbe: Forbidden: may not be set for init containers without "
         "restartPolicy=Always",
-        'spec.containers[0].restartPolicy: "Always": Forbidden: may not be set for non-init containers',
+        'spec.containers[0].restartPolicy: Forbidden: may not be set for non-init containers',
         "spec.containers[0].livenessProbe: Forbidden: may not specify more than 1 handler type",
-        "spec.containers[0].livenessProbe.successThreshold: 2: must be 1",
+        "spec.containers[0].livenessProbe.successThreshold: Invalid value: 2: must be 1",
     ]
 
 
@@ -191,8 +191,8 @@ spec:
      startupProbe: {grpc: {port: 65535}}}
 """)
     assert errs == [
-        "spec.containers[0].livenessProbe.grpc.port: 0: must be between 1 and 65535, inclusive",
-        "spec.containers[0].readinessProbe.grpc.port: 65536: must be between 1 and 65535, inclusive",
+        "spec.containers[0].livenessProbe.grpc.port: Invalid value: 0: must be between 1 and 65535, inclusive",
+        "spec.containers[0].readinessProbe.grpc.port: Invalid value: 65536: must be between 1 and 65535, inclusive",
     ]
 
 
@@ -286,7 +286,7 @@ spec: {containers: [{name: c, image: i}]}
     assert [type(o) for o in objs] == [Pod, Node, Pod]
     with pytest.raises(Invalid) as err:
         load_objects("apiVersion: v1\nkind: Pod\nmetadata: {name: a}\n---\napiVersion: v1\nkind: Pd\n", "f.yaml")
-    assert str(err.value.errors[0]).startswith('f.yaml#2: kind: "Pd": Unsupported value')
+    assert str(err.value.errors[0]).startswith('f.yaml#2: kind: Unsupported value: "Pd"')
 
 
 def test_fields_read_but_not_implemented_are_named() -> None:

@@ -41,7 +41,7 @@ async def test_discovery_names_the_group(api_server: EmbeddedServer) -> None:
     [leases] = resources["resources"]
     assert (leases["name"], leases["kind"], leases["namespaced"]) == ("leases", "Lease", True)
     assert set(leases["verbs"]) == {"create", "delete", "get", "list", "patch", "update", "watch"}
-    assert (await call(api_server, "GET", "/apis/networking.k8s.io/v1"))[0] == 404
+    assert (await call(api_server, "GET", "/apis/policy/v1"))[0] == 404
     assert (await call(api_server, "GET", "/apis/nowhere.io"))[0] == 404
     # The core group keeps its own resources: no leases under /api/v1.
     assert (await call(api_server, "GET", "/api/v1/namespaces/kube-system/leases"))[0] == 404

@@ -49,7 +49,7 @@ async def test_discovery_lists_the_workload_groups(api_server: EmbeddedServer) -
     rc = {r["name"]: r for r in core["resources"]}["replicationcontrollers"]
     assert rc["shortNames"] == ["rc"] and rc["categories"] == ["all"]
     _, batch = await call(api_server, "GET", "/apis/batch/v1")
-    assert {r["name"] for r in batch["resources"]} == {"jobs", "jobs/status"}
+    assert {r["name"] for r in batch["resources"]} == {"jobs", "jobs/status", "cronjobs", "cronjobs/status"}
 
 
 async def test_defaults_and_generation(api_server: EmbeddedServer) -> None:

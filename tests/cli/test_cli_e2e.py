@@ -49,7 +49,7 @@ spec:
                        "  - {name: Web, image: busybox}\n")
         proc = podbay("apply", "-f", str(bad), check=False)
         assert proc.returncode == 1
-        assert 'spec.containers[0].name: "Web": must be a lowercase RFC 1123 label' in proc.stderr
+        assert 'spec.containers[0].name: Invalid value: "Web": must be a lowercase RFC 1123 label' in proc.stderr
 
         assert podbay("create", "-p", str(ROOT / "examples/hyper-pod.json")).stdout.strip() == "pod/hyper-web created"
         wait_until(lambda: "Created" in podbay("get", "pod", "hyper-web").stdout)
