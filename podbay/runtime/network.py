@@ -2,9 +2,10 @@
 
 The network is an ordinary conflist file (<conf_dir>/<name>.conflist) users may
 replace; podbay writes a default once: bridge with host-local IPAM, a gateway
-on the bridge and IP masquerade, then portmap for hostPort. Each ADD's result
-and config are cached by sandbox id (as libcni does) so DEL runs correctly
-after a crash or once the namespace is gone.
+on the bridge and IP masquerade. hostPorts go to a plugin of the list that takes
+`portMappings` (portmap, in a user's list) or, when none does, to podbay's own
+rules (`hostports`). Each ADD's result and config are cached by sandbox id (as
+libcni does) so DEL runs correctly after a crash or once the namespace is gone.
 """
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from podbay.runtime import hostports
 from podbay.runtime.cni import CNI_VERSION, NetworkError, cni_args, exec_plugin, find_plugin
 from podbay.runtime.files import write_json_atomic
 
@@ -23,6 +25,9 @@ __all__ = ["NetworkConfig", "PortMapping", "NetworkStatus", "NetworkError", "Pod
 
 IFNAME = "eth0"
 _LOOPBACK = {"cniVersion": CNI_VERSION, "name": "cni-loopback", "type": "loopback"}
+# The last plugin of podbay's default list until hostPorts became podbay's own rules: a list
+# written then is still podbay's, and is rewritten.
+_PORTMAP = {"type": "portmap", "capabilities": {"portMappings": True}, "snat": True}
 
 
 @dataclass(frozen=True)
@@ -98,7 +103,8 @@ def default_conflist(config: NetworkConfig) -> dict[str, Any]:
     # No "firewall" plugin: it works with iptables' nft backend here, but it only adds ACCEPT
     # rules to its own CNI-FORWARD chain, which matters only when FORWARD's policy is DROP, and
     # costs ~18 ms per ADD and ~28 ms per DEL (bench/network_attach.py --firewall); a host
-    # that needs it adds it to the conflist.
+    # that needs it adds it to the conflist. No "portmap" either: `hostports` does its work
+    # in one exec (bench/README.md).
     net = ipaddress.ip_network(config.subnet)
     return {
         "cniVersion": CNI_VERSION,
@@ -108,7 +114,6 @@ def default_conflist(config: NetworkConfig) -> dict[str, Any]:
              "ipMasq": not host_masquerade(config), "hairpinMode": True,
              "ipam": {"type": "host-local", "ranges": [[{"subnet": str(net)}]],
                       "routes": [{"dst": "0.0.0.0/0"}], "dataDir": str(config.cache_dir / "ipam")}},
-            {"type": "portmap", "capabilities": {"portMappings": True}, "snat": True},
         ],
     }
 
@@ -126,6 +131,11 @@ def _plugin_conf(conflist: dict[str, Any], plugin: dict[str, Any], prev: dict[st
             {"hostPort": p.host_port, "containerPort": p.container_port, "protocol": p.protocol.lower(),
              "hostIP": p.host_ip} for p in ports]}
     return conf
+
+
+def _maps_ports(conflist: dict[str, Any]) -> bool:
+    """Whether a plugin of the list takes the hostPort mappings (otherwise podbay's own rules do)."""
+    return any(p.get("capabilities", {}).get("portMappings") for p in conflist["plugins"])
 
 
 def _idle(plugin: dict[str, Any], ports: list[PortMapping]) -> bool:
@@ -212,6 +222,7 @@ def _stale_default(path: Path, config: NetworkConfig) -> bool:
         subnet = existing["plugins"][0]["ipam"]["ranges"][0][0]["subnet"]
         was = [default_conflist(replace(config, subnet=subnet, cluster_cidr=cidr))
                for cidr in (config.cluster_cidr, None)]
+        was += [{**c, "plugins": [*c["plugins"], _PORTMAP]} for c in was]
     except (OSError, ValueError, LookupError, TypeError):
         return False
     return existing in was and existing != default_conflist(config)
@@ -319,7 +330,24 @@ class PodNetwork:
         write_json_atomic(cache, record)
         if prev is None:
             raise NetworkError(f"{self.conflist_path()}: no plugin of network {conflist['name']!r} returned a result")
+        if ports and not _maps_ports(conflist):
+            await self._add_host_ports(conflist, container_id, prev, ports)
         return prev
+
+    async def _add_host_ports(self, conflist: dict[str, Any], container_id: str, result: dict[str, Any],
+                              ports: list[PortMapping]) -> None:
+        """podbay's own hostPort rules (`hostports`), tagged as the bridge plugin tags its rules
+        for this container, so detach removes both together."""
+        interfaces = result.get("interfaces", [])
+        addresses = [hostports.PodAddress.parse(ip["address"]) for ip in result.get("ips", [])
+                     if ip.get("interface") is None or interfaces[ip["interface"]].get("sandbox")]
+        # The bridge plugin reports the bridge first; a list whose plugin reports no host-side
+        # interface is routed through the configured bridge.
+        bridge = next((i["name"] for i in interfaces if not i.get("sandbox")), self.config.bridge)
+        try:
+            await hostports.add(ports, addresses, f'name: "{conflist["name"]}" id: "{container_id}"', bridge)
+        except (hostports.HostPortError, OSError) as exc:
+            raise NetworkError(str(exc)) from None
 
     async def _undo(self, container_id: str, netns: Path) -> None:
         try:
@@ -335,6 +363,8 @@ class PodNetwork:
         conflist, prev = cached["conflist"], cached.get("result")
         cached["ports"] = [asdict(p) for p in ports]
         write_json_atomic(cache, cached)  # so a DEL after a failure below removes them too
+        if not _maps_ports(conflist):
+            await self._add_host_ports(conflist, container_id, prev, ports)
         for plugin in conflist["plugins"]:
             if plugin.get("capabilities", {}).get("portMappings"):
                 await self._exec("ADD", _plugin_conf(conflist, plugin, prev, ports), container_id, netns,
