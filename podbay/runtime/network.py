@@ -1,8 +1,9 @@
 """Pod networking through the standard CNI plugins (see `cni` for one plugin's execution).
 
 The network is an ordinary conflist file (<conf_dir>/<name>.conflist) users may
-replace; podbay writes a default once: bridge with host-local IPAM, a gateway
-on the bridge and IP masquerade. hostPorts go to a plugin of the list that takes
+replace; podbay writes a default once: bridge with host-local IPAM and a gateway
+on the bridge; podbay masquerades with one rule per network (`masquerade_rule`)
+rather than the plugin's chain per pod. hostPorts go to a plugin of the list that takes
 `portMappings` (portmap, in a user's list) or, when none does, to podbay's own
 rules (`hostports`). Each ADD's result and config are cached by sandbox id (as
 libcni does) so DEL runs correctly after a crash or once the namespace is gone.
@@ -82,9 +83,9 @@ def host_port_conflicts(existing: list[PortMapping], wanted: list[PortMapping]) 
 
 
 def host_masquerade(config: NetworkConfig) -> bool:
-    """Whether podbay masquerades (only what leaves the cluster CIDR) instead of the bridge plugin
-    (everything leaving the node's subnet). A subnet outside the cluster CIDR is not part of the
-    pod network other nodes route to, so it keeps the plugin's rule."""
+    """Whether the node's subnet is part of the cluster CIDR, so only what leaves the cluster is
+    masqueraded (otherwise everything leaving the node's subnet is). A subnet outside the cluster
+    CIDR is not part of the pod network other nodes route to."""
     if config.cluster_cidr is None:
         return False
     subnet, cluster = ipaddress.ip_network(config.subnet), ipaddress.ip_network(config.cluster_cidr)
@@ -93,10 +94,19 @@ def host_masquerade(config: NetworkConfig) -> bool:
 
 
 def masquerade_rule(config: NetworkConfig) -> list[str]:
-    """The nat POSTROUTING rule (iptables arguments after the chain) of a host-masquerading network.
-    Its comment starts as the plugins' do, so `shutdown` finds it with theirs."""
-    return ["-s", config.subnet, "!", "-d", str(config.cluster_cidr), "-m", "comment", "--comment",
-            f'name: "{config.name}" masquerade leaving the cluster', "-j", "MASQUERADE"]
+    """The network's nat POSTROUTING rule (iptables arguments after the chain). Its comment starts as
+    the plugins' do, so `shutdown` finds it with theirs.
+
+    Outside a cluster CIDR it is the bridge plugin's `ipMasq` for the whole subnet at once: what
+    leaves the subnet, except multicast (the plugin's `! -d 224.0.0.0/4`, or ff00::/8), is
+    masqueraded. The plugin makes a chain and four rule execs per pod on ADD and on DEL; this
+    is one rule for the network's life."""
+    if host_masquerade(config):
+        return ["-s", config.subnet, "!", "-d", str(config.cluster_cidr), "-m", "comment", "--comment",
+                f'name: "{config.name}" masquerade leaving the cluster', "-j", "MASQUERADE"]
+    return ["-s", config.subnet, "!", "-d", config.subnet, "-m", "addrtype", "!", "--dst-type", "MULTICAST",
+            "-m", "comment", "--comment", f'name: "{config.name}" masquerade leaving the pod network',
+            "-j", "MASQUERADE"]
 
 
 def default_conflist(config: NetworkConfig) -> dict[str, Any]:
@@ -110,8 +120,7 @@ def default_conflist(config: NetworkConfig) -> dict[str, Any]:
         "cniVersion": CNI_VERSION,
         "name": config.name,
         "plugins": [
-            {"type": "bridge", "bridge": config.bridge, "isGateway": True,
-             "ipMasq": not host_masquerade(config), "hairpinMode": True,
+            {"type": "bridge", "bridge": config.bridge, "isGateway": True, "ipMasq": False, "hairpinMode": True,
              "ipam": {"type": "host-local", "ranges": [[{"subnet": str(net)}]],
                       "routes": [{"dst": "0.0.0.0/0"}], "dataDir": str(config.cache_dir / "ipam")}},
         ],
@@ -222,6 +231,9 @@ def _stale_default(path: Path, config: NetworkConfig) -> bool:
         subnet = existing["plugins"][0]["ipam"]["ranges"][0][0]["subnet"]
         was = [default_conflist(replace(config, subnet=subnet, cluster_cidr=cidr))
                for cidr in (config.cluster_cidr, None)]
+        # Until podbay masqueraded and mapped hostPorts itself, the bridge plugin could masquerade
+        # and portmap followed it.
+        was += [{**c, "plugins": [{**c["plugins"][0], "ipMasq": True}, *c["plugins"][1:]]} for c in was]
         was += [{**c, "plugins": [*c["plugins"], _PORTMAP]} for c in was]
     except (OSError, ValueError, LookupError, TypeError):
         return False
@@ -245,9 +257,7 @@ class PodNetwork:
         return path
 
     async def ensure_masquerade(self) -> None:
-        """The masquerade rule when this network masquerades itself (`host_masquerade`); idempotent."""
-        if not host_masquerade(self.config):
-            return
+        """The network's masquerade rule (`masquerade_rule`); idempotent."""
         iptables = "iptables" if ipaddress.ip_network(self.config.subnet).version == 4 else "ip6tables"
         rule = masquerade_rule(self.config)
         code, _, _ = await _run(iptables, "-w", "-t", "nat", "-C", "POSTROUTING", *rule)

@@ -92,6 +92,20 @@ async def _http_get(port: int, deadline_s: float = 10.0, host: str = "127.0.0.1"
 _FETCH = "import sys, urllib.request; sys.stdout.write(urllib.request.urlopen(sys.argv[1], timeout=5).read().decode())"
 
 
+# An HTTP server answering one GET with the client's address.
+_PEER_ECHO = """
+import http.server, sys
+class Peer(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        self.send_response(200)
+        self.end_headers()
+        self.wfile.write(self.client_address[0].encode())
+server = http.server.HTTPServer((sys.argv[1], 8080), Peer)
+print("listening", flush=True)
+server.handle_request()
+"""
+
+
 @contextlib.contextmanager
 def _httpd(netns: Path, root: Path, text: str) -> Iterator[None]:
     (root / "index.html").write_text(text)
@@ -178,6 +192,39 @@ async def test_a_users_list_with_portmap_maps_host_ports_through_the_plugin(
     with _httpd(netns, tmp_path, "via portmap\n"):
         assert b"via portmap" in await _http_get(host_port)
     await pod_network.detach("cp", netns)
+
+
+async def test_traffic_leaving_the_subnet_is_masqueraded_by_the_networks_one_rule(
+        host_env: HostEnv, pod_network: PodNetwork, make_netns: Callable[[str], Path]) -> None:
+    pod, outside = make_netns("m"), make_netns("o")
+    # A host outside the pod network, on a link of its own (198.18.0.0/15: benchmark addresses).
+    octet = int(host_env.prefix[-2:], 16)
+    host_ip, outside_ip, veth = f"198.18.{octet}.1", f"198.18.{octet}.2", f"{host_env.prefix}o"
+    subprocess.run(["ip", "link", "add", veth, "type", "veth", "peer", "name", "eth0", "netns", outside.name],
+                   check=True)
+    try:
+        subprocess.run(["ip", "addr", "add", f"{host_ip}/30", "dev", veth], check=True)
+        subprocess.run(["ip", "link", "set", veth, "up"], check=True)
+        for command in (["ip", "addr", "add", f"{outside_ip}/30", "dev", "eth0"], ["ip", "link", "set", "eth0", "up"],
+                        ["ip", "link", "set", "lo", "up"]):
+            in_netns(outside, *command).check_returncode()
+        await pod_network.ensure_masquerade()
+        await pod_network.ensure_masquerade()  # idempotent: one rule
+        assert _iptables_rules().count("masquerade leaving the pod network") == 1
+        [pod_ip] = (await pod_network.attach("cm", pod)).ips
+        # The outside host answers with the address it saw; it has no route to the pod network.
+        server = subprocess.Popen(["ip", "netns", "exec", outside.name, sys.executable, "-c", _PEER_ECHO, outside_ip],
+                                  stdout=subprocess.PIPE, text=True)
+        try:
+            assert server.stdout is not None and server.stdout.readline() == "listening\n"
+            got = in_netns(pod, sys.executable, "-c", _FETCH, f"http://{outside_ip}:8080/")
+        finally:
+            server.kill()
+            server.wait()
+        assert got.stdout == host_ip and got.stdout != pod_ip, got.stderr
+        await pod_network.detach("cm", pod)
+    finally:
+        subprocess.run(["ip", "link", "del", veth], check=False)
 
 
 async def test_check_reports_a_missing_interface(
