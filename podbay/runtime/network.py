@@ -147,6 +147,12 @@ def _maps_ports(conflist: dict[str, Any]) -> bool:
     return any(p.get("capabilities", {}).get("portMappings") for p in conflist["plugins"])
 
 
+def _leaves_rules(conflist: dict[str, Any], ports: list[PortMapping]) -> bool:
+    """Whether the attachment may have nat rules a DEL must sweep: podbay's hostPort rules, or a
+    bridge plugin's masquerade (which its DEL leaves once the namespace is gone)."""
+    return bool(ports and not _maps_ports(conflist)) or any(p.get("ipMasq") for p in conflist["plugins"])
+
+
 def _idle(plugin: dict[str, Any], ports: list[PortMapping]) -> bool:
     """portmap with no mappings does nothing on ADD, DEL or CHECK (it hands prevResult on), so
     its exec is skipped: most pods have no hostPort."""
@@ -405,7 +411,7 @@ class PodNetwork:
                                  cached["args"])
             except NetworkError as exc:
                 errors.append(str(exc))
-        if not errors:
+        if not errors and _leaves_rules(conflist, ports):
             errors += await _drop_rules(plugin_comment(conflist["name"], container_id), _families(prev))
         if errors:
             raise NetworkError("; ".join(errors))
