@@ -264,11 +264,12 @@ async def main() -> None:
         if args.scale_pods:
             results["scale_n"] = args.scale_pods
             results["scale"] = await scale_podbay(server, args.scale_pods, min(50, args.scale_pods // 2))
+        # Before the servers are stopped: a slow stop on a loaded machine loses no figure.
+        args.json.write_text(json.dumps(results, indent=2))
+        print(table(results), flush=True)
     finally:
         await server.close()
         peer.close()
-    args.json.write_text(json.dumps(results, indent=2))
-    print(table(results))
 
 
 if __name__ == "__main__":
