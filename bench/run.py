@@ -156,7 +156,7 @@ async def create_until_running(server: PodbayServer, names: list[str]) -> list[f
     def running(pod: Pod | None) -> bool:
         if all_running(pod):
             assert pod is not None
-            seen.setdefault(pod.metadata.name, time.monotonic())
+            seen.setdefault(pod.metadata.name or "", time.monotonic())
             return True
         return False
 

@@ -19,14 +19,18 @@ import asyncio
 import ipaddress
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, Sequence
 
 
 class HostPort(Protocol):
-    host_port: int
-    container_port: int
-    protocol: str
-    host_ip: str
+    @property
+    def host_port(self) -> int: ...
+    @property
+    def container_port(self) -> int: ...
+    @property
+    def protocol(self) -> str: ...
+    @property
+    def host_ip(self) -> str: ...
 
 
 @dataclass(frozen=True)
@@ -45,7 +49,7 @@ def _quoted(comment: str) -> str:
     return '"' + comment.replace('"', '\\"') + '"'
 
 
-def rules(ports: list[HostPort], pod: PodAddress, comment: str) -> list[str]:
+def rules(ports: Sequence[HostPort], pod: PodAddress, comment: str) -> list[str]:
     """The nat rules (iptables-restore lines) mapping `ports` to `pod`, for its address family.
     Inserted, not appended: a hairpin connection must be masqueraded before the bridge plugin's
     per-pod chain ACCEPTs traffic within the pod network, as portmap's chain is."""
@@ -70,7 +74,7 @@ class HostPortError(Exception):
     """iptables-restore refused the batch; nothing of it was applied (a table commits whole)."""
 
 
-async def add(ports: list[HostPort], addresses: list[PodAddress], comment: str, bridge: str) -> None:
+async def add(ports: Sequence[HostPort], addresses: list[PodAddress], comment: str, bridge: str) -> None:
     """The mappings for every address family the pod has: one iptables-restore per family."""
     for family in sorted({a.ip.version for a in addresses}):
         pod = next(a for a in addresses if a.ip.version == family)

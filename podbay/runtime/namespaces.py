@@ -77,13 +77,21 @@ async def _in_thread(function: Callable[..., None], *args: object) -> None:
     loop = asyncio.get_running_loop()
     done: asyncio.Future[None] = loop.create_future()
 
+    def settle(error: BaseException | None) -> None:
+        if done.done():
+            return
+        if error is None:
+            done.set_result(None)
+        else:
+            done.set_exception(error)
+
     def run() -> None:
         try:
             function(*args)
         except BaseException as exc:  # handed to the awaiting task, as to_thread does
-            loop.call_soon_threadsafe(lambda: done.done() or done.set_exception(exc))
+            loop.call_soon_threadsafe(settle, exc)
         else:
-            loop.call_soon_threadsafe(lambda: done.done() or done.set_result(None))
+            loop.call_soon_threadsafe(settle, None)
 
     threading.Thread(target=run, name="pin-namespaces", daemon=True).start()
     await done
