@@ -32,8 +32,10 @@ class PodmanPeer:
         hard_nofile = min(int(subprocess.check_output(["sh", "-c", "ulimit -Hn"]).strip()), 20000)
         conf.write_text(CONTAINERS_CONF.format(nofile=hard_nofile))
         self.env = {**os.environ, "CONTAINERS_CONF": str(conf)}
+        # A private --tmpdir too: the default (/run/libpod) is shared, and another podman's
+        # `system reset` there makes this one "refresh" (lose) every pod mid-run.
         self.argv = ["podman", "--root", str(self.base / "root"), "--runroot", str(self.base / "run"),
-                     "--cgroup-manager", "cgroupfs"]
+                     "--tmpdir", str(self.base / "tmp"), "--cgroup-manager", "cgroupfs"]
         self.podman("import", "--change", 'CMD=["sh"]', "--change", "ENV=PATH=/bin:/sbin:/usr/bin:/usr/sbin",
                     str(rootfs_tar), image)
 

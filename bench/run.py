@@ -1,9 +1,12 @@
 """podbay vs `podman kube play`, side by side in one run on this machine.
 
-    sudo .venv/bin/python -m bench.run [--rounds 15] [--pods 50] [--json bench/results.json]
+    sudo .venv/bin/python -m bench.run [--rounds 15] [--pods 50] [--scale-pods 200] [--rss-pods 110]
+                                       [--json bench/results.json]
 
 Prints a table (min / median / p90 / max, and the ratio peer/podbay on the
-median) and saves the samples as JSON. See bench/README.md.
+median) and saves the samples as JSON; then podbay's own figures: whether a
+long run of pods slows down, and the server's memory with a node's worth of
+running pods. See bench/README.md.
 """
 from __future__ import annotations
 
@@ -145,6 +148,54 @@ async def fig3_4_podbay(server: PodbayServer, n: int) -> dict[str, float]:
     return result
 
 
+async def create_until_running(server: PodbayServer, names: list[str]) -> list[float]:
+    """Creates the pods back to back (each create awaited, none waiting for a pod to run);
+    returns when each was first seen running, from the first create, in order of running."""
+    seen: dict[str, float] = {}
+
+    def running(pod: Pod | None) -> bool:
+        if all_running(pod):
+            assert pod is not None
+            seen.setdefault(pod.metadata.name or "", time.monotonic())
+            return True
+        return False
+
+    waiter = asyncio.create_task(server.wait_pods(set(names), running))
+    t0 = time.monotonic()
+    for name in names:
+        await server.client.create(pod_from(manifest(name, None)))
+    await waiter
+    return sorted(t - t0 for t in seen.values())
+
+
+async def delete_all(server: PodbayServer, names: list[str]) -> None:
+    for name in names:
+        await server.client.delete(Pod, name, "default", grace_period_seconds=0)
+    await server.wait_pods(set(names), lambda p: p is None)
+
+
+async def scale_podbay(server: PodbayServer, n: int, window: int) -> dict[str, float]:
+    """Pods/s of the first `window` pods to run and of the last `window`, of `n` back to back."""
+    names = [f"scale-{i:04d}" for i in range(n)]
+    times = await create_until_running(server, names)
+    await delete_all(server, names)
+    return {"window": window, "first_pods_per_second": window / times[window - 1],
+            "last_pods_per_second": window / (times[-1] - times[-window - 1]), "total_seconds": times[-1]}
+
+
+async def rss_podbay(server: PodbayServer, n: int) -> dict[str, float]:
+    """The all-in-one server's RSS (API server, controllers, scheduler and agent: one process)
+    with `n` pods running, once the burst's work is over."""
+    names = [f"rss-{i:04d}" for i in range(n)]
+    before = rss_pss_kib(server.server_pid())[0]
+    await create_until_running(server, names)
+    # Settled: the agent's status writes and the warm-sandbox refill follow the last start.
+    await asyncio.sleep(5)
+    after = rss_pss_kib(server.server_pid())[0]
+    await delete_all(server, names)
+    return {"server_rss_kib_before": before, "server_rss_kib_running": after}
+
+
 def fig3_4_podman(peer: PodmanPeer, n: int, work: Path) -> dict[str, float]:
     paths = []
     for i in range(n):
@@ -176,6 +227,17 @@ def table(results: dict) -> str:
                  f"{b['per_pod_pss_kib']:.0f}; podman RSS {p['per_pod_rss_kib']:.0f} PSS {p['per_pod_pss_kib']:.0f}")
     lines.append(f"podbay server RSS (KiB): {b['server_rss_kib_0']} at 0 pods, {b['server_rss_kib_n']} at "
                  f"{results['n']} pods")
+    if "scale" in results:
+        sc = results["scale"]
+        w = sc["window"]
+        lines.append(f"{results['scale_n']} pods back to back, podbay: first {w} {sc['first_pods_per_second']:.1f} "
+                     f"pods/s, last {w} {sc['last_pods_per_second']:.1f} pods/s "
+                     f"({sc['last_pods_per_second'] / sc['first_pods_per_second'] - 1:+.0%}); "
+                     f"all in {sc['total_seconds']:.1f} s")
+    if "rss" in results:
+        r = results["rss"]
+        lines.append(f"podbay server RSS (MiB) with {results['rss_n']} pods running: "
+                     f"{r['server_rss_kib_running'] / 1024:.1f} (before them: {r['server_rss_kib_before'] / 1024:.1f})")
     return "\n".join(lines)
 
 
@@ -183,22 +245,31 @@ async def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rounds", type=int, default=15)
     parser.add_argument("--pods", type=int, default=50)
+    parser.add_argument("--scale-pods", type=int, default=200, help="0: skip the no-slowdown figure")
+    parser.add_argument("--rss-pods", type=int, default=110, help="0: skip the server memory figure")
     parser.add_argument("--json", type=Path, default=Path("bench/results.json"))
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="podbay-bench-work-"))
     peer = PodmanPeer(busybox_rootfs_tar(work))
-    server = PodbayServer()
+    # More than the kubelet's default 110 pods on the node, for the no-slowdown figure.
+    server = PodbayServer("--max-pods", str(max(110, args.scale_pods, args.rss_pods)))
     try:
         results = {"rounds": args.rounds, "n": args.pods,
                    "podbay": await fig1_2_podbay(server, args.rounds),
                    "podman": fig1_2_podman(peer, args.rounds, work)}
         results["burst"] = {"podbay": await fig3_4_podbay(server, args.pods),
                             "podman": fig3_4_podman(peer, args.pods, work)}
+        if args.rss_pods:
+            results["rss_n"], results["rss"] = args.rss_pods, await rss_podbay(server, args.rss_pods)
+        if args.scale_pods:
+            results["scale_n"] = args.scale_pods
+            results["scale"] = await scale_podbay(server, args.scale_pods, min(50, args.scale_pods // 2))
+        # Before the servers are stopped: a slow stop on a loaded machine loses no figure.
+        args.json.write_text(json.dumps(results, indent=2))
+        print(table(results), flush=True)
     finally:
         await server.close()
         peer.close()
-    args.json.write_text(json.dumps(results, indent=2))
-    print(table(results))
 
 
 if __name__ == "__main__":

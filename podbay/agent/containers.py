@@ -267,9 +267,12 @@ class ContainerManager:
                 await self.runtime.stop_container(c.id, 1)
 
     async def remove_pod(self, rt: PodRuntimeStatus, keep_volumes: bool = False) -> None:
-        for c in rt.containers:
+        async def remove(container_id: str) -> None:
             with contextlib.suppress(NotFound):
-                await self.runtime.remove_container(c.id)
+                await self.runtime.remove_container(container_id)
+
+        # Together: each removal waits on its own `crun delete`.
+        await asyncio.gather(*(remove(c.id) for c in rt.containers))
         for sb in rt.sandboxes:
             with contextlib.suppress(NotFound):
                 await self.runtime.stop_pod_sandbox(sb.id)

@@ -130,6 +130,7 @@ def _agent_config(settings: Settings, auth: ServerAuth | None = None) -> AgentCo
                        seccomp_profile_root=settings.seccomp_profile_root,
                        backoff_base=settings.backoff_base, backoff_cap=settings.backoff_cap,
                        pod_pids_limit=settings.pod_pids_limit, eviction_hard=settings.eviction_hard,
+                       max_pods=settings.max_pods,
                        housekeeping_interval=settings.housekeeping_interval,
                        metrics_interval=settings.metrics_interval,
                        eviction_pressure_transition_period=settings.eviction_pressure_transition_period,

@@ -56,6 +56,7 @@ class Settings:
     allocate_node_cidrs: bool = True  # the controllers run node IPAM
     node_ip: str = "127.0.0.1"  # the agent's InternalIP
     pod_pids_limit: int = 4096  # pids.max of each pod's cgroup; -1: none
+    max_pods: int = 110  # the Node's pods capacity, as the kubelet's --max-pods
     eviction_hard: str = DEFAULT_EVICTION_HARD
     housekeeping_interval: float = 10.0
     metrics_interval: float = 10.0
@@ -115,7 +116,8 @@ class Settings:
                 "--imagefs-min-available", f"{self.imagefs_min_available * 100:g}%",
                 "--cluster-cidr", self.cluster_cidr, "--node-cidr-mask-size", str(self.node_cidr_mask_size),
                 "--node-ip", self.node_ip,
-                "--pod-pids-limit", str(self.pod_pids_limit), "--eviction-hard", self.eviction_hard,
+                "--pod-pids-limit", str(self.pod_pids_limit), "--max-pods", str(self.max_pods),
+                "--eviction-hard", self.eviction_hard,
                 "--housekeeping-interval", str(self.housekeeping_interval),
                 "--metrics-interval", str(self.metrics_interval),
                 "--eviction-pressure-transition-period", str(self.eviction_pressure_transition_period),
@@ -129,6 +131,16 @@ class Settings:
                 *(["--write-kubeconfig", str(self.write_kubeconfig)] if self.write_kubeconfig else []),
                 *(["--etcd-servers", ",".join(self.etcd_servers), "--etcd-prefix", self.etcd_prefix,
                    "--etcd-compaction-interval", str(self.etcd_compaction_interval)] if self.etcd_servers else [])]
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: not a positive integer")
+    return value
 
 
 def _eviction_hard(text: str) -> str:
@@ -195,6 +207,8 @@ def add_global_flags(parser: argparse.ArgumentParser) -> None:
                    help="seconds without a node heartbeat before the node is Ready=Unknown")
     g.add_argument("--pod-eviction-timeout", type=float, default=float(env("PODBAY_POD_EVICTION_TIMEOUT", "300")),
                    help="seconds a node stays Unknown before its pods are deleted")
+    g.add_argument("--max-pods", type=_positive, default=int(env("PODBAY_MAX_PODS", "110")),
+                   help="pods this node runs at most (its Node's pods capacity), as the kubelet's --max-pods")
     g.add_argument("--warm-sandboxes", type=int, default=int(env("PODBAY_WARM_SANDBOXES", "1")),
                    help="pod sandboxes (namespaces and network) kept ready so the next pod starts sooner; "
                         "0 saves their memory and IP on small machines")
@@ -286,7 +300,7 @@ def settings_from(args: argparse.Namespace) -> Settings:
                     write_kubeconfig=Path(args.write_kubeconfig).absolute() if args.write_kubeconfig else None,
                     max_image_size=args.max_image_size,
                     imagefs_min_available=args.imagefs_min_available,
-                    pod_pids_limit=args.pod_pids_limit,
+                    pod_pids_limit=args.pod_pids_limit, max_pods=args.max_pods,
                     eviction_hard=args.eviction_hard, housekeeping_interval=args.housekeeping_interval,
                     metrics_interval=args.metrics_interval,
                     eviction_pressure_transition_period=args.eviction_pressure_transition_period,

@@ -408,11 +408,14 @@ class Client:
         delivered, as an informer's relist does."""
         path = self.path(kind, namespace)
         rv = resource_version if resource_version != "0" else None
-        known: dict[tuple[str, str], T] = {}
+        # What was delivered, for a relist's difference: each object's resourceVersion and the event
+        # line it came in (decoded again only for a DELETED after a relist), not the object, so a
+        # watcher that keeps no copy holds none (a process runs several watches of every pod).
+        known: dict[tuple[str, str], tuple[str | None, T | bytes]] = {}
         if not rv:
             items, rv = await self.list(kind, namespace, label_selector, field_selector)
             for item in items:
-                known[_key(item)] = item
+                known[_key(item)] = (item.metadata.resource_version, item)  # type: ignore[attr-defined]
                 yield "ADDED", item
         delay = _RETRY_MIN
         failures = 0
@@ -448,7 +451,7 @@ class Client:
                             if type_ == "DELETED":
                                 known.pop(_key(obj), None)
                             else:
-                                known[_key(obj)] = obj
+                                known[_key(obj)] = (obj.metadata.resource_version, line)  # type: ignore[attr-defined]
                             yield type_, obj
             except _UNANSWERED:
                 if self._closed:
@@ -463,16 +466,16 @@ class Client:
             if expired:
                 items, rv = await self.list(kind, namespace, label_selector, field_selector)
                 fresh = {_key(i): i for i in items}
-                for key, old in list(known.items()):
+                for key, (_, old) in list(known.items()):
                     if key not in fresh:
                         del known[key]
-                        yield "DELETED", old
+                        yield "DELETED", _model(kind, json.loads(old)["object"]) if isinstance(old, bytes) else old
                 for key, item in fresh.items():
                     before = known.get(key)
-                    known[key] = item
+                    known[key] = (item.metadata.resource_version, item)  # type: ignore[attr-defined]
                     if before is None:
                         yield "ADDED", item
-                    elif before.metadata.resource_version != item.metadata.resource_version:  # type: ignore[attr-defined]
+                    elif before[0] != item.metadata.resource_version:  # type: ignore[attr-defined]
                         yield "MODIFIED", item
 
     async def close(self) -> None:

@@ -1,10 +1,12 @@
 """Pod networking through the standard CNI plugins (see `cni` for one plugin's execution).
 
 The network is an ordinary conflist file (<conf_dir>/<name>.conflist) users may
-replace; podbay writes a default once: bridge with host-local IPAM, a gateway
-on the bridge and IP masquerade, then portmap for hostPort. Each ADD's result
-and config are cached by sandbox id (as libcni does) so DEL runs correctly
-after a crash or once the namespace is gone.
+replace; podbay writes a default once: bridge with host-local IPAM and a gateway
+on the bridge; podbay masquerades with one rule per network (`masquerade_rule`)
+rather than the plugin's chain per pod. hostPorts go to a plugin of the list that takes
+`portMappings` (portmap, in a user's list) or, when none does, to podbay's own
+rules (`hostports`). Each ADD's result and config are cached by sandbox id (as
+libcni does) so DEL runs correctly after a crash or once the namespace is gone.
 """
 from __future__ import annotations
 
@@ -15,6 +17,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from podbay.runtime import hostports
 from podbay.runtime.cni import CNI_VERSION, NetworkError, cni_args, exec_plugin, find_plugin
 from podbay.runtime.files import write_json_atomic
 
@@ -23,6 +26,9 @@ __all__ = ["NetworkConfig", "PortMapping", "NetworkStatus", "NetworkError", "Pod
 
 IFNAME = "eth0"
 _LOOPBACK = {"cniVersion": CNI_VERSION, "name": "cni-loopback", "type": "loopback"}
+# The last plugin of podbay's default list until hostPorts became podbay's own rules: a list
+# written then is still podbay's, and is rewritten.
+_PORTMAP = {"type": "portmap", "capabilities": {"portMappings": True}, "snat": True}
 
 
 @dataclass(frozen=True)
@@ -77,9 +83,9 @@ def host_port_conflicts(existing: list[PortMapping], wanted: list[PortMapping]) 
 
 
 def host_masquerade(config: NetworkConfig) -> bool:
-    """Whether podbay masquerades (only what leaves the cluster CIDR) instead of the bridge plugin
-    (everything leaving the node's subnet). A subnet outside the cluster CIDR is not part of the
-    pod network other nodes route to, so it keeps the plugin's rule."""
+    """Whether the node's subnet is part of the cluster CIDR, so only what leaves the cluster is
+    masqueraded (otherwise everything leaving the node's subnet is). A subnet outside the cluster
+    CIDR is not part of the pod network other nodes route to."""
     if config.cluster_cidr is None:
         return False
     subnet, cluster = ipaddress.ip_network(config.subnet), ipaddress.ip_network(config.cluster_cidr)
@@ -88,27 +94,35 @@ def host_masquerade(config: NetworkConfig) -> bool:
 
 
 def masquerade_rule(config: NetworkConfig) -> list[str]:
-    """The nat POSTROUTING rule (iptables arguments after the chain) of a host-masquerading network.
-    Its comment starts as the plugins' do, so `shutdown` finds it with theirs."""
-    return ["-s", config.subnet, "!", "-d", str(config.cluster_cidr), "-m", "comment", "--comment",
-            f'name: "{config.name}" masquerade leaving the cluster', "-j", "MASQUERADE"]
+    """The network's nat POSTROUTING rule (iptables arguments after the chain). Its comment starts as
+    the plugins' do, so `shutdown` finds it with theirs.
+
+    Outside a cluster CIDR it is the bridge plugin's `ipMasq` for the whole subnet at once: what
+    leaves the subnet, except multicast (the plugin's `! -d 224.0.0.0/4`, or ff00::/8), is
+    masqueraded. The plugin makes a chain and four rule execs per pod on ADD and on DEL; this
+    is one rule for the network's life."""
+    if host_masquerade(config):
+        return ["-s", config.subnet, "!", "-d", str(config.cluster_cidr), "-m", "comment", "--comment",
+                f'name: "{config.name}" masquerade leaving the cluster', "-j", "MASQUERADE"]
+    return ["-s", config.subnet, "!", "-d", config.subnet, "-m", "addrtype", "!", "--dst-type", "MULTICAST",
+            "-m", "comment", "--comment", f'name: "{config.name}" masquerade leaving the pod network',
+            "-j", "MASQUERADE"]
 
 
 def default_conflist(config: NetworkConfig) -> dict[str, Any]:
     # No "firewall" plugin: it works with iptables' nft backend here, but it only adds ACCEPT
     # rules to its own CNI-FORWARD chain, which matters only when FORWARD's policy is DROP, and
     # costs ~18 ms per ADD and ~28 ms per DEL (bench/network_attach.py --firewall); a host
-    # that needs it adds it to the conflist.
+    # that needs it adds it to the conflist. No "portmap" either: `hostports` does its work
+    # in one exec (bench/README.md).
     net = ipaddress.ip_network(config.subnet)
     return {
         "cniVersion": CNI_VERSION,
         "name": config.name,
         "plugins": [
-            {"type": "bridge", "bridge": config.bridge, "isGateway": True,
-             "ipMasq": not host_masquerade(config), "hairpinMode": True,
+            {"type": "bridge", "bridge": config.bridge, "isGateway": True, "ipMasq": False, "hairpinMode": True,
              "ipam": {"type": "host-local", "ranges": [[{"subnet": str(net)}]],
                       "routes": [{"dst": "0.0.0.0/0"}], "dataDir": str(config.cache_dir / "ipam")}},
-            {"type": "portmap", "capabilities": {"portMappings": True}, "snat": True},
         ],
     }
 
@@ -126,6 +140,17 @@ def _plugin_conf(conflist: dict[str, Any], plugin: dict[str, Any], prev: dict[st
             {"hostPort": p.host_port, "containerPort": p.container_port, "protocol": p.protocol.lower(),
              "hostIP": p.host_ip} for p in ports]}
     return conf
+
+
+def _maps_ports(conflist: dict[str, Any]) -> bool:
+    """Whether a plugin of the list takes the hostPort mappings (otherwise podbay's own rules do)."""
+    return any(p.get("capabilities", {}).get("portMappings") for p in conflist["plugins"])
+
+
+def _leaves_rules(conflist: dict[str, Any], ports: list[PortMapping]) -> bool:
+    """Whether the attachment may have nat rules a DEL must sweep: podbay's hostPort rules, or a
+    bridge plugin's masquerade (which its DEL leaves once the namespace is gone)."""
+    return bool(ports and not _maps_ports(conflist)) or any(p.get("ipMasq") for p in conflist["plugins"])
 
 
 def _idle(plugin: dict[str, Any], ports: list[PortMapping]) -> bool:
@@ -212,6 +237,10 @@ def _stale_default(path: Path, config: NetworkConfig) -> bool:
         subnet = existing["plugins"][0]["ipam"]["ranges"][0][0]["subnet"]
         was = [default_conflist(replace(config, subnet=subnet, cluster_cidr=cidr))
                for cidr in (config.cluster_cidr, None)]
+        # Until podbay masqueraded and mapped hostPorts itself, the bridge plugin could masquerade
+        # and portmap followed it.
+        was += [{**c, "plugins": [{**c["plugins"][0], "ipMasq": True}, *c["plugins"][1:]]} for c in was]
+        was += [{**c, "plugins": [*c["plugins"], _PORTMAP]} for c in was]
     except (OSError, ValueError, LookupError, TypeError):
         return False
     return existing in was and existing != default_conflist(config)
@@ -234,9 +263,7 @@ class PodNetwork:
         return path
 
     async def ensure_masquerade(self) -> None:
-        """The masquerade rule when this network masquerades itself (`host_masquerade`); idempotent."""
-        if not host_masquerade(self.config):
-            return
+        """The network's masquerade rule (`masquerade_rule`); idempotent."""
         iptables = "iptables" if ipaddress.ip_network(self.config.subnet).version == 4 else "ip6tables"
         rule = masquerade_rule(self.config)
         code, _, _ = await _run(iptables, "-w", "-t", "nat", "-C", "POSTROUTING", *rule)
@@ -319,7 +346,24 @@ class PodNetwork:
         write_json_atomic(cache, record)
         if prev is None:
             raise NetworkError(f"{self.conflist_path()}: no plugin of network {conflist['name']!r} returned a result")
+        if ports and not _maps_ports(conflist):
+            await self._add_host_ports(conflist, container_id, prev, ports)
         return prev
+
+    async def _add_host_ports(self, conflist: dict[str, Any], container_id: str, result: dict[str, Any],
+                              ports: list[PortMapping]) -> None:
+        """podbay's own hostPort rules (`hostports`), tagged as the bridge plugin tags its rules
+        for this container, so detach removes both together."""
+        interfaces = result.get("interfaces", [])
+        addresses = [hostports.PodAddress.parse(ip["address"]) for ip in result.get("ips", [])
+                     if ip.get("interface") is None or interfaces[ip["interface"]].get("sandbox")]
+        # The bridge plugin reports the bridge first; a list whose plugin reports no host-side
+        # interface is routed through the configured bridge.
+        bridge = next((i["name"] for i in interfaces if not i.get("sandbox")), self.config.bridge)
+        try:
+            await hostports.add(ports, addresses, f'name: "{conflist["name"]}" id: "{container_id}"', bridge)
+        except (hostports.HostPortError, OSError) as exc:
+            raise NetworkError(str(exc)) from None
 
     async def _undo(self, container_id: str, netns: Path) -> None:
         try:
@@ -335,6 +379,8 @@ class PodNetwork:
         conflist, prev = cached["conflist"], cached.get("result")
         cached["ports"] = [asdict(p) for p in ports]
         write_json_atomic(cache, cached)  # so a DEL after a failure below removes them too
+        if not _maps_ports(conflist):
+            await self._add_host_ports(conflist, container_id, prev, ports)
         for plugin in conflist["plugins"]:
             if plugin.get("capabilities", {}).get("portMappings"):
                 await self._exec("ADD", _plugin_conf(conflist, plugin, prev, ports), container_id, netns,
@@ -365,7 +411,7 @@ class PodNetwork:
                                  cached["args"])
             except NetworkError as exc:
                 errors.append(str(exc))
-        if not errors:
+        if not errors and _leaves_rules(conflist, ports):
             errors += await _drop_rules(plugin_comment(conflist["name"], container_id), _families(prev))
         if errors:
             raise NetworkError("; ".join(errors))

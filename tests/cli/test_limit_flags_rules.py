@@ -29,3 +29,16 @@ def test_a_bad_threshold_is_refused(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit):
         parse(["--eviction-hard", "memory.available>1Gi"])
     assert "argument --eviction-hard: invalid eviction threshold" in capsys.readouterr().err
+
+
+def test_max_pods_defaults_to_the_kubelets_110_and_must_be_positive(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    assert settings_from(parse([])).max_pods == 110
+    settings = settings_from(parse(["--max-pods", "250"]))
+    assert settings.max_pods == 250 and settings_from(parse(settings.as_args())) == settings
+    monkeypatch.setenv("PODBAY_MAX_PODS", "7")
+    assert settings_from(parse([])).max_pods == 7
+    for bad in ("0", "-3", "many"):
+        with pytest.raises(SystemExit):
+            parse(["--max-pods", bad])
+        assert f"argument --max-pods: {bad!r}: not a positive integer" in capsys.readouterr().err

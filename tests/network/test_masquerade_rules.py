@@ -1,5 +1,5 @@
-"""Who masquerades pods' traffic: the bridge plugin (everything leaving the subnet) or, for a node
-whose subnet is part of the cluster CIDR, podbay's one rule (only what leaves the cluster)."""
+"""podbay's one masquerade rule per network: everything leaving the subnet (as the bridge plugin's
+ipMasq did per pod) or, for a node whose subnet is part of the cluster CIDR, only what leaves the cluster."""
 from __future__ import annotations
 
 import json
@@ -17,12 +17,26 @@ def test_a_subnet_inside_the_cluster_cidr_is_masqueraded_by_podbay_only_leaving_
                                        "--comment", 'name: "n" masquerade leaving the cluster', "-j", "MASQUERADE"]
 
 
-def test_otherwise_the_bridge_plugin_masquerades_as_before() -> None:
-    for config in (NetworkConfig(subnet="10.123.4.0/24", cluster_cidr="10.244.0.0/16"),
-                   NetworkConfig(subnet="10.244.3.0/24"),
-                   NetworkConfig(subnet="fd00:1::/64", cluster_cidr="10.244.0.0/16")):
+def test_otherwise_what_leaves_the_subnet_is_masqueraded_but_multicast() -> None:
+    for config in (NetworkConfig(name="n", subnet="10.123.4.0/24", cluster_cidr="10.244.0.0/16"),
+                   NetworkConfig(name="n", subnet="10.123.4.0/24"),
+                   NetworkConfig(name="n", subnet="fd00:1::/64", cluster_cidr="10.244.0.0/16")):
         assert not host_masquerade(config)
-        assert default_conflist(config)["plugins"][0]["ipMasq"] is True
+        assert default_conflist(config)["plugins"][0]["ipMasq"] is False
+        assert masquerade_rule(config) == [
+            "-s", config.subnet, "!", "-d", config.subnet, "-m", "addrtype", "!", "--dst-type", "MULTICAST",
+            "-m", "comment", "--comment", 'name: "n" masquerade leaving the pod network', "-j", "MASQUERADE"]
+
+
+def test_podbays_former_default_with_the_plugins_masquerade_is_rewritten(tmp_path: Path) -> None:
+    network = PodNetwork(NetworkConfig(name="n", subnet="10.123.4.0/24", conf_dir=tmp_path))
+    path = network.ensure_conflist()
+    former = json.loads(path.read_text())
+    former["plugins"][0]["ipMasq"] = True
+    former["plugins"].append({"type": "portmap", "capabilities": {"portMappings": True}, "snat": True})
+    path.write_text(json.dumps(former))
+    network.ensure_conflist()
+    assert json.loads(path.read_text()) == default_conflist(network.config)
 
 
 def test_the_network_shutdown_finds_the_rule_by_the_plugins_comment() -> None:

@@ -8,6 +8,7 @@ import ipaddress
 import json
 import socket
 import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Callable, Iterator
@@ -67,13 +68,13 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-async def _http_get(port: int, deadline_s: float = 10.0) -> bytes:
-    """GET / from 127.0.0.1:port, retrying until the server inside the pod listens."""
+async def _http_get(port: int, deadline_s: float = 10.0, host: str = "127.0.0.1") -> bytes:
+    """GET / from host:port, retrying until the server inside the pod listens."""
     deadline = time.monotonic() + deadline_s
     last: object = None
     while True:
         try:
-            reader, writer = await asyncio.wait_for(asyncio.open_connection("127.0.0.1", port), 2)
+            reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), 2)
             writer.write(b"GET / HTTP/1.0\r\nHost: localhost\r\n\r\n")
             body = last = await asyncio.wait_for(reader.read(), 2)
             writer.close()
@@ -82,9 +83,27 @@ async def _http_get(port: int, deadline_s: float = 10.0) -> bytes:
         except (OSError, asyncio.TimeoutError) as exc:
             last = exc
         if time.monotonic() > deadline:
-            raise AssertionError(f"nothing served on 127.0.0.1:{port} (last: {last!r}); nat rules for it: "
+            raise AssertionError(f"nothing served on {host}:{port} (last: {last!r}); nat rules for it: "
                                  f"{[r for r in _iptables_rules().splitlines() if str(port) in r]}")
         await asyncio.sleep(0.05)
+
+
+# A GET from inside a namespace (the host's /bin/busybox wget segfaults).
+_FETCH = "import sys, urllib.request; sys.stdout.write(urllib.request.urlopen(sys.argv[1], timeout=5).read().decode())"
+
+
+# An HTTP server answering one GET with the client's address.
+_PEER_ECHO = """
+import http.server, sys
+class Peer(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        self.send_response(200)
+        self.end_headers()
+        self.wfile.write(self.client_address[0].encode())
+server = http.server.HTTPServer((sys.argv[1], 8080), Peer)
+print("listening", flush=True)
+server.handle_request()
+"""
 
 
 @contextlib.contextmanager
@@ -119,6 +138,93 @@ async def test_host_ports_added_to_an_existing_attachment(
     with _httpd(netns, tmp_path, "warm pod\n"):
         assert b"warm pod" in await _http_get(host_port)
     await pod_network.detach("cw", netns)  # the cached mappings are removed too (host_env checks)
+
+
+async def test_host_port_reaches_the_pod_from_the_host_and_from_pods_and_goes_with_it(
+        tmp_path: Path, pod_network: PodNetwork, make_netns: Callable[[str], Path]) -> None:
+    server, client = make_netns("s"), make_netns("c")
+    host_port = _free_port()
+    status = await pod_network.attach("cs", server, port_mappings=[PortMapping(host_port=host_port, container_port=8080)])
+    await pod_network.attach("cc", client)
+    # The gateway is the host's address on the bridge: a host IP as any other.
+    assert status.gateway is not None
+    with _httpd(server, tmp_path, "mapped\n"):
+        assert b"mapped" in await _http_get(host_port)
+        assert b"mapped" in await _http_get(host_port, host=status.gateway)
+        # Another pod, and the pod itself, through the node's address: masqueraded, so the
+        # replies come back through the DNAT.
+        for netns in (client, server):
+            got = in_netns(netns, sys.executable, "-c", _FETCH, f"http://{status.gateway}:{host_port}/")
+            assert got.stdout == "mapped\n", got.stderr
+    await pod_network.detach("cs", server)
+    assert f"--dport {host_port} " not in _iptables_rules() and f":{host_port}" not in _iptables_rules()
+    with pytest.raises(AssertionError, match="nothing served"):
+        await _http_get(host_port, deadline_s=0.5)
+    await pod_network.detach("cc", client)
+
+
+async def test_host_ports_outlive_the_process_that_mapped_them(
+        tmp_path: Path, pod_network: PodNetwork, make_netns: Callable[[str], Path]) -> None:
+    netns = make_netns("r")
+    host_port = _free_port()
+    await pod_network.attach("cr", netns, port_mappings=[PortMapping(host_port=host_port, container_port=8080,
+                                                                     host_ip="127.0.0.1")])
+    restarted = PodNetwork(pod_network.config)  # an agent restarted: only the cache and the kernel remember
+    with _httpd(netns, tmp_path, "still here\n"):
+        assert b"still here" in await _http_get(host_port)
+        await restarted.detach("cr", netns)
+    assert str(host_port) not in _iptables_rules()
+
+
+async def test_a_users_list_with_portmap_maps_host_ports_through_the_plugin(
+        tmp_path: Path, pod_network: PodNetwork, make_netns: Callable[[str], Path]) -> None:
+    path = pod_network.ensure_conflist()
+    conflist = json.loads(path.read_text())
+    # masqAll (default false) makes it a list of the user's, not podbay's former default.
+    conflist["plugins"].append({"type": "portmap", "capabilities": {"portMappings": True}, "snat": True,
+                                "masqAll": False})
+    path.write_text(json.dumps(conflist))
+    netns = make_netns("p")
+    host_port = _free_port()
+    await pod_network.attach("cp", netns, port_mappings=[PortMapping(host_port=host_port, container_port=8080)])
+    mine = [r for r in _iptables_rules().splitlines() if str(host_port) in r]
+    assert mine and all(r.startswith("-A CNI-") for r in mine)  # the plugin's chains, not podbay's rules
+    with _httpd(netns, tmp_path, "via portmap\n"):
+        assert b"via portmap" in await _http_get(host_port)
+    await pod_network.detach("cp", netns)
+
+
+async def test_traffic_leaving_the_subnet_is_masqueraded_by_the_networks_one_rule(
+        host_env: HostEnv, pod_network: PodNetwork, make_netns: Callable[[str], Path]) -> None:
+    pod, outside = make_netns("m"), make_netns("o")
+    # A host outside the pod network, on a link of its own (198.18.0.0/15: benchmark addresses).
+    octet = int(host_env.prefix[-2:], 16)
+    host_ip, outside_ip, veth = f"198.18.{octet}.1", f"198.18.{octet}.2", f"{host_env.prefix}o"
+    subprocess.run(["ip", "link", "add", veth, "type", "veth", "peer", "name", "eth0", "netns", outside.name],
+                   check=True)
+    try:
+        subprocess.run(["ip", "addr", "add", f"{host_ip}/30", "dev", veth], check=True)
+        subprocess.run(["ip", "link", "set", veth, "up"], check=True)
+        for command in (["ip", "addr", "add", f"{outside_ip}/30", "dev", "eth0"], ["ip", "link", "set", "eth0", "up"],
+                        ["ip", "link", "set", "lo", "up"]):
+            in_netns(outside, *command).check_returncode()
+        await pod_network.ensure_masquerade()
+        await pod_network.ensure_masquerade()  # idempotent: one rule
+        assert _iptables_rules().count("masquerade leaving the pod network") == 1
+        [pod_ip] = (await pod_network.attach("cm", pod)).ips
+        # The outside host answers with the address it saw; it has no route to the pod network.
+        server = subprocess.Popen(["ip", "netns", "exec", outside.name, sys.executable, "-c", _PEER_ECHO, outside_ip],
+                                  stdout=subprocess.PIPE, text=True)
+        try:
+            assert server.stdout is not None and server.stdout.readline() == "listening\n"
+            got = in_netns(pod, sys.executable, "-c", _FETCH, f"http://{outside_ip}:8080/")
+        finally:
+            server.kill()
+            server.wait()
+        assert got.stdout == host_ip and got.stdout != pod_ip, got.stderr
+        await pod_network.detach("cm", pod)
+    finally:
+        subprocess.run(["ip", "link", "del", veth], check=False)
 
 
 async def test_check_reports_a_missing_interface(
@@ -170,7 +276,9 @@ async def test_failed_add_undoes_what_it_added(
     netns = make_netns("f")
     pod_network.ensure_conflist()
     path = pod_network.conflist_path()
-    path.write_text(path.read_text().replace('"type": "portmap"', '"type": "nosuchplugin"'))
+    conflist = json.loads(path.read_text())
+    conflist["plugins"].append({"type": "nosuchplugin"})
+    path.write_text(json.dumps(conflist))
     with pytest.raises(NetworkError, match='failed to find plugin "nosuchplugin"'):
         await pod_network.attach("cf", netns)
     assert "eth0" not in links_in(netns)

@@ -1,9 +1,11 @@
 """Pure rules of the pod network: hostPort conflicts, the default conflist, result validation."""
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from podbay.runtime.cni import result_problems
+from podbay.runtime.hostports import PodAddress, rules
 from podbay.runtime.network import (NetworkConfig, PodNetwork, PortMapping, plugin_comment, nat_rules_to_drop, default_conflist,
                                     host_port_conflicts)
 
@@ -31,23 +33,73 @@ def test_one_pod_asking_twice_for_a_host_port_conflicts() -> None:
         "hostPort 80/TCP on 10.0.0.1 is requested twice"]
 
 
-def test_default_conflist_is_bridge_then_portmap(tmp_path: Path) -> None:
+def test_default_conflist_is_the_bridge_alone(tmp_path: Path) -> None:
     config = NetworkConfig(name="n", bridge="br9", subnet="10.9.0.0/24", cache_dir=tmp_path)
     conflist = default_conflist(config)
     assert conflist["cniVersion"] == "1.0.0" and conflist["name"] == "n"
-    bridge, portmap = conflist["plugins"]
-    assert bridge["bridge"] == "br9" and bridge["isGateway"] and bridge["ipMasq"] and bridge["hairpinMode"]
+    [bridge] = conflist["plugins"]  # hostPorts are podbay's own rules (runtime/hostports.py)
+    # Masquerading is podbay's one rule per network (test_masquerade_rules.py).
+    assert bridge["bridge"] == "br9" and bridge["isGateway"] and not bridge["ipMasq"] and bridge["hairpinMode"]
     assert bridge["ipam"]["ranges"] == [[{"subnet": "10.9.0.0/24"}]]
     assert bridge["ipam"]["dataDir"].startswith(str(tmp_path))
-    assert portmap == {"type": "portmap", "capabilities": {"portMappings": True}, "snat": True}
 
 
 def test_ensure_conflist_never_replaces_a_users_file(tmp_path: Path) -> None:
     network = PodNetwork(NetworkConfig(conf_dir=tmp_path))
     path = network.ensure_conflist()
-    assert path == tmp_path / "podbay.conflist" and '"portmap"' in path.read_text()
+    assert path == tmp_path / "podbay.conflist" and '"bridge"' in path.read_text()
     path.write_text("{}")
     assert network.ensure_conflist().read_text() == "{}"
+
+
+def test_the_former_default_with_portmap_is_rewritten(tmp_path: Path) -> None:
+    network = PodNetwork(NetworkConfig(conf_dir=tmp_path, cache_dir=tmp_path))
+    path = network.ensure_conflist()
+    former = json.loads(path.read_text())
+    former["plugins"].append({"type": "portmap", "capabilities": {"portMappings": True}, "snat": True})
+    path.write_text(json.dumps(former))
+    assert '"portmap"' not in network.ensure_conflist().read_text()
+
+
+def test_host_port_rules_dnat_local_traffic_and_masquerade_hairpin_and_localhost() -> None:
+    pod = PodAddress.parse("10.9.0.7/24")
+    comment = 'name: "net" id: "c1"'
+    tag = '-m comment --comment "name: \\"net\\" id: \\"c1\\""'
+    assert rules([PortMapping(18080, 8080), PortMapping(53, 5353, "UDP", host_ip="127.0.0.1")], pod, comment) == [
+        f"-I PREROUTING -p tcp --dport 18080 -m addrtype --dst-type LOCAL {tag} -j DNAT --to-destination 10.9.0.7:8080",
+        f"-I OUTPUT -p tcp --dport 18080 -m addrtype --dst-type LOCAL {tag} -j DNAT --to-destination 10.9.0.7:8080",
+        "-I POSTROUTING -p tcp -s 10.9.0.0/24 -d 10.9.0.7 --dport 8080 -m conntrack --ctstate DNAT "
+        f"--ctorigdstport 18080 {tag} -j MASQUERADE",
+        "-I POSTROUTING -p tcp -s 127.0.0.1 -d 10.9.0.7 --dport 8080 -m conntrack --ctstate DNAT "
+        f"--ctorigdstport 18080 {tag} -j MASQUERADE",
+        f"-I PREROUTING -p udp -d 127.0.0.1 --dport 53 -m addrtype --dst-type LOCAL {tag} -j DNAT "
+        "--to-destination 10.9.0.7:5353",
+        f"-I OUTPUT -p udp -d 127.0.0.1 --dport 53 -m addrtype --dst-type LOCAL {tag} -j DNAT "
+        "--to-destination 10.9.0.7:5353",
+        "-I POSTROUTING -p udp -s 10.9.0.0/24 -d 10.9.0.7 --dport 5353 -m conntrack --ctstate DNAT "
+        f"--ctorigdstport 53 {tag} -j MASQUERADE",
+        "-I POSTROUTING -p udp -s 127.0.0.1 -d 10.9.0.7 --dport 5353 -m conntrack --ctstate DNAT "
+        f"--ctorigdstport 53 {tag} -j MASQUERADE",
+    ]
+
+
+def test_host_port_rules_skip_the_other_family_and_localhost_for_ipv6() -> None:
+    v6 = PodAddress.parse("fd00::7/64")
+    assert rules([PortMapping(80, 8080, host_ip="127.0.0.1")], v6, "c") == []
+    assert rules([PortMapping(80, 8080, host_ip="::")], v6, "c") == [
+        '-I PREROUTING -p tcp --dport 80 -m addrtype --dst-type LOCAL -m comment --comment "c" -j DNAT '
+        "--to-destination [fd00::7]:8080",
+        '-I OUTPUT -p tcp --dport 80 -m addrtype --dst-type LOCAL -m comment --comment "c" -j DNAT '
+        "--to-destination [fd00::7]:8080",
+        "-I POSTROUTING -p tcp -s fd00::/64 -d fd00::7 --dport 8080 -m conntrack --ctstate DNAT "
+        '--ctorigdstport 80 -m comment --comment "c" -j MASQUERADE']
+
+
+def test_host_port_rules_are_what_detach_drops() -> None:
+    lines = rules([PortMapping(80, 8080)], PodAddress.parse("10.9.0.2/24"), 'name: "net" id: "c1"')
+    saved = "\n".join(["*nat", *("-A" + line[2:] for line in lines), "COMMIT", ""])
+    batch = nat_rules_to_drop(saved, plugin_comment("net", "c1"))
+    assert batch[1:-2] == ["-D" + line[2:] for line in lines]
 
 
 def test_result_problems_name_the_field() -> None:

@@ -1,0 +1,30 @@
+"""Pinned namespaces made in-process (no network namespace): new UTS and IPC namespaces with the
+pod's hostname, held by their files, while the process keeps its own."""
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+
+import pytest
+
+from podbay.runtime.namespaces import pin_namespaces, unpin_namespaces
+from podbay.runtime.syscalls import is_mountpoint
+from tests.conftest import HostEnv
+
+pytestmark = pytest.mark.e2e
+
+
+async def test_uts_and_ipc_are_new_named_and_held_by_their_files(host_env: HostEnv) -> None:
+    directory = host_env.run_root / "ns-test"
+    own_hostname = socket.gethostname()
+    pinned = await pin_namespaces(directory, "pinned-pod", ("uts", "ipc"))
+    try:
+        inside = subprocess.run(["nsenter", f"--uts={pinned.path('uts')}", "hostname"], capture_output=True, text=True)
+        assert inside.stdout.strip() == "pinned-pod", inside.stderr
+        for kind in ("uts", "ipc"):
+            assert os.stat(pinned.path(kind)).st_ino != os.stat(f"/proc/self/ns/{kind}").st_ino
+        assert socket.gethostname() == own_hostname  # the thread that made them is gone with its namespaces
+    finally:
+        unpin_namespaces(directory)
+    assert not directory.exists() and not is_mountpoint(str(pinned.path("uts")))
