@@ -28,6 +28,7 @@ from podbay.api.models import (
     RuntimeClass,
     Secret,
 )
+from podbay.api.resourcenames import BY_PLURAL
 from podbay.api.owners import PropagationPolicy
 from podbay.api.networking import Ingress, validate_ingress
 from podbay.api.services import Endpoints, EndpointSlice, Service
@@ -80,77 +81,82 @@ def _selector_immutable(new: Deployment | ReplicaSet, old: Deployment | ReplicaS
     return []
 
 
+def _stored(plural: str, model: type[Any], subresources: tuple[str, ...] = (), **rules: Any) -> ResourceInfo:
+    """A stored kind: its names from podbay.api.resourcenames, its model and rules from here."""
+    r = BY_PLURAL[plural]
+    return ResourceInfo(r.name, r.kind, r.namespaced, model, r.short_names, subresources, group=r.group,
+                        version=r.version, **rules)
+
+
 RESOURCES: dict[str, ResourceInfo] = {
-    "pods": ResourceInfo("pods", "Pod", True, Pod, ("po",),
-                         ("status", "binding", "log", "exec", "attach", "portforward", "ephemeralcontainers")),
-    "nodes": ResourceInfo("nodes", "Node", False, Node, ("no",), ("status",)),
-    "namespaces": ResourceInfo("namespaces", "Namespace", False, Namespace, ("ns",), ("status",)),
-    "events": ResourceInfo("events", "Event", True, Event, ("ev",)),
-    "configmaps": ResourceInfo("configmaps", "ConfigMap", True, ConfigMap, ("cm",)),
-    "secrets": ResourceInfo("secrets", "Secret", True, Secret, ()),
-    "services": ResourceInfo("services", "Service", True, Service, ("svc",), ("status",)),
-    "endpoints": ResourceInfo("endpoints", "Endpoints", True, Endpoints, ("ep",)),
-    "replicationcontrollers": ResourceInfo(
-        "replicationcontrollers", "ReplicationController", True, ReplicationController, ("rc",), ("scale", "status"),
+    "pods": _stored("pods", Pod, ("status", "binding", "log", "exec", "attach", "portforward",
+                                  "ephemeralcontainers")),
+    "nodes": _stored("nodes", Node, ("status",)),
+    "namespaces": _stored("namespaces", Namespace, ("status",)),
+    "events": _stored("events", Event),
+    "configmaps": _stored("configmaps", ConfigMap),
+    "secrets": _stored("secrets", Secret),
+    "services": _stored("services", Service, ("status",)),
+    "endpoints": _stored("endpoints", Endpoints),
+    "replicationcontrollers": _stored(
+        "replicationcontrollers", ReplicationController, ("scale", "status"),
         defaults=default_replication_controller, validate=validate_replication_controller, generation=True,
         categories=("all",)),
-    "persistentvolumes": ResourceInfo(
-        "persistentvolumes", "PersistentVolume", False, PersistentVolume, ("pv",), ("status",),
-        defaults=default_persistent_volume, validate=validate_persistent_volume,
+    "persistentvolumes": _stored(
+        "persistentvolumes", PersistentVolume, ("status",), defaults=default_persistent_volume,
+        validate=validate_persistent_volume, created_status={"phase": "Pending"}),
+    "persistentvolumeclaims": _stored(
+        "persistentvolumeclaims", PersistentVolumeClaim, ("status",), defaults=default_persistent_volume_claim,
+        validate=validate_persistent_volume_claim, validate_update=validate_persistent_volume_claim_update,
         created_status={"phase": "Pending"}),
-    "persistentvolumeclaims": ResourceInfo(
-        "persistentvolumeclaims", "PersistentVolumeClaim", True, PersistentVolumeClaim, ("pvc",), ("status",),
-        defaults=default_persistent_volume_claim, validate=validate_persistent_volume_claim,
-        validate_update=validate_persistent_volume_claim_update, created_status={"phase": "Pending"}),
 }
 
 # The named API groups, served under /apis/{group}/{version}: group -> version -> resources,
 # the preferred version first. Store keys are the plurals, so they are unique across all groups.
 API_GROUPS: dict[str, dict[str, dict[str, ResourceInfo]]] = {
     "coordination.k8s.io": {
-        "v1": {"leases": ResourceInfo("leases", "Lease", True, Lease, group="coordination.k8s.io")},
+        "v1": {"leases": _stored("leases", Lease)},
     },
     "apps": {
         "v1": {
-            "deployments": ResourceInfo(
-                "deployments", "Deployment", True, Deployment, ("deploy",), ("scale", "status"), group="apps",
-                defaults=default_deployment, validate=validate_deployment, validate_update=_selector_immutable,
-                generation=True, categories=("all",)),
-            "replicasets": ResourceInfo(
-                "replicasets", "ReplicaSet", True, ReplicaSet, ("rs",), ("scale", "status"), group="apps",
-                defaults=default_replica_set, validate=validate_replica_set, validate_update=_selector_immutable,
-                generation=True, categories=("all",)),
-            "daemonsets": ResourceInfo(
-                "daemonsets", "DaemonSet", True, DaemonSet, ("ds",), ("status",), group="apps", categories=("all",),
+            "deployments": _stored(
+                "deployments", Deployment, ("scale", "status"), defaults=default_deployment,
+                validate=validate_deployment, validate_update=_selector_immutable, generation=True,
+                categories=("all",)),
+            "replicasets": _stored(
+                "replicasets", ReplicaSet, ("scale", "status"), defaults=default_replica_set,
+                validate=validate_replica_set, validate_update=_selector_immutable, generation=True,
+                categories=("all",)),
+            "daemonsets": _stored(
+                "daemonsets", DaemonSet, ("status",), categories=("all",),
                 denied=no_controller("DaemonSet", "run the pods with a Deployment, or one pod per node")),
-            "statefulsets": ResourceInfo(
-                "statefulsets", "StatefulSet", True, StatefulSet, ("sts",), ("scale", "status"), group="apps",
-                categories=("all",), denied=no_controller("StatefulSet", "run the pods with a Deployment")),
+            "statefulsets": _stored(
+                "statefulsets", StatefulSet, ("scale", "status"), categories=("all",),
+                denied=no_controller("StatefulSet", "run the pods with a Deployment")),
         },
     },
     "batch": {
-        # batch/v1 Jobs orphan their pods unless told otherwise, for compatibility (kubectl asks
-        # for Background).
-        "v1": {"jobs": ResourceInfo(
-            "jobs", "Job", True, Job, (), ("status",), group="batch", defaults=prepare_job, validate=validate_job,
-            validate_update=validate_job_update, generation=True, categories=("all",),
-            default_propagation="Orphan"),
-            "cronjobs": ResourceInfo(
-                "cronjobs", "CronJob", True, CronJob, ("cj",), ("status",), group="batch", categories=("all",),
-                denied=no_controller("CronJob", "create the Job when it should run"))},
+        "v1": {
+            # batch/v1 Jobs orphan their pods unless told otherwise, for compatibility (kubectl asks
+            # for Background).
+            "jobs": _stored(
+                "jobs", Job, ("status",), defaults=prepare_job, validate=validate_job,
+                validate_update=validate_job_update, generation=True, categories=("all",),
+                default_propagation="Orphan"),
+            "cronjobs": _stored(
+                "cronjobs", CronJob, ("status",), categories=("all",),
+                denied=no_controller("CronJob", "create the Job when it should run")),
+        },
     },
     "networking.k8s.io": {
-        "v1": {"ingresses": ResourceInfo("ingresses", "Ingress", True, Ingress, ("ing",), ("status",),
-                                         group="networking.k8s.io", validate=validate_ingress,
-                                         created_status={"loadBalancer": {}})},
+        "v1": {"ingresses": _stored("ingresses", Ingress, ("status",), validate=validate_ingress,
+                                    created_status={"loadBalancer": {}})},
     },
     "discovery.k8s.io": {
-        "v1": {"endpointslices": ResourceInfo("endpointslices", "EndpointSlice", True, EndpointSlice,
-                                              group="discovery.k8s.io")},
+        "v1": {"endpointslices": _stored("endpointslices", EndpointSlice)},
     },
     "node.k8s.io": {
-        "v1": {"runtimeclasses": ResourceInfo("runtimeclasses", "RuntimeClass", False, RuntimeClass,
-                                              group="node.k8s.io")},
+        "v1": {"runtimeclasses": _stored("runtimeclasses", RuntimeClass)},
     },
 }
 # Groups whose objects are computed when read, not stored: their handlers answer them, and as their
