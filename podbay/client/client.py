@@ -14,13 +14,12 @@ import random
 import ssl
 from pathlib import Path
 from typing import Any, AsyncIterator, Awaitable, Callable, Sequence, TypeVar, cast
-from urllib.parse import quote
 
 import aiohttp
 from pydantic import BaseModel
 
 from podbay.api import Binding, Pod
-from podbay.api.kinds import ALL_RESOURCES
+from podbay.api.resourcenames import RESOURCE_NAMES, Resource
 from podbay.api.remotecommand import CLIENT_PROTOCOLS
 from podbay.api.serialize import from_dict, to_dict
 from podbay.client.errors import error_from_response as _error, error_from_status
@@ -35,7 +34,7 @@ log = logging.getLogger("podbay.client")
 
 DEFAULT_SERVER = "unix:///run/podbay/api.sock"
 # kind -> (resource, namespaced)
-_RESOURCES: dict[str, tuple[str, bool]] = {info.kind: (info.name, info.namespaced) for info in ALL_RESOURCES.values()}
+_RESOURCES: dict[str, Resource] = {r.kind: r for r in RESOURCE_NAMES}
 PATCH_TYPES = {
     "strategic": "application/strategic-merge-patch+json",
     "merge": "application/merge-patch+json",
@@ -56,7 +55,7 @@ _NEVER_SENT = (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError)
 _UNANSWERED = (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError, asyncio.TimeoutError)
 
 
-def _resource(kind: type[Any]) -> tuple[str, bool]:
+def _resource(kind: type[Any]) -> Resource:
     try:
         return _RESOURCES[kind.__name__]
     except KeyError:
@@ -203,18 +202,7 @@ class Client:
     @staticmethod
     def path(kind: type[Any], namespace: str | None = None, name: str | None = None,
              subresource: str | None = None) -> str:
-        resource, namespaced = _resource(kind)
-        # A named group's model says its group version (Lease: coordination.k8s.io/v1).
-        api_version = kind.model_fields["api_version"].default
-        path = "/api/v1" if api_version == "v1" else f"/apis/{api_version}"
-        if namespaced and namespace:
-            path += f"/namespaces/{quote(namespace, safe='')}"
-        path += f"/{resource}"
-        if name is not None:
-            path += f"/{quote(name, safe='')}"
-        if subresource:
-            path += f"/{subresource}"
-        return path
+        return _resource(kind).path(namespace, name, subresource)
 
     async def request(
         self,
@@ -493,7 +481,7 @@ class Client:
 
     @staticmethod
     def _namespace(kind: type[Any], namespace: str | None) -> str | None:
-        return (namespace or "default") if _resource(kind)[1] else None
+        return (namespace or "default") if _resource(kind).namespaced else None
 
 
 def _selectors(label_selector: str | None, field_selector: str | None) -> dict[str, str]:
