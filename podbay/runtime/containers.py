@@ -1,6 +1,6 @@
 """Containers in pod sandboxes: their rootfs, bundle and records (CRI's CreateContainer,
-StartContainer, StopContainer, RemoveContainer, ContainerStatus, ListContainers), their exits,
-and the paths into them (exec, attach, logs). The sandboxes are `sandboxes.py`'s."""
+StartContainer, StopContainer, RemoveContainer, ContainerStatus, ListContainers) and their exits.
+Exec and attach are `execs.py`'s; the sandboxes are `sandboxes.py`'s."""
 from __future__ import annotations
 
 import asyncio
@@ -16,25 +16,21 @@ from typing import Any, Awaitable, Callable
 
 from podbay.api.errors import NotFound
 from podbay.runtime import cgroups
-from podbay.runtime.attach import AttachSession, attach as attach_container
+from podbay.runtime.bundles import container_log_path, make_bundle
 from podbay.runtime.config import RuntimeConfig
 from podbay.runtime.diskusage import disk_usage
-from podbay.runtime.execsession import ExecSession, start_exec
 from podbay.runtime.exits import ExitWatcher
 from podbay.runtime.handler import RuntimeHandler
 from podbay.runtime.images import ImageStore
-from podbay.runtime.images.devices import make_devices
 from podbay.runtime.oci import OCIRuntime, process_start_time
-from podbay.runtime.records import ContainerRecord, SandboxRecord
+from podbay.runtime.records import ContainerRecord
 from podbay.runtime.sandboxes import Sandboxes
 from podbay.runtime.seccomp import load_profile
-from podbay.runtime.spec import SandboxPaths, oci_spec
-from podbay.runtime.syscalls import is_mountpoint, mount, umount
+from podbay.runtime.syscalls import is_mountpoint, umount
 from podbay.runtime.types import (
     ContainerConfig, ContainerMetadata, ContainerRuntimeError, ContainerState, ContainerStats, ContainerStatus,
-    ContainerUsage, Mount, SandboxState,
+    ContainerUsage, SandboxState,
 )
-from podbay.runtime.users import resolve_user
 
 
 def _now() -> datetime:
@@ -60,7 +56,7 @@ class Containers:
     def _container_dir(self, container_id: str) -> Path:
         return self.config.containers_root / container_id
 
-    def _bundle(self, container_id: str) -> Path:
+    def bundle(self, container_id: str) -> Path:
         return self.config.bundles_root / container_id
 
     def get(self, container_id: str) -> ContainerRecord:
@@ -76,7 +72,7 @@ class Containers:
         self._records[record.id] = record
         record.save()
 
-    def _handler_of(self, record: ContainerRecord) -> RuntimeHandler:
+    def handler_of(self, record: ContainerRecord) -> RuntimeHandler:
         return self.sandboxes.handler(record.handler)
 
     def _lock(self, container_id: str) -> asyncio.Lock:
@@ -104,7 +100,7 @@ class Containers:
         for record in self.records():
             if record.state is not ContainerState.CREATED or not record.conmon_pid:
                 continue
-            state = await self._handler_of(record).state(record.id)
+            state = await self.handler_of(record).state(record.id)
             if state is not None and state.get("status") in ("running", "stopped"):
                 # The start's moment was never recorded; now is the closest this process knows.
                 record.state, record.started_at = ContainerState.RUNNING, _now()
@@ -117,10 +113,6 @@ class Containers:
 
     # -- create and start ----------------------------------------------------------
 
-    def log_path(self, sandbox: SandboxRecord, name: str, attempt: int) -> Path:
-        m = sandbox.metadata
-        return self.config.state_root / "logs" / f"{m.namespace}_{m.name}_{m.uid}" / name / f"{attempt}.log"
-
     async def create(self, sandbox_id: str, config: ContainerConfig) -> str:
         """The container's rootfs (overlay of its image's layers), bundle and conmon-held process,
         stopped before its command runs (CRI's CreateContainer)."""
@@ -130,22 +122,25 @@ class Containers:
         image = self.images.image_status(config.image)
         if image is None:
             raise ContainerRuntimeError(f'image "{config.image}" not present')
+        seccomp_profile = None if config.security.privileged else load_profile(config.security.seccomp)
         container_id = secrets.token_hex(32)
         record = ContainerRecord(
             path=self._container_dir(container_id) / "record.json", id=container_id, sandbox_id=sandbox_id,
             metadata=replace(config.metadata), created_at=_now(), image=config.image, image_ref=image.id,
-            log_path=str(self.log_path(sandbox, config.metadata.name, config.metadata.attempt)),
+            log_path=str(container_log_path(self.config, sandbox, config.metadata)),
             labels=config.labels, annotations=config.annotations, stop_signal=config.stop_signal,
             termination_message_path=config.termination_message_path, handler=sandbox.handler)
         try:
-            self._make_bundle(record, sandbox, config)
+            pid = self._pid_namespace_of(config.pid_target_id) if config.pid_target_id else None
+            self._processes[container_id] = make_bundle(
+                self.images, self.handler_of(record), self.sandboxes, sandbox, record, config, pid, seccomp_profile)
             self._save(record)
         except BaseException:
             await self._discard(container_id)
             raise
         try:
-            created = await self._handler_of(record).create(
-                container_id, self._bundle(container_id), Path(record.log_path), tty=config.tty,
+            created = await self.handler_of(record).create(
+                container_id, self.bundle(container_id), Path(record.log_path), tty=config.tty,
                 stdin=config.stdin, stdin_once=config.stdin_once)
             record.pid, record.conmon_pid = created.pid, created.monitor_pid
             record.pid_start_time = process_start_time(record.pid) if record.pid else None
@@ -162,45 +157,12 @@ class Containers:
             self.exits.watch(container_id, created.monitor_pid)
         return container_id
 
-    def _make_bundle(self, record: ContainerRecord, sandbox: SandboxRecord, config: ContainerConfig) -> None:
-        """The rootfs (overlay of the image's layers, its devices) and the OCI config of the bundle."""
-        directory, bundle = self._container_dir(record.id), self._bundle(record.id)
-        seccomp_profile = None if config.security.privileged else load_profile(config.security.seccomp)
-        rootfs = bundle / "rootfs"
-        for d in (directory / "upper", directory / "work", rootfs):
-            d.mkdir(parents=True)
-        Path(record.log_path).parent.mkdir(parents=True, exist_ok=True)
-        layers = self.images.mount_layers(config.image)
-        mount("overlay", str(rootfs), "overlay", 0,
-              f"lowerdir={':'.join(map(str, layers))},upperdir={directory / 'upper'},workdir={directory / 'work'}")
-        make_devices(rootfs, layers, self.images.layer_devices(config.image))
-        uid, gid, groups = resolve_user(rootfs, config.security)
-        mounts = self._sandbox_mounts(sandbox, config, directory)
-        paths = self._sandbox_paths(sandbox, record.id, config.pid_target_id)
-        full = ContainerConfig(**{**config.__dict__, "mounts": mounts + list(config.mounts)})
-        spec = self._handler_of(record).container_spec(
-            oci_spec(full, paths, str(rootfs), uid, gid, groups, seccomp_profile), self.sandboxes.spec(sandbox))
-        (bundle / "config.json").write_text(json.dumps(spec))
-        self._processes[record.id] = spec["process"]
-
     async def _failed_to_start(self, record: ContainerRecord, exc: ContainerRuntimeError) -> None:
         record.state, record.exit_code, record.reason = ContainerState.EXITED, 128, "StartError"
         record.message, record.finished_at = str(exc), _now()
         self._save(record)
-        await self._handler_of(record).delete(record.id)
+        await self.handler_of(record).delete(record.id)
         self._release_rootfs(record.id)
-
-    def _sandbox_paths(self, sandbox: SandboxRecord, container_id: str, pid_target_id: str = "") -> SandboxPaths:
-        directory = self.sandboxes.sandbox_dir(sandbox.id)
-        return SandboxPaths(
-            net=None if sandbox.host_network else str(directory / "ns" / "net"),
-            ipc=None if sandbox.host_ipc else str(directory / "ns" / "ipc"),
-            uts=None if sandbox.host_network else str(directory / "ns" / "uts"),
-            pid=self._pid_namespace_of(pid_target_id) if pid_target_id else _shared_pid(sandbox),
-            host_pid=sandbox.host_pid,
-            shm=None if sandbox.host_ipc else str(directory / "shm"),
-            cgroups_path=f"{sandbox.cgroup}/{container_id[:16]}",
-        )
 
     def _pid_namespace_of(self, container_id: str) -> str:
         """The PID namespace of a running container, for another to join (by path in the OCI spec)."""
@@ -208,18 +170,6 @@ class Containers:
         if self.state(target) is not ContainerState.RUNNING or not target.pid:
             raise ContainerRuntimeError(f"target container {container_id[:12]} is not running")
         return f"/proc/{target.pid}/ns/pid"
-
-    def _sandbox_mounts(self, sandbox: SandboxRecord, config: ContainerConfig, directory: Path) -> list[Mount]:
-        etc = self.sandboxes.sandbox_dir(sandbox.id) / "etc"
-        mounts = [Mount("/etc/hosts", str(etc / "hosts")), Mount("/etc/resolv.conf", str(etc / "resolv.conf"))]
-        if not sandbox.host_network:
-            mounts.append(Mount("/etc/hostname", str(etc / "hostname")))
-        if config.termination_message_path:
-            log = directory / "termination-log"
-            log.touch()
-            log.chmod(0o666)
-            mounts.append(Mount(config.termination_message_path, str(log)))
-        return mounts
 
     async def start(self, container_id: str, on_started: Callable[[], None]) -> None:
         async with self._lock(container_id):
@@ -230,7 +180,7 @@ class Containers:
                 raise ContainerRuntimeError(f"container {container_id} is {record.state.value}, not created")
             await self._sandbox_ready(record.sandbox_id)
             try:
-                monitor = await self._handler_of(record).start(container_id, self._bundle(container_id),
+                monitor = await self.handler_of(record).start(container_id, self.bundle(container_id),
                                                                Path(record.log_path))
             except ContainerRuntimeError as exc:
                 await self._failed_to_start(record, exc)
@@ -255,11 +205,11 @@ class Containers:
         """Moves a record to EXITED once conmon has written the exit file."""
         if record.state is not ContainerState.RUNNING or not self.exits.exited(record.id):
             return record
-        code = self._handler_of(record).exit_code(record.id)
+        code = self.handler_of(record).exit_code(record.id)
         if code is None:
             return record
         exit_file = self.config.exits_root / record.id
-        oom = (self._bundle(record.id) / "oom").exists()
+        oom = (self.bundle(record.id) / "oom").exists()
         record.state, record.exit_code = ContainerState.EXITED, code
         record.finished_at = datetime.fromtimestamp(exit_file.stat().st_mtime, timezone.utc)
         record.reason = "OOMKilled" if oom else ("Completed" if code == 0 else "Error")
@@ -277,7 +227,7 @@ class Containers:
 
     def _release_rootfs(self, container_id: str) -> None:
         """An exited container's process and mounts go; its record, writable layer and log stay."""
-        rootfs = self._bundle(container_id) / "rootfs"
+        rootfs = self.bundle(container_id) / "rootfs"
         if is_mountpoint(str(rootfs)):
             umount(str(rootfs), lazy=True)
 
@@ -292,7 +242,7 @@ class Containers:
         """The stop signal, then SIGKILL after `timeout` seconds (CRI's StopContainer)."""
         async with self._lock(container_id):
             record = self.settle(self.get(container_id))
-            handler = self._handler_of(record)
+            handler = self.handler_of(record)
             if record.state is ContainerState.CREATED:
                 await handler.delete(container_id)
                 record.state, record.exit_code, record.reason = ContainerState.EXITED, 0, "Completed"
@@ -325,8 +275,8 @@ class Containers:
 
     async def _discard(self, container_id: str) -> None:
         known = self._records.get(container_id)
-        await (self._handler_of(known) if known else self.oci).delete(container_id)
-        bundle = self._bundle(container_id)
+        await (self.handler_of(known) if known else self.oci).delete(container_id)
+        bundle = self.bundle(container_id)
         umount(str(bundle / "rootfs"), lazy=True)
         record = self._records.pop(container_id, None)
         self._processes.pop(container_id, None)
@@ -373,58 +323,18 @@ class Containers:
         cgroup = f"{self.sandboxes.get(record.sandbox_id).cgroup}/{container_id[:16]}"
         return ContainerUsage(container_id, cgroups.cpu_usage_nanoseconds(cgroup), cgroups.memory_working_set(cgroup))
 
-    # -- exec and attach -------------------------------------------------------------------
+    # -- what exec and attach start from ------------------------------------------------
 
-    def _running(self, container_id: str) -> ContainerRecord:
+    def running(self, container_id: str) -> ContainerRecord:
         record = self.settle(self.get(container_id))
         if record.state is not ContainerState.RUNNING:
             raise ContainerRuntimeError(f"container {container_id} is not running")
         return record
 
-    async def exec_sync(self, container_id: str, argv: list[str], timeout: float | None = None
-                        ) -> tuple[int, bytes, bytes]:
-        """Runs a command in the container; a command that overruns `timeout` is killed."""
-        handler = self._handler_of(self._running(container_id))
-        proc = await handler.exec(container_id, self._exec_process(container_id, argv, tty=False))
-        try:
-            out, err = await asyncio.wait_for(proc.communicate(), timeout or None)
-        except asyncio.TimeoutError:
-            with contextlib.suppress(ProcessLookupError):
-                proc.kill()
-            await proc.wait()
-            raise
-        if proc.returncode and ((await handler.state(container_id)) or {}).get("status") != "running":
-            # It stopped after the check above, so crun could not enter it: crun's own failure is
-            # not the command's answer (a chaos run got exit 1 and "the container is not running").
-            raise ContainerRuntimeError(f"container {container_id} is not running")
-        return proc.returncode or 0, out, err
-
-    async def exec(self, container_id: str, argv: list[str], *, tty: bool, stdin: bool, stdout: bool,
-                   stderr: bool) -> ExecSession:
-        handler = self._handler_of(self._running(container_id))
-        return await start_exec(handler, container_id, self._exec_process(container_id, argv, tty),
-                                self.config.run_root / "exec" / secrets.token_hex(8), stdin=stdin, stdout=stdout,
-                                stderr=stderr)
-
-    async def attach(self, container_id: str, *, tty: bool, stdin: bool, stdout: bool,
-                     stderr: bool) -> AttachSession:
-        self._running(container_id)
-        return await attach_container(self._bundle(container_id), tty=tty, stdin=stdin, stdout=stdout, stderr=stderr)
-
-    def _exec_process(self, container_id: str, argv: list[str], tty: bool) -> dict[str, Any]:
-        """The container's own process (user and groups, env, cwd, capabilities, no_new_privs,
-        rlimits) running `argv`, as CRI-O execs; with a terminal, TERM as CRI-O sets it."""
+    def process(self, container_id: str) -> dict[str, Any]:
+        """The container's OCI process, which every exec (and so every exec probe) starts from."""
         base = self._processes.get(container_id)
         if base is None:  # made by an earlier podbay process: its bundle says
-            base = json.loads((self._bundle(container_id) / "config.json").read_text())["process"]
+            base = json.loads((self.bundle(container_id) / "config.json").read_text())["process"]
             self._processes[container_id] = base
-        process = {k: v for k, v in base.items() if k != "consoleSize"}
-        process.update(args=argv, terminal=tty)
-        if tty and not any(e.startswith("TERM=") for e in process.get("env", [])):
-            process["env"] = [*process.get("env", []), "TERM=xterm"]
-        return process
-
-
-def _shared_pid(sandbox: SandboxRecord) -> str | None:
-    """With shareProcessNamespace the containers join the sandbox's PID namespace holder's."""
-    return f"/proc/{sandbox.pid_holder}/ns/pid" if sandbox.pid_holder else None
+        return base

@@ -1,6 +1,7 @@
 """The runtime service: CRI's RuntimeService and ImageService as Python methods, over the
-sandboxes (`sandboxes.py`, with the warm pool of `warmpool.py`) and their containers
-(`containers.py`, with the exits of `exits.py`).
+sandboxes (`sandboxes.py`, with the warm pool of `warmpool.py`), their containers
+(`containers.py`, with the exits of `exits.py` and the bundles of `bundles.py`) and the paths
+into those (`execs.py`).
 
 State lives in files (records under the state root, bundles and namespace
 files under the run root), so a fresh process lists every sandbox and
@@ -21,6 +22,7 @@ from podbay.runtime.attach import AttachSession
 from podbay.runtime.config import RuntimeConfig, prepare_roots
 from podbay.runtime.containers import Containers
 from podbay.runtime.diskusage import disk_usage
+from podbay.runtime.execs import Execs
 from podbay.runtime.execsession import ExecSession
 from podbay.runtime.gvisor import GVISOR_HANDLER, GVisorConfig, GVisorHandler
 from podbay.runtime.handler import DEFAULT_HANDLER, OCIHandler, RuntimeHandler
@@ -54,6 +56,7 @@ class RuntimeService:
             cluster_cidr=config.cluster_cidr))
         self.sandboxes = Sandboxes(config, self.handlers, self.network)
         self.containers = Containers(config, self.images, self.oci, self.sandboxes, self._sandbox_network_ready)
+        self.execs = Execs(self.containers)
 
     def _make_handlers(self) -> dict[str, RuntimeHandler]:
         """The handlers by the names RuntimeClasses give: the OCI runtime as containerd's default
@@ -174,18 +177,18 @@ class RuntimeService:
     async def exec_sync(self, container_id: str, argv: list[str], timeout: float | None = None
                         ) -> tuple[int, bytes, bytes]:
         """Runs a command in the container; a command that overruns `timeout` is killed."""
-        return await self.containers.exec_sync(container_id, argv, timeout)
+        return await self.execs.exec_sync(container_id, argv, timeout)
 
     async def exec(self, container_id: str, argv: list[str], *, tty: bool = False, stdin: bool = False,
                    stdout: bool = True, stderr: bool = True) -> ExecSession:
         """A streamed exec: the streams asked for (with `tty`, one terminal for all); the
         caller must `close()` it."""
-        return await self.containers.exec(container_id, argv, tty=tty, stdin=stdin, stdout=stdout, stderr=stderr)
+        return await self.execs.exec(container_id, argv, tty=tty, stdin=stdin, stdout=stdout, stderr=stderr)
 
     async def attach(self, container_id: str, *, tty: bool = False, stdin: bool = False, stdout: bool = True,
                      stderr: bool = True) -> AttachSession:
         """The running container's own stdio through conmon; the caller must `close()` it."""
-        return await self.containers.attach(container_id, tty=tty, stdin=stdin, stdout=stdout, stderr=stderr)
+        return await self.execs.attach(container_id, tty=tty, stdin=stdin, stdout=stdout, stderr=stderr)
 
     # -- volumes -----------------------------------------------------------------
 
