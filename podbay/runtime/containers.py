@@ -119,6 +119,7 @@ class Containers:
         sandbox = self.sandboxes.get(sandbox_id)
         if sandbox.state is not SandboxState.READY:
             raise ContainerRuntimeError(f"pod sandbox {sandbox_id} is not ready")
+        handler = self.sandboxes.handler(sandbox.handler)
         image = self.images.image_status(config.image)
         if image is None:
             raise ContainerRuntimeError(f'image "{config.image}" not present')
@@ -133,13 +134,13 @@ class Containers:
         try:
             pid = self._pid_namespace_of(config.pid_target_id) if config.pid_target_id else None
             self._processes[container_id] = make_bundle(
-                self.images, self.handler_of(record), self.sandboxes, sandbox, record, config, pid, seccomp_profile)
+                self.images, handler, self.sandboxes, sandbox, record, config, pid, seccomp_profile)
             self._save(record)
         except BaseException:
             await self._discard(container_id)
             raise
         try:
-            created = await self.handler_of(record).create(
+            created = await handler.create(
                 container_id, self.bundle(container_id), Path(record.log_path), tty=config.tty,
                 stdin=config.stdin, stdin_once=config.stdin_once)
             record.pid, record.conmon_pid = created.pid, created.monitor_pid
