@@ -70,9 +70,6 @@ class RuntimeService:
                 network=self.config.runsc_network))
         return handlers
 
-    def _sandbox_cgroup(self, sandbox_id: str) -> str:
-        return self.sandboxes.sandbox_cgroup(sandbox_id)
-
     async def start(self) -> None:
         """Checks the host and prepares the roots; watches containers that are still running."""
         check_host(self.config.oci_runtime, self.config.conmon)
