@@ -10,9 +10,9 @@ container and their states, and a restarted agent re-adopts them.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import shutil
-import contextlib
 from pathlib import Path
 from typing import AsyncIterator
 
