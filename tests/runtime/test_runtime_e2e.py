@@ -205,7 +205,7 @@ async def test_a_pod_cgroup_made_by_a_process_that_died_before_recording_its_san
         await fresh.start()
         await fresh.shutdown()
         assert not orphan.exists()
-        assert (Path("/sys/fs/cgroup/pids") / runtime._sandbox_cgroup(kept)).is_dir()
+        assert (Path("/sys/fs/cgroup/pids") / runtime.sandboxes.sandbox_cgroup(kept)).is_dir()
 
 
 async def test_a_purge_removes_a_half_made_sandbox_no_record_names(host_env: HostEnv) -> None:

@@ -1,0 +1,146 @@
+"""Warm sandboxes: made ahead of use and handed to the next pods that can use them.
+
+A pod's network costs tens of milliseconds of plugin execs; the network and IPC namespaces,
+/dev/shm and the CNI attachment of a few sandboxes are made ahead and handed to the next pods
+that can use them (not hostNetwork or hostIPC). The hostname (UTS) and the hostPort mappings are
+added when a pod takes one. A runsc pod's sandbox costs gVisor's boot besides: a few warm
+sandboxes get their kernel booted ahead too (hyperd's warm VMs).
+"""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Mapping, Protocol
+
+from podbay.runtime import cgroups
+from podbay.runtime.config import RuntimeConfig
+from podbay.runtime.gvisor import GVISOR_HANDLER
+from podbay.runtime.handler import RuntimeHandler, SandboxSpec
+from podbay.runtime.namespaces import pin_namespaces
+from podbay.runtime.network import PodNetwork
+from podbay.runtime.syscalls import MS_NODEV, MS_NOSUID, mount
+from podbay.runtime.types import PodSandboxConfig
+
+SHM_SIZE = 64 * 1024 * 1024
+# A taken warm sandbox is replaced once a container has started in it, or after this pause if
+# none does: refilling execs the CNI plugins, which would otherwise take the CPU from the pod that
+# was just handed one while its containers are created.
+WARM_REFILL_DELAY = 1.0
+
+
+def mount_shm(directory: Path) -> None:
+    (directory / "shm").mkdir()
+    mount("shm", str(directory / "shm"), "tmpfs", MS_NOSUID | MS_NODEV, f"mode=1777,size={SHM_SIZE}")
+
+
+class UnownedSandboxes(Protocol):
+    """What the pool needs of the sandboxes: where one lives and how one no pod owns goes."""
+
+    def sandbox_dir(self, sandbox_id: str) -> Path: ...
+
+    def sandbox_cgroup(self, sandbox_id: str) -> str: ...
+
+    def warm_spec(self, sandbox_id: str) -> SandboxSpec: ...
+
+    async def teardown_unowned(self, sandbox_id: str) -> None: ...
+
+
+@dataclass
+class WarmSandbox:
+    id: str
+    ips: list[str]
+    notes: list[str]  # the handler's, for a booted one
+    booted: bool
+
+
+class WarmPool:
+    def __init__(self, config: RuntimeConfig, handlers: Mapping[str, RuntimeHandler], network: PodNetwork,
+                 sandboxes: UnownedSandboxes) -> None:
+        self.config = config
+        self.handlers = handlers
+        self.network = network
+        self.sandboxes = sandboxes
+        self._ips: dict[str, list[str]] = {}  # warm sandbox id -> its IPs
+        self._booted: dict[str, tuple[list[str], list[str]]] = {}  # booted sandbox id -> IPs, notes
+        self._filling: asyncio.Task[None] | None = None
+        self._container_started = asyncio.Event()  # ends a refill's pause
+
+    def container_started(self) -> None:
+        self._container_started.set()
+
+    def take(self, config: PodSandboxConfig) -> WarmSandbox | None:
+        """A booted sandbox for a runsc pod that can use one, else a warm one for a pod that can."""
+        # Booted without shareProcessNamespace: the sandbox's own process is in no shared PID namespace.
+        if config.runtime_handler == GVISOR_HANDLER and not config.share_process_namespace and self._booted:
+            sandbox_id = next(iter(self._booted))
+            ips, notes = self._booted.pop(sandbox_id)
+            return WarmSandbox(sandbox_id, ips, notes, booted=True)
+        if config.host_network or config.host_ipc or not self._ips:
+            return None
+        sandbox_id = next(iter(self._ips))
+        return WarmSandbox(sandbox_id, self._ips.pop(sandbox_id), [], booted=False)
+
+    def refill(self, delay: float = 0.0) -> None:
+        if (self.config.warm_sandboxes or self._booted_wanted()) and (self._filling is None or self._filling.done()):
+            self._filling = asyncio.create_task(self._fill(delay))
+
+    async def wait(self) -> None:
+        """Until the warm sandboxes being made are ready (they are made in the background)."""
+        if self._filling is not None:
+            await asyncio.gather(self._filling, return_exceptions=True)
+
+    async def _fill(self, delay: float) -> None:
+        if delay:
+            self._container_started.clear()
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._container_started.wait(), delay)
+        while len(self._ips) < self.config.warm_sandboxes + self._booted_wanted():
+            sandbox_id = secrets.token_hex(32)
+            directory = self.sandboxes.sandbox_dir(sandbox_id)
+            try:
+                directory.mkdir(parents=True)
+                await pin_namespaces(directory / "ns", "", ("net", "ipc"))
+                mount_shm(directory)
+                status = await self.network.attach(sandbox_id, directory / "ns" / "net")
+            except BaseException as exc:
+                # Cancelled too (a shutdown while it is being made): half a sandbox is in no pool
+                # that drop() or a purge would find, so it goes here.
+                await asyncio.shield(self.sandboxes.teardown_unowned(sandbox_id))
+                if not isinstance(exc, Exception):
+                    raise
+                return
+            self._ips[sandbox_id] = list(status.ips)
+        await self._boot()
+
+    def _booted_wanted(self) -> int:
+        if GVISOR_HANDLER not in self.handlers:
+            return 0
+        return max(0, self.config.warm_gvisor_sandboxes - len(self._booted))
+
+    async def _boot(self) -> None:
+        handler = self.handlers.get(GVISOR_HANDLER)
+        while handler is not None and self._booted_wanted() and self._ips:
+            sandbox_id = next(iter(self._ips))
+            ips = self._ips.pop(sandbox_id)
+            try:
+                notes = await handler.start_sandbox(self.sandboxes.warm_spec(sandbox_id))
+            except BaseException as exc:
+                await asyncio.shield(self.sandboxes.teardown_unowned(sandbox_id))
+                if not isinstance(exc, Exception):
+                    raise
+                return
+            self._booted[sandbox_id] = (ips, notes)
+
+    async def drop(self) -> None:
+        if self._filling is not None:
+            self._filling.cancel()
+            await asyncio.gather(self._filling, return_exceptions=True)
+        for sandbox_id in [*self._ips, *self._booted]:
+            self._ips.pop(sandbox_id, None)
+            self._booted.pop(sandbox_id, None)
+            await self.sandboxes.teardown_unowned(sandbox_id)
+            with contextlib.suppress(OSError):
+                cgroups.remove_cgroup(self.sandboxes.sandbox_cgroup(sandbox_id))  # a booted one's (runsc made it)
