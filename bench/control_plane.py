@@ -1,20 +1,27 @@
 """podbay's control plane alone, on a real API server (no containers):
 
     sudo .venv/bin/python -m bench.control_plane [--nodes 1000] [--pods 10000] [--clients 20] [--stores sqlite,etcd]
-        [--scheduler-stores sqlite] [--watch-events 200]
+        [--scheduler-stores sqlite] [--watch-events 200] [--api-pods 10000] [--profile FILE]
 
 - scheduler throughput: pods bound per second with `--nodes` Node objects and `--pods` pods, on
   each of `--scheduler-stores`;
 - API create latency p50/p99 with `--clients` concurrent clients, and watch delivery latency
   p50/p99 (a create sent to its ADDED event reaching a watcher, `--watch-events` creates one after
   another), on each of `--stores`: the SQLite file, a single-member etcd (Debian's etcd-server)
-  or `etcd3`, a three-member etcd cluster, all started on free loopback ports.
+  or `etcd3`, a three-member etcd cluster, all started on free loopback ports;
+- API throughput (`--api-pods`, 0: none): creates/s and their p50/p99 with `--clients` clients of
+  `bench.api_load` in another process, then the seconds to serve those pods as one list, as JSON
+  and as kubectl's Table, on each of `--stores`; `--profile FILE` writes cProfile's statistics of
+  the API server's process during it (pstats format, one file per store: FILE.<store>).
 """
 from __future__ import annotations
 
 import argparse
 import asyncio
+import cProfile
 import contextlib
+import json
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -99,6 +106,24 @@ async def watch_latency(url: str, count: int) -> list[float]:
     return sorted(samples)
 
 
+async def api_throughput(server: EmbeddedServer, clients: int, pods: int, profile: Path | None) -> dict[str, float]:
+    """bench.api_load's figures against `server`, optionally under cProfile."""
+    profiler = cProfile.Profile() if profile else None
+    if profiler:
+        profiler.enable()
+    load = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bench.api_load", str(server.socket_path), "--clients", str(clients),
+        "--pods", str(pods), stdout=asyncio.subprocess.PIPE)
+    out, _ = await load.communicate()
+    if profiler and profile:
+        profiler.disable()
+        profiler.dump_stats(profile)
+    if load.returncode != 0:
+        raise RuntimeError(f"bench.api_load exited {load.returncode}")
+    figures: dict[str, float] = json.loads(out)
+    return figures
+
+
 @contextlib.asynccontextmanager
 async def api_server(kind: str, root: Path) -> AsyncIterator[EmbeddedServer]:
     """An API server on the store `kind` names: its SQLite file, or its own etcd (one member, or
@@ -124,16 +149,26 @@ async def main() -> None:
     parser.add_argument("--nodes", type=int, default=1000)
     parser.add_argument("--pods", type=int, default=10000)
     parser.add_argument("--clients", type=int, default=20)
-    parser.add_argument("--per-client", type=int, default=50)
+    parser.add_argument("--per-client", type=int, default=50, help="0: no create latency nor watch latency")
     parser.add_argument("--stores", default="sqlite,etcd", help="comma-separated: sqlite, etcd, etcd3")
     parser.add_argument("--scheduler-stores", default="sqlite", help="comma-separated: sqlite, etcd, etcd3")
     parser.add_argument("--watch-events", type=int, default=200, help="0: no watch latency")
+    parser.add_argument("--api-pods", type=int, default=10000, help="0: no API throughput")
+    parser.add_argument("--profile", type=Path, help="cProfile the API server during the throughput run")
     args = parser.parse_args()
     for kind in args.scheduler_stores.split(",") if args.pods else []:
         async with api_server(kind, Path(tempfile.mkdtemp(prefix="podbay-bench-cp-"))) as server:
             rate = await scheduler_throughput(server.url, args.nodes, args.pods)
         print(f"scheduler ({kind} store): {args.pods} pods on {args.nodes} nodes bound at {rate:.0f} pods/s")
-    for kind in args.stores.split(","):
+    for kind in args.stores.split(",") if args.api_pods else []:
+        async with api_server(kind, Path(tempfile.mkdtemp(prefix="podbay-bench-cp-"))) as server:
+            profile = args.profile.with_name(f"{args.profile.name}.{kind}") if args.profile else None
+            f = await api_throughput(server, args.clients, args.api_pods, profile)
+        print(f"API creates ({kind} store), {args.clients} concurrent clients, {args.api_pods} pods: "
+              f"{f['creates_per_s']:.0f}/s, p50 {f['p50_ms']:.1f} ms, p99 {f['p99_ms']:.1f} ms")
+        print(f"API list of {args.api_pods} pods ({kind} store): JSON {f['list_json_s']:.3f} s, "
+              f"Table {f['list_table_s']:.3f} s")
+    for kind in args.stores.split(",") if args.per_client else []:
         async with api_server(kind, Path(tempfile.mkdtemp(prefix="podbay-bench-cp-"))) as server:
             lat = await create_latency(server.url, args.clients, args.per_client)
             watched = await watch_latency(server.url, args.watch_events) if args.watch_events else []
