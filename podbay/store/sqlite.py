@@ -18,13 +18,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
-import json
 import os
 import sqlite3
 import threading
 from pathlib import Path
 from typing import Any, AsyncIterator, Iterator
 
+from podbay.api.jsoncodec import decode, encode_str
 from podbay.api.errors import AlreadyExists, Gone, NotFound, StorageFull
 from podbay.store.base import FieldSelectorArg, LabelSelectorArg, WatchEvent
 from podbay.store.groupcommit import GroupCommitter
@@ -159,7 +159,7 @@ class SQLiteStore:
     ) -> None:
         conn.execute(
             "INSERT INTO history (rv, resource, namespace, name, type, data, prev) VALUES (?,?,?,?,?,?,?)",
-            (rev, *key, type_, json.dumps(obj), json.dumps(prev) if prev is not None else None),
+            (rev, *key, type_, encode_str(obj), encode_str(prev) if prev is not None else None),
         )
 
     @staticmethod
@@ -167,7 +167,7 @@ class SQLiteStore:
         row = conn.execute(
             "SELECT data FROM objects WHERE resource = ? AND namespace = ? AND name = ?", key
         ).fetchone()
-        return json.loads(row[0]) if row else None
+        return decode(row[0]) if row else None
 
     # -- the Store interface -------------------------------------------------
 
@@ -184,7 +184,7 @@ class SQLiteStore:
             stored = stamp(obj, rev)
             conn.execute(
                 "INSERT INTO objects (resource, namespace, name, rv, data) VALUES (?,?,?,?,?)",
-                (*key, rev, json.dumps(stored)),
+                (*key, rev, encode_str(stored)),
             )
             self._record(conn, rev, key, "ADDED", stored, None)
             return stored
@@ -217,7 +217,7 @@ class SQLiteStore:
                     (resource, namespace),
                 ).fetchall()
             rev = self._meta(conn, "revision")
-        items = [obj for obj in (json.loads(r[0]) for r in rows) if matches(obj, labels, fields)]
+        items = [obj for obj in (decode(r[0]) for r in rows) if matches(obj, labels, fields)]
         return items, str(rev)
 
     async def update(
@@ -240,7 +240,7 @@ class SQLiteStore:
             stored = stamp(obj, rev)
             conn.execute(
                 "UPDATE objects SET rv = ?, data = ? WHERE resource = ? AND namespace = ? AND name = ?",
-                (rev, json.dumps(stored), *key),
+                (rev, encode_str(stored), *key),
             )
             self._record(conn, rev, key, "MODIFIED", stored, old)
             return stored
@@ -304,7 +304,7 @@ class SQLiteStore:
                 rows, revision = self._history_after(resource, namespace, cursor)
                 for rv, type_, data, prev in rows:
                     cursor = rv
-                    event = translate(type_, json.loads(data), json.loads(prev) if prev is not None else None, labels, fields)
+                    event = translate(type_, decode(data), decode(prev) if prev is not None else None, labels, fields)
                     if event is not None:
                         yield event
                 if len(rows) >= _BATCH:
