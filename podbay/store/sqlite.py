@@ -24,8 +24,8 @@ import threading
 from pathlib import Path
 from typing import Any, AsyncIterator, Iterator
 
-from podbay.api.jsoncodec import decode, encode_str
 from podbay.api.errors import AlreadyExists, Gone, NotFound, StorageFull
+from podbay.api.jsoncodec import decode, encode_str
 from podbay.store.base import FieldSelectorArg, LabelSelectorArg, WatchEvent
 from podbay.store.groupcommit import GroupCommitter
 from podbay.store.shared import (
