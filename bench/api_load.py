@@ -1,13 +1,14 @@
 """The API load of `bench.control_plane --api-pods`, in its own process so the clients do not share
 the API server's event loop (or its core) with it:
 
-    .venv/bin/python -m bench.api_load SOCKET --clients 20 --pods 10000 --phase create|list
+    .venv/bin/python -m bench.api_load SOCKET --clients 20 --pods 10000 --phase create|json|table
 
 A lean client on purpose: raw aiohttp over the server's unix socket, each pod's JSON encoded before
 the clock starts and the response read as bytes, so the figure is the server's and not podbay's
 typed Client's (which decodes every answer into pydantic models). It still goes through the real
 HTTP API. Prints one JSON object: for `create`, creates/s and the create latencies' p50/p99; for
-`list`, the seconds to serve the whole pod list as JSON and as a Table (kubectl's Accept for `get`).
+`json` and `table`, the seconds to serve the whole pod list as JSON or as a Table (kubectl's Accept
+for `get`), the best of three.
 """
 from __future__ import annotations
 
@@ -66,7 +67,7 @@ async def main() -> None:
     parser.add_argument("socket")
     parser.add_argument("--clients", type=int, default=20)
     parser.add_argument("--pods", type=int, default=10000)
-    parser.add_argument("--phase", choices=("create", "list"), required=True)
+    parser.add_argument("--phase", choices=("create", "json", "table"), required=True)
     args = parser.parse_args()
     connector = aiohttp.UnixConnector(path=args.socket, limit=args.clients)
     async with aiohttp.ClientSession(connector=connector) as session:
@@ -78,10 +79,8 @@ async def main() -> None:
                 "p99_ms": samples[min(len(samples) - 1, int(0.99 * len(samples)))] * 1000,
             }
         else:
-            result = {
-                "list_json_s": await list_seconds(session, "application/json", args.pods),
-                "list_table_s": await list_seconds(session, TABLE, args.pods),
-            }
+            accept = TABLE if args.phase == "table" else "application/json"
+            result = {f"list_{args.phase}_s": await list_seconds(session, accept, args.pods)}
     print(json.dumps(result))
 
 

@@ -108,13 +108,13 @@ async def watch_latency(url: str, count: int) -> list[float]:
 
 async def api_throughput(server: EmbeddedServer, clients: int, pods: int, profile: Path | None) -> dict[str, float]:
     """bench.api_load's figures against `server` (optionally under cProfile), and the CPU seconds
-    this process (the API server, all its threads) spent per create and per list: a figure the
+    this process (the API server, all its threads) spent per create and per list of each form: a figure the
     other loads on a shared machine disturb less than the wall-clock ones."""
     profiler = cProfile.Profile() if profile else None
     if profiler:
         profiler.enable()
     figures: dict[str, float] = {}
-    for phase in ("create", "list"):
+    for phase in ("create", "json", "table"):
         cpu = time.process_time()
         load = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "bench.api_load", str(server.socket_path), "--clients", str(clients),
@@ -174,8 +174,8 @@ async def main() -> None:
               f"{f['creates_per_s']:.0f}/s, p50 {f['p50_ms']:.1f} ms, p99 {f['p99_ms']:.1f} ms, "
               f"server CPU {f['create_cpu_s'] / args.api_pods * 1000:.2f} ms per create")
         print(f"API list of {args.api_pods} pods ({kind} store): JSON {f['list_json_s']:.3f} s, "
-              f"Table {f['list_table_s']:.3f} s (best of 3 each), "
-              f"server CPU {f['list_cpu_s'] / 6:.3f} s per list")
+              f"Table {f['list_table_s']:.3f} s (best of 3 each); server CPU per list: "
+              f"JSON {f['json_cpu_s'] / 3:.3f} s, Table {f['table_cpu_s'] / 3:.3f} s")
     for kind in args.stores.split(",") if args.per_client else []:
         async with api_server(kind, Path(tempfile.mkdtemp(prefix="podbay-bench-cp-"))) as server:
             lat = await create_latency(server.url, args.clients, args.per_client)

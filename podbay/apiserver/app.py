@@ -31,6 +31,7 @@ from podbay.api import jsoncodec
 from podbay.api.errors import BadRequest, FieldError
 from podbay.api.kinds import API_GROUPS, COMPUTED_GROUPS, RESOURCES, ResourceInfo
 from podbay.apiserver import discovery, eventsv1, fieldmanager, logs, metrics, protobody, spdystreams, streams, tables
+from podbay.apiserver.gctuning import tune_gc
 from podbay.apiserver.ipallocator import ServiceRanges
 from podbay.apiserver.params import (
     MAX_BODY_BYTES,
@@ -606,6 +607,7 @@ async def serve(
         raise ValueError("serve needs a unix socket, a host, or both")
     if host is not None and (pki is None or not token):
         raise ValueError(f"listening on {host} requires the cluster PKI and a bearer token")
+    tune_gc()
     app = await make_app(store, token=token, pki=pki, service_ranges=service_ranges,
                          kubernetes_endpoint=kubernetes_endpoint)
     runner = web.AppRunner(app, handle_signals=False, access_log=None)
