@@ -379,7 +379,7 @@ class SQLiteStore:
         for task in self._pollers.values():
             task.cancel()
         self._pollers.clear()
-        await asyncio.to_thread(self._writer.close)
+        await self._writer.close()
         with self._lock:
             self._conn.close()
 
