@@ -1,7 +1,7 @@
 """podbay's control plane alone, on a real API server (no containers):
 
     sudo .venv/bin/python -m bench.control_plane [--nodes 1000,5000] [--pods 10000] [--clients 20] [--stores sqlite,etcd]
-        [--scheduler-stores sqlite] [--watch-events 200]
+        [--scheduler-stores sqlite] [--watch-events 200] [--api-pods 10000] [--profile FILE]
 
 - scheduler throughput: pods bound per second with `--nodes` Node objects (each count in turn)
   and `--pods` pods, on each of `--scheduler-stores`; beside it the two halves alone: the
@@ -10,13 +10,20 @@
 - API create latency p50/p99 with `--clients` concurrent clients, and watch delivery latency
   p50/p99 (a create sent to its ADDED event reaching a watcher, `--watch-events` creates one after
   another), on each of `--stores`: the SQLite file, a single-member etcd (Debian's etcd-server)
-  or `etcd3`, a three-member etcd cluster, all started on free loopback ports.
+  or `etcd3`, a three-member etcd cluster, all started on free loopback ports;
+- API throughput (`--api-pods`, 0: none): creates/s and their p50/p99 with `--clients` clients of
+  `bench.api_load` in another process, then the seconds to serve those pods as one list, as JSON
+  and as kubectl's Table, on each of `--stores`; `--profile FILE` writes cProfile's statistics of
+  the API server's process during it (pstats format, one file per store: FILE.<store>).
 """
 from __future__ import annotations
 
 import argparse
 import asyncio
+import cProfile
 import contextlib
+import json
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -140,6 +147,30 @@ async def watch_latency(url: str, count: int) -> list[float]:
     return sorted(samples)
 
 
+async def api_throughput(server: EmbeddedServer, clients: int, pods: int, profile: Path | None) -> dict[str, float]:
+    """bench.api_load's figures against `server` (optionally under cProfile), and the CPU seconds
+    this process (the API server, all its threads) spent per create and per list of each form: a figure the
+    other loads on a shared machine disturb less than the wall-clock ones."""
+    profiler = cProfile.Profile() if profile else None
+    if profiler:
+        profiler.enable()
+    figures: dict[str, float] = {}
+    for phase in ("create", "json", "table"):
+        cpu = time.process_time()
+        load = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "bench.api_load", str(server.socket_path), "--clients", str(clients),
+            "--pods", str(pods), "--phase", phase, stdout=asyncio.subprocess.PIPE)
+        out, _ = await load.communicate()
+        if load.returncode != 0:
+            raise RuntimeError(f"bench.api_load --phase {phase} exited {load.returncode}")
+        figures[f"{phase}_cpu_s"] = time.process_time() - cpu
+        figures.update(json.loads(out))
+    if profiler and profile:
+        profiler.disable()
+        profiler.dump_stats(profile)
+    return figures
+
+
 @contextlib.asynccontextmanager
 async def api_server(kind: str, root: Path) -> AsyncIterator[EmbeddedServer]:
     """An API server on the store `kind` names: its SQLite file, or its own etcd (one member, or
@@ -165,10 +196,12 @@ async def main() -> None:
     parser.add_argument("--nodes", default="1000,5000", help="comma-separated node counts for the scheduler")
     parser.add_argument("--pods", type=int, default=10000)
     parser.add_argument("--clients", type=int, default=20)
-    parser.add_argument("--per-client", type=int, default=50)
+    parser.add_argument("--per-client", type=int, default=50, help="0: no create latency nor watch latency")
     parser.add_argument("--stores", default="sqlite,etcd", help="comma-separated: sqlite, etcd, etcd3")
     parser.add_argument("--scheduler-stores", default="sqlite", help="comma-separated: sqlite, etcd, etcd3")
     parser.add_argument("--watch-events", type=int, default=200, help="0: no watch latency")
+    parser.add_argument("--api-pods", type=int, default=10000, help="0: no API throughput")
+    parser.add_argument("--profile", type=Path, help="cProfile the API server during the throughput run")
     args = parser.parse_args()
     for nodes in [int(n) for n in args.nodes.split(",")] if args.pods else []:
         print(f"scheduling cycle alone (no API): {args.pods} pods on {nodes} nodes at "
@@ -181,7 +214,17 @@ async def main() -> None:
                 rate = await binding_rate(server.url, nodes, args.pods)
             print(f"API alone ({kind} store): {args.pods} bindings, {MAX_BINDINGS_IN_FLIGHT} in flight, "
                   f"at {rate:.0f} bindings/s")
-    for kind in args.stores.split(","):
+    for kind in args.stores.split(",") if args.api_pods else []:
+        async with api_server(kind, Path(tempfile.mkdtemp(prefix="podbay-bench-cp-"))) as server:
+            profile = args.profile.with_name(f"{args.profile.name}.{kind}") if args.profile else None
+            f = await api_throughput(server, args.clients, args.api_pods, profile)
+        print(f"API creates ({kind} store), {args.clients} concurrent clients, {args.api_pods} pods: "
+              f"{f['creates_per_s']:.0f}/s, p50 {f['p50_ms']:.1f} ms, p99 {f['p99_ms']:.1f} ms, "
+              f"server CPU {f['create_cpu_s'] / args.api_pods * 1000:.2f} ms per create")
+        print(f"API list of {args.api_pods} pods ({kind} store): JSON {f['list_json_s']:.3f} s, "
+              f"Table {f['list_table_s']:.3f} s (best of 3 each); server CPU per list: "
+              f"JSON {f['json_cpu_s'] / 3:.3f} s, Table {f['table_cpu_s'] / 3:.3f} s")
+    for kind in args.stores.split(",") if args.per_client else []:
         async with api_server(kind, Path(tempfile.mkdtemp(prefix="podbay-bench-cp-"))) as server:
             lat = await create_latency(server.url, args.clients, args.per_client)
             watched = await watch_latency(server.url, args.watch_events) if args.watch_events else []

@@ -20,14 +20,20 @@ M = TypeVar("M", bound=BaseModel)
 
 def to_dict(obj: BaseModel) -> dict[str, Any]:
     out: dict[str, Any] = {}
-    for name, info in type(obj).model_fields.items():
+    for name, key in _names(type(obj)):
         value = getattr(obj, name)
         if value is None:
             continue
         if isinstance(value, (list, dict)) and not value:
             continue
-        out[info.alias or name] = _dump(value, obj, name)
+        out[key] = _dump(value, obj, name)
     return out
+
+
+@functools.cache
+def _names(cls: type[BaseModel]) -> tuple[tuple[str, str], ...]:
+    """Each field's attribute name and JSON key: looked up once per model, not per object."""
+    return tuple((name, info.alias or name) for name, info in cls.model_fields.items())
 
 
 def _dump(value: Any, owner: BaseModel, name: str) -> Any:

@@ -27,9 +27,11 @@ from typing import Any, AsyncIterator
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
+from podbay.api import jsoncodec
 from podbay.api.errors import BadRequest, FieldError
 from podbay.api.kinds import API_GROUPS, COMPUTED_GROUPS, RESOURCES, ResourceInfo
 from podbay.apiserver import discovery, eventsv1, fieldmanager, logs, metrics, protobody, spdystreams, streams, tables
+from podbay.apiserver.gctuning import tune_gc
 from podbay.apiserver.ipallocator import ServiceRanges
 from podbay.apiserver.params import (
     MAX_BODY_BYTES,
@@ -78,7 +80,7 @@ def negotiate(request: web.Request) -> str:
 
 def _json_response(body: Any, status: int = 200, media_type: str = JSON) -> web.Response:
     return web.Response(
-        body=json.dumps(body, separators=(",", ":")).encode(), status=status, headers={"Content-Type": media_type}
+        body=jsoncodec.encode(body), status=status, headers={"Content-Type": media_type}
     )
 
 
@@ -443,8 +445,7 @@ async def _watch(request: web.Request, target: _Target) -> web.StreamResponse:
     async def send(type_: str, obj: dict[str, Any]) -> None:
         if as_table and type_ not in ("ERROR", "BOOKMARK"):
             obj = tables.table(target.info.model, [obj], obj.get("metadata", {}).get("resourceVersion", ""), include)
-        line = json.dumps({"type": type_, "object": obj}, separators=(",", ":"))
-        await response.write(line.encode() + b"\n")
+        await response.write(jsoncodec.encode({"type": type_, "object": obj}) + b"\n")
 
     async def stream() -> None:
         since = rv
@@ -609,6 +610,7 @@ async def serve(
         raise ValueError("serve needs a unix socket, a host, or both")
     if host is not None and (pki is None or not token):
         raise ValueError(f"listening on {host} requires the cluster PKI and a bearer token")
+    tune_gc()
     app = await make_app(store, token=token, pki=pki, service_ranges=service_ranges,
                          kubernetes_endpoint=kubernetes_endpoint)
     runner = web.AppRunner(app, handle_signals=False, access_log=None)

@@ -46,6 +46,8 @@ _STRIPPED: frozenset[Path] = frozenset({
         "name", "namespace", "uid", "resourceVersion", "creationTimestamp", "generation", "selfLink",
         "managedFields")),
 })
+# Their lengths: a path is stripped when its prefix of one of these lengths is, a set lookup each.
+_STRIPPED_LENGTHS = sorted({len(p) for p in _STRIPPED})
 
 
 @dataclass
@@ -143,7 +145,7 @@ def managed_scope(paths: Iterable[Path], subresource: str | None) -> FieldSet:
     """Only the fields a manager of the endpoint may own: the main resource's managers never
     own status (the strategies reset it), the status subresource's own nothing else."""
     def kept(path: Path) -> bool:
-        if any(path[:len(s)] == s for s in _STRIPPED):
+        if any(path[:n] in _STRIPPED for n in _STRIPPED_LENGTHS):
             return False
         is_status = path[:1] == ("f:status",)
         return is_status if subresource == "status" else not is_status
@@ -337,8 +339,9 @@ def owned_by_update(old: dict[str, Any] | None, new: dict[str, Any], manager: st
     entries = read_entries(new)
     previous = next((e.fields for e in entries
                      if (e.manager, e.operation, e.subresource) == (manager, UPDATE, subresource or "")), frozenset())
-    changed = managed_scope(changed_fields(old or {}, new), subresource)
     present = frozenset(fields_of(new))
+    # Against nothing (a create) every field is a change: no second walk of `new`.
+    changed = managed_scope(changed_fields(old, new) if old else present, subresource)
     mine = (previous & present) | changed
     entry = Entry(manager, UPDATE, api_version, time, frozenset(mine), subresource or "")
     gone = frozenset(p for e in entries for p in e.fields if p not in present)

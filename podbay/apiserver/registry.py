@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Callable
 
+from pydantic import BaseModel
+
 from podbay.api import Pod
 from podbay.api.apps import (
     LabelSelector,
@@ -201,6 +203,11 @@ class Registry:
     def _normalise(self, info: ResourceInfo, obj: dict[str, Any], name: str,
                    options: WriteOptions | None = None) -> dict[str, Any]:
         """Parses through the model (unknown fields as fieldValidation says), defaults and validates."""
+        return self._normalised(info, obj, name, options)[1]
+
+    def _normalised(self, info: ResourceInfo, obj: dict[str, Any], name: str,
+                    options: WriteOptions | None = None) -> tuple[BaseModel, dict[str, Any]]:
+        """`_normalise`'s result and the model it was written from (defaulted and valid)."""
         if info.denied:
             group = f".{info.group}" if info.group else ""
             raise Forbidden(f'{info.name}{group} "{name}" is forbidden: {info.denied}', kind=info.name, name=name)
@@ -242,7 +249,7 @@ class Registry:
                 raise ObjectInvalid(info.kind, name, errors)
         out = to_dict(model)
         out["kind"], out["apiVersion"] = info.kind, info.api_version
-        return out
+        return model, out
 
     @staticmethod
     def _check_type(info: ResourceInfo, body: Any) -> dict[str, Any]:
@@ -324,7 +331,8 @@ class Registry:
 
     def _prepare_create(self, info: ResourceInfo, obj: dict[str, Any],
                         options: WriteOptions | None = None) -> dict[str, Any]:
-        obj = copy.deepcopy(obj)
+        """The object to store for `obj`, which is the caller's own copy (`_check_type`'s) and is
+        changed in place: the result is a new dict, so no second copy is made here."""
         meta = obj["metadata"]
         if options is not None and "managedFields" in meta and not isinstance(meta["managedFields"], list):
             raise BadRequest("metadata.managedFields: must be a list")
@@ -349,10 +357,10 @@ class Registry:
             meta.setdefault("labels", {})["kubernetes.io/metadata.name"] = meta["name"]
             obj.setdefault("spec", {})
             obj["status"] = {"phase": "Active"}
-        out = self._normalise(info, obj, meta["name"], options)
-        if info.name == "pods":
+        model, out = self._normalised(info, obj, meta["name"], options)
+        if isinstance(model, Pod):
             out.setdefault("status", {}).setdefault("phase", "Pending")
-            out["status"]["qosClass"] = qos_class(from_dict(Pod, out))
+            out["status"]["qosClass"] = qos_class(model)
         return out
 
     # -- update ----------------------------------------------------------------

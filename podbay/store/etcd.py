@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import json
 import logging
 from dataclasses import dataclass
 from typing import Any, AsyncIterator, Literal
@@ -34,6 +33,7 @@ from typing import Any, AsyncIterator, Literal
 import aiohttp
 
 from podbay.api.errors import AlreadyExists, Gone, InternalError, NotFound, ServiceUnavailable, Timeout
+from podbay.api.jsoncodec import decode, encode
 from podbay.store.base import FieldSelectorArg, LabelSelectorArg, WatchEvent
 from podbay.store.shared import (
     MODIFIED,
@@ -102,12 +102,12 @@ def _prefix_end(prefix: str) -> str:
 
 def _encode(obj: JSONObject) -> str:
     meta = {k: v for k, v in obj.get("metadata", {}).items() if k != "resourceVersion"}
-    return _b64(json.dumps({**obj, "metadata": meta}, separators=(",", ":")))
+    return base64.b64encode(encode({**obj, "metadata": meta})).decode()
 
 
 def _decode(kv: JSONObject, rev: int | None = None) -> JSONObject:
     """The object in `kv`, its resourceVersion `rev` or else the key's mod_revision."""
-    return stamp(json.loads(_unb64(kv["value"])), rev if rev is not None else int(kv["mod_revision"]))
+    return stamp(decode(_unb64(kv["value"])), rev if rev is not None else int(kv["mod_revision"]))
 
 
 def _compare_mod(key: str, result: Literal["EQUAL", "GREATER"], revision: int) -> JSONObject:
@@ -222,7 +222,7 @@ class EtcdStore:
     async def _call_once(self, path: str, body: JSONObject) -> JSONObject:
         try:
             async with await self._open(path, body, self._request_timeout) as resp:
-                answer: JSONObject = await resp.json(content_type=None)
+                answer: JSONObject = await resp.json(content_type=None, loads=decode)
         except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
             raise ServiceUnavailable(f"etcd request {path} failed: {exc}") from exc
         if "error" in answer or resp.status != 200:
@@ -484,4 +484,4 @@ async def _messages(resp: aiohttp.ClientResponse) -> AsyncIterator[JSONObject]:
         *lines, buffer = buffer.split(b"\n")
         for line in lines:
             if line.strip():
-                yield json.loads(line)
+                yield decode(line)

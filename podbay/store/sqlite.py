@@ -18,15 +18,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
-import json
 import os
 import sqlite3
 import threading
 from pathlib import Path
-from typing import Any, AsyncIterator
+from typing import Any, AsyncIterator, Iterator
 
 from podbay.api.errors import AlreadyExists, Gone, NotFound, StorageFull
+from podbay.api.jsoncodec import decode, encode_str
 from podbay.store.base import FieldSelectorArg, LabelSelectorArg, WatchEvent
+from podbay.store.groupcommit import GroupCommitter
 from podbay.store.shared import (
     MODIFIED,
     as_field_selector,
@@ -67,6 +68,11 @@ def _disk_full(exc: BaseException | None) -> bool:
     return isinstance(exc, OSError) and exc.errno == errno.ENOSPC
 
 
+def _storage_error(exc: BaseException) -> BaseException:
+    """What the writers of a batch whose transaction failed are told."""
+    return StorageFull(str(exc)) if _disk_full(exc) else exc
+
+
 class SQLiteStore:
     def __init__(
         self,
@@ -85,70 +91,41 @@ class SQLiteStore:
         # How often an idle watch that asked for bookmarks gets one (kube-apiserver's watch
         # cache sends them about once a minute).
         self.bookmark_interval = bookmark_interval
-        # One connection shared under a lock: writes may come from a thread
-        # (asyncio.to_thread) as well as the event loop.
-        self._conn = sqlite3.connect(
-            self.path, isolation_level=None, check_same_thread=False, timeout=busy_timeout_ms / 1000
-        )
+        # Writes go through one connection owned by the group committer's thread, so their COMMITs
+        # (and fsyncs) never run on an event loop; reads use their own connection under a lock
+        # (they may come from a thread, asyncio.to_thread, as well as the loop) and, WAL being
+        # snapshot isolation for readers, never wait for a write.
+        timeout = busy_timeout_ms / 1000
+        writer = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=timeout)
+        writer.execute("PRAGMA journal_mode=WAL")
+        writer.execute(f"PRAGMA synchronous={synchronous}")
+        writer.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
+        writer.execute("BEGIN IMMEDIATE")
+        for statement in _SCHEMA.split(";"):
+            if statement.strip():
+                writer.execute(statement)
+        writer.execute("COMMIT")
+        self._conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=timeout)
+        self._conn.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
         self._lock = threading.RLock()
         self._watchers: set[tuple[asyncio.AbstractEventLoop, asyncio.Event]] = set()
         self._pollers: dict[asyncio.AbstractEventLoop, asyncio.Task[None]] = {}
         self._closed = False
-        with self._lock:
-            self._conn.execute("PRAGMA journal_mode=WAL")
-            self._conn.execute(f"PRAGMA synchronous={synchronous}")
-            self._conn.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
-            with self._write() as conn:
-                for statement in _SCHEMA.split(";"):
-                    if statement.strip():
-                        conn.execute(statement)
+        self._writer = GroupCommitter(writer, self._notify, _storage_error)
         try:
             os.chmod(self.path, 0o600)
         except OSError:
             pass
 
-    # -- transactions ------------------------------------------------------
-
-    class _Txn:
-        def __init__(self, store: "SQLiteStore", mode: str) -> None:
-            self.store, self.mode = store, mode
-
-        def __enter__(self) -> sqlite3.Connection:
-            self.store._lock.acquire()
+    @contextlib.contextmanager
+    def _read(self) -> Iterator[sqlite3.Connection]:
+        """One read transaction: its statements see one snapshot."""
+        with self._lock:
+            self._conn.execute("BEGIN DEFERRED")
             try:
-                self.store._conn.execute(f"BEGIN {self.mode}")
-            except BaseException:
-                self.store._lock.release()
-                raise
-            return self.store._conn
-
-        def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
-            conn = self.store._conn
-            failed: BaseException | None = exc
-            try:
-                if failed is None:
-                    try:
-                        conn.execute("COMMIT")
-                    except sqlite3.Error as commit_error:
-                        failed = commit_error
-                # SQLite may have rolled back already (SQLITE_FULL does), and a second
-                # ROLLBACK would fail and hide why.
-                if failed is not None and conn.in_transaction:
-                    conn.execute("ROLLBACK")
+                yield self._conn
             finally:
-                self.store._lock.release()
-            if _disk_full(failed):
-                raise StorageFull(str(failed)) from failed
-            if failed is not None and failed is not exc:
-                raise failed
-            if failed is None and self.mode == "IMMEDIATE":
-                self.store._notify()
-
-    def _write(self) -> "SQLiteStore._Txn":
-        return SQLiteStore._Txn(self, "IMMEDIATE")
-
-    def _read(self) -> "SQLiteStore._Txn":
-        return SQLiteStore._Txn(self, "DEFERRED")
+                self._conn.execute("COMMIT")
 
     def _bump(self, conn: sqlite3.Connection) -> int:
         (rev,) = conn.execute(
@@ -182,7 +159,7 @@ class SQLiteStore:
     ) -> None:
         conn.execute(
             "INSERT INTO history (rv, resource, namespace, name, type, data, prev) VALUES (?,?,?,?,?,?,?)",
-            (rev, *key, type_, json.dumps(obj), json.dumps(prev) if prev is not None else None),
+            (rev, *key, type_, encode_str(obj), encode_str(prev) if prev is not None else None),
         )
 
     @staticmethod
@@ -190,24 +167,28 @@ class SQLiteStore:
         row = conn.execute(
             "SELECT data FROM objects WHERE resource = ? AND namespace = ? AND name = ?", key
         ).fetchone()
-        return json.loads(row[0]) if row else None
+        return decode(row[0]) if row else None
 
     # -- the Store interface -------------------------------------------------
 
     async def create(self, resource: str, namespace: str, obj: dict[str, Any]) -> dict[str, Any]:
         name = obj.get("metadata", {}).get("name", "")
         key = (resource, namespace, name)
-        with self._write() as conn:
-            if self._load(conn, key) is not None:
+
+        def write(conn: sqlite3.Connection) -> dict[str, Any]:
+            if conn.execute(
+                "SELECT 1 FROM objects WHERE resource = ? AND namespace = ? AND name = ?", key
+            ).fetchone() is not None:
                 raise AlreadyExists(f'{resource} "{name}" already exists', kind=resource, name=name)
             rev = self._bump(conn)
             stored = stamp(obj, rev)
             conn.execute(
                 "INSERT INTO objects (resource, namespace, name, rv, data) VALUES (?,?,?,?,?)",
-                (*key, rev, json.dumps(stored)),
+                (*key, rev, encode_str(stored)),
             )
             self._record(conn, rev, key, "ADDED", stored, None)
-        return stored
+            return stored
+        return await self._writer.run(write)
 
     async def get(self, resource: str, namespace: str, name: str) -> dict[str, Any]:
         with self._lock:
@@ -236,7 +217,7 @@ class SQLiteStore:
                     (resource, namespace),
                 ).fetchall()
             rev = self._meta(conn, "revision")
-        items = [obj for obj in (json.loads(r[0]) for r in rows) if matches(obj, labels, fields)]
+        items = [obj for obj in (decode(r[0]) for r in rows) if matches(obj, labels, fields)]
         return items, str(rev)
 
     async def update(
@@ -248,7 +229,8 @@ class SQLiteStore:
         expected_rv: str | None = None,
     ) -> dict[str, Any]:
         key = (resource, namespace, name)
-        with self._write() as conn:
+
+        def write(conn: sqlite3.Connection) -> dict[str, Any]:
             old = self._load(conn, key)
             if old is None:
                 raise NotFound(f'{resource} "{name}" not found', kind=resource, name=name)
@@ -258,10 +240,11 @@ class SQLiteStore:
             stored = stamp(obj, rev)
             conn.execute(
                 "UPDATE objects SET rv = ?, data = ? WHERE resource = ? AND namespace = ? AND name = ?",
-                (rev, json.dumps(stored), *key),
+                (rev, encode_str(stored), *key),
             )
             self._record(conn, rev, key, "MODIFIED", stored, old)
-        return stored
+            return stored
+        return await self._writer.run(write)
 
     async def delete(
         self,
@@ -272,7 +255,8 @@ class SQLiteStore:
         expected_uid: str | None = None,
     ) -> dict[str, Any]:
         key = (resource, namespace, name)
-        with self._write() as conn:
+
+        def write(conn: sqlite3.Connection) -> dict[str, Any]:
             old = self._load(conn, key)
             if old is None:
                 raise NotFound(f'{resource} "{name}" not found', kind=resource, name=name)
@@ -283,7 +267,8 @@ class SQLiteStore:
                 "DELETE FROM objects WHERE resource = ? AND namespace = ? AND name = ?", key
             )
             self._record(conn, rev, key, "DELETED", gone, old)
-        return gone
+            return gone
+        return await self._writer.run(write)
 
     async def current_revision(self) -> str:
         return str(self._revision())
@@ -319,7 +304,7 @@ class SQLiteStore:
                 rows, revision = self._history_after(resource, namespace, cursor)
                 for rv, type_, data, prev in rows:
                     cursor = rv
-                    event = translate(type_, json.loads(data), json.loads(prev) if prev is not None else None, labels, fields)
+                    event = translate(type_, decode(data), decode(prev) if prev is not None else None, labels, fields)
                     if event is not None:
                         yield event
                 if len(rows) >= _BATCH:
@@ -366,7 +351,8 @@ class SQLiteStore:
             if running is loop:
                 wake.set()
             else:
-                loop.call_soon_threadsafe(wake.set)
+                with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
+                    loop.call_soon_threadsafe(wake.set)
 
     def _ensure_poller(self, loop: asyncio.AbstractEventLoop) -> None:
         task = self._pollers.get(loop)
@@ -393,6 +379,7 @@ class SQLiteStore:
         for task in self._pollers.values():
             task.cancel()
         self._pollers.clear()
+        await self._writer.close()
         with self._lock:
             self._conn.close()
 

@@ -244,3 +244,37 @@ async def test_two_processes_writing_at_once(backend: Backend, store: Store) -> 
     assert rvs == sorted(rvs) and len(set(rvs)) == len(rvs)
     # Every write got its own revision: n creates + n counter updates per process.
     assert int(await s.current_revision()) == int(since) + 4 * n
+
+
+async def test_concurrent_writes_each_keep_their_own_outcome(store: Store) -> None:
+    """Writes in flight together (SQLite commits them as one group) behave as one after another:
+    a name taken twice is created once and refused once, an update against a stale
+    resourceVersion is a Conflict, a failed write leaves the others of its group stored."""
+    created = await asyncio.gather(*(store.create("pods", "default", pod(f"c{i % 10}")) for i in range(20)),
+                                   return_exceptions=True)
+    stored = [c for c in created if isinstance(c, dict)]
+    assert sorted(c["metadata"]["name"] for c in stored) == [f"c{i}" for i in range(10)]
+    assert all(isinstance(c, AlreadyExists) for c in created if not isinstance(c, dict))
+    versions = [int(c["metadata"]["resourceVersion"]) for c in stored]
+    assert len(set(versions)) == 10
+    for c in stored:
+        assert await store.get("pods", "default", c["metadata"]["name"]) == c
+
+    base = stored[0]
+    name, rv = base["metadata"]["name"], base["metadata"]["resourceVersion"]
+    updates = await asyncio.gather(
+        *(store.update("pods", "default", name, {**base, "spec": {"n": i}}, expected_rv=rv) for i in range(5)),
+        return_exceptions=True)
+    won = [u for u in updates if isinstance(u, dict)]
+    assert len(won) == 1 and all(isinstance(u, Conflict) for u in updates if not isinstance(u, dict))
+    assert await store.get("pods", "default", name) == won[0]
+    assert int(won[0]["metadata"]["resourceVersion"]) > max(versions)
+    items, list_rv = await store.list("pods", "default")
+    assert len(items) == 10 and int(list_rv) >= int(won[0]["metadata"]["resourceVersion"])
+
+
+async def test_concurrent_writes_reach_a_watch_in_revision_order(store: Store) -> None:
+    since = await store.current_revision()
+    created = await asyncio.gather(*(store.create("pods", "default", pod(f"w{i}")) for i in range(30)))
+    events = await take(store.watch("pods", "default", since_rv=since), 30)
+    assert [e.object for e in events] == sorted(created, key=lambda c: int(c["metadata"]["resourceVersion"]))
