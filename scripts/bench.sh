@@ -10,5 +10,5 @@ fi
 .venv/bin/python -m bench.run --rounds "${ROUNDS:-15}" --pods "${PODS:-50}" --json bench/results.json
 .venv/bin/python -m bench.podbay_only --rounds "${ROUNDS:-15}"
 .venv/bin/python -m bench.gvisor --rounds "${ROUNDS:-10}" --pods 5
-.venv/bin/python -m bench.control_plane --nodes 1000 --pods 10000 --clients 20 --per-client 50
+.venv/bin/python -m bench.control_plane --nodes 1000,5000 --pods 10000 --clients 20 --per-client 50
 .venv/bin/python -m bench.cli --rounds "${ROUNDS:-15}"
