@@ -40,8 +40,10 @@ from podbay.api.serialize import from_dict, to_dict, unknown_fields
 from podbay.apiserver import fieldmanager
 from podbay.apiserver.fieldmanager import WriteOptions
 from podbay.apiserver.ipallocator import ServiceRanges
-from podbay.apiserver.params import json_object, json_string, json_type
+from podbay.apiserver.meta import object_meta as _meta
+from podbay.apiserver.params import json_object, json_string
 from podbay.apiserver.patch import JSON_PATCH, apply_patch
+from podbay.apiserver.binding import bind_pod
 from podbay.apiserver.status import ObjectInvalid
 from podbay.apiserver.strategies import SYSTEM_NAMESPACES, Strategy, strategy_for
 from podbay.store.base import FieldSelectorArg, LabelSelectorArg, Store, WatchEvent
@@ -61,27 +63,6 @@ def _name_errors(strategy: Strategy, name: str) -> list[FieldError]:
     if not name:
         return [FieldError("metadata.name", "", "Required value: name or generateName is required")]
     return strategy.validate_name(name)
-
-
-# ObjectMeta's strings the registry reads before the model decodes the object.
-_META_STRINGS = ("name", "generateName", "namespace", "uid", "resourceVersion")
-
-
-def _meta(obj: dict[str, Any]) -> dict[str, Any]:
-    """The object's metadata; a type Go's decoder would refuse is a 400 naming the field."""
-    kind = obj.get("kind", "")
-    meta = obj.get("metadata")
-    if meta is None:
-        meta = obj["metadata"] = {}
-    cannot = f'{kind} in version "v1" cannot be handled as a {kind}: json: cannot unmarshal'
-    if not isinstance(meta, dict):
-        raise BadRequest(f"{cannot} {json_type(meta)} into Go struct field {kind}.metadata of type v1.ObjectMeta")
-    for field in _META_STRINGS:
-        if not isinstance(meta.get(field, ""), str):
-            raise BadRequest(
-                f"{cannot} {json_type(meta[field])} into Go struct field ObjectMeta.metadata.{field} of type string"
-            )
-    return meta
 
 
 def _check_name(info: ResourceInfo, meta: dict[str, Any], namespace: str, name: str, required: bool) -> None:
@@ -572,60 +553,7 @@ class Registry:
     # -- binding ---------------------------------------------------------------
 
     async def bind(self, namespace: str, name: str, binding: Any) -> None:
-        if not isinstance(binding, dict):
-            raise BadRequest("the body of the request must be a Binding")
-        binding = {**binding, "kind": "Binding"}
-        meta = _meta(binding)
-        if meta.get("name") and meta["name"] != name:
-            raise BadRequest(
-                f"the name of the object ({meta['name']}) does not match the name on the URL ({name})"
-            )
-        target = json_object(binding.get("target"), "target", "Binding", "v1.ObjectReference")
-        node = json_string(target.get("name"), "target.name", "ObjectReference") or ""
-        kind = json_string(target.get("kind"), "target.kind", "ObjectReference")
-        if not node:
-            raise ObjectInvalid("Binding", name, [FieldError("target.name", "", "Required value")])
-        if kind not in (None, "", "Node"):
-            raise ObjectInvalid(
-                "Binding", name, [FieldError("target.kind", kind, 'Unsupported value: must be empty or "Node"')]
-            )
-        uid = meta.get("uid")
-        for _ in range(_MAX_UPDATE_RETRIES):
-            pod = await self.store.get("pods", namespace, name)
-            pmeta = pod["metadata"]
-            if uid and pmeta.get("uid") != uid:
-                raise Conflict(
-                    f'Operation cannot be fulfilled on pods/binding "{name}": Precondition failed: '
-                    f"UID in precondition: {uid}, UID in object meta: {pmeta.get('uid')}",
-                    kind="pods/binding", name=name,
-                )
-            if pmeta.get("deletionTimestamp"):
-                raise Conflict(
-                    f'Operation cannot be fulfilled on pods/binding "{name}": pod {name} is being deleted, '
-                    "cannot be assigned to a host",
-                    kind="pods/binding", name=name,
-                )
-            spec = pod.setdefault("spec", {})
-            if spec.get("nodeName"):
-                raise Conflict(
-                    f'Operation cannot be fulfilled on pods/binding "{name}": pod {name} is already '
-                    f"assigned to node \"{spec['nodeName']}\"",
-                    kind="pods/binding", name=name,
-                )
-            spec["nodeName"] = node
-            status = pod.setdefault("status", {})
-            conditions = [c for c in status.get("conditions", []) if c.get("type") != "PodScheduled"]
-            conditions.append(
-                {"type": "PodScheduled", "status": "True", "lastTransitionTime": rfc3339(self.clock())}
-            )
-            status["conditions"] = conditions
-            try:
-                await self.store.update("pods", namespace, name, pod, expected_rv=pmeta["resourceVersion"])
-                return
-            except Conflict:
-                continue
-        raise Conflict(f'Operation cannot be fulfilled on pods/binding "{name}": too many concurrent updates',
-                       kind="pods/binding", name=name)
+        await bind_pod(self.store, self.clock, namespace, name, binding)
 
     # -- delete ----------------------------------------------------------------
 
