@@ -40,7 +40,7 @@ class NamespaceStrategy(Strategy):
     async def delete(self, host: Host, obj: dict[str, Any]) -> Deleted | None:
         """Empty namespaces go at once; others turn Terminating, their pods are
         deleted, and the last pod to go takes the namespace with it."""
-        store, name = host.store, obj["metadata"]["name"]
+        store, name, rv = host.store, obj["metadata"]["name"], obj["metadata"]["resourceVersion"]
         # Events go, and the workloads before their pods: they would make new ones.
         for resource in ("events", "deployments", "replicasets", "replicationcontrollers", "jobs"):
             for item in (await store.list(resource, name))[0]:
@@ -51,7 +51,7 @@ class NamespaceStrategy(Strategy):
         pods = (await store.list("pods", name))[0]
         if not pods:
             try:
-                return Deleted(await store.delete("namespaces", "", name, expected_rv=obj["metadata"]["resourceVersion"]))
+                return Deleted(await store.delete("namespaces", "", name, expected_rv=rv))
             except Conflict:
                 return Deleted(None)
         if not obj["metadata"].get("deletionTimestamp"):
@@ -59,7 +59,7 @@ class NamespaceStrategy(Strategy):
             marked["metadata"]["deletionTimestamp"] = rfc3339(host.clock())
             marked["status"] = {"phase": "Terminating"}
             try:
-                obj = await store.update("namespaces", "", name, marked, expected_rv=obj["metadata"]["resourceVersion"])
+                obj = await store.update("namespaces", "", name, marked, expected_rv=rv)
             except Conflict:
                 return Deleted(None)
         for pod in pods:
