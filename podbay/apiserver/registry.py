@@ -13,12 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, AsyncIterator, Callable
 
-from podbay.api.apps import (
-    LabelSelector,
-    Scale,
-    selector_string,
-    validate_scale,
-)
+from podbay.api.apps import validate_scale
 from podbay.api.base import now, rfc3339
 from podbay.api.errors import (
     AlreadyExists,
@@ -44,6 +39,7 @@ from podbay.apiserver.meta import object_meta as _meta
 from podbay.apiserver.params import json_object, json_string
 from podbay.apiserver.patch import JSON_PATCH, apply_patch
 from podbay.apiserver.binding import bind_pod
+from podbay.apiserver.scale import decode_scale, scale_of
 from podbay.apiserver.status import ObjectInvalid
 from podbay.apiserver.strategies import SYSTEM_NAMESPACES, Strategy, strategy_for
 from podbay.store.base import FieldSelectorArg, LabelSelectorArg, Store, WatchEvent
@@ -501,28 +497,16 @@ class Registry:
 
     # -- scale -----------------------------------------------------------------
 
-    @staticmethod
-    def _scale_of(info: ResourceInfo, obj: dict[str, Any]) -> dict[str, Any]:
-        """The autoscaling/v1 Scale a scalable object shows (its replicas and selector)."""
-        spec, status, meta = obj.get("spec", {}), obj.get("status", {}), obj["metadata"]
-        selector = strategy_for(info.name).scale_selector(spec)
-        if selector is None:
-            selector = selector_string(from_dict(LabelSelector, spec.get("selector") or {}, strict=False))
-        scale_meta = {k: meta[k] for k in ("name", "namespace", "uid", "resourceVersion", "creationTimestamp")
-                      if k in meta}
-        return {"kind": "Scale", "apiVersion": "autoscaling/v1", "metadata": scale_meta,
-                "spec": {"replicas": spec.get("replicas", 0)},
-                "status": {"replicas": status.get("replicas", 0), "selector": selector}}
-
     async def get_scale(self, resource: str, namespace: str, name: str) -> dict[str, Any]:
         info = self.info(resource)
-        return self._scale_of(info, await self.store.get(resource, namespace, name))
+        return scale_of(strategy_for(info.name), await self.store.get(resource, namespace, name))
 
     async def update_scale(self, resource: str, namespace: str, name: str, body: Any,
                            patch_type: str | None = None) -> dict[str, Any]:
         """PUT (`patch_type` None: `body` is the Scale) or PATCH of the scale subresource: only
         spec.replicas of the object changes."""
         info = self.info(resource)
+        strategy = strategy_for(resource)
         expected = None
         if patch_type is None:
             if not isinstance(body, dict):
@@ -531,13 +515,10 @@ class Registry:
             expected = json_string(scale_meta.get("resourceVersion"), "metadata.resourceVersion", "ObjectMeta") or None
 
         def mutate(old: dict[str, Any]) -> dict[str, Any]:
-            wanted = body if patch_type is None else apply_patch(patch_type, self._scale_of(info, old), body)
+            wanted = body if patch_type is None else apply_patch(patch_type, scale_of(strategy, old), body)
             if not isinstance(wanted, dict):
                 raise BadRequest("the patch must produce an object")
-            try:
-                scale = from_dict(Scale, {**wanted, "kind": "Scale", "apiVersion": "autoscaling/v1"}, strict=True)
-            except Invalid as exc:
-                raise ObjectInvalid("Scale.autoscaling", name, list(exc.errors)) from None
+            scale = decode_scale(wanted, name)
             _check_name(info, {"name": scale.metadata.name or "", "namespace": scale.metadata.namespace or ""},
                         namespace, name, required=False)
             errors = validate_scale(scale)
@@ -548,7 +529,7 @@ class Registry:
             return new
 
         stored = await self._guaranteed_update(info, namespace, name, mutate, None, expected)
-        return self._scale_of(info, stored)
+        return scale_of(strategy, stored)
 
     # -- binding ---------------------------------------------------------------
 
@@ -638,19 +619,6 @@ class Registry:
         if "generation" in meta and bump_generation:
             meta["generation"] += 1
         return obj
-
-    async def finish_namespace(self, name: str) -> None:
-        """Removes a Terminating namespace once its last pod is gone."""
-        try:
-            ns_obj = await self.store.get("namespaces", "", name)
-        except NotFound:
-            return
-        if not ns_obj["metadata"].get("deletionTimestamp") or (await self.store.list("pods", name))[0]:
-            return
-        try:
-            await self.store.delete("namespaces", "", name, expected_rv=ns_obj["metadata"]["resourceVersion"])
-        except (NotFound, Conflict):
-            pass
 
 
 def _validate_delete_options(options: DeleteOptions) -> None:

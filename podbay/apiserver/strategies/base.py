@@ -25,8 +25,6 @@ class Host(Protocol):
 
     async def delete(self, resource: str, namespace: str, name: str) -> dict[str, Any]: ...
 
-    async def finish_namespace(self, name: str) -> None: ...
-
 
 @dataclass(frozen=True)
 class Deleted:

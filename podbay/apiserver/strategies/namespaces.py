@@ -10,6 +10,7 @@ from podbay.api.base import rfc3339
 from podbay.api.errors import Conflict, FieldError, Forbidden, NotFound
 from podbay.api.kinds import ResourceInfo
 from podbay.apiserver.strategies.base import Deleted, Host, Strategy
+from podbay.store.base import Store
 
 SYSTEM_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
@@ -67,5 +68,19 @@ class NamespaceStrategy(Strategy):
                 await host.delete("pods", name, pod["metadata"]["name"])
             except NotFound:
                 pass
-        await host.finish_namespace(name)
+        await finish_namespace(store, name)
         return Deleted(obj)
+
+
+async def finish_namespace(store: Store, name: str) -> None:
+    """Removes a Terminating namespace once its last pod is gone."""
+    try:
+        ns_obj = await store.get("namespaces", "", name)
+    except NotFound:
+        return
+    if not ns_obj["metadata"].get("deletionTimestamp") or (await store.list("pods", name))[0]:
+        return
+    try:
+        await store.delete("namespaces", "", name, expected_rv=ns_obj["metadata"]["resourceVersion"])
+    except (NotFound, Conflict):
+        pass

@@ -16,6 +16,7 @@ from podbay.api.validation import validate_ephemeral_update, validate_pod
 from podbay.apiserver.runtimeclass import admit_pod
 from podbay.apiserver.status import ObjectInvalid
 from podbay.apiserver.strategies.base import Host, Strategy
+from podbay.apiserver.strategies.namespaces import finish_namespace
 from podbay.store.base import Store
 
 _FINISHED = ("Succeeded", "Failed")
@@ -78,7 +79,7 @@ class PodStrategy(Strategy):
 
     async def after_delete(self, host: Host, obj: dict[str, Any]) -> None:
         # A Terminating namespace goes with its last pod.
-        await host.finish_namespace(obj["metadata"]["namespace"])
+        await finish_namespace(host.store, obj["metadata"]["namespace"])
 
 
 def _pod_update_errors(new: dict[str, Any], old: dict[str, Any]) -> list[FieldError]:
