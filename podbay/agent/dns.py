@@ -17,7 +17,6 @@ import logging
 import socket
 import struct
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Sequence, cast
 
 from podbay.agent.upstreams import Upstream, host_resolvers

@@ -10,7 +10,7 @@ import asyncio
 import contextlib
 import socket
 from dataclasses import dataclass
-from typing import Any, Awaitable, Callable
+from typing import Awaitable, Callable
 
 from aiohttp import WSMsgType, web
 

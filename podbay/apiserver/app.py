@@ -413,9 +413,9 @@ def _list_options(request: web.Request, target: _Target, watch: bool) -> _ListOp
 
 
 async def _list(request: web.Request, target: _Target) -> web.Response:
-    store = request.app[STORE_KEY]
+    registry = request.app[REGISTRY_KEY]
     options = _list_options(request, target, watch=False)
-    items, rv = await store.list(target.resource, target.namespace, options.labels, options.fields)
+    items, rv = await registry.list(target.resource, target.namespace, options.labels, options.fields)
     limit = options.limit
     metadata: dict[str, Any] = {"resourceVersion": rv}
     if limit is not None and limit > 0 and request.query.get("continue"):
@@ -433,7 +433,7 @@ async def _list(request: web.Request, target: _Target) -> web.Response:
 
 
 async def _watch(request: web.Request, target: _Target) -> web.StreamResponse:
-    store = request.app[STORE_KEY]
+    registry = request.app[REGISTRY_KEY]
     options = _list_options(request, target, watch=True)
     labels, fields, timeout, rv = options.labels, options.fields, options.timeout_seconds, options.resource_version
     as_table = _as_table(request)
@@ -451,11 +451,11 @@ async def _watch(request: web.Request, target: _Target) -> web.StreamResponse:
         since = rv
         if rv in ("", "0"):
             # "Any" / "most recent": the current state as ADDED events first.
-            items, since = await store.list(target.resource, target.namespace, labels, fields)
+            items, since = await registry.list(target.resource, target.namespace, labels, fields)
             for item in items:
                 await send("ADDED", item)
-        events: AsyncIterator[Any] = store.watch(target.resource, target.namespace, since, labels, fields,
-                                                 bookmarks=_flag(request, "allowWatchBookmarks"))
+        events: AsyncIterator[Any] = registry.watch(target.resource, target.namespace, since, labels, fields,
+                                                    bookmarks=_flag(request, "allowWatchBookmarks"))
         try:
             async for event in events:
                 if event.type == "BOOKMARK":

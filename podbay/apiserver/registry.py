@@ -1,30 +1,22 @@
-"""What the API does to objects, independent of HTTP: Kubernetes' registry
-strategies (PrepareForCreate/Update, validation, graceful delete, binding)
-for the core/v1 resources podbay serves, over a `Store` of dicts.
+"""What the API does to objects, independent of HTTP: kube-apiserver's generic registry
+(create, update, patch, apply, delete, list, watch, scale, binding) over a `Store` of dicts,
+calling each resource's strategy (`podbay.apiserver.strategies`) for its own rules.
 """
 from __future__ import annotations
 
 import asyncio
 import copy
 import logging
-import re
 import secrets
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Callable
+from typing import Any, AsyncIterator, Callable
 
 from pydantic import BaseModel
 
-from podbay.api import Pod
-from podbay.api.apps import (
-    LabelSelector,
-    Scale,
-    selector_string,
-    validate_scale,
-)
+from podbay.api.apps import validate_scale
 from podbay.api.base import now, rfc3339
-from podbay.api.defaults import DEFAULT_GRACE_SECONDS, apply_pod_defaults
 from podbay.api.errors import (
     AlreadyExists,
     BadRequest,
@@ -41,85 +33,34 @@ from podbay.api.owners import (
     deletion_finalizers,
     validate_owner_references,
 )
-from podbay.api.resources import qos_class
 from podbay.api.serialize import from_dict, to_dict, unknown_fields
-from podbay.api.services import (
-    HEADLESS,
-    Service,
-    apply_service_defaults,
-    drop_type_dependent_fields,
-    keep_allocated,
-    validate_service,
-    validate_service_update,
-)
-from podbay.api.validation import (
-    validate_ephemeral_update,
-    validate_lease,
-    validate_metadata,
-    validate_pod,
-    validate_runtime_class,
-)
 from podbay.apiserver import fieldmanager
 from podbay.apiserver.fieldmanager import WriteOptions
-from podbay.apiserver.ipallocator import (
-    AllocationError,
-    ServiceRanges,
-    allocate_ip,
-    allocate_node_port,
-)
-from podbay.apiserver.params import json_object, json_string, json_type
+from podbay.apiserver.ipallocator import ServiceRanges
+from podbay.apiserver.meta import object_meta as _meta
+from podbay.apiserver.params import json_object, json_string
 from podbay.apiserver.patch import JSON_PATCH, apply_patch
-from podbay.apiserver.runtimeclass import admit_pod
+from podbay.apiserver.binding import bind_pod
+from podbay.apiserver.scale import decode_scale, scale_of
 from podbay.apiserver.status import ObjectInvalid
-from podbay.store.base import Store
+from podbay.apiserver.strategies import SYSTEM_NAMESPACES, Strategy, strategy_for
+from podbay.store.base import FieldSelectorArg, LabelSelectorArg, Store, WatchEvent
 
 log = logging.getLogger(__name__)
 
-SYSTEM_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
 _MAX_UPDATE_RETRIES = 16
 # Kubernetes' name generator alphabet (no vowels, no confusable digits).
 _NAME_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
-_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
-_DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 
 
 def generate_name(prefix: str) -> str:
     return prefix + "".join(secrets.choice(_NAME_ALPHABET) for _ in range(5))
 
 
-def _name_errors(info: ResourceInfo, name: str) -> list[FieldError]:
+def _name_errors(strategy: Strategy, name: str) -> list[FieldError]:
     if not name:
         return [FieldError("metadata.name", "", "Required value: name or generateName is required")]
-    if info.name == "namespaces":
-        ok, limit, what = _DNS_LABEL.match(name), 63, "a lowercase RFC 1123 label"
-        rule = "must consist of lower case alphanumeric characters or '-', and must start and end with an alphanumeric character"
-    else:
-        ok, limit, what = _DNS_SUBDOMAIN.match(name), 253, "a lowercase RFC 1123 subdomain"
-        rule = "must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character"
-    if ok and len(name) <= limit:
-        return []
-    return [FieldError("metadata.name", name, f"Invalid value: {what} {rule}")]
-
-
-# ObjectMeta's strings the registry reads before the model decodes the object.
-_META_STRINGS = ("name", "generateName", "namespace", "uid", "resourceVersion")
-
-
-def _meta(obj: dict[str, Any]) -> dict[str, Any]:
-    """The object's metadata; a type Go's decoder would refuse is a 400 naming the field."""
-    kind = obj.get("kind", "")
-    meta = obj.get("metadata")
-    if meta is None:
-        meta = obj["metadata"] = {}
-    cannot = f'{kind} in version "v1" cannot be handled as a {kind}: json: cannot unmarshal'
-    if not isinstance(meta, dict):
-        raise BadRequest(f"{cannot} {json_type(meta)} into Go struct field {kind}.metadata of type v1.ObjectMeta")
-    for field in _META_STRINGS:
-        if not isinstance(meta.get(field, ""), str):
-            raise BadRequest(
-                f"{cannot} {json_type(meta[field])} into Go struct field ObjectMeta.metadata.{field} of type string"
-            )
-    return meta
+    return strategy.validate_name(name)
 
 
 def _check_name(info: ResourceInfo, meta: dict[str, Any], namespace: str, name: str, required: bool) -> None:
@@ -225,28 +166,11 @@ class Registry:
             errors = info.validate(model)
             if errors:
                 raise ObjectInvalid(info.kind, name, errors)
-        if info.name == "pods":
-            apply_pod_defaults(model)
-            errors = validate_pod(model)
-            if errors:
-                raise ObjectInvalid(info.kind, name, errors)
-        elif info.name == "leases":
-            errors = validate_lease(model)
-            if errors:
-                raise ObjectInvalid(info.kind, name, errors)
-        elif info.name == "runtimeclasses":
-            errors = validate_runtime_class(model)
-            if errors:
-                raise ObjectInvalid(info.kind, name, errors)
-        elif info.name == "services":
-            apply_service_defaults(model)
-            errors = validate_service(model)
-            if errors:
-                raise ObjectInvalid(info.kind, name, errors)
-        elif info.name in ("endpoints", "endpointslices"):
-            errors = validate_metadata(model.metadata)
-            if errors:
-                raise ObjectInvalid(info.kind, name, errors)
+        strategy = strategy_for(info.name)
+        strategy.default(model)
+        errors = strategy.validate(model)
+        if errors:
+            raise ObjectInvalid(info.kind, name, errors)
         out = to_dict(model)
         out["kind"], out["apiVersion"] = info.kind, info.api_version
         return model, out
@@ -271,6 +195,18 @@ class Registry:
         self.info(resource)
         return await self.store.get(resource, namespace, name)
 
+    async def list(self, resource: str, namespace: str | None, labels: LabelSelectorArg = None,
+                   fields: FieldSelectorArg = None) -> tuple[list[dict[str, Any]], str]:
+        """The objects and the revision they were read at."""
+        self.info(resource)
+        return await self.store.list(resource, namespace, labels, fields)
+
+    def watch(self, resource: str, namespace: str | None, since_rv: str | None, labels: LabelSelectorArg = None,
+              fields: FieldSelectorArg = None, bookmarks: bool = False) -> AsyncIterator[WatchEvent]:
+        """The store's changes after `since_rv` (or from now), in revision order."""
+        self.info(resource)
+        return self.store.watch(resource, namespace, since_rv, labels, fields, bookmarks=bookmarks)
+
     # -- create ----------------------------------------------------------------
 
     async def create(self, resource: str, namespace: str, body: Any, options: WriteOptions | None = None,
@@ -278,6 +214,7 @@ class Registry:
         """Creates `body`; with `options`, records its manager in managedFields (unless `applied`:
         server-side apply recorded them) and may be a dry run."""
         info = self.info(resource)
+        strategy = strategy_for(resource)
         obj = self._check_type(info, body)
         meta = _meta(obj)
         if info.namespaced:
@@ -297,13 +234,12 @@ class Registry:
             if generated:
                 meta["name"] = generate_name(generate)
             name = meta.get("name") or ""
-            errors = _name_errors(info, name)
+            errors = _name_errors(strategy, name)
             if errors:
                 raise ObjectInvalid(info.kind, name or generate, errors)
             if info.namespaced:
                 await self._check_namespace(namespace, info, name)
-            if info.name == "pods":
-                await admit_pod(self.store, obj, name)
+            await strategy.admit(self.store, obj, name)
             prepared = self._prepare_create(info, obj, options)
             if options is not None and not applied:
                 fieldmanager.write_entries(prepared, fieldmanager.owned_by_update(
@@ -313,10 +249,10 @@ class Registry:
                     raise AlreadyExists(f'{info.name} "{name}" already exists', kind=info.name, name=name)
                 return prepared
             try:
-                if info.name != "services":
+                if not strategy.allocates(None):
                     return await self.store.create(resource, namespace, prepared)
                 async with self._allocating:
-                    return await self.store.create(resource, namespace, await self._allocate(prepared))
+                    return await self.store.create(resource, namespace, await strategy.allocate(self, prepared))
             except AlreadyExists:
                 if attempt == attempts - 1:
                     raise
@@ -340,27 +276,10 @@ class Registry:
             meta.pop(field, None)
         meta["uid"] = str(uuid.uuid4())
         meta["creationTimestamp"] = rfc3339(self.clock())
-        if info.name == "pods":
-            meta["generation"] = 1
-            # PrepareForCreate: status is the server's, whatever the client sent.
-            obj["status"] = {"phase": "Pending"}
-            if obj.get("spec", {}).get("ephemeralContainers") if isinstance(obj.get("spec"), dict) else None:
-                # ValidatePodCreate: they are added to a running pod, through their subresource only.
-                raise ObjectInvalid(info.kind, meta["name"], [FieldError("spec.ephemeralContainers", None,
-                                                                         "Forbidden: cannot be set on create")])
-        elif info.generation:
-            meta["generation"] = 1
-            obj["status"] = {}
-        elif info.created_status is not None:
-            obj["status"] = copy.deepcopy(info.created_status)
-        elif info.name == "namespaces":
-            meta.setdefault("labels", {})["kubernetes.io/metadata.name"] = meta["name"]
-            obj.setdefault("spec", {})
-            obj["status"] = {"phase": "Active"}
+        strategy = strategy_for(info.name)
+        strategy.prepare_for_create(info, obj)
         model, out = self._normalised(info, obj, meta["name"], options)
-        if isinstance(model, Pod):
-            out.setdefault("status", {}).setdefault("phase", "Pending")
-            out["status"]["qosClass"] = qos_class(model)
+        strategy.canonicalize_create(out, model)
         return out
 
     # -- update ----------------------------------------------------------------
@@ -449,6 +368,7 @@ class Registry:
         unless the client itself named the resourceVersion it expects. `mutate` builds a new
         object and never changes its argument (the result may share parts of it)."""
         ns = namespace if info.namespaced else ""
+        strategy = strategy_for(info.name)
         for _ in range(_MAX_UPDATE_RETRIES):
             old = await self.store.get(info.name, ns, name)
             if expected_rv and old["metadata"]["resourceVersion"] != expected_rv:
@@ -458,11 +378,7 @@ class Registry:
                     kind=info.name,
                     name=name,
                 )
-            new = mutate(old)
-            if info.name == "services" and subresource is None:
-                new = copy.deepcopy(new)
-                keep_allocated(new, old)
-                drop_type_dependent_fields(new, old)
+            new = strategy.prepare_for_update(mutate(old), old, subresource)
             prepared = self._prepare_update(info, new, old, subresource, options)
             if not applying and (subresource is not None or not prepared["metadata"].get("managedFields")):
                 # As kube-apiserver's fieldmanager: managedFields a client sends (kubectl's migration
@@ -476,9 +392,9 @@ class Registry:
             if options is not None and options.dry_run:
                 return prepared
             try:
-                if info.name == "services" and subresource is None:
+                if strategy.allocates(subresource):
                     async with self._allocating:
-                        stored = await self.store.update(info.name, ns, name, await self._allocate(prepared),
+                        stored = await self.store.update(info.name, ns, name, await strategy.allocate(self, prepared),
                                                          expected_rv=old["metadata"]["resourceVersion"])
                 else:
                     stored = await self.store.update(
@@ -532,63 +448,18 @@ class Registry:
             raise NotFound(f'the server could not find the requested resource ({info.name}/{subresource})')
         name = old_meta["name"]
         out = self._normalise(info, new, name, options)
-        if info.name == "pods" and subresource == "ephemeralcontainers":
-            errors = validate_ephemeral_update(from_dict(Pod, out), from_dict(Pod, old))
-            if errors:
-                raise ObjectInvalid(info.kind, name, errors)
-        if info.name == "pods" and subresource is None:
-            errors = _pod_update_errors(out, old)
-            if errors:
-                raise ObjectInvalid(info.kind, name, errors)
-        if info.name == "runtimeclasses" and out.get("handler") != old.get("handler"):
-            raise ObjectInvalid(info.kind, name, [FieldError("handler", out.get("handler"),
-                                                             "Invalid value: field is immutable")])
-        if info.name == "services" and subresource is None:
-            errors = validate_service_update(from_dict(Service, out), from_dict(Service, old))
-            if errors:
-                raise ObjectInvalid(info.kind, name, errors)
+        strategy = strategy_for(info.name)
+        errors = strategy.validate_update(out, old, subresource)
+        if errors:
+            raise ObjectInvalid(info.kind, name, errors)
         if info.validate_update is not None and subresource is None:
             errors = info.validate_update(from_dict(info.model, out, strict=False),
                                           from_dict(info.model, old, strict=False))
             if errors:
                 raise ObjectInvalid(info.kind, name, errors)
-        if (info.name == "pods" or info.generation) and subresource is None and out.get("spec") != old.get("spec"):
+        if (strategy.generation or info.generation) and subresource is None and out.get("spec") != old.get("spec"):
             out["metadata"]["generation"] = old_meta.get("generation", 1) + 1
         return out
-
-    async def _allocate(self, svc: dict[str, Any]) -> dict[str, Any]:
-        """The Service with its cluster IP and nodePorts: the ones it asks for if free, else
-        allocated from --service-cluster-ip-range and --service-node-port-range (the others'
-        are what the stored Services hold). Callers hold `_allocating` until the write."""
-        meta, spec = svc["metadata"], svc["spec"]
-        ips: set[str] = set()
-        ports: set[int] = set()
-        for other in (await self.store.list("services"))[0]:
-            if (other["metadata"]["namespace"], other["metadata"]["name"]) == (meta["namespace"], meta["name"]):
-                continue
-            ips.update(ip for ip in other["spec"].get("clusterIPs", []) if ip != HEADLESS)
-            ports.update(p["nodePort"] for p in other["spec"].get("ports", []) if p.get("nodePort"))
-        errors: list[FieldError] = []
-        ranges = self.service_ranges
-        if spec.get("clusterIP") != HEADLESS:
-            try:
-                ip = allocate_ip(ranges.cluster_ip_range, ips, spec.get("clusterIP"))
-                spec["clusterIP"], spec["clusterIPs"] = ip, [ip]
-                spec.setdefault("ipFamilies", ["IPv4"])
-                spec.setdefault("ipFamilyPolicy", "SingleStack")
-            except AllocationError as exc:
-                errors.append(FieldError("spec.clusterIPs", spec.get("clusterIPs"), f"Invalid value: {exc}"))
-        if spec.get("type") == "NodePort":
-            for i, port in enumerate(spec.get("ports", [])):
-                try:
-                    port["nodePort"] = allocate_node_port(ranges.node_ports, ports, port.get("nodePort"))
-                    ports.add(port["nodePort"])
-                except AllocationError as exc:
-                    errors.append(FieldError(f"spec.ports[{i}].nodePort", port.get("nodePort"),
-                                             f"Invalid value: {exc}"))
-        if errors:
-            raise ObjectInvalid("Service", meta["name"], errors)
-        return svc
 
     async def ensure_kubernetes_service(self, endpoint: tuple[str, int] | None) -> None:
         """default/kubernetes on the range's first address, as kube-apiserver keeps it, with
@@ -619,8 +490,9 @@ class Registry:
         """An object whose deletion is due and which no longer holds finalizers goes (the last
         finalizer's removal deletes it)."""
         meta = stored["metadata"]
+        strategy = strategy_for(info.name)
         if (
-            info.name != "namespaces"
+            strategy.collects_finalized
             and meta.get("deletionTimestamp")
             and meta.get("deletionGracePeriodSeconds") == 0
             and not meta.get("finalizers")
@@ -629,34 +501,20 @@ class Registry:
                 await self.store.delete(info.name, meta.get("namespace", ""), meta["name"], expected_uid=meta["uid"])
             except (NotFound, Conflict):
                 return
-            if info.name == "pods":
-                await self.finish_namespace(meta["namespace"])
+            await strategy.after_delete(self, stored)
 
     # -- scale -----------------------------------------------------------------
 
-    @staticmethod
-    def _scale_of(info: ResourceInfo, obj: dict[str, Any]) -> dict[str, Any]:
-        """The autoscaling/v1 Scale a scalable object shows (its replicas and selector)."""
-        spec, status, meta = obj.get("spec", {}), obj.get("status", {}), obj["metadata"]
-        if info.name == "replicationcontrollers":
-            selector = ",".join(f"{k}={v}" for k, v in sorted((spec.get("selector") or {}).items()))
-        else:
-            selector = selector_string(from_dict(LabelSelector, spec.get("selector") or {}, strict=False))
-        scale_meta = {k: meta[k] for k in ("name", "namespace", "uid", "resourceVersion", "creationTimestamp")
-                      if k in meta}
-        return {"kind": "Scale", "apiVersion": "autoscaling/v1", "metadata": scale_meta,
-                "spec": {"replicas": spec.get("replicas", 0)},
-                "status": {"replicas": status.get("replicas", 0), "selector": selector}}
-
     async def get_scale(self, resource: str, namespace: str, name: str) -> dict[str, Any]:
         info = self.info(resource)
-        return self._scale_of(info, await self.store.get(resource, namespace, name))
+        return scale_of(strategy_for(info.name), await self.store.get(resource, namespace, name))
 
     async def update_scale(self, resource: str, namespace: str, name: str, body: Any,
                            patch_type: str | None = None) -> dict[str, Any]:
         """PUT (`patch_type` None: `body` is the Scale) or PATCH of the scale subresource: only
         spec.replicas of the object changes."""
         info = self.info(resource)
+        strategy = strategy_for(resource)
         expected = None
         if patch_type is None:
             if not isinstance(body, dict):
@@ -665,13 +523,10 @@ class Registry:
             expected = json_string(scale_meta.get("resourceVersion"), "metadata.resourceVersion", "ObjectMeta") or None
 
         def mutate(old: dict[str, Any]) -> dict[str, Any]:
-            wanted = body if patch_type is None else apply_patch(patch_type, self._scale_of(info, old), body)
+            wanted = body if patch_type is None else apply_patch(patch_type, scale_of(strategy, old), body)
             if not isinstance(wanted, dict):
                 raise BadRequest("the patch must produce an object")
-            try:
-                scale = from_dict(Scale, {**wanted, "kind": "Scale", "apiVersion": "autoscaling/v1"}, strict=True)
-            except Invalid as exc:
-                raise ObjectInvalid("Scale.autoscaling", name, list(exc.errors)) from None
+            scale = decode_scale(wanted, name)
             _check_name(info, {"name": scale.metadata.name or "", "namespace": scale.metadata.namespace or ""},
                         namespace, name, required=False)
             errors = validate_scale(scale)
@@ -682,65 +537,12 @@ class Registry:
             return new
 
         stored = await self._guaranteed_update(info, namespace, name, mutate, None, expected)
-        return self._scale_of(info, stored)
+        return scale_of(strategy, stored)
 
     # -- binding ---------------------------------------------------------------
 
     async def bind(self, namespace: str, name: str, binding: Any) -> None:
-        if not isinstance(binding, dict):
-            raise BadRequest("the body of the request must be a Binding")
-        binding = {**binding, "kind": "Binding"}
-        meta = _meta(binding)
-        if meta.get("name") and meta["name"] != name:
-            raise BadRequest(
-                f"the name of the object ({meta['name']}) does not match the name on the URL ({name})"
-            )
-        target = json_object(binding.get("target"), "target", "Binding", "v1.ObjectReference")
-        node = json_string(target.get("name"), "target.name", "ObjectReference") or ""
-        kind = json_string(target.get("kind"), "target.kind", "ObjectReference")
-        if not node:
-            raise ObjectInvalid("Binding", name, [FieldError("target.name", "", "Required value")])
-        if kind not in (None, "", "Node"):
-            raise ObjectInvalid(
-                "Binding", name, [FieldError("target.kind", kind, 'Unsupported value: must be empty or "Node"')]
-            )
-        uid = meta.get("uid")
-        for _ in range(_MAX_UPDATE_RETRIES):
-            pod = await self.store.get("pods", namespace, name)
-            pmeta = pod["metadata"]
-            if uid and pmeta.get("uid") != uid:
-                raise Conflict(
-                    f'Operation cannot be fulfilled on pods/binding "{name}": Precondition failed: '
-                    f"UID in precondition: {uid}, UID in object meta: {pmeta.get('uid')}",
-                    kind="pods/binding", name=name,
-                )
-            if pmeta.get("deletionTimestamp"):
-                raise Conflict(
-                    f'Operation cannot be fulfilled on pods/binding "{name}": pod {name} is being deleted, '
-                    "cannot be assigned to a host",
-                    kind="pods/binding", name=name,
-                )
-            spec = pod.setdefault("spec", {})
-            if spec.get("nodeName"):
-                raise Conflict(
-                    f'Operation cannot be fulfilled on pods/binding "{name}": pod {name} is already '
-                    f"assigned to node \"{spec['nodeName']}\"",
-                    kind="pods/binding", name=name,
-                )
-            spec["nodeName"] = node
-            status = pod.setdefault("status", {})
-            conditions = [c for c in status.get("conditions", []) if c.get("type") != "PodScheduled"]
-            conditions.append(
-                {"type": "PodScheduled", "status": "True", "lastTransitionTime": rfc3339(self.clock())}
-            )
-            status["conditions"] = conditions
-            try:
-                await self.store.update("pods", namespace, name, pod, expected_rv=pmeta["resourceVersion"])
-                return
-            except Conflict:
-                continue
-        raise Conflict(f'Operation cannot be fulfilled on pods/binding "{name}": too many concurrent updates',
-                       kind="pods/binding", name=name)
+        await bind_pod(self.store, self.clock, namespace, name, binding)
 
     # -- delete ----------------------------------------------------------------
 
@@ -752,77 +554,36 @@ class Registry:
         Returns the object as last stored: without a deletionTimestamp-in-progress
         distinction the caller tells them apart by whether `get` still finds it."""
         info = self.info(resource)
+        strategy = strategy_for(resource)
         options = options or DeleteOptions()
         ns = namespace if info.namespaced else ""
-        if options.grace_period_seconds is not None and options.grace_period_seconds < 0:
-            raise ObjectInvalid(
-                "DeleteOptions", "", [FieldError("gracePeriodSeconds", options.grace_period_seconds,
-                                                 "Invalid value: must be >= 0")]
-            )
-        if options.orphan_dependents is not None and options.propagation_policy is not None:
-            raise ObjectInvalid("DeleteOptions", "", [FieldError(
-                "propagationPolicy", options.propagation_policy,
-                "Invalid value: orphanDependents and deletionPropagation cannot be both set")])
-        if options.propagation_policy is not None and options.propagation_policy not in PROPAGATION_POLICIES:
-            raise ObjectInvalid("DeleteOptions", "", [FieldError(
-                "propagationPolicy", options.propagation_policy,
-                "Unsupported value: supported values: " + ", ".join(f'"{p}"' for p in PROPAGATION_POLICIES))])
-        if info.name == "namespaces" and name in SYSTEM_NAMESPACES[:3]:
-            raise Forbidden(
-                f'namespaces "{name}" is forbidden: this namespace may not be deleted',
-                kind="namespaces", name=name,
-            )
+        _validate_delete_options(options)
+        strategy.check_delete(name)
         for _ in range(_MAX_UPDATE_RETRIES):
             obj = await self.store.get(resource, ns, name)
             meta = obj["metadata"]
-            if options.precondition_uid and meta.get("uid") != options.precondition_uid:
-                raise Conflict(
-                    f'Operation cannot be fulfilled on {resource} "{name}": Precondition failed: UID in '
-                    f"precondition: {options.precondition_uid}, UID in object meta: {meta.get('uid', '')}",
-                    kind=resource, name=name,
-                )
-            if options.precondition_rv and meta["resourceVersion"] != options.precondition_rv:
-                raise Conflict(
-                    f'Operation cannot be fulfilled on {resource} "{name}": Precondition failed: '
-                    f"ResourceVersion in precondition: {options.precondition_rv}, "
-                    f"ResourceVersion in object meta: {meta['resourceVersion']}",
-                    kind=resource, name=name,
-                )
+            _check_delete_preconditions(resource, name, meta, options)
             if options.dry_run:
                 # Everything but the write: the object as the delete would leave it.
-                grace = self._grace(info, obj, options)
+                grace = strategy.check_graceful_delete(obj, options.grace_period_seconds)
                 if grace == 0 and not meta.get("finalizers"):
                     return obj
-                # A real delete bumps the generation of a pod deleted gracefully (see below).
-                return self._mark_deleting(obj, grace, bump_generation=info.name == "pods")
-            if info.name == "namespaces":
-                marked = await self._delete_namespace(obj)
-                if marked is not None:
-                    return marked
+                # A real delete bumps the generation of an object deleted gracefully (see below).
+                return self._mark_deleting(obj, grace, bump_generation=strategy.graceful)
+            own = await strategy.delete(self, obj)
+            if own is not None:
+                if own.obj is not None:
+                    return own.obj
                 continue
-            grace = self._grace(info, obj, options)
+            grace = strategy.check_graceful_delete(obj, options.grace_period_seconds)
             finalizers = deletion_finalizers(list(meta.get("finalizers", [])), info.default_propagation,
                                              options.propagation_policy, options.orphan_dependents)
             if grace == 0 and not finalizers:
-                expected = meta["resourceVersion"]
-                if info.name == "pods" and obj.get("spec", {}).get("nodeName") and not meta.get("deletionTimestamp") \
-                        and obj.get("status", {}).get("phase") not in ("Succeeded", "Failed"):
-                    # A forced delete of a pod that may be running: its node's agent learns it
-                    # from the object (deletionGracePeriodSeconds 0) and kills at once.
-                    try:
-                        expected = (await self.store.update(resource, ns, name,
-                                                            self._mark_deleting(obj, 0, bump_generation=True),
-                                                            expected_rv=expected))["metadata"]["resourceVersion"]
-                    except Conflict:
-                        continue
-                try:
-                    gone = await self.store.delete(resource, ns, name, expected_rv=expected)
-                except Conflict:
+                gone = await self._delete_now(strategy, resource, ns, name, obj)
+                if gone is None:
                     continue
-                if info.name == "pods":
-                    await self.finish_namespace(ns)
                 return gone
-            marked = self._mark_deleting(obj, grace, bump_generation=info.name == "pods")
+            marked = self._mark_deleting(obj, grace, bump_generation=strategy.graceful)
             if finalizers:
                 marked["metadata"]["finalizers"] = finalizers
             else:
@@ -836,23 +597,23 @@ class Registry:
         raise Conflict(f'Operation cannot be fulfilled on {resource} "{name}": too many concurrent updates',
                        kind=resource, name=name)
 
-    def _grace(self, info: ResourceInfo, obj: dict[str, Any], options: DeleteOptions) -> int:
-        if info.name != "pods":
-            return 0
-        spec, status = obj.get("spec", {}), obj.get("status", {})
-        # The pod strategy's CheckGracefulDelete: nothing runs an unbound or finished pod.
-        if not spec.get("nodeName") or status.get("phase") in ("Succeeded", "Failed"):
-            return 0
-        if options.grace_period_seconds is not None:
-            grace = options.grace_period_seconds
-        else:
-            grace = spec.get("terminationGracePeriodSeconds")
-            grace = DEFAULT_GRACE_SECONDS if grace is None else grace
-        current = obj["metadata"].get("deletionGracePeriodSeconds")
-        if current is not None:
-            # A second delete may only shorten the grace period.
-            grace = min(grace, current)
-        return grace
+    async def _delete_now(self, strategy: Strategy, resource: str, ns: str, name: str,
+                          obj: dict[str, Any]) -> dict[str, Any] | None:
+        """Removes the object (None: a concurrent write, start again)."""
+        expected = obj["metadata"]["resourceVersion"]
+        if strategy.marks_before_forced_delete(obj):
+            try:
+                expected = (await self.store.update(resource, ns, name,
+                                                    self._mark_deleting(obj, 0, bump_generation=True),
+                                                    expected_rv=expected))["metadata"]["resourceVersion"]
+            except Conflict:
+                return None
+        try:
+            gone = await self.store.delete(resource, ns, name, expected_rv=expected)
+        except Conflict:
+            return None
+        await strategy.after_delete(self, gone)
+        return gone
 
     def _mark_deleting(self, obj: dict[str, Any], grace: int, bump_generation: bool) -> dict[str, Any]:
         """deletionTimestamp and the grace period; a graceful (pod) deletion is a new generation, a
@@ -867,55 +628,37 @@ class Registry:
             meta["generation"] += 1
         return obj
 
-    async def _delete_namespace(self, ns_obj: dict[str, Any]) -> dict[str, Any] | None:
-        """Empty namespaces go at once; others turn Terminating, their pods are
-        deleted, and the last pod to go takes the namespace with it."""
-        name = ns_obj["metadata"]["name"]
-        # Events go, and the workloads before their pods: they would make new ones.
-        for resource in ("events", "deployments", "replicasets", "replicationcontrollers", "jobs"):
-            for obj in (await self.store.list(resource, name))[0]:
-                try:
-                    await self.store.delete(resource, name, obj["metadata"]["name"])
-                except NotFound:
-                    pass
-        pods = (await self.store.list("pods", name))[0]
-        if not pods:
-            try:
-                return await self.store.delete(
-                    "namespaces", "", name, expected_rv=ns_obj["metadata"]["resourceVersion"]
-                )
-            except Conflict:
-                return None
-        if not ns_obj["metadata"].get("deletionTimestamp"):
-            marked = copy.deepcopy(ns_obj)
-            marked["metadata"]["deletionTimestamp"] = rfc3339(self.clock())
-            marked["status"] = {"phase": "Terminating"}
-            try:
-                ns_obj = await self.store.update(
-                    "namespaces", "", name, marked, expected_rv=ns_obj["metadata"]["resourceVersion"]
-                )
-            except Conflict:
-                return None
-        for pod in pods:
-            try:
-                await self.delete("pods", name, pod["metadata"]["name"])
-            except NotFound:
-                pass
-        await self.finish_namespace(name)
-        return ns_obj
 
-    async def finish_namespace(self, name: str) -> None:
-        """Removes a Terminating namespace once its last pod is gone."""
-        try:
-            ns_obj = await self.store.get("namespaces", "", name)
-        except NotFound:
-            return
-        if not ns_obj["metadata"].get("deletionTimestamp") or (await self.store.list("pods", name))[0]:
-            return
-        try:
-            await self.store.delete("namespaces", "", name, expected_rv=ns_obj["metadata"]["resourceVersion"])
-        except (NotFound, Conflict):
-            pass
+def _validate_delete_options(options: DeleteOptions) -> None:
+    if options.grace_period_seconds is not None and options.grace_period_seconds < 0:
+        raise ObjectInvalid(
+            "DeleteOptions", "", [FieldError("gracePeriodSeconds", options.grace_period_seconds,
+                                             "Invalid value: must be >= 0")]
+        )
+    if options.orphan_dependents is not None and options.propagation_policy is not None:
+        raise ObjectInvalid("DeleteOptions", "", [FieldError(
+            "propagationPolicy", options.propagation_policy,
+            "Invalid value: orphanDependents and deletionPropagation cannot be both set")])
+    if options.propagation_policy is not None and options.propagation_policy not in PROPAGATION_POLICIES:
+        raise ObjectInvalid("DeleteOptions", "", [FieldError(
+            "propagationPolicy", options.propagation_policy,
+            "Unsupported value: supported values: " + ", ".join(f'"{p}"' for p in PROPAGATION_POLICIES))])
+
+
+def _check_delete_preconditions(resource: str, name: str, meta: dict[str, Any], options: DeleteOptions) -> None:
+    if options.precondition_uid and meta.get("uid") != options.precondition_uid:
+        raise Conflict(
+            f'Operation cannot be fulfilled on {resource} "{name}": Precondition failed: UID in '
+            f"precondition: {options.precondition_uid}, UID in object meta: {meta.get('uid', '')}",
+            kind=resource, name=name,
+        )
+    if options.precondition_rv and meta["resourceVersion"] != options.precondition_rv:
+        raise Conflict(
+            f'Operation cannot be fulfilled on {resource} "{name}": Precondition failed: '
+            f"ResourceVersion in precondition: {options.precondition_rv}, "
+            f"ResourceVersion in object meta: {meta['resourceVersion']}",
+            kind=resource, name=name,
+        )
 
 
 def _unchanged(new: dict[str, Any], old: dict[str, Any]) -> bool:
@@ -925,36 +668,3 @@ def _unchanged(new: dict[str, Any], old: dict[str, Any]) -> bool:
         entries = [{k: v for k, v in e.items() if k != "time"} for e in obj["metadata"].get("managedFields", [])]
         return {**obj, "metadata": {**obj["metadata"], "managedFields": entries}}
     return new == old or timeless(new) == timeless(old)
-
-
-def _pod_update_errors(new: dict[str, Any], old: dict[str, Any]) -> list[FieldError]:
-    """ValidatePodUpdate's core rule: a pod's spec is immutable but for
-    container images, activeDeadlineSeconds, additional tolerations and
-    scheduling gates being removed."""
-
-    def mutable_zeroed(spec: dict[str, Any]) -> dict[str, Any]:
-        spec = copy.deepcopy(spec)
-        for key in ("containers", "initContainers", "ephemeralContainers"):
-            for c in spec.get(key, []) or []:
-                c.pop("image", None)
-        spec.pop("activeDeadlineSeconds", None)
-        spec.pop("tolerations", None)
-        spec.pop("schedulingGates", None)
-        return spec
-
-    new_spec, old_spec = new.get("spec", {}), old.get("spec", {})
-    if mutable_zeroed(new_spec) == mutable_zeroed(old_spec):
-        old_tolerations = old_spec.get("tolerations", []) or []
-        if all(t in (new_spec.get("tolerations") or []) for t in old_tolerations):
-            return []
-        return [FieldError("spec.tolerations", None, "Forbidden: existing toleration can not be modified except its tolerationSeconds")]
-    return [
-        FieldError(
-            "spec",
-            None,
-            "Forbidden: pod updates may not change fields other than `spec.containers[*].image`,"
-            "`spec.initContainers[*].image`,`spec.activeDeadlineSeconds`,`spec.tolerations` "
-            "(only additions to existing tolerations),`spec.terminationGracePeriodSeconds` "
-            "(allow it to be set to 1 if it was previously negative)",
-        )
-    ]
