@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import select
 import shutil
 import signal
 import subprocess
@@ -72,6 +73,7 @@ def start_etcd(etcd: EmbeddedEtcd, name: str) -> int:
     if binary is None:
         raise SystemExit("--embedded-etcd needs etcd: apt-get install etcd-server (scripts/setup.sh does)")
     pid = _running_pid(etcd)
+    process: subprocess.Popen[bytes] | None = None
     if pid is None:
         etcd.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         with open(etcd.logfile, "ab") as log:
@@ -87,25 +89,34 @@ def start_etcd(etcd: EmbeddedEtcd, name: str) -> int:
         etcd.pidfile.write_text(f"{pid}\n")
     deadline = time.monotonic() + ETCD_READY_TIMEOUT
     while not _healthy(etcd):
-        if _running_pid(etcd) is None or time.monotonic() > deadline:
+        # Our own child is asked directly: its /proc cmdline can read empty for a moment while it
+        # starts, which the check for an etcd found running would take for its end.
+        alive = process.poll() is None if process is not None else _running_pid(etcd) is not None
+        if not alive or time.monotonic() > deadline:
             tail = "\n".join(etcd.logfile.read_text(errors="replace").splitlines()[-10:])
-            stop_etcd(etcd)
+            stop_etcd(etcd, pid)
             raise SystemExit(f"the embedded etcd did not become healthy at {etcd.url}; the end of {etcd.logfile}:\n"
                              f"{tail}")
         time.sleep(0.1)
     return pid
 
 
-def stop_etcd(etcd: EmbeddedEtcd) -> None:
-    """SIGTERM to our etcd by its PID, waiting until it has gone (it flushes its WAL)."""
-    pid = _running_pid(etcd)
+def stop_etcd(etcd: EmbeddedEtcd, pid: int | None = None) -> None:
+    """SIGTERM to our etcd by its PID (`pid`, or the one the pidfile names if that is still this
+    data dir's etcd), waiting until it has gone (it flushes its WAL)."""
+    pid = pid or _running_pid(etcd)
     if pid is not None:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGTERM)
-        deadline = time.monotonic() + ETCD_STOP_TIMEOUT
-        # A zombie's cmdline is empty, so a reaped or exited etcd no longer counts as running.
-        while _running_pid(etcd) is not None and time.monotonic() < deadline:
-            with contextlib.suppress(ChildProcessError):
-                os.waitpid(pid, os.WNOHANG)  # our child when this process started it: reap it
-            time.sleep(0.1)
+        try:
+            pidfd = os.pidfd_open(pid)
+        except ProcessLookupError:
+            pidfd = None
+        if pidfd is not None:
+            try:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGTERM)
+                select.select([pidfd], [], [], ETCD_STOP_TIMEOUT)  # readable once it has exited
+            finally:
+                os.close(pidfd)
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(pid, os.WNOHANG)  # our child when this process started it: reap it
     etcd.pidfile.unlink(missing_ok=True)
