@@ -210,7 +210,9 @@ async def test_traffic_leaving_the_subnet_is_masqueraded_by_the_networks_one_rul
             in_netns(outside, *command).check_returncode()
         await pod_network.ensure_masquerade()
         await pod_network.ensure_masquerade()  # idempotent: one rule
-        assert _iptables_rules().count("masquerade leaving the pod network") == 1
+        # This network's rule only: other networks on the host have their own.
+        ours = f'name: \\"{pod_network.config.name}\\" masquerade leaving the pod network'
+        assert _iptables_rules().count(ours) == 1
         [pod_ip] = (await pod_network.attach("cm", pod)).ips
         # The outside host answers with the address it saw; it has no route to the pod network.
         server = subprocess.Popen(["ip", "netns", "exec", outside.name, sys.executable, "-c", _PEER_ECHO, outside_ip],
