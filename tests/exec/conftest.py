@@ -2,6 +2,7 @@
 running busybox pod to exec into."""
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,18 +32,25 @@ class ExecTarget:
         return self.cluster.settings.kubeconfig
 
 
-@pytest.fixture
-async def target(host_env: HostEnv) -> AsyncIterator[ExecTarget]:
+@contextlib.asynccontextmanager
+async def exec_target(host_env: HostEnv, manifest: str, name: str) -> AsyncIterator[ExecTarget]:
+    """A server of the test's own with the pod of `manifest` (named `name`) running."""
     require_root()
     settings = dataclasses.replace(settings_for(host_env), api_port=free_port())
     async with running_cluster(settings) as cluster:
-        await cluster.client.create(load_pods(f"""
+        await cluster.client.create(load_pods(manifest)[0])
+        await cluster.wait_for(name, lambda p: p.status.phase == "Running")
+        yield ExecTarget(cluster, name)
+
+
+@pytest.fixture
+async def target(host_env: HostEnv) -> AsyncIterator[ExecTarget]:
+    async with exec_target(host_env, f"""
 apiVersion: v1
 kind: Pod
 metadata: {{name: {POD}}}
 spec:
   terminationGracePeriodSeconds: 0
   containers: [{{name: main, image: "busybox:1.35", command: [sleep, "3600"]}}]
-""")[0])
-        await cluster.wait_for(POD, lambda p: p.status.phase == "Running")
-        yield ExecTarget(cluster, POD)
+""", POD) as t:
+        yield t

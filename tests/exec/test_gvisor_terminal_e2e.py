@@ -3,18 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import os
 import shutil
 from typing import AsyncIterator
 
 import pytest
 
-from podbay.api.formats import load_pods
 from podbay.runtime.console import set_window_size, write_all
-from tests.conftest import HostEnv, require_root
-from tests.e2e.conftest import free_port, running_cluster, settings_for
-from tests.exec.conftest import ExecTarget
+from tests.conftest import HostEnv
+from tests.exec.conftest import ExecTarget, exec_target
 from tests.exec.test_exec_cli_e2e import ROOT, _controlling_terminal, press_enter_until, read_until
 
 pytestmark = [pytest.mark.e2e,
@@ -28,10 +25,7 @@ CONSOLE = "[ -t 0 ] && echo on-a-terminal; while read line; do stty size; done; 
 
 @pytest.fixture
 async def target(host_env: HostEnv) -> AsyncIterator[ExecTarget]:
-    require_root()
-    settings = dataclasses.replace(settings_for(host_env), api_port=free_port())
-    async with running_cluster(settings) as cluster:
-        await cluster.client.create(load_pods(f"""
+    async with exec_target(host_env, f"""
 apiVersion: v1
 kind: Pod
 metadata: {{name: {POD}}}
@@ -42,9 +36,8 @@ spec:
   containers:
   - {{name: console, image: "busybox:1.35", tty: true, stdin: true, command: [sh, -c, "{CONSOLE}"]}}
   - {{name: main, image: "busybox:1.35", command: [sleep, "3600"]}}
-""")[0])
-        await cluster.wait_for(POD, lambda p: p.status.phase == "Running")
-        yield ExecTarget(cluster, POD)
+""", POD) as t:
+        yield t
 
 
 async def in_terminal(argv: list[str], *, banner: bool) -> int:

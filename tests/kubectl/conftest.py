@@ -69,3 +69,15 @@ async def kubectl(host_env: HostEnv, kubectl_binary: str, tmp_path: Path) -> Asy
     settings = dataclasses.replace(settings_for(host_env), api_port=free_port(), metrics_interval=1.0)
     async with running_cluster(settings) as cluster:
         yield Kubectl(kubectl_binary, cluster, tmp_path / "kube-cache")
+
+
+# A pod to exec into, debug and copy from: one container that stays up.
+TARGET_POD = """
+apiVersion: v1
+kind: Pod
+metadata: {name: target}
+spec:
+  terminationGracePeriodSeconds: 0
+  containers:
+  - {name: app, image: "busybox:1.35", command: [sh, -c, "exec sleep 3601"]}
+"""

@@ -11,17 +11,7 @@ from pathlib import Path
 import pytest
 
 from podbay.api.formats import load_pods
-from tests.kubectl.conftest import Kubectl, Result
-
-TARGET_POD = """
-apiVersion: v1
-kind: Pod
-metadata: {name: target}
-spec:
-  terminationGracePeriodSeconds: 0
-  containers:
-  - {name: app, image: "busybox:1.35", command: [sh, -c, "exec sleep 3601"]}
-"""
+from tests.kubectl.conftest import TARGET_POD, Kubectl, Result
 
 
 def _pod(name: str, app: str = "x") -> str:
