@@ -20,7 +20,7 @@ import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import AsyncIterator, Callable, Iterator
 
 import pytest
 
@@ -149,40 +149,48 @@ async def stop(proc: subprocess.Popen[bytes]) -> None:
             await asyncio.to_thread(proc.wait)
 
 
+@contextlib.asynccontextmanager
+async def agents(hosts: list[NetnsHost], cluster_cidr: str, tmp_path: Path, token: str, server: str,
+                 *flags: str) -> AsyncIterator[list[subprocess.Popen[bytes]]]:
+    """`podbay agent` on each host, joined to `server`; stopped at the end, their logs shown on a
+    failure, and each host purged (a killed agent's containers outlive it)."""
+    procs: list[subprocess.Popen[bytes]] = []
+    try:
+        for h in hosts:
+            with open(tmp_path / f"{h.netns}.log", "wb") as log:
+                procs.append(subprocess.Popen(h.podbay(cluster_cidr, *flags, "agent", "--token", token, server=server),
+                                              stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT))
+        yield procs
+    except BaseException:
+        for h in hosts:
+            log = tmp_path / f"{h.netns}.log"
+            if log.exists():
+                print(f"--- {h.netns}\n" + "\n".join(log.read_text(errors="replace").splitlines()[-40:]))
+        raise
+    finally:
+        for proc in procs:
+            await stop(proc)
+        for h in hosts:
+            subprocess.run(h.podbay(cluster_cidr, "down", "--purge"), capture_output=True)
+
+
 async def test_pods_on_two_hosts_reach_each_other_by_pod_ip(host_env: HostEnv, second_host_env: HostEnv,
                                                             tmp_path: Path) -> None:
     require_root()
     # The cluster CIDR is the first host's claimed /24, cut in /26s: no other test routes it.
     cluster_cidr = host_env.subnet
     with claimed_env() as server_env, hosts_on_a_bridge(server_env, [host_env, second_host_env]) as (gateway, hosts):
-        procs: list[subprocess.Popen[bytes]] = []
-        try:
-            async with serve_embedded(server_env.state_root, unix_socket=server_env.run_root / "api.sock",
-                                      host=gateway, port=0, node_name="api") as server:
-                client = Client.connect(server.url)
-                ipam = asyncio.create_task(NodeIPAM(client, cluster_cidr, NODE_MASK).run())
-                try:
-                    for h in hosts:
-                        with open(tmp_path / f"{h.netns}.log", "wb") as log:
-                            procs.append(subprocess.Popen(
-                                h.podbay(cluster_cidr, "agent", "--token", server.join_token, server=server.https_url),
-                                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT))
+        async with serve_embedded(server_env.state_root, unix_socket=server_env.run_root / "api.sock",
+                                  host=gateway, port=0, node_name="api") as server:
+            client = Client.connect(server.url)
+            ipam = asyncio.create_task(NodeIPAM(client, cluster_cidr, NODE_MASK).run())
+            try:
+                async with agents(hosts, cluster_cidr, tmp_path, server.join_token, server.https_url) as procs:
                     await _exercise(client, hosts, procs, cluster_cidr)
-                finally:
-                    for proc in procs:
-                        await stop(proc)
-                    ipam.cancel()
-                    await asyncio.gather(ipam, return_exceptions=True)
-                    await client.close()
-        except BaseException:
-            for h in hosts:
-                log = tmp_path / f"{h.netns}.log"
-                if log.exists():
-                    print(f"--- {h.netns}\n" + "\n".join(log.read_text(errors="replace").splitlines()[-40:]))
-            raise
-        finally:
-            for h in hosts:
-                subprocess.run(h.podbay(cluster_cidr, "down", "--purge"), capture_output=True)
+            finally:
+                ipam.cancel()
+                await asyncio.gather(ipam, return_exceptions=True)
+                await client.close()
 
 
 async def _exercise(client: Client, hosts: list[NetnsHost], procs: list[subprocess.Popen[bytes]],

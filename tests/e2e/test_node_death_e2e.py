@@ -20,7 +20,7 @@ from podbay.cli.allinone import serve_controllers
 from podbay.client import Client
 from tests.conftest import HostEnv, claimed_env, require_root
 from tests.e2e.conftest import settings_for
-from tests.e2e.test_hostgw_e2e import NODE_MASK, NetnsHost, hosts_on_a_bridge, ready, stop, wait_nodes
+from tests.e2e.test_hostgw_e2e import NODE_MASK, NetnsHost, agents, hosts_on_a_bridge, ready, wait_nodes
 from tests.e2e.workloads import manifest, running, template, wait_objects
 
 pytestmark = pytest.mark.e2e
@@ -36,41 +36,23 @@ async def test_a_dead_nodes_replica_set_pods_reappear_on_the_other_node(
     require_root()
     cluster_cidr = host_env.subnet
     with claimed_env() as server_env, hosts_on_a_bridge(server_env, [host_env, second_host_env]) as (gateway, hosts):
-        procs: list[subprocess.Popen[bytes]] = []
-        try:
-            async with serve_embedded(server_env.state_root, unix_socket=server_env.run_root / "api.sock",
-                                      host=gateway, port=0, node_name="api") as server:
-                client = Client.connect(server.url)
-                stop_controllers = asyncio.Event()
-                settings = dataclasses.replace(
-                    settings_for(server_env), server=server.url, cluster_cidr=cluster_cidr,
-                    node_cidr_mask_size=NODE_MASK, allocate_node_cidrs=True, node_grace=NODE_GRACE,
-                    pod_eviction_timeout=EVICTION_TIMEOUT, node_monitor_period=0.5)
-                controllers = asyncio.create_task(serve_controllers(settings, stop=stop_controllers))
-                try:
-                    for h in hosts:
-                        with open(tmp_path / f"{h.netns}.log", "wb") as log:
-                            procs.append(subprocess.Popen(
-                                h.podbay(cluster_cidr, "--node-grace", str(NODE_GRACE), "agent",
-                                         "--token", server.join_token, server=server.https_url),
-                                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT))
+        async with serve_embedded(server_env.state_root, unix_socket=server_env.run_root / "api.sock",
+                                  host=gateway, port=0, node_name="api") as server:
+            client = Client.connect(server.url)
+            stop_controllers = asyncio.Event()
+            settings = dataclasses.replace(
+                settings_for(server_env), server=server.url, cluster_cidr=cluster_cidr,
+                node_cidr_mask_size=NODE_MASK, allocate_node_cidrs=True, node_grace=NODE_GRACE,
+                pod_eviction_timeout=EVICTION_TIMEOUT, node_monitor_period=0.5)
+            controllers = asyncio.create_task(serve_controllers(settings, stop=stop_controllers))
+            try:
+                async with agents(hosts, cluster_cidr, tmp_path, server.join_token, server.https_url,
+                                  "--node-grace", str(NODE_GRACE)) as procs:
                     await _exercise(client, hosts, procs)
-                finally:
-                    for proc in procs:
-                        await stop(proc)
-                    stop_controllers.set()
-                    await asyncio.gather(controllers, return_exceptions=True)
-                    await client.close()
-        except BaseException:
-            for h in hosts:
-                log = tmp_path / f"{h.netns}.log"
-                if log.exists():
-                    print(f"--- {h.netns}\n" + "\n".join(log.read_text(errors="replace").splitlines()[-40:]))
-            raise
-        finally:
-            # The killed agent's containers outlived it: its host's purge takes them.
-            for h in hosts:
-                subprocess.run(h.podbay(cluster_cidr, "down", "--purge"), capture_output=True)
+            finally:
+                stop_controllers.set()
+                await asyncio.gather(controllers, return_exceptions=True)
+                await client.close()
 
 
 async def _exercise(client: Client, hosts: list[NetnsHost], procs: list[subprocess.Popen[bytes]]) -> None:
