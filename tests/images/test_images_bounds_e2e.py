@@ -64,8 +64,8 @@ def disk_usage(root: Path) -> int:
 
 def store_is_empty(store: ImageStore) -> None:
     assert store.list_images() == []
-    assert (list(store.layers.iterdir()), list(store.layer_info_dir.iterdir()), list(store.tmp.iterdir()),
-            list(store.blobs.iterdir())) == ([], [], [], [])
+    assert (list(store.layers.root.iterdir()), list(store.layers.info_dir.iterdir()), list(store.content.tmp.iterdir()),
+            list(store.content.blobs.iterdir())) == ([], [], [], [])
 
 
 def test_a_gzip_bomb_is_refused_at_the_per_image_cap(host_env: HostEnv, tmp_path: Path) -> None:
@@ -192,7 +192,7 @@ def test_images_added_before_unpacked_sizes_get_them(host_env: HostEnv, tmp_path
     index = json.loads(index_path.read_text())
     del index["images"][image.id]["unpacked_size"]
     index_path.write_text(json.dumps(index))
-    for info in store.layer_info_dir.iterdir():
+    for info in store.layers.info_dir.iterdir():
         info.unlink()
     os.chmod(store.root, 0o755)
     reopened = ImageStore(store.root)

@@ -56,9 +56,9 @@ def test_import_skopeo_oci_and_docker_archives(store: ImageStore, layout: Path, 
     assert from_oci.repo_tags == ["localhost/oci:v1"]
     # The same config is the same image: the docker archive only adds its tag.
     assert from_docker.id == from_oci.id and from_docker.repo_tags == ["localhost/docker:v1", "localhost/oci:v1"]
-    assert len(list(store.blobs.iterdir())) == 3  # config, layer, and the one manifest kept
+    assert len(list(store.content.blobs.iterdir())) == 3  # config, layer, and the one manifest kept
     assert_runnable_busybox(store, "localhost/docker:v1")
-    assert list(store.tmp.iterdir()) == []
+    assert list(store.content.tmp.iterdir()) == []
 
 
 def test_an_index_imports_the_linux_amd64_image(store: ImageStore, tmp_path: Path) -> None:
@@ -100,7 +100,7 @@ def test_hostile_archives_are_refused(store: ImageStore, tmp_path: Path) -> None
     (tmp_path / "empty").mkdir()
     with pytest.raises(BadArchive, match="neither an OCI image layout"):
         import_archive(store, tmp_path / "empty")
-    assert store.list_images() == [] and list(store.tmp.iterdir()) == []
+    assert store.list_images() == [] and list(store.content.tmp.iterdir()) == []
 
 
 def test_layers_stack_under_overlayfs_with_whiteouts(store: ImageStore, tmp_path: Path, host_env: HostEnv) -> None:
@@ -149,4 +149,4 @@ def test_a_hostile_upper_layer_leaves_no_lower_layer_behind(store: ImageStore, t
     write_layout(tmp_path / "layout", [tar_layer(good), evil_layer], "localhost/evil:1")
     with pytest.raises(UnsafeLayer, match="escapes the layer"):
         import_archive(store, tmp_path / "layout")
-    assert store.list_images() == [] and list(store.layers.iterdir()) == [] and list(store.tmp.iterdir()) == []
+    assert store.list_images() == [] and list(store.layers.root.iterdir()) == [] and list(store.content.tmp.iterdir()) == []

@@ -51,7 +51,7 @@ async def test_pull_by_tag_and_digest_oci_and_docker_manifests(store: ImageStore
     docker = await pull(store, f"{registry.host}/library/docker:v2s2")
     assert docker.id == image.id  # the same config pulled from another repository is the same image
     [manifest_digest] = [d.split("@")[1] for d in docker.repo_digests if d.startswith(f"{registry.host}/library/")]
-    manifest = json.loads(store.blob_path(manifest_digest).read_bytes())
+    manifest = json.loads(store.content.blob_path(manifest_digest).read_bytes())
     assert manifest["mediaType"] == "application/vnd.docker.distribution.manifest.v2+json"
     by_digest = await pull(store, f"{registry.host}/library/docker@{manifest_digest}")
     assert by_digest == store.image_status(f"{registry.host}/library/docker:v2s2")
@@ -92,7 +92,7 @@ async def test_failed_pulls_leave_nothing_visible(store: ImageStore, start_regis
                                              progress=lambda digest, done, total: pulling.cancel()))
     with pytest.raises(asyncio.CancelledError):
         await pulling
-    assert store.list_images() == [] and list(store.tmp.iterdir()) == []
+    assert store.list_images() == [] and list(store.content.tmp.iterdir()) == []
 
     # Corrupt the layers in the registry's storage: the digest check must refuse it.
     for blob in registry.storage.rglob("blobs/sha256/*/*/data"):
@@ -100,4 +100,4 @@ async def test_failed_pulls_leave_nothing_visible(store: ImageStore, start_regis
             blob.write_bytes(blob.read_bytes()[:-10] + b"0123456789")
     with pytest.raises(PullError, match="digest mismatch"):
         await pull(store, f"{registry.host}/busybox:1.35")
-    assert store.list_images() == [] and list(store.tmp.iterdir()) == [] and list(store.layers.iterdir()) == []
+    assert store.list_images() == [] and list(store.content.tmp.iterdir()) == [] and list(store.layers.root.iterdir()) == []

@@ -103,38 +103,38 @@ def test_remove_untags_then_removes_and_keeps_shared_layers(store: ImageStore, t
         store.remove_image("localhost/one")
     store.remove_image(two.id)
     assert store.list_images() == []
-    assert list(store.blobs.iterdir()) == [] and list(store.layers.iterdir()) == []
-    assert list(store.tmp.iterdir()) == []
+    assert list(store.content.blobs.iterdir()) == [] and list(store.layers.root.iterdir()) == []
+    assert list(store.content.tmp.iterdir()) == []
 
 
 def test_a_refused_or_corrupt_layer_leaves_nothing_visible(store: ImageStore, tmp_path: Path) -> None:
     evil = tmp_path / "evil.tar"
     with tarfile.open(evil, "w") as tar:
         tar.addfile(tarfile.TarInfo("../escape"))
-    digest = store.put_blob_file(evil)
+    digest = store.content.put_blob_file(evil)
     with pytest.raises(UnsafeLayer, match="escapes the layer"):
-        store.ensure_layer(digest)
+        store.layers.ensure_layer(digest)
     good = tmp_path / "good.tar"
     with tarfile.open(good, "w") as tar:
         tar.addfile(tarfile.TarInfo("ok"))
-    digest = store.put_blob_file(good)
+    digest = store.content.put_blob_file(good)
     with pytest.raises(DigestMismatch, match="diff id mismatch"):
-        store.ensure_layer(digest, "sha256:" + "0" * 64)
+        store.layers.ensure_layer(digest, "sha256:" + "0" * 64)
     with pytest.raises(DigestMismatch, match="blob digest mismatch"):
-        store.put_blob_file(good, "sha256:" + "1" * 64)
-    assert list(store.layers.iterdir()) == [] and list(store.tmp.iterdir()) == []
-    assert store.ensure_layer(digest) == digest  # an uncompressed layer's diff id is its digest
+        store.content.put_blob_file(good, "sha256:" + "1" * 64)
+    assert list(store.layers.root.iterdir()) == [] and list(store.content.tmp.iterdir()) == []
+    assert store.layers.ensure_layer(digest) == digest  # an uncompressed layer's diff id is its digest
 
 
 def test_opening_a_store_sweeps_what_dead_writers_left_in_tmp(store: ImageStore) -> None:
-    (store.tmp / "blob-dead").write_bytes(b"half a layer")
-    (store.tmp / "layer-dead/usr").mkdir(parents=True)
-    with store.blob_writer() as live, store.scratch_dir("layer-") as live_dir:
+    (store.content.tmp / "blob-dead").write_bytes(b"half a layer")
+    (store.content.tmp / "layer-dead/usr").mkdir(parents=True)
+    with store.content.blob_writer() as live, store.content.scratch_dir("layer-") as live_dir:
         live.write(b"in progress")
         ImageStore(store.root)
-        assert sorted(store.tmp.iterdir()) == sorted([live.path, live_dir])
+        assert sorted(store.content.tmp.iterdir()) == sorted([live.path, live_dir])
         digest = live.commit()
-    assert store.read_blob(digest) == b"in progress" and list(store.tmp.iterdir()) == []
+    assert store.content.read_blob(digest) == b"in progress" and list(store.content.tmp.iterdir()) == []
 
 
 def _tag_many(root: Path, image_id: str, worker: int) -> None:

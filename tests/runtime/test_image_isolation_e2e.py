@@ -90,7 +90,7 @@ async def test_setuid_and_devices_of_an_image_work_only_inside_its_containers(
     assert os.stat(probe).st_mode & stat.S_ISUID  # kept: containers need it
 
     # No other user on the host reaches the store, let alone runs the setuid probe.
-    for path in (host_env.state_root, runtime.images.root, runtime.images.layers, layer):
+    for path in (host_env.state_root, runtime.images.root, runtime.images.layers.root, layer):
         listing = as_nobody("ls", str(path))
         assert listing.returncode != 0 and "Permission denied" in listing.stderr, path
     run = as_nobody(str(probe))

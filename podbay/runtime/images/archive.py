@@ -44,9 +44,9 @@ def _import(store: "ImageStore", path: Path, added: set[str]) -> list["Image"]:
     # Extracted with the layer unpacker, so a hostile archive cannot write outside, and
     # bounded as an image is: its blobs are (mostly compressed) image content.
     limit = f"{store.limits.max_image_flag} (an image archive may hold as much as one image may unpack to)"
-    with store.scratch_dir("archive-") as tmp:
+    with store.content.scratch_dir("archive-") as tmp:
         with open_layer(path) as raw:
-            stream = LayerStream(raw, f"image archive {path}", store.budget(store.limits.max_image_bytes, limit))
+            stream = LayerStream(raw, f"image archive {path}", store.layers.budget(store.limits.max_image_bytes, limit))
             unpack_layer(stream, tmp, check_name=_archive_entry)
         return _import_dir(store, tmp, added)
 
@@ -103,10 +103,10 @@ def _load_json(path: Path, what: str) -> Any:
 
 def _copy_blob(store: "ImageStore", root: Path, digest: str, added: set[str]) -> Path:
     algorithm, _, hexpart = digest.partition(":")
-    if not store.has_blob(digest):
-        store.put_blob_file(_file(root, f"blobs/{algorithm}/{hexpart}", "blob"), digest)
+    if not store.content.has_blob(digest):
+        store.content.put_blob_file(_file(root, f"blobs/{algorithm}/{hexpart}", "blob"), digest)
         added.add(digest)
-    return store.blob_path(digest)
+    return store.content.blob_path(digest)
 
 
 def _tag_of(name: str | None) -> list[str]:
@@ -156,22 +156,22 @@ def _import_docker_save(store: "ImageStore", root: Path, added: set[str]) -> lis
             raise BadArchive(f"manifest.json[{i}].RepoTags: {e}") from None
         if "Config" not in entry:
             raise BadArchive(f"manifest.json[{i}]: missing Config")
-        config_digest = store.put_blob_file(_file(root, entry["Config"], f"manifest.json[{i}].Config"))
+        config_digest = store.content.put_blob_file(_file(root, entry["Config"], f"manifest.json[{i}].Config"))
         added.add(config_digest)
         layers = []
         for j, rel in enumerate(entry.get("Layers") or []):
-            layer_digest = store.put_blob_file(_file(root, rel, f"manifest.json[{i}].Layers[{j}]"))
+            layer_digest = store.content.put_blob_file(_file(root, rel, f"manifest.json[{i}].Layers[{j}]"))
             added.add(layer_digest)
-            blob = store.blob_path(layer_digest)
+            blob = store.content.blob_path(layer_digest)
             with open(blob, "rb") as f:
                 gzipped = f.read(2) == b"\x1f\x8b"
             layers.append({"mediaType": DOCKER_LAYER_GZIP if gzipped else DOCKER_LAYER,
                            "size": blob.stat().st_size, "digest": "sha256:" + blob.name})
         manifest = {"schemaVersion": 2, "mediaType": DOCKER_MANIFEST,
                     "config": {"mediaType": DOCKER_CONFIG, "digest": config_digest,
-                               "size": store.blob_path(config_digest).stat().st_size},
+                               "size": store.content.blob_path(config_digest).stat().st_size},
                     "layers": layers}
-        manifest_digest = store.put_blob(json.dumps(manifest, sort_keys=True).encode())
+        manifest_digest = store.content.put_blob(json.dumps(manifest, sort_keys=True).encode())
         added.add(manifest_digest)
         ids.append(store.add_image(manifest_digest, tags=tags).id)
     return ids

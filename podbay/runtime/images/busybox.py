@@ -46,7 +46,7 @@ def ensure_busybox_image(store: ImageStore) -> Image:
         return existing
     if not BUSYBOX.exists():
         raise FileNotFoundError(f"{BUSYBOX} not found: install the Debian package busybox-static")
-    with store.scratch_dir("busybox-") as tmp:
+    with store.content.scratch_dir("busybox-") as tmp:
         root = tmp / "rootfs"
         root.mkdir()
         busybox_rootfs(root)

@@ -169,7 +169,7 @@ class RegistryClient:
         return digest, raw, doc
 
     async def blob(self, store: "ImageStore", digest: str, size: int, progress: Progress | None) -> None:
-        if store.has_blob(digest):
+        if store.content.has_blob(digest):
             if progress:
                 progress(digest, size, size)
             return
@@ -177,7 +177,7 @@ class RegistryClient:
             total = resp.content_length or size
             if progress:
                 progress(digest, 0, total)  # a download starts at 0; a blob already held is one done == total
-            with store.blob_writer() as writer:
+            with store.content.blob_writer() as writer:
                 async for chunk in resp.content.iter_chunked(CHUNK):
                     writer.write(chunk)
                     if size and writer.size > size:
@@ -217,9 +217,9 @@ async def pull(store: "ImageStore", ref: str, *, progress: Progress | None = Non
                 desc = select_platform(manifest)
                 manifest_digest, manifest_raw, manifest = await client.manifest(desc["digest"], desc.get("mediaType"))
             await _fetch_all(client, store, [manifest["config"], *(manifest.get("layers") or [])], progress)
-        store.put_blob(manifest_raw, manifest_digest)
+        store.content.put_blob(manifest_raw, manifest_digest)
         if top != manifest_digest:
-            store.put_blob(raw, top)
+            store.content.put_blob(raw, top)
         try:
             return await asyncio.to_thread(
                 store.add_image, manifest_digest, tags=[f"{parsed.name}:{parsed.tag}"] if parsed.tag else [],

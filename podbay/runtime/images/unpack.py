@@ -220,11 +220,6 @@ def _remove(path: Path) -> None:
         os.unlink(path)
 
 
-def _forget(devices: dict[str, Device], path: str) -> None:
-    for key in [k for k in devices if k == path or k.startswith(path + "/")]:
-        del devices[key]
-
-
 def _xattrs(member: tarfile.TarInfo) -> dict[str, bytes]:
     out = {}
     for key, value in (member.pax_headers or {}).items():
@@ -251,9 +246,7 @@ def unpack_layer(stream: BinaryIO | LayerStream, dest: Path,
     """Unpacks one uncompressed layer tar stream into `dest` (an existing, empty directory);
     returns the layer's device nodes, of which only placeholders are in `dest`.
     `check_name` may refuse an entry (by raising) before anything of it is written."""
-    root = Path(dest)
-    dir_times: list[tuple[Path, int]] = []
-    devices: dict[str, Device] = {}
+    layer = _Layer(Path(dest))
     # The ignore: typeshed's stream-mode overloads want a narrower fileobj type than LayerStream.
     with tarfile.open(fileobj=stream, mode="r|") as tar:  # type: ignore[call-overload]
         for member in tar:
@@ -264,74 +257,105 @@ def unpack_layer(stream: BinaryIO | LayerStream, dest: Path,
                 check_name(parts, member.name)
             if any(p.startswith(AUFS_META) for p in parts) and parts[-1] != OPAQUE:
                 continue  # aufs' own bookkeeping (.wh..wh.plnk/...): nothing to overlay
-            parent = _walk_parent(root, parts, member.name, create=True)
-            base = parts[-1]
-            target = parent / base
-            if base == OPAQUE:
-                os.setxattr(parent, OPAQUE_XATTR, b"y")
-                continue
-            if base.startswith(WHITEOUT):
-                name = base[len(WHITEOUT):]
-                if name in ("", ".", ".."):
-                    raise UnsafeLayer(f"{member.name!r}: a whiteout must name an entry of its directory")
-                hidden = parent / name
-                _forget(devices, "/".join((*parts[:-1], name)))
-                _remove(hidden)
-                os.mknod(hidden, stat.S_IFCHR, os.makedev(0, 0))
-                continue
-            if member.isdir():
-                st = os.lstat(target) if os.path.lexists(target) else None
-                if st is None or not stat.S_ISDIR(st.st_mode):
-                    _forget(devices, "/".join(parts))
-                    _remove(target)
-                    os.mkdir(target, 0o700)
-                dir_times.append((target, int(member.mtime)))
-            elif member.islnk():
-                _forget(devices, "/".join(parts))
-                _remove(target)
-                link_parts = clean_name(member.linkname)
-                if not link_parts:
-                    raise UnsafeLayer(f"{member.name!r}: hard link to the layer's root")
-                source = _walk_parent(root, link_parts, member.name, create=False) / link_parts[-1]
-                if not os.path.lexists(source):
-                    raise UnsafeLayer(f"{member.name!r}: hard link target {member.linkname!r} is not in the layer")
-                if stat.S_ISDIR(os.lstat(source).st_mode):
-                    raise UnsafeLayer(f"{member.name!r}: hard link to the directory {member.linkname!r}")
-                os.link(source, target, follow_symlinks=False)
-                linked = devices.get("/".join(link_parts))
-                if linked is not None:  # a link to a device's placeholder is that device too
-                    devices["/".join(parts)] = dataclasses.replace(linked, path="/".join(parts))
-                continue
-            else:
-                _forget(devices, "/".join(parts))
-                _remove(target)
-                if member.issym():
-                    os.symlink(member.linkname, target)
-                elif member.isfile():
-                    _write_file(tar, member, target)
-                elif member.ischr() or member.isblk():
-                    os.close(os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0))
-                    devices["/".join(parts)] = Device("/".join(parts), member.isblk(), member.devmajor,
-                                                      member.devminor, member.mode & 0o7777, member.uid, member.gid)
-                elif member.isfifo():
-                    os.mkfifo(target, 0o600)
-                else:
-                    raise UnsafeLayer(f"{member.name!r}: unsupported tar entry type {member.type!r}")
-            if member.ischr() or member.isblk():
-                os.utime(target, (member.mtime, member.mtime))
-                continue  # the placeholder stays root's, mode 0000
-            os.lchown(target, member.uid, member.gid)
-            if not member.issym():
-                # After chown, which clears setuid/setgid bits.
-                os.chmod(target, member.mode & 0o7777)
-            for key, value in _xattrs(member).items():
-                try:
-                    os.setxattr(target, key, value, follow_symlinks=False)
-                except PermissionError:
-                    if not member.issym():
-                        raise  # the kernel refuses user.* xattrs on symlinks; those are dropped
-            if not member.isdir():
-                os.utime(target, (member.mtime, member.mtime), follow_symlinks=False)
-    for path, mtime in reversed(dir_times):
+            layer.add(tar, member, parts)
+    for path, mtime in reversed(layer.dir_times):
         os.utime(path, (mtime, mtime), follow_symlinks=False)
-    return list(devices.values())
+    return list(layer.devices.values())
+
+
+class _Layer:
+    """The layer being unpacked: one method per kind of tar entry, as overlayfs wants it."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.dir_times: list[tuple[Path, int]] = []
+        self.devices: dict[str, Device] = {}
+
+    def add(self, tar: tarfile.TarFile, member: tarfile.TarInfo, parts: tuple[str, ...]) -> None:
+        parent = _walk_parent(self.root, parts, member.name, create=True)
+        base = parts[-1]
+        if base == OPAQUE:
+            os.setxattr(parent, OPAQUE_XATTR, b"y")
+        elif base.startswith(WHITEOUT):
+            self._whiteout(member, parts, parent)
+        elif member.isdir():
+            self._directory(member, parts, parent / base)
+            _set_metadata(member, parent / base)
+        elif member.islnk():
+            self._hard_link(member, parts, parent / base)
+        else:
+            self._forget("/".join(parts))
+            _remove(parent / base)
+            self._make(tar, member, parts, parent / base)
+            if member.ischr() or member.isblk():
+                os.utime(parent / base, (member.mtime, member.mtime))  # the placeholder stays root's, mode 0000
+            else:
+                _set_metadata(member, parent / base)
+
+    def _forget(self, path: str) -> None:
+        for key in [k for k in self.devices if k == path or k.startswith(path + "/")]:
+            del self.devices[key]
+
+    def _whiteout(self, member: tarfile.TarInfo, parts: tuple[str, ...], parent: Path) -> None:
+        name = parts[-1][len(WHITEOUT):]
+        if name in ("", ".", ".."):
+            raise UnsafeLayer(f"{member.name!r}: a whiteout must name an entry of its directory")
+        hidden = parent / name
+        self._forget("/".join((*parts[:-1], name)))
+        _remove(hidden)
+        os.mknod(hidden, stat.S_IFCHR, os.makedev(0, 0))
+
+    def _directory(self, member: tarfile.TarInfo, parts: tuple[str, ...], target: Path) -> None:
+        st = os.lstat(target) if os.path.lexists(target) else None
+        if st is None or not stat.S_ISDIR(st.st_mode):
+            self._forget("/".join(parts))
+            _remove(target)
+            os.mkdir(target, 0o700)
+        self.dir_times.append((target, int(member.mtime)))
+
+    def _hard_link(self, member: tarfile.TarInfo, parts: tuple[str, ...], target: Path) -> None:
+        self._forget("/".join(parts))
+        _remove(target)
+        link_parts = clean_name(member.linkname)
+        if not link_parts:
+            raise UnsafeLayer(f"{member.name!r}: hard link to the layer's root")
+        source = _walk_parent(self.root, link_parts, member.name, create=False) / link_parts[-1]
+        if not os.path.lexists(source):
+            raise UnsafeLayer(f"{member.name!r}: hard link target {member.linkname!r} is not in the layer")
+        if stat.S_ISDIR(os.lstat(source).st_mode):
+            raise UnsafeLayer(f"{member.name!r}: hard link to the directory {member.linkname!r}")
+        os.link(source, target, follow_symlinks=False)
+        linked = self.devices.get("/".join(link_parts))
+        if linked is not None:  # a link to a device's placeholder is that device too
+            self.devices["/".join(parts)] = dataclasses.replace(linked, path="/".join(parts))
+
+    def _make(self, tar: tarfile.TarFile, member: tarfile.TarInfo, parts: tuple[str, ...], target: Path) -> None:
+        """A symlink, file, fifo or a device's placeholder, at a path now free."""
+        if member.issym():
+            os.symlink(member.linkname, target)
+        elif member.isfile():
+            _write_file(tar, member, target)
+        elif member.ischr() or member.isblk():
+            os.close(os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0))
+            self.devices["/".join(parts)] = Device("/".join(parts), member.isblk(), member.devmajor,
+                                                   member.devminor, member.mode & 0o7777, member.uid, member.gid)
+        elif member.isfifo():
+            os.mkfifo(target, 0o600)
+        else:
+            raise UnsafeLayer(f"{member.name!r}: unsupported tar entry type {member.type!r}")
+
+
+def _set_metadata(member: tarfile.TarInfo, target: Path) -> None:
+    """Owner, mode, xattrs and (but for directories, set last) mtime of an entry."""
+    os.lchown(target, member.uid, member.gid)
+    if not member.issym():
+        # After chown, which clears setuid/setgid bits.
+        os.chmod(target, member.mode & 0o7777)
+    for key, value in _xattrs(member).items():
+        try:
+            os.setxattr(target, key, value, follow_symlinks=False)
+        except PermissionError:
+            if not member.issym():
+                raise  # the kernel refuses user.* xattrs on symlinks; those are dropped
+    if not member.isdir():
+        os.utime(target, (member.mtime, member.mtime), follow_symlinks=False)
