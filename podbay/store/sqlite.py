@@ -8,10 +8,8 @@
 - Writers take `BEGIN IMMEDIATE` with a busy timeout, so concurrent writers
   in this process (a lock) and in other processes (SQLite's write lock)
   serialise instead of failing, and a check-then-write is atomic.
-- Watchers in this process are woken right after each commit. Writes from
-  other processes are noticed by a cheap `PRAGMA data_version` check every
-  `poll_interval` seconds while anyone watches — SQLite offers no
-  cross-process notification, so this interval is the safety net's latency.
+- Watchers are woken by a `WatchNotifier` (sqlitenotify.py): right after each
+  commit in this process, and by polling for other processes' writes.
 """
 from __future__ import annotations
 
@@ -40,6 +38,7 @@ from podbay.store.shared import (
     stamp,
     translate,
 )
+from podbay.store.sqlitenotify import WatchNotifier
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
@@ -87,7 +86,6 @@ class SQLiteStore:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.history_limit = history_limit
-        self.poll_interval = poll_interval
         # How often an idle watch that asked for bookmarks gets one (kube-apiserver's watch
         # cache sends them about once a minute).
         self.bookmark_interval = bookmark_interval
@@ -108,10 +106,8 @@ class SQLiteStore:
         self._conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=timeout)
         self._conn.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
         self._lock = threading.RLock()
-        self._watchers: set[tuple[asyncio.AbstractEventLoop, asyncio.Event]] = set()
-        self._pollers: dict[asyncio.AbstractEventLoop, asyncio.Task[None]] = {}
-        self._closed = False
-        self._writer = GroupCommitter(writer, self._notify, _storage_error)
+        self._notifier = WatchNotifier(self._data_version, poll_interval)
+        self._writer = GroupCommitter(writer, self._notifier.notify, _storage_error)
         try:
             os.chmod(self.path, 0o600)
         except OSError:
@@ -296,8 +292,7 @@ class SQLiteStore:
         next_bookmark = loop.time() + self.bookmark_interval
         wake = asyncio.Event()
         cursor = parse_rv(since_rv) if since_rv else self._revision()
-        self._watchers.add((loop, wake))
-        self._ensure_poller(loop)
+        self._notifier.add(loop, wake)
         try:
             while True:
                 wake.clear()
@@ -319,7 +314,7 @@ class SQLiteStore:
                 else:
                     await wake.wait()
         finally:
-            self._watchers.discard((loop, wake))
+            self._notifier.discard(loop, wake)
 
     def _history_after(
         self, resource: str, namespace: str | None, cursor: int
@@ -338,47 +333,12 @@ class SQLiteStore:
             raise Gone(f"too old resource version: {cursor} ({compacted})")
         return rows, revision
 
-    # -- notification --------------------------------------------------------
-
-    def _notify(self) -> None:
-        for loop, wake in list(self._watchers):
-            if loop.is_closed():
-                continue
-            try:
-                running = asyncio.get_running_loop()
-            except RuntimeError:
-                running = None
-            if running is loop:
-                wake.set()
-            else:
-                with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
-                    loop.call_soon_threadsafe(wake.set)
-
-    def _ensure_poller(self, loop: asyncio.AbstractEventLoop) -> None:
-        task = self._pollers.get(loop)
-        if task is None or task.done():
-            self._pollers[loop] = loop.create_task(self._poll_other_writers(loop))
-
-    async def _poll_other_writers(self, loop: asyncio.AbstractEventLoop) -> None:
-        """Wakes this loop's watchers when another process has committed."""
+    def _data_version(self) -> int:
         with self._lock:
-            seen = self._conn.execute("PRAGMA data_version").fetchone()[0]
-        while any(lp is loop for lp, _ in self._watchers) and not self._closed:
-            await asyncio.sleep(self.poll_interval)
-            with self._lock:
-                version = self._conn.execute("PRAGMA data_version").fetchone()[0]
-            if version != seen:
-                seen = version
-                for lp, wake in list(self._watchers):
-                    if lp is loop:
-                        wake.set()
-        self._pollers.pop(loop, None)
+            return self._conn.execute("PRAGMA data_version").fetchone()[0]
 
     async def close(self) -> None:
-        self._closed = True
-        for task in self._pollers.values():
-            task.cancel()
-        self._pollers.clear()
+        self._notifier.close()
         await self._writer.close()
         with self._lock:
             self._conn.close()
