@@ -21,7 +21,7 @@ from typing import Sequence
 
 from podbay.api import Pod, now
 from podbay.api.apps import controller_of, selector_matches
-from podbay.api.batch import JOB_INDEX_FAILURE_COUNT, Job, JobCondition, JobSpec
+from podbay.api.batch import JOB_INDEX_FAILURE_COUNT, Job, JobCondition, JobSpec, JobStatus
 from podbay.api.errors import APIError, Conflict, NotFound
 from podbay.client import Client
 from podbay.client.record import EventRecorder
@@ -140,6 +140,59 @@ def failure_record(pods: list[Pod]) -> tuple[int, datetime | None]:
     return len(after), max(known) if known else None
 
 
+@dataclass(frozen=True)
+class JobPods:
+    counted: list[Pod]  # all but the failed pods an Ignore rule matched: those are as if they never ran
+    active: list[Pod]
+    fail_job: str | None  # the message of a FailJob rule that matched
+    fail_index: set[str | None]  # uids of failed pods a FailIndex rule matched
+
+
+def _classify(job: Job, pods: list[Pod]) -> JobPods:
+    """The job's pods judged by its podFailurePolicy."""
+    verdicts = {p.metadata.uid: judge_failed_pod(job.spec.pod_failure_policy, p)
+                for p in pods if p.status.phase == "Failed"}
+    counted = [p for p in pods if verdicts.get(p.metadata.uid, COUNTED).counts]
+    active = [p for p in counted if p.status.phase not in ("Succeeded", "Failed")
+              and p.metadata.deletion_timestamp is None]
+    return JobPods(counted, active, next((v.fail_job_message for v in verdicts.values() if v.fail_job_message), None),
+                   {uid for uid, v in verdicts.items() if v.fail_index})
+
+
+def _counts(pods: list[Pod], active: list[Pod], indexes: IndexView | None) -> Counts:
+    return Counts(
+        active=len(active),
+        succeeded=len(indexes.succeeded) if indexes is not None
+        else sum(1 for p in pods if p.status.phase == "Succeeded"),
+        failed=sum(1 for p in pods if p.status.phase == "Failed"),
+        restarts=sum(s.restart_count or 0 for p in pods if p.status.phase in ("Running", "Pending")
+                     for s in p.status.container_statuses + p.status.init_container_statuses))
+
+
+def _outcome(job: Job, fail_job: str | None, counts: Counts, started: datetime | None, indexes: IndexView | None,
+             at: datetime) -> tuple[str, str, str] | None:
+    """(condition, reason, message) once the job is over: a FailJob rule first, then the
+    limits and completions, then the failed indexes."""
+    if fail_job is not None:
+        return ("Failed", "PodFailurePolicy", fail_job)
+    return finished(job.spec, job.spec.template.spec.restart_policy, counts, started, at) \
+        or (indexes_failed(job.spec, indexes) if indexes is not None else None)
+
+
+def _set_counts(status: JobStatus, job: Job, pods: list[Pod], active: list[Pod], counts: Counts,
+                indexes: IndexView | None) -> None:
+    status.active = len(active)
+    status.succeeded = counts.succeeded
+    status.failed = counts.failed
+    status.ready = sum(1 for p in active if is_pod_ready(p))
+    status.terminating = sum(1 for p in pods if p.metadata.deletion_timestamp is not None
+                             and p.status.phase not in ("Succeeded", "Failed"))
+    if indexes is not None:
+        status.completed_indexes = format_indexes(indexes.succeeded) or None  # omitempty
+        if job.spec.backoff_limit_per_index is not None:
+            status.failed_indexes = format_indexes(indexes.failed)
+
+
 # --- the controller ------------------------------------------------------------------------
 
 
@@ -159,6 +212,8 @@ class JobController:
             self.queue.add((pod.metadata.namespace or "", ref.name))
 
     async def sync(self, key: Key) -> None:
+        """syncJob: count the job's pods, then either finish the job or manage its pods, and
+        write the status."""
         ns, name = key
         try:
             job = await self.client.get(Job, name, ns)
@@ -170,81 +225,25 @@ class JobController:
             await self._expire(job)
             return
         at = now()
-        selector = job.spec.selector
-        pods = [p for p in (await self.client.list(Pod, ns))[0]
-                if (ref := controller_of(p.metadata)) is not None and ref.uid == job.metadata.uid
-                and selector is not None and selector_matches(selector, p.metadata.labels)]
-        verdicts = {p.metadata.uid: judge_failed_pod(job.spec.pod_failure_policy, p)
-                    for p in pods if p.status.phase == "Failed"}
-        # Pods an Ignore rule matched are as if they never ran: no failure, no back-off.
-        pods = [p for p in pods if verdicts.get(p.metadata.uid, COUNTED).counts]
-        fail_job = next((v.fail_job_message for v in verdicts.values() if v.fail_job_message), None)
-        active = [p for p in pods if p.status.phase not in ("Succeeded", "Failed")
-                  and p.metadata.deletion_timestamp is None]
-        fail_index = {uid for uid, v in verdicts.items() if v.fail_index}
-        indexes = self._index_view(job, pods, active, fail_index)
+        pods = _classify(job, await self._pods_of(job))
+        indexes = self._index_view(job, pods.counted, pods.active, pods.fail_index)
+        active = pods.active
         if indexes is not None and indexes.surplus:
             await self._delete_pods(job, indexes.surplus)
             active = [p for p in active if p not in indexes.surplus]
-        counts = Counts(
-            active=len(active),
-            succeeded=len(indexes.succeeded) if indexes is not None
-            else sum(1 for p in pods if p.status.phase == "Succeeded"),
-            failed=sum(1 for p in pods if p.status.phase == "Failed"),
-            restarts=sum(s.restart_count or 0 for p in pods if p.status.phase in ("Running", "Pending")
-                         for s in p.status.container_statuses + p.status.init_container_statuses))
+        counts = _counts(pods.counted, active, indexes)
         status = job.status.model_copy(deep=True)
         if status.start_time is None and not job.spec.suspend:
             status.start_time = at
-        outcome = ("Failed", "PodFailurePolicy", fail_job) if fail_job is not None \
-            else finished(job.spec, job.spec.template.spec.restart_policy, counts, status.start_time, at) \
-            or (indexes_failed(job.spec, indexes) if indexes is not None else None)
+        outcome = _outcome(job, pods.fail_job, counts, status.start_time, indexes, at)
         if outcome is not None:
-            type_, reason, message = outcome
-            if type_ == "Failed":
-                await self._delete_pods(job, active)
-                active = []
-            status.conditions.append(JobCondition(type=type_, status="True", reason=reason, message=message,
-                                                  last_probe_time=at, last_transition_time=at))
-            if type_ == "Complete":
-                status.completion_time = at
-            await self.recorder.record(job, reason if type_ == "Failed" else "Completed",
-                                       message if type_ == "Failed" else "Job completed", warning=type_ == "Failed")
+            active = await self._finish(job, status, outcome, active, at)
         else:
-            want = wanted_active(job.spec, counts)
-            if len(active) > want:
-                await self._delete_pods(job, active[:len(active) - want])
-                active = active[len(active) - want:]
-            elif len(active) < want and indexes is not None and job.spec.backoff_limit_per_index is not None:
-                start, wait = indexes_to_start(indexes, active, want - len(active), at)
-                if wait is not None:
-                    self.queue.add_after(key, wait)
-                active += await self._create_pods(job, start, indexes)
-            elif len(active) < want:
-                failures, last = failure_record(pods)
-                wait = backoff_remaining(failures, last, at)
-                if wait > 0:
-                    self.queue.add_after(key, wait)
-                elif indexes is not None:
-                    taken = indexes.succeeded | {i for p in active if (i := completion_index(p, indexes.completions))
-                                                 is not None}
-                    active += await self._create_pods(job, pending_indexes(indexes.completions, taken,
-                                                                           want - len(active)), indexes)
-                else:
-                    active += await self._create_pods(job, [None] * (want - len(active)))
+            active = await self._manage(job, pods.counted, active, indexes, counts, at)
             if job.spec.active_deadline_seconds is not None and status.start_time is not None:
                 deadline = status.start_time + timedelta(seconds=job.spec.active_deadline_seconds)
                 self.queue.add_after(key, (deadline - at).total_seconds())
-        status.active = len(active)
-        status.succeeded = counts.succeeded
-        status.failed = counts.failed
-        status.ready = sum(1 for p in active if is_pod_ready(p))
-        status.terminating = sum(1 for p in pods if p.metadata.deletion_timestamp is not None
-                                 and p.status.phase not in ("Succeeded", "Failed"))
-        if indexes is not None:
-            status.completed_indexes = format_indexes(indexes.succeeded) or None  # omitempty
-            if job.spec.backoff_limit_per_index is not None:
-                status.failed_indexes = format_indexes(indexes.failed)
+        _set_counts(status, job, pods.counted, active, counts, indexes)
         if status != job.status:
             job.status = status
             try:
@@ -254,6 +253,55 @@ class JobController:
                 return
         if outcome is not None:
             await self._expire(job)
+
+    async def _pods_of(self, job: Job) -> list[Pod]:
+        """getPodsForJob: the pods the job controls that its selector matches."""
+        selector = job.spec.selector
+        return [p for p in (await self.client.list(Pod, job.metadata.namespace))[0]
+                if (ref := controller_of(p.metadata)) is not None and ref.uid == job.metadata.uid
+                and selector is not None and selector_matches(selector, p.metadata.labels)]
+
+    async def _finish(self, job: Job, status: JobStatus, outcome: tuple[str, str, str], active: list[Pod],
+                      at: datetime) -> list[Pod]:
+        """The job's finished condition; a failed job's pods go. Returns the pods still active."""
+        type_, reason, message = outcome
+        if type_ == "Failed":
+            await self._delete_pods(job, active)
+            active = []
+        status.conditions.append(JobCondition(type=type_, status="True", reason=reason, message=message,
+                                              last_probe_time=at, last_transition_time=at))
+        if type_ == "Complete":
+            status.completion_time = at
+        await self.recorder.record(job, reason if type_ == "Failed" else "Completed",
+                                   message if type_ == "Failed" else "Job completed", warning=type_ == "Failed")
+        return active
+
+    async def _manage(self, job: Job, pods: list[Pod], active: list[Pod], indexes: IndexView | None,
+                      counts: Counts, at: datetime) -> list[Pod]:
+        """manageJob: deletes pods past the wanted count, or creates those missing once the
+        back-off allows. Returns the pods now active."""
+        key = key_of(job)
+        want = wanted_active(job.spec, counts)
+        if len(active) > want:
+            await self._delete_pods(job, active[:len(active) - want])
+            return active[len(active) - want:]
+        if len(active) == want:
+            return active
+        if indexes is not None and job.spec.backoff_limit_per_index is not None:
+            start, wait = indexes_to_start(indexes, active, want - len(active), at)
+            if wait is not None:
+                self.queue.add_after(key, wait)
+            return active + await self._create_pods(job, start, indexes)
+        wait = backoff_remaining(*failure_record(pods), at)
+        if wait > 0:
+            self.queue.add_after(key, wait)
+            return active
+        if indexes is not None:
+            taken = indexes.succeeded | {i for p in active if (i := completion_index(p, indexes.completions))
+                                         is not None}
+            return active + await self._create_pods(job, pending_indexes(indexes.completions, taken,
+                                                                         want - len(active)), indexes)
+        return active + await self._create_pods(job, [None] * (want - len(active)))
 
     @staticmethod
     def _index_view(job: Job, pods: list[Pod], active: list[Pod], fail_index: set[str | None]) -> IndexView | None:
