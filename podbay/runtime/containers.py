@@ -18,6 +18,7 @@ from podbay.api.errors import NotFound
 from podbay.runtime import cgroups
 from podbay.runtime.bundles import container_log_path, make_bundle
 from podbay.runtime.config import RuntimeConfig
+from podbay.runtime.containerstatus import record_exit, status_of
 from podbay.runtime.diskusage import disk_usage
 from podbay.runtime.exits import ExitWatcher
 from podbay.runtime.handler import RuntimeHandler
@@ -28,8 +29,8 @@ from podbay.runtime.sandboxes import Sandboxes
 from podbay.runtime.seccomp import load_profile
 from podbay.runtime.syscalls import is_mountpoint, umount
 from podbay.runtime.types import (
-    ContainerConfig, ContainerMetadata, ContainerRuntimeError, ContainerState, ContainerStats, ContainerStatus,
-    ContainerUsage, SandboxState,
+    ContainerConfig, ContainerRuntimeError, ContainerState, ContainerStats, ContainerStatus, ContainerUsage,
+    SandboxState,
 )
 
 
@@ -209,22 +210,11 @@ class Containers:
         code = self.handler_of(record).exit_code(record.id)
         if code is None:
             return record
-        exit_file = self.config.exits_root / record.id
-        oom = (self.bundle(record.id) / "oom").exists()
-        record.state, record.exit_code = ContainerState.EXITED, code
-        record.finished_at = datetime.fromtimestamp(exit_file.stat().st_mtime, timezone.utc)
-        record.reason = "OOMKilled" if oom else ("Completed" if code == 0 else "Error")
-        record.message = self._termination_message(record)
+        record_exit(record, code, self.config.exits_root / record.id, self.bundle(record.id),
+                    self._container_dir(record.id))
         self._save(record)
         self._release_rootfs(record.id)
         return record
-
-    def _termination_message(self, record: ContainerRecord) -> str:
-        path = self._container_dir(record.id) / "termination-log"
-        try:
-            return path.read_bytes()[:4096].decode(errors="replace")
-        except OSError:
-            return ""
 
     def _release_rootfs(self, container_id: str) -> None:
         """An exited container's process and mounts go; its record, writable layer and log stay."""
@@ -292,13 +282,7 @@ class Containers:
     # -- status --------------------------------------------------------------------------
 
     def status(self, container_id: str) -> ContainerStatus:
-        r = self.settle(self.get(container_id))
-        return ContainerStatus(
-            id=r.id, sandbox_id=r.sandbox_id, metadata=ContainerMetadata(r.metadata.name, r.metadata.attempt),
-            state=r.state, created_at=r.created_at, started_at=r.started_at, finished_at=r.finished_at,
-            exit_code=r.exit_code, signal=(r.exit_code - 128) if r.exit_code is not None and r.exit_code > 128 else None,
-            reason=r.reason, message=r.message, image=r.image, image_ref=r.image_ref, labels=r.labels,
-            annotations=r.annotations, log_path=r.log_path, pid=r.pid)
+        return status_of(self.settle(self.get(container_id)))
 
     def statuses(self, sandbox_id: str | None = None, label_selector: dict[str, str] | None = None
              ) -> list[ContainerStatus]:
