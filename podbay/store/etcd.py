@@ -24,11 +24,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from typing import Any, AsyncIterator
+from typing import AsyncIterator
 
 from podbay.api.errors import AlreadyExists, NotFound
 from podbay.store.base import FieldSelectorArg, LabelSelectorArg, WatchEvent
-from podbay.store.etcdclient import EtcdClient, b64, compare_mod, prefix_end
+from podbay.store.etcdclient import EtcdClient, JSONObject, b64, compare_mod, prefix_end
 from podbay.store.etcdcodec import decode_kv, encode_value
 from podbay.store.etcdcompact import compact, compact_periodically
 from podbay.store.etcdwatch import watch_prefix
@@ -47,8 +47,6 @@ DEFAULT_PREFIX = "/registry"
 DEFAULT_COMPACTION_INTERVAL = 300.0  # kube-apiserver's --etcd-compaction-interval: 5m
 # kube-apiserver's resource prefixes where they differ from the resource's name.
 _RESOURCE_PREFIX = {"nodes": "minions"}
-
-JSONObject = dict[str, Any]
 
 
 def _rv_int(rv: str) -> int | None:

@@ -3,13 +3,10 @@
 from __future__ import annotations
 
 import base64
-from typing import Any
 
 from podbay.api.jsoncodec import decode, encode
-from podbay.store.etcdclient import unb64
+from podbay.store.etcdclient import JSONObject, unb64
 from podbay.store.shared import stamp
-
-JSONObject = dict[str, Any]
 
 
 def encode_value(obj: JSONObject) -> str:

@@ -6,14 +6,14 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass
-from typing import Any, AsyncGenerator, AsyncIterator
+from typing import AsyncGenerator, AsyncIterator
 
 import aiohttp
 
 from podbay.api.errors import Gone, ServiceUnavailable
 from podbay.api.jsoncodec import decode
 from podbay.store.base import WatchEvent
-from podbay.store.etcdclient import RETRY_MIN, EtcdClient, EtcdError, b64, prefix_end, unb64
+from podbay.store.etcdclient import RETRY_MIN, EtcdClient, EtcdError, JSONObject, b64, prefix_end, unb64
 from podbay.store.etcdcodec import decode_kv
 from podbay.store.selectors import FieldSelector, LabelSelector
 from podbay.store.shared import bookmark, translate
@@ -21,8 +21,6 @@ from podbay.store.shared import bookmark, translate
 log = logging.getLogger(__name__)
 
 _RETRY_MAX = 5.0  # seconds between attempts to watch again while etcd is away
-
-JSONObject = dict[str, Any]
 
 
 @dataclass
