@@ -105,6 +105,25 @@ def set_pids_limit(path: str, limit: int | None) -> None:
     (directory / "pids.max").write_text("max" if limit is None else str(limit))
 
 
+def set_memory_limit(path: str, limit: int | None) -> None:
+    """The pod cgroup's memory limit, as the kubelet sets it (None: none). Written before or after
+    the pod's processes join: a limit below what they already use fails (EBUSY), and that is
+    reported rather than leaving the pod unlimited."""
+    if limit is None:
+        return
+    if _unified():
+        _enable_v2_controller(path, "memory")
+    directory = _controller_dir("memory", path)
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / ("memory.max" if _unified() else "memory.limit_in_bytes")).write_text(str(limit))
+
+
+def oom_events_file(path: str) -> Path:
+    """The file whose `oom_kill N` line counts the OOM kills of the cgroup `path`'s processes:
+    memory.events on v2 (with its descendants'), memory.oom_control on v1 (its own tasks')."""
+    return _controller_dir("memory", path) / ("memory.events" if _unified() else "memory.oom_control")
+
+
 def pids_current(path: str) -> int:
     """Tasks (processes and threads) in the cgroup `path` and below; 0 when it does not exist."""
     try:
