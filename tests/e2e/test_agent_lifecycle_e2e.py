@@ -391,3 +391,38 @@ spec:
                                  and p.status.container_statuses[0].restart_count >= 1, timeout=120)
     last = pod.status.container_statuses[0].last_state.terminated
     assert last.reason == "OOMKilled" and last.exit_code == 137 and pod.status.phase == "Running", last
+
+
+async def test_a_sibling_outlives_the_oom_kill_only_where_it_has_its_own_kernel(
+        cluster: Cluster, runtime_class: str | None) -> None:
+    # crun: the hog's own cgroup is over its limit, so only the hog dies. gvisor: the pod's kernel
+    # is the process over the pod's limit, so every container dies with it, each OOMKilled (as
+    # containerd's runsc shim reports it), and all restart in a new sandbox.
+    await cluster.client.create(in_class(load_pods("""
+apiVersion: v1
+kind: Pod
+metadata: {name: pair}
+spec:
+  containers:
+  - name: hog
+    image: busybox:1.35
+    command: [sh, -c, "sleep 2; x=a; while true; do x=$x$x$x$x; done"]
+    resources: {limits: {memory: 16Mi}}
+  - name: quiet
+    image: busybox:1.35
+    command: [sleep, "3600"]
+    resources: {limits: {memory: 16Mi}}
+"""), runtime_class)[0])
+
+    def restarted(p: Pod) -> bool:
+        return bool(p.status.container_statuses) and p.status.container_statuses[0].restart_count >= 1
+    pod = await cluster.wait_for("pair", restarted, timeout=120)
+    hog, quiet = pod.status.container_statuses
+    assert hog.last_state.terminated.reason == "OOMKilled" and hog.last_state.terminated.exit_code == 137
+    if runtime_class is None:
+        assert quiet.restart_count == 0 and quiet.state.running is not None
+    else:
+        pod = await cluster.wait_for("pair", lambda p: p.status.container_statuses[1].restart_count >= 1,
+                                     timeout=120)
+        last = pod.status.container_statuses[1].last_state.terminated
+        assert last.reason == "OOMKilled" and last.exit_code == 137, last
