@@ -83,7 +83,7 @@ def _reply(sync_fd: int, message: dict[str, object]) -> None:
     os.close(sync_fd)
 
 
-# runsc wait's exit code for a container whose sandbox is gone: conmon's for a container it lost.
+# The exit of a container whose sandbox is gone, so that `runsc wait` has no status for it.
 _SANDBOX_GONE = 255
 _OOM_KILLED = 128 + 9  # the host's OOM killer sends SIGKILL
 

@@ -426,3 +426,4 @@ spec:
                                      timeout=120)
         last = pod.status.container_statuses[1].last_state.terminated
         assert last.reason == "OOMKilled" and last.exit_code == 137, last
+        await cluster.wait_event("pair", "SandboxChanged")
