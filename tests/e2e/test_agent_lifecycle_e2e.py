@@ -7,6 +7,7 @@ import pytest
 from podbay.api import Event, Pod
 from podbay.api.formats import load_pods
 from podbay.api.printing import pod_row
+from podbay.runtime.gvisor import GVISOR_MEMORY_OVERHEAD
 from tests.e2e.conftest import Cluster, in_class
 
 pytestmark = pytest.mark.e2e
@@ -387,6 +388,8 @@ spec:
     pod = await cluster.wait_for("hog", phase("Failed"), timeout=120)
     state = pod.status.container_statuses[0].state.terminated
     assert state.reason == "OOMKilled" and state.exit_code == 137 and pod_row(pod).status == "OOMKilled", state
+    # gvisor's class leaves room for the pod's kernel in the pod's limit (16Mi alone would not boot it).
+    assert pod.spec.overhead == ({} if runtime_class is None else {"memory": GVISOR_MEMORY_OVERHEAD})
     pod = await cluster.wait_for("rehog", lambda p: p.status.container_statuses
                                  and p.status.container_statuses[0].restart_count >= 1, timeout=120)
     last = pod.status.container_statuses[0].last_state.terminated
