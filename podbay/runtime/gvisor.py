@@ -289,8 +289,8 @@ def _sandbox_cgroup(pod_cgroup: str) -> str:
 
 
 def _sandbox_oom_events(bundle: Path) -> Path:
-    """Where the OOM kills of the container's sandbox are counted: its cgroup is below the pod's,
-    as the sandbox's is."""
+    """Where the OOM kills of the sandbox a container runs in are counted: the container's
+    cgroupsPath names its pod's cgroup, under which runsc keeps the sandbox's."""
     pod_cgroup = json.loads((bundle / "config.json").read_text())["linux"]["cgroupsPath"].rpartition("/")[0]
     return cgroups.oom_events_file(_sandbox_cgroup(pod_cgroup))
 

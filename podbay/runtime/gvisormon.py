@@ -198,7 +198,8 @@ def _read(fd: int) -> bytes:
 
 
 def _complaint(err_r: int) -> str:
-    """What `runsc start` wrote before failing: nothing ran, so it is runsc's own message."""
+    """What `runsc start` wrote before failing: nothing ran, so it is runsc's own complaint, the
+    caller's error message."""
     os.set_blocking(err_r, False)
     try:
         return os.read(err_r, 65536).decode(errors="replace").strip()
@@ -236,6 +237,7 @@ def _relay(sel: selectors.BaseSelector, streams: dict[int, str], waiter: threadi
 
 
 def _write_exit(exit_file: str, status: int) -> None:
+    """Renamed into place: the runtime reads an exit file only whole, as conmon writes it."""
     tmp = f"{exit_file}.tmp"
     with open(tmp, "w") as f:
         f.write(str(status))
