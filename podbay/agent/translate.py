@@ -14,6 +14,7 @@ from podbay.agent.runtimeview import (
 from podbay.api import Container, EphemeralContainer, Pod, SeccompProfile
 from podbay.api.models import is_restartable_init
 from podbay.api.quantity import parse_quantity
+from podbay.api.resources import pod_limits
 from podbay.runtime import cgroups
 from podbay.runtime.types import (
     ContainerConfig, ContainerMetadata, DNSConfig, HostAlias, LinuxContainerResources, LinuxContainerSecurity,
@@ -117,8 +118,19 @@ def sandbox_config(pod: Pod, attempt: int, config: AgentConfig, runtime_handler:
         cpu_shares=cgroups.cpu_shares(milli) if milli else None,
         # As the kubelet: only a positive podPidsLimit limits; -1 (or 0) leaves pids.max at max.
         pids_limit=config.pod_pids_limit if config.pod_pids_limit > 0 else None,
+        memory_limit=pod_memory_limit(pod),
         runtime_handler=runtime_handler,
     )
+
+
+def pod_memory_limit(pod: Pod) -> int | None:
+    """The kubelet's ResourceConfigForPod: the pod's effective memory limit (main and sidecar
+    containers summed, or the largest init step, plus the overhead), only when every container
+    declares one; a pod with an unlimited container gets no pod-level limit."""
+    if not all(c.resources and parse_quantity(c.resources.limits.get("memory", "0")) > 0
+               for c in pod.spec.init_containers + pod.spec.containers):
+        return None
+    return int(pod_limits(pod)["memory"])
 
 
 def _kind(pod: Pod, container: Container, init: bool) -> str:

@@ -136,8 +136,9 @@ RUNTIME_HANDLERS = [
     "a pid 1 without a TERM handler ends with 143) |",
     "| the sandbox dies (its kernel killed) | no such process (namespaces are pinned) | the containers end (Error); the sandbox is NOTREADY and the "
     "restart policy applies in a new one |",
-    "| memory limits, `OOMKilled` | supported | not enforced: runsc 20221219 keeps a container's limit in a "
-    "cgroup it does not apply, so no container is OOMKilled |",
+    "| memory limits, `OOMKilled` | supported | the pod's (the containers' limits summed plus the class's 32Mi "
+    "overhead, on its cgroup): over it the host's OOM killer takes the sandbox, so every container of the pod ends "
+    "OOMKilled (137) and the restart policy applies in a new sandbox; a container alone is not held to its own limit |",
     "| exec | supported, `-i` and `-t` | supported, `-i` and `-t` (runsc takes a terminal as the exec's stdio) |",
     "| `stdin`, `tty`, attach | supported | supported (gvisormon serves conmon's attach socket; a container's "
     "terminal is not named: `tty` prints \"not a tty\", `[ -t 0 ]` holds) |",

@@ -16,7 +16,7 @@ from podbay.agent.config import AgentConfig, ServerAuth
 from podbay.agent.dns import DNSServer
 from podbay.agent.podcidr import node_pod_cidr
 from podbay.agent.proxy import ProxyConfig
-from podbay.api import ObjectMeta, RuntimeClass
+from podbay.api import ObjectMeta, Overhead, RuntimeClass
 from podbay.api.defaults import DEFAULT_SCHEDULER
 from podbay.api.errors import AlreadyExists
 from podbay.apiserver.embedded import EmbeddedServer, serve_embedded
@@ -32,7 +32,7 @@ from podbay.controllers.nodelifecycle import NodeLifecycle
 from podbay.controllers.podgc import PodGC
 from podbay.controllers.workloads import workload_controllers
 from podbay.runtime.config import RuntimeConfig, prepare_roots
-from podbay.runtime.gvisor import GVISOR_HANDLER
+from podbay.runtime.gvisor import GVISOR_HANDLER, GVISOR_MEMORY_OVERHEAD
 from podbay.runtime.images import ensure_busybox_image
 from podbay.runtime.network import host_masquerade
 from podbay.runtime.service import RuntimeService
@@ -112,7 +112,8 @@ async def _default_runtime_classes(client: Client, runtime: RuntimeService) -> N
     One made or changed by hand before is left as it is."""
     if GVISOR_HANDLER in runtime.handlers:
         with contextlib.suppress(AlreadyExists):
-            await client.create(RuntimeClass(metadata=ObjectMeta(name="gvisor"), handler=GVISOR_HANDLER))
+            await client.create(RuntimeClass(metadata=ObjectMeta(name="gvisor"), handler=GVISOR_HANDLER,
+                                             overhead=Overhead(pod_fixed={"memory": GVISOR_MEMORY_OVERHEAD})))
 
 
 def _server_auth(settings: Settings, client_ca: bytes, token: str | None) -> ServerAuth:

@@ -3,6 +3,7 @@ removes it with the container; the pod's own directories are ours to remove."""
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import signal
 import time
@@ -103,6 +104,33 @@ def set_pids_limit(path: str, limit: int | None) -> None:
     directory = _controller_dir("pids", path)
     directory.mkdir(parents=True, exist_ok=True)
     (directory / "pids.max").write_text("max" if limit is None else str(limit))
+
+
+def set_memory_limit(path: str, limit: int | None) -> None:
+    """The pod cgroup's memory limit, as the kubelet sets it (None: none). Written before or after
+    the pod's processes join; a limit below what they already use is refused (cgroup v1 answers
+    EBUSY, v2 would OOM-kill them) rather than leaving the pod unlimited or killed at birth."""
+    if limit is None:
+        return
+    if _unified():
+        _enable_v2_controller(path, "memory")
+    directory = _controller_dir("memory", path)
+    directory.mkdir(parents=True, exist_ok=True)
+    if memory_working_set(path) <= limit:
+        try:
+            (directory / ("memory.max" if _unified() else "memory.limit_in_bytes")).write_text(str(limit))
+            return
+        except OSError as exc:
+            if exc.errno != errno.EBUSY:
+                raise
+    raise OSError(errno.EBUSY, f"the pod's memory limit ({limit} bytes) is below what its processes "
+                               f"already use ({memory_working_set(path)} bytes)")
+
+
+def oom_events_file(path: str) -> Path:
+    """The file whose `oom_kill N` line counts the OOM kills of the cgroup `path`'s processes:
+    memory.events on v2 (with its descendants'), memory.oom_control on v1 (its own tasks')."""
+    return _controller_dir("memory", path) / ("memory.events" if _unified() else "memory.oom_control")
 
 
 def pids_current(path: str) -> int:

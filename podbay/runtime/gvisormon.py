@@ -5,12 +5,14 @@ sandbox (not a child conmon could wait for) and its stdio are those of `runsc st
 So this process runs `runsc start` with pipes for stdio, writes what comes out in the
 CRI log format, waits for the exit status with `runsc wait`, writes it to the exit file
 (as conmon does) and ends. It detaches first, so it outlives the agent like conmon.
+When the sandbox died of the host's OOM killer (`--oom-events`, its memory cgroup's count),
+the exit is 137 with conmon's `oom` mark in the bundle, as conmon marks a container's.
 
 It serves conmon's attach socket and control fifo in the bundle too, with the container's
 terminal (a master fd runsc sent at create, `--terminal FD`) or a stdin pipe (`--stdin`).
 
 Run as `python -I -S gvisormon.py SYNC_FD LOG EXIT_FILE [--terminal FD] [--stdin]
-[--stdin-once] -- RUNSC [GLOBAL_ARGS...] ID`;
+[--stdin-once] [--oom-events FILE] -- RUNSC [GLOBAL_ARGS...] ID`;
 it answers on SYNC_FD with one JSON line: {"data": monitor_pid} or {"data": -1, "message": ...}.
 Only the standard library, to start quickly: it runs as a script without site-packages
 (`python -I -S`; -I also keeps its own directory, whose types.py is not the standard one, off
@@ -81,12 +83,34 @@ def _reply(sync_fd: int, message: dict[str, object]) -> None:
     os.close(sync_fd)
 
 
-def _exit_status(runsc: list[str], container_id: str, result: list[int]) -> None:
+# The exit of a container whose sandbox is gone, so that `runsc wait` has no status for it.
+_SANDBOX_GONE = 255
+_OOM_KILLED = 128 + 9  # the host's OOM killer sends SIGKILL
+
+
+def _oom_kills(events_file: str) -> int:
+    """The `oom_kill N` count of the sandbox's memory cgroup (memory.events or memory.oom_control)."""
+    try:
+        with open(events_file) as f:
+            return next((int(line.split()[1]) for line in f if line.startswith("oom_kill ")), 0)
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
+def _exit_status(runsc: list[str], container_id: str, oom_events: str | None, result: list[int]) -> None:
     out = subprocess.run([*runsc, "wait", container_id], capture_output=True, check=False).stdout
     try:
         result.append(int(json.loads(out)["exitStatus"]))
     except (ValueError, KeyError, TypeError):
-        result.append(255)  # the sandbox is gone: the container died with it
+        # The sandbox is gone: the container died with it. Over the pod's memory limit the host's
+        # OOM killer took its kernel, which the kubelet reports as each container's OOMKilled
+        # (containerd's runsc shim watches the sandbox's cgroup and tells every container).
+        if oom_events is not None and _oom_kills(oom_events) > 0:
+            with open("oom", "w"):  # conmon's mark in the bundle (the cwd), which the runtime reads
+                pass
+            result.append(_OOM_KILLED)
+        else:
+            result.append(_SANDBOX_GONE)
 
 
 class _Attach:
@@ -173,38 +197,20 @@ def _read(fd: int) -> bytes:
         raise
 
 
-def run(sync_fd: int, log_path: str, exit_file: str, runsc: list[str], container_id: str, *,
-        terminal: int | None = None, stdin: bool = False, stdin_once: bool = False) -> int:
-    out_r, out_w = os.pipe()
-    err_r, err_w = os.pipe()
-    # A terminal was handed to the sandbox at create: runsc start's stdio are then unused.
-    in_r, in_w = os.pipe() if stdin and terminal is None else (subprocess.DEVNULL, None)
-    sel = selectors.DefaultSelector()
-    # Listening before the container runs: an attach may come as soon as the caller hears it started.
-    attach = _Attach(sel, terminal if terminal is not None else in_w, terminal, stdin_once)
-    start = subprocess.run([*runsc, "start", container_id], stdin=in_r, stdout=out_w, stderr=err_w, check=False)
-    os.close(out_w)
-    os.close(err_w)
-    if in_w is not None:
-        os.close(in_r)
-    log = _CRILog(log_path)
-    if start.returncode != 0:
-        # Nothing ran: what came out is runsc's own complaint, the caller's error message.
-        os.set_blocking(err_r, False)
-        try:
-            message = os.read(err_r, 65536).decode(errors="replace").strip()
-        except BlockingIOError:
-            message = ""
-        _reply(sync_fd, {"data": -1, "message": message or f"runsc start exited with {start.returncode}"})
-        attach.close()
-        return 1
-    _reply(sync_fd, {"data": os.getpid()})
-    status: list[int] = []
-    waiter = threading.Thread(target=_exit_status, args=(runsc, container_id, status), daemon=True)
-    waiter.start()
-    streams = {out_r: "stdout", err_r: "stderr"}
-    if terminal is not None:
-        streams[terminal] = "stdout"  # a terminal is all stdout, as under conmon
+def _complaint(err_r: int) -> str:
+    """What `runsc start` wrote before failing: nothing ran, so it is runsc's own complaint, the
+    caller's error message."""
+    os.set_blocking(err_r, False)
+    try:
+        return os.read(err_r, 65536).decode(errors="replace").strip()
+    except BlockingIOError:
+        return ""
+
+
+def _relay(sel: selectors.BaseSelector, streams: dict[int, str], waiter: threading.Thread, log: _CRILog,
+           attach: _Attach) -> None:
+    """The container's output to its log and attached clients, and clients' input to it, until its
+    pipes close, or for DRAIN_SECONDS more once its exit status is known."""
     for fd in streams:
         sel.register(fd, selectors.EVENT_READ)
     deadline: float | None = None
@@ -213,7 +219,7 @@ def run(sync_fd: int, log_path: str, exit_file: str, runsc: list[str], container
             deadline = time.monotonic() + DRAIN_SECONDS
         left = None if deadline is None else deadline - time.monotonic()
         if left is not None and left <= 0:
-            break
+            return
         # While the container runs, wake now and then to notice its exit even if it left a
         # descendant holding the pipes (or the sandbox the terminal).
         for key, _ in sel.select(timeout=0.2 if left is None else left):
@@ -228,38 +234,76 @@ def run(sync_fd: int, log_path: str, exit_file: str, runsc: list[str], container
             else:
                 sel.unregister(fd)
                 del streams[fd]
+
+
+def _write_exit(exit_file: str, status: int) -> None:
+    """Renamed into place: the runtime reads an exit file only whole, as conmon writes it."""
+    tmp = f"{exit_file}.tmp"
+    with open(tmp, "w") as f:
+        f.write(str(status))
+    os.replace(tmp, exit_file)
+
+
+def run(sync_fd: int, log_path: str, exit_file: str, runsc: list[str], container_id: str, *,
+        terminal: int | None = None, stdin: bool = False, stdin_once: bool = False,
+        oom_events: str | None = None) -> int:
+    out_r, out_w = os.pipe()
+    err_r, err_w = os.pipe()
+    # A terminal was handed to the sandbox at create: runsc start's stdio are then unused.
+    in_r, in_w = os.pipe() if stdin and terminal is None else (subprocess.DEVNULL, None)
+    sel = selectors.DefaultSelector()
+    # Listening before the container runs: an attach may come as soon as the caller hears it started.
+    attach = _Attach(sel, terminal if terminal is not None else in_w, terminal, stdin_once)
+    start = subprocess.run([*runsc, "start", container_id], stdin=in_r, stdout=out_w, stderr=err_w, check=False)
+    os.close(out_w)
+    os.close(err_w)
+    if in_w is not None:
+        os.close(in_r)
+    log = _CRILog(log_path)
+    if start.returncode != 0:
+        _reply(sync_fd, {"data": -1, "message": _complaint(err_r) or f"runsc start exited with {start.returncode}"})
+        attach.close()
+        return 1
+    _reply(sync_fd, {"data": os.getpid()})
+    status: list[int] = []
+    waiter = threading.Thread(target=_exit_status, args=(runsc, container_id, oom_events, status), daemon=True)
+    waiter.start()
+    streams = {out_r: "stdout", err_r: "stderr"}
+    if terminal is not None:
+        streams[terminal] = "stdout"  # a terminal is all stdout, as under conmon
+    _relay(sel, streams, waiter, log, attach)
     waiter.join()
     log.flush()
     attach.close()
-    tmp = f"{exit_file}.tmp"
-    with open(tmp, "w") as f:
-        f.write(str(status[0]))
-    os.replace(tmp, exit_file)
+    _write_exit(exit_file, status[0])
     return 0
 
 
 def main(argv: list[str]) -> int:
     sync_fd, log_path, exit_file, *rest = argv
     terminal: int | None = None
+    oom_events: str | None = None
     stdin = stdin_once = False
     while rest and rest[0] != "--":
         flag, *rest = rest
         if flag == "--terminal":
             value, *rest = rest
             terminal = int(value)
+        elif flag == "--oom-events":
+            oom_events, *rest = rest
         elif flag in ("--stdin", "--stdin-once"):
             stdin, stdin_once = True, stdin_once or flag == "--stdin-once"
         else:
             raise SystemExit(f"gvisormon: unknown flag {flag}")
     if len(rest) < 3:
         raise SystemExit("usage: gvisormon SYNC_FD LOG EXIT_FILE [--terminal FD] [--stdin] [--stdin-once] "
-                         "-- RUNSC [ARGS...] ID")
+                         "[--oom-events FILE] -- RUNSC [ARGS...] ID")
     *runsc, container_id = rest[1:]
     if os.fork():
         return 0  # the caller waits for this parent only; the monitor goes on detached
     os.setsid()
     return run(int(sync_fd), log_path, exit_file, runsc, container_id, terminal=terminal, stdin=stdin,
-               stdin_once=stdin_once)
+               stdin_once=stdin_once, oom_events=oom_events)
 
 
 if __name__ == "__main__":

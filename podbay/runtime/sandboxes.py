@@ -129,6 +129,10 @@ class Sandboxes:
         directory = self.sandbox_dir(record.id)
         try:
             cgroups.set_pids_limit(record.cgroup, config.pids_limit)
+            if not handler.host_kernel:
+                # Its kernel and every container live in one host process tree, whose only limit
+                # is the pod's (the kubelet's pod cgroup); crun's containers keep their own.
+                cgroups.set_memory_limit(record.cgroup, config.memory_limit)
             if warm:
                 await self._adopt_warm(record, warm, config)
             else:

@@ -64,6 +64,9 @@ class PodSandboxConfig:
     subdomain_fqdn: str = ""  # hostname.subdomain.namespace.svc.cluster.local when a subdomain is set
     cpu_shares: int | None = None  # the pod cgroup's share: sum of the requests
     pids_limit: int | None = None  # pids.max of the pod's cgroup (the kubelet's podPidsLimit); None: max
+    # The pod cgroup's memory limit (the kubelet's: every container's limit summed, plus the
+    # overhead); None when a container has none.
+    memory_limit: int | None = None
     runtime_handler: str = ""  # the RuntimeClass's handler; "": the default (crun)
 
 

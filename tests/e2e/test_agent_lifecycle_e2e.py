@@ -7,6 +7,7 @@ import pytest
 from podbay.api import Event, Pod
 from podbay.api.formats import load_pods
 from podbay.api.printing import pod_row
+from podbay.runtime.gvisor import GVISOR_MEMORY_OVERHEAD
 from tests.e2e.conftest import Cluster, in_class
 
 pytestmark = pytest.mark.e2e
@@ -366,21 +367,66 @@ spec:
     assert state.reason == "StartError" and state.exit_code == 128 and "/no/such/binary" in state.message
 
 
-async def test_a_container_over_its_memory_limit_is_oom_killed(cluster: Cluster) -> None:
-    # crun only: runsc 20221219 keeps a container's memory limit in a cgroup it never enforces
-    # (docs/support.md), so under gvisor the hog would run on.
-    await cluster.client.create(load_pods("""
+async def test_a_container_over_its_memory_limit_is_oom_killed(cluster: Cluster, runtime_class: str | None) -> None:
+    # Under gvisor the limit is the pod's (its kernel and containers are one host process tree),
+    # so the host's OOM killer takes the sandbox and the restart policy runs in a new one.
+    hog = """
 apiVersion: v1
 kind: Pod
-metadata: {name: hog}
+metadata: {name: NAME}
 spec:
-  restartPolicy: Never
+  restartPolicy: POLICY
   containers:
   - name: c
     image: busybox:1.35
     command: [sh, -c, "x=a; while true; do x=$x$x$x$x; done"]
     resources: {limits: {memory: 16Mi}}
-""")[0])
-    pod = await cluster.wait_for("hog", phase("Failed"))
+"""
+    for name, policy in (("hog", "Never"), ("rehog", "OnFailure")):
+        await cluster.client.create(in_class(load_pods(hog.replace("NAME", name).replace("POLICY", policy)),
+                                             runtime_class)[0])
+    pod = await cluster.wait_for("hog", phase("Failed"), timeout=120)
     state = pod.status.container_statuses[0].state.terminated
-    assert state.reason == "OOMKilled" and state.exit_code == 137 and pod_row(pod).status == "OOMKilled"
+    assert state.reason == "OOMKilled" and state.exit_code == 137 and pod_row(pod).status == "OOMKilled", state
+    # gvisor's class leaves room for the pod's kernel in the pod's limit (16Mi alone would not boot it).
+    assert pod.spec.overhead == ({} if runtime_class is None else {"memory": GVISOR_MEMORY_OVERHEAD})
+    pod = await cluster.wait_for("rehog", lambda p: p.status.container_statuses
+                                 and p.status.container_statuses[0].restart_count >= 1, timeout=120)
+    last = pod.status.container_statuses[0].last_state.terminated
+    assert last.reason == "OOMKilled" and last.exit_code == 137 and pod.status.phase == "Running", last
+
+
+async def test_a_sibling_outlives_the_oom_kill_only_where_it_has_its_own_kernel(
+        cluster: Cluster, runtime_class: str | None) -> None:
+    # crun: the hog's own cgroup is over its limit, so only the hog dies. gvisor: the pod's kernel
+    # is the process over the pod's limit, so every container dies with it, each OOMKilled (as
+    # containerd's runsc shim reports it), and all restart in a new sandbox.
+    await cluster.client.create(in_class(load_pods("""
+apiVersion: v1
+kind: Pod
+metadata: {name: pair}
+spec:
+  containers:
+  - name: hog
+    image: busybox:1.35
+    command: [sh, -c, "sleep 2; x=a; while true; do x=$x$x$x$x; done"]
+    resources: {limits: {memory: 16Mi}}
+  - name: quiet
+    image: busybox:1.35
+    command: [sleep, "3600"]
+    resources: {limits: {memory: 16Mi}}
+"""), runtime_class)[0])
+
+    def restarted(p: Pod) -> bool:
+        return bool(p.status.container_statuses) and p.status.container_statuses[0].restart_count >= 1
+    pod = await cluster.wait_for("pair", restarted, timeout=120)
+    hog, quiet = pod.status.container_statuses
+    assert hog.last_state.terminated.reason == "OOMKilled" and hog.last_state.terminated.exit_code == 137
+    if runtime_class is None:
+        assert quiet.restart_count == 0 and quiet.state.running is not None
+    else:
+        pod = await cluster.wait_for("pair", lambda p: p.status.container_statuses[1].restart_count >= 1,
+                                     timeout=120)
+        last = pod.status.container_statuses[1].last_state.terminated
+        assert last.reason == "OOMKilled" and last.exit_code == 137, last
+        await cluster.wait_event("pair", "SandboxChanged")

@@ -19,6 +19,7 @@ from tests.runtime.conftest import running_runtime, runtime_config
 from tests.runtime.test_runtime_e2e import container, run, sandbox
 
 pytestmark = pytest.mark.e2e
+MIB = 1024 * 1024
 
 
 @pytest.fixture
@@ -182,6 +183,27 @@ async def test_a_warm_gvisor_sandbox_is_taken_by_the_next_pod(host_env: HostEnv)
         # A shutdown without purge keeps pods running but drops the warm sandboxes and their kernels.
         await runtime.shutdown()
         assert sandbox_processes(config.run_root) == set()
+
+
+async def test_a_warm_sandbox_takes_its_pods_memory_limit(host_env: HostEnv) -> None:
+    """The pod's limit binds a sandbox booted before the pod: a hog in it is OOMKilled, and a limit
+    below what the sandbox already uses fails the pod's sandbox, leaving nothing behind."""
+    if shutil.which("runsc") is None:
+        pytest.skip("runsc is not installed (scripts/setup.sh installs it)")
+    config = dataclasses.replace(runtime_config(host_env), warm_sandboxes=0, warm_gvisor_sandboxes=1)
+    async with running_runtime(config) as runtime:
+        await runtime.wait_warm()
+        [warm] = sandbox_processes(config.run_root)
+        sid = await runtime.run_pod_sandbox(sandbox("hog", runtime_handler="runsc", memory_limit=48 * MIB))
+        assert int((config.run_root / "sandboxes" / sid / "gvisor" / "pidfile").read_text()) == warm
+        hog = await run(runtime, sid, container("hog", "x=a; while true; do x=$x$x$x$x; done"))
+        assert await exited(runtime, hog) == 137
+        assert (await runtime.container_status(hog)).reason == "OOMKilled"
+        await runtime.remove_pod_sandbox(sid)
+        await runtime.wait_warm()
+        with pytest.raises(OSError, match=r"the pod's memory limit \(1048576 bytes\) is below what its processes"):
+            await runtime.run_pod_sandbox(sandbox("tight", runtime_handler="runsc", memory_limit=MIB))
+        assert await runtime.list_pod_sandboxes() == []
 
 
 async def test_unknown_handler_makes_nothing(gvisor_runtime: RuntimeService) -> None:

@@ -1,13 +1,15 @@
 """Pure rules of the runsc handler: the OCI annotations runsc reads to put a container in its
-pod's sandbox, one PID namespace only with shareProcessNamespace, and the CRI log records
-gvisormon writes."""
+pod's sandbox, one PID namespace only with shareProcessNamespace, cgroups from the hierarchies'
+roots, and what gvisormon writes: CRI log records, and the exit of a sandbox the OOM killer took."""
 from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from podbay.agent.server import parse_cri_line
 from podbay.runtime.gvisor import CONTAINER_TYPE, SANDBOX_ID, GVisorConfig, GVisorHandler
-from podbay.runtime.gvisormon import _MAX_LINE, _CRILog
+from podbay.runtime.gvisormon import _MAX_LINE, _CRILog, _exit_status
 from podbay.runtime.handler import SandboxSpec
 
 
@@ -33,6 +35,27 @@ def test_containers_join_their_pods_sandbox(tmp_path: Path) -> None:
         # runsc shares a PID namespace between containers that name the same path.
         assert (pid == root and "path" in pid) is share
     assert base["annotations"] == {"io.kubernetes.container.name": "c"}  # the input is not changed
+
+
+def test_cgroups_are_below_the_hierarchies_roots(tmp_path: Path) -> None:
+    # runsc reads a relative cgroupsPath below its own cgroup, out of reach of the pod's limits.
+    handler = GVisorHandler(GVisorConfig("runsc", tmp_path / "root", tmp_path / "exits"))
+    sandbox = spec_for(tmp_path, False)
+    spec = handler.container_spec({"linux": {"namespaces": [], "cgroupsPath": "podbay/pod-1/c"}}, sandbox)
+    assert spec["linux"]["cgroupsPath"] == "/podbay/pod-1/c"
+    assert handler._sandbox_config(sandbox, tmp_path)["linux"]["cgroupsPath"] == "/podbay/pod-1/sandbox"
+
+
+@pytest.mark.parametrize(("oom_kills", "code", "marked"), [(0, 255, False), (1, 137, True)])
+def test_a_lost_sandbox_is_oom_killed_when_its_cgroup_counts_a_kill(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, oom_kills: int, code: int, marked: bool) -> None:
+    # `false` stands in for a `runsc wait` whose sandbox is gone: no exit status comes back.
+    monkeypatch.chdir(tmp_path)  # the bundle, where conmon's mark goes
+    events = tmp_path / "memory.oom_control"
+    events.write_text(f"oom_kill_disable 0\nunder_oom 0\noom_kill {oom_kills}\n")
+    result: list[int] = []
+    _exit_status(["false"], "c1", str(events), result)
+    assert result == [code] and (tmp_path / "oom").exists() is marked
 
 
 def test_cri_log_records(tmp_path: Path) -> None:
