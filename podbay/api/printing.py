@@ -84,11 +84,9 @@ def pod_row(pod: Pod, now: datetime | None = None) -> PodRow:
     spec, status = pod.spec, pod.status
     total = len(spec.containers) + sum(1 for c in spec.init_containers if is_restartable_init(c))
     tally = _Tally()
-    reason = status.reason or status.phase or ""
     init_reason = _init_containers_reason(pod, tally)
+    reason = init_reason or status.reason or status.phase or ""
     initialized = any(c.type == "Initialized" and c.status == "True" for c in status.conditions)
-    if init_reason is not None:
-        reason = init_reason
     if init_reason is None or initialized:
         reason = _containers_reason(status, tally, reason)
     if pod.metadata.deletion_timestamp is not None:
