@@ -149,66 +149,20 @@ def from_v1beta1(doc: dict[str, Any]) -> dict[str, Any]:
 
 
 def from_hyper(doc: dict[str, Any]) -> dict[str, Any]:
-    containers = []
-    for i, c in enumerate(doc.get("containers") or []):
-        if not isinstance(c, dict) or not c.get("image"):
-            raise Invalid([FieldError(f"containers[{i}].image", None, "Required value")])
-        image = c["image"]
-        name = c.get("name") or _NAME.sub("-", image.rsplit("/", 1)[-1].split(":")[0].lower()).strip("-") or f"c{i}"
-        command = c.get("command") or []
-        if isinstance(command, str):
-            command = ["sh", "-c", command]
-        container: dict[str, Any] = {"name": name, "image": image}
-        if command:
-            container["command"] = command[:1]
-            if command[1:]:
-                container["args"] = command[1:]
-        entrypoint = c.get("entryPoint") or c.get("entrypoint")
-        if entrypoint:
-            container["command"] = [entrypoint] if isinstance(entrypoint, str) else list(entrypoint)
-            if command:
-                container["args"] = command
-        if c.get("files"):
-            raise Invalid([FieldError(f"containers[{i}].files", None, "Unsupported value: Hyper's injected "
-                                      "files have no Pod equivalent; put them in a ConfigMap and mount it")])
-        if c.get("workdir"):
-            container["workingDir"] = c["workdir"]
-        if c.get("envs"):
-            container["env"] = [{"name": e.get("env"), "value": str(e.get("value", ""))} for e in c["envs"]]
-        if c.get("ports"):
-            container["ports"] = [{"containerPort": p.get("containerPort"),
-                                   **({"hostPort": p["hostPort"]} if p.get("hostPort") else {}),
-                                   **({"protocol": p["protocol"].upper()} if p.get("protocol") else {})}
-                                  for p in c["ports"]]
-        if c.get("volumes"):
-            container["volumeMounts"] = [{"name": v.get("volume"), "mountPath": v.get("path"),
-                                          **({"readOnly": True} if v.get("readOnly") else {})} for v in c["volumes"]]
-        if c.get("tty") or doc.get("tty"):
-            container["tty"] = True
-            container["stdin"] = True
-        containers.append(container)
+    """A Hyper pod file as a v1 Pod: its containers, then what Hyper sets for the whole pod (port
+    mappings, resources, volumes, hostname, restart policy)."""
+    containers = [_hyper_container(i, c, bool(doc.get("tty"))) for i, c in enumerate(doc.get("containers") or [])]
     mappings = doc.get("portmappings") or []
     if mappings and containers:
         # Hyper maps ports for the whole pod; in a Pod they belong to a container, and all share the IP.
-        containers[0].setdefault("ports", []).extend(
-            {"containerPort": p.get("containerPort"), **({"hostPort": p["hostPort"]} if p.get("hostPort") else {}),
-             **({"protocol": p["protocol"].upper()} if p.get("protocol") else {})} for p in mappings)
+        containers[0].setdefault("ports", []).extend(_hyper_port(p) for p in mappings)
     resource = doc.get("resource") or {}
     if containers and resource:
-        limits = {}
-        if resource.get("vcpu"):
-            limits["cpu"] = str(resource["vcpu"])
-        if resource.get("memory"):
-            limits["memory"] = f"{resource['memory']}Mi"
+        limits = _hyper_limits(resource)
         if limits:
             containers[0]["resources"] = {"limits": limits}
-    volumes = []
-    for v in doc.get("volumes") or []:
-        if v.get("source"):
-            volumes.append({"name": v.get("name"), "hostPath": {"path": v["source"]}})
-        else:
-            volumes.append({"name": v.get("name"), "emptyDir": {}})
     spec: dict[str, Any] = {"containers": containers}
+    volumes = [_hyper_volume(v) for v in doc.get("volumes") or []]
     if volumes:
         spec["volumes"] = volumes
     if doc.get("hostname"):
@@ -217,6 +171,67 @@ def from_hyper(doc: dict[str, Any]) -> dict[str, Any]:
         spec["restartPolicy"] = {"always": "Always", "onfailure": "OnFailure", "never": "Never"}.get(
             str(doc["restartPolicy"]).lower(), doc["restartPolicy"])
     return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": doc.get("id")}, "spec": spec}
+
+
+def _hyper_container(i: int, c: Any, pod_tty: bool) -> dict[str, Any]:
+    """One Hyper container as a Pod's: a name from its image where it has none, its command
+    split into command and args (or args after its entryPoint)."""
+    if not isinstance(c, dict) or not c.get("image"):
+        raise Invalid([FieldError(f"containers[{i}].image", None, "Required value")])
+    image = c["image"]
+    name = c.get("name") or _NAME.sub("-", image.rsplit("/", 1)[-1].split(":")[0].lower()).strip("-") or f"c{i}"
+    command = c.get("command") or []
+    if isinstance(command, str):
+        command = ["sh", "-c", command]
+    container: dict[str, Any] = {"name": name, "image": image}
+    if command:
+        container["command"] = command[:1]
+        if command[1:]:
+            container["args"] = command[1:]
+    entrypoint = c.get("entryPoint") or c.get("entrypoint")
+    if entrypoint:
+        container["command"] = [entrypoint] if isinstance(entrypoint, str) else list(entrypoint)
+        if command:
+            container["args"] = command
+    if c.get("files"):
+        raise Invalid([FieldError(f"containers[{i}].files", None, "Unsupported value: Hyper's injected "
+                                  "files have no Pod equivalent; put them in a ConfigMap and mount it")])
+    if c.get("workdir"):
+        container["workingDir"] = c["workdir"]
+    if c.get("envs"):
+        container["env"] = [{"name": e.get("env"), "value": str(e.get("value", ""))} for e in c["envs"]]
+    if c.get("ports"):
+        container["ports"] = [_hyper_port(p) for p in c["ports"]]
+    if c.get("volumes"):
+        container["volumeMounts"] = [{"name": v.get("volume"), "mountPath": v.get("path"),
+                                      **({"readOnly": True} if v.get("readOnly") else {})} for v in c["volumes"]]
+    if c.get("tty") or pod_tty:
+        container["tty"] = True
+        container["stdin"] = True
+    return container
+
+
+def _hyper_port(p: dict[str, Any]) -> dict[str, Any]:
+    """A Hyper port, a container's or the pod's port mapping, as a container port."""
+    return {"containerPort": p.get("containerPort"), **({"hostPort": p["hostPort"]} if p.get("hostPort") else {}),
+            **({"protocol": p["protocol"].upper()} if p.get("protocol") else {})}
+
+
+def _hyper_limits(resource: dict[str, Any]) -> dict[str, str]:
+    """Hyper's pod resource (vcpu, memory in MiB) as limits."""
+    limits = {}
+    if resource.get("vcpu"):
+        limits["cpu"] = str(resource["vcpu"])
+    if resource.get("memory"):
+        limits["memory"] = f"{resource['memory']}Mi"
+    return limits
+
+
+def _hyper_volume(v: dict[str, Any]) -> dict[str, Any]:
+    """A Hyper volume: a host path where it has a source, else an emptyDir."""
+    if v.get("source"):
+        return {"name": v.get("name"), "hostPath": {"path": v["source"]}}
+    return {"name": v.get("name"), "emptyDir": {}}
 
 
 def dump_objects(objs: list[BaseModel], fmt: str = "yaml") -> str:

@@ -7,7 +7,7 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from podbay.api.models import Pod
+    from podbay.api.models import ContainerStatus, Pod, PodStatus
 
 
 @dataclass(frozen=True)
@@ -60,27 +60,48 @@ def _restartable(pod: Pod, name: str) -> bool:
     return any(c.name == name and is_restartable_init(c) for c in pod.spec.init_containers)
 
 
+@dataclass
+class _Tally:
+    """What printPod sums over the container statuses: restarts, when the newest one was, and
+    ready containers."""
+    restarts: int = 0
+    ready: int = 0
+    last_restart: datetime | None = None
+
+    def count_restarts(self, cs: ContainerStatus) -> None:
+        self.restarts += cs.restart_count
+        if not cs.restart_count:
+            return
+        t = cs.last_state.terminated if cs.last_state else None
+        finished = t.finished_at if t is not None else None
+        if finished is not None and (self.last_restart is None or finished > self.last_restart):
+            self.last_restart = finished
+
+
 def pod_row(pod: Pod, now: datetime | None = None) -> PodRow:
     # Imported here: ages (human_duration) serve the command line, which must not load the models.
     from podbay.api.models import is_restartable_init
     spec, status = pod.spec, pod.status
-    restarts = 0
     total = len(spec.containers) + sum(1 for c in spec.init_containers if is_restartable_init(c))
-    ready = 0
-    last_restart: datetime | None = None
-    reason = status.reason or status.phase or ""
+    tally = _Tally()
+    init_reason = _init_containers_reason(pod, tally)
+    reason = init_reason or status.reason or status.phase or ""
+    initialized = any(c.type == "Initialized" and c.status == "True" for c in status.conditions)
+    if init_reason is None or initialized:
+        reason = _containers_reason(status, tally, reason)
+    if pod.metadata.deletion_timestamp is not None:
+        reason = "Unknown" if status.reason == "NodeLost" else "Terminating"
+    shown = str(tally.restarts)
+    if tally.restarts and tally.last_restart is not None:
+        shown = f"{tally.restarts} ({age(tally.last_restart, now)} ago)"
+    return PodRow(ready=f"{tally.ready}/{total}", status=reason, restarts=shown)
 
-    def note_restart(cs) -> None:
-        nonlocal last_restart
-        t = cs.last_state.terminated if cs.last_state else None
-        if t is not None and t.finished_at is not None and (last_restart is None or t.finished_at > last_restart):
-            last_restart = t.finished_at
 
-    initializing = False
-    for i, cs in enumerate(status.init_container_statuses):
-        restarts += cs.restart_count
-        if cs.restart_count:
-            note_restart(cs)
+def _init_containers_reason(pod: Pod, tally: _Tally) -> str | None:
+    """printPod's walk of the init containers: the STATUS of the first one that holds the pod
+    back (Init:<reason> or Init:<n>/<count>), or None when none does."""
+    for i, cs in enumerate(pod.status.init_container_statuses):
+        tally.count_restarts(cs)
         state = cs.state
         term = state.terminated if state else None
         wait = state.waiting if state else None
@@ -88,47 +109,38 @@ def pod_row(pod: Pod, now: datetime | None = None) -> PodRow:
             continue
         if _restartable(pod, cs.name) and cs.started:
             if cs.ready:
-                ready += 1
+                tally.ready += 1
             continue
         if term is not None:
             if not term.reason:
-                reason = f"Init:Signal:{term.signal}" if term.signal else f"Init:ExitCode:{term.exit_code}"
-            else:
-                reason = "Init:" + term.reason
-        elif wait is not None and wait.reason and wait.reason != "PodInitializing":
-            reason = "Init:" + wait.reason
-        else:
-            reason = f"Init:{i}/{len(spec.init_containers)}"
-        initializing = True
-        break
+                return f"Init:Signal:{term.signal}" if term.signal else f"Init:ExitCode:{term.exit_code}"
+            return "Init:" + term.reason
+        if wait is not None and wait.reason and wait.reason != "PodInitializing":
+            return "Init:" + wait.reason
+        return f"Init:{i}/{len(pod.spec.init_containers)}"
+    return None
 
-    initialized = any(c.type == "Initialized" and c.status == "True" for c in status.conditions)
-    if not initializing or initialized:
-        has_running = False
-        for cs in reversed(status.container_statuses):
-            restarts += cs.restart_count
-            if cs.restart_count:
-                note_restart(cs)
-            state = cs.state
-            term = state.terminated if state else None
-            wait = state.waiting if state else None
-            if wait is not None and wait.reason:
-                reason = wait.reason
-            elif term is not None and term.reason:
-                reason = term.reason
-            elif term is not None:
-                reason = f"Signal:{term.signal}" if term.signal else f"ExitCode:{term.exit_code}"
-            elif cs.ready and state is not None and state.running is not None:
-                has_running = True
-                ready += 1
-        if reason == "Completed" and has_running:
-            pod_ready = any(c.type == "Ready" and c.status == "True" for c in status.conditions)
-            reason = "Running" if pod_ready else "NotReady"
 
-    if pod.metadata.deletion_timestamp is not None:
-        reason = "Unknown" if status.reason == "NodeLost" else "Terminating"
-
-    shown = str(restarts)
-    if restarts and last_restart is not None:
-        shown = f"{restarts} ({age(last_restart, now)} ago)"
-    return PodRow(ready=f"{ready}/{total}", status=reason, restarts=shown)
+def _containers_reason(status: PodStatus, tally: _Tally, reason: str) -> str:
+    """printPod's walk of the app containers, last first: the STATUS the first listed waiting or
+    terminated one gives, else `reason`; a Completed pod with a container still running is
+    Running or NotReady."""
+    has_running = False
+    for cs in reversed(status.container_statuses):
+        tally.count_restarts(cs)
+        state = cs.state
+        term = state.terminated if state else None
+        wait = state.waiting if state else None
+        if wait is not None and wait.reason:
+            reason = wait.reason
+        elif term is not None and term.reason:
+            reason = term.reason
+        elif term is not None:
+            reason = f"Signal:{term.signal}" if term.signal else f"ExitCode:{term.exit_code}"
+        elif cs.ready and state is not None and state.running is not None:
+            has_running = True
+            tally.ready += 1
+    if reason == "Completed" and has_running:
+        pod_ready = any(c.type == "Ready" and c.status == "True" for c in status.conditions)
+        reason = "Running" if pod_ready else "NotReady"
+    return reason

@@ -203,6 +203,16 @@ def validate_service(svc: Service) -> list[FieldError]:
                                + ", ".join(f'"{t}"' for t in SERVICE_TYPES)))
     errs += _affinity_errors(spec)
     errs += _traffic_policy_errors(spec, externally_accessible(svc))
+    errs += _cluster_ip_errors(spec)
+    errs += _port_errors(spec)
+    errs += _selector_errors(spec.selector)
+    return errs
+
+
+def _cluster_ip_errors(spec: ServiceSpec) -> list[FieldError]:
+    """validateServiceClusterIPsRelatedFields for one IPv4 family; the port rule a headless
+    Service is exempt from."""
+    errs: list[FieldError] = []
     headless = spec.cluster_ip == HEADLESS
     if not spec.ports and not headless:
         errs.append(FieldError("spec.ports", None, "Required value"))
@@ -223,6 +233,12 @@ def validate_service(svc: Service) -> list[FieldError]:
     if spec.cluster_ips and spec.cluster_ip != spec.cluster_ips[0]:
         errs.append(FieldError("spec.clusterIPs", spec.cluster_ips,
                                "Invalid value: element [0] must match clusterIP"))
+    return errs
+
+
+def _port_errors(spec: ServiceSpec) -> list[FieldError]:
+    """validateServicePort for each port; names, and port/protocol pairs, unique."""
+    errs: list[FieldError] = []
     names: set[str] = set()
     pairs: set[tuple[int, str]] = set()
     for i, port in enumerate(spec.ports):
@@ -253,7 +269,13 @@ def validate_service(svc: Service) -> list[FieldError]:
             elif not 1 <= port.node_port <= 65535:
                 errs.append(FieldError(f"{path}.nodePort", port.node_port,
                                        "Invalid value: must be between 1 and 65535, inclusive"))
-    for key, value in spec.selector.items():
+    return errs
+
+
+def _selector_errors(selector: dict[str, str]) -> list[FieldError]:
+    """ValidateLabels over the selector: keys non-empty, values label values."""
+    errs: list[FieldError] = []
+    for key, value in selector.items():
         if not _label_value_ok(value):
             errs.append(FieldError("spec.selector", value, "Invalid value: a valid label must be an empty string "
                                    "or consist of alphanumeric characters, '-', '_' or '.', and must start and end "

@@ -9,8 +9,9 @@ from pydantic import BaseModel
 
 from podbay.api.errors import FieldError
 from podbay.api.models import (
-    UNSUPPORTED_VOLUME_SOURCES, Container, Lease, Namespace, Node, Pod, Probe, ResourceRequirements, RuntimeClass,
-    SeccompProfile, Toleration, is_restartable_init,
+    UNSUPPORTED_VOLUME_SOURCES, Container, ContainerPort, EnvVar, Lease, Namespace, Node, NodeAffinity, Pod,
+    PodSecurityContext, PodSpec, Probe, ResourceRequirements, RuntimeClass, SeccompProfile, Toleration, Volume,
+    VolumeMount, is_restartable_init,
 )
 from podbay.api.quantity import parse_quantity
 from podbay.api.serialize import to_dict
@@ -178,6 +179,8 @@ def _seccomp_profile(path: str, sp: SeccompProfile | None) -> list[FieldError]:
 
 
 def _container(path: str, c: Container, volumes: set[str], init: bool, pod: Pod) -> list[FieldError]:
+    """validateContainerCommon, with the probe and hook rules of validateInitContainers and
+    validateContainers."""
     errs: list[FieldError] = []
     if not c.name:
         errs.append(FieldError(f"{path}.name", None, "Required value"))
@@ -194,8 +197,24 @@ def _container(path: str, c: Container, volumes: set[str], init: bool, pod: Pod)
                                    "Forbidden: may not be set for non-init containers"))
         elif c.restart_policy != "Always":
             errs.append(FieldError(f"{path}.restartPolicy", c.restart_policy, _unsupported(c.restart_policy, ("Always",))))
+    errs += _container_ports(path, c.ports, pod.spec.host_network)
+    errs += _env(path, c.env)
+    errs += _volume_mounts(path, c.volume_mounts, volumes)
+    errs += _resources(f"{path}.resources", c.resources)
+    errs += _probes_and_lifecycle(path, c, init)
+    if c.security_context is not None:
+        errs += _seccomp_profile(f"{path}.securityContext.seccompProfile", c.security_context.seccomp_profile)
+    if c.termination_message_policy not in (None, "File", "FallbackToLogsOnError"):
+        errs.append(FieldError(f"{path}.terminationMessagePolicy", c.termination_message_policy,
+                               _unsupported(c.termination_message_policy, ("File", "FallbackToLogsOnError"))))
+    return errs
+
+
+def _container_ports(path: str, ports: list[ContainerPort], host_network: bool | None) -> list[FieldError]:
+    """validateContainerPorts, and validateHostNetwork's hostPort rule."""
+    errs: list[FieldError] = []
     names: set[str] = set()
-    for i, p in enumerate(c.ports):
+    for i, p in enumerate(ports):
         pp = f"{path}.ports[{i}]"
         if not 1 <= p.container_port <= 65535:
             errs.append(FieldError(f"{pp}.containerPort", p.container_port, "must be between 1 and 65535, inclusive"))
@@ -210,9 +229,15 @@ def _container(path: str, c: Container, volumes: set[str], init: bool, pod: Pod)
             elif p.name in names:
                 errs.append(FieldError(f"{pp}.name", p.name, "Duplicate value"))
             names.add(p.name)
-        if pod.spec.host_network and p.host_port not in (None, p.container_port):
+        if host_network and p.host_port not in (None, p.container_port):
             errs.append(FieldError(f"{pp}.hostPort", p.host_port, "must match `containerPort` when `hostNetwork` is true"))
-    for i, e in enumerate(c.env):
+    return errs
+
+
+def _env(path: str, env: list[EnvVar]) -> list[FieldError]:
+    """ValidateEnv: each name one a process can read, with a value or a valueFrom, not both."""
+    errs: list[FieldError] = []
+    for i, e in enumerate(env):
         if not e.name:
             errs.append(FieldError(f"{path}.env[{i}].name", None, "Required value"))
         elif not ENV_NAME.match(e.name):
@@ -222,8 +247,14 @@ def _container(path: str, c: Container, volumes: set[str], init: bool, pod: Pod)
         if e.value and e.value_from is not None:
             errs.append(FieldError(f"{path}.env[{i}].valueFrom", None,
                                    "Invalid value: may not be specified when `value` is not empty"))
+    return errs
+
+
+def _volume_mounts(path: str, mounts: list[VolumeMount], volumes: set[str]) -> list[FieldError]:
+    """ValidateVolumeMounts: each names one of the pod's volumes at its own absolute path."""
+    errs: list[FieldError] = []
     mount_paths: set[str] = set()
-    for i, m in enumerate(c.volume_mounts):
+    for i, m in enumerate(mounts):
         mp = f"{path}.volumeMounts[{i}]"
         if m.name not in volumes:
             errs.append(FieldError(f"{mp}.name", m.name, "Not found"))
@@ -236,9 +267,14 @@ def _container(path: str, c: Container, volumes: set[str], init: bool, pod: Pod)
         mount_paths.add(m.mount_path)
         if m.sub_path and (PurePosixPath(m.sub_path).is_absolute() or ".." in PurePosixPath(m.sub_path).parts):
             errs.append(FieldError(f"{mp}.subPath", m.sub_path, "must be a relative path without '..'"))
-    errs += _resources(f"{path}.resources", c.resources)
-    sidecar = init and is_restartable_init(c)
-    if init and not sidecar:
+    return errs
+
+
+def _probes_and_lifecycle(path: str, c: Container, init: bool) -> list[FieldError]:
+    """An init container that is not a sidecar takes no probes or hooks (validateInitContainers);
+    any other container's are checked as validateContainers checks them."""
+    errs: list[FieldError] = []
+    if init and not is_restartable_init(c):
         for name in ("liveness_probe", "readiness_probe", "startup_probe"):
             if getattr(c, name) is not None:
                 camel = name.split("_")[0] + "Probe"
@@ -247,20 +283,15 @@ def _container(path: str, c: Container, volumes: set[str], init: bool, pod: Pod)
         if c.lifecycle is not None:
             errs.append(FieldError(f"{path}.lifecycle", None, "Forbidden: may not be set for init containers "
                                    "without restartPolicy=Always"))
-    else:
-        errs += _probe(f"{path}.livenessProbe", c.liveness_probe, c, True)
-        errs += _probe(f"{path}.readinessProbe", c.readiness_probe, c, False)
-        errs += _probe(f"{path}.startupProbe", c.startup_probe, c, True)
-        if c.lifecycle is not None:
-            for hook, h in (("postStart", c.lifecycle.post_start), ("preStop", c.lifecycle.pre_stop)):
-                if h is not None and _handler_count(h) != 1:
-                    errs.append(FieldError(f"{path}.lifecycle.{hook}", None,
-                                           "Required value: must specify exactly one handler type"))
-    if c.security_context is not None:
-        errs += _seccomp_profile(f"{path}.securityContext.seccompProfile", c.security_context.seccomp_profile)
-    if c.termination_message_policy not in (None, "File", "FallbackToLogsOnError"):
-        errs.append(FieldError(f"{path}.terminationMessagePolicy", c.termination_message_policy,
-                               _unsupported(c.termination_message_policy, ("File", "FallbackToLogsOnError"))))
+        return errs
+    errs += _probe(f"{path}.livenessProbe", c.liveness_probe, c, True)
+    errs += _probe(f"{path}.readinessProbe", c.readiness_probe, c, False)
+    errs += _probe(f"{path}.startupProbe", c.startup_probe, c, True)
+    if c.lifecycle is not None:
+        for hook, h in (("postStart", c.lifecycle.post_start), ("preStop", c.lifecycle.pre_stop)):
+            if h is not None and _handler_count(h) != 1:
+                errs.append(FieldError(f"{path}.lifecycle.{hook}", None,
+                                       "Required value: must specify exactly one handler type"))
     return errs
 
 
@@ -332,61 +363,16 @@ def validate_ephemeral_update(new: Pod, old: Pod) -> list[FieldError]:
 
 
 def validate_pod(pod: Pod) -> list[FieldError]:
+    """ValidatePodCreate: the metadata, then ValidatePodSpec's checks in its order."""
     errs = validate_metadata(pod.metadata)
     spec = pod.spec
-    volumes: set[str] = set()
-    for i, v in enumerate(spec.volumes):
-        vp = f"spec.volumes[{i}]"
-        if not v.name:
-            errs.append(FieldError(f"{vp}.name", None, "Required value"))
-        elif not is_label(v.name):
-            errs.append(FieldError(f"{vp}.name", v.name, MSG_LABEL))
-        elif v.name in volumes:
-            errs.append(FieldError(f"{vp}.name", v.name, "Duplicate value"))
-        volumes.add(v.name)
-        sources = v.sources()
-        if len(sources) > 1:
-            errs.append(FieldError(vp, None, "Forbidden: may not specify more than 1 volume type"))
-        for s in sources:
-            if s in UNSUPPORTED_VOLUME_SOURCES:
-                errs.append(FieldError(f"{vp}.{s}", None, f"Unsupported value: podbay runs pods on one machine "
-                                       f"without a storage provider; {s} volumes are not supported (use emptyDir "
-                                       f"or hostPath)"))
-        if v.host_path is not None:
-            if not v.host_path.path:
-                errs.append(FieldError(f"{vp}.hostPath.path", None, "Required value"))
-            kinds = ("", "DirectoryOrCreate", "Directory", "FileOrCreate", "File", "Socket", "CharDevice",
-                     "BlockDevice")
-            if v.host_path.type not in (None, *kinds):
-                errs.append(FieldError(f"{vp}.hostPath.type", v.host_path.type, _unsupported(v.host_path.type, kinds)))
-        if v.empty_dir is not None:
-            if v.empty_dir.medium not in (None, "", "Memory", "HugePages"):
-                errs.append(FieldError(f"{vp}.emptyDir.medium", v.empty_dir.medium,
-                                       _unsupported(v.empty_dir.medium, ("", "Memory"))))
-            if v.empty_dir.size_limit is not None:
-                errs += _quantity(f"{vp}.emptyDir.sizeLimit", v.empty_dir.size_limit)
-    if not spec.containers:
-        errs.append(FieldError("spec.containers", None, "Required value"))
-    seen: set[str] = set()
-    for kind, containers, init in (("initContainers", spec.init_containers, True),
-                                   ("containers", spec.containers, False)):
-        for i, c in enumerate(containers):
-            path = f"spec.{kind}[{i}]"
-            errs += _container(path, c, volumes, init, pod)
-            if c.name and c.name in seen:
-                errs.append(FieldError(f"{path}.name", c.name, "Duplicate value"))
-            seen.add(c.name)
+    volumes, volume_errs = _volumes(spec.volumes)
+    errs += volume_errs
+    errs += _containers(pod, volumes)
     if spec.restart_policy not in (None, "Always", "OnFailure", "Never"):
         errs.append(FieldError("spec.restartPolicy", spec.restart_policy,
                                _unsupported(spec.restart_policy, ("Always", "OnFailure", "Never"))))
-    if spec.dns_policy not in (None, "ClusterFirstWithHostNet", "ClusterFirst", "Default", "None"):
-        errs.append(FieldError("spec.dnsPolicy", spec.dns_policy, _unsupported(
-            spec.dns_policy, ("ClusterFirst", "ClusterFirstWithHostNet", "Default", "None"))))
-    if spec.dns_policy == "None" and (spec.dns_config is None or not spec.dns_config.nameservers):
-        errs.append(FieldError("spec.dnsConfig.nameservers", None,
-                               "Required value: must provide at least one DNS nameserver when DNSPolicy is None"))
-    if spec.dns_config is not None and len(spec.dns_config.nameservers) > 3:
-        errs.append(FieldError("spec.dnsConfig.nameservers", None, "Too many: must not have more than 3 nameservers"))
+    errs += _dns(spec)
     if spec.termination_grace_period_seconds is not None and spec.termination_grace_period_seconds < 0:
         errs.append(FieldError("spec.terminationGracePeriodSeconds", spec.termination_grace_period_seconds,
                                "must be greater than or equal to 0"))
@@ -400,30 +386,118 @@ def validate_pod(pod: Pod) -> list[FieldError]:
         errs.append(FieldError("spec.shareProcessNamespace", True,
                                "ShareProcessNamespace and HostPID cannot both be enabled"))
     errs += _tolerations("spec.tolerations", spec.tolerations)
-    affinity = spec.affinity.node_affinity if spec.affinity else None
-    required = affinity.required_during_scheduling_ignored_during_execution if affinity else None
-    if required is not None:
-        for i, term in enumerate(required.node_selector_terms):
-            for j, r in enumerate(term.match_expressions):
-                rp = (f"spec.affinity.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution"
-                      f".nodeSelectorTerms[{i}].matchExpressions[{j}]")
-                ops = ("In", "NotIn", "Exists", "DoesNotExist", "Gt", "Lt")
-                if r.operator not in ops:
-                    errs.append(FieldError(f"{rp}.operator", r.operator, _unsupported(r.operator, ops)))
-                elif r.operator in ("In", "NotIn") and not r.values:
-                    errs.append(FieldError(f"{rp}.values", None, "Required value: must be specified when `operator` is 'In' or 'NotIn'"))
-                elif r.operator in ("Exists", "DoesNotExist") and r.values:
-                    errs.append(FieldError(f"{rp}.values", None, "Forbidden: may not be specified when `operator` is 'Exists' or 'DoesNotExist'"))
-    sc = spec.security_context
-    if sc is not None:
-        errs += _seccomp_profile("spec.securityContext.seccompProfile", sc.seccomp_profile)
-    for i, sysctl in enumerate(sc.sysctls if sc else []):
-        if not SYSCTL.match(sysctl.name):
-            errs.append(FieldError(f"spec.securityContext.sysctls[{i}].name", sysctl.name,
-                                   "must have at most 253 characters and match regex " + SYSCTL.pattern))
+    errs += _node_affinity(spec.affinity.node_affinity if spec.affinity else None)
+    errs += _pod_security_context(spec.security_context)
     for k, quantity in spec.overhead.items():
         errs += _quantity(f"spec.overhead[{k}]", quantity)
     return errs + validate_ephemeral_containers(pod)
+
+
+def _volumes(volumes: list[Volume]) -> tuple[set[str], list[FieldError]]:
+    """validateVolumes: the volumes' names, and what is wrong with them."""
+    errs: list[FieldError] = []
+    names: set[str] = set()
+    for i, v in enumerate(volumes):
+        vp = f"spec.volumes[{i}]"
+        if not v.name:
+            errs.append(FieldError(f"{vp}.name", None, "Required value"))
+        elif not is_label(v.name):
+            errs.append(FieldError(f"{vp}.name", v.name, MSG_LABEL))
+        elif v.name in names:
+            errs.append(FieldError(f"{vp}.name", v.name, "Duplicate value"))
+        names.add(v.name)
+        errs += _volume_source(vp, v)
+    return names, errs
+
+
+def _volume_source(vp: str, v: Volume) -> list[FieldError]:
+    """validateVolumeSource: one type, one podbay supports, with valid fields."""
+    errs: list[FieldError] = []
+    sources = v.sources()
+    if len(sources) > 1:
+        errs.append(FieldError(vp, None, "Forbidden: may not specify more than 1 volume type"))
+    for s in sources:
+        if s in UNSUPPORTED_VOLUME_SOURCES:
+            errs.append(FieldError(f"{vp}.{s}", None, f"Unsupported value: podbay runs pods on one machine "
+                                   f"without a storage provider; {s} volumes are not supported (use emptyDir "
+                                   f"or hostPath)"))
+    if v.host_path is not None:
+        if not v.host_path.path:
+            errs.append(FieldError(f"{vp}.hostPath.path", None, "Required value"))
+        kinds = ("", "DirectoryOrCreate", "Directory", "FileOrCreate", "File", "Socket", "CharDevice",
+                 "BlockDevice")
+        if v.host_path.type not in (None, *kinds):
+            errs.append(FieldError(f"{vp}.hostPath.type", v.host_path.type, _unsupported(v.host_path.type, kinds)))
+    if v.empty_dir is not None:
+        if v.empty_dir.medium not in (None, "", "Memory", "HugePages"):
+            errs.append(FieldError(f"{vp}.emptyDir.medium", v.empty_dir.medium,
+                                   _unsupported(v.empty_dir.medium, ("", "Memory"))))
+        if v.empty_dir.size_limit is not None:
+            errs += _quantity(f"{vp}.emptyDir.sizeLimit", v.empty_dir.size_limit)
+    return errs
+
+
+def _containers(pod: Pod, volumes: set[str]) -> list[FieldError]:
+    """validateInitContainers and validateContainers: each valid, every name unique in the pod."""
+    errs: list[FieldError] = []
+    if not pod.spec.containers:
+        errs.append(FieldError("spec.containers", None, "Required value"))
+    seen: set[str] = set()
+    for kind, containers, init in (("initContainers", pod.spec.init_containers, True),
+                                   ("containers", pod.spec.containers, False)):
+        for i, c in enumerate(containers):
+            path = f"spec.{kind}[{i}]"
+            errs += _container(path, c, volumes, init, pod)
+            if c.name and c.name in seen:
+                errs.append(FieldError(f"{path}.name", c.name, "Duplicate value"))
+            seen.add(c.name)
+    return errs
+
+
+def _dns(spec: PodSpec) -> list[FieldError]:
+    """validateDNSPolicy and validatePodDNSConfig."""
+    errs: list[FieldError] = []
+    if spec.dns_policy not in (None, "ClusterFirstWithHostNet", "ClusterFirst", "Default", "None"):
+        errs.append(FieldError("spec.dnsPolicy", spec.dns_policy, _unsupported(
+            spec.dns_policy, ("ClusterFirst", "ClusterFirstWithHostNet", "Default", "None"))))
+    if spec.dns_policy == "None" and (spec.dns_config is None or not spec.dns_config.nameservers):
+        errs.append(FieldError("spec.dnsConfig.nameservers", None,
+                               "Required value: must provide at least one DNS nameserver when DNSPolicy is None"))
+    if spec.dns_config is not None and len(spec.dns_config.nameservers) > 3:
+        errs.append(FieldError("spec.dnsConfig.nameservers", None, "Too many: must not have more than 3 nameservers"))
+    return errs
+
+
+def _node_affinity(affinity: NodeAffinity | None) -> list[FieldError]:
+    """validateNodeAffinity's required node selector terms (ValidateNodeSelectorRequirement)."""
+    errs: list[FieldError] = []
+    required = affinity.required_during_scheduling_ignored_during_execution if affinity else None
+    if required is None:
+        return errs
+    for i, term in enumerate(required.node_selector_terms):
+        for j, r in enumerate(term.match_expressions):
+            rp = (f"spec.affinity.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution"
+                  f".nodeSelectorTerms[{i}].matchExpressions[{j}]")
+            ops = ("In", "NotIn", "Exists", "DoesNotExist", "Gt", "Lt")
+            if r.operator not in ops:
+                errs.append(FieldError(f"{rp}.operator", r.operator, _unsupported(r.operator, ops)))
+            elif r.operator in ("In", "NotIn") and not r.values:
+                errs.append(FieldError(f"{rp}.values", None, "Required value: must be specified when `operator` is 'In' or 'NotIn'"))
+            elif r.operator in ("Exists", "DoesNotExist") and r.values:
+                errs.append(FieldError(f"{rp}.values", None, "Forbidden: may not be specified when `operator` is 'Exists' or 'DoesNotExist'"))
+    return errs
+
+
+def _pod_security_context(sc: PodSecurityContext | None) -> list[FieldError]:
+    """validatePodSpecSecurityContext: its seccomp profile and sysctls' names."""
+    if sc is None:
+        return []
+    errs = _seccomp_profile("spec.securityContext.seccompProfile", sc.seccomp_profile)
+    for i, sysctl in enumerate(sc.sysctls):
+        if not SYSCTL.match(sysctl.name):
+            errs.append(FieldError(f"spec.securityContext.sysctls[{i}].name", sysctl.name,
+                                   "must have at most 253 characters and match regex " + SYSCTL.pattern))
+    return errs
 
 
 # Fields of a pod spec that may change after creation (ValidatePodUpdate).

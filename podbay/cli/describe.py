@@ -32,7 +32,25 @@ def pod_events(pod: dict[str, Any], events: list[dict[str, Any]]) -> list[dict[s
 
 
 def describe_pod(pod: dict[str, Any], events: list[dict[str, Any]]) -> str:
+    """kubectl's describePod: the header, containers, conditions, volumes, QoS class and events."""
     m, s, st = pod.get("metadata") or {}, pod.get("spec") or {}, pod.get("status") or {}
+    lines = _header_lines(m, s, st)
+    lines += _containers_lines(s, st)
+    if st.get("conditions"):
+        lines.append("Conditions:\n  Type              Status")
+        lines += [f"  {c.get('type'):<17} {c.get('status')}" for c in st["conditions"]]
+    if s.get("volumes"):
+        lines.append("Volumes:")
+        for v in s["volumes"]:
+            lines.append(f"  {v.get('name')}:")
+            lines.append(f"    Type:  {', '.join(k for k, x in v.items() if k != 'name' and x is not None)}")
+    lines.append(f"QoS Class:        {st.get('qosClass') or ''}")
+    lines += _events_lines(events)
+    return "\n".join(lines)
+
+
+def _header_lines(m: dict[str, Any], s: dict[str, Any], st: dict[str, Any]) -> list[str]:
+    """Name to IP: who the pod is, where it runs, and its phase."""
     labels, annotations = m.get("labels") or {}, m.get("annotations") or {}
     start = _time(st.get("startTime"))
     lines = [f"Name:             {m.get('name')}", f"Namespace:        {m.get('namespace')}",
@@ -47,6 +65,12 @@ def describe_pod(pod: dict[str, Any], events: list[dict[str, Any]]) -> str:
                                       or "<none>"),
               f"Status:           {'Terminating' if m.get('deletionTimestamp') else st.get('phase')}",
               f"IP:               {st.get('podIP') or ''}"]
+    return lines
+
+
+def _containers_lines(s: dict[str, Any], st: dict[str, Any]) -> list[str]:
+    """describeContainers for the init, app and ephemeral containers, each list under its title."""
+    lines: list[str] = []
     statuses = {c.get("name"): c for key in ("initContainerStatuses", "containerStatuses",
                                              "ephemeralContainerStatuses") for c in st.get(key) or []}
     for title, key in (("Init Containers", "initContainers"), ("Containers", "containers"),
@@ -56,47 +80,44 @@ def describe_pod(pod: dict[str, Any], events: list[dict[str, Any]]) -> str:
             continue
         lines.append(f"{title}:")
         for c in containers:
-            cs = statuses.get(c.get("name"))
-            lines.append(f"  {c.get('name')}:")
-            lines.append(f"    Container ID:  {(cs or {}).get('containerID') or ''}")
-            lines.append(f"    Image:         {c.get('image')}")
-            if c.get("command"):
-                lines.append("    Command:\n" + "\n".join(f"      {x}" for x in c["command"]))
-            if c.get("args"):
-                lines.append("    Args:\n" + "\n".join(f"      {x}" for x in c["args"]))
-            for p in c.get("ports") or []:
-                lines.append(f"    Port:          {p.get('containerPort')}/{p.get('protocol') or 'TCP'}")
-                if p.get("hostPort"):
-                    lines.append(f"    Host Port:     {p['hostPort']}/{p.get('protocol') or 'TCP'}")
-            if cs is not None:
-                lines += _state_lines("State", cs.get("state"))
-                last = cs.get("lastState") or {}
-                if last.get("terminated") or last.get("waiting") or last.get("running"):
-                    lines += _state_lines("Last State", last)
-                lines.append(f"    Ready:         {bool(cs.get('ready'))}")
-                lines.append(f"    Restart Count: {cs.get('restartCount') or 0}")
-            for vm in c.get("volumeMounts") or []:
-                lines.append(f"    Mounts:        {vm.get('mountPath')} from {vm.get('name')} "
-                             f"({'ro' if vm.get('readOnly') else 'rw'})")
-    if st.get("conditions"):
-        lines.append("Conditions:\n  Type              Status")
-        lines += [f"  {c.get('type'):<17} {c.get('status')}" for c in st["conditions"]]
-    if s.get("volumes"):
-        lines.append("Volumes:")
-        for v in s["volumes"]:
-            lines.append(f"  {v.get('name')}:")
-            lines.append(f"    Type:  {', '.join(k for k, x in v.items() if k != 'name' and x is not None)}")
-    lines.append(f"QoS Class:        {st.get('qosClass') or ''}")
-    if events:
-        lines.append("Events:")
-        rows = [["  Type", "Reason", "Age", "From", "Message"], ["  ----", "------", "----", "----", "-------"]]
-        for e in sorted(events, key=_event_order):
-            rows.append([f"  {e.get('type')}", e.get("reason") or "", event_age(e),
-                         (e.get("source") or {}).get("component") or "", e.get("message") or ""])
-        lines.append(table(rows))
-    else:
-        lines.append("Events:           <none>")
-    return "\n".join(lines)
+            lines += _container_lines(c, statuses.get(c.get("name")))
+    return lines
+
+
+def _container_lines(c: dict[str, Any], cs: dict[str, Any] | None) -> list[str]:
+    """One container: its image, command and ports, its status's state and counts, its mounts."""
+    lines = [f"  {c.get('name')}:", f"    Container ID:  {(cs or {}).get('containerID') or ''}",
+             f"    Image:         {c.get('image')}"]
+    if c.get("command"):
+        lines.append("    Command:\n" + "\n".join(f"      {x}" for x in c["command"]))
+    if c.get("args"):
+        lines.append("    Args:\n" + "\n".join(f"      {x}" for x in c["args"]))
+    for p in c.get("ports") or []:
+        lines.append(f"    Port:          {p.get('containerPort')}/{p.get('protocol') or 'TCP'}")
+        if p.get("hostPort"):
+            lines.append(f"    Host Port:     {p['hostPort']}/{p.get('protocol') or 'TCP'}")
+    if cs is not None:
+        lines += _state_lines("State", cs.get("state"))
+        last = cs.get("lastState") or {}
+        if last.get("terminated") or last.get("waiting") or last.get("running"):
+            lines += _state_lines("Last State", last)
+        lines.append(f"    Ready:         {bool(cs.get('ready'))}")
+        lines.append(f"    Restart Count: {cs.get('restartCount') or 0}")
+    for vm in c.get("volumeMounts") or []:
+        lines.append(f"    Mounts:        {vm.get('mountPath')} from {vm.get('name')} "
+                     f"({'ro' if vm.get('readOnly') else 'rw'})")
+    return lines
+
+
+def _events_lines(events: list[dict[str, Any]]) -> list[str]:
+    """DescribeEvents: a table, oldest first, or <none>."""
+    if not events:
+        return ["Events:           <none>"]
+    rows = [["  Type", "Reason", "Age", "From", "Message"], ["  ----", "------", "----", "----", "-------"]]
+    for e in sorted(events, key=_event_order):
+        rows.append([f"  {e.get('type')}", e.get("reason") or "", event_age(e),
+                     (e.get("source") or {}).get("component") or "", e.get("message") or ""])
+    return ["Events:", table(rows)]
 
 
 def _event_order(event: dict[str, Any]) -> tuple[datetime, int]:

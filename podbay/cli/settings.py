@@ -170,13 +170,31 @@ def _env_upstreams() -> tuple[Upstream, ...] | None:
 
 
 def add_global_flags(parser: argparse.ArgumentParser) -> None:
-    env = os.environ.get
+    # One group, its flags in the order `podbay --help` has always listed them.
     g = parser.add_argument_group("installation")
+    _add_installation_flags(g)
+    _add_node_flags(g)
+    _add_serving_flags(g)
+    _add_node_lifecycle_flags(g)
+    _add_kubelet_flags(g)
+    _add_service_flags(g)
+    _add_runtime_flags(g)
+    _add_store_flags(g)
+
+
+def _add_installation_flags(g: argparse._ArgumentGroup) -> None:
+    """Where this installation keeps its state, and the names of its cgroup and network."""
+    env = os.environ.get
     g.add_argument("--state-root", default=env("PODBAY_STATE_ROOT", "/var/lib/podbay"), type=Path)
     g.add_argument("--run-root", default=env("PODBAY_RUN_ROOT", "/run/podbay"), type=Path)
     g.add_argument("--cgroup-parent", default=env("PODBAY_CGROUP_PARENT", "podbay"))
     g.add_argument("--network", dest="network_name", default=env("PODBAY_NETWORK", "podbay"))
     g.add_argument("--bridge", default=env("PODBAY_BRIDGE", "podbay0"))
+
+
+def _add_node_flags(g: argparse._ArgumentGroup) -> None:
+    """This node's name, address and pod subnet, and the cluster's pod network node IPAM divides."""
+    env = os.environ.get
     g.add_argument("--subnet", default=env("PODBAY_SUBNET"),
                    help="this node's pod subnet, set as its Node's spec.podCIDR (default: the podCIDR node IPAM "
                         "gives the Node; the all-in-one without node IPAM: 10.244.0.0/24)")
@@ -190,9 +208,16 @@ def add_global_flags(parser: argparse.ArgumentParser) -> None:
                    help="this node's InternalIP: published in its Node, where other nodes route its pods and "
                         "the API server reaches its logs/exec server (default 127.0.0.1)")
     g.add_argument("--node-name", default=env("PODBAY_NODE_NAME", socket.gethostname().lower()))
+
+
+def _add_serving_flags(g: argparse._ArgumentGroup) -> None:
+    """The API's HTTPS listener and the kubeconfigs that reach it."""
+    env = os.environ.get
     g.add_argument("--api-port", type=int, default=int(env("PODBAY_API_PORT", "6443")),
                    help="serve the API over HTTPS on --api-address:PORT (kubectl, the Python client; "
                         "client certificate or bearer token required); 0: only the unix socket")
+    # The restart back-off is the agent's; it sits among the listener's flags only to keep the
+    # order `podbay --help` has always shown.
     g.add_argument("--backoff-base", type=float, default=float(env("PODBAY_BACKOFF_BASE", "10")),
                    help="first restart back-off in seconds (doubles per restart)")
     g.add_argument("--backoff-cap", type=float, default=float(env("PODBAY_BACKOFF_CAP", "300")))
@@ -203,10 +228,20 @@ def add_global_flags(parser: argparse.ArgumentParser) -> None:
                         "reads it (default: <state-root>/kubeconfig)")
     g.add_argument("--kubeconfig", type=Path, default=env("KUBECONFIG"),
                    help="credentials for an https --server (default: $KUBECONFIG)")
+
+
+def _add_node_lifecycle_flags(g: argparse._ArgumentGroup) -> None:
+    """When the node lifecycle controller gives up on a silent node and its pods."""
+    env = os.environ.get
     g.add_argument("--node-grace", type=float, default=float(env("PODBAY_NODE_GRACE", "40")),
                    help="seconds without a node heartbeat before the node is Ready=Unknown")
     g.add_argument("--pod-eviction-timeout", type=float, default=float(env("PODBAY_POD_EVICTION_TIMEOUT", "300")),
                    help="seconds a node stays Unknown before its pods are deleted")
+
+
+def _add_kubelet_flags(g: argparse._ArgumentGroup) -> None:
+    """The node agent's limits, warm sandboxes, eviction thresholds and sampling periods (the kubelet's)."""
+    env = os.environ.get
     g.add_argument("--max-pods", type=_positive, default=int(env("PODBAY_MAX_PODS", "110")),
                    help="pods this node runs at most (its Node's pods capacity), as the kubelet's --max-pods")
     g.add_argument("--warm-sandboxes", type=int, default=int(env("PODBAY_WARM_SANDBOXES", "1")),
@@ -233,6 +268,11 @@ def add_global_flags(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--eviction-pressure-transition-period", type=float,
                    default=float(env("PODBAY_EVICTION_PRESSURE_TRANSITION_PERIOD", "300")),
                    help="seconds a pressure condition stays True after its threshold was last met (the kubelet's)")
+
+
+def _add_service_flags(g: argparse._ArgumentGroup) -> None:
+    """Services' address and port ranges, cluster DNS and the service proxy."""
+    env = os.environ.get
     g.add_argument("--service-cluster-ip-range",
                    default=env("PODBAY_SERVICE_CLUSTER_IP_RANGE", DEFAULT_SERVICE_CIDR),
                    help=f"the range Services' ClusterIPs come from (kube-apiserver's flag; default "
@@ -253,6 +293,11 @@ def add_global_flags(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--proxy-chain-prefix", default=env("PODBAY_PROXY_CHAIN_PREFIX", "KUBE"),
                    help="the prefix of the service proxy's iptables chains (default KUBE, as kube-proxy's "
                         "KUBE-SERVICES); another lets two installations share one host")
+
+
+def _add_runtime_flags(g: argparse._ArgumentGroup) -> None:
+    """The OCI runtimes containers run with, and the bounds on unpacked images."""
+    env = os.environ.get
     g.add_argument("--oci-runtime", default=env("PODBAY_OCI_RUNTIME", "crun"),
                    help="the OCI runtime conmon runs containers with: crun (default) or runc, a name or a path")
     g.add_argument("--runsc-network", choices=RUNSC_NETWORKS, default=env("PODBAY_RUNSC_NETWORK", "sandbox"),
@@ -269,6 +314,11 @@ def add_global_flags(parser: argparse.ArgumentParser) -> None:
                    default=parse_percent(env("PODBAY_IMAGEFS_MIN_AVAILABLE", "15%")),
                    help="unpacking stops when the image filesystem would have less than this free (default "
                         "15%%, the kubelet's imagefs.available hard eviction threshold)")
+
+
+def _add_store_flags(g: argparse._ArgumentGroup) -> None:
+    """The API server the verbs talk to, and the etcd an API server keeps objects in."""
+    env = os.environ.get
     g.add_argument("--server", default=env("PODBAY_SERVER"),
                    help="the API server to talk to (default: this machine's socket); several https URLs, "
                         "comma-separated, are tried in turn when one stops answering")

@@ -2,6 +2,7 @@
 with field paths, effective requests, and the legacy formats."""
 from __future__ import annotations
 
+import json
 from fractions import Fraction
 from pathlib import Path
 
@@ -196,6 +197,69 @@ spec:
     ]
 
 
+def test_pod_spec_rules_report_in_validate_pod_spec_order() -> None:
+    """Volumes, init containers, containers (ports, env, mounts, hooks), then the pod-wide fields:
+    every message and path as kubectl apply shows them, in Kubernetes' order."""
+    errs = errors_of("""
+apiVersion: v1
+kind: Pod
+metadata: {name: p}
+spec:
+  hostNetwork: true
+  shareProcessNamespace: true
+  hostPID: true
+  dnsPolicy: None
+  dnsConfig: {nameservers: [1.1.1.1, 2.2.2.2, 3.3.3.3, 4.4.4.4]}
+  terminationGracePeriodSeconds: -3
+  activeDeadlineSeconds: 0
+  overhead: {cpu: "-1"}
+  securityContext: {sysctls: [{name: "kernel.shm rmid", value: "1"}]}
+  affinity:
+    nodeAffinity:
+      requiredDuringSchedulingIgnoredDuringExecution:
+        nodeSelectorTerms: [{matchExpressions: [{key: a, operator: In}, {key: b, operator: Exists, values: [x]}]}]
+  volumes:
+  - {name: h, hostPath: {path: "", type: Pipe}}
+  - {name: m, emptyDir: {medium: Disk, sizeLimit: "-1"}}
+  initContainers:
+  - {name: i, image: busybox, lifecycle: {preStop: {exec: {command: ["true"]}}}}
+  containers:
+  - name: c
+    image: busybox
+    ports: [{containerPort: 80, hostPort: 81, name: http}, {containerPort: 82, name: http}]
+    env: [{name: 1A, value: v, valueFrom: {fieldRef: {fieldPath: metadata.name}}}]
+    volumeMounts: [{name: h, mountPath: /h, subPath: ../up}, {name: m, mountPath: /h}]
+    lifecycle: {postStart: {}}
+""")
+    required = "spec.affinity.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution.nodeSelectorTerms[0]"
+    assert errs == [
+        "spec.volumes[0].hostPath.path: Required value",
+        'spec.volumes[0].hostPath.type: Unsupported value: "Pipe": supported values: "", "DirectoryOrCreate", '
+        '"Directory", "FileOrCreate", "File", "Socket", "CharDevice", "BlockDevice"',
+        'spec.volumes[1].emptyDir.medium: Unsupported value: "Disk": supported values: "", "Memory"',
+        'spec.volumes[1].emptyDir.sizeLimit: Invalid value: "-1": must be greater than or equal to 0',
+        "spec.initContainers[0].lifecycle: Forbidden: may not be set for init containers without restartPolicy=Always",
+        "spec.containers[0].ports[0].hostPort: Invalid value: 81: must match `containerPort` when `hostNetwork` is true",
+        'spec.containers[0].ports[1].name: Duplicate value: "http"',
+        'spec.containers[0].env[0].name: Invalid value: "1A": a valid environment variable name must consist of '
+        "alphabetic characters, digits, '_', '-', or '.', and must not start with a digit",
+        "spec.containers[0].env[0].valueFrom: Invalid value: may not be specified when `value` is not empty",
+        "spec.containers[0].volumeMounts[0].subPath: Invalid value: \"../up\": must be a relative path without '..'",
+        'spec.containers[0].volumeMounts[1].mountPath: Invalid value: "/h": must be unique',
+        "spec.containers[0].lifecycle.postStart: Required value: must specify exactly one handler type",
+        "spec.dnsConfig.nameservers: Too many: must not have more than 3 nameservers",
+        "spec.terminationGracePeriodSeconds: Invalid value: -3: must be greater than or equal to 0",
+        "spec.activeDeadlineSeconds: Invalid value: 0: must be between 1 and 2147483647, inclusive",
+        "spec.shareProcessNamespace: Invalid value: true: ShareProcessNamespace and HostPID cannot both be enabled",
+        f"{required}.matchExpressions[0].values: Required value: must be specified when `operator` is 'In' or 'NotIn'",
+        f"{required}.matchExpressions[1].values: Forbidden: may not be specified when `operator` is 'Exists' or "
+        "'DoesNotExist'",
+        'spec.securityContext.sysctls[0].name: Invalid value: "kernel.shm rmid": must have at most 253 characters '
+        "and match regex ^([a-z0-9]([-_a-z0-9]*[a-z0-9])?[\\./])*[a-z0-9]([-_a-z0-9]*[a-z0-9])?$",
+        'spec.overhead[cpu]: Invalid value: "-1": must be greater than or equal to 0',
+    ]
+
+
 def test_updates_may_change_only_images_and_a_few_fields() -> None:
     old = default_pod(load_pods(REAL_POD)[0])
     new = old.model_copy(deep=True)
@@ -268,6 +332,29 @@ def test_legacy_v1beta1_and_hyper_pod_files() -> None:
     assert (hyper.metadata.name, hyper.spec.hostname, c.name, c.working_dir) == ("hyper-web", "hyper-web", "web", "/")
     assert [(e.name, e.value) for e in c.env] == [("GREETING", "hello")]
     assert c.resources.limits == {"cpu": "1", "memory": "128Mi"}
+
+
+def test_hyper_pod_file_maps_pod_wide_ports_resources_volumes_and_tty() -> None:
+    """Hyper's pod-wide portmappings and resource go to the first container, its volumes become
+    hostPath or emptyDir, a string command runs under sh -c after the entryPoint, tty opens stdin."""
+    pod = load_pods(json.dumps({
+        "id": "multi", "tty": True, "restartPolicy": "onFailure",
+        "portmappings": [{"containerPort": 80, "hostPort": 8080, "protocol": "tcp"}], "resource": {"memory": 256},
+        "volumes": [{"name": "data", "source": "/srv/data"}, {"name": "scratch"}],
+        "containers": [{"image": "registry.example.com/team/My_App:1.0", "command": "echo hi", "entryPoint": "/bin/sh",
+                        "volumes": [{"volume": "data", "path": "/d", "readOnly": True}, {"volume": "scratch", "path": "/s"}]},
+                       {"image": "busybox", "command": ["ls", "-l"], "ports": [{"containerPort": 53, "protocol": "udp"}]}]}))[0]
+    assert to_dict(pod)["spec"] == {
+        "volumes": [{"name": "data", "hostPath": {"path": "/srv/data"}}, {"name": "scratch", "emptyDir": {}}],
+        "containers": [
+            {"name": "my-app", "image": "registry.example.com/team/My_App:1.0", "command": ["/bin/sh"],
+             "args": ["sh", "-c", "echo hi"], "ports": [{"hostPort": 8080, "containerPort": 80, "protocol": "TCP"}],
+             "resources": {"limits": {"memory": "256Mi"}},
+             "volumeMounts": [{"name": "data", "readOnly": True, "mountPath": "/d"}, {"name": "scratch", "mountPath": "/s"}],
+             "stdin": True, "tty": True},
+            {"name": "busybox", "image": "busybox", "command": ["ls"], "args": ["-l"],
+             "ports": [{"containerPort": 53, "protocol": "UDP"}], "stdin": True, "tty": True}],
+        "restartPolicy": "OnFailure"}
 
 
 def test_multi_document_files_lists_and_errors_name_the_document() -> None:
