@@ -169,14 +169,19 @@ USAGE = "usage: python -m podbay.security.certs cluster DIR NAME... | self-signe
 
 
 def main(argv: list[str]) -> int:
-    match argv:
-        case ["cluster", directory, *names]:
-            make_cluster_pki(Path(directory), tuple(names))
-        case ["self-signed", cert, key, cn, *names]:
-            make_self_signed(KeyPair(Path(cert), Path(key)), cn, tuple(names))
-        case _:
-            print(USAGE, file=sys.stderr)
-            return 2
+    try:
+        match argv:
+            case ["cluster", directory, *names]:
+                make_cluster_pki(Path(directory), tuple(names))
+            case ["self-signed", cert, key, cn, *names]:
+                make_self_signed(KeyPair(Path(cert), Path(key)), cn, tuple(names))
+            case _:
+                print(USAGE, file=sys.stderr)
+                return 2
+    except (OSError, ValueError) as exc:
+        # One line for the server to raise and log, not a traceback.
+        print(exc, file=sys.stderr)
+        return 1
     return 0
 
 
