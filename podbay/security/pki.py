@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import ipaddress
+import os
 import socket
 import ssl
 import subprocess
@@ -96,8 +97,11 @@ CERTS_TIMEOUT = 120.0
 
 
 def _certs(*args: str) -> None:
+    # The child imports this very podbay, however this process found it (installed, a checkout).
+    package_root = str(Path(__file__).resolve().parents[2])
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")]))}
     proc = subprocess.run([sys.executable, "-m", "podbay.security.certs", *args], capture_output=True, text=True,
-                          timeout=CERTS_TIMEOUT)
+                          timeout=CERTS_TIMEOUT, env=env)
     if proc.returncode != 0:
         raise RuntimeError(f"making certificates failed: {proc.stderr.strip()[-2000:]}")
 
