@@ -8,8 +8,6 @@ from typing import Any
 
 import aiohttp
 
-from podbay.agent.grpcprobe import probe_grpc
-
 USER_AGENT = "kube-probe/1.32"
 
 
@@ -87,6 +85,8 @@ async def run_handler(runtime: Any, handler: Any, container: Any, container_id: 
     if getattr(handler, "grpc", None) is not None:
         if not pod_ip:
             return False, "pod has no IP"
+        # h2 (~1.7 MiB resident) only once a pod has a gRPC probe.
+        from podbay.agent.grpcprobe import probe_grpc
         return await probe_grpc(pod_ip, handler.grpc.port, handler.grpc.service or "", timeout, USER_AGENT)
     if getattr(handler, "sleep", None) is not None:
         await asyncio.sleep(min(handler.sleep.seconds, timeout))

@@ -17,6 +17,7 @@ import logging
 import os
 
 from podbay.cli.allinone import _stop_on_signals, serve_api
+from podbay.cli.arenas import limit_malloc_arenas
 from podbay.cli.settings import Settings, settings_from
 
 log = logging.getLogger("podbay")
@@ -28,6 +29,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_apiserver(args: argparse.Namespace) -> int:
+    limit_malloc_arenas()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     asyncio.run(serve_apiserver(settings_from(args)))
     return 0

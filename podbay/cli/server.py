@@ -16,6 +16,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from podbay.cli.arenas import limit_malloc_arenas
 from podbay.cli.settings import Settings, settings_from
 from podbay.runtime.config import prepare_roots
 
@@ -219,6 +220,7 @@ def _foreground(settings: Settings, ready_fd: int | None, etcd_port: int | None 
     from podbay.cli.allinone import serve, serve_agent
     from podbay.cli.embeddedetcd import embedded_etcd, start_etcd, stop_etcd
 
+    limit_malloc_arenas()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     prepare_roots(settings.runtime_config())
     etcd = embedded_etcd(settings, etcd_port) if etcd_port is not None else None
@@ -347,6 +349,7 @@ def cmd_agent(args: argparse.Namespace) -> int:
         return _foreground(settings_from(args), args.ready_fd, agent_token=args.token)
     from podbay.cli.allinone import serve_agent
 
+    limit_malloc_arenas()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     asyncio.run(serve_agent(settings_from(args), args.token))
     return 0
@@ -355,6 +358,7 @@ def cmd_agent(args: argparse.Namespace) -> int:
 def cmd_control_part(args: argparse.Namespace) -> int:
     from podbay.cli.allinone import serve_controllers
 
+    limit_malloc_arenas()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     asyncio.run(serve_controllers(settings_from(args), args.token, scheduler=args.verb == "scheduler",
                                   controllers=args.verb == "controllers", election=leader_election_from(args)))

@@ -17,7 +17,8 @@ from kubernetes import config as k8s_config
 from podbay.apiserver.app import serve
 from podbay.apiserver.embedded import EmbeddedServer, serve_embedded
 from podbay.client import Client
-from podbay.security.pki import KeyPair, client_context, ensure_cluster_pki, issue, write_private
+from podbay.security.certs import issue
+from podbay.security.pki import KeyPair, client_context, ensure_cluster_pki, write_private
 from podbay.store.sqlite import SQLiteStore
 
 UNAUTHORIZED = {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",

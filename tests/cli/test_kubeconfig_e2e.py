@@ -97,3 +97,14 @@ def test_kubectl_with_the_default_kubeconfig(up: tuple[HostEnv, Podbay], kubectl
     assert pod["metadata"]["name"] == name and pod["kind"] == "Pod"
     assert json.loads(run("get", "pod", name, "-o", "json"))["spec"]["containers"][0]["image"] == "busybox:1.35"
     run("delete", "pod", name, "--wait=false")
+
+
+def test_the_running_server_serves_tls_without_the_cryptography_package(up: tuple[HostEnv, Podbay]) -> None:
+    """The certificates are made by a short-lived child: the server that answers HTTPS (the tests
+    above) has Python's ssl loaded and none of cryptography's ~10 MiB mapped."""
+    env, _ = up
+    pid = int((env.run_root / "podbay.pid").read_text())
+    mapped = {line.split()[-1] for line in Path(f"/proc/{pid}/maps").read_text().splitlines()
+              if len(line.split()) == 6}
+    assert any("/_ssl." in path for path in mapped)
+    assert not [path for path in mapped if "/cryptography/" in path]
