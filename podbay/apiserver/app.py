@@ -31,6 +31,7 @@ from podbay.api import jsoncodec
 from podbay.api.errors import BadRequest, FieldError
 from podbay.api.kinds import API_GROUPS, COMPUTED_GROUPS, RESOURCES, ResourceInfo
 from podbay.apiserver import discovery, eventsv1, fieldmanager, logs, metrics, protobody, spdystreams, streams, tables
+from podbay.apiserver import bootstrap
 from podbay.apiserver.gctuning import tune_gc
 from podbay.apiserver.ipallocator import ServiceRanges
 from podbay.apiserver.params import (
@@ -50,7 +51,8 @@ from podbay.apiserver.patch import (
     STRATEGIC_MERGE_PATCH,
 )
 from podbay.apiserver.openapi import setup as setup_openapi
-from podbay.apiserver.registry import DeleteOptions, Registry
+from podbay.apiserver.deletion import DeleteOptions
+from podbay.apiserver.registry import Registry
 from podbay.apiserver.status import HTTPError, ObjectInvalid, error_status, success_body
 from podbay.security import authn
 from podbay.security.pki import ClusterPKI, server_context
@@ -584,8 +586,8 @@ async def make_app(store: Store, *, token: str | None = None, pki: ClusterPKI | 
     app = web.Application(middlewares=[authn.middleware(token, PUBLIC_PATHS), _errors],
                           client_max_size=MAX_BODY_BYTES)
     registry = Registry(store, service_ranges=service_ranges)
-    await registry.ensure_system_namespaces()
-    await registry.ensure_kubernetes_service(kubernetes_endpoint)
+    await bootstrap.ensure_system_namespaces(registry)
+    await bootstrap.ensure_kubernetes_service(registry, kubernetes_endpoint)
     app[STORE_KEY] = store
     app[REGISTRY_KEY] = registry
     app[SHUTDOWN_KEY] = asyncio.Event()
