@@ -22,7 +22,7 @@ import contextlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, AsyncIterator
+from typing import Any, AsyncIterator, Awaitable, Callable
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
@@ -31,6 +31,7 @@ from podbay.api import jsoncodec
 from podbay.api.errors import BadRequest, FieldError
 from podbay.api.kinds import API_GROUPS, COMPUTED_GROUPS, RESOURCES, ResourceInfo
 from podbay.apiserver import discovery, eventsv1, fieldmanager, logs, metrics, protobody, spdystreams, streams, tables
+from podbay.apiserver import bootstrap
 from podbay.apiserver.gctuning import tune_gc
 from podbay.apiserver.ipallocator import ServiceRanges
 from podbay.apiserver.params import (
@@ -50,7 +51,8 @@ from podbay.apiserver.patch import (
     STRATEGIC_MERGE_PATCH,
 )
 from podbay.apiserver.openapi import setup as setup_openapi
-from podbay.apiserver.registry import DeleteOptions, Registry
+from podbay.apiserver.deletion import DeleteOptions
+from podbay.apiserver.registry import Registry
 from podbay.apiserver.status import HTTPError, ObjectInvalid, error_status, success_body
 from podbay.security import authn
 from podbay.security.pki import ClusterPKI, server_context
@@ -204,43 +206,10 @@ async def _dispatch(request: web.Request) -> web.StreamResponse:
     if method != "GET" or not _flag(request, "watch"):
         negotiate(request)
     if target.name is None:
-        if method == "GET":
-            if _flag(request, "watch"):
-                return await _watch(request, target)
-            return await _list(request, target)
-        if method == "POST":
-            namespace = target.namespace if target.info.namespaced else ""
-            if target.info.namespaced and namespace is None:
-                raise HTTPError(405, "MethodNotAllowed", "POST is not supported on all-namespaces lists")
-            options = _write_options(request, "CreateOptions")
-            created = await registry.create(target.resource, namespace or "", await _body(request, target.info),
-                                            options)
-            return _warned(_json_response(created, 201), options)
-        raise HTTPError(405, "MethodNotAllowed", f"{method} is not supported on {target.resource}")
+        return await _collection(request, registry, target)
     name, sub = target.name, target.subresource
-    if sub == "log":
-        if method != "GET":
-            raise HTTPError(405, "MethodNotAllowed", f"{method} is not supported on pods/log")
-        return await logs.proxy_log(request, request.app[STORE_KEY], target.store_namespace, name)
-    if sub == "exec":
-        if method == "GET":
-            return await streams.proxy_exec_stream(request, request.app[STORE_KEY], target.store_namespace, name)
-        if "Upgrade" in request.headers:  # SPDY: kubectl before 1.30, or after a failed WebSocket
-            return await spdystreams.serve_exec(request, request.app[STORE_KEY], target.store_namespace, name)
-        if method != "POST":
-            raise HTTPError(405, "MethodNotAllowed", f"{method} is not supported on pods/exec")
-        return await logs.proxy_exec(request, request.app[STORE_KEY], target.store_namespace, name)
-    if sub == "attach":
-        if method == "GET" and streams.is_websocket(request):
-            return await streams.proxy_exec_stream(request, request.app[STORE_KEY], target.store_namespace, name,
-                                                   "attach")
-        if method not in ("GET", "POST"):
-            raise HTTPError(405, "MethodNotAllowed", f"{method} is not supported on pods/attach")
-        return await spdystreams.serve_exec(request, request.app[STORE_KEY], target.store_namespace, name, "attach")
-    if sub == "portforward":
-        if method not in ("GET", "POST"):
-            raise HTTPError(405, "MethodNotAllowed", f"{method} is not supported on pods/portforward")
-        return await spdystreams.serve_port_forward(request, request.app[STORE_KEY], target.store_namespace, name)
+    if sub in _CONNECT_SUBRESOURCES:
+        return await _connect(request, target, name, sub)
     if sub == "binding":
         if method != "POST":
             raise HTTPError(405, "MethodNotAllowed", f"{method} is not supported on pods/binding")
@@ -248,6 +217,60 @@ async def _dispatch(request: web.Request) -> web.StreamResponse:
         return _json_response(success_body(code=201), 201)
     if sub == "scale":
         return await _scale(request, registry, target)
+    return await _object(request, registry, target, name, sub)
+
+
+async def _collection(request: web.Request, registry: Registry, target: _Target) -> web.StreamResponse:
+    """A collection's verbs: list, watch and create."""
+    method = request.method
+    if method == "GET":
+        if _flag(request, "watch"):
+            return await _watch(request, target)
+        return await _list(request, target)
+    if method == "POST":
+        namespace = target.namespace if target.info.namespaced else ""
+        if target.info.namespaced and namespace is None:
+            raise HTTPError(405, "MethodNotAllowed", "POST is not supported on all-namespaces lists")
+        options = _write_options(request, "CreateOptions")
+        created = await registry.create(target.resource, namespace or "", await _body(request, target.info),
+                                        options)
+        return _warned(_json_response(created, 201), options)
+    raise HTTPError(405, "MethodNotAllowed", f"{method} is not supported on {target.resource}")
+
+
+# kube-apiserver's Connecter subresources: the request is carried through to the pod's node.
+_CONNECT_SUBRESOURCES = frozenset({"log", "exec", "attach", "portforward"})
+
+
+async def _connect(request: web.Request, target: _Target, name: str, sub: str) -> web.StreamResponse:
+    method, store, ns = request.method, request.app[STORE_KEY], target.store_namespace
+    if sub == "log":
+        if method != "GET":
+            raise HTTPError(405, "MethodNotAllowed", f"{method} is not supported on pods/log")
+        return await logs.proxy_log(request, store, ns, name)
+    if sub == "exec":
+        if method == "GET":
+            return await streams.proxy_exec_stream(request, store, ns, name)
+        if "Upgrade" in request.headers:  # SPDY: kubectl before 1.30, or after a failed WebSocket
+            return await spdystreams.serve_exec(request, store, ns, name)
+        if method != "POST":
+            raise HTTPError(405, "MethodNotAllowed", f"{method} is not supported on pods/exec")
+        return await logs.proxy_exec(request, store, ns, name)
+    if sub == "attach":
+        if method == "GET" and streams.is_websocket(request):
+            return await streams.proxy_exec_stream(request, store, ns, name, "attach")
+        if method not in ("GET", "POST"):
+            raise HTTPError(405, "MethodNotAllowed", f"{method} is not supported on pods/attach")
+        return await spdystreams.serve_exec(request, store, ns, name, "attach")
+    if method not in ("GET", "POST"):
+        raise HTTPError(405, "MethodNotAllowed", f"{method} is not supported on pods/portforward")
+    return await spdystreams.serve_port_forward(request, store, ns, name)
+
+
+async def _object(request: web.Request, registry: Registry, target: _Target, name: str,
+                  sub: str | None) -> web.StreamResponse:
+    """One object's (or its status-like subresource's) verbs: get, update, patch, apply and delete."""
+    method = request.method
     if method == "GET":
         obj = await registry.get(target.resource, target.store_namespace, name)
         if _as_table(request):
@@ -432,45 +455,56 @@ async def _list(request: web.Request, target: _Target) -> web.Response:
     )
 
 
-async def _watch(request: web.Request, target: _Target) -> web.StreamResponse:
-    registry = request.app[REGISTRY_KEY]
-    options = _list_options(request, target, watch=True)
-    labels, fields, timeout, rv = options.labels, options.fields, options.timeout_seconds, options.resource_version
+_Send = Callable[[str, dict[str, Any]], Awaitable[None]]
+
+
+def _event_writer(request: web.Request, target: _Target, response: web.StreamResponse) -> _Send:
+    """Writes one watch event line, as a Table row when the client asked for Tables."""
     as_table = _as_table(request)
     include = _include_object(request) if as_table else ""
-    response = web.StreamResponse(headers={"Content-Type": JSON})
-    response.enable_chunked_encoding()
-    await response.prepare(request)
 
     async def send(type_: str, obj: dict[str, Any]) -> None:
         if as_table and type_ not in ("ERROR", "BOOKMARK"):
             obj = tables.table(target.info.model, [obj], obj.get("metadata", {}).get("resourceVersion", ""), include)
         await response.write(jsoncodec.encode({"type": type_, "object": obj}) + b"\n")
+    return send
 
-    async def stream() -> None:
-        since = rv
-        if rv in ("", "0"):
-            # "Any" / "most recent": the current state as ADDED events first.
-            items, since = await registry.list(target.resource, target.namespace, labels, fields)
-            for item in items:
-                await send("ADDED", item)
-        events: AsyncIterator[Any] = registry.watch(target.resource, target.namespace, since, labels, fields,
-                                                    bookmarks=_flag(request, "allowWatchBookmarks"))
-        try:
-            async for event in events:
-                if event.type == "BOOKMARK":
-                    # Kubernetes' bookmark: an object of the watched kind with only a resourceVersion.
-                    await send("BOOKMARK", {"kind": target.info.kind, "apiVersion": target.info.api_version,
-                                              **event.object})
-                    continue
-                await send(event.type, event.object)
-        finally:
-            # The ignore: every store's watch is an async generator, though Store promises an AsyncIterator.
-            await events.aclose()  # type: ignore[attr-defined]
+
+async def _stream_events(request: web.Request, target: _Target, options: _ListOptions, send: _Send) -> None:
+    registry = request.app[REGISTRY_KEY]
+    rv, labels, fields = options.resource_version, options.labels, options.fields
+    since = rv
+    if rv in ("", "0"):
+        # "Any" / "most recent": the current state as ADDED events first.
+        items, since = await registry.list(target.resource, target.namespace, labels, fields)
+        for item in items:
+            await send("ADDED", item)
+    events: AsyncIterator[Any] = registry.watch(target.resource, target.namespace, since, labels, fields,
+                                                bookmarks=_flag(request, "allowWatchBookmarks"))
+    try:
+        async for event in events:
+            if event.type == "BOOKMARK":
+                # Kubernetes' bookmark: an object of the watched kind with only a resourceVersion.
+                await send("BOOKMARK", {"kind": target.info.kind, "apiVersion": target.info.api_version,
+                                        **event.object})
+                continue
+            await send(event.type, event.object)
+    finally:
+        # The ignore: every store's watch is an async generator, though Store promises an AsyncIterator.
+        await events.aclose()  # type: ignore[attr-defined]
+
+
+async def _watch(request: web.Request, target: _Target) -> web.StreamResponse:
+    options = _list_options(request, target, watch=True)
+    timeout = options.timeout_seconds
+    response = web.StreamResponse(headers={"Content-Type": JSON})
+    send = _event_writer(request, target, response)
+    response.enable_chunked_encoding()
+    await response.prepare(request)
 
     # The stream ends at timeoutSeconds, when the server shuts down, or on error. A negative
     # timeout ends it at once, as kube-apiserver's timer does; none (or 0) never ends it.
-    streaming = asyncio.ensure_future(stream())
+    streaming = asyncio.ensure_future(_stream_events(request, target, options, send))
     stopping = asyncio.ensure_future(request.app[SHUTDOWN_KEY].wait())
     try:
         await asyncio.wait(
@@ -552,8 +586,8 @@ async def make_app(store: Store, *, token: str | None = None, pki: ClusterPKI | 
     app = web.Application(middlewares=[authn.middleware(token, PUBLIC_PATHS), _errors],
                           client_max_size=MAX_BODY_BYTES)
     registry = Registry(store, service_ranges=service_ranges)
-    await registry.ensure_system_namespaces()
-    await registry.ensure_kubernetes_service(kubernetes_endpoint)
+    await bootstrap.ensure_system_namespaces(registry)
+    await bootstrap.ensure_kubernetes_service(registry, kubernetes_endpoint)
     app[STORE_KEY] = store
     app[REGISTRY_KEY] = registry
     app[SHUTDOWN_KEY] = asyncio.Event()

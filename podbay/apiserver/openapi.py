@@ -417,34 +417,36 @@ def _resource_paths(info: ResourceInfo, ref: Schema, list_ref: Schema) -> dict[s
             "parameters": [_PRETTY],
         }
     for sub in info.subresources:
-        path = f"{collection}/{{name}}/{sub}"
-        suffix = sub.capitalize()
-        if sub == "status":
-            paths[path] = {
-                "get": _operation(info, "read", "get", scope, ref, [], suffix=suffix),
-                "put": _operation(info, "replace", "put", scope, ref, [_body(ref), *write], suffix=suffix,
-                                  created=True),
-                "patch": _operation(info, "patch", "patch", scope, ref,
-                                    [_body({"$ref": f"#/definitions/{META}.Patch"}), *write, _FORCE], suffix=suffix,
-                                    consumes=_PATCH_TYPES),
-                "parameters": named,
-            }
-        elif sub == "binding":
-            binding: Schema = {"$ref": f"#/definitions/{definition_name(models.Binding)}"}
-            paths[path] = {"post": _operation(info, "create", "post", scope, binding, [_body(binding), *write],
-                                              suffix=suffix, kind="Binding", created=True),
-                           "parameters": named}
-        elif sub == "log":
-            paths[path] = {"get": _operation(info, "read", "get", scope, {"type": "string"}, _LOG_PARAMETERS,
-                                             suffix=suffix, produces=["text/plain", *_JSON_TYPES]),
-                           "parameters": named}
-        elif sub == "exec":
-            connect = {verb: _operation(info, f"connect{verb.capitalize()}", "connect", scope, {"type": "string"},
-                                        _EXEC_PARAMETERS, suffix=suffix, kind="PodExecOptions",
-                                        produces=["*/*"])
-                       for verb in ("get", "post")}
-            paths[path] = {**connect, "parameters": named}
+        operations = _subresource_operations(info, sub, scope, ref, write)
+        if operations:
+            paths[f"{collection}/{{name}}/{sub}"] = {**operations, "parameters": named}
     return paths
+
+
+def _subresource_operations(info: ResourceInfo, sub: str, scope: str, ref: Schema,
+                            write: list[Schema]) -> dict[str, Schema]:
+    """The operations of one subresource's path (none: a subresource the document leaves out)."""
+    suffix = sub.capitalize()
+    if sub == "status":
+        return {
+            "get": _operation(info, "read", "get", scope, ref, [], suffix=suffix),
+            "put": _operation(info, "replace", "put", scope, ref, [_body(ref), *write], suffix=suffix, created=True),
+            "patch": _operation(info, "patch", "patch", scope, ref,
+                                [_body({"$ref": f"#/definitions/{META}.Patch"}), *write, _FORCE], suffix=suffix,
+                                consumes=_PATCH_TYPES),
+        }
+    if sub == "binding":
+        binding: Schema = {"$ref": f"#/definitions/{definition_name(models.Binding)}"}
+        return {"post": _operation(info, "create", "post", scope, binding, [_body(binding), *write],
+                                   suffix=suffix, kind="Binding", created=True)}
+    if sub == "log":
+        return {"get": _operation(info, "read", "get", scope, {"type": "string"}, _LOG_PARAMETERS,
+                                  suffix=suffix, produces=["text/plain", *_JSON_TYPES])}
+    if sub == "exec":
+        return {verb: _operation(info, f"connect{verb.capitalize()}", "connect", scope, {"type": "string"},
+                                 _EXEC_PARAMETERS, suffix=suffix, kind="PodExecOptions", produces=["*/*"])
+                for verb in ("get", "post")}
+    return {}
 
 
 # --- documents ----------------------------------------------------------------

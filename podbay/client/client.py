@@ -2,35 +2,31 @@
 models, errors raised as podbay.api.errors exceptions."""
 from __future__ import annotations
 
-import asyncio
 import base64
 import builtins
 import contextlib
 import hmac
 import json
-import logging
 import os
-import random
 import ssl
 from pathlib import Path
-from typing import Any, AsyncIterator, Awaitable, Callable, Sequence, TypeVar, cast
+from typing import Any, AsyncIterator, Sequence, TypeVar
 
 import aiohttp
-from pydantic import BaseModel
 
 from podbay.api import Binding, Pod
 from podbay.api.resourcenames import RESOURCE_NAMES, Resource
 from podbay.api.remotecommand import CLIENT_PROTOCOLS
-from podbay.api.serialize import from_dict, to_dict
-from podbay.client.errors import error_from_response as _error, error_from_status
+from podbay.client.codec import decode, encode
+from podbay.client.errors import error_from_response as _error
+from podbay.client.reflector import Reflector
 from podbay.client.rest import split_servers
 from podbay.client.streams import ExecStream
+from podbay.client.transport import Transport
 from podbay.security import kubeconfig
 from podbay.security.pki import ca_hash, client_context, parse_join_token
 
 T = TypeVar("T")
-R = TypeVar("R")
-log = logging.getLogger("podbay.client")
 
 DEFAULT_SERVER = "unix:///run/podbay/api.sock"
 # kind -> (resource, namespaced)
@@ -40,19 +36,9 @@ PATCH_TYPES = {
     "merge": "application/merge-patch+json",
     "json": "application/json-patch+json",
 }
-_RETRY_MIN, _RETRY_MAX = 0.1, 5.0
 _MAX_CA_BYTES = 1 << 20
-# Methods a server may see twice without harm, so they are sent again to the next server even
-# when the first may have received them (a reset, a timeout); a POST or PATCH only when it was
-# never sent (the connection could not be made).
-_IDEMPOTENT = frozenset({"GET", "HEAD", "PUT", "DELETE"})
 # A plain request whose server sends nothing for this long counts as a server that stopped answering.
 _REQUEST_TIMEOUT = aiohttp.ClientTimeout(total=None, sock_connect=10, sock_read=60)
-# client-go's reflector asks every watch to end after 5 to 10 minutes (minWatchTimeout, jittered):
-# a silent server past that, plus this grace, has stopped answering.
-_WATCH_TIMEOUT, _WATCH_GRACE = 300, 30
-_NEVER_SENT = (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError)
-_UNANSWERED = (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError, asyncio.TimeoutError)
 
 
 def _resource(kind: type[Any]) -> Resource:
@@ -62,27 +48,13 @@ def _resource(kind: type[Any]) -> Resource:
         raise TypeError(f"podbay serves no resource for {kind.__name__}") from None
 
 
-def _key(obj: Any) -> tuple[str, str]:
-    return (obj.metadata.namespace or "", obj.metadata.name or "")
-
-
 class Client:
     def __init__(self, base_url: str | Sequence[str], unix_socket: str | None = None, token: str | None = None,
                  tls: ssl.SSLContext | None = None) -> None:
         """`base_url`: one server or several serving the same cluster (API servers on one etcd):
         a request that finds one not answering goes to the next. `tls`: how an https server is
         verified and what certificate is presented (default: the system's CAs, no client certificate)."""
-        urls = [base_url] if isinstance(base_url, str) else list(base_url)
-        if not urls:
-            raise ValueError("a client needs at least one server URL")
-        self.servers: tuple[str, ...] = tuple(u.rstrip("/") for u in urls)
-        self._current = 0
-        self.unix_socket = unix_socket
-        self.token = token
-        self.tls = tls
-        self._session: aiohttp.ClientSession | None = None
-        self._unpooled: aiohttp.ClientSession | None = None
-        self._closed = False
+        self.transport = Transport(base_url, unix_socket, token, tls)
 
     @classmethod
     def connect(cls, server: str | None = None, token: str | None = None) -> "Client":
@@ -133,71 +105,17 @@ class Client:
     @property
     def base_url(self) -> str:
         """The server requests go to now: the last one that answered."""
-        return self.servers[self._current]
-
-    def _failed(self, url: str) -> None:
-        """`url` stopped answering: move on to the next server, unless another request already has
-        (requests failing at once must not each move on, skipping the live one)."""
-        if self.base_url == url and len(self.servers) > 1:
-            self._current = (self._current + 1) % len(self.servers)
-            log.warning("API server %s is not answering; going on with %s", url, self.base_url)
-
-    async def _failover(self, method: str, call: Callable[[str], Awaitable[R]]) -> R:
-        """`call(server URL)` on the current server, then on each next one while they do not answer.
-        Only an idempotent method is sent again after the server may have received it."""
-        order = [self.servers[(self._current + i) % len(self.servers)] for i in range(len(self.servers))]
-        for url in order[:-1]:
-            try:
-                return await call(url)
-            except _NEVER_SENT:
-                self._failed(url)
-            except _UNANSWERED:
-                self._failed(url)
-                if method not in _IDEMPOTENT:
-                    raise
-        try:
-            return await call(order[-1])
-        except _UNANSWERED:
-            self._failed(order[-1])
-            raise
-
-    def _http(self, method: str = "GET") -> aiohttp.ClientSession:
-        """The session for `method`. With several servers, a request that must not be sent twice
-        goes on a connection of its own: a kept-alive one may have lost its server unnoticed, and a
-        failure there would leave unknown whether the server got it, where a fresh connection
-        that cannot be made certainly did not (and the next server is tried)."""
-        if self._closed:
-            raise RuntimeError("the client is closed")
-        pooled = method in _IDEMPOTENT or len(self.servers) == 1
-        session = self._session if pooled else self._unpooled
-        if session is None:
-            connector = (
-                aiohttp.UnixConnector(path=self.unix_socket, force_close=not pooled) if self.unix_socket
-                else aiohttp.TCPConnector(ssl=self.tls if self.tls is not None else True, force_close=not pooled)
-            )
-            headers = {"Accept": "application/json"}
-            if self.token:
-                headers["Authorization"] = f"Bearer {self.token}"
-            session = aiohttp.ClientSession(
-                connector=connector,
-                headers=headers,
-                timeout=aiohttp.ClientTimeout(total=None, sock_connect=10),
-            )
-            if pooled:
-                self._session = session
-            else:
-                self._unpooled = session
-        return session
+        return self.transport.base_url
 
     async def cluster_ca(self) -> bytes:
         """The cluster CA (PEM) the server hands to anyone at /cacerts."""
         async def fetch(url: str) -> bytes:
-            async with self._http().get(url + "/cacerts", timeout=_REQUEST_TIMEOUT) as resp:
+            async with self.transport.http().get(url + "/cacerts", timeout=_REQUEST_TIMEOUT) as resp:
                 raw = await resp.content.read(_MAX_CA_BYTES)
                 if resp.status != 200:
                     raise _error(resp.status, raw)
                 return raw
-        return await self._failover("GET", fetch)
+        return await self.transport.failover("GET", fetch)
 
     @staticmethod
     def path(kind: type[Any], namespace: str | None = None, name: str | None = None,
@@ -217,20 +135,20 @@ class Client:
         headers = {"Content-Type": content_type} if data is not None else {}
 
         async def send(url: str) -> bytes:
-            async with self._http(method).request(method, url + path, data=data, params=params,
+            async with self.transport.http(method).request(method, url + path, data=data, params=params,
                                                   headers=headers, timeout=_REQUEST_TIMEOUT) as resp:
                 raw = await resp.read()
                 if resp.status >= 400:
                     raise _error(resp.status, raw)
                 return raw
-        raw = await self._failover(method, send)
+        raw = await self.transport.failover(method, send)
         return json.loads(raw) if raw else None
 
     # -- typed verbs ---------------------------------------------------------------
 
     async def get(self, kind: type[T], name: str, namespace: str | None = None) -> T:
         ns = self._namespace(kind, namespace)
-        return _model(kind, await self.request("GET", self.path(kind, ns, name)))
+        return decode(kind, await self.request("GET", self.path(kind, ns, name)))
 
     async def list(
         self,
@@ -242,14 +160,14 @@ class Client:
         """All namespaces when `namespace` is None."""
         params = _selectors(label_selector, field_selector)
         body = await self.request("GET", self.path(kind, namespace), params=params)
-        items = [_model(kind, item) for item in body.get("items", [])]
+        items = [decode(kind, item) for item in body.get("items", [])]
         return items, body.get("metadata", {}).get("resourceVersion", "")
 
     async def create(self, obj: T) -> T:
         kind = type(obj)
         ns = self._namespace(kind, obj.metadata.namespace)  # type: ignore[attr-defined]
-        body = await self.request("POST", self.path(kind, ns), _body(obj))
-        return _model(kind, body)
+        body = await self.request("POST", self.path(kind, ns), encode(obj))
+        return decode(kind, body)
 
     async def update(self, obj: T) -> T:
         """PUT; a set metadata.resourceVersion is the precondition (Conflict)."""
@@ -262,7 +180,7 @@ class Client:
         kind = type(obj)
         meta = obj.metadata  # type: ignore[attr-defined]
         path = self.path(kind, self._namespace(kind, meta.namespace), meta.name, subresource)
-        return _model(kind, await self.request("PUT", path, _body(obj)))
+        return decode(kind, await self.request("PUT", path, encode(obj)))
 
     async def patch(
         self,
@@ -276,7 +194,7 @@ class Client:
         """`patch_type`: "strategic", "merge" or "json" (RFC 6902 operations)."""
         path = self.path(kind, self._namespace(kind, namespace), name, subresource)
         body = await self.request("PATCH", path, patch, content_type=PATCH_TYPES[patch_type])
-        return _model(kind, body)
+        return decode(kind, body)
 
     async def delete(
         self,
@@ -301,12 +219,12 @@ class Client:
         body = await self.request("DELETE", self.path(kind, self._namespace(kind, namespace), name), options)
         if not body or body.get("kind") == "Status":
             return None
-        return _model(kind, body)
+        return decode(kind, body)
 
     async def bind(self, binding: Binding) -> None:
         meta = binding.metadata
         path = self.path(Pod, meta.namespace or "default", meta.name, "binding")
-        await self.request("POST", path, _body(binding, kind="Binding"))
+        await self.request("POST", path, encode(binding, kind="Binding"))
 
     async def exec(self, name: str, namespace: str | None, command: builtins.list[str], container: str | None = None,
                    timeout: float | None = None) -> tuple[int, bytes, bytes]:
@@ -319,12 +237,12 @@ class Client:
         path = self.path(Pod, namespace or "default", name, "exec")
 
         async def run(url: str) -> bytes:
-            async with self._http("POST").post(url + path, params=params) as resp:
+            async with self.transport.http("POST").post(url + path, params=params) as resp:
                 raw = await resp.read()
                 if resp.status >= 400:
                     raise _error(resp.status, raw)
                 return raw
-        body = json.loads(await self._failover("POST", run))
+        body = json.loads(await self.transport.failover("POST", run))
         return int(body["exitCode"]), base64.b64decode(body["stdout"]), base64.b64decode(body["stderr"])
 
     @contextlib.asynccontextmanager
@@ -339,12 +257,12 @@ class Client:
             params.append(("container", container))
         path = self.path(Pod, namespace or "default", name, "exec")
         try:
-            ws = await self._failover("POST", lambda base: self._http("POST").ws_connect(
+            ws = await self.transport.failover("POST", lambda base: self.transport.http("POST").ws_connect(
                 base + path, params=params, protocols=CLIENT_PROTOCOLS, max_msg_size=0))
         except aiohttp.WSServerHandshakeError:
             # The refusal's Status is not kept by the handshake; the same GET without an
             # upgrade gets it (the server checks the target first).
-            async with self._http().get(self.base_url + path, params=params) as resp:
+            async with self.transport.http().get(self.base_url + path, params=params) as resp:
                 raise _error(resp.status, await resp.read()) from None
         stream = ExecStream(ws)
         try:
@@ -371,7 +289,7 @@ class Client:
             params["tailLines"] = str(tail_lines)
         path = self.path(Pod, namespace or "default", name, "log")
         # Only opening the stream fails over: a log cut off midway cannot be resumed where it broke.
-        resp = await self._failover("GET", lambda base: self._http().get(base + path, params=params))
+        resp = await self.transport.failover("GET", lambda base: self.transport.http().get(base + path, params=params))
         async with resp:
             if resp.status >= 400:
                 raise _error(resp.status, await resp.read())
@@ -394,84 +312,15 @@ class Client:
         the next server when there are several, so no event is missed or repeated; when that
         resourceVersion is too old (410) it lists again and yields the difference from what it had
         delivered, as an informer's relist does."""
-        path = self.path(kind, namespace)
-        rv = resource_version if resource_version != "0" else None
-        # What was delivered, for a relist's difference: each object's resourceVersion and the event
-        # line it came in (decoded again only for a DELETED after a relist), not the object, so a
-        # watcher that keeps no copy holds none (a process runs several watches of every pod).
-        known: dict[tuple[str, str], tuple[str | None, T | bytes]] = {}
-        if not rv:
-            items, rv = await self.list(kind, namespace, label_selector, field_selector)
-            for item in items:
-                known[_key(item)] = (item.metadata.resource_version, item)  # type: ignore[attr-defined]
-                yield "ADDED", item
-        delay = _RETRY_MIN
-        failures = 0
-        while True:
-            timeout = int(_WATCH_TIMEOUT * (1 + random.random()))
-            params = {"watch": "1", "allowWatchBookmarks": "true", "resourceVersion": rv,
-                      "timeoutSeconds": str(timeout), **_selectors(label_selector, field_selector)}
-            expired = False
-            url = self.base_url
-            try:
-                async with self._http().get(url + path, params=params, timeout=aiohttp.ClientTimeout(
-                        total=None, sock_connect=10, sock_read=timeout + _WATCH_GRACE)) as resp:
-                    if resp.status == 410:
-                        expired = True
-                    elif resp.status >= 400:
-                        raise _error(resp.status, await resp.read())
-                    else:
-                        delay, failures = _RETRY_MIN, 0
-                        async for line in resp.content:
-                            if not line.strip():
-                                continue
-                            event = json.loads(line)
-                            type_, data = event.get("type"), event.get("object", {})
-                            if type_ == "ERROR":
-                                if data.get("code") == 410:
-                                    expired = True
-                                    break
-                                raise error_from_status(data)
-                            rv = data.get("metadata", {}).get("resourceVersion") or rv
-                            if type_ == "BOOKMARK":
-                                continue
-                            obj = _model(kind, data)
-                            if type_ == "DELETED":
-                                known.pop(_key(obj), None)
-                            else:
-                                known[_key(obj)] = (obj.metadata.resource_version, line)  # type: ignore[attr-defined]
-                            yield type_, obj
-            except _UNANSWERED:
-                if self._closed:
-                    return
-                self._failed(url)
-                failures += 1
-                # Each server is tried at once; a pause only once every one of them has failed.
-                if failures % len(self.servers) == 0:
-                    await asyncio.sleep(delay)
-                    delay = min(delay * 2, _RETRY_MAX)
-                continue
-            if expired:
-                items, rv = await self.list(kind, namespace, label_selector, field_selector)
-                fresh = {_key(i): i for i in items}
-                for key, (_, old) in list(known.items()):
-                    if key not in fresh:
-                        del known[key]
-                        yield "DELETED", _model(kind, json.loads(old)["object"]) if isinstance(old, bytes) else old
-                for key, item in fresh.items():
-                    before = known.get(key)
-                    known[key] = (item.metadata.resource_version, item)  # type: ignore[attr-defined]
-                    if before is None:
-                        yield "ADDED", item
-                    elif before[0] != item.metadata.resource_version:  # type: ignore[attr-defined]
-                        yield "MODIFIED", item
+        params = _selectors(label_selector, field_selector)
+        reflector = Reflector(self.transport, kind, self.path(kind, namespace), params,
+                              lambda: self.list(kind, namespace, label_selector, field_selector))
+        async with contextlib.aclosing(reflector.events(resource_version)) as events:
+            async for event in events:
+                yield event
 
     async def close(self) -> None:
-        self._closed = True
-        for session in (self._session, self._unpooled):
-            if session is not None:
-                await session.close()
-        self._session = self._unpooled = None
+        await self.transport.close()
 
     async def __aenter__(self) -> "Client":
         return self
@@ -492,15 +341,3 @@ def _selectors(label_selector: str | None, field_selector: str | None) -> dict[s
         params["fieldSelector"] = field_selector
     return params
 
-
-def _model(kind: type[T], data: Any) -> T:
-    """from_dict for the verbs' kinds. Each is an API model (a pydantic BaseModel), but T stays
-    unbound: callers (the cache, the work queues) pass type variables bound to protocols."""
-    return cast(T, from_dict(cast("type[BaseModel]", kind), data, strict=False))
-
-
-def _body(obj: Any, kind: str | None = None) -> dict[str, Any]:
-    body = to_dict(obj)
-    body.setdefault("kind", kind or type(obj).__name__)
-    body.setdefault("apiVersion", "v1")
-    return body
