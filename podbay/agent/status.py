@@ -180,7 +180,7 @@ def pod_status(pod: Any, rt: PodRuntimeStatus, inputs: StatusInputs) -> PodStatu
         # The kubelet marks a pod it evicts (PodDisruptionConditions, on by default since 1.26).
         new.append(Condition("DisruptionTarget", "True", "TerminationByKubelet", inputs.eviction_message))
 
-    def make(cond: Condition, ltt: datetime) -> Any:
+    def make(cond: Condition, ltt: datetime | None) -> PodCondition:
         return from_dict(PodCondition, _clean({"type": cond.type, "status": cond.status, "reason": cond.reason,
                                                "message": cond.message, "lastTransitionTime": ltt}))
 
