@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from podbay.agent.server import parse_cri_line
+from podbay.agent.containerlogs import parse_cri_line
 from podbay.runtime.gvisor import CONTAINER_TYPE, SANDBOX_ID, GVisorConfig, GVisorHandler
 from podbay.runtime.gvisormon import _MAX_LINE, _CRILog
 from podbay.runtime.handler import SandboxSpec
