@@ -244,7 +244,8 @@ class ContainerManager:
         init = spec is not None and spec in pod.spec.init_containers
         await self.events.record(pod, "Killing", message, container=name, init=init)
         pre_stop = spec.lifecycle.pre_stop if spec is not None and spec.lifecycle is not None else None
-        if run_pre_stop and pre_stop is not None and grace > 0 and record.state is RunState.RUNNING:
+        if run_pre_stop and spec is not None and pre_stop is not None and grace > 0 \
+                and record.state is RunState.RUNNING:
             t0 = time.monotonic()
             pod_ip = None
             rt = await runtime_status(self.runtime, uid_of(pod))
