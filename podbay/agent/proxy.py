@@ -26,7 +26,6 @@ import hashlib
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from podbay.api.services import DEFAULT_AFFINITY_SECONDS, SERVICE_NAME_LABEL, EndpointSlice, Service, ServicePort, \
     is_headless
@@ -366,7 +365,7 @@ class ServiceProxy:
 
     async def run(self) -> None:
         """Keeps the rules equal to the Services and EndpointSlices until cancelled; then removes them."""
-        informers: list[Informer[Any]] = [self.services, self.slices]
+        informers: list[Informer[Service] | Informer[EndpointSlice]] = [self.services, self.slices]
         tasks = [asyncio.create_task(i.run()) for i in informers]
         try:
             await asyncio.gather(*(i.synced.wait() for i in informers))
