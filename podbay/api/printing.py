@@ -7,7 +7,7 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from podbay.api.models import Pod
+    from podbay.api.models import ContainerStatus, Pod
 
 
 @dataclass(frozen=True)
@@ -70,7 +70,7 @@ def pod_row(pod: Pod, now: datetime | None = None) -> PodRow:
     last_restart: datetime | None = None
     reason = status.reason or status.phase or ""
 
-    def note_restart(cs) -> None:
+    def note_restart(cs: ContainerStatus) -> None:
         nonlocal last_restart
         t = cs.last_state.terminated if cs.last_state else None
         if t is not None and t.finished_at is not None and (last_restart is None or t.finished_at > last_restart):

@@ -185,9 +185,9 @@ class Registry:
                 f"the body of the request was in an unknown format - accepted media types include: "
                 f"application/json (got {api_version}/{kind}, want {info.api_version}/{info.kind})"
             )
-        body = copy.deepcopy(body)
-        body["kind"], body["apiVersion"] = info.kind, info.api_version
-        return body
+        typed: dict[str, Any] = copy.deepcopy(body)
+        typed["kind"], typed["apiVersion"] = info.kind, info.api_version
+        return typed
 
     # -- reads -----------------------------------------------------------------
 

@@ -128,6 +128,7 @@ class SQLiteStore:
                 self._conn.execute("COMMIT")
 
     def _bump(self, conn: sqlite3.Connection) -> int:
+        rev: int
         (rev,) = conn.execute(
             "UPDATE meta SET value = value + 1 WHERE key = 'revision' RETURNING value"
         ).fetchone()
@@ -146,7 +147,8 @@ class SQLiteStore:
 
     @staticmethod
     def _meta(conn: sqlite3.Connection, key: str) -> int:
-        return conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()[0]
+        value: int = conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()[0]
+        return value
 
     def _record(
         self,
