@@ -111,10 +111,9 @@ class ContainerManager:
         held = await self._crash_back_off(pod, rt.find(name), name, init)
         if held is not None:
             return held
-        image_info, failed = await self.ensure_image(pod, container, init)
-        if failed is not None:
-            return failed
-        assert image_info is not None  # ensure_image gives an image or an outcome
+        image_info = await self.ensure_image(pod, container, init)
+        if isinstance(image_info, ContainerOutcome):
+            return image_info
         created = await self._create(pod, rt, sandbox_id, pod_ip, container, init, image_info)
         if isinstance(created, ContainerOutcome):
             return created
@@ -195,7 +194,7 @@ class ContainerManager:
         return ContainerOutcome(False, ("PostStartHookError", message))
 
     async def ensure_image(self, pod: Pod, container: Container, init: bool,
-                           quiet: bool = False) -> tuple[Image | None, ContainerOutcome | None]:
+                           quiet: bool = False) -> Image | ContainerOutcome:
         """The container's image, pulled by its pull policy; or the outcome that holds it back."""
         name, image = container.name, container.image or ""
         key = f"{pod.metadata.uid}/{name}/pull"
@@ -206,17 +205,17 @@ class ContainerManager:
             if not quiet:
                 await self.events.record(pod, "Pulled", f'Container image "{image}" already present on machine',
                                          container=name, init=init)
-            return present, None
+            return present
         if policy == "Never":
-            return None, await self._failed(pod, name, init, "ErrImageNeverPull",
-                                            f'Container image "{image}" is not present with pull policy of Never')
+            return await self._failed(pod, name, init, "ErrImageNeverPull",
+                                      f'Container image "{image}" is not present with pull policy of Never')
         now = time.time()
         left = self.pull_backoff.remaining(key, now, now)
         if left > 0:
             await self.events.record(pod, "BackOff", f'Back-off pulling image "{image}"', container=name,
                                      init=init)
-            return None, ContainerOutcome(False, ("ImagePullBackOff", f'Back-off pulling image "{image}"'),
-                                          time.monotonic() + left)
+            return ContainerOutcome(False, ("ImagePullBackOff", f'Back-off pulling image "{image}"'),
+                                    time.monotonic() + left)
         await self.events.record(pod, "Pulling", f'Pulling image "{image}"', container=name, init=init)
         t0 = time.monotonic()
         try:
@@ -225,12 +224,11 @@ class ContainerManager:
             self.pull_backoff.next(key, now, now)
             await self.events.record(pod, "Failed", f'Failed to pull image "{image}": {exc}', warning=True,
                                      container=name, init=init)
-            return None, ContainerOutcome(False, ("ErrImagePull", str(exc)),
-                                          time.monotonic() + self.pull_backoff.get(key))
+            return ContainerOutcome(False, ("ErrImagePull", str(exc)), time.monotonic() + self.pull_backoff.get(key))
         took = time.monotonic() - t0
         await self.events.record(pod, "Pulled", f'Successfully pulled image "{image}" in {took:.3f}s',
                                  container=name, init=init)
-        return info, None
+        return info
 
     async def kill(self, pod: Pod, spec: Container | None, record: ContainerRecord, grace_override: int | None,
                    message: str, probe: str = "", run_pre_stop: bool = True) -> None:
