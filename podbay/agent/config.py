@@ -5,7 +5,7 @@ import socket
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from podbay.agent.eviction import DEFAULT_EVICTION_HARD
+from podbay.agent.thresholds import DEFAULT_EVICTION_HARD
 from podbay.agent.imagegc import ImageGCPolicy
 from podbay.agent.proxy import ProxyConfig
 from podbay.runtime.images.busybox import TAGS as BUSYBOX_TAGS

@@ -25,7 +25,7 @@ from podbay.agent.volumesources import volume_sources
 from podbay.api import Pod
 from podbay.api.defaults import DEFAULT_GRACE_SECONDS
 from podbay.api.errors import NotFound
-from podbay.api.models import Container, is_restartable_init
+from podbay.api.models import Container, EphemeralContainer, is_restartable_init
 from podbay.api.services import Service
 from podbay.api.stored import uid_of
 from podbay.client.client import Client
@@ -105,25 +105,52 @@ class ContainerManager:
 
     async def start(self, pod: Pod, rt: PodRuntimeStatus, sandbox_id: str, pod_ip: str | None,
                     container: Container, init: bool, after: asyncio.Event | None = None) -> ContainerOutcome:
-        """Creates and starts one container; with `after`, the start waits for that event."""
+        """startContainer's steps: the crash back-off, the image, create, start, postStart; with
+        `after`, the start waits for that event."""
         name = container.name
-        key = backoff_key(uid_of(pod), name)
-        latest = rt.find(name)
-        if latest is not None and latest.state is RunState.EXITED:
-            finished = (latest.finished_at or _now()).timestamp()
-            left = self.backoff.remaining(key, finished, time.time())
-            if left > 0:
-                await self.events.record(pod, "BackOff", f"Back-off restarting failed container {name} in pod "
-                                         f"{pod_name(pod)}", warning=True, container=name, init=init)
-                return ContainerOutcome(False, ("CrashLoopBackOff",
-                                                f"back-off {duration(self.backoff.get(key))} restarting failed "
-                                                f"container={name} pod={pod_name(pod)}"),
-                                        time.monotonic() + left)
-            self.backoff.next(key, finished, time.time())
+        held = await self._crash_back_off(pod, rt.find(name), name, init)
+        if held is not None:
+            return held
+        image_info = await self.ensure_image(pod, container, init)
+        if isinstance(image_info, ContainerOutcome):
+            return image_info
+        created = await self._create(pod, rt, sandbox_id, pod_ip, container, init, image_info)
+        if isinstance(created, ContainerOutcome):
+            return created
+        await self.events.record(pod, "Created", f"Created container {name}", container=name, init=init)
+        if after is not None:
+            await after.wait()
+        try:
+            await self.runtime.start_container(created)
+        except Exception as exc:
+            return await self._failed(pod, name, init, "RunContainerError", str(exc))
+        await self.events.record(pod, "Started", f"Started container {name}", container=name, init=init)
+        return await self._post_start(pod, container, created, pod_ip, init)
 
-        image_info, failed = await self.ensure_image(pod, container, init)
-        if failed is not None:
-            return failed
+    async def _crash_back_off(self, pod: Pod, latest: ContainerRecord | None, name: str,
+                              init: bool) -> ContainerOutcome | None:
+        """CrashLoopBackOff while the back-off of an exited container runs; None: start it."""
+        if latest is None or latest.state is not RunState.EXITED:
+            return None
+        key = backoff_key(uid_of(pod), name)
+        finished = (latest.finished_at or _now()).timestamp()
+        left = self.backoff.remaining(key, finished, time.time())
+        if left <= 0:
+            self.backoff.next(key, finished, time.time())
+            return None
+        await self.events.record(pod, "BackOff", f"Back-off restarting failed container {name} in pod "
+                                 f"{pod_name(pod)}", warning=True, container=name, init=init)
+        return ContainerOutcome(False, ("CrashLoopBackOff",
+                                        f"back-off {duration(self.backoff.get(key))} restarting failed "
+                                        f"container={name} pod={pod_name(pod)}"),
+                                time.monotonic() + left)
+
+    async def _create(self, pod: Pod, rt: PodRuntimeStatus, sandbox_id: str, pod_ip: str | None,
+                      container: Container, init: bool, image_info: Image) -> str | ContainerOutcome:
+        """The volumes, the container's config and CreateContainer: the new container's id, or
+        the outcome that holds it back."""
+        name = container.name
+        latest = rt.find(name)
         attempt = latest.attempt + 1 if latest is not None else 0
         try:
             sources = await volume_sources(self.client, pod, PodFacts(pod_ip=pod_ip or "",
@@ -132,7 +159,7 @@ class ContainerManager:
         except Exception as exc:
             await self.events.record(pod, "FailedMount", f"MountVolume.SetUp failed: {exc}", warning=True)
             return ContainerOutcome(False, ("ContainerCreating", ""), time.monotonic() + self.config.backoff_base)
-        target_name = getattr(container, "target_container_name", None)
+        target_name = container.target_container_name if isinstance(container, EphemeralContainer) else None
         target = rt.find(target_name) if target_name else None
         if target_name and (target is None or target.state is not RunState.RUNNING):
             # The kubelet's runtime cannot join a PID namespace no process holds.
@@ -147,67 +174,61 @@ class ContainerManager:
         except EnvError as exc:
             return await self._failed(pod, name, init, "CreateContainerConfigError", str(exc))
         try:
-            cid = await self.runtime.create_container(sandbox_id, cfg)
+            return await self.runtime.create_container(sandbox_id, cfg)
         except Exception as exc:
             return await self._failed(pod, name, init, "CreateContainerError", str(exc))
-        await self.events.record(pod, "Created", f"Created container {name}", container=name, init=init)
-        if after is not None:
-            await after.wait()
-        try:
-            await self.runtime.start_container(cid)
-        except Exception as exc:
-            return await self._failed(pod, name, init, "RunContainerError", str(exc))
-        await self.events.record(pod, "Started", f"Started container {name}", container=name, init=init)
 
+    async def _post_start(self, pod: Pod, container: Container, cid: str, pod_ip: str | None,
+                          init: bool) -> ContainerOutcome:
+        """The postStart hook; a failed one kills the container (PostStartHookError)."""
         post_start = container.lifecycle.post_start if container.lifecycle is not None else None
-        if post_start is not None:
-            ok, message = await run_handler(self.runtime, post_start, container, cid, pod_ip,
-                                            float(grace_seconds(pod)))
-            if not ok:
-                await self.events.record(pod, "FailedPostStartHook", message, warning=True, container=name,
-                                         init=init)
-                record = ContainerRecord(id=cid, name=name, state=RunState.RUNNING)
-                await self.kill(pod, container, record, None, "FailedPostStartHook", probe="", run_pre_stop=False)
-                return ContainerOutcome(False, ("PostStartHookError", message))
-        return STARTED
+        if post_start is None:
+            return STARTED
+        ok, message = await run_handler(self.runtime, post_start, container, cid, pod_ip, float(grace_seconds(pod)))
+        if ok:
+            return STARTED
+        await self.events.record(pod, "FailedPostStartHook", message, warning=True, container=container.name,
+                                 init=init)
+        record = ContainerRecord(id=cid, name=container.name, state=RunState.RUNNING)
+        await self.kill(pod, container, record, None, "FailedPostStartHook", probe="", run_pre_stop=False)
+        return ContainerOutcome(False, ("PostStartHookError", message))
 
     async def ensure_image(self, pod: Pod, container: Container, init: bool,
-                           quiet: bool = False) -> tuple[Image | None, ContainerOutcome | None]:
+                           quiet: bool = False) -> Image | ContainerOutcome:
         """The container's image, pulled by its pull policy; or the outcome that holds it back."""
         name, image = container.name, container.image or ""
         key = f"{pod.metadata.uid}/{name}/pull"
         policy = container.image_pull_policy or ("Always" if image.endswith(":latest") or ":" not in
                                                  image.rsplit("/", 1)[-1] else "IfNotPresent")
-        present = await translate.image_present(self.runtime, image)
+        present = await self.runtime.image_status(image)
         if present is not None and (policy != "Always" or quiet):
             if not quiet:
                 await self.events.record(pod, "Pulled", f'Container image "{image}" already present on machine',
                                          container=name, init=init)
-            return present, None
+            return present
         if policy == "Never":
-            return None, await self._failed(pod, name, init, "ErrImageNeverPull",
-                                            f'Container image "{image}" is not present with pull policy of Never')
+            return await self._failed(pod, name, init, "ErrImageNeverPull",
+                                      f'Container image "{image}" is not present with pull policy of Never')
         now = time.time()
         left = self.pull_backoff.remaining(key, now, now)
         if left > 0:
             await self.events.record(pod, "BackOff", f'Back-off pulling image "{image}"', container=name,
                                      init=init)
-            return None, ContainerOutcome(False, ("ImagePullBackOff", f'Back-off pulling image "{image}"'),
-                                          time.monotonic() + left)
+            return ContainerOutcome(False, ("ImagePullBackOff", f'Back-off pulling image "{image}"'),
+                                    time.monotonic() + left)
         await self.events.record(pod, "Pulling", f'Pulling image "{image}"', container=name, init=init)
         t0 = time.monotonic()
         try:
-            info = await translate.pull_image(self.runtime, image)
+            info = await self.runtime.pull_image(image)
         except Exception as exc:
             self.pull_backoff.next(key, now, now)
             await self.events.record(pod, "Failed", f'Failed to pull image "{image}": {exc}', warning=True,
                                      container=name, init=init)
-            return None, ContainerOutcome(False, ("ErrImagePull", str(exc)),
-                                          time.monotonic() + self.pull_backoff.get(key))
+            return ContainerOutcome(False, ("ErrImagePull", str(exc)), time.monotonic() + self.pull_backoff.get(key))
         took = time.monotonic() - t0
         await self.events.record(pod, "Pulled", f'Successfully pulled image "{image}" in {took:.3f}s',
                                  container=name, init=init)
-        return info, None
+        return info
 
     async def kill(self, pod: Pod, spec: Container | None, record: ContainerRecord, grace_override: int | None,
                    message: str, probe: str = "", run_pre_stop: bool = True) -> None:
@@ -221,7 +242,8 @@ class ContainerManager:
         init = spec is not None and spec in pod.spec.init_containers
         await self.events.record(pod, "Killing", message, container=name, init=init)
         pre_stop = spec.lifecycle.pre_stop if spec is not None and spec.lifecycle is not None else None
-        if run_pre_stop and pre_stop is not None and grace > 0 and record.state is RunState.RUNNING:
+        if run_pre_stop and spec is not None and pre_stop is not None and grace > 0 \
+                and record.state is RunState.RUNNING:
             t0 = time.monotonic()
             pod_ip = None
             rt = await runtime_status(self.runtime, uid_of(pod))

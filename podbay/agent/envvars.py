@@ -7,7 +7,8 @@ import math
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+
+from podbay.api import Container, Pod
 
 
 class EnvError(Exception):
@@ -68,7 +69,7 @@ class PodFacts:
 _KEYED = re.compile(r"^metadata\.(labels|annotations)\['(.+)'\]$")
 
 
-def field_ref_value(pod: Any, path: str, facts: PodFacts) -> str:
+def field_ref_value(pod: Pod, path: str, facts: PodFacts) -> str:
     m = _KEYED.match(path)
     if m:
         source = pod.metadata.labels if m.group(1) == "labels" else pod.metadata.annotations
@@ -89,7 +90,7 @@ def field_ref_value(pod: Any, path: str, facts: PodFacts) -> str:
     return simple[path]() or ""
 
 
-def resource_field_value(container: Any, resource: str, divisor: str | None, facts: PodFacts) -> str:
+def resource_field_value(container: Container, resource: str, divisor: str | None, facts: PodFacts) -> str:
     """resourceFieldRef: limits fall back to the node's allocatable; values round up to the divisor."""
     from podbay.api.quantity import parse_quantity
 
@@ -97,10 +98,10 @@ def resource_field_value(container: Any, resource: str, divisor: str | None, fac
     if kind not in ("limits", "requests") or name not in ("cpu", "memory", "ephemeral-storage"):
         raise EnvError(f"resourceFieldRef.resource: Unsupported value: {resource!r}")
     res = container.resources
-    values = (getattr(res, kind, None) or {}) if res is not None else {}
-    raw = values.get(name)
+    limits = res.limits if res is not None else {}
+    raw = (limits if kind == "limits" else res.requests if res is not None else {}).get(name)
     if raw is None and kind == "requests":
-        raw = ((getattr(res, "limits", None) or {}) if res is not None else {}).get(name)
+        raw = limits.get(name)
     if raw is None:
         raw = (facts.node_allocatable or {}).get(name)
     if raw is None:
@@ -111,7 +112,7 @@ def resource_field_value(container: Any, resource: str, divisor: str | None, fac
     return str(math.ceil(parse_quantity(str(raw)) / div))
 
 
-def container_env(pod: Any, container: Any, facts: PodFacts) -> tuple[list[tuple[str, str]], list[str]]:
+def container_env(pod: Pod, container: Container, facts: PodFacts) -> tuple[list[tuple[str, str]], list[str]]:
     """(name, value) pairs in the kubelet's order, and warnings for skipped optional sources.
 
     configMap and secret sources are not supported: a required one raises EnvError,
@@ -119,15 +120,15 @@ def container_env(pod: Any, container: Any, facts: PodFacts) -> tuple[list[tuple
     """
     env: dict[str, str] = {}
     warnings: list[str] = []
-    for src in getattr(container, "env_from", None) or []:
+    for src in container.env_from:
         ref = src.config_map_ref or src.secret_ref
         kind = "configMap" if src.config_map_ref else "secret"
-        if ref is not None and getattr(ref, "optional", None):
+        if ref is not None and ref.optional:
             warnings.append(f"envFrom {kind} {ref.name!r} is not supported; skipped (optional)")
             continue
-        raise EnvError(f"envFrom: {kind} {getattr(ref, 'name', '')!r} is not supported")
+        raise EnvError(f"envFrom: {kind} {ref.name if ref is not None else ''!r} is not supported")
     services = facts.service_env or {}
-    for var in container.env or []:
+    for var in container.env:
         value = var.value or ""
         if value:
             value = expand(value, mapping_for(env, services))
@@ -137,18 +138,18 @@ def container_env(pod: Any, container: Any, facts: PodFacts) -> tuple[list[tuple
                 value = field_ref_value(pod, vf.field_ref.field_path, facts)
             elif vf.resource_field_ref is not None:
                 rf = vf.resource_field_ref
-                target = container
+                target: Container | None = container
                 if rf.container_name:
                     target = next((c for c in [*pod.spec.init_containers, *pod.spec.containers]
                                    if c.name == rf.container_name), None)
-                    if target is None:
-                        raise EnvError(f"env[{var.name}].valueFrom.resourceFieldRef.containerName: "
-                                       f"Not found: {rf.container_name!r}")
+                if target is None:
+                    raise EnvError(f"env[{var.name}].valueFrom.resourceFieldRef.containerName: "
+                                   f"Not found: {rf.container_name!r}")
                 value = resource_field_value(target, rf.resource, rf.divisor, facts)
             else:
-                ref = vf.config_map_key_ref or vf.secret_key_ref
+                key_ref = vf.config_map_key_ref or vf.secret_key_ref
                 kind = "configMapKeyRef" if vf.config_map_key_ref else "secretKeyRef"
-                if ref is not None and getattr(ref, "optional", None):
+                if key_ref is not None and key_ref.optional:
                     warnings.append(f"env {var.name}: {kind} is not supported; skipped (optional)")
                     continue
                 raise EnvError(f"env[{var.name}].valueFrom.{kind}: not supported by this node")
@@ -158,13 +159,13 @@ def container_env(pod: Any, container: Any, facts: PodFacts) -> tuple[list[tuple
     return list(env.items()), warnings
 
 
-def container_argv(container: Any, image_entrypoint: Sequence[str] | None, image_cmd: Sequence[str] | None,
+def container_argv(container: Container, image_entrypoint: Sequence[str] | None, image_cmd: Sequence[str] | None,
                    env: Sequence[tuple[str, str]]) -> list[str]:
     """command/args against the image's Entrypoint/Cmd, then $(VAR) expansion with the
     container's env: a command replaces Entrypoint and drops Cmd; args replace Cmd."""
     lookup = mapping_for(dict(env))
-    command = [expand(c, lookup) for c in container.command or []]
-    args = [expand(a, lookup) for a in container.args or []]
+    command = [expand(c, lookup) for c in container.command]
+    args = [expand(a, lookup) for a in container.args]
     if command:
         return command + args
     return list(image_entrypoint or []) + (args if container.args else list(image_cmd or []))

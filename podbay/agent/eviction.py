@@ -12,10 +12,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from fractions import Fraction
 from pathlib import Path
-from typing import Any
 
-from podbay.agent.thresholds import DEFAULT_EVICTION_HARD, SIGNAL_CONDITION, Threshold, parse_thresholds
-from podbay.api.models import Pod, Taint
+from podbay.agent.thresholds import SIGNAL_CONDITION, Threshold
+from podbay.api.models import NodeCondition, Pod, Taint
 from podbay.api.quantity import format_bytes, parse_quantity
 from podbay.api.resources import pod_limits, qos_class
 from podbay.api.taints import CONDITION_TAINTS, tolerates
@@ -111,18 +110,18 @@ class PressureHistory:
                 if kind in current or (kind in self.last_met and now - self.last_met[kind] < self.period)]
 
 
-def pressure_conditions(pressed: list[str], previous: list[dict[str, Any]], now: datetime) -> list[dict[str, Any]]:
+def pressure_conditions(pressed: list[str], previous: list[NodeCondition], now: datetime) -> list[NodeCondition]:
     """MemoryPressure, DiskPressure and PIDPressure as the kubelet posts them, True for those in
     `pressed`: lastTransitionTime kept while the status stays, lastHeartbeatTime now."""
-    before = {c.get("type"): c for c in previous}
+    before = {c.type: c for c in previous}
     out = []
     for kind, (true_words, false_words) in CONDITION_WORDS.items():
         status = "True" if kind in pressed else "False"
         reason, message = true_words if status == "True" else false_words
         old = before.get(kind)
-        since = old["lastTransitionTime"] if old is not None and old.get("status") == status else now
-        out.append({"type": kind, "status": status, "reason": reason, "message": message,
-                    "lastHeartbeatTime": now, "lastTransitionTime": since})
+        since = old.last_transition_time if old is not None and old.status == status else now
+        out.append(NodeCondition(type=kind, status=status, reason=reason, message=message, last_heartbeat_time=now,
+                                 last_transition_time=since))
     return out
 
 

@@ -15,10 +15,11 @@ from podbay.agent.containers import runtime_status
 from podbay.agent.cri import ContainerRuntime
 from podbay.agent.eviction import (
     EVICTED_REASON, Observation, PodUsage, PressureHistory, StorageUsage, admission_rejection, node_pressure_victim, observe,
-    parse_thresholds, storage_violation, thresholds_met,
+    storage_violation, thresholds_met,
 )
 from podbay.agent.events import PodEvents
 from podbay.agent.podworkers import PodWorker, PodWorkers
+from podbay.agent.thresholds import parse_thresholds
 from podbay.api import Pod
 from podbay.api.errors import NotFound
 from podbay.api.stored import uid_of

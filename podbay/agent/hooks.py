@@ -4,25 +4,27 @@ health check into the pod's IP, sleep. Each returns (success, message) and is cu
 from __future__ import annotations
 
 import asyncio
-from typing import Any
 
 import aiohttp
+
+from podbay.agent.cri import ContainerRuntime
+from podbay.api import Container, HTTPGetAction, LifecycleHandler, Probe, TCPSocketAction
 
 USER_AGENT = "kube-probe/1.32"
 
 
-def _port(port: Any, container: Any) -> int:
+def _port(port: int | str, container: Container) -> int:
     if isinstance(port, int):
         return port
     if isinstance(port, str) and port.isdigit():
         return int(port)
-    for p in container.ports or []:
+    for p in container.ports:
         if p.name == port:
             return p.container_port
     raise ValueError(f"port {port!r} not found in container {container.name}")
 
 
-async def run_exec(runtime: Any, container_id: str, command: list[str], timeout: float) -> tuple[bool, str]:
+async def run_exec(runtime: ContainerRuntime, container_id: str, command: list[str], timeout: float) -> tuple[bool, str]:
     try:
         code, out, err = await runtime.exec_sync(container_id, command, timeout)
     except asyncio.TimeoutError:
@@ -30,14 +32,12 @@ async def run_exec(runtime: Any, container_id: str, command: list[str], timeout:
     except Exception as exc:
         return False, str(exc)
     if code != 0:
-        text = (out or b"") + (err or b"")
-        if isinstance(text, bytes):
-            text = text.decode(errors="replace")
+        text = ((out or b"") + (err or b"")).decode(errors="replace")
         return False, f"command {command!r} exited with {code}: {text.strip()}"
     return True, ""
 
 
-async def run_http_get(action: Any, container: Any, pod_ip: str | None, timeout: float) -> tuple[bool, str]:
+async def run_http_get(action: HTTPGetAction, container: Container, pod_ip: str | None, timeout: float) -> tuple[bool, str]:
     host = action.host or pod_ip
     if not host:
         return False, "pod has no IP"
@@ -47,7 +47,7 @@ async def run_http_get(action: Any, container: Any, pod_ip: str | None, timeout:
         path = "/" + path
     url = f"{scheme}://{host}:{_port(action.port, container)}{path}"
     headers = {"User-Agent": USER_AGENT, "Accept": "*/*"}
-    for h in action.http_headers or []:
+    for h in action.http_headers:
         headers[h.name] = h.value
     try:
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=timeout)) as session:
@@ -62,7 +62,7 @@ async def run_http_get(action: Any, container: Any, pod_ip: str | None, timeout:
         return False, f'Get "{url}": {exc}'
 
 
-async def run_tcp(action: Any, container: Any, pod_ip: str | None, timeout: float) -> tuple[bool, str]:
+async def run_tcp(action: TCPSocketAction, container: Container, pod_ip: str | None, timeout: float) -> tuple[bool, str]:
     host = action.host or pod_ip
     port = _port(action.port, container)
     try:
@@ -73,22 +73,22 @@ async def run_tcp(action: Any, container: Any, pod_ip: str | None, timeout: floa
     return True, ""
 
 
-async def run_handler(runtime: Any, handler: Any, container: Any, container_id: str, pod_ip: str | None,
+async def run_handler(runtime: ContainerRuntime, handler: LifecycleHandler | Probe, container: Container, container_id: str, pod_ip: str | None,
                       timeout: float) -> tuple[bool, str]:
     """A LifecycleHandler or a Probe's action."""
-    if getattr(handler, "exec", None) is not None:
-        return await run_exec(runtime, container_id, list(handler.exec.command or []), timeout)
-    if getattr(handler, "http_get", None) is not None:
+    if handler.exec is not None:
+        return await run_exec(runtime, container_id, list(handler.exec.command), timeout)
+    if handler.http_get is not None:
         return await run_http_get(handler.http_get, container, pod_ip, timeout)
-    if getattr(handler, "tcp_socket", None) is not None:
+    if handler.tcp_socket is not None:
         return await run_tcp(handler.tcp_socket, container, pod_ip, timeout)
-    if getattr(handler, "grpc", None) is not None:
+    if isinstance(handler, Probe) and handler.grpc is not None:
         if not pod_ip:
             return False, "pod has no IP"
         # h2 (~1.7 MiB resident) only once a pod has a gRPC probe.
         from podbay.agent.grpcprobe import probe_grpc
         return await probe_grpc(pod_ip, handler.grpc.port, handler.grpc.service or "", timeout, USER_AGENT)
-    if getattr(handler, "sleep", None) is not None:
+    if isinstance(handler, LifecycleHandler) and handler.sleep is not None:
         await asyncio.sleep(min(handler.sleep.seconds, timeout))
         return True, ""
     return False, "handler has no action"

@@ -42,9 +42,9 @@ class HyperLifecycle:
         """Pulls the images and sets the volumes up; returns each container held back and why."""
         held: dict[str, ContainerOutcome] = {}
         for c in [*pod.spec.init_containers, *pod.spec.containers]:
-            _, failed = await self.containers.ensure_image(pod, c, c in pod.spec.init_containers, quiet=True)
-            if failed is not None:
-                held[c.name] = failed
+            pulled = await self.containers.ensure_image(pod, c, c in pod.spec.init_containers, quiet=True)
+            if isinstance(pulled, ContainerOutcome):
+                held[c.name] = pulled
         try:
             sources = await volume_sources(self.client, pod, PodFacts(host_ip=self.config.node_address))
             await self.runtime.setup_pod_volumes(uid_of(pod), sources)

@@ -7,7 +7,9 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Callable
+
+from podbay.agent.cri import ContainerRuntime
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +51,7 @@ def images_to_free(images: list[ImageRecord], in_use: set[str], used_bytes: int,
 
 @dataclass
 class ImageGC:
-    runtime: Any
+    runtime: ContainerRuntime
     policy: ImageGCPolicy = field(default_factory=ImageGCPolicy)
     clock: Callable[[], float] = field(default=lambda: asyncio.get_running_loop().time())
     records: dict[str, ImageRecord] = field(default_factory=dict)

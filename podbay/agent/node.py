@@ -6,9 +6,13 @@ import platform
 import uuid
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Iterable
 
 from podbay.agent.config import AgentConfig
+from podbay.api import (
+    ContainerImage, DaemonEndpoint, Node, NodeAddress, NodeCondition, NodeDaemonEndpoints, NodeRuntimeHandler,
+    NodeRuntimeHandlerFeatures, NodeSpec, NodeStatus, NodeSystemInfo, ObjectMeta,
+)
 from podbay.runtime.images import Image
 
 # The kubelet's defaults: --node-status-max-images, and names kept per image.
@@ -34,12 +38,13 @@ def _machine_id() -> str:
     return uuid.uuid5(uuid.NAMESPACE_DNS, platform.node()).hex
 
 
-def ready_condition(now: datetime, since: datetime) -> dict[str, Any]:
-    return {"type": "Ready", "status": "True", "reason": "KubeletReady", "message": "podbay agent is posting ready status",
-            "lastHeartbeatTime": now, "lastTransitionTime": since}
+def ready_condition(now: datetime, since: datetime) -> NodeCondition:
+    return NodeCondition(type="Ready", status="True", reason="KubeletReady",
+                         message="podbay agent is posting ready status", last_heartbeat_time=now,
+                         last_transition_time=since)
 
 
-def node_status(config: AgentConfig, port: int, now: datetime, ready_since: datetime) -> dict[str, Any]:
+def node_status(config: AgentConfig, port: int, now: datetime, ready_since: datetime) -> NodeStatus:
     capacity = machine_capacity(config.state_root, config.max_pods)
     os_release = {}
     osr = Path("/etc/os-release")
@@ -47,33 +52,34 @@ def node_status(config: AgentConfig, port: int, now: datetime, ready_since: date
         for line in osr.read_text().splitlines():
             k, _, v = line.partition("=")
             os_release[k] = v.strip('"')
-    return {
-        "capacity": capacity,
-        "allocatable": capacity,
-        "conditions": [ready_condition(now, ready_since)],
-        "addresses": [{"type": "InternalIP", "address": config.node_address},
-                      {"type": "Hostname", "address": config.node_name}],
-        "daemonEndpoints": {"kubeletEndpoint": {"Port": port}},
-        "nodeInfo": {"machineID": _machine_id(), "systemUUID": _machine_id(), "bootID": _boot_id(),
-                     "kernelVersion": platform.release(), "osImage": os_release.get("PRETTY_NAME", "Linux"),
-                     "containerRuntimeVersion": "crun://podbay", "kubeletVersion": "v1.32.0-podbay",
-                     "kubeProxyVersion": "", "operatingSystem": "linux", "architecture": _arch()},
-    }
+    return NodeStatus(
+        capacity=capacity,
+        allocatable=dict(capacity),
+        conditions=[ready_condition(now, ready_since)],
+        addresses=[NodeAddress(type="InternalIP", address=config.node_address),
+                   NodeAddress(type="Hostname", address=config.node_name)],
+        daemon_endpoints=NodeDaemonEndpoints(kubelet_endpoint=DaemonEndpoint(Port=port)),
+        node_info=NodeSystemInfo(machineID=_machine_id(), systemUUID=_machine_id(), bootID=_boot_id(),
+                                 kernel_version=platform.release(), os_image=os_release.get("PRETTY_NAME", "Linux"),
+                                 container_runtime_version="crun://podbay", kubelet_version="v1.32.0-podbay",
+                                 kube_proxy_version="", operating_system="linux", architecture=_arch()),
+    )
 
 
-def node_images(images: list[Image]) -> list[dict[str, Any]]:
+def node_images(images: list[Image]) -> list[ContainerImage]:
     """status.images as the kubelet reports them: the largest first, each named by its repo
     digests then tags, with its size (here the unpacked size, what it takes on disk)."""
     largest = sorted(images, key=lambda i: i.size, reverse=True)[:MAX_NODE_IMAGES]
-    return [{"names": [*i.repo_digests, *i.repo_tags][:MAX_NAMES_PER_IMAGE] or [i.id], "sizeBytes": i.size}
+    return [ContainerImage(names=[*i.repo_digests, *i.repo_tags][:MAX_NAMES_PER_IMAGE] or [i.id], size_bytes=i.size)
             for i in largest]
 
 
-def node_runtime_handlers(names: Iterable[str]) -> list[dict[str, Any]]:
+def node_runtime_handlers(names: Iterable[str]) -> list[NodeRuntimeHandler]:
     """status.runtimeHandlers as the kubelet reports its runtime's: each handler name a
     RuntimeClass may give ("" the default), sorted. Neither feature is podbay's yet: no user
     namespaces (hostUsers: false) and no recursive read-only mounts."""
-    return [{"name": n, "features": {"recursiveReadOnlyMounts": False, "userNamespaces": False}}
+    return [NodeRuntimeHandler(name=n, features=NodeRuntimeHandlerFeatures(recursive_read_only_mounts=False,
+                                                                          user_namespaces=False))
             for n in sorted(set(names))]
 
 
@@ -86,9 +92,9 @@ def _arch() -> str:
     return {"x86_64": "amd64", "aarch64": "arm64"}.get(platform.machine(), platform.machine())
 
 
-def node_object(config: AgentConfig, port: int, now: datetime) -> dict[str, Any]:
+def node_object(config: AgentConfig, port: int, now: datetime) -> Node:
     labels = {"kubernetes.io/hostname": config.node_name, "kubernetes.io/os": "linux",
               "kubernetes.io/arch": _arch(), **config.labels}
-    return {"apiVersion": "v1", "kind": "Node", "metadata": {"name": config.node_name, "labels": labels},
-            "spec": {"podCIDR": config.pod_cidr, "podCIDRs": [config.pod_cidr]} if config.pod_cidr else {},
-            "status": node_status(config, port, now, now)}
+    spec = NodeSpec(podCIDR=config.pod_cidr, podCIDRs=[config.pod_cidr]) if config.pod_cidr else NodeSpec()
+    return Node(metadata=ObjectMeta(name=config.node_name, labels=labels), spec=spec,
+                status=node_status(config, port, now, now))

@@ -5,16 +5,14 @@ from __future__ import annotations
 import asyncio
 import logging
 from datetime import datetime, timezone
-from typing import Any
 
 from podbay.agent.config import AgentConfig
 from podbay.agent.cri import ContainerRuntime
 from podbay.agent.eviction import CONDITION_WORDS, pressure_conditions
 from podbay.agent.evictionmanager import EvictionManager
 from podbay.agent.node import node_images, node_object, node_runtime_handlers, ready_condition
-from podbay.api import Node
+from podbay.api import Node, NodeCondition
 from podbay.api.errors import AlreadyExists, NotFound
-from podbay.api.serialize import from_dict, to_dict
 from podbay.client.client import Client
 
 log = logging.getLogger(__name__)
@@ -30,7 +28,7 @@ class NodeStatus:
         self.port = config.server_port  # the agent server's, once it listens
         self.ready_since = datetime.now(timezone.utc)
 
-    async def _conditions(self, previous: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    async def _conditions(self, previous: list[NodeCondition]) -> list[NodeCondition]:
         """MemoryPressure, DiskPressure, PIDPressure (from the hard eviction thresholds, measured
         now) and Ready, in the kubelet's order."""
         now = datetime.now(timezone.utc)
@@ -38,33 +36,30 @@ class NodeStatus:
         return [*pressure_conditions(pressure, previous, now), ready_condition(now, self.ready_since)]
 
     async def register(self) -> None:
-        body = node_object(self.config, self.port, datetime.now(timezone.utc))
-        body["status"]["conditions"] = await self._conditions([])
-        body["status"]["images"] = node_images(await self.runtime.list_images())
-        body["status"]["runtimeHandlers"] = node_runtime_handlers(self.runtime.handlers)
+        node = node_object(self.config, self.port, datetime.now(timezone.utc))
+        node.status.conditions = await self._conditions([])
+        node.status.images = node_images(await self.runtime.list_images())
+        node.status.runtime_handlers = node_runtime_handlers(self.runtime.handlers)
         try:
-            await self.client.create(from_dict(Node, body))
+            await self.client.create(node)
         except AlreadyExists:
-            node = await self.client.get(Node, self.config.node_name)
-            merged = to_dict(node)
-            merged["status"] = body["status"]
-            merged.setdefault("metadata", {}).setdefault("labels", {}).update(body["metadata"]["labels"])
-            await self.client.update_status(from_dict(Node, merged))
+            existing = await self.client.get(Node, self.config.node_name)
+            existing.status = node.status
+            existing.metadata.labels.update(node.metadata.labels)
+            await self.client.update_status(existing)
 
     async def heartbeat_loop(self) -> None:
         while True:
             await asyncio.sleep(self.config.heartbeat_interval)
             try:
                 node = await self.client.get(Node, self.config.node_name)
-                data = to_dict(node)
-                status = data.setdefault("status", {})
-                previous = status.get("conditions", [])
+                previous = node.status.conditions
                 ours = {"Ready", *CONDITION_WORDS}
-                status["conditions"] = [c for c in previous if c.get("type") not in ours] + \
+                node.status.conditions = [c for c in previous if c.type not in ours] + \
                     await self._conditions(previous)
-                status["images"] = node_images(await self.runtime.list_images())
-                status["runtimeHandlers"] = node_runtime_handlers(self.runtime.handlers)
-                await self.client.update_status(from_dict(Node, data))
+                node.status.images = node_images(await self.runtime.list_images())
+                node.status.runtime_handlers = node_runtime_handlers(self.runtime.handlers)
+                await self.client.update_status(node)
             except NotFound:
                 await self.register()
             except Exception as exc:

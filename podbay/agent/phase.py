@@ -3,111 +3,124 @@ status/generate.go). Pure: works on the pod spec and API container statuses.
 """
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
+from podbay.api import ContainerStateTerminated, ContainerStatus, Pod, PodCondition
 from podbay.api.models import is_restartable_init
 
 
 TERMINAL_PHASES = ("Succeeded", "Failed")
 
 
-def _status_of(statuses: Sequence[Any], name: str) -> Any | None:
+def _status_of(statuses: Sequence[ContainerStatus], name: str) -> ContainerStatus | None:
     for s in statuses:
         if s.name == name:
             return s
     return None
 
 
-def _last_terminated(s: Any) -> Any | None:
+def _last_terminated(s: ContainerStatus) -> ContainerStateTerminated | None:
     return s.last_state.terminated if s.last_state is not None else None
 
 
-def get_phase(pod: Any, init_statuses: Sequence[Any], statuses: Sequence[Any], pod_is_terminal: bool) -> str:
+def get_phase(pod: Pod, init_statuses: Sequence[ContainerStatus], statuses: Sequence[ContainerStatus],
+              pod_is_terminal: bool) -> str:
     """getPhase: `pod_is_terminal` is true once the pod will run nothing more."""
-    spec = pod.spec
-    pending_regular_init = pending_sidecars = failed_init = 0
-    unknown = running = waiting = stopped = succeeded = 0
-
-    for c in spec.init_containers:
+    counts = _PhaseCounts()
+    for c in pod.spec.init_containers:
+        s = _status_of(init_statuses, c.name)
         if is_restartable_init(c):
-            continue
-        s = _status_of(init_statuses, c.name)
-        if s is None or s.state is None:
-            pending_regular_init += 1
-        elif s.state.running is not None:
-            pending_regular_init += 1
-        elif s.state.terminated is not None:
-            if s.state.terminated.exit_code != 0:
-                failed_init += 1
-        elif s.state.waiting is not None:
-            last = _last_terminated(s)
-            if last is not None:
-                if last.exit_code != 0:
-                    failed_init += 1
-            else:
-                pending_regular_init += 1
+            counts.add_sidecar(s)
         else:
-            pending_regular_init += 1
+            counts.add_regular_init(s)
+    for c in pod.spec.containers:
+        counts.add_container(_status_of(statuses, c.name))
+    return counts.phase(pod.spec.restart_policy, pod_is_terminal)
 
-    for c in spec.init_containers:
-        if not is_restartable_init(c):
-            continue
-        s = _status_of(init_statuses, c.name)
-        if s is None or s.state is None:
-            pending_sidecars += 1
-            unknown += 1
-        elif s.state.running is not None:
+
+@dataclass
+class _PhaseCounts:
+    """getPhase's tallies of the containers' states."""
+
+    pending_regular_init: int = 0
+    pending_sidecars: int = 0
+    failed_init: int = 0
+    unknown: int = 0
+    running: int = 0
+    waiting: int = 0
+    stopped: int = 0
+    succeeded: int = 0
+
+    def add_regular_init(self, s: ContainerStatus | None) -> None:
+        state = s.state if s is not None else None
+        if s is None or state is None or state.running is not None:
+            self.pending_regular_init += 1
+        elif state.terminated is not None:
+            if state.terminated.exit_code != 0:
+                self.failed_init += 1
+        elif state.waiting is not None and (last := _last_terminated(s)) is not None:
+            if last.exit_code != 0:
+                self.failed_init += 1
+        else:
+            self.pending_regular_init += 1
+
+    def add_sidecar(self, s: ContainerStatus | None) -> None:
+        state = s.state if s is not None else None
+        if s is None or state is None:
+            self.pending_sidecars += 1
+            self.unknown += 1
+        elif state.running is not None:
             if not s.started:
-                pending_sidecars += 1
-            running += 1
-        elif s.state.terminated is not None:
+                self.pending_sidecars += 1
+            self.running += 1
+        elif state.terminated is not None:
             pass  # a stopped sidecar never decides the phase
-        elif s.state.waiting is not None:
+        elif state.waiting is not None:
             if _last_terminated(s) is None:
-                pending_sidecars += 1
-                waiting += 1
+                self.pending_sidecars += 1
+                self.waiting += 1
         else:
-            pending_sidecars += 1
-            unknown += 1
+            self.pending_sidecars += 1
+            self.unknown += 1
 
-    for c in spec.containers:
-        s = _status_of(statuses, c.name)
-        if s is None or s.state is None:
-            unknown += 1
-        elif s.state.running is not None:
-            running += 1
-        elif s.state.terminated is not None:
-            stopped += 1
-            if s.state.terminated.exit_code == 0:
-                succeeded += 1
-        elif s.state.waiting is not None:
+    def add_container(self, s: ContainerStatus | None) -> None:
+        state = s.state if s is not None else None
+        if s is None or state is None:
+            self.unknown += 1
+        elif state.running is not None:
+            self.running += 1
+        elif state.terminated is not None:
+            self.stopped += 1
+            if state.terminated.exit_code == 0:
+                self.succeeded += 1
+        elif state.waiting is not None:
             if _last_terminated(s) is not None:
-                stopped += 1
+                self.stopped += 1
             else:
-                waiting += 1
+                self.waiting += 1
         else:
-            unknown += 1
+            self.unknown += 1
 
-    if failed_init > 0 and spec.restart_policy == "Never":
-        return "Failed"
-    if pending_regular_init > 0 or pending_sidecars > 0 or waiting > 0:
-        return "Pending"
-    if running > 0 and unknown == 0:
-        return "Running"
-    if running == 0 and stopped > 0 and unknown == 0:
-        if pod_is_terminal:
-            return "Succeeded" if stopped == succeeded else "Failed"
-        if spec.restart_policy == "Always":
-            return "Running"
-        if stopped == succeeded:
-            return "Succeeded"
-        if spec.restart_policy == "Never":
+    def phase(self, restart_policy: str | None, pod_is_terminal: bool) -> str:
+        if self.failed_init > 0 and restart_policy == "Never":
             return "Failed"
-        return "Running"
-    return "Pending"
+        if self.pending_regular_init > 0 or self.pending_sidecars > 0 or self.waiting > 0:
+            return "Pending"
+        if self.running > 0 and self.unknown == 0:
+            return "Running"
+        if self.running == 0 and self.stopped > 0 and self.unknown == 0:
+            if pod_is_terminal:
+                return "Succeeded" if self.stopped == self.succeeded else "Failed"
+            if restart_policy == "Always":
+                return "Running"
+            if self.stopped == self.succeeded:
+                return "Succeeded"
+            if restart_policy == "Never":
+                return "Failed"
+            return "Running"
+        return "Pending"
 
 
 @dataclass(frozen=True)
@@ -124,7 +137,7 @@ def _names(names: list[str]) -> str:
     return "[" + " ".join(names) + "]"
 
 
-def initialized_condition(pod: Any, init_statuses: Sequence[Any], statuses: Sequence[Any], phase: str) -> Condition:
+def initialized_condition(pod: Pod, init_statuses: Sequence[ContainerStatus], statuses: Sequence[ContainerStatus], phase: str) -> Condition:
     """GeneratePodInitializedCondition; stays True once any main container has started."""
     if any(s.state is not None and (s.state.running is not None or s.state.terminated is not None
                                     or _last_terminated(s) is not None) for s in statuses):
@@ -152,7 +165,7 @@ def initialized_condition(pod: Any, init_statuses: Sequence[Any], statuses: Sequ
     return Condition("Initialized", "False", "ContainersNotInitialized", ", ".join(parts))
 
 
-def containers_ready_condition(pod: Any, init_statuses: Sequence[Any], statuses: Sequence[Any], phase: str) -> Condition:
+def containers_ready_condition(pod: Pod, init_statuses: Sequence[ContainerStatus], statuses: Sequence[ContainerStatus], phase: str) -> Condition:
     """GenerateContainersReadyCondition: every main container and sidecar ready."""
     unknown, unready = [], []
     for c in pod.spec.init_containers:
@@ -181,7 +194,7 @@ def containers_ready_condition(pod: Any, init_statuses: Sequence[Any], statuses:
     return Condition("ContainersReady", "True")
 
 
-def ready_condition(pod: Any, containers_ready: Condition, phase: str) -> Condition:
+def ready_condition(pod: Pod, containers_ready: Condition, phase: str) -> Condition:
     """GeneratePodReadyCondition: ContainersReady plus every readiness gate True."""
     if containers_ready.status != "True":
         return Condition("Ready", containers_ready.status, containers_ready.reason, containers_ready.message)
@@ -201,7 +214,8 @@ def ready_condition(pod: Any, containers_ready: Condition, phase: str) -> Condit
     return Condition("Ready", "True")
 
 
-def merge_conditions(old: Sequence[Any], new: Sequence[Condition], now: datetime, make: Any) -> list[Any]:
+def merge_conditions(old: Sequence[PodCondition], new: Sequence[Condition], now: datetime,
+                     make: Callable[[Condition, datetime | None], PodCondition]) -> list[PodCondition]:
     """Builds API conditions from `new`, keeping each old lastTransitionTime whose status
     did not change; conditions the agent does not own (PodScheduled, readiness gates,
     DisruptionTarget...) are kept as they were. `make(cond, ltt)` builds one API condition."""

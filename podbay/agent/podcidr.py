@@ -13,7 +13,6 @@ from podbay.agent.config import AgentConfig
 from podbay.agent.node import node_object
 from podbay.api import Node
 from podbay.api.errors import AlreadyExists, Conflict
-from podbay.api.serialize import from_dict
 from podbay.client import Client
 
 log = logging.getLogger(__name__)
@@ -28,10 +27,10 @@ def _cidr(node: Node) -> str | None:
 async def _node(client: Client, config: AgentConfig, subnet: str | None) -> Node:
     """The Node, registered first if need be: without a Ready condition, so nothing is scheduled to
     it and no controller judges it before the agent posts its status."""
-    body = node_object(replace(config, pod_cidr=subnet), 0, datetime.now(timezone.utc))
-    body["status"].pop("conditions")
+    node = node_object(replace(config, pod_cidr=subnet), 0, datetime.now(timezone.utc))
+    node.status.conditions = []
     with contextlib.suppress(AlreadyExists):
-        return await client.create(from_dict(Node, body))
+        return await client.create(node)
     return await client.get(Node, config.node_name)
 
 

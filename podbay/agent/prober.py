@@ -8,20 +8,27 @@ import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any
 
+from podbay.agent.cri import ContainerRuntime
 from podbay.agent.hooks import run_handler
 from podbay.agent.probestate import ProbeState, probe_timing
+from podbay.api import Container, Pod, Probe
+from podbay.api.stored import uid_of
 
 log = logging.getLogger(__name__)
 
 PROBE_TYPES = ("startup", "liveness", "readiness")
 
 
+def container_probe(container: Container, probe_type: str) -> Probe | None:
+    return {"startup": container.startup_probe, "liveness": container.liveness_probe,
+            "readiness": container.readiness_probe}[probe_type]
+
+
 @dataclass
 class ProbeTarget:
-    pod: Any
-    container: Any
+    pod: Pod
+    container: Container
     container_id: str
     started_at: datetime | None
     pod_ip: str | None
@@ -29,8 +36,8 @@ class ProbeTarget:
 
 
 class ProbeManager:
-    def __init__(self, runtime: Any, on_change: Callable[[str], None],
-                 on_failure: Callable[[Any, Any, str, str, bool], Awaitable[None]]) -> None:
+    def __init__(self, runtime: ContainerRuntime, on_change: Callable[[str], None],
+                 on_failure: Callable[[Pod, Container, str, str, bool], Awaitable[None]]) -> None:
         self.runtime = runtime
         self.on_change = on_change  # pod uid → wake its worker
         self.on_failure = on_failure  # (pod, container, probe type, message, init) → Unhealthy event
@@ -58,7 +65,7 @@ class ProbeManager:
         wanted = set()
         for t in targets:
             for probe_type in PROBE_TYPES:
-                probe = getattr(t.container, f"{probe_type}_probe", None)
+                probe = container_probe(t.container, probe_type)
                 if probe is None:
                     continue
                 key = (t.container_id, probe_type)
@@ -78,13 +85,13 @@ class ProbeManager:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
 
-    async def _loop(self, t: ProbeTarget, probe_type: str, probe: Any, state: ProbeState) -> None:
-        uid = t.pod.metadata.uid
+    async def _loop(self, t: ProbeTarget, probe_type: str, probe: Probe, state: ProbeState) -> None:
+        uid = uid_of(t.pod)
         start = t.started_at or datetime.now(timezone.utc)
         delay = max(0.0, state.timing.initial_delay - (datetime.now(timezone.utc) - start).total_seconds())
         await asyncio.sleep(delay)
         while not state.on_hold:
-            if probe_type != "startup" and getattr(t.container, "startup_probe", None) is not None \
+            if probe_type != "startup" and t.container.startup_probe is not None \
                     and self.results["startup"].get(t.container_id) is not True:
                 await asyncio.sleep(state.timing.period)  # startup gates the others
                 continue

@@ -7,10 +7,8 @@ published result changed.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
-DEFAULTS = {"initial_delay_seconds": 0, "period_seconds": 10, "timeout_seconds": 1,
-            "success_threshold": 1, "failure_threshold": 3}
+from podbay.api import Probe
 
 
 @dataclass(frozen=True)
@@ -23,13 +21,11 @@ class ProbeTiming:
     termination_grace: int | None  # probe-level terminationGracePeriodSeconds
 
 
-def probe_timing(probe: Any) -> ProbeTiming:
-    def get(name: str) -> int:
-        value = getattr(probe, name, None)
-        return DEFAULTS[name] if value is None or (value == 0 and name != "initial_delay_seconds") else value
-    return ProbeTiming(get("initial_delay_seconds"), get("period_seconds"), get("timeout_seconds"),
-                       get("success_threshold"), get("failure_threshold"),
-                       getattr(probe, "termination_grace_period_seconds", None))
+def probe_timing(probe: Probe) -> ProbeTiming:
+    """The probe's timing, a field unset or 0 taking the API's default (a delay of 0 is 0)."""
+    return ProbeTiming(probe.initial_delay_seconds or 0, probe.period_seconds or 10, probe.timeout_seconds or 1,
+                       probe.success_threshold or 1, probe.failure_threshold or 3,
+                       probe.termination_grace_period_seconds)
 
 
 def initial_result(probe_type: str) -> bool | None:

@@ -26,7 +26,6 @@ import hashlib
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from podbay.api.services import DEFAULT_AFFINITY_SECONDS, SERVICE_NAME_LABEL, EndpointSlice, Service, ServicePort, \
     is_headless
@@ -137,73 +136,115 @@ class _PortRules:
         """syncProxyRules for one port: the cluster-wide (SVC) and this node's (SVL) endpoint
         chains as the traffic policies need them, the EXT chain of a nodePort, and the filter
         rules refusing (no endpoints) or dropping (no local endpoints) what cannot be served."""
-        p, ip = self.config.chain_prefix, svc.spec.cluster_ip
-        ns, name = svc.metadata.namespace or "", svc.metadata.name or ""
-        proto = (port.protocol or "TCP").lower()
-        port_name = f"{ns}/{name}" + (f":{port.name}" if port.name else "")
-        affinity: int | None = None  # seconds a client sticks to its endpoint
-        if svc.spec.session_affinity == "ClientIP":
-            config = svc.spec.session_affinity_config
-            client_ip = config.client_ip if config else None
-            affinity = (client_ip.timeout_seconds if client_ip else None) or DEFAULT_AFFINITY_SECONDS
-        node_port = port.node_port if svc.spec.type == "NodePort" else None
-        internal_local = svc.spec.internal_traffic_policy == "Local"
-        external_local = bool(node_port) and svc.spec.external_traffic_policy == "Local"
+        info = service_port_info(svc, port, self.config.chain_prefix)
         cluster_ends = backends(port, slices)
-        local_ends = backends(port, slices, self.config.node_name) if internal_local or external_local else []
-        svc_chain, svl_chain = chain(p, "SVC", port_name, proto), chain(p, "SVL", port_name, proto)
-        dport = f"-p {proto} -m {proto} --dport {port.port}"
-        node_dport = f"-m addrtype --dst-type LOCAL -p {proto} -m {proto} --dport {node_port}"
-        external = external_services_chain(p)
+        local_ends = backends(port, slices, self.config.node_name) if info.internal_local or info.external_local \
+            else []
         if not cluster_ends:
-            self.filter_rules.append(f'-A {p}-SERVICES -m comment --comment "{port_name} has no endpoints" '
-                                     f'-d {ip}/32 {dport} -j REJECT --reject-with icmp-port-unreachable')
-            if node_port:
-                self.external_filter_rules.append(f'-A {external} -m comment --comment "{port_name} has no '
-                                                  f'endpoints" {node_dport} -j REJECT --reject-with '
-                                                  f'icmp-port-unreachable')
+            self.no_endpoints(info)
             return
-        internal_chain = svl_chain if internal_local else svc_chain
-        if internal_local and not local_ends:
-            self.filter_rules.append(f'-A {p}-SERVICES -m comment --comment "{port_name} has no local endpoints" '
-                                     f'-d {ip}/32 {dport} -j DROP')
-        else:
-            self.rules.append(f'-A {p}-SERVICES -m comment --comment "{port_name} cluster IP" -d {ip}/32 {dport} '
-                              f'-j {internal_chain}')
-            self.rules.append(f'-A {internal_chain} -m comment --comment "{port_name} cluster IP" '
-                              f'! -s {self.config.cluster_cidr} -d {ip}/32 {dport} -j {p}-MARK-MASQ')
-        if node_port:
-            ext = chain(p, "EXT", port_name, proto)
-            self.chains.append(ext)
-            self.node_rules.append(f'-A {p}-NODEPORTS -m comment --comment "{port_name}" -p {proto} -m {proto} '
-                                   f'--dport {node_port} -j {ext}')
-            if not external_local:
-                self.rules.append(f'-A {ext} -m comment --comment "masquerade traffic for {port_name} external '
-                                  f'destinations" -j {p}-MARK-MASQ')
-            else:
-                # Pods and the host itself reach a Local nodePort through every endpoint (as if
-                # through an outside load balancer); only the host's own traffic is masqueraded.
-                self.rules.extend([
-                    f'-A {ext} -m comment --comment "pod traffic for {port_name} external destinations" '
-                    f'-s {self.config.cluster_cidr} -j {svc_chain}',
-                    f'-A {ext} -m comment --comment "masquerade LOCAL traffic for {port_name} external '
-                    f'destinations" -m addrtype --src-type LOCAL -j {p}-MARK-MASQ',
-                    f'-A {ext} -m comment --comment "route LOCAL traffic for {port_name} external destinations" '
-                    f'-m addrtype --src-type LOCAL -j {svc_chain}'])
-            if external_local and not local_ends:
-                self.external_filter_rules.append(f'-A {external} -m comment --comment "{port_name} has no local '
-                                                  f'endpoints" {node_dport} -j DROP')
-            else:
-                self.rules.append(f'-A {ext} -j {svl_chain if external_local else svc_chain}')
+        self.cluster_ip(info, bool(local_ends))
+        if info.node_port:
+            self.node_port(info, info.node_port, bool(local_ends))
         reachable = set(local_ends)
         # The cluster-wide chain serves Cluster policies, and a Local nodePort's pods and host.
-        if not internal_local or node_port:
-            self.endpoint_chains(svc_chain, port_name, proto, cluster_ends, affinity)
+        if not info.internal_local or info.node_port:
+            self.endpoint_chains(info.svc_chain, info.name, info.proto, cluster_ends, info.affinity)
             reachable |= set(cluster_ends)
         if local_ends:
-            self.endpoint_chains(svl_chain, port_name, proto, local_ends, affinity)
+            self.endpoint_chains(info.svl_chain, info.name, info.proto, local_ends, info.affinity)
         for end in sorted(reachable, key=lambda b: (b.ip, b.port)):
-            self.endpoint(port_name, proto, end, affinity)
+            self.endpoint(info.name, info.proto, end, info.affinity)
+
+    def no_endpoints(self, info: ServicePortInfo) -> None:
+        """A port without endpoints refuses connections at once instead of letting them time out."""
+        p = self.config.chain_prefix
+        self.filter_rules.append(f'-A {p}-SERVICES -m comment --comment "{info.name} has no endpoints" '
+                                 f'-d {info.ip}/32 {info.dport} -j REJECT --reject-with icmp-port-unreachable')
+        if info.node_port:
+            self.external_filter_rules.append(f'-A {external_services_chain(p)} -m comment --comment "{info.name} '
+                                              f'has no endpoints" {info.node_dport} -j REJECT --reject-with '
+                                              f'icmp-port-unreachable')
+
+    def cluster_ip(self, info: ServicePortInfo, has_local: bool) -> None:
+        """The ClusterIP's jump to its endpoint chain, marking traffic from outside the cluster for masquerade."""
+        p, name, ip, dport = self.config.chain_prefix, info.name, info.ip, info.dport
+        internal_chain = info.svl_chain if info.internal_local else info.svc_chain
+        if info.internal_local and not has_local:
+            self.filter_rules.append(f'-A {p}-SERVICES -m comment --comment "{name} has no local endpoints" '
+                                     f'-d {ip}/32 {dport} -j DROP')
+            return
+        self.rules.append(f'-A {p}-SERVICES -m comment --comment "{name} cluster IP" -d {ip}/32 {dport} '
+                          f'-j {internal_chain}')
+        self.rules.append(f'-A {internal_chain} -m comment --comment "{name} cluster IP" '
+                          f'! -s {self.config.cluster_cidr} -d {ip}/32 {dport} -j {p}-MARK-MASQ')
+
+    def node_port(self, info: ServicePortInfo, node_port: int, has_local: bool) -> None:
+        """The nodePort's EXT chain, as externalTrafficPolicy wants it."""
+        p, name, proto, cidr = self.config.chain_prefix, info.name, info.proto, self.config.cluster_cidr
+        ext = chain(p, "EXT", name, proto)
+        self.chains.append(ext)
+        self.node_rules.append(f'-A {p}-NODEPORTS -m comment --comment "{name}" -p {proto} -m {proto} '
+                               f'--dport {node_port} -j {ext}')
+        if not info.external_local:
+            self.rules.append(f'-A {ext} -m comment --comment "masquerade traffic for {name} external '
+                              f'destinations" -j {p}-MARK-MASQ')
+        else:
+            # Pods and the host itself reach a Local nodePort through every endpoint (as if
+            # through an outside load balancer); only the host's own traffic is masqueraded.
+            self.rules.extend([
+                f'-A {ext} -m comment --comment "pod traffic for {name} external destinations" '
+                f'-s {cidr} -j {info.svc_chain}',
+                f'-A {ext} -m comment --comment "masquerade LOCAL traffic for {name} external '
+                f'destinations" -m addrtype --src-type LOCAL -j {p}-MARK-MASQ',
+                f'-A {ext} -m comment --comment "route LOCAL traffic for {name} external destinations" '
+                f'-m addrtype --src-type LOCAL -j {info.svc_chain}'])
+        if info.external_local and not has_local:
+            self.external_filter_rules.append(f'-A {external_services_chain(p)} -m comment --comment "{name} has no '
+                                              f'local endpoints" {info.node_dport} -j DROP')
+        else:
+            self.rules.append(f'-A {ext} -j {info.svl_chain if info.external_local else info.svc_chain}')
+
+
+@dataclass(frozen=True)
+class ServicePortInfo:
+    """kube-proxy's servicePortInfo: what the rules of one Service port are written from."""
+
+    name: str  # namespace/name[:port], the rules' comment
+    proto: str  # lower case, as iptables' -p and -m take it
+    ip: str | None  # the ClusterIP
+    port: int
+    node_port: int | None  # only a NodePort Service's
+    affinity: int | None  # seconds a client sticks to its endpoint
+    internal_local: bool
+    external_local: bool
+    svc_chain: str
+    svl_chain: str
+
+    @property
+    def dport(self) -> str:
+        return f"-p {self.proto} -m {self.proto} --dport {self.port}"
+
+    @property
+    def node_dport(self) -> str:
+        return f"-m addrtype --dst-type LOCAL -p {self.proto} -m {self.proto} --dport {self.node_port}"
+
+
+def service_port_info(svc: Service, port: ServicePort, prefix: str) -> ServicePortInfo:
+    ns, name = svc.metadata.namespace or "", svc.metadata.name or ""
+    proto = (port.protocol or "TCP").lower()
+    port_name = f"{ns}/{name}" + (f":{port.name}" if port.name else "")
+    affinity: int | None = None
+    if svc.spec.session_affinity == "ClientIP":
+        config = svc.spec.session_affinity_config
+        client_ip = config.client_ip if config else None
+        affinity = (client_ip.timeout_seconds if client_ip else None) or DEFAULT_AFFINITY_SECONDS
+    node_port = port.node_port if svc.spec.type == "NodePort" else None
+    return ServicePortInfo(
+        name=port_name, proto=proto, ip=svc.spec.cluster_ip, port=port.port, node_port=node_port, affinity=affinity,
+        internal_local=svc.spec.internal_traffic_policy == "Local",
+        external_local=bool(node_port) and svc.spec.external_traffic_policy == "Local",
+        svc_chain=chain(prefix, "SVC", port_name, proto), svl_chain=chain(prefix, "SVL", port_name, proto))
 
 
 def ruleset(services: list[Service], slices: list[EndpointSlice], config: ProxyConfig,
@@ -324,7 +365,7 @@ class ServiceProxy:
 
     async def run(self) -> None:
         """Keeps the rules equal to the Services and EndpointSlices until cancelled; then removes them."""
-        informers: list[Informer[Any]] = [self.services, self.slices]
+        informers: list[Informer[Service] | Informer[EndpointSlice]] = [self.services, self.slices]
         tasks = [asyncio.create_task(i.run()) for i in informers]
         try:
             await asyncio.gather(*(i.synced.wait() for i in informers))

@@ -14,13 +14,14 @@ import logging
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any, Callable
+from typing import Callable, NotRequired, TypedDict
 
 from podbay.agent.cri import ContainerRuntime
 from podbay.agent.podstate import RunState
 from podbay.agent.runtimeview import runtime_pods
 from podbay.api import Pod
 from podbay.api.errors import NotFound
+from podbay.api.stored import uid_of
 from podbay.runtime import cgroups
 
 log = logging.getLogger(__name__)
@@ -55,6 +56,48 @@ def rate(older: Sample, newer: Sample) -> Usage | None:
     return Usage(newer.wall, elapsed, round(used / elapsed), newer.cpu_ns, newer.memory_working_set)
 
 
+class CPUStats(TypedDict):
+    time: str
+    usageNanoCores: int
+    usageCoreNanoSeconds: int
+    window: str
+
+
+class MemoryStats(TypedDict):
+    time: str
+    workingSetBytes: int
+
+
+class ContainerStats(TypedDict):
+    name: str
+    cpu: CPUStats
+    memory: MemoryStats
+
+
+class PodReference(TypedDict):
+    name: str | None
+    namespace: str | None
+    uid: str
+
+
+class PodStats(TypedDict):
+    podRef: PodReference
+    containers: list[ContainerStats]
+
+
+class NodeStats(TypedDict):
+    nodeName: str
+    cpu: NotRequired[CPUStats]  # only once two samples give a rate
+    memory: NotRequired[MemoryStats]
+
+
+class Summary(TypedDict):
+    """The kubelet's Summary API (stats/v1alpha1), as much of it as metrics.k8s.io reads."""
+
+    node: NodeStats
+    pods: list[PodStats]
+
+
 class UsageSamples:
     """The last two samples per key; a key not sampled in a pass (its container stopped) is dropped."""
 
@@ -76,14 +119,15 @@ def _stamp(t: datetime) -> str:
     return t.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def _stats(usage: Usage) -> dict[str, Any]:
+def _cpu(usage: Usage) -> CPUStats:
     # "window" is not in the kubelet's Summary API, where cAdvisor's housekeeping interval is implicit;
     # metrics.k8s.io reports it, so the agent says which interval its rate covers.
-    return {
-        "cpu": {"time": _stamp(usage.time), "usageNanoCores": usage.nano_cores,
-                "usageCoreNanoSeconds": usage.core_nanoseconds, "window": f"{usage.window_seconds:.3f}s"},
-        "memory": {"time": _stamp(usage.time), "workingSetBytes": usage.memory_working_set},
-    }
+    return {"time": _stamp(usage.time), "usageNanoCores": usage.nano_cores,
+            "usageCoreNanoSeconds": usage.core_nanoseconds, "window": f"{usage.window_seconds:.3f}s"}
+
+
+def _memory(usage: Usage) -> MemoryStats:
+    return {"time": _stamp(usage.time), "workingSetBytes": usage.memory_working_set}
 
 
 class ResourceMetrics:
@@ -91,17 +135,17 @@ class ResourceMetrics:
         self.runtime = runtime
         self.pods = pods
         self.samples = UsageSamples()
-        self._containers: dict[str, tuple[Any, str]] = {}  # container id -> (pod, container name), last pass
+        self._containers: dict[str, tuple[Pod, str]] = {}  # container id -> (pod, container name), last pass
 
     async def sample(self) -> None:
         """One pass: the node's and every running container's CPU time and working set."""
         taken: dict[str, Sample] = {}
-        containers: dict[str, tuple[Any, str]] = {}
+        containers: dict[str, tuple[Pod, str]] = {}
         node_cpu = cgroups.cpu_usage_nanoseconds("")
         if node_cpu is not None:
             taken[NODE_KEY] = Sample(time.monotonic(), datetime.now(timezone.utc), node_cpu,
                                      cgroups.node_memory_working_set())
-        pods = {p.metadata.uid: p for p in self.pods()}
+        pods = {uid_of(p): p for p in self.pods()}
         for uid, rt in (await runtime_pods(self.runtime)).items():
             pod = pods.get(uid)
             if pod is None:
@@ -127,19 +171,19 @@ class ResourceMetrics:
                 log.warning("sampling resource usage failed: %s", exc)
             await asyncio.sleep(interval)
 
-    def summary(self, node_name: str) -> dict[str, Any]:
+    def summary(self, node_name: str) -> Summary:
         """The Summary API's node and pods, with only what has a rate (two samples) yet."""
-        node: dict[str, Any] = {"nodeName": node_name}
+        node: NodeStats = {"nodeName": node_name}
         node_usage = self.samples.usage(NODE_KEY)
         if node_usage is not None:
-            node.update(_stats(node_usage))
-        pods: dict[str, dict[str, Any]] = {}
+            node["cpu"], node["memory"] = _cpu(node_usage), _memory(node_usage)
+        pods: dict[str, PodStats] = {}
         for cid, (pod, name) in self._containers.items():
             usage = self.samples.usage(cid)
             if usage is None:
                 continue
             meta = pod.metadata
-            entry = pods.setdefault(meta.uid, {
-                "podRef": {"name": meta.name, "namespace": meta.namespace, "uid": meta.uid}, "containers": []})
-            entry["containers"].append({"name": name, **_stats(usage)})
+            entry = pods.setdefault(uid_of(pod), {
+                "podRef": {"name": meta.name, "namespace": meta.namespace, "uid": uid_of(pod)}, "containers": []})
+            entry["containers"].append({"name": name, "cpu": _cpu(usage), "memory": _memory(usage)})
         return {"node": node, "pods": list(pods.values())}

@@ -6,9 +6,11 @@ from __future__ import annotations
 
 from collections import defaultdict
 from datetime import datetime, timezone
-from typing import Any
+from typing import TypeVar
 
+from podbay.agent.cri import ContainerRuntime
 from podbay.agent.podstate import ContainerRecord, PodRuntimeStatus, RunState, SandboxRecord
+from podbay.runtime.types import ContainerState, ContainerStatus, PodSandboxStatus, SandboxState
 
 POD_NAME = "io.kubernetes.pod.name"
 POD_NAMESPACE = "io.kubernetes.pod.namespace"
@@ -20,81 +22,63 @@ SPEC_IMAGE = "podbay.io/container.image"
 CONTAINER_KIND = "podbay.io/container.kind"  # init | sidecar | main | ephemeral
 
 
-def _enum_name(value: Any) -> str:
-    name = getattr(value, "name", None) or getattr(value, "value", None) or str(value)
-    return str(name).upper()
-
-
-def _time(value: Any) -> datetime | None:
-    if value in (None, 0, ""):
+def _utc(moment: datetime | None) -> datetime | None:
+    if moment is None:
         return None
-    if isinstance(value, datetime):
-        return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
-    if isinstance(value, (int, float)):
-        seconds = value / 1e9 if value > 1e12 else value
-        return datetime.fromtimestamp(seconds, timezone.utc)
-    return datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
 
 
-def _run_state(value: Any) -> RunState:
-    name = _enum_name(value)
-    for state in (RunState.CREATED, RunState.RUNNING, RunState.EXITED):
-        if state.value.upper() in name:
-            return state
-    return RunState.UNKNOWN
+_RUN_STATES = {ContainerState.CREATED: RunState.CREATED, ContainerState.RUNNING: RunState.RUNNING,
+               ContainerState.EXITED: RunState.EXITED, ContainerState.UNKNOWN: RunState.UNKNOWN}
 
 
-def container_record(status: Any) -> ContainerRecord:
-    labels = dict(getattr(status, "labels", None) or {})
-    image = getattr(status, "image", "")
-    image = getattr(image, "image", image) or ""
-    started = _time(getattr(status, "started_at", None))
+def container_record(status: ContainerStatus) -> ContainerRecord:
+    labels = status.labels
     return ContainerRecord(
         id=status.id,
         name=labels.get(CONTAINER_NAME) or status.metadata.name,
-        state=_run_state(status.state),
-        attempt=int(labels.get(RESTART_COUNT, getattr(getattr(status, "metadata", None), "attempt", 0) or 0)),
+        state=_RUN_STATES[status.state],
+        attempt=int(labels.get(RESTART_COUNT, status.metadata.attempt)),
         spec_image=labels.get(SPEC_IMAGE, ""),
-        image=str(image),
-        image_id=str(getattr(status, "image_ref", "") or getattr(status, "image_id", "") or ""),
-        created_at=_time(getattr(status, "created_at", None)),
-        started_at=started,
-        finished_at=_time(getattr(status, "finished_at", None)),
-        exit_code=getattr(status, "exit_code", None),
-        signal=getattr(status, "signal", None) or None,
-        reason=getattr(status, "reason", "") or "",
-        message=getattr(status, "message", "") or "",
-        pid=getattr(status, "pid", None),
+        image=status.image,
+        image_id=status.image_ref,
+        created_at=_utc(status.created_at),
+        started_at=_utc(status.started_at),
+        finished_at=_utc(status.finished_at),
+        exit_code=status.exit_code,
+        signal=status.signal or None,
+        reason=status.reason,
+        message=status.message,
+        pid=status.pid,
         init=labels.get(CONTAINER_KIND, "main") in ("init", "sidecar"),
     )
 
 
-def sandbox_record(status: Any) -> SandboxRecord:
-    labels = dict(getattr(status, "labels", None) or {})
-    network = getattr(status, "network", None)
-    ip = getattr(network, "ip", None) if network is not None else getattr(status, "ip", None)
-    return SandboxRecord(id=status.id, ready="NOTREADY" not in _enum_name(status.state),
-                         ip=ip or None, attempt=int(labels.get(SANDBOX_ATTEMPT, 0)),
-                         created_at=_time(getattr(status, "created_at", None)))
+def sandbox_record(status: PodSandboxStatus) -> SandboxRecord:
+    return SandboxRecord(id=status.id, ready=status.state is SandboxState.READY, ip=status.ip or None,
+                         attempt=int(status.labels.get(SANDBOX_ATTEMPT, 0)), created_at=_utc(status.created_at))
 
 
-def _newest_first(items: list[Any]) -> list[Any]:
+_Record = TypeVar("_Record", ContainerRecord, SandboxRecord)
+
+
+def _newest_first(items: list[_Record]) -> list[_Record]:
     epoch = datetime.min.replace(tzinfo=timezone.utc)
     return sorted(items, key=lambda r: (r.attempt, r.created_at or epoch), reverse=True)
 
 
-async def runtime_pods(runtime: Any, uid: str | None = None) -> dict[str, PodRuntimeStatus]:
+async def runtime_pods(runtime: ContainerRuntime, uid: str | None = None) -> dict[str, PodRuntimeStatus]:
     """Every pod the runtime holds for this agent (or only pod `uid`), by pod uid."""
     selector = {POD_UID: uid} if uid else None
     pods: dict[str, PodRuntimeStatus] = {}
     sandboxes: dict[str, list[SandboxRecord]] = defaultdict(list)
     for sb in await runtime.list_pod_sandboxes(label_selector=selector):
-        owner = (getattr(sb, "labels", None) or {}).get(POD_UID)
+        owner = sb.labels.get(POD_UID)
         if owner:
             sandboxes[owner].append(sandbox_record(sb))
     containers: dict[str, list[ContainerRecord]] = defaultdict(list)
     for c in await runtime.list_containers(label_selector=selector):
-        owner = (getattr(c, "labels", None) or {}).get(POD_UID)
+        owner = c.labels.get(POD_UID)
         if owner:
             containers[owner].append(container_record(c))
     for owner in set(sandboxes) | set(containers):

@@ -7,7 +7,6 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
 
 from podbay.agent.actions import should_container_be_restarted
 from podbay.agent.phase import (
@@ -15,10 +14,12 @@ from podbay.agent.phase import (
     ready_condition,
 )
 from podbay.agent.podstate import ContainerRecord, PodRuntimeStatus, RunState
-from podbay.api import ContainerStatus, PodCondition, PodStatus
+from podbay.api import (
+    Container, ContainerState, ContainerStateRunning, ContainerStateTerminated, ContainerStateWaiting, ContainerStatus,
+    HostIP, Pod, PodCondition, PodIP, PodStatus,
+)
 from podbay.api.models import is_restartable_init
 from podbay.api.resources import qos_class
-from podbay.api.serialize import from_dict, to_dict
 
 CONTAINER_ID_SCHEME = "crun"
 CREATED_MESSAGE = "the pod is created and prepared; `podbay start` runs it"
@@ -44,128 +45,132 @@ class StatusInputs:
     rejection_message: str | None = None  # set when the node's pressure refused the pod before it started
 
 
-def _clean(d: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in d.items() if v is not None and v != ""}
-
-
-def terminated_state(c: ContainerRecord) -> dict[str, Any]:
-    """A ContainerStateTerminated in API JSON."""
+def terminated_state(c: ContainerRecord) -> ContainerStateTerminated:
     if c.state is RunState.UNKNOWN:
-        return {"exitCode": 137, "reason": "ContainerStatusUnknown",
-                "message": "The container could not be located when the pod was terminated",
-                "containerID": container_id(c.id)}
+        return ContainerStateTerminated(exit_code=137, reason="ContainerStatusUnknown",
+                                        message="The container could not be located when the pod was terminated",
+                                        containerID=container_id(c.id))
     code = c.exit_code if c.exit_code is not None else 0
-    return _clean({"exitCode": code, "signal": c.signal or None,
-                   "reason": c.reason or ("Completed" if code == 0 else "Error"), "message": c.message,
-                   "startedAt": c.started_at, "finishedAt": c.finished_at, "containerID": container_id(c.id)})
+    return ContainerStateTerminated(exit_code=code, signal=c.signal or None,
+                                    reason=c.reason or ("Completed" if code == 0 else "Error"),
+                                    message=c.message or None, started_at=c.started_at, finished_at=c.finished_at,
+                                    containerID=container_id(c.id))
 
 
-def _state(c: ContainerRecord) -> dict[str, Any]:
+def _state(c: ContainerRecord) -> ContainerState:
     if c.state is RunState.RUNNING:
-        return {"running": _clean({"startedAt": c.started_at})}
+        return ContainerState(running=ContainerStateRunning(started_at=c.started_at))
     if c.state is RunState.CREATED:
-        return {"waiting": {"reason": "ContainerCreating"}}
-    return {"terminated": terminated_state(c)}
+        return ContainerState(waiting=ContainerStateWaiting(reason="ContainerCreating"))
+    return ContainerState(terminated=terminated_state(c))
 
 
-def container_statuses(pod: Any, containers: Sequence[Any], rt: PodRuntimeStatus, inputs: StatusInputs,
-                       init: bool) -> list[dict[str, Any]]:
-    """ContainerStatus objects in API JSON, one per container of the spec, in its order."""
+def _waiting_state(reason: str, message: str | None) -> ContainerState:
+    return ContainerState(waiting=ContainerStateWaiting(reason=reason or None, message=message or None))
+
+
+def _created() -> ContainerState:
+    return _waiting_state("Created", CREATED_MESSAGE)
+
+
+def container_statuses(pod: Pod, containers: Sequence[Container], rt: PodRuntimeStatus, inputs: StatusInputs,
+                       init: bool) -> list[ContainerStatus]:
+    """One ContainerStatus per container of the spec, in its order."""
     default_reason = "PodInitializing" if pod.spec.init_containers else "ContainerCreating"
     out = []
     for spec in containers:
         history = [c for c in rt.history(spec.name) if c.init == init]
         if not history:
-            waiting = ({"reason": "Created", "message": CREATED_MESSAGE} if inputs.created_state
-                       else _waiting(spec.name, inputs, default_reason))
-            out.append({"name": spec.name, "image": spec.image, "imageID": "", "ready": False, "restartCount": 0,
-                        "started": False, "state": {"waiting": waiting}})
+            waiting = _created() if inputs.created_state else _waiting(spec.name, inputs, default_reason)
+            out.append(ContainerStatus(name=spec.name, image=spec.image or "", imageID="", ready=False,
+                                       restart_count=0, started=False, state=waiting))
             continue
-        latest = history[0]
-        status: dict[str, Any] = {
-            "name": spec.name, "image": spec.image, "imageID": latest.image_id,
-            "containerID": container_id(latest.id), "restartCount": latest.attempt,
-            "state": _state(latest), "ready": False, "started": False}
-        if len(history) > 1:
-            status["lastState"] = {"terminated": terminated_state(history[1])}
-        running = latest.state is RunState.RUNNING
-        if running:
-            started = spec.startup_probe is None or inputs.started.get(latest.id) is True
-            status["started"] = started
-            if init and not is_restartable_init(spec):
-                status["ready"] = False
-            elif spec.readiness_probe is not None:
-                status["ready"] = started and inputs.ready.get(latest.id) is True
-            else:
-                status["ready"] = started
-        elif init and latest.state is RunState.EXITED and not is_restartable_init(spec):
-            status["ready"] = latest.exit_code == 0
-        # A Waiting reason (back-off, a failed hook...) only while the container will run again;
-        # one that will not stays Terminated, as the kubelet reports it.
-        if not init:
-            will_restart = should_container_be_restarted(spec, pod, rt)
-        elif is_restartable_init(spec):
-            will_restart = True
-        else:
-            will_restart = pod.spec.restart_policy != "Never" and latest.exit_code != 0
-        if not running and spec.name in inputs.reasons and latest.state is not RunState.CREATED and will_restart:
-            reason, message = inputs.reasons[spec.name]
-            status["state"] = {"waiting": _clean({"reason": reason, "message": message})}
-            status["lastState"] = {"terminated": terminated_state(latest)}
-        if inputs.created_state and not running:
-            # HyperContainer's Created: prepared, waiting for `start`; what ran before is the last state.
-            status["state"] = {"waiting": {"reason": "Created", "message": CREATED_MESSAGE}}
-            if latest.state is RunState.EXITED:
-                status["lastState"] = {"terminated": terminated_state(latest)}
-        out.append(status)
+        out.append(_container_status(pod, spec, history, rt, inputs, init))
     return out
 
 
-def ephemeral_container_statuses(pod: Any, rt: PodRuntimeStatus, inputs: StatusInputs) -> list[dict[str, Any]]:
+def _container_status(pod: Pod, spec: Container, history: list[ContainerRecord], rt: PodRuntimeStatus,
+                      inputs: StatusInputs, init: bool) -> ContainerStatus:
+    """convertToAPIContainerStatus for a container that ran: `history` is newest first."""
+    latest = history[0]
+    status = ContainerStatus(name=spec.name, image=spec.image or "", imageID=latest.image_id,
+                             containerID=container_id(latest.id), restart_count=latest.attempt,
+                             state=_state(latest), ready=False, started=False)
+    if len(history) > 1:
+        status.last_state = ContainerState(terminated=terminated_state(history[1]))
+    running = latest.state is RunState.RUNNING
+    if running:
+        started = spec.startup_probe is None or inputs.started.get(latest.id) is True
+        status.started = started
+        if init and not is_restartable_init(spec):
+            status.ready = False
+        elif spec.readiness_probe is not None:
+            status.ready = started and inputs.ready.get(latest.id) is True
+        else:
+            status.ready = started
+    elif init and latest.state is RunState.EXITED and not is_restartable_init(spec):
+        status.ready = latest.exit_code == 0
+    # A Waiting reason (back-off, a failed hook...) only while the container will run again;
+    # one that will not stays Terminated, as the kubelet reports it.
+    if not init:
+        will_restart = should_container_be_restarted(spec, pod, rt)
+    elif is_restartable_init(spec):
+        will_restart = True
+    else:
+        will_restart = pod.spec.restart_policy != "Never" and latest.exit_code != 0
+    if not running and spec.name in inputs.reasons and latest.state is not RunState.CREATED and will_restart:
+        reason, message = inputs.reasons[spec.name]
+        status.state = _waiting_state(reason, message)
+        status.last_state = ContainerState(terminated=terminated_state(latest))
+    if inputs.created_state and not running:
+        # HyperContainer's Created: prepared, waiting for `start`; what ran before is the last state.
+        status.state = _created()
+        if latest.state is RunState.EXITED:
+            status.last_state = ContainerState(terminated=terminated_state(latest))
+    return status
+
+
+def ephemeral_container_statuses(pod: Pod, rt: PodRuntimeStatus, inputs: StatusInputs) -> list[ContainerStatus]:
     """One per ephemeral container: never restarted, never ready; waiting until it first starts."""
     out = []
     for spec in pod.spec.ephemeral_containers:
         history = rt.history(spec.name)
-        status: dict[str, Any] = {"name": spec.name, "image": spec.image, "imageID": "", "ready": False,
-                                  "restartCount": 0}
+        status = ContainerStatus(name=spec.name, image=spec.image or "", imageID="", ready=False, restart_count=0)
         if not history:
-            status["state"] = {"waiting": _waiting(spec.name, inputs, "ContainerCreating")}
+            status.state = _waiting(spec.name, inputs, "ContainerCreating")
         else:
             latest = history[0]
-            status.update(imageID=latest.image_id, containerID=container_id(latest.id), state=_state(latest),
-                          started=latest.state is RunState.RUNNING)
+            status.image_id, status.container_id = latest.image_id, container_id(latest.id)
+            status.state, status.started = _state(latest), latest.state is RunState.RUNNING
         out.append(status)
     return out
 
 
-def _waiting(name: str, inputs: StatusInputs, default: str) -> dict[str, Any]:
+def _waiting(name: str, inputs: StatusInputs, default: str) -> ContainerState:
     reason, message = inputs.reasons.get(name, (default, ""))
-    return _clean({"reason": reason, "message": message})
+    return _waiting_state(reason, message)
 
 
-def pod_status(pod: Any, rt: PodRuntimeStatus, inputs: StatusInputs) -> PodStatus:
-    old = pod.status or PodStatus()
-    init_statuses = [from_dict(ContainerStatus, d) for d in
-                     container_statuses(pod, pod.spec.init_containers, rt, inputs, init=True)]
-    statuses = [from_dict(ContainerStatus, d) for d in container_statuses(pod, pod.spec.containers, rt, inputs, init=False)]
-    reason = message = None
+def _phase(pod: Pod, init_statuses: list[ContainerStatus], statuses: list[ContainerStatus],
+           inputs: StatusInputs) -> tuple[str, str | None, str | None]:
+    """(phase, reason, message): a terminal phase stays; otherwise the node's verdicts, then getPhase."""
+    old = pod.status
     if old.phase in TERMINAL_PHASES:
-        phase, reason, message = old.phase, old.reason, old.message
-    elif inputs.eviction_message:
-        phase, reason, message = "Failed", "Evicted", inputs.eviction_message
-    elif inputs.rejection_message:
+        return old.phase, old.reason, old.message
+    if inputs.eviction_message:
+        return "Failed", "Evicted", inputs.eviction_message
+    if inputs.rejection_message:
         # The kubelet's rejectPod: the admit handler's reason, its message prefixed.
-        phase, reason, message = "Failed", "Evicted", f"Pod was rejected: {inputs.rejection_message}"
-    elif inputs.deadline_exceeded:
-        phase, reason = "Failed", "DeadlineExceeded"
-        message = "Pod was active on the node longer than the specified deadline"
-    elif inputs.created_state:
-        phase, reason = "Pending", "Created"
-    else:
-        phase = get_phase(pod, init_statuses, statuses, inputs.pod_is_terminal)
+        return "Failed", "Evicted", f"Pod was rejected: {inputs.rejection_message}"
+    if inputs.deadline_exceeded:
+        return "Failed", "DeadlineExceeded", "Pod was active on the node longer than the specified deadline"
+    if inputs.created_state:
+        return "Pending", "Created", None
+    return get_phase(pod, init_statuses, statuses, inputs.pod_is_terminal), None, None
 
-    sandbox = rt.sandboxes[0] if rt.sandboxes else None
-    sandbox_ready = sandbox is not None and sandbox.ready and (bool(sandbox.ip) or bool(pod.spec.host_network))
+
+def _conditions(pod: Pod, init_statuses: list[ContainerStatus], statuses: list[ContainerStatus], phase: str,
+                sandbox_ready: bool, inputs: StatusInputs) -> list[PodCondition]:
     initialized = initialized_condition(pod, init_statuses, statuses, phase)
     containers_ready = containers_ready_condition(pod, init_statuses, statuses, phase)
     new = [
@@ -174,30 +179,39 @@ def pod_status(pod: Any, rt: PodRuntimeStatus, inputs: StatusInputs) -> PodStatu
         ready_condition(pod, containers_ready, phase),
         containers_ready,
     ]
-    if not any(c.type == "PodScheduled" for c in old.conditions):
+    if not any(c.type == "PodScheduled" for c in pod.status.conditions):
         new.append(Condition("PodScheduled", "True"))
     if inputs.eviction_message:
         # The kubelet marks a pod it evicts (PodDisruptionConditions, on by default since 1.26).
         new.append(Condition("DisruptionTarget", "True", "TerminationByKubelet", inputs.eviction_message))
 
-    def make(cond: Condition, ltt: datetime) -> Any:
-        return from_dict(PodCondition, _clean({"type": cond.type, "status": cond.status, "reason": cond.reason,
-                                               "message": cond.message, "lastTransitionTime": ltt}))
+    def make(cond: Condition, ltt: datetime | None) -> PodCondition:
+        return PodCondition(type=cond.type, status=cond.status, reason=cond.reason or None,
+                            message=cond.message or None, last_transition_time=ltt)
 
+    return merge_conditions(pod.status.conditions, new, inputs.now, make)
+
+
+def pod_status(pod: Pod, rt: PodRuntimeStatus, inputs: StatusInputs) -> PodStatus:
+    """generateAPIPodStatus."""
+    old = pod.status
+    init_statuses = container_statuses(pod, pod.spec.init_containers, rt, inputs, init=True)
+    statuses = container_statuses(pod, pod.spec.containers, rt, inputs, init=False)
+    phase, reason, message = _phase(pod, init_statuses, statuses, inputs)
+    sandbox = rt.sandboxes[0] if rt.sandboxes else None
+    sandbox_ready = sandbox is not None and sandbox.ready and (bool(sandbox.ip) or bool(pod.spec.host_network))
     pod_ip = sandbox.ip if sandbox is not None and sandbox.ready and sandbox.ip else None
     if pod_ip is None and phase in TERMINAL_PHASES:
         pod_ip = old.pod_ip
     if pod.spec.host_network:
         pod_ip = inputs.host_ip or None
-    return from_dict(PodStatus, _clean({
-        "phase": phase, "reason": reason, "message": message,
-        "conditions": [to_dict(c) for c in merge_conditions(old.conditions, new, inputs.now, make)],
-        "hostIP": inputs.host_ip or None,
-        "hostIPs": [{"ip": inputs.host_ip}] if inputs.host_ip else None,
-        "podIP": pod_ip, "podIPs": [{"ip": pod_ip}] if pod_ip else None,
-        "startTime": old.start_time or inputs.now,
-        "initContainerStatuses": [to_dict(c) for c in init_statuses] or None,
-        "containerStatuses": [to_dict(c) for c in statuses] or None,
-        "ephemeralContainerStatuses": ephemeral_container_statuses(pod, rt, inputs) or None,
-        "qosClass": qos_class(pod),
-    }))
+    return PodStatus(
+        phase=phase, reason=reason or None, message=message or None,
+        conditions=_conditions(pod, init_statuses, statuses, phase, sandbox_ready, inputs),
+        hostIP=inputs.host_ip or None, hostIPs=[HostIP(ip=inputs.host_ip)] if inputs.host_ip else [],
+        podIP=pod_ip, podIPs=[PodIP(ip=pod_ip)] if pod_ip else [],
+        start_time=old.start_time or inputs.now,
+        init_container_statuses=init_statuses, container_statuses=statuses,
+        ephemeral_container_statuses=ephemeral_container_statuses(pod, rt, inputs),
+        qosClass=qos_class(pod),
+    )

@@ -16,6 +16,8 @@ from typing import Any, Awaitable, Callable
 
 from aiohttp import WSMsgType, web
 
+from podbay.agent.cri import ContainerRuntime
+from podbay.agent.podstate import ContainerRecord
 from podbay.api import remotecommand as rc
 from podbay.api.errors import BadRequest
 from podbay.runtime.attach import AttachSession
@@ -25,9 +27,11 @@ _ERRORS = {400: "BadRequest", 404: "NotFound"}
 
 
 Session = ExecSession | AttachSession
+# The final Status is the raw JSON object api.remotecommand builds: dict[str, Any] below is that.
+FindContainer = Callable[[], Awaitable[ContainerRecord]]
 
 
-async def serve_exec(request: web.Request, runtime: Any, find: Callable[[], Awaitable[Any]],
+async def serve_exec(request: web.Request, runtime: ContainerRuntime, find: FindContainer,
                      attach: bool = False) -> web.StreamResponse:
     """GET /exec/{ns}/{pod}/{container} (or /attach/...) with a WebSocket upgrade; `find()`
     gives the running container's record (or raises web.HTTPNotFound / HTTPBadRequest)."""
@@ -58,12 +62,11 @@ async def serve_exec(request: web.Request, runtime: Any, find: Callable[[], Awai
     return ws
 
 
-async def _start(runtime: Any, find: Callable[[], Awaitable[Any]], options: rc.ExecOptions, attach: bool) -> Session:
+async def _start(runtime: ContainerRuntime, find: FindContainer, options: rc.ExecOptions, attach: bool) -> Session:
     record = await find()
     if attach:
-        session: AttachSession = await runtime.attach(record.id, tty=options.tty, stdin=options.stdin,
-                                                      stdout=options.stdout, stderr=options.stderr)
-        return session
+        return await runtime.attach(record.id, tty=options.tty, stdin=options.stdin, stdout=options.stdout,
+                                    stderr=options.stderr)
     return await runtime.exec(record.id, options.command, tty=options.tty, stdin=options.stdin,
                               stdout=options.stdout, stderr=options.stderr)
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import posixpath
 from pathlib import Path
-from typing import Any
 
 from podbay.agent.config import AgentConfig
 from podbay.agent.envvars import EnvError, PodFacts, container_argv, container_env, merge_image_env
@@ -16,13 +15,14 @@ from podbay.api.models import is_restartable_init
 from podbay.api.quantity import parse_quantity
 from podbay.api.resources import pod_limits
 from podbay.runtime import cgroups
+from podbay.runtime.images import Image
 from podbay.runtime.types import (
     ContainerConfig, ContainerMetadata, DNSConfig, HostAlias, LinuxContainerResources, LinuxContainerSecurity,
     Mount, PodSandboxConfig, PodSandboxMetadata, PortMapping, ProfileType, SecurityProfile,
 )
 from podbay.runtime.volumes import sub_path
 
-__all__ = ["POD_UID", "sandbox_config", "container_config", "seccomp_profile", "image_present", "pull_image"]
+__all__ = ["POD_UID", "sandbox_config", "container_config", "seccomp_profile"]
 
 MAX_NAMESERVERS = 3
 MAX_SEARCHES = 32
@@ -155,12 +155,14 @@ def seccomp_profile(pod: Pod, container: Container, root: Path) -> SecurityProfi
     return SecurityProfile(kind, posixpath.normpath(f"{root}/{field.localhost_profile}"))
 
 
+def _first(container_value: int | None, pod_value: int | None) -> int | None:
+    """The container's security context wins over the pod's."""
+    return container_value if container_value is not None else pod_value
+
+
 def _security(pod: Pod, container: Container, image_user: str, seccomp_root: Path) -> LinuxContainerSecurity:
     psc = pod.spec.security_context
     csc = container.security_context
-    def pick(name: str) -> Any:
-        value = getattr(csc, name, None) if csc is not None else None
-        return value if value is not None else (getattr(psc, name, None) if psc is not None else None)
     caps = csc.capabilities if csc is not None else None
     groups = list(psc.supplemental_groups) if psc is not None else []
     if psc is not None and psc.fs_group is not None:
@@ -168,7 +170,9 @@ def _security(pod: Pod, container: Container, image_user: str, seccomp_root: Pat
     privileged = bool(csc.privileged) if csc is not None else False
     ape = csc.allow_privilege_escalation if csc is not None else None
     return LinuxContainerSecurity(
-        run_as_user=pick("run_as_user"), run_as_group=pick("run_as_group"), run_as_username=image_user,
+        run_as_user=_first(csc.run_as_user if csc is not None else None, psc.run_as_user if psc is not None else None),
+        run_as_group=_first(csc.run_as_group if csc is not None else None, psc.run_as_group if psc is not None else None),
+        run_as_username=image_user,
         supplemental_groups=groups, privileged=privileged,
         readonly_rootfs=bool(csc.read_only_root_filesystem) if csc is not None else False,
         add_capabilities=list(caps.add) if caps else [], drop_capabilities=list(caps.drop) if caps else [],
@@ -198,7 +202,7 @@ def _mounts(container: Container, volume_paths: dict[str, Path]) -> list[Mount]:
 
 
 def container_config(pod: Pod, container: Container, *, attempt: int, init: bool, pod_ip: str, host_ip: str,
-                     image_info: Any, seccomp_root: Path,
+                     image_info: Image, seccomp_root: Path,
                      volume_paths: dict[str, Path] | None = None, pid_target_id: str = "",
                      service_env: dict[str, str] | None = None) -> ContainerConfig:
     """`pid_target_id`: the running target of an ephemeral container, whose PID namespace it joins."""
@@ -229,11 +233,3 @@ def container_config(pod: Pod, container: Container, *, attempt: int, init: bool
         termination_message_path=container.termination_message_path or "/dev/termination-log",
         pid_target_id=pid_target_id,
     )
-
-
-async def image_present(runtime: Any, image: str) -> Any:
-    return await runtime.image_status(image)
-
-
-async def pull_image(runtime: Any, image: str) -> Any:
-    return await runtime.pull_image(image)

@@ -4,12 +4,12 @@ volume plugins for those kinds)."""
 from __future__ import annotations
 
 import base64
-from typing import Any
 
 from podbay.agent.envvars import EnvError, PodFacts, field_ref_value, resource_field_value
 from podbay.api import ConfigMap, KeyToPath, Pod, Secret
 from podbay.api.errors import NotFound
 from podbay.api.quantity import parse_quantity
+from podbay.client.client import Client
 from podbay.runtime.volumes import EmptyDir, Files, HostPath, VolumeError, VolumeSource
 
 DEFAULT_MODE = 0o644
@@ -34,7 +34,13 @@ def _keyed(values: dict[str, str]) -> bytes:
     return "\n".join(f'{k}="{v}"' for k, v in sorted(values.items())).encode()
 
 
-async def volume_sources(client: Any, pod: Pod, facts: PodFacts) -> dict[str, VolumeSource]:
+def _required(name: str | None, what: str) -> str:
+    if not name:  # Kubernetes requires it (a request for "" would read the collection)
+        raise VolumeError(f"{what}: name: Required value")
+    return name
+
+
+async def volume_sources(client: Client, pod: Pod, facts: PodFacts) -> dict[str, VolumeSource]:
     ns = pod.metadata.namespace or "default"
     out: dict[str, VolumeSource] = {}
     for v in pod.spec.volumes:
@@ -47,7 +53,7 @@ async def volume_sources(client: Any, pod: Pod, facts: PodFacts) -> dict[str, Vo
             src = v.config_map
             what = f'configmap "{src.name}"'
             try:
-                cm = await client.get(ConfigMap, src.name, ns)
+                cm = await client.get(ConfigMap, _required(src.name, what), ns)
                 data = {k: val.encode() for k, val in cm.data.items()}
                 data |= {k: base64.b64decode(val) for k, val in cm.binary_data.items()}
             except NotFound:
@@ -59,7 +65,7 @@ async def volume_sources(client: Any, pod: Pod, facts: PodFacts) -> dict[str, Vo
             sec = v.secret
             what = f'secret "{sec.secret_name}"'
             try:
-                secret = await client.get(Secret, sec.secret_name, ns)
+                secret = await client.get(Secret, _required(sec.secret_name, what), ns)
                 data = {k: base64.b64decode(val) for k, val in secret.data.items()}
                 data |= {k: val.encode() for k, val in secret.string_data.items()}
             except NotFound:

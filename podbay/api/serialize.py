@@ -101,7 +101,7 @@ def _message(err: Any) -> str:
     kind = err.get("type", "")
     if kind == "literal_error":
         return f"Unsupported value: {err.get('ctx', {}).get('expected', '')}"
-    return _EXPECTED.get(kind, err.get("msg", "invalid value"))
+    return _EXPECTED.get(kind, str(err.get("msg", "invalid value")))
 
 
 @functools.cache

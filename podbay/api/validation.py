@@ -9,9 +9,9 @@ from pydantic import BaseModel
 
 from podbay.api.errors import FieldError
 from podbay.api.models import (
-    UNSUPPORTED_VOLUME_SOURCES, Container, ContainerPort, EnvVar, Lease, Namespace, Node, NodeAffinity, Pod,
-    PodSecurityContext, PodSpec, Probe, ResourceRequirements, RuntimeClass, SeccompProfile, Toleration, Volume,
-    VolumeMount, is_restartable_init,
+    UNSUPPORTED_VOLUME_SOURCES, Container, ContainerPort, EnvVar, Lease, LifecycleHandler, Namespace, Node,
+    NodeAffinity, ObjectMeta, Pod, PodSecurityContext, PodSpec, Probe, ResourceRequirements, RuntimeClass,
+    SeccompProfile, Toleration, Volume, VolumeMount, is_restartable_init,
 )
 from podbay.api.quantity import parse_quantity
 from podbay.api.serialize import to_dict
@@ -67,7 +67,7 @@ def _labels(path: str, labels: dict[str, str]) -> list[FieldError]:
     return errs
 
 
-def validate_metadata(meta, path: str = "metadata", namespaced: bool = True) -> list[FieldError]:
+def validate_metadata(meta: ObjectMeta, path: str = "metadata", namespaced: bool = True) -> list[FieldError]:
     errs: list[FieldError] = []
     if not meta.name and not meta.generate_name:
         errs.append(FieldError(f"{path}.name", None, "Required value: name or generateName is required"))
@@ -110,7 +110,7 @@ def _resources(path: str, r: ResourceRequirements | None) -> list[FieldError]:
     return errs
 
 
-def _handler_count(h) -> int:
+def _handler_count(h: Probe | LifecycleHandler) -> int:
     return sum(1 for x in (h.exec, h.http_get, h.tcp_socket, getattr(h, "grpc", None), getattr(h, "sleep", None))
                if x is not None)
 

@@ -27,9 +27,9 @@ def check_type(info: ResourceInfo, body: Any) -> dict[str, Any]:
             f"the body of the request was in an unknown format - accepted media types include: "
             f"application/json (got {api_version}/{kind}, want {info.api_version}/{info.kind})"
         )
-    body = copy.deepcopy(body)
-    body["kind"], body["apiVersion"] = info.kind, info.api_version
-    return body
+    typed: dict[str, Any] = copy.deepcopy(body)
+    typed["kind"], typed["apiVersion"] = info.kind, info.api_version
+    return typed
 
 
 def check_name(info: ResourceInfo, meta: dict[str, Any], namespace: str, name: str, required: bool) -> None:

@@ -25,7 +25,8 @@ from podbay.apiserver.eventttl import EVENT_TTL, expire_events
 from podbay.apiserver.ipallocator import ServiceRanges
 from podbay.security.authn import load_or_create_token
 from podbay.security.kubeconfig import render as render_kubeconfig
-from podbay.security.pki import ClusterPKI, ensure_cluster_pki, host_names, join_token, write_private
+from podbay.security.pki import ClusterPKI, ensure_cluster_pki, host_names, join_token
+from podbay.security.tls import write_private
 from podbay.store.base import Store
 from podbay.store.sqlite import SQLiteStore
 

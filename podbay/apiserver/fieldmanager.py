@@ -382,7 +382,7 @@ def apply(live: dict[str, Any] | None, applied: dict[str, Any], manager: str, ap
     base = live or {}
     entries = read_entries(base)
     mine = managed_scope(fields_of(applied), subresource)
-    merged = merge_applied(base, applied)
+    merged: dict[str, Any] = merge_applied(base, applied)
     conflicts: list[tuple[Entry, Path]] = []
     for entry in entries:
         if entry.manager == manager and entry.operation == APPLY:

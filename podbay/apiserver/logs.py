@@ -14,7 +14,8 @@ from aiohttp import web
 from podbay.api.errors import BadRequest, FieldError
 from podbay.apiserver.params import int64_param
 from podbay.apiserver.status import HTTPError, ObjectInvalid
-from podbay.security.pki import ClusterPKI, client_context
+from podbay.security.pki import ClusterPKI
+from podbay.security.tls import client_context
 from podbay.store.base import Store
 
 SESSION_KEY = web.AppKey("agent_session", aiohttp.ClientSession)
@@ -41,7 +42,7 @@ def setup(app: web.Application, pki: ClusterPKI | None) -> None:
 def choose_container(pod: dict[str, Any], requested: str | None) -> str:
     spec = pod.get("spec", {})
     name = pod["metadata"]["name"]
-    main = [c["name"] for c in spec.get("containers", [])]
+    main: list[str] = [c["name"] for c in spec.get("containers", [])]
     every = main + [c["name"] for c in spec.get("initContainers", [])] + [
         c["name"] for c in spec.get("ephemeralContainers", [])
     ]

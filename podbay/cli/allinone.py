@@ -23,7 +23,7 @@ from podbay.apiserver.embedded import EmbeddedServer, serve_embedded
 from podbay.apiserver.ipallocator import ServiceRanges
 from podbay.cli.settings import Settings
 from podbay.client import Client
-from podbay.client.client import split_servers
+from podbay.client.rest import split_servers
 from podbay.client.leaderelection import LeaderElectionConfig, LeaderElector, new_identity
 from podbay.client.record import EventRecorder
 from podbay.controllers.endpointslice import EndpointSliceController

@@ -23,7 +23,7 @@ from podbay.cli.settings import Settings, settings_from
 log = logging.getLogger("podbay")
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("apiserver", help="run only the API server; several on one --etcd-servers serve one cluster")
     p.set_defaults(func=cmd_apiserver)
 

@@ -21,7 +21,7 @@ RUN_STATE = RUN_STATE_ANNOTATION
 SANDBOX_FROM = SANDBOX_FROM_ANNOTATION
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("create", help="store pods (Created, nothing runs) from -p FILE, or objects from -f FILE")
     p.add_argument("-p", "--pod", dest="podfile", help="a v1 Pod YAML/JSON or a HyperContainer pod file")
     p.add_argument("-f", "--filename", action="append", help="create objects, as kubectl create -f")

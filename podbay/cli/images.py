@@ -14,7 +14,7 @@ from podbay.runtime.config import prepare_roots
 from podbay.runtime.images import ImageConfig, ImageLimits, ImageStore, import_archive, pull
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     image = sub.add_parser("image", help="list, pull, import, build and remove images on this machine")
     verbs = image.add_subparsers(dest="image_verb", metavar="VERB", required=True)
     verbs.add_parser("ls", help="list images").set_defaults(func=cmd_ls)

@@ -30,7 +30,7 @@ KINDS: dict[str, type[Any]] = {alias: info.model for info in ALL_RESOURCES.value
                           for alias in (info.name, info.kind.lower(), *info.short_names)}
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("apply", help="create or update objects from files (-f FILE|DIR|-)")
     p.add_argument("-f", "--filename", action="append", required=True)
     p.add_argument("--validate", choices=["strict", "false"], default="strict",
@@ -287,7 +287,8 @@ def exec_command(args: argparse.Namespace) -> list[str]:
         flags = argparse.ArgumentParser(prog="podbay exec", add_help=False)
         _exec_flags(flags)
         flags.parse_args(args.command[:split], namespace=args)
-    return args.command[split + 1:]
+    command: list[str] = args.command[split + 1:]
+    return command
 
 
 async def exec_(client: Client, args: argparse.Namespace) -> int:

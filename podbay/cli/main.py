@@ -82,17 +82,19 @@ def parse_args(argv: list[str]) -> tuple[argparse.ArgumentParser, argparse.Names
     return parser, parser.parse_args(argv)
 
 
-def verb_parsers(sub: argparse._SubParsersAction, prefix: str = "") -> dict[str, argparse.ArgumentParser]:
+def verb_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser],
+                 prefix: str = "") -> dict[str, argparse.ArgumentParser]:
     """Every verb's parser by its full name ("get", "image pull"), nested verbs included."""
     found: dict[str, argparse.ArgumentParser] = {}
     for name, parser in sub.choices.items():
         found[prefix + name] = parser
         for action in parser._subparsers._group_actions if parser._subparsers else []:
-            found |= verb_parsers(action, f"{prefix}{name} ")
+            if isinstance(action, argparse._SubParsersAction):  # the group holds only these
+                found |= verb_parsers(action, f"{prefix}{name} ")
     return found
 
 
-def _add_examples(sub: argparse._SubParsersAction) -> None:
+def _add_examples(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     for name, parser in verb_parsers(sub).items():
         if name in EXAMPLES:
             parser.epilog = "examples:\n" + EXAMPLES[name]

@@ -11,7 +11,8 @@ from typing import Any
 
 from podbay.cli import printflags
 from podbay.cli.common import CLIError, run_with_client, run_with_rest, table
-from podbay.cli.restmapper import EVENT, POD, Resource, resource_for
+from podbay.api.resourcenames import Resource
+from podbay.cli.restmapper import EVENT, POD, resource_for
 from podbay.client.rest import RESTClient
 
 TABLE = "application/json;as=Table;v=v1;g=meta.k8s.io,application/json"
@@ -22,14 +23,14 @@ OBJECT_META_FIELDS = ("name", "generateName", "namespace", "selfLink", "uid", "r
                       "annotations", "ownerReferences", "finalizers", "managedFields")
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """All three, for a command line that has only these verbs."""
     register_get(sub)
     register_describe(sub)
     register_logs(sub)
 
 
-def register_get(sub: argparse._SubParsersAction) -> None:
+def register_get(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("get", help="list objects as kubectl does")
     p.add_argument("kind")
     p.add_argument("names", nargs="*")
@@ -41,7 +42,7 @@ def register_get(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_get_verb)
 
 
-def register_describe(sub: argparse._SubParsersAction) -> None:
+def register_describe(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("describe", help="show a pod's details and events")
     p.add_argument("kind", choices=["pod", "pods", "po"])
     p.add_argument("name")
@@ -49,7 +50,7 @@ def register_describe(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=lambda a: run_with_rest(a, lambda rest, s: describe(rest, a)))
 
 
-def register_logs(sub: argparse._SubParsersAction) -> None:
+def register_logs(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("logs", help="print a container's log")
     p.add_argument("pod")
     p.add_argument("-c", "--container")
@@ -230,7 +231,7 @@ def logs(rest: RESTClient, args: argparse.Namespace) -> int:
 
 def default_container(pod: dict[str, Any]) -> str | None:
     """kubectl's choice when -c is not given: the default-container annotation, else the first."""
-    containers = [c.get("name", "") for c in (pod.get("spec") or {}).get("containers") or []]
+    containers: list[str] = [c.get("name", "") for c in (pod.get("spec") or {}).get("containers") or []]
     if len(containers) <= 1:
         return None
     annotations = (pod.get("metadata") or {}).get("annotations") or {}

@@ -27,7 +27,7 @@ READY_TIMEOUT = 120.0
 STOP_TIMEOUT = 60.0
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     up = sub.add_parser("up", help="start the all-in-one server (API, scheduler, controllers, node agent)")
     up.add_argument("--foreground", action="store_true", help="stay in the foreground (for service managers)")
     up.add_argument("--ready-fd", type=int, help=argparse.SUPPRESS)
@@ -365,7 +365,7 @@ def cmd_control_part(args: argparse.Namespace) -> int:
     return 0
 
 
-def register_kubeconfig(sub: argparse._SubParsersAction) -> None:
+def register_kubeconfig(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("kubeconfig", help="print the admin kubeconfig `podbay up` wrote (kubectl, the Python client)")
     p.set_defaults(func=cmd_kubeconfig)
 

@@ -15,7 +15,7 @@ from podbay.cli.common import CLIError
 from podbay.cli.kubectl import read_files
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("validate", help="check pod files (v1 YAML/JSON, v1beta1, Hyper pod files) without a server")
     p.add_argument("files", nargs="+", help="files, directories or - for stdin")
     p.add_argument("-o", "--output", choices=["yaml", "json"], default="yaml")

@@ -24,7 +24,8 @@ from podbay.client.rest import split_servers
 from podbay.client.streams import ExecStream
 from podbay.client.transport import Transport
 from podbay.security import kubeconfig
-from podbay.security.pki import ca_hash, client_context, parse_join_token
+from podbay.security.pki import ca_hash, parse_join_token
+from podbay.security.tls import client_context
 
 T = TypeVar("T")
 

@@ -120,7 +120,7 @@ def backoff_remaining(failures_since_success: int, last_failure: datetime | None
     6 minutes, counted from the last failure."""
     if failures_since_success == 0 or last_failure is None:
         return 0.0
-    delay = min(BACKOFF_BASE * 2 ** (failures_since_success - 1), BACKOFF_MAX)
+    delay: float = min(BACKOFF_BASE * 2 ** (failures_since_success - 1), BACKOFF_MAX)
     return max(0.0, delay - (at - last_failure).total_seconds())
 
 

@@ -47,7 +47,8 @@ def _unread(path: Path) -> int:
     except OSError:
         return 0
     try:
-        return struct.unpack("i", fcntl.ioctl(fd, termios.FIONREAD, b"\0\0\0\0"))[0]
+        (waiting,) = struct.unpack("i", fcntl.ioctl(fd, termios.FIONREAD, b"\0\0\0\0"))
+        return int(waiting)
     finally:
         os.close(fd)
 

@@ -58,7 +58,7 @@ async def exec_plugin(command: str, conf: dict[str, Any], *, bin_dirs: tuple[Pat
     if command != "ADD":
         return None
     try:
-        result = json.loads(out)
+        result: dict[str, Any] = json.loads(out)  # result_problems checks it is an object
     except ValueError:
         raise NetworkError(f"plugin type={kind!r} ADD printed no JSON result: {out[:200]!r}") from None
     problems = result_problems(result)

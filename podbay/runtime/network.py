@@ -276,7 +276,7 @@ class PodNetwork:
     def _load_conflist(self) -> dict[str, Any]:
         path = self.ensure_conflist()
         try:
-            conflist = json.loads(path.read_text())
+            conflist: dict[str, Any] = json.loads(path.read_text())  # checked below
         except ValueError as exc:
             raise NetworkError(f"{path}: not JSON: {exc}") from None
         problems = [f"{field_}: missing" for field_ in ("name", "plugins") if field_ not in conflist]

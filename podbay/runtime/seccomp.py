@@ -40,7 +40,8 @@ _PASSTHROUGH = ("defaultErrnoRet", "flags", "listenerPath", "listenerMetadata")
 
 @functools.cache
 def runtime_default() -> dict[str, Any]:
-    return json.loads(resources.files("podbay.runtime").joinpath("seccomp_default.json").read_text())
+    profile: dict[str, Any] = json.loads(resources.files("podbay.runtime").joinpath("seccomp_default.json").read_text())
+    return profile
 
 
 def host_arch() -> str:
@@ -72,7 +73,7 @@ def load_profile(profile: SecurityProfile) -> dict[str, Any] | None:
     except (OSError, UnicodeDecodeError) as e:
         raise ContainerRuntimeError(f'cannot load seccomp profile "{path}": {getattr(e, "strerror", None) or e}') from e
     try:
-        doc = json.loads(text)
+        doc: dict[str, Any] = json.loads(text)  # profile_errors checks it is an object
     except json.JSONDecodeError as e:
         raise ContainerRuntimeError(f'decoding seccomp profile failed "{path}": {e}') from e
     problems = profile_errors(doc)

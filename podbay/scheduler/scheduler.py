@@ -33,7 +33,8 @@ POD_MAX_BACKOFF = 10.0
 
 def backoff(attempts: int) -> float:
     """Seconds before the next try of a pod that failed `attempts` times in a row."""
-    return min(POD_INITIAL_BACKOFF * 2 ** min(attempts - 1, 16), POD_MAX_BACKOFF)
+    delay: float = min(POD_INITIAL_BACKOFF * 2 ** min(attempts - 1, 16), POD_MAX_BACKOFF)
+    return delay
 
 
 def _terminal(pod: Pod) -> bool:
@@ -176,7 +177,8 @@ class Scheduler:
         is scheduled: admission made sure the class existed when the pod was created."""
         if not pod.spec.runtime_class_name:
             return None
-        return (await self.client.get(RuntimeClass, pod.spec.runtime_class_name)).handler
+        runtime_class: RuntimeClass = await self.client.get(RuntimeClass, pod.spec.runtime_class_name)
+        return runtime_class.handler
 
     async def _bind(self, pod: Pod, node: str) -> None:
         binding = Binding(metadata=ObjectMeta(name=pod.metadata.name, namespace=pod.metadata.namespace,

@@ -19,7 +19,8 @@ from typing import Any
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 
-from podbay.security.pki import MASTERS, write_private
+from podbay.security.pki import MASTERS
+from podbay.security.tls import write_private
 
 # kube-apiserver's exact answer to a request without valid credentials.
 UNAUTHORIZED_BODY = json.dumps({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",

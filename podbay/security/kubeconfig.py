@@ -43,7 +43,8 @@ def render(server: str, ca: bytes, cert: bytes, key: bytes) -> str:
 def _named(entries: Any, name: str, what: str, path: Path) -> dict[str, Any]:
     for entry in entries or []:
         if isinstance(entry, dict) and entry.get("name") == name and isinstance(entry.get(what), dict):
-            return entry[what]
+            named: dict[str, Any] = entry[what]
+            return named
     raise ValueError(f"{path}: no {what} named {name!r}")
 
 
@@ -52,7 +53,7 @@ def _data(section: dict[str, Any], key: str, base: Path) -> bytes | None:
     if section.get(f"{key}-data"):
         return base64.b64decode(section[f"{key}-data"])
     if section.get(key):
-        return (base / section[key]).read_bytes()
+        return (base / str(section[key])).read_bytes()
     return None
 
 

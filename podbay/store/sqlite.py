@@ -124,6 +124,7 @@ class SQLiteStore:
                 self._conn.execute("COMMIT")
 
     def _bump(self, conn: sqlite3.Connection) -> int:
+        rev: int
         (rev,) = conn.execute(
             "UPDATE meta SET value = value + 1 WHERE key = 'revision' RETURNING value"
         ).fetchone()
@@ -142,7 +143,8 @@ class SQLiteStore:
 
     @staticmethod
     def _meta(conn: sqlite3.Connection, key: str) -> int:
-        return conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()[0]
+        value: int = conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()[0]
+        return value
 
     def _record(
         self,
@@ -335,7 +337,8 @@ class SQLiteStore:
 
     def _data_version(self) -> int:
         with self._lock:
-            return self._conn.execute("PRAGMA data_version").fetchone()[0]
+            version: int = self._conn.execute("PRAGMA data_version").fetchone()[0]
+            return version
 
     async def close(self) -> None:
         self._notifier.close()

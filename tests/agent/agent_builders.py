@@ -1,36 +1,35 @@
-"""Small builders for unit tests of the agent's pure rules.
-
-The rules read pods and container statuses by attribute (the podbay.api model
-shape), so plain namespaces stand in for them here.
-"""
+"""Small builders for unit tests of the agent's pure rules: real podbay.api models, so the
+rules are tested on the shapes they meet in production."""
 from __future__ import annotations
 
-from types import SimpleNamespace as NS
+from datetime import datetime, timezone
 from typing import Any
 
 from podbay.agent.podstate import ContainerRecord, PodRuntimeStatus, RunState, SandboxRecord
+from podbay.api import (
+    Container, ContainerState, ContainerStateRunning, ContainerStateTerminated, ContainerStateWaiting,
+    ContainerStatus, EphemeralContainer, ObjectMeta, Pod, PodCondition, PodReadinessGate, PodSpec, PodStatus,
+)
 
 
-def container(name: str, image: str = "busybox", **kw: Any) -> NS:
-    base = dict(name=name, image=image, restart_policy=None, startup_probe=None, liveness_probe=None,
-                readiness_probe=None)
-    base.update(kw)
-    return NS(**base)
+def container(name: str, image: str = "busybox", **kw: Any) -> Container:
+    return Container(name=name, image=image, **kw)
 
 
-def sidecar(name: str, **kw: Any) -> NS:
+def sidecar(name: str, **kw: Any) -> Container:
     return container(name, restart_policy="Always", **kw)
 
 
-def pod(containers: list[NS], init: list[NS] | None = None, restart_policy: str = "Always",
-        deleting: bool = False, gates: list[str] | None = None, conditions: list[NS] | None = None,
-        ephemeral: list[NS] | None = None) -> NS:
-    return NS(
-        metadata=NS(deletion_timestamp="now" if deleting else None, uid="u1", name="p", namespace="default"),
-        spec=NS(containers=containers, init_containers=init or [], ephemeral_containers=ephemeral or [],
-                restart_policy=restart_policy, host_network=False,
-                readiness_gates=[NS(condition_type=g) for g in gates or []]),
-        status=NS(conditions=conditions or []),
+def pod(containers: list[Container], init: list[Container] | None = None, restart_policy: str = "Always",
+        deleting: bool = False, gates: list[str] | None = None, conditions: list[PodCondition] | None = None,
+        ephemeral: list[Container] | None = None) -> Pod:
+    return Pod(
+        metadata=ObjectMeta(deletion_timestamp=datetime.now(timezone.utc) if deleting else None, uid="u1", name="p",
+                            namespace="default"),
+        spec=PodSpec(containers=containers, init_containers=init or [], restart_policy=restart_policy,
+                     ephemeral_containers=[EphemeralContainer(name=c.name, image=c.image) for c in ephemeral or []],
+                     readiness_gates=[PodReadinessGate(condition_type=g) for g in gates or []]),
+        status=PodStatus(conditions=conditions or []),
     )
 
 
@@ -44,19 +43,20 @@ def runtime(*records: ContainerRecord, sandbox: bool = True, ready: bool = True,
     return PodRuntimeStatus(uid="u1", sandboxes=boxes, containers=list(records))
 
 
-def running() -> NS:
-    return NS(running=NS(started_at=None), terminated=None, waiting=None)
+def running() -> ContainerState:
+    return ContainerState(running=ContainerStateRunning())
 
 
-def terminated(code: int) -> NS:
-    return NS(running=None, terminated=NS(exit_code=code), waiting=None)
+def terminated(code: int) -> ContainerState:
+    return ContainerState(terminated=ContainerStateTerminated(exit_code=code))
 
 
-def waiting(reason: str = "ContainerCreating") -> NS:
-    return NS(running=None, terminated=None, waiting=NS(reason=reason))
+def waiting(reason: str = "ContainerCreating") -> ContainerState:
+    return ContainerState(waiting=ContainerStateWaiting(reason=reason))
 
 
-def cstatus(name: str, state: NS, last_exit: int | None = None, ready: bool = False, started: bool | None = None) -> NS:
-    last = NS(terminated=NS(exit_code=last_exit), running=None, waiting=None) if last_exit is not None else NS(
-        terminated=None, running=None, waiting=None)
-    return NS(name=name, state=state, last_state=last, ready=ready, started=started)
+def cstatus(name: str, state: ContainerState, last_exit: int | None = None, ready: bool = False,
+            started: bool | None = None) -> ContainerStatus:
+    last = ContainerState(terminated=ContainerStateTerminated(exit_code=last_exit)) if last_exit is not None \
+        else ContainerState()
+    return ContainerStatus(name=name, state=state, last_state=last, ready=ready, started=started)

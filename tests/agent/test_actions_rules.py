@@ -2,6 +2,7 @@ import pytest
 
 from podbay.agent.actions import compute_pod_actions, sandbox_changed
 from agent_builders import container, pod, rec, runtime, sidecar
+from podbay.api import Probe
 
 
 def test_new_pod_creates_sandbox_and_starts_all_containers():
@@ -103,7 +104,7 @@ def test_sidecar_started_lets_next_init_run():
 
 
 def test_sidecar_waits_for_startup_probe():
-    p = pod([container("a")], init=[sidecar("s", startup_probe=object()), container("i")])
+    p = pod([container("a")], init=[sidecar("s", startup_probe=Probe()), container("i")])
     assert compute_pod_actions(p, runtime(rec("s", "running"))).init_containers_to_start == []
     a = compute_pod_actions(p, runtime(rec("s", "running")), startup={"id-s": True})
     assert a.init_containers_to_start == [1]

@@ -1,8 +1,12 @@
-from types import SimpleNamespace as NS
+from typing import Any
 
 import pytest
 
 from podbay.agent.envvars import EnvError, PodFacts, container_argv, container_env, expand, mapping_for, merge_image_env
+from podbay.api import (
+    ConfigMapKeySelector, Container, EnvVar, EnvVarSource, ObjectFieldSelector, ObjectMeta, Pod, PodSpec,
+    SecretKeySelector,
+)
 
 
 @pytest.mark.parametrize("text,want", [
@@ -22,33 +26,27 @@ def test_expand_matches_kubernetes(text, want):
     assert expand(text, mapping_for({"A": "a", "B": "b", "": ""})) == want
 
 
-def var(name, value=None, **vf):
-    value_from = None
-    if vf:
-        value_from = NS(field_ref=None, resource_field_ref=None, config_map_key_ref=None, secret_key_ref=None)
-        for k, v in vf.items():
-            setattr(value_from, k, v)
-    return NS(name=name, value=value, value_from=value_from)
+def var(name: str, value: str | None = None, **vf: Any) -> EnvVar:
+    return EnvVar(name=name, value=value, value_from=EnvVarSource(**vf) if vf else None)
 
 
-def mk_pod(env, command=None, args=None):
-    c = NS(name="c", env=env, env_from=[], command=command, args=args, resources=None)
-    meta = NS(name="web", namespace="ns1", uid="u-1", labels={"app": "x"}, annotations={"a/b": "v"})
-    return NS(metadata=meta, spec=NS(node_name="n1", service_account_name="default", containers=[c],
-                                     init_containers=[])), c
+def mk_pod(env: list[EnvVar]) -> tuple[Pod, Container]:
+    c = Container(name="c", env=env)
+    meta = ObjectMeta(name="web", namespace="ns1", uid="u-1", labels={"app": "x"}, annotations={"a/b": "v"})
+    return Pod(metadata=meta, spec=PodSpec(node_name="n1", service_account_name="default", containers=[c])), c
 
 
 def test_env_in_order_with_references_and_downward_api():
     p, c = mk_pod([
-        var("NAME", field_ref=NS(field_path="metadata.name")),
+        var("NAME", field_ref=ObjectFieldSelector(field_path="metadata.name")),
         var("GREETING", "hi $(NAME) in $(NS)"),
-        var("NS", field_ref=NS(field_path="metadata.namespace")),
-        var("APP", field_ref=NS(field_path="metadata.labels['app']")),
-        var("ANN", field_ref=NS(field_path="metadata.annotations['a/b']")),
-        var("IP", field_ref=NS(field_path="status.podIP")),
-        var("NODE", field_ref=NS(field_path="spec.nodeName")),
-        var("SA", field_ref=NS(field_path="spec.serviceAccountName")),
-        var("UID", field_ref=NS(field_path="metadata.uid")),
+        var("NS", field_ref=ObjectFieldSelector(field_path="metadata.namespace")),
+        var("APP", field_ref=ObjectFieldSelector(field_path="metadata.labels['app']")),
+        var("ANN", field_ref=ObjectFieldSelector(field_path="metadata.annotations['a/b']")),
+        var("IP", field_ref=ObjectFieldSelector(field_path="status.podIP")),
+        var("NODE", field_ref=ObjectFieldSelector(field_path="spec.nodeName")),
+        var("SA", field_ref=ObjectFieldSelector(field_path="spec.serviceAccountName")),
+        var("UID", field_ref=ObjectFieldSelector(field_path="metadata.uid")),
         var("ESC", "$$(NAME)"),
     ])
     env, warnings = container_env(p, c, PodFacts(pod_ip="10.0.0.5", host_ip="127.0.0.1"))
@@ -58,23 +56,23 @@ def test_env_in_order_with_references_and_downward_api():
 
 
 def test_config_map_and_secret_refs_unsupported_unless_optional():
-    p, c = mk_pod([var("X", config_map_key_ref=NS(name="cm", key="k", optional=None))])
+    p, c = mk_pod([var("X", config_map_key_ref=ConfigMapKeySelector(name="cm", key="k"))])
     with pytest.raises(EnvError, match="configMapKeyRef"):
         container_env(p, c, PodFacts())
-    p, c = mk_pod([var("X", secret_key_ref=NS(name="s", key="k", optional=True)), var("Y", "1")])
+    p, c = mk_pod([var("X", secret_key_ref=SecretKeySelector(name="s", key="k", optional=True)), var("Y", "1")])
     env, warnings = container_env(p, c, PodFacts())
     assert env == [("Y", "1")] and "secretKeyRef" in warnings[0]
 
 
 def test_argv_combines_command_args_and_image():
     env = [("WHO", "you")]
-    c = NS(command=None, args=None)
+    c = Container(name="c")
     assert container_argv(c, ["/ep"], ["cmd", "x"], env) == ["/ep", "cmd", "x"]
-    c = NS(command=None, args=["a", "$(WHO)"])
+    c = Container(name="c", args=["a", "$(WHO)"])
     assert container_argv(c, ["/ep"], ["cmd"], env) == ["/ep", "a", "you"]
-    c = NS(command=["sh", "-c", "echo $(WHO)"], args=None)
+    c = Container(name="c", command=["sh", "-c", "echo $(WHO)"])
     assert container_argv(c, ["/ep"], ["cmd"], env) == ["sh", "-c", "echo you"]
-    c = NS(command=["sh"], args=["-c", "$(NOPE)"])
+    c = Container(name="c", command=["sh"], args=["-c", "$(NOPE)"])
     assert container_argv(c, ["/ep"], ["cmd"], env) == ["sh", "-c", "$(NOPE)"]
 
 

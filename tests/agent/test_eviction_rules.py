@@ -8,9 +8,10 @@ from pathlib import Path
 import pytest
 
 from podbay.agent.eviction import (
-    DEFAULT_EVICTION_HARD, Observation, PodUsage, PressureHistory, StorageUsage, Threshold, admission_rejection, node_pressure_victim,
-    parse_thresholds, pressure_conditions, storage_violation, thresholds_met,
+    Observation, PodUsage, PressureHistory, StorageUsage, Threshold, admission_rejection, node_pressure_victim,
+    pressure_conditions, storage_violation, thresholds_met,
 )
+from podbay.agent.thresholds import DEFAULT_EVICTION_HARD, parse_thresholds
 from podbay.api import Pod
 from podbay.api.formats import load_pods
 from podbay.runtime.diskusage import disk_usage
@@ -56,17 +57,17 @@ def test_a_threshold_is_met_when_less_than_it_is_available() -> None:
 def test_pressure_conditions_in_the_kubelets_words() -> None:
     t0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
     first = pressure_conditions(["DiskPressure"], [], t0)
-    assert [(c["type"], c["status"], c["reason"], c["message"]) for c in first] == [
+    assert [(c.type, c.status, c.reason, c.message) for c in first] == [
         ("MemoryPressure", "False", "KubeletHasSufficientMemory", "kubelet has sufficient memory available"),
         ("DiskPressure", "True", "KubeletHasDiskPressure", "kubelet has disk pressure"),
         ("PIDPressure", "False", "KubeletHasSufficientPID", "kubelet has sufficient PID available"),
     ]
     t1 = t0 + timedelta(seconds=10)
-    later = {c["type"]: c for c in pressure_conditions(["PIDPressure"], first, t1)}
-    assert later["MemoryPressure"]["lastTransitionTime"] == t0 and later["MemoryPressure"]["lastHeartbeatTime"] == t1
-    assert later["DiskPressure"]["lastTransitionTime"] == t1
-    assert later["DiskPressure"]["reason"] == "KubeletHasNoDiskPressure"
-    assert later["PIDPressure"]["status"] == "True" and later["PIDPressure"]["reason"] == "KubeletHasInsufficientPID"
+    later = {c.type: c for c in pressure_conditions(["PIDPressure"], first, t1)}
+    assert later["MemoryPressure"].last_transition_time == t0 and later["MemoryPressure"].last_heartbeat_time == t1
+    assert later["DiskPressure"].last_transition_time == t1
+    assert later["DiskPressure"].reason == "KubeletHasNoDiskPressure"
+    assert later["PIDPressure"].status == "True" and later["PIDPressure"].reason == "KubeletHasInsufficientPID"
 
 
 def pod(containers: str, volumes: str = "[]") -> Pod:

@@ -1,4 +1,4 @@
-from podbay.agent.server import parse_cri_line, render, tail
+from podbay.agent.containerlogs import parse_cri_line, render, tail
 
 LOG = [
     b"2026-01-01T00:00:00.000000001Z stdout F one\n",
@@ -28,7 +28,7 @@ def test_tail_counts_whole_lines():
 def test_since_keeps_lines_at_or_after_the_cutoff():
     from datetime import datetime, timezone
 
-    from podbay.agent.server import log_since, newer
+    from podbay.agent.containerlogs import log_since, newer
 
     now = datetime(2026, 1, 1, 0, 0, 10, tzinfo=timezone.utc)
     assert log_since({}, now) is None

@@ -1,10 +1,12 @@
+from datetime import datetime, timezone
+
 import pytest
 
 from podbay.agent.phase import (
     Condition, containers_ready_condition, get_phase, initialized_condition, merge_conditions, ready_condition,
 )
+from podbay.api import PodCondition
 from agent_builders import container, cstatus, pod, running, sidecar, terminated, waiting
-from types import SimpleNamespace as NS
 
 
 def test_pending_until_init_done():
@@ -78,7 +80,7 @@ def test_ready_conditions_include_sidecars_and_gates():
     assert cr.status == "True"
     r = ready_condition(p, cr, "Running")
     assert (r.status, r.reason) == ("False", "ReadinessGatesNotReady")
-    p.status.conditions = [NS(type="example.com/gate", status="True")]
+    p.status.conditions = [PodCondition(type="example.com/gate", status="True")]
     assert ready_condition(p, cr, "Running").status == "True"
 
 
@@ -89,10 +91,11 @@ def test_succeeded_pod_is_not_ready_with_pod_completed():
 
 
 def test_merge_keeps_transition_time_when_status_unchanged():
-    old = [NS(type="PodScheduled", status="True", last_transition_time=1),
-           NS(type="Ready", status="False", last_transition_time=2),
-           NS(type="Initialized", status="False", last_transition_time=3)]
-    make = lambda c, t: NS(type=c.type, status=c.status, last_transition_time=t)  # noqa: E731
-    out = merge_conditions(old, [Condition("Ready", "False"), Condition("Initialized", "True")], 9, make)
+    t = [datetime(2026, 1, 1, 0, 0, second, tzinfo=timezone.utc) for second in range(10)]
+    old = [PodCondition(type="PodScheduled", status="True", last_transition_time=t[1]),
+           PodCondition(type="Ready", status="False", last_transition_time=t[2]),
+           PodCondition(type="Initialized", status="False", last_transition_time=t[3])]
+    make = lambda c, ltt: PodCondition(type=c.type, status=c.status, last_transition_time=ltt)  # noqa: E731
+    out = merge_conditions(old, [Condition("Ready", "False"), Condition("Initialized", "True")], t[9], make)
     got = {c.type: c.last_transition_time for c in out}
-    assert got == {"PodScheduled": 1, "Ready": 2, "Initialized": 9}
+    assert got == {"PodScheduled": t[1], "Ready": t[2], "Initialized": t[9]}

@@ -1,13 +1,11 @@
-from types import SimpleNamespace as NS
+from typing import Any
 
 from podbay.agent.probestate import ProbeState, probe_timing
+from podbay.api import Probe
 
 
-def probe(**kw):
-    base = dict(initial_delay_seconds=None, period_seconds=None, timeout_seconds=None, success_threshold=None,
-                failure_threshold=None, termination_grace_period_seconds=None)
-    base.update(kw)
-    return NS(**base)
+def probe(**kw: Any) -> Probe:
+    return Probe(**kw)
 
 
 def test_defaults():

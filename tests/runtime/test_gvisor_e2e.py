@@ -11,7 +11,7 @@ from typing import AsyncIterator
 
 import pytest
 
-from podbay.agent.server import parse_cri_line
+from podbay.agent.containerlogs import parse_cri_line
 from podbay.runtime.service import RuntimeService
 from podbay.runtime.types import ContainerRuntimeError, ContainerState
 from tests.conftest import HostEnv

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from podbay.agent.server import parse_cri_line
+from podbay.agent.containerlogs import parse_cri_line
 from podbay.runtime.gvisor import CONTAINER_TYPE, SANDBOX_ID, GVisorConfig, GVisorHandler
 from podbay.runtime.gvisormon import _MAX_LINE, _CRILog, _exit_status
 from podbay.runtime.handler import SandboxSpec

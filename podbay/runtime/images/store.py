@@ -110,7 +110,8 @@ class ImageStore:
 
     def _read_index(self) -> dict[str, Any]:
         try:
-            return json.loads((self.root / "images.json").read_text())
+            index: dict[str, Any] = json.loads((self.root / "images.json").read_text())
+            return index
         except FileNotFoundError:
             return {"images": {}}
 
