@@ -9,6 +9,7 @@ them. A consumer that means to modify one (to send it back in an update, say) co
 from __future__ import annotations
 
 import asyncio
+import builtins
 import contextlib
 import logging
 from dataclasses import dataclass
@@ -138,7 +139,7 @@ class SharedInformer(Generic[T]):
     def get(self, namespace: str, name: str) -> T | None:
         return self._items.get((namespace, name))
 
-    def by_index(self, index: str, value: str) -> list[T]:
+    def by_index(self, index: str, value: str) -> builtins.list[T]:
         return [self._items[k] for k in self._indices[index].get(value, ())]
 
     def add_indexers(self, indexers: Mapping[str, IndexFunc[T]]) -> None:
@@ -208,7 +209,7 @@ class SharedInformer(Generic[T]):
                 log.warning("list and watch of %s failed, starting again: %s", self.kind.__name__, exc)
                 await asyncio.sleep(_RETRY)
 
-    def _replace(self, items: list[T]) -> None:
+    def _replace(self, items: builtins.list[T]) -> None:
         """The cache becomes `items`; handlers hear what differs."""
         fresh = {key_of(o): o for o in items}
         for key in [k for k in self._items if k not in fresh]:

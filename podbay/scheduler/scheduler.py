@@ -114,7 +114,7 @@ class Scheduler:
         self._pod_changed(None, pod)
 
     def _pod_changed(self, old: Pod | None, pod: Pod) -> None:
-        uid = pod.metadata.uid
+        uid = uid_of(pod)
         self._count(pod)
         if self._wants(pod):
             if uid not in self.unschedulable:
@@ -123,7 +123,7 @@ class Scheduler:
             self._retry_unschedulable()
 
     def _pod_deleted(self, pod: Pod) -> None:
-        uid = pod.metadata.uid
+        uid = uid_of(pod)
         self.assumed.pop(uid, None)
         self.attempts.pop(uid, None)
         self.snapshot.unplace(uid)
@@ -239,11 +239,11 @@ class Scheduler:
 
 async def run(client: Any, name: str = DEFAULT_SCHEDULER, informers: SharedInformerFactory | None = None) -> None:
     """`informers`: the process's, shared with its other consumers (default: the scheduler's own)."""
-    own = SharedInformerFactory(client) if informers is None else None
-    scheduler = Scheduler(client, informers or own, name)
+    factory = informers if informers is not None else SharedInformerFactory(client)
+    scheduler = Scheduler(client, factory, name)
     try:
         await asyncio.gather(scheduler.watch_nodes(), scheduler.watch_pods(), scheduler.schedule_loop())
     finally:
         await scheduler.events.close()
-        if own is not None:
-            await own.shutdown()
+        if factory is not informers:
+            await factory.shutdown()
