@@ -33,6 +33,7 @@ from podbay.api import Binding, Node, ObjectMeta, ObjectReference, Pod
 from podbay.api.serialize import from_dict
 from podbay.apiserver.embedded import EmbeddedServer, serve_embedded
 from podbay.client import Client
+from podbay.client.informer import SharedInformerFactory
 from podbay.scheduler.fit import usage_of
 from podbay.scheduler.scheduler import MAX_BINDINGS_IN_FLIGHT, Scheduler
 from podbay.scheduler.snapshot import Snapshot
@@ -57,9 +58,10 @@ async def scheduler_throughput(url: str, nodes: int, pods: int) -> float:
         await client.create(node(i))
     for i in range(pods):
         await client.create(pod(f"s-{i}"))
-    scheduler = Scheduler(client)
+    informers = SharedInformerFactory(client)
+    scheduler = Scheduler(client, informers)
     watchers = [asyncio.create_task(scheduler.watch_nodes()), asyncio.create_task(scheduler.watch_pods())]
-    while len(scheduler.snapshot) < nodes or len(scheduler.pods) < pods:
+    while len(scheduler.snapshot) < nodes or len(scheduler.pod_informer.list()) < pods:
         await asyncio.sleep(0.05)  # the caches fill from the watches; not part of the timing
     loop = asyncio.create_task(scheduler.schedule_loop())
     t0 = time.monotonic()
@@ -70,6 +72,7 @@ async def scheduler_throughput(url: str, nodes: int, pods: int) -> float:
         t.cancel()
     await asyncio.gather(loop, *watchers, return_exceptions=True)
     await scheduler.events.close()
+    await informers.shutdown()
     await client.close()
     return pods / took
 

@@ -31,6 +31,7 @@ from podbay.api import Pod
 from podbay.api.models import Container
 from podbay.api.stored import uid_of
 from podbay.client.client import Client
+from podbay.client.informer import SharedInformerFactory, WatchEvents
 from podbay.client.record import EventRecorder
 
 log = logging.getLogger(__name__)
@@ -82,21 +83,24 @@ class Agent:
         await self.events.record(pod, "Unhealthy", f"{probe_type.capitalize()} probe failed: {message}",
                                  warning=True, container=container.name, init=init)
 
-    async def watch_pods(self) -> None:
-        selector = f"spec.nodeName={self.config.node_name}"
-        pods, _ = await self.client.list(Pod, field_selector=selector)
-        seen = {p.metadata.uid for p in pods}
+    async def watch_pods(self, informers: SharedInformerFactory) -> None:
+        # As the kubelet's own watch: only this node's pods, filtered by the API server.
+        pods = informers.informer(Pod, field_selector=f"spec.nodeName={self.config.node_name}")
+        await pods.wait_synced()
+        seen = {p.metadata.uid for p in pods.list()}
         # Pods the runtime still holds but the API forgot: finish and clean them up.
         for uid in await runtime_pods(self.runtime):
             if uid not in seen:
                 self.workers.adopt_orphan(uid)
-        async for type_, pod in self.client.watch(Pod, field_selector=selector):
-            uid = uid_of(pod)
-            worker = self.workers.get(uid)
-            if type_ == "DELETED" and worker is not None:
-                # The last word on the pod: how fast its containers must go.
-                worker.last_pod = pod
-            self.workers.dispatch(None if type_ == "DELETED" else pod, uid)
+        await pods.serve(WatchEvents(self._pod_event))
+
+    def _pod_event(self, type_: str, pod: Pod) -> None:
+        uid = uid_of(pod)
+        worker = self.workers.get(uid)
+        if type_ == "DELETED" and worker is not None:
+            # The last word on the pod: how fast its containers must go.
+            worker.last_pod = pod
+        self.workers.dispatch(None if type_ == "DELETED" else pod, uid)
 
     async def relist_loop(self) -> None:
         """Wakes the worker of every pod whose containers changed in the runtime."""
@@ -127,9 +131,10 @@ class Agent:
 
 
 async def run(client: Client, runtime: ContainerRuntime, config: AgentConfig,
-              registered: asyncio.Event | None = None) -> None:
+              registered: asyncio.Event | None = None, informers: SharedInformerFactory | None = None) -> None:
     """Runs the agent until cancelled: node, heartbeats, pod watch, relist, exits, logs/exec server.
-    `registered` is set once the Node object exists."""
+    `registered` is set once the Node object exists. `informers`: the process's (the all-in-one's,
+    shared with the scheduler and controllers); default, the agent's own."""
     from podbay.agent.server import start_server
 
     if config.server_auth is None:
@@ -140,7 +145,8 @@ async def run(client: Client, runtime: ContainerRuntime, config: AgentConfig,
     await agent.node.register()
     if registered is not None:
         registered.set()
-    loops = [agent.node.heartbeat_loop(), agent.watch_pods(), agent.relist_loop(), agent.exit_loop(),
+    factory = informers if informers is not None else SharedInformerFactory(client)
+    loops = [agent.node.heartbeat_loop(), agent.watch_pods(factory), agent.relist_loop(), agent.exit_loop(),
              agent.eviction.loop(), ImageGC(runtime, config.image_gc).run(),
              agent.resource_metrics.loop(config.metrics_interval)]
     if config.host_gw_routes:
@@ -154,6 +160,8 @@ async def run(client: Client, runtime: ContainerRuntime, config: AgentConfig,
         for t in tasks:
             t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        if factory is not informers:
+            await factory.shutdown()
         await agent.workers.stop()
         await agent.probes.close()
         await agent.events.close()

@@ -23,9 +23,10 @@ from podbay.apiserver.embedded import EmbeddedServer, serve_embedded
 from podbay.apiserver.ipallocator import ServiceRanges
 from podbay.cli.settings import Settings
 from podbay.client import Client
-from podbay.client.rest import split_servers
+from podbay.client.informer import SharedInformerFactory
 from podbay.client.leaderelection import LeaderElectionConfig, LeaderElector, new_identity
 from podbay.client.record import EventRecorder
+from podbay.client.rest import split_servers
 from podbay.controllers.endpointslice import EndpointSliceController
 from podbay.controllers.nodeipam import NodeIPAM
 from podbay.controllers.nodelifecycle import NodeLifecycle
@@ -85,15 +86,18 @@ def _installation_identity(settings: Settings) -> str:
     return identity
 
 
-def _scheduler(client: Client, election: LeaderElectionConfig | None) -> Coroutine[Any, Any, None]:
-    return _elected(client, election, SCHEDULER_LEASE, DEFAULT_SCHEDULER, lambda: run_scheduler(client))
+def _scheduler(client: Client, informers: SharedInformerFactory,
+               election: LeaderElectionConfig | None) -> Coroutine[Any, Any, None]:
+    return _elected(client, election, SCHEDULER_LEASE, DEFAULT_SCHEDULER,
+                    lambda: run_scheduler(client, informers=informers))
 
 
-def _controllers(client: Client, settings: Settings, election: LeaderElectionConfig | None) -> Coroutine[Any, Any, None]:
+def _controllers(client: Client, informers: SharedInformerFactory, settings: Settings,
+                 election: LeaderElectionConfig | None) -> Coroutine[Any, Any, None]:
     async def lead() -> None:
-        loops = [PodGC(client).run(), NodeLifecycle(
+        loops = [PodGC(client, informers).run(), NodeLifecycle(
             client, settings.node_grace, settings.pod_eviction_timeout, settings.node_monitor_period).run(),
-            EndpointSliceController(client).run(), *workload_controllers(client)]
+            EndpointSliceController(client, informers).run(), *workload_controllers(client, informers)]
         if settings.allocate_node_cidrs:
             loops.append(NodeIPAM(client, settings.cluster_cidr, settings.node_cidr_mask_size).run())
         await asyncio.gather(*loops)
@@ -176,7 +180,8 @@ def _report_dns_failure(task: asyncio.Task[None]) -> None:
 
 
 async def _node_agent(client: Client, settings: Settings, config: AgentConfig,
-                      registered: asyncio.Event | None = None, *, runtime_classes: bool = False) -> None:
+                      registered: asyncio.Event | None = None, *, runtime_classes: bool = False,
+                      informers: SharedInformerFactory | None = None) -> None:
     """The agent over a runtime whose pod network is its Node's podCIDR (node_pod_cidr), which
     may mean waiting for node IPAM; the runtime stops watching when the agent ends. With
     `runtime_classes` (the all-in-one) it also offers the RuntimeClasses its runtime can run."""
@@ -193,7 +198,8 @@ async def _node_agent(client: Client, settings: Settings, config: AgentConfig,
         if runtime_classes:
             await _default_runtime_classes(client, runtime)
         await run_agent(client, runtime, replace(config, pod_cidr=cidr, cluster_dns=(cluster_dns,),
-                                                 host_gw_routes=host_masquerade(runtime.network.config)), registered)
+                                                 host_gw_routes=host_masquerade(runtime.network.config)), registered,
+                        informers)
     finally:
         if dns is not None:
             dns.cancel()
@@ -229,6 +235,8 @@ async def serve(settings: Settings, *, ready: asyncio.Event | None = None,
         settings.kubeconfig.unlink(missing_ok=True)
     async with serve_api(settings) as server:
         client = Client.connect(server.url)
+        # One list+watch per kind for the scheduler, the controllers and the agent in this process.
+        informers = SharedInformerFactory(client)
         agent_config = _agent_config(settings, await asyncio.to_thread(
             _server_auth, settings, server.pki.ca_pem(), server.token))
         registered = asyncio.Event()
@@ -236,10 +244,10 @@ async def serve(settings: Settings, *, ready: asyncio.Event | None = None,
         # or `podbay controllers` pointed at it stands by instead of acting twice.
         election = LeaderElectionConfig(identity=_installation_identity(settings))
         tasks = [
-            asyncio.create_task(_scheduler(client, election), name="scheduler"),
-            asyncio.create_task(_controllers(client, settings, election), name="controllers"),
-            asyncio.create_task(_node_agent(client, settings, agent_config, registered, runtime_classes=True),
-                                name="agent"),
+            asyncio.create_task(_scheduler(client, informers, election), name="scheduler"),
+            asyncio.create_task(_controllers(client, informers, settings, election), name="controllers"),
+            asyncio.create_task(_node_agent(client, settings, agent_config, registered, runtime_classes=True,
+                                            informers=informers), name="agent"),
         ]
         # Ready means a pod applied now gets scheduled: this node exists.
         waiting = asyncio.create_task(registered.wait())
@@ -254,6 +262,7 @@ async def serve(settings: Settings, *, ready: asyncio.Event | None = None,
             t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         stopped.cancel()
+        await informers.shutdown()
         await client.close()
         for finished in done:
             error = None if finished is stopped or finished.cancelled() else finished.exception()
@@ -306,15 +315,17 @@ async def serve_controllers(settings: Settings, token: str | None = None, *, sch
     `election`, each acts only while it holds its lease."""
     client, _, _ = await _join(settings, token)
     stop = _stop_on_signals(stop)
+    informers = SharedInformerFactory(client)
     coros = []
     if scheduler:
-        coros.append(_scheduler(client, election))
+        coros.append(_scheduler(client, informers, election))
     if controllers:
-        coros.append(_controllers(client, settings, election))
+        coros.append(_controllers(client, informers, settings, election))
     tasks = [asyncio.create_task(c) for c in coros]
     stopped = asyncio.create_task(stop.wait())
     await asyncio.wait([*tasks, stopped], return_when=asyncio.FIRST_COMPLETED)
     for t in (*tasks, stopped):
         t.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
+    await informers.shutdown()
     await client.close()

@@ -14,28 +14,27 @@ from podbay.api import Pod
 from podbay.api.apps import Deployment, LabelSelector, ReplicaSet, controller_of, selector_matches
 from podbay.api.errors import Conflict, NotFound
 from podbay.client import Client
+from podbay.client.informer import NAMESPACE_INDEX, SharedInformerFactory, WatchEvents
 from podbay.client.record import EventRecorder
 from podbay.controllers.deploymentstrategy import rollout_recreate, rollout_rolling
 from podbay.controllers.deploymentsync import DeploymentSyncer, find_new
-from podbay.controllers.workqueue import Key, WorkQueue, controller_ref, key_of, set_owner_references, watch_forever
+from podbay.controllers.workqueue import Key, WorkQueue, controller_ref, key_of, set_owner_references
 
 
 class DeploymentController:
-    def __init__(self, client: Client) -> None:
+    def __init__(self, client: Client, informers: SharedInformerFactory) -> None:
         self.client = client
         self.queue: WorkQueue[Key] = WorkQueue()
         self.recorder = EventRecorder(client, "deployment-controller")
         self.syncer = DeploymentSyncer(client, self.queue, self.recorder)
-        self._deployments: dict[Key, Deployment] = {}
+        self.deployments = informers.informer(Deployment)
+        self.replica_sets = informers.informer(ReplicaSet)
+        self.pods = informers.informer(Pod)
         self._set_owner: dict[Key, str] = {}  # replica set -> the deployment controlling it
 
     # -- which deployment a change concerns --
 
     def _on_deployment(self, type_: str, d: Deployment) -> None:
-        if type_ == "DELETED":
-            self._deployments.pop(key_of(d), None)
-        else:
-            self._deployments[key_of(d)] = d
         self.queue.add(key_of(d))
 
     def _on_replica_set(self, type_: str, rs: ReplicaSet) -> None:
@@ -46,9 +45,9 @@ class DeploymentController:
                 self._set_owner[key_of(rs)] = ref.name
                 self.queue.add((ns, ref.name))
             return
-        for key, d in self._deployments.items():
-            if key[0] == ns and d.spec.selector and selector_matches(d.spec.selector, rs.metadata.labels):
-                self.queue.add(key)
+        for d in self.deployments.by_index(NAMESPACE_INDEX, ns):
+            if d.spec.selector and selector_matches(d.spec.selector, rs.metadata.labels):
+                self.queue.add(key_of(d))
 
     def _on_pod(self, type_: str, pod: Pod) -> None:
         # Recreate waits for the old pods to be gone: their deletion is worth a sync.
@@ -113,9 +112,9 @@ class DeploymentController:
     async def run(self) -> None:
         try:
             await asyncio.gather(
-                watch_forever(self.client, Deployment, self._on_deployment),
-                watch_forever(self.client, ReplicaSet, self._on_replica_set),
-                watch_forever(self.client, Pod, self._on_pod),
+                self.deployments.serve(WatchEvents(self._on_deployment)),
+                self.replica_sets.serve(WatchEvents(self._on_replica_set)),
+                self.pods.serve(WatchEvents(self._on_pod)),
                 self.queue.work(self.sync, "deployment"))
         finally:
             await self.recorder.close()

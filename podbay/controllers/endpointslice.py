@@ -28,6 +28,7 @@ from podbay.api.services import (
 )
 from podbay.client.cache import Informer
 from podbay.client.client import Client
+from podbay.client.informer import SharedInformerFactory, WatchEvents
 
 log = logging.getLogger(__name__)
 
@@ -125,20 +126,23 @@ def _owner(svc: Service) -> OwnerReference:
 
 
 class EndpointSliceController:
-    def __init__(self, client: Client) -> None:
+    def __init__(self, client: Client, informers: SharedInformerFactory) -> None:
         self.client = client
         self.changed = asyncio.Event()
         self.services = Informer(client, Service, self.changed)
-        self.pods = Informer(client, Pod, self.changed)
+        # The process's shared pods; the slices and Endpoints caches are this controller's own, as it
+        # writes what it sent into them.
+        self.pods = informers.informer(Pod)
         self.slices = Informer(client, EndpointSlice, self.changed,
                                label_selector=f"{MANAGED_BY_LABEL}={CONTROLLER_NAME}")
         self.endpoints = Informer(client, Endpoints, self.changed)
 
     async def run(self) -> None:
-        informers: list[Informer[Any]] = [self.services, self.pods, self.slices, self.endpoints]
+        informers: list[Informer[Any]] = [self.services, self.slices, self.endpoints]
         tasks = [asyncio.create_task(i.run()) for i in informers]
+        tasks.append(asyncio.create_task(self.pods.serve(WatchEvents(lambda _, __: self.changed.set()))))
         try:
-            await asyncio.gather(*(i.synced.wait() for i in informers))
+            await asyncio.gather(self.pods.wait_synced(), *(i.synced.wait() for i in informers))
             while True:
                 with_timeout = asyncio.create_task(self.changed.wait())
                 await asyncio.wait([with_timeout, *tasks], timeout=_RESYNC, return_when=asyncio.FIRST_COMPLETED)
@@ -160,7 +164,7 @@ class EndpointSliceController:
 
     async def sync_all(self) -> None:
         services = {k: s for k, s in self.services.objects.items() if s.spec.selector}
-        pods = self.pods.items()
+        pods = self.pods.list()
         for svc in services.values():
             await self._sync_slices(svc, pods)
             await self._sync_endpoints(svc, pods)

@@ -21,7 +21,8 @@ from podbay.api.batch import Job
 from podbay.api.errors import Conflict, NotFound
 from podbay.api.owners import FOREGROUND_FINALIZER, ORPHAN_FINALIZER, PropagationPolicy
 from podbay.client import Client
-from podbay.controllers.workqueue import Object, WorkQueue, set_owner_references, watch_forever
+from podbay.client.informer import SharedInformerFactory, WatchEvents
+from podbay.controllers.workqueue import Object, WorkQueue, set_owner_references
 
 log = logging.getLogger(__name__)
 
@@ -52,8 +53,9 @@ class _Node:
 
 
 class GarbageCollector:
-    def __init__(self, client: Client) -> None:
+    def __init__(self, client: Client, informers: SharedInformerFactory) -> None:
         self.client = client
+        self.informers = informers
         self.queue: WorkQueue[str] = WorkQueue()  # uids
         self.nodes: dict[str, _Node] = {}
         self.dependents: dict[str, set[str]] = {}
@@ -206,5 +208,5 @@ class GarbageCollector:
     async def run(self) -> None:
         def handler(model: Model) -> Callable[[str, Object], None]:
             return lambda type_, obj: self._handle(model, type_, obj)
-        await asyncio.gather(*(watch_forever(self.client, m, handler(m)) for m in WATCHED),
+        await asyncio.gather(*(self.informers.informer(m).serve(WatchEvents(handler(m))) for m in WATCHED),
                              self.queue.work(self.sync, "garbage collector"))

@@ -24,11 +24,11 @@ from podbay.api.apps import controller_of, selector_matches
 from podbay.api.batch import JOB_INDEX_FAILURE_COUNT, Job, JobCondition, JobSpec, JobStatus
 from podbay.api.errors import APIError, Conflict, NotFound
 from podbay.client import Client
+from podbay.client.informer import SharedInformerFactory, WatchEvents
 from podbay.client.record import EventRecorder
 from podbay.controllers.jobindex import completion_index, format_indexes, indexed_pod, pending_indexes
 from podbay.controllers.podfailurepolicy import COUNTED, judge_failed_pod
-from podbay.controllers.workqueue import Key, WorkQueue, controller_ref, is_pod_ready, key_of, pod_from_template, \
-    watch_forever
+from podbay.controllers.workqueue import Key, WorkQueue, controller_ref, is_pod_ready, key_of, pod_from_template
 
 log = logging.getLogger(__name__)
 
@@ -197,10 +197,12 @@ def _set_counts(status: JobStatus, job: Job, pods: list[Pod], active: list[Pod],
 
 
 class JobController:
-    def __init__(self, client: Client) -> None:
+    def __init__(self, client: Client, informers: SharedInformerFactory) -> None:
         self.client = client
         self.queue: WorkQueue[Key] = WorkQueue()
         self.recorder = EventRecorder(client, "job-controller")
+        self.jobs = informers.informer(Job)
+        self.pods = informers.informer(Pod)
 
     def _on_job(self, type_: str, job: Job) -> None:
         if type_ != "DELETED":
@@ -378,8 +380,8 @@ class JobController:
     async def run(self) -> None:
         try:
             await asyncio.gather(
-                watch_forever(self.client, Job, self._on_job),
-                watch_forever(self.client, Pod, self._on_pod),
+                self.jobs.serve(WatchEvents(self._on_job)),
+                self.pods.serve(WatchEvents(self._on_pod)),
                 self.queue.work(self.sync, "job"))
         finally:
             await self.recorder.close()

@@ -15,6 +15,7 @@ from typing import Any
 
 from podbay.api import Node, Pod
 from podbay.api.errors import NotFound
+from podbay.client.informer import SharedInformerFactory
 
 log = logging.getLogger(__name__)
 
@@ -41,21 +42,35 @@ def pods_to_collect(pods: list[Pod], node_names: set[str], terminated_threshold:
 
 
 class PodGC:
-    def __init__(self, client: Any, terminated_threshold: int = 12500, interval: float = 20.0) -> None:
+    def __init__(self, client: Any, informers: SharedInformerFactory, terminated_threshold: int = 12500,
+                 interval: float = 20.0) -> None:
         self.client = client
+        self.pods = informers.informer(Pod)
+        self.nodes = informers.informer(Node)
         self.terminated_threshold = terminated_threshold
         self.interval = interval
 
     async def collect_once(self) -> list[str]:
-        pods, _ = await self.client.list(Pod)
-        nodes, _ = await self.client.list(Node)
+        await asyncio.gather(self.pods.wait_synced(), self.nodes.wait_synced())
+        nodes = {n.metadata.name or "" for n in self.nodes.list()}
         deleted = []
-        for pod, why in pods_to_collect(pods, {n.metadata.name for n in nodes}, self.terminated_threshold):
+        for pod, why in pods_to_collect(self.pods.list(), nodes, self.terminated_threshold):
+            # The two caches follow separate watches: a pod may be seen bound before its node is.
+            # As podgc's quarantine does, the API says whether the node is really gone.
+            if why == "orphaned" and await self._node_exists(pod.spec.node_name or ""):
+                continue
             with contextlib.suppress(NotFound):
                 await self.client.delete(Pod, pod.metadata.name, pod.metadata.namespace, grace_period_seconds=0)
                 log.info("pod GC deleted %s/%s (%s)", pod.metadata.namespace, pod.metadata.name, why)
                 deleted.append(f"{pod.metadata.namespace}/{pod.metadata.name}")
         return deleted
+
+    async def _node_exists(self, name: str) -> bool:
+        try:
+            await self.client.get(Node, name)
+        except NotFound:
+            return False
+        return True
 
     async def run(self) -> None:
         while True:

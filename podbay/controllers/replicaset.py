@@ -22,9 +22,11 @@ from podbay.api.apps import LabelSelector, PodTemplateSpec, ReplicaSet, ReplicaS
     ReplicationController, controller_of, selector_matches
 from podbay.api.errors import APIError, Conflict, NotFound
 from podbay.client import Client
+from podbay.client.informer import NAMESPACE_INDEX, OWNER_UID_INDEX, SharedInformer, SharedInformerFactory, \
+    WatchEvents
 from podbay.client.record import EventRecorder
 from podbay.controllers.workqueue import Key, WorkQueue, controller_ref, is_pod_active, is_pod_available, \
-    is_pod_ready, key_of, pod_from_template, ready_since, set_owner_references, watch_forever
+    is_pod_ready, key_of, pod_from_template, ready_since, set_owner_references
 
 log = logging.getLogger(__name__)
 
@@ -158,21 +160,18 @@ def _template(owner: ReplicaSet | ReplicationController) -> PodTemplateSpec | No
 
 
 class ReplicaSetController(Generic[RS]):
-    def __init__(self, client: Client, kind: type[RS]) -> None:
+    def __init__(self, client: Client, informers: SharedInformerFactory, kind: type[RS]) -> None:
         self.client = client
         self.kind: _Kind[RS] = _Kind(kind, "apps/v1" if kind is ReplicaSet else "v1", kind.__name__)
         self.queue: WorkQueue[Key] = WorkQueue()
         self.recorder = EventRecorder(client, "replicaset-controller" if kind is ReplicaSet
                                       else "replication-controller")
-        self._owners: dict[Key, RS] = {}  # what the watch last said, to find owners of orphans
+        self.owners: SharedInformer[RS] = informers.informer(kind)  # to find owners of orphans
+        self.pods = informers.informer(Pod)
 
     # -- event handlers: which sets a change concerns --
 
     def _on_owner(self, type_: str, owner: RS) -> None:
-        if type_ == "DELETED":
-            self._owners.pop(key_of(owner), None)
-        else:
-            self._owners[key_of(owner)] = owner
         self.queue.add(key_of(owner))
 
     def _on_pod(self, type_: str, pod: Pod) -> None:
@@ -184,9 +183,9 @@ class ReplicaSetController(Generic[RS]):
             return
         if type_ == "DELETED" or pod.metadata.deletion_timestamp is not None:
             return
-        for key, owner in self._owners.items():
-            if key[0] == ns and selector_matches(_selector(owner), pod.metadata.labels):
-                self.queue.add(key)
+        for owner in self.owners.by_index(NAMESPACE_INDEX, ns):
+            if selector_matches(_selector(owner), pod.metadata.labels):
+                self.queue.add(key_of(owner))
 
     # -- sync --
 
@@ -245,7 +244,7 @@ class ReplicaSetController(Generic[RS]):
         uids = {owner.metadata.uid}
         parent = controller_of(owner.metadata)
         if parent is not None:
-            uids |= {o.metadata.uid for o in self._owners.values()
+            uids |= {o.metadata.uid for o in self.owners.by_index(OWNER_UID_INDEX, parent.uid)
                      if (ref := controller_of(o.metadata)) is not None and ref.uid == parent.uid}
         mine = {p.metadata.uid for p in owned}
         return owned + [p for p in pods if p.metadata.uid not in mine
@@ -296,8 +295,8 @@ class ReplicaSetController(Generic[RS]):
     async def run(self) -> None:
         try:
             await asyncio.gather(
-                watch_forever(self.client, self.kind.model, self._on_owner),
-                watch_forever(self.client, Pod, self._on_pod),
+                self.owners.serve(WatchEvents(self._on_owner)),
+                self.pods.serve(WatchEvents(self._on_pod)),
                 self.queue.work(self.sync, self.kind.name))
         finally:
             await self.recorder.close()

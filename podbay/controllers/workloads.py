@@ -6,18 +6,20 @@ from typing import Awaitable
 
 from podbay.api.apps import ReplicaSet, ReplicationController
 from podbay.client import Client
+from podbay.client.informer import SharedInformerFactory
 from podbay.controllers.deployment import DeploymentController
 from podbay.controllers.garbagecollector import GarbageCollector
 from podbay.controllers.job import JobController
 from podbay.controllers.replicaset import ReplicaSetController
 
 
-def workload_controllers(client: Client) -> list[Awaitable[None]]:
-    """Each controller's loop, to run while this process leads the controllers."""
+def workload_controllers(client: Client, informers: SharedInformerFactory) -> list[Awaitable[None]]:
+    """Each controller's loop, to run while this process leads the controllers; all read the
+    process's shared informers."""
     return [
-        GarbageCollector(client).run(),
-        ReplicaSetController(client, ReplicaSet).run(),
-        ReplicaSetController(client, ReplicationController).run(),
-        DeploymentController(client).run(),
-        JobController(client).run(),
+        GarbageCollector(client, informers).run(),
+        ReplicaSetController(client, informers, ReplicaSet).run(),
+        ReplicaSetController(client, informers, ReplicationController).run(),
+        DeploymentController(client, informers).run(),
+        JobController(client, informers).run(),
     ]

@@ -1,12 +1,12 @@
-"""What the workload controllers share, after client-go's workqueue and informers: a queue of
-object keys that holds each key once, watches that feed it, and the pod/owner helpers of
+"""What the workload controllers share, after client-go's workqueue: a queue of object keys that
+holds each key once (the shared informers, podbay.client.informer, feed it), and the pod/owner helpers of
 pkg/controller (controller_utils.go)."""
 from __future__ import annotations
 
 import asyncio
 import logging
 from datetime import datetime
-from typing import AsyncIterator, Awaitable, Callable, Generic, Protocol, TypeVar
+from typing import Awaitable, Callable, Generic, Protocol, TypeVar
 
 from podbay.api import ObjectMeta, OwnerReference, Pod
 from podbay.api.apps import PodTemplateSpec
@@ -73,22 +73,6 @@ class WorkQueue(Generic[K]):
                 self.retry(key)
             else:
                 self.forget(key)
-
-
-async def watch_forever(client: Client, kind: type[O], handle: Callable[[str, O], None]) -> None:
-    """Feeds every event of `kind` (all namespaces) to `handle`. The client's watch resumes and
-    relists by itself; an error it raises (the server refusing for a while, say) starts it
-    again after a pause, so one failed watch never stops the controllers beside it."""
-    while True:
-        try:
-            events: AsyncIterator[tuple[str, O]] = client.watch(kind)
-            async for type_, obj in events:
-                handle(type_, obj)
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
-            log.warning("watch of %s failed, starting again: %s", kind.__name__, exc)
-            await asyncio.sleep(_RETRY_MAX / 10)
 
 
 def key_of(obj: Object) -> Key:

@@ -16,6 +16,7 @@ from podbay.api import Binding, Node, ObjectMeta, ObjectReference, Pod, PodCondi
 from podbay.api.defaults import DEFAULT_SCHEDULER
 from podbay.api.errors import Conflict, NotFound
 from podbay.api.stored import uid_of
+from podbay.client.informer import UID_INDEX, EventHandlerFuncs, SharedInformerFactory, uid_index
 from podbay.client.record import EventRecorder
 from podbay.scheduler.fit import usage_of
 from podbay.scheduler.snapshot import Snapshot
@@ -42,12 +43,14 @@ def _terminal(pod: Pod) -> bool:
 
 
 class Scheduler:
-    def __init__(self, client: Any, name: str = DEFAULT_SCHEDULER) -> None:
+    def __init__(self, client: Any, informers: SharedInformerFactory, name: str = DEFAULT_SCHEDULER) -> None:
         self.client = client
         self.name = name
         self.events = EventRecorder(client, name)
         self.snapshot = Snapshot()
-        self.pods: dict[str, Pod] = {}  # by uid, every pod the API holds
+        self.pod_informer = informers.informer(Pod)  # every pod the API holds, looked up by uid
+        self.pod_informer.add_indexers({UID_INDEX: uid_index})
+        self.node_informer = informers.informer(Node)
         self.assumed: dict[str, str] = {}  # uid -> node, for pods decided here and not yet seen bound
         self.queue: asyncio.Queue[str] = asyncio.Queue()
         self.queued: set[str] = set()
@@ -56,6 +59,10 @@ class Scheduler:
         self._binding: set[asyncio.Task[None]] = set()
         self._slots = asyncio.Semaphore(MAX_BINDINGS_IN_FLIGHT)
         self.attempts: dict[str, int] = {}  # uid -> bindings failed in a row
+
+    def _pod(self, uid: str) -> Pod | None:
+        found = self.pod_informer.by_index(UID_INDEX, uid)
+        return found[0] if found else None
 
     def _enqueue(self, uid: str) -> None:
         if uid not in self.queued:
@@ -91,37 +98,44 @@ class Scheduler:
             return
         del self.assumed[uid]
         self.snapshot.unplace(uid)
-        pod = self.pods.get(uid)
+        pod = self._pod(uid)
         if pod is not None:
             self._count(pod)
         self._retry_unschedulable()  # the room it held is free again
 
-    async def watch_nodes(self) -> None:
-        async for kind, node in self.client.watch(Node):
-            if kind == "DELETED":
-                self.snapshot.remove_node(node.metadata.name or "")
-            else:
-                self.snapshot.set_node(node)
+    def _node_changed(self, node: Node) -> None:
+        self.snapshot.set_node(node)
+        self._retry_unschedulable()
+
+    def _node_deleted(self, node: Node) -> None:
+        self.snapshot.remove_node(node.metadata.name or "")
+        self._retry_unschedulable()
+
+    def _pod_added(self, pod: Pod) -> None:
+        self._pod_changed(None, pod)
+
+    def _pod_changed(self, old: Pod | None, pod: Pod) -> None:
+        uid = uid_of(pod)
+        self._count(pod)
+        if self._wants(pod):
+            if uid not in self.unschedulable:
+                self._enqueue(uid)
+        elif old is not None and (_terminal(pod) and not _terminal(old)):
             self._retry_unschedulable()
 
+    def _pod_deleted(self, pod: Pod) -> None:
+        uid = uid_of(pod)
+        self.assumed.pop(uid, None)
+        self.attempts.pop(uid, None)
+        self.snapshot.unplace(uid)
+        self._retry_unschedulable()
+
+    async def watch_nodes(self) -> None:
+        await self.node_informer.serve(EventHandlerFuncs(self._node_changed, lambda _, new: self._node_changed(new),
+                                                         self._node_deleted))
+
     async def watch_pods(self) -> None:
-        async for kind, pod in self.client.watch(Pod):
-            uid = pod.metadata.uid
-            if kind == "DELETED":
-                self.pods.pop(uid, None)
-                self.assumed.pop(uid, None)
-                self.attempts.pop(uid, None)
-                self.snapshot.unplace(uid)
-                self._retry_unschedulable()
-                continue
-            old = self.pods.get(uid)
-            self.pods[uid] = pod
-            self._count(pod)
-            if self._wants(pod):
-                if uid not in self.unschedulable:
-                    self._enqueue(uid)
-            elif old is not None and (_terminal(pod) and not _terminal(old)):
-                self._retry_unschedulable()
+        await self.pod_informer.serve(EventHandlerFuncs(self._pod_added, self._pod_changed, self._pod_deleted))
 
     async def schedule_loop(self) -> None:
         while True:
@@ -129,7 +143,7 @@ class Scheduler:
             await self._slots.acquire()
             uid = await self.queue.get()
             self.queued.discard(uid)
-            pod = self.pods.get(uid)
+            pod = self._pod(uid)
             if pod is None or not self._wants(pod):
                 self._slots.release()
                 continue
@@ -168,7 +182,7 @@ class Scheduler:
         return True
 
     def _retry(self, uid: str) -> None:
-        pod = self.pods.get(uid)
+        pod = self._pod(uid)
         if pod is not None and self._wants(pod):
             self._enqueue(uid)
 
@@ -225,9 +239,13 @@ class Scheduler:
                 return
 
 
-async def run(client: Any, name: str = DEFAULT_SCHEDULER) -> None:
-    scheduler = Scheduler(client, name)
+async def run(client: Any, name: str = DEFAULT_SCHEDULER, informers: SharedInformerFactory | None = None) -> None:
+    """`informers`: the process's, shared with its other consumers (default: the scheduler's own)."""
+    factory = informers if informers is not None else SharedInformerFactory(client)
+    scheduler = Scheduler(client, factory, name)
     try:
         await asyncio.gather(scheduler.watch_nodes(), scheduler.watch_pods(), scheduler.schedule_loop())
     finally:
         await scheduler.events.close()
+        if factory is not informers:
+            await factory.shutdown()
