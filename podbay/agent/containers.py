@@ -86,6 +86,7 @@ class ContainerManager:
         self.events = events
         self.backoff = Backoff(config.backoff_base, config.backoff_cap, config.backoff_reset)
         self.pull_backoff = Backoff(config.backoff_base, config.backoff_cap, config.backoff_reset)
+        self._service_lists: dict[str, asyncio.Future[tuple[list[Service], str]]] = {}
 
     async def _failed(self, pod: Pod, name: str, init: bool, reason: str, message: str) -> ContainerOutcome:
         await self.events.record(pod, "Failed", f"Error: {message}", warning=True, container=name, init=init)
@@ -97,11 +98,22 @@ class ContainerManager:
         namespace = pod.metadata.namespace or "default"
         try:
             services = [s for ns in dict.fromkeys((namespace, MASTER_NAMESPACE))
-                        for s in (await self.client.list(Service, ns))[0]]
+                        for s in await self._services(ns)]
         except Exception as exc:
             raise EnvError(f"failed to list services when setting up env vars: {exc}") from None
         links = pod.spec.enable_service_links is not False
         return service_env(services, namespace, links)
+
+    async def _services(self, namespace: str) -> list[Service]:
+        """The namespace's Services. Asks made meanwhile share the one list in flight: a pod's
+        containers are created together, and each list is a round trip through the API server
+        on the way of the pod's start."""
+        pending = self._service_lists.get(namespace)
+        if pending is None:
+            pending = asyncio.ensure_future(self.client.list(Service, namespace))
+            self._service_lists[namespace] = pending
+            pending.add_done_callback(lambda _: self._service_lists.pop(namespace, None))
+        return (await asyncio.shield(pending))[0]
 
     async def start(self, pod: Pod, rt: PodRuntimeStatus, sandbox_id: str, pod_ip: str | None,
                     container: Container, init: bool, after: asyncio.Event | None = None) -> ContainerOutcome:

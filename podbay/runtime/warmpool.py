@@ -67,6 +67,7 @@ class WarmPool:
         self._booted: dict[str, tuple[list[str], list[str]]] = {}  # booted sandbox id -> IPs, notes
         self._filling: asyncio.Task[None] | None = None
         self._container_started = asyncio.Event()  # ends a refill's pause
+        self._again: float | None = None  # a refill asked for while one ran: its pause
 
     def container_started(self) -> None:
         self._container_started.set()
@@ -84,8 +85,14 @@ class WarmPool:
         return WarmSandbox(sandbox_id, self._ips.pop(sandbox_id), [], booted=False)
 
     def refill(self, delay: float = 0.0) -> None:
-        if (self.config.warm_sandboxes or self._booted_wanted()) and (self._filling is None or self._filling.done()):
+        if not (self.config.warm_sandboxes or self._booted_wanted()):
+            return
+        if self._filling is None or self._filling.done():
             self._filling = asyncio.create_task(self._fill(delay))
+        else:
+            # A fill under way (a gVisor boot takes seconds) goes round again after: only a take
+            # asks for a refill, so one dropped here would leave the pool empty for good.
+            self._again = delay if self._again is None else min(self._again, delay)
 
     async def wait(self) -> None:
         """Until the warm sandboxes being made are ready (they are made in the background)."""
@@ -93,10 +100,17 @@ class WarmPool:
             await asyncio.gather(self._filling, return_exceptions=True)
 
     async def _fill(self, delay: float) -> None:
-        if delay:
-            self._container_started.clear()
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(self._container_started.wait(), delay)
+        while True:
+            if delay:
+                self._container_started.clear()
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(self._container_started.wait(), delay)
+            if not await self._make() or not await self._boot() or self._again is None:
+                return
+            delay, self._again = self._again, None
+
+    async def _make(self) -> bool:
+        """Warm sandboxes up to the number wanted; False if one could not be made."""
         while len(self._ips) < self.config.warm_sandboxes + self._booted_wanted():
             sandbox_id = secrets.token_hex(32)
             directory = self.sandboxes.sandbox_dir(sandbox_id)
@@ -111,16 +125,17 @@ class WarmPool:
                 await asyncio.shield(self.sandboxes.teardown_unowned(sandbox_id))
                 if not isinstance(exc, Exception):
                     raise
-                return
+                return False
             self._ips[sandbox_id] = list(status.ips)
-        await self._boot()
+        return True
 
     def _booted_wanted(self) -> int:
         if GVISOR_HANDLER not in self.handlers:
             return 0
         return max(0, self.config.warm_gvisor_sandboxes - len(self._booted))
 
-    async def _boot(self) -> None:
+    async def _boot(self) -> bool:
+        """Boots warm sandboxes for gVisor up to the number wanted; False if one failed."""
         handler = self.handlers.get(GVISOR_HANDLER)
         while handler is not None and self._booted_wanted() and self._ips:
             sandbox_id = next(iter(self._ips))
@@ -131,13 +146,15 @@ class WarmPool:
                 await asyncio.shield(self.sandboxes.teardown_unowned(sandbox_id))
                 if not isinstance(exc, Exception):
                     raise
-                return
+                return False
             self._booted[sandbox_id] = (ips, notes)
+        return True
 
     async def drop(self) -> None:
         if self._filling is not None:
             self._filling.cancel()
             await asyncio.gather(self._filling, return_exceptions=True)
+        self._again = None
         for sandbox_id in [*self._ips, *self._booted]:
             self._ips.pop(sandbox_id, None)
             self._booted.pop(sandbox_id, None)
