@@ -102,12 +102,13 @@ class HyperLifecycle:
                     await self.runtime.stop_pod_sandbox(sandbox_id)
             finally:
                 ready.set()
-        # The old pod's containers go once the new pod's have started (its sync holds its lock):
-        # runsc's delete holds the old container's lock until the container's gofer has been
-        # reaped, and every `runsc start` in the sandbox waits for that lock.
-        async with self.workers.lock(uid_of(new)):
-            pass
-        async with self.workers.lock(uid_of(old)):
+            # The old pod's containers go once the new pod's have started (the new pod's sync
+            # holds its lock until then; the old pod's lock, held on, keeps the old pod's own sync
+            # from removing them sooner): runsc's delete holds the old container's lock until the
+            # container's gofer has been reaped (up to a second), and every `runsc start` in the
+            # sandbox waits for the locks of all its containers.
+            async with self.workers.lock(uid_of(new)):
+                pass
             for c in rt_old.containers:
                 with contextlib.suppress(NotFound):
                     await self.runtime.remove_container(c.id)
