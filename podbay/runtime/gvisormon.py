@@ -9,9 +9,12 @@ CRI log format, waits for the exit status with `runsc wait`, writes it to the ex
 It serves conmon's attach socket and control fifo in the bundle too, with the container's
 terminal (a master fd runsc sent at create, `--terminal FD`) or a stdin pipe (`--stdin`).
 
-Run as `python -I -S gvisormon.py SYNC_FD LOG EXIT_FILE [--terminal FD] [--stdin]
+Run as `python -I -S gvisormon.py SYNC_FD LOG EXIT_FILE [--go-fd FD] [--terminal FD] [--stdin]
 [--stdin-once] -- RUNSC [GLOBAL_ARGS...] ID`;
 it answers on SYNC_FD with one JSON line: {"data": monitor_pid} or {"data": -1, "message": ...}.
+With --go-fd it is started with the container's create and waits there for one byte before it
+runs `runsc start`; end of file instead (the container deleted unstarted, or its caller gone)
+ends it.
 Only the standard library, to start quickly: it runs as a script without site-packages
 (`python -I -S`; -I also keeps its own directory, whose types.py is not the standard one, off
 sys.path), ~100 ms sooner than through the package.
@@ -241,10 +244,14 @@ def run(sync_fd: int, log_path: str, exit_file: str, runsc: list[str], container
 def main(argv: list[str]) -> int:
     sync_fd, log_path, exit_file, *rest = argv
     terminal: int | None = None
+    go: int | None = None
     stdin = stdin_once = False
     while rest and rest[0] != "--":
         flag, *rest = rest
-        if flag == "--terminal":
+        if flag == "--go-fd":
+            value, *rest = rest
+            go = int(value)
+        elif flag == "--terminal":
             value, *rest = rest
             terminal = int(value)
         elif flag in ("--stdin", "--stdin-once"):
@@ -252,9 +259,14 @@ def main(argv: list[str]) -> int:
         else:
             raise SystemExit(f"gvisormon: unknown flag {flag}")
     if len(rest) < 3:
-        raise SystemExit("usage: gvisormon SYNC_FD LOG EXIT_FILE [--terminal FD] [--stdin] [--stdin-once] "
-                         "-- RUNSC [ARGS...] ID")
+        raise SystemExit("usage: gvisormon SYNC_FD LOG EXIT_FILE [--go-fd FD] [--terminal FD] [--stdin] "
+                         "[--stdin-once] -- RUNSC [ARGS...] ID")
     *runsc, container_id = rest[1:]
+    if go is not None:
+        started = os.read(go, 1)
+        os.close(go)
+        if not started:
+            return 0
     if os.fork():
         return 0  # the caller waits for this parent only; the monitor goes on detached
     os.setsid()

@@ -88,6 +88,36 @@ async def test_shared_process_namespace_and_start_errors(gvisor_runtime: Runtime
     await runtime.remove_pod_sandbox(sid)
 
 
+
+def processes_naming(word: str) -> list[int]:
+    found = []
+    for proc in Path("/proc").iterdir():
+        try:
+            if proc.name.isdigit() and word.encode() in (proc / "cmdline").read_bytes():
+                found.append(int(proc.name))
+        except OSError:
+            continue
+    return found
+
+
+async def test_a_container_removed_before_its_start_leaves_no_monitor(gvisor_runtime: RuntimeService) -> None:
+    # A container's monitor starts with its create and waits there for the start.
+    runtime = gvisor_runtime
+    sid = await runtime.run_pod_sandbox(sandbox("unstarted", runtime_handler="runsc"))
+    plain = await runtime.create_container(sid, container("plain", "exec sleep 600"))
+    tty = await runtime.create_container(sid, container("tty", "exec sleep 600", tty=True, stdin=True))
+    assert processes_naming(plain) and processes_naming(tty)
+    started = await run(runtime, sid, container("started", "echo up"))
+    await runtime.remove_container(plain)
+    await runtime.remove_container(tty)
+    assert processes_naming(plain) == [] and processes_naming(tty) == []
+    assert [c.id for c in await runtime.list_containers()] == [started]
+    assert await exited(runtime, started) == 0
+    assert log_lines((await runtime.container_status(started)).log_path) == [b"up"]
+    await runtime.remove_container(started)
+    await runtime.remove_pod_sandbox(sid)
+
+
 async def read_until(chunks: AsyncIterator[bytes], wanted: bytes) -> bytes:
     seen = b""
     async for chunk in chunks:
