@@ -203,7 +203,21 @@ def run(sync_fd: int, log_path: str, exit_file: str, runsc: list[str], container
         return 1
     _reply(sync_fd, {"data": os.getpid()})
     status: list[int] = []
-    waiter = threading.Thread(target=_exit_status, args=(runsc, container_id, status), daemon=True)
+    # The exit status wakes the loop below as soon as it is known (a stop waits for this
+    # monitor's exit), even while a descendant holds the pipes or the sandbox the terminal.
+    wake_r, wake_w = os.pipe()
+    sel.register(wake_r, selectors.EVENT_READ, lambda _: sel.unregister(wake_r))
+
+    exited = threading.Event()
+
+    def wait_exit() -> None:
+        try:
+            _exit_status(runsc, container_id, status)
+        finally:
+            exited.set()
+            os.write(wake_w, b"x")
+
+    waiter = threading.Thread(target=wait_exit, daemon=True)
     waiter.start()
     streams = {out_r: "stdout", err_r: "stderr"}
     if terminal is not None:
@@ -212,14 +226,12 @@ def run(sync_fd: int, log_path: str, exit_file: str, runsc: list[str], container
         sel.register(fd, selectors.EVENT_READ)
     deadline: float | None = None
     while streams:
-        if deadline is None and not waiter.is_alive():
+        if deadline is None and exited.is_set():
             deadline = time.monotonic() + DRAIN_SECONDS
         left = None if deadline is None else deadline - time.monotonic()
         if left is not None and left <= 0:
             break
-        # While the container runs, wake now and then to notice its exit even if it left a
-        # descendant holding the pipes (or the sandbox the terminal).
-        for key, _ in sel.select(timeout=0.2 if left is None else left):
+        for key, _ in sel.select(timeout=left):
             if key.data is not None:
                 key.data(key.fileobj)
                 continue
