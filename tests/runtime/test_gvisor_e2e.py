@@ -199,9 +199,13 @@ async def test_a_warm_gvisor_sandbox_is_taken_by_the_next_pod(host_env: HostEnv)
         [warm] = sandbox_processes(config.run_root)  # booted before any pod asked for one
         sid = await runtime.run_pod_sandbox(sandbox("warmed", runtime_handler="runsc"))
         assert int((config.run_root / "sandboxes" / sid / "gvisor" / "pidfile").read_text()) == warm
+        # Set inside the taken kernel while the containers are created; a start waits for it.
+        first = await run(runtime, sid, container("first", "hostname"))
         web = await run(runtime, sid, container("web", "exec sleep 600"))
         code, out, _ = await runtime.exec_sync(web, ["sh", "-c", "uname -r; hostname"], 30)
         assert (code, out) == (0, b"4.4.0\nwarmed\n")  # its kernel, with the pod's hostname
+        assert await exited(runtime, first) == 0
+        assert log_lines((await runtime.container_status(first)).log_path) == [b"warmed"]
         assert (await runtime.pod_sandbox_status(sid)).ip
         # A crun pod takes no booted sandbox: it gets one of its own.
         plain = await runtime.run_pod_sandbox(sandbox("plain"))
