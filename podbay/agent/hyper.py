@@ -22,6 +22,7 @@ from podbay.api.errors import Conflict, NotFound
 from podbay.api.stored import name_of, uid_of
 from podbay.api.wellknown import RUN_STATE_ANNOTATION
 from podbay.client.client import Client
+from podbay.runtime.types import PodSandboxConfig
 
 
 class HyperLifecycle:
@@ -55,7 +56,8 @@ class HyperLifecycle:
     async def take_sandbox(self, pod: Pod, old_name: str, attempt: int) -> tuple[str, asyncio.Event] | None:
         """The running pod `old_name` hands its sandbox to `pod` and returns to Created. Its
         containers stop in the background while `pod`'s are created; the event is set once they
-        have stopped, which `pod`'s starts wait for (the two share one port space). None when it
+        have stopped and the sandbox has `pod`'s hostname, which `pod`'s starts wait for (the two
+        share one port space, and OLD's containers keep their hostname to the end). None when it
         has no sandbox."""
         try:
             old = await self.client.get(Pod, old_name, pod.metadata.namespace)
@@ -76,21 +78,37 @@ class HyperLifecycle:
                 return None
             self.handed_over.add(old_uid)
             config = translate.sandbox_config(pod, attempt, self.config, await runtime_handler(self.client, pod))
-            await self.runtime.update_pod_sandbox(sandbox.id, config.labels, config.annotations,
-                                                  hostname=config.hostname)
+            await self.runtime.update_pod_sandbox(sandbox.id, config.labels, config.annotations)
         await self.events.record(pod, "SandboxHandedOver", f"Took over the sandbox of pod {old_name}")
-        stopped = asyncio.Event()
-        task = asyncio.create_task(self._hand_over(old, rt_old, stopped))
+        ready = asyncio.Event()
+        task = asyncio.create_task(self._hand_over(old, rt_old, pod, sandbox.id, config, ready))
         self._background.add(task)
         task.add_done_callback(self._background.discard)
-        return sandbox.id, stopped
+        return sandbox.id, ready
 
-    async def _hand_over(self, old: Pod, rt_old: PodRuntimeStatus, stopped: asyncio.Event) -> None:
+    async def _hand_over(self, old: Pod, rt_old: PodRuntimeStatus, new: Pod, sandbox_id: str,
+                         config: PodSandboxConfig, ready: asyncio.Event) -> None:
         async with self.workers.lock(uid_of(old)):
             try:
                 await self.containers.kill_pod(old, rt_old, grace_override=None)
+                await self.runtime.update_pod_sandbox(sandbox_id, config.labels, config.annotations,
+                                                      hostname=config.hostname)
+            except Exception as exc:
+                # The new pod's containers must not start under the old pod's hostname: the
+                # sandbox stops, so they fail to start and the pod gets a sandbox of its own.
+                await self.events.record(new, "FailedCreatePodSandBox", f"Failed to take over the sandbox of "
+                                         f"pod {name_of(old)}: {exc}", warning=True)
+                with contextlib.suppress(NotFound):
+                    await self.runtime.stop_pod_sandbox(sandbox_id)
             finally:
-                stopped.set()
+                ready.set()
+            # The old pod's containers go once the new pod's have started (the new pod's sync
+            # holds its lock until then; the old pod's lock, held on, keeps the old pod's own sync
+            # from removing them sooner): runsc's delete holds the old container's lock until the
+            # container's gofer has been reaped (up to a second), and every `runsc start` in the
+            # sandbox waits for the locks of all its containers.
+            async with self.workers.lock(uid_of(new)):
+                pass
             for c in rt_old.containers:
                 with contextlib.suppress(NotFound):
                     await self.runtime.remove_container(c.id)

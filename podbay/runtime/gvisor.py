@@ -18,6 +18,7 @@ conmon cannot monitor a container inside the sandbox; `gvisormon` does (logs, ex
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import socket
@@ -49,6 +50,15 @@ _PIPE = asyncio.subprocess.PIPE
 _CONSOLE_SECONDS = 10.0  # runsc sends the terminal before its create returns
 
 
+@dataclass
+class _Monitor:
+    """A container's gvisormon, started at create and waiting to run `runsc start`: its
+    interpreter's start is then off the path of the container's start."""
+    process: asyncio.subprocess.Process
+    go: int  # a byte written starts the container; closed without one, the monitor ends
+    sync: int  # where the monitor answers once `runsc start` has run
+
+
 @dataclass(frozen=True)
 class GVisorConfig:
     runsc: str
@@ -68,9 +78,8 @@ class GVisorHandler:
             raise ValueError(f"runsc network must be one of {', '.join(RUNSC_NETWORKS)}, not {config.network!r}")
         self.config = config
         self.network = config.network  # becomes "host" once the netstack is found refused here
-        # Between create and start: a tty container's terminal master, and how its stdin is held.
-        self._terminals: dict[str, int] = {}
-        self._stdin: dict[str, tuple[bool, bool]] = {}
+        # Between create and start: each container's monitor, waiting for its start.
+        self._monitors: dict[str, _Monitor] = {}
         config.root.mkdir(mode=0o700, parents=True, exist_ok=True)
 
     def _oci(self) -> OCIRuntime:
@@ -185,6 +194,7 @@ class GVisorHandler:
                      stdin: bool, stdin_once: bool = False) -> Created:
         (self.config.exits / container_id).unlink(missing_ok=True)
         args = ["create", "--bundle", str(bundle), "--pid-file", str(bundle / "pidfile")]
+        stdin_flags = ("--stdin-once",) if stdin_once else ("--stdin",) if stdin else ()
         if tty:
             # runsc makes the terminal, hands its slave to the sandbox and sends the master to the
             # console socket, as crun does to conmon; gvisormon holds it from start on.
@@ -198,34 +208,63 @@ class GVisorHandler:
                     receiving.cancel()
             finally:
                 console.close()
-            self._terminals[container_id] = master
+            try:
+                self._monitors[container_id] = await self._monitor(container_id, bundle, log_path,
+                                                                   ("--terminal", str(master), *stdin_flags), master)
+            finally:
+                os.close(master)  # the monitor's now
         else:
-            await self._runsc_call(*args, container_id)
-        self._stdin[container_id] = (stdin, stdin_once)
+            # The monitor's interpreter starts while runsc creates the container.
+            monitor = asyncio.ensure_future(self._monitor(container_id, bundle, log_path, stdin_flags))
+            try:
+                await self._runsc_call(*args, container_id)
+            except BaseException:
+                await self._end_monitor(await monitor)
+                raise
+            self._monitors[container_id] = await monitor
         return Created(read_pid_file(bundle / "pidfile") or 0, None)
 
-    async def start(self, container_id: str, bundle: Path, log_path: Path) -> int | None:
-        terminal = self._terminals.pop(container_id, None)
-        stdin, stdin_once = self._stdin.pop(container_id, (False, False))
-        flags = [*(("--terminal", str(terminal)) if terminal is not None else ()),
-                 *(("--stdin-once",) if stdin_once else ("--stdin",) if stdin else ())]
-        read_fd, write_fd = os.pipe()
+    async def _monitor(self, container_id: str, bundle: Path, log_path: Path, flags: tuple[str, ...],
+                       terminal: int | None = None) -> _Monitor:
+        go_read, go_write = os.pipe()
+        sync_read, sync_write = os.pipe()
         try:
             proc = await asyncio.create_subprocess_exec(
-                sys.executable, "-I", "-S", gvisormon.__file__, str(write_fd), str(log_path),
-                str(self.config.exits / container_id), *flags, "--oom-events", str(_sandbox_oom_events(bundle)),
-                "--", *self._runsc(), container_id,
-                pass_fds=(write_fd, *(() if terminal is None else (terminal,))), stdin=asyncio.subprocess.DEVNULL,
-                stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL, cwd=str(bundle))
+                sys.executable, "-I", "-S", gvisormon.__file__, str(sync_write), str(log_path),
+                str(self.config.exits / container_id), "--go-fd", str(go_read), *flags,
+                "--oom-events", str(_sandbox_oom_events(bundle)), "--", *self._runsc(), container_id,
+                pass_fds=(sync_write, go_read, *(() if terminal is None else (terminal,))),
+                stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL,
+                stderr=asyncio.subprocess.DEVNULL, cwd=str(bundle))
+        except BaseException:
+            for fd in (go_write, sync_read):
+                os.close(fd)
+            raise
         finally:
-            os.close(write_fd)
-            if terminal is not None:
-                os.close(terminal)  # the monitor's now
+            for fd in (go_read, sync_write):
+                os.close(fd)
+        return _Monitor(proc, go_write, sync_read)
+
+    async def _end_monitor(self, monitor: _Monitor) -> None:
+        """A monitor whose container never starts: the closed pipe ends it."""
+        os.close(monitor.go)
+        os.close(monitor.sync)
+        await monitor.process.wait()
+
+    async def start(self, container_id: str, bundle: Path, log_path: Path) -> int | None:
+        monitor = self._monitors.pop(container_id, None)
+        if monitor is None:
+            # Created by an earlier agent process: a monitor of its own now (a terminal made at
+            # create went with that process).
+            monitor = await self._monitor(container_id, bundle, log_path, ())
         try:
-            reply = await read_sync_pipe(read_fd)
+            with contextlib.suppress(BrokenPipeError):  # a monitor that has died says nothing below
+                os.write(monitor.go, b"1")
+            reply = await read_sync_pipe(monitor.sync)
         finally:
-            os.close(read_fd)
-        await proc.wait()  # the monitor's first process, which ends once the monitor has detached
+            os.close(monitor.go)
+            os.close(monitor.sync)
+        await monitor.process.wait()  # the monitor's first process, which ends once the monitor has detached
         pid = int(str(reply.get("data", -1))) if reply else -1
         if pid < 0:
             raise ContainerRuntimeError(str(reply.get("message") or "runsc start failed") if reply
@@ -237,7 +276,9 @@ class GVisorHandler:
         await self._oci().kill(container_id, sig)
 
     async def delete(self, container_id: str) -> None:
-        self._forget(container_id)  # created, never started: its terminal was never handed on
+        monitor = self._monitors.pop(container_id, None)
+        if monitor is not None:  # created, never started
+            await self._end_monitor(monitor)
         await self._oci().delete(container_id)
 
     async def exec(self, container_id: str, process: dict[str, Any], *, console_socket: Path | None = None,
@@ -261,12 +302,6 @@ class GVisorHandler:
         finally:
             os.close(slave)
             os.close(master)
-
-    def _forget(self, container_id: str) -> None:
-        terminal = self._terminals.pop(container_id, None)
-        if terminal is not None:
-            os.close(terminal)
-        self._stdin.pop(container_id, None)
 
     def exit_code(self, container_id: str) -> int | None:
         return self._oci().exit_code(container_id)

@@ -11,9 +11,12 @@ the exit is 137 with conmon's `oom` mark in the bundle, as conmon marks a contai
 It serves conmon's attach socket and control fifo in the bundle too, with the container's
 terminal (a master fd runsc sent at create, `--terminal FD`) or a stdin pipe (`--stdin`).
 
-Run as `python -I -S gvisormon.py SYNC_FD LOG EXIT_FILE [--terminal FD] [--stdin]
+Run as `python -I -S gvisormon.py SYNC_FD LOG EXIT_FILE [--go-fd FD] [--terminal FD] [--stdin]
 [--stdin-once] [--oom-events FILE] -- RUNSC [GLOBAL_ARGS...] ID`;
 it answers on SYNC_FD with one JSON line: {"data": monitor_pid} or {"data": -1, "message": ...}.
+With --go-fd it is started with the container's create and waits there for one byte before it
+runs `runsc start`; end of file instead (the container deleted unstarted, or its caller gone)
+ends it.
 Only the standard library, to start quickly: it runs as a script without site-packages
 (`python -I -S`; -I also keeps its own directory, whose types.py is not the standard one, off
 sys.path), ~100 ms sooner than through the package.
@@ -207,7 +210,7 @@ def _complaint(err_r: int) -> str:
         return ""
 
 
-def _relay(sel: selectors.BaseSelector, streams: dict[int, str], waiter: threading.Thread, log: _CRILog,
+def _relay(sel: selectors.BaseSelector, streams: dict[int, str], exited: threading.Event, log: _CRILog,
            attach: _Attach) -> None:
     """The container's output to its log and attached clients, and clients' input to it, until its
     pipes close, or for DRAIN_SECONDS more once its exit status is known."""
@@ -215,14 +218,12 @@ def _relay(sel: selectors.BaseSelector, streams: dict[int, str], waiter: threadi
         sel.register(fd, selectors.EVENT_READ)
     deadline: float | None = None
     while streams:
-        if deadline is None and not waiter.is_alive():
+        if deadline is None and exited.is_set():
             deadline = time.monotonic() + DRAIN_SECONDS
         left = None if deadline is None else deadline - time.monotonic()
         if left is not None and left <= 0:
             return
-        # While the container runs, wake now and then to notice its exit even if it left a
-        # descendant holding the pipes (or the sandbox the terminal).
-        for key, _ in sel.select(timeout=0.2 if left is None else left):
+        for key, _ in sel.select(timeout=left):
             if key.data is not None:
                 key.data(key.fileobj)
                 continue
@@ -266,12 +267,25 @@ def run(sync_fd: int, log_path: str, exit_file: str, runsc: list[str], container
         return 1
     _reply(sync_fd, {"data": os.getpid()})
     status: list[int] = []
-    waiter = threading.Thread(target=_exit_status, args=(runsc, container_id, oom_events, status), daemon=True)
+    # The exit status wakes the relay as soon as it is known (a stop waits for this
+    # monitor's exit), even while a descendant holds the pipes or the sandbox the terminal.
+    wake_r, wake_w = os.pipe()
+    sel.register(wake_r, selectors.EVENT_READ, lambda _: sel.unregister(wake_r))
+    exited = threading.Event()
+
+    def wait_exit() -> None:
+        try:
+            _exit_status(runsc, container_id, oom_events, status)
+        finally:
+            exited.set()
+            os.write(wake_w, b"x")
+
+    waiter = threading.Thread(target=wait_exit, daemon=True)
     waiter.start()
     streams = {out_r: "stdout", err_r: "stderr"}
     if terminal is not None:
         streams[terminal] = "stdout"  # a terminal is all stdout, as under conmon
-    _relay(sel, streams, waiter, log, attach)
+    _relay(sel, streams, exited, log, attach)
     waiter.join()
     log.flush()
     attach.close()
@@ -283,10 +297,14 @@ def main(argv: list[str]) -> int:
     sync_fd, log_path, exit_file, *rest = argv
     terminal: int | None = None
     oom_events: str | None = None
+    go: int | None = None
     stdin = stdin_once = False
     while rest and rest[0] != "--":
         flag, *rest = rest
-        if flag == "--terminal":
+        if flag == "--go-fd":
+            value, *rest = rest
+            go = int(value)
+        elif flag == "--terminal":
             value, *rest = rest
             terminal = int(value)
         elif flag == "--oom-events":
@@ -296,9 +314,14 @@ def main(argv: list[str]) -> int:
         else:
             raise SystemExit(f"gvisormon: unknown flag {flag}")
     if len(rest) < 3:
-        raise SystemExit("usage: gvisormon SYNC_FD LOG EXIT_FILE [--terminal FD] [--stdin] [--stdin-once] "
-                         "[--oom-events FILE] -- RUNSC [ARGS...] ID")
+        raise SystemExit("usage: gvisormon SYNC_FD LOG EXIT_FILE [--go-fd FD] [--terminal FD] [--stdin] "
+                         "[--stdin-once] [--oom-events FILE] -- RUNSC [ARGS...] ID")
     *runsc, container_id = rest[1:]
+    if go is not None:
+        started = os.read(go, 1)
+        os.close(go)
+        if not started:
+            return 0
     if os.fork():
         return 0  # the caller waits for this parent only; the monitor goes on detached
     os.setsid()

@@ -43,6 +43,8 @@ class Sandboxes:
         self._records: dict[str, SandboxRecord] = {}
         # hostPort mappings of a just-taken warm sandbox, made while its containers are created
         self._ports_pending: dict[str, asyncio.Task[None]] = {}
+        # the hostname of a just-taken booted sandbox (an exec in its kernel), set meanwhile too
+        self._hostname_pending: dict[str, asyncio.Task[None]] = {}
 
     # -- where a sandbox lives ---------------------------------------------------
 
@@ -145,7 +147,9 @@ class Sandboxes:
                           host_network=config.host_network)
             self._save(record)
             if warm and warm.booted:
-                await handler.set_hostname(self.spec(record), config.hostname)
+                # Nothing before a container starts needs it: start_container waits for it.
+                self._hostname_pending[record.id] = asyncio.create_task(
+                    handler.set_hostname(self.spec(record), config.hostname))
                 record.notes = warm.notes
             else:
                 record.notes = await handler.start_sandbox(self.spec(record))
@@ -203,6 +207,9 @@ class Sandboxes:
         pending = self._ports_pending.pop(record.id, None)
         if pending is not None:  # its ADD must be over before the DEL that undoes it
             await asyncio.gather(pending, return_exceptions=True)
+        hostname = self._hostname_pending.pop(record.id, None)
+        if hostname is not None:  # its exec must be over before the sandbox goes
+            await asyncio.gather(hostname, return_exceptions=True)
         directory = self.sandbox_dir(record.id)
         handler = self.handlers.get(record.handler)
         if handler is not None:  # first: a handler's sandbox may hold the namespaces and files below
@@ -216,17 +223,20 @@ class Sandboxes:
         shutil.rmtree(directory, ignore_errors=True)
 
     async def network_ready(self, sandbox_id: str, stop_pod: Callable[[str], Awaitable[None]]) -> None:
-        """Waits for the sandbox's pending hostPort mappings; if they failed the sandbox is
-        stopped with `stop_pod` (CRI's StopPodSandbox, containers and all) and is NOTREADY (the
-        agent makes a new one), and no container starts in it."""
+        """Waits for the sandbox's pending hostPort mappings and hostname; if they failed the
+        sandbox is stopped with `stop_pod` (CRI's StopPodSandbox, containers and all) and is
+        NOTREADY (the agent makes a new one), and no container starts in it."""
         record = self.get(sandbox_id)
-        pending = self._ports_pending.get(sandbox_id)
-        if pending is not None:
+        for pending_of, failed in ((self._ports_pending, "hostPort mappings failed"),
+                                   (self._hostname_pending, "setting its hostname failed")):
+            pending = pending_of.get(sandbox_id)
+            if pending is None:
+                continue
             await asyncio.gather(pending, return_exceptions=True)
-            self._ports_pending.pop(sandbox_id, None)
+            pending_of.pop(sandbox_id, None)
             if not pending.cancelled() and pending.exception() is not None and record.state is SandboxState.READY:
                 await stop_pod(sandbox_id)
-                record.message = f"hostPort mappings failed: {pending.exception()}"
+                record.message = f"{failed}: {pending.exception()}"
                 self._save(record)
         if record.state is not SandboxState.READY:
             raise ContainerRuntimeError(f"pod sandbox {sandbox_id} is not ready" +

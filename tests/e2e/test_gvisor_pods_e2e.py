@@ -215,6 +215,9 @@ async def test_hyper_stop_start_and_replace_in_gvisor(cluster: Cluster) -> None:
     # replace: the running gVisor sandbox (its kernel and IP) goes to the new pod.
     new = hyper_pod("hv-new", "new")
     new.spec.runtime_class_name = "gvisor"
+    # Its first instruction records the hostname it starts under: the sandbox's is set before.
+    new.spec.containers[0].command = ["sh", "-c", "hostname > /data/first-hostname; trap 'exit 0' TERM; "
+                                      "sleep 600 & wait"]
     new.metadata.annotations[RUN_STATE_ANNOTATION] = "Created"
     await cluster.client.create(new)
     await cluster.wait_for("hv-new", created)
@@ -224,6 +227,9 @@ async def test_hyper_stop_start_and_replace_in_gvisor(cluster: Cluster) -> None:
     await cluster.wait_event("hv-new", "SandboxHandedOver")
     code, out, _ = await cluster.client.exec("hv-new", "default", ["sh", "-c", "uname -r; hostname"], timeout=30)
     assert (code, out) == (0, b"4.4.0\nhv-new\n")
+    code, out, _ = await cluster.client.exec("hv-new", "default", [
+        "sh", "-c", "until [ -s /data/first-hostname ]; do sleep 0.1; done; cat /data/first-hostname"], timeout=30)
+    assert (code, out) == (0, b"hv-new\n")
     # The same sandbox: its id, and the same running gVisor kernel (its boot time), not a new one.
     assert await sandbox_of(cluster, "hv-new") == sandbox_id
     assert await run_in(cluster, "hv-new", "app", BOOT_TIME) == boot_time

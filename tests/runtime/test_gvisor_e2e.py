@@ -89,6 +89,36 @@ async def test_shared_process_namespace_and_start_errors(gvisor_runtime: Runtime
     await runtime.remove_pod_sandbox(sid)
 
 
+
+def processes_naming(word: str) -> list[int]:
+    found = []
+    for proc in Path("/proc").iterdir():
+        try:
+            if proc.name.isdigit() and word.encode() in (proc / "cmdline").read_bytes():
+                found.append(int(proc.name))
+        except OSError:
+            continue
+    return found
+
+
+async def test_a_container_removed_before_its_start_leaves_no_monitor(gvisor_runtime: RuntimeService) -> None:
+    # A container's monitor starts with its create and waits there for the start.
+    runtime = gvisor_runtime
+    sid = await runtime.run_pod_sandbox(sandbox("unstarted", runtime_handler="runsc"))
+    plain = await runtime.create_container(sid, container("plain", "exec sleep 600"))
+    tty = await runtime.create_container(sid, container("tty", "exec sleep 600", tty=True, stdin=True))
+    assert processes_naming(plain) and processes_naming(tty)
+    started = await run(runtime, sid, container("started", "echo up"))
+    await runtime.remove_container(plain)
+    await runtime.remove_container(tty)
+    assert processes_naming(plain) == [] and processes_naming(tty) == []
+    assert [c.id for c in await runtime.list_containers()] == [started]
+    assert await exited(runtime, started) == 0
+    assert log_lines((await runtime.container_status(started)).log_path) == [b"up"]
+    await runtime.remove_container(started)
+    await runtime.remove_pod_sandbox(sid)
+
+
 async def read_until(chunks: AsyncIterator[bytes], wanted: bytes) -> bytes:
     seen = b""
     async for chunk in chunks:
@@ -170,9 +200,13 @@ async def test_a_warm_gvisor_sandbox_is_taken_by_the_next_pod(host_env: HostEnv)
         [warm] = sandbox_processes(config.run_root)  # booted before any pod asked for one
         sid = await runtime.run_pod_sandbox(sandbox("warmed", runtime_handler="runsc"))
         assert int((config.run_root / "sandboxes" / sid / "gvisor" / "pidfile").read_text()) == warm
+        # Set inside the taken kernel while the containers are created; a start waits for it.
+        first = await run(runtime, sid, container("first", "hostname"))
         web = await run(runtime, sid, container("web", "exec sleep 600"))
         code, out, _ = await runtime.exec_sync(web, ["sh", "-c", "uname -r; hostname"], 30)
         assert (code, out) == (0, b"4.4.0\nwarmed\n")  # its kernel, with the pod's hostname
+        assert await exited(runtime, first) == 0
+        assert log_lines((await runtime.container_status(first)).log_path) == [b"warmed"]
         assert (await runtime.pod_sandbox_status(sid)).ip
         # A crun pod takes no booted sandbox: it gets one of its own.
         plain = await runtime.run_pod_sandbox(sandbox("plain"))
