@@ -114,6 +114,9 @@ async def test_a_node_view_of_all_pods_tells_what_a_node_filtered_informer_tells
     def pod(name: str, node: str = "") -> Pod:
         return Pod(metadata=ObjectMeta(name=name, namespace="default"),
                    spec=PodSpec(node_name=node or None, containers=[Container(name="c", image="busybox")]))
+
+    def recorder(log: list[tuple[str, str]]) -> Callable[[str, Pod], None]:
+        return lambda type_, p: log.append((type_, p.metadata.name or ""))
     try:
         await client.create(pod("listed", "node-1"))
         await client.create(pod("elsewhere", "node-2"))
@@ -125,8 +128,7 @@ async def test_a_node_view_of_all_pods_tells_what_a_node_filtered_informer_tells
         for name, source in sources.items():
             await source.wait_synced()
             assert [p.metadata.name for p in source.list()] == ["listed"]
-            serving.append(asyncio.create_task(source.serve(WatchEvents(
-                lambda t, p, log=heard[name]: log.append((t, p.metadata.name or ""))))))
+            serving.append(asyncio.create_task(source.serve(WatchEvents(recorder(heard[name])))))
 
         await client.create(pod("unbound"))
         await client.bind(Binding(metadata=ObjectMeta(name="unbound", namespace="default"),
