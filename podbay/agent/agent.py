@@ -31,7 +31,7 @@ from podbay.api import Pod
 from podbay.api.models import Container
 from podbay.api.stored import uid_of
 from podbay.client.client import Client
-from podbay.client.informer import SharedInformerFactory, WatchEvents
+from podbay.client.informer import NodePods, PodSource, SharedInformerFactory, WatchEvents
 from podbay.client.record import EventRecorder
 
 log = logging.getLogger(__name__)
@@ -83,9 +83,7 @@ class Agent:
         await self.events.record(pod, "Unhealthy", f"{probe_type.capitalize()} probe failed: {message}",
                                  warning=True, container=container.name, init=init)
 
-    async def watch_pods(self, informers: SharedInformerFactory) -> None:
-        # As the kubelet's own watch: only this node's pods, filtered by the API server.
-        pods = informers.informer(Pod, field_selector=f"spec.nodeName={self.config.node_name}")
+    async def watch_pods(self, pods: PodSource) -> None:
         await pods.wait_synced()
         seen = {p.metadata.uid for p in pods.list()}
         # Pods the runtime still holds but the API forgot: finish and clean them up.
@@ -146,7 +144,15 @@ async def run(client: Client, runtime: ContainerRuntime, config: AgentConfig,
     if registered is not None:
         registered.set()
     factory = informers if informers is not None else SharedInformerFactory(client)
-    loops = [agent.node.heartbeat_loop(), agent.watch_pods(factory), agent.relist_loop(), agent.exit_loop(),
+    pods: PodSource
+    if informers is not None:
+        # The process already holds every pod (the scheduler's and controllers' informer): read
+        # this node's from it rather than keep a second decoded copy of each.
+        pods = NodePods(informers.informer(Pod), config.node_name)
+    else:
+        # As the kubelet's own watch: only this node's pods, filtered by the API server.
+        pods = factory.informer(Pod, field_selector=f"spec.nodeName={config.node_name}")
+    loops = [agent.node.heartbeat_loop(), agent.watch_pods(pods), agent.relist_loop(), agent.exit_loop(),
              agent.eviction.loop(), ImageGC(runtime, config.image_gc).run(),
              agent.resource_metrics.loop(config.metrics_interval)]
     if config.host_gw_routes:

@@ -302,7 +302,11 @@ class PodSync:
             data = to_dict(pod)
             data["status"] = to_dict(new)
             try:
-                w.pod = await self.client.update_status(from_dict(Pod, data))
+                written = await self.client.update_status(from_dict(Pod, data))
+                # The watch may have delivered this very version first: keep its shared copy,
+                # not a second decoded one.
+                if w.pod is None or w.pod.metadata.resource_version != written.metadata.resource_version:
+                    w.pod = written
                 return
             except Conflict:
                 pod = await self.client.get(Pod, name_of(pod), pod.metadata.namespace)

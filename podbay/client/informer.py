@@ -298,6 +298,63 @@ class SharedInformer(Generic[T]):
             log.exception("an event handler of %s failed", self.kind.__name__)
 
 
+class PodSource(Protocol):
+    """What the agent reads its node's pods from: its own node-filtered informer, or a `NodePods`
+    view of the process's informer of all pods."""
+
+    async def wait_synced(self) -> None: ...
+
+    def list(self) -> builtins.list[Pod]: ...
+
+    async def serve(self, handler: ResourceEventHandler[Pod]) -> None: ...
+
+
+class NodePods:
+    """The pods bound to one node as a `spec.nodeName=NODE` field-selected watch shows them, read
+    from an informer of all pods: a process that already holds every pod (the all-in-one) keeps
+    no second decoded copy of its node's pods. A pod enters the view when it is bound (an add, as
+    the filtered watch's ADDED) and leaves it when deleted; spec.nodeName does not change once set."""
+
+    def __init__(self, pods: SharedInformer[Pod], node_name: str) -> None:
+        self.pods, self.node_name = pods, node_name  # `pods` has the node-name index: every pod informer does
+
+    async def wait_synced(self) -> None:
+        await self.pods.wait_synced()
+
+    def list(self) -> builtins.list[Pod]:
+        return self.pods.by_index(NODE_NAME_INDEX, self.node_name)
+
+    async def serve(self, handler: ResourceEventHandler[Pod]) -> None:
+        await self.pods.serve(_OnNode(handler, self.node_name))
+
+
+@dataclass(frozen=True)
+class _OnNode:
+    """Passes on the events of pods bound to `node_name`, in a filtered watch's terms."""
+    handler: ResourceEventHandler[Pod]
+    node_name: str
+
+    def _on(self, pod: Pod) -> bool:
+        return pod.spec.node_name == self.node_name
+
+    def on_add(self, obj: Pod) -> None:
+        if self._on(obj):
+            self.handler.on_add(obj)
+
+    def on_update(self, old: Pod, new: Pod) -> None:
+        if self._on(new):
+            if self._on(old):
+                self.handler.on_update(old, new)
+            else:
+                self.handler.on_add(new)
+        elif self._on(old):
+            self.handler.on_delete(old)
+
+    def on_delete(self, obj: Pod) -> None:
+        if self._on(obj):
+            self.handler.on_delete(obj)
+
+
 def _default_indexers(kind: type[T]) -> dict[str, IndexFunc[T]]:
     indexers: dict[str, IndexFunc[T]] = {NAMESPACE_INDEX: namespace_index, OWNER_UID_INDEX: owner_uid_index}
     if kind is Pod:

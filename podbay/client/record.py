@@ -12,6 +12,7 @@ import contextlib
 import logging
 import secrets
 from collections import OrderedDict
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
@@ -32,6 +33,15 @@ def event_key(event: Event) -> EventKey:
             event.reason or "", event.message or "")
 
 
+@dataclass(frozen=True)
+class SentEvent:
+    """What a repeat needs of the stored Event (client-go's eventLog): not the whole object, so
+    the cache of up to CACHE_SIZE Events stays small."""
+    name: str
+    count: int
+    first_timestamp: datetime | None
+
+
 class EventRecorder:
     def __init__(self, client: Any, component: str, host: str | None = None) -> None:
         self.client = client
@@ -39,7 +49,7 @@ class EventRecorder:
         self.host = host
         self._queue: asyncio.Queue[Event] = asyncio.Queue()
         self._sender: asyncio.Task[None] | None = None
-        self._sent: OrderedDict[EventKey, Event] = OrderedDict()
+        self._sent: OrderedDict[EventKey, SentEvent] = OrderedDict()
 
     async def record(self, obj: Any, reason: str, message: str, *, warning: bool = False,
                      field_path: str | None = None) -> None:
@@ -79,17 +89,18 @@ class EventRecorder:
         key = event_key(event)
         seen = self._sent.pop(key, None)
         if seen is not None:
-            repeat = seen.model_copy(deep=True)
-            repeat.count = (seen.count or 1) + 1
-            repeat.last_timestamp = event.last_timestamp
-            repeat.metadata.resource_version = None  # Events may be updated unconditionally
+            # Equal key, so equal to the stored Event but for its name, count and first time.
+            repeat = event.model_copy(deep=True)
+            repeat.metadata.name = seen.name
+            repeat.count = seen.count + 1
+            repeat.first_timestamp = seen.first_timestamp
             try:
-                event = await self.client.update(repeat)
+                event = await self.client.update(repeat)  # no resourceVersion: Events are updated unconditionally
             except NotFound:  # expired meanwhile (the API server's event TTL): start again
                 event = await self.client.create(event)
         else:
             event = await self.client.create(event)
-        self._sent[key] = event
+        self._sent[key] = SentEvent(event.metadata.name or "", event.count or 1, event.first_timestamp)
         while len(self._sent) > CACHE_SIZE:
             self._sent.popitem(last=False)
 

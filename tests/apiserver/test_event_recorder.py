@@ -16,7 +16,10 @@ metadata: {name: probed}
 spec: {containers: [{name: c, image: busybox:1.35}]}
 """)[0])
     recorder = EventRecorder(api_client, "kubelet", "node-a")
-    for _ in range(3):
+    await recorder.record(pod, "Unhealthy", "Readiness probe failed: no", warning=True, field_path="spec.containers{c}")
+    await recorder.close()
+    (first,), _ = await api_client.list(Event, "default")
+    for _ in range(2):
         await recorder.record(pod, "Unhealthy", "Readiness probe failed: no", warning=True, field_path="spec.containers{c}")
     await recorder.record(pod, "Unhealthy", "Readiness probe failed: other", warning=True,
                           field_path="spec.containers{c}")
@@ -27,6 +30,10 @@ spec: {containers: [{name: c, image: busybox:1.35}]}
     repeated = by_message["Readiness probe failed: no"]
     assert repeated.count == 3 and repeated.type == "Warning" and repeated.source.component == "kubelet"
     assert repeated.last_timestamp >= repeated.first_timestamp
+    # The repeat keeps the first Event's name, uid and first time ("x3 over 2m" in describe).
+    assert (repeated.metadata.name, repeated.metadata.uid, repeated.first_timestamp) == \
+        (first.metadata.name, first.metadata.uid, first.first_timestamp)
+    assert repeated.metadata.creation_timestamp == first.metadata.creation_timestamp
     assert repeated.involved_object.field_path == "spec.containers{c}" and repeated.involved_object.kind == "Pod"
     assert by_message["Readiness probe failed: other"].count == 1
 

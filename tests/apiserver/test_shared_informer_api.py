@@ -9,11 +9,11 @@ from pathlib import Path
 from typing import Callable
 
 from podbay.api import ConfigMap, ObjectMeta, OwnerReference, Pod
-from podbay.api.models import Container, PodSpec
+from podbay.api.models import Binding, Container, ObjectReference, PodSpec
 from podbay.apiserver.embedded import EmbeddedServer, serve_embedded
 from podbay.client import Client
 from podbay.client.informer import NAMESPACE_INDEX, NODE_NAME_INDEX, OWNER_UID_INDEX, EventHandlerFuncs, \
-    SharedInformerFactory, WatchEvents
+    NodePods, PodSource, SharedInformerFactory, WatchEvents
 from podbay.store.sqlite import SQLiteStore
 
 
@@ -99,6 +99,57 @@ async def test_the_cache_is_indexed_by_node_name_and_owner_uid(api_server: Embed
         mine = factory.informer(Pod, field_selector="spec.nodeName=node-2")
         await mine.wait_synced()
         assert [p.metadata.name for p in mine.list()] == ["c"]
+    finally:
+        await factory.shutdown()
+        await client.close()
+
+
+async def test_a_node_view_of_all_pods_tells_what_a_node_filtered_informer_tells(api_server: EmbeddedServer) -> None:
+    """The all-in-one's agent reads its node's pods from the informer of all pods (NodePods): it
+    must see the same pods and hear the same events as the separately-run agent's informer with
+    the field selector spec.nodeName=NODE, from a pod's binding to its deletion."""
+    client = Client.connect(api_server.url)
+    factory = SharedInformerFactory(client)
+
+    def pod(name: str, node: str = "") -> Pod:
+        return Pod(metadata=ObjectMeta(name=name, namespace="default"),
+                   spec=PodSpec(node_name=node or None, containers=[Container(name="c", image="busybox")]))
+
+    def recorder(log: list[tuple[str, str]]) -> Callable[[str, Pod], None]:
+        return lambda type_, p: log.append((type_, p.metadata.name or ""))
+    try:
+        await client.create(pod("listed", "node-1"))
+        await client.create(pod("elsewhere", "node-2"))
+        sources: dict[str, PodSource] = {
+            "view": NodePods(factory.informer(Pod), "node-1"),
+            "filtered": factory.informer(Pod, field_selector="spec.nodeName=node-1")}
+        heard: dict[str, list[tuple[str, str]]] = {name: [] for name in sources}
+        serving = []
+        for name, source in sources.items():
+            await source.wait_synced()
+            assert [p.metadata.name for p in source.list()] == ["listed"]
+            serving.append(asyncio.create_task(source.serve(WatchEvents(recorder(heard[name])))))
+
+        await client.create(pod("unbound"))
+        await client.bind(Binding(metadata=ObjectMeta(name="unbound", namespace="default"),
+                                  target=ObjectReference(kind="Node", name="node-1")))
+        await client.create(pod("direct", "node-1"))
+        await client.create(pod("other", "node-2"))
+        await client.patch(Pod, "direct", {"metadata": {"labels": {"a": "b"}}}, "default")
+        await client.delete(Pod, "listed", "default", grace_period_seconds=0)
+        await client.delete(Pod, "other", "default", grace_period_seconds=0)
+        # A bound pod's deletion, even with grace 0, first marks it (MODIFIED), then removes it.
+        expected = [("ADDED", "listed"), ("ADDED", "unbound"), ("ADDED", "direct"), ("MODIFIED", "direct"),
+                    ("MODIFIED", "listed"), ("DELETED", "listed")]
+        for name in sources:
+            await until(lambda: ("DELETED", "listed") in heard[name], f"the deletion told through {name}")
+        assert heard["view"] == heard["filtered"]
+        assert heard["view"] == expected
+        for source in sources.values():
+            assert sorted(p.metadata.name or "" for p in source.list()) == ["direct", "unbound"]
+        for task in serving:
+            task.cancel()
+        await asyncio.gather(*serving, return_exceptions=True)
     finally:
         await factory.shutdown()
         await client.close()
