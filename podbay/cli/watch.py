@@ -70,15 +70,7 @@ def get_watch(rest: RESTClient, args: argparse.Namespace) -> int:
     rows, rv = _list(rest, printer, names, ns)
     if not args.watch_only:
         printer.print(rows)
-    known = {r.key: r for r in rows}
-    # Named objects were read one by one: the watch starts at the oldest, and the events each one
-    # already had when it was read are skipped.
-    seen = {r.key: r.resource_version for r in rows}
-    for row in _events(rest, printer, names, ns, rv, known):
-        printed = seen.get(row.key)
-        if printed and not _newer(row.resource_version, printed):
-            continue
-        seen.pop(row.key, None)
+    for row in _events(rest, printer, names, ns, rv, {r.key: r for r in rows}):
         printer.print([row])
     return 0
 
@@ -101,6 +93,9 @@ def _list(rest: RESTClient, printer: _Printer, names: list[str], ns: str | None)
 def _events(rest: RESTClient, printer: _Printer, names: list[str], ns: str | None, rv: str,
             known: dict[tuple[str, str], Row]) -> Iterator[Row]:
     """Each change from `rv` on, as a Row; `known` is kept as the objects the rows last showed."""
+    # Named objects were read one by one and the watch starts at the oldest: the events each one
+    # had already had when it was read are not shown again.
+    read_at = {key: row.resource_version for key, row in known.items()} if names else {}
     tabular = printer.args.output in (None, "wide")
     accept = reads.TABLE if tabular else "application/json"
     params = {"allowWatchBookmarks": "true", **_selector(printer.args), **({"includeObject": "Object"} if tabular else {})}
@@ -117,6 +112,9 @@ def _events(rest: RESTClient, printer: _Printer, names: list[str], ns: str | Non
                 rv = row.resource_version or rv
                 if names and row.key[1] not in names:
                     continue
+                if row.key in read_at and not _newer(row.resource_version, read_at[row.key]):
+                    continue
+                read_at.pop(row.key, None)
                 if event.get("type") == "DELETED":
                     known.pop(row.key, None)
                 else:
