@@ -46,8 +46,16 @@ REQUESTS: list[tuple[str, list[str]]] = [
 STREAMS: list[tuple[str, list[str], int]] = [
     ("get pods -w (first row)", ["get", "pods", "-w"], 2),
     ("get pods -w -o wide (first row)", ["get", "pods", "-w", "-o", "wide"], 2),
-    ("logs -f web -c frontend (first line)", ["logs", "-f", "web", "-c", "frontend"], 1),
+    ("logs -f talker (first line)", ["logs", "-f", "talker"], 1),
 ]
+TALKER = """
+apiVersion: v1
+kind: Pod
+metadata: {name: talker}
+spec:
+  terminationGracePeriodSeconds: 0
+  containers: [{name: main, image: busybox:1.35, command: [sh, -c, "echo hello; exec sleep 3600"]}]
+"""
 
 
 def timed(argv: list[str], env: dict[str, str]) -> float:
@@ -95,8 +103,12 @@ def main() -> None:
         (base / "web.yaml").write_text(web)
         subprocess.run([*podbay, "apply", "-f", str(base / "web.yaml"), "-f", str(ROOT / "examples/two-container-pod.yaml"),
                         "-f", str(ROOT / "examples/init-containers.yaml")], check=True, capture_output=True, env=env)
-        subprocess.run([*podbay, "wait", "pod/web", "--for", "condition=Ready", "--timeout", "120s"], check=True, env=env,
-                       capture_output=True)
+        # A pod whose log has a line and then stays open, for logs -f.
+        (base / "talker.yaml").write_text(TALKER)
+        subprocess.run([*podbay, "apply", "-f", str(base / "talker.yaml")], check=True, capture_output=True, env=env)
+        for pod in ("web", "talker"):
+            subprocess.run([*podbay, "wait", f"pod/{pod}", "--for", "condition=Ready", "--timeout", "120s"], check=True,
+                           env=env, capture_output=True)
         tools = {"kubectl": [KUBECTL],
                  "podbay (socket)": podbay,
                  "podbay (https)": [*podbay, "--server", f"https://127.0.0.1:{port}", "--kubeconfig", kubeconfig]}
