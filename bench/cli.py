@@ -6,8 +6,9 @@
 few real pods (examples/web-pod.yaml, two-container-pod.yaml, init-containers.yaml); then each
 request is timed as a user runs it, one process per call: `podbay VERB` (its console script)
 over the unix socket and over HTTPS with the kubeconfig, and /usr/bin/kubectl with the same
-kubeconfig, alternating round by round so both see the same load. Prints the medians and
-podbay/kubectl. Not part of the test suite."""
+kubeconfig, alternating round by round so both see the same load; `get -w` and `logs -f`, which
+go on until stopped, to their first row or line. Prints the medians and podbay/kubectl. Not part
+of the test suite."""
 from __future__ import annotations
 
 import argparse
@@ -40,6 +41,21 @@ REQUESTS: list[tuple[str, list[str]]] = [
     ("describe pod web", ["describe", "pod", "web"]),
     ("logs web -c frontend", ["logs", "web", "-c", "frontend"]),
 ]
+# The verbs that go on until stopped, timed to their first output line (label, arguments, the
+# lines to read: a table's header and first row).
+STREAMS: list[tuple[str, list[str], int]] = [
+    ("get pods -w (first row)", ["get", "pods", "-w"], 2),
+    ("get pods -w -o wide (first row)", ["get", "pods", "-w", "-o", "wide"], 2),
+    ("logs -f talker (first line)", ["logs", "-f", "talker"], 1),
+]
+TALKER = """
+apiVersion: v1
+kind: Pod
+metadata: {name: talker}
+spec:
+  terminationGracePeriodSeconds: 0
+  containers: [{name: main, image: busybox:1.35, command: [sh, -c, "echo hello; exec sleep 3600"]}]
+"""
 
 
 def timed(argv: list[str], env: dict[str, str]) -> float:
@@ -49,6 +65,21 @@ def timed(argv: list[str], env: dict[str, str]) -> float:
     if proc.returncode != 0:
         raise RuntimeError(f"{' '.join(argv)}: exit {proc.returncode}: {proc.stderr.decode()[-400:]}")
     return elapsed
+
+
+def first_lines(argv: list[str], env: dict[str, str], lines: int) -> float:
+    """Seconds from starting `argv` until it has printed `lines` lines; then it is stopped."""
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env)
+    try:
+        assert proc.stdout is not None
+        for _ in range(lines):
+            if not proc.stdout.readline():
+                raise RuntimeError(f"{' '.join(argv)}: ended before {lines} lines (exit {proc.wait()})")
+        return time.perf_counter() - t0
+    finally:
+        proc.terminate()  # the process started here, by its handle
+        proc.wait()
 
 
 def main() -> None:
@@ -72,25 +103,34 @@ def main() -> None:
         (base / "web.yaml").write_text(web)
         subprocess.run([*podbay, "apply", "-f", str(base / "web.yaml"), "-f", str(ROOT / "examples/two-container-pod.yaml"),
                         "-f", str(ROOT / "examples/init-containers.yaml")], check=True, capture_output=True, env=env)
-        subprocess.run([*podbay, "wait", "pod/web", "--for", "condition=Ready", "--timeout", "120s"], check=True, env=env,
-                       capture_output=True)
+        # A pod whose log has a line and then stays open, for logs -f.
+        (base / "talker.yaml").write_text(TALKER)
+        subprocess.run([*podbay, "apply", "-f", str(base / "talker.yaml")], check=True, capture_output=True, env=env)
+        for pod in ("web", "talker"):
+            subprocess.run([*podbay, "wait", f"pod/{pod}", "--for", "condition=Ready", "--timeout", "120s"], check=True,
+                           env=env, capture_output=True)
         tools = {"kubectl": [KUBECTL],
                  "podbay (socket)": podbay,
                  "podbay (https)": [*podbay, "--server", f"https://127.0.0.1:{port}", "--kubeconfig", kubeconfig]}
         for argv in tools.values():  # untimed calls: kubectl's discovery cache, podbay's bytecode
             for _, args in REQUESTS:
                 timed([*argv, *args], env)
+            for _, args, lines in STREAMS:
+                first_lines([*argv, *args], env, lines)
         samples: dict[tuple[str, str], list[float]] = {}
         for _ in range(opts.rounds):
             for label, args in REQUESTS:
                 for tool, argv in tools.items():
                     samples.setdefault((label, tool), []).append(timed([*argv, *args], env))
-        print(f"{'request':<30} {'kubectl':>9} {'podbay socket':>14} {'ratio':>6} {'podbay https':>13} {'ratio':>6}")
-        for label, _ in REQUESTS:
+            for label, args, lines in STREAMS:
+                for tool, argv in tools.items():
+                    samples.setdefault((label, tool), []).append(first_lines([*argv, *args], env, lines))
+        print(f"{'request':<38} {'kubectl':>9} {'podbay socket':>14} {'ratio':>6} {'podbay https':>13} {'ratio':>6}")
+        for label in [label for label, _ in REQUESTS] + [label for label, _, _ in STREAMS]:
             k = statistics.median(samples[(label, "kubectl")])
             s = statistics.median(samples[(label, "podbay (socket)")])
             h = statistics.median(samples[(label, "podbay (https)")])
-            print(f"{label:<30} {k * 1000:>7.0f}ms {s * 1000:>12.0f}ms {s / k:>5.2f}x {h * 1000:>11.0f}ms {h / k:>5.2f}x")
+            print(f"{label:<38} {k * 1000:>7.0f}ms {s * 1000:>12.0f}ms {s / k:>5.2f}x {h * 1000:>11.0f}ms {h / k:>5.2f}x")
         print(f"(medians of {opts.rounds} rounds, seconds as ms; ratio: podbay/kubectl, target <= 2x)")
     finally:
         subprocess.run([*podbay, "down", "--purge"], capture_output=True, env=env)

@@ -1,6 +1,6 @@
 """The read-only verbs: get, describe and logs, over podbay.client.rest. Tables are printed from
 the server's meta.k8s.io Table (kubectl's server-side printing), so a `podbay get` loads
-neither aiohttp nor the models; only get -w and logs -f (on the async Client) still do."""
+neither aiohttp nor the models; get -w (podbay.cli.watch) prints its rows with the same functions."""
 from __future__ import annotations
 
 import argparse
@@ -10,7 +10,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from podbay.cli import printflags
-from podbay.cli.common import CLIError, run_with_client, run_with_rest, table
+from podbay.cli.common import CLIError, run_with_rest, table
 from podbay.api.resourcenames import Resource
 from podbay.cli.restmapper import EVENT, POD, resource_for
 from podbay.client.rest import RESTClient
@@ -38,7 +38,8 @@ def register_get(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     p.add_argument("-l", "--selector")
     p.add_argument("-n", "--namespace")
     p.add_argument("-A", "--all-namespaces", action="store_true")
-    p.add_argument("-w", "--watch", action="store_true")
+    p.add_argument("-w", "--watch", action="store_true", help="after the objects, each change to them")
+    p.add_argument("--watch-only", action="store_true", help="only the changes, not the objects first")
     p.set_defaults(func=_get_verb)
 
 
@@ -59,21 +60,14 @@ def register_logs(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     p.add_argument("-p", "--previous", action="store_true")
     p.add_argument("--tail", type=int)
     p.add_argument("--timestamps", action="store_true")
-    p.set_defaults(func=_logs_verb)
+    p.set_defaults(func=lambda a: run_with_rest(a, lambda rest, s: logs(rest, a)))
 
 
 def _get_verb(args: argparse.Namespace) -> int:
-    if args.watch:
-        from podbay.cli.kubectl import get_watch
-        return run_with_client(args, lambda c, s: get_watch(c, args))
+    if args.watch or args.watch_only:
+        from podbay.cli.watch import get_watch
+        return run_with_rest(args, lambda rest, s: get_watch(rest, args))
     return run_with_rest(args, lambda rest, s: get(rest, args))
-
-
-def _logs_verb(args: argparse.Namespace) -> int:
-    if args.follow:
-        from podbay.cli.kubectl import logs_follow
-        return run_with_client(args, lambda c, s: logs_follow(c, args))
-    return run_with_rest(args, lambda rest, s: logs(rest, args))
 
 
 def target(args: argparse.Namespace) -> tuple[Resource, list[str], str | None]:
@@ -93,7 +87,7 @@ def get(rest: RESTClient, args: argparse.Namespace) -> int:
     if out in ("", "wide", "name"):
         return _print_table(rest, resource, names, ns, args)
     else:
-        objs = _objects(rest, resource, names, ns, args.selector)
+        objs, _ = objects(rest, resource, names, ns, args.selector)
     if args.sort_by:
         objs.sort(key=lambda o: printflags.sort_key(o, args.sort_by))
     if not objs:
@@ -102,19 +96,22 @@ def get(rest: RESTClient, args: argparse.Namespace) -> int:
     return 0
 
 
-def _objects(rest: RESTClient, resource: Resource, names: list[str], ns: str | None,
-             selector: str | None) -> list[dict[str, Any]]:
+def objects(rest: RESTClient, resource: Resource, names: list[str], ns: str | None,
+            selector: str | None) -> tuple[list[dict[str, Any]], str]:
     """The objects as JSON in the order kubectl prints them (apiVersion and kind first, metadata's
-    fields in ObjectMeta's order), sorted by namespace and name unless named."""
+    fields in ObjectMeta's order), sorted by namespace and name unless named; and the list's
+    resourceVersion (none when named)."""
+    rv = ""
     if names:
         objs = [rest.get(resource.path(ns, n)) for n in names]
     else:
-        objs = rest.get(resource.path(ns), _selector(selector)).get("items", [])
+        listed = rest.get(resource.path(ns), _selector(selector))
+        objs, rv = listed.get("items", []), str((listed.get("metadata") or {}).get("resourceVersion") or "")
         objs.sort(key=_namespaced_name)
-    return [_typed(resource, o) for o in objs]
+    return [typed(resource, o) for o in objs], rv
 
 
-def _typed(resource: Resource, obj: dict[str, Any]) -> dict[str, Any]:
+def typed(resource: Resource, obj: dict[str, Any]) -> dict[str, Any]:
     meta = obj.get("metadata")
     if isinstance(meta, dict):
         meta = {**{k: meta[k] for k in OBJECT_META_FIELDS if k in meta}, **meta}
@@ -139,10 +136,24 @@ def _none_found(ns: str | None) -> int:
 
 def _print_table(rest: RESTClient, resource: Resource, names: list[str], ns: str | None,
                  args: argparse.Namespace) -> int:
-    """kubectl's table from the server's Table: the priority-0 columns (with -o wide all), a first
-    NAMESPACE with -A, a last LABELS with --show-labels; events oldest first."""
+    rows, columns, _ = table_rows(rest, resource, names, ns, args)
+    if not rows:
+        return _none_found(ns)
+    if args.output == "name":
+        for r in rows:
+            print(name_line(resource, r.get("object") or {}))
+        return 0
+    print(table(table_lines(columns, rows, args, header=not args.no_headers)))
+    return 0
+
+
+def table_rows(rest: RESTClient, resource: Resource, names: list[str], ns: str | None,
+               args: argparse.Namespace, include: str | None = None) -> tuple[list[dict[str, Any]], list[dict[str, Any]], str]:
+    """The server's Table rows in kubectl's order (by namespace and name unless named, --sort-by,
+    events oldest first), its columns, and the resourceVersion it was read at (a list's)."""
     # --sort-by and the events' order need the whole object.
-    params = {"includeObject": "Object"} if resource is EVENT or args.sort_by else {}
+    include = include or ("Object" if resource is EVENT or args.sort_by else None)
+    params = {"includeObject": include} if include else {}
     if names:
         tables = [rest.get(resource.path(ns, n), params or None, accept=TABLE) for n in names]
     else:
@@ -154,24 +165,28 @@ def _print_table(rest: RESTClient, resource: Resource, names: list[str], ns: str
         rows.sort(key=lambda r: printflags.sort_key(r["object"], args.sort_by))
     if resource is EVENT:
         rows.sort(key=lambda r: _event_order(r["object"]))
-    if not rows:
-        return _none_found(ns)
-    if args.output == "name":
-        for r in rows:
-            print(f"{resource.kind.lower()}/{_namespaced_name(r.get('object') or {})[1]}")
-        return 0
-    columns = tables[0]["columnDefinitions"]
+    return rows, tables[0]["columnDefinitions"], str((tables[0].get("metadata") or {}).get("resourceVersion") or "")
+
+
+def table_lines(columns: list[dict[str, Any]], rows: list[dict[str, Any]], args: argparse.Namespace,
+                header: bool) -> list[list[str]]:
+    """kubectl's table from the server's Table: the priority-0 columns (with -o wide all), a first
+    NAMESPACE with -A, a last LABELS with --show-labels."""
     shown = [i for i, c in enumerate(columns) if args.output == "wide" or c.get("priority", 0) == 0]
     all_ns = args.all_namespaces
-    lines = [] if args.no_headers else [
+    lines = [] if not header else [
         (["NAMESPACE"] if all_ns else []) + [columns[i]["name"].upper() for i in shown]
         + (["LABELS"] if args.show_labels else [])]
     for r in rows:
         obj = r.get("object") or {}
         lines.append(([_namespaced_name(obj)[0]] if all_ns else []) + [str(r["cells"][i]) for i in shown]
                      + ([printflags.labels_cell(obj)] if args.show_labels else []))
-    print(table(lines))
-    return 0
+    return lines
+
+
+def name_line(resource: Resource, obj: dict[str, Any]) -> str:
+    """-o name's line: kind/name."""
+    return f"{resource.kind.lower()}/{_namespaced_name(obj)[1]}"
 
 
 def _event_order(event: dict[str, Any]) -> tuple[datetime, int]:
@@ -188,14 +203,14 @@ def output_data(objs: list[dict[str, Any]], args: argparse.Namespace) -> dict[st
     return {"apiVersion": "v1", "kind": "List", "items": objs, "metadata": {"resourceVersion": ""}}
 
 
-def print_objects(objs: list[dict[str, Any]], args: argparse.Namespace) -> None:
-    """-o json, yaml, jsonpath and custom-columns over the objects' JSON."""
+def print_objects(objs: list[dict[str, Any]], args: argparse.Namespace, header: bool = True) -> None:
+    """-o json, yaml, jsonpath and custom-columns over the objects' JSON (header: custom-columns')."""
     out = args.output or ""
     if out.startswith("jsonpath="):
         print(printflags.jsonpath_output(out[len("jsonpath="):], output_data(objs, args)), end="")
     elif out.startswith("custom-columns="):
         rows = printflags.custom_column_rows(objs, out[len("custom-columns="):])
-        print(table(rows[1:] if args.no_headers else rows))
+        print(table(rows if header and not args.no_headers else rows[1:]))
     elif out == "json":
         print(json.dumps(output_data(objs, args), indent=4))
     else:
@@ -218,12 +233,12 @@ def logs(rest: RESTClient, args: argparse.Namespace) -> int:
     name = args.pod.split("/", 1)[-1]
     ns = args.namespace or "default"
     container = args.container or default_container(rest.get(POD.path(ns, name)))
-    params = {"follow": "false", "previous": str(args.previous).lower(), "timestamps": str(args.timestamps).lower()}
+    params = {"follow": str(args.follow).lower(), "previous": str(args.previous).lower(), "timestamps": str(args.timestamps).lower()}
     if container:
         params["container"] = container
     if args.tail is not None:
         params["tailLines"] = str(args.tail)
-    for chunk in rest.stream(POD.path(ns, name, "log"), params):
+    for chunk in rest.stream(POD.path(ns, name, "log"), params, follow=args.follow):
         sys.stdout.buffer.write(chunk)
         sys.stdout.flush()
     return 0

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterator
 from urllib.parse import urlencode, urlsplit
 
-from podbay.client.errors import error_from_response
+from podbay.client.errors import error_from_response, error_from_status
 
 if TYPE_CHECKING:
     import ssl
@@ -25,6 +25,10 @@ _MAX_ERROR_BYTES = 1 << 20
 _MAX_LINE = 64 << 10  # a status, header or chunk-size line
 _MAX_HEADERS = 100
 _CHUNK = 64 << 10
+_MAX_EVENT = 16 << 20  # one watch event's line: an object the store accepts, as a Table row
+# A watch asks the server to end it after this (client-go's reflector's minWatchTimeout); a server
+# silent for that and the grace has stopped answering.
+_WATCH_TIMEOUT, _WATCH_GRACE = 300, 30
 
 
 class Unreachable(Exception):
@@ -151,13 +155,35 @@ class RESTClient:
         finally:
             resp.close()
 
-    def stream(self, path: str, params: dict[str, str] | None = None) -> Iterator[bytes]:
-        """A GET's body as it arrives (a log)."""
-        resp = self._open(path, params, "*/*")
+    def stream(self, path: str, params: dict[str, str] | None = None, follow: bool = False) -> Iterator[bytes]:
+        """A GET's body as it arrives (a log; a followed one is silent for as long as its container)."""
+        resp = self._open(path, params, "*/*", None if follow else _TIMEOUT)
         try:
             chunks = resp.chunks()
             while chunk := self._body(resp, lambda: next(chunks, b"")):
                 yield chunk
+        finally:
+            resp.close()
+
+    def watch(self, path: str, params: dict[str, str], accept: str = "application/json") -> Iterator[dict[str, Any]]:
+        """One watch request's events (`{"type", "object"}`) as they arrive, until the server ends
+        it; an ERROR event is raised as its Status's error (410: Expired), as the Client's reflector does."""
+        timeout = int(params.get("timeoutSeconds") or _WATCH_TIMEOUT)
+        resp = self._open(path, {**params, "watch": "1", "timeoutSeconds": str(timeout)}, accept, timeout + _WATCH_GRACE)
+        try:
+            buffered = b""
+            chunks = resp.chunks()
+            while chunk := self._body(resp, lambda: next(chunks, b"")):
+                *lines, buffered = (buffered + chunk).split(b"\n")
+                if len(buffered) > _MAX_EVENT:
+                    raise Unreachable(_describe(resp.endpoint, _Disconnected("a watch event too long")))
+                for line in lines:
+                    if not line.strip():
+                        continue
+                    event = json.loads(line)
+                    if event.get("type") == "ERROR":
+                        raise error_from_status(event.get("object") or {})
+                    yield event
         finally:
             resp.close()
 
@@ -167,7 +193,8 @@ class RESTClient:
         except OSError as exc:
             raise Unreachable(_describe(resp.endpoint, exc)) from None
 
-    def _open(self, path: str, params: dict[str, str] | None, accept: str) -> _Response:
+    def _open(self, path: str, params: dict[str, str] | None, accept: str,
+              read_timeout: float | None = _TIMEOUT) -> _Response:
         target = path + ("?" + urlencode(params) if params else "")
         failure: Unreachable | None = None
         for i, endpoint in enumerate(self.endpoints):
@@ -176,7 +203,7 @@ class RESTClient:
             if self.token:
                 lines.append(f"Authorization: Bearer {self.token}")
             try:
-                resp = _request(endpoint, ("\r\n".join(lines) + "\r\n\r\n").encode())
+                resp = _request(endpoint, ("\r\n".join(lines) + "\r\n\r\n").encode(), read_timeout)
             except OSError as exc:
                 failure = Unreachable(_describe(endpoint, exc))
                 if i + 1 < len(self.endpoints):
@@ -210,11 +237,13 @@ def _endpoint(url: str, tls: ssl.SSLContext | None) -> Endpoint:
     return Endpoint(url, None, parts.hostname, port, tls if parts.scheme == "https" else None)
 
 
-def _request(endpoint: Endpoint, request: bytes) -> _Response:
+def _request(endpoint: Endpoint, request: bytes, read_timeout: float | None) -> _Response:
     sock = _connect(endpoint)
     try:
         sock.sendall(request)
-        return _Response(sock, endpoint)
+        response = _Response(sock, endpoint)
+        sock.settimeout(read_timeout)
+        return response
     except OSError:
         sock.close()
         raise

@@ -29,6 +29,7 @@ def podbay_cli(env: HostEnv):
         if check and proc.returncode != 0:
             raise AssertionError(f"podbay {' '.join(args)} exited {proc.returncode}: {proc.stderr}")
         return proc
+    run.flags = flags  # type: ignore[attr-defined]  # for a test that starts a long-running verb itself
     return run
 
 

@@ -15,9 +15,9 @@ from podbay.api import Event, Pod
 from podbay.api.serialize import from_dict, to_dict
 from podbay.cli.common import run_with_client
 from podbay.cli.describe import describe_pod
-from podbay.cli.kubectl import get_watch
 from podbay.cli.main import build_parser
 from podbay.client.rest import RESTClient
+from tests.cli.model_printer import get_with_models
 from tests.cli.podbay_cli import podbay_cli, wait_until
 from tests.conftest import HostEnv, require_root
 from tests.e2e.conftest import free_port
@@ -64,7 +64,7 @@ def _before(flags: list[str], argv: list[str]) -> tuple[int, str, str]:
     args = build_parser().parse_args([*flags, *argv])
     out, err = io.StringIO(), io.StringIO()
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        code = run_with_client(args, lambda c, s: get_watch(c, args))
+        code = run_with_client(args, lambda c, s: get_with_models(c, args))
     return code, out.getvalue(), err.getvalue()
 
 
