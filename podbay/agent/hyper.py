@@ -91,6 +91,8 @@ class HyperLifecycle:
         async with self.workers.lock(uid_of(old)):
             try:
                 await self.containers.kill_pod(old, rt_old, grace_override=None)
+                # The old pod's limit goes with its containers: the sandbox is the new pod's now.
+                await self.runtime.update_pod_sandbox_resources(sandbox_id, config.memory_limit)
                 await self.runtime.update_pod_sandbox(sandbox_id, config.labels, config.annotations,
                                                       hostname=config.hostname)
             except Exception as exc:

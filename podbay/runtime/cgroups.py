@@ -107,18 +107,22 @@ def set_pids_limit(path: str, limit: int | None) -> None:
 
 
 def set_memory_limit(path: str, limit: int | None) -> None:
-    """The pod cgroup's memory limit, as the kubelet sets it (None: none). Written before or after
-    the pod's processes join; a limit below what they already use is refused (cgroup v1 answers
-    EBUSY, v2 would OOM-kill them) rather than leaving the pod unlimited or killed at birth."""
+    """The pod cgroup's memory limit, as the kubelet sets it (None: none, lifting an earlier one).
+    Written before or after the pod's processes join; a limit below what they already use is
+    refused (cgroup v1 answers EBUSY, v2 would OOM-kill them) rather than leaving the pod unlimited
+    or killed at birth."""
+    directory = _controller_dir("memory", path)
+    limit_file = directory / ("memory.max" if _unified() else "memory.limit_in_bytes")
     if limit is None:
+        if limit_file.exists():
+            limit_file.write_text("max" if _unified() else "-1")
         return
     if _unified():
         _enable_v2_controller(path, "memory")
-    directory = _controller_dir("memory", path)
     directory.mkdir(parents=True, exist_ok=True)
     if memory_working_set(path) <= limit:
         try:
-            (directory / ("memory.max" if _unified() else "memory.limit_in_bytes")).write_text(str(limit))
+            limit_file.write_text(str(limit))
             return
         except OSError as exc:
             if exc.errno != errno.EBUSY:

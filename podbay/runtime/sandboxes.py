@@ -278,6 +278,14 @@ class Sandboxes:
         return [self.status(r) for r in self.records()
                 if not label_selector or label_selector.items() <= r.labels.items()]
 
+    def update_resources(self, sandbox_id: str, memory_limit: int | None) -> None:
+        """A handed-over sandbox takes its new pod's memory limit (CRI's
+        UpdatePodSandboxResources). Only a handler with its own kernel has a pod-level limit (see
+        `run`); one below what the sandbox already uses is refused."""
+        record = self.get(sandbox_id)
+        if not self.handler(record.handler).host_kernel:
+            cgroups.set_memory_limit(record.cgroup, memory_limit)
+
     async def update(self, sandbox_id: str, labels: dict[str, str], annotations: dict[str, str],
                      hostname: str | None = None) -> None:
         """Hands a sandbox to another pod (HyperContainer's replace): new owner labels and

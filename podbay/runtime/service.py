@@ -132,6 +132,10 @@ class RuntimeService:
         hostname, the same namespaces and IP."""
         await self.sandboxes.update(sandbox_id, labels, annotations, hostname)
 
+    async def update_pod_sandbox_resources(self, sandbox_id: str, memory_limit: int | None) -> None:
+        """The pod-level limits of a sandbox handed to another pod (CRI's UpdatePodSandboxResources)."""
+        self.sandboxes.update_resources(sandbox_id, memory_limit)
+
     # -- containers ------------------------------------------------------------
 
     async def create_container(self, sandbox_id: str, config: ContainerConfig) -> str:

@@ -240,6 +240,23 @@ async def test_a_warm_sandbox_takes_its_pods_memory_limit(host_env: HostEnv) -> 
         assert await runtime.list_pod_sandboxes() == []
 
 
+async def test_a_handed_over_sandbox_takes_the_new_pods_memory_limit(host_env: HostEnv) -> None:
+    """HyperContainer's replace: the sandbox, made for a pod without a limit, takes the next
+    pod's; a hog started after is OOMKilled. A limit below what the sandbox uses is refused."""
+    if shutil.which("runsc") is None:
+        pytest.skip("runsc is not installed (scripts/setup.sh installs it)")
+    config = dataclasses.replace(runtime_config(host_env), warm_sandboxes=0)
+    async with running_runtime(config) as runtime:
+        sid = await runtime.run_pod_sandbox(sandbox("old", runtime_handler="runsc"))
+        with pytest.raises(OSError, match=r"the pod's memory limit \(1048576 bytes\) is below what its processes"):
+            await runtime.update_pod_sandbox_resources(sid, MIB)
+        await runtime.update_pod_sandbox_resources(sid, 48 * MIB)
+        hog = await run(runtime, sid, container("hog", "x=a; while true; do x=$x$x$x$x; done"))
+        assert await exited(runtime, hog) == 137
+        assert (await runtime.container_status(hog)).reason == "OOMKilled"
+        await runtime.remove_pod_sandbox(sid)
+
+
 async def test_unknown_handler_makes_nothing(gvisor_runtime: RuntimeService) -> None:
     with pytest.raises(ContainerRuntimeError, match='no runtime for "nosuch" is configured'):
         await gvisor_runtime.run_pod_sandbox(sandbox("x", runtime_handler="nosuch"))
