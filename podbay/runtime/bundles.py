@@ -14,7 +14,7 @@ from podbay.runtime.images.devices import make_devices
 from podbay.runtime.records import ContainerRecord, SandboxRecord
 from podbay.runtime.sandboxes import Sandboxes
 from podbay.runtime.spec import SandboxPaths, oci_spec
-from podbay.runtime.syscalls import mount
+from podbay.runtime.syscalls import mount_off_loop
 from podbay.runtime.types import ContainerConfig, ContainerMetadata, Mount
 from podbay.runtime.users import resolve_user
 
@@ -25,9 +25,9 @@ def container_log_path(config: RuntimeConfig, sandbox: SandboxRecord, container:
             f"{container.attempt}.log")
 
 
-def make_bundle(images: ImageStore, handler: RuntimeHandler, sandboxes: Sandboxes, sandbox: SandboxRecord,
-                record: ContainerRecord, config: ContainerConfig, pid_namespace: str | None,
-                seccomp_profile: dict[str, Any] | None) -> dict[str, Any]:
+async def make_bundle(images: ImageStore, handler: RuntimeHandler, sandboxes: Sandboxes, sandbox: SandboxRecord,
+                      record: ContainerRecord, config: ContainerConfig, pid_namespace: str | None,
+                      seccomp_profile: dict[str, Any] | None) -> dict[str, Any]:
     """The rootfs and config.json under the record's bundle; returns the spec's process, which
     every exec starts from. `pid_namespace`: the one to join, else the sandbox's choice."""
     directory, bundle = record.path.parent, sandboxes.config.bundles_root / record.id
@@ -36,8 +36,8 @@ def make_bundle(images: ImageStore, handler: RuntimeHandler, sandboxes: Sandboxe
         d.mkdir(parents=True)
     Path(record.log_path).parent.mkdir(parents=True, exist_ok=True)
     layers = images.mount_layers(config.image)
-    mount("overlay", str(rootfs), "overlay", 0,
-          f"lowerdir={':'.join(map(str, layers))},upperdir={directory / 'upper'},workdir={directory / 'work'}")
+    await mount_off_loop("overlay", str(rootfs), "overlay", 0, f"lowerdir={':'.join(map(str, layers))},"
+                         f"upperdir={directory / 'upper'},workdir={directory / 'work'}")
     make_devices(rootfs, layers, images.layer_devices(config.image))
     uid, gid, groups = resolve_user(rootfs, config.security)
     sandbox_dir = sandboxes.sandbox_dir(sandbox.id)

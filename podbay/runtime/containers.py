@@ -134,7 +134,7 @@ class Containers:
             termination_message_path=config.termination_message_path, handler=sandbox.handler)
         try:
             pid = self._pid_namespace_of(config.pid_target_id) if config.pid_target_id else None
-            self._processes[container_id] = make_bundle(
+            self._processes[container_id] = await make_bundle(
                 self.images, handler, self.sandboxes, sandbox, record, config, pid, seccomp_profile)
             self._save(record)
         except BaseException:

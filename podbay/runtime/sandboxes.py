@@ -195,7 +195,7 @@ class Sandboxes:
         if kinds:
             await pin_namespaces(directory / "ns", config.hostname, kinds)
         if not config.host_ipc:
-            mount_shm(directory)
+            await mount_shm(directory)
         self._save(record)
         if record.netns is not None:
             status = await self.network.attach(

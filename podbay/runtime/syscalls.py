@@ -2,6 +2,7 @@
 per call costs milliseconds, and os.setns and os.unshare need Python 3.12."""
 from __future__ import annotations
 
+import asyncio
 import ctypes
 import ctypes.util
 import os
@@ -30,6 +31,20 @@ def mount(source: str, target: str, fstype: str, flags: int = 0, data: str = "")
                    data.encode() if data else None) != 0:
         err = ctypes.get_errno()
         raise OSError(err, f"mount {fstype or 'bind'} {source} on {target}: {os.strerror(err)}")
+
+
+async def mount_off_loop(source: str, target: str, fstype: str, flags: int = 0, data: str = "") -> None:
+    """mount(2) in a worker thread. Every new container's mount namespace copies the host's whole
+    mount table under the kernel's mount lock, so with hundreds of pods each mount waits longer
+    for it; on the event loop that wait stalled the API server, scheduler and agent alike. A
+    cancelled caller still waits for the call to end: its cleanup finds the mount made or not,
+    never in flight."""
+    call = asyncio.ensure_future(asyncio.to_thread(mount, source, target, fstype, flags, data))
+    try:
+        await asyncio.shield(call)
+    except asyncio.CancelledError:
+        await asyncio.wait([call])
+        raise
 
 
 def umount(target: str, *, lazy: bool = False) -> None:

@@ -21,7 +21,7 @@ from podbay.runtime.gvisor import GVISOR_HANDLER
 from podbay.runtime.handler import RuntimeHandler, SandboxSpec
 from podbay.runtime.namespaces import pin_namespaces
 from podbay.runtime.network import PodNetwork
-from podbay.runtime.syscalls import MS_NODEV, MS_NOSUID, mount
+from podbay.runtime.syscalls import MS_NODEV, MS_NOSUID, mount_off_loop
 from podbay.runtime.types import PodSandboxConfig
 
 SHM_SIZE = 64 * 1024 * 1024
@@ -31,9 +31,9 @@ SHM_SIZE = 64 * 1024 * 1024
 WARM_REFILL_DELAY = 1.0
 
 
-def mount_shm(directory: Path) -> None:
+async def mount_shm(directory: Path) -> None:
     (directory / "shm").mkdir()
-    mount("shm", str(directory / "shm"), "tmpfs", MS_NOSUID | MS_NODEV, f"mode=1777,size={SHM_SIZE}")
+    await mount_off_loop("shm", str(directory / "shm"), "tmpfs", MS_NOSUID | MS_NODEV, f"mode=1777,size={SHM_SIZE}")
 
 
 class UnownedSandboxes(Protocol):
@@ -117,7 +117,7 @@ class WarmPool:
             try:
                 directory.mkdir(parents=True)
                 await pin_namespaces(directory / "ns", "", ("net", "ipc"))
-                mount_shm(directory)
+                await mount_shm(directory)
                 status = await self.network.attach(sandbox_id, directory / "ns" / "net")
             except BaseException as exc:
                 # Cancelled too (a shutdown while it is being made): half a sandbox is in no pool
