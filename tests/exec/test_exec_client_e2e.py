@@ -77,7 +77,7 @@ async def test_closing_the_stream_kills_the_command(target: ExecTarget) -> None:
 
 async def test_base64_subprotocol(target: ExecTarget) -> None:
     url = f"{target.https_url}/api/v1/namespaces/default/pods/{target.pod}/exec"
-    tls = Client.from_kubeconfig(target.kubeconfig).tls
+    tls = Client.from_kubeconfig(target.kubeconfig).transport.tls
     params = [("command", "head"), ("command", "-n1"), ("stdin", "true"), ("stdout", "true")]
     messages = []
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=tls)) as session:

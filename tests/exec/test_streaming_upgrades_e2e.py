@@ -18,7 +18,7 @@ SPDY_UPGRADE = {"Connection": "Upgrade", "Upgrade": "SPDY/3.1"}
 
 
 def tls(target: ExecTarget) -> ssl.SSLContext:
-    return Client.from_kubeconfig(target.kubeconfig).tls
+    return Client.from_kubeconfig(target.kubeconfig).transport.tls
 
 
 @pytest.mark.parametrize("method, path, headers, code, message", [
