@@ -27,6 +27,10 @@ from podbay.runtime.diskusage import disk_usage
 
 log = logging.getLogger(__name__)
 
+# The kubelet's podCleanupTimeout and podCleanupPollFreq (eviction_manager.go).
+POD_CLEANUP_TIMEOUT = 30.0
+POD_CLEANUP_POLL = 1.0
+
 
 class EvictionManager:
     def __init__(self, runtime: ContainerRuntime, config: AgentConfig, events: PodEvents,
@@ -91,6 +95,19 @@ class EvictionManager:
             w = workers[uid_of(victim)]
             if w.pod is not None:
                 await self._evict(w, w.pod, message)
+                await self._wait_for_cleanup(w.uid)
+
+    async def _wait_for_cleanup(self, uid: str) -> None:
+        """The kubelet's waitForPodsCleanup: the next pass waits until the evicted pod's containers
+        have stopped and its volumes are gone (at most POD_CLEANUP_TIMEOUT), or the pressure it is
+        still being reclaimed from would take a second pod. The kubelet polls for this too: the
+        reclaim is spread over the pod worker, the runtime and the volume teardown."""
+        deadline = time.monotonic() + POD_CLEANUP_TIMEOUT
+        while time.monotonic() < deadline:
+            rt = await runtime_status(self.runtime, uid)
+            if not rt.running() and not await self.runtime.pod_volume_usage(uid):
+                return
+            await asyncio.sleep(POD_CLEANUP_POLL)
 
     async def _evict(self, w: PodWorker, pod: Pod, message: str) -> None:
         w.evicted = message
