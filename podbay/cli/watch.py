@@ -13,7 +13,7 @@ from typing import Any, Iterator
 
 from podbay.api.errors import Gone
 from podbay.api.resourcenames import Resource
-from podbay.cli import printflags, reads
+from podbay.cli import listing, printflags
 from podbay.cli.common import table
 from podbay.client.rest import RESTClient, Unreachable
 
@@ -53,18 +53,18 @@ class _Printer:
         out = self.args.output or ""
         if out == "name":
             for r in rows:
-                print(reads.name_line(self.resource, r.obj))
+                print(listing.name_line(self.resource, r.obj))
         elif out in ("", "wide"):
-            print(table(reads.table_lines(self.columns, [r.row for r in rows], self.args,
+            print(table(listing.table_lines(self.columns, [r.row for r in rows], self.args,
                                           header=self.header and not self.args.no_headers)))
         else:
-            reads.print_objects([reads.typed(self.resource, r.obj) for r in rows], self.args, header=self.header)
+            listing.print_objects([listing.typed(self.resource, r.obj) for r in rows], self.args, header=self.header)
         self.header = False
         sys.stdout.flush()
 
 
 def get_watch(rest: RESTClient, args: argparse.Namespace) -> int:
-    resource, names, ns = reads.target(args)
+    resource, names, ns = listing.target(args)
     args.names = names
     printer = _Printer(resource, args)
     rows, rv = _list(rest, printer, names, ns)
@@ -78,10 +78,10 @@ def get_watch(rest: RESTClient, args: argparse.Namespace) -> int:
 def _list(rest: RESTClient, printer: _Printer, names: list[str], ns: str | None) -> tuple[list[Row], str]:
     """The objects in the order `get` prints them, and the resourceVersion to watch from."""
     if printer.args.output in (None, "wide", "name"):
-        rows, printer.columns, rv = reads.table_rows(rest, printer.resource, names, ns, printer.args, include="Object")
+        rows, printer.columns, rv = listing.table_rows(rest, printer.resource, names, ns, printer.args, include="Object")
         listed = [Row(r) for r in rows]
     else:
-        objs, rv = reads.objects(rest, printer.resource, names, ns, printer.args.selector)
+        objs, rv = listing.objects(rest, printer.resource, names, ns, printer.args.selector)
         if printer.args.sort_by:
             objs.sort(key=lambda o: printflags.sort_key(o, printer.args.sort_by))
         listed = [Row({"object": o}) for o in objs]
@@ -97,7 +97,7 @@ def _events(rest: RESTClient, printer: _Printer, names: list[str], ns: str | Non
     # had already had when it was read are not shown again.
     read_at = {key: row.resource_version for key, row in known.items()} if names else {}
     tabular = printer.args.output in (None, "wide")
-    accept = reads.TABLE if tabular else "application/json"
+    accept = listing.TABLE if tabular else "application/json"
     params = {"allowWatchBookmarks": "true", **_selector(printer.args), **({"includeObject": "Object"} if tabular else {})}
     delay = _RETRY_MIN
     while True:

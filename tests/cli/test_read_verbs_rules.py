@@ -73,7 +73,7 @@ def test_get_loads_neither_aiohttp_nor_the_models(tmp_path: Path) -> None:
 
 def test_metadata_prints_in_the_order_the_models_write_it() -> None:
     from podbay.api.models import ObjectMeta
-    from podbay.cli.reads import OBJECT_META_FIELDS
+    from podbay.cli.listing import OBJECT_META_FIELDS
     assert list(OBJECT_META_FIELDS) == [f.alias or n for n, f in ObjectMeta.model_fields.items()]
 
 
