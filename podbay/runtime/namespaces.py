@@ -15,7 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from podbay.runtime.syscalls import CLONE_NEWIPC, CLONE_NEWUTS, MS_BIND, mount, sethostname, umount, unshare
+from podbay.runtime.syscalls import CLONE_NEWIPC, CLONE_NEWUTS, MS_BIND, finished_before_cancel, mount, sethostname, \
+    umount, unshare
 
 KINDS = ("net", "ipc", "uts")
 
@@ -36,7 +37,7 @@ async def pin_namespaces(directory: Path, hostname: str, kinds: tuple[str, ...] 
         # Nothing to bring up: made in-process, three execs (unshare, sh, hostname) fewer on the
         # path of a pod taking a warm sandbox.
         try:
-            await _in_thread(_pin_here, directory, hostname, kinds)
+            await finished_before_cancel(_in_thread(_pin_here, directory, hostname, kinds))
         except OSError as exc:
             unpin_namespaces(directory)
             raise OSError(f"creating the pod's namespaces failed: {exc}") from None
@@ -48,7 +49,7 @@ async def pin_namespaces(directory: Path, hostname: str, kinds: tuple[str, ...] 
     command = ["sh", "-c", script, "sh", hostname]
     proc = await asyncio.create_subprocess_exec(
         "unshare", *args, *command, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)
-    _, err = await proc.communicate()
+    _, err = await finished_before_cancel(proc.communicate())
     if proc.returncode != 0:
         unpin_namespaces(directory)
         raise OSError(f"creating the pod's namespaces failed: {err.decode().strip()}")

@@ -6,6 +6,9 @@ import asyncio
 import ctypes
 import ctypes.util
 import os
+from typing import Awaitable, TypeVar
+
+T = TypeVar("T")
 
 _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
 _libc.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong, ctypes.c_char_p]
@@ -33,18 +36,23 @@ def mount(source: str, target: str, fstype: str, flags: int = 0, data: str = "")
         raise OSError(err, f"mount {fstype or 'bind'} {source} on {target}: {os.strerror(err)}")
 
 
+async def finished_before_cancel(work: Awaitable[T]) -> T:
+    """`work`'s result. A cancelled caller still waits for `work` to end before it is cancelled:
+    its cleanup then finds what `work` makes (a mount, pinned namespaces) made or not, never in
+    flight in a thread or a child process."""
+    task = asyncio.ensure_future(work)
+    try:
+        return await asyncio.shield(task)
+    except asyncio.CancelledError:
+        await asyncio.wait([task])
+        raise
+
+
 async def mount_off_loop(source: str, target: str, fstype: str, flags: int = 0, data: str = "") -> None:
     """mount(2) in a worker thread. Every new container's mount namespace copies the host's whole
     mount table under the kernel's mount lock, so with hundreds of pods each mount waits longer
-    for it; on the event loop that wait stalled the API server, scheduler and agent alike. A
-    cancelled caller still waits for the call to end: its cleanup finds the mount made or not,
-    never in flight."""
-    call = asyncio.ensure_future(asyncio.to_thread(mount, source, target, fstype, flags, data))
-    try:
-        await asyncio.shield(call)
-    except asyncio.CancelledError:
-        await asyncio.wait([call])
-        raise
+    for it; on the event loop that wait stalled the API server, scheduler and agent alike."""
+    await finished_before_cancel(asyncio.to_thread(mount, source, target, fstype, flags, data))
 
 
 def umount(target: str, *, lazy: bool = False) -> None:
