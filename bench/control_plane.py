@@ -175,9 +175,16 @@ async def api_throughput(server: EmbeddedServer, clients: int, pods: int, profil
 
 
 @contextlib.asynccontextmanager
-async def api_server(kind: str, root: Path) -> AsyncIterator[EmbeddedServer]:
+async def api_server(kind: str) -> AsyncIterator[EmbeddedServer]:
     """An API server on the store `kind` names: its SQLite file, or its own etcd (one member, or
-    `etcd3`: a cluster of three) under `root`."""
+    `etcd3`: a cluster of three), under a temporary root removed after."""
+    with tempfile.TemporaryDirectory(prefix="podbay-bench-cp-") as tmp:
+        async with _api_server(kind, Path(tmp)) as server:
+            yield server
+
+
+@contextlib.asynccontextmanager
+async def _api_server(kind: str, root: Path) -> AsyncIterator[EmbeddedServer]:
     if kind == "sqlite":
         async with serve_embedded(root, host=None) as server:
             yield server
@@ -210,15 +217,15 @@ async def main() -> None:
         print(f"scheduling cycle alone (no API): {args.pods} pods on {nodes} nodes at "
               f"{decision_rate(nodes, args.pods):.0f} decisions/s")
         for kind in args.scheduler_stores.split(","):
-            async with api_server(kind, Path(tempfile.mkdtemp(prefix="podbay-bench-cp-"))) as server:
+            async with api_server(kind) as server:
                 rate = await scheduler_throughput(server.url, nodes, args.pods)
             print(f"scheduler ({kind} store): {args.pods} pods on {nodes} nodes bound at {rate:.0f} pods/s")
-            async with api_server(kind, Path(tempfile.mkdtemp(prefix="podbay-bench-cp-"))) as server:
+            async with api_server(kind) as server:
                 rate = await binding_rate(server.url, nodes, args.pods)
             print(f"API alone ({kind} store): {args.pods} bindings, {MAX_BINDINGS_IN_FLIGHT} in flight, "
                   f"at {rate:.0f} bindings/s")
     for kind in args.stores.split(",") if args.api_pods else []:
-        async with api_server(kind, Path(tempfile.mkdtemp(prefix="podbay-bench-cp-"))) as server:
+        async with api_server(kind) as server:
             profile = args.profile.with_name(f"{args.profile.name}.{kind}") if args.profile else None
             f = await api_throughput(server, args.clients, args.api_pods, profile)
         print(f"API creates ({kind} store), {args.clients} concurrent clients, {args.api_pods} pods: "
@@ -228,7 +235,7 @@ async def main() -> None:
               f"Table {f['list_table_s']:.3f} s (best of 3 each); server CPU per list: "
               f"JSON {f['json_cpu_s'] / 3:.3f} s, Table {f['table_cpu_s'] / 3:.3f} s")
     for kind in args.stores.split(",") if args.per_client else []:
-        async with api_server(kind, Path(tempfile.mkdtemp(prefix="podbay-bench-cp-"))) as server:
+        async with api_server(kind) as server:
             lat = await create_latency(server.url, args.clients, args.per_client)
             watched = await watch_latency(server.url, args.watch_events) if args.watch_events else []
         print(f"API create latency ({kind} store), {args.clients} concurrent clients x {args.per_client}: "

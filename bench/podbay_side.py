@@ -2,6 +2,7 @@
 reached through the official API paths with podbay's client, as a user's tools would."""
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -56,6 +57,7 @@ class PodbayServer:
     async def close(self) -> None:
         await self.client.close()
         self.podbay("down", "--purge")
+        shutil.rmtree(self.base, ignore_errors=True)
 
 
 def all_running(pod: Pod | None) -> bool:

@@ -16,6 +16,7 @@ import json
 import os
 import select
 import subprocess
+import shutil
 import tempfile
 import time
 import urllib.request
@@ -270,6 +271,7 @@ async def main() -> None:
     finally:
         await server.close()
         peer.close()
+        shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":
