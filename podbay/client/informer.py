@@ -27,6 +27,8 @@ _RETRY = 1.0
 
 
 class Object(Protocol):
+    """What informers and controllers read of any API object."""
+
     @property
     def metadata(self) -> ObjectMeta: ...
 

@@ -14,11 +14,11 @@ from podbay.api import Pod
 from podbay.api.apps import Deployment, LabelSelector, ReplicaSet, controller_of, selector_matches
 from podbay.api.errors import Conflict, NotFound
 from podbay.client import Client
-from podbay.client.informer import NAMESPACE_INDEX, SharedInformerFactory, WatchEvents
+from podbay.client.informer import NAMESPACE_INDEX, Key, SharedInformerFactory, WatchEvents, key_of
 from podbay.client.record import EventRecorder
 from podbay.controllers.deploymentstrategy import rollout_recreate, rollout_rolling
 from podbay.controllers.deploymentsync import DeploymentSyncer, find_new
-from podbay.controllers.workqueue import Key, WorkQueue, controller_ref, key_of, set_owner_references
+from podbay.controllers.workqueue import WorkQueue, controller_ref, set_owner_references
 
 
 class DeploymentController:

@@ -13,12 +13,13 @@ from podbay.api.apps import Deployment, DeploymentStatus, LabelSelector, Replica
 from podbay.api.errors import AlreadyExists, Conflict, NotFound
 from podbay.api.models import ObjectMeta
 from podbay.client import Client
+from podbay.client.informer import Key, key_of
 from podbay.client.record import EventRecorder
 from podbay.controllers.rollout import DESIRED_REPLICAS, FOUND_NEW_RS, MAX_REPLICAS, MIN_AVAILABLE, MIN_UNAVAILABLE, \
     NEW_RS_CREATED, PAUSED, POD_TEMPLATE_HASH, RESUMED, REVISION, SKIPPED_ANNOTATIONS, TIMED_OUT, ActiveSet, \
     canonical_template, compute_hash, condition, deployment_complete, progress_status, proportional_sizes, \
     set_condition, surge_and_unavailable
-from podbay.controllers.workqueue import Key, WorkQueue, controller_ref, key_of
+from podbay.controllers.workqueue import WorkQueue, controller_ref
 
 log = logging.getLogger(__name__)
 

@@ -21,8 +21,8 @@ from podbay.api.batch import Job
 from podbay.api.errors import Conflict, NotFound
 from podbay.api.owners import FOREGROUND_FINALIZER, ORPHAN_FINALIZER, PropagationPolicy
 from podbay.client import Client
-from podbay.client.informer import SharedInformerFactory, WatchEvents
-from podbay.controllers.workqueue import Object, WorkQueue, set_owner_references
+from podbay.client.informer import Object, SharedInformerFactory, WatchEvents
+from podbay.controllers.workqueue import WorkQueue, set_owner_references
 
 log = logging.getLogger(__name__)
 

@@ -24,11 +24,11 @@ from podbay.api.apps import controller_of, selector_matches
 from podbay.api.batch import JOB_INDEX_FAILURE_COUNT, Job, JobCondition, JobSpec, JobStatus
 from podbay.api.errors import APIError, Conflict, NotFound
 from podbay.client import Client
-from podbay.client.informer import SharedInformerFactory, WatchEvents
+from podbay.client.informer import Key, SharedInformerFactory, WatchEvents, key_of
 from podbay.client.record import EventRecorder
 from podbay.controllers.jobindex import completion_index, format_indexes, indexed_pod, pending_indexes
 from podbay.controllers.podfailurepolicy import COUNTED, judge_failed_pod
-from podbay.controllers.workqueue import Key, WorkQueue, controller_ref, is_pod_ready, key_of, pod_from_template
+from podbay.controllers.workqueue import WorkQueue, controller_ref, is_pod_ready, pod_from_template
 
 log = logging.getLogger(__name__)
 

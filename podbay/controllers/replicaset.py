@@ -22,11 +22,11 @@ from podbay.api.apps import LabelSelector, PodTemplateSpec, ReplicaSet, ReplicaS
     ReplicationController, controller_of, selector_matches
 from podbay.api.errors import APIError, Conflict, NotFound
 from podbay.client import Client
-from podbay.client.informer import NAMESPACE_INDEX, OWNER_UID_INDEX, SharedInformer, SharedInformerFactory, \
-    WatchEvents
+from podbay.client.informer import NAMESPACE_INDEX, OWNER_UID_INDEX, Key, SharedInformer, SharedInformerFactory, \
+    WatchEvents, key_of
 from podbay.client.record import EventRecorder
-from podbay.controllers.workqueue import Key, WorkQueue, controller_ref, is_pod_active, is_pod_available, \
-    is_pod_ready, key_of, pod_from_template, ready_since, set_owner_references
+from podbay.controllers.workqueue import WorkQueue, controller_ref, is_pod_active, is_pod_available, is_pod_ready, \
+    pod_from_template, ready_since, set_owner_references
 
 log = logging.getLogger(__name__)
 

@@ -6,25 +6,18 @@ from __future__ import annotations
 import asyncio
 import logging
 from datetime import datetime
-from typing import Awaitable, Callable, Generic, Protocol, TypeVar
+from typing import Awaitable, Callable, Generic, TypeVar
 
 from podbay.api import ObjectMeta, OwnerReference, Pod
 from podbay.api.apps import PodTemplateSpec
 from podbay.api.serialize import to_dict
 from podbay.client import Client
+from podbay.client.informer import Object
 
 log = logging.getLogger(__name__)
 
 K = TypeVar("K")
-Key = tuple[str, str]  # (namespace, name)
 _RETRY_MIN, _RETRY_MAX = 0.2, 30.0
-
-
-class Object(Protocol):
-    """What the controllers read of any API object."""
-
-    @property
-    def metadata(self) -> ObjectMeta: ...
 
 
 O = TypeVar("O", bound=Object)
@@ -73,10 +66,6 @@ class WorkQueue(Generic[K]):
                 self.retry(key)
             else:
                 self.forget(key)
-
-
-def key_of(obj: Object) -> Key:
-    return (obj.metadata.namespace or "", obj.metadata.name or "")
 
 
 def is_pod_active(pod: Pod) -> bool:
