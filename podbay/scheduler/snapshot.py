@@ -2,31 +2,37 @@
 
 kube-scheduler's cache and snapshot: each node's allocatable amounts and the sums of what the
 pods on it (bound, or assumed by this scheduler before their binding is written) request, as
-integer arrays with one row per node, so the common filters (readiness, unschedulable, pod count,
+integer columns with one row per node, so the common filters (readiness, unschedulable, pod count,
 resource fit, taints for a pod that tolerates none) and the LeastAllocated score are a few array
 operations over all nodes instead of a Python loop. The rarer filters (node affinity, tolerations,
 host ports, runtime handlers) run per node in Python, and only on the nodes still in the running.
+
+The columns are plain `columns.Column`s until the cluster has more than NUMPY_FROM_NODES nodes, then
+numpy arrays: the same expressions, so one set of rules (a single-node `podbay up` never imports numpy).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TypeVar, cast
-
-import numpy as np
-import numpy.typing as npt
+from typing import cast
 
 from podbay.api import Node, Pod
+from podbay.scheduler import columns
+from podbay.scheduler.columns import ArrayNamespace, Vector
 from podbay.scheduler.fit import (NodeInfo, PodUsage, allocatable_units, failure_message, missing_runtime_handler,
                                   ports_conflict, selector_matches, tolerates_unschedulable, unfit_reasons,
                                   untolerated_taint)
 
 MIN_FEASIBLE_NODES_TO_FIND = 100
 MIN_FEASIBLE_NODES_PERCENTAGE_TO_FIND = 5
-NO_POD_LIMIT = np.iinfo(np.int64).max  # a node that reports no "pods" allocatable takes any number
+NO_POD_LIMIT = 2**63 - 1  # int64's greatest: a node that reports no "pods" allocatable takes any number
+# Measured (bench/README.md, "server memory, third round"): below this many nodes a decision over
+# lists is as quick as numpy's; above, numpy's lead grows with the node count.
+NUMPY_FROM_NODES = 64
 
-Rows = npt.NDArray[np.int64]
-Flags = npt.NDArray[np.bool_]
-A = TypeVar("A", Rows, Flags)
+
+def numpy_namespace() -> ArrayNamespace:
+    import numpy
+    return cast(ArrayNamespace, numpy)
 
 
 def nodes_to_find(total: int) -> int:
@@ -47,21 +53,24 @@ class Decision:
 
 
 class Snapshot:
-    def __init__(self) -> None:
+    def __init__(self, numpy_from_nodes: int = NUMPY_FROM_NODES) -> None:
+        self.numpy_from_nodes = numpy_from_nodes  # the tests set 0 to run the rules on numpy at any size
         self.infos: list[NodeInfo] = []  # by row
         self.rows: dict[str, int] = {}  # node name -> row
         self.columns: dict[str, int] = {}  # resource name -> column
-        self.allocatable: Rows = np.zeros((0, 0), np.int64)  # row, resource column
-        self.requested: Rows = np.zeros((0, 0), np.int64)
-        self.pod_count: Rows = np.zeros(0, np.int64)
-        self.max_pods: Rows = np.zeros(0, np.int64)
-        self.open: Flags = np.zeros(0, bool)  # Ready and not cordoned
-        self.cordoned: Flags = np.zeros(0, bool)  # Ready but spec.unschedulable
-        self.tainted: Flags = np.zeros(0, bool)  # has a NoSchedule or NoExecute taint
-        self.with_ports: Flags = np.zeros(0, bool)  # some pod on it uses a host port
+        self.xp: ArrayNamespace = columns
+        self.capacity = 0  # rows allocated in every column
+        self.allocatable: list[Vector] = []  # by resource column, then row
+        self.requested: list[Vector] = []
+        self.pod_count: Vector = columns.zeros(0, int)
+        self.max_pods: Vector = columns.zeros(0, int)
+        self.open: Vector = columns.zeros(0, bool)  # Ready and not cordoned
+        self.cordoned: Vector = columns.zeros(0, bool)  # Ready but spec.unschedulable
+        self.tainted: Vector = columns.zeros(0, bool)  # has a NoSchedule or NoExecute taint
+        self.with_ports: Vector = columns.zeros(0, bool)  # some pod on it uses a host port
         self.placed: dict[str, tuple[str, PodUsage]] = {}  # pod uid -> (node name, usage)
         self.on_node: dict[str, set[str]] = {}  # node name -> uids, also for nodes not (yet) known
-        self._name_rank: npt.NDArray[np.int64] | None = None  # by row: the order of node names, for ties
+        self._name_rank: Vector | None = None  # by row: the order of node names, for ties
 
     def __len__(self) -> int:
         return len(self.infos)
@@ -70,26 +79,24 @@ class Snapshot:
         col = self.columns.get(resource)
         if col is None:
             col = self.columns[resource] = len(self.columns)
-            if col >= self.allocatable.shape[1]:
-                grow = max(4, col)
-                pad = np.zeros((self.allocatable.shape[0], grow), np.int64)
-                self.allocatable = np.hstack([self.allocatable, pad])
-                self.requested = np.hstack([self.requested, pad])
+            self.allocatable.append(self.xp.zeros(self.capacity, int))
+            self.requested.append(self.xp.zeros(self.capacity, int))
         return col
 
     def _new_row(self) -> int:
         row = len(self.infos)
-        if row >= len(self.pod_count):
+        if row >= self.capacity:
             size = max(64, 2 * row)
+            xp = numpy_namespace() if size > self.numpy_from_nodes else self.xp
 
-            def grown(a: A) -> A:
-                out = np.zeros((size, *a.shape[1:]), a.dtype)
-                out[:row] = a[:row]
-                return cast(A, out)
-            self.allocatable, self.requested = grown(self.allocatable), grown(self.requested)
-            self.pod_count, self.max_pods = grown(self.pod_count), grown(self.max_pods)
-            self.open, self.cordoned = grown(self.open), grown(self.cordoned)
-            self.tainted, self.with_ports = grown(self.tainted), grown(self.with_ports)
+            def grown(a: Vector, dtype: type) -> Vector:
+                return xp.concatenate([xp.asarray(a[:row].tolist(), dtype), xp.zeros(size - row, dtype)])
+            self.allocatable = [grown(a, int) for a in self.allocatable]
+            self.requested = [grown(a, int) for a in self.requested]
+            self.pod_count, self.max_pods = grown(self.pod_count, int), grown(self.max_pods, int)
+            self.open, self.cordoned = grown(self.open, bool), grown(self.cordoned, bool)
+            self.tainted, self.with_ports = grown(self.tainted, bool), grown(self.with_ports, bool)
+            self.xp, self.capacity, self._name_rank = xp, size, None
         return row
 
     def set_node(self, node: Node) -> None:
@@ -100,7 +107,8 @@ class Snapshot:
             self.rows[name] = row
             self.infos.append(NodeInfo(node))
             self._name_rank = None
-            self.requested[row] = 0
+            for requested in self.requested:
+                requested[row] = 0
             self.pod_count[row] = 0
             self.with_ports[row] = False
             for uid in self.on_node.get(name, ()):
@@ -110,9 +118,10 @@ class Snapshot:
         info = self.infos[row]
         amounts = allocatable_units(node)
         cols = [(self._column(k), v) for k, v in amounts.items()]
-        self.allocatable[row] = 0
+        for allocatable in self.allocatable:
+            allocatable[row] = 0
         for col, value in cols:
-            self.allocatable[row, col] = value
+            self.allocatable[col][row] = value
         self.max_pods[row] = amounts.get("pods", NO_POD_LIMIT)
         self.open[row] = info.ready and not info.unschedulable
         self.cordoned[row] = info.ready and info.unschedulable
@@ -128,7 +137,7 @@ class Snapshot:
             moved = self.infos[last]
             self.infos[row] = moved
             self.rows[moved.name] = row
-            for a in (self.allocatable, self.requested, self.pod_count, self.max_pods, self.open, self.cordoned,
+            for a in (*self.allocatable, *self.requested, self.pod_count, self.max_pods, self.open, self.cordoned,
                       self.tainted, self.with_ports):
                 a[row] = a[last]
         self.infos.pop()
@@ -161,7 +170,8 @@ class Snapshot:
 
     def _add(self, row: int, usage: PodUsage, sign: int = 1) -> None:
         for name, value in usage.requests.items():
-            self.requested[row, self._column(name)] += sign * value
+            col = self._column(name)
+            self.requested[col][row] += sign * value
         self.pod_count[row] += sign
         info = self.infos[row]
         for port in usage.host_ports:
@@ -171,13 +181,13 @@ class Snapshot:
         self.with_ports[row] = bool(info.host_ports)
 
     def node_requested(self, row: int) -> dict[str, int]:
-        return {k: int(self.requested[row, c]) for k, c in self.columns.items()}
+        return {k: int(self.requested[c][row]) for k, c in self.columns.items()}
 
     def node_allocatable(self, row: int) -> dict[str, int]:
         """What the node reports: a resource it does not list is absent, not 0."""
-        return {k: int(self.allocatable[row, self.columns[k]]) for k in self.infos[row].node.status.allocatable}
+        return {k: int(self.allocatable[self.columns[k]][row]) for k in self.infos[row].node.status.allocatable}
 
-    def feasible(self, pod: Pod, usage: PodUsage) -> Flags:
+    def feasible(self, pod: Pod, usage: PodUsage) -> Vector:
         """The nodes that pass the filters which are array operations; `candidates` finishes the rest."""
         n = len(self.infos)
         fits = self.open[:n] | self.cordoned[:n] if tolerates_unschedulable(pod.spec.tolerations) else self.open[:n]
@@ -186,13 +196,13 @@ class Snapshot:
             if want:
                 col = self.columns.get(name)
                 if col is None:  # no node has any: a column is not made for every name a pod asks for
-                    return np.zeros(n, bool)
-                fits &= self.allocatable[:n, col] - self.requested[:n, col] >= want
+                    return self.xp.zeros(n, bool)
+                fits &= self.allocatable[col][:n] - self.requested[col][:n] >= want
         if not pod.spec.tolerations:
             fits &= ~self.tainted[:n]
         if pod.spec.node_name:
             row = self.rows.get(pod.spec.node_name)
-            only = np.zeros(n, bool)
+            only = self.xp.zeros(n, bool)
             if row is not None:
                 only[row] = True
             fits &= only
@@ -217,19 +227,19 @@ class Snapshot:
             return Decision(None, failure_message({}, 0), 0)
         start %= n
         fits = self.feasible(pod, usage)
-        rows = np.flatnonzero(fits)
-        rows = np.concatenate([rows[rows >= start], rows[rows < start]])
+        rows = self.xp.flatnonzero(fits)
+        rows = self.xp.concatenate([rows[rows >= start], rows[rows < start]])
         enough = nodes_to_find(n)
         rich = bool(pod.spec.tolerations or pod.spec.node_selector or pod.spec.affinity or handler is not None
                     or usage.host_ports)
         if rich:
             chosen = []
             for row in rows.tolist():
-                if self._passes_rich_filters(pod, usage, handler, row):
+                if self._passes_rich_filters(pod, usage, handler, int(row)):
                     chosen.append(row)
                     if len(chosen) >= enough:
                         break
-            rows = np.array(chosen, np.int64)
+            rows = self.xp.asarray(chosen, int)
         else:
             rows = rows[:enough]
         if len(rows) == 0:
@@ -237,25 +247,28 @@ class Snapshot:
         processed = (int(rows[-1]) - start) % n + 1 if len(rows) >= enough else n
         return Decision(self.infos[self._best(rows, usage)].name, "", processed)
 
-    def _best(self, rows: Rows, usage: PodUsage) -> int:
+    def _best(self, rows: Vector, usage: PodUsage) -> int:
         """LeastAllocated: the node with the most room left after the pod (cpu and memory, equally
         weighted, each as a fraction of allocatable)."""
         if len(rows) == 1:
             return int(rows[0])
-        score = np.zeros(len(rows))
+        xp = self.xp
+        score = xp.zeros(len(rows), float)
         for name in ("cpu", "memory"):
             col = self.columns.get(name)
             if col is None:
                 continue
-            cap = self.allocatable[rows, col].astype(np.float64)
-            free = cap - self.requested[rows, col] - usage.requests.get(name, 0)
-            score += np.where(cap > 0, free / np.where(cap > 0, cap, 1), 0)
-        top = rows[score == score.max()]
+            cap = self.allocatable[col][rows]
+            free = cap - self.requested[col][rows] - usage.requests.get(name, 0)
+            # cap >= 1 is cap > 0 for integers, and a comparison `Vector` has in both backends.
+            score = score + xp.where(cap >= 1, free / xp.where(cap >= 1, cap, 1), 0)
+        top = rows[score >= score.max()]
         if self._name_rank is None:
-            order = sorted(range(len(self.infos)), key=lambda r: self.infos[r].name)
-            self._name_rank = np.empty(len(order), np.int64)
-            self._name_rank[order] = np.arange(len(order))
-        return int(top[np.argmax(self._name_rank[top])])
+            rank = [0] * len(self.infos)
+            for position, row in enumerate(sorted(range(len(self.infos)), key=lambda r: self.infos[r].name)):
+                rank[row] = position
+            self._name_rank = xp.asarray(rank, int)
+        return int(top[xp.argmax(self._name_rank[top])])
 
     def unfit_reasons(self, pod: Pod, usage: PodUsage, handler: str | None, row: int) -> list[str]:
         return unfit_reasons(pod, self.infos[row], usage, self.node_allocatable(row), self.node_requested(row),

@@ -12,7 +12,8 @@ from podbay.api import Node, Pod
 from podbay.api.serialize import from_dict
 from podbay.scheduler.fit import usage_of
 from podbay.scheduler.scheduler import backoff
-from podbay.scheduler.snapshot import Snapshot, nodes_to_find
+from podbay.scheduler import columns
+from podbay.scheduler.snapshot import NUMPY_FROM_NODES, Snapshot, nodes_to_find
 
 ZONES = ["a", "b"]
 TAINTS = [{"key": "gpu", "value": "yes", "effect": "NoSchedule"}, {"key": "spot", "effect": "NoExecute"},
@@ -94,6 +95,29 @@ def test_the_array_filters_agree_with_the_per_node_filters(cluster: tuple[list[N
     assert decision.node == snap.infos[best].name
 
 
+def snapshots_on_both_backends(ns: list[Node], placed: list[Pod]) -> tuple[Snapshot, Snapshot]:
+    """The same cluster over lists (the default for a small one) and over numpy."""
+    on_lists, on_numpy = Snapshot(), Snapshot(numpy_from_nodes=0)
+    for snap in (on_lists, on_numpy):
+        for n in ns:
+            snap.set_node(n)
+        for q in placed:
+            snap.place(q.metadata.name or "", q.spec.node_name or "", usage_of(q))
+    assert on_lists.xp is columns and on_numpy.xp is not columns
+    return on_lists, on_numpy
+
+
+@settings(max_examples=300, deadline=None)
+@given(clusters())
+def test_lists_and_numpy_make_the_same_decisions(cluster: tuple[list[Node], list[Pod], Pod, str | None]) -> None:
+    ns, placed, p, handler = cluster
+    on_lists, on_numpy = snapshots_on_both_backends(ns, placed)
+    usage = usage_of(p)
+    for start in range(len(ns)):
+        assert on_lists.decide(p, usage, handler, start) == on_numpy.decide(p, usage, handler, start)
+    assert on_lists.feasible(p, usage).tolist() == on_numpy.feasible(p, usage).tolist()
+
+
 def plain_node(i: int, cpu: str = "4") -> Node:
     return from_dict(Node, {"metadata": {"name": f"node-{i:04d}"}, "status": {
         "allocatable": {"cpu": cpu, "memory": "8Gi", "pods": "110"}, "conditions": [{"type": "Ready", "status": "True"}]}})
@@ -138,7 +162,7 @@ def test_assumed_pods_fill_nodes_exactly_and_never_beyond() -> None:
         bound += 1
     assert bound == 100 * 3  # three 300m pods per 1-CPU node
     cpu = snap.columns["cpu"]
-    assert (snap.requested[:len(snap), cpu] <= snap.allocatable[:len(snap), cpu]).all()
+    assert all(r <= a for r, a in zip(snap.requested[cpu].tolist()[:len(snap)], snap.allocatable[cpu].tolist()))
 
 
 def test_pods_count_where_they_are_as_nodes_and_pods_come_and_go() -> None:
@@ -163,3 +187,25 @@ def test_pods_count_where_they_are_as_nodes_and_pods_come_and_go() -> None:
 
 def test_a_failed_binding_backs_off_as_kube_scheduler_does() -> None:
     assert [backoff(n) for n in (1, 2, 3, 4, 5, 100)] == [1.0, 2.0, 4.0, 8.0, 10.0, 10.0]
+
+
+def test_a_snapshot_moves_to_numpy_past_the_threshold_and_decides_as_before() -> None:
+    """Nodes added one by one: lists up to NUMPY_FROM_NODES, numpy after, each decision (placed as
+    it is made, so the nodes fill unevenly) the same as a snapshot on numpy from the start."""
+    on_lists, on_numpy = Snapshot(), Snapshot(numpy_from_nodes=0)
+    for i in range(NUMPY_FROM_NODES + 20):
+        for snap in (on_lists, on_numpy):
+            snap.set_node(plain_node(i, cpu=("1", "2", "3")[i % 3]))
+        assert (on_lists.xp is columns) == (i < NUMPY_FROM_NODES)
+        for k in range(3):
+            p = plain_pod(f"p{i}-{k}", ("100m", "700m")[k % 2])
+            usage = usage_of(p)
+            decision = on_lists.decide(p, usage, None, i * 5 + k)
+            assert decision == on_numpy.decide(p, usage, None, i * 5 + k)
+            if decision.node is not None:
+                for snap in (on_lists, on_numpy):
+                    snap.place(p.metadata.name or "", decision.node, usage)
+    on_lists.remove_node("node-0003")
+    on_numpy.remove_node("node-0003")
+    p = plain_pod("last", "2")
+    assert on_lists.decide(p, usage_of(p), None, 0) == on_numpy.decide(p, usage_of(p), None, 0)
