@@ -11,7 +11,7 @@ from __future__ import annotations
 import operator
 from collections.abc import Callable, Iterable, Sequence
 from itertools import compress, repeat
-from typing import Protocol, Union, overload
+from typing import Protocol, Union, cast, overload
 
 Scalar = Union[int, float, bool]
 
@@ -94,7 +94,7 @@ class Column:
         picks = key.tolist()
         if picks and isinstance(picks[0], bool):  # a mask, as numpy reads a bool array
             return Column(list(compress(self.items, picks)))
-        return Column(list(map(self.items.__getitem__, picks)))  # type: ignore[arg-type]
+        return Column(list(map(self.items.__getitem__, cast(list[int], picks))))  # an index column
 
     def __setitem__(self, key: int, value: Scalar) -> None:
         self.items[key] = value
