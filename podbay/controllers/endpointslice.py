@@ -27,7 +27,7 @@ from podbay.api.services import (
     ServicePort,
 )
 from podbay.client.client import Client
-from podbay.client.informer import Object, SharedInformer, SharedInformerFactory, WatchEvents, key_of
+from podbay.client.informer import Key, Object, SharedInformer, SharedInformerFactory, WatchEvents, key_of
 from podbay.controllers.writetracker import WriteTracker
 
 log = logging.getLogger(__name__)
@@ -197,6 +197,12 @@ class EndpointSliceController:
             if key_of(ep) not in services and ep.metadata.labels.get(MANAGED_BY_LABEL) == CONTROLLER_NAME:
                 await self._delete(Endpoints, ep.metadata.name or "", ep.metadata.namespace or "")
 
+    @staticmethod
+    def _track_update(writes: WriteTracker, owner: Key, old: Object, new: Object) -> None:
+        # An update the server found to change nothing keeps the resourceVersion: no event comes.
+        if new.metadata.resource_version != old.metadata.resource_version:
+            writes.updated(owner, key_of(old), old.metadata.resource_version)
+
     async def _delete(self, kind: type[EndpointSlice] | type[Endpoints], name: str, ns: str) -> None:
         try:
             await self.client.delete(kind, name, ns)
@@ -228,8 +234,7 @@ class EndpointSliceController:
                 updated = current.model_copy(update={"endpoints": list(content.endpoints),
                                                      "ports": list(content.ports), "metadata": meta})
                 try:
-                    await self.client.update(updated)
-                    self.slice_writes.updated(owner, key_of(current), current.metadata.resource_version)
+                    self._track_update(self.slice_writes, owner, current, await self.client.update(updated))
                 except (Conflict, NotFound):
                     self.changed.set()  # the informer brings the newer object; try again
                 continue
@@ -250,8 +255,8 @@ class EndpointSliceController:
             if current.subsets == subsets:
                 return
             try:
-                await self.client.update(current.model_copy(update={"subsets": subsets}))
-                self.endpoints_writes.updated((ns, name), (ns, name), current.metadata.resource_version)
+                self._track_update(self.endpoints_writes, (ns, name), current,
+                                   await self.client.update(current.model_copy(update={"subsets": subsets})))
             except (Conflict, NotFound):
                 self.changed.set()
             return
