@@ -16,8 +16,9 @@ from typing import Any, Iterable, Iterator
 from podbay.runtime.config import RuntimeConfig
 
 BENCH_SUBNET_LOCK_DIR = Path(tempfile.gettempdir()) / "podbay-bench-subnets"
-# /16s, as a burst of hundreds of pods needs; the tests claim /24s under 10.123.0.0/16.
-BENCH_SUBNETS = [(f"10.{n}.0.0/16", f"10.{n}.lock") for n in range(124, 251)]
+# /16s, as a burst of hundreds of pods needs. Not the tests' (their pods' /24s under 10.123.0.0/16,
+# their Services' under 10.127.0.0/16), nor the default cluster CIDR 10.244.0.0/16.
+BENCH_SUBNETS = [(f"10.{n}.0.0/16", f"10.{n}.lock") for n in range(128, 244)]
 
 
 def routed_networks() -> list[ipaddress.IPv4Network]:
