@@ -26,11 +26,10 @@ import hashlib
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from podbay.api.services import DEFAULT_AFFINITY_SECONDS, SERVICE_NAME_LABEL, EndpointSlice, Service, ServicePort, \
     is_headless
-from podbay.client.informer import Object, SharedInformer, SharedInformerFactory, WatchEvents
+from podbay.client.informer import Object, SharedInformerFactory, WatchEvents
 
 log = logging.getLogger(__name__)
 
@@ -366,10 +365,9 @@ class ServiceProxy:
     async def run(self) -> None:
         """Keeps the rules equal to the Services and EndpointSlices until cancelled; then removes them."""
         wake: WatchEvents[Object] = WatchEvents(lambda _, __: self.changed.set())
-        informers: list[SharedInformer[Any]] = [self.services, self.slices]
-        tasks = [asyncio.create_task(i.serve(wake)) for i in informers]
+        tasks = [asyncio.create_task(self.services.serve(wake)), asyncio.create_task(self.slices.serve(wake))]
         try:
-            await asyncio.gather(*(i.wait_synced() for i in informers))
+            await asyncio.gather(self.services.wait_synced(), self.slices.wait_synced())
             loop = asyncio.get_running_loop()
             resynced = loop.time()
             while True:
