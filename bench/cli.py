@@ -20,6 +20,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from bench.hostnet import BenchHost, claimed_host
 from tests.e2e.conftest import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -85,12 +86,16 @@ def first_lines(argv: list[str], env: dict[str, str], lines: int) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rounds", type=int, default=15)
-    opts = parser.parse_args()
+    rounds = parser.parse_args().rounds
+    with claimed_host() as host:
+        run(rounds, host)
+
+
+def run(rounds: int, host: BenchHost) -> None:
     base = Path(tempfile.mkdtemp(prefix="podbay-bench-cli-"))
     port = free_port()
-    flags = ["--state-root", str(base / "lib"), "--run-root", str(base / "run"), "--cgroup-parent", "podbay-bench-cli",
-             "--network", "pbbenchcli", "--bridge", "pbbenchcli0", "--subnet", "10.126.0.0/24",
-             "--node-name", "bench-cli", "--api-port", str(port), "--proxy-chain-prefix", "PBBENCHCLI"]
+    flags = ["--state-root", str(base / "lib"), "--run-root", str(base / "run"), *host.flags(),
+             "--node-name", "bench-cli", "--api-port", str(port)]
     kubeconfig = str(base / "lib" / "kubeconfig")
     # kubectl's discovery cache (in HOME) and podbay's bytecode (pip compiles it when it installs a
     # package; a checkout's is written by the warm-up calls, here to a private prefix) as a user has them.
@@ -118,7 +123,7 @@ def main() -> None:
             for _, args, lines in STREAMS:
                 first_lines([*argv, *args], env, lines)
         samples: dict[tuple[str, str], list[float]] = {}
-        for _ in range(opts.rounds):
+        for _ in range(rounds):
             for label, args in REQUESTS:
                 for tool, argv in tools.items():
                     samples.setdefault((label, tool), []).append(timed([*argv, *args], env))
@@ -131,7 +136,7 @@ def main() -> None:
             s = statistics.median(samples[(label, "podbay (socket)")])
             h = statistics.median(samples[(label, "podbay (https)")])
             print(f"{label:<38} {k * 1000:>7.0f}ms {s * 1000:>12.0f}ms {s / k:>5.2f}x {h * 1000:>11.0f}ms {h / k:>5.2f}x")
-        print(f"(medians of {opts.rounds} rounds, seconds as ms; ratio: podbay/kubectl, target <= 2x)")
+        print(f"(medians of {rounds} rounds, seconds as ms; ratio: podbay/kubectl, target <= 2x)")
     finally:
         subprocess.run([*podbay, "down", "--purge"], capture_output=True, env=env)
         shutil.rmtree(base, ignore_errors=True)

@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 from typing import Callable
 
+from bench.hostnet import BenchHost, claimed_host
 from bench.memory import total_kib
 from bench.peer_podman import PodmanPeer
 from bench.podbay_side import PodbayServer, all_running, pod_from
@@ -23,7 +24,6 @@ from bench.run import busybox_rootfs_tar, manifest
 from bench.stats import Summary, summarise
 from podbay.api import Pod
 from podbay.api.wellknown import RUN_STATE_ANNOTATION, SANDBOX_FROM_ANNOTATION
-from podbay.runtime.config import RuntimeConfig
 from podbay.runtime.images import ensure_busybox_image
 from podbay.runtime.service import RuntimeService
 from podbay.runtime.types import ContainerConfig, ContainerMetadata, PodSandboxConfig, PodSandboxMetadata
@@ -94,7 +94,7 @@ async def start_and_replace(server: PodbayServer, rounds: int) -> dict[str, list
     return out
 
 
-def sandbox_pids(base: Path) -> list[int]:
+def sandbox_pids(server: PodbayServer) -> list[int]:
     """Every process of the benchmark's gVisor pods: the Sentry, its ptrace stubs and gofers
     (all in the pods' cgroups) and the gvisormon monitors (which say the run root)."""
     pids = []
@@ -106,7 +106,7 @@ def sandbox_pids(base: Path) -> list[int]:
             cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
         except OSError:
             continue
-        if "podbay-bench/pod-" in cgroup or ("gvisormon" in cmdline and str(base) in cmdline):
+        if f"{server.host.cgroup_parent}/pod-" in cgroup or ("gvisormon" in cmdline and str(server.base) in cmdline):
             pids.append(int(proc.name))
     return pids
 
@@ -119,8 +119,8 @@ async def memory_per_sandbox(server: PodbayServer, n: int) -> tuple[float, float
         await server.client.create(web(name, "gvisor"))
     await asyncio.wait_for(server.wait_pods(names, all_running), 300)
     await asyncio.sleep(3)  # the pool's refill is done; its warm sandbox is subtracted below
-    warm = [p for p in sandbox_pids(server.base) if _is_warm(p, server)]
-    rss, pss = total_kib([p for p in sandbox_pids(server.base) if p not in warm])
+    warm = [p for p in sandbox_pids(server) if _is_warm(p, server)]
+    rss, pss = total_kib([p for p in sandbox_pids(server) if p not in warm])
     for name in names:
         await server.client.delete(Pod, name, "default", grace_period_seconds=0)
     await asyncio.wait_for(server.wait_pods(names, gone), 120)
@@ -134,17 +134,19 @@ def _is_warm(pid: int, server: PodbayServer) -> bool:
         cgroup = Path(f"/proc/{pid}/cgroup").read_text()
     except OSError:
         return False
-    return "podbay-bench/pod-" in cgroup and not any(f"pod-{r}" in cgroup for r in records)
+    return f"{server.host.cgroup_parent}/pod-" in cgroup and not any(f"pod-{r}" in cgroup for r in records)
 
 
 async def runtime_steps(rounds: int) -> dict[str, dict[str, list[float]]]:
     """Where a pod's runtime time goes, per handler: its sandbox (a warm one taken), two containers
     created together, then started together (the agent's order), through the runtime service."""
+    with claimed_host() as host:
+        return await _runtime_steps(rounds, host)
+
+
+async def _runtime_steps(rounds: int, host: BenchHost) -> dict[str, dict[str, list[float]]]:
     base = Path(tempfile.mkdtemp(prefix="podbay-bench-gvrt-"))
-    runtime = RuntimeService(RuntimeConfig(state_root=base / "lib", run_root=base / "run",
-                                           cgroup_parent="podbay-bench-gvrt", network_name="pbbenchgv",
-                                           bridge="pbbenchgv0", subnet="10.127.2.0/24", warm_sandboxes=1,
-                                           warm_gvisor_sandboxes=1))
+    runtime = RuntimeService(host.runtime_config(base, warm_sandboxes=1, warm_gvisor_sandboxes=1))
     await runtime.start()
     ensure_busybox_image(runtime.images)
     out: dict[str, dict[str, list[float]]] = {}

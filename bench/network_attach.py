@@ -1,14 +1,13 @@
 """Times CNI attach and detach of fresh network namespaces on a scratch network.
 
 Run as root: .venv/bin/python -m bench.network_attach [--rounds N] [--firewall]
-Uses its own bridge (pbbench0), network and subnet (10.123.254.0/24) and removes them after;
-one run at a time (a lock in /tmp), as two would share the bridge.
+Uses a bridge, network, subnet and hostPort of this run's own (bench/hostnet.py) and removes
+them after, so runs may overlap.
 """
 from __future__ import annotations
 
 import argparse
 import asyncio
-import fcntl
 import json
 import statistics
 import subprocess
@@ -16,21 +15,19 @@ import tempfile
 import time
 from pathlib import Path
 
+from bench.hostnet import BenchHost, claimed_host
 from podbay.runtime.network import NetworkConfig, PodNetwork, PortMapping, default_conflist
+from tests.e2e.conftest import free_port
 
 
 async def main(rounds: int, firewall: bool, ports: bool, ipmasq: bool = True) -> None:
-    with open(Path(tempfile.gettempdir()) / "podbay-bench-network.lock", "w") as lock:
-        try:
-            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise SystemExit("another bench.network_attach is running") from None
-        await _run(rounds, firewall, ports, ipmasq)
+    with claimed_host() as host:
+        await _run(rounds, firewall, ports, ipmasq, host)
 
 
-async def _run(rounds: int, firewall: bool, ports: bool, ipmasq: bool) -> None:
+async def _run(rounds: int, firewall: bool, ports: bool, ipmasq: bool, host: BenchHost) -> None:
     with tempfile.TemporaryDirectory(prefix="pbbench-") as tmp:
-        config = NetworkConfig(name="pbbenchnet", bridge="pbbench0", subnet="10.123.254.0/24",
+        config = NetworkConfig(name=host.network, bridge=host.bridge, subnet=host.subnet,
                                conf_dir=Path(tmp) / "net.d", cache_dir=Path(tmp) / "cni")
         network = PodNetwork(config)
         if firewall or not ipmasq:
@@ -40,11 +37,11 @@ async def _run(rounds: int, firewall: bool, ports: bool, ipmasq: bool) -> None:
                 conflist["plugins"].append({"type": "firewall", "backend": "iptables"})
             config.conf_dir.mkdir()
             network.conflist_path().write_text(json.dumps(conflist))
-        mappings = [PortMapping(host_port=39080, container_port=80, host_ip="127.0.0.1")] if ports else []
+        mappings = [PortMapping(host_port=free_port(), container_port=80, host_ip="127.0.0.1")] if ports else []
         attach, detach = [], []
         try:
             for n in range(rounds):
-                name = f"pbbench{n}"
+                name = f"{host.prefix}-{n}"
                 subprocess.run(["ip", "netns", "add", name], check=True)
                 netns = Path("/run/netns") / name
                 try:

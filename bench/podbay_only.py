@@ -18,23 +18,21 @@ import tempfile
 import time
 from pathlib import Path
 
+from bench.hostnet import BenchHost, claimed_host
 from bench.podbay_side import PodbayServer, all_running
 from bench.stats import summarise
 from podbay.api import Pod
 from podbay.api.formats import load_pods
 from podbay.api.wellknown import RUN_STATE_ANNOTATION, SANDBOX_FROM_ANNOTATION
-from podbay.runtime.config import RuntimeConfig
 from podbay.runtime.images import ensure_busybox_image
 from podbay.runtime.service import RuntimeService
 from podbay.runtime.syscalls import mount, umount
 from podbay.runtime.types import ContainerConfig, ContainerMetadata, PodSandboxConfig, PodSandboxMetadata
 
 
-async def container_floor(rounds: int) -> tuple[list[float], list[float]]:
+async def container_floor(rounds: int, host: BenchHost) -> tuple[list[float], list[float]]:
     base = Path(tempfile.mkdtemp(prefix="podbay-bench-rt-"))
-    runtime = RuntimeService(RuntimeConfig(state_root=base / "lib", run_root=base / "run",
-                                           cgroup_parent="podbay-bench-rt", network_name="pbbenchrt",
-                                           bridge="pbbenchrt0", subnet="10.127.0.0/24"))
+    runtime = RuntimeService(host.runtime_config(base))
     await runtime.start()
     ensure_busybox_image(runtime.images)
     sandbox = await runtime.run_pod_sandbox(PodSandboxConfig(PodSandboxMetadata("floor", "default", "floor"), "floor"))
@@ -55,7 +53,7 @@ async def container_floor(rounds: int) -> tuple[list[float], list[float]]:
             (bundle / "work").mkdir()
             spec = json.loads((runtime.config.bundles_root / cid / "config.json").read_text())
             spec["root"]["path"] = str(bundle / "rootfs")
-            spec["linux"]["cgroupsPath"] = f"podbay-bench-rt/raw{i}"
+            spec["linux"]["cgroupsPath"] = f"{host.cgroup_parent}/raw{i}"
             (bundle / "config.json").write_text(json.dumps(spec))
             lower = ":".join(map(str, runtime.images.mount_layers("busybox:1.35")))
             mount("overlay", str(bundle / "rootfs"), "overlay", 0,
@@ -74,13 +72,11 @@ async def container_floor(rounds: int) -> tuple[list[float], list[float]]:
     return ours, raw
 
 
-async def sandbox_and_two_containers(rounds: int, warm: int) -> list[float]:
+async def sandbox_and_two_containers(rounds: int, warm: int, host: BenchHost) -> list[float]:
     """A pod's whole runtime path: sandbox (namespaces, CNI network, cgroup, /etc files) and two
     containers created and started, timed until both run; `warm` sandboxes made ahead or none."""
     base = Path(tempfile.mkdtemp(prefix="podbay-bench-sb-"))
-    runtime = RuntimeService(RuntimeConfig(state_root=base / "lib", run_root=base / "run",
-                                           cgroup_parent="podbay-bench-sb", network_name="pbbenchsb",
-                                           bridge="pbbenchsb0", subnet="10.127.1.0/24", warm_sandboxes=warm))
+    runtime = RuntimeService(host.runtime_config(base, warm_sandboxes=warm))
     await runtime.start()
     ensure_busybox_image(runtime.images)
     times = []
@@ -163,8 +159,10 @@ async def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rounds", type=int, default=15)
     args = parser.parse_args()
-    ours, raw = await container_floor(args.rounds)
-    pods = {warm: await sandbox_and_two_containers(args.rounds, warm) for warm in (1, 0)}
+    # One after another, each runtime purged before the next: they may share this run's names.
+    with claimed_host() as host:
+        ours, raw = await container_floor(args.rounds, host)
+        pods = {warm: await sandbox_and_two_containers(args.rounds, warm, host) for warm in (1, 0)}
     warm = await replace_vs_start(args.rounds)
     cold = await replace_vs_start(args.rounds, "--warm-sandboxes", "0")
     rows = [("container create+start, podbay runtime", ours), ("raw crun run -d, same bundle", raw),

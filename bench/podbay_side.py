@@ -2,12 +2,15 @@
 reached through the official API paths with podbay's client, as a user's tools would."""
 from __future__ import annotations
 
+import contextlib
 import shutil
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from typing import Callable
 
+from bench.hostnet import claimed_host
 from podbay.api import Pod
 from podbay.api.formats import load_pods
 from podbay.client import Client
@@ -17,10 +20,11 @@ ROOT = Path(__file__).resolve().parent.parent
 
 class PodbayServer:
     def __init__(self, *flags: str) -> None:
+        self._claims = contextlib.ExitStack()
+        self.host = self._claims.enter_context(claimed_host())
         self.base = Path(tempfile.mkdtemp(prefix="podbay-bench-"))
         self.flags = ["--state-root", str(self.base / "lib"), "--run-root", str(self.base / "run"),
-                      "--cgroup-parent", "podbay-bench", "--network", "podbay-bench", "--bridge", "pbbench0",
-                      "--subnet", "10.124.0.0/16", "--node-name", "bench-node",
+                      *self.host.flags(), "--node-name", "bench-node",
                       # The benchmark drives the socket; 6443 may be a real podbay's.
                       "--api-port", "0", *flags]
         self.podbay("up")
@@ -36,7 +40,7 @@ class PodbayServer:
     def server_pid(self) -> int:
         return int((self.base / "run" / "podbay.pid").read_text())
 
-    async def wait_pods(self, names: set[str], check) -> None:
+    async def wait_pods(self, names: set[str], check: Callable[[Pod | None], bool]) -> None:
         """Until every named pod satisfies `check` (None for a deleted pod), from the watch
         stream that continues the list, so no change between the two is missed."""
         pending = set(names)
@@ -56,8 +60,11 @@ class PodbayServer:
 
     async def close(self) -> None:
         await self.client.close()
-        self.podbay("down", "--purge")
-        shutil.rmtree(self.base, ignore_errors=True)
+        try:
+            self.podbay("down", "--purge")
+        finally:
+            shutil.rmtree(self.base, ignore_errors=True)
+            self._claims.close()
 
 
 def all_running(pod: Pod | None) -> bool:

@@ -35,8 +35,7 @@ async def main() -> None:
     parser.add_argument("--pods", default="50,110", help="running pod counts to measure at, ascending")
     args = parser.parse_args()
     counts = [int(n) for n in args.pods.split(",")]
-    server = PodbayServer("--max-pods", str(max(110, *counts)), "--bridge", "pbmem0", "--network", "podbay-mem",
-                          "--subnet", "10.127.0.0/16", "--cgroup-parent", "podbay-mem")
+    server = PodbayServer("--max-pods", str(max(110, *counts)))
     names: list[str] = []
     try:
         pid = server.server_pid()

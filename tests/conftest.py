@@ -9,7 +9,6 @@ before the check runs.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import os
 import secrets
 import shutil
@@ -21,6 +20,7 @@ from typing import Iterator
 
 import pytest
 
+from bench.hostnet import claim_subnet
 from tests.etcd_server import EtcdServer
 
 SUBNET_LOCK_DIR = Path(tempfile.gettempdir()) / "podbay-test-subnets"
@@ -58,27 +58,9 @@ class Leftovers:
         return not any(vars(self).values())
 
 
-def _routed_subnets() -> set[str]:
-    out = subprocess.run(["ip", "-4", "route", "show"], capture_output=True, text=True).stdout
-    return {line.split()[0] for line in out.splitlines() if line}
-
-
-def _claim_subnet() -> tuple[int, int]:
-    """Claims a /24 under 10.123.0.0/16 with a lock file held until released; a subnet the
-    host already routes (a bridge left by a crashed run) is skipped, not shared."""
-    SUBNET_LOCK_DIR.mkdir(exist_ok=True)
-    routed = _routed_subnets()
-    for n in range(256):
-        if f"10.123.{n}.0/24" in routed:
-            continue
-        fd = os.open(SUBNET_LOCK_DIR / f"{n}.lock", os.O_CREAT | os.O_RDWR, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
-            continue
-        return n, fd
-    raise RuntimeError("no free test subnet")
+def _claim_subnet() -> tuple[str, int]:
+    """A /24 under 10.123.0.0/16 (the benches claim /16s above it), held until the fd closes."""
+    return claim_subnet(((f"10.123.{n}.0/24", f"{n}.lock") for n in range(256)), SUBNET_LOCK_DIR)
 
 
 def _leftovers(env: HostEnv) -> Leftovers:
@@ -138,7 +120,7 @@ def _leftovers(env: HostEnv) -> Leftovers:
 def claimed_env() -> Iterator[HostEnv]:
     """A HostEnv of its own, checked for leftovers when the block ends."""
     prefix = "pbt" + secrets.token_hex(3)
-    n, lock_fd = _claim_subnet()
+    subnet, lock_fd = _claim_subnet()
     base = Path(tempfile.mkdtemp(prefix=f"{prefix}-"))
     env = HostEnv(
         prefix=prefix,
@@ -147,7 +129,7 @@ def claimed_env() -> Iterator[HostEnv]:
         cgroup_parent=f"podbay-{prefix}",
         bridge=f"{prefix}br",
         network_name=f"{prefix}net",
-        subnet=f"10.123.{n}.0/24",
+        subnet=subnet,
     )
     env.state_root.mkdir()
     env.run_root.mkdir()

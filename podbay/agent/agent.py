@@ -129,10 +129,12 @@ class Agent:
 
 
 async def run(client: Client, runtime: ContainerRuntime, config: AgentConfig,
-              registered: asyncio.Event | None = None, informers: SharedInformerFactory | None = None) -> None:
+              registered: asyncio.Event | None = None, informers: SharedInformerFactory | None = None,
+              own_informers: SharedInformerFactory | None = None) -> None:
     """Runs the agent until cancelled: node, heartbeats, pod watch, relist, exits, logs/exec server.
     `registered` is set once the Node object exists. `informers`: the process's (the all-in-one's,
-    shared with the scheduler and controllers); default, the agent's own."""
+    shared with the scheduler and controllers). Without it, `own_informers` (the agent process's,
+    which its cluster DNS shares; its pod watch is of this node's pods only), else one of its own."""
     from podbay.agent.server import start_server
 
     if config.server_auth is None:
@@ -143,7 +145,7 @@ async def run(client: Client, runtime: ContainerRuntime, config: AgentConfig,
     await agent.node.register()
     if registered is not None:
         registered.set()
-    factory = informers if informers is not None else SharedInformerFactory(client)
+    factory = informers or own_informers or SharedInformerFactory(client)
     pods: PodSource
     if informers is not None:
         # The process already holds every pod (the scheduler's and controllers' informer): read
@@ -158,7 +160,7 @@ async def run(client: Client, runtime: ContainerRuntime, config: AgentConfig,
     if config.host_gw_routes:
         loops.append(HostRoutes(client, config.node_name).run())
     if config.proxy is not None:
-        loops.append(ServiceProxy(client, config.proxy).run())
+        loops.append(ServiceProxy(factory, config.proxy).run())
     tasks = [asyncio.create_task(coro) for coro in loops]
     try:
         await asyncio.gather(*tasks)
@@ -166,7 +168,7 @@ async def run(client: Client, runtime: ContainerRuntime, config: AgentConfig,
         for t in tasks:
             t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        if factory is not informers:
+        if factory is not informers and factory is not own_informers:
             await factory.shutdown()
         await agent.workers.stop()
         await agent.probes.close()

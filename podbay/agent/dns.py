@@ -21,8 +21,7 @@ from typing import Sequence, cast
 
 from podbay.agent.upstreams import Upstream, host_resolvers
 from podbay.api.services import SERVICE_NAME_LABEL, EndpointSlice, Service, is_headless
-from podbay.client.cache import Informer
-from podbay.client.client import Client
+from podbay.client.informer import SharedInformerFactory
 
 log = logging.getLogger(__name__)
 
@@ -202,21 +201,20 @@ class _Forward(asyncio.DatagramProtocol):
 
 
 class DNSServer:
-    def __init__(self, client: Client, address: str, port: int = 53, domain: str = "cluster.local",
+    def __init__(self, informers: SharedInformerFactory, address: str, port: int = 53, domain: str = "cluster.local",
                  upstreams: Sequence[Upstream] | None = None) -> None:
         """`upstreams` None: the host's resolvers; empty: none (non-cluster names get SERVFAIL)."""
         self.address, self.port, self.domain = address, port, domain
         self.upstreams = tuple(upstreams) if upstreams is not None else host_resolvers()
-        self.changed = asyncio.Event()
-        self.services = Informer(client, Service, self.changed)
-        self.slices = Informer(client, EndpointSlice, self.changed)
+        self.services = informers.informer(Service)
+        self.slices = informers.informer(EndpointSlice)
 
     async def resolve(self, data: bytes) -> bytes:
         try:
             q = parse_query(data)
         except (ValueError, struct.error, IndexError):
             return error_reply(data, 1)  # FORMERR
-        answer = records(q.name, q.type, self.services.items(), self.slices.items(), self.domain)
+        answer = records(q.name, q.type, self.services.list(), self.slices.list(), self.domain)
         if answer is not None:
             return encode_answer(q, answer)
         return await self._forward(data)
@@ -250,7 +248,6 @@ class DNSServer:
     async def run(self) -> None:
         """Serves until cancelled."""
         loop = asyncio.get_running_loop()
-        tasks = [asyncio.create_task(i.run()) for i in (self.services, self.slices)]
         replies: set[asyncio.Task[None]] = set()  # held so they are not collected mid-flight
         server = self
 
@@ -289,10 +286,10 @@ class DNSServer:
         transport, _ = await loop.create_datagram_endpoint(UDP, sock=self._socket(socket.SOCK_DGRAM))
         tcp_server = await asyncio.start_server(tcp, sock=self._socket(socket.SOCK_STREAM))
         try:
-            await asyncio.gather(*tasks)
+            await asyncio.Future()
         finally:
             transport.close()
             tcp_server.close()
-            for t in (*tasks, *replies):
+            for t in replies:
                 t.cancel()
-            await asyncio.gather(*tasks, *replies, return_exceptions=True)
+            await asyncio.gather(*replies, return_exceptions=True)

@@ -12,10 +12,11 @@ import socket
 from dataclasses import dataclass
 from typing import Awaitable, Callable
 
-from aiohttp import WSMsgType, web
+from aiohttp import web
 
 from podbay.api import portforward as pf
 from podbay.api import remotecommand as rc
+from podbay.api.channels import channel_messages
 from podbay.agent.nodeview import NodeView
 from podbay.api.stored import uid_of
 from podbay.agent.runtimeview import runtime_pods
@@ -72,13 +73,7 @@ async def _relay(ws: web.WebSocketResponse, protocol: rc.Protocol, sock: socket.
                 await protocol.send(ws, pf.DATA_CHANNEL, data)
 
     async def inward() -> None:
-        async for msg in ws:
-            if msg.type != WSMsgType.BINARY:
-                continue
-            decoded = protocol.decode(msg.data)
-            if decoded is None:
-                continue
-            channel, data = decoded
+        async for channel, data in channel_messages(ws, protocol):
             if channel == pf.DATA_CHANNEL:
                 await loop.sock_sendall(sock, data)
             elif channel == rc.CLOSE and data == bytes([pf.DATA_CHANNEL]):

@@ -29,8 +29,7 @@ from pathlib import Path
 
 from podbay.api.services import DEFAULT_AFFINITY_SECONDS, SERVICE_NAME_LABEL, EndpointSlice, Service, ServicePort, \
     is_headless
-from podbay.client.cache import Informer
-from podbay.client.client import Client
+from podbay.client.informer import Object, SharedInformerFactory, WatchEvents
 
 log = logging.getLogger(__name__)
 
@@ -330,11 +329,11 @@ async def remove_rules(config: ProxyConfig) -> None:
 
 
 class ServiceProxy:
-    def __init__(self, client: Client, config: ProxyConfig) -> None:
-        self.client, self.config = client, config
+    def __init__(self, informers: SharedInformerFactory, config: ProxyConfig) -> None:
+        self.config = config
         self.changed = asyncio.Event()
-        self.services = Informer(client, Service, self.changed)
-        self.slices = Informer(client, EndpointSlice, self.changed)
+        self.services = informers.informer(Service)
+        self.slices = informers.informer(EndpointSlice)
         self._applied: str | None = None  # the last iptables-restore input written
         self._chains: set[str] | None = None  # the prefix's chains in the kernel after it
 
@@ -343,7 +342,7 @@ class ServiceProxy:
         the kernel only when nothing was written yet (a crashed run's are then cleared), else known."""
         if self._chains is None:
             self._chains = await _chains(self.config.chain_prefix)
-        text, chains = ruleset(self.services.items(), self.slices.items(), self.config, self._chains)
+        text, chains = ruleset(self.services.list(), self.slices.list(), self.config, self._chains)
         if text == self._applied:
             return
         await _restore(text)
@@ -365,10 +364,10 @@ class ServiceProxy:
 
     async def run(self) -> None:
         """Keeps the rules equal to the Services and EndpointSlices until cancelled; then removes them."""
-        informers: list[Informer[Service] | Informer[EndpointSlice]] = [self.services, self.slices]
-        tasks = [asyncio.create_task(i.run()) for i in informers]
+        wake: WatchEvents[Object] = WatchEvents(lambda _, __: self.changed.set())
+        tasks = [asyncio.create_task(self.services.serve(wake)), asyncio.create_task(self.slices.serve(wake))]
         try:
-            await asyncio.gather(*(i.synced.wait() for i in informers))
+            await asyncio.gather(self.services.wait_synced(), self.slices.wait_synced())
             loop = asyncio.get_running_loop()
             resynced = loop.time()
             while True:

@@ -14,11 +14,12 @@ import asyncio
 import contextlib
 from typing import Any, Awaitable, Callable
 
-from aiohttp import WSMsgType, web
+from aiohttp import web
 
 from podbay.agent.cri import ContainerRuntime
 from podbay.agent.podstate import ContainerRecord
 from podbay.api import remotecommand as rc
+from podbay.api.channels import channel_messages
 from podbay.api.errors import BadRequest
 from podbay.runtime.attach import AttachSession
 from podbay.runtime.execsession import ExecSession
@@ -115,13 +116,7 @@ async def _forward(ws: web.WebSocketResponse, protocol: rc.Protocol, session: Se
 
 
 async def _receive(ws: web.WebSocketResponse, protocol: rc.Protocol, session: Session) -> None:
-    async for msg in ws:
-        if msg.type not in (WSMsgType.BINARY, WSMsgType.TEXT):
-            continue
-        decoded = protocol.decode(msg.data)
-        if decoded is None:
-            continue
-        channel, data = decoded
+    async for channel, data in channel_messages(ws, protocol):
         if channel == rc.STDIN:
             await session.write_stdin(data)
         elif channel == rc.RESIZE:

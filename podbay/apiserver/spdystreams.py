@@ -16,7 +16,7 @@ import asyncio
 import contextlib
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, AsyncIterator
 
 import aiohttp
 from aiohttp import WSMsgType, web
@@ -24,6 +24,7 @@ from aiohttp import WSMsgType, web
 from podbay.api import portforward as pf
 from podbay.api import remotecommand as rc
 from podbay.api import spdy
+from podbay.api.channels import channel_messages
 from podbay.apiserver.logs import agent_pod_url, agent_url
 from podbay.apiserver.spdyconn import SpdySession, SpdyStream
 from podbay.apiserver.status import HTTPError
@@ -137,15 +138,10 @@ async def _bridge_exec(session: SpdySession, serving: asyncio.Task[None], stream
     outputs = {rc.STDOUT: streams.get(STDOUT), rc.STDERR: streams.get(STDERR), rc.ERROR: streams[ERROR]}
 
     async def from_agent() -> None:
-        async for msg in upstream:
-            if msg.type != WSMsgType.BINARY:
-                continue
-            decoded = agent.decode(msg.data)
-            if decoded is None or not decoded[1]:
-                continue
-            target = outputs.get(decoded[0])
-            if target is not None:
-                await target.write(decoded[1])
+        async for channel, data in channel_messages(upstream, agent):
+            target = outputs.get(channel)
+            if target is not None and data:
+                await target.write(data)
 
     async def stdin() -> None:
         stream = streams.get(STDIN)
@@ -314,17 +310,8 @@ async def _relay_port(upstream: aiohttp.ClientWebSocketResponse, data: SpdyStrea
     sinks = {pf.DATA_CHANNEL: data, pf.ERROR_CHANNEL: error}
 
     async def from_agent() -> None:
-        prefixed: set[int] = set()
-        async for msg in upstream:
-            decoded = agent.decode(msg.data) if msg.type == WSMsgType.BINARY else None
-            if decoded is None or decoded[0] not in sinks:
-                continue
-            channel, payload = decoded
-            if channel not in prefixed:  # each channel opens with the port
-                prefixed.add(channel)
-                payload = payload[2:]
-            if payload:
-                await sinks[channel].write(payload)
+        async for channel, payload in _port_channels(upstream):
+            await sinks[channel].write(payload)
 
     async def to_agent() -> None:
         while chunk := await data.read():
@@ -388,33 +375,31 @@ async def _serve_websocket_ports(request: web.Request, target: _Target, offered:
     return ws
 
 
-async def _from_agent_to_channels(upstream: aiohttp.ClientWebSocketResponse, ws: web.WebSocketResponse,
-                                  protocol: rc.Protocol, data_channel: int) -> None:
-    agent = rc.Protocol(rc.V4)
+async def _port_channels(upstream: aiohttp.ClientWebSocketResponse) -> AsyncIterator[tuple[int, bytes]]:
+    """What an agent's port-forward WebSocket carries on its data and error channels, without the
+    port each channel opens with (the client has had it from this side)."""
     prefixed: set[int] = set()
-    async for msg in upstream:
-        decoded = agent.decode(msg.data) if msg.type == WSMsgType.BINARY else None
-        if decoded is None or decoded[0] not in (pf.DATA_CHANNEL, pf.ERROR_CHANNEL):
+    async for channel, payload in channel_messages(upstream, rc.Protocol(rc.V4)):
+        if channel not in (pf.DATA_CHANNEL, pf.ERROR_CHANNEL):
             continue
-        channel, payload = decoded
-        if channel not in prefixed:  # the client has had this channel's port already
+        if channel not in prefixed:
             prefixed.add(channel)
             payload = payload[2:]
         if payload:
-            with contextlib.suppress(ConnectionError):
-                await protocol.send(ws, data_channel + channel, payload)
+            yield channel, payload
+
+
+async def _from_agent_to_channels(upstream: aiohttp.ClientWebSocketResponse, ws: web.WebSocketResponse,
+                                  protocol: rc.Protocol, data_channel: int) -> None:
+    async for channel, payload in _port_channels(upstream):
+        with contextlib.suppress(ConnectionError):
+            await protocol.send(ws, data_channel + channel, payload)
 
 
 async def _from_channels_to_agents(ws: web.WebSocketResponse, protocol: rc.Protocol,
                                    upstreams: list[aiohttp.ClientWebSocketResponse | None]) -> None:
     agent = rc.Protocol(rc.V4)
-    async for msg in ws:
-        if msg.type not in (WSMsgType.BINARY, WSMsgType.TEXT):
-            continue
-        decoded = protocol.decode(msg.data)
-        if decoded is None:
-            continue
-        channel, data = decoded
+    async for channel, data in channel_messages(ws, protocol):
         index = channel // 2
         if channel % 2 == 0 and index < len(upstreams) and data:
             upstream = upstreams[index]

@@ -190,8 +190,12 @@ async def _node_agent(client: Client, settings: Settings, config: AgentConfig,
     # Cluster DNS: served here on the pods' bridge address unless --cluster-dns names another server.
     cluster_dns = settings.cluster_dns or str(ipaddress.ip_network(cidr).network_address + 1)
     dns: asyncio.Task[None] | None = None
+    # A separately run agent's one factory: its DNS and service proxy share the Service and
+    # EndpointSlice watches, as the all-in-one's share the process's.
+    factory = informers if informers is not None else SharedInformerFactory(client)
+    own = factory if factory is not informers else None
     if settings.cluster_dns is None:
-        dns = asyncio.create_task(DNSServer(client, cluster_dns, domain=settings.cluster_domain,
+        dns = asyncio.create_task(DNSServer(factory, cluster_dns, domain=settings.cluster_domain,
                                              upstreams=settings.cluster_dns_upstreams).run(), name="dns")
         dns.add_done_callback(_report_dns_failure)
     try:
@@ -199,11 +203,13 @@ async def _node_agent(client: Client, settings: Settings, config: AgentConfig,
             await _default_runtime_classes(client, runtime)
         await run_agent(client, runtime, replace(config, pod_cidr=cidr, cluster_dns=(cluster_dns,),
                                                  host_gw_routes=host_masquerade(runtime.network.config)), registered,
-                        informers)
+                        informers, own)
     finally:
         if dns is not None:
             dns.cancel()
             await asyncio.gather(dns, return_exceptions=True)
+        if own is not None:
+            await own.shutdown()
         await runtime.shutdown()
 
 

@@ -13,9 +13,9 @@ import json
 from typing import Any, AsyncIterator
 
 import aiohttp
-from aiohttp import WSMsgType
 
 from podbay.api import remotecommand as rc
+from podbay.api.channels import channel_messages
 from podbay.api.errors import APIError
 from podbay.client.errors import error_from_status
 
@@ -47,13 +47,7 @@ class ExecStream:
     async def __aiter__(self) -> AsyncIterator[tuple[int, bytes]]:
         """(channel, data) of stdout and stderr until the server closes the stream; the
         final status is kept in `status`. A failure to run the command is raised."""
-        async for msg in self._ws:
-            if msg.type not in (WSMsgType.BINARY, WSMsgType.TEXT):
-                continue
-            decoded = self.protocol.decode(msg.data)
-            if decoded is None:
-                continue
-            channel, data = decoded
+        async for channel, data in channel_messages(self._ws, self.protocol):
             if channel in (rc.STDOUT, rc.STDERR) and data:
                 yield channel, data
             elif channel == rc.ERROR and data:

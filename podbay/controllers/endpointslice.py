@@ -26,9 +26,9 @@ from podbay.api.services import (
     Service,
     ServicePort,
 )
-from podbay.client.cache import Informer
 from podbay.client.client import Client
-from podbay.client.informer import SharedInformerFactory, WatchEvents
+from podbay.client.informer import Key, Object, SharedInformer, SharedInformerFactory, WatchEvents, key_of
+from podbay.controllers.writetracker import WriteTracker
 
 log = logging.getLogger(__name__)
 
@@ -125,31 +125,44 @@ def _owner(svc: Service) -> OwnerReference:
                           controller=True, block_owner_deletion=True)
 
 
+# The controller's slices of a Service, "namespace/name", in the shared EndpointSlice informer.
+SERVICE_SLICES_INDEX = "endpointslice-controller/service"
+
+
+def _service_slices_index(es: EndpointSlice) -> list[str]:
+    if es.metadata.labels.get(MANAGED_BY_LABEL) != CONTROLLER_NAME:
+        return []
+    return [f"{es.metadata.namespace or ''}/{es.metadata.labels.get(SERVICE_NAME_LABEL, '')}"]
+
+
 class EndpointSliceController:
+    """Reads Services, Pods, EndpointSlices and Endpoints from the process's shared informers and
+    writes through the API; what it wrote and the cache does not show yet, its WriteTrackers know."""
+
     def __init__(self, client: Client, informers: SharedInformerFactory) -> None:
         self.client = client
         self.changed = asyncio.Event()
-        self.services = Informer(client, Service, self.changed)
-        # The process's shared pods; the slices and Endpoints caches are this controller's own, as it
-        # writes what it sent into them.
+        self.services = informers.informer(Service)
         self.pods = informers.informer(Pod)
-        self.slices = Informer(client, EndpointSlice, self.changed,
-                               label_selector=f"{MANAGED_BY_LABEL}={CONTROLLER_NAME}")
-        self.endpoints = Informer(client, Endpoints, self.changed)
+        self.slices = informers.informer(EndpointSlice)
+        self.slices.add_indexers({SERVICE_SLICES_INDEX: _service_slices_index})
+        self.endpoints = informers.informer(Endpoints)
+        self.slice_writes = WriteTracker()
+        self.endpoints_writes = WriteTracker()
 
     async def run(self) -> None:
-        informers: list[Informer[Any]] = [self.services, self.slices, self.endpoints]
-        tasks = [asyncio.create_task(i.run()) for i in informers]
-        tasks.append(asyncio.create_task(self.pods.serve(WatchEvents(lambda _, __: self.changed.set()))))
+        wake: WatchEvents[Object] = WatchEvents(lambda _, __: self.changed.set())
+        informers: list[SharedInformer[Any]] = [self.services, self.pods, self.slices, self.endpoints]
+        tasks = [asyncio.create_task(i.serve(wake)) for i in informers]
         try:
-            await asyncio.gather(self.pods.wait_synced(), *(i.synced.wait() for i in informers))
+            await asyncio.gather(*(i.wait_synced() for i in informers))
             while True:
                 with_timeout = asyncio.create_task(self.changed.wait())
                 await asyncio.wait([with_timeout, *tasks], timeout=_RESYNC, return_when=asyncio.FIRST_COMPLETED)
                 with_timeout.cancel()
                 for t in tasks:
                     if t.done():
-                        t.result()  # an informer that ended has failed: say why
+                        t.result()  # a handler that ended has failed: say why
                 self.changed.clear()
                 try:
                     await self.sync_all()
@@ -163,18 +176,32 @@ class EndpointSliceController:
             await asyncio.gather(*tasks, return_exceptions=True)
 
     async def sync_all(self) -> None:
-        services = {k: s for k, s in self.services.objects.items() if s.spec.selector}
+        services = {key_of(s): s for s in self.services.list() if s.spec.selector}
         pods = self.pods.list()
-        for svc in services.values():
-            await self._sync_slices(svc, pods)
-            await self._sync_endpoints(svc, pods)
+        for writes in (self.slice_writes, self.endpoints_writes):
+            writes.keep_only(services.keys())
+        for key, svc in services.items():
+            # Until the watch brings back what the last pass wrote, a sync would work from older
+            # copies; the event that brings it wakes the loop again.
+            if not self.slice_writes.stale(key, lambda k: self.slices.get(*k)):
+                await self._sync_slices(svc, pods)
+            if not self.endpoints_writes.stale(key, lambda k: self.endpoints.get(*k)):
+                await self._sync_endpoints(svc, pods)
         # Slices of Services gone (or without a selector now): no garbage collector does it here.
-        for (ns, name), es in list(self.slices.objects.items()):
-            if (ns, es.metadata.labels.get(SERVICE_NAME_LABEL, "")) not in services:
-                await self._delete(EndpointSlice, name, ns)
-        for (ns, name), ep in list(self.endpoints.objects.items()):
-            if (ns, name) not in services and ep.metadata.labels.get(MANAGED_BY_LABEL) == CONTROLLER_NAME:
-                await self._delete(Endpoints, name, ns)
+        for es in self.slices.list():
+            ns = es.metadata.namespace or ""
+            if es.metadata.labels.get(MANAGED_BY_LABEL) == CONTROLLER_NAME and \
+                    (ns, es.metadata.labels.get(SERVICE_NAME_LABEL, "")) not in services:
+                await self._delete(EndpointSlice, es.metadata.name or "", ns)
+        for ep in self.endpoints.list():
+            if key_of(ep) not in services and ep.metadata.labels.get(MANAGED_BY_LABEL) == CONTROLLER_NAME:
+                await self._delete(Endpoints, ep.metadata.name or "", ep.metadata.namespace or "")
+
+    @staticmethod
+    def _track_update(writes: WriteTracker, owner: Key, old: Object, new: Object) -> None:
+        # An update the server found to change nothing keeps the resourceVersion: no event comes.
+        if new.metadata.resource_version != old.metadata.resource_version:
+            writes.updated(owner, key_of(old), old.metadata.resource_version)
 
     async def _delete(self, kind: type[EndpointSlice] | type[Endpoints], name: str, ns: str) -> None:
         try:
@@ -183,9 +210,9 @@ class EndpointSliceController:
             pass
 
     async def _sync_slices(self, svc: Service, pods: list[Pod]) -> None:
-        ns, name = svc.metadata.namespace or "", svc.metadata.name or ""
-        existing = [es for (n, _), es in self.slices.objects.items()
-                    if n == ns and es.metadata.labels.get(SERVICE_NAME_LABEL) == name]
+        owner = key_of(svc)
+        ns, name = owner
+        existing = self.slices.by_index(SERVICE_SLICES_INDEX, f"{ns}/{name}")
         wanted = desired_slices(svc, pods) or [SliceContent((), ())]
         # Each wanted slice takes the existing one with its ports if any, else any spare one.
         spare = list(existing)
@@ -207,8 +234,7 @@ class EndpointSliceController:
                 updated = current.model_copy(update={"endpoints": list(content.endpoints),
                                                      "ports": list(content.ports), "metadata": meta})
                 try:
-                    # Kept at once, so the next pass does not write it again from the older copy.
-                    self.slices.objects[(ns, current.metadata.name or "")] = await self.client.update(updated)
+                    self._track_update(self.slice_writes, owner, current, await self.client.update(updated))
                 except (Conflict, NotFound):
                     self.changed.set()  # the informer brings the newer object; try again
                 continue
@@ -216,29 +242,28 @@ class EndpointSliceController:
                 metadata=ObjectMeta(generate_name=f"{name}-", namespace=ns, owner_references=[_owner(svc)],
                                     labels={SERVICE_NAME_LABEL: name, MANAGED_BY_LABEL: CONTROLLER_NAME}),
                 address_type="IPv4", endpoints=list(content.endpoints), ports=list(content.ports))
-            created = await self.client.create(slice_)
-            # Known at once, so the next pass (before the watch delivers it) does not make another.
-            self.slices.objects[(ns, created.metadata.name or "")] = created
+            self.slice_writes.created(owner, key_of(await self.client.create(slice_)))
         for es in spare:
-            self.slices.objects.pop((ns, es.metadata.name or ""), None)
             await self._delete(EndpointSlice, es.metadata.name or "", ns)
+            self.slice_writes.deleted(owner, key_of(es))
 
     async def _sync_endpoints(self, svc: Service, pods: list[Pod]) -> None:
-        ns, name = svc.metadata.namespace or "", svc.metadata.name or ""
+        ns, name = key_of(svc)
         subsets = desired_endpoints(svc, pods)
-        current = self.endpoints.objects.get((ns, name))
+        current = self.endpoints.get(ns, name)
         if current is not None:
             if current.subsets == subsets:
                 return
             try:
-                self.endpoints.objects[(ns, name)] = await self.client.update(
-                    current.model_copy(update={"subsets": subsets}))
+                self._track_update(self.endpoints_writes, (ns, name), current,
+                                   await self.client.update(current.model_copy(update={"subsets": subsets})))
             except (Conflict, NotFound):
                 self.changed.set()
             return
         ep = Endpoints(metadata=ObjectMeta(name=name, namespace=ns, labels={MANAGED_BY_LABEL: CONTROLLER_NAME}),
                        subsets=subsets)
         try:
-            self.endpoints.objects[(ns, name)] = await self.client.create(ep)
+            await self.client.create(ep)
+            self.endpoints_writes.created((ns, name), (ns, name))
         except AlreadyExists:
             self.changed.set()

@@ -27,7 +27,7 @@ from podbay.runtime.oci import OCIRuntime, process_start_time
 from podbay.runtime.records import ContainerRecord
 from podbay.runtime.sandboxes import Sandboxes
 from podbay.runtime.seccomp import load_profile
-from podbay.runtime.syscalls import is_mountpoint, umount
+from podbay.runtime.syscalls import finished_before_cancel, is_mountpoint, umount
 from podbay.runtime.types import (
     ContainerConfig, ContainerRuntimeError, ContainerState, ContainerStats, ContainerStatus, ContainerUsage,
     SandboxState,
@@ -88,7 +88,11 @@ class Containers:
     async def remove_unrecorded(self) -> None:
         """A container's directories and rootfs mount without a record were being made when a
         previous process died (create writes the record once they exist): nothing refers to
-        them, so they would stay until the host reboots."""
+        them, so they would stay until the host reboots. A record created without a pid is one
+        whose `crun create` never finished: nothing will start it."""
+        for record in self.records():
+            if record.state is ContainerState.CREATED and record.pid is None:
+                await self._discard(record.id)
         for root in (self.config.bundles_root, self.config.containers_root):
             for directory in list(root.iterdir()):
                 if directory.name not in self._records:
@@ -138,12 +142,14 @@ class Containers:
                 self.images, handler, self.sandboxes, sandbox, record, config, pid, seccomp_profile)
             self._save(record)
         except BaseException:
-            await self._discard(container_id)
+            await finished_before_cancel(self._discard(container_id))
             raise
         try:
-            created = await handler.create(
+            # A cancel while conmon runs `crun create` waits for it: the discard below then finds the
+            # container made or not, rather than deleting before crun makes it and leaving it behind.
+            created = await finished_before_cancel(handler.create(
                 container_id, self.bundle(container_id), Path(record.log_path), tty=config.tty,
-                stdin=config.stdin, stdin_once=config.stdin_once)
+                stdin=config.stdin, stdin_once=config.stdin_once))
             record.pid, record.conmon_pid = created.pid, created.monitor_pid
             record.pid_start_time = process_start_time(record.pid) if record.pid else None
         except ContainerRuntimeError as exc:
@@ -152,7 +158,8 @@ class Containers:
             await self._failed_to_start(record, exc)
             return container_id
         except BaseException:
-            await self._discard(container_id)
+            # Shielded: a second cancel during the discard would leave the record listed, pid None.
+            await finished_before_cancel(self._discard(container_id))
             raise
         self._save(record)
         if created.monitor_pid is not None:

@@ -3,6 +3,7 @@ per call costs milliseconds, and os.setns and os.unshare need Python 3.12."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ctypes
 import ctypes.util
 import os
@@ -39,12 +40,16 @@ def mount(source: str, target: str, fstype: str, flags: int = 0, data: str = "")
 async def finished_before_cancel(work: Awaitable[T]) -> T:
     """`work`'s result. A cancelled caller still waits for `work` to end before it is cancelled:
     its cleanup then finds what `work` makes (a mount, pinned namespaces) made or not, never in
-    flight in a thread or a child process."""
+    flight in a thread or a child process. Cancels that come while it waits wait too."""
     task = asyncio.ensure_future(work)
     try:
         return await asyncio.shield(task)
     except asyncio.CancelledError:
-        await asyncio.wait([task])
+        while not task.done():
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.wait([task])
+        if not task.cancelled():
+            task.exception()  # seen here: its failure goes with the cancel, not to the loop's log
         raise
 
 

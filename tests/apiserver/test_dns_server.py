@@ -16,6 +16,7 @@ from podbay.api.serialize import from_dict
 from podbay.api.services import Service
 from podbay.apiserver.embedded import EmbeddedServer
 from podbay.client import Client
+from podbay.client.informer import SharedInformerFactory
 
 
 def query(name: str, qid: int = 7) -> bytes:
@@ -39,7 +40,7 @@ def free_port() -> int:
 @contextlib.asynccontextmanager
 async def serving(server: DNSServer) -> AsyncIterator[DNSServer]:
     task = asyncio.create_task(server.run())
-    await asyncio.gather(server.services.synced.wait(), server.slices.synced.wait())
+    await asyncio.gather(server.services.wait_synced(), server.slices.wait_synced())
     try:
         yield server
     finally:
@@ -48,9 +49,18 @@ async def serving(server: DNSServer) -> AsyncIterator[DNSServer]:
 
 
 @pytest.fixture
-async def dns(api_client: Client) -> AsyncIterator[tuple[DNSServer, int]]:
+async def informers(api_client: Client) -> AsyncIterator[SharedInformerFactory]:
+    factory = SharedInformerFactory(api_client)
+    try:
+        yield factory
+    finally:
+        await factory.shutdown()
+
+
+@pytest.fixture
+async def dns(informers: SharedInformerFactory) -> AsyncIterator[tuple[DNSServer, int]]:
     port = free_port()
-    async with serving(DNSServer(api_client, "127.0.0.1", port, upstreams=[])) as server:
+    async with serving(DNSServer(informers, "127.0.0.1", port, upstreams=[])) as server:
         yield server, port
 
 
@@ -97,14 +107,15 @@ async def test_answers_follow_services_over_udp_and_tcp(api_server: EmbeddedServ
     assert answer(await udp(port, query("example.com")))[1] == SERVFAIL
 
 
-async def test_other_names_go_to_the_upstreams_given_and_nowhere_without(api_client: Client) -> None:
+async def test_other_names_go_to_the_upstreams_given_and_nowhere_without(
+        api_client: Client, informers: SharedInformerFactory) -> None:
     """Two real servers on 127.0.0.1: the second serves the zone `other.test` and is the first's
     upstream, so a name in it is answered through the first; without upstreams the first answers
     SERVFAIL at once and the second never hears the question."""
     upstream_port, port, lonely_port = free_port(), free_port(), free_port()
     svc = await api_client.create(from_dict(Service, {"metadata": {"name": "db"}, "spec": {"ports": [{"port": 5432}]}}))
     name = "db.default.svc.other.test"
-    upstream = DNSServer(api_client, "127.0.0.1", upstream_port, domain="other.test", upstreams=[])
+    upstream = DNSServer(informers, "127.0.0.1", upstream_port, domain="other.test", upstreams=[])
     asked: list[bytes] = []
     resolve = upstream.resolve
 
@@ -113,8 +124,8 @@ async def test_other_names_go_to_the_upstreams_given_and_nowhere_without(api_cli
         return await resolve(data)
     upstream.resolve = counted  # type: ignore[method-assign]
     async with serving(upstream), \
-            serving(DNSServer(api_client, "127.0.0.1", port, upstreams=[Upstream("127.0.0.1", upstream_port)])), \
-            serving(DNSServer(api_client, "127.0.0.1", lonely_port, upstreams=[])):
+            serving(DNSServer(informers, "127.0.0.1", port, upstreams=[Upstream("127.0.0.1", upstream_port)])), \
+            serving(DNSServer(informers, "127.0.0.1", lonely_port, upstreams=[])):
         assert answer(await udp(port, query(name, 11))) == (11, NOERROR, [svc.spec.cluster_ip])
         assert len(asked) == 1
         assert answer(await udp(lonely_port, query(name, 12))) == (12, SERVFAIL, [])

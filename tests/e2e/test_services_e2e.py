@@ -113,6 +113,9 @@ spec:
         eps = await slice_endpoints(cluster, "web")
         return eps if eps == {"web-1": True, "web-2": True} else None
     await until("both pods ready in web's EndpointSlice", both_ready)
+    # One slice: a pass that ran before the watch brought back the last one's create made no second.
+    slices, _ = await cluster.client.list(EndpointSlice, "default", label_selector="kubernetes.io/service-name=web")
+    assert len(slices) == 1
 
     # What kubectl shows (server-side Tables); it runs beside the server, which is in this loop.
     proc = await asyncio.create_subprocess_exec(
