@@ -180,7 +180,7 @@ class GVisorHandler:
         # subcontainer's `hostname`): set from inside, as `hostname` would, by the pause container.
         process = Exec(sandbox.id, PAUSE, (PAUSE, "hostname", hostname), env=("PATH=/",), capabilities=_SYS_ADMIN)
         try:
-            code = await SandboxControl(sandbox.id).run(process)
+            code = await asyncio.to_thread(SandboxControl(sandbox.id).run, process)
         except ControlError as exc:
             raise ContainerRuntimeError(f"could not set the hostname of pod sandbox {sandbox.id}: {exc}") from exc
         if code != 0:
@@ -231,13 +231,15 @@ class GVisorHandler:
 
     async def _monitor(self, container_id: str, bundle: Path, log_path: Path, flags: tuple[str, ...],
                        terminal: int | None = None) -> _Monitor:
+        spec = json.loads((bundle / "config.json").read_text())
         go_read, go_write = os.pipe()
         sync_read, sync_write = os.pipe()
         try:
             proc = await asyncio.create_subprocess_exec(
                 sys.executable, "-I", "-S", gvisormon.__file__, str(sync_write), str(log_path),
-                str(self.config.exits / container_id), "--go-fd", str(go_read), *flags,
-                "--oom-events", str(_sandbox_oom_events(bundle)), "--", *self._runsc(), container_id,
+                str(self.config.exits / container_id), "--sandbox", spec["annotations"][SANDBOX_ID],
+                "--go-fd", str(go_read), *flags, "--oom-events", str(_sandbox_oom_events(spec)),
+                "--", *self._runsc(), container_id,
                 pass_fds=(sync_write, go_read, *(() if terminal is None else (terminal,))),
                 stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL,
                 stderr=asyncio.subprocess.DEVNULL, cwd=str(bundle))
@@ -286,7 +288,7 @@ class GVisorHandler:
         # Ignored as `runsc kill`'s exit is: a container or sandbox already gone has nothing to stop.
         if sandbox_id is not None:
             with contextlib.suppress(ControlError):
-                await SandboxControl(sandbox_id).signal(container_id, signo)
+                await asyncio.to_thread(SandboxControl(sandbox_id).signal, container_id, signo)
 
     def _sandbox_of(self, container_id: str) -> str | None:
         """The id of the sandbox runsc runs the container in, from the name of runsc's state
@@ -345,10 +347,10 @@ def _sandbox_cgroup(pod_cgroup: str) -> str:
     return _absolute(f"{pod_cgroup}/sandbox")
 
 
-def _sandbox_oom_events(bundle: Path) -> Path:
+def _sandbox_oom_events(spec: dict[str, Any]) -> Path:
     """Where the OOM kills of the sandbox a container runs in are counted: the container's
     cgroupsPath names its pod's cgroup, under which runsc keeps the sandbox's."""
-    pod_cgroup = json.loads((bundle / "config.json").read_text())["linux"]["cgroupsPath"].rpartition("/")[0]
+    pod_cgroup = spec["linux"]["cgroupsPath"].rpartition("/")[0]
     return cgroups.oom_events_file(_sandbox_cgroup(pod_cgroup))
 
 

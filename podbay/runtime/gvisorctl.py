@@ -8,12 +8,16 @@ call is one JSON object `{"method": ..., "arg": ...}` on a stream socket; the an
 object `{"success": ..., "err": ..., "result": ...}` (files would come as SCM_RIGHTS, and none of
 the calls here pass any). The methods and arguments are runsc/boot/controller.go's at
 release-20221219, Debian's runsc.
+
+Blocking calls on plain sockets, standard library only: gvisormon loads this file by its path
+(it runs without the package, to start quickly) for the Wait it holds for a container's life;
+the runtime calls through a thread.
 """
 from __future__ import annotations
 
-import asyncio
 import json
 import os
+import socket
 from dataclasses import dataclass
 from typing import Union
 
@@ -22,7 +26,7 @@ JSONValue = Union[None, bool, int, float, str, list["JSONValue"], dict[str, "JSO
 # runsc/boot.ControlSocketAddr, bound with its terminating NUL in the name (unet counts it)
 CONTROL_SOCKET = "\0runsc-sandbox.{}\0"
 _MAX_REPLY = 64 * 1024  # the answers here are a few bytes; a longer one is not the server's
-_CONNECT_SECONDS = 5.0
+_CALL_SECONDS = 30.0  # a signal or a short exec: the Sentry answers at once unless it is stuck
 _DELIVER_TO_PROCESS = 0  # boot.SignalDeliveryMode: the container's init only, as `runsc kill` without --all
 
 
@@ -71,48 +75,64 @@ class SandboxControl:
     def __init__(self, sandbox_id: str) -> None:
         self.sandbox_id = sandbox_id
 
-    async def call(self, method: str, arg: JSONValue) -> JSONValue:
-        try:
-            reader, writer = await asyncio.wait_for(
-                asyncio.open_unix_connection(CONTROL_SOCKET.format(self.sandbox_id)), _CONNECT_SECONDS)
-        except (OSError, asyncio.TimeoutError) as exc:
-            raise ControlError(f"no control server for sandbox {self.sandbox_id}: {exc}") from exc
-        try:
-            writer.write(json.dumps({"method": method, "arg": arg}).encode())
-            await writer.drain()
-            answer = await _read_one(reader)
-        finally:
-            writer.close()
-            await asyncio.gather(writer.wait_closed(), return_exceptions=True)
+    def call(self, method: str, arg: JSONValue, timeout: float | None = _CALL_SECONDS) -> JSONValue:
+        """The call's result; `timeout` None waits as long as the call lasts (a container's Wait)."""
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+            sock.settimeout(timeout)
+            try:
+                sock.connect(CONTROL_SOCKET.format(self.sandbox_id))
+            except OSError as exc:
+                raise ControlError(f"no control server for sandbox {self.sandbox_id}: {exc}") from exc
+            try:
+                sock.sendall(json.dumps({"method": method, "arg": arg}).encode())
+                answer = _read_one(sock)
+            except OSError as exc:  # the sandbox ended during the call, or it overran `timeout`
+                raise ControlError(f"{method} on sandbox {self.sandbox_id}: {exc}") from exc
         if not isinstance(answer, dict):
             raise ControlError(f"{method}: not a urpc answer: {answer!r:.200}")
         if not answer.get("success"):
             raise RemoteError(f"{method}: {answer.get('err') or 'failed'}")
         return answer.get("result")
 
-    async def signal(self, container_id: str, signo: int) -> None:
+    def signal(self, container_id: str, signo: int) -> None:
         """`signo` to the init process of the container (containerManager.Signal)."""
-        await self.call("containerManager.Signal",
+        self.call("containerManager.Signal",
                         {"CID": container_id, "Signo": signo, "PID": 0, "Mode": _DELIVER_TO_PROCESS})
 
-    async def run(self, process: Exec) -> int:
+    def run(self, process: Exec) -> int:
         """Runs `process` to its end (containerManager.ExecuteAsync, then WaitPID) and returns its
-        exit code, negative for a signal as subprocess's."""
-        pid = await self.call("containerManager.ExecuteAsync", process.to_json())
-        if not isinstance(pid, int) or isinstance(pid, bool):
-            raise ControlError(f"ExecuteAsync: not a pid: {pid!r:.200}")
-        status = await self.call("containerManager.WaitPID", {"PID": pid, "CID": process.container_id})
-        if not isinstance(status, int) or isinstance(status, bool):
-            raise ControlError(f"WaitPID: not a wait status: {status!r:.200}")
-        return os.waitstatus_to_exitcode(status)
+        exit code, as `wait`'s: 128 + the signal that killed it."""
+        pid = _number(self.call("containerManager.ExecuteAsync", process.to_json()), "ExecuteAsync")
+        return exit_code(_number(self.call("containerManager.WaitPID", {"PID": pid, "CID": process.container_id}),
+                                 "WaitPID"))
+
+    def wait(self, container_id: str) -> int | None:
+        """The exit code of the container's init once it has exited (containerManager.Wait, as
+        `runsc wait`): 128 + the signal that killed it; None when the sandbox ended first (the
+        container died with it) or knows no such container."""
+        try:
+            return exit_code(_number(self.call("containerManager.Wait", container_id, timeout=None), "Wait"))
+        except ControlError:
+            return None
 
 
-async def _read_one(reader: asyncio.StreamReader) -> JSONValue:
+def exit_code(wait_status: int) -> int:
+    code = os.waitstatus_to_exitcode(wait_status)
+    return 128 - code if code < 0 else code
+
+
+def _number(value: JSONValue, method: str) -> int:
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise ControlError(f"{method}: not a number: {value!r:.200}")
+    return value
+
+
+def _read_one(sock: socket.socket) -> JSONValue:
     """One JSON value off the stream: urpc frames nothing, the value's end is the message's."""
     data = b""
     decoder = json.JSONDecoder()
     while len(data) < _MAX_REPLY:
-        chunk = await reader.read(_MAX_REPLY - len(data))
+        chunk = sock.recv(_MAX_REPLY - len(data))
         if not chunk:
             break
         data += chunk

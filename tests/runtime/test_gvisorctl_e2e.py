@@ -3,6 +3,7 @@ container's init, a process run to its end in the sandbox's kernel, and the erro
 that reaches no sandbox or names no container."""
 from __future__ import annotations
 
+import asyncio
 import signal
 
 import pytest
@@ -26,23 +27,23 @@ async def test_signal_and_run_through_the_control_server(gvisor_runtime: Runtime
     # The pod's pause container runs busybox: `hostname NAME` there changes the pod's UTS name,
     # which every container of the pod shares.
     caps = Capabilities(SYS_ADMIN, SYS_ADMIN, SYS_ADMIN)
-    assert await control.run(Exec(sid, "/.pause/busybox", ("busybox", "hostname", "renamed"),
+    assert await asyncio.to_thread(control.run, Exec(sid, "/.pause/busybox", ("busybox", "hostname", "renamed"),
                                   capabilities=caps)) == 0
     assert (await runtime.exec_sync(sleeper, ["hostname"], 30))[1] == b"renamed\n"
     # Without CAP_SYS_ADMIN, sethostname is refused inside: the exit code says so.
-    assert await control.run(Exec(sid, "/.pause/busybox", ("busybox", "hostname", "again"),
+    assert await asyncio.to_thread(control.run, Exec(sid, "/.pause/busybox", ("busybox", "hostname", "again"),
                                   uid=65534, gid=65534)) == 1
     assert (await runtime.exec_sync(sleeper, ["hostname"], 30))[1] == b"renamed\n"
 
     # A signal goes to its container's init only.
-    await control.signal(trapper, signal.SIGUSR1)
+    await asyncio.to_thread(control.signal, trapper, signal.SIGUSR1)
     assert await exited(runtime, trapper) == 9
     assert (await runtime.exec_sync(sleeper, ["true"], 30))[0] == 0
 
     with pytest.raises(RemoteError):
-        await control.run(Exec("no-such-container", "/.pause/busybox", ("busybox", "true")))
+        await asyncio.to_thread(control.run, Exec("no-such-container", "/.pause/busybox", ("busybox", "true")))
     with pytest.raises(RemoteError):
-        await control.signal("no-such-container", signal.SIGTERM)
+        control.signal("no-such-container", signal.SIGTERM)
     with pytest.raises(ControlError, match="no control server for sandbox"):
-        await SandboxControl("no-such-sandbox").signal(sleeper, signal.SIGTERM)
+        SandboxControl("no-such-sandbox").signal(sleeper, signal.SIGTERM)
     await runtime.remove_pod_sandbox(sid)
