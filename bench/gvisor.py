@@ -139,7 +139,9 @@ def _is_warm(pid: int, server: PodbayServer) -> bool:
 
 async def runtime_steps(rounds: int) -> dict[str, dict[str, list[float]]]:
     """Where a pod's runtime time goes, per handler: its sandbox (a warm one taken), two containers
-    created together, then started together (the agent's order), through the runtime service."""
+    created together, then started together (the agent's order), through the runtime service; then
+    what a replace adds: both stopped together (grace 0, as the benchmark's pods), and the
+    sandbox's hostname changed (HyperContainer's hand-over)."""
     base = Path(tempfile.mkdtemp(prefix="podbay-bench-gvrt-"))
     runtime = RuntimeService(RuntimeConfig(state_root=base / "lib", run_root=base / "run",
                                            cgroup_parent="podbay-bench-gvrt", network_name="pbbenchgv",
@@ -150,7 +152,8 @@ async def runtime_steps(rounds: int) -> dict[str, dict[str, list[float]]]:
     out: dict[str, dict[str, list[float]]] = {}
     try:
         for handler in ("", "runsc"):
-            steps: dict[str, list[float]] = {"sandbox": [], "create x2": [], "start x2": []}
+            steps: dict[str, list[float]] = {"sandbox": [], "create x2": [], "start x2": [], "stop x2": [],
+                                             "hostname": []}
             for i in range(rounds):
                 await runtime.wait_warm()
                 t0 = time.perf_counter()
@@ -163,7 +166,11 @@ async def runtime_steps(rounds: int) -> dict[str, dict[str, list[float]]]:
                 t2 = time.perf_counter()
                 await asyncio.gather(*(runtime.start_container(cid) for cid in ids))
                 t3 = time.perf_counter()
-                for key, took in zip(steps, (t1 - t0, t2 - t1, t3 - t2)):
+                await asyncio.gather(*(runtime.stop_container(cid, 0) for cid in ids))
+                t4 = time.perf_counter()
+                await runtime.update_pod_sandbox(sandbox, {}, {}, hostname=f"q{i}")
+                t5 = time.perf_counter()
+                for key, took in zip(steps, (t1 - t0, t2 - t1, t3 - t2, t4 - t3, t5 - t4)):
                     steps[key].append(took)
                 await runtime.remove_pod_sandbox(sandbox)
             out[handler or "crun"] = steps
