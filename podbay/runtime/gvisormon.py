@@ -347,8 +347,12 @@ def main(argv: list[str]) -> int:
     if os.fork():
         return 0  # the caller waits for this parent only; the monitor goes on detached
     os.setsid()
-    return run(int(sync_fd), log_path, exit_file, runsc, container_id, control, terminal=terminal, stdin=stdin,
-               stdin_once=stdin_once, oom_events=oom_events)
+    status = run(int(sync_fd), log_path, exit_file, runsc, container_id, control, terminal=terminal, stdin=stdin,
+                 stdin_once=stdin_once, oom_events=oom_events)
+    # The caller's stop waits for this process's exit, and everything is written (the log and exit
+    # files unbuffered or closed): the interpreter's teardown would only delay it (50-100 ms on
+    # two loaded cores).
+    os._exit(status)
 
 
 if __name__ == "__main__":
