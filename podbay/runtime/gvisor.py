@@ -52,7 +52,8 @@ PAUSE = "/.pause/busybox"  # busybox-static bind-mounted read-only: the sandbox 
 NETSTACK_REFUSED = "cannot run with network enabled in root network namespace"
 _PIPE = asyncio.subprocess.PIPE
 _CONSOLE_SECONDS = 10.0  # runsc sends the terminal before its create returns
-_SYS_ADMIN = Capabilities(*(1 << 21,) * 3)  # CAP_SYS_ADMIN, sethostname's, in the sandbox kernel only
+_CAP_SYS_ADMIN = 1 << 21  # sethostname's, held in the sandbox's kernel only
+_SYS_ADMIN = Capabilities(permitted=_CAP_SYS_ADMIN, effective=_CAP_SYS_ADMIN, bounding=_CAP_SYS_ADMIN)
 
 
 @dataclass

@@ -3,13 +3,14 @@ pod's sandbox, one PID namespace only with shareProcessNamespace, cgroups from t
 roots, and what gvisormon writes: CRI log records, and the exit of a sandbox the OOM killer took."""
 from __future__ import annotations
 
+import signal
 from pathlib import Path
 
 import pytest
 
 from podbay.agent.containerlogs import parse_cri_line
 from podbay.runtime.gvisor import CONTAINER_TYPE, SANDBOX_ID, GVisorConfig, GVisorHandler
-from podbay.runtime.gvisorctl import SandboxControl
+from podbay.runtime.gvisorctl import SandboxControl, exit_code
 from podbay.runtime.gvisormon import _MAX_LINE, _CRILog, _exit_status
 from podbay.runtime.handler import SandboxSpec
 
@@ -69,3 +70,7 @@ def test_cri_log_records(tmp_path: Path) -> None:
     assert [(ln.stream, ln.partial, ln.content) for ln in lines if ln] == [
         ("stdout", False, b"one"), ("stderr", False, b"err"), ("stdout", False, b"two"),
         ("stdout", True, b"x" * _MAX_LINE), ("stdout", True, b"x")]
+
+
+def test_wait_statuses_become_exit_codes_as_runsc_wait_reports_them() -> None:
+    assert [exit_code(s) for s in (0, 3 << 8, signal.SIGTERM, signal.SIGKILL)] == [0, 3, 143, 137]

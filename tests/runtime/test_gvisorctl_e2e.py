@@ -47,3 +47,17 @@ async def test_signal_and_run_through_the_control_server(gvisor_runtime: Runtime
     with pytest.raises(ControlError, match="no control server for sandbox"):
         SandboxControl("no-such-sandbox").signal(sleeper, signal.SIGTERM)
     await runtime.remove_pod_sandbox(sid)
+
+
+async def test_a_stop_signals_through_the_control_server_and_honours_the_grace_period(
+        gvisor_runtime: RuntimeService) -> None:  # noqa: F811
+    runtime = gvisor_runtime
+    sid = await runtime.run_pod_sandbox(sandbox("stops", runtime_handler="runsc"))
+    # SIGTERM reaches the container's own handler, which decides the exit code.
+    graceful = await run(runtime, sid, container("graceful", "trap 'exit 7' TERM; while true; do sleep 0.1; done"))
+    # One that ignores SIGTERM is killed once its grace period is over.
+    stubborn = await run(runtime, sid, container("stubborn", "trap '' TERM; while true; do sleep 0.1; done"))
+    await asyncio.gather(runtime.stop_container(graceful, 30), runtime.stop_container(stubborn, 1))
+    assert (await runtime.container_status(graceful)).exit_code == 7
+    assert (await runtime.container_status(stubborn)).exit_code == 137
+    await runtime.remove_pod_sandbox(sid)
