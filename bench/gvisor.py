@@ -96,7 +96,8 @@ async def start_and_replace(server: PodbayServer, rounds: int) -> dict[str, list
 
 def sandbox_pids(base: Path) -> list[int]:
     """Every process of the benchmark's gVisor pods: the Sentry, its ptrace stubs and gofers
-    (all in the pods' cgroups) and the gvisormon monitors (which say the run root)."""
+    (all in the pods' cgroups), the gvisormon monitors and any `runsc wait` of theirs (which say
+    the run root)."""
     pids = []
     for proc in Path("/proc").iterdir():
         if not proc.name.isdigit():
@@ -106,7 +107,7 @@ def sandbox_pids(base: Path) -> list[int]:
             cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
         except OSError:
             continue
-        if "podbay-bench/pod-" in cgroup or ("gvisormon" in cmdline and str(base) in cmdline):
+        if "podbay-bench/pod-" in cgroup or (("gvisormon" in cmdline or " wait " in cmdline) and str(base) in cmdline):
             pids.append(int(proc.name))
     return pids
 

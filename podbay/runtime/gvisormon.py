@@ -113,7 +113,7 @@ def _control(sandbox_id: str) -> SandboxControl:
         "gvisorctl", os.path.join(os.path.dirname(os.path.abspath(__file__)), "gvisorctl.py"))
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses looks a class's module up there
+    sys.modules[spec.name] = module  # where its classes' module is looked up
     spec.loader.exec_module(module)
     return cast("SandboxControl", module.SandboxControl(sandbox_id))
 
