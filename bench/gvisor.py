@@ -96,7 +96,8 @@ async def start_and_replace(server: PodbayServer, rounds: int) -> dict[str, list
 
 def sandbox_pids(server: PodbayServer) -> list[int]:
     """Every process of the benchmark's gVisor pods: the Sentry, its ptrace stubs and gofers
-    (all in the pods' cgroups) and the gvisormon monitors (which say the run root)."""
+    (all in the pods' cgroups), the gvisormon monitors and any `runsc wait` of theirs (which say
+    the run root)."""
     pids = []
     for proc in Path("/proc").iterdir():
         if not proc.name.isdigit():
@@ -106,7 +107,8 @@ def sandbox_pids(server: PodbayServer) -> list[int]:
             cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
         except OSError:
             continue
-        if f"{server.host.cgroup_parent}/pod-" in cgroup or ("gvisormon" in cmdline and str(server.base) in cmdline):
+        if f"{server.host.cgroup_parent}/pod-" in cgroup or (
+                ("gvisormon" in cmdline or " wait " in cmdline) and str(server.base) in cmdline):
             pids.append(int(proc.name))
     return pids
 
@@ -139,7 +141,9 @@ def _is_warm(pid: int, server: PodbayServer) -> bool:
 
 async def runtime_steps(rounds: int) -> dict[str, dict[str, list[float]]]:
     """Where a pod's runtime time goes, per handler: its sandbox (a warm one taken), two containers
-    created together, then started together (the agent's order), through the runtime service."""
+    created together, then started together (the agent's order), through the runtime service; then
+    what a replace adds: both stopped together (grace 0, as the benchmark's pods), and the
+    sandbox's hostname changed (HyperContainer's hand-over)."""
     with claimed_host() as host:
         return await _runtime_steps(rounds, host)
 
@@ -152,7 +156,8 @@ async def _runtime_steps(rounds: int, host: BenchHost) -> dict[str, dict[str, li
     out: dict[str, dict[str, list[float]]] = {}
     try:
         for handler in ("", "runsc"):
-            steps: dict[str, list[float]] = {"sandbox": [], "create x2": [], "start x2": []}
+            steps: dict[str, list[float]] = {"sandbox": [], "create x2": [], "start x2": [], "stop x2": [],
+                                             "hostname": []}
             for i in range(rounds):
                 await runtime.wait_warm()
                 t0 = time.perf_counter()
@@ -165,7 +170,11 @@ async def _runtime_steps(rounds: int, host: BenchHost) -> dict[str, dict[str, li
                 t2 = time.perf_counter()
                 await asyncio.gather(*(runtime.start_container(cid) for cid in ids))
                 t3 = time.perf_counter()
-                for key, took in zip(steps, (t1 - t0, t2 - t1, t3 - t2)):
+                await asyncio.gather(*(runtime.stop_container(cid, 0) for cid in ids))
+                t4 = time.perf_counter()
+                await runtime.update_pod_sandbox(sandbox, {}, {}, hostname=f"q{i}")
+                t5 = time.perf_counter()
+                for key, took in zip(steps, (t1 - t0, t2 - t1, t3 - t2, t4 - t3, t5 - t4)):
                     steps[key].append(took)
                 await runtime.remove_pod_sandbox(sandbox)
             out[handler or "crun"] = steps

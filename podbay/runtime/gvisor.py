@@ -14,6 +14,8 @@ compares with PID 1's namespace, which some hosts hide) the handler falls back t
 `--network=host`, the pod's namespace through the host kernel, and says so.
 
 conmon cannot monitor a container inside the sandbox; `gvisormon` does (logs, exit file).
+Signals and the hostname go through the sandbox's control server (`gvisorctl`), as `runsc kill`
+and `runsc exec` would send them, without executing runsc.
 """
 from __future__ import annotations
 
@@ -21,6 +23,7 @@ import asyncio
 import contextlib
 import json
 import os
+import signal
 import socket
 import sys
 import tempfile
@@ -31,10 +34,11 @@ from typing import Any
 from podbay.runtime import cgroups
 from podbay.runtime.config import RUNSC_NETWORKS
 from podbay.runtime import gvisormon
+from podbay.runtime.gvisorctl import Capabilities, ControlError, Exec, SandboxControl
 from podbay.runtime.console import ConsoleSocket
 from podbay.runtime.files import read_pid_file
 from podbay.runtime.handler import Created, SandboxSpec
-from podbay.runtime.oci import OCIRuntime, read_sync_pipe
+from podbay.runtime.oci import OCIRuntime, read_sync_pipe, signal_number
 from podbay.runtime.types import ContainerRuntimeError
 
 GVISOR_HANDLER = "runsc"  # the handler name containerd's and GKE's gVisor RuntimeClasses use
@@ -48,6 +52,8 @@ PAUSE = "/.pause/busybox"  # busybox-static bind-mounted read-only: the sandbox 
 NETSTACK_REFUSED = "cannot run with network enabled in root network namespace"
 _PIPE = asyncio.subprocess.PIPE
 _CONSOLE_SECONDS = 10.0  # runsc sends the terminal before its create returns
+_CAP_SYS_ADMIN = 1 << 21  # sethostname's, held in the sandbox's kernel only
+_SYS_ADMIN = Capabilities(permitted=_CAP_SYS_ADMIN, effective=_CAP_SYS_ADMIN, bounding=_CAP_SYS_ADMIN)
 
 
 @dataclass
@@ -171,16 +177,16 @@ class GVisorHandler:
             return False
 
     async def set_hostname(self, sandbox: SandboxSpec, hostname: str) -> None:
-        # The UTS namespace is the sandbox kernel's: set it from inside, as `hostname` would.
-        caps = ["CAP_SYS_ADMIN"]  # sethostname's, in the sandbox kernel only
-        proc = await self._oci().exec(sandbox.id, {"args": [PAUSE, "hostname", hostname], "cwd": "/",
-                                                   "env": ["PATH=/"], "user": {"uid": 0, "gid": 0},
-                                                   "capabilities": {"bounding": caps, "effective": caps,
-                                                                    "permitted": caps}},
-                                      stdio=(asyncio.subprocess.DEVNULL, _PIPE, _PIPE))
-        _, err = await proc.communicate()
-        if proc.returncode != 0:
-            raise ContainerRuntimeError(f"could not set the hostname of pod sandbox {sandbox.id}: {err.decode()}")
+        # The UTS namespace is the sandbox kernel's, one for all its containers (runsc ignores a
+        # subcontainer's `hostname`): set from inside, as `hostname` would, by the pause container.
+        process = Exec(sandbox.id, PAUSE, (PAUSE, "hostname", hostname), env=("PATH=/",), capabilities=_SYS_ADMIN)
+        try:
+            code = await asyncio.to_thread(SandboxControl(sandbox.id).run, process)
+        except ControlError as exc:
+            raise ContainerRuntimeError(f"could not set the hostname of pod sandbox {sandbox.id}: {exc}") from exc
+        if code != 0:
+            raise ContainerRuntimeError(f"could not set the hostname of pod sandbox {sandbox.id}: "
+                                        f"`hostname` exited with {code}")
 
     # -- containers --------------------------------------------------------------
 
@@ -226,13 +232,15 @@ class GVisorHandler:
 
     async def _monitor(self, container_id: str, bundle: Path, log_path: Path, flags: tuple[str, ...],
                        terminal: int | None = None) -> _Monitor:
+        spec = json.loads((bundle / "config.json").read_text())
         go_read, go_write = os.pipe()
         sync_read, sync_write = os.pipe()
         try:
             proc = await asyncio.create_subprocess_exec(
                 sys.executable, "-I", "-S", gvisormon.__file__, str(sync_write), str(log_path),
-                str(self.config.exits / container_id), "--go-fd", str(go_read), *flags,
-                "--oom-events", str(_sandbox_oom_events(bundle)), "--", *self._runsc(), container_id,
+                str(self.config.exits / container_id), "--sandbox", spec["annotations"][SANDBOX_ID],
+                "--go-fd", str(go_read), *flags, "--oom-events", str(_sandbox_oom_events(spec)),
+                "--", *self._runsc(), container_id,
                 pass_fds=(sync_write, go_read, *(() if terminal is None else (terminal,))),
                 stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL,
                 stderr=asyncio.subprocess.DEVNULL, cwd=str(bundle))
@@ -273,7 +281,24 @@ class GVisorHandler:
 
     async def kill(self, container_id: str, sig: int | str, process: tuple[int, int] | None = None) -> None:
         # Never by host pid: every container of the pod is the one sandbox process to the host.
-        await self._oci().kill(container_id, sig)
+        signo = signal_number(sig if isinstance(sig, str) else signal.Signals(sig).name)
+        if signo is None:  # a name Python does not know (SIGRTMIN+3): runsc parses it
+            await self._oci().kill(container_id, sig)
+            return
+        sandbox_id = self._sandbox_of(container_id)
+        # Ignored as `runsc kill`'s exit is: a container or sandbox already gone has nothing to stop.
+        if sandbox_id is not None:
+            with contextlib.suppress(ControlError):
+                await asyncio.to_thread(SandboxControl(sandbox_id).signal, container_id, signo)
+
+    def _sandbox_of(self, container_id: str) -> str | None:
+        """The id of the sandbox runsc runs the container in, from the name of runsc's state
+        file for it (`<container id>_sandbox:<sandbox id>.state`)."""
+        prefix, suffix = f"{container_id}_sandbox:", ".state"
+        for entry in os.scandir(self.config.root):
+            if entry.name.startswith(prefix) and entry.name.endswith(suffix):
+                return entry.name[len(prefix):-len(suffix)]
+        return None
 
     async def delete(self, container_id: str) -> None:
         monitor = self._monitors.pop(container_id, None)
@@ -323,10 +348,10 @@ def _sandbox_cgroup(pod_cgroup: str) -> str:
     return _absolute(f"{pod_cgroup}/sandbox")
 
 
-def _sandbox_oom_events(bundle: Path) -> Path:
+def _sandbox_oom_events(spec: dict[str, Any]) -> Path:
     """Where the OOM kills of the sandbox a container runs in are counted: the container's
     cgroupsPath names its pod's cgroup, under which runsc keeps the sandbox's."""
-    pod_cgroup = json.loads((bundle / "config.json").read_text())["linux"]["cgroupsPath"].rpartition("/")[0]
+    pod_cgroup = spec["linux"]["cgroupsPath"].rpartition("/")[0]
     return cgroups.oom_events_file(_sandbox_cgroup(pod_cgroup))
 
 

@@ -86,7 +86,7 @@ class OCIRuntime:
         crun keeps them) the signal goes straight through a pidfd, saving the exec of `crun kill`
         (a stop is on the way of every pod deletion and replace); otherwise through crun."""
         name = sig if isinstance(sig, str) else signal.Signals(sig).name
-        number = getattr(signal.Signals, name if name.startswith("SIG") else f"SIG{name}", None)
+        number = signal_number(name)
         if process is not None and number is not None and signal_process(*process, number):
             return
         await self._run("kill", container_id, name.removeprefix("SIG"), check=False)
@@ -174,6 +174,13 @@ def process_start_time(pid: int) -> int | None:
     except OSError:
         return None
     return int(stat.rpartition(")")[2].split()[19])
+
+
+def signal_number(name: str) -> int | None:
+    """SIGTERM's or TERM's number; None for a name Python's signal module does not know
+    (SIGRTMIN+3), which the runtime's own parser takes."""
+    signo = getattr(signal.Signals, name if name.startswith("SIG") else f"SIG{name}", None)
+    return None if signo is None else int(signo)
 
 
 def signal_process(pid: int, start_time: int, sig: int) -> bool:

@@ -3,12 +3,14 @@ pod's sandbox, one PID namespace only with shareProcessNamespace, cgroups from t
 roots, and what gvisormon writes: CRI log records, and the exit of a sandbox the OOM killer took."""
 from __future__ import annotations
 
+import signal
 from pathlib import Path
 
 import pytest
 
 from podbay.agent.containerlogs import parse_cri_line
 from podbay.runtime.gvisor import CONTAINER_TYPE, SANDBOX_ID, GVisorConfig, GVisorHandler
+from podbay.runtime.gvisorctl import SandboxControl, exit_code
 from podbay.runtime.gvisormon import _MAX_LINE, _CRILog, _exit_status
 from podbay.runtime.handler import SandboxSpec
 
@@ -49,12 +51,12 @@ def test_cgroups_are_below_the_hierarchies_roots(tmp_path: Path) -> None:
 @pytest.mark.parametrize(("oom_kills", "code", "marked"), [(0, 255, False), (1, 137, True)])
 def test_a_lost_sandbox_is_oom_killed_when_its_cgroup_counts_a_kill(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, oom_kills: int, code: int, marked: bool) -> None:
-    # `false` stands in for a `runsc wait` whose sandbox is gone: no exit status comes back.
+    # A sandbox that is gone: no control server answers, so no exit status comes back.
     monkeypatch.chdir(tmp_path)  # the bundle, where conmon's mark goes
     events = tmp_path / "memory.oom_control"
     events.write_text(f"oom_kill_disable 0\nunder_oom 0\noom_kill {oom_kills}\n")
     result: list[int] = []
-    _exit_status(["false"], "c1", str(events), result)
+    _exit_status(SandboxControl("no-such-sandbox"), "c1", str(events), result)
     assert result == [code] and (tmp_path / "oom").exists() is marked
 
 
@@ -68,3 +70,7 @@ def test_cri_log_records(tmp_path: Path) -> None:
     assert [(ln.stream, ln.partial, ln.content) for ln in lines if ln] == [
         ("stdout", False, b"one"), ("stderr", False, b"err"), ("stdout", False, b"two"),
         ("stdout", True, b"x" * _MAX_LINE), ("stdout", True, b"x")]
+
+
+def test_wait_statuses_become_exit_codes_as_runsc_wait_reports_them() -> None:
+    assert [exit_code(s) for s in (0, 3 << 8, signal.SIGTERM, signal.SIGKILL)] == [0, 3, 143, 137]
