@@ -31,7 +31,7 @@ from podbay.agent.status import StatusInputs, pod_status
 from podbay.api import Pod
 from podbay.api.errors import Conflict, NotFound
 from podbay.api.models import is_restartable_init
-from podbay.api.serialize import from_dict, to_dict
+from podbay.api.serialize import to_dict
 from podbay.api.stored import name_of
 from podbay.api.support import unsupported_fields
 from podbay.api.wellknown import RUN_STATE_ANNOTATION, SANDBOX_FROM_ANNOTATION
@@ -299,10 +299,10 @@ class PodSync:
             # unchanged pod compares equal and nothing is written.
             if pod.status is not None and to_dict(pod.status) == to_dict(new):
                 return
-            data = to_dict(pod)
-            data["status"] = to_dict(new)
             try:
-                written = await self.client.update_status(from_dict(Pod, data))
+                # A copy with the new status: both parts are valid models already, and the client
+                # encodes it once (a round trip through dicts and validation cost ~1 ms per write).
+                written = await self.client.update_status(pod.model_copy(update={"status": new}))
                 # The watch may have delivered this very version first: keep its shared copy,
                 # not a second decoded one.
                 if w.pod is None or w.pod.metadata.resource_version != written.metadata.resource_version:

@@ -1,5 +1,5 @@
-"""Fast JSON for what the server itself wrote (stored objects, responses, watch events): orjson,
-~5-10x the standard library's speed on the list and create paths.
+"""Fast JSON for what the server itself wrote (stored objects, responses, watch events), on both
+sides of the connection: orjson, ~5-10x the standard library's speed on the list and create paths.
 
 Request bodies are not decoded here (`apiserver.params.decode_json` keeps the standard library's
 exact integers and its depth limit); these helpers only see objects that already passed it.
@@ -27,4 +27,9 @@ def encode_str(obj: Any) -> str:
 
 
 def decode(data: bytes | str) -> Any:
-    return orjson.loads(data)
+    """The document; one orjson refuses but the standard library reads (an integer beyond 64 bits,
+    NaN) is read by the latter, and what neither reads raises json.JSONDecodeError."""
+    try:
+        return orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return json.loads(data)

@@ -14,7 +14,7 @@ from typing import Any, AsyncIterator, Sequence, TypeVar
 
 import aiohttp
 
-from podbay.api import Binding, Pod
+from podbay.api import Binding, Pod, jsoncodec
 from podbay.api.resourcenames import RESOURCE_NAMES, Resource
 from podbay.api.remotecommand import CLIENT_PROTOCOLS
 from podbay.client.codec import decode, encode
@@ -132,7 +132,7 @@ class Client:
         content_type: str = "application/json",
     ) -> Any:
         """One API call; the decoded JSON answer, or the error it carries raised."""
-        data = json.dumps(body).encode() if body is not None else None
+        data = jsoncodec.encode(body) if body is not None else None
         headers = {"Content-Type": content_type} if data is not None else {}
 
         async def send(url: str) -> bytes:
@@ -143,7 +143,7 @@ class Client:
                     raise _error(resp.status, raw)
                 return raw
         raw = await self.transport.failover(method, send)
-        return json.loads(raw) if raw else None
+        return jsoncodec.decode(raw) if raw else None
 
     # -- typed verbs ---------------------------------------------------------------
 

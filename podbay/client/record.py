@@ -18,7 +18,6 @@ from typing import Any
 
 from podbay.api import Event
 from podbay.api.errors import NotFound
-from podbay.api.serialize import from_dict
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +61,8 @@ class EventRecorder:
         source: dict[str, str] = {"component": self.component}
         if self.host:
             source["host"] = self.host
-        event = from_dict(Event, {
+        # Validated, but not checked for unknown fields as a user's manifest is: the keys are these.
+        event = Event.model_validate({
             "metadata": {"name": f"{obj.metadata.name}.{secrets.token_hex(8)}",
                          "namespace": obj.metadata.namespace or "default"},
             "involvedObject": ref, "reason": reason, "message": message,

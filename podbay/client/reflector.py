@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import random
 from typing import Any, AsyncGenerator, Awaitable, Callable, Generic, TypeVar
 
 import aiohttp
 
+from podbay.api import jsoncodec
 from podbay.client.codec import decode
 from podbay.client.errors import error_from_response, error_from_status
 from podbay.client.transport import UNANSWERED, Transport
@@ -94,7 +94,7 @@ class Reflector(Generic[T]):
             async for line in resp.content:
                 if not line.strip():
                     continue
-                event = json.loads(line)
+                event = jsoncodec.decode(line)
                 type_, data = event.get("type"), event.get("object", {})
                 if type_ == "ERROR":
                     if data.get("code") == 410:
@@ -125,7 +125,7 @@ class Reflector(Generic[T]):
         for key, (_, old) in list(self.known.items()):
             if key not in fresh:
                 del self.known[key]
-                yield "DELETED", decode(self.kind, json.loads(old)["object"]) if isinstance(old, bytes) else old
+                yield "DELETED", decode(self.kind, jsoncodec.decode(old)["object"]) if isinstance(old, bytes) else old
         for key, item in fresh.items():
             before = self.known.get(key)
             self.known[key] = (item.metadata.resource_version, item)  # type: ignore[attr-defined]

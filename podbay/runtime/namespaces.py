@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import subprocess
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,12 +48,13 @@ async def pin_namespaces(directory: Path, hostname: str, kinds: tuple[str, ...] 
     script = " && ".join(part for part, wanted in (('hostname "$1"', "uts" in kinds),
                                                    ("ip link set lo up", "net" in kinds)) if wanted) or "true"
     command = ["sh", "-c", script, "sh", hostname]
-    proc = await asyncio.create_subprocess_exec(
-        "unshare", *args, *command, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)
-    _, err = await finished_before_cancel(proc.communicate())
+    # Spawned and waited for in a worker thread, not on the event loop (see cni.exec_plugin).
+    proc = await finished_before_cancel(asyncio.to_thread(
+        subprocess.run, ["unshare", *args, *command], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE, check=False))
     if proc.returncode != 0:
         unpin_namespaces(directory)
-        raise OSError(f"creating the pod's namespaces failed: {err.decode().strip()}")
+        raise OSError(f"creating the pod's namespaces failed: {proc.stderr.decode().strip()}")
     return PinnedNamespaces(directory)
 
 

@@ -17,6 +17,7 @@ _libc.umount2.argtypes = [ctypes.c_char_p, ctypes.c_int]
 _libc.setns.argtypes = [ctypes.c_int, ctypes.c_int]
 _libc.unshare.argtypes = [ctypes.c_int]
 _libc.sethostname.argtypes = [ctypes.c_char_p, ctypes.c_size_t]
+_libc.renameat2.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
 
 MS_RDONLY = 1
 MS_NOSUID = 2
@@ -28,6 +29,8 @@ MNT_DETACH = 2
 CLONE_NEWNET = 0x40000000
 CLONE_NEWIPC = 0x08000000
 CLONE_NEWUTS = 0x04000000
+AT_FDCWD = -100
+RENAME_EXCHANGE = 2
 
 
 def mount(source: str, target: str, fstype: str, flags: int = 0, data: str = "") -> None:
@@ -67,6 +70,17 @@ def umount(target: str, *, lazy: bool = False) -> None:
         if err in (22, 2):  # EINVAL: not a mount point; ENOENT: gone
             return
         raise OSError(err, f"umount {target}: {os.strerror(err)}")
+
+
+def exchange(a: str, b: str) -> bool:
+    """Swaps the two paths' files in one step (renameat2's RENAME_EXCHANGE); False where the
+    filesystem cannot (EINVAL) and nothing was done."""
+    if _libc.renameat2(AT_FDCWD, a.encode(), AT_FDCWD, b.encode(), RENAME_EXCHANGE) != 0:
+        err = ctypes.get_errno()
+        if err == 22:
+            return False
+        raise OSError(err, f"exchange {a} and {b}: {os.strerror(err)}")
+    return True
 
 
 def is_mountpoint(path: str) -> bool:

@@ -9,7 +9,7 @@
   in this process (a lock) and in other processes (SQLite's write lock)
   serialise instead of failing, and a check-then-write is atomic.
 - Watchers are woken by a `WatchNotifier` (sqlitenotify.py): right after each
-  commit in this process, and by polling for other processes' writes.
+X
 """
 from __future__ import annotations
 
@@ -107,7 +107,8 @@ class SQLiteStore:
         self._conn.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
         self._lock = threading.RLock()
         self._notifier = WatchNotifier(self._data_version, poll_interval)
-        self._writer = GroupCommitter(writer, self._notifier.notify, _storage_error)
+        self._changed: set[str] = set()  # resources the writes since the last commit recorded
+        self._writer = GroupCommitter(writer, self._committed, _storage_error)
         try:
             os.chmod(self.path, 0o600)
         except OSError:
@@ -122,6 +123,10 @@ class SQLiteStore:
                 yield self._conn
             finally:
                 self._conn.execute("COMMIT")
+
+    def _committed(self) -> None:
+        changed, self._changed = self._changed, set()
+        self._notifier.notify(changed)
 
     def _bump(self, conn: sqlite3.Connection) -> int:
         rev: int
@@ -155,6 +160,7 @@ class SQLiteStore:
         obj: dict[str, Any],
         prev: dict[str, Any] | None,
     ) -> None:
+        self._changed.add(key[0])
         conn.execute(
             "INSERT INTO history (rv, resource, namespace, name, type, data, prev) VALUES (?,?,?,?,?,?,?)",
             (rev, *key, type_, encode_str(obj), encode_str(prev) if prev is not None else None),
@@ -294,7 +300,7 @@ class SQLiteStore:
         next_bookmark = loop.time() + self.bookmark_interval
         wake = asyncio.Event()
         cursor = parse_rv(since_rv) if since_rv else self._revision()
-        self._notifier.add(loop, wake)
+        self._notifier.add(loop, wake, resource)
         try:
             while True:
                 wake.clear()
@@ -316,7 +322,7 @@ class SQLiteStore:
                 else:
                     await wake.wait()
         finally:
-            self._notifier.discard(loop, wake)
+            self._notifier.discard(loop, wake, resource)
 
     def _history_after(
         self, resource: str, namespace: str | None, cursor: int

@@ -68,3 +68,20 @@ def test_records_older_than_runtime_handlers_load_with_the_defaults(tmp_path: Pa
     container.started_at = None
     container.save()
     assert json.loads((tmp_path / "record.json").read_text())["started_at"] is None
+
+
+def test_a_saved_record_replaces_the_old_one_whole_and_leaves_no_other_file(tmp_path: Path) -> None:
+    path = tmp_path / "record.json"
+    record = ContainerRecord.load(write(path, CONTAINER_JSON))
+    with path.open() as reader:  # a reader that opened the record before the save
+        record.state = ContainerState.RUNNING
+        record.save()
+        assert json.loads(reader.read()) == CONTAINER_JSON
+    assert json.loads(path.read_text())["state"] == "CONTAINER_RUNNING"
+    assert [p.name for p in tmp_path.iterdir()] == ["record.json"]
+    fresh = tmp_path / "fresh" / "record.json"
+    fresh.parent.mkdir()
+    record.path = fresh
+    record.save()
+    assert ContainerRecord.load(fresh).state is ContainerState.RUNNING
+    assert [p.name for p in fresh.parent.iterdir()] == ["record.json"]

@@ -278,3 +278,15 @@ async def test_concurrent_writes_reach_a_watch_in_revision_order(store: Store) -
     created = await asyncio.gather(*(store.create("pods", "default", pod(f"w{i}")) for i in range(30)))
     events = await take(store.watch("pods", "default", since_rv=since), 30)
     assert [e.object for e in events] == sorted(created, key=lambda c: int(c["metadata"]["resourceVersion"]))
+
+
+async def test_watches_of_two_resources_each_see_their_own_writes_committed_together(store: Store) -> None:
+    since = await store.current_revision()
+    pods = asyncio.ensure_future(take(store.watch("pods", "default", since_rv=since), 10))
+    nodes = asyncio.ensure_future(take(store.watch("nodes", since_rv=since), 10))
+    await asyncio.sleep(0)  # both usually waiting before the writes, so woken by their commit
+    await asyncio.gather(*(store.create("pods", "default", pod(f"m{i}")) for i in range(10)),
+                         *(store.create("nodes", "", {"metadata": {"name": f"n{i}"}}) for i in range(10)),
+                         *(store.create("events", "default", {"metadata": {"name": f"e{i}"}}) for i in range(10)))
+    assert sorted(e.object["metadata"]["name"] for e in await pods) == sorted(f"m{i}" for i in range(10))
+    assert sorted(e.object["metadata"]["name"] for e in await nodes) == sorted(f"n{i}" for i in range(10))
