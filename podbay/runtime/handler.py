@@ -16,6 +16,7 @@ from typing import Any, Protocol
 
 from podbay.runtime.files import read_pid_file
 from podbay.runtime.oci import OCIRuntime
+from podbay.runtime.seccompbpf import CompiledFilters
 from podbay.runtime.types import ContainerRuntimeError
 
 _PIPE = asyncio.subprocess.PIPE
@@ -96,9 +97,10 @@ class OCIHandler:
 
     host_kernel = True
 
-    def __init__(self, name: str, oci: OCIRuntime) -> None:
+    def __init__(self, name: str, oci: OCIRuntime, filters: CompiledFilters | None = None) -> None:
         self.name = name
         self.oci = oci
+        self.filters = filters  # crun's: it loads a compiled filter from an annotation
 
     async def start_sandbox(self, sandbox: SandboxSpec) -> list[str]:
         return []  # the service's namespaces are the sandbox
@@ -116,11 +118,13 @@ class OCIHandler:
             raise ContainerRuntimeError(f"could not set the hostname of pod sandbox {sandbox.id}")
 
     def container_spec(self, spec: dict[str, Any], sandbox: SandboxSpec) -> dict[str, Any]:
-        return spec
+        return self.filters.annotate(spec) if self.filters else spec
 
     async def create(self, container_id: str, bundle: Path, log_path: Path, *, tty: bool,
                      stdin: bool, stdin_once: bool = False) -> Created:
         pid = await self.oci.create(container_id, bundle, log_path, tty=tty, stdin=stdin, stdin_once=stdin_once)
+        if self.filters:
+            self.filters.learn(container_id, bundle)
         return Created(pid, read_pid_file(bundle / "conmon.pid"))
 
     async def start(self, container_id: str, bundle: Path, log_path: Path) -> int | None:

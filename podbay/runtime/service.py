@@ -31,6 +31,8 @@ from podbay.runtime.images import Image, ImageLimits, ImageStore, pull
 from podbay.runtime.network import NetworkConfig, NetworkError, PodNetwork
 from podbay.runtime.oci import OCIRuntime
 from podbay.runtime.sandboxes import Sandboxes
+from podbay.runtime.sealedbinary import runtime_path as sealed_runtime_path
+from podbay.runtime.seccompbpf import CompiledFilters
 from podbay.runtime.syscalls import is_mountpoint
 from podbay.runtime.types import (
     ContainerConfig, ContainerState, ContainerStats, ContainerStatus, ContainerUsage, PodSandboxConfig,
@@ -48,7 +50,7 @@ class RuntimeService:
         self.images = images or ImageStore(config.images_root, ImageLimits(config.max_image_size,
                                                                            config.imagefs_min_available))
         runtime_path = shutil.which(config.oci_runtime) or config.oci_runtime
-        self.oci = OCIRuntime(runtime_path, config.conmon, config.crun_root, config.exits_root)
+        self.oci = OCIRuntime(sealed_runtime_path(runtime_path), config.conmon, config.crun_root, config.exits_root)
         self.handlers = self._make_handlers()
         self.network = PodNetwork(NetworkConfig(
             name=config.network_name, bridge=config.bridge, subnet=config.subnet, conf_dir=config.cni_dir,
@@ -61,7 +63,8 @@ class RuntimeService:
     def _make_handlers(self) -> dict[str, RuntimeHandler]:
         """The handlers by the names RuntimeClasses give: the OCI runtime as containerd's default
         ("" or "runc") and by its own name, and "runsc" where runsc is installed."""
-        default = OCIHandler(Path(self.config.oci_runtime).name, self.oci)
+        name = Path(self.config.oci_runtime).name
+        default = OCIHandler(name, self.oci, CompiledFilters(self.config.crun_root) if name == "crun" else None)
         handlers: dict[str, RuntimeHandler] = {"": default, DEFAULT_HANDLER: default, default.name: default}
         runsc = shutil.which(self.config.runsc) if self.config.runsc else None
         if runsc:
