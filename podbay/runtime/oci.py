@@ -11,10 +11,12 @@ import json
 import os
 import shlex
 import signal
+import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from podbay.runtime.syscalls import finished_before_cancel
 from podbay.runtime.types import ContainerRuntimeError
 
 _PIPE = asyncio.subprocess.PIPE
@@ -28,14 +30,15 @@ class OCIRuntime:
     exits: Path  # conmon --exit-dir: one file per exited container, holding the exit code
     global_args: tuple[str, ...] = ()  # before every subcommand, after --root (runsc's --platform...)
 
-    async def _run(self, *args: str, check: bool = True, timeout: float | None = None) -> tuple[int, str]:
-        proc = await asyncio.create_subprocess_exec(
-            self.runtime, f"--root={self.root}", *self.global_args, *args,
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
-        out, err = await asyncio.wait_for(proc.communicate(), timeout)
+    async def _run(self, *args: str, check: bool = True) -> tuple[int, str]:
+        # Spawned and reaped in a worker thread, as the CNI plugins: on the event loop each
+        # program's fork, pipes and child watcher were a large part of a pod start's loop time.
+        proc = await finished_before_cancel(asyncio.to_thread(
+            subprocess.run, [self.runtime, f"--root={self.root}", *self.global_args, *args],
+            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, check=False))
         if check and proc.returncode != 0:
-            raise ContainerRuntimeError(_runtime_message(err) or f"{self.runtime} {args[0]} failed")
-        return proc.returncode or 0, out.decode()
+            raise ContainerRuntimeError(_runtime_message(proc.stderr) or f"{self.runtime} {args[0]} failed")
+        return proc.returncode, proc.stdout.decode()
 
     async def create(self, container_id: str, bundle: Path, log_path: Path, *, tty: bool = False,
                      stdin: bool = False, stdin_once: bool = False) -> int:
@@ -59,17 +62,8 @@ class OCIRuntime:
             if not stdin_once:  # as CRI-O: stdin outlives an attach unless stdinOnce
                 args.append("--leave-stdin-open")
         env = {"PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"), "_OCI_SYNCPIPE": str(write_fd)}
-        try:
-            proc = await asyncio.create_subprocess_exec(
-                self.conmon, *args, env=env, pass_fds=(write_fd,), stdin=asyncio.subprocess.DEVNULL,
-                stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE, cwd=str(bundle))
-        finally:
-            os.close(write_fd)
-        try:
-            reply = await read_sync_pipe(read_fd)
-        finally:
-            os.close(read_fd)
-        _, err = await proc.communicate()
+        reply, err = await finished_before_cancel(asyncio.to_thread(
+            _run_monitor, [self.conmon, *args], env, bundle, read_fd, write_fd))
         pid = int(reply.get("data", -1)) if reply else -1
         if pid < 0:
             message = reply.get("message") if reply else None
@@ -139,6 +133,24 @@ async def read_sync_pipe(fd: int) -> dict[str, Any] | None:
     finally:
         transport.close()
     return json.loads(line) if line.strip() else None
+
+
+def _run_monitor(argv: list[str], env: dict[str, str], cwd: Path, read_fd: int,
+                 write_fd: int) -> tuple[dict[str, Any] | None, bytes]:
+    """conmon run to its daemonising exit, in a worker thread (see `_run`): its first message on
+    the sync pipe and its stderr. Closes both ends of the pipe."""
+    try:
+        try:
+            proc = subprocess.Popen(argv, env=env, pass_fds=(write_fd,), stdin=subprocess.DEVNULL,
+                                    stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=cwd)
+        finally:
+            os.close(write_fd)
+        with os.fdopen(read_fd, "rb", buffering=0, closefd=False) as pipe:
+            line = pipe.readline()
+        _, err = proc.communicate()
+    finally:
+        os.close(read_fd)
+    return (json.loads(line) if line.strip() else None), err
 
 
 def _runtime_message(err: bytes) -> str:
