@@ -1,7 +1,7 @@
 """Pods in their own kernel: the web pod under RuntimeClass gvisor against the same pod under
 crun and under `podman kube play`, in one run on this machine (see bench/README.md).
 
-    sudo .venv/bin/python -m bench.gvisor [--rounds 10] [--pods 5]
+    sudo .venv/bin/python -m bench.gvisor [--rounds 10] [--pods 5] [--memory-only]
 
 Figures: apply -> running (crun; gvisor with a booted sandbox waiting; gvisor cold; podman);
 HyperContainer's start and replace of a gvisor pod; memory (PSS) per gvisor pod sandbox.
@@ -113,20 +113,62 @@ def sandbox_pids(server: PodbayServer) -> list[int]:
     return pids
 
 
-async def memory_per_sandbox(server: PodbayServer, n: int) -> tuple[float, float]:
+def process_kind(pid: int) -> str:
+    """What a pod's process is: runsc names its sandbox (the Sentry) and gofer processes in argv[0];
+    the Sentry's ptrace stubs are its children that run the containers' code."""
+    try:
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        parent = int(Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[1])
+        parent_argv0 = Path(f"/proc/{parent}/cmdline").read_bytes().split(b"\0")[0]
+    except (OSError, ValueError, IndexError):
+        return "gone"
+    if any(b"gvisormon" in a for a in argv):
+        return "gvisormon"
+    for kind in (b"runsc-sandbox", b"runsc-gofer"):
+        if argv[0].endswith(kind):
+            return kind.decode()
+    if parent_argv0.endswith(b"runsc-sandbox"):
+        return "ptrace stub"
+    return argv[0].rpartition(b"/")[2].decode(errors="replace") or "(no argv)"
+
+
+Breakdown = dict[str, tuple[int, int, int]]  # kind: (processes, RSS KiB, PSS KiB)
+
+
+def breakdown(pids: list[int]) -> Breakdown:
+    out: Breakdown = {}
+    for pid in pids:
+        kind = process_kind(pid)
+        count, rss, pss = out.get(kind, (0, 0, 0))
+        r, p = total_kib([pid])
+        out[kind] = (count + 1, rss + r, pss + p)
+    return out
+
+
+async def memory_per_sandbox(server: PodbayServer, n: int) -> tuple[float, float, Breakdown]:
     """(RSS, PSS) in KiB per running gvisor web pod, everything its sandbox holds (its kernel and
-    the two httpd/sh containers in it), with no warm sandbox counted."""
+    the two httpd/sh containers in it), with no warm sandbox counted; and the processes by kind."""
     names = {f"mem-{i}" for i in range(n)}
     for name in sorted(names):
         await server.client.create(web(name, "gvisor"))
     await asyncio.wait_for(server.wait_pods(names, all_running), 300)
     await asyncio.sleep(3)  # the pool's refill is done; its warm sandbox is subtracted below
     warm = [p for p in sandbox_pids(server) if _is_warm(p, server)]
-    rss, pss = total_kib([p for p in sandbox_pids(server) if p not in warm])
+    counted = [p for p in sandbox_pids(server) if p not in warm]
+    rss, pss = total_kib(counted)
+    kinds = breakdown(counted)
     for name in names:
         await server.client.delete(Pod, name, "default", grace_period_seconds=0)
     await asyncio.wait_for(server.wait_pods(names, gone), 120)
-    return rss / n, pss / n
+    return rss / n, pss / n, kinds
+
+
+def print_memory(pods: int, rss: float, pss: float, kinds: Breakdown) -> None:
+    print(f"memory per gvisor pod sandbox ({pods} web pods, kernel + both containers): "
+          f"RSS {rss / 1024:.1f} MiB, PSS {pss / 1024:.1f} MiB")
+    for kind, (count, kind_rss, kind_pss) in sorted(kinds.items(), key=lambda kv: -kv[1][2]):
+        print(f"  {kind:<14} {count / pods:4.1f} a pod  RSS {kind_rss / pods / 1024:5.1f}  "
+              f"PSS {kind_pss / pods / 1024:5.1f} MiB a pod")
 
 
 def _is_warm(pid: int, server: PodbayServer) -> bool:
@@ -207,13 +249,22 @@ def line(label: str, s: Summary, base: Summary | None = None) -> str:
     return f"{label:<48} min {s.min:6.3f}  median {s.median:6.3f}  p90 {s.p90:6.3f} s{vs}"
 
 
+async def memory_only(rounds: int, pods: int) -> None:
+    server = PodbayServer("--warm-gvisor-sandboxes", "1")
+    try:
+        for _ in range(rounds):
+            print_memory(pods, *await memory_per_sandbox(server, pods))
+    finally:
+        await server.close()
+
+
 async def main_async(rounds: int, pods: int) -> None:
     server = PodbayServer("--warm-gvisor-sandboxes", "1")
     try:
         crun = await apply_to_running(server, None, rounds)
         warm = await apply_to_running(server, "gvisor", rounds)
         hyper = await start_and_replace(server, rounds)
-        rss, pss = await memory_per_sandbox(server, pods)
+        rss, pss, kinds = await memory_per_sandbox(server, pods)
     finally:
         await server.close()
     cold_server = PodbayServer("--warm-gvisor-sandboxes", "0")
@@ -236,16 +287,17 @@ async def main_async(rounds: int, pods: int) -> None:
     for handler, by_step in steps.items():
         print(f"runtime steps, {handler:5}: " + "  ".join(
             f"{step} {summarise(samples).median * 1000:.0f} ms" for step, samples in by_step.items()))
-    print(f"memory per gvisor pod sandbox ({pods} web pods, kernel + both containers): "
-          f"RSS {rss / 1024:.1f} MiB, PSS {pss / 1024:.1f} MiB")
+    print_memory(pods, rss, pss, kinds)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=10)
     parser.add_argument("--pods", type=int, default=5)
+    parser.add_argument("--memory-only", action="store_true",
+                        help="only the memory per pod sandbox, once a round, by kind of process")
     args = parser.parse_args()
-    asyncio.run(main_async(args.rounds, args.pods))
+    asyncio.run((memory_only if args.memory_only else main_async)(args.rounds, args.pods))
 
 
 if __name__ == "__main__":
