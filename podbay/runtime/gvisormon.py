@@ -112,8 +112,9 @@ def _oom_kills(events_file: str) -> int:
 def _control(sandbox_id: str) -> SandboxControl:
     """The sandbox's control client, from gvisorctl's file beside this one: the package is not
     importable here (-I -S), and gvisorctl needs only the standard library."""
-    spec = importlib.util.spec_from_file_location(
-        "gvisorctl", os.path.join(os.path.dirname(os.path.abspath(__file__)), "gvisorctl.py"))
+    # The source's path, which compiling recorded: the runtime runs this from a compiled copy.
+    here = os.path.dirname(_control.__code__.co_filename)
+    spec = importlib.util.spec_from_file_location("gvisorctl", os.path.join(here, "gvisorctl.py"))
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module  # where its classes' module is looked up
