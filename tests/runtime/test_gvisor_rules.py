@@ -3,6 +3,8 @@ pod's sandbox, one PID namespace only with shareProcessNamespace, cgroups from t
 roots, and what gvisormon writes: CRI log records, and the exit of a sandbox the OOM killer took."""
 from __future__ import annotations
 
+import os
+import re
 import signal
 from pathlib import Path
 
@@ -11,7 +13,7 @@ import pytest
 from podbay.agent.containerlogs import parse_cri_line
 from podbay.runtime.gvisor import CONTAINER_TYPE, SANDBOX_ID, GVisorConfig, GVisorHandler
 from podbay.runtime.gvisorctl import SandboxControl, exit_code
-from podbay.runtime.gvisormon import _MAX_LINE, _CRILog, _exit_status
+from podbay.runtime.gvisormon import _MAX_LINE, _CRILog, _exit_status, _run_start, _timestamp
 from podbay.runtime.handler import SandboxSpec
 
 
@@ -74,3 +76,23 @@ def test_cri_log_records(tmp_path: Path) -> None:
 
 def test_wait_statuses_become_exit_codes_as_runsc_wait_reports_them() -> None:
     assert [exit_code(s) for s in (0, 3 << 8, signal.SIGTERM, signal.SIGKILL)] == [0, 3, 143, 137]
+
+
+def test_cri_timestamps_are_rfc3339_utc_with_nanoseconds() -> None:
+    assert re.fullmatch(rb"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{9}Z", _timestamp())
+
+
+def test_runsc_start_is_spawned_with_the_pipes_for_stdio_and_its_exit_code() -> None:
+    """The monitor runs `runsc start` without subprocess: the pipes are its stdio, and its exit
+    code is the monitor's to report."""
+    in_r, in_w = os.pipe()
+    out_r, out_w = os.pipe()
+    err_r, err_w = os.pipe()
+    os.write(in_w, b"in\n")
+    os.close(in_w)
+    try:
+        assert _run_start(["sh", "-c", "read x; echo $x-out; echo err >&2; exit 3"], in_r, out_w, err_w) == 3
+        assert os.read(out_r, 100) == b"in-out\n" and os.read(err_r, 100) == b"err\n"
+    finally:
+        for fd in (in_r, out_r, out_w, err_r, err_w):
+            os.close(fd)
