@@ -35,6 +35,7 @@ import importlib.util
 import json
 import os
 import selectors
+import signal
 import socket
 import struct
 import termios
@@ -261,9 +262,11 @@ def _relay(sel: selectors.BaseSelector, streams: dict[int, str], status: list[in
 
 
 def _run_start(argv: list[str], stdin: int, stdout: int, stderr: int) -> int:
-    """`runsc start`'s exit code; posix_spawn, not subprocess, whose import is 0.9 MiB of heap."""
+    """`runsc start`'s exit code; posix_spawn, not subprocess, whose import is 0.9 MiB of heap.
+    The signals Python ignores are reset for it, as subprocess's restore_signals does."""
     pid = os.posix_spawnp(argv[0], argv, os.environ, file_actions=[
-        (os.POSIX_SPAWN_DUP2, stdin, 0), (os.POSIX_SPAWN_DUP2, stdout, 1), (os.POSIX_SPAWN_DUP2, stderr, 2)])
+        (os.POSIX_SPAWN_DUP2, stdin, 0), (os.POSIX_SPAWN_DUP2, stdout, 1), (os.POSIX_SPAWN_DUP2, stderr, 2)],
+        setsigdef=(signal.SIGPIPE, signal.SIGXFSZ))
     return os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
 
 

@@ -96,3 +96,14 @@ def test_runsc_start_is_spawned_with_the_pipes_for_stdio_and_its_exit_code() -> 
     finally:
         for fd in (in_r, out_r, out_w, err_r, err_w):
             os.close(fd)
+
+
+def test_runsc_start_gets_the_signals_python_ignores_back(tmp_path: Path) -> None:
+    out = tmp_path / "status"
+    fd = os.open(out, os.O_WRONLY | os.O_CREAT, 0o600)
+    try:
+        assert _run_start(["sh", "-c", "grep SigIgn /proc/self/status"], fd, fd, fd) == 0
+    finally:
+        os.close(fd)
+    ignored = int(out.read_text().split()[1], 16)
+    assert not ignored & (1 << (signal.SIGPIPE - 1)) and not ignored & (1 << (signal.SIGXFSZ - 1))
