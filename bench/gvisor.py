@@ -115,7 +115,7 @@ def sandbox_pids(server: PodbayServer) -> list[int]:
 
 def process_kind(pid: int) -> str:
     """What a pod's process is: runsc names its sandbox (the Sentry) and gofer processes in argv[0];
-    the Sentry's ptrace stubs are its children that run the containers' code."""
+    the Sentry's ptrace stubs (its children and theirs) run the containers' code."""
     try:
         argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
         parent = int(Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[1])
@@ -127,9 +127,10 @@ def process_kind(pid: int) -> str:
     for kind in (b"runsc-sandbox", b"runsc-gofer"):
         if argv[0].endswith(kind):
             return kind.decode()
-    if parent_argv0.endswith(b"runsc-sandbox"):
+    # The Sentry's children and theirs, made without an exec: no command line.
+    if parent_argv0.endswith(b"runsc-sandbox") or argv == [b""]:
         return "ptrace stub"
-    return argv[0].rpartition(b"/")[2].decode(errors="replace") or "(no argv)"
+    return argv[0].rpartition(b"/")[2].decode(errors="replace")
 
 
 Breakdown = dict[str, tuple[int, int, int]]  # kind: (processes, RSS KiB, PSS KiB)
