@@ -16,6 +16,7 @@ from podbay.api.errors import NotFound
 from podbay.runtime import cgroups
 from podbay.runtime.config import RuntimeConfig
 from podbay.runtime.etcfiles import write_pod_etc
+from podbay.runtime.files import remove_json
 from podbay.runtime.gvisor import GVISOR_BUNDLE, GVISOR_HANDLER
 from podbay.runtime.handler import RuntimeHandler, SandboxSpec, no_runtime
 from podbay.runtime.namespaces import pin_namespaces, start_pid_holder, stop_pid_holder, unpin_namespaces
@@ -81,7 +82,7 @@ class Sandboxes:
 
     def _forget(self, sandbox_id: str) -> None:
         self._records.pop(sandbox_id, None)
-        self.config.sandboxes_root.joinpath(f"{sandbox_id}.json").unlink(missing_ok=True)
+        remove_json(self.config.sandboxes_root / f"{sandbox_id}.json")
 
     def load(self) -> None:
         """Records are kept in memory; the files make them outlive this process."""
