@@ -23,7 +23,7 @@ from podbay.runtime.namespaces import pin_namespaces, start_pid_holder, stop_pid
 from podbay.runtime.network import PodNetwork
 from podbay.runtime.network import PortMapping as CNIPortMapping
 from podbay.runtime.records import SandboxRecord
-from podbay.runtime.syscalls import umount
+from podbay.runtime.syscalls import finished_before_cancel, umount
 from podbay.runtime.types import (
     ContainerRuntimeError, PodSandboxConfig, PodSandboxMetadata, PodSandboxStats, PodSandboxStatus, PortMapping, SandboxState,
 )
@@ -143,9 +143,11 @@ class Sandboxes:
             record.ip = record.ips[0] if record.ips else None
             if config.share_process_namespace and not config.host_pid and handler.host_kernel:
                 record.pid_holder = await start_pid_holder(directory)
-            write_pod_etc(directory / "etc", pod_ip=record.ip, hostname=config.hostname,
-                          fqdn=config.subdomain_fqdn, aliases=config.host_aliases, dns=config.dns,
-                          host_network=config.host_network)
+            # In a worker thread: a directory and three new files, each a wait on ext4's journal.
+            await finished_before_cancel(asyncio.to_thread(
+                write_pod_etc, directory / "etc", pod_ip=record.ip, hostname=config.hostname,
+                fqdn=config.subdomain_fqdn, aliases=config.host_aliases, dns=config.dns,
+                host_network=config.host_network))
             self._save(record)
             if warm and warm.booted:
                 # Nothing before a container starts needs it: start_container waits for it.
