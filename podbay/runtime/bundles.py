@@ -32,8 +32,8 @@ def container_log_path(config: RuntimeConfig, sandbox: SandboxRecord, container:
 async def make_bundle(images: ImageStore, handler: RuntimeHandler, sandboxes: Sandboxes, sandbox: SandboxRecord,
                       record: ContainerRecord, config: ContainerConfig, pid_namespace: str | None,
                       seccomp_profile: dict[str, Any] | None) -> dict[str, Any]:
-    """The rootfs and config.json under the record's bundle; returns the spec's process, which
-    every exec starts from. `pid_namespace`: the one to join, else the sandbox's choice."""
+    """The rootfs and config.json under the record's bundle, and the record saved; returns the
+    spec's process, which every exec starts from. `pid_namespace`: the one to join, else the sandbox's choice."""
     directory, bundle = record.path.parent, sandboxes.config.bundles_root / record.id
     rootfs = bundle / "rootfs"
     layers = images.mount_layers(config.image)
@@ -47,7 +47,7 @@ async def make_bundle(images: ImageStore, handler: RuntimeHandler, sandboxes: Sa
     spec = handler.container_spec(oci_spec(full, paths, str(rootfs), uid, gid, groups, seccomp_profile),
                                   sandboxes.spec(sandbox))
     await finished_before_cancel(asyncio.to_thread(
-        _write_bundle, bundle, spec, directory if config.termination_message_path else None))
+        _write_bundle, bundle, spec, directory if config.termination_message_path else None, record))
     process: dict[str, Any] = spec["process"]
     return process
 
@@ -66,13 +66,16 @@ def _make_rootfs(directory: Path, rootfs: Path, log_dir: Path, layers: list[Path
     return resolve_user(rootfs, security)
 
 
-def _write_bundle(bundle: Path, spec: dict[str, Any], termination_log_dir: Path | None) -> None:
-    """config.json, and the termination-message file the spec mounts (writable by any user)."""
+def _write_bundle(bundle: Path, spec: dict[str, Any], termination_log_dir: Path | None,
+                  record: ContainerRecord) -> None:
+    """config.json, the termination-message file the spec mounts (writable by any user), and the
+    container's first record (a new file and its spare, the creates a save's cost is made of)."""
     if termination_log_dir is not None:
         log = termination_log_dir / TERMINATION_LOG
         log.touch()
         log.chmod(0o666)
     (bundle / "config.json").write_text(json.dumps(spec))
+    record.save()
 
 
 def _sandbox_paths(sandbox: SandboxRecord, directory: Path, container_id: str, pid: str | None) -> SandboxPaths:

@@ -31,8 +31,10 @@ def write_json_atomic(path: Path, data: Any) -> None:
         spare.truncate()  # its old content may be longer
     try:
         swapped = exchange(str(tmp), str(path))
-    except FileNotFoundError:  # the first write
-        swapped = False
+    except FileNotFoundError:  # the first write: its spare is made in the same call (off the loop, for some)
+        os.replace(tmp, path)
+        os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o666))
+        return
     if not swapped:
         os.replace(tmp, path)
 

@@ -93,4 +93,7 @@ def test_a_saved_record_replaces_the_old_one_whole_and_keeps_one_spare(tmp_path:
     record.path = fresh
     record.save()
     assert ContainerRecord.load(fresh).state is ContainerState.RUNNING
-    assert [p.name for p in fresh.parent.iterdir()] == ["record.json"]
+    assert sorted(p.name for p in fresh.parent.iterdir()) == [".record.json.tmp", "record.json"]
+    record.state = ContainerState.EXITED  # the second save rewrites the spare made by the first
+    record.save()
+    assert ContainerRecord.load(fresh).state is ContainerState.EXITED
