@@ -3,6 +3,7 @@ the config.json the handler runs, with the sandbox's namespaces, /etc files and 
 process an exec in it runs."""
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 from typing import Any
@@ -11,12 +12,15 @@ from podbay.runtime.config import RuntimeConfig
 from podbay.runtime.handler import RuntimeHandler
 from podbay.runtime.images import ImageStore
 from podbay.runtime.images.devices import make_devices
+from podbay.runtime.images.unpack import Device
 from podbay.runtime.records import ContainerRecord, SandboxRecord
 from podbay.runtime.sandboxes import Sandboxes
 from podbay.runtime.spec import SandboxPaths, oci_spec
-from podbay.runtime.syscalls import mount_off_loop
-from podbay.runtime.types import ContainerConfig, ContainerMetadata, Mount
+from podbay.runtime.syscalls import finished_before_cancel, mount
+from podbay.runtime.types import ContainerConfig, ContainerMetadata, LinuxContainerSecurity, Mount
 from podbay.runtime.users import resolve_user
+
+TERMINATION_LOG = "termination-log"
 
 
 def container_log_path(config: RuntimeConfig, sandbox: SandboxRecord, container: ContainerMetadata) -> Path:
@@ -28,27 +32,50 @@ def container_log_path(config: RuntimeConfig, sandbox: SandboxRecord, container:
 async def make_bundle(images: ImageStore, handler: RuntimeHandler, sandboxes: Sandboxes, sandbox: SandboxRecord,
                       record: ContainerRecord, config: ContainerConfig, pid_namespace: str | None,
                       seccomp_profile: dict[str, Any] | None) -> dict[str, Any]:
-    """The rootfs and config.json under the record's bundle; returns the spec's process, which
-    every exec starts from. `pid_namespace`: the one to join, else the sandbox's choice."""
+    """The rootfs and config.json under the record's bundle, and the record saved; returns the
+    spec's process, which every exec starts from. `pid_namespace`: the one to join, else the sandbox's choice."""
     directory, bundle = record.path.parent, sandboxes.config.bundles_root / record.id
     rootfs = bundle / "rootfs"
-    for d in (directory / "upper", directory / "work", rootfs):
-        d.mkdir(parents=True)
-    Path(record.log_path).parent.mkdir(parents=True, exist_ok=True)
     layers = images.mount_layers(config.image)
-    await mount_off_loop("overlay", str(rootfs), "overlay", 0, f"lowerdir={':'.join(map(str, layers))},"
-                         f"upperdir={directory / 'upper'},workdir={directory / 'work'}")
-    make_devices(rootfs, layers, images.layer_devices(config.image))
-    uid, gid, groups = resolve_user(rootfs, config.security)
+    uid, gid, groups = await finished_before_cancel(asyncio.to_thread(
+        _make_rootfs, directory, rootfs, Path(record.log_path).parent, layers, images.layer_devices(config.image),
+        config.security))
     sandbox_dir = sandboxes.sandbox_dir(sandbox.id)
     mounts = _sandbox_mounts(sandbox, sandbox_dir, config, directory)
     paths = _sandbox_paths(sandbox, sandbox_dir, record.id, pid_namespace or _shared_pid(sandbox))
     full = ContainerConfig(**{**config.__dict__, "mounts": mounts + list(config.mounts)})
     spec = handler.container_spec(oci_spec(full, paths, str(rootfs), uid, gid, groups, seccomp_profile),
                                   sandboxes.spec(sandbox))
-    (bundle / "config.json").write_text(json.dumps(spec))
+    await finished_before_cancel(asyncio.to_thread(
+        _write_bundle, bundle, spec, directory if config.termination_message_path else None, record))
     process: dict[str, Any] = spec["process"]
     return process
+
+
+def _make_rootfs(directory: Path, rootfs: Path, log_dir: Path, layers: list[Path], devices: list[list[Device]],
+                 security: LinuxContainerSecurity) -> tuple[int, int, list[int]]:
+    """The container's directories, its mounted overlay with its devices, and the user it runs as.
+    One worker-thread call: each mkdir and mount waits on the filesystem's journal or the kernel's
+    mount lock, for several ms under load, and on the event loop that stalled every other pod."""
+    for d in (directory / "upper", directory / "work", rootfs):
+        d.mkdir(parents=True)
+    log_dir.mkdir(parents=True, exist_ok=True)
+    mount("overlay", str(rootfs), "overlay", 0, f"lowerdir={':'.join(map(str, layers))},"
+          f"upperdir={directory / 'upper'},workdir={directory / 'work'}")
+    make_devices(rootfs, layers, devices)
+    return resolve_user(rootfs, security)
+
+
+def _write_bundle(bundle: Path, spec: dict[str, Any], termination_log_dir: Path | None,
+                  record: ContainerRecord) -> None:
+    """config.json, the termination-message file the spec mounts (writable by any user), and the
+    container's first record (a new file and its spare, the creates a save's cost is made of)."""
+    if termination_log_dir is not None:
+        log = termination_log_dir / TERMINATION_LOG
+        log.touch()
+        log.chmod(0o666)
+    (bundle / "config.json").write_text(json.dumps(spec))
+    record.save()
 
 
 def _sandbox_paths(sandbox: SandboxRecord, directory: Path, container_id: str, pid: str | None) -> SandboxPaths:
@@ -75,10 +102,7 @@ def _sandbox_mounts(sandbox: SandboxRecord, sandbox_dir: Path, config: Container
     if not sandbox.host_network:
         mounts.append(Mount("/etc/hostname", str(etc / "hostname")))
     if config.termination_message_path:
-        log = directory / "termination-log"
-        log.touch()
-        log.chmod(0o666)
-        mounts.append(Mount(config.termination_message_path, str(log)))
+        mounts.append(Mount(config.termination_message_path, str(directory / TERMINATION_LOG)))
     return mounts
 
 

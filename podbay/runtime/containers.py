@@ -140,7 +140,7 @@ class Containers:
             pid = self._pid_namespace_of(config.pid_target_id) if config.pid_target_id else None
             self._processes[container_id] = await make_bundle(
                 self.images, handler, self.sandboxes, sandbox, record, config, pid, seccomp_profile)
-            self._save(record)
+            self._records[container_id] = record  # saved by make_bundle
         except BaseException:
             await finished_before_cancel(self._discard(container_id))
             raise

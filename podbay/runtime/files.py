@@ -9,23 +9,40 @@ from typing import Any
 from podbay.runtime.syscalls import exchange
 
 
+def spare_path(path: Path) -> Path:
+    """Where `write_json_atomic` writes `path`'s next content; it holds the one before after a write."""
+    return path.with_name(f".{path.name}.tmp")
+
+
 def write_json_atomic(path: Path, data: Any) -> None:
     """A reader never sees half a file: write beside it, then swap it in.
 
     An existing file is exchanged with the new one, not renamed over: on ext4 a rename over an
     existing file first writes the new file's data out (its `auto_da_alloc` guard for programs
     that skip fsync), a synchronous wait on the event loop of ~0.2 ms idle and several under
-    load, several times per pod. Records are not fsynced either way."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, default=str))
+    load, several times per pod. The old content stays in the spare beside it and the next write
+    overwrites it in place: creating and unlinking a file each wait on ext4's journal (most of a
+    record's save under load), rewriting a block already allocated does not. Not fsynced either
+    way; `remove_json` removes both."""
+    tmp = spare_path(path)
+    body = json.dumps(data, default=str).encode()
+    with open(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o666), "wb") as spare:
+        spare.write(body)
+        spare.truncate()  # its old content may be longer
     try:
         swapped = exchange(str(tmp), str(path))
-    except FileNotFoundError:  # the first write
-        swapped = False
-    if swapped:
-        tmp.unlink()
-    else:
+    except FileNotFoundError:  # the first write: its spare is made in the same call (off the loop, for some)
         os.replace(tmp, path)
+        os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o666))
+        return
+    if not swapped:
+        os.replace(tmp, path)
+
+
+def remove_json(path: Path) -> None:
+    """Removes a file `write_json_atomic` wrote, and its spare."""
+    path.unlink(missing_ok=True)
+    spare_path(path).unlink(missing_ok=True)
 
 
 def read_pid_file(path: Path) -> int | None:

@@ -19,7 +19,7 @@ from typing import Any
 
 from podbay.runtime import hostports
 from podbay.runtime.cni import CNI_VERSION, NetworkError, cni_args, exec_plugin, find_plugin
-from podbay.runtime.files import write_json_atomic
+from podbay.runtime.files import remove_json, write_json_atomic
 
 __all__ = ["NetworkConfig", "PortMapping", "NetworkStatus", "NetworkError", "PodNetwork", "default_conflist",
            "host_port_conflicts"]
@@ -415,7 +415,7 @@ class PodNetwork:
             errors += await _drop_rules(plugin_comment(conflist["name"], container_id), _families(prev))
         if errors:
             raise NetworkError("; ".join(errors))
-        cache.unlink(missing_ok=True)
+        remove_json(cache)
 
     async def check(self, container_id: str, netns: Path) -> None:
         """CNI CHECK of every plugin against the cached result; NetworkError names what is wrong."""

@@ -16,13 +16,14 @@ from podbay.api.errors import NotFound
 from podbay.runtime import cgroups
 from podbay.runtime.config import RuntimeConfig
 from podbay.runtime.etcfiles import write_pod_etc
+from podbay.runtime.files import remove_json
 from podbay.runtime.gvisor import GVISOR_BUNDLE, GVISOR_HANDLER
 from podbay.runtime.handler import RuntimeHandler, SandboxSpec, no_runtime
 from podbay.runtime.namespaces import pin_namespaces, start_pid_holder, stop_pid_holder, unpin_namespaces
 from podbay.runtime.network import PodNetwork
 from podbay.runtime.network import PortMapping as CNIPortMapping
 from podbay.runtime.records import SandboxRecord
-from podbay.runtime.syscalls import umount
+from podbay.runtime.syscalls import finished_before_cancel, umount
 from podbay.runtime.types import (
     ContainerRuntimeError, PodSandboxConfig, PodSandboxMetadata, PodSandboxStats, PodSandboxStatus, PortMapping, SandboxState,
 )
@@ -81,7 +82,7 @@ class Sandboxes:
 
     def _forget(self, sandbox_id: str) -> None:
         self._records.pop(sandbox_id, None)
-        self.config.sandboxes_root.joinpath(f"{sandbox_id}.json").unlink(missing_ok=True)
+        remove_json(self.config.sandboxes_root / f"{sandbox_id}.json")
 
     def load(self) -> None:
         """Records are kept in memory; the files make them outlive this process."""
@@ -142,9 +143,11 @@ class Sandboxes:
             record.ip = record.ips[0] if record.ips else None
             if config.share_process_namespace and not config.host_pid and handler.host_kernel:
                 record.pid_holder = await start_pid_holder(directory)
-            write_pod_etc(directory / "etc", pod_ip=record.ip, hostname=config.hostname,
-                          fqdn=config.subdomain_fqdn, aliases=config.host_aliases, dns=config.dns,
-                          host_network=config.host_network)
+            # In a worker thread: a directory and three new files, each a wait on ext4's journal.
+            await finished_before_cancel(asyncio.to_thread(
+                write_pod_etc, directory / "etc", pod_ip=record.ip, hostname=config.hostname,
+                fqdn=config.subdomain_fqdn, aliases=config.host_aliases, dns=config.dns,
+                host_network=config.host_network))
             self._save(record)
             if warm and warm.booted:
                 # Nothing before a container starts needs it: start_container waits for it.

@@ -6,6 +6,7 @@ import json
 from datetime import datetime, timezone
 from pathlib import Path
 
+from podbay.runtime.files import remove_json
 from podbay.runtime.records import ContainerRecord, SandboxRecord
 from podbay.runtime.types import ContainerState, PodSandboxMetadata, PortMapping, SandboxState
 
@@ -70,7 +71,7 @@ def test_records_older_than_runtime_handlers_load_with_the_defaults(tmp_path: Pa
     assert json.loads((tmp_path / "record.json").read_text())["started_at"] is None
 
 
-def test_a_saved_record_replaces_the_old_one_whole_and_leaves_no_other_file(tmp_path: Path) -> None:
+def test_a_saved_record_replaces_the_old_one_whole_and_keeps_one_spare(tmp_path: Path) -> None:
     path = tmp_path / "record.json"
     record = ContainerRecord.load(write(path, CONTAINER_JSON))
     with path.open() as reader:  # a reader that opened the record before the save
@@ -78,10 +79,21 @@ def test_a_saved_record_replaces_the_old_one_whole_and_leaves_no_other_file(tmp_
         record.save()
         assert json.loads(reader.read()) == CONTAINER_JSON
     assert json.loads(path.read_text())["state"] == "CONTAINER_RUNNING"
-    assert [p.name for p in tmp_path.iterdir()] == ["record.json"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".record.json.tmp", "record.json"]
+    spare = (tmp_path / ".record.json.tmp").stat().st_ino
+    record.message = ""  # shorter than the spare's content: none of its old bytes may be left
+    record.save()
+    assert ContainerRecord.load(path).message == ""
+    assert (tmp_path / ".record.json.tmp").stat().st_ino != spare  # swapped, not written in place
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".record.json.tmp", "record.json"]
+    remove_json(path)
+    assert list(tmp_path.iterdir()) == []
     fresh = tmp_path / "fresh" / "record.json"
     fresh.parent.mkdir()
     record.path = fresh
     record.save()
     assert ContainerRecord.load(fresh).state is ContainerState.RUNNING
-    assert [p.name for p in fresh.parent.iterdir()] == ["record.json"]
+    assert sorted(p.name for p in fresh.parent.iterdir()) == [".record.json.tmp", "record.json"]
+    record.state = ContainerState.EXITED  # the second save rewrites the spare made by the first
+    record.save()
+    assert ContainerRecord.load(fresh).state is ContainerState.EXITED
