@@ -82,7 +82,8 @@ spec: {{containers: [{{name: c, image: busybox:1.35}}]}}
     mine = sorted((e for e in events if e.involved_object.name == "starting"), key=lambda e: int(e.metadata.resource_version or 0))
     assert [e.reason for e in mine] == ["Created", "Started"]  # stored in the order recorded
     # Their times are when they were recorded, before the other pod's Event.
-    assert all(e.first_timestamp <= first.first_timestamp for e in mine)
+    assert first.first_timestamp is not None
+    assert all(e.first_timestamp is not None and e.first_timestamp <= first.first_timestamp for e in mine)
     # After the release, the pod's Events go out at once again.
     await recorder.record(held, "Killing", "Stopping container c", field_path="spec.containers{c}")
     await _events_until(api_client, 4)
@@ -92,4 +93,4 @@ spec: {{containers: [{{name: c, image: busybox:1.35}}]}}
     await recorder.record(held, "Pulled", "Container image already present on machine")
     await recorder.close()
     events, _ = await api_client.list(Event, "default")
-    assert sorted(e.reason for e in events) == ["Created", "Killing", "Pulled", "Scheduled", "Started"]
+    assert sorted(e.reason or "" for e in events) == ["Created", "Killing", "Pulled", "Scheduled", "Started"]

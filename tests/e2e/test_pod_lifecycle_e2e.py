@@ -64,7 +64,7 @@ async def test_web_pod_runs_serves_and_goes(cluster: Cluster) -> None:
     events, _ = await cluster.client.list(Event, "default")
     mine = sorted((e for e in events if e.involved_object.name == "web"),
                   key=lambda e: int(e.metadata.resource_version or 0))
-    assert [e.reason for e in mine if e.source.component != "kubelet"] == ["Scheduled"]
+    assert [e.reason for e in mine if e.source is None or e.source.component != "kubelet"] == ["Scheduled"]
     for name in ("backend", "frontend"):
         steps = [e.reason for e in mine if e.involved_object.field_path == f"spec.containers{{{name}}}"]
         assert steps == ["Pulled", "Created", "Started"], (name, steps)
