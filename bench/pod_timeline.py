@@ -38,17 +38,17 @@ Stamps = list[tuple[float, str]]  # (milliseconds, label) of one pod, in time or
 # request to its commit holds the API server's work and that wait.
 MILESTONES = [
     ("create POST sent", r"^request POST .*/pods$"),
-    ("the pod committed (API server work, store commit)", r"^committed \['pods'\]"),
+    ("the pod committed (API server work, store commit)", r"^committed \[.*'pods'"),
     ("its watch event sent", r"^watch-sent ADDED {name}$"),
     ("the scheduler's informer has it", r"^informer ADDED {name} "),
     ("binding POST sent (scheduling cycle)", r"^request POST .*/pods/{name}/binding$"),
-    ("the binding committed", r"^committed \['pods'\]"),
+    ("the binding committed", r"^committed \[.*'pods'"),
     ("its watch event sent", r"^watch-sent MODIFIED {name}$"),
     ("the agent's informer has the bound pod", r"^informer MODIFIED {name} node=[^N]"),
     ("the pod worker's sync starts", r"^sync {name}$"),
     ("the status computed (sandbox, containers: the runtime)", r"^status {name}$"),
     ("status PUT sent", r"^request PUT .*/pods/{name}/status$"),
-    ("the status committed", r"^committed \['pods'\]"),
+    ("the status committed", r"^committed \[.*'pods'"),
     ("its watch event sent", r"^watch-sent MODIFIED {name}$"),
     ("the client's watch sees Running", r"^seen-running {name}$"),
 ]

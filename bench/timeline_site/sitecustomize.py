@@ -7,7 +7,9 @@ from __future__ import annotations
 import functools
 import inspect
 import os
+import sys
 import time
+from pathlib import Path
 from typing import Any, Callable
 
 _PATH = os.environ.get("PODBAY_TIMELINE")
@@ -42,6 +44,9 @@ def _before(owner: Any, name: str, label: Callable[..., str | None]) -> None:
 
 
 def _install() -> None:
+    # This runs before `python -m` puts the working directory on sys.path: podbay is imported from
+    # the tree this benchmark belongs to (as bench/podbay_side.py runs it), not an installed copy.
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
     from podbay.agent.podsync import PodSync
     from podbay.apiserver import app
     from podbay.client.client import Client
