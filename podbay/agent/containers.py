@@ -136,7 +136,8 @@ class ContainerManager:
         if isinstance(created, ContainerOutcome):
             return created
         await self.events.record(pod, "Created", f"Created container {name}", container=name, init=init)
-        if after is not None:
+        if after is not None and not after.is_set():
+            self.events.release(uid_of(pod))
             await after.wait()
         try:
             await self.runtime.start_container(created)
@@ -202,6 +203,7 @@ class ContainerManager:
         post_start = container.lifecycle.post_start if container.lifecycle is not None else None
         if post_start is None:
             return STARTED
+        self.events.release(uid_of(pod))
         ok, message = await run_handler(self.runtime, post_start, container, cid, pod_ip, float(grace_seconds(pod)))
         if ok:
             return STARTED
@@ -234,6 +236,7 @@ class ContainerManager:
                                      init=init)
             return ContainerOutcome(False, ("ImagePullBackOff", f'Back-off pulling image "{image}"'),
                                     time.monotonic() + left)
+        self.events.release(uid_of(pod))
         await self.events.record(pod, "Pulling", f'Pulling image "{image}"', container=name, init=init)
         t0 = time.monotonic()
         try:
