@@ -57,8 +57,8 @@ async def test_web_pod_runs_serves_and_goes(cluster: Cluster) -> None:
     by_ip = await fetch_when_served(f"http://{pod.status.pod_ip}:8080/")
     by_host_port = await fetch_when_served(f"http://127.0.0.1:{port}/")
     assert "UTC" in by_ip and "UTC" in by_host_port
-    # The start's Events: all there, each container's in the order they happened, as
-    # `kubectl describe pod` lists them (they go out in the background, so they may trail the status).
+    # The node agent sends a start's Events after the pod's status: all there, each container's in
+    # the order they happened, as `kubectl describe pod` lists them.
     for name in ("backend", "frontend"):
         await cluster.wait_event("web", "Started", f"Started container {name}")
     events, _ = await cluster.client.list(Event, "default")
