@@ -29,6 +29,7 @@ from podbay.agent.routes import HostRoutes
 from podbay.agent.runtimeview import runtime_pods
 from podbay.api import Pod
 from podbay.api.models import Container
+from podbay.api.services import Service
 from podbay.api.stored import uid_of
 from podbay.client.client import Client
 from podbay.client.informer import NodePods, PodSource, SharedInformerFactory, WatchEvents
@@ -146,6 +147,7 @@ async def run(client: Client, runtime: ContainerRuntime, config: AgentConfig,
     if registered is not None:
         registered.set()
     factory = informers or own_informers or SharedInformerFactory(client)
+    agent.containers.services = factory.informer(Service)
     pods: PodSource
     if informers is not None:
         # The process already holds every pod (the scheduler's and controllers' informer): read

@@ -29,6 +29,7 @@ from podbay.api.models import Container, EphemeralContainer, is_restartable_init
 from podbay.api.services import Service
 from podbay.api.stored import uid_of
 from podbay.client.client import Client
+from podbay.client.informer import NAMESPACE_INDEX, SharedInformer
 from podbay.runtime.images import Image
 
 MINIMUM_GRACE_SECONDS = 2  # the kubelet's minimumGracePeriodInSeconds after a preStop hook
@@ -87,6 +88,8 @@ class ContainerManager:
         self.backoff = Backoff(config.backoff_base, config.backoff_cap, config.backoff_reset)
         self.pull_backoff = Backoff(config.backoff_base, config.backoff_cap, config.backoff_reset)
         self._service_lists: dict[str, asyncio.Future[tuple[list[Service], str]]] = {}
+        # The agent's informer of Services (the kubelet's service lister), once it has one.
+        self.services: SharedInformer[Service] | None = None
 
     async def _failed(self, pod: Pod, name: str, init: bool, reason: str, message: str) -> ContainerOutcome:
         await self.events.record(pod, "Failed", f"Error: {message}", warning=True, container=name, init=init)
@@ -105,9 +108,12 @@ class ContainerManager:
         return service_env(services, namespace, links)
 
     async def _services(self, namespace: str) -> list[Service]:
-        """The namespace's Services. Asks made meanwhile share the one list in flight: a pod's
-        containers are created together, and each list is a round trip through the API server
-        on the way of the pod's start."""
+        """The namespace's Services: from the informer once it has listed them, as the kubelet
+        reads its service lister, for a list is a round trip through the API server on the way
+        of the pod's start. Before that, asks made meanwhile share the one list in flight: a
+        pod's containers are created together."""
+        if self.services is not None and self.services.has_synced():
+            return self.services.by_index(NAMESPACE_INDEX, namespace)
         pending = self._service_lists.get(namespace)
         if pending is None:
             pending = asyncio.ensure_future(self.client.list(Service, namespace))
@@ -130,7 +136,8 @@ class ContainerManager:
         if isinstance(created, ContainerOutcome):
             return created
         await self.events.record(pod, "Created", f"Created container {name}", container=name, init=init)
-        if after is not None:
+        if after is not None and not after.is_set():
+            self.events.release(uid_of(pod))
             await after.wait()
         try:
             await self.runtime.start_container(created)
@@ -196,6 +203,7 @@ class ContainerManager:
         post_start = container.lifecycle.post_start if container.lifecycle is not None else None
         if post_start is None:
             return STARTED
+        self.events.release(uid_of(pod))
         ok, message = await run_handler(self.runtime, post_start, container, cid, pod_ip, float(grace_seconds(pod)))
         if ok:
             return STARTED
@@ -228,6 +236,7 @@ class ContainerManager:
                                      init=init)
             return ContainerOutcome(False, ("ImagePullBackOff", f'Back-off pulling image "{image}"'),
                                     time.monotonic() + left)
+        self.events.release(uid_of(pod))
         await self.events.record(pod, "Pulling", f'Pulling image "{image}"', container=name, init=init)
         t0 = time.monotonic()
         try:

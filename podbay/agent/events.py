@@ -2,6 +2,9 @@
 involvedObject.fieldPath."""
 from __future__ import annotations
 
+import contextlib
+from typing import Iterator
+
 from podbay.api import Pod
 from podbay.client.record import EventRecorder
 
@@ -18,6 +21,21 @@ class PodEvents:
                      container: str | None = None, init: bool = False) -> None:
         await self.recorder.record(pod, reason, message, warning=warning,
                                    field_path=container_path(container, init) if container else None)
+
+    @contextlib.contextmanager
+    def held(self, uid: str) -> Iterator[None]:
+        """The pod's Events wait for the end of the block (a sync's container starts and its status
+        write) unless `release` sends them first."""
+        self.recorder.hold(uid)
+        try:
+            yield
+        finally:
+            self.recorder.release(uid)
+
+    def release(self, uid: str) -> None:
+        """Before a wait a user may watch (an image pull, a postStart hook): what happened so far is
+        told now, and what follows as it happens."""
+        self.recorder.release(uid)
 
     async def close(self) -> None:
         await self.recorder.close()

@@ -87,7 +87,10 @@ class PodSync:
         ending = await self._ending(w, pod, rt)
         if ending.stopping:
             return await self._sync_terminating(w, pod, rt, ending)
-        await self._sync_running(w, pod, rt)
+        # Its Events go out after its status is written: a pod's start records one per container
+        # step, and each is a commit the status write would otherwise queue behind.
+        with self.events.held(w.uid):
+            await self._sync_running(w, pod, rt)
         return False
 
     async def _sync_gone(self, w: PodWorker, rt: PodRuntimeStatus) -> None:

@@ -4,7 +4,12 @@ Events go out from a queue in the background, so recording one never holds up a 
 event equal to one sent before (same object, field path, type, reason and message) is not
 stored again: the earlier Event's `count` goes up and its `lastTimestamp` moves, which is what
 `kubectl describe` shows as "x12 over 3m". Without that, a probe failing every second would
-store 86,400 Events a day."""
+store 86,400 Events a day.
+
+A component may hold the Events about one object for a while (`hold`/`release`): the node agent
+holds a pod's while it starts the pod's containers and writes the pod's status, so their API calls
+(each a commit of its own) do not stand in the way of that status write; they keep the time they
+were recorded at and their order."""
 from __future__ import annotations
 
 import asyncio
@@ -49,6 +54,7 @@ class EventRecorder:
         self._queue: asyncio.Queue[Event] = asyncio.Queue()
         self._sender: asyncio.Task[None] | None = None
         self._sent: OrderedDict[EventKey, SentEvent] = OrderedDict()
+        self._held: dict[str, list[Event]] = {}  # involved object's uid -> its Events recorded since `hold`
 
     async def record(self, obj: Any, reason: str, message: str, *, warning: bool = False,
                      field_path: str | None = None) -> None:
@@ -70,6 +76,22 @@ class EventRecorder:
             "firstTimestamp": now, "lastTimestamp": now, "count": 1,
             "reportingComponent": self.component, "reportingInstance": self.host or self.component,
         })
+        held = self._held.get(obj.metadata.uid or "")
+        if held is not None:
+            held.append(event)
+        else:
+            self._enqueue(event)
+
+    def hold(self, uid: str) -> None:
+        """Events about the object with `uid` wait in order until `release(uid)`."""
+        self._held.setdefault(uid, [])
+
+    def release(self, uid: str) -> None:
+        """Sends what `hold(uid)` kept back; later Events about it go out at once again."""
+        for event in self._held.pop(uid, []):
+            self._enqueue(event)
+
+    def _enqueue(self, event: Event) -> None:
         self._queue.put_nowait(event)
         if self._sender is None or self._sender.done():
             self._sender = asyncio.create_task(self._send())
@@ -105,7 +127,9 @@ class EventRecorder:
             self._sent.popitem(last=False)
 
     async def close(self) -> None:
-        """Sends what is queued, then stops."""
+        """Sends what is queued or held, then stops."""
+        for uid in list(self._held):
+            self.release(uid)
         if self._sender is None:
             return
         with contextlib.suppress(asyncio.TimeoutError):

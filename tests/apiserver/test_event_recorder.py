@@ -1,6 +1,10 @@
 """Events recorded through the real API server: a repeat raises the stored Event's count
-instead of storing another, as client-go's recorder does."""
+instead of storing another, as client-go's recorder does; an object's Events held back go out in
+order, with the times they were recorded at, when released."""
 from __future__ import annotations
+
+import asyncio
+import time
 
 from podbay.api import Event
 from podbay.api.formats import load_pods
@@ -44,3 +48,49 @@ spec: {containers: [{name: c, image: busybox:1.35}]}
     events, _ = await api_client.list(Event, "default")
     assert sorted((e.message, e.count) for e in events) == [("Readiness probe failed: no", 1),
                                                             ("Readiness probe failed: other", 1)]
+
+
+async def _events_until(client: Client, count: int) -> list[Event]:
+    deadline = time.monotonic() + 60
+    while True:
+        events, _ = await client.list(Event, "default")
+        if len(events) >= count:
+            return events
+        assert time.monotonic() < deadline, f"{count} Events never stored: {[e.reason for e in events]}"
+        await asyncio.sleep(0.02)
+
+
+async def test_held_events_wait_for_their_release_and_keep_their_order_and_times(api_client: Client) -> None:
+    held, other = [await api_client.create(load_pods(f"""
+apiVersion: v1
+kind: Pod
+metadata: {{name: {name}}}
+spec: {{containers: [{{name: c, image: busybox:1.35}}]}}
+""")[0]) for name in ("starting", "other")]
+    assert held.metadata.uid is not None
+    recorder = EventRecorder(api_client, "kubelet", "node-a")
+    recorder.hold(held.metadata.uid)
+    await recorder.record(held, "Created", "Created container c", field_path="spec.containers{c}")
+    await recorder.record(held, "Started", "Started container c", field_path="spec.containers{c}")
+    await recorder.record(other, "Scheduled", "Successfully assigned default/other to node-a")
+    # The other pod's Event, recorded last, is stored while the held ones are not: the queue is
+    # first in, first out, so they would have gone before it.
+    (first,) = await _events_until(api_client, 1)
+    assert first.reason == "Scheduled"
+    recorder.release(held.metadata.uid)
+    events = await _events_until(api_client, 3)
+    mine = sorted((e for e in events if e.involved_object.name == "starting"), key=lambda e: int(e.metadata.resource_version or 0))
+    assert [e.reason for e in mine] == ["Created", "Started"]  # stored in the order recorded
+    # Their times are when they were recorded, before the other pod's Event.
+    assert first.first_timestamp is not None
+    assert all(e.first_timestamp is not None and e.first_timestamp <= first.first_timestamp for e in mine)
+    # After the release, the pod's Events go out at once again.
+    await recorder.record(held, "Killing", "Stopping container c", field_path="spec.containers{c}")
+    await _events_until(api_client, 4)
+
+    # Closing sends what is still held.
+    recorder.hold(held.metadata.uid)
+    await recorder.record(held, "Pulled", "Container image already present on machine")
+    await recorder.close()
+    events, _ = await api_client.list(Event, "default")
+    assert sorted(e.reason or "" for e in events) == ["Created", "Killing", "Pulled", "Scheduled", "Started"]

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from podbay.api import Node, Pod
+from podbay.api import Event, Node, Pod
 from podbay.api.formats import load_pods
 from podbay.api.printing import pod_row
 from tests.e2e.conftest import Cluster, free_port
@@ -57,6 +57,17 @@ async def test_web_pod_runs_serves_and_goes(cluster: Cluster) -> None:
     by_ip = await fetch_when_served(f"http://{pod.status.pod_ip}:8080/")
     by_host_port = await fetch_when_served(f"http://127.0.0.1:{port}/")
     assert "UTC" in by_ip and "UTC" in by_host_port
+    # The node agent sends a start's Events after the pod's status: all there, each container's in
+    # the order they happened, as `kubectl describe pod` lists them.
+    for name in ("backend", "frontend"):
+        await cluster.wait_event("web", "Started", f"Started container {name}")
+    events, _ = await cluster.client.list(Event, "default")
+    mine = sorted((e for e in events if e.involved_object.name == "web"),
+                  key=lambda e: int(e.metadata.resource_version or 0))
+    assert [e.reason for e in mine if e.source is None or e.source.component != "kubelet"] == ["Scheduled"]
+    for name in ("backend", "frontend"):
+        steps = [e.reason for e in mine if e.involved_object.field_path == f"spec.containers{{{name}}}"]
+        assert steps == ["Pulled", "Created", "Started"], (name, steps)
 
     # The seed's curl pod: another pod reaches the page at the web pod's IP.
     await cluster.client.create(load_pods(f"""
