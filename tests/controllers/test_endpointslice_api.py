@@ -4,27 +4,12 @@ first pass found them): still one slice and one Endpoints per Service."""
 from __future__ import annotations
 
 import asyncio
-from pathlib import Path
-from typing import AsyncIterator
-
-import pytest
 
 from podbay.api.serialize import from_dict
 from podbay.api.services import Endpoints, EndpointSlice, Service
-from podbay.apiserver.embedded import serve_embedded
 from podbay.client import Client
 from podbay.client.informer import SharedInformerFactory
 from podbay.controllers.endpointslice import EndpointSliceController
-
-
-@pytest.fixture
-async def client(tmp_path: Path) -> AsyncIterator[Client]:
-    async with serve_embedded(tmp_path / "api", host=None) as server:
-        c = Client.connect(server.url)
-        try:
-            yield c
-        finally:
-            await c.close()
 
 
 async def test_passes_ahead_of_the_watch_make_one_slice_and_one_endpoints(client: Client) -> None:

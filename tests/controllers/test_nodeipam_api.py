@@ -5,27 +5,13 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
-from typing import AsyncIterator
-
-import pytest
 
 from podbay.agent.config import AgentConfig
 from podbay.agent.podcidr import node_pod_cidr
 from podbay.api import Node
 from podbay.api.serialize import from_dict
-from podbay.apiserver.embedded import serve_embedded
 from podbay.client import Client
 from podbay.controllers.nodeipam import NodeIPAM
-
-
-@pytest.fixture
-async def client(tmp_path: Path) -> AsyncIterator[Client]:
-    async with serve_embedded(tmp_path / "api", host=None) as server:
-        c = Client.connect(server.url)
-        try:
-            yield c
-        finally:
-            await c.close()
 
 
 def agent(name: str, tmp_path: Path) -> AgentConfig:
