@@ -208,6 +208,9 @@ class DNSServer:
         self.upstreams = tuple(upstreams) if upstreams is not None else host_resolvers()
         self.services = informers.informer(Service)
         self.slices = informers.informer(EndpointSlice)
+        # Set once both sockets take questions: UDP is bound before TCP, so a client that waits
+        # only for one may find the other refusing.
+        self.listening = asyncio.Event()
 
     async def resolve(self, data: bytes) -> bytes:
         try:
@@ -285,6 +288,7 @@ class DNSServer:
 
         transport, _ = await loop.create_datagram_endpoint(UDP, sock=self._socket(socket.SOCK_DGRAM))
         tcp_server = await asyncio.start_server(tcp, sock=self._socket(socket.SOCK_STREAM))
+        self.listening.set()
         try:
             await asyncio.Future()
         finally:

@@ -41,6 +41,11 @@ def free_port() -> int:
 async def serving(server: DNSServer) -> AsyncIterator[DNSServer]:
     task = asyncio.create_task(server.run())
     await asyncio.gather(server.services.wait_synced(), server.slices.wait_synced())
+    listening = asyncio.create_task(server.listening.wait())
+    await asyncio.wait([listening, task], return_when=asyncio.FIRST_COMPLETED)
+    if task.done():  # a server that could not bind: its error, not a wait for ever
+        listening.cancel()
+        task.result()
     try:
         yield server
     finally:
