@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from podbay.agent.proxy import ProxyConfig, remove_rules
 from podbay.api import Node, Pod
 from podbay.api.errors import NotFound
 from podbay.client import Client
@@ -60,7 +61,8 @@ async def test_killed_agent_goes_unknown_and_everything_killed_comes_back_the_sa
         return start("agent", "--state-root", str(host_env.state_root), "--run-root", str(host_env.run_root),
                      "--cgroup-parent", host_env.cgroup_parent, "--network", host_env.network_name,
                      "--bridge", host_env.bridge, "--subnet", host_env.subnet, "--node-name", node,
-                     "--node-grace", GRACE, "--warm-sandboxes", "0", "--server", both, "agent", "--token", token)
+                     "--node-grace", GRACE, "--warm-sandboxes", "0", "--proxy-chain-prefix", host_env.network_name,
+                     "--server", both, "agent", "--token", token)
 
     parts = [*control_plane(), agent()]
     client = Client.from_kubeconfig(a.kubeconfig, server=[a.url, b.url])
@@ -130,3 +132,5 @@ async def test_killed_agent_goes_unknown_and_everything_killed_comes_back_the_sa
         runtime = RuntimeService(settings_for(host_env).runtime_config())
         await runtime.start()
         await runtime.shutdown(purge=True)
+        # A killed agent's Service rules outlive it, as kube-proxy's do: removed as `podbay reset` does.
+        await remove_rules(ProxyConfig(host_env.network_name))
