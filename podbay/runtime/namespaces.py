@@ -10,14 +10,13 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import subprocess
 import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from podbay.runtime.syscalls import CLONE_NEWIPC, CLONE_NEWUTS, MS_BIND, finished_before_cancel, mount, sethostname, \
-    umount, unshare
+from podbay.runtime.syscalls import CLONE_NEWIPC, CLONE_NEWUTS, MS_BIND, finished_before_cancel, mount, run_off_loop, \
+    sethostname, umount, unshare
 
 KINDS = ("net", "ipc", "uts")
 
@@ -48,10 +47,7 @@ async def pin_namespaces(directory: Path, hostname: str, kinds: tuple[str, ...] 
     script = " && ".join(part for part, wanted in (('hostname "$1"', "uts" in kinds),
                                                    ("ip link set lo up", "net" in kinds)) if wanted) or "true"
     command = ["sh", "-c", script, "sh", hostname]
-    # Spawned and waited for in a worker thread, not on the event loop (see cni.exec_plugin).
-    proc = await finished_before_cancel(asyncio.to_thread(
-        subprocess.run, ["unshare", *args, *command], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE, check=False))
+    proc = await run_off_loop(["unshare", *args, *command])
     if proc.returncode != 0:
         unpin_namespaces(directory)
         raise OSError(f"creating the pod's namespaces failed: {proc.stderr.decode().strip()}")

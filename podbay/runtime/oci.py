@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from podbay.runtime.syscalls import finished_before_cancel
+from podbay.runtime.syscalls import finished_before_cancel, run_off_loop
 from podbay.runtime.types import ContainerRuntimeError
 
 _PIPE = asyncio.subprocess.PIPE
@@ -31,11 +31,7 @@ class OCIRuntime:
     global_args: tuple[str, ...] = ()  # before every subcommand, after --root (runsc's --platform...)
 
     async def _run(self, *args: str, check: bool = True) -> tuple[int, str]:
-        # Spawned and reaped in a worker thread, as the CNI plugins: on the event loop each
-        # program's fork, pipes and child watcher were a large part of a pod start's loop time.
-        proc = await finished_before_cancel(asyncio.to_thread(
-            subprocess.run, [self.runtime, f"--root={self.root}", *self.global_args, *args],
-            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, check=False))
+        proc = await run_off_loop([self.runtime, f"--root={self.root}", *self.global_args, *args])
         if check and proc.returncode != 0:
             raise ContainerRuntimeError(_runtime_message(proc.stderr) or f"{self.runtime} {args[0]} failed")
         return proc.returncode, proc.stdout.decode()
@@ -137,7 +133,7 @@ async def read_sync_pipe(fd: int) -> dict[str, Any] | None:
 
 def _run_monitor(argv: list[str], env: dict[str, str], cwd: Path, read_fd: int,
                  write_fd: int) -> tuple[dict[str, Any] | None, bytes]:
-    """conmon run to its daemonising exit, in a worker thread (see `_run`): its first message on
+    """conmon run to its daemonising exit, in a worker thread (see `run_off_loop`): its first message on
     the sync pipe and its stderr. Closes both ends of the pipe."""
     try:
         try:

@@ -7,6 +7,8 @@ import contextlib
 import ctypes
 import ctypes.util
 import os
+import subprocess
+from collections.abc import Mapping, Sequence
 from typing import Awaitable, TypeVar
 
 T = TypeVar("T")
@@ -54,6 +56,17 @@ async def finished_before_cancel(work: Awaitable[T]) -> T:
         if not task.cancelled():
             task.exception()  # seen here: its failure goes with the cancel, not to the loop's log
         raise
+
+
+async def run_off_loop(argv: Sequence[str], *, env: Mapping[str, str] | None = None,
+                      input: bytes | None = None) -> subprocess.CompletedProcess[bytes]:
+    """A short program (a CNI plugin, crun, unshare) run to its end in a worker thread, its stdout
+    and stderr captured. On the event loop each program's fork, pipes and child watcher were a
+    large part of a pod start's loop time in a burst. A cancelled caller waits for it to end, so
+    an undoing step never runs while the program is still changing the host."""
+    return await finished_before_cancel(asyncio.to_thread(
+        subprocess.run, list(argv), env=env, input=input, stdin=None if input is not None else subprocess.DEVNULL,
+        capture_output=True, check=False))
 
 
 async def mount_off_loop(source: str, target: str, fstype: str, flags: int = 0, data: str = "") -> None:
