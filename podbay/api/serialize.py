@@ -20,20 +20,22 @@ M = TypeVar("M", bound=BaseModel)
 
 def to_dict(obj: BaseModel) -> dict[str, Any]:
     out: dict[str, Any] = {}
-    for name, key in _names(type(obj)):
-        value = getattr(obj, name)
+    keys = _keys(type(obj))
+    # The instance's own dict holds its fields in declaration order (pydantic builds it so and
+    # assignment keeps each key's place): most are unset, and reading them here skips a getattr each.
+    for name, value in obj.__dict__.items():
         if value is None:
             continue
         if isinstance(value, (list, dict)) and not value:
             continue
-        out[key] = _dump(value, obj, name)
+        out[keys[name]] = _dump(value, obj, name)
     return out
 
 
 @functools.cache
-def _names(cls: type[BaseModel]) -> tuple[tuple[str, str], ...]:
-    """Each field's attribute name and JSON key: looked up once per model, not per object."""
-    return tuple((name, info.alias or name) for name, info in cls.model_fields.items())
+def _keys(cls: type[BaseModel]) -> dict[str, str]:
+    """Each field's JSON key by attribute name: looked up once per model, not per object."""
+    return {name: info.alias or name for name, info in cls.model_fields.items()}
 
 
 def _dump(value: Any, owner: BaseModel, name: str) -> Any:
