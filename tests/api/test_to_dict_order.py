@@ -42,7 +42,8 @@ def _same_bytes(model: BaseModel) -> None:
 
 @pytest.mark.parametrize("path", example_files(), ids=lambda p: p.name)
 def test_examples_serialise_in_declared_order(path: Path) -> None:
-    for pod in example_pods(load_objects(path.read_text(), str(path))):
+    objs: list[object] = list(load_objects(path.read_text(), str(path)))
+    for pod in example_pods(objs):
         _same_bytes(pod)
         defaulted = default_pod(pod)
         _same_bytes(defaulted)
