@@ -157,8 +157,17 @@ async def api_throughput(server: EmbeddedServer, clients: int, pods: int, profil
     profiler = cProfile.Profile() if profile else None
     if profiler:
         profiler.enable()
+    figures = await api_phases(server, clients, pods, ("create", "json", "table"))
+    if profiler and profile:
+        profiler.disable()
+        profiler.dump_stats(profile)
+    return figures
+
+
+async def api_phases(server: EmbeddedServer, clients: int, pods: int, phases: tuple[str, ...]) -> dict[str, float]:
+    """bench.api_load's `phases` against `server`, each with the CPU seconds this process spent in it."""
     figures: dict[str, float] = {}
-    for phase in ("create", "json", "table"):
+    for phase in phases:
         cpu = time.process_time()
         load = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "bench.api_load", str(server.socket_path), "--clients", str(clients),
@@ -168,9 +177,6 @@ async def api_throughput(server: EmbeddedServer, clients: int, pods: int, profil
             raise RuntimeError(f"bench.api_load --phase {phase} exited {load.returncode}")
         figures[f"{phase}_cpu_s"] = time.process_time() - cpu
         figures.update(json.loads(out))
-    if profiler and profile:
-        profiler.disable()
-        profiler.dump_stats(profile)
     return figures
 
 
@@ -212,6 +218,8 @@ async def main() -> None:
     parser.add_argument("--watch-events", type=int, default=200, help="0: no watch latency")
     parser.add_argument("--api-pods", type=int, default=10000, help="0: no API throughput")
     parser.add_argument("--profile", type=Path, help="cProfile the API server during the throughput run")
+    parser.add_argument("--lifecycle-pods", type=int, default=0,
+                        help="pods put through a burst's API writes each (create, binding, status, Events)")
     args = parser.parse_args()
     for nodes in [int(n) for n in args.nodes.split(",")] if args.pods else []:
         print(f"scheduling cycle alone (no API): {args.pods} pods on {nodes} nodes at "
@@ -234,6 +242,12 @@ async def main() -> None:
         print(f"API list of {args.api_pods} pods ({kind} store): JSON {f['list_json_s']:.3f} s, "
               f"Table {f['list_table_s']:.3f} s (best of 3 each); server CPU per list: "
               f"JSON {f['json_cpu_s'] / 3:.3f} s, Table {f['table_cpu_s'] / 3:.3f} s")
+    for kind in args.stores.split(",") if args.lifecycle_pods else []:
+        async with api_server(kind) as server:
+            f = await api_phases(server, args.clients, args.lifecycle_pods, ("lifecycle",))
+        print(f"API writes of a pod's start ({kind} store), {args.clients} clients, {args.lifecycle_pods} pods: "
+              f"{f['lifecycles_per_s']:.0f} pods/s, server CPU {f['lifecycle_cpu_s'] / args.lifecycle_pods * 1000:.2f} "
+              "ms per pod")
     for kind in args.stores.split(",") if args.per_client else []:
         async with api_server(kind) as server:
             lat = await create_latency(server.url, args.clients, args.per_client)

@@ -1,6 +1,7 @@
 """Kubernetes resource quantities ("500m", "1Gi", "1e3") as exact fractions."""
 from __future__ import annotations
 
+import functools
 import re
 from fractions import Fraction
 
@@ -14,8 +15,19 @@ _SUFFIXES = {
 _QUANTITY = re.compile(r"^([+-]?(?:\d+(?:\.\d*)?|\.\d+))(?:([eE][+-]?\d+)|(Ki|Mi|Gi|Ti|Pi|Ei|n|u|m|k|M|G|T|P|E)?)$")
 
 
+# The longest quantity text `parse_quantity` keeps parsed: "100m", "64Mi", "1.5Gi"; bounds the cache.
+_CACHED_TEXT = 32
+
+
 def parse_quantity(text: str | int | float) -> Fraction:
     """The value of a quantity; ValueError with Kubernetes' wording when malformed."""
+    if isinstance(text, str) and len(text) <= _CACHED_TEXT:
+        # Every pod write parses the same few requests and limits, in validation and for its QoS class.
+        return _parse_short(text)
+    return _parse(text)
+
+
+def _parse(text: str | int | float) -> Fraction:
     match = _QUANTITY.match(str(text).strip())
     if not match:
         raise ValueError("must match the regular expression "
@@ -25,6 +37,10 @@ def parse_quantity(text: str | int | float) -> Fraction:
     if exponent:
         value *= Fraction(10) ** int(exponent[1:])
     return value * _SUFFIXES[suffix or ""]
+
+
+# Fractions are immutable: a cached one is safe to hand out.
+_parse_short = functools.lru_cache(maxsize=1024)(_parse)
 
 
 def is_quantity(text: str) -> bool:

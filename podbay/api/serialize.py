@@ -20,20 +20,22 @@ M = TypeVar("M", bound=BaseModel)
 
 def to_dict(obj: BaseModel) -> dict[str, Any]:
     out: dict[str, Any] = {}
-    for name, key in _names(type(obj)):
-        value = getattr(obj, name)
+    keys = _keys(type(obj))
+    # The instance's own dict holds its fields in declaration order (pydantic builds it so and
+    # assignment keeps each key's place): most are unset, and reading them here skips a getattr each.
+    for name, value in obj.__dict__.items():
         if value is None:
             continue
         if isinstance(value, (list, dict)) and not value:
             continue
-        out[key] = _dump(value, obj, name)
+        out[keys[name]] = _dump(value, obj, name)
     return out
 
 
 @functools.cache
-def _names(cls: type[BaseModel]) -> tuple[tuple[str, str], ...]:
-    """Each field's attribute name and JSON key: looked up once per model, not per object."""
-    return tuple((name, info.alias or name) for name, info in cls.model_fields.items())
+def _keys(cls: type[BaseModel]) -> dict[str, str]:
+    """Each field's JSON key by attribute name: looked up once per model, not per object."""
+    return {name: info.alias or name for name, info in cls.model_fields.items()}
 
 
 def _dump(value: Any, owner: BaseModel, name: str) -> Any:
@@ -113,6 +115,7 @@ def unknown_fields(cls: type[BaseModel], data: dict[str, Any], path: str = "", d
     """The fields of `data` `cls` does not know; `drop` also removes them from `data` (in place),
     as kube-apiserver's Ignore and Warn field validation do."""
     known = _wire_fields(cls)
+    nested = _wire_models(cls)
     errors: list[FieldError] = []
     for key, value in list(data.items()):
         if key not in known:
@@ -120,14 +123,26 @@ def unknown_fields(cls: type[BaseModel], data: dict[str, Any], path: str = "", d
             if drop:
                 del data[key]
             continue
-        errors += _unknown_in(known[key], value, _join(path, key), drop)
+        inner = nested.get(key)
+        if inner is not None and value is not None:
+            errors += _unknown_in(inner, value, _join(path, key), drop)
     return errors
 
 
-def _unknown_in(annotation: Any, value: Any, path: str, drop: bool) -> list[FieldError]:
-    model, container = _model_of(annotation)
-    if model is None or value is None:
-        return []
+@functools.cache
+def _wire_models(cls: type[BaseModel]) -> dict[str, tuple[type[BaseModel], str | None]]:
+    """The fields holding models, with `_model_of`'s answer: a scalar field needs no look-up (an
+    annotation's hash is computed anew each time) nor a path string."""
+    out: dict[str, tuple[type[BaseModel], str | None]] = {}
+    for key, annotation in _wire_fields(cls).items():
+        model, container = _model_of(annotation)
+        if model is not None:
+            out[key] = (model, container)
+    return out
+
+
+def _unknown_in(nested: tuple[type[BaseModel], str | None], value: Any, path: str, drop: bool) -> list[FieldError]:
+    model, container = nested
     if container == "list" and isinstance(value, list):
         return [e for i, v in enumerate(value) if isinstance(v, dict)
                 for e in unknown_fields(model, v, f"{path}[{i}]", drop)]

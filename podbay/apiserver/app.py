@@ -595,7 +595,15 @@ async def make_app(store: Store, *, token: str | None = None, pki: ClusterPKI | 
     async def end_watches(app: web.Application) -> None:
         app[SHUTDOWN_KEY].set()
 
+    async def start_namespace_cache(app: web.Application) -> None:
+        registry.namespaces.start()
+
+    async def stop_namespace_cache(app: web.Application) -> None:
+        await registry.namespaces.stop()
+
     app.on_shutdown.append(end_watches)
+    app.on_startup.append(start_namespace_cache)
+    app.on_cleanup.append(stop_namespace_cache)
     for path in ("/healthz", "/readyz", "/livez"):
         app.router.add_get(path, _healthz)
     app.router.add_get("/api", _api)

@@ -15,6 +15,7 @@ MERGED_SCALAR_LISTS are sets, every other list is atomic (owned and replaced who
 from __future__ import annotations
 
 import copy
+import functools
 import json
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping
@@ -48,6 +49,8 @@ _STRIPPED: frozenset[Path] = frozenset({
 })
 # Their lengths: a path is stripped when its prefix of one of these lengths is, a set lookup each.
 _STRIPPED_LENGTHS = sorted({len(p) for p in _STRIPPED})
+# The longest key text the caches below keep (a name, a port, an IP): bounds their memory.
+_CACHED_TEXT = 256
 
 
 @dataclass
@@ -114,7 +117,17 @@ def warning_header(text: str) -> str:
 # -- field sets ---------------------------------------------------------------------------
 
 def _key_element(item: Mapping[str, Any], key: str) -> str:
-    return "k:" + json.dumps({key: item.get(key)}, separators=(",", ":"), sort_keys=True)
+    value = item.get(key)
+    # bool is an int: `typed` keeps 1, 1.0 and True apart. Long strings are not kept.
+    if isinstance(value, (int, float)) or (isinstance(value, str) and len(value) <= _CACHED_TEXT):
+        return _scalar_key_element(key, value)
+    return "k:" + json.dumps({key: value}, separators=(",", ":"), sort_keys=True)
+
+
+@functools.lru_cache(maxsize=4096, typed=True)
+def _scalar_key_element(key: str, value: str | int | float) -> str:
+    # The same few container names and ports on every write of an object.
+    return "k:" + json.dumps({key: value}, separators=(",", ":"), sort_keys=True)
 
 
 def _value_element(value: Any) -> str:
@@ -124,21 +137,33 @@ def _value_element(value: Any) -> str:
 def fields_of(value: Any, prefix: Path = (), name: str = "") -> set[Path]:
     """The leaf fields of `value` (and the items of map and set lists, which are members
     themselves): what a manager applying `value` owns."""
+    out: set[Path] = set()
+    _collect_fields(value, prefix, name, out)
+    return out
+
+
+def _collect_fields(value: Any, prefix: Path, name: str, out: set[Path]) -> None:
+    # Into one set: a set per node, merged upwards, was most of a write's managedFields time.
     if isinstance(value, dict):
         if not value:
-            return {prefix} if prefix else set()
-        return {p for k, v in value.items() if v is not None for p in fields_of(v, prefix + (f"f:{k}",), k)}
+            if prefix:
+                out.add(prefix)
+            return
+        for k, v in value.items():
+            if v is not None:
+                _collect_fields(v, prefix + (f"f:{k}",), k, out)
+        return
     if isinstance(value, list) and name in MERGE_KEYS:
-        out: set[Path] = set()
         for item in value:
             if isinstance(item, dict):
                 item_path = prefix + (_key_element(item, MERGE_KEYS[name]),)
                 out.add(item_path)
-                out |= fields_of(item, item_path)
-        return out
+                _collect_fields(item, item_path, "", out)
+        return
     if isinstance(value, list) and name in MERGED_SCALAR_LISTS:
-        return {prefix + (_value_element(v),) for v in value}
-    return {prefix}
+        out.update(prefix + (_value_element(v),) for v in value)
+        return
+    out.add(prefix)
 
 
 def managed_scope(paths: Iterable[Path], subresource: str | None) -> FieldSet:
@@ -152,23 +177,47 @@ def managed_scope(paths: Iterable[Path], subresource: str | None) -> FieldSet:
     return frozenset(p for p in paths if p and kept(p))
 
 
+_ABSENT: tuple[bool, Any] = (False, None)
+
+
+def _step(node: Any, element: str) -> tuple[bool, Any]:
+    """The child of `node` that one path element names, and whether it is there."""
+    kind, text = element[:2], element[2:]
+    if kind == "f:" and isinstance(node, dict) and text in node:
+        return True, node[text]
+    if kind == "k:" and isinstance(node, list):
+        keys = json.loads(text)
+        item = next((i for i in node if isinstance(i, dict) and all(i.get(k) == v for k, v in keys.items())), None)
+        return _ABSENT if item is None else (True, item)
+    if kind == "v:" and isinstance(node, list) and json.loads(text) in node:
+        return True, json.loads(text)
+    return _ABSENT
+
+
 def get_at(obj: Any, path: Path) -> tuple[bool, Any]:
     """The value at `path` in `obj`, and whether it is there."""
     node = obj
     for element in path:
-        kind, text = element[:2], element[2:]
-        if kind == "f:" and isinstance(node, dict) and text in node:
-            node = node[text]
-        elif kind == "k:" and isinstance(node, list):
-            keys = json.loads(text)
-            node = next((i for i in node if isinstance(i, dict) and all(i.get(k) == v for k, v in keys.items())), None)
-            if node is None:
-                return False, None
-        elif kind == "v:" and isinstance(node, list) and json.loads(text) in node:
-            node = json.loads(text)
-        else:
-            return False, None
+        found, node = _step(node, element)
+        if not found:
+            return _ABSENT
     return True, node
+
+
+class _Resolver:
+    """`get_at` over one object for many paths, each prefix walked once: most paths share their
+    parents with their siblings."""
+
+    def __init__(self, obj: Any) -> None:
+        self._memo: dict[Path, tuple[bool, Any]] = {(): (True, obj)}
+
+    def __call__(self, path: Path) -> tuple[bool, Any]:
+        hit = self._memo.get(path)
+        if hit is None:
+            found, parent = self(path[:-1])
+            hit = _step(parent, path[-1]) if found else _ABSENT
+            self._memo[path] = hit
+        return hit
 
 
 def remove_at(obj: Any, path: Path) -> None:
@@ -219,15 +268,24 @@ def from_fields_v1(fields: Any, where: str) -> FieldSet:
         for key in children:
             if not isinstance(key, str) or key[:2] not in ("f:", "k:", "v:"):
                 raise BadRequest(f'{where}: unexpected FieldsV1 key "{str(key)[:64]}"')
-            if key[:2] in ("k:", "v:"):
-                try:
-                    json.loads(key[2:])
-                except ValueError:
-                    raise BadRequest(f'{where}: invalid FieldsV1 key "{key[:64]}"') from None
+            if key[:2] in ("k:", "v:") and not (_is_json(key[2:]) if len(key) <= _CACHED_TEXT else _parses(key[2:])):
+                raise BadRequest(f'{where}: invalid FieldsV1 key "{key[:64]}"')
             walk(node[key], prefix + (key,))
 
     walk(fields, ())
     return frozenset(out)
+
+
+def _parses(text: str) -> bool:
+    try:
+        json.loads(text)
+    except ValueError:
+        return False
+    return True
+
+
+# Every write reads the stored managedFields again: the same keys each time.
+_is_json = functools.lru_cache(maxsize=4096)(_parses)
 
 
 def path_string(path: Path) -> str:
@@ -325,10 +383,22 @@ def write_entries(obj: dict[str, Any], entries: list[Entry]) -> None:
         meta.pop("managedFields", None)
 
 
-def changed_fields(old: Any, new: Any) -> FieldSet:
-    """The fields of `new` that `old` lacks or has with another value."""
+def changed_fields(old: Any, new: Any, new_fields: Iterable[Path]) -> FieldSet:
+    """The fields of `new` (`new_fields`: `fields_of(new)`) that `old` lacks or has with another value."""
     old_fields = fields_of(old)
-    return frozenset(p for p in fields_of(new) if p not in old_fields or get_at(old, p) != get_at(new, p))
+    in_old, in_new = _Resolver(old), _Resolver(new)
+    same: dict[Path, bool] = {}
+
+    def unchanged(path: Path) -> bool:
+        # Equal values have equal values at every path below them: one comparison (in C) of
+        # an unchanged subtree, such as a status write's spec, instead of a walk to each leaf.
+        hit = same.get(path)
+        if hit is None:
+            hit = (bool(path) and unchanged(path[:-1])) or in_old(path) == in_new(path)
+            same[path] = hit
+        return hit
+
+    return frozenset(p for p in new_fields if p not in old_fields or not unchanged(p))
 
 
 def owned_by_update(old: dict[str, Any] | None, new: dict[str, Any], manager: str, api_version: str, time: str,
@@ -341,7 +411,9 @@ def owned_by_update(old: dict[str, Any] | None, new: dict[str, Any], manager: st
                      if (e.manager, e.operation, e.subresource) == (manager, UPDATE, subresource or "")), frozenset())
     present = frozenset(fields_of(new))
     # Against nothing (a create) every field is a change: no second walk of `new`.
-    changed = managed_scope(changed_fields(old, new) if old else present, subresource)
+    # Both filter the same paths one by one: scoping first spares comparing what is dropped anyway.
+    scoped = managed_scope(present, subresource)
+    changed = changed_fields(old, new, scoped) if old else scoped
     mine = (previous & present) | changed
     entry = Entry(manager, UPDATE, api_version, time, frozenset(mine), subresource or "")
     gone = frozenset(p for e in entries for p in e.fields if p not in present)

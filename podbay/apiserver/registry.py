@@ -14,7 +14,7 @@ from typing import Any, AsyncIterator, Callable
 
 from podbay.api.apps import validate_scale
 from podbay.api.base import now, rfc3339
-from podbay.api.errors import AlreadyExists, BadRequest, Conflict, Forbidden, NotFound
+from podbay.api.errors import AlreadyExists, BadRequest, Conflict, NotFound
 from podbay.api.kinds import ALL_RESOURCES, ResourceInfo
 from podbay.api.serialize import unknown_fields
 from podbay.apiserver import deletion, fieldmanager
@@ -24,6 +24,7 @@ from podbay.apiserver.deletion import MAX_RETRIES, DeleteOptions
 from podbay.apiserver.fieldmanager import WriteOptions
 from podbay.apiserver.ipallocator import ServiceRanges
 from podbay.apiserver.meta import object_meta as _meta
+from podbay.apiserver.nslifecycle import NamespaceLifecycle
 from podbay.apiserver.params import json_object, json_string
 from podbay.apiserver.patch import JSON_PATCH, apply_patch
 from podbay.apiserver.prepare import generate_name, name_errors, prepare_create, prepare_update, unchanged
@@ -41,6 +42,8 @@ class Registry:
         self.service_ranges = service_ranges or ServiceRanges()
         # Allocation reads every Service's IPs and ports, then writes: one at a time in this server.
         self._allocating = asyncio.Lock()
+        # Read live until its owner starts it (make_app does): a Registry alone needs no task.
+        self.namespaces = NamespaceLifecycle(store)
 
     # -- helpers ---------------------------------------------------------------
 
@@ -50,19 +53,6 @@ class Registry:
             return ALL_RESOURCES[resource]
         except KeyError:
             raise NotFound(f'the server could not find the requested resource ({resource})') from None
-
-    async def _check_namespace(self, namespace: str, info: ResourceInfo, name: str) -> None:
-        try:
-            ns = await self.store.get("namespaces", "", namespace)
-        except NotFound:
-            raise NotFound(f'namespaces "{namespace}" not found', kind="namespaces", name=namespace) from None
-        if ns.get("metadata", {}).get("deletionTimestamp"):
-            raise Forbidden(
-                f'{info.name} "{name}" is forbidden: unable to create new content in namespace '
-                f"{namespace} because it is being terminated",
-                kind=info.name,
-                name=name,
-            )
 
     # -- reads -----------------------------------------------------------------
 
@@ -113,7 +103,7 @@ class Registry:
             if errors:
                 raise ObjectInvalid(info.kind, name or generate, errors)
             if info.namespaced:
-                await self._check_namespace(namespace, info, name)
+                await self.namespaces.admit_create(namespace, info.name, name)
             await strategy.admit(self.store, obj, name)
             prepared = prepare_create(info, obj, self.clock, options)
             if options is not None and not applied:
@@ -320,4 +310,7 @@ class Registry:
 
         Returns the object as last stored: without a deletionTimestamp-in-progress
         distinction the caller tells them apart by whether `get` still finds it."""
-        return await deletion.delete(self, self.info(resource), namespace, name, options or DeleteOptions())
+        info = self.info(resource)
+        if resource == "namespaces":
+            self.namespaces.deleting(name)
+        return await deletion.delete(self, info, namespace, name, options or DeleteOptions())

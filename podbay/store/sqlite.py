@@ -312,7 +312,10 @@ class SQLiteStore:
                         yield event
                 if len(rows) >= _BATCH:
                     continue
-                # Caught up: every change up to `revision` has been yielded.
+                # Caught up: every change up to `revision` has been yielded. The cursor moves there
+                # too, so a watch of a quiet resource is not Gone once other resources' writes have
+                # compacted the history past its last event (etcd's watch stays valid likewise).
+                cursor = max(cursor, revision)
                 if bookmarks and loop.time() >= next_bookmark:
                     yield bookmark(revision)
                     next_bookmark = loop.time() + self.bookmark_interval

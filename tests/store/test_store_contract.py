@@ -3,6 +3,7 @@ come from conftest.py, parametrised over both."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import subprocess
 import sys
 import textwrap
@@ -147,6 +148,24 @@ async def test_watch_from_compacted_history_is_gone(backend: Backend, store: Sto
     recent = await store.current_revision()
     await store.create("pods", "default", pod("d"))
     assert (await take(store.watch("pods", since_rv=recent), 1))[0].object["metadata"]["name"] == "d"
+
+
+async def test_a_quiet_watch_outlives_the_compaction_of_other_writes(backend: Backend, store: Store) -> None:
+    # Watching namespaces while only nodes are written: the history of those writes goes, and the
+    # namespaces watch still delivers the next namespace, not 410.
+    events = store.watch("namespaces")
+    first = asyncio.ensure_future(events.__anext__())
+    try:
+        await asyncio.sleep(0.2)  # the watch has started and caught up
+        await backend.forget_history(store)
+        await store.create("namespaces", "", {"metadata": {"name": "after"}})
+        event = await asyncio.wait_for(first, 10)
+        assert (event.type, event.object["metadata"]["name"]) == ("ADDED", "after")
+    finally:
+        first.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await first
+        await events.aclose()  # type: ignore[attr-defined]
 
 
 async def test_store_is_durable_across_a_restart(backend: Backend) -> None:
