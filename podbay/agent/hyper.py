@@ -88,7 +88,8 @@ class HyperLifecycle:
 
     async def _hand_over(self, old: Pod, rt_old: PodRuntimeStatus, new: Pod, sandbox_id: str,
                          config: PodSandboxConfig, ready: asyncio.Event) -> None:
-        async with self.workers.lock(uid_of(old)):
+        old_uid = uid_of(old)
+        async with self.workers.lock(old_uid):
             try:
                 await self.containers.kill_pod(old, rt_old, grace_override=None)
                 # The old pod's limit goes with its containers: the sandbox is the new pod's now.
@@ -117,6 +118,10 @@ class HyperLifecycle:
         for _ in range(5):
             try:
                 fresh = await self.client.get(Pod, name_of(old), old.metadata.namespace)
+                if uid_of(fresh) != old_uid:
+                    # OLD was deleted meanwhile and its name taken by another pod, which this hand-over
+                    # must not stop (the version checked here is the one the update's precondition holds).
+                    break
                 fresh.metadata.annotations[RUN_STATE_ANNOTATION] = "Created"
                 await self.client.update(fresh)
                 break
@@ -124,4 +129,4 @@ class HyperLifecycle:
                 continue
             except NotFound:
                 break
-        self.workers.wake(uid_of(old))
+        self.workers.wake(old_uid)
