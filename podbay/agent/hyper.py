@@ -112,21 +112,26 @@ class HyperLifecycle:
             # sandbox waits for the locks of all its containers.
             async with self.workers.lock(uid_of(new)):
                 pass
-            for c in rt_old.containers:
-                with contextlib.suppress(NotFound):
-                    await self.runtime.remove_container(c.id)
+            # Its containers only: the sandbox is the new pod's.
+            await self.containers.remove_pod(PodRuntimeStatus(rt_old.uid, containers=rt_old.containers),
+                                             keep_volumes=True)
+            # Under the old pod's lock: its own sync (a deletion's clean-up too) comes after this.
+            await self._mark_created(old)
+        self.workers.wake(old_uid)
+
+    async def _mark_created(self, old: Pod) -> None:
+        """OLD's object says Created, as HyperContainer's replace leaves it."""
         for _ in range(5):
             try:
                 fresh = await self.client.get(Pod, name_of(old), old.metadata.namespace)
-                if uid_of(fresh) != old_uid:
+                if uid_of(fresh) != uid_of(old):
                     # OLD was deleted meanwhile and its name taken by another pod, which this hand-over
-                    # must not stop (the version checked here is the one the update's precondition holds).
-                    break
+                    # must not stop (the update's precondition is the version checked here).
+                    return
                 fresh.metadata.annotations[RUN_STATE_ANNOTATION] = "Created"
                 await self.client.update(fresh)
-                break
+                return
             except Conflict:
                 continue
             except NotFound:
-                break
-        self.workers.wake(old_uid)
+                return
