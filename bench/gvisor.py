@@ -70,10 +70,16 @@ async def set_state(server: PodbayServer, name: str, state: str, **extra: str) -
     await server.client.update(pod)
 
 
+async def pod_ip(server: PodbayServer, name: str) -> str | None:
+    return (await server.client.get(Pod, name, "default")).status.pod_ip
+
+
 async def start_and_replace(server: PodbayServer, rounds: int) -> dict[str, list[float]]:
     """`start` of a Created gvisor pod, and `replace -o OLD -n NEW` (OLD running, NEW Created;
-    NEW's containers start in OLD's running sandbox): from the request to NEW running."""
-    out: dict[str, list[float]] = {"start": [], "replace": []}
+    NEW's containers start in OLD's running sandbox): from the request to NEW running. "handed
+    over" has a 1 for each replace whose NEW got OLD's sandbox (its IP), a 0 for one that got
+    a sandbox of its own (and so timed a start)."""
+    out: dict[str, list[float]] = {"start": [], "replace": [], "handed over": []}
     for _ in range(rounds):
         for name in ("old", "new"):
             await server.client.create(web(name, "gvisor", "Created"))
@@ -82,11 +88,13 @@ async def start_and_replace(server: PodbayServer, rounds: int) -> dict[str, list
         await set_state(server, "old", "Running")
         await until(server, "old", all_running)
         out["start"].append(time.monotonic() - t0)
+        old_ip = await pod_ip(server, "old")
         await asyncio.sleep(1.5)  # the pool refills, as before a user's next command
         t0 = time.monotonic()
         await set_state(server, "new", "Running", **{SANDBOX_FROM_ANNOTATION: "old"})
         await until(server, "new", all_running)
         out["replace"].append(time.monotonic() - t0)
+        out["handed over"].append(float(await pod_ip(server, "new") == old_ip))
         for name in ("old", "new"):
             await server.client.delete(Pod, name, "default", grace_period_seconds=0)
             await until(server, name, gone)
@@ -285,6 +293,9 @@ async def main_async(rounds: int, pods: int) -> None:
     print(line("gvisor pod: replace -o OLD -n NEW (warm pool)", summarise(hyper["replace"])))
     print(line("gvisor pod: start (no pool)", summarise(cold_hyper["start"])))
     print(line("gvisor pod: replace -o OLD -n NEW (no pool)", summarise(cold_hyper["replace"])))
+    print("replaces that handed OLD's sandbox to NEW: " + ", ".join(
+        f"{sum(h['handed over']):.0f}/{len(h['handed over'])} {label}"
+        for label, h in (("warm pool", hyper), ("no pool", cold_hyper))))
     for handler, by_step in steps.items():
         print(f"runtime steps, {handler:5}: " + "  ".join(
             f"{step} {summarise(samples).median * 1000:.0f} ms" for step, samples in by_step.items()))

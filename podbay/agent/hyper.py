@@ -88,7 +88,8 @@ class HyperLifecycle:
 
     async def _hand_over(self, old: Pod, rt_old: PodRuntimeStatus, new: Pod, sandbox_id: str,
                          config: PodSandboxConfig, ready: asyncio.Event) -> None:
-        async with self.workers.lock(uid_of(old)):
+        old_uid = uid_of(old)
+        async with self.workers.lock(old_uid):
             try:
                 await self.containers.kill_pod(old, rt_old, grace_override=None)
                 # The old pod's limit goes with its containers: the sandbox is the new pod's now.
@@ -111,17 +112,26 @@ class HyperLifecycle:
             # sandbox waits for the locks of all its containers.
             async with self.workers.lock(uid_of(new)):
                 pass
-            for c in rt_old.containers:
-                with contextlib.suppress(NotFound):
-                    await self.runtime.remove_container(c.id)
+            # Its containers only: the sandbox is the new pod's.
+            await self.containers.remove_pod(PodRuntimeStatus(rt_old.uid, containers=rt_old.containers),
+                                             keep_volumes=True)
+            # Under the old pod's lock: its own sync (a deletion's clean-up too) comes after this.
+            await self._mark_created(old)
+        self.workers.wake(old_uid)
+
+    async def _mark_created(self, old: Pod) -> None:
+        """OLD's object says Created, as HyperContainer's replace leaves it."""
         for _ in range(5):
             try:
                 fresh = await self.client.get(Pod, name_of(old), old.metadata.namespace)
+                if uid_of(fresh) != uid_of(old):
+                    # OLD was deleted meanwhile and its name taken by another pod, which this hand-over
+                    # must not stop (the update's precondition is the version checked here).
+                    return
                 fresh.metadata.annotations[RUN_STATE_ANNOTATION] = "Created"
                 await self.client.update(fresh)
-                break
+                return
             except Conflict:
                 continue
             except NotFound:
-                break
-        self.workers.wake(uid_of(old))
+                return

@@ -2,9 +2,11 @@
 (storage kept), replace (the sandbox and its IP handed over), rm."""
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
-from podbay.api import Pod
+from podbay.api import ExecAction, Lifecycle, LifecycleHandler, Pod
 from podbay.api.formats import from_hyper
 from podbay.api.printing import pod_row
 from podbay.api.serialize import from_dict
@@ -74,3 +76,36 @@ async def test_replace_hands_the_sandbox_and_ip_to_the_new_pod(cluster: Cluster)
     replaced = await cluster.wait_for("new", running)
     assert replaced.status.pod_ip == old.status.pod_ip
     await cluster.wait_for("old", lambda p: created(p) and not p.status.pod_ip)
+
+
+async def test_a_late_hand_over_leaves_a_new_pod_of_the_old_name_running(cluster: Cluster) -> None:
+    await cluster.client.create(hyper_pod("old", "old"))
+    old = await cluster.wait_for("old", running)
+    new = hyper_pod("new", "new")
+    # Its postStart hook holds the new pod's start, and so the hand-over's end, until told to go.
+    new.spec.containers[0].lifecycle = Lifecycle(post_start=LifecycleHandler(exec=ExecAction(
+        command=["sh", "-c", "until [ -e /data/go ]; do sleep 0.1; done"])))
+    new.metadata.annotations[RUN_STATE_ANNOTATION] = "Created"
+    await cluster.client.create(new)
+    await cluster.wait_for("new", created)
+    await set_state(cluster, "new", "Running", **{SANDBOX_FROM_ANNOTATION: "old"})
+    await cluster.wait_event("new", "SandboxHandedOver")
+    # OLD goes while it is being handed over, and a pod of its name comes.
+    await cluster.client.delete(Pod, "old", "default", grace_period_seconds=0)
+    await cluster.wait_for_deleted("old")
+    await cluster.client.create(hyper_pod("old", "again"))
+    again = await cluster.wait_for("old", running)
+    new_uid = (await cluster.client.get(Pod, "new", "default")).metadata.uid
+    (cluster.settings.state_root / "pods" / new_uid / "volumes" / "data" / "go").touch()
+    await cluster.wait_for("new", running)
+    # The first OLD's volumes go once the hand-over has ended (its clean-up waits for it).
+    old_volumes = cluster.settings.state_root / "pods" / old.metadata.uid / "volumes"
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 60
+    while old_volumes.exists():
+        assert loop.time() < deadline, "the deleted pod's volumes were never removed"
+        await asyncio.sleep(0.1)
+    pod = await cluster.client.get(Pod, "old", "default")
+    assert pod.metadata.uid == again.metadata.uid
+    assert pod.metadata.annotations.get(RUN_STATE_ANNOTATION) != "Created"
+    assert running(pod)
