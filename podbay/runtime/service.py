@@ -50,7 +50,8 @@ class RuntimeService:
         self.images = images or ImageStore(config.images_root, ImageLimits(config.max_image_size,
                                                                            config.imagefs_min_available))
         runtime_path = shutil.which(config.oci_runtime) or config.oci_runtime
-        self.oci = OCIRuntime(sealed_runtime_path(runtime_path), config.conmon, config.crun_root, config.exits_root)
+        self.oci = OCIRuntime(sealed_runtime_path(runtime_path), config.conmon, config.crun_root, config.exits_root,
+                              fifo_start=Path(config.oci_runtime).name == "crun")
         self.handlers = self._make_handlers()
         self.network = PodNetwork(NetworkConfig(
             name=config.network_name, bridge=config.bridge, subnet=config.subnet, conf_dir=config.cni_dir,
