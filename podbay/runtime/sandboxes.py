@@ -152,10 +152,12 @@ class Sandboxes:
                 # Nothing before a container starts needs it: start_container waits for it.
                 self._hostname_pending[record.id] = asyncio.create_task(
                     handler.set_hostname(self.spec(record), config.hostname))
-                record.notes = warm.notes
+                notes = warm.notes
             else:
-                record.notes = await handler.start_sandbox(self.spec(record))
-            self._save(record)
+                notes = await handler.start_sandbox(self.spec(record))
+            if notes != record.notes:  # none (crun's): the record saved above is this one
+                record.notes = notes
+                self._save(record)
         except BaseException:
             await self._teardown(record)
             self._forget(record.id)
