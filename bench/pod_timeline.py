@@ -5,8 +5,9 @@ deleted one at a time, on an idle `podbay up`.
 
 The server runs with bench/timeline_site on PYTHONPATH, whose sitecustomize stamps (time.monotonic,
 one clock for every process) the API calls, the store's commits, the watch events sent, the
-informers' deliveries, the scheduler's cycle and the pod sync from outside podbay's code. Prints
-the median (p90) of each step between two milestones over the pods; the first two pods are
+informers' deliveries, the scheduler's cycle and the pod sync from outside podbay's code, and the
+runtime's steps (begin and end). Prints the median (p90) of each step between two milestones over
+the pods, then the runtime's steps within the sync as a Gantt chart; the first two pods are
 warm-up and not counted.
 See bench/README.md, "2026-12-01: one pod's control-plane latency".
 """
@@ -107,6 +108,39 @@ def report(path: Path) -> str:
     return "\n".join(lines)
 
 
+def steps(path: Path) -> str:
+    """The runtime's steps within each pod's first sync (stamped `begin X`/`end X` around them): when
+    the first began and the last ended, in ms from the sync's start, and the time spent in them
+    summed (two containers' steps at once count twice); medians over the pods, as a Gantt chart."""
+    spans: dict[str, list[tuple[float, float, float]]] = {}
+    for name, stamps in rounds(path)[WARM_UP:]:
+        sync = next((t for t, label in stamps if label == f"sync {name}"), None)
+        status = next((t for t, label in stamps if label == f"status {name}"), None)
+        if sync is None or status is None:
+            continue
+        open_: dict[str, list[float]] = {}
+        pod: dict[str, list[float]] = {}
+        for t, label in stamps:
+            kind, _, step = label.partition(" ")
+            if kind not in ("begin", "end") or not sync <= t <= status:
+                continue
+            if kind == "begin":
+                open_.setdefault(step, []).append(t)
+            elif open_.get(step):
+                begun = open_[step].pop()
+                first, last, total = pod.get(step, [begun, t, 0.0])
+                pod[step] = [min(first, begun), max(last, t), total + t - begun]
+        for step, (first, last, total) in pod.items():
+            spans.setdefault(step, []).append((first - sync, last - sync, total))
+    lines = ["| runtime step (first sync) | first begins, ms from sync | last ends | time in it, summed | pods |",
+             "|---|---|---|---|---|"]
+    for step, rows in sorted(spans.items(), key=lambda kv: statistics.median(r[0] for r in kv[1])):
+        lines.append(f"| {step} | {statistics.median(r[0] for r in rows):.1f} | "
+                     f"{statistics.median(r[1] for r in rows):.1f} | {statistics.median(r[2] for r in rows):.1f} | "
+                     f"{len(rows)} |")
+    return "\n".join(lines)
+
+
 async def run(pods: int, path: Path) -> None:
     os.environ["PODBAY_TIMELINE"] = str(path)
     os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(SITE), os.environ.get("PYTHONPATH")) if p)
@@ -138,6 +172,7 @@ def main() -> None:
         path = args.keep or Path(tmp) / "stamps"
         asyncio.run(run(args.pods, path))
         print(report(path))
+        print(steps(path))
 
 
 if __name__ == "__main__":

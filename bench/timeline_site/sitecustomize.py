@@ -43,6 +43,31 @@ def _before(owner: Any, name: str, label: Callable[..., str | None]) -> None:
         setattr(owner, name, wrapped)
 
 
+def _around(owner: Any, name: str, label: str) -> None:
+    """`owner.name` stamps `begin label` and `end label` around its run (its await, for a coroutine
+    function): the runtime's steps, which pod_timeline charts by the interval each spans in a pod."""
+    original = getattr(owner, name)
+    if inspect.iscoroutinefunction(original):
+        @functools.wraps(original)
+        async def wrapped_async(*args: Any, **kwargs: Any) -> Any:
+            stamp(f"begin {label}")
+            try:
+                return await original(*args, **kwargs)
+            finally:
+                stamp(f"end {label}")
+        setattr(owner, name, wrapped_async)
+        return
+
+    @functools.wraps(original)
+    def wrapped(*args: Any, **kwargs: Any) -> Any:
+        stamp(f"begin {label}")
+        try:
+            return original(*args, **kwargs)
+        finally:
+            stamp(f"end {label}")
+    setattr(owner, name, wrapped)
+
+
 def _install() -> None:
     # This runs before `python -m` puts the working directory on sys.path: podbay is imported from
     # the tree this benchmark belongs to (as bench/podbay_side.py runs it), not an installed copy.
@@ -87,6 +112,32 @@ def _install() -> None:
     _before(SQLiteStore, "_committed", lambda store: f"committed {sorted(store._changed)}")
     _before(Scheduler, "schedule_one", lambda _self, pod: f"schedule {pod.metadata.name}")
     _before(PodSync, "sync_pod", lambda _self, w: f"sync {w.pod.metadata.name if w.pod else None}")
+    from podbay.agent import containers as agent_containers
+    from podbay.runtime import cgroups
+    from podbay.runtime import containers as runtime_containers
+    from podbay.runtime import hostports
+    from podbay.runtime import sandboxes as runtime_sandboxes
+    from podbay.runtime.network import PodNetwork
+    from podbay.runtime.oci import OCIRuntime
+    from podbay.runtime.records import ContainerRecord, SandboxRecord
+    _around(runtime_sandboxes.Sandboxes, "run", "sandbox")
+    _around(cgroups, "set_pids_limit", "sandbox-pids-limit")
+    _around(runtime_sandboxes, "pin_namespaces", "sandbox-uts")
+    _around(runtime_sandboxes, "write_pod_etc", "sandbox-etc")
+    _around(SandboxRecord, "save", "sandbox-save")
+    _around(PodNetwork, "add_port_mappings", "sandbox-ports")
+    _around(hostports, "add", "sandbox-ports-restore")
+    _around(ContainerRecord, "save", "container-save")
+    _around(agent_containers.ContainerManager, "ensure_image", "image")
+    _around(agent_containers.ContainerManager, "_create", "agent-create")
+    _around(runtime_containers.Containers, "create", "runtime-create")
+    _around(runtime_containers, "make_bundle", "bundle")
+    if hasattr(runtime_containers.Containers, "make_rootfs_ahead"):  # not in trees before 4348144
+        _around(runtime_containers.Containers, "make_rootfs_ahead", "rootfs-ahead")
+    _around(OCIRuntime, "create", "conmon+crun-create")
+    _around(runtime_containers.Containers, "start", "runtime-start")
+    _around(OCIRuntime, "start", "crun-start")
+    _around(PodSync, "_sync_probes", "probes")
     _before(PodSync, "write_status", lambda _self, w, *_: f"status {w.pod.metadata.name if w.pod else None}")
 
 

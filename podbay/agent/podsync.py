@@ -90,7 +90,10 @@ class PodSync:
         # Its Events go out after its status is written: a pod's start records one per container
         # step, and each is a commit the status write would otherwise queue behind.
         with self.events.held(w.uid):
-            await self._sync_running(w, pod, rt)
+            try:
+                await self._sync_running(w, pod, rt)
+            finally:
+                await self.containers.release_ahead(w.uid)
         return False
 
     async def _sync_gone(self, w: PodWorker, rt: PodRuntimeStatus) -> None:
@@ -188,6 +191,8 @@ class PodSync:
                 rt = await runtime_status(self.runtime, w.uid)
                 pod_ip = rt.sandboxes[0].ip if rt.sandboxes else None
         if actions.create_sandbox and handed is None:
+            if not actions.init_containers_to_start:
+                self.containers.make_rootfs_ahead(pod, [pod.spec.containers[i] for i in actions.containers_to_start])
             try:
                 handler = await runtime_handler(self.client, pod)
                 sandbox_id = await self.runtime.run_pod_sandbox(

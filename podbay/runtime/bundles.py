@@ -31,15 +31,16 @@ def container_log_path(config: RuntimeConfig, sandbox: SandboxRecord, container:
 
 async def make_bundle(images: ImageStore, handler: RuntimeHandler, sandboxes: Sandboxes, sandbox: SandboxRecord,
                       record: ContainerRecord, config: ContainerConfig, pid_namespace: str | None,
-                      seccomp_profile: dict[str, Any] | None) -> dict[str, Any]:
-    """The rootfs and config.json under the record's bundle, and the record saved; returns the
-    spec's process, which every exec starts from. `pid_namespace`: the one to join, else the sandbox's choice."""
+                      seccomp_profile: dict[str, Any] | None, rootfs_made: bool = False) -> dict[str, Any]:
+    """The rootfs (unless `rootfs_made`: by `make_rootfs` ahead) and config.json under the record's
+    bundle, and the record saved; returns the spec's process, which every exec starts from.
+    `pid_namespace`: the one to join, else the sandbox's choice."""
     directory, bundle = record.path.parent, sandboxes.config.bundles_root / record.id
     rootfs = bundle / "rootfs"
     layers = images.mount_layers(config.image)
     uid, gid, groups = await finished_before_cancel(asyncio.to_thread(
-        _make_rootfs, directory, rootfs, Path(record.log_path).parent, layers, images.layer_devices(config.image),
-        config.security))
+        _rootfs_and_user, directory, rootfs, Path(record.log_path).parent,
+        None if rootfs_made else (layers, images.layer_devices(config.image)), config.security))
     sandbox_dir = sandboxes.sandbox_dir(sandbox.id)
     mounts = _sandbox_mounts(sandbox, sandbox_dir, config, directory)
     paths = _sandbox_paths(sandbox, sandbox_dir, record.id, pid_namespace or _shared_pid(sandbox))
@@ -52,17 +53,25 @@ async def make_bundle(images: ImageStore, handler: RuntimeHandler, sandboxes: Sa
     return process
 
 
-def _make_rootfs(directory: Path, rootfs: Path, log_dir: Path, layers: list[Path], devices: list[list[Device]],
-                 security: LinuxContainerSecurity) -> tuple[int, int, list[int]]:
-    """The container's directories, its mounted overlay with its devices, and the user it runs as.
-    One worker-thread call: each mkdir and mount waits on the filesystem's journal or the kernel's
-    mount lock, for several ms under load, and on the event loop that stalled every other pod."""
+def make_rootfs(directory: Path, rootfs: Path, layers: list[Path], devices: list[list[Device]]) -> None:
+    """The container's directories and its mounted overlay with its devices. Called in a worker
+    thread: each mkdir and mount waits on the filesystem's journal or the kernel's mount lock, for
+    several ms under load, and on the event loop that stalled every other pod."""
     for d in (directory / "upper", directory / "work", rootfs):
         d.mkdir(parents=True)
-    log_dir.mkdir(parents=True, exist_ok=True)
     mount("overlay", str(rootfs), "overlay", 0, f"lowerdir={':'.join(map(str, layers))},"
           f"upperdir={directory / 'upper'},workdir={directory / 'work'}")
     make_devices(rootfs, layers, devices)
+
+
+def _rootfs_and_user(directory: Path, rootfs: Path, log_dir: Path,
+                     layers_devices: tuple[list[Path], list[list[Device]]] | None,
+                     security: LinuxContainerSecurity) -> tuple[int, int, list[int]]:
+    """The rootfs (None: made already), the log directory and the user the container runs as:
+    one worker-thread call."""
+    if layers_devices is not None:
+        make_rootfs(directory, rootfs, *layers_devices)
+    log_dir.mkdir(parents=True, exist_ok=True)
     return resolve_user(rootfs, security)
 
 

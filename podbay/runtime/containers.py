@@ -16,7 +16,7 @@ from typing import Any, Awaitable, Callable
 
 from podbay.api.errors import NotFound
 from podbay.runtime import cgroups
-from podbay.runtime.bundles import container_log_path, make_bundle
+from podbay.runtime.bundles import container_log_path, make_bundle, make_rootfs
 from podbay.runtime.config import RuntimeConfig
 from podbay.runtime.containerstatus import record_exit, status_of
 from podbay.runtime.diskusage import disk_usage
@@ -51,6 +51,8 @@ class Containers:
         # each container's OCI process, which every exec (and so every exec probe) starts from
         self._processes: dict[str, dict[str, Any]] = {}
         self._locks: dict[str, asyncio.Lock] = {}
+        # rootfs made ahead of their container's create (by its future id): the image id each holds
+        self._ahead: dict[str, str] = {}
 
     # -- records -------------------------------------------------------------------
 
@@ -118,18 +120,56 @@ class Containers:
 
     # -- create and start ----------------------------------------------------------
 
-    async def create(self, sandbox_id: str, config: ContainerConfig) -> str:
-        """The container's rootfs (overlay of its image's layers), bundle and conmon-held process,
-        stopped before its command runs (CRI's CreateContainer)."""
-        sandbox = self.sandboxes.get(sandbox_id)
-        if sandbox.state is not SandboxState.READY:
-            raise ContainerRuntimeError(f"pod sandbox {sandbox_id} is not ready")
-        handler = self.sandboxes.handler(sandbox.handler)
-        image = self.images.image_status(config.image)
+    async def make_rootfs_ahead(self, image_ref: str) -> str:
+        """A future container's id with its rootfs (directories, overlay of the image's layers)
+        made: the agent has its pod's containers' made while their sandbox is, which a rootfs does
+        not depend on. Nothing is recorded yet: `create` takes it, `release_rootfs` removes it, and
+        after a crash `remove_unrecorded` does."""
+        image = self.images.image_status(image_ref)
         if image is None:
-            raise ContainerRuntimeError(f'image "{config.image}" not present')
-        seccomp_profile = None if config.security.privileged else load_profile(config.security.seccomp)
+            raise ContainerRuntimeError(f'image "{image_ref}" not present')
         container_id = secrets.token_hex(32)
+        try:
+            await finished_before_cancel(asyncio.to_thread(
+                make_rootfs, self._container_dir(container_id), self.bundle(container_id) / "rootfs",
+                self.images.mount_layers(image_ref), self.images.layer_devices(image_ref)))
+        except BaseException:
+            self._remove_files(container_id)
+            raise
+        self._ahead[container_id] = image.id
+        return container_id
+
+    def release_rootfs(self, container_id: str) -> None:
+        """A rootfs made ahead that no create took."""
+        if self._ahead.pop(container_id, None) is not None:
+            self._remove_files(container_id)
+
+    def release_all_rootfs(self) -> None:
+        for container_id in list(self._ahead):
+            self.release_rootfs(container_id)
+
+    async def create(self, sandbox_id: str, config: ContainerConfig, rootfs_ahead: str | None = None) -> str:
+        """The container's rootfs (overlay of its image's layers; `rootfs_ahead`: the one
+        `make_rootfs_ahead` made, if of this image), bundle and conmon-held process, stopped
+        before its command runs (CRI's CreateContainer)."""
+        claimed = self._ahead.pop(rootfs_ahead, None) if rootfs_ahead is not None else None
+        try:
+            sandbox = self.sandboxes.get(sandbox_id)
+            if sandbox.state is not SandboxState.READY:
+                raise ContainerRuntimeError(f"pod sandbox {sandbox_id} is not ready")
+            handler = self.sandboxes.handler(sandbox.handler)
+            image = self.images.image_status(config.image)
+            if image is None:
+                raise ContainerRuntimeError(f'image "{config.image}" not present')
+            seccomp_profile = None if config.security.privileged else load_profile(config.security.seccomp)
+        except BaseException:
+            if rootfs_ahead is not None and claimed is not None:
+                self._remove_files(rootfs_ahead)
+            raise
+        made = rootfs_ahead is not None and claimed == image.id
+        if rootfs_ahead is not None and claimed is not None and not made:
+            self._remove_files(rootfs_ahead)  # of another image: its tag moved since
+        container_id = rootfs_ahead if made and rootfs_ahead is not None else secrets.token_hex(32)
         record = ContainerRecord(
             path=self._container_dir(container_id) / "record.json", id=container_id, sandbox_id=sandbox_id,
             metadata=replace(config.metadata), created_at=_now(), image=config.image, image_ref=image.id,
@@ -139,7 +179,7 @@ class Containers:
         try:
             pid = self._pid_namespace_of(config.pid_target_id) if config.pid_target_id else None
             self._processes[container_id] = await make_bundle(
-                self.images, handler, self.sandboxes, sandbox, record, config, pid, seccomp_profile)
+                self.images, handler, self.sandboxes, sandbox, record, config, pid, seccomp_profile, made)
             self._records[container_id] = record  # saved by make_bundle
         except BaseException:
             await finished_before_cancel(self._discard(container_id))
@@ -274,17 +314,21 @@ class Containers:
     async def _discard(self, container_id: str) -> None:
         known = self._records.get(container_id)
         await (self.handler_of(known) if known else self.oci).delete(container_id)
-        bundle = self.bundle(container_id)
-        umount(str(bundle / "rootfs"), lazy=True)
         record = self._records.pop(container_id, None)
         self._processes.pop(container_id, None)
         if record is not None:
             Path(record.log_path).unlink(missing_ok=True)
-        shutil.rmtree(bundle, ignore_errors=True)
-        shutil.rmtree(self._container_dir(container_id), ignore_errors=True)
+        self._remove_files(container_id)
         (self.config.exits_root / container_id).unlink(missing_ok=True)
         self.exits.forget(container_id)
         self._locks.pop(container_id, None)
+
+    def _remove_files(self, container_id: str) -> None:
+        """The container's rootfs mount, bundle and directory (writable layer, record)."""
+        bundle = self.bundle(container_id)
+        umount(str(bundle / "rootfs"), lazy=True)
+        shutil.rmtree(bundle, ignore_errors=True)
+        shutil.rmtree(self._container_dir(container_id), ignore_errors=True)
 
     # -- status --------------------------------------------------------------------------
 

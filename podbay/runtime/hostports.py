@@ -15,11 +15,12 @@ full read of the nat table); this is one exec to add, none of its own to remove.
 """
 from __future__ import annotations
 
-import asyncio
 import ipaddress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol, Sequence
+
+from podbay.runtime.syscalls import run_off_loop
 
 
 class HostPort(Protocol):
@@ -85,12 +86,11 @@ async def add(ports: Sequence[HostPort], addresses: list[PodAddress], comment: s
             _route_localnet(bridge)
         batch = "\n".join(["*nat", *lines, "COMMIT", ""]).encode()
         restore = "iptables-restore" if family == 4 else "ip6tables-restore"
-        proc = await asyncio.create_subprocess_exec(
-            restore, "--noflush", "--wait", stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.DEVNULL,
-            stderr=asyncio.subprocess.PIPE)
-        _, err = await proc.communicate(batch)
+        # Spawned from a worker thread: on the loop the fork held up the pod's sandbox step, whose
+        # containers are being created meanwhile.
+        proc = await run_off_loop([restore, "--noflush", "--wait"], input=batch)
         if proc.returncode != 0:
-            raise HostPortError(f"{restore}: adding hostPort rules: {err.decode(errors='replace').strip()}")
+            raise HostPortError(f"{restore}: adding hostPort rules: {proc.stderr.decode(errors='replace').strip()}")
 
 
 def _route_localnet(bridge: str) -> None:

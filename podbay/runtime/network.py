@@ -20,6 +20,7 @@ from typing import Any
 from podbay.runtime import hostports
 from podbay.runtime.cni import CNI_VERSION, NetworkError, cni_args, exec_plugin, find_plugin
 from podbay.runtime.files import remove_json, write_json_atomic
+from podbay.runtime.syscalls import finished_before_cancel
 
 __all__ = ["NetworkConfig", "PortMapping", "NetworkStatus", "NetworkError", "PodNetwork", "default_conflist",
            "host_port_conflicts"]
@@ -140,6 +141,15 @@ def _plugin_conf(conflist: dict[str, Any], plugin: dict[str, Any], prev: dict[st
             {"hostPort": p.host_port, "containerPort": p.container_port, "protocol": p.protocol.lower(),
              "hostIP": p.host_ip} for p in ports]}
     return conf
+
+
+def _cache_ports(cache: Path, ports: list[PortMapping]) -> Any:
+    """The attachment's cache (CNI's JSON, as read) with `ports` added, written before they are
+    mapped: so a DEL after a failure removes them too."""
+    cached = json.loads(cache.read_text())
+    cached["ports"] = [asdict(p) for p in ports]
+    write_json_atomic(cache, cached)
+    return cached
 
 
 def _maps_ports(conflist: dict[str, Any]) -> bool:
@@ -374,11 +384,9 @@ class PodNetwork:
     async def add_port_mappings(self, container_id: str, netns: Path, ports: list[PortMapping]) -> None:
         """hostPort mappings for an attachment made without them (a warm sandbox taken by a pod):
         ADD of the plugins that take portMappings, chained on the cached result."""
-        cache = self._cache(container_id)
-        cached = json.loads(cache.read_text())
+        # In a worker thread: on the loop the read and the write held up the pod's sandbox step.
+        cached = await finished_before_cancel(asyncio.to_thread(_cache_ports, self._cache(container_id), ports))
         conflist, prev = cached["conflist"], cached.get("result")
-        cached["ports"] = [asdict(p) for p in ports]
-        write_json_atomic(cache, cached)  # so a DEL after a failure below removes them too
         if not _maps_ports(conflist):
             await self._add_host_ports(conflist, container_id, prev, ports)
         for plugin in conflist["plugins"]:

@@ -23,7 +23,7 @@ from podbay.runtime.namespaces import pin_namespaces, start_pid_holder, stop_pid
 from podbay.runtime.network import PodNetwork
 from podbay.runtime.network import PortMapping as CNIPortMapping
 from podbay.runtime.records import SandboxRecord
-from podbay.runtime.syscalls import finished_before_cancel, umount
+from podbay.runtime.syscalls import all_done, finished_before_cancel, umount
 from podbay.runtime.types import (
     ContainerRuntimeError, PodSandboxConfig, PodSandboxMetadata, PodSandboxStats, PodSandboxStatus, PortMapping, SandboxState,
 )
@@ -137,26 +137,27 @@ class Sandboxes:
                 # is the pod's (the kubelet's pod cgroup); crun's containers keep their own.
                 cgroups.set_memory_limit(record.cgroup, config.memory_limit)
             if warm:
-                await self._adopt_warm(record, warm, config)
+                record.ips = warm.ips
+                record.ip = record.ips[0] if record.ips else None
+                # The /etc files need only the warm sandbox's IP: written while its hostname is set.
+                await all_done(self._adopt_warm(record, warm, config), self._write_etc(record, config))
             else:
                 await self._make_namespaces(record, config)
-            record.ip = record.ips[0] if record.ips else None
+                record.ip = record.ips[0] if record.ips else None
+                await self._write_etc(record, config)
             if config.share_process_namespace and not config.host_pid and handler.host_kernel:
                 record.pid_holder = await start_pid_holder(directory)
-            # In a worker thread: a directory and three new files, each a wait on ext4's journal.
-            await finished_before_cancel(asyncio.to_thread(
-                write_pod_etc, directory / "etc", pod_ip=record.ip, hostname=config.hostname,
-                fqdn=config.subdomain_fqdn, aliases=config.host_aliases, dns=config.dns,
-                host_network=config.host_network))
             self._save(record)
             if warm and warm.booted:
                 # Nothing before a container starts needs it: start_container waits for it.
                 self._hostname_pending[record.id] = asyncio.create_task(
                     handler.set_hostname(self.spec(record), config.hostname))
-                record.notes = warm.notes
+                notes = warm.notes
             else:
-                record.notes = await handler.start_sandbox(self.spec(record))
-            self._save(record)
+                notes = await handler.start_sandbox(self.spec(record))
+            if notes != record.notes:  # none (crun's): the record saved above is this one
+                record.notes = notes
+                self._save(record)
         except BaseException:
             await self._teardown(record)
             self._forget(record.id)
@@ -167,6 +168,13 @@ class Sandboxes:
             if warm:
                 self.warm.refill(WARM_REFILL_DELAY)
         return record.id
+
+    async def _write_etc(self, record: SandboxRecord, config: PodSandboxConfig) -> None:
+        # In a worker thread: a directory and three new files, each a wait on ext4's journal.
+        await finished_before_cancel(asyncio.to_thread(
+            write_pod_etc, self.sandbox_dir(record.id) / "etc", pod_ip=record.ip, hostname=config.hostname,
+            fqdn=config.subdomain_fqdn, aliases=config.host_aliases, dns=config.dns,
+            host_network=config.host_network))
 
     def _new_record(self, sandbox_id: str, config: PodSandboxConfig) -> SandboxRecord:
         return SandboxRecord(
@@ -183,7 +191,6 @@ class Sandboxes:
         """A warm sandbox becomes the pod's: its hostname, and its hostPort mappings on the side."""
         await pin_namespaces(self.sandbox_dir(record.id) / "ns", config.hostname, ("uts",))
         self._save(record)
-        record.ips = warm.ips
         if record.port_mappings and record.netns:
             # The portmap plugin takes tens of milliseconds; nothing before a container
             # starts needs the mappings, so start_container waits for them instead.

@@ -50,7 +50,8 @@ class RuntimeService:
         self.images = images or ImageStore(config.images_root, ImageLimits(config.max_image_size,
                                                                            config.imagefs_min_available))
         runtime_path = shutil.which(config.oci_runtime) or config.oci_runtime
-        self.oci = OCIRuntime(sealed_runtime_path(runtime_path), config.conmon, config.crun_root, config.exits_root)
+        self.oci = OCIRuntime(sealed_runtime_path(runtime_path), config.conmon, config.crun_root, config.exits_root,
+                              fifo_start=Path(config.oci_runtime).name == "crun")
         self.handlers = self._make_handlers()
         self.network = PodNetwork(NetworkConfig(
             name=config.network_name, bridge=config.bridge, subnet=config.subnet, conf_dir=config.cni_dir,
@@ -141,8 +142,15 @@ class RuntimeService:
 
     # -- containers ------------------------------------------------------------
 
-    async def create_container(self, sandbox_id: str, config: ContainerConfig) -> str:
-        return await self.containers.create(sandbox_id, config)
+    async def make_rootfs_ahead(self, image: str) -> str:
+        """A container's rootfs made before its CreateContainer (see Containers.make_rootfs_ahead)."""
+        return await self.containers.make_rootfs_ahead(image)
+
+    async def release_rootfs(self, rootfs: str) -> None:
+        self.containers.release_rootfs(rootfs)
+
+    async def create_container(self, sandbox_id: str, config: ContainerConfig, rootfs_ahead: str | None = None) -> str:
+        return await self.containers.create(sandbox_id, config, rootfs_ahead)
 
     async def start_container(self, container_id: str) -> None:
         await self.containers.start(container_id, self.sandboxes.warm.container_started)
@@ -239,6 +247,7 @@ class RuntimeService:
         """Stops watching. With `purge` also removes every sandbox and container and what
         the network made on the host (the bridge); otherwise containers keep running."""
         self.containers.exits.stop()
+        self.containers.release_all_rootfs()
         await self.sandboxes.warm.drop()
         if purge:
             await self._purge()

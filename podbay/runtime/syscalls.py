@@ -58,6 +58,15 @@ async def finished_before_cancel(work: Awaitable[T]) -> T:
         raise
 
 
+async def all_done(*works: Awaitable[object]) -> None:
+    """`works` run at once, each to its end before this returns or raises (the first failure, or
+    a cancel): the cleanup after it never races one still changing the host."""
+    results = await asyncio.gather(*(finished_before_cancel(w) for w in works), return_exceptions=True)
+    for result in results:
+        if isinstance(result, BaseException):
+            raise result
+
+
 async def run_off_loop(argv: Sequence[str], *, env: Mapping[str, str] | None = None,
                       input: bytes | None = None) -> subprocess.CompletedProcess[bytes]:
     """A short program (a CNI plugin, crun, unshare) run to its end in a worker thread, its stdout
