@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
 from podbay.agent import translate
-from podbay.agent.actions import compute_pod_actions
+from podbay.agent.actions import PodActions, compute_pod_actions
 from podbay.agent.config import AgentConfig
 from podbay.agent.containers import ContainerManager, ContainerOutcome, runtime_status, spec_of
 from podbay.agent.cri import ContainerRuntime
@@ -191,20 +191,9 @@ class PodSync:
                 rt = await runtime_status(self.runtime, w.uid)
                 pod_ip = rt.sandboxes[0].ip if rt.sandboxes else None
         if actions.create_sandbox and handed is None:
-            if not actions.init_containers_to_start:
-                self.containers.make_rootfs_ahead(pod, [pod.spec.containers[i] for i in actions.containers_to_start])
-            try:
-                handler = await runtime_handler(self.client, pod)
-                sandbox_id = await self.runtime.run_pod_sandbox(
-                    translate.sandbox_config(pod, actions.attempt, self.config, handler))
-            except Exception as exc:
-                await self.events.record(pod, "FailedCreatePodSandBox",
-                                         f"Failed to create pod sandbox: {exc}", warning=True)
-                w.wake_at(time.monotonic() + self.config.backoff_base)
-                await self.write_status(w, rt)
+            sandbox_id = await self._run_sandbox(w, pod, rt, actions)
+            if sandbox_id is None:
                 return
-            for note in (await self.runtime.pod_sandbox_status(sandbox_id)).notes:
-                await self.events.record(pod, "SandboxFallback", note, warning=True)
             rt = await runtime_status(self.runtime, w.uid)
             pod_ip = rt.sandboxes[0].ip if rt.sandboxes else None
 
@@ -225,6 +214,24 @@ class PodSync:
 
         await self._sync_probes(w)
         await self.write_status(w, await runtime_status(self.runtime, w.uid))
+
+    async def _run_sandbox(self, w: PodWorker, pod: Pod, rt: PodRuntimeStatus, actions: PodActions) -> str | None:
+        """The pod's new sandbox, or None once its failure is an Event and the status says so."""
+        if not actions.init_containers_to_start:
+            self.containers.make_rootfs_ahead(pod, [pod.spec.containers[i] for i in actions.containers_to_start])
+        try:
+            handler = await runtime_handler(self.client, pod)
+            sandbox_id = await self.runtime.run_pod_sandbox(
+                translate.sandbox_config(pod, actions.attempt, self.config, handler))
+        except Exception as exc:
+            await self.events.record(pod, "FailedCreatePodSandBox",
+                                     f"Failed to create pod sandbox: {exc}", warning=True)
+            w.wake_at(time.monotonic() + self.config.backoff_base)
+            await self.write_status(w, rt)
+            return None
+        for note in (await self.runtime.pod_sandbox_status(sandbox_id)).notes:
+            await self.events.record(pod, "SandboxFallback", note, warning=True)
+        return sandbox_id
 
     async def _start_containers(self, w: PodWorker, pod: Pod, rt: PodRuntimeStatus, sandbox_id: str,
                                 pod_ip: str | None, inits: list[int], mains: list[int], ephemerals: list[int],

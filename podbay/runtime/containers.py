@@ -16,7 +16,7 @@ from typing import Any, Awaitable, Callable
 
 from podbay.api.errors import NotFound
 from podbay.runtime import cgroups
-from podbay.runtime.bundles import container_log_path, make_bundle, make_rootfs
+from podbay.runtime.bundles import container_log_path, make_bundle
 from podbay.runtime.config import RuntimeConfig
 from podbay.runtime.containerstatus import record_exit, status_of
 from podbay.runtime.diskusage import disk_usage
@@ -25,6 +25,7 @@ from podbay.runtime.handler import RuntimeHandler
 from podbay.runtime.images import ImageStore
 from podbay.runtime.oci import OCIRuntime, process_start_time
 from podbay.runtime.records import ContainerRecord
+from podbay.runtime.rootfsahead import RootfsAhead
 from podbay.runtime.sandboxes import Sandboxes
 from podbay.runtime.seccomp import load_profile
 from podbay.runtime.syscalls import finished_before_cancel, is_mountpoint, umount
@@ -36,6 +37,13 @@ from podbay.runtime.types import (
 
 def _now() -> datetime:
     return datetime.now(timezone.utc)
+
+
+def _release_rootfs(bundle: Path) -> None:
+    """An exited container's process and mounts go; its record, writable layer and log stay."""
+    rootfs = bundle / "rootfs"
+    if is_mountpoint(str(rootfs)):
+        umount(str(rootfs), lazy=True)
 
 
 class Containers:
@@ -51,8 +59,7 @@ class Containers:
         # each container's OCI process, which every exec (and so every exec probe) starts from
         self._processes: dict[str, dict[str, Any]] = {}
         self._locks: dict[str, asyncio.Lock] = {}
-        # rootfs made ahead of their container's create (by its future id): the image id each holds
-        self._ahead: dict[str, str] = {}
+        self.ahead = RootfsAhead(images, self._container_dir, self.bundle, self._remove_files)
 
     # -- records -------------------------------------------------------------------
 
@@ -120,39 +127,10 @@ class Containers:
 
     # -- create and start ----------------------------------------------------------
 
-    async def make_rootfs_ahead(self, image_ref: str) -> str:
-        """A future container's id with its rootfs (directories, overlay of the image's layers)
-        made: the agent has its pod's containers' made while their sandbox is, which a rootfs does
-        not depend on. Nothing is recorded yet: `create` takes it, `release_rootfs` removes it, and
-        after a crash `remove_unrecorded` does."""
-        image = self.images.image_status(image_ref)
-        if image is None:
-            raise ContainerRuntimeError(f'image "{image_ref}" not present')
-        container_id = secrets.token_hex(32)
-        try:
-            await finished_before_cancel(asyncio.to_thread(
-                make_rootfs, self._container_dir(container_id), self.bundle(container_id) / "rootfs",
-                self.images.mount_layers(image_ref), self.images.layer_devices(image_ref)))
-        except BaseException:
-            self._remove_files(container_id)
-            raise
-        self._ahead[container_id] = image.id
-        return container_id
-
-    def release_rootfs(self, container_id: str) -> None:
-        """A rootfs made ahead that no create took."""
-        if self._ahead.pop(container_id, None) is not None:
-            self._remove_files(container_id)
-
-    def release_all_rootfs(self) -> None:
-        for container_id in list(self._ahead):
-            self.release_rootfs(container_id)
-
     async def create(self, sandbox_id: str, config: ContainerConfig, rootfs_ahead: str | None = None) -> str:
         """The container's rootfs (overlay of its image's layers; `rootfs_ahead`: the one
-        `make_rootfs_ahead` made, if of this image), bundle and conmon-held process, stopped
-        before its command runs (CRI's CreateContainer)."""
-        claimed = self._ahead.pop(rootfs_ahead, None) if rootfs_ahead is not None else None
+        `self.ahead` made, if of this image), bundle and conmon-held process, stopped before its
+        command runs (CRI's CreateContainer)."""
         try:
             sandbox = self.sandboxes.get(sandbox_id)
             if sandbox.state is not SandboxState.READY:
@@ -163,13 +141,10 @@ class Containers:
                 raise ContainerRuntimeError(f'image "{config.image}" not present')
             seccomp_profile = None if config.security.privileged else load_profile(config.security.seccomp)
         except BaseException:
-            if rootfs_ahead is not None and claimed is not None:
-                self._remove_files(rootfs_ahead)
+            self.ahead.release(rootfs_ahead)
             raise
-        made = rootfs_ahead is not None and claimed == image.id
-        if rootfs_ahead is not None and claimed is not None and not made:
-            self._remove_files(rootfs_ahead)  # of another image: its tag moved since
-        container_id = rootfs_ahead if made and rootfs_ahead is not None else secrets.token_hex(32)
+        made = self.ahead.claim(rootfs_ahead, image.id)
+        container_id = made or secrets.token_hex(32)
         record = ContainerRecord(
             path=self._container_dir(container_id) / "record.json", id=container_id, sandbox_id=sandbox_id,
             metadata=replace(config.metadata), created_at=_now(), image=config.image, image_ref=image.id,
@@ -179,7 +154,7 @@ class Containers:
         try:
             pid = self._pid_namespace_of(config.pid_target_id) if config.pid_target_id else None
             self._processes[container_id] = await make_bundle(
-                self.images, handler, self.sandboxes, sandbox, record, config, pid, seccomp_profile, made)
+                self.images, handler, self.sandboxes, sandbox, record, config, pid, seccomp_profile, made is not None)
             self._records[container_id] = record  # saved by make_bundle
         except BaseException:
             await finished_before_cancel(self._discard(container_id))
@@ -211,7 +186,7 @@ class Containers:
         record.message, record.finished_at = str(exc), _now()
         self._save(record)
         await self.handler_of(record).delete(record.id)
-        self._release_rootfs(record.id)
+        _release_rootfs(self.bundle(record.id))
 
     def _pid_namespace_of(self, container_id: str) -> str:
         """The PID namespace of a running container, for another to join (by path in the OCI spec)."""
@@ -260,14 +235,8 @@ class Containers:
         record_exit(record, code, self.config.exits_root / record.id, self.bundle(record.id),
                     self._container_dir(record.id))
         self._save(record)
-        self._release_rootfs(record.id)
+        _release_rootfs(self.bundle(record.id))
         return record
-
-    def _release_rootfs(self, container_id: str) -> None:
-        """An exited container's process and mounts go; its record, writable layer and log stay."""
-        rootfs = self.bundle(container_id) / "rootfs"
-        if is_mountpoint(str(rootfs)):
-            umount(str(rootfs), lazy=True)
 
     async def wait(self, container_id: str) -> ContainerStatus:
         record = self.get(container_id)
@@ -286,7 +255,7 @@ class Containers:
                 record.state, record.exit_code, record.reason = ContainerState.EXITED, 0, "Completed"
                 record.finished_at = _now()
                 self._save(record)
-                self._release_rootfs(container_id)
+                _release_rootfs(self.bundle(container_id))
                 return
             if record.state is not ContainerState.RUNNING:
                 return

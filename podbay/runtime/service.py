@@ -143,11 +143,11 @@ class RuntimeService:
     # -- containers ------------------------------------------------------------
 
     async def make_rootfs_ahead(self, image: str) -> str:
-        """A container's rootfs made before its CreateContainer (see Containers.make_rootfs_ahead)."""
-        return await self.containers.make_rootfs_ahead(image)
+        """A container's rootfs made before its CreateContainer (runtime/rootfsahead.py)."""
+        return await self.containers.ahead.make(image)
 
     async def release_rootfs(self, rootfs: str) -> None:
-        self.containers.release_rootfs(rootfs)
+        self.containers.ahead.release(rootfs)
 
     async def create_container(self, sandbox_id: str, config: ContainerConfig, rootfs_ahead: str | None = None) -> str:
         return await self.containers.create(sandbox_id, config, rootfs_ahead)
@@ -247,7 +247,7 @@ class RuntimeService:
         """Stops watching. With `purge` also removes every sandbox and container and what
         the network made on the host (the bridge); otherwise containers keep running."""
         self.containers.exits.stop()
-        self.containers.release_all_rootfs()
+        self.containers.ahead.release_all()
         await self.sandboxes.warm.drop()
         if purge:
             await self._purge()

@@ -55,7 +55,7 @@ async def test_a_rootfs_made_ahead_and_not_taken_is_removed(runtime: RuntimeServ
     # the container's own.
     sid = await runtime.run_pod_sandbox(sandbox_config("q"))
     ahead = await runtime.make_rootfs_ahead(BUSYBOX)
-    runtime.containers._ahead[ahead] = "sha256:" + "0" * 64  # as if the tag had moved since
+    runtime.containers.ahead._held[ahead] = "sha256:" + "0" * 64  # as if the tag had moved since
     cid = await runtime.create_container(sid, ContainerConfig(ContainerMetadata("c"), BUSYBOX, ["/bin/sleep", "60"]), ahead)
     assert cid != ahead
     assert overlay_mounts(bundles) == [str(bundles / cid / "rootfs")]
