@@ -12,6 +12,8 @@ from typing import AsyncIterator
 import pytest
 
 from podbay.agent.containerlogs import parse_cri_line
+from podbay.runtime.attach import AttachSession
+from podbay.runtime.execsession import ExecSession
 from podbay.runtime.service import RuntimeService
 from podbay.runtime.types import ContainerRuntimeError, ContainerState
 from tests.conftest import HostEnv
@@ -128,6 +130,20 @@ async def read_until(chunks: AsyncIterator[bytes], wanted: bytes) -> bytes:
     raise AssertionError(f"{wanted!r} never came; got {seen!r}")
 
 
+async def until_shown(session: AttachSession | ExecSession, wanted: bytes, line: bytes) -> bytes:
+    """The output up to `wanted`, a line written again every half second meanwhile: a resize
+    and the input travel apart, so the line that makes the shell print its size may arrive
+    before the size has changed."""
+    reader = asyncio.ensure_future(read_until(session.output(1), wanted))
+    try:
+        while not reader.done():
+            await session.write_stdin(line)
+            await asyncio.wait({reader}, timeout=0.5)
+        return reader.result()
+    finally:
+        reader.cancel()
+
+
 async def test_terminals_for_containers_exec_and_attach(gvisor_runtime: RuntimeService) -> None:
     runtime = gvisor_runtime
     sid = await runtime.run_pod_sandbox(sandbox("tty", runtime_handler="runsc"))
@@ -137,18 +153,18 @@ async def test_terminals_for_containers_exec_and_attach(gvisor_runtime: RuntimeS
     session = await runtime.attach(shell, tty=True, stdin=True)
     try:
         session.resize(100, 30)
-        await session.write_stdin(b"one\n")
-        seen = await asyncio.wait_for(read_until(session.output(1), b"30 100"), 30)
+        seen = await asyncio.wait_for(until_shown(session, b"30 100", b"one\n"), 30)
         assert b"got one" in seen
     finally:
         await session.close()
     # exec -it: a terminal of its own for the command.
-    exec_session = await runtime.exec(shell, ["sh", "-c", "[ -t 0 ] && stty size; read x; exit $x"], tty=True,
-                                      stdin=True)
+    exec_session = await runtime.exec(
+        shell, ["sh", "-c", "[ -t 0 ] || exit 1; while read x; do stty size; [ $x = end ] && exit 7; done"],
+        tty=True, stdin=True)
     try:
         exec_session.resize(120, 40)
-        await exec_session.write_stdin(b"7\n")
-        assert b"40 120" in await asyncio.wait_for(read_until(exec_session.output(1), b"40 120"), 30)
+        assert b"40 120" in await asyncio.wait_for(until_shown(exec_session, b"40 120", b"size\n"), 30)
+        await exec_session.write_stdin(b"end\n")
         assert await asyncio.wait_for(exec_session.wait(), 30) == 7
     finally:
         await exec_session.close()
