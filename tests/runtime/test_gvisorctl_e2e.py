@@ -17,11 +17,22 @@ pytestmark = pytest.mark.e2e
 SYS_ADMIN = 1 << 21
 
 
+async def trapping(runtime: RuntimeService, sid: str, name: str, trap: str) -> str:
+    """A started container once its shell has set `trap`: a signal that came sooner would take its
+    default action (the container's start does not wait for the script's first line)."""
+    cid = await run(runtime, sid, container(name, f"{trap}; touch /tmp/trapped; while true; do sleep 0.1; done"))
+    deadline = asyncio.get_running_loop().time() + 30
+    while (await runtime.exec_sync(cid, ["test", "-e", "/tmp/trapped"], 30))[0] != 0:
+        assert asyncio.get_running_loop().time() < deadline, f"{name} never set its trap"
+        await asyncio.sleep(0.05)
+    return cid
+
+
 async def test_signal_and_run_through_the_control_server(gvisor_runtime: RuntimeService) -> None:  # noqa: F811
     runtime = gvisor_runtime
     sid = await runtime.run_pod_sandbox(sandbox("ctl", runtime_handler="runsc"))
     control = SandboxControl(sid)
-    trapper = await run(runtime, sid, container("trapper", "trap 'exit 9' USR1; while true; do sleep 0.1; done"))
+    trapper = await trapping(runtime, sid, "trapper", "trap 'exit 9' USR1")
     sleeper = await run(runtime, sid, container("sleeper", "exec sleep 600"))
 
     # The pod's pause container runs busybox: `hostname NAME` there changes the pod's UTS name,
@@ -54,9 +65,9 @@ async def test_a_stop_signals_through_the_control_server_and_honours_the_grace_p
     runtime = gvisor_runtime
     sid = await runtime.run_pod_sandbox(sandbox("stops", runtime_handler="runsc"))
     # SIGTERM reaches the container's own handler, which decides the exit code.
-    graceful = await run(runtime, sid, container("graceful", "trap 'exit 7' TERM; while true; do sleep 0.1; done"))
+    graceful = await trapping(runtime, sid, "graceful", "trap 'exit 7' TERM")
     # One that ignores SIGTERM is killed once its grace period is over.
-    stubborn = await run(runtime, sid, container("stubborn", "trap '' TERM; while true; do sleep 0.1; done"))
+    stubborn = await trapping(runtime, sid, "stubborn", "trap '' TERM")
     await asyncio.gather(runtime.stop_container(graceful, 30), runtime.stop_container(stubborn, 1))
     assert (await runtime.container_status(graceful)).exit_code == 7
     assert (await runtime.container_status(stubborn)).exit_code == 137
