@@ -11,7 +11,7 @@ import subprocess
 import sys
 import time
 
-from podbay.agent.proxy import ProxyConfig, remove_rules
+from podbay.agent.proxy import ProxyConfig, jumps, remove_rules
 from tests.cli.podbay_cli import ROOT, podbay_cli
 from tests.conftest import HostEnv, claimed_env
 from tests.e2e.conftest import purge, settings_for
@@ -22,6 +22,13 @@ def _with_default_prefix(flags: list[str]) -> list[str]:
     return [*flags[:at], *flags[at + 2:]]
 
 
+def _jumps_in_place() -> bool:
+    """Every jump from the built-in chains to the default prefix's: the proxy adds them one by one
+    after it wrote its chains."""
+    return all(subprocess.run(["iptables", "-w", "-t", table, "-C", builtin, *args],
+                              capture_output=True).returncode == 0 for table, builtin, args in jumps(ProxyConfig()))
+
+
 def _run_agent_and_kill_it(env: HostEnv) -> None:
     """`podbay up` until its proxy's rules are in place, then SIGKILLed (they outlive it, as
     kube-proxy's do); its runtime's state is purged, its rules are not."""
@@ -30,10 +37,9 @@ def _run_agent_and_kill_it(env: HostEnv) -> None:
                               cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 60
-        while "-j KUBE-SERVICES" not in subprocess.run(["iptables-save", "-t", "nat"], capture_output=True,
-                                                       text=True).stdout:
+        while not _jumps_in_place():
             assert server.poll() is None, f"podbay up exited {server.returncode}"
-            assert time.monotonic() < deadline, "the proxy wrote no KUBE rules before the deadline"
+            assert time.monotonic() < deadline, "the proxy did not put its KUBE rules in place before the deadline"
             time.sleep(0.1)
     finally:
         server.send_signal(signal.SIGKILL)

@@ -3,6 +3,7 @@ logs, exec and exit codes as under crun, and nothing left on the host afterwards
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import platform
 import shutil
@@ -137,8 +138,20 @@ async def test_terminals_for_containers_exec_and_attach(gvisor_runtime: RuntimeS
     session = await runtime.attach(shell, tty=True, stdin=True)
     try:
         session.resize(100, 30)
-        await session.write_stdin(b"one\n")
-        seen = await asyncio.wait_for(read_until(session.output(1), b"30 100"), 30)
+        # The size goes to conmon's resize fifo, the input through the attach socket: the shell may
+        # read a line and ask for its size before the new one arrived. It answers every line.
+        async def lines() -> None:
+            await session.write_stdin(b"one\n")
+            while True:
+                await asyncio.sleep(0.2)
+                await session.write_stdin(b"again\n")
+        feeding = asyncio.create_task(lines())
+        try:
+            seen = await asyncio.wait_for(read_until(session.output(1), b"30 100"), 30)
+        finally:
+            feeding.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await feeding
         assert b"got one" in seen
     finally:
         await session.close()
