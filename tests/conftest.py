@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import secrets
 import shutil
 import subprocess
@@ -24,6 +25,9 @@ from bench.hostnet import claim_subnet
 from tests.etcd_server import EtcdServer
 
 SUBNET_LOCK_DIR = Path(tempfile.gettempdir()) / "podbay-test-subnets"
+# The service proxy's default chain prefix (kube-proxy's): a chain of it, or a rule naming one,
+# in iptables-save's output. No test may run a proxy with it: its rules would be the host's.
+_DEFAULT_PROXY_CHAIN = re.compile(r"(?:^:|\s)KUBE-")
 
 # No test may send a DNS query off the machine: every podbay a test starts (in process, as a child,
 # through scripts/cluster-demo.sh) serves cluster DNS without upstream resolvers.
@@ -51,6 +55,7 @@ class Leftovers:
     links: frozenset[str]
     netns: frozenset[str]
     iptables: frozenset[str]
+    default_proxy_rules: frozenset[str]  # KUBE-... chains and jumps that were not there before the test
     cgroups: frozenset[str]
     processes: frozenset[str]
 
@@ -63,7 +68,22 @@ def _claim_subnet() -> tuple[str, int]:
     return claim_subnet(((f"10.123.{n}.0/24", f"{n}.lock") for n in range(256)), SUBNET_LOCK_DIR)
 
 
-def _leftovers(env: HostEnv) -> Leftovers:
+def _iptables_save() -> dict[str, list[str]]:
+    """The nat and filter tables' rules, as iptables-save prints them."""
+    if not shutil.which("iptables-save"):
+        return {}
+    return {table: subprocess.run(["iptables-save", "-t", table], capture_output=True, text=True).stdout.splitlines()
+            for table in ("nat", "filter")}
+
+
+def _default_proxy_rules(saved: dict[str, list[str]]) -> frozenset[str]:
+    """The rules and chains of the default proxy prefix, by table (a chain by its name alone: its
+    policy and counters change with traffic)."""
+    return frozenset(f"{table} {ln.split()[0] if ln.startswith(':') else ln}" for table, lines in saved.items()
+                     for ln in lines if _DEFAULT_PROXY_CHAIN.search(ln))
+
+
+def _leftovers(env: HostEnv, default_proxy_rules_before: frozenset[str]) -> Leftovers:
     roots = (str(env.state_root), str(env.run_root))
 
     def mine(text: str) -> bool:
@@ -84,11 +104,8 @@ def _leftovers(env: HostEnv) -> Leftovers:
 
     netns = {p.name for p in Path("/run/netns").glob("*") if env.prefix in p.name} if Path("/run/netns").is_dir() else set()
 
-    rules = set()
-    if shutil.which("iptables-save"):
-        for table in ("nat", "filter"):
-            out = subprocess.run(["iptables-save", "-t", table], capture_output=True, text=True).stdout
-            rules |= {ln for ln in out.splitlines() if env.network_name in ln or env.subnet in ln}
+    saved = _iptables_save()
+    rules = {ln for lines in saved.values() for ln in lines if env.network_name in ln or env.subnet in ln}
     # sessionAffinity's `recent` lists are named for the proxy's chains (the kernel drops a list
     # with the last rule using it).
     recent = Path("/proc/net/xt_recent")
@@ -113,7 +130,8 @@ def _leftovers(env: HostEnv) -> Leftovers:
         if mine(cmdline) or env.cgroup_parent in cgroup:
             procs.add(f"{proc.name}: {cmdline.strip()}")
 
-    return Leftovers(*(frozenset(s) for s in (mounts, links, netns, rules, cgroups, procs)))
+    default_proxy = _default_proxy_rules(saved) - default_proxy_rules_before
+    return Leftovers(*(frozenset(s) for s in (mounts, links, netns, rules, default_proxy, cgroups, procs)))
 
 
 @contextlib.contextmanager
@@ -133,9 +151,12 @@ def claimed_env() -> Iterator[HostEnv]:
     )
     env.state_root.mkdir()
     env.run_root.mkdir()
+    # Another test's default-prefix rules count too: they name no test, so whichever test sees
+    # them appear reports them (the host had none of its own, or they were there before).
+    default_proxy_before = _default_proxy_rules(_iptables_save())
     try:
         yield env
-        left = _leftovers(env)
+        left = _leftovers(env, default_proxy_before)
         assert left.empty(), f"test left things behind on the host: {left}"
     finally:
         shutil.rmtree(base, ignore_errors=True)

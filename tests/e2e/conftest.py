@@ -95,10 +95,18 @@ def settings_for(env: HostEnv) -> Settings:
                     cluster_dns_upstreams=())
 
 
+def free_ports(count: int) -> list[int]:
+    """Distinct free ports: each held until all are chosen, since the kernel may hand a port it
+    just got back out again (as it does more often with tests running side by side)."""
+    with contextlib.ExitStack() as held:
+        sockets = [held.enter_context(socket.socket()) for _ in range(count)]
+        for s in sockets:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in sockets]
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    return free_ports(1)[0]
 
 
 async def start_server(settings: Settings) -> tuple[asyncio.Task[None], asyncio.Event, Client]:

@@ -15,7 +15,7 @@ import pytest
 
 from podbay.api.formats import load_pods
 from podbay.runtime.console import set_window_size, write_all
-from tests.e2e.conftest import free_port
+from tests.e2e.conftest import free_ports
 from tests.exec.conftest import ExecTarget
 from tests.exec.test_exec_cli_e2e import _controlling_terminal, press_enter_until, read_until
 
@@ -78,6 +78,8 @@ spec:
     # On the pod's loopback only: reachable through the pod's network namespace, not its IP.
     command: [sh, -c, "mkdir -p /www && echo hello from httpd > /www/index.html && seq 1 100000 > /www/big
                        && exec httpd -f -p 127.0.0.1:8080 -h /www"]
+    # Ready once it serves (writing /www/big first takes a while): a forward sooner is refused.
+    readinessProbe: {exec: {command: [wget, -q, -O, /dev/null, "http://127.0.0.1:8080/index.html"]}, periodSeconds: 1}
   - name: echo
     image: "busybox:1.35"
     command: [nc, -ll, -p, "7000", -e, cat]
@@ -88,6 +90,7 @@ spec:
     image: "busybox:1.35"
     # IPv6 loopback only: reached after IPv4 is refused, as containerd dials.
     command: [sh, -c, "mkdir -p /six && echo hello over ipv6 > /six/index.html && exec httpd -f -p '[::1]:8086' -h /six"]
+    readinessProbe: {exec: {command: [wget, -q, -O, /dev/null, "http://[::1]:8086/"]}, periodSeconds: 1}
 """
 
 
@@ -158,7 +161,7 @@ async def test_port_forward_several_ports_both_ways(target: ExecTarget, binary: 
     await cluster.client.create(load_pods(WEB_POD)[0])
     await cluster.wait_for("web", lambda p: p.status.phase == "Running" and all(
         c.ready for c in p.status.container_statuses or []))
-    web, echo_port, count, closed, six = (free_port() for _ in range(5))
+    web, echo_port, count, closed, six = free_ports(5)
     proc = await asyncio.create_subprocess_exec(
         *kubectl(binary, target), "-v=6", "port-forward", "--address=127.0.0.1", "pod/web",
         f"{web}:8080", f"{echo_port}:7000", f"{count}:7001", f"{closed}:7999", f"{six}:8086",

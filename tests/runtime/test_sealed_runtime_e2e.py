@@ -3,6 +3,7 @@ command runs, executes the one sealed copy (not the host's binary, not a copy of
 nothing that holds it can write through it to the host's crun."""
 from __future__ import annotations
 
+import asyncio
 import errno
 import fcntl
 import hashlib
@@ -46,7 +47,13 @@ async def test_a_created_container_runs_the_sealed_copy_which_cannot_be_written(
             os.close(readable)
         await runtime.start_container(cid)
         assert (await runtime.container_status(cid)).state is ContainerState.RUNNING
-        # The attack reopens what it holds for writing once crun no longer runs from it.
+        # The attack reopens what it holds for writing once crun no longer runs from it. `crun
+        # start` returns once it told the init to go on, before the init's execve of the command:
+        # while the init still runs the copy, the kernel refuses a write open with ETXTBSY first.
+        deadline = asyncio.get_running_loop().time() + 30
+        while os.stat(exe).st_ino == os.stat(runtime.oci.runtime).st_ino:
+            assert asyncio.get_running_loop().time() < deadline, "the init never ran its command"
+            await asyncio.sleep(0.01)
         with pytest.raises(PermissionError) as refused:
             writable = os.open(f"/proc/self/fd/{held}", os.O_WRONLY)
             try:
