@@ -23,6 +23,7 @@ from podbay.apiserver.embedded import EmbeddedServer, serve_embedded
 from podbay.client import Client
 from tests.cli.podbay_cli import podbay_cli, wait_until
 from tests.conftest import HostEnv, require_root
+from tests.polling import wait_until as eventually
 
 pytestmark = pytest.mark.e2e
 
@@ -87,13 +88,6 @@ async def start(server: EmbeddedServer, tmp_path: Path) -> AsyncIterator[Callabl
         if s.process.returncode is None:
             s.process.kill()  # by its PID: only what this test started
             await s.process.wait()
-
-
-async def eventually(check: Callable[[], object], timeout: float = 30.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        assert time.monotonic() < deadline, f"{what} not met before the deadline"
-        await asyncio.sleep(0.1)
 
 
 async def lease(client: Client, name: str = "kube-scheduler") -> Lease | None:

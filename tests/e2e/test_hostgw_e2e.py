@@ -33,6 +33,7 @@ from podbay.controllers.nodeipam import NodeIPAM
 from podbay.runtime.hostgw import ROUTE_PROTO
 from tests.conftest import HostEnv, claimed_env, require_root
 from tests.e2e.conftest import Cluster, running_cluster, settings_for
+from tests.polling import wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -120,13 +121,6 @@ async def wait_nodes(client: Client, names: set[str], check: Callable[[Node], bo
 
 def ready(node: Node) -> bool:
     return any(c.type == "Ready" and c.status == "True" for c in node.status.conditions)
-
-
-async def wait_until(check: Callable[[], bool], timeout: float = 30.0) -> None:
-    async def poll() -> None:
-        while not check():
-            await asyncio.sleep(0.3)
-    await asyncio.wait_for(poll(), timeout)
 
 
 async def running_ip(client: Client, name: str, timeout: float = 90.0) -> str:

@@ -12,6 +12,7 @@ from podbay.api.printing import pod_row
 from podbay.api.serialize import from_dict
 from podbay.api.wellknown import RUN_STATE_ANNOTATION, SANDBOX_FROM_ANNOTATION
 from tests.e2e.conftest import Cluster
+from tests.polling import wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -58,7 +59,8 @@ async def test_create_start_stop_keeps_storage_and_rm(cluster: Cluster) -> None:
     again = await cluster.wait_for("hyper", running)
     # The emptyDir outlived the stop: both runs wrote to it.
     volume = cluster.settings.state_root / "pods" / again.metadata.uid / "volumes" / "data" / "runs"
-    assert volume.read_text() == "run\nrun\n"
+    # Running is the container started, not its first line run: wait for the second marker.
+    await wait_until(lambda: volume.read_text() == "run\nrun\n", "both runs' markers in the emptyDir")
     assert first.metadata.uid == again.metadata.uid
     await cluster.client.delete(Pod, "hyper", "default")
     await cluster.wait_for_deleted("hyper")

@@ -8,7 +8,7 @@ import dataclasses
 import re
 import subprocess
 from pathlib import Path
-from typing import AsyncIterator, Callable, Iterator
+from typing import AsyncIterator, Iterator
 
 import pytest
 
@@ -20,6 +20,7 @@ from tests.conftest import HostEnv, require_root
 from tests.e2e.conftest import Cluster, running_cluster, settings_for
 from tests.e2e.test_network_pods_e2e import log_of
 from tests.e2e.test_nodes_e2e import wait_node
+from tests.polling import wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -40,14 +41,6 @@ def pod_processes(settings: Settings) -> list[str]:
             if proc.name.isdigit() and f"/{settings.cgroup_parent}/pod-" in (proc / "cgroup").read_text():
                 found.append(proc.name)
     return found
-
-
-async def wait_until(check: Callable[[], bool], what: str, timeout: float = 30.0) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not check():
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"never: {what}")
-        await asyncio.sleep(0.1)
 
 
 async def wait_log(cluster: Cluster, name: str, container: str, text: str, timeout: float = 30.0) -> None:

@@ -3,12 +3,9 @@ process runs and crun's state says so; a container whose process died before its
 start with crun's own error, as through `crun start`."""
 from __future__ import annotations
 
-import asyncio
 import os
 import signal
-import time
 from pathlib import Path
-from typing import Callable
 
 import pytest
 
@@ -16,15 +13,10 @@ from podbay.runtime.service import RuntimeService
 from podbay.runtime.types import (
     ContainerConfig, ContainerMetadata, ContainerRuntimeError, ContainerState, PodSandboxConfig, PodSandboxMetadata,
 )
+from tests.polling import wait_until
+
 pytestmark = pytest.mark.e2e
 BUSYBOX = "busybox:1.35"
-
-
-async def wait_until(check: Callable[[], bool], timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        assert time.monotonic() < deadline, "not within the deadline"
-        await asyncio.sleep(0.02)
 
 
 async def test_a_started_container_runs_and_crun_says_so(runtime: RuntimeService) -> None:

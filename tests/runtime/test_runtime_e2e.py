@@ -18,6 +18,7 @@ from podbay.runtime.types import (
 )
 from podbay.runtime.volumes import EmptyDir
 from tests.conftest import HostEnv
+from tests.polling import wait_until
 from tests.runtime.conftest import running_runtime, runtime_config
 
 pytestmark = pytest.mark.e2e
@@ -225,7 +226,10 @@ async def test_exec_into_a_container_that_just_died_is_refused_not_answered_with
     # being stopped and got exit 1 with crun's "the container ... is not running" as its answer).
     sid = await runtime.run_pod_sandbox(sandbox("dying"))
     cid = await run(runtime, sid, container("c", "sleep 600"))
-    os.kill((await runtime.container_status(cid)).pid, signal.SIGKILL)
+    pid = (await runtime.container_status(cid)).pid
+    os.kill(pid, signal.SIGKILL)
+    # A SIGKILL is delivered, not done, when kill() returns: the exec must come after the death.
+    await wait_until(lambda: not Path(f"/proc/{pid}").exists(), "the killed process is gone")
     with pytest.raises(ContainerRuntimeError, match="is not running"):
         await runtime.exec_sync(cid, ["echo", "hi"], 10)
     await runtime.remove_pod_sandbox(sid)
