@@ -36,13 +36,19 @@ class EtcdError(InternalError):
         self.grpc_code = grpc_code
 
 
+def _timed_out(message: str) -> bool:
+    """etcd's server timed out ("request timed out"), or its gRPC gateway's own call to it did:
+    the gateway answers that one as code 2, Unknown, with Go's "context deadline exceeded"."""
+    return "timed out" in message or "context deadline exceeded" in message
+
+
 def _unavailable(message: str, grpc_code: int) -> Timeout | ServiceUnavailable:
     """etcd's "cannot commit now" as the API's Status. kube-apiserver passes etcd's words on as a
     500 InternalError; podbay says what the client may do. A timed-out request may still be
     committed once etcd has a quorum again: 504 Timeout (read before writing again). Anything
     else (no leader, leader changed) was not applied: 503 ServiceUnavailable, retry."""
     text = f"etcd cannot serve the request now (is a majority of its members up?): {message}"
-    if grpc_code == _DEADLINE_EXCEEDED or "timed out" in message:
+    if grpc_code == _DEADLINE_EXCEEDED or _timed_out(message):
         return Timeout(text)
     return ServiceUnavailable(text)
 
@@ -141,7 +147,7 @@ class EtcdClient:
             raise ServiceUnavailable(f"etcd request {path} failed: {exc}") from exc
         if "error" in answer or resp.status != 200:
             message, code = str(answer.get("message") or answer.get("error")), int(answer.get("code", 2))
-            if code in _NO_QUORUM_CODES:
+            if code in _NO_QUORUM_CODES or _timed_out(message):
                 raise _unavailable(message, code)
             raise EtcdError(message, code)
         return answer

@@ -106,11 +106,19 @@ class LossyEtcd:
     """A loopback proxy in front of a real etcd that, for the next `lose` transactions, passes each
     on to etcd and then answers as etcd does when it cannot tell whether a write was committed
     (503, gRPC UNAVAILABLE, "etcdserver: request timed out"); for the next `refuse`, answers "no
-    leader" without passing it on. Everything else goes through unchanged."""
+    leader" without passing it on. Everything else goes through unchanged. `lost_answer` is what
+    a lost transaction gets: etcd's own, or its gRPC gateway's when the gateway's call to etcd
+    timed out (500, code 2 Unknown, Go's "context deadline exceeded")."""
+
+    ETCD_TIMED_OUT = (503, {"error": "etcdserver: request timed out", "message": "etcdserver: request timed out",
+                            "code": 14})
+    GATEWAY_TIMED_OUT = (500, {"error": "context deadline exceeded", "message": "context deadline exceeded",
+                               "code": 2})
 
     def __init__(self, etcd_url: str) -> None:
         self.etcd_url = etcd_url
         self.lose = self.refuse = 0
+        self.lost_answer = self.ETCD_TIMED_OUT
         self.runner: web.AppRunner | None = None
         self.url = ""
 
@@ -140,8 +148,8 @@ class LossyEtcd:
             answer = await resp.read()
             if request.path == "/v3/kv/txn" and self.lose:
                 self.lose -= 1
-                return web.json_response({"error": "etcdserver: request timed out",
-                                          "message": "etcdserver: request timed out", "code": 14}, status=503)
+                status, lost = self.lost_answer
+                return web.json_response(lost, status=status)
             return web.Response(body=answer, status=resp.status, content_type="application/json")
 
 
@@ -187,5 +195,8 @@ async def test_without_a_majority_the_answer_says_so(etcd_server: EtcdServer) ->
             with pytest.raises(Timeout, match=r"majority.*etcdserver: request timed out") as timed_out:
                 await store.create("pods", "default", pod("c"))
             assert (timed_out.value.code, timed_out.value.reason) == (504, "Timeout")
+            proxy.lost_answer = LossyEtcd.GATEWAY_TIMED_OUT
+            with pytest.raises(Timeout, match=r"majority.*context deadline exceeded"):
+                await store.create("pods", "default", pod("d"))
         finally:
             await store.close()
