@@ -31,10 +31,24 @@ def answer(reply: bytes) -> tuple[int, int, list[str]]:
     return qid, flags & 0xF, addresses
 
 
+def free_ports(count: int) -> list[int]:
+    """Distinct ports free for both UDP and TCP (a DNS server binds both): a port free for one
+    may be another test's listener on the other. Each is held until all are chosen."""
+    ports: list[int] = []
+    with contextlib.ExitStack() as held:
+        while len(ports) < count:
+            tcp = held.enter_context(socket.socket(socket.AF_INET, socket.SOCK_STREAM))
+            tcp.bind(("127.0.0.1", 0))
+            port = tcp.getsockname()[1]
+            udp = held.enter_context(socket.socket(socket.AF_INET, socket.SOCK_DGRAM))
+            with contextlib.suppress(OSError):
+                udp.bind(("127.0.0.1", port))
+                ports.append(port)
+    return ports
+
+
 def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    return free_ports(1)[0]
 
 
 @contextlib.asynccontextmanager
@@ -117,7 +131,7 @@ async def test_other_names_go_to_the_upstreams_given_and_nowhere_without(
     """Two real servers on 127.0.0.1: the second serves the zone `other.test` and is the first's
     upstream, so a name in it is answered through the first; without upstreams the first answers
     SERVFAIL at once and the second never hears the question."""
-    upstream_port, port, lonely_port = free_port(), free_port(), free_port()
+    upstream_port, port, lonely_port = free_ports(3)
     svc = await api_client.create(from_dict(Service, {"metadata": {"name": "db"}, "spec": {"ports": [{"port": 5432}]}}))
     name = "db.default.svc.other.test"
     upstream = DNSServer(informers, "127.0.0.1", upstream_port, domain="other.test", upstreams=[])
