@@ -1,7 +1,6 @@
 """A real single-member etcd (Debian's etcd-server) on free loopback ports, for tests."""
 from __future__ import annotations
 
-import socket
 import subprocess
 import time
 import urllib.error
@@ -9,14 +8,10 @@ import urllib.request
 from pathlib import Path
 from typing import IO
 
+from tests.ports import free_port, free_ports  # noqa: F401 - the store tests import it from here
+
 ETCD = "/usr/bin/etcd"
 ETCDCTL = "/usr/bin/etcdctl"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class EtcdServer:
@@ -26,7 +21,7 @@ class EtcdServer:
     def __init__(self, root: Path) -> None:
         self.root = root
         self.data_dir = root / "data"
-        self.client_port, self.peer_port = free_port(), free_port()
+        self.client_port, self.peer_port = free_ports(2)
         self.process: subprocess.Popen[bytes] | None = None
         self._log: IO[bytes] | None = None
         root.mkdir(parents=True, exist_ok=True)
@@ -88,8 +83,8 @@ class EtcdCluster:
     def __init__(self, root: Path, size: int = 3) -> None:
         self.root = root
         self.names = [f"m{i}" for i in range(size)]
-        self.client_ports = [free_port() for _ in self.names]
-        self.peer_ports = [free_port() for _ in self.names]
+        ports = free_ports(2 * len(self.names))
+        self.client_ports, self.peer_ports = ports[:len(self.names)], ports[len(self.names):]
         self.processes: list[subprocess.Popen[bytes] | None] = [None] * size
         self._logs: list[IO[bytes] | None] = [None] * size
         root.mkdir(parents=True, exist_ok=True)

@@ -17,6 +17,7 @@ from podbay.api.services import Service
 from podbay.apiserver.embedded import EmbeddedServer
 from podbay.client import Client
 from podbay.client.informer import SharedInformerFactory
+from tests.ports import free_port, free_ports
 
 
 def query(name: str, qid: int = 7) -> bytes:
@@ -29,26 +30,6 @@ def answer(reply: bytes) -> tuple[int, int, list[str]]:
     qid, flags, _, count = struct.unpack("!HHHH", reply[:8])
     addresses = [socket.inet_ntoa(reply[-4:])] if count else []
     return qid, flags & 0xF, addresses
-
-
-def free_ports(count: int) -> list[int]:
-    """Distinct ports free for both UDP and TCP (a DNS server binds both): a port free for one
-    may be another test's listener on the other. Each is held until all are chosen."""
-    ports: list[int] = []
-    with contextlib.ExitStack() as held:
-        while len(ports) < count:
-            tcp = held.enter_context(socket.socket(socket.AF_INET, socket.SOCK_STREAM))
-            tcp.bind(("127.0.0.1", 0))
-            port = tcp.getsockname()[1]
-            udp = held.enter_context(socket.socket(socket.AF_INET, socket.SOCK_DGRAM))
-            with contextlib.suppress(OSError):
-                udp.bind(("127.0.0.1", port))
-                ports.append(port)
-    return ports
-
-
-def free_port() -> int:
-    return free_ports(1)[0]
 
 
 @contextlib.asynccontextmanager

@@ -4,7 +4,6 @@ only to say a namespace is active; what it lacks, shows terminating, or this ser
 read live."""
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 from typing import AsyncIterator
 
@@ -13,6 +12,7 @@ import pytest
 from podbay.api.errors import APIError, Forbidden, NotFound
 from podbay.apiserver.nslifecycle import NamespaceLifecycle
 from podbay.store.sqlite import SQLiteStore
+from tests.polling import wait_until
 
 
 def _namespace(name: str, deleting: bool = False) -> dict[str, object]:
@@ -38,10 +38,7 @@ async def _synced(store: SQLiteStore, name: str) -> NamespaceLifecycle:
     """A started cache that has seen namespace `name` active."""
     lifecycle = NamespaceLifecycle(store)
     lifecycle.start()
-    deadline = asyncio.get_running_loop().time() + 30
-    while not (lifecycle._synced and lifecycle._cache.get(name) is False):
-        assert asyncio.get_running_loop().time() < deadline, "the cache never synced"
-        await asyncio.sleep(0.01)
+    await wait_until(lambda: lifecycle._synced and lifecycle._cache.get(name) is False, "the cache synced")
     return lifecycle
 
 
@@ -89,10 +86,7 @@ async def test_a_namespace_the_cache_shows_terminating_is_read_live(stores: tupl
     lifecycle = await _synced(mine, "back")
     try:
         await mine.update("namespaces", "", "back", _namespace("back", deleting=True))
-        deadline = asyncio.get_running_loop().time() + 30
-        while lifecycle._cache.get("back") is not True:
-            assert asyncio.get_running_loop().time() < deadline, "the watch never delivered the update"
-            await asyncio.sleep(0.01)
+        await wait_until(lambda: lifecycle._cache.get("back") is True, "the watch delivered the update")
         await other.delete("namespaces", "", "back")
         await other.create("namespaces", "", _namespace("back"))
         assert await _refusal(lifecycle, "back") is None

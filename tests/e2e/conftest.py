@@ -4,7 +4,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import shutil
-import socket
 from dataclasses import dataclass
 from typing import AsyncIterator
 
@@ -16,6 +15,7 @@ from podbay.cli.settings import Settings
 from podbay.client import Client
 from podbay.runtime.service import RuntimeService
 from tests.conftest import HostEnv, require_root
+from tests.ports import free_port, free_ports  # noqa: F401 - imported from here by the e2e tests
 
 
 @dataclass
@@ -93,20 +93,6 @@ def settings_for(env: HostEnv) -> Settings:
                     proxy_chain_prefix=env.network_name,
                     # Cluster DNS forwards nothing off the machine (non-cluster names: SERVFAIL).
                     cluster_dns_upstreams=())
-
-
-def free_ports(count: int) -> list[int]:
-    """Distinct free ports: each held until all are chosen, since the kernel may hand a port it
-    just got back out again (as it does more often with tests running side by side)."""
-    with contextlib.ExitStack() as held:
-        sockets = [held.enter_context(socket.socket()) for _ in range(count)]
-        for s in sockets:
-            s.bind(("127.0.0.1", 0))
-        return [s.getsockname()[1] for s in sockets]
-
-
-def free_port() -> int:
-    return free_ports(1)[0]
 
 
 async def start_server(settings: Settings) -> tuple[asyncio.Task[None], asyncio.Event, Client]:

@@ -1,17 +1,12 @@
 """A docker-registry under test, and how tests push to it."""
 from __future__ import annotations
 
-import socket
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from tests.ports import free_port  # noqa: F401 - the image tests import it from here
 
 
 @dataclass

@@ -10,6 +10,7 @@ import pytest
 
 from podbay.runtime.gvisorctl import Capabilities, ControlError, Exec, RemoteError, SandboxControl
 from podbay.runtime.service import RuntimeService
+from tests.polling import wait_until
 from tests.runtime.test_gvisor_e2e import exited, gvisor_runtime, log_lines  # noqa: F401 - the fixture
 from tests.runtime.test_runtime_e2e import container, run, sandbox
 
@@ -22,10 +23,7 @@ async def trapping(runtime: RuntimeService, sandbox_id: str, name: str, trap: st
     default action and give another exit code, so it says when it is ready and we wait for that."""
     cid = await run(runtime, sandbox_id, container(name, f"{trap}; echo ready; while true; do sleep 0.1; done"))
     log_path = (await runtime.container_status(cid)).log_path
-    deadline = asyncio.get_running_loop().time() + 60
-    while b"ready" not in log_lines(log_path):
-        assert asyncio.get_running_loop().time() < deadline, f"{name} never set its trap"
-        await asyncio.sleep(0.05)
+    await wait_until(lambda: b"ready" in log_lines(log_path), f"{name} set its trap", 60)
     return cid
 
 

@@ -154,17 +154,20 @@ async def test_a_quiet_watch_outlives_the_compaction_of_other_writes(backend: Ba
     # Watching namespaces while only nodes are written: the history of those writes goes, and the
     # namespaces watch still delivers the next namespace, not 410.
     events = store.watch("namespaces")
-    first = asyncio.ensure_future(events.__anext__())
+    nxt = asyncio.ensure_future(events.__anext__())
     try:
-        await asyncio.sleep(0.2)  # the watch has started and caught up
+        # Its first event says the watch has started and caught up.
+        await store.create("namespaces", "", {"metadata": {"name": "before"}})
+        assert (await asyncio.wait_for(nxt, 10)).object["metadata"]["name"] == "before"
+        nxt = asyncio.ensure_future(events.__anext__())
         await backend.forget_history(store)
         await store.create("namespaces", "", {"metadata": {"name": "after"}})
-        event = await asyncio.wait_for(first, 10)
+        event = await asyncio.wait_for(nxt, 10)
         assert (event.type, event.object["metadata"]["name"]) == ("ADDED", "after")
     finally:
-        first.cancel()
+        nxt.cancel()
         with contextlib.suppress(asyncio.CancelledError):
-            await first
+            await nxt
         await events.aclose()  # type: ignore[attr-defined]
 
 
