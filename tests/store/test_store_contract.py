@@ -153,7 +153,9 @@ async def test_watch_from_compacted_history_is_gone(backend: Backend, store: Sto
 async def test_a_quiet_watch_outlives_the_compaction_of_other_writes(backend: Backend, store: Store) -> None:
     # Watching namespaces while only nodes are written: the history of those writes goes, and the
     # namespaces watch still delivers the next namespace, not 410.
-    events = store.watch("namespaces")
+    # From the revision now (a watch of "now" starts when first read, which may be after the create).
+    _, since = await store.list("namespaces")
+    events = store.watch("namespaces", since_rv=since)
     nxt = asyncio.ensure_future(events.__anext__())
     try:
         # Its first event says the watch has started and caught up.
