@@ -207,6 +207,13 @@ class ContainerManager:
         name = container.name
         latest = rt.find(name)
         attempt = latest.attempt + 1 if latest is not None else 0
+        if latest is not None and latest.state is RunState.CREATED:
+            # Made but never started (an agent killed between its create and start, or a start
+            # cut short): nothing will start it, yet crun's init waits in it under its conmon,
+            # so it goes before its successor is made, which takes its attempt as it never ran.
+            with contextlib.suppress(NotFound):
+                await self.runtime.remove_container(latest.id)
+            attempt = latest.attempt
         try:
             sources = await volume_sources(self.client, pod, PodFacts(pod_ip=pod_ip or "",
                                                                       host_ip=self.config.node_address))

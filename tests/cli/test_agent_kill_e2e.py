@@ -84,3 +84,57 @@ spec:
     finally:
         podbay("down", "--purge")
 
+
+
+def live_crun(env: HostEnv) -> dict[str, str]:
+    """crun's containers that hold a process (created ones wait to be started), by id: status."""
+    return {i: c["status"] for i, c in crun_containers(env).items() if c["status"] in ("created", "running")}
+
+
+def test_server_killed_between_create_and_start_leaves_one_container_per_name(host_env: HostEnv,
+                                                                              tmp_path: Path) -> None:
+    """A replace creates NEW's containers, then starts them once OLD's have stopped (here after
+    OLD's grace period): a kill in between leaves them created. The restarted agent makes NEW's
+    containers again, and the created ones, which nothing will start, must go rather than stay
+    beside them with their conmon and crun's waiting init."""
+    require_root()
+    podbay = podbay_cli(host_env)
+    pod = tmp_path / "{name}.yaml"
+    for name, grace in (("old", 8), ("new", 1)):
+        # sleep as PID 1 ignores SIGTERM: OLD's containers take their whole grace period to stop.
+        Path(str(pod).format(name=name)).write_text(f"""
+apiVersion: v1
+kind: Pod
+metadata: {{name: {name}}}
+spec:
+  terminationGracePeriodSeconds: {grace}
+  containers:
+  - {{name: main, image: busybox:1.35, command: [sleep, "3600"]}}
+  - {{name: side, image: busybox:1.35, command: [sleep, "3600"]}}
+""")
+    podbay("up")
+    try:
+        podbay("apply", "-f", str(pod).format(name="old"))
+        wait_until(lambda: all("running" in s.get("state", {}) for n, s in statuses(podbay, "old").items() if n)
+                   and len(statuses(podbay, "old")) == 3)
+        podbay("create", "-p", str(pod).format(name="new"))
+        old_ids = set(live_crun(host_env))
+        podbay("replace", "-o", "old", "-n", "new")
+        wait_until(lambda: sum(s == "created" for i, s in live_crun(host_env).items() if i not in old_ids) == 2)
+
+        settings = settings_for(host_env)
+        os.kill(int(settings.pidfile.read_text()), signal.SIGKILL)
+        wait_until(lambda: running_pid(settings) is None)
+        podbay("up")
+
+        def named() -> set[str]:
+            return {s["containerID"].split("://")[-1] for name in ("old", "new")
+                    for n, s in statuses(podbay, name).items() if n and "running" in s.get("state", {})}
+
+        # Both pods run again (OLD, its hand-over cut short, in a sandbox of its own): four containers.
+        wait_until(lambda: len(named()) == 4)
+        assert live_crun(host_env) == dict.fromkeys(named(), "running")
+        # The created ones never ran: NEW's containers did not restart.
+        assert [s["restartCount"] for n, s in statuses(podbay, "new").items() if n] == [0, 0]
+    finally:
+        podbay("down", "--purge")
