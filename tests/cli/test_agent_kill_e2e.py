@@ -85,7 +85,6 @@ spec:
         podbay("down", "--purge")
 
 
-
 def live_crun(env: HostEnv) -> dict[str, str]:
     """crun's containers that hold a process (created ones wait to be started), by id: status."""
     return {i: c["status"] for i, c in crun_containers(env).items() if c["status"] in ("created", "running")}
@@ -99,10 +98,9 @@ def test_server_killed_between_create_and_start_leaves_one_container_per_name(ho
     beside them with their conmon and crun's waiting init."""
     require_root()
     podbay = podbay_cli(host_env)
-    pod = tmp_path / "{name}.yaml"
     for name, grace in (("old", 8), ("new", 1)):
         # sleep as PID 1 ignores SIGTERM: OLD's containers take their whole grace period to stop.
-        Path(str(pod).format(name=name)).write_text(f"""
+        (tmp_path / f"{name}.yaml").write_text(f"""
 apiVersion: v1
 kind: Pod
 metadata: {{name: {name}}}
@@ -114,10 +112,10 @@ spec:
 """)
     podbay("up")
     try:
-        podbay("apply", "-f", str(pod).format(name="old"))
+        podbay("apply", "-f", str(tmp_path / "old.yaml"))
         wait_until(lambda: all("running" in s.get("state", {}) for n, s in statuses(podbay, "old").items() if n)
                    and len(statuses(podbay, "old")) == 3)
-        podbay("create", "-p", str(pod).format(name="new"))
+        podbay("create", "-p", str(tmp_path / "new.yaml"))
         old_ids = set(live_crun(host_env))
         podbay("replace", "-o", "old", "-n", "new")
         wait_until(lambda: sum(s == "created" for i, s in live_crun(host_env).items() if i not in old_ids) == 2)
