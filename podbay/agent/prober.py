@@ -43,25 +43,11 @@ class ProbeManager:
         self.on_failure = on_failure  # (pod, container, probe type, message, init) → Unhealthy event
         self.results: dict[str, dict[str, bool | None]] = {t: {} for t in PROBE_TYPES}
         self._tasks: dict[tuple[str, str], asyncio.Task[None]] = {}
-        self._pods: dict[str, list[ProbeTarget]] = {}  # pod uid → its probed containers
+        # pod uid → its probe timers' keys: a pod's sync changes its own timers, not every pod's
+        self._keys: dict[str, set[tuple[str, str]]] = {}
 
     def set_pod(self, uid: str, targets: list[ProbeTarget]) -> None:
         """Probes exactly `targets` of pod `uid` (none: the pod's timers stop)."""
-        if targets:
-            self._pods[uid] = targets
-        else:
-            self._pods.pop(uid, None)
-        self.ensure([t for pod_targets in self._pods.values() for t in pod_targets])
-
-    def known(self, probe_type: str) -> dict[str, bool]:
-        """The containers (by id) whose `probe_type` probe has a result yet."""
-        return {k: v for k, v in self.results[probe_type].items() if v is not None}
-
-    def result(self, probe_type: str, container_id: str) -> bool | None:
-        return self.results[probe_type].get(container_id)
-
-    def ensure(self, targets: list[ProbeTarget]) -> None:
-        """Probes exactly the given running containers; stops the others' timers."""
         wanted = set()
         for t in targets:
             for probe_type in PROBE_TYPES:
@@ -74,9 +60,18 @@ class ProbeManager:
                     state = ProbeState(probe_type, probe_timing(probe))
                     self.results[probe_type][t.container_id] = state.result
                     self._tasks[key] = asyncio.create_task(self._loop(t, probe_type, probe, state))
-        for key in [k for k in self._tasks if k not in wanted]:
+        for key in self._keys.pop(uid, set()) - wanted:
             self._tasks.pop(key).cancel()
             self.results[key[1]].pop(key[0], None)
+        if wanted:
+            self._keys[uid] = wanted
+
+    def known(self, probe_type: str) -> dict[str, bool]:
+        """The containers (by id) whose `probe_type` probe has a result yet."""
+        return {k: v for k, v in self.results[probe_type].items() if v is not None}
+
+    def result(self, probe_type: str, container_id: str) -> bool | None:
+        return self.results[probe_type].get(container_id)
 
     async def close(self) -> None:
         tasks = list(self._tasks.values())

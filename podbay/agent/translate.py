@@ -40,7 +40,27 @@ def _fqdn(pod: Pod) -> str:
     return f"{_hostname(pod)}.{pod.spec.subdomain}.{pod.metadata.namespace}.svc.cluster.local"
 
 
-def _host_resolv(path: Path = Path("/etc/resolv.conf")) -> DNSConfig:
+# The host's resolv.conf as last parsed, by path, with the (inode, mtime, size) it had: read and
+# parsed once per change rather than once per pod, on the event loop.
+_host_resolvs: dict[Path, tuple[tuple[int, int, int], DNSConfig]] = {}
+
+
+def host_resolv(path: Path = Path("/etc/resolv.conf")) -> DNSConfig:
+    """The host's resolvers (the kubelet's getHostDNSConfig); a copy the caller may change."""
+    try:
+        st = path.stat()
+    except OSError:
+        return DNSConfig()
+    stamp = (st.st_ino, st.st_mtime_ns, st.st_size)
+    known = _host_resolvs.get(path)
+    if known is None or known[0] != stamp:
+        known = stamp, _parse_resolv(path)
+        _host_resolvs[path] = known
+    dns = known[1]
+    return DNSConfig(list(dns.servers), list(dns.searches), list(dns.options))
+
+
+def _parse_resolv(path: Path) -> DNSConfig:
     dns = DNSConfig()
     try:
         lines = path.read_text().splitlines()
@@ -70,13 +90,13 @@ def dns_config(pod: Pod, host: DNSConfig | None = None, cluster_dns: tuple[str, 
     cluster_first = bool(cluster_dns) and (
         policy == "ClusterFirstWithHostNet" or (policy == "ClusterFirst" and not pod.spec.host_network))
     if cluster_first:
-        resolv = host or _host_resolv()
+        resolv = host or host_resolv()
         base = DNSConfig(list(cluster_dns), [f"{pod.metadata.namespace}.svc.{cluster_domain}",
                                              f"svc.{cluster_domain}", cluster_domain, *resolv.searches], ["ndots:5"])
     elif policy != "None" and extra is None:
         return None
     else:
-        base = DNSConfig() if policy == "None" else (host or _host_resolv())
+        base = DNSConfig() if policy == "None" else (host or host_resolv())
     if extra is None:
         return base
     servers = list(dict.fromkeys(base.servers + extra.nameservers))[:MAX_NAMESERVERS]

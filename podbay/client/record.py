@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import secrets
+import time
 from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -35,6 +35,17 @@ def event_key(event: Event) -> EventKey:
     ref = event.involved_object
     return (ref.uid or "", ref.namespace or "", ref.name or "", ref.field_path or "", event.type or "",
             event.reason or "", event.message or "")
+
+
+_last_stamp = 0
+
+
+def _unique_stamp() -> int:
+    """The time in nanoseconds, later than any this process gave before: two Events about one
+    object are never named alike, even on a clock that does not tick every nanosecond."""
+    global _last_stamp
+    _last_stamp = max(time.time_ns(), _last_stamp + 1)
+    return _last_stamp
 
 
 @dataclass(frozen=True)
@@ -59,7 +70,8 @@ class EventRecorder:
     async def record(self, obj: Any, reason: str, message: str, *, warning: bool = False,
                      field_path: str | None = None) -> None:
         """An Event about `obj` (a Pod, Node or Lease object) from this component."""
-        now = datetime.now(timezone.utc)
+        stamp = _unique_stamp()
+        now = datetime.fromtimestamp(stamp / 1e9, timezone.utc)
         ref: dict[str, Any] = {"kind": obj.kind or "Pod", "apiVersion": obj.api_version, "name": obj.metadata.name,
                                "namespace": obj.metadata.namespace, "uid": obj.metadata.uid}
         if field_path:
@@ -69,7 +81,8 @@ class EventRecorder:
             source["host"] = self.host
         # Validated, but not checked for unknown fields as a user's manifest is: the keys are these.
         event = Event.model_validate({
-            "metadata": {"name": f"{obj.metadata.name}.{secrets.token_hex(8)}",
+            # client-go's name: the object's, then the time in hex nanoseconds (no random read).
+            "metadata": {"name": f"{obj.metadata.name}.{stamp:x}",
                          "namespace": obj.metadata.namespace or "default"},
             "involvedObject": ref, "reason": reason, "message": message,
             "type": "Warning" if warning else "Normal", "source": source,

@@ -23,6 +23,7 @@ from podbay.runtime.diskusage import disk_usage
 from podbay.runtime.exits import ExitWatcher
 from podbay.runtime.handler import RuntimeHandler
 from podbay.runtime.images import ImageStore
+from podbay.runtime.labelindex import LabelIndex
 from podbay.runtime.oci import OCIRuntime, process_start_time
 from podbay.runtime.records import ContainerRecord
 from podbay.runtime.rootfsahead import RootfsAhead
@@ -56,6 +57,7 @@ class Containers:
         self._sandbox_ready = sandbox_ready  # waits for the sandbox's network before a start
         self.exits = ExitWatcher()
         self._records: dict[str, ContainerRecord] = {}
+        self._labels = LabelIndex()
         # each container's OCI process, which every exec (and so every exec probe) starts from
         self._processes: dict[str, dict[str, Any]] = {}
         self._locks: dict[str, asyncio.Lock] = {}
@@ -80,6 +82,7 @@ class Containers:
 
     def _save(self, record: ContainerRecord) -> None:
         self._records[record.id] = record
+        self._labels.set(record.id, record.labels)
         record.save()
 
     def handler_of(self, record: ContainerRecord) -> RuntimeHandler:
@@ -93,6 +96,7 @@ class Containers:
             with contextlib.suppress(FileNotFoundError, ValueError, KeyError, TypeError):
                 record = ContainerRecord.load(path)
                 self._records[record.id] = record
+                self._labels.set(record.id, record.labels)
 
     async def remove_unrecorded(self) -> None:
         """A container's directories and rootfs mount without a record were being made when a
@@ -156,6 +160,7 @@ class Containers:
             self._processes[container_id] = await make_bundle(
                 self.images, handler, self.sandboxes, sandbox, record, config, pid, seccomp_profile, made is not None)
             self._records[container_id] = record  # saved by make_bundle
+            self._labels.set(container_id, record.labels)
         except BaseException:
             await finished_before_cancel(self._discard(container_id))
             raise
@@ -284,6 +289,7 @@ class Containers:
         known = self._records.get(container_id)
         await (self.handler_of(known) if known else self.oci).delete(container_id)
         record = self._records.pop(container_id, None)
+        self._labels.discard(container_id)
         self._processes.pop(container_id, None)
         if record is not None:
             Path(record.log_path).unlink(missing_ok=True)
@@ -307,10 +313,12 @@ class Containers:
     def statuses(self, sandbox_id: str | None = None, label_selector: dict[str, str] | None = None
              ) -> list[ContainerStatus]:
         out = []
-        for r in self.records():
+        if label_selector:
+            records = [self._records[i] for i in self._labels.select(label_selector)]
+        else:
+            records = self.records()
+        for r in records:
             if sandbox_id is not None and r.sandbox_id != sandbox_id:
-                continue
-            if label_selector and not label_selector.items() <= r.labels.items():
                 continue
             with contextlib.suppress(NotFound):
                 out.append(self.status(r.id))

@@ -30,9 +30,6 @@ class PinnedNamespaces:
 
 
 async def pin_namespaces(directory: Path, hostname: str, kinds: tuple[str, ...] = KINDS) -> PinnedNamespaces:
-    directory.mkdir(parents=True, exist_ok=True)
-    for kind in kinds:
-        (directory / kind).touch()
     if "net" not in kinds:
         # Nothing to bring up: made in-process, three execs (unshare, sh, hostname) fewer on the
         # path of a pod taking a warm sandbox.
@@ -42,6 +39,7 @@ async def pin_namespaces(directory: Path, hostname: str, kinds: tuple[str, ...] 
             unpin_namespaces(directory)
             raise OSError(f"creating the pod's namespaces failed: {exc}") from None
         return PinnedNamespaces(directory)
+    await finished_before_cancel(asyncio.to_thread(_make_pin_files, directory, kinds))
     args = [f"--{kind}={directory / kind}" for kind in kinds]
     # One short-lived process: set the hostname and bring up loopback in the new namespaces.
     script = " && ".join(part for part, wanted in (('hostname "$1"', "uts" in kinds),
@@ -57,9 +55,18 @@ async def pin_namespaces(directory: Path, hostname: str, kinds: tuple[str, ...] 
 _FLAGS = {"ipc": CLONE_NEWIPC, "uts": CLONE_NEWUTS}
 
 
+def _make_pin_files(directory: Path, kinds: tuple[str, ...]) -> None:
+    """The files the namespaces are bind-mounted onto; in a worker thread, as each new file waits
+    on ext4's journal."""
+    directory.mkdir(parents=True, exist_ok=True)
+    for kind in kinds:
+        (directory / kind).touch()
+
+
 def _pin_here(directory: Path, hostname: str, kinds: tuple[str, ...]) -> None:
-    """In a thread of its own, which ends after: it leaves the process's namespaces for new ones,
-    names the UTS one, and bind-mounts them onto the files."""
+    """In a thread of its own, which ends after: makes the files, leaves the process's namespaces
+    for new ones, names the UTS one, and bind-mounts them onto the files."""
+    _make_pin_files(directory, kinds)
     flags = 0
     for kind in kinds:
         flags |= _FLAGS[kind]

@@ -350,10 +350,11 @@ class PodNetwork:
             find_plugin(plugin["type"], self.config.bin_dirs)
             # Cached before it runs (as libcni does), so a crash or a failure part-way still
             # leaves what DEL needs; a plugin that fails may have changed the host already.
-            write_json_atomic(cache, record)
+            # Written in a worker thread, as the plugin runs: a new file waits on ext4's journal.
+            await finished_before_cancel(asyncio.to_thread(write_json_atomic, cache, record))
             prev = await self._exec("ADD", _plugin_conf(conflist, plugin, prev, ports), container_id, netns, args)
             record["result"] = prev
-        write_json_atomic(cache, record)
+        await finished_before_cancel(asyncio.to_thread(write_json_atomic, cache, record))
         if prev is None:
             raise NetworkError(f"{self.conflist_path()}: no plugin of network {conflist['name']!r} returned a result")
         if ports and not _maps_ports(conflist):

@@ -9,7 +9,7 @@ defaults, so older files load.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields, is_dataclass
 from datetime import datetime
 from enum import Enum
 from pathlib import Path
@@ -31,9 +31,21 @@ def _json(value: Any) -> Any:
     return value
 
 
+def _plain(value: Any) -> Any:
+    """`dataclasses.asdict`'s conversion without its deep copy of every leaf value: the result
+    is encoded at once and dropped, and the copies were most of a record's save on the event loop."""
+    if is_dataclass(value) and not isinstance(value, type):
+        return {f.name: _plain(getattr(value, f.name)) for f in fields(value)}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_plain(v) for v in value)
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    return value
+
+
 def _to_json(record: Any) -> dict[str, Any]:
     """The record's fields but its own path, as JSON values."""
-    return {k: _json(v) for k, v in asdict(record).items() if k != "path"}
+    return {f.name: _json(_plain(getattr(record, f.name))) for f in fields(record) if f.name != "path"}
 
 
 def _read(path: Path) -> dict[str, Any]:

@@ -18,6 +18,7 @@ from podbay.runtime.config import RuntimeConfig
 from podbay.runtime.etcfiles import write_pod_etc
 from podbay.runtime.files import remove_json
 from podbay.runtime.gvisor import GVISOR_BUNDLE, GVISOR_HANDLER
+from podbay.runtime.labelindex import LabelIndex
 from podbay.runtime.handler import RuntimeHandler, SandboxSpec, no_runtime
 from podbay.runtime.namespaces import pin_namespaces, start_pid_holder, stop_pid_holder, unpin_namespaces
 from podbay.runtime.network import PodNetwork
@@ -42,6 +43,7 @@ class Sandboxes:
         self.network = network
         self.warm = WarmPool(config, handlers, network, self)
         self._records: dict[str, SandboxRecord] = {}
+        self._labels = LabelIndex()
         # hostPort mappings of a just-taken warm sandbox, made while its containers are created
         self._ports_pending: dict[str, asyncio.Task[None]] = {}
         # the hostname of a just-taken booted sandbox (an exec in its kernel), set meanwhile too
@@ -78,10 +80,12 @@ class Sandboxes:
 
     def _save(self, record: SandboxRecord) -> None:
         self._records[record.id] = record
+        self._labels.set(record.id, record.labels)
         record.save()
 
     def _forget(self, sandbox_id: str) -> None:
         self._records.pop(sandbox_id, None)
+        self._labels.discard(sandbox_id)
         remove_json(self.config.sandboxes_root / f"{sandbox_id}.json")
 
     def load(self) -> None:
@@ -90,6 +94,7 @@ class Sandboxes:
             with contextlib.suppress(FileNotFoundError, ValueError, KeyError, TypeError):
                 record = SandboxRecord.load(path)
                 self._records[record.id] = record
+                self._labels.set(record.id, record.labels)
 
     # -- sandboxes no pod owns (warm, or left half-made) ---------------------------
 
@@ -285,8 +290,9 @@ class Sandboxes:
 
     def statuses(self, label_selector: dict[str, str] | None = None) -> list[PodSandboxStatus]:
         """Every sandbox, or those whose labels include `label_selector` (CRI's filter)."""
-        return [self.status(r) for r in self.records()
-                if not label_selector or label_selector.items() <= r.labels.items()]
+        if not label_selector:
+            return [self.status(r) for r in self.records()]
+        return [self.status(self._records[i]) for i in self._labels.select(label_selector)]
 
     def update_resources(self, sandbox_id: str, memory_limit: int | None) -> None:
         """A handed-over sandbox takes its new pod's memory limit (CRI's
@@ -302,6 +308,7 @@ class Sandboxes:
         hostname, the same namespaces and IP."""
         record = self.get(sandbox_id)
         record.labels, record.annotations = dict(labels), dict(annotations)
+        self._labels.set(record.id, record.labels)
         if hostname and hostname != record.hostname and not record.host_network:
             await self.handler(record.handler).set_hostname(self.spec(record), hostname)
             etc = self.sandbox_dir(sandbox_id) / "etc"

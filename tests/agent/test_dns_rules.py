@@ -2,10 +2,11 @@
 from __future__ import annotations
 
 import struct
+from pathlib import Path
 from typing import Any
 
 from podbay.agent.dns import A, NOERROR, NXDOMAIN, SRV, Answer, Record, encode_answer, parse_query, records
-from podbay.agent.translate import dns_config
+from podbay.agent.translate import host_resolv, dns_config
 from podbay.api.models import Pod
 from podbay.api.serialize import from_dict
 from podbay.api.services import EndpointSlice, Service
@@ -75,3 +76,19 @@ def test_cluster_first_resolv_conf() -> None:
     assert dns_config(pod, host, ("10.123.0.1",)) is None
     pod.spec.dns_policy = "ClusterFirstWithHostNet"
     assert dns_config(pod, host, ("10.123.0.1",)).servers == ["10.123.0.1"]
+
+
+def test_the_host_resolv_conf_is_read_again_once_it_changes(tmp_path: Path) -> None:
+    conf = tmp_path / "resolv.conf"
+    conf.write_text("search a.example\nnameserver 10.0.0.2\noptions ndots:2\n")
+    first = host_resolv(conf)
+    assert first == DNSConfig(["10.0.0.2"], ["a.example"], ["ndots:2"])
+    first.servers.append("10.9.9.9")  # the caller's copy: the next reader does not see it
+    assert host_resolv(conf).servers == ["10.0.0.2"]
+    # Replaced as resolvconf and NetworkManager replace it: a new file renamed over the old.
+    new = tmp_path / "resolv.conf.new"
+    new.write_text("search b.example\nnameserver 10.0.0.3\n")
+    new.replace(conf)
+    assert host_resolv(conf) == DNSConfig(["10.0.0.3"], ["b.example"], [])
+    conf.unlink()
+    assert host_resolv(conf) == DNSConfig()

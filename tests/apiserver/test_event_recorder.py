@@ -94,3 +94,28 @@ spec: {{containers: [{{name: c, image: busybox:1.35}}]}}
     await recorder.close()
     events, _ = await api_client.list(Event, "default")
     assert sorted(e.reason or "" for e in events) == ["Created", "Killing", "Pulled", "Scheduled", "Started"]
+
+
+async def test_events_are_named_as_client_go_names_them_and_never_alike(api_client: Client) -> None:
+    pod = await api_client.create(load_pods("""
+apiVersion: v1
+kind: Pod
+metadata: {name: named}
+spec: {containers: [{name: c, image: busybox:1.35}]}
+""")[0])
+    recorder = EventRecorder(api_client, "kubelet", "node-a")
+    # Recorded back to back, faster than many clocks tick: each is stored under a name of its own.
+    for i in range(50):
+        await recorder.record(pod, "Started", f"Started container c{i}")
+    await recorder.close()
+    events, _ = await api_client.list(Event, "default")
+    assert len(events) == 50
+    stamps = []
+    for e in events:
+        prefix, _, stamp = (e.metadata.name or "").rpartition(".")
+        assert prefix == "named"
+        stamps.append(int(stamp, 16))
+    assert len(set(stamps)) == 50
+    # The hex part is the time recorded, in nanoseconds since the epoch (the API's times are in seconds).
+    for e, ns in zip(events, stamps):
+        assert e.first_timestamp is not None and e.first_timestamp.timestamp() == ns // 10**9

@@ -94,6 +94,7 @@ class ImageStore:
         self.limits = limits
         self.content = ContentStore(self.root)
         self.layers = LayerStore(self.content, limits)
+        self._parsed: tuple[tuple[int, int, int], dict[str, Any]] | None = None
         self._record_unpacked_sizes()
 
     # -- the index -------------------------------------------------------------
@@ -114,6 +115,19 @@ class ImageStore:
             return index
         except FileNotFoundError:
             return {"images": {}}
+
+    def _current_index(self) -> dict[str, Any]:
+        """The index to read, not change: parsed again only once the file was replaced (every
+        write replaces it, here or in another podbay process), not read and parsed several
+        times per container on the event loop."""
+        try:
+            st = (self.root / "images.json").stat()
+        except FileNotFoundError:
+            return {"images": {}}
+        stamp = (st.st_ino, st.st_mtime_ns, st.st_size)
+        if self._parsed is None or self._parsed[0] != stamp:
+            self._parsed = stamp, self._read_index()
+        return self._parsed[1]
 
     @staticmethod
     def _find(index: dict[str, Any], ref: str) -> tuple[str, dict[str, Any]] | None:
@@ -140,8 +154,9 @@ class ImageStore:
 
     @staticmethod
     def _image(image_id: str, entry: dict[str, Any]) -> Image:
+        config = {k: list(v) if isinstance(v, list) else v for k, v in entry["config"].items()}
         return Image(image_id, list(entry["repo_tags"]), list(entry["repo_digests"]), entry["unpacked_size"],
-                     ImageConfig(**entry["config"]))
+                     ImageConfig(**config))
 
     def _record_unpacked_sizes(self) -> None:
         """Images added before sizes were unpacked sizes get theirs from their layers."""
@@ -153,7 +168,7 @@ class ImageStore:
                     entry["unpacked_size"] = sum(self.layers.layer_info(d).size for d in entry["layers"])
 
     def image_status(self, ref: str) -> Image | None:
-        found = self._find(self._read_index(), ref)
+        found = self._find(self._current_index(), ref)
         return self._image(*found) if found else None
 
     def list_images(self) -> list[Image]:
@@ -174,7 +189,7 @@ class ImageStore:
         return [self.layers.layer_info(d).devices for d in self._layer_ids(ref)]
 
     def _layer_ids(self, ref: str) -> list[str]:
-        found = self._find(self._read_index(), ref)
+        found = self._find(self._current_index(), ref)
         if found is None:
             raise ImageNotFound(ref)
         return list(reversed(found[1]["layers"]))
