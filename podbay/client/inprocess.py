@@ -162,7 +162,8 @@ class InProcessRoundTripper:
     async def _exchange(self, method: str, path: str, params: Mapping[str, str] | None, data: bytes | None,
                         headers: Mapping[str, str]) -> AsyncIterator[Response]:
         loop = asyncio.get_running_loop()
-        connection = _Connection(loop, _Peer(self.identity))
+        peer = _Peer(self.identity)
+        connection = _Connection(loop, peer)
         writer = _Writer(connection, LocalResponse(connection, loop))
         handler = loop.create_task(self._serve(connection, writer, self._message(method, path, params, data, headers),
                                                data or b""))
@@ -172,11 +173,12 @@ class InProcessRoundTripper:
             await writer.response.started
             yield writer.response
         finally:
-            assert connection.transport is not None
-            connection.transport.close()
+            peer.close()
             connection.readable.set()
-            if writer.response.started.done() and not writer.ended:
-                # A stream the client stopped reading: its handler ends now, not at its next write.
+            started = writer.response.started
+            if started.done() and not started.cancelled() and not writer.ended:
+                # A stream the client stopped reading: its handler ends now, not at its next write. A
+                # handler its client gave up on before any answer finishes, as behind a dropped connection.
                 handler.cancel()
 
     @staticmethod

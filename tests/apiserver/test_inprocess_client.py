@@ -127,3 +127,18 @@ async def test_a_watch_the_client_leaves_ends_its_handler(api_server: EmbeddedSe
         assert len(asyncio.all_tasks()) > handlers_before
     # The handler and its store watch are gone, not left waiting for an event to write.
     await wait_until(lambda: len(asyncio.all_tasks()) <= handlers_before, "the watch handler to end", 10)
+
+
+async def test_a_write_its_client_gave_up_on_is_still_made(clients: tuple[Client, Client]) -> None:
+    """As behind a dropped connection: the server finishes what it was handed."""
+    local, http = clients
+    creating = asyncio.create_task(local.create(configmap("abandoned")))
+    await asyncio.sleep(0)  # the request is handed over, not answered
+    creating.cancel()
+
+    async def made() -> str:
+        async for _, cm in http.watch(ConfigMap, "default"):
+            return str(cm.metadata.name)
+        raise AssertionError("watch ended")
+    assert await asyncio.wait_for(made(), 10) == "abandoned"
+    assert creating.cancelled()
