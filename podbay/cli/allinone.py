@@ -23,6 +23,7 @@ from podbay.apiserver.embedded import EmbeddedServer, serve_embedded
 from podbay.apiserver.ipallocator import ServiceRanges
 from podbay.cli.settings import Settings
 from podbay.client import Client
+from podbay.client.inprocess import in_process_client
 from podbay.client.informer import SharedInformerFactory
 from podbay.client.leaderelection import LeaderElectionConfig, LeaderElector, new_identity
 from podbay.client.record import EventRecorder
@@ -38,7 +39,8 @@ from podbay.runtime.images import ensure_busybox_image
 from podbay.runtime.network import host_masquerade
 from podbay.runtime.service import RuntimeService
 from podbay.scheduler.scheduler import run as run_scheduler
-from podbay.security.pki import KeyPair, ensure_self_signed, host_names, parse_join_token
+from podbay.security.authn import UNIX_SOCKET_USER, Identity
+from podbay.security.pki import MASTERS, KeyPair, ensure_self_signed, host_names, parse_join_token
 from podbay.store.base import Store
 from podbay.store.etcd import EtcdStore
 from podbay.store.sqlite import SQLiteStore
@@ -240,7 +242,9 @@ async def serve(settings: Settings, *, ready: asyncio.Event | None = None,
         # An earlier run's kubeconfig would point kubectl at a port nothing serves now.
         settings.kubeconfig.unlink(missing_ok=True)
     async with serve_api(settings) as server:
-        client = Client.connect(server.url)
+        assert server.runner.server is not None
+        # The components here call the API server in-process, as the socket's user they were before.
+        client = in_process_client(server.runner.server, server.url, Identity(UNIX_SOCKET_USER, (MASTERS,)))
         # One list+watch per kind for the scheduler, the controllers and the agent in this process.
         informers = SharedInformerFactory(client)
         agent_config = _agent_config(settings, await asyncio.to_thread(

@@ -136,8 +136,8 @@ class Client:
         headers = {"Content-Type": content_type} if data is not None else {}
 
         async def send(url: str) -> bytes:
-            async with self.transport.http(method).request(method, url + path, data=data, params=params,
-                                                  headers=headers, timeout=_REQUEST_TIMEOUT) as resp:
+            async with self.transport.round_trip(method, url, path, data=data, params=params, headers=headers,
+                                                 timeout=_REQUEST_TIMEOUT) as resp:
                 raw = await resp.read()
                 if resp.status >= 400:
                     raise _error(resp.status, raw)

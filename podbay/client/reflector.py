@@ -84,7 +84,7 @@ class Reflector(Generic[T]):
         timeout = int(_WATCH_TIMEOUT * (1 + random.random()))
         params = {"watch": "1", "allowWatchBookmarks": "true", "resourceVersion": self.rv,
                   "timeoutSeconds": str(timeout), **self.params}
-        async with self.transport.http().get(url + self.path, params=params, timeout=aiohttp.ClientTimeout(
+        async with self.transport.round_trip("GET", url, self.path, params=params, timeout=aiohttp.ClientTimeout(
                 total=None, sock_connect=10, sock_read=timeout + _WATCH_GRACE)) as resp:
             if resp.status == 410:
                 raise _Expired

@@ -6,7 +6,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl
-from typing import Awaitable, Callable, Sequence, TypeVar
+from contextlib import AbstractAsyncContextManager
+from typing import Awaitable, Callable, Mapping, Protocol, Sequence, TypeVar
 
 import aiohttp
 
@@ -21,9 +22,26 @@ NEVER_SENT = (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError)
 UNANSWERED = (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError, asyncio.TimeoutError)
 
 
+class Response(Protocol):
+    """One answer as the Client reads it: aiohttp's ClientResponse is one."""
+    status: int
+    content: aiohttp.StreamReader  # the body as it arrives; iterating it gives its lines
+
+    async def read(self) -> bytes: ...
+
+
+class RoundTripper(Protocol):
+    """How one API request reaches a server, as Go's http.RoundTripper under client-go: over HTTP
+    (Transport itself) or handed to an API server in this process (podbay.client.inprocess)."""
+
+    def round_trip(self, method: str, base: str, path: str, *, params: Mapping[str, str] | None = None,
+                   data: bytes | None = None, headers: Mapping[str, str] | None = None,
+                   timeout: aiohttp.ClientTimeout) -> AbstractAsyncContextManager[Response]: ...
+
+
 class Transport:
     def __init__(self, base_url: str | Sequence[str], unix_socket: str | None = None, token: str | None = None,
-                 tls: ssl.SSLContext | None = None) -> None:
+                 tls: ssl.SSLContext | None = None, local: RoundTripper | None = None) -> None:
         urls = [base_url] if isinstance(base_url, str) else list(base_url)
         if not urls:
             raise ValueError("a client needs at least one server URL")
@@ -34,6 +52,8 @@ class Transport:
         self.tls = tls
         self._session: aiohttp.ClientSession | None = None
         self._unpooled: aiohttp.ClientSession | None = None
+        # API requests and watches go there instead of over HTTP; exec, logs and /cacerts still use HTTP.
+        self.local = local
         self.closed = False
 
     @property
@@ -66,6 +86,18 @@ class Transport:
         except UNANSWERED:
             self.failed(order[-1])
             raise
+
+    def round_trip(self, method: str, base: str, path: str, *, params: Mapping[str, str] | None = None,
+                   data: bytes | None = None, headers: Mapping[str, str] | None = None,
+                   timeout: aiohttp.ClientTimeout) -> AbstractAsyncContextManager[Response]:
+        """`method` `base` + `path`: the RoundTripper over HTTP, or the local one."""
+        if self.local is not None:
+            if self.closed:
+                raise RuntimeError("the client is closed")
+            return self.local.round_trip(method, base, path, params=params, data=data, headers=headers,
+                                         timeout=timeout)
+        return self.http(method).request(method, base + path, params=params, data=data, headers=headers,
+                                         timeout=timeout)
 
     def http(self, method: str = "GET") -> aiohttp.ClientSession:
         """The session for `method`. With several servers, a request that must not be sent twice

@@ -28,6 +28,9 @@ UNAUTHORIZED_BODY = json.dumps({"kind": "Status", "apiVersion": "v1", "metadata"
                                separators=(",", ":"))
 UNIX_SOCKET_USER = "system:admin"
 TOKEN_USER = "podbay-token"
+# The transport extra an in-process request carries its component's Identity in (podbay.client.inprocess):
+# no socket has it, so no peer can claim it.
+IN_PROCESS_IDENTITY = "podbay.identity"
 
 
 @dataclass(frozen=True)
@@ -78,6 +81,9 @@ def authenticate(request: web.Request, token: str | None) -> Identity | None:
     transport = request.transport
     if transport is None:
         return None
+    local = transport.get_extra_info(IN_PROCESS_IDENTITY)
+    if isinstance(local, Identity):
+        return local
     sock = transport.get_extra_info("socket")
     if sock is not None and sock.family == socket.AF_UNIX:
         return Identity(UNIX_SOCKET_USER, (MASTERS,))
