@@ -80,9 +80,12 @@ class Containers:
     def records(self) -> list[ContainerRecord]:
         return list(self._records.values())
 
-    def _save(self, record: ContainerRecord) -> None:
+    def _remember(self, record: ContainerRecord) -> None:
         self._records[record.id] = record
         self._labels.set(record.id, record.labels)
+
+    def _save(self, record: ContainerRecord) -> None:
+        self._remember(record)
         record.save()
 
     def handler_of(self, record: ContainerRecord) -> RuntimeHandler:
@@ -94,9 +97,7 @@ class Containers:
     def load(self) -> None:
         for path in self.config.containers_root.glob("*/record.json"):
             with contextlib.suppress(FileNotFoundError, ValueError, KeyError, TypeError):
-                record = ContainerRecord.load(path)
-                self._records[record.id] = record
-                self._labels.set(record.id, record.labels)
+                self._remember(ContainerRecord.load(path))
 
     async def remove_unrecorded(self) -> None:
         """A container's directories and rootfs mount without a record were being made when a
@@ -159,8 +160,7 @@ class Containers:
             pid = self._pid_namespace_of(config.pid_target_id) if config.pid_target_id else None
             self._processes[container_id] = await make_bundle(
                 self.images, handler, self.sandboxes, sandbox, record, config, pid, seccomp_profile, made is not None)
-            self._records[container_id] = record  # saved by make_bundle
-            self._labels.set(container_id, record.labels)
+            self._remember(record)  # saved by make_bundle
         except BaseException:
             await finished_before_cancel(self._discard(container_id))
             raise
@@ -312,16 +312,12 @@ class Containers:
 
     def statuses(self, sandbox_id: str | None = None, label_selector: dict[str, str] | None = None
              ) -> list[ContainerStatus]:
+        records = [self._records[i] for i in self._labels.select(label_selector)] if label_selector else self.records()
         out = []
-        if label_selector:
-            records = [self._records[i] for i in self._labels.select(label_selector)]
-        else:
-            records = self.records()
         for r in records:
-            if sandbox_id is not None and r.sandbox_id != sandbox_id:
-                continue
-            with contextlib.suppress(NotFound):
-                out.append(self.status(r.id))
+            if sandbox_id is None or r.sandbox_id == sandbox_id:
+                with contextlib.suppress(NotFound):
+                    out.append(self.status(r.id))
         return out
 
     async def stats(self, container_id: str) -> ContainerStats:
