@@ -82,7 +82,7 @@ class Containers:
 
     def _remember(self, record: ContainerRecord) -> None:
         self._records[record.id] = record
-        self._labels.set(record.id, record.labels)
+        self._labels.put(record.id, record.labels)
 
     def _save(self, record: ContainerRecord) -> None:
         self._remember(record)

@@ -14,7 +14,7 @@ class LabelIndex:
         self._ids: dict[Pair, set[str]] = {}
         self._labels: dict[str, dict[str, str]] = {}
 
-    def set(self, record_id: str, labels: Mapping[str, str]) -> None:
+    def put(self, record_id: str, labels: Mapping[str, str]) -> None:
         """`record_id` now has `labels` (new, or replacing what it had)."""
         if self._labels.get(record_id) == labels:
             return

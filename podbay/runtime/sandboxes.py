@@ -80,7 +80,7 @@ class Sandboxes:
 
     def _save(self, record: SandboxRecord) -> None:
         self._records[record.id] = record
-        self._labels.set(record.id, record.labels)
+        self._labels.put(record.id, record.labels)
         record.save()
 
     def _forget(self, sandbox_id: str) -> None:
@@ -94,7 +94,7 @@ class Sandboxes:
             with contextlib.suppress(FileNotFoundError, ValueError, KeyError, TypeError):
                 record = SandboxRecord.load(path)
                 self._records[record.id] = record
-                self._labels.set(record.id, record.labels)
+                self._labels.put(record.id, record.labels)
 
     # -- sandboxes no pod owns (warm, or left half-made) ---------------------------
 
@@ -308,7 +308,7 @@ class Sandboxes:
         hostname, the same namespaces and IP."""
         record = self.get(sandbox_id)
         record.labels, record.annotations = dict(labels), dict(annotations)
-        self._labels.set(record.id, record.labels)
+        self._labels.put(record.id, record.labels)
         if hostname and hostname != record.hostname and not record.host_network:
             await self.handler(record.handler).set_hostname(self.spec(record), hostname)
             etc = self.sandbox_dir(sandbox_id) / "etc"

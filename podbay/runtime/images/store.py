@@ -154,7 +154,7 @@ class ImageStore:
 
     @staticmethod
     def _image(image_id: str, entry: dict[str, Any]) -> Image:
-        config = {k: list(v) if isinstance(v, list) else v for k, v in entry["config"].items()}
+        config: dict[str, Any] = {k: list(v) if isinstance(v, list) else v for k, v in entry["config"].items()}
         return Image(image_id, list(entry["repo_tags"]), list(entry["repo_digests"]), entry["unpacked_size"],
                      ImageConfig(**config))
 
