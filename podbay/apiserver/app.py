@@ -505,6 +505,9 @@ async def _watch(request: web.Request, target: _Target) -> web.StreamResponse:
     # The stream ends at timeoutSeconds, when the server shuts down, or on error. A negative
     # timeout ends it at once, as kube-apiserver's timer does; none (or 0) never ends it.
     streaming = asyncio.ensure_future(_stream_events(request, target, options, send))
+    # Its failure is read even when this handler is cancelled first (an in-process client that
+    # closes its stream), or asyncio reports it as never retrieved.
+    streaming.add_done_callback(lambda t: t.cancelled() or t.exception())
     stopping = asyncio.ensure_future(request.app[SHUTDOWN_KEY].wait())
     try:
         await asyncio.wait(
