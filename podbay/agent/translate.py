@@ -15,6 +15,7 @@ from podbay.api.models import is_restartable_init
 from podbay.api.quantity import parse_quantity
 from podbay.api.resources import pod_limits
 from podbay.runtime import cgroups
+from podbay.runtime.files import ParsedFile
 from podbay.runtime.images import Image
 from podbay.runtime.types import (
     ContainerConfig, ContainerMetadata, DNSConfig, HostAlias, LinuxContainerResources, LinuxContainerSecurity,
@@ -40,23 +41,15 @@ def _fqdn(pod: Pod) -> str:
     return f"{_hostname(pod)}.{pod.spec.subdomain}.{pod.metadata.namespace}.svc.cluster.local"
 
 
-# The host's resolv.conf as last parsed, by path, with the (inode, mtime, size) it had: read and
-# parsed once per change rather than once per pod, on the event loop.
-_host_resolvs: dict[Path, tuple[tuple[int, int, int], DNSConfig]] = {}
+# The host's resolv.conf by path, parsed once per change rather than once per pod, on the event loop.
+_host_resolvs: dict[Path, ParsedFile[DNSConfig]] = {}
 
 
 def host_resolv(path: Path = Path("/etc/resolv.conf")) -> DNSConfig:
     """The host's resolvers (the kubelet's getHostDNSConfig); a copy the caller may change."""
-    try:
-        st = path.stat()
-    except OSError:
+    dns = _host_resolvs.setdefault(path, ParsedFile(path, _parse_resolv)).read()
+    if dns is None:
         return DNSConfig()
-    stamp = (st.st_ino, st.st_mtime_ns, st.st_size)
-    known = _host_resolvs.get(path)
-    if known is None or known[0] != stamp:
-        known = stamp, _parse_resolv(path)
-        _host_resolvs[path] = known
-    dns = known[1]
     return DNSConfig(list(dns.servers), list(dns.searches), list(dns.options))
 
 

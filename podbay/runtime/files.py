@@ -4,9 +4,11 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Generic, TypeVar
 
 from podbay.runtime.syscalls import exchange
+
+T = TypeVar("T")
 
 
 def spare_path(path: Path) -> Path:
@@ -51,3 +53,24 @@ def read_pid_file(path: Path) -> int | None:
         return int(path.read_text().strip())
     except (OSError, ValueError):
         return None
+
+
+class ParsedFile(Generic[T]):
+    """A file's parsed content, parsed again only once the file changed (another inode, mtime or
+    size: a replaced file has another inode), not read and parsed on the event loop per use."""
+
+    def __init__(self, path: Path, parse: Callable[[Path], T]) -> None:
+        self.path = path
+        self._parse = parse
+        self._parsed: tuple[tuple[int, int, int], T] | None = None
+
+    def read(self) -> T | None:
+        """The content, or None when the file cannot be found."""
+        try:
+            st = self.path.stat()
+        except OSError:
+            return None
+        stamp = (st.st_ino, st.st_mtime_ns, st.st_size)
+        if self._parsed is None or self._parsed[0] != stamp:
+            self._parsed = stamp, self._parse(self.path)
+        return self._parsed[1]

@@ -78,9 +78,12 @@ class Sandboxes:
             cgroup=record.cgroup, share_pid=record.share_pid, host_network=record.host_network,
             host_pid=record.host_pid, host_ipc=record.host_ipc)
 
-    def _save(self, record: SandboxRecord) -> None:
+    def _remember(self, record: SandboxRecord) -> None:
         self._records[record.id] = record
         self._labels.put(record.id, record.labels)
+
+    def _save(self, record: SandboxRecord) -> None:
+        self._remember(record)
         record.save()
 
     def _forget(self, sandbox_id: str) -> None:
@@ -92,9 +95,7 @@ class Sandboxes:
         """Records are kept in memory; the files make them outlive this process."""
         for path in self.config.sandboxes_root.glob("*.json"):
             with contextlib.suppress(FileNotFoundError, ValueError, KeyError, TypeError):
-                record = SandboxRecord.load(path)
-                self._records[record.id] = record
-                self._labels.put(record.id, record.labels)
+                self._remember(SandboxRecord.load(path))
 
     # -- sandboxes no pod owns (warm, or left half-made) ---------------------------
 

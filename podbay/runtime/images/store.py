@@ -21,6 +21,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
+from podbay.runtime.files import ParsedFile
 from podbay.runtime.images.content import ContentStore
 from podbay.runtime.images.digests import digest_hex
 from podbay.runtime.images.layers import ImageLimits, LayerStore
@@ -94,7 +95,7 @@ class ImageStore:
         self.limits = limits
         self.content = ContentStore(self.root)
         self.layers = LayerStore(self.content, limits)
-        self._parsed: tuple[tuple[int, int, int], dict[str, Any]] | None = None
+        self._index_file = ParsedFile(self.root / "images.json", lambda _: self._read_index())
         self._record_unpacked_sizes()
 
     # -- the index -------------------------------------------------------------
@@ -117,17 +118,10 @@ class ImageStore:
             return {"images": {}}
 
     def _current_index(self) -> dict[str, Any]:
-        """The index to read, not change: parsed again only once the file was replaced (every
-        write replaces it, here or in another podbay process), not read and parsed several
-        times per container on the event loop."""
-        try:
-            st = (self.root / "images.json").stat()
-        except FileNotFoundError:
-            return {"images": {}}
-        stamp = (st.st_ino, st.st_mtime_ns, st.st_size)
-        if self._parsed is None or self._parsed[0] != stamp:
-            self._parsed = stamp, self._read_index()
-        return self._parsed[1]
+        """The index to read, not change: every write replaces the file (here or in another podbay
+        process), so it is parsed again only then, not several times per container on the event loop."""
+        index = self._index_file.read()
+        return {"images": {}} if index is None else index
 
     @staticmethod
     def _find(index: dict[str, Any], ref: str) -> tuple[str, dict[str, Any]] | None:
