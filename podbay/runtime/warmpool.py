@@ -13,7 +13,7 @@ import contextlib
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping, Protocol
+from typing import Awaitable, Callable, Mapping, Protocol
 
 from podbay.runtime import cgroups
 from podbay.runtime.config import RuntimeConfig
@@ -56,6 +56,42 @@ class WarmSandbox:
     booted: bool
 
 
+class Refill:
+    """One kind of warm sandbox topped up by one task at a time: after a pause that the next
+    container start ends early, so the work takes no CPU from the pod that was just handed one."""
+
+    def __init__(self, top_up: Callable[[], Awaitable[bool]]) -> None:
+        self._top_up = top_up  # False: one could not be made, the pool stays short until asked again
+        self._task: asyncio.Task[None] | None = None
+        self._again: tuple[float, asyncio.Event] | None = None  # asked for while the task ran
+
+    def ask(self, delay: float, started: asyncio.Event) -> None:
+        if self._task is None or self._task.done():
+            self._task = asyncio.create_task(self._run(delay, started))
+        elif self._again is None or delay < self._again[0]:
+            # Only a take asks for a refill, so one dropped here would leave the pool short for good.
+            self._again = (delay, started)
+
+    async def _run(self, delay: float, started: asyncio.Event) -> None:
+        while True:
+            if delay:
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(started.wait(), delay)
+            if not await self._top_up() or self._again is None:
+                return
+            (delay, started), self._again = self._again, None
+
+    async def wait(self) -> None:
+        if self._task is not None:
+            await asyncio.gather(self._task, return_exceptions=True)
+
+    async def cancel(self) -> None:
+        self._again = None
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+
+
 class WarmPool:
     def __init__(self, config: RuntimeConfig, handlers: Mapping[str, RuntimeHandler], network: PodNetwork,
                  sandboxes: UnownedSandboxes) -> None:
@@ -65,12 +101,22 @@ class WarmPool:
         self.sandboxes = sandboxes
         self._ips: dict[str, list[str]] = {}  # warm sandbox id -> its IPs
         self._booted: dict[str, tuple[list[str], list[str]]] = {}  # booted sandbox id -> IPs, notes
-        self._filling: asyncio.Task[None] | None = None
-        self._container_started = asyncio.Event()  # ends a refill's pause
-        self._again: float | None = None  # a refill asked for while one ran: its pause
+        # Two loops: a gVisor boot takes a second or more, during which crun pods must still find
+        # warm sandboxes.
+        self._warm = Refill(self._make)
+        self._boots = Refill(self._boot)
+        # Set by the next container start after it was handed out: each refill asked for holds
+        # the one current when it was asked, so a start before its pause began is not missed.
+        self._container_started = asyncio.Event()
+
+    @property
+    def ready(self) -> int:
+        """Warm (not booted) sandboxes ready to be taken."""
+        return len(self._ips)
 
     def container_started(self) -> None:
         self._container_started.set()
+        self._container_started = asyncio.Event()
 
     def take(self, config: PodSandboxConfig) -> WarmSandbox | None:
         """A booted sandbox for a runsc pod that can use one, else a warm one for a pod that can."""
@@ -85,49 +131,41 @@ class WarmPool:
         return WarmSandbox(sandbox_id, self._ips.pop(sandbox_id), [], booted=False)
 
     def refill(self, delay: float = 0.0) -> None:
-        if not (self.config.warm_sandboxes or self._booted_wanted()):
-            return
-        if self._filling is None or self._filling.done():
-            self._filling = asyncio.create_task(self._fill(delay))
-        else:
-            # A fill under way (a gVisor boot takes seconds) goes round again after: only a take
-            # asks for a refill, so one dropped here would leave the pool empty for good.
-            self._again = delay if self._again is None else min(self._again, delay)
+        if self.config.warm_sandboxes:
+            self._warm.ask(delay, self._container_started)
+        if self._booted_wanted():
+            self._boots.ask(delay, self._container_started)
 
     async def wait(self) -> None:
         """Until the warm sandboxes being made are ready (they are made in the background)."""
-        if self._filling is not None:
-            await asyncio.gather(self._filling, return_exceptions=True)
-
-    async def _fill(self, delay: float) -> None:
-        while True:
-            if delay:
-                self._container_started.clear()
-                with contextlib.suppress(asyncio.TimeoutError):
-                    await asyncio.wait_for(self._container_started.wait(), delay)
-            if not await self._make() or not await self._boot() or self._again is None:
-                return
-            delay, self._again = self._again, None
+        await asyncio.gather(self._warm.wait(), self._boots.wait())
 
     async def _make(self) -> bool:
         """Warm sandboxes up to the number wanted; False if one could not be made."""
-        while len(self._ips) < self.config.warm_sandboxes + self._booted_wanted():
-            sandbox_id = secrets.token_hex(32)
-            directory = self.sandboxes.sandbox_dir(sandbox_id)
-            try:
-                directory.mkdir(parents=True)
-                await pin_namespaces(directory / "ns", "", ("net", "ipc"))
-                await mount_shm(directory)
-                status = await self.network.attach(sandbox_id, directory / "ns" / "net")
-            except BaseException as exc:
-                # Cancelled too (a shutdown while it is being made): half a sandbox is in no pool
-                # that drop() or a purge would find, so it goes here.
-                await asyncio.shield(self.sandboxes.teardown_unowned(sandbox_id))
-                if not isinstance(exc, Exception):
-                    raise
+        while len(self._ips) < self.config.warm_sandboxes:
+            made = await self._make_one()
+            if made is None:
                 return False
-            self._ips[sandbox_id] = list(status.ips)
+            self._ips[made[0]] = made[1]
         return True
+
+    async def _make_one(self) -> tuple[str, list[str]] | None:
+        """A sandbox's namespaces, /dev/shm and network: its id and IPs, None if it failed."""
+        sandbox_id = secrets.token_hex(32)
+        directory = self.sandboxes.sandbox_dir(sandbox_id)
+        try:
+            directory.mkdir(parents=True)
+            await pin_namespaces(directory / "ns", "", ("net", "ipc"))
+            await mount_shm(directory)
+            status = await self.network.attach(sandbox_id, directory / "ns" / "net")
+        except BaseException as exc:
+            # Cancelled too (a shutdown while it is being made): half a sandbox is in no pool
+            # that drop() or a purge would find, so it goes here.
+            await asyncio.shield(self.sandboxes.teardown_unowned(sandbox_id))
+            if not isinstance(exc, Exception):
+                raise
+            return None
+        return sandbox_id, list(status.ips)
 
     def _booted_wanted(self) -> int:
         if GVISOR_HANDLER not in self.handlers:
@@ -137,9 +175,11 @@ class WarmPool:
     async def _boot(self) -> bool:
         """Boots warm sandboxes for gVisor up to the number wanted; False if one failed."""
         handler = self.handlers.get(GVISOR_HANDLER)
-        while handler is not None and self._booted_wanted() and self._ips:
-            sandbox_id = next(iter(self._ips))
-            ips = self._ips.pop(sandbox_id)
+        while handler is not None and self._booted_wanted():
+            made = await self._make_one()
+            if made is None:
+                return False
+            sandbox_id, ips = made
             try:
                 notes = await handler.start_sandbox(self.sandboxes.warm_spec(sandbox_id))
             except BaseException as exc:
@@ -151,10 +191,7 @@ class WarmPool:
         return True
 
     async def drop(self) -> None:
-        if self._filling is not None:
-            self._filling.cancel()
-            await asyncio.gather(self._filling, return_exceptions=True)
-        self._again = None
+        await asyncio.gather(self._warm.cancel(), self._boots.cancel())
         for sandbox_id in [*self._ips, *self._booted]:
             self._ips.pop(sandbox_id, None)
             self._booted.pop(sandbox_id, None)
