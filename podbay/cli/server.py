@@ -293,7 +293,7 @@ async def _purge(settings: Settings) -> None:
 # What a node needs on its machine (scripts/setup.sh installs them): the OCI runtime, conmon,
 # the CNI plugins and iptables.
 NODE_COMMANDS = ("crun", "conmon", "iptables", "ip", "nsenter")
-CNI_PLUGINS = ("bridge", "host-local", "portmap", "loopback")
+CNI_PLUGINS = ("bridge", "host-local", "portmap")
 
 
 def missing_node_tools(settings: Settings) -> list[str]:

@@ -20,13 +20,13 @@ from typing import Any
 from podbay.runtime import hostports
 from podbay.runtime.cni import CNI_VERSION, NetworkError, cni_args, exec_plugin, find_plugin
 from podbay.runtime.files import remove_json, write_json_atomic
+from podbay.runtime.namespaces import loopback_up
 from podbay.runtime.syscalls import finished_before_cancel
 
 __all__ = ["NetworkConfig", "PortMapping", "NetworkStatus", "NetworkError", "PodNetwork", "default_conflist",
            "host_port_conflicts"]
 
 IFNAME = "eth0"
-_LOOPBACK = {"cniVersion": CNI_VERSION, "name": "cni-loopback", "type": "loopback"}
 # The last plugin of podbay's default list until hostPorts became podbay's own rules: a list
 # written then is still podbay's, and is rewritten.
 _PORTMAP = {"type": "portmap", "capabilities": {"portMappings": True}, "snat": True}
@@ -256,6 +256,13 @@ def _stale_default(path: Path, config: NetworkConfig) -> bool:
     return existing in was and existing != default_conflist(config)
 
 
+async def _loopback_up(netns: Path) -> None:
+    try:
+        await loopback_up(netns)
+    except OSError as exc:
+        raise NetworkError(f"setting up lo in {netns}: {exc.strerror or exc}") from None
+
+
 class PodNetwork:
     def __init__(self, config: NetworkConfig) -> None:
         self.config = config
@@ -302,14 +309,14 @@ class PodNetwork:
     def _cache(self, container_id: str) -> Path:
         return self.config.cache_dir / "results" / f"{self.config.name}-{container_id}.json"
 
-    async def _exec(self, command: str, conf: dict[str, Any], container_id: str, netns: Path | None, args: str,
-                    ifname: str = IFNAME) -> dict[str, Any] | None:
+    async def _exec(self, command: str, conf: dict[str, Any], container_id: str, netns: Path | None,
+                    args: str) -> dict[str, Any] | None:
         return await exec_plugin(command, conf, bin_dirs=self.config.bin_dirs, container_id=container_id,
-                                 netns=netns, ifname=ifname, args=args)
+                                 netns=netns, ifname=IFNAME, args=args)
 
     async def attach(self, container_id: str, netns: Path, *, port_mappings: list[PortMapping] | None = None,
                      pod_name: str = "", pod_namespace: str = "", pod_uid: str = "") -> NetworkStatus:
-        """CNI ADD of loopback and of every plugin of the list in order; a failure runs DEL for
+        """lo set up, and CNI ADD of every plugin of the list in order; a failure runs DEL for
         what was added before raising."""
         ports = list(port_mappings or [])
         conflist = self._load_conflist()
@@ -324,12 +331,11 @@ class PodNetwork:
         cache.parent.mkdir(parents=True, exist_ok=True)
         record = {"conflist": conflist, "ports": [asdict(p) for p in ports], "args": args, "result": None,
                   "added": 0}
-        # lo is independent of eth0, so its plugin runs alongside the chain rather than after it;
+        # lo is independent of eth0, so it is set up alongside the chain rather than after it;
         # both run to the end before any undo, so no DEL races an ADD still in flight.
         try:
             loopback, chain = await asyncio.gather(
-                self._exec("ADD", _LOOPBACK, container_id, netns, args, ifname="lo"),
-                self._add_chain(conflist, ports, container_id, netns, args, record, cache),
+                _loopback_up(netns), self._add_chain(conflist, ports, container_id, netns, args, record, cache),
                 return_exceptions=True)
         except BaseException:
             await self._undo(container_id, netns)
@@ -400,7 +406,7 @@ class PodNetwork:
         """CNI DEL in reverse order, from the cached config and result; idempotent, and works
         once the namespace is gone (plugins then release IPs and host rules only).
 
-        loopback gets no DEL: it would only set lo down in a namespace that is being dropped."""
+        lo is left up: setting it down would only touch a namespace that is being dropped."""
         cache = self._cache(container_id)
         try:
             cached = json.loads(cache.read_text())

@@ -1,4 +1,4 @@
-"""Pinned namespaces made in-process (no network namespace): new UTS and IPC namespaces with the
+"""Pinned namespaces made in-process: new network, UTS and IPC namespaces, the UTS one with the
 pod's hostname, held by their files, while the process keeps its own."""
 from __future__ import annotations
 
@@ -15,16 +15,21 @@ from tests.conftest import HostEnv
 pytestmark = pytest.mark.e2e
 
 
-async def test_uts_and_ipc_are_new_named_and_held_by_their_files(host_env: HostEnv) -> None:
+async def test_net_uts_and_ipc_are_new_named_and_held_by_their_files(host_env: HostEnv) -> None:
     directory = host_env.run_root / "ns-test"
     own_hostname = socket.gethostname()
-    pinned = await pin_namespaces(directory, "pinned-pod", ("uts", "ipc"))
+    pinned = await pin_namespaces(directory, "pinned-pod", ("net", "uts", "ipc"))
     try:
         inside = subprocess.run(["nsenter", f"--uts={pinned.path('uts')}", "hostname"], capture_output=True, text=True)
         assert inside.stdout.strip() == "pinned-pod", inside.stderr
-        for kind in ("uts", "ipc"):
+        for kind in ("net", "uts", "ipc"):
             assert os.stat(pinned.path(kind)).st_ino != os.stat(f"/proc/self/ns/{kind}").st_ino
+        links = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True, check=True).stdout
+        inside_links = subprocess.run(["nsenter", f"--net={pinned.path('net')}", "ip", "-o", "link"],
+                                      capture_output=True, text=True, check=True).stdout
+        assert [line.split(":")[1].strip() for line in inside_links.splitlines()] == ["lo"]  # only its own loopback
+        assert inside_links != links
         assert socket.gethostname() == own_hostname  # the thread that made them is gone with its namespaces
     finally:
         unpin_namespaces(directory)
-    assert not directory.exists() and not is_mountpoint(str(pinned.path("uts")))
+    assert not directory.exists() and not any(is_mountpoint(str(pinned.path(k))) for k in ("net", "uts", "ipc"))
