@@ -11,7 +11,7 @@ import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from podbay.runtime.syscalls import MS_NODEV, MS_NOSUID, is_mountpoint, mount, umount
+from podbay.runtime.syscalls import MS_NODEV, MS_NOSUID, mount, umount
 
 
 class VolumeError(Exception):
@@ -53,7 +53,7 @@ def setup_volume(pods_root: Path, pod_uid: str, name: str, source: VolumeSource)
     target.mkdir(parents=True, exist_ok=True)
     memory = (isinstance(source, EmptyDir) and source.medium == "Memory") or (
         isinstance(source, Files) and source.medium == "Memory")
-    if memory and not is_mountpoint(str(target)):
+    if memory and not os.path.ismount(target):  # its tmpfs, on a device apart from the parent's
         size = f",size={source.size_limit}" if isinstance(source, EmptyDir) and source.size_limit else ""
         mount("tmpfs", str(target), "tmpfs", MS_NOSUID | MS_NODEV, f"mode=0777{size}")
     if isinstance(source, EmptyDir):

@@ -233,3 +233,17 @@ async def test_exec_into_a_container_that_just_died_is_refused_not_answered_with
     with pytest.raises(ContainerRuntimeError, match="is not running"):
         await runtime.exec_sync(cid, ["echo", "hi"], 10)
     await runtime.remove_pod_sandbox(sid)
+
+
+async def test_volume_usage_counts_disk_volumes_and_leaves_out_memory_ones(runtime: RuntimeService) -> None:
+    # The eviction manager's measure of a pod's volumes: a Memory emptyDir (a tmpfs) is memory, not
+    # the node's disk, so its bytes must not count toward an ephemeral-storage eviction.
+    volumes = await runtime.setup_pod_volumes("uid-usage", {"disk": EmptyDir(), "ram": EmptyDir(medium="Memory")})
+    try:
+        for name in ("disk", "ram"):
+            (volumes[name] / "data").write_bytes(b"x" * 1024 * 1024)
+        usage = await runtime.pod_volume_usage("uid-usage")
+        assert set(usage) == {"disk"} and usage["disk"] >= 1024 * 1024
+    finally:
+        await runtime.remove_pod_volumes("uid-usage")
+    assert not is_mountpoint(str(volumes["ram"]))
