@@ -26,6 +26,11 @@ from podbay.security import authn
 from podbay.security.pki import server_context
 
 
+# Seconds the requests in flight get to finish at shutdown; followed logs and exec sessions are
+# cancelled after them.
+SHUTDOWN_GRACE = 5.0
+
+
 class _Server:
     def __init__(self, runner: web.AppRunner, port: int) -> None:
         self.runner = runner
@@ -137,7 +142,9 @@ def make_app(agent: NodeView, auth: ServerAuth) -> web.Application:
 
 async def start_server(agent: NodeView, host: str, port: int, auth: ServerAuth) -> _Server:
     """HTTPS on host:port; every request, /healthz too as on the kubelet's port, needs credentials."""
-    runner = web.AppRunner(make_app(agent, auth))
+    # As the API server's: a followed log or an exec whose client left ends (the API server's
+    # proxy connection to it closes), and none holds up the agent's shutdown.
+    runner = web.AppRunner(make_app(agent, auth), handler_cancellation=True, shutdown_timeout=SHUTDOWN_GRACE)
     await runner.setup()
     site = web.TCPSite(runner, host, port, ssl_context=server_context(auth.serving, auth.client_ca))
     await site.start()

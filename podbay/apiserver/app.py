@@ -64,6 +64,8 @@ REGISTRY_KEY = web.AppKey("registry", Registry)
 SHUTDOWN_KEY = web.AppKey("shutdown", asyncio.Event)
 
 JSON = "application/json"
+# Seconds the requests in flight get to finish at shutdown (watches end at once: end_watches).
+SHUTDOWN_GRACE = 5.0
 _PATCH_TYPES = (MERGE_PATCH, STRATEGIC_MERGE_PATCH, JSON_PATCH, APPLY_PATCH)
 
 
@@ -658,7 +660,11 @@ async def serve(
     tune_gc()
     app = await make_app(store, token=token, pki=pki, service_ranges=service_ranges,
                          kubernetes_endpoint=kubernetes_endpoint)
-    runner = web.AppRunner(app, handle_signals=False, access_log=None)
+    # A handler ends when its client leaves (a watch or a followed log may not write again for
+    # hours, so it would never notice); at shutdown the requests in flight get a few seconds, and
+    # the watches and streams, which end only when their clients leave, are then cancelled.
+    runner = web.AppRunner(app, handle_signals=False, access_log=None, handler_cancellation=True,
+                           shutdown_timeout=SHUTDOWN_GRACE)
     await runner.setup()
     try:
         if unix_socket is not None:

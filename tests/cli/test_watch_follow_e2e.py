@@ -161,3 +161,39 @@ def test_logs_follow_prints_the_log_as_it_grows_until_the_container_ends(host_en
         assert (missing.returncode, missing.stderr) == (1, 'Error from server (NotFound): pods "nosuch" not found\n')
     finally:
         podbay("down", "--purge", check=False)
+
+
+QUIET = """
+apiVersion: v1
+kind: Pod
+metadata: {name: quiet}
+spec:
+  terminationGracePeriodSeconds: 0
+  containers: [{name: main, image: busybox:1.35, command: [sh, -c, "echo hello; exec sleep 3600"]}]
+"""
+
+
+def test_a_followed_log_and_a_watch_whose_clients_left_do_not_hold_up_the_server(
+        host_env: HostEnv, tmp_path: Path) -> None:
+    # A followed log that writes nothing more never noticed its client had gone: the API server's
+    # proxy and the agent's follower stayed, and `podbay down` waited for them and gave up.
+    require_root()
+    podbay = podbay_cli(host_env)
+    (tmp_path / "quiet.yaml").write_text(QUIET)
+    assert "podbay is up" in podbay("up").stdout
+    try:
+        podbay("apply", "-f", str(tmp_path / "quiet.yaml"))
+        wait_until(lambda: podbay("logs", "quiet", check=False).stdout == "hello\n")
+        follow = Streamed(podbay.flags, "logs", "-f", "quiet")
+        watch = Streamed(podbay.flags, "get", "pods", "-w")
+        assert follow.until(lambda line: True) == ["hello\n"]
+        watch.until(lambda line: line.startswith("quiet"))
+        follow.stop()  # the clients leave while their streams are idle
+        watch.stop()
+        kept = Streamed(podbay.flags, "logs", "-f", "quiet")  # and one is still there at shutdown
+        assert kept.until(lambda line: True) == ["hello\n"]
+        down = podbay("down", "--purge", check=False)
+        assert down.returncode == 0, down.stderr
+        assert kept.proc.wait(timeout=60) is not None  # its stream ended with the server
+    finally:
+        podbay("down", "--purge", check=False)
