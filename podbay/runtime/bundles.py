@@ -95,7 +95,9 @@ def _sandbox_paths(sandbox: SandboxRecord, directory: Path, container_id: str, p
         pid=pid,
         host_pid=sandbox.host_pid,
         shm=None if sandbox.host_ipc else str(directory / "shm"),
-        cgroups_path=f"{sandbox.cgroup}/{container_id[:16]}",
+        # From the hierarchies' roots, where the pod's cgroup and its limits are: runc reads a
+        # relative path below its own cgroup (podbay's, which is not the root under a service manager).
+        cgroups_path=f"/{sandbox.cgroup.strip('/')}/{container_id[:16]}",
     )
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import shutil
+from pathlib import Path
 from typing import AsyncIterator
 
 import pytest
@@ -33,6 +34,13 @@ async def test_runc_runs_execs_stops_and_reports_start_errors(runc_runtime: Runt
                                                                                         supplemental_groups=[3000])))
     await runtime.start_container(cid)
     assert await runtime.exec_sync(cid, ["sh", "-c", "hostname; id -u; id -G"], 10) == (0, b"runc\n1000\n0 3000\n", b"")
+    # In every hierarchy under the pod's cgroup, where its limits are, not below the runtime's own
+    # cgroup (runc reads a relative cgroupsPath so, and this process's memory cgroup is not the root).
+    pod_cgroup = "/" + runtime.sandboxes.sandbox_cgroup(sid).strip("/") + "/"
+    pid = (await runtime.container_status(cid)).pid
+    paths = [line.split(":", 2)[2] for line in Path(f"/proc/{pid}/cgroup").read_text().splitlines()
+             if line.split(":")[1] in ("memory", "pids", "")]
+    assert paths and all(path.startswith(pod_cgroup) for path in paths), paths
     await runtime.stop_container(cid, 10)
     status = await runtime.container_status(cid)
     assert (status.state, status.exit_code, status.reason) == (ContainerState.EXITED, 0, "Completed")
