@@ -45,18 +45,12 @@ async def pin_namespaces(directory: Path, hostname: str, kinds: tuple[str, ...] 
 _FLAGS = {"net": CLONE_NEWNET, "ipc": CLONE_NEWIPC, "uts": CLONE_NEWUTS}
 
 
-def _make_pin_files(directory: Path, kinds: tuple[str, ...]) -> None:
-    """The files the namespaces are bind-mounted onto; in a worker thread, as each new file waits
-    on ext4's journal."""
-    directory.mkdir(parents=True, exist_ok=True)
-    for kind in kinds:
-        (directory / kind).touch()
-
-
 def _pin_here(directory: Path, hostname: str, kinds: tuple[str, ...]) -> None:
     """In a thread of its own, which ends after: makes the files, leaves the process's namespaces
     for new ones, names the UTS one, and bind-mounts them onto the files."""
-    _make_pin_files(directory, kinds)
+    directory.mkdir(parents=True, exist_ok=True)
+    for kind in kinds:
+        (directory / kind).touch()  # what it is bind-mounted onto
     flags = 0
     for kind in kinds:
         flags |= _FLAGS[kind]

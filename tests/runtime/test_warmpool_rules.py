@@ -3,19 +3,25 @@ during a refill is not dropped. The sandboxes it makes are the e2e tests' (test_
 from __future__ import annotations
 
 import asyncio
+from typing import Awaitable, Callable
 
 from podbay.runtime.warmpool import Refill
 
 DEADLINE = 30.0  # far above any pause here: a hang fails the test instead of stalling the run
 
 
-async def test_a_container_start_before_the_pause_begins_still_ends_it() -> None:
+def counting(result: bool) -> tuple[list[int], Callable[[], Awaitable[bool]]]:
+    """A top-up that only counts its calls and answers `result`."""
     calls: list[int] = []
 
     async def top_up() -> bool:
         calls.append(1)
-        return True
+        return result
+    return calls, top_up
 
+
+async def test_a_container_start_before_the_pause_begins_still_ends_it() -> None:
+    calls, top_up = counting(True)
     started = asyncio.Event()
     refill = Refill(top_up)
     refill.ask(3600.0, started)
@@ -45,12 +51,7 @@ async def test_an_ask_while_topping_up_goes_round_again() -> None:
 
 
 async def test_a_failed_top_up_stops_until_asked_again() -> None:
-    calls: list[int] = []
-
-    async def top_up() -> bool:
-        calls.append(1)
-        return False
-
+    calls, top_up = counting(False)
     refill = Refill(top_up)
     refill.ask(0.0, asyncio.Event())
     await asyncio.wait_for(refill.wait(), DEADLINE)
@@ -60,12 +61,7 @@ async def test_a_failed_top_up_stops_until_asked_again() -> None:
 
 
 async def test_cancel_ends_a_refill_in_its_pause() -> None:
-    calls: list[int] = []
-
-    async def top_up() -> bool:
-        calls.append(1)
-        return True
-
+    calls, top_up = counting(True)
     refill = Refill(top_up)
     refill.ask(3600.0, asyncio.Event())
     await asyncio.wait_for(refill.cancel(), DEADLINE)
