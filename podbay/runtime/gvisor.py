@@ -183,7 +183,7 @@ class GVisorHandler:
         # subcontainer's `hostname`): set from inside, as `hostname` would, by the pause container.
         process = Exec(sandbox.id, PAUSE, (PAUSE, "hostname", hostname), env=("PATH=/",), capabilities=_SYS_ADMIN)
         try:
-            code = await asyncio.to_thread(SandboxControl(sandbox.id).run, process)
+            code = await asyncio.to_thread(SandboxControl(sandbox.id, str(self.config.root)).run, process)
         except ControlError as exc:
             raise ContainerRuntimeError(f"could not set the hostname of pod sandbox {sandbox.id}: {exc}") from exc
         if code != 0:
@@ -241,6 +241,7 @@ class GVisorHandler:
             proc = await asyncio.create_subprocess_exec(
                 sys.executable, "-I", "-S", str(await self._monitor_program()), str(sync_write), str(log_path),
                 str(self.config.exits / container_id), "--sandbox", spec["annotations"][SANDBOX_ID],
+                "--runsc-root", str(self.config.root),
                 "--go-fd", str(go_read), *flags, "--oom-events", str(_sandbox_oom_events(spec)),
                 "--", *self._runsc(), container_id,
                 pass_fds=(sync_write, go_read, *(() if terminal is None else (terminal,))),
@@ -302,7 +303,7 @@ class GVisorHandler:
         # Ignored as `runsc kill`'s exit is: a container or sandbox already gone has nothing to stop.
         if sandbox_id is not None:
             with contextlib.suppress(ControlError):
-                await asyncio.to_thread(SandboxControl(sandbox_id).signal, container_id, signo)
+                await asyncio.to_thread(SandboxControl(sandbox_id, str(self.config.root)).signal, container_id, signo)
 
     def _sandbox_of(self, container_id: str) -> str | None:
         """The id of the sandbox runsc runs the container in, from the name of runsc's state

@@ -2,12 +2,14 @@
 sandbox, without executing runsc (each of those is a Go program's start and a read of runsc's
 state under its locks: 60-150 ms on the way of every replace and warm-pool start).
 
-The server is gVisor's urpc (pkg/urpc) on the abstract unix socket `runsc create` makes for the
-sandbox, `@runsc-sandbox.<sandbox id>`, in the network namespace runsc ran in (the host's). One
-call is one JSON object `{"method": ..., "arg": ...}` on a stream socket; the answer is one JSON
-object `{"success": ..., "err": ..., "result": ...}` (files would come as SCM_RIGHTS, and none of
-the calls here pass any). The methods and arguments are runsc/boot/controller.go's at
-release-20221219, Debian's runsc.
+The server is gVisor's urpc (pkg/urpc) on the unix socket `runsc create` makes for the sandbox:
+since 2023 a socket file, `runsc-<sandbox id>.sock` in runsc's root (or, where that path is too
+long for a socket, in /var/run, /run or /tmp), whose path runsc's state records; before, as in
+Debian 12's release-20221219, the abstract name `@runsc-sandbox.<sandbox id>`, which any local
+user could reach. One call is one JSON object `{"method": ..., "arg": ...}` on a stream socket;
+the answer is one JSON object `{"success": ..., "err": ..., "result": ...}` (files would come as
+SCM_RIGHTS, and none of the calls here pass any). The methods and arguments are
+runsc/boot/controller.go's, the same at release-20221219 and release-20240729.
 
 Blocking calls on plain sockets, standard library only: gvisormon loads this file by its path
 (it runs without the package, to start quickly) for the Wait it holds for a container's life;
@@ -15,6 +17,7 @@ the runtime calls through a thread.
 """
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import socket
@@ -27,8 +30,11 @@ if TYPE_CHECKING:
 
     JSONValue: TypeAlias = Union[None, bool, int, float, str, list["JSONValue"], dict[str, "JSONValue"]]
 
-# runsc/boot.ControlSocketAddr, bound with its terminating NUL in the name (unet counts it)
-CONTROL_SOCKET = "\0runsc-sandbox.{}\0"
+# release-20221219's runsc/boot.ControlSocketAddr, bound with its terminating NUL in the name
+# (unet counts it)
+ABSTRACT_CONTROL_SOCKET = "\0runsc-sandbox.{}\0"
+_SUN_PATH = 108  # sockaddr_un's sun_path, its terminating NUL included
+_MAX_STATE = 1024 * 1024  # runsc's state of one container: its spec and a few fields
 _MAX_REPLY = 64 * 1024  # the answers here are a few bytes; a longer one is not the server's
 _CALL_SECONDS = 30.0  # a signal or a short exec: the Sentry answers at once unless it is stuck
 _DELIVER_TO_PROCESS = 0  # boot.SignalDeliveryMode: the container's init only, as `runsc kill` without --all
@@ -75,17 +81,35 @@ class Exec:
 
 
 class SandboxControl:
-    """One sandbox's control server; each call on a connection of its own."""
+    """One sandbox's control server, `root` being runsc's; each call on a connection of its own."""
 
-    def __init__(self, sandbox_id: str) -> None:
-        self.sandbox_id = sandbox_id
+    def __init__(self, sandbox_id: str, root: str) -> None:
+        self.sandbox_id, self.root = sandbox_id, root
+        self._address: str | None = None
+
+    def address(self) -> str:
+        """Where the server listens: the socket file runsc's state names, or the abstract name
+        of a runsc that keeps none. Looked up once: a sandbox keeps its socket for its life."""
+        if self._address is None:
+            name = os.path.join(self.root, f"{self.sandbox_id}_sandbox:{self.sandbox_id}")
+            try:
+                # runsc rewrites the state in place under an exclusive flock of its lock file:
+                # read under a shared one, never half a file.
+                with open(f"{name}.lock", "rb") as lock, open(f"{name}.state", "rb") as f:
+                    fcntl.flock(lock, fcntl.LOCK_SH)
+                    recorded = json.loads(f.read(_MAX_STATE)).get("sandbox", {}).get("controlSocketPath")
+            except (OSError, ValueError, AttributeError) as exc:
+                raise ControlError(f"no control server for sandbox {self.sandbox_id}: {exc}") from exc
+            self._address = recorded if isinstance(recorded, str) and recorded else \
+                ABSTRACT_CONTROL_SOCKET.format(self.sandbox_id)
+        return self._address
 
     def call(self, method: str, arg: JSONValue, timeout: float | None = _CALL_SECONDS) -> JSONValue:
         """The call's result; `timeout` None waits as long as the call lasts (a container's Wait)."""
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
             sock.settimeout(timeout)
             try:
-                sock.connect(CONTROL_SOCKET.format(self.sandbox_id))
+                _connect(sock, self.address())
             except OSError as exc:
                 raise ControlError(f"no control server for sandbox {self.sandbox_id}: {exc}") from exc
             try:
@@ -119,6 +143,20 @@ class SandboxControl:
             return exit_code(_number(self.call("containerManager.Wait", container_id, timeout=None), "Wait"))
         except ControlError:
             return None
+
+
+def _connect(sock: socket.socket, address: str) -> None:
+    """Connects to `address`, a socket file's path longer than a sockaddr holds included (runsc
+    binds those as `runsc-<64 hex>.sock` in its root): through the directory's descriptor."""
+    if address.startswith("\0") or len(os.fsencode(address)) < _SUN_PATH:
+        sock.connect(address)
+        return
+    directory, name = os.path.split(address)
+    fd = os.open(directory, os.O_PATH | os.O_DIRECTORY)
+    try:
+        sock.connect(f"/proc/self/fd/{fd}/{name}")
+    finally:
+        os.close(fd)
 
 
 def exit_code(wait_status: int) -> int:

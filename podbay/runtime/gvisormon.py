@@ -13,8 +13,8 @@ the exit is 137 with conmon's `oom` mark in the bundle, as conmon marks a contai
 It serves conmon's attach socket and control fifo in the bundle too, with the container's
 terminal (a master fd runsc sent at create, `--terminal FD`) or a stdin pipe (`--stdin`).
 
-Run as `python -I -S gvisormon.py SYNC_FD LOG EXIT_FILE --sandbox SANDBOX_ID [--go-fd FD] [--terminal FD]
-[--stdin] [--stdin-once] [--oom-events FILE] -- RUNSC [GLOBAL_ARGS...] ID`;
+Run as `python -I -S gvisormon.py SYNC_FD LOG EXIT_FILE --sandbox SANDBOX_ID --runsc-root DIR [--go-fd FD]
+[--terminal FD] [--stdin] [--stdin-once] [--oom-events FILE] -- RUNSC [GLOBAL_ARGS...] ID`;
 it answers on SYNC_FD with one JSON line: {"data": monitor_pid} or {"data": -1, "message": ...}.
 With --go-fd it is started with the container's create and waits there for one byte before it
 runs `runsc start`; end of file instead (the container deleted unstarted, or its caller gone)
@@ -110,7 +110,7 @@ def _oom_kills(events_file: str) -> int:
         return 0
 
 
-def _control(sandbox_id: str) -> SandboxControl:
+def _control(sandbox_id: str, runsc_root: str) -> SandboxControl:
     """The sandbox's control client, from gvisorctl's file beside this one: the package is not
     importable here (-I -S), and gvisorctl needs only the standard library."""
     # The source's path, which compiling recorded: the runtime runs this from a compiled copy.
@@ -120,7 +120,7 @@ def _control(sandbox_id: str) -> SandboxControl:
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module  # where its classes' module is looked up
     spec.loader.exec_module(module)
-    control: SandboxControl = module.SandboxControl(sandbox_id)
+    control: SandboxControl = module.SandboxControl(sandbox_id, runsc_root)
     return control
 
 
@@ -330,7 +330,7 @@ def main(argv: list[str]) -> int:
     sync_fd, log_path, exit_file, *rest = argv
     terminal: int | None = None
     oom_events: str | None = None
-    sandbox_id = ""
+    sandbox_id = runsc_root = ""
     go: int | None = None
     stdin = stdin_once = False
     while rest and rest[0] != "--":
@@ -345,19 +345,21 @@ def main(argv: list[str]) -> int:
             oom_events, *rest = rest
         elif flag == "--sandbox":
             sandbox_id, *rest = rest
+        elif flag == "--runsc-root":
+            runsc_root, *rest = rest
         elif flag in ("--stdin", "--stdin-once"):
             stdin, stdin_once = True, stdin_once or flag == "--stdin-once"
         else:
             raise SystemExit(f"gvisormon: unknown flag {flag}")
-    if len(rest) < 3 or not sandbox_id:
-        raise SystemExit("usage: gvisormon SYNC_FD LOG EXIT_FILE --sandbox ID [--go-fd FD] [--terminal FD] [--stdin] "
-                         "[--stdin-once] [--oom-events FILE] -- RUNSC [ARGS...] ID")
+    if len(rest) < 3 or not sandbox_id or not runsc_root:
+        raise SystemExit("usage: gvisormon SYNC_FD LOG EXIT_FILE --sandbox ID --runsc-root DIR [--go-fd FD] "
+                         "[--terminal FD] [--stdin] [--stdin-once] [--oom-events FILE] -- RUNSC [ARGS...] ID")
     *runsc, container_id = rest[1:]
     # Held by this process only, as subprocess's close_fds kept them from `runsc start`.
     for fd in (int(sync_fd), terminal):
         if fd is not None:
             os.set_inheritable(fd, False)
-    control = _control(sandbox_id)  # loaded while the container is created, before its start
+    control = _control(sandbox_id, runsc_root)  # loaded while the container is created, before its start
     if go is not None:
         started = os.read(go, 1)
         os.close(go)

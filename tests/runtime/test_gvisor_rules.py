@@ -3,16 +3,19 @@ pod's sandbox, one PID namespace only with shareProcessNamespace, cgroups from t
 roots, and what gvisormon writes: CRI log records, and the exit of a sandbox the OOM killer took."""
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
+import socket
+import threading
 from pathlib import Path
 
 import pytest
 
 from podbay.agent.containerlogs import parse_cri_line
 from podbay.runtime.gvisor import CONTAINER_TYPE, SANDBOX_ID, GVisorConfig, GVisorHandler
-from podbay.runtime.gvisorctl import SandboxControl, exit_code
+from podbay.runtime.gvisorctl import ABSTRACT_CONTROL_SOCKET, SandboxControl, exit_code
 from podbay.runtime.gvisormon import _MAX_LINE, _CRILog, _exit_status, _run_start, _timestamp
 from podbay.runtime.handler import SandboxSpec
 
@@ -58,8 +61,47 @@ def test_a_lost_sandbox_is_oom_killed_when_its_cgroup_counts_a_kill(
     events = tmp_path / "memory.oom_control"
     events.write_text(f"oom_kill_disable 0\nunder_oom 0\noom_kill {oom_kills}\n")
     result: list[int] = []
-    _exit_status(SandboxControl("no-such-sandbox"), "c1", str(events), result)
+    _exit_status(SandboxControl("no-such-sandbox", str(tmp_path)), "c1", str(events), result)
     assert result == [code] and (tmp_path / "oom").exists() is marked
+
+
+def write_state(root: Path, sandbox_id: str, sandbox: dict[str, str]) -> None:
+    name = f"{sandbox_id}_sandbox:{sandbox_id}"
+    (root / f"{name}.lock").touch()
+    (root / f"{name}.state").write_text(json.dumps({"id": sandbox_id, "sandbox": {"id": sandbox_id, **sandbox}}))
+
+
+def test_the_control_server_is_found_where_runsc_records_it(tmp_path: Path) -> None:
+    # runsc since 2023 (Debian 13's) serves on a socket file its state names, a path often longer
+    # than a socket address holds; Debian 12's 20221219 on an abstract name, its state naming none.
+    root = tmp_path / ("r" * 60)
+    root.mkdir()
+    sandbox_id = "a" * 64
+    path = root / f"runsc-{sandbox_id}.sock"
+    assert len(str(path)) >= 108
+    calls: list[object] = []
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as server:
+        directory = os.open(root, os.O_PATH)
+        server.bind(f"/proc/self/fd/{directory}/{path.name}")
+        os.close(directory)
+        server.listen()
+
+        def answer_one() -> None:
+            conn, _ = server.accept()
+            with conn:
+                calls.append(json.loads(conn.recv(4096)))
+                conn.sendall(b'{"success": true, "err": "", "result": null}')
+
+        serving = threading.Thread(target=answer_one)
+        serving.start()
+        write_state(root, sandbox_id, {"controlSocketPath": str(path)})
+        SandboxControl(sandbox_id, str(root)).signal("c1", signal.SIGTERM)
+        serving.join()
+    assert calls == [{"method": "containerManager.Signal", "arg": {"CID": "c1", "Signo": 15, "PID": 0, "Mode": 0}}]
+
+    old = "b" * 64
+    write_state(root, old, {})
+    assert SandboxControl(old, str(root)).address() == ABSTRACT_CONTROL_SOCKET.format(old)
 
 
 def test_cri_log_records(tmp_path: Path) -> None:

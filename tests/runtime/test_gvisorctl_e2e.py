@@ -30,7 +30,7 @@ async def trapping(runtime: RuntimeService, sandbox_id: str, name: str, trap: st
 async def test_signal_and_run_through_the_control_server(gvisor_runtime: RuntimeService) -> None:  # noqa: F811
     runtime = gvisor_runtime
     sid = await runtime.run_pod_sandbox(sandbox("ctl", runtime_handler="runsc"))
-    control = SandboxControl(sid)
+    control = SandboxControl(sid, str(runtime.config.run_root / "runsc"))
     trapper = await trapping(runtime, sid, "trapper", "trap 'exit 9' USR1")
     sleeper = await run(runtime, sid, container("sleeper", "exec sleep 600"))
 
@@ -55,7 +55,7 @@ async def test_signal_and_run_through_the_control_server(gvisor_runtime: Runtime
     with pytest.raises(RemoteError):
         control.signal("no-such-container", signal.SIGTERM)
     with pytest.raises(ControlError, match="no control server for sandbox"):
-        SandboxControl("no-such-sandbox").signal(sleeper, signal.SIGTERM)
+        SandboxControl("no-such-sandbox", str(runtime.config.run_root / "runsc")).signal(sleeper, signal.SIGTERM)
     await runtime.remove_pod_sandbox(sid)
 
 
