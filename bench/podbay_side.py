@@ -19,7 +19,8 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 class PodbayServer:
-    def __init__(self, *flags: str) -> None:
+    def __init__(self, *flags: str, tree: Path = ROOT) -> None:
+        self.tree = tree  # whose podbay runs: this checkout's, or another's to compare with
         self._claims = contextlib.ExitStack()
         self.host = self._claims.enter_context(claimed_host())
         self.base = Path(tempfile.mkdtemp(prefix="podbay-bench-"))
@@ -32,7 +33,7 @@ class PodbayServer:
 
     def podbay(self, *args: str) -> str:
         proc = subprocess.run([sys.executable, "-m", "podbay", *self.flags, *args], capture_output=True, text=True,
-                              cwd=ROOT)
+                              cwd=self.tree)
         if proc.returncode != 0:
             raise RuntimeError(f"podbay {' '.join(args)}: {proc.stderr.strip()}")
         return proc.stdout
