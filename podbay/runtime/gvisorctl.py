@@ -3,10 +3,10 @@ sandbox, without executing runsc (each of those is a Go program's start and a re
 state under its locks: 60-150 ms on the way of every replace and warm-pool start).
 
 The server is gVisor's urpc (pkg/urpc) on the unix socket `runsc create` makes for the sandbox:
-since 2023 a socket file, `runsc-<sandbox id>.sock` in runsc's root (or, where that path is too
-long for a socket, in /var/run, /run or /tmp), whose path runsc's state records; before, as in
-Debian 12's release-20221219, the abstract name `@runsc-sandbox.<sandbox id>`, which any local
-user could reach. One call is one JSON object `{"method": ..., "arg": ...}` on a stream socket;
+since 2023 a socket file, `runsc-<sandbox id>.sock` in runsc's root (or, where runsc cannot bind
+it there, in /var/run, /run or /tmp), whose path runsc's state records; before, as in Debian 12's
+release-20221219, the abstract name `@runsc-sandbox.<sandbox id>`, which every local user can see
+but whose server answers root's connections only. One call is one JSON object `{"method": ..., "arg": ...}` on a stream socket;
 the answer is one JSON object `{"success": ..., "err": ..., "result": ...}` (files would come as
 SCM_RIGHTS, and none of the calls here pass any). The methods and arguments are
 runsc/boot/controller.go's, the same at release-20221219 and release-20240729.
