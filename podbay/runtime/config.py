@@ -1,12 +1,19 @@
 """Where the runtime keeps its state and which host resources it may use."""
 from __future__ import annotations
 
+import array
+import fcntl
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 
-RUNSC_NETWORKS = ("sandbox", "host")  # gVisor's netstack, or the pod's network namespace through the host kernel
+RUNSC_NETWORKS = ("sandbox", "host")
+
+# linux/fs.h: the inode flags ioctls, and the flag chattr calls T
+_FS_IOC_GETFLAGS = 0x80086601
+_FS_IOC_SETFLAGS = 0x40086602
+_FS_TOPDIR_FL = 0x00020000  # gVisor's netstack, or the pod's network namespace through the host kernel
 
 
 @dataclass(frozen=True)
@@ -78,3 +85,29 @@ def prepare_roots(config: RuntimeConfig) -> None:
               config.exits_root, config.crun_root, config.run_root / "sandboxes", config.state_root / "logs"):
         d.mkdir(mode=0o700, parents=True, exist_ok=True)
         os.chmod(d, 0o700)
+    for d in (config.containers_root, config.pods_root, config.bundles_root, config.crun_root,
+              config.run_root / "sandboxes", config.state_root / "logs"):
+        spread_subdirectories(d)
+
+
+def spread_subdirectories(directory: Path) -> None:
+    """Marks `directory` as the top of separate trees (`chattr +T`): ext4 then places each new
+    subdirectory (one per container, sandbox or pod here) in a lightly used block group, as it does
+    for home directories, instead of beside its parent.
+
+    Left beside each other, every pod's files are allocated in one group, which its deleted pods'
+    inodes fill: ext4 without a journal skips an inode freed in the last minutes one by one, a
+    buffer lookup each, so each new file there costs up to hundreds of microseconds (an eighth to
+    a quarter of the machine's CPU in a 100-pod burst here, by perf). Other filesystems refuse or
+    ignore the flag; it only guides placement, so a refusal changes nothing."""
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        flags = array.array("i", [0])
+        fcntl.ioctl(fd, _FS_IOC_GETFLAGS, flags, True)
+        if not flags[0] & _FS_TOPDIR_FL:
+            flags[0] |= _FS_TOPDIR_FL
+            fcntl.ioctl(fd, _FS_IOC_SETFLAGS, flags, True)
+    except OSError:
+        pass  # no inode flags here (ENOTTY, EOPNOTSUPP, EINVAL): nothing to guide
+    finally:
+        os.close(fd)
