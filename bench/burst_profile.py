@@ -40,20 +40,20 @@ def machine_busy_seconds() -> float:
     return (sum(fields[:8]) - fields[3] - fields[4]) / os.sysconf("SC_CLK_TCK")
 
 
+def _stat_seconds(path: str, first: int) -> float:
+    """Two adjacent clock-tick fields of a /proc stat file (counted after the command's ")"), summed."""
+    fields = Path(path).read_text().rsplit(")", 1)[1].split()
+    return (int(fields[first]) + int(fields[first + 1])) / os.sysconf("SC_CLK_TCK")
+
+
 def reaped_children_seconds(pid: int) -> float:
     """CPU time of the process's children that it has waited for (the CNI plugins, crun, mount)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[13]) + int(fields[14])) / os.sysconf("SC_CLK_TCK")
+    return _stat_seconds(f"/proc/{pid}/stat", 13)  # cutime + cstime
 
 
 def cpu_seconds(pid: int) -> tuple[float, float]:
     """The main thread's and the whole process's utime + stime."""
-    tick = os.sysconf("SC_CLK_TCK")
-
-    def read(path: str) -> float:
-        fields = Path(path).read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / tick
-    return read(f"/proc/{pid}/task/{pid}/stat"), read(f"/proc/{pid}/stat")
+    return _stat_seconds(f"/proc/{pid}/task/{pid}/stat", 11), _stat_seconds(f"/proc/{pid}/stat", 11)
 
 
 def main_thread_stacks(path: Path) -> list[tuple[list[str], int]]:

@@ -8,12 +8,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 
-RUNSC_NETWORKS = ("sandbox", "host")
+RUNSC_NETWORKS = ("sandbox", "host")  # gVisor's netstack, or the pod's network namespace through the host kernel
 
 # linux/fs.h: the inode flags ioctls, and the flag chattr calls T
 _FS_IOC_GETFLAGS = 0x80086601
 _FS_IOC_SETFLAGS = 0x40086602
-_FS_TOPDIR_FL = 0x00020000  # gVisor's netstack, or the pod's network namespace through the host kernel
+_FS_TOPDIR_FL = 0x00020000
 
 
 @dataclass(frozen=True)
@@ -80,13 +80,14 @@ def prepare_roots(config: RuntimeConfig) -> None:
     views, volumes and records, all 0700 (as containerd's root and state): images keep
     their setuid binaries and containers write what they like, none of which another
     user of the host may reach. Installs made before are tightened here too."""
-    for d in (config.state_root, config.run_root, config.images_root, config.containers_root,
-              config.sandboxes_root, config.pods_root, config.bundles_root, config.netns_root,
-              config.exits_root, config.crun_root, config.run_root / "sandboxes", config.state_root / "logs"):
+    # The directories holding one tree per container, sandbox or pod.
+    per_object = (config.containers_root, config.pods_root, config.bundles_root, config.crun_root,
+                  config.run_root / "sandboxes", config.state_root / "logs")
+    for d in (config.state_root, config.run_root, config.images_root, config.sandboxes_root,
+              config.netns_root, config.exits_root, *per_object):
         d.mkdir(mode=0o700, parents=True, exist_ok=True)
         os.chmod(d, 0o700)
-    for d in (config.containers_root, config.pods_root, config.bundles_root, config.crun_root,
-              config.run_root / "sandboxes", config.state_root / "logs"):
+    for d in per_object:
         spread_subdirectories(d)
 
 
