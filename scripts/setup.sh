@@ -8,7 +8,9 @@ cd "$(dirname "$0")/.."
 
 APT_PACKAGES=(crun runc conmon containernetworking-plugins iptables iproute2 busybox-static
               skopeo umoci docker-registry catatonit util-linux procps etcd-server etcd-client runsc
-              gcc libc6-dev)  # gcc: tests build a tiny static setuid probe for images; runsc: the gvisor RuntimeClass
+              gcc libc6-dev e2fsprogs)
+# gcc: tests build a tiny static setuid probe for images; runsc: the gvisor RuntimeClass;
+# e2fsprogs: tests read the roots' inode flags with lsattr
 
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
